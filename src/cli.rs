@@ -1,0 +1,272 @@
+//! Command-line interface: argument types (clap) and one function per command.
+//!
+//! Raw flags are merged with the config file and environment by `config::Options::load`
+//! exactly once, at the top of [`run`]; commands only see validated options.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::{FlagOverrides, Options};
+use crate::demo::{self, DemoOptions};
+use crate::format::OutputFormat;
+use crate::ingest::{Feeder, InputFormat};
+use crate::shutdown::Shutdown;
+use crate::tick::Timestamp;
+use crate::{query, service};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tickrec",
+    version,
+    about = "High-frequency market tick recorder"
+)]
+pub struct Cli {
+    /// Base folder of the daily files [env: TICK_DB_PATH; default ./data/ticks/db]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub db: Option<PathBuf>,
+    /// TOML configuration file (see config/)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record generated FX quotes for a while, then show what was stored (no feed needed)
+    Demo(DemoArgs),
+    /// Feed ticks from JSON Lines or CSV through the recorder (FILE or - for stdin)
+    Ingest(IngestArgs),
+    /// Read ticks back from the daily files
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Per-day figures: ticks, symbols, bytes, first and last event time
+    Stats(StatsArgs),
+    /// Bring day files written by an older tickrec to the current schema
+    Upgrade,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long to record
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// How many symbols (majors first)
+    #[arg(long, default_value_t = 128)]
+    pub symbols: usize,
+    /// Ticks per second; 0 = as fast as possible
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    /// Random seed of the quote walks
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[arg(long, value_enum, default_value_t = InputFormat::Jsonl)]
+    pub format: InputFormat,
+    /// Input file; - or nothing for standard input
+    #[arg(default_value = "-")]
+    pub file: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// The most recently recorded ticks of a symbol, newest first
+    Recent {
+        symbol: String,
+        #[arg(short = 'n', default_value_t = 100)]
+        n: usize,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Ticks of a symbol with FROM <= ts_event < TO, in time order
+    Range {
+        symbol: String,
+        /// RFC 3339 time or a date (its midnight UTC)
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 time or a date (its midnight UTC); exclusive
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command line. Errors are reported by the caller, once.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let flags = FlagOverrides {
+        db_path: cli.db.clone(),
+    };
+    let opts = Options::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &flags)?;
+    init_logging(&opts.log_level);
+    match cli.command {
+        Command::Demo(a) => run_demo(&opts, a),
+        Command::Ingest(a) => run_ingest(&opts, a),
+        Command::Query(q) => run_query(&opts, q),
+        Command::Stats(a) => {
+            let days = service::open_store(&opts).day_stats()?;
+            query::print_day_stats(&days, a.json, std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upgrade => run_upgrade(&opts),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn signal_latch() -> anyhow::Result<Shutdown> {
+    let shutdown = Shutdown::new();
+    shutdown
+        .install_signal_handler()
+        .context("installing the SIGINT/SIGTERM handler")?;
+    Ok(shutdown)
+}
+
+fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    demo::run(
+        opts,
+        DemoOptions {
+            seconds: a.seconds,
+            symbols: a.symbols,
+            rate: (a.rate > 0).then_some(a.rate),
+            seed: a.seed,
+        },
+        &shutdown,
+        std::io::stdout().lock(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads on its own thread so that a signal is honoured even while the input is idle: the main
+/// thread waits for "input finished" or "signal", then shuts the recorder down (which drains).
+fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let recorder = std::sync::Arc::new(service::start_recorder(opts)?);
+    let default_source = recorder.names().source(&opts.broker_id)?;
+    let input: Box<dyn BufRead + Send> = if a.file == "-" {
+        Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let feeder_thread = {
+        let recorder = recorder.clone();
+        let shutdown = shutdown.clone();
+        let name = a.file.clone();
+        let format = a.format;
+        std::thread::Builder::new()
+            .name("tickrec-ingest".into())
+            .spawn(move || {
+                let feeder = Feeder {
+                    recorder: &recorder,
+                    clock: &SystemClock,
+                    default_source,
+                    stop: shutdown.flag(),
+                };
+                let mut reject = |r: crate::ingest::Rejection| eprintln!("{name}: {r}");
+                let result = feeder.run(format, input, &mut reject);
+                // Wake the main thread: input is done.
+                shutdown.request();
+                result
+            })?
+    };
+    while !shutdown.wait_timeout(Duration::from_millis(200)) {}
+    let interrupted_while_reading = !feeder_thread.is_finished();
+    let stats = recorder.shutdown();
+    let report = if interrupted_while_reading {
+        // The reader is blocked on idle input; what it accepted is already drained.
+        None
+    } else {
+        match feeder_thread.join() {
+            Ok(r) => Some(r?),
+            Err(_) => anyhow::bail!("the ingest thread panicked"),
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Some(r) = &report {
+        writeln!(
+            out,
+            "records {} accepted {} rejected {} throttled {} dropped {}{}",
+            r.records,
+            r.accepted,
+            r.rejected,
+            r.throttled,
+            r.dropped,
+            if r.interrupted { " (interrupted)" } else { "" }
+        )?;
+    } else {
+        writeln!(out, "interrupted while waiting for input")?;
+    }
+    writeln!(out, "{stats}")?;
+    let rejected = report.map_or(0, |r| r.rejected);
+    let lost = stats
+        .ticks_accepted
+        .saturating_sub(stats.ticks_stored + stats.dead_lettered);
+    Ok(if rejected > 0 || stats.dead_lettered > 0 || lost > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
+    let store = service::open_store(opts);
+    let out = std::io::stdout().lock();
+    match q {
+        QueryCommand::Recent { symbol, n, format } => {
+            query::recent(&store, &symbol, n, format, out)?;
+        }
+        QueryCommand::Range {
+            symbol,
+            from,
+            to,
+            format,
+        } => {
+            let from = Timestamp::parse(&from).context("--from")?;
+            let to = Timestamp::parse(&to).context("--to")?;
+            anyhow::ensure!(from < to, "--from must be before --to");
+            query::range(&store, &symbol, from, to, format, out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_upgrade(opts: &Options) -> anyhow::Result<ExitCode> {
+    let days = crate::store::layout::list_days(&opts.db_path)
+        .with_context(|| format!("listing {}", opts.db_path.display()))?;
+    for d in &days {
+        crate::store::schema::open_for_write(&d.path, d.day, &opts.writer.sqlite)?;
+    }
+    println!(
+        "{} day files at schema version {}",
+        days.len(),
+        crate::store::schema::SCHEMA_VERSION
+    );
+    Ok(ExitCode::SUCCESS)
+}

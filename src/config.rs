@@ -1,0 +1,421 @@
+//! Configuration: TOML file, then environment, then command-line flags, turned into one
+//! validated [`Options`] in a single step. Core modules never read TOML or the environment;
+//! they take the typed options built here.
+//!
+//! Every error names the key and where the bad value came from (the file, or the variable).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pipeline::{BatchPolicy, HealthPolicy, OverflowPolicy, PipelineOptions};
+use crate::store::{SqliteOptions, Synchronous, WriterOptions};
+
+/// Where ticks are persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+}
+
+/// Default base folder of the day files.
+pub const DEFAULT_DB_PATH: &str = "./data/ticks/db";
+/// Default source name for ticks that carry none.
+pub const DEFAULT_BROKER_ID: &str = "default";
+
+/// Everything a command needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub backend: Backend,
+    pub db_path: PathBuf,
+    pub broker_id: String,
+    pub pipeline: PipelineOptions,
+    pub writer: WriterOptions,
+    /// `tracing` filter, e.g. `info` or `tickrec=debug`.
+    pub log_level: String,
+}
+
+/// A configuration problem, naming the key and its origin.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("{origin}: `{key}` {why}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        why: String,
+    },
+}
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    pub db_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    recorder: RawRecorder,
+    #[serde(default)]
+    writer: RawWriter,
+    #[serde(default)]
+    sqlite: RawSqlite,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    backend: Option<String>,
+    db_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecorder {
+    broker_id: Option<String>,
+    channel_capacity: Option<usize>,
+    ring_capacity: Option<usize>,
+    max_symbols: Option<usize>,
+    overflow: Option<OverflowPolicy>,
+    throttle_interval_us: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWriter {
+    batch_size: Option<usize>,
+    batch_timeout_ms: Option<u64>,
+    commit_retries: Option<u32>,
+    retry_backoff_ms: Option<u64>,
+    max_open_days: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSqlite {
+    synchronous: Option<Synchronous>,
+    busy_timeout_ms: Option<u64>,
+    cache_size_kib: Option<u32>,
+    mmap_size_mib: Option<u64>,
+    wal_autocheckpoint_pages: Option<u32>,
+    page_size: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    max_queue_fill: Option<f64>,
+    max_write_errors: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+}
+
+impl Options {
+    /// Builds options from an optional TOML file, an environment lookup and flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &FlagOverrides,
+    ) -> Result<Options, ConfigError> {
+        let (raw, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(e),
+                })?;
+                (raw, path.display().to_string())
+            }
+            None => (RawConfig::default(), "defaults".to_owned()),
+        };
+        let invalid = |key: &'static str, why: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            key,
+            why,
+        };
+        let env_invalid = |var: &'static str, why: String| ConfigError::Invalid {
+            origin: "environment".into(),
+            key: var,
+            why,
+        };
+
+        let backend_text = match env("TICK_STORAGE_BACKEND") {
+            Some(v) => Some((v, true)),
+            None => raw.storage.backend.map(|v| (v, false)),
+        };
+        let backend = match backend_text {
+            None => Backend::Sqlite,
+            Some((v, from_env)) => parse_backend(&v).map_err(|why| {
+                if from_env {
+                    env_invalid("TICK_STORAGE_BACKEND", why)
+                } else {
+                    invalid("storage.backend", why)
+                }
+            })?,
+        };
+        let db_path = flags
+            .db_path
+            .clone()
+            .or_else(|| {
+                env("TICK_DB_PATH")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or(raw.storage.db_path)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+        let broker_id = env("BROKER_ID")
+            .filter(|v| !v.is_empty())
+            .or(raw.recorder.broker_id.clone())
+            .unwrap_or_else(|| DEFAULT_BROKER_ID.to_owned());
+        if broker_id.trim().is_empty() || broker_id.chars().any(char::is_control) {
+            return Err(invalid(
+                "recorder.broker_id",
+                "must be a non-empty name without control characters".into(),
+            ));
+        }
+
+        let defaults = PipelineOptions::default();
+        let r = &raw.recorder;
+        let w = &raw.writer;
+        let positive = |key: &'static str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let batch_timeout_ms = w.batch_timeout_ms.unwrap_or(100);
+        if batch_timeout_ms == 0 || batch_timeout_ms > 60_000 {
+            return Err(invalid(
+                "writer.batch_timeout_ms",
+                format!("must be 1..=60000, got {batch_timeout_ms}"),
+            ));
+        }
+        let health = HealthPolicy {
+            max_queue_fill: raw
+                .health
+                .max_queue_fill
+                .unwrap_or(HealthPolicy::default().max_queue_fill),
+            max_write_errors: raw
+                .health
+                .max_write_errors
+                .unwrap_or(HealthPolicy::default().max_write_errors),
+        };
+        if !(0.0..=1.0).contains(&health.max_queue_fill) {
+            return Err(invalid(
+                "health.max_queue_fill",
+                format!("must be between 0 and 1, got {}", health.max_queue_fill),
+            ));
+        }
+        let pipeline = PipelineOptions {
+            channel_capacity: positive(
+                "recorder.channel_capacity",
+                r.channel_capacity,
+                defaults.channel_capacity,
+            )?,
+            ring_capacity: positive(
+                "recorder.ring_capacity",
+                r.ring_capacity,
+                defaults.ring_capacity,
+            )?,
+            max_symbols: positive("recorder.max_symbols", r.max_symbols, defaults.max_symbols)?,
+            overflow: r.overflow.unwrap_or_default(),
+            throttle_ns: i64::try_from(r.throttle_interval_us.unwrap_or(0))
+                .ok()
+                .and_then(|us| us.checked_mul(1000))
+                .ok_or_else(|| invalid("recorder.throttle_interval_us", "too large".into()))?,
+            batch: BatchPolicy {
+                batch_size: positive("writer.batch_size", w.batch_size, 500)?,
+                batch_timeout: Duration::from_millis(batch_timeout_ms),
+            },
+            health,
+        };
+
+        let s = &raw.sqlite;
+        let sd = SqliteOptions::default();
+        let page_size = s.page_size.unwrap_or(sd.page_size);
+        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+            return Err(invalid(
+                "sqlite.page_size",
+                format!("must be a power of two from 512 to 65536, got {page_size}"),
+            ));
+        }
+        let wd = WriterOptions::default();
+        let writer = WriterOptions {
+            sqlite: SqliteOptions {
+                synchronous: s.synchronous.unwrap_or(sd.synchronous),
+                busy_timeout: s
+                    .busy_timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(sd.busy_timeout),
+                cache_size_kib: s.cache_size_kib.unwrap_or(sd.cache_size_kib),
+                mmap_size: s
+                    .mmap_size_mib
+                    .map(|m| m.saturating_mul(1024 * 1024))
+                    .unwrap_or(sd.mmap_size),
+                wal_autocheckpoint_pages: s
+                    .wal_autocheckpoint_pages
+                    .unwrap_or(sd.wal_autocheckpoint_pages),
+                page_size,
+            },
+            commit_retries: w.commit_retries.unwrap_or(wd.commit_retries),
+            retry_backoff: w
+                .retry_backoff_ms
+                .map(Duration::from_millis)
+                .unwrap_or(wd.retry_backoff),
+            max_open_days: positive("writer.max_open_days", w.max_open_days, wd.max_open_days)?,
+        };
+        let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("is not a log filter: {log_level:?}"),
+            ));
+        }
+        Ok(Options {
+            backend,
+            db_path,
+            broker_id,
+            pipeline,
+            writer,
+            log_level,
+        })
+    }
+}
+
+fn parse_backend(v: &str) -> Result<Backend, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "sqlite" => Ok(Backend::Sqlite),
+        other => Err(format!(
+            "unknown storage backend {other:?} (expected: sqlite)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let o = Options::load(None, &env_of(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(o.db_path, PathBuf::from(DEFAULT_DB_PATH));
+        assert_eq!(o.pipeline.batch.batch_size, 500);
+        assert_eq!(o.pipeline.ring_capacity, 10_000);
+        assert_eq!(o.pipeline.overflow, OverflowPolicy::Block);
+        assert_eq!(o.writer.sqlite.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_the_file() {
+        let f = file("[storage]\ndb_path = \"/from/file\"\n[recorder]\nbroker_id = \"FILE\"\n");
+        let env = env_of(&[("TICK_DB_PATH", "/from/env"), ("BROKER_ID", "ENV")]);
+        let o = Options::load(Some(f.path()), &env, &FlagOverrides::default()).unwrap();
+        assert_eq!(o.db_path, PathBuf::from("/from/env"));
+        assert_eq!(o.broker_id, "ENV");
+        let flags = FlagOverrides {
+            db_path: Some("/from/flag".into()),
+        };
+        let o = Options::load(Some(f.path()), &env, &flags).unwrap();
+        assert_eq!(o.db_path, PathBuf::from("/from/flag"));
+        let o = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(o.db_path, PathBuf::from("/from/file"));
+        assert_eq!(o.broker_id, "FILE");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_file() {
+        let f = file("[writer]\nbatch_size = 0\n");
+        let err = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("writer.batch_size"), "{err}");
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+
+        let f = file("[writer]\nbatch_size = \"many\"\n");
+        let err = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("batch_size") && err.contains("line 2"),
+            "{err}"
+        );
+
+        let f = file("[writer]\nbatch_sise = 5\n");
+        let err = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch_sise"), "unknown keys are errors: {err}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let err = Options::load(
+            None,
+            &env_of(&[("TICK_STORAGE_BACKEND", "mongo")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TICK_STORAGE_BACKEND") && err.contains("mongo"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shipped_config_files_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Options::load(Some(&path), &env_of(&[]), &FlagOverrides::default())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "development, production and migration configs");
+    }
+}

@@ -1,0 +1,245 @@
+//! JSON Lines ticks.
+//!
+//! Read: one object per line with keys `symbol, bid, ask, bid_size, ask_size, source, ts_event`
+//! and optionally `ts_recv`. Prices and sizes are JSON numbers or numeric strings and are read
+//! as their literal text (never as `f64`); an absent side is `null` or a missing key;
+//! `ts_event`/`ts_recv` are RFC 3339 text or integer nanoseconds. Other keys are ignored, so
+//! the output of `tickrec query --format jsonl` and the dead-letter files read back as input.
+//!
+//! Write: the `ticks_v` columns, prices as JSON numbers printed with their exact decimals.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{FieldError, RawFields, RowWriter, TickText};
+use crate::tick::TickRow;
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    symbol: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ts_event: Option<&'a RawValue>,
+    #[serde(borrow, default, alias = "ts_recv_ns")]
+    ts_recv: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    bid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ask: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    bid_size: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ask_size: Option<&'a RawValue>,
+}
+
+/// Parses one line. Blank lines are the caller's business (they are not records).
+pub fn parse_line(line: &str) -> Result<TickText<'_>, FieldError> {
+    let parsed: Line<'_> = serde_json::from_str(line)
+        .map_err(|e| FieldError::new("(line)", format!("not a JSON object: {e}")))?;
+    RawFields {
+        symbol: name("symbol", parsed.symbol)?,
+        source: name("source", parsed.source)?,
+        ts_event: scalar("ts_event", parsed.ts_event)?,
+        ts_recv: scalar("ts_recv", parsed.ts_recv)?,
+        bid: scalar("bid", parsed.bid)?,
+        ask: scalar("ask", parsed.ask)?,
+        bid_size: scalar("bid_size", parsed.bid_size)?,
+        ask_size: scalar("ask_size", parsed.ask_size)?,
+    }
+    .validate()
+}
+
+/// A JSON string (unescaped only when it has escapes); `null` is "not given".
+fn name<'a>(
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.get();
+    if s == "null" {
+        return Ok(None);
+    }
+    match s.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Ok(Some(Cow::Borrowed(inner))),
+        Some(_) => serde_json::from_str::<String>(s)
+            .map(|v| Some(Cow::Owned(v)))
+            .map_err(|e| FieldError::new(field, e.to_string())),
+        None => Err(FieldError::new(
+            field,
+            format!("expected a string, got {s}"),
+        )),
+    }
+}
+
+/// The literal text of a number, or of a string holding one; `null` is "not given".
+fn scalar<'a>(
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<&'a str>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.get();
+    if s == "null" {
+        return Ok(None);
+    }
+    if let Some(inner) = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+        if inner.contains('\\') {
+            return Err(FieldError::new(field, "escaped characters in a number"));
+        }
+        return Ok(Some(inner));
+    }
+    if s.starts_with(['{', '[']) || s == "true" || s == "false" {
+        return Err(FieldError::new(
+            field,
+            format!("expected a number, got {s}"),
+        ));
+    }
+    Ok(Some(s))
+}
+
+/// Writes rows as JSON Lines.
+pub struct JsonlWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    pub fn new(out: W) -> JsonlWriter<W> {
+        JsonlWriter { out }
+    }
+}
+
+impl<W: Write> RowWriter for JsonlWriter<W> {
+    fn write_row(&mut self, row: &TickRow) -> io::Result<()> {
+        write_json_row(&mut self.out, row, None)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One row as a JSON object and newline; `extra` adds a `"key":"value"` pair at the end (the
+/// dead-letter files use it for the error).
+pub fn write_json_row(
+    out: &mut impl Write,
+    row: &TickRow,
+    extra: Option<(&str, &str)>,
+) -> io::Result<()> {
+    let num = |d: Option<crate::tick::Decimal>| match d {
+        Some(d) => d.to_string(),
+        None => "null".to_owned(),
+    };
+    out.write_all(b"{")?;
+    if let Some(seq) = row.seq {
+        write!(out, "\"seq\":{seq},")?;
+    }
+    write!(
+        out,
+        "\"symbol\":{},\"ts_event_ns\":{},\"ts_event\":\"{}\",\"ts_recv_ns\":{},\
+         \"bid\":{},\"ask\":{},\"bid_size\":{},\"ask_size\":{},\"source\":{}",
+        json_str(&row.symbol),
+        row.ts_event.0,
+        row.ts_event,
+        row.ts_recv.0,
+        num(row.bid),
+        num(row.ask),
+        num(row.bid_size),
+        num(row.ask_size),
+        json_str(&row.source),
+    )?;
+    if let Some((k, v)) = extra {
+        write!(out, ",{}:{}", json_str(k), json_str(v))?;
+    }
+    out.write_all(b"}\n")
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::{Decimal, Timestamp};
+
+    #[test]
+    fn numbers_are_read_as_their_exact_text() {
+        let t = parse_line(
+            r#"{"symbol":"EURUSD","bid":1.08502,"ask":"1.08510","bid_size":1000000,"ask_size":null,"source":"LP1","ts_event":"2026-11-23T10:00:00.5Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.symbol, "EURUSD");
+        assert_eq!(t.bid.unwrap().to_string(), "1.08502");
+        assert_eq!(t.ask.unwrap().to_string(), "1.08510");
+        assert_eq!(t.bid_size.unwrap().to_string(), "1000000");
+        assert_eq!(t.ask_size, None);
+        assert_eq!(t.source.as_deref(), Some("LP1"));
+        assert_eq!(t.ts_event.to_string(), "2026-11-23T10:00:00.500000000Z");
+    }
+
+    #[test]
+    fn integer_timestamps_are_nanoseconds_and_missing_sides_are_absent() {
+        let t = parse_line(r#"{"symbol":"X","ts_event":1795437000000000000,"bid":1}"#).unwrap();
+        assert_eq!(t.ts_event, Timestamp(1_795_437_000_000_000_000));
+        assert_eq!(t.ask, None);
+        assert_eq!(t.source, None);
+    }
+
+    #[test]
+    fn bad_records_name_the_field() {
+        let cases = [
+            (r#"{"bid":1,"ts_event":1}"#, "symbol"),
+            (r#"{"symbol":"X","bid":1}"#, "ts_event"),
+            (r#"{"symbol":"X","ts_event":1,"bid":-1}"#, "bid"),
+            (r#"{"symbol":"X","ts_event":1,"ask":"abc"}"#, "ask"),
+            (r#"{"symbol":"X","ts_event":1,"bid":1e5}"#, "bid"),
+            (r#"{"symbol":"X","ts_event":"noon"}"#, "ts_event"),
+            (r#"{"symbol":7,"ts_event":1}"#, "symbol"),
+            (r#"{"symbol":"X","ts_event":1,"ask_size":5}"#, "ask_size"),
+            (r#"{"symbol":"X","ts_event":1,"bid":[1]}"#, "bid"),
+            (r#"not json"#, "(line)"),
+        ];
+        for (line, field) in cases {
+            let err = parse_line(line).unwrap_err();
+            assert_eq!(err.field, field, "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn written_rows_read_back_as_the_same_tick() {
+        let row = TickRow {
+            seq: Some(7),
+            symbol: "EUR\"USD".into(),
+            source: "LP1".into(),
+            ts_event: Timestamp(1_795_437_000_123_456_789),
+            ts_recv: Timestamp(1_795_437_000_123_999_999),
+            bid: Some(Decimal::parse("1.08500").unwrap()),
+            ask: None,
+            bid_size: Some(Decimal::parse("2500000").unwrap()),
+            ask_size: None,
+        };
+        let mut out = Vec::new();
+        write_json_row(&mut out, &row, Some(("error", "disk full"))).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with("\"error\":\"disk full\"}\n"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["ts_event"], "2026-11-23T10:30:00.123456789Z");
+        let back = parse_line(&line).unwrap();
+        assert_eq!(back.symbol, "EUR\"USD");
+        assert_eq!(back.source.as_deref(), Some("LP1"));
+        assert_eq!(back.bid, row.bid);
+        assert_eq!(back.ask, None);
+        assert_eq!(back.bid_size, row.bid_size);
+        assert_eq!(back.ts_event, row.ts_event);
+        assert_eq!(
+            back.ts_recv,
+            Some(row.ts_recv),
+            "ts_recv_ns reads back as ts_recv"
+        );
+    }
+}

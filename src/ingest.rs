@@ -1,0 +1,250 @@
+//! Feeding text ticks (JSON Lines or CSV) through a running [`Recorder`]: replays, pipes, tests.
+//!
+//! A bad record never stops the feed: it is reported with its line number and reason, counted,
+//! and skipped. Reading stops early, between records, when `stop` is set (a signal arrived).
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::clock::Clock;
+use crate::format::{csv::CsvHeader, jsonl, FieldError, TickText};
+use crate::pipeline::{Outcome, Recorder, StoreTickError};
+use crate::tick::{SourceId, Tick};
+
+/// Input formats of `tickrec ingest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InputFormat {
+    #[default]
+    Jsonl,
+    Csv,
+}
+
+/// What happened to the input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    /// Records read (blank lines are not records).
+    pub records: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub throttled: u64,
+    pub dropped: u64,
+    /// True when reading stopped at `stop` before the end of the input.
+    pub interrupted: bool,
+}
+
+/// A rejected record: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub line: u64,
+    pub why: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.why)
+    }
+}
+
+/// Why ingestion as a whole stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    #[error("reading input at line {line}: {source}")]
+    Read {
+        line: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the recorder stopped taking ticks at line {line}")]
+    Closed { line: u64 },
+}
+
+/// Turns records into ticks and stores them.
+pub struct Feeder<'a> {
+    pub recorder: &'a Recorder,
+    pub clock: &'a dyn Clock,
+    /// Source for records that name none (`BROKER_ID`).
+    pub default_source: SourceId,
+    pub stop: &'a AtomicBool,
+}
+
+impl Feeder<'_> {
+    /// Reads `input` to the end (or to `stop`), reporting each rejected record to `reject`.
+    pub fn run(
+        &self,
+        format: InputFormat,
+        input: impl BufRead,
+        reject: &mut dyn FnMut(Rejection),
+    ) -> Result<IngestReport, IngestError> {
+        match format {
+            InputFormat::Jsonl => self.run_jsonl(input, reject),
+            InputFormat::Csv => self.run_csv(input, reject),
+        }
+    }
+
+    fn run_jsonl(
+        &self,
+        mut input: impl BufRead,
+        reject: &mut dyn FnMut(Rejection),
+    ) -> Result<IngestReport, IngestError> {
+        let mut report = IngestReport::default();
+        let mut buf = Vec::with_capacity(512);
+        let mut line_no = 0u64;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                report.interrupted = true;
+                break;
+            }
+            buf.clear();
+            let n = input
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| IngestError::Read {
+                    line: line_no + 1,
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let text = match std::str::from_utf8(&buf) {
+                Ok(t) => t.trim(),
+                Err(e) => {
+                    report.records += 1;
+                    report.rejected += 1;
+                    reject(Rejection {
+                        line: line_no,
+                        why: format!("not UTF-8: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if text.is_empty() {
+                continue;
+            }
+            report.records += 1;
+            let parsed = jsonl::parse_line(text);
+            self.store(line_no, parsed, &mut report, reject)?;
+        }
+        Ok(report)
+    }
+
+    fn run_csv(
+        &self,
+        input: impl BufRead,
+        reject: &mut dyn FnMut(Rejection),
+    ) -> Result<IngestReport, IngestError> {
+        let mut report = IngestReport::default();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let mut record = csv::StringRecord::new();
+        let mut header: Option<CsvHeader> = None;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                report.interrupted = true;
+                break;
+            }
+            let more = reader.read_record(&mut record);
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            match more {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    if let csv::ErrorKind::Io(_) = e.kind() {
+                        let csv::ErrorKind::Io(source) = e.into_kind() else {
+                            unreachable!()
+                        };
+                        return Err(IngestError::Read { line, source });
+                    }
+                    report.records += 1;
+                    report.rejected += 1;
+                    reject(Rejection {
+                        line,
+                        why: e.to_string(),
+                    });
+                    continue;
+                }
+            }
+            let Some(h) = header.as_ref() else {
+                match CsvHeader::new(&record) {
+                    Ok(h) => header = Some(h),
+                    Err(e) => {
+                        // Without a usable header no row can be read: reject them all, loudly.
+                        reject(Rejection {
+                            line,
+                            why: format!("header row: {e}"),
+                        });
+                        report.rejected += 1;
+                        return Ok(report);
+                    }
+                }
+                continue;
+            };
+            if record.iter().all(|c| c.trim().is_empty()) {
+                continue;
+            }
+            report.records += 1;
+            let parsed = h.parse(&record);
+            self.store(line, parsed, &mut report, reject)?;
+        }
+        Ok(report)
+    }
+
+    fn store(
+        &self,
+        line: u64,
+        parsed: Result<TickText<'_>, FieldError>,
+        report: &mut IngestReport,
+        reject: &mut dyn FnMut(Rejection),
+    ) -> Result<(), IngestError> {
+        let tick = parsed
+            .map_err(|e| e.to_string())
+            .and_then(|t| self.to_tick(&t));
+        let tick = match tick {
+            Ok(t) => t,
+            Err(why) => {
+                report.rejected += 1;
+                reject(Rejection { line, why });
+                return Ok(());
+            }
+        };
+        match self.recorder.store_tick(tick) {
+            Ok(Outcome::Accepted) => report.accepted += 1,
+            Ok(Outcome::Throttled) => report.throttled += 1,
+            Ok(Outcome::Dropped) => report.dropped += 1,
+            Err(StoreTickError::Closed) => return Err(IngestError::Closed { line }),
+            Err(e) => {
+                report.rejected += 1;
+                reject(Rejection {
+                    line,
+                    why: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn to_tick(&self, t: &TickText<'_>) -> Result<Tick, String> {
+        let names = self.recorder.names();
+        let symbol = names
+            .symbol(&t.symbol)
+            .map_err(|e| format!("field `symbol`: {e}"))?;
+        let source = match t.source.as_deref() {
+            Some(s) => names
+                .source(s)
+                .map_err(|e| format!("field `source`: {e}"))?,
+            None => self.default_source,
+        };
+        Ok(Tick {
+            symbol,
+            source,
+            ts_event: t.ts_event,
+            ts_recv: t.ts_recv.unwrap_or_else(|| self.clock.now()),
+            bid: t.bid,
+            ask: t.ask,
+            bid_size: t.bid_size,
+            ask_size: t.ask_size,
+        })
+    }
+}

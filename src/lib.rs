@@ -1,0 +1,22 @@
+//! tickrec: a high-frequency market tick recorder.
+//!
+//! Data path, in the order ticks flow:
+//! `tick` (the value) → `pipeline` (rings, channel, batch writer) → `store` (daily SQLite files:
+//! layout, schema, writer, reader) → `query`. Text formats live in `format`; `ingest` feeds text
+//! through the pipeline; `demo` and `synth` generate quotes. The edge (`cli`, `config`,
+//! `service`, `shutdown`) turns flags, files and signals into typed options for the core.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod format;
+pub mod ingest;
+pub mod intern;
+pub mod pipeline;
+pub mod query;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod synth;
+pub mod tick;

@@ -1,0 +1,293 @@
+//! The recorder: ticks in (`store_tick`), per-symbol rings and a bounded channel, one writer
+//! thread out to the storage backends.
+//!
+//! `store_tick` is the hot path. In steady state it takes one uncontended per-symbol lock,
+//! copies a 56-byte tick twice (ring, channel slot) and never allocates, never touches a file,
+//! and never waits unless the channel is full under the `block` policy.
+//!
+//! Shutdown guarantee: a tick for which `store_tick` returned [`Outcome::Accepted`] is handed
+//! to every backend before [`Recorder::shutdown`] returns.
+
+pub mod batch;
+pub mod ring;
+pub mod stats;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+pub use batch::BatchPolicy;
+use ring::Ring;
+pub use stats::{HealthPolicy, SinkStats, Stats, StatsSnapshot};
+
+use crate::intern::Names;
+use crate::tick::{SymbolId, Tick};
+
+/// A storage backend driven by the writer thread.
+///
+/// A sink owns its failure handling: retries, splitting, dead letters. `write_batch` must not
+/// panic and must account for every tick it is given in its [`SinkStats`].
+pub trait Sink: Send {
+    /// Short name for logs and statistics ("sqlite", "json").
+    fn name(&self) -> &str;
+    fn stats(&self) -> Arc<SinkStats>;
+    fn write_batch(&mut self, batch: &[Tick]);
+    /// Called once after the last batch: make everything durable and release files.
+    fn close(&mut self);
+}
+
+/// What to do when the channel is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverflowPolicy {
+    /// Wait for room: backpressure on the producer, nothing lost.
+    #[default]
+    Block,
+    /// Discard the tick from persistence and count it.
+    Drop,
+}
+
+/// Validated pipeline settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineOptions {
+    pub channel_capacity: usize,
+    pub ring_capacity: usize,
+    pub max_symbols: usize,
+    pub overflow: OverflowPolicy,
+    /// Minimum `ts_recv` interval between stored ticks of one symbol; 0 = no throttle.
+    pub throttle_ns: i64,
+    pub batch: BatchPolicy,
+    pub health: HealthPolicy,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> PipelineOptions {
+        PipelineOptions {
+            channel_capacity: 262_144,
+            ring_capacity: 10_000,
+            max_symbols: 4096,
+            overflow: OverflowPolicy::Block,
+            throttle_ns: 0,
+            batch: BatchPolicy::default(),
+            health: HealthPolicy::default(),
+        }
+    }
+}
+
+/// What became of a tick given to [`Recorder::store_tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Queued for every backend; it will be stored or dead-lettered, never silently lost.
+    Accepted,
+    /// Too soon after the symbol's previous stored tick (throttle); counted.
+    Throttled,
+    /// Channel full under the `drop` policy; counted. It is in the ring, not on disk.
+    Dropped,
+}
+
+/// Why a tick was refused outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreTickError {
+    #[error("the recorder is shutting down and takes no more ticks")]
+    Closed,
+    #[error("symbol id {0} was not issued by this recorder's name table")]
+    UnknownSymbol(u32),
+}
+
+/// Everything `store_tick` touches, shared with readers of rings and stats.
+struct Shared {
+    names: Arc<Names>,
+    /// One ring per symbol id, created on the symbol's first tick.
+    rings: Box<[OnceLock<Mutex<Ring>>]>,
+    tx: Sender<Tick>,
+    stats: Stats,
+    /// Set once by shutdown; after it no `store_tick` accepts.
+    closed: AtomicBool,
+    /// `store_tick` calls between their `closed` check and the end of their send.
+    in_flight: AtomicUsize,
+    opts: PipelineOptions,
+}
+
+/// A running recorder. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer thread over `sinks` (at least one).
+    pub fn start(
+        opts: PipelineOptions,
+        names: Arc<Names>,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> std::io::Result<Recorder> {
+        let (tx, rx): (Sender<Tick>, Receiver<Tick>) =
+            crossbeam_channel::bounded(opts.channel_capacity.max(1));
+        let mut stats = Stats::default();
+        for s in &sinks {
+            stats.sinks.push((s.name().to_owned(), s.stats()));
+        }
+        let rings = (0..names.max_symbols()).map(|_| OnceLock::new()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let policy = opts.batch;
+            std::thread::Builder::new()
+                .name("tickrec-writer".into())
+                .spawn(move || batch::run_writer(rx, sinks, policy, stop))?
+        };
+        Ok(Recorder {
+            shared: Arc::new(Shared {
+                names,
+                rings,
+                tx,
+                stats,
+                closed: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                opts,
+            }),
+            stop,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    pub fn names(&self) -> &Arc<Names> {
+        &self.shared.names
+    }
+
+    pub fn options(&self) -> &PipelineOptions {
+        &self.shared.opts
+    }
+
+    /// The hot path: ring buffer, then channel. See the module doc for its guarantees.
+    pub fn store_tick(&self, tick: Tick) -> Result<Outcome, StoreTickError> {
+        let start = Instant::now();
+        let sh = &*self.shared;
+        sh.stats.intake.ticks_received.incr();
+        // Register before checking `closed`; shutdown waits for in_flight to reach 0 after
+        // setting `closed`, so no accepted tick can slip in behind the writer's final drain.
+        sh.in_flight.fetch_add(1, Ordering::SeqCst);
+        let result = self.store_in_flight(tick);
+        sh.in_flight.fetch_sub(1, Ordering::SeqCst);
+        sh.stats
+            .store_tick_latency
+            .record_ns(start.elapsed().as_nanos() as u64);
+        result
+    }
+
+    fn store_in_flight(&self, tick: Tick) -> Result<Outcome, StoreTickError> {
+        let sh = &*self.shared;
+        if sh.closed.load(Ordering::SeqCst) {
+            sh.stats.intake.ticks_rejected_closed.incr();
+            return Err(StoreTickError::Closed);
+        }
+        let slot = sh
+            .rings
+            .get(tick.symbol.0 as usize)
+            .ok_or(StoreTickError::UnknownSymbol(tick.symbol.0))?;
+        {
+            let ring = slot.get_or_init(|| Mutex::new(Ring::new(sh.opts.ring_capacity)));
+            let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+            if !ring.admit(&tick, sh.opts.throttle_ns) {
+                sh.stats.intake.ticks_throttled.incr();
+                return Ok(Outcome::Throttled);
+            }
+            ring.push(tick);
+        }
+        let sent = match sh.opts.overflow {
+            OverflowPolicy::Block => sh.tx.send(tick).is_ok(),
+            OverflowPolicy::Drop => match sh.tx.try_send(tick) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    sh.stats.intake.ticks_dropped.incr();
+                    return Ok(Outcome::Dropped);
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+        };
+        if !sent {
+            // The writer thread is gone (it panicked): refuse rather than pretend.
+            sh.stats.intake.ticks_rejected_closed.incr();
+            return Err(StoreTickError::Closed);
+        }
+        sh.stats.intake.ticks_accepted.incr();
+        Ok(Outcome::Accepted)
+    }
+
+    /// Up to `n` most recent ticks of `symbol` seen by this recorder, newest first.
+    pub fn recent(&self, symbol: SymbolId, n: usize) -> Vec<Tick> {
+        match self
+            .shared
+            .rings
+            .get(symbol.0 as usize)
+            .and_then(OnceLock::get)
+        {
+            Some(ring) => {
+                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                ring.newest(n).copied().collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Recorder::recent`] by symbol name.
+    pub fn recent_by_name(&self, symbol: &str, n: usize) -> Vec<Tick> {
+        match self.shared.names.find_symbol(symbol) {
+            Some(id) => self.recent(id, n),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        let sh = &*self.shared;
+        sh.stats
+            .snapshot(sh.tx.len(), sh.tx.capacity().unwrap_or(0), sh.opts.health)
+    }
+
+    /// Bytes the rings hold when every symbol seen so far has a full ring.
+    pub fn ring_bytes(&self) -> usize {
+        let live = self
+            .shared
+            .rings
+            .iter()
+            .filter(|r| r.get().is_some())
+            .count();
+        live * Ring::footprint_bytes(self.shared.opts.ring_capacity)
+            + self.shared.rings.len() * std::mem::size_of::<OnceLock<Mutex<Ring>>>()
+    }
+
+    /// Stops intake, waits for in-flight `store_tick` calls, drains the channel into every
+    /// backend, closes them (commit, WAL checkpoint) and returns the final statistics.
+    /// Idempotent: later calls just return the statistics.
+    pub fn shutdown(&self) -> StatsSnapshot {
+        let sh = &*self.shared;
+        sh.closed.store(true, Ordering::SeqCst);
+        while sh.in_flight.load(Ordering::SeqCst) != 0 {
+            // A producer may be blocked on a full channel; the writer is still draining it.
+            std::thread::yield_now();
+        }
+        self.stop.store(true, Ordering::Release);
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the writer thread panicked; see the log above");
+            }
+        }
+        self.stats()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

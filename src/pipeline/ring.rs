@@ -1,0 +1,136 @@
+//! Per-symbol ring buffers of the most recent ticks, answering `recent()` while recording.
+//!
+//! Full-buffer policy: overwrite the oldest tick. The ring never blocks a producer and never
+//! allocates after the symbol's first tick (its storage is allocated once, at full capacity).
+
+use crate::tick::Tick;
+
+/// The last `capacity` ticks of one symbol plus its throttle state.
+///
+/// Invariants: `buf.len() <= capacity`; once `buf.len() == capacity`, `head` is the index of
+/// the oldest tick and the next one to be overwritten; before that, `head == buf.len()`.
+#[derive(Debug)]
+pub struct Ring {
+    buf: Vec<Tick>,
+    head: usize,
+    capacity: usize,
+    /// `ts_recv` of the last tick let through the throttle (`i64::MIN` before the first).
+    last_kept_recv_ns: i64,
+}
+
+impl Ring {
+    /// `capacity` must be at least 1.
+    pub fn new(capacity: usize) -> Ring {
+        let capacity = capacity.max(1);
+        Ring {
+            buf: Vec::with_capacity(capacity),
+            head: 0,
+            capacity,
+            last_kept_recv_ns: i64::MIN,
+        }
+    }
+
+    /// Throttle check: true when `tick` comes at least `min_interval_ns` after the last kept
+    /// tick (always true when the interval is 0). A kept tick becomes the new reference.
+    pub fn admit(&mut self, tick: &Tick, min_interval_ns: i64) -> bool {
+        if min_interval_ns > 0
+            && self.last_kept_recv_ns != i64::MIN
+            && tick.ts_recv.0.saturating_sub(self.last_kept_recv_ns) < min_interval_ns
+        {
+            return false;
+        }
+        self.last_kept_recv_ns = tick.ts_recv.0;
+        true
+    }
+
+    pub fn push(&mut self, tick: Tick) {
+        if self.buf.len() < self.capacity {
+            self.buf.push(tick);
+            self.head = self.buf.len() % self.capacity;
+        } else {
+            self.buf[self.head] = tick;
+            self.head = (self.head + 1) % self.capacity;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Up to `n` ticks, newest first.
+    pub fn newest(&self, n: usize) -> impl Iterator<Item = &Tick> + '_ {
+        let len = self.buf.len();
+        // The newest tick sits just before `head` (cyclically).
+        (0..n.min(len)).map(move |i| &self.buf[(self.head + len - 1 - i) % len])
+    }
+
+    /// Bytes this ring holds once full.
+    pub fn footprint_bytes(capacity: usize) -> usize {
+        capacity * std::mem::size_of::<Tick>() + std::mem::size_of::<Ring>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::{SourceId, SymbolId, Timestamp};
+
+    fn tick(recv: i64) -> Tick {
+        Tick {
+            symbol: SymbolId(0),
+            source: SourceId(0),
+            ts_event: Timestamp(recv),
+            ts_recv: Timestamp(recv),
+            bid: None,
+            ask: None,
+            bid_size: None,
+            ask_size: None,
+        }
+    }
+
+    #[test]
+    fn newest_comes_first_and_the_oldest_is_overwritten() {
+        let mut ring = Ring::new(3);
+        for t in 1..=5 {
+            ring.push(tick(t));
+        }
+        let got: Vec<i64> = ring.newest(10).map(|t| t.ts_recv.0).collect();
+        assert_eq!(got, vec![5, 4, 3]);
+        assert_eq!(ring.newest(2).count(), 2);
+    }
+
+    #[test]
+    fn a_partly_filled_ring_returns_what_it_has() {
+        let mut ring = Ring::new(10);
+        ring.push(tick(1));
+        ring.push(tick(2));
+        let got: Vec<i64> = ring.newest(5).map(|t| t.ts_recv.0).collect();
+        assert_eq!(got, vec![2, 1]);
+    }
+
+    #[test]
+    fn ring_never_grows_past_its_capacity() {
+        let mut ring = Ring::new(4);
+        let cap = ring.buf.capacity();
+        for t in 0..100 {
+            ring.push(tick(t));
+        }
+        assert_eq!(ring.len(), 4);
+        assert_eq!(ring.buf.capacity(), cap, "no reallocation");
+    }
+
+    #[test]
+    fn throttle_keeps_one_tick_per_interval() {
+        let mut ring = Ring::new(4);
+        let kept: Vec<i64> = [0, 5, 10, 12, 25, 29, 30]
+            .into_iter()
+            .filter(|&t| ring.admit(&tick(t), 10))
+            .collect();
+        assert_eq!(kept, vec![0, 10, 25]);
+        assert!(ring.admit(&tick(1), 0), "interval 0 means no throttle");
+    }
+}

@@ -1,0 +1,314 @@
+//! Counters, latency histograms and the health verdict of a running recorder.
+//!
+//! Every piece of shared pipeline state that is not a tick lives here, in one place. Producer
+//! counters and writer counters sit on separate cache lines so that `store_tick` and the writer
+//! never bounce one line between the two cores.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A monotonically increasing event count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn incr(&self) {
+        self.add(1);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Nanosecond latencies from 1 ns to 100 s at 3 significant digits; recording never allocates.
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+const LATENCY_MAX_NS: u64 = 100_000_000_000;
+
+impl Default for Latency {
+    fn default() -> Latency {
+        let h = Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)
+            .unwrap_or_else(|_| unreachable!("constant bounds are valid"));
+        Latency(Mutex::new(h))
+    }
+}
+
+impl Latency {
+    pub fn record_ns(&self, ns: u64) {
+        let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(ns.clamp(1, LATENCY_MAX_NS));
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        LatencySummary {
+            count: h.len(),
+            p50_ns: h.value_at_quantile(0.50),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+        }
+    }
+}
+
+/// Percentiles of one latency histogram, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Counters updated by `store_tick` (the producers' side).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct IntakeCounters {
+    pub ticks_received: Counter,
+    pub ticks_accepted: Counter,
+    pub ticks_throttled: Counter,
+    pub ticks_dropped: Counter,
+    pub ticks_rejected_closed: Counter,
+}
+
+/// Counters of one storage backend (the writer's side). Each backend has its own, so that in
+/// dual mode a failing JSON tree does not hide behind a healthy SQLite store or vice versa.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct SinkStats {
+    pub ticks_stored: Counter,
+    pub batches_committed: Counter,
+    pub commit_retries: Counter,
+    pub write_errors: Counter,
+    pub dead_lettered: Counter,
+    /// Ticks that could not even be written to the dead-letter file (logged in full instead).
+    pub dead_letter_failures: Counter,
+    pub db_rotations: Counter,
+    pub late_ticks: Counter,
+    pub commit_latency: Latency,
+}
+
+/// All shared statistics of one recorder.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub intake: IntakeCounters,
+    pub store_tick_latency: Latency,
+    pub sinks: Vec<(String, Arc<SinkStats>)>,
+}
+
+/// Health thresholds (from configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthPolicy {
+    /// Unhealthy when the channel is fuller than this fraction.
+    pub max_queue_fill: f64,
+    /// Unhealthy when any backend counted more write errors than this.
+    pub max_write_errors: u64,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> HealthPolicy {
+        HealthPolicy {
+            max_queue_fill: 0.8,
+            max_write_errors: 0,
+        }
+    }
+}
+
+/// A point-in-time copy of the statistics, ready to print or serialise.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsSnapshot {
+    pub ticks_received: u64,
+    pub ticks_accepted: u64,
+    /// Stored by the primary (first) backend.
+    pub ticks_stored: u64,
+    pub ticks_throttled: u64,
+    pub ticks_dropped: u64,
+    pub write_errors: u64,
+    pub dead_lettered: u64,
+    pub db_rotations: u64,
+    pub batches_committed: u64,
+    pub queue_size: usize,
+    pub queue_capacity: usize,
+    pub store_tick_latency: LatencySummary,
+    pub commit_latency: LatencySummary,
+    pub backends: Vec<BackendSnapshot>,
+    pub healthy: bool,
+    pub health_problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendSnapshot {
+    pub name: String,
+    pub ticks_stored: u64,
+    pub batches_committed: u64,
+    pub commit_retries: u64,
+    pub write_errors: u64,
+    pub dead_lettered: u64,
+    pub dead_letter_failures: u64,
+    pub db_rotations: u64,
+    pub late_ticks: u64,
+    pub commit_latency: LatencySummary,
+}
+
+impl Stats {
+    pub fn snapshot(
+        &self,
+        queue_size: usize,
+        queue_capacity: usize,
+        policy: HealthPolicy,
+    ) -> StatsSnapshot {
+        let backends: Vec<BackendSnapshot> = self
+            .sinks
+            .iter()
+            .map(|(name, s)| BackendSnapshot {
+                name: name.clone(),
+                ticks_stored: s.ticks_stored.get(),
+                batches_committed: s.batches_committed.get(),
+                commit_retries: s.commit_retries.get(),
+                write_errors: s.write_errors.get(),
+                dead_lettered: s.dead_lettered.get(),
+                dead_letter_failures: s.dead_letter_failures.get(),
+                db_rotations: s.db_rotations.get(),
+                late_ticks: s.late_ticks.get(),
+                commit_latency: s.commit_latency.summary(),
+            })
+            .collect();
+        let primary = backends.first();
+        let field = |f: fn(&BackendSnapshot) -> u64| primary.map(f).unwrap_or(0);
+        let mut problems = Vec::new();
+        if queue_capacity > 0 && queue_size as f64 > policy.max_queue_fill * queue_capacity as f64 {
+            problems.push(format!(
+                "queue {queue_size}/{queue_capacity} above {:.0}%",
+                policy.max_queue_fill * 100.0
+            ));
+        }
+        for b in &backends {
+            if b.write_errors > policy.max_write_errors {
+                problems.push(format!(
+                    "{}: {} write errors (threshold {})",
+                    b.name, b.write_errors, policy.max_write_errors
+                ));
+            }
+        }
+        StatsSnapshot {
+            ticks_received: self.intake.ticks_received.get(),
+            ticks_accepted: self.intake.ticks_accepted.get(),
+            ticks_stored: field(|b| b.ticks_stored),
+            ticks_throttled: self.intake.ticks_throttled.get(),
+            ticks_dropped: self.intake.ticks_dropped.get(),
+            write_errors: backends.iter().map(|b| b.write_errors).sum(),
+            dead_lettered: backends.iter().map(|b| b.dead_lettered).sum(),
+            db_rotations: field(|b| b.db_rotations),
+            batches_committed: field(|b| b.batches_committed),
+            queue_size,
+            queue_capacity,
+            store_tick_latency: self.store_tick_latency.summary(),
+            commit_latency: primary.map(|b| b.commit_latency).unwrap_or_default(),
+            healthy: problems.is_empty(),
+            health_problems: problems,
+            backends,
+        }
+    }
+}
+
+impl std::fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lat = |l: &LatencySummary| {
+            format!(
+                "p50 {} p99 {} p99.9 {} max {}",
+                fmt_ns(l.p50_ns),
+                fmt_ns(l.p99_ns),
+                fmt_ns(l.p999_ns),
+                fmt_ns(l.max_ns)
+            )
+        };
+        writeln!(
+            f,
+            "ticks: received {} accepted {} stored {} throttled {} dropped {}",
+            self.ticks_received,
+            self.ticks_accepted,
+            self.ticks_stored,
+            self.ticks_throttled,
+            self.ticks_dropped
+        )?;
+        writeln!(
+            f,
+            "writer: batches {} rotations {} write_errors {} dead_lettered {} queue {}/{}",
+            self.batches_committed,
+            self.db_rotations,
+            self.write_errors,
+            self.dead_lettered,
+            self.queue_size,
+            self.queue_capacity
+        )?;
+        writeln!(f, "store_tick latency: {}", lat(&self.store_tick_latency))?;
+        writeln!(f, "commit latency:     {}", lat(&self.commit_latency))?;
+        // With several backends, show each one's own counters.
+        if self.backends.len() > 1 {
+            for b in &self.backends {
+                writeln!(
+                    f,
+                    "backend {}: stored {} batches {} write_errors {} dead_lettered {}",
+                    b.name, b.ticks_stored, b.batches_committed, b.write_errors, b.dead_lettered
+                )?;
+            }
+        }
+        if self.healthy {
+            write!(f, "health: ok")
+        } else {
+            write!(f, "health: UNHEALTHY ({})", self.health_problems.join("; "))
+        }
+    }
+}
+
+/// Human-readable duration from nanoseconds: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
+pub fn fmt_ns(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2}ms", ns as f64 / 1e6),
+        _ => format!("{:.2}s", ns as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_turns_bad_above_queue_high_water_or_error_threshold() {
+        let mut stats = Stats::default();
+        let sink = Arc::new(SinkStats::default());
+        stats.sinks.push(("sqlite".into(), sink.clone()));
+        let policy = HealthPolicy {
+            max_queue_fill: 0.8,
+            max_write_errors: 2,
+        };
+        assert!(stats.snapshot(80, 100, policy).healthy);
+        assert!(!stats.snapshot(81, 100, policy).healthy);
+        sink.write_errors.add(3);
+        let snap = stats.snapshot(0, 100, policy);
+        assert!(!snap.healthy);
+        assert!(snap.health_problems[0].contains("write errors"));
+    }
+
+    #[test]
+    fn latency_summary_reports_percentiles() {
+        let l = Latency::default();
+        for ns in 1..=1000 {
+            l.record_ns(ns);
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 1000);
+        assert!((495..=505).contains(&s.p50_ns), "{s:?}");
+        assert!(s.p99_ns >= 985 && s.max_ns >= 999, "{s:?}");
+    }
+}

@@ -1,0 +1,27 @@
+//! Wiring validated [`Options`] into a running [`Recorder`] with its storage backends.
+
+use std::sync::Arc;
+
+use crate::config::{Backend, Options};
+use crate::intern::Names;
+use crate::pipeline::{Recorder, Sink};
+use crate::store::reader::Store;
+use crate::store::writer::SqliteSink;
+
+/// Starts a recorder writing where `opts` says.
+pub fn start_recorder(opts: &Options) -> std::io::Result<Recorder> {
+    let names = Arc::new(Names::new(opts.pipeline.max_symbols));
+    let sinks: Vec<Box<dyn Sink>> = match opts.backend {
+        Backend::Sqlite => vec![Box::new(SqliteSink::new(
+            &opts.db_path,
+            names.clone(),
+            opts.writer.clone(),
+        ))],
+    };
+    Recorder::start(opts.pipeline.clone(), names, sinks)
+}
+
+/// Read access to the store `opts` points at.
+pub fn open_store(opts: &Options) -> Store {
+    Store::new(&opts.db_path, opts.writer.sqlite.clone())
+}

@@ -1,0 +1,125 @@
+//! Day ↔ path: where the file for a UTC day lives under the base folder, and which days exist.
+//!
+//! Layout: `<base>/YYYY/MM/ticks_YYYY-MM-DD.db` (plus SQLite's `-wal`/`-shm` while open, and a
+//! `ticks_YYYY-MM-DD.deadletter.jsonl` beside it if any tick could not be written).
+//! Listing ignores everything that does not match the pattern exactly.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+
+const PREFIX: &str = "ticks_";
+const DB_SUFFIX: &str = ".db";
+
+/// The database file of `day`.
+pub fn day_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}{DB_SUFFIX}"))
+}
+
+/// The dead-letter JSON Lines file beside `day`'s database.
+pub fn dead_letter_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}.deadletter.jsonl"))
+}
+
+fn month_dir(base: &Path, day: NaiveDate) -> PathBuf {
+    base.join(format!("{:04}", day.year()))
+        .join(format!("{:02}", day.month()))
+}
+
+/// The day a file name stands for, when it is a day file name.
+pub fn day_of_file_name(name: &str) -> Option<NaiveDate> {
+    let day = name.strip_prefix(PREFIX)?.strip_suffix(DB_SUFFIX)?;
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+/// A day file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayFile {
+    pub day: NaiveDate,
+    pub path: PathBuf,
+}
+
+/// Every day file under `base`, oldest first. A missing base is an empty store.
+pub fn list_days(base: &Path) -> std::io::Result<Vec<DayFile>> {
+    let mut days = Vec::new();
+    for year in sorted_subdirs(base, 4)? {
+        for month in sorted_subdirs(&year, 2)? {
+            for entry in std::fs::read_dir(&month)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(day) = name.to_str().and_then(day_of_file_name) else {
+                    continue;
+                };
+                // A file in the wrong folder is not ours to read.
+                if day_path(base, day) == entry.path() {
+                    days.push(DayFile {
+                        day,
+                        path: entry.path(),
+                    });
+                }
+            }
+        }
+    }
+    days.sort_by_key(|d| d.day);
+    Ok(days)
+}
+
+fn sorted_subdirs(dir: &Path, digits: usize) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_num = name
+            .to_str()
+            .is_some_and(|n| n.len() == digits && n.bytes().all(|b| b.is_ascii_digit()));
+        if is_num && entry.file_type()?.is_dir() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_files_live_under_year_and_month() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        assert_eq!(
+            day_path(Path::new("/data"), day),
+            Path::new("/data/2026/11/ticks_2026-11-23.db")
+        );
+        assert_eq!(day_of_file_name("ticks_2026-11-23.db"), Some(day));
+        assert_eq!(day_of_file_name("ticks_2026-11-23.db-wal"), None);
+        assert_eq!(day_of_file_name("ticks_2026-13-23.db"), None);
+    }
+
+    #[test]
+    fn listing_finds_days_in_order_and_ignores_strangers() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        for d in ["2026-11-23", "2025-01-02", "2026-02-01"] {
+            let day = NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+            let p = day_path(base, day);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"").unwrap();
+        }
+        std::fs::write(base.join("2026/11/notes.txt"), b"").unwrap();
+        // Right name, wrong month folder: not listed.
+        std::fs::write(base.join("2026/11/ticks_2026-10-01.db"), b"").unwrap();
+        let days: Vec<String> = list_days(base)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.day.to_string())
+            .collect();
+        assert_eq!(days, ["2025-01-02", "2026-02-01", "2026-11-23"]);
+        assert!(list_days(&base.join("missing")).unwrap().is_empty());
+    }
+}

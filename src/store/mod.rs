@@ -1,0 +1,140 @@
+//! Daily SQLite files: where they live (`layout`), what is in them (`schema`), how batches get
+//! in (`writer`) and how queries get out (`reader`).
+//!
+//! This module owns the on-disk tick format; nothing else opens a day file.
+
+pub mod layout;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A failure at the storage boundary, always naming the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: schema version {found} is newer than this tickrec understands ({supported}); upgrade tickrec")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: written by an older tickrec (schema version {found}); run `tickrec upgrade` to bring it to version {supported}")]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: not a tickrec day file ({why})")]
+    Foreign { path: PathBuf, why: String },
+    #[error("{path}: holds day {found}, but its name says {expected}")]
+    WrongDay {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: corrupt row: {why}")]
+    Corrupt { path: PathBuf, why: String },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(path: impl Into<PathBuf>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Sqlite { path, source }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// SQLite's `synchronous` setting: what a commit waits for (see README, "Crash window").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// No fsync at all: an OS crash or power loss can lose recent commits or corrupt the file.
+    Off,
+    /// fsync at checkpoints only: power loss can lose the last commits, never corrupts.
+    #[default]
+    Normal,
+    /// fsync on every commit: a committed batch survives power loss.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Validated SQLite settings for day files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+    /// Page cache per connection, KiB.
+    pub cache_size_kib: u32,
+    /// Memory-mapped I/O window, bytes (0 = off).
+    pub mmap_size: u64,
+    /// WAL pages before an automatic checkpoint (0 = only at close).
+    pub wal_autocheckpoint_pages: u32,
+    /// Page size for new files.
+    pub page_size: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            cache_size_kib: 16 * 1024,
+            mmap_size: 256 * 1024 * 1024,
+            wal_autocheckpoint_pages: 1000,
+            page_size: 4096,
+        }
+    }
+}
+
+/// Writer settings beyond SQLite's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterOptions {
+    pub sqlite: SqliteOptions,
+    /// Attempts after the first failed commit of a batch, before it is split.
+    pub commit_retries: u32,
+    /// First retry delay; doubles on each further retry.
+    pub retry_backoff: Duration,
+    /// Day files kept open at once (today plus recently written late days).
+    pub max_open_days: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions {
+            sqlite: SqliteOptions::default(),
+            commit_retries: 3,
+            retry_backoff: Duration::from_millis(10),
+            max_open_days: 3,
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Queries across day files: the most recent ticks of a symbol, a time range of a symbol, and
+//! per-day statistics.
+//!
+//! Rows are streamed to a callback one at a time, so memory does not grow with the result.
+//! Every file is opened read-only; a query never creates or changes a day file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::layout::{self, DayFile};
+use super::{schema, SqliteOptions, StoreError};
+use crate::tick::{Decimal, TickRow, Timestamp, NANOS_PER_DAY};
+
+/// A query failed reading a file, or writing its output.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Read access to the day files under one base folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    base: PathBuf,
+    opts: SqliteOptions,
+}
+
+/// Per-day figures for `tickrec stats`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DayStats {
+    pub day: NaiveDate,
+    pub file: PathBuf,
+    pub ticks: u64,
+    pub symbols: u64,
+    /// Database plus WAL, bytes.
+    pub bytes: u64,
+    pub first_ts_event: Option<Timestamp>,
+    pub last_ts_event: Option<Timestamp>,
+}
+
+/// One day file opened for reading, with its name tables.
+struct DayReader {
+    path: PathBuf,
+    conn: Connection,
+    day_start_ns: i64,
+    symbols: HashMap<i64, Arc<str>>,
+    sources: HashMap<i64, Arc<str>>,
+}
+
+const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src";
+
+impl DayReader {
+    fn open(path: &Path, opts: &SqliteOptions) -> Result<DayReader, StoreError> {
+        let conn = schema::open_for_read(path, opts)?;
+        let load = |table: &str| -> rusqlite::Result<HashMap<i64, Arc<str>>> {
+            let mut stmt = conn.prepare(&format!("SELECT id, name FROM {table}"))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get(0)?, Arc::from(r.get::<_, String>(1)?))))?;
+            rows.collect()
+        };
+        let (day_start_ns, symbols, sources) = (|| {
+            Ok::<_, rusqlite::Error>((
+                schema::day_start_ns(&conn)?,
+                load("symbols")?,
+                load("sources")?,
+            ))
+        })()
+        .map_err(StoreError::sqlite(path))?;
+        Ok(DayReader {
+            path: path.to_owned(),
+            conn,
+            day_start_ns,
+            symbols,
+            sources,
+        })
+    }
+
+    fn symbol_id(&self, name: &str) -> Option<i64> {
+        self.symbols
+            .iter()
+            .find(|(_, n)| &***n == name)
+            .map(|(&id, _)| id)
+    }
+
+    /// Runs `sql` (selecting [`COLUMNS`]) and feeds each decoded row to `f`; returns the count.
+    fn stream(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let sq = StoreError::sqlite(&self.path);
+        let mut stmt = self.conn.prepare(sql).map_err(sq)?;
+        let mut rows = stmt.query(params).map_err(StoreError::sqlite(&self.path))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(StoreError::sqlite(&self.path))? {
+            let row = self.decode(r).map_err(ReadError::Store)?;
+            f(&row).map_err(ReadError::Output)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn decode(&self, r: &rusqlite::Row<'_>) -> Result<TickRow, StoreError> {
+        let sq = || StoreError::sqlite(&self.path);
+        let seq: i64 = r.get(0).map_err(sq())?;
+        let corrupt = |why: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            why: format!("seq {seq}: {why}"),
+        };
+        let name = |map: &HashMap<i64, Arc<str>>, col: usize, what: &str| {
+            let id: i64 = r.get(col).map_err(sq())?;
+            map.get(&id)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("unknown {what} id {id}")))
+        };
+        let dec = |col: usize, what: &str| -> Result<Option<Decimal>, StoreError> {
+            let code: Option<i64> = r.get(col).map_err(sq())?;
+            code.map(|c| {
+                u64::try_from(c)
+                    .ok()
+                    .and_then(Decimal::from_code)
+                    .ok_or_else(|| corrupt(format!("{what} code {c} is not a packed decimal")))
+            })
+            .transpose()
+        };
+        let ts_event = self.day_start_ns + r.get::<_, i64>(2).map_err(sq())?;
+        let ts_recv = ts_event.wrapping_add(r.get::<_, i64>(3).map_err(sq())?);
+        Ok(TickRow {
+            seq: Some(seq),
+            symbol: name(&self.symbols, 1, "symbol")?,
+            source: name(&self.sources, 8, "source")?,
+            ts_event: Timestamp(ts_event),
+            ts_recv: Timestamp(ts_recv),
+            bid: dec(4, "bid")?,
+            ask: dec(5, "ask")?,
+            bid_size: dec(6, "bid_size")?,
+            ask_size: dec(7, "ask_size")?,
+        })
+    }
+}
+
+impl Store {
+    pub fn new(base: impl Into<PathBuf>, opts: SqliteOptions) -> Store {
+        Store {
+            base: base.into(),
+            opts,
+        }
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn days(&self) -> Result<Vec<DayFile>, StoreError> {
+        layout::list_days(&self.base).map_err(StoreError::io(&self.base))
+    }
+
+    /// The `n` most recently recorded ticks of `symbol`, newest first: the newest day file
+    /// first, and within a day by descending `seq` (recording order).
+    pub fn recent(
+        &self,
+        symbol: &str,
+        n: usize,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let mut left = n as u64;
+        for day in self.days()?.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let reader = DayReader::open(&day.path, &self.opts)?;
+            let Some(sym) = reader.symbol_id(symbol) else {
+                continue;
+            };
+            let limit = i64::try_from(left).unwrap_or(i64::MAX);
+            left -= reader.stream(
+                &format!("SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2"),
+                &[&sym, &limit],
+                f,
+            )?;
+        }
+        Ok(n as u64 - left)
+    }
+
+    /// Ticks of `symbol` with `from <= ts_event < to`, in `(ts_event, seq)` order.
+    pub fn range(
+        &self,
+        symbol: &str,
+        from: Timestamp,
+        to: Timestamp,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let mut total = 0;
+        if from >= to {
+            return Ok(0);
+        }
+        let (first, last) = (from.day(), Timestamp(to.0 - 1).day());
+        for day in self.days()? {
+            if day.day < first || day.day > last {
+                continue;
+            }
+            let reader = DayReader::open(&day.path, &self.opts)?;
+            let Some(sym) = reader.symbol_id(symbol) else {
+                continue;
+            };
+            // Bounds relative to the file's midnight, clamped to the day.
+            let lo = (from.0 - reader.day_start_ns).max(0);
+            let hi = (to.0 - reader.day_start_ns).min(NANOS_PER_DAY);
+            total += reader.stream(
+                &format!(
+                    "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
+                     ORDER BY ts_event, seq"
+                ),
+                &[&sym, &lo, &hi],
+                f,
+            )?;
+        }
+        Ok(total)
+    }
+
+    /// Figures for each day file, oldest first.
+    pub fn day_stats(&self) -> Result<Vec<DayStats>, StoreError> {
+        self.days()?
+            .into_iter()
+            .map(|d| day_stats(&d, &self.opts))
+            .collect()
+    }
+}
+
+fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError> {
+    let reader = DayReader::open(&day.path, opts)?;
+    let sq = StoreError::sqlite(&day.path);
+    // seq is gap-free from 1, so max(seq) is the tick count without a scan.
+    let (ticks, range): (i64, (Option<i64>, Option<i64>)) = (|| {
+        Ok::<_, rusqlite::Error>((
+            reader
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
+            reader
+                .conn
+                .query_row("SELECT min(ts_event), max(ts_event) FROM ticks", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?
+                .unwrap_or((None, None)),
+        ))
+    })()
+    .map_err(sq)?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = day.path.clone().into_os_string();
+    wal.push("-wal");
+    let start = reader.day_start_ns;
+    Ok(DayStats {
+        day: day.day,
+        file: day.path.clone(),
+        ticks: ticks as u64,
+        symbols: reader.symbols.len() as u64,
+        bytes: size(&day.path) + size(Path::new(&wal)),
+        first_ts_event: range.0.map(|t| Timestamp(start + t)),
+        last_ts_event: range.1.map(|t| Timestamp(start + t)),
+    })
+}

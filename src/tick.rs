@@ -1,0 +1,495 @@
+//! The tick: the one value that flows from the FIX decoder to the day files.
+//!
+//! Owns the exact decimal type used for prices and sizes, the nanosecond timestamp, and the
+//! interned ids that keep a [`Tick`] `Copy` and 56 bytes. Nothing here allocates, touches a file
+//! or parses through `f64`: a price that arrives as `1.08502` leaves as `1.08502`.
+
+use std::fmt;
+use std::num::NonZeroU64;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+
+/// Most decimal places a [`Decimal`] keeps (nanodollars, and beyond any FX or crypto quote).
+pub const MAX_SCALE: u32 = 9;
+/// Largest mantissa: 59 bits, so that `mantissa << 4 | k` fits SQLite's signed 64-bit integer.
+pub const MAX_MANTISSA: u64 = (1 << 59) - 1;
+/// Most trailing zeros of an integer folded into the exponent (`1000000` = `10 × 10^5`).
+const MAX_ZEROS: u32 = 5;
+
+/// An exact non-negative decimal packed in one `u64`, as written to disk.
+///
+/// Layout: `code = mantissa << 4 | k`, where
+/// * `k` in `1..=10`: value = `mantissa / 10^(k-1)`, printed with exactly `k-1` decimals (the
+///   scale the value was given with, so `1.08500` stays `1.08500`);
+/// * `k` in `11..=15`: value = `mantissa × 10^(k-10)`, an integer whose trailing zeros were
+///   folded away so that sizes like `1000000` cost one byte in SQLite's varint encoding.
+///
+/// Invariant: `k != 0`, so `code != 0` and `Option<Decimal>` is 8 bytes. Two decimals are
+/// equal when they were given with the same digits and scale (`1.5` != `1.50`), which is the
+/// "read back exactly as given" contract; compare values with [`Decimal::cmp_value`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decimal(NonZeroU64);
+
+/// Prices are exact decimals.
+pub type Price = Decimal;
+/// Sizes (quantities) are exact decimals.
+pub type Size = Decimal;
+
+/// Why a text is not a [`Decimal`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecimalError {
+    #[error("empty number")]
+    Empty,
+    #[error("negative number")]
+    Negative,
+    #[error("not a plain decimal number (digits with an optional '.')")]
+    Syntax,
+    #[error("more than {MAX_SCALE} decimal places")]
+    TooPrecise,
+    #[error("number too large")]
+    TooLarge,
+}
+
+impl Decimal {
+    /// Parses plain decimal text: digits, optionally one `.` followed by at most 9 digits.
+    /// No sign, exponent or spaces: exactly what FIX `Price`/`Qty` fields and JSON numbers hold.
+    pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
+        Decimal::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Decimal::parse`] over raw bytes (the FIX decoder's input), without UTF-8 checks.
+    pub fn parse_bytes(text: &[u8]) -> Result<Decimal, DecimalError> {
+        let (&first, _) = text.split_first().ok_or(DecimalError::Empty)?;
+        if first == b'-' {
+            return Err(DecimalError::Negative);
+        }
+        let mut mantissa: u64 = 0;
+        let mut scale: Option<u32> = None;
+        let mut digits = 0u32;
+        for &b in text {
+            match b {
+                b'0'..=b'9' => {
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(u64::from(b - b'0')))
+                        .filter(|&m| m <= MAX_MANTISSA)
+                        .ok_or(DecimalError::TooLarge)?;
+                    digits += 1;
+                    if let Some(s) = scale.as_mut() {
+                        *s += 1;
+                        if *s > MAX_SCALE {
+                            return Err(DecimalError::TooPrecise);
+                        }
+                    }
+                }
+                b'.' if scale.is_none() => scale = Some(0),
+                _ => return Err(DecimalError::Syntax),
+            }
+        }
+        if digits == 0 {
+            return Err(DecimalError::Syntax);
+        }
+        match scale {
+            Some(s) => Ok(Decimal::from_parts(mantissa, s)),
+            None => Ok(Decimal::integer(mantissa)),
+        }
+    }
+
+    /// `mantissa / 10^scale`, printed with exactly `scale` decimals.
+    ///
+    /// # Panics
+    /// When `scale > MAX_SCALE` or `mantissa > MAX_MANTISSA` (programming errors; parsers
+    /// check both and return [`DecimalError`]).
+    pub fn from_parts(mantissa: u64, scale: u32) -> Decimal {
+        assert!(
+            scale <= MAX_SCALE && mantissa <= MAX_MANTISSA,
+            "decimal out of range"
+        );
+        Decimal::pack(mantissa, u64::from(scale) + 1)
+    }
+
+    /// An integer value; `None` above [`MAX_MANTISSA`].
+    pub fn from_integer(value: u64) -> Option<Decimal> {
+        (value <= MAX_MANTISSA).then(|| Decimal::integer(value))
+    }
+
+    /// An integer value, trailing zeros folded into the exponent.
+    fn integer(mut mantissa: u64) -> Decimal {
+        let mut zeros = 0;
+        while mantissa != 0 && zeros < MAX_ZEROS && mantissa % 10 == 0 {
+            mantissa /= 10;
+            zeros += 1;
+        }
+        let k = if zeros == 0 { 1 } else { 10 + u64::from(zeros) };
+        Decimal::pack(mantissa, k)
+    }
+
+    fn pack(mantissa: u64, k: u64) -> Decimal {
+        debug_assert!((1..=15).contains(&k));
+        match NonZeroU64::new(mantissa << 4 | k) {
+            Some(code) => Decimal(code),
+            None => unreachable!("k is never zero"),
+        }
+    }
+
+    /// The on-disk integer (see the type's layout). Always in `1..2^63`.
+    pub fn code(self) -> u64 {
+        self.0.get()
+    }
+
+    /// Rebuilds a decimal from [`Decimal::code`]; `None` for a code no decimal produces.
+    pub fn from_code(code: u64) -> Option<Decimal> {
+        let k = code & 15;
+        if k == 0 || code >> 4 > MAX_MANTISSA {
+            return None;
+        }
+        NonZeroU64::new(code).map(Decimal)
+    }
+
+    fn mantissa(self) -> u64 {
+        self.code() >> 4
+    }
+
+    fn k(self) -> u32 {
+        (self.code() & 15) as u32
+    }
+
+    /// Decimal places as given (0 for integers).
+    pub fn scale(self) -> u32 {
+        let k = self.k();
+        if k <= 10 {
+            k - 1
+        } else {
+            0
+        }
+    }
+
+    /// The value as `(mantissa, scale)` with `scale <= 9`, unfolding integer zeros.
+    /// `None` only when an integer with folded zeros does not fit 64 bits.
+    pub fn to_scaled(self) -> Option<(u64, u32)> {
+        let k = self.k();
+        if k <= 10 {
+            Some((self.mantissa(), k - 1))
+        } else {
+            self.mantissa()
+                .checked_mul(10u64.pow(k - 10))
+                .map(|m| (m, 0))
+        }
+    }
+
+    /// Compares values, ignoring how many decimals each was given with.
+    pub fn cmp_value(self, other: Decimal) -> std::cmp::Ordering {
+        // Both sides as mantissa × 10^-9 in 128 bits: exact for every representable decimal.
+        fn nanos(d: Decimal) -> u128 {
+            let k = d.k();
+            let m = u128::from(d.mantissa());
+            if k <= 10 {
+                m * 10u128.pow(MAX_SCALE - (k - 1))
+            } else {
+                m * 10u128.pow(k - 10 + MAX_SCALE)
+            }
+        }
+        nanos(self).cmp(&nanos(other))
+    }
+
+    /// Nearest `f64`, for arithmetic that tolerates rounding (spreads in summaries, SQL REAL).
+    /// Division by an exact power of ten is correctly rounded, so `1.08502` prints as `1.08502`.
+    pub fn to_f64(self) -> f64 {
+        let k = self.k();
+        let m = self.mantissa() as f64;
+        if k <= 10 {
+            m / 10f64.powi(k as i32 - 1)
+        } else {
+            m * 10f64.powi(k as i32 - 10)
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = self.k();
+        let m = self.mantissa();
+        if k > 10 {
+            if m == 0 {
+                return f.write_str("0");
+            }
+            write!(f, "{m}")?;
+            for _ in 0..k - 10 {
+                f.write_str("0")?;
+            }
+            return Ok(());
+        }
+        let scale = k - 1;
+        if scale == 0 {
+            return write!(f, "{m}");
+        }
+        let div = 10u64.pow(scale);
+        write!(f, "{}.{:0width$}", m / div, m % div, width = scale as usize)
+    }
+}
+
+impl fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for Decimal {
+    type Err = DecimalError;
+    fn from_str(s: &str) -> Result<Decimal, DecimalError> {
+        Decimal::parse(s)
+    }
+}
+
+/// Nanoseconds since the Unix epoch, UTC. Covers 1677-09-21 to 2262-04-11.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+/// Why a text is not a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimestampError {
+    #[error("not an RFC 3339 time, a date (YYYY-MM-DD) or integer nanoseconds: {0:?}")]
+    Syntax(String),
+    #[error("time outside 1677..2262, which nanoseconds since 1970 cannot hold")]
+    OutOfRange,
+}
+
+pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
+
+impl Timestamp {
+    pub fn from_datetime(t: DateTime<Utc>) -> Result<Timestamp, TimestampError> {
+        t.timestamp_nanos_opt()
+            .map(Timestamp)
+            .ok_or(TimestampError::OutOfRange)
+    }
+
+    /// Midnight UTC starting `day`.
+    pub fn start_of_day(day: NaiveDate) -> Timestamp {
+        let days = day.signed_duration_since(unix_epoch_day()).num_days();
+        Timestamp(days.saturating_mul(NANOS_PER_DAY))
+    }
+
+    /// Parses RFC 3339 (`2026-11-23T10:00:00.123456789Z`, any offset), a bare date
+    /// (`2026-11-23`, its midnight UTC) or an integer count of nanoseconds.
+    pub fn parse(text: &str) -> Result<Timestamp, TimestampError> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse::<i64>()
+                .map(Timestamp)
+                .map_err(|_| TimestampError::OutOfRange);
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Timestamp::from_datetime(t.with_timezone(&Utc));
+        }
+        if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok(Timestamp::start_of_day(day));
+        }
+        Err(TimestampError::Syntax(text.to_owned()))
+    }
+
+    pub fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// The UTC day this instant falls in: the day file it belongs to.
+    pub fn day(self) -> NaiveDate {
+        let days = self.0.div_euclid(NANOS_PER_DAY);
+        unix_epoch_day() + chrono::Duration::days(days)
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        Utc.timestamp_nanos(self.0)
+    }
+}
+
+fn unix_epoch_day() -> NaiveDate {
+    DateTime::UNIX_EPOCH.date_naive()
+}
+
+impl fmt::Display for Timestamp {
+    /// ISO-8601 UTC with nanoseconds: `2026-11-23T10:00:00.123456789Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Nanos, true),
+        )
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    /// As ISO-8601 text, like `ticks_v.ts_event`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A symbol's id in this process (see [`crate::intern::Names`]); day files map it to their own.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SymbolId(pub u32);
+
+/// A source's (liquidity provider's) id in this process.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SourceId(pub u32);
+
+/// Top of book for one symbol from one source at one instant.
+///
+/// Either side may be absent (a cleared or never-quoted side). `seq` is not here: the writer
+/// assigns it when the tick is committed, because it must be gap-free per day file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Tick {
+    pub symbol: SymbolId,
+    pub source: SourceId,
+    /// When the market event happened (FIX SendingTime, or the input's `ts_event`).
+    pub ts_event: Timestamp,
+    /// When this process received it.
+    pub ts_recv: Timestamp,
+    pub bid: Option<Price>,
+    pub ask: Option<Price>,
+    pub bid_size: Option<Size>,
+    pub ask_size: Option<Size>,
+}
+
+/// A tick with its names resolved, as stored (with its `seq`) or as read from text.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TickRow {
+    /// Position in its day file; `None` before it is stored.
+    pub seq: Option<i64>,
+    pub symbol: std::sync::Arc<str>,
+    pub source: std::sync::Arc<str>,
+    pub ts_event: Timestamp,
+    pub ts_recv: Timestamp,
+    pub bid: Option<Price>,
+    pub ask: Option<Price>,
+    pub bid_size: Option<Size>,
+    pub ask_size: Option<Size>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tick_is_small_and_copy() {
+        assert_eq!(std::mem::size_of::<Option<Decimal>>(), 8);
+        assert_eq!(std::mem::size_of::<Tick>(), 56);
+    }
+
+    #[test]
+    fn prices_read_back_exactly_as_given() {
+        for text in [
+            "1.08502",
+            "1.08500",
+            "151.234",
+            "0",
+            "0.0",
+            "0.000000001",
+            "100",
+            "7",
+        ] {
+            assert_eq!(Decimal::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn integer_sizes_fold_their_zeros_but_print_in_full() {
+        let d = Decimal::parse("1000000").unwrap();
+        assert_eq!(d.to_string(), "1000000");
+        assert!(d.code() < 128, "one varint byte on disk, got {}", d.code());
+        assert_eq!(Decimal::parse("2500000").unwrap().to_string(), "2500000");
+    }
+
+    #[test]
+    fn bad_numbers_are_rejected_with_a_reason() {
+        assert_eq!(Decimal::parse(""), Err(DecimalError::Empty));
+        assert_eq!(Decimal::parse("-1.5"), Err(DecimalError::Negative));
+        assert_eq!(Decimal::parse("1e5"), Err(DecimalError::Syntax));
+        assert_eq!(Decimal::parse("."), Err(DecimalError::Syntax));
+        assert_eq!(Decimal::parse("1.2.3"), Err(DecimalError::Syntax));
+        assert_eq!(Decimal::parse(" 1"), Err(DecimalError::Syntax));
+        assert_eq!(
+            Decimal::parse("0.1234567891"),
+            Err(DecimalError::TooPrecise)
+        );
+        assert_eq!(
+            Decimal::parse("99999999999999999999"),
+            Err(DecimalError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn value_comparison_ignores_scale() {
+        let a = Decimal::parse("1.5").unwrap();
+        let b = Decimal::parse("1.50").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.cmp_value(b), std::cmp::Ordering::Equal);
+        let c = Decimal::parse("200").unwrap();
+        assert_eq!(
+            c.cmp_value(Decimal::parse("199.999").unwrap()),
+            std::cmp::Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn f64_view_prints_like_the_text() {
+        assert_eq!(
+            Decimal::parse("1.08502").unwrap().to_f64().to_string(),
+            "1.08502"
+        );
+        assert_eq!(Decimal::parse("1000000").unwrap().to_f64(), 1e6);
+    }
+
+    #[test]
+    fn timestamps_parse_rfc3339_dates_and_nanos() {
+        let t = Timestamp::parse("2026-11-23T10:00:00.123456789Z").unwrap();
+        assert_eq!(t.to_string(), "2026-11-23T10:00:00.123456789Z");
+        assert_eq!(Timestamp::parse(&t.0.to_string()).unwrap(), t);
+        let midnight = Timestamp::parse("2026-11-23").unwrap();
+        assert_eq!(midnight.to_string(), "2026-11-23T00:00:00.000000000Z");
+        assert_eq!(t.day(), midnight.day());
+        assert_eq!(Timestamp(midnight.0 - 1).day().to_string(), "2026-11-22");
+        assert_eq!(
+            Timestamp::parse("2026-11-23T12:00:00+02:00").unwrap(),
+            Timestamp::parse("2026-11-23T10:00:00Z").unwrap()
+        );
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_text_round_trips(int in 0u64..10_000_000_000, frac in 0u64..1_000_000_000, scale in 0u32..=9) {
+            let text = if scale == 0 {
+                int.to_string()
+            } else {
+                let frac = frac % 10u64.pow(scale);
+                format!("{int}.{frac:0w$}", w = scale as usize)
+            };
+            let d = Decimal::parse(&text).unwrap();
+            prop_assert_eq!(d.to_string(), &text);
+            prop_assert_eq!(Decimal::from_code(d.code()), Some(d));
+        }
+
+        #[test]
+        fn decimal_parse_never_panics(text in "\\PC{0,24}") {
+            let _ = Decimal::parse(&text);
+        }
+
+        #[test]
+        fn day_of_timestamp_contains_it(ns in -1_000_000_000_000_000_000i64..4_000_000_000_000_000_000) {
+            let t = Timestamp(ns);
+            let start = Timestamp::start_of_day(t.day());
+            prop_assert!(start <= t && t.0 - start.0 < NANOS_PER_DAY);
+        }
+    }
+}
