@@ -228,7 +228,7 @@ mod tests {
         assert!(line.ends_with("\"error\":\"disk full\"}\n"), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["seq"], 7);
-        assert_eq!(v["ts_event"], "2026-11-23T10:30:00.123456789Z");
+        assert_eq!(v["ts_event"], "2026-11-23T12:30:00.123456789Z");
         let back = parse_line(&line).unwrap();
         assert_eq!(back.symbol, "EUR\"USD");
         assert_eq!(back.source.as_deref(), Some("LP1"));

@@ -1,0 +1,239 @@
+//! The `tickrec` binary, run as a child process over real files.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+pub fn tickrec(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("TICK_DB_PATH")
+        .env_remove("TICK_STORAGE_BACKEND")
+        .env_remove("BROKER_ID")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tickrec binary runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const GOOD_AND_BAD: &str = r#"{"symbol":"EURUSD","bid":1.08502,"ask":1.08510,"bid_size":1000000,"ask_size":2000000,"source":"LP1","ts_event":"2026-11-23T10:00:00.000000001Z"}
+{"symbol":"EURUSD","bid":"abc","ts_event":"2026-11-23T10:00:01Z"}
+{"symbol":"EURUSD","bid":1.08503,"ask":null,"ts_event":1795428001500000000}
+
+{"symbol":"EURUSD","ts_event":"2026-11-23T10:00:03Z","bid":-1}
+{"symbol":"GBPUSD","bid":1.26800,"ask":1.26810,"ts_event":"2026-11-24T00:00:00Z"}
+"#;
+
+#[test]
+fn ingest_reports_bad_lines_by_number_stores_the_rest_and_fails_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickrec(dir.path(), &["ingest", "-"], Some(GOOD_AND_BAD));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2: field `bid`"), "{err}");
+    assert!(err.contains("line 5: field `bid`: negative"), "{err}");
+    assert!(
+        text(&out.stdout).contains("accepted 3 rejected 2"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = tickrec(
+        dir.path(),
+        &[
+            "query",
+            "range",
+            "EURUSD",
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-24",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "seq,symbol,ts_event_ns,ts_event,ts_recv_ns,bid,ask,bid_size,ask_size,source"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("1,EURUSD,1795428000000000001,2026-11-23T10:00:00.000000001Z,"));
+    assert!(
+        lines[1].ends_with(",1.08502,1.08510,1000000,2000000,LP1"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].ends_with(",1.08503,,,,default"),
+        "absent side, default source: {}",
+        lines[2]
+    );
+}
+
+#[test]
+fn csv_input_is_read_by_header_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "ts_event,symbol,bid,ask,source\n2026-11-23T10:00:00Z,USDJPY,151.230,151.240,LP2\n";
+    let out = tickrec(dir.path(), &["ingest", "--format", "csv"], Some(input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tickrec(
+        dir.path(),
+        &["query", "recent", "USDJPY", "--format", "jsonl"],
+        None,
+    );
+    let line = text(&out.stdout);
+    assert!(
+        line.contains("\"bid\":151.230,"),
+        "exact text, trailing zero kept: {line}"
+    );
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["source"], "LP2");
+    assert_eq!(v["seq"], 1);
+}
+
+#[test]
+fn query_recent_is_newest_first_across_days_and_stats_lists_each_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for (day, n) in [("2026-11-21", 3), ("2026-11-22", 2)] {
+        for i in 0..n {
+            input.push_str(&format!(
+                "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{i}\",\"ts_event\":\"{day}T10:00:0{i}Z\"}}\n"
+            ));
+        }
+    }
+    let out = tickrec(dir.path(), &["ingest"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = tickrec(
+        dir.path(),
+        &["query", "recent", "EURUSD", "-n", "3", "--format", "csv"],
+        None,
+    );
+    let rows: Vec<String> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "2026-11-22T10:00:01.000000000Z",
+            "2026-11-22T10:00:00.000000000Z",
+            "2026-11-21T10:00:02.000000000Z"
+        ]
+    );
+
+    let out = tickrec(dir.path(), &["stats", "--json"], None);
+    let days: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(days.as_array().unwrap().len(), 2);
+    assert_eq!(days[0]["day"], "2026-11-21");
+    assert_eq!(days[0]["ticks"], 3);
+    assert_eq!(days[0]["symbols"], 1);
+    assert_eq!(days[0]["first_ts_event"], "2026-11-21T10:00:00.000000000Z");
+    assert_eq!(days[0]["last_ts_event"], "2026-11-21T10:00:02.000000000Z");
+    assert!(days[1]["bytes"].as_u64().unwrap() > 0);
+    let table = text(&tickrec(dir.path(), &["stats"], None).stdout);
+    assert!(table.contains("total: 2 days, 5 ticks"), "{table}");
+}
+
+#[test]
+fn a_bad_config_value_is_an_error_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[recorder]\noverflow = \"sometimes\"\n").unwrap();
+    let out = tickrec(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap(), "stats"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("overflow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_chooses_the_database_unless_a_flag_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let env_db = dir.path().join("from-env");
+    let line = "{\"symbol\":\"X\",\"bid\":1,\"ts_event\":\"2026-11-23T00:00:00Z\"}\n";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("ingest")
+        .env("TICK_DB_PATH", &env_db)
+        .env("BROKER_ID", "ENVBROKER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = tickrec(&env_db, &["query", "recent", "X", "--format", "csv"], None);
+    assert!(
+        text(&out.stdout).contains(",ENVBROKER"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_query_piped_into_a_reader_that_leaves_early_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for i in 0..20_000 {
+        input.push_str(&format!(
+            "{{\"symbol\":\"X\",\"bid\":1,\"ts_event\":{}}}\n",
+            1_795_428_000_000_000_000i64 + i
+        ));
+    }
+    assert!(tickrec(dir.path(), &["ingest"], Some(&input))
+        .status
+        .success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .args(["--db", dir.path().to_str().unwrap(), "query", "range", "X"])
+        .args([
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-24",
+            "--format",
+            "csv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then hang up, like `| head -1`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    std::io::Read::read(&mut stdout, &mut buf).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}

@@ -1,0 +1,265 @@
+//! store_tick → ring + channel → batch writer → day file → queries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tickrec::pipeline::{Outcome, OverflowPolicy, PipelineOptions, StoreTickError};
+use tickrec::store::{layout, WriterOptions};
+use tickrec::tick::{Timestamp, NANOS_PER_SEC};
+
+use super::util::*;
+
+#[test]
+fn every_accepted_tick_is_stored_once_in_order_with_exact_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = default_recorder(dir.path());
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let mut sent = Vec::new();
+    for i in 0..5_000i64 {
+        let symbol = ["EURUSD", "USDJPY"][(i % 2) as usize];
+        // Pairs of ticks share a timestamp: both must be kept.
+        let at = Timestamp(t0.0 + (i / 4) * 1_000);
+        let bid = format!("1.{:05}", 8_000 + i % 1_000);
+        let t = tick(&rec, symbol, at, &bid, "1.08510");
+        assert_eq!(rec.store_tick(t), Ok(Outcome::Accepted));
+        sent.push((symbol, at, bid));
+    }
+    let stats = rec.shutdown();
+    assert_eq!(stats.ticks_stored, 5_000);
+    assert_eq!(stats.write_errors, 0);
+    assert!(stats.batches_committed >= 10, "500-tick transactions");
+
+    for symbol in ["EURUSD", "USDJPY"] {
+        let rows = all_rows(dir.path(), symbol);
+        let expected: Vec<_> = sent.iter().filter(|s| s.0 == symbol).collect();
+        assert_eq!(rows.len(), expected.len());
+        for (row, (_, at, bid)) in rows.iter().zip(&expected) {
+            assert_eq!(row.ts_event, *at);
+            assert_eq!(row.bid.unwrap().to_string(), *bid, "exact decimal text");
+            assert_eq!(
+                row.ask.unwrap().to_string(),
+                "1.08510",
+                "trailing zero kept"
+            );
+            assert_eq!(row.bid_size.unwrap().to_string(), "1000000");
+            assert_eq!(&*row.source, "LP1");
+            assert_eq!(row.ts_recv.0 - row.ts_event.0, 1_500);
+        }
+    }
+    let db = layout::day_path(dir.path(), t0.day());
+    assert_eq!(seqs(&db), (1..=5_000).collect::<Vec<_>>(), "gap-free seq");
+}
+
+#[test]
+fn recent_answers_from_the_ring_while_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder(
+        dir.path(),
+        PipelineOptions {
+            ring_capacity: 3,
+            ..PipelineOptions::default()
+        },
+        WriterOptions::default(),
+    );
+    let t0 = ts("2026-11-23T09:00:00Z");
+    for i in 0..10 {
+        rec.store_tick(tick(
+            &rec,
+            "EURUSD",
+            Timestamp(t0.0 + i),
+            &format!("1.0{i}"),
+            "2",
+        ))
+        .unwrap();
+    }
+    let recent: Vec<String> = rec
+        .recent_by_name("EURUSD", 5)
+        .iter()
+        .map(|t| t.bid.unwrap().to_string())
+        .collect();
+    assert_eq!(
+        recent,
+        ["1.09", "1.08", "1.07"],
+        "newest first, ring capacity 3"
+    );
+    assert!(rec.recent_by_name("GBPUSD", 5).is_empty());
+}
+
+#[test]
+fn throttle_keeps_one_tick_per_interval_per_symbol_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder(
+        dir.path(),
+        PipelineOptions {
+            throttle_ns: 1_000_000,
+            ..PipelineOptions::default()
+        },
+        WriterOptions::default(),
+    );
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let mut outcomes = Vec::new();
+    for i in 0..10 {
+        // 10 ticks 300 µs apart: one per millisecond survives.
+        let t = tick(&rec, "EURUSD", Timestamp(t0.0 + i * 300_000), "1.1", "1.2");
+        outcomes.push(rec.store_tick(t).unwrap());
+    }
+    // Another symbol has its own interval.
+    assert_eq!(
+        rec.store_tick(tick(&rec, "GBPUSD", t0, "1.3", "1.4")),
+        Ok(Outcome::Accepted)
+    );
+    let kept = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
+    let stats = rec.shutdown();
+    assert_eq!(kept, 3, "{outcomes:?}");
+    assert_eq!(stats.ticks_throttled, 7);
+    assert_eq!(stats.ticks_stored, 4);
+}
+
+#[test]
+fn drop_policy_counts_what_a_full_channel_refused_and_stores_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let rec = recorder(
+        dir.path(),
+        PipelineOptions {
+            channel_capacity: 8,
+            overflow: OverflowPolicy::Drop,
+            ..PipelineOptions::default()
+        },
+        WriterOptions::default(),
+    );
+    // Create the day file, then hold its write lock so the writer stalls and the channel fills.
+    rec.store_tick(tick(&rec, "EURUSD", t0, "1.1", "1.2"))
+        .unwrap();
+    let db = layout::day_path(dir.path(), t0.day());
+    wait_for(|| seqs_if_exists(&db) == 1);
+    let blocker = rusqlite::Connection::open(&db).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut dropped = 0;
+    for i in 1..2_000 {
+        let t = tick(&rec, "EURUSD", Timestamp(t0.0 + i), "1.1", "1.2");
+        if rec.store_tick(t).unwrap() == Outcome::Dropped {
+            dropped += 1;
+        }
+    }
+    blocker.execute_batch("COMMIT").unwrap();
+    let stats = rec.shutdown();
+    assert!(dropped > 0, "a stalled writer with 8 slots must drop");
+    assert_eq!(stats.ticks_dropped, dropped);
+    assert_eq!(stats.ticks_accepted + dropped, 2_000);
+    assert_eq!(
+        stats.ticks_stored, stats.ticks_accepted,
+        "accepted ticks all stored"
+    );
+    assert_eq!(
+        all_rows(dir.path(), "EURUSD").len() as u64,
+        stats.ticks_accepted
+    );
+}
+
+#[test]
+fn block_policy_loses_nothing_with_a_tiny_channel_and_two_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(recorder(
+        dir.path(),
+        PipelineOptions {
+            channel_capacity: 4,
+            ..PipelineOptions::default()
+        },
+        WriterOptions::default(),
+    ));
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let producers: Vec<_> = ["EURUSD", "GBPUSD"]
+        .into_iter()
+        .map(|symbol| {
+            let rec = rec.clone();
+            std::thread::spawn(move || {
+                for i in 0..10_000 {
+                    let t = tick(&rec, symbol, Timestamp(t0.0 + i), "1.1", "1.2");
+                    assert_eq!(rec.store_tick(t), Ok(Outcome::Accepted));
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let stats = rec.shutdown();
+    assert_eq!(stats.ticks_stored, 20_000);
+    assert_eq!(all_rows(dir.path(), "GBPUSD").len(), 10_000);
+}
+
+#[test]
+fn a_stopped_recorder_refuses_ticks_instead_of_losing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = default_recorder(dir.path());
+    let t = tick(&rec, "EURUSD", ts("2026-11-23T09:00:00Z"), "1.1", "1.2");
+    rec.shutdown();
+    assert_eq!(rec.store_tick(t), Err(StoreTickError::Closed));
+}
+
+#[test]
+fn a_partial_batch_is_committed_by_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = default_recorder(dir.path());
+    let t0 = ts("2026-11-23T09:00:00Z");
+    rec.store_tick(tick(&rec, "EURUSD", t0, "1.1", "1.2"))
+        .unwrap();
+    // 1 tick, far below the 500-tick batch: the 100 ms deadline commits it while running.
+    let db = layout::day_path(dir.path(), t0.day());
+    wait_for(|| seqs_if_exists(&db) == 1);
+    assert_eq!(rec.stats().batches_committed, 1);
+}
+
+/// Committed ticks in `db`, or 0 while the writer has not created it yet.
+fn seqs_if_exists(db: &std::path::Path) -> usize {
+    let count = || -> rusqlite::Result<i64> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
+    };
+    count().map(|n| n as usize).unwrap_or(0)
+}
+
+fn wait_for(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("condition not reached in 5 s");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Whatever goes in comes out: same ticks per symbol, in (ts_event, seq) order.
+    #[test]
+    fn ingest_then_query_returns_the_same_ticks(
+        ticks in proptest::collection::vec((0usize..3, 0i64..3 * 86_400, 1u64..200_000_000, 0u32..=9, proptest::bool::ANY), 1..300)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = default_recorder(dir.path());
+        let t0 = ts("2026-11-22T00:00:00Z");
+        let mut expected: Vec<Vec<(i64, String, usize)>> = vec![Vec::new(); 3];
+        for (n, (sym, sec, mantissa, scale, has_ask)) in ticks.iter().enumerate() {
+            let symbol = ["A", "B", "C"][*sym];
+            let price = tickrec::tick::Decimal::from_parts(*mantissa, *scale).to_string();
+            let mut t = tick(&rec, symbol, Timestamp(t0.0 + sec * NANOS_PER_SEC), &price, "1");
+            if !has_ask { t.ask = None; t.ask_size = None; }
+            rec.store_tick(t).unwrap();
+            expected[*sym].push((t.ts_event.0, price, n));
+        }
+        rec.shutdown();
+        for (i, symbol) in ["A", "B", "C"].iter().enumerate() {
+            let mut exp = expected[i].clone();
+            exp.sort_by_key(|e| (e.0, e.2)); // time, then arrival (seq) order
+            let rows = all_rows(dir.path(), symbol);
+            let got: Vec<(i64, String)> = rows.iter().map(|r| (r.ts_event.0, r.bid.unwrap().to_string())).collect();
+            let want: Vec<(i64, String)> = exp.into_iter().map(|e| (e.0, e.1)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Shared helpers: recorders over temporary folders, tick builders, reading rows back.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tickrec::intern::Names;
+use tickrec::pipeline::{PipelineOptions, Recorder, Sink};
+use tickrec::store::reader::Store;
+use tickrec::store::writer::SqliteSink;
+use tickrec::store::{SqliteOptions, WriterOptions};
+use tickrec::tick::{Decimal, Tick, TickRow, Timestamp};
+
+/// A recorder writing SQLite day files under `base`.
+pub fn recorder(base: &Path, pipeline: PipelineOptions, writer: WriterOptions) -> Recorder {
+    let names = Arc::new(Names::new(pipeline.max_symbols));
+    let sink: Box<dyn Sink> = Box::new(SqliteSink::new(base, names.clone(), writer));
+    Recorder::start(pipeline, names, vec![sink]).expect("writer thread starts")
+}
+
+pub fn default_recorder(base: &Path) -> Recorder {
+    recorder(base, PipelineOptions::default(), WriterOptions::default())
+}
+
+pub fn dec(s: &str) -> Option<Decimal> {
+    Some(Decimal::parse(s).expect("valid decimal in test"))
+}
+
+pub fn ts(s: &str) -> Timestamp {
+    Timestamp::parse(s).expect("valid time in test")
+}
+
+/// A two-sided tick of `symbol` at `at`, interned in `rec`.
+pub fn tick(rec: &Recorder, symbol: &str, at: Timestamp, bid: &str, ask: &str) -> Tick {
+    Tick {
+        symbol: rec.names().symbol(symbol).unwrap(),
+        source: rec.names().source("LP1").unwrap(),
+        ts_event: at,
+        ts_recv: Timestamp(at.0 + 1_500),
+        bid: dec(bid),
+        ask: dec(ask),
+        bid_size: dec("1000000"),
+        ask_size: dec("2500000"),
+    }
+}
+
+pub fn store(base: &Path) -> Store {
+    Store::new(base, SqliteOptions::default())
+}
+
+/// Every stored tick of `symbol` in time order.
+pub fn all_rows(base: &Path, symbol: &str) -> Vec<TickRow> {
+    let mut rows = Vec::new();
+    store(base)
+        .range(symbol, Timestamp(0), Timestamp(i64::MAX), &mut |r| {
+            rows.push(r.clone());
+            Ok(())
+        })
+        .expect("range query");
+    rows
+}
+
+/// `seq` values of a day file in order, straight from SQLite.
+pub fn seqs(db: &Path) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT seq FROM ticks ORDER BY seq").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
