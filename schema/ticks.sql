@@ -30,10 +30,16 @@
 --                places as given, k in 11..15 means mantissa * 10^(k-10). 1.08502 -> 1736037
 --                (3 bytes), 151.234 -> 3 bytes, a size of 1000000 -> 175 (2 bytes).
 --   Never REAL: a REAL takes 8 bytes and cannot hold 1.08502 exactly.
--- Measured with `cargo run --release -- bench-layout` (2M FX ticks, 128 symbols, WAL,
--- synchronous=NORMAL, 500-tick transactions, this machine):
---   compact integers (this file)               see README "Schema choice" for the figures
---   absolute ns + REAL prices + text symbol    (the naive layout) for comparison
+-- Measured with `cargo bench --bench schema_layouts` (2M generated FX ticks over one day,
+-- 128 symbols, receive delay 20-250 us, WAL, synchronous=NORMAL, 500-tick transactions, 2-core
+-- machine, one run):
+--   ticks/s   bytes/tick  layout
+--   1260863      37.2     compact: day-relative ns, recv delta, packed decimals, ids (this file)
+--   1223847      44.4     absolute ns for ts_event and ts_recv, otherwise the same
+--    999756      65.1     naive: absolute ns, REAL prices/sizes, TEXT symbol and source
+--    213399      56.3     this file + index (sym, ts_event) maintained on every commit
+-- WITHOUT ROWID was not kept: its key must start with (sym, ts_event) to help queries, which
+-- is the live index again, and seq (the resume cursor) would no longer be the rowid.
 --
 -- LIFECYCLE. A file is "live" while its day is being written. The per-symbol query path scans
 -- rowid order on live files; sealed/archived files are handled by later schema steps.
