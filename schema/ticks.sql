@@ -1,4 +1,4 @@
--- tickrec day file, schema version 1 (PRAGMA user_version = 1).
+-- tickrec day file, schema version 2 (PRAGMA user_version = 2).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -72,6 +72,16 @@ CREATE TABLE ticks (
     bid_size INTEGER,
     ask_size INTEGER,
     src      INTEGER NOT NULL               -- sources.id
+);
+
+-- FIX sessions whose ticks are in this file: the inbound MsgSeqNum to expect next, committed
+-- in the same transaction as the ticks it follows, so that after a crash the counterparty's
+-- resend starts exactly after the last stored tick. Across files, the row with the newest
+-- updated_recv_ns wins. (Added in version 2: schema/upgrades/0002_fix_sessions.sql.)
+CREATE TABLE fix_sessions (
+    src              INTEGER PRIMARY KEY,   -- sources.id of the session
+    next_inbound_seq INTEGER NOT NULL,      -- next MsgSeqNum expected after the committed ticks
+    updated_recv_ns  INTEGER NOT NULL       -- ts_recv of the last tick that moved it
 );
 
 CREATE VIEW ticks_v AS

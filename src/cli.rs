@@ -39,8 +39,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Record generated FX quotes for a while, then show what was stored (no feed needed)
+    /// Record the built-in FIX simulator over a real FIX session for a while (no feed needed)
     Demo(DemoArgs),
+    /// Record FIX market data from the configured sessions until SIGINT/SIGTERM
+    Record(RecordArgs),
+    /// Run the FIX 4.4 market-data simulator (an acceptor streaming random-walk quotes)
+    Simulate(SimulateArgs),
     /// Feed ticks from JSON Lines or CSV through the recorder (FILE or - for stdin)
     Ingest(IngestArgs),
     /// Read ticks back from the daily files
@@ -60,12 +64,72 @@ pub struct DemoArgs {
     /// How many symbols (majors first)
     #[arg(long, default_value_t = 128)]
     pub symbols: usize,
-    /// Ticks per second; 0 = as fast as possible
+    /// Market-data messages per second from the simulator; 0 = as fast as possible
     #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
     /// Random seed of the quote walks
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// One session without a config file: the acceptor's HOST:PORT
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["sender_comp_id", "target_comp_id", "symbols"])]
+    pub connect: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub sender_comp_id: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub target_comp_id: Option<String>,
+    /// Comma-separated symbols to subscribe
+    #[arg(long, value_delimiter = ',')]
+    pub symbols: Option<Vec<String>>,
+    /// Heartbeat interval, seconds
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat: u32,
+    /// Source name on the ticks (default: the TargetCompID)
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Environment variable holding the Logon password
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Send ResetSeqNumFlag=Y on Logon (both sides restart at 1; no resend of older messages)
+    #[arg(long)]
+    pub reset_on_logon: bool,
+    /// Seconds between status lines in the log
+    #[arg(long, default_value_t = 10)]
+    pub report_every: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[arg(long)]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// How many symbols (majors first)
+    #[arg(long, default_value_t = 8)]
+    pub symbols: usize,
+    /// Market-data messages per second; 0 = as fast as possible
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM)
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    #[arg(long, default_value = "SIM")]
+    pub sender_comp_id: String,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the ticks each sent message implies, as JSON Lines
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Test hook: cut the connection after N market-data messages
+    #[arg(long, value_name = "N", hide = true)]
+    pub drop_after: Option<u64>,
+    /// Test hook: messages produced while cut, delivered only by resend
+    #[arg(long, value_name = "N", hide = true, default_value_t = 0)]
+    pub outage_messages: u64,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +181,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(&opts.log_level);
     match cli.command {
         Command::Demo(a) => run_demo(&opts, a),
+        Command::Record(a) => run_record(&opts, a),
+        Command::Simulate(a) => run_simulate(a),
         Command::Ingest(a) => run_ingest(&opts, a),
         Command::Query(q) => run_query(&opts, q),
         Command::Stats(a) => {
@@ -160,6 +226,77 @@ fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> {
         &shutdown,
         std::io::stdout().lock(),
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let mut sessions = opts.fix_sessions.clone();
+    if let Some(connect) = a.connect {
+        let target = a.target_comp_id.unwrap_or_default();
+        let password = match &a.password_env {
+            Some(var) => Some(std::env::var(var).with_context(|| format!("--password-env {var}"))?),
+            None => None,
+        };
+        sessions = vec![crate::fix::gateway::GatewayOptions {
+            connect,
+            source: a.source.unwrap_or_else(|| target.clone()),
+            session: crate::fix::session::SessionConfig {
+                sender_comp_id: a.sender_comp_id.unwrap_or_default(),
+                target_comp_id: target,
+                heartbeat_secs: a.heartbeat.clamp(1, 3600),
+                username: None,
+                password,
+                reset_on_logon: a.reset_on_logon,
+            },
+            symbols: a.symbols.unwrap_or_default(),
+            reconnect_interval: Duration::from_secs(1),
+            max_reconnect_interval: Duration::from_secs(30),
+            db_path: opts.db_path.clone(),
+        }];
+    }
+    anyhow::ensure!(
+        !sessions.is_empty(),
+        "no FIX session: give --connect/--sender-comp-id/--target-comp-id/--symbols, or [[fix.sessions]] in --config"
+    );
+    let report = crate::record::run(
+        opts,
+        sessions,
+        &shutdown,
+        Duration::from_secs(a.report_every.max(1)),
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.stats)?;
+    for s in &report.sessions {
+        writeln!(out, "{s}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let listener = std::net::TcpListener::bind((a.bind.as_str(), a.port))
+        .with_context(|| format!("listening on {}:{}", a.bind, a.port))?;
+    tracing::info!(addr = %listener.local_addr()?, "FIX simulator listening");
+    let report = crate::fix::sim::run(
+        listener,
+        crate::fix::sim::SimOptions {
+            symbols: a.symbols.max(1),
+            rate: (a.rate > 0).then_some(a.rate),
+            duration: a.seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            sender_comp_id: a.sender_comp_id,
+            seed: a.seed,
+            journal: a.journal,
+            drop_after: a.drop_after,
+            outage_messages: a.outage_messages,
+            ..crate::fix::sim::SimOptions::default()
+        },
+        shutdown,
+    )?;
+    println!(
+        "connections {} market-data messages {} ticks implied {} rejects {}",
+        report.connections, report.md_messages, report.ticks_implied, report.rejects_sent
+    );
     Ok(ExitCode::SUCCESS)
 }
 

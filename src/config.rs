@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::fix::gateway::GatewayOptions;
+use crate::fix::session::SessionConfig;
 use crate::pipeline::{BatchPolicy, HealthPolicy, OverflowPolicy, PipelineOptions};
 use crate::store::{SqliteOptions, Synchronous, WriterOptions};
 
@@ -34,6 +36,8 @@ pub struct Options {
     pub writer: WriterOptions,
     /// `tracing` filter, e.g. `info` or `tickrec=debug`.
     pub log_level: String,
+    /// FIX initiator sessions for `tickrec record`.
+    pub fix_sessions: Vec<GatewayOptions>,
 }
 
 /// A configuration problem, naming the key and its origin.
@@ -55,7 +59,7 @@ pub enum ConfigError {
     #[error("{origin}: `{key}` {why}")]
     Invalid {
         origin: String,
-        key: &'static str,
+        key: String,
         why: String,
     },
 }
@@ -81,6 +85,35 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    fix: RawFix,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFix {
+    #[serde(default)]
+    sessions: Vec<RawFixSession>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixSession {
+    connect: Option<String>,
+    sender_comp_id: Option<String>,
+    target_comp_id: Option<String>,
+    source: Option<String>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    heartbeat_secs: Option<u32>,
+    reconnect_interval_ms: Option<u64>,
+    max_reconnect_interval_ms: Option<u64>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    reset_on_logon: Option<bool>,
+    /// Present only to refuse it with a clear message.
+    password: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,14 +189,14 @@ impl Options {
             }
             None => (RawConfig::default(), "defaults".to_owned()),
         };
-        let invalid = |key: &'static str, why: String| ConfigError::Invalid {
+        let invalid = |key: &str, why: String| ConfigError::Invalid {
             origin: origin.clone(),
-            key,
+            key: key.to_owned(),
             why,
         };
-        let env_invalid = |var: &'static str, why: String| ConfigError::Invalid {
+        let env_invalid = |var: &str, why: String| ConfigError::Invalid {
             origin: "environment".into(),
-            key: var,
+            key: var.to_owned(),
             why,
         };
 
@@ -298,6 +331,12 @@ impl Options {
                 format!("is not a log filter: {log_level:?}"),
             ));
         }
+        let mut fix_sessions = Vec::new();
+        for (i, raw) in raw.fix.sessions.into_iter().enumerate() {
+            fix_sessions.push(fix_session(raw, &db_path, env, &|key, why| {
+                invalid(&format!("fix.sessions[{i}].{key}"), why)
+            })?);
+        }
         Ok(Options {
             backend,
             db_path,
@@ -305,8 +344,85 @@ impl Options {
             pipeline,
             writer,
             log_level,
+            fix_sessions,
         })
     }
+}
+
+/// Validates one `[[fix.sessions]]` entry.
+fn fix_session(
+    raw: RawFixSession,
+    db_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<GatewayOptions, ConfigError> {
+    if raw.password.is_some() {
+        return Err(invalid(
+            "password",
+            "is never read from a config file; use password_env or password_file".into(),
+        ));
+    }
+    let required = |key: &str, v: Option<String>| {
+        v.filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| invalid(key, "is required".into()))
+    };
+    let connect = required("connect", raw.connect)?;
+    if !connect.contains(':') {
+        return Err(invalid(
+            "connect",
+            format!("must be host:port, got {connect:?}"),
+        ));
+    }
+    let sender = required("sender_comp_id", raw.sender_comp_id)?;
+    let target = required("target_comp_id", raw.target_comp_id)?;
+    if raw.symbols.is_empty() {
+        return Err(invalid("symbols", "must name at least one symbol".into()));
+    }
+    let password = match (raw.password_env, raw.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "password_env",
+                "and password_file are exclusive".into(),
+            ))
+        }
+        (Some(var), None) => Some(
+            env(&var)
+                .ok_or_else(|| invalid("password_env", format!("names {var}, which is not set")))?,
+        ),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(&file)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| invalid("password_file", format!("{}: {e}", file.display())))?,
+        ),
+        (None, None) => None,
+    };
+    let heartbeat_secs = raw.heartbeat_secs.unwrap_or(30);
+    if !(1..=3600).contains(&heartbeat_secs) {
+        return Err(invalid(
+            "heartbeat_secs",
+            format!("must be 1..=3600, got {heartbeat_secs}"),
+        ));
+    }
+    let reconnect = Duration::from_millis(raw.reconnect_interval_ms.unwrap_or(1000).max(10));
+    Ok(GatewayOptions {
+        connect,
+        source: raw.source.unwrap_or_else(|| target.clone()),
+        session: SessionConfig {
+            sender_comp_id: sender,
+            target_comp_id: target,
+            heartbeat_secs,
+            username: raw.username,
+            password,
+            reset_on_logon: raw.reset_on_logon.unwrap_or(false),
+        },
+        symbols: raw.symbols,
+        reconnect_interval: reconnect,
+        max_reconnect_interval: Duration::from_millis(
+            raw.max_reconnect_interval_ms.unwrap_or(30_000),
+        )
+        .max(reconnect),
+        db_path: db_path.to_owned(),
+    })
 }
 
 fn parse_backend(v: &str) -> Result<Backend, String> {
@@ -405,14 +521,54 @@ mod tests {
     }
 
     #[test]
+    fn fix_sessions_take_passwords_from_the_environment_never_from_the_file() {
+        let f = file(
+            "[[fix.sessions]]\nconnect = \"127.0.0.1:9876\"\nsender_comp_id = \"REC\"\n\
+             target_comp_id = \"LP1\"\nsymbols = [\"EURUSD\"]\npassword_env = \"LP1_PW\"\n",
+        );
+        let o = Options::load(
+            Some(f.path()),
+            &env_of(&[("LP1_PW", "s3cret")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap();
+        let s = &o.fix_sessions[0];
+        assert_eq!(s.session.password.as_deref(), Some("s3cret"));
+        assert_eq!(s.source, "LP1", "source defaults to the TargetCompID");
+        let err = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fix.sessions[0].password_env") && err.contains("LP1_PW"),
+            "{err}"
+        );
+
+        let f = file(
+            "[[fix.sessions]]\nconnect = \"h:1\"\nsender_comp_id = \"A\"\ntarget_comp_id = \"B\"\n\
+             symbols = [\"X\"]\npassword = \"oops\"\n",
+        );
+        let err = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fix.sessions[0].password") && err.contains("never"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shipped_config_files_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                Options::load(Some(&path), &env_of(&[]), &FlagOverrides::default())
-                    .unwrap_or_else(|e| panic!("{e}"));
+                Options::load(
+                    Some(&path),
+                    &env_of(&[("LP1_FIX_PASSWORD", "x")]),
+                    &FlagOverrides::default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
                 seen += 1;
             }
         }

@@ -1,106 +1,116 @@
-//! `tickrec demo`: the whole recorder on generated FX quotes, no external feed needed.
+//! `tickrec demo`: the whole path on this machine, no external feed needed.
 //!
-//! Random-walk quotes for N symbols are stored at a target rate for a number of seconds, then
-//! the recorder shuts down as it would on SIGINT, and the summary shows what reached disk.
+//! Starts the FIX simulator on a free 127.0.0.1 port, records it over a real FIX 4.4 session
+//! into the configured database for a number of seconds, stops as on SIGINT (Logout, drain,
+//! checkpoint), and prints what reached disk with a sample query.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::Options;
+use crate::fix::gateway::GatewayOptions;
+use crate::fix::session::SessionConfig;
+use crate::fix::sim::{self, SimOptions};
 use crate::format::OutputFormat;
 use crate::pipeline::stats::fmt_ns;
-use crate::pipeline::StatsSnapshot;
+use crate::record::{self, RecordReport};
 use crate::service;
 use crate::shutdown::Shutdown;
-use crate::synth::{symbol_names, QuoteGen};
-use crate::tick::Tick;
+use crate::synth::symbol_names;
 
 /// Demo parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoOptions {
     pub seconds: f64,
     pub symbols: usize,
-    /// Ticks per second; `None` = as fast as the recorder takes them.
+    /// Market-data messages per second from the simulator; `None` = as fast as possible.
     pub rate: Option<u64>,
     pub seed: u64,
 }
 
-/// What the demo did.
-#[derive(Debug, Clone)]
-pub struct DemoReport {
-    pub elapsed: Duration,
-    pub generated: u64,
-    pub stats: StatsSnapshot,
-}
-
-/// Runs the demo, printing progress and the summary to `out`.
+/// Runs the demo, printing the summary to `out`.
 pub fn run(
     opts: &Options,
     demo: DemoOptions,
-    shutdown: &Shutdown,
+    signals: &Shutdown,
     mut out: impl Write,
-) -> anyhow::Result<DemoReport> {
-    let recorder = service::start_recorder(opts)?;
+) -> anyhow::Result<RecordReport> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
     let names = symbol_names(demo.symbols.max(1));
-    let ids = names
-        .iter()
-        .map(|n| recorder.names().symbol(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    let source = recorder.names().source(&opts.broker_id)?;
-    let mut gen = QuoteGen::new(ids.len(), demo.seed);
-    let clock = SystemClock;
     writeln!(
         out,
-        "demo: {} symbols, {} for {:.1}s into {}",
-        ids.len(),
+        "demo: FIX simulator on {addr}, {} symbols, {} for {:.1}s, recording into {}",
+        names.len(),
         demo.rate
-            .map(|r| format!("{r} ticks/s"))
+            .map(|r| format!("{r} messages/s"))
             .unwrap_or_else(|| "full speed".into()),
         demo.seconds,
         opts.db_path.display()
     )?;
-    let started = Instant::now();
-    let duration = Duration::from_secs_f64(demo.seconds.max(0.0));
-    let mut generated = 0u64;
-    while started.elapsed() < duration && !shutdown.is_requested() {
-        // Pace in slices of 1 ms worth of ticks so the rate holds without a syscall per tick.
-        let slice = match demo.rate {
-            Some(rate) => {
-                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-                if due <= generated {
-                    std::thread::sleep(Duration::from_micros(500));
-                    continue;
-                }
-                (due - generated).min(10_000)
-            }
-            None => 1000,
+    let sim_stop = Shutdown::new();
+    let sim_thread = {
+        let sim_opts = SimOptions {
+            symbols: names.len(),
+            rate: demo.rate,
+            seed: demo.seed,
+            ..SimOptions::default()
         };
-        for _ in 0..slice {
-            let i = gen.pick();
-            let q = gen.next_quote(i);
-            let now = clock.now();
-            recorder.store_tick(Tick {
-                symbol: ids[i],
-                source,
-                ts_event: now,
-                ts_recv: now,
-                bid: q.bid,
-                ask: q.ask,
-                bid_size: q.bid_size,
-                ask_size: q.ask_size,
-            })?;
-            generated += 1;
-        }
-    }
-    let elapsed = started.elapsed();
-    let stats = recorder.shutdown();
+        let stop = sim_stop.clone();
+        std::thread::Builder::new()
+            .name("tickrec-sim".into())
+            .spawn(move || sim::run(listener, sim_opts, stop))?
+    };
+    let gateway = GatewayOptions {
+        connect: addr.to_string(),
+        session: SessionConfig {
+            sender_comp_id: "TICKREC".into(),
+            target_comp_id: "SIM".into(),
+            heartbeat_secs: 30,
+            username: None,
+            password: None,
+            // The demo's simulator starts fresh each run: start both sides at 1.
+            reset_on_logon: true,
+        },
+        symbols: names.clone(),
+        source: "SIM".into(),
+        reconnect_interval: Duration::from_millis(200),
+        max_reconnect_interval: Duration::from_secs(2),
+        db_path: opts.db_path.clone(),
+    };
+    // Stop after the asked time, or earlier on a signal.
+    let stop = Shutdown::new();
+    let timer = {
+        let (stop, signals) = (stop.clone(), signals.clone());
+        let secs = demo.seconds.max(0.0);
+        std::thread::spawn(move || {
+            signals.wait_timeout(Duration::from_secs_f64(secs));
+            stop.request();
+        })
+    };
+    let report = record::run(opts, vec![gateway], &stop, Duration::from_secs(5))?;
+    let _ = timer.join();
+    sim_stop.request();
+    let sim_report = match sim_thread.join() {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the simulator thread panicked"),
+    };
+    let stats = &report.stats;
     writeln!(out, "\n{stats}")?;
+    for s in &report.sessions {
+        writeln!(out, "{s}")?;
+    }
+    writeln!(
+        out,
+        "\nsimulator sent {} market-data messages implying {} ticks; recorder stored {} ticks",
+        sim_report.md_messages, sim_report.ticks_implied, stats.ticks_stored
+    )?;
     writeln!(
         out,
         "rate: {:.0} ticks/s stored over {:.2}s; store_tick p99 {}, commit p99 {}",
-        stats.ticks_stored as f64 / elapsed.as_secs_f64().max(1e-9),
-        elapsed.as_secs_f64(),
+        stats.ticks_stored as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.elapsed.as_secs_f64(),
         fmt_ns(stats.store_tick_latency.p99_ns),
         fmt_ns(stats.commit_latency.p99_ns),
     )?;
@@ -111,9 +121,5 @@ pub fn run(
         writeln!(out, "\n$ tickrec query recent {first} -n 5")?;
         crate::query::recent(&store, first, 5, OutputFormat::Table, &mut out)?;
     }
-    Ok(DemoReport {
-        elapsed,
-        generated,
-        stats,
-    })
+    Ok(report)
 }

@@ -245,6 +245,7 @@ impl Feeder<'_> {
             ask: t.ask,
             bid_size: t.bid_size,
             ask_size: t.ask_size,
+            msg_seq: 0,
         })
     }
 }

@@ -1,20 +1,23 @@
 //! tickrec: a high-frequency market tick recorder.
 //!
 //! Data path, in the order ticks flow:
-//! `tick` (the value) → `pipeline` (rings, channel, batch writer) → `store` (daily SQLite files:
-//! layout, schema, writer, reader) → `query`. Text formats live in `format`; `ingest` feeds text
-//! through the pipeline; `demo` and `synth` generate quotes. The edge (`cli`, `config`,
+//! `fix` (framing, decoding into ticks, sessions) → `tick` (the value) → `pipeline` (rings,
+//! channel, batch writer) → `store` (daily SQLite files: layout, schema, writer, reader) →
+//! `query`. Text formats live in `format`; `ingest` feeds text through the pipeline; `record`
+//! runs FIX gateways into a recorder; `demo` and `synth` generate quotes. The edge (`cli`, `config`,
 //! `service`, `shutdown`) turns flags, files and signals into typed options for the core.
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fix;
 pub mod format;
 pub mod ingest;
 pub mod intern;
 pub mod pipeline;
 pub mod query;
+pub mod record;
 pub mod service;
 pub mod shutdown;
 pub mod store;

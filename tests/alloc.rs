@@ -78,6 +78,7 @@ fn store_tick_allocates_nothing_in_steady_state() {
                 ask: q.ask,
                 bid_size: q.bid_size,
                 ask_size: q.ask_size,
+                msg_seq: 0,
             }
         })
         .collect();

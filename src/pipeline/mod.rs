@@ -2,7 +2,7 @@
 //! thread out to the storage backends.
 //!
 //! `store_tick` is the hot path. In steady state it takes one uncontended per-symbol lock,
-//! copies a 56-byte tick twice (ring, channel slot) and never allocates, never touches a file,
+//! copies a 64-byte tick twice (ring, channel slot) and never allocates, never touches a file,
 //! and never waits unless the channel is full under the `block` policy.
 //!
 //! Shutdown guarantee: a tick for which `store_tick` returned [`Outcome::Accepted`] is handed

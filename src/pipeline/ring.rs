@@ -89,6 +89,7 @@ mod tests {
             ask: None,
             bid_size: None,
             ask_size: None,
+            msg_seq: 0,
         }
     }
 

@@ -227,6 +227,37 @@ impl Store {
         Ok(total)
     }
 
+    /// The inbound MsgSeqNum a FIX session should expect next, as committed with its ticks:
+    /// the most recently updated mark for `source` among the newest `max_days` day files.
+    pub fn session_next_inbound(
+        &self,
+        source: &str,
+        max_days: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut best: Option<(i64, i64)> = None;
+        for day in self.days()?.iter().rev().take(max_days) {
+            let reader = DayReader::open(&day.path, &self.opts)?;
+            let Some((&src, _)) = reader.sources.iter().find(|(_, n)| &***n == source) else {
+                continue;
+            };
+            let mark: Option<(i64, i64)> = reader
+                .conn
+                .query_row(
+                    "SELECT next_inbound_seq, updated_recv_ns FROM fix_sessions WHERE src = ?1",
+                    [src],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(StoreError::sqlite(&day.path))?;
+            if let Some((next, at)) = mark {
+                if best.is_none_or(|b| at > b.1) {
+                    best = Some((next, at));
+                }
+            }
+        }
+        Ok(best.and_then(|(next, _)| u64::try_from(next).ok()))
+    }
+
     /// Figures for each day file, oldest first.
     pub fn day_stats(&self) -> Result<Vec<DayStats>, StoreError> {
         self.days()?

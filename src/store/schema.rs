@@ -15,10 +15,10 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
-/// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in one
-/// transaction. Version 1 is the first released layout, so there is nothing to upgrade yet.
-const UPGRADES: &[&str] = &[];
+pub const SCHEMA_VERSION: i64 = 2;
+/// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
+/// transaction that checks the version.
+const UPGRADES: &[&str] = &[include_str!("../../schema/upgrades/0002_fix_sessions.sql")];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.
 pub fn open_for_write(
@@ -214,6 +214,27 @@ mod tests {
         assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
         let err = open_for_read(&path, &SqliteOptions::default()).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_on_write_and_refused_by_readers_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(open_for_write(&path, day(), &SqliteOptions::default()).unwrap());
+        // Make it what tickrec 0.1 wrote: no fix_sessions table, version 1.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE fix_sessions; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let err = open_for_read(&path, &SqliteOptions::default()).unwrap_err();
+        assert!(matches!(err, StoreError::TooOld { found: 1, .. }), "{err}");
+        assert!(err.to_string().contains("tickrec upgrade"), "{err}");
+        let conn = open_for_write(&path, day(), &SqliteOptions::default()).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        conn.execute("INSERT INTO fix_sessions VALUES (0, 5, 0)", [])
+            .unwrap();
+        drop(conn);
+        open_for_read(&path, &SqliteOptions::default()).unwrap();
     }
 
     #[test]

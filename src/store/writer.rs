@@ -29,6 +29,10 @@ use crate::tick::{Tick, TickRow, NANOS_PER_DAY};
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const MARK_SESSION: &str =
+    "INSERT INTO fix_sessions (src, next_inbound_seq, updated_recv_ns) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (src) DO UPDATE SET next_inbound_seq = excluded.next_inbound_seq, \
+     updated_recv_ns = excluded.updated_recv_ns";
 
 /// One open day file and what the writer caches about it.
 struct OpenDay {
@@ -40,6 +44,8 @@ struct OpenDay {
     /// Process symbol id → this file's symbol id (`-1`: not looked up yet).
     sym_ids: Vec<i64>,
     src_ids: Vec<i64>,
+    /// Per batch: (file source id, next inbound MsgSeqNum, ts_recv) of FIX sessions (reused).
+    session_marks: Vec<(i64, i64, i64)>,
 }
 
 /// The SQLite storage backend (see the module doc).
@@ -190,6 +196,7 @@ impl SqliteSink {
             next_seq: max_seq + 1,
             sym_ids: Vec::new(),
             src_ids: Vec::new(),
+            session_marks: Vec::new(),
         });
         Ok(self.open.len() - 1)
     }
@@ -231,6 +238,7 @@ fn insert_all(od: &mut OpenDay, names: &Names, ticks: &[Tick]) -> rusqlite::Resu
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut seq = od.next_seq;
+    od.session_marks.clear();
     {
         let mut stmt = tx.prepare_cached(INSERT)?;
         for t in ticks {
@@ -252,6 +260,20 @@ fn insert_all(od: &mut OpenDay, names: &Names, ticks: &[Tick]) -> rusqlite::Resu
             stmt.raw_bind_parameter(9, src)?;
             stmt.raw_execute()?;
             seq += 1;
+            if t.msg_seq > 0 {
+                // Ticks of one session arrive in MsgSeqNum order: the last one wins.
+                let next = i64::try_from(t.msg_seq).unwrap_or(i64::MAX - 1) + 1;
+                match od.session_marks.iter_mut().find(|m| m.0 == src) {
+                    Some(m) => *m = (src, next, t.ts_recv.0),
+                    None => od.session_marks.push((src, next, t.ts_recv.0)),
+                }
+            }
+        }
+    }
+    if !od.session_marks.is_empty() {
+        let mut mark = tx.prepare_cached(MARK_SESSION)?;
+        for &(src, next, recv) in &od.session_marks {
+            mark.execute(rusqlite::params![src, next, recv])?;
         }
     }
     tx.commit()?;

@@ -40,6 +40,7 @@ pub fn tick(rec: &Recorder, symbol: &str, at: Timestamp, bid: &str, ask: &str) -
         ask: dec(ask),
         bid_size: dec("1000000"),
         ask_size: dec("2500000"),
+        msg_seq: 0,
     }
 }
 

@@ -1,0 +1,564 @@
+//! The initiator gateway: one thread per liquidity-provider session, from TCP bytes to
+//! `Recorder::store_tick`.
+//!
+//! Per connection: Logon, then a MarketDataRequest for the configured symbols, then W/X
+//! messages decoded straight into ticks. A drop or a refused Logon is followed by a reconnect
+//! with doubling backoff. Sequence numbers survive restarts: the inbound one is committed with
+//! the ticks (`fix_sessions` in the day files), the outbound one is written to
+//! `<db>/sessions/<Sender>-<Target>.seq` before any message that uses it leaves.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::decode::{parse_fix_time, parse_u64, Decoded, Decoder, HeaderView, MarketData};
+use super::frame::{self, Fields, FrameError};
+use super::session::{field_text, Inbound, ResendStore, Role, Session, SessionConfig, State};
+use super::tags;
+use crate::clock::Clock;
+use crate::pipeline::{Recorder, StoreTickError};
+use crate::shutdown::Shutdown;
+use crate::store::reader::Store;
+use crate::tick::{Tick, Timestamp};
+
+/// Settings of one initiator session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// `host:port` of the counterparty's acceptor.
+    pub connect: String,
+    pub session: SessionConfig,
+    pub symbols: Vec<String>,
+    /// Source name stamped on the ticks (default: the TargetCompID).
+    pub source: String,
+    pub reconnect_interval: Duration,
+    pub max_reconnect_interval: Duration,
+    /// Base folder of the day files; the outbound sequence file lives under `sessions/`.
+    pub db_path: PathBuf,
+}
+
+/// Live status of one session, for stats.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionStatus {
+    pub name: String,
+    pub state: String,
+    pub last_message: Option<Timestamp>,
+    pub next_inbound_seq: u64,
+    pub next_outbound_seq: u64,
+    pub messages_in: u64,
+    pub market_data_messages: u64,
+    pub ticks: u64,
+    pub md_rejects: u64,
+    pub session_rejects: u64,
+    pub malformed: u64,
+    pub framing_errors: u64,
+    pub connects: u64,
+    pub resend_requests: u64,
+    pub duplicates_ignored: u64,
+    pub last_error: Option<String>,
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "session {}: {} | in-seq {} out-seq {} | msgs {} md {} ticks {} | rejects md {} session {} | malformed {} | connects {} resends {} dups {}",
+            self.name,
+            self.state,
+            self.next_inbound_seq,
+            self.next_outbound_seq,
+            self.messages_in,
+            self.market_data_messages,
+            self.ticks,
+            self.md_rejects,
+            self.session_rejects,
+            self.malformed,
+            self.connects,
+            self.resend_requests,
+            self.duplicates_ignored
+        )?;
+        if let Some(m) = self.last_message {
+            write!(f, " | last message {m}")?;
+        }
+        if let Some(e) = &self.last_error {
+            write!(f, " | last error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared handle on a session's status.
+pub type StatusHandle = Arc<Mutex<SessionStatus>>;
+
+/// Starts the gateway thread. It runs until `shutdown`, then logs out and returns.
+pub fn spawn(
+    opts: GatewayOptions,
+    recorder: Arc<Recorder>,
+    store: Store,
+    shutdown: Shutdown,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<(JoinHandle<()>, StatusHandle)> {
+    let name = format!(
+        "{}->{}",
+        opts.session.sender_comp_id, opts.session.target_comp_id
+    );
+    let status = Arc::new(Mutex::new(SessionStatus {
+        name: name.clone(),
+        state: "starting".into(),
+        ..SessionStatus::default()
+    }));
+    let handle = {
+        let status = status.clone();
+        std::thread::Builder::new()
+            .name(format!("tickrec-fix-{}", opts.session.target_comp_id))
+            .spawn(move || {
+                let mut gw =
+                    match Gateway::new(opts, recorder, &store, shutdown, clock, status.clone()) {
+                        Ok(gw) => gw,
+                        Err(e) => {
+                            tracing::error!(session = %name, error = %e, "gateway could not start");
+                            let mut s = lock(&status);
+                            s.state = "failed".into();
+                            s.last_error = Some(e);
+                            return;
+                        }
+                    };
+                gw.run();
+            })?
+    };
+    Ok((handle, status))
+}
+
+fn lock(s: &StatusHandle) -> std::sync::MutexGuard<'_, SessionStatus> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Gateway {
+    opts: GatewayOptions,
+    recorder: Arc<Recorder>,
+    shutdown: Shutdown,
+    clock: Arc<dyn Clock>,
+    status: StatusHandle,
+    session: Session,
+    decoder: Decoder,
+    md: MarketData,
+    ticks: Vec<Tick>,
+    seq_file: PathBuf,
+    persisted_out: u64,
+    md_requests: u64,
+}
+
+/// Bytes read per `read` call; the buffer grows only for a message larger than this.
+const READ_CHUNK: usize = 1 << 16;
+/// How long a read waits before timers run again.
+const POLL: Duration = Duration::from_millis(50);
+
+impl Gateway {
+    fn new(
+        opts: GatewayOptions,
+        recorder: Arc<Recorder>,
+        store: &Store,
+        shutdown: Shutdown,
+        clock: Arc<dyn Clock>,
+        status: StatusHandle,
+    ) -> Result<Gateway, String> {
+        let names = recorder.names().clone();
+        let source = names.source(&opts.source).map_err(|e| e.to_string())?;
+        let symbols = opts
+            .symbols
+            .iter()
+            .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let next_in = store
+            .session_next_inbound(&opts.source, 7)
+            .map_err(|e| e.to_string())?
+            .unwrap_or(1);
+        let seq_file = opts.db_path.join("sessions").join(format!(
+            "{}-{}.seq",
+            safe_file_part(&opts.session.sender_comp_id),
+            safe_file_part(&opts.session.target_comp_id)
+        ));
+        let next_out = read_seq_file(&seq_file)?.unwrap_or(1);
+        tracing::info!(session = %lock(&status).name, next_in, next_out, "session sequence numbers recovered");
+        let session = Session::new(
+            opts.session.clone(),
+            Role::Initiator,
+            next_out,
+            next_in,
+            ResendStore::new(0),
+        );
+        Ok(Gateway {
+            md: MarketData::new(source, &symbols),
+            opts,
+            recorder,
+            shutdown,
+            clock,
+            status,
+            session,
+            decoder: Decoder::new(),
+            ticks: Vec::with_capacity(64),
+            seq_file,
+            persisted_out: next_out,
+            md_requests: 0,
+        })
+    }
+
+    fn run(&mut self) {
+        let mut backoff = self.opts.reconnect_interval;
+        while !self.shutdown.is_requested() {
+            self.set_state("connecting", None);
+            let stream = match connect(&self.opts.connect) {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = format!("connect to {}: {e}", self.opts.connect);
+                    tracing::warn!(error = %why, retry_in = ?backoff, "FIX connect failed");
+                    self.set_state("disconnected", Some(why));
+                    self.shutdown.wait_timeout(backoff);
+                    backoff = (backoff * 2).min(self.opts.max_reconnect_interval);
+                    continue;
+                }
+            };
+            lock(&self.status).connects += 1;
+            let logged_on = self.serve(stream);
+            if logged_on {
+                backoff = self.opts.reconnect_interval;
+            }
+            if !self.shutdown.is_requested() {
+                tracing::info!(retry_in = ?backoff, "FIX session down; reconnecting");
+                self.shutdown.wait_timeout(backoff);
+                if !logged_on {
+                    backoff = (backoff * 2).min(self.opts.max_reconnect_interval);
+                }
+            }
+        }
+        self.set_state("stopped", None);
+    }
+
+    /// One connection, until it closes. Returns whether the Logon succeeded.
+    fn serve(&mut self, mut stream: TcpStream) -> bool {
+        let mut logged_on = false;
+        let mut buf = vec![0u8; READ_CHUNK * 2];
+        let (mut start, mut filled) = (0usize, 0usize);
+        let mut logout_started: Option<Instant> = None;
+        self.session.on_connect(self.clock.now());
+        self.set_state("logging on", None);
+        let mut error: Option<String> = None;
+        'conn: loop {
+            if let Err(e) = self.flush(&mut stream) {
+                error = Some(format!("write: {e}"));
+                break;
+            }
+            if self.session.state() == State::Closed {
+                break;
+            }
+            if self.shutdown.is_requested() && logout_started.is_none() {
+                self.session
+                    .logout("recorder shutting down", self.clock.now());
+                self.set_state("logging out", None);
+                logout_started = Some(Instant::now());
+                continue;
+            }
+            if logout_started.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                break;
+            }
+            // Read what is there (or wait up to POLL).
+            if buf.len() - filled < READ_CHUNK {
+                buf.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+                if buf.len() - filled < READ_CHUNK {
+                    buf.resize(filled + READ_CHUNK, 0);
+                }
+            }
+            match stream.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    error = Some("connection closed by the counterparty".into());
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    error = Some(format!("read: {e}"));
+                    break;
+                }
+            }
+            let now = self.clock.now();
+            loop {
+                match frame::check(&buf[start..filled]) {
+                    Ok(n) => {
+                        let msg_range = start..start + n;
+                        start += n;
+                        match self.on_frame(&buf[msg_range], now) {
+                            Ok(Some(Inbound::LoggedOn)) => {
+                                logged_on = true;
+                                self.set_state("logged on", None);
+                                self.send_market_data_request(now);
+                            }
+                            Ok(_) => {}
+                            Err(why) => {
+                                let _ = self.flush(&mut stream);
+                                error = Some(why);
+                                break 'conn;
+                            }
+                        }
+                    }
+                    Err(FrameError::Incomplete) => break,
+                    Err(FrameError::Invalid(why)) => {
+                        let skip = frame::resync(&buf[start..filled]);
+                        tracing::warn!(why, bytes = %printable(&buf[start..start + skip.min(200)]), "FIX framing error; skipping to the next message");
+                        lock(&self.status).framing_errors += 1;
+                        start += skip;
+                    }
+                }
+            }
+            if let Err(d) = self.session.on_timer(now) {
+                let _ = self.flush(&mut stream);
+                error = Some(d.0);
+                break;
+            }
+            self.publish_counters();
+        }
+        self.session.on_disconnect();
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        if logout_started.is_some() {
+            // We asked for the Logout; its answer is not an error.
+            error = None;
+        }
+        if let Some(e) = &error {
+            if !self.shutdown.is_requested() {
+                tracing::warn!(error = %e, "FIX session closed");
+            }
+        }
+        self.publish_counters();
+        self.set_state("disconnected", error);
+        logged_on
+    }
+
+    /// Handles one framed message. `Err` closes the connection.
+    fn on_frame(&mut self, msg: &[u8], now: Timestamp) -> Result<Option<Inbound>, String> {
+        let decoded = self.decoder.decode(msg);
+        let (header, decode_error) = match &decoded {
+            Ok(d) => (d.header, None),
+            Err(e) => match parse_header(msg) {
+                Some(h) => (h, Some(e.to_string())),
+                None => {
+                    self.malformed(msg, &e.to_string());
+                    return Ok(None);
+                }
+            },
+        };
+        let inbound = self
+            .session
+            .on_message(&header, msg, now)
+            .map_err(|d| d.0)?;
+        {
+            let mut s = lock(&self.status);
+            s.last_message = Some(now);
+        }
+        if inbound == Inbound::Deliver {
+            match (decoded.as_ref(), decode_error) {
+                (_, Some(why)) => self.malformed(msg, &why),
+                (Ok(d), None) => self.on_application(d, msg, now),
+                (Err(_), None) => {}
+            }
+        }
+        if let Ok(d) = decoded {
+            self.decoder.recycle(d.entries);
+        }
+        Ok(Some(inbound))
+    }
+
+    fn on_application(&mut self, d: &Decoded<'_>, raw: &[u8], now: Timestamp) {
+        match d.header.msg_type {
+            b"W" | b"X" => {
+                let ts_event = match (
+                    d.header.poss_dup,
+                    d.header.orig_sending_time,
+                    d.header.sending_time,
+                ) {
+                    (true, Some(orig), _) => orig,
+                    (_, _, Some(sent)) => sent,
+                    _ => {
+                        self.malformed(raw, "missing SendingTime(52)");
+                        return;
+                    }
+                };
+                self.ticks.clear();
+                if let Err(e) = self.md.apply(d, ts_event, now, &mut self.ticks) {
+                    self.malformed(raw, &e.to_string());
+                    return;
+                }
+                let mut stored = 0;
+                for t in &self.ticks {
+                    match self.recorder.store_tick(*t) {
+                        Ok(_) => stored += 1,
+                        Err(StoreTickError::Closed) => break,
+                        Err(e) => tracing::error!(error = %e, "tick refused"),
+                    }
+                }
+                let mut s = lock(&self.status);
+                s.market_data_messages += 1;
+                s.ticks += stored;
+            }
+            b"Y" => {
+                lock(&self.status).md_rejects += 1;
+                tracing::warn!(
+                    md_req_id = %field_text(raw, tags::MD_REQ_ID),
+                    reason = %field_text(raw, tags::MD_REQ_REJ_REASON),
+                    text = %field_text(raw, tags::TEXT),
+                    "MarketDataRequest rejected (35=Y)"
+                );
+            }
+            other => {
+                tracing::debug!(msg_type = %String::from_utf8_lossy(other), "application message ignored");
+            }
+        }
+    }
+
+    fn malformed(&mut self, raw: &[u8], why: &str) {
+        lock(&self.status).malformed += 1;
+        tracing::warn!(why, message = %printable(raw), "malformed FIX message skipped");
+    }
+
+    fn send_market_data_request(&mut self, now: Timestamp) {
+        self.md_requests += 1;
+        let req_id = format!("tickrec-{}", self.md_requests);
+        let symbols = self.opts.symbols.clone();
+        self.session.send_app("V", now, |b| {
+            b.field_str(tags::MD_REQ_ID, &req_id)
+                .field_str(tags::SUBSCRIPTION_REQUEST_TYPE, "1")
+                .field_u64(tags::MARKET_DEPTH, 1)
+                .field_u64(tags::MD_UPDATE_TYPE, 1)
+                .field_u64(tags::NO_MD_ENTRY_TYPES, 2)
+                .field_str(tags::MD_ENTRY_TYPE, "0")
+                .field_str(tags::MD_ENTRY_TYPE, "1")
+                .field_u64(tags::NO_RELATED_SYM, symbols.len() as u64);
+            for s in &symbols {
+                b.field_str(tags::SYMBOL, s);
+            }
+        });
+    }
+
+    /// Persists the outbound sequence number, then writes queued bytes.
+    fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let next_out = self.session.next_out();
+        if next_out != self.persisted_out {
+            if let Err(e) = write_seq_file(&self.seq_file, next_out) {
+                tracing::error!(file = %self.seq_file.display(), error = %e, "cannot persist the outbound MsgSeqNum");
+            }
+            self.persisted_out = next_out;
+        }
+        let out = self.session.take_output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let result = stream.write_all(out);
+        out.clear();
+        result
+    }
+
+    fn set_state(&self, state: &str, error: Option<String>) {
+        let mut s = lock(&self.status);
+        s.state = state.into();
+        if error.is_some() {
+            s.last_error = error;
+        }
+    }
+
+    fn publish_counters(&self) {
+        let c = self.session.counters;
+        let mut s = lock(&self.status);
+        s.next_inbound_seq = self.session.next_in();
+        s.next_outbound_seq = self.session.next_out();
+        s.messages_in = c.messages_in;
+        s.resend_requests = c.resend_requests_sent;
+        s.duplicates_ignored = c.duplicates_ignored;
+        s.session_rejects = c.rejects_received;
+    }
+}
+
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "address resolves to nothing");
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(POLL))?;
+                s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Just the header fields, for sequencing a message whose body did not decode.
+fn parse_header(msg: &[u8]) -> Option<HeaderView<'_>> {
+    let mut h = HeaderView::default();
+    for f in Fields::new(msg) {
+        let (tag, v) = f.ok()?;
+        match tag {
+            tags::MSG_TYPE => h.msg_type = v,
+            tags::MSG_SEQ_NUM => h.seq = parse_u64(v)?,
+            tags::SENDER_COMP_ID => h.sender = v,
+            tags::TARGET_COMP_ID => h.target = v,
+            tags::SENDING_TIME => h.sending_time = parse_fix_time(v),
+            tags::POSS_DUP_FLAG => h.poss_dup = v == b"Y",
+            _ => {}
+        }
+    }
+    (!h.msg_type.is_empty() && h.seq > 0).then_some(h)
+}
+
+/// A FIX message for a log line: separators shown as `|`.
+pub fn printable(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).replace('\x01', "|")
+}
+
+fn safe_file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn read_seq_file(path: &Path) -> Result<Option<u64>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|e| format!("{}: not a sequence number: {e}", path.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Write-to-temporary, fsync, rename: the file holds the old or the new number, never a mix.
+fn write_seq_file(path: &Path, next_out: u64) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("seq.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{next_out}")?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
+}

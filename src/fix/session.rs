@@ -1,0 +1,640 @@
+//! The FIX session layer, for both sides, without I/O.
+//!
+//! A [`Session`] is fed decoded headers of inbound messages and the passing of time; it queues
+//! the bytes to send in [`Session::take_output`] and tells the caller which inbound messages are
+//! new application messages to process. Rules it enforces:
+//! * the first message is a Logon; CompIDs must match the session's;
+//! * inbound MsgSeqNum: equal to expected → processed; higher → gap: one ResendRequest from the
+//!   expected number to infinity, and messages past the gap are dropped until the resend fills
+//!   it (they are resent too); lower with PossDupFlag=Y → duplicate, ignored; lower without it
+//!   → fatal (Logout, disconnect);
+//! * SequenceReset: GapFill moves the expected number forward in sequence, Reset moves it
+//!   unconditionally (never backwards);
+//! * ResendRequest: stored application messages are resent with PossDupFlag=Y and their
+//!   OrigSendingTime; everything else is gap-filled;
+//! * Heartbeat every HeartBtInt of silence; a TestRequest after HeartBtInt × 1.2 without input;
+//!   disconnect when that goes unanswered for another HeartBtInt.
+
+use std::collections::VecDeque;
+
+use super::decode::{parse_u64, HeaderView};
+use super::encode::{Header, MessageBuilder};
+use super::frame::Fields;
+use super::tags;
+use crate::tick::Timestamp;
+
+/// Which end of the connection this session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Acceptor,
+}
+
+/// Static session settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub sender_comp_id: String,
+    /// For an acceptor, empty means "whoever logs on".
+    pub target_comp_id: String,
+    pub heartbeat_secs: u32,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Send 141=Y on Logon: both sides restart at 1 (gives up resend of earlier messages).
+    pub reset_on_logon: bool,
+}
+
+/// Where the session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Connected, no Logon exchanged yet (the initiator has sent its own).
+    AwaitingLogon,
+    Active,
+    /// We sent Logout and wait for the answer.
+    LoggingOut,
+    /// The connection must be closed.
+    Closed,
+}
+
+/// What the caller should do with an inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// A new application message, in sequence: process it.
+    Deliver,
+    /// Handled by the session (admin) or not to be processed (duplicate, past a gap).
+    Consumed,
+    /// The Logon exchange completed.
+    LoggedOn,
+}
+
+/// The session ended; close the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session closed: {0}")]
+pub struct Disconnect(pub String);
+
+/// One application message as sent, for resend.
+#[derive(Debug, Clone)]
+struct Stored {
+    seq: u64,
+    msg_type: Box<str>,
+    sent_at: Timestamp,
+    /// The application fields, encoded (`tag=value␁…`).
+    body: Box<[u8]>,
+}
+
+/// Application messages kept for resend, oldest first, consecutive sequence numbers.
+#[derive(Debug, Default)]
+pub struct ResendStore {
+    messages: VecDeque<Stored>,
+    capacity: usize,
+}
+
+impl ResendStore {
+    /// Keeps the last `capacity` application messages; older ones are gap-filled on resend.
+    pub fn new(capacity: usize) -> ResendStore {
+        ResendStore {
+            messages: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn push(&mut self, seq: u64, msg_type: &str, at: Timestamp, body: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.messages.len() == self.capacity {
+            self.messages.pop_front();
+        }
+        if self.messages.back().is_some_and(|m| m.seq + 1 != seq) {
+            // A sequence reset: earlier messages can no longer be asked for.
+            self.messages.clear();
+        }
+        self.messages.push_back(Stored {
+            seq,
+            msg_type: msg_type.into(),
+            sent_at: at,
+            body: body.into(),
+        });
+    }
+
+    fn get(&self, seq: u64) -> Option<&Stored> {
+        let first = self.messages.front()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.messages.get(i).filter(|m| m.seq == seq)
+    }
+}
+
+/// Counters of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionCounters {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub resend_requests_sent: u64,
+    pub resend_requests_served: u64,
+    pub duplicates_ignored: u64,
+    pub rejects_received: u64,
+    pub test_requests_sent: u64,
+}
+
+/// One FIX session (see the module doc).
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    role: Role,
+    state: State,
+    next_out: u64,
+    next_in: u64,
+    last_sent: Timestamp,
+    last_recv: Timestamp,
+    state_since: Timestamp,
+    test_request_sent: Option<Timestamp>,
+    /// While filling a gap: the sequence number that revealed it.
+    resend_until: Option<u64>,
+    builder: MessageBuilder,
+    out: Vec<u8>,
+    store: ResendStore,
+    pub counters: SessionCounters,
+    logout_text: Option<String>,
+}
+
+/// How long a Logon or Logout exchange may take.
+const HANDSHAKE_TIMEOUT_NS: i64 = 10_000_000_000;
+
+impl Session {
+    /// A session whose sequence numbers continue from `next_out`/`next_in` (1 and 1 when new).
+    pub fn new(
+        cfg: SessionConfig,
+        role: Role,
+        next_out: u64,
+        next_in: u64,
+        store: ResendStore,
+    ) -> Session {
+        Session {
+            cfg,
+            role,
+            state: State::Closed,
+            next_out: next_out.max(1),
+            next_in: next_in.max(1),
+            last_sent: Timestamp(0),
+            last_recv: Timestamp(0),
+            state_since: Timestamp(0),
+            test_request_sent: None,
+            resend_until: None,
+            builder: MessageBuilder::new(),
+            out: Vec::with_capacity(1 << 16),
+            store,
+            counters: SessionCounters::default(),
+            logout_text: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn next_out(&self) -> u64 {
+        self.next_out
+    }
+
+    pub fn next_in(&self) -> u64 {
+        self.next_in
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// True while a gap is being filled by the counterparty's resend.
+    pub fn resending(&self) -> bool {
+        self.resend_until.is_some()
+    }
+
+    /// Why the counterparty logged out, if it did.
+    pub fn logout_text(&self) -> Option<&str> {
+        self.logout_text.as_deref()
+    }
+
+    /// Bytes queued for sending; the caller writes all of them.
+    pub fn take_output(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// A new connection is up. The initiator sends its Logon.
+    pub fn on_connect(&mut self, now: Timestamp) {
+        self.state = State::AwaitingLogon;
+        self.state_since = now;
+        self.last_recv = now;
+        self.test_request_sent = None;
+        self.resend_until = None;
+        if self.role == Role::Initiator {
+            if self.cfg.reset_on_logon {
+                self.next_out = 1;
+                self.next_in = 1;
+            }
+            self.send_logon(now);
+        }
+    }
+
+    /// The connection is gone (closed by either side).
+    pub fn on_disconnect(&mut self) {
+        self.state = State::Closed;
+    }
+
+    fn send_logon(&mut self, now: Timestamp) {
+        let hb = self.cfg.heartbeat_secs;
+        let reset = self.cfg.reset_on_logon;
+        let (user, pass) = (self.cfg.username.clone(), self.cfg.password.clone());
+        self.send_admin("A", now, |b| {
+            b.field_u64(tags::ENCRYPT_METHOD, 0)
+                .field_u64(tags::HEART_BT_INT, u64::from(hb));
+            if reset {
+                b.field_str(tags::RESET_SEQ_NUM_FLAG, "Y");
+            }
+            if let Some(u) = &user {
+                b.field_str(tags::USERNAME, u);
+            }
+            if let Some(p) = &pass {
+                b.field_str(tags::PASSWORD, p);
+            }
+        });
+    }
+
+    /// Starts a clean logout.
+    pub fn logout(&mut self, text: &str, now: Timestamp) {
+        if matches!(self.state, State::Active | State::AwaitingLogon) {
+            self.send_admin("5", now, |b| {
+                if !text.is_empty() {
+                    b.field_str(tags::TEXT, text);
+                }
+            });
+            self.state = State::LoggingOut;
+            self.state_since = now;
+        }
+    }
+
+    /// Sends an application message; `body` adds its fields. Kept for resend when the session
+    /// has a store. Returns the sequence number used.
+    pub fn send_app(
+        &mut self,
+        msg_type: &str,
+        now: Timestamp,
+        body: impl FnOnce(&mut MessageBuilder),
+    ) -> u64 {
+        let seq = self.next_out;
+        self.encode(msg_type, seq, now, None, body);
+        let body_bytes = self.builder.body_fields();
+        self.store.push(seq, msg_type, now, body_bytes);
+        seq
+    }
+
+    fn send_admin(
+        &mut self,
+        msg_type: &str,
+        now: Timestamp,
+        body: impl FnOnce(&mut MessageBuilder),
+    ) {
+        let seq = self.next_out;
+        self.encode(msg_type, seq, now, None, body);
+    }
+
+    fn encode(
+        &mut self,
+        msg_type: &str,
+        seq: u64,
+        now: Timestamp,
+        poss_dup: Option<Timestamp>,
+        body: impl FnOnce(&mut MessageBuilder),
+    ) {
+        self.builder.start(&Header {
+            msg_type,
+            sender: &self.cfg.sender_comp_id,
+            target: &self.cfg.target_comp_id,
+            seq,
+            sending_time: now,
+            poss_dup,
+        });
+        body(&mut self.builder);
+        let bytes = self.builder.finish();
+        self.out.extend_from_slice(bytes);
+        if poss_dup.is_none() || seq >= self.next_out {
+            self.next_out = seq + 1;
+        }
+        self.last_sent = now;
+        self.counters.messages_out += 1;
+    }
+
+    /// Handles one inbound message (already framed and decoded).
+    pub fn on_message(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        self.last_recv = now;
+        self.test_request_sent = None;
+        self.counters.messages_in += 1;
+        let msg_type = h.msg_type;
+        if self.state == State::AwaitingLogon && msg_type != b"A" {
+            return Err(self.close("first message was not a Logon"));
+        }
+        if msg_type == b"A" {
+            return self.on_logon(h, raw, now);
+        }
+        if !self.comp_ids_match(h) {
+            return Err(self.close("CompIDs do not match the session"));
+        }
+        if msg_type == b"4" {
+            return self.on_sequence_reset(h, raw, now);
+        }
+        if h.seq > self.next_in {
+            return self.on_gap(h, raw, now);
+        }
+        if h.seq < self.next_in {
+            if h.poss_dup {
+                self.counters.duplicates_ignored += 1;
+                return Ok(Inbound::Consumed);
+            }
+            let why = format!(
+                "MsgSeqNum too low, expecting {} but received {}",
+                self.next_in, h.seq
+            );
+            self.logout(&why, now);
+            return Err(self.close(&why));
+        }
+        self.next_in += 1;
+        if self.resend_until.is_some_and(|until| self.next_in >= until) {
+            self.resend_until = None;
+        }
+        self.on_in_sequence(msg_type, raw, now)
+    }
+
+    fn on_in_sequence(
+        &mut self,
+        msg_type: &[u8],
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        match msg_type {
+            b"0" => Ok(Inbound::Consumed),
+            b"1" => {
+                self.answer_test_request(raw, now);
+                Ok(Inbound::Consumed)
+            }
+            b"2" => {
+                self.on_resend_request(raw, now);
+                Ok(Inbound::Consumed)
+            }
+            b"3" => {
+                self.counters.rejects_received += 1;
+                tracing::warn!(text = %field_text(raw, tags::TEXT), ref_seq = %field_text(raw, tags::REF_SEQ_NUM),
+                    "session-level Reject received");
+                Ok(Inbound::Consumed)
+            }
+            b"5" => {
+                self.logout_text = Some(field_text(raw, tags::TEXT));
+                if self.state != State::LoggingOut {
+                    self.send_admin("5", now, |_| {});
+                }
+                Err(self.close("Logout"))
+            }
+            _ => Ok(Inbound::Deliver),
+        }
+    }
+
+    fn answer_test_request(&mut self, raw: &[u8], now: Timestamp) {
+        let id = field_bytes(raw, tags::TEST_REQ_ID)
+            .unwrap_or_default()
+            .to_vec();
+        self.send_admin("0", now, |b| {
+            b.field(tags::TEST_REQ_ID, &id);
+        });
+    }
+
+    fn on_logon(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        if self.state != State::AwaitingLogon {
+            return Err(self.close("Logon received on an established session"));
+        }
+        if self.role == Role::Acceptor && self.cfg.target_comp_id.is_empty() {
+            self.cfg.target_comp_id = String::from_utf8_lossy(h.sender).into_owned();
+        }
+        if !self.comp_ids_match(h) {
+            return Err(self.close("Logon CompIDs do not match the session"));
+        }
+        let reset = field_bytes(raw, tags::RESET_SEQ_NUM_FLAG) == Some(b"Y");
+        if self.role == Role::Acceptor {
+            if let Some(expected) = &self.cfg.password {
+                if field_bytes(raw, tags::PASSWORD) != Some(expected.as_bytes()) {
+                    self.send_admin("5", now, |b| {
+                        b.field_str(tags::TEXT, "invalid username or password");
+                    });
+                    return Err(self.close("Logon refused: bad password"));
+                }
+            }
+            if let Some(hb) = field_bytes(raw, tags::HEART_BT_INT).and_then(parse_u64) {
+                self.cfg.heartbeat_secs = hb.clamp(1, 3600) as u32;
+            }
+            if reset {
+                self.next_out = 1;
+                self.next_in = 1;
+                self.cfg.reset_on_logon = true;
+            }
+            let hb = self.cfg.heartbeat_secs;
+            self.send_admin("A", now, |b| {
+                b.field_u64(tags::ENCRYPT_METHOD, 0)
+                    .field_u64(tags::HEART_BT_INT, u64::from(hb));
+                if reset {
+                    b.field_str(tags::RESET_SEQ_NUM_FLAG, "Y");
+                }
+            });
+        } else if reset && !self.cfg.reset_on_logon {
+            self.next_in = 1;
+        }
+        self.state = State::Active;
+        self.state_since = now;
+        if h.seq < self.next_in {
+            let why = format!(
+                "MsgSeqNum too low on Logon, expecting {} but received {}",
+                self.next_in, h.seq
+            );
+            self.logout(&why, now);
+            return Err(self.close(&why));
+        }
+        if h.seq > self.next_in {
+            self.request_resend(h.seq, now);
+        } else {
+            self.next_in += 1;
+        }
+        Ok(Inbound::LoggedOn)
+    }
+
+    fn on_gap(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        // Past the gap: not processed now (it will be resent), but a Logout or TestRequest
+        // must still be honoured.
+        match h.msg_type {
+            b"5" => {
+                self.logout_text = Some(field_text(raw, tags::TEXT));
+                return Err(self.close("Logout"));
+            }
+            b"1" => self.answer_test_request(raw, now),
+            _ => {}
+        }
+        if self.resend_until.is_none() {
+            self.request_resend(h.seq, now);
+        }
+        Ok(Inbound::Consumed)
+    }
+
+    fn request_resend(&mut self, seen: u64, now: Timestamp) {
+        let from = self.next_in;
+        self.resend_until = Some(seen);
+        self.counters.resend_requests_sent += 1;
+        tracing::info!(from, seen, "sequence gap: requesting resend");
+        self.send_admin("2", now, |b| {
+            b.field_u64(tags::BEGIN_SEQ_NO, from)
+                .field_u64(tags::END_SEQ_NO, 0);
+        });
+    }
+
+    fn on_sequence_reset(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        let gap_fill = field_bytes(raw, tags::GAP_FILL_FLAG) == Some(b"Y");
+        let Some(new_seq) = field_bytes(raw, tags::NEW_SEQ_NO).and_then(parse_u64) else {
+            return Err(self.close("SequenceReset without a valid NewSeqNo"));
+        };
+        if gap_fill {
+            if h.seq > self.next_in {
+                return self.on_gap(h, raw, now);
+            }
+            if h.seq < self.next_in {
+                self.counters.duplicates_ignored += 1;
+                return Ok(Inbound::Consumed);
+            }
+        }
+        if new_seq < self.next_in {
+            if gap_fill {
+                // A gap fill that would move backwards is a counterparty bug; ignore it.
+                return Ok(Inbound::Consumed);
+            }
+            return Err(self.close("SequenceReset would move MsgSeqNum backwards"));
+        }
+        self.next_in = new_seq;
+        if self.resend_until.is_some_and(|until| self.next_in >= until) {
+            self.resend_until = None;
+        }
+        Ok(Inbound::Consumed)
+    }
+
+    fn on_resend_request(&mut self, raw: &[u8], now: Timestamp) {
+        self.counters.resend_requests_served += 1;
+        let begin = field_bytes(raw, tags::BEGIN_SEQ_NO)
+            .and_then(parse_u64)
+            .unwrap_or(1)
+            .max(1);
+        let end_field = field_bytes(raw, tags::END_SEQ_NO)
+            .and_then(parse_u64)
+            .unwrap_or(0);
+        let last = self.next_out - 1;
+        let end = if end_field == 0 {
+            last
+        } else {
+            end_field.min(last)
+        };
+        let mut seq = begin;
+        while seq <= end {
+            if let Some(Stored {
+                msg_type,
+                sent_at,
+                body,
+                ..
+            }) = self.store.get(seq).cloned()
+            {
+                self.encode(&msg_type, seq, now, Some(sent_at), |b| {
+                    b.raw_fields(&body);
+                });
+                seq += 1;
+                continue;
+            }
+            // A run of messages we cannot (admin) or will not (evicted) resend: one gap fill.
+            let mut next = seq + 1;
+            while next <= end && self.store.get(next).is_none() {
+                next += 1;
+            }
+            self.encode("4", seq, now, Some(now), |b| {
+                b.field_str(tags::GAP_FILL_FLAG, "Y")
+                    .field_u64(tags::NEW_SEQ_NO, next);
+            });
+            seq = next;
+        }
+    }
+
+    /// Heartbeats, test requests and handshake timeouts.
+    pub fn on_timer(&mut self, now: Timestamp) -> Result<(), Disconnect> {
+        let hb_ns = i64::from(self.cfg.heartbeat_secs.max(1)) * 1_000_000_000;
+        match self.state {
+            State::AwaitingLogon | State::LoggingOut
+                if now.0 - self.state_since.0 > HANDSHAKE_TIMEOUT_NS =>
+            {
+                return Err(self.close("Logon/Logout not answered in time"));
+            }
+            State::Active => {
+                if now.0 - self.last_sent.0 >= hb_ns {
+                    self.send_admin("0", now, |_| {});
+                }
+                match self.test_request_sent {
+                    Some(sent) if now.0 - sent.0 >= hb_ns => {
+                        return Err(self.close("no answer to TestRequest"));
+                    }
+                    None if now.0 - self.last_recv.0 >= hb_ns + hb_ns / 5 => {
+                        self.counters.test_requests_sent += 1;
+                        self.test_request_sent = Some(now);
+                        let id = now.0.to_string();
+                        self.send_admin("1", now, |b| {
+                            b.field_str(tags::TEST_REQ_ID, &id);
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn comp_ids_match(&self, h: &HeaderView<'_>) -> bool {
+        h.sender == self.cfg.target_comp_id.as_bytes()
+            && h.target == self.cfg.sender_comp_id.as_bytes()
+    }
+
+    fn close(&mut self, why: &str) -> Disconnect {
+        self.state = State::Closed;
+        Disconnect(why.to_owned())
+    }
+}
+
+/// First value of `tag` in a framed message.
+pub fn field_bytes(raw: &[u8], tag: u32) -> Option<&[u8]> {
+    Fields::new(raw)
+        .filter_map(Result::ok)
+        .find(|(t, _)| *t == tag)
+        .map(|(_, v)| v)
+}
+
+/// First value of `tag` as text (empty when absent).
+pub fn field_text(raw: &[u8], tag: u32) -> String {
+    field_bytes(raw, tag)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,509 @@
+//! The acceptor simulator: a FIX 4.4 market-data counterparty streaming random-walk quotes.
+//!
+//! It accepts one initiator at a time and keeps its session (sequence numbers, the resend
+//! store) across reconnects, as a real liquidity provider does, so a recorder that drops and
+//! comes back gets the missed messages through the FIX resend flow. After Logon it waits
+//! briefly for a MarketDataRequest: the symbols it names are streamed (unknown ones get a
+//! 35=Y), or all symbols when none arrives. Streaming is a 35=W snapshot per symbol, then
+//! 35=X incrementals (sometimes several entries, sometimes a Delete) at the asked rate.
+//!
+//! Optionally it journals, as tick JSON Lines, the top of book each sent message implies:
+//! exactly what a correct recorder must store.
+
+use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::decode::{Decoder, HeaderView};
+use super::frame::{self, Fields, FrameError};
+use super::session::{Inbound, ResendStore, Role, Session, SessionConfig, State};
+use super::tags;
+use crate::clock::{Clock, SystemClock};
+use crate::format::jsonl::write_json_row;
+use crate::shutdown::Shutdown;
+use crate::synth::{symbol_names, Quote, QuoteGen};
+use crate::tick::{TickRow, Timestamp};
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub symbols: usize,
+    /// Market-data messages per second; `None` = as fast as the connection takes them.
+    pub rate: Option<u64>,
+    /// Stop (with a Logout) after this long; `None` = until shutdown.
+    pub duration: Option<Duration>,
+    pub sender_comp_id: String,
+    pub seed: u64,
+    /// Probability that an incremental carries two or three symbols.
+    pub multi_symbol_prob: f64,
+    /// Probability that a side is deleted in an update.
+    pub delete_prob: f64,
+    /// Journal of implied ticks (JSON Lines), for tests and audits.
+    pub journal: Option<PathBuf>,
+    /// Test hook: after this many market-data messages on a connection, cut it and keep
+    /// producing `outage_messages` that the initiator can only get by resend.
+    pub drop_after: Option<u64>,
+    pub outage_messages: u64,
+    /// Application messages kept for resend.
+    pub resend_capacity: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            symbols: 8,
+            rate: Some(1000),
+            duration: None,
+            sender_comp_id: "SIM".into(),
+            seed: 1,
+            multi_symbol_prob: 0.2,
+            delete_prob: 0.01,
+            journal: None,
+            drop_after: None,
+            outage_messages: 0,
+            resend_capacity: 2_000_000,
+        }
+    }
+}
+
+/// What the simulator did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimReport {
+    pub connections: u64,
+    pub md_messages: u64,
+    pub ticks_implied: u64,
+    pub rejects_sent: u64,
+}
+
+/// Runs the simulator on `listener` until `shutdown` or the configured duration.
+pub fn run(
+    listener: TcpListener,
+    opts: SimOptions,
+    shutdown: Shutdown,
+) -> std::io::Result<SimReport> {
+    let mut sim = Simulator::new(opts)?;
+    listener.set_nonblocking(true)?;
+    let started = Instant::now();
+    loop {
+        if sim.finished(started, &shutdown) {
+            break;
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                tracing::info!(%peer, "initiator connected");
+                sim.report.connections += 1;
+                if let Err(e) = sim.serve(stream, started, &shutdown) {
+                    tracing::info!(error = %e, "initiator connection ended");
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(j) = sim.journal.as_mut() {
+        j.flush()?;
+    }
+    Ok(sim.report)
+}
+
+struct Simulator {
+    opts: SimOptions,
+    session: Session,
+    names: Vec<String>,
+    gen: QuoteGen,
+    rng: SmallRng,
+    /// Current top of book per symbol, as sent.
+    books: Vec<Quote>,
+    subscribed: Vec<usize>,
+    journal: Option<BufWriter<std::fs::File>>,
+    report: SimReport,
+    clock: SystemClock,
+    decoder: Decoder,
+}
+
+/// How long after Logon the simulator waits for a MarketDataRequest before streaming all.
+const REQUEST_GRACE: Duration = Duration::from_millis(500);
+
+impl Simulator {
+    fn new(opts: SimOptions) -> std::io::Result<Simulator> {
+        let names = symbol_names(opts.symbols.max(1));
+        let mut gen = QuoteGen::new(names.len(), opts.seed).with_clear_probability(0.0);
+        let books = (0..names.len()).map(|i| gen.next_quote(i)).collect();
+        let journal = match &opts.journal {
+            Some(p) => Some(BufWriter::new(std::fs::File::create(p)?)),
+            None => None,
+        };
+        let session = Session::new(
+            SessionConfig {
+                sender_comp_id: opts.sender_comp_id.clone(),
+                target_comp_id: String::new(),
+                heartbeat_secs: 30,
+                username: None,
+                password: None,
+                reset_on_logon: false,
+            },
+            Role::Acceptor,
+            1,
+            1,
+            ResendStore::new(opts.resend_capacity),
+        );
+        Ok(Simulator {
+            rng: SmallRng::seed_from_u64(opts.seed ^ 0x5eed),
+            opts,
+            session,
+            names,
+            gen,
+            books,
+            subscribed: Vec::new(),
+            journal,
+            report: SimReport::default(),
+            clock: SystemClock,
+            decoder: Decoder::new(),
+        })
+    }
+
+    fn finished(&self, started: Instant, shutdown: &Shutdown) -> bool {
+        shutdown.is_requested() || self.opts.duration.is_some_and(|d| started.elapsed() >= d)
+    }
+
+    fn serve(
+        &mut self,
+        mut stream: TcpStream,
+        started: Instant,
+        shutdown: &Shutdown,
+    ) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        // Inbound messages are few (logon, requests, heartbeats): a reader thread frames them
+        // so that the streaming loop never waits on a read.
+        let inbound = spawn_reader(stream.try_clone()?)?;
+        self.session.on_connect(self.clock.now());
+        self.subscribed.clear();
+        let mut logged_on_at: Option<Instant> = None;
+        let mut streaming = false;
+        let mut stream_started = Instant::now();
+        let mut md_this_connection = 0u64;
+        let mut sent_in_stream = 0u64;
+        let mut logout_sent: Option<Instant> = None;
+        loop {
+            loop {
+                let msg = match inbound.try_recv() {
+                    Ok(m) => m,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        self.session.on_disconnect();
+                        return Ok(());
+                    }
+                };
+                match self.on_inbound(&msg)? {
+                    Some(Inbound::LoggedOn) => logged_on_at = Some(Instant::now()),
+                    Some(Inbound::Deliver) if msg_type(&msg) == b"V" && !streaming => {
+                        self.subscribe(&msg);
+                        streaming = true;
+                        stream_started = Instant::now();
+                        sent_in_stream = 0;
+                        self.send_snapshots();
+                    }
+                    _ => {}
+                }
+            }
+            if self.session.state() == State::Closed {
+                self.flush(&mut stream)?;
+                return Ok(());
+            }
+            let now = self.clock.now();
+            if let Err(d) = self.session.on_timer(now) {
+                self.flush(&mut stream)?;
+                tracing::info!(reason = %d.0, "session closed by timer");
+                return Ok(());
+            }
+            if self.finished(started, shutdown) && logout_sent.is_none() {
+                self.session.logout("simulation over", now);
+                logout_sent = Some(Instant::now());
+            }
+            if logout_sent.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+                self.session.on_disconnect();
+                return Ok(());
+            }
+            if !streaming
+                && logout_sent.is_none()
+                && logged_on_at.is_some_and(|t| t.elapsed() >= REQUEST_GRACE)
+            {
+                // No MarketDataRequest: stream everything.
+                self.subscribed = (0..self.names.len()).collect();
+                streaming = true;
+                stream_started = Instant::now();
+                sent_in_stream = 0;
+                self.send_snapshots();
+            }
+            let mut busy = false;
+            if streaming
+                && logout_sent.is_none()
+                && !self.subscribed.is_empty()
+                && !self.session.resending()
+            {
+                let budget = match self.opts.rate {
+                    Some(rate) => {
+                        let due = (stream_started.elapsed().as_secs_f64() * rate as f64) as u64;
+                        due.saturating_sub(sent_in_stream).min(2_000)
+                    }
+                    None => 512,
+                };
+                for _ in 0..budget {
+                    self.send_incremental();
+                    sent_in_stream += 1;
+                    md_this_connection += 1;
+                    if self.opts.drop_after == Some(md_this_connection) {
+                        self.flush(&mut stream)?;
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                        self.session.on_disconnect();
+                        // Messages "sent" into the dead connection: only a resend delivers them.
+                        for _ in 0..self.opts.outage_messages {
+                            self.send_incremental();
+                        }
+                        self.session.take_output().clear();
+                        self.opts.drop_after = None;
+                        tracing::info!(
+                            outage = self.opts.outage_messages,
+                            "connection cut (test hook)"
+                        );
+                        return Ok(());
+                    }
+                }
+                busy = budget > 0;
+            }
+            self.flush(&mut stream)?;
+            if !busy {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, msg: &[u8]) -> std::io::Result<Option<Inbound>> {
+        let header: HeaderView<'_> = match self.decoder.decode(msg) {
+            Ok(d) => {
+                let h = d.header;
+                self.decoder.recycle(d.entries);
+                h
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable message from the initiator");
+                return Ok(None);
+            }
+        };
+        match self.session.on_message(&header, msg, self.clock.now()) {
+            Ok(i) => Ok(Some(i)),
+            Err(d) => {
+                tracing::info!(reason = %d.0, "session ended");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Subscribes the symbols a MarketDataRequest names; unknown ones get a 35=Y.
+    fn subscribe(&mut self, msg: &[u8]) {
+        let req_id = super::session::field_text(msg, tags::MD_REQ_ID);
+        let mut unknown = Vec::new();
+        for f in Fields::new(msg).filter_map(Result::ok) {
+            if f.0 == tags::SYMBOL {
+                let name = String::from_utf8_lossy(f.1).into_owned();
+                match self.names.iter().position(|n| *n == name) {
+                    Some(i) if !self.subscribed.contains(&i) => self.subscribed.push(i),
+                    Some(_) => {}
+                    None => unknown.push(name),
+                }
+            }
+        }
+        for name in unknown {
+            self.report.rejects_sent += 1;
+            let now = self.clock.now();
+            self.session.send_app("Y", now, |b| {
+                b.field_str(tags::MD_REQ_ID, &req_id)
+                    .field_str(tags::MD_REQ_REJ_REASON, "0")
+                    .field_str(tags::TEXT, &format!("unknown symbol {name}"));
+            });
+        }
+    }
+
+    fn send_snapshots(&mut self) {
+        for k in 0..self.subscribed.len() {
+            let i = self.subscribed[k];
+            let q = self.books[i];
+            let now = self.clock.now();
+            let name = self.names[i].clone();
+            self.session.send_app("W", now, |b| {
+                b.field_str(tags::SYMBOL, &name);
+                let n = u64::from(q.bid.is_some()) + u64::from(q.ask.is_some());
+                b.field_u64(tags::NO_MD_ENTRIES, n);
+                for (side, px, size) in [("0", q.bid, q.bid_size), ("1", q.ask, q.ask_size)] {
+                    if let Some(px) = px {
+                        b.field_str(tags::MD_ENTRY_TYPE, side)
+                            .field_display(tags::MD_ENTRY_PX, px);
+                        if let Some(sz) = size {
+                            b.field_display(tags::MD_ENTRY_SIZE, sz);
+                        }
+                    }
+                }
+            });
+            self.journal_tick(i, now);
+        }
+        self.report.md_messages += self.subscribed.len() as u64;
+    }
+
+    fn send_incremental(&mut self) {
+        let n_symbols =
+            if self.subscribed.len() > 1 && self.rng.gen_bool(self.opts.multi_symbol_prob) {
+                self.rng.gen_range(2..=3.min(self.subscribed.len()))
+            } else {
+                1
+            };
+        let mut touched: [usize; 3] = [usize::MAX; 3];
+        for k in 0..n_symbols {
+            loop {
+                let i = self.subscribed[self.rng.gen_range(0..self.subscribed.len())];
+                if !touched[..k].contains(&i) {
+                    touched[k] = i;
+                    break;
+                }
+            }
+        }
+        let now = self.clock.now();
+        // Entries: (action, side, symbol index, quote after).
+        let mut entries: [(u8, u8, usize, Quote); 6] = [(0, 0, 0, self.books[0]); 6];
+        let mut n = 0;
+        for &i in touched.iter().take(n_symbols) {
+            let old = self.books[i];
+            let mut new = self.gen.next_quote(i);
+            for (side, del) in [
+                (b'0', self.rng.gen_bool(self.opts.delete_prob)),
+                (b'1', self.rng.gen_bool(self.opts.delete_prob)),
+            ] {
+                let had = if side == b'0' {
+                    old.bid.is_some()
+                } else {
+                    old.ask.is_some()
+                };
+                if del && had {
+                    if side == b'0' {
+                        new.bid = None;
+                        new.bid_size = None;
+                    } else {
+                        new.ask = None;
+                        new.ask_size = None;
+                    }
+                    entries[n] = (b'2', side, i, new);
+                } else {
+                    entries[n] = (if had { b'1' } else { b'0' }, side, i, new);
+                }
+                n += 1;
+            }
+            self.books[i] = new;
+        }
+        let names = &self.names;
+        self.session.send_app("X", now, |b| {
+            b.field_u64(tags::NO_MD_ENTRIES, n as u64);
+            for &(action, side, i, q) in &entries[..n] {
+                b.field(tags::MD_UPDATE_ACTION, &[action])
+                    .field(tags::MD_ENTRY_TYPE, &[side])
+                    .field_str(tags::SYMBOL, &names[i]);
+                if action != b'2' {
+                    let (px, sz) = if side == b'0' {
+                        (q.bid, q.bid_size)
+                    } else {
+                        (q.ask, q.ask_size)
+                    };
+                    if let Some(px) = px {
+                        b.field_display(tags::MD_ENTRY_PX, px);
+                    }
+                    if let Some(sz) = sz {
+                        b.field_display(tags::MD_ENTRY_SIZE, sz);
+                    }
+                }
+            }
+        });
+        for &i in touched.iter().take(n_symbols) {
+            self.journal_tick(i, now);
+        }
+        self.report.md_messages += 1;
+    }
+
+    fn journal_tick(&mut self, i: usize, at: Timestamp) {
+        self.report.ticks_implied += 1;
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        let q = self.books[i];
+        let row = TickRow {
+            seq: None,
+            symbol: self.names[i].as_str().into(),
+            source: self.opts.sender_comp_id.as_str().into(),
+            ts_event: at,
+            ts_recv: at,
+            bid: q.bid,
+            ask: q.ask,
+            bid_size: q.bid_size,
+            ask_size: q.ask_size,
+        };
+        if let Err(e) = write_json_row(j, &row, None) {
+            tracing::error!(error = %e, "journal write failed");
+        }
+    }
+
+    fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let out = self.session.take_output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let r = stream.write_all(out);
+        out.clear();
+        r
+    }
+}
+
+/// Reads and frames inbound messages on a thread of its own until the connection closes.
+fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Receiver<Vec<u8>>> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("tickrec-sim-reader".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut filled = 0;
+            loop {
+                if filled == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                match stream.read(&mut buf[filled..]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => filled += n,
+                }
+                let mut start = 0;
+                loop {
+                    match frame::check(&buf[start..filled]) {
+                        Ok(n) => {
+                            if tx.send(buf[start..start + n].to_vec()).is_err() {
+                                return;
+                            }
+                            start += n;
+                        }
+                        Err(FrameError::Incomplete) => break,
+                        Err(FrameError::Invalid(why)) => {
+                            tracing::warn!(why, "framing error from the initiator");
+                            start += frame::resync(&buf[start..filled]);
+                        }
+                    }
+                }
+                buf.copy_within(start..filled, 0);
+                filled -= start;
+            }
+        })?;
+    Ok(rx)
+}
+
+fn msg_type(msg: &[u8]) -> &[u8] {
+    super::session::field_bytes(msg, tags::MSG_TYPE).unwrap_or_default()
+}
