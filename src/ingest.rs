@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::clock::Clock;
 use crate::format::{csv::CsvHeader, jsonl, FieldError, TickText};
 use crate::pipeline::{Outcome, Recorder, StoreTickError};
-use crate::tick::{SourceId, Tick};
+use crate::tick::{MsgRef, SourceId, Tick};
 
 /// Input formats of `tickrec ingest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -245,7 +245,7 @@ impl Feeder<'_> {
             ask: t.ask,
             bid_size: t.bid_size,
             ask_size: t.ask_size,
-            msg_seq: 0,
+            msg: MsgRef::NONE,
         })
     }
 }

@@ -358,9 +358,37 @@ pub struct Tick {
     pub ask: Option<Price>,
     pub bid_size: Option<Size>,
     pub ask_size: Option<Size>,
-    /// MsgSeqNum of the FIX message this tick came from (0: not from a FIX session). The
-    /// writer stores the session's next expected number with the tick, in one transaction.
-    pub msg_seq: u64,
+    /// The FIX message this tick came from ([`MsgRef::NONE`] when not from a FIX session).
+    /// The writer stores the session's next expected MsgSeqNum with the tick, in one
+    /// transaction, and never splits one message's ticks across batches.
+    pub msg: MsgRef,
+}
+
+/// A tick's FIX message: its MsgSeqNum, and whether more ticks of the same message follow.
+///
+/// Packed in one `u64` (bit 63: more follow) to keep [`Tick`] at one cache line; MsgSeqNum
+/// never comes near 2^63.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct MsgRef(u64);
+
+impl MsgRef {
+    /// Not from a FIX session.
+    pub const NONE: MsgRef = MsgRef(0);
+    const MORE: u64 = 1 << 63;
+
+    pub fn new(seq: u64, more_follow: bool) -> MsgRef {
+        MsgRef((seq & !Self::MORE) | if more_follow { Self::MORE } else { 0 })
+    }
+
+    /// The message's MsgSeqNum (0 for [`MsgRef::NONE`]).
+    pub fn seq(self) -> u64 {
+        self.0 & !Self::MORE
+    }
+
+    /// True when this is not the last tick of its message.
+    pub fn more_follow(self) -> bool {
+        self.0 & Self::MORE != 0
+    }
 }
 
 /// A tick with its names resolved, as stored (with its `seq`) or as read from text.

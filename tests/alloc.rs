@@ -14,7 +14,7 @@ use tickrec::pipeline::{Outcome, PipelineOptions, Recorder};
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::WriterOptions;
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{Tick, Timestamp};
+use tickrec::tick::{MsgRef, Tick, Timestamp};
 
 struct Counting;
 
@@ -78,7 +78,7 @@ fn store_tick_allocates_nothing_in_steady_state() {
                 ask: q.ask,
                 bid_size: q.bid_size,
                 ask_size: q.ask_size,
-                msg_seq: 0,
+                msg: MsgRef::NONE,
             }
         })
         .collect();

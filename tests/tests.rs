@@ -4,6 +4,7 @@
 //! - `pipeline`: store_tick → rings → channel → writer → day file, and back through queries.
 //! - `rotation`: day files per UTC day of ts_event, crossing midnight with an injected clock.
 //! - `failures`: the failure ladder (retry, split, dead letter) driven by real SQLite errors.
+//! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
 //! - `cli`: the `tickrec` binary: ingest, query, stats, configuration errors.
 //! - `signal`: SIGINT to a child process under load loses no accepted tick.
 

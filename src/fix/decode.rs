@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use super::frame::{FieldSyntaxError, Fields};
 use super::tags;
-use crate::tick::{Decimal, Price, Size, SourceId, SymbolId, Tick, Timestamp, NANOS_PER_DAY};
+use crate::tick::{
+    Decimal, MsgRef, Price, Size, SourceId, SymbolId, Tick, Timestamp, NANOS_PER_DAY,
+};
 
 /// The header fields every message carries, borrowed from the message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -395,6 +397,7 @@ impl MarketData {
             };
         }
         // Validated: commit staged books and emit.
+        let last = self.touched.len().saturating_sub(1);
         for (slot, &i) in self.touched.iter().enumerate() {
             let book = self.staged[slot];
             self.books[i] = book;
@@ -407,7 +410,7 @@ impl MarketData {
                 ask: book.ask.map(|a| a.0),
                 bid_size: book.bid.and_then(|b| b.1),
                 ask_size: book.ask.and_then(|a| a.1),
-                msg_seq: msg.header.seq,
+                msg: MsgRef::new(msg.header.seq, slot < last),
             });
         }
         Ok(())
@@ -507,6 +510,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ticks.len(), 2, "EURUSD and USDJPY, once each");
+        assert!(ticks[0].msg.more_follow() && !ticks[1].msg.more_follow());
+        assert_eq!(ticks[1].msg.seq(), 3);
         assert_eq!(ticks[0].symbol, SymbolId(0));
         assert_eq!(
             px(&ticks[0]),

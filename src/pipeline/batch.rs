@@ -29,6 +29,9 @@ impl Default for BatchPolicy {
     }
 }
 
+/// Longest wait for the remaining ticks of a message whose first ticks closed a batch.
+const MESSAGE_TAIL_WAIT: Duration = Duration::from_secs(1);
+
 /// How often an idle writer looks at the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
@@ -74,12 +77,20 @@ pub(crate) fn run_writer(
                 Err(_) => break,
             }
         }
+        // Never split one FIX message's ticks across transactions: its durable sequence mark
+        // must cover all of them or none. The rest of the message is microseconds behind.
+        while batch.last().is_some_and(|t| t.msg.more_follow()) {
+            match rx.recv_timeout(MESSAGE_TAIL_WAIT) {
+                Ok(t) => batch.push(t),
+                Err(_) => break,
+            }
+        }
         write_all(&mut sinks, &batch);
         batch.clear();
     }
     // Drain: nothing more can arrive, so write whatever is still queued.
     loop {
-        while batch.len() < batch_size {
+        while batch.len() < batch_size || batch.last().is_some_and(|t| t.msg.more_follow()) {
             match rx.try_recv() {
                 Ok(t) => batch.push(t),
                 Err(_) => break,

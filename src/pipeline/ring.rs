@@ -77,7 +77,7 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{SourceId, SymbolId, Timestamp};
+    use crate::tick::{MsgRef, SourceId, SymbolId, Timestamp};
 
     fn tick(recv: i64) -> Tick {
         Tick {
@@ -89,7 +89,7 @@ mod tests {
             ask: None,
             bid_size: None,
             ask_size: None,
-            msg_seq: 0,
+            msg: MsgRef::NONE,
         }
     }
 

@@ -260,9 +260,10 @@ fn insert_all(od: &mut OpenDay, names: &Names, ticks: &[Tick]) -> rusqlite::Resu
             stmt.raw_bind_parameter(9, src)?;
             stmt.raw_execute()?;
             seq += 1;
-            if t.msg_seq > 0 {
-                // Ticks of one session arrive in MsgSeqNum order: the last one wins.
-                let next = i64::try_from(t.msg_seq).unwrap_or(i64::MAX - 1) + 1;
+            if t.msg.seq() > 0 && !t.msg.more_follow() {
+                // The last tick of a message completes it. Ticks of one session arrive in
+                // MsgSeqNum order: the last complete message wins.
+                let next = i64::try_from(t.msg.seq()).unwrap_or(i64::MAX - 1) + 1;
                 match od.session_marks.iter_mut().find(|m| m.0 == src) {
                     Some(m) => *m = (src, next, t.ts_recv.0),
                     None => od.session_marks.push((src, next, t.ts_recv.0)),

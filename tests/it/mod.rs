@@ -1,5 +1,6 @@
 mod cli;
 mod failures;
+mod fix;
 mod pipeline;
 mod rotation;
 mod signal;

@@ -8,7 +8,7 @@ use tickrec::pipeline::{PipelineOptions, Recorder, Sink};
 use tickrec::store::reader::Store;
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::{SqliteOptions, WriterOptions};
-use tickrec::tick::{Decimal, Tick, TickRow, Timestamp};
+use tickrec::tick::{Decimal, MsgRef, Tick, TickRow, Timestamp};
 
 /// A recorder writing SQLite day files under `base`.
 pub fn recorder(base: &Path, pipeline: PipelineOptions, writer: WriterOptions) -> Recorder {
@@ -40,7 +40,7 @@ pub fn tick(rec: &Recorder, symbol: &str, at: Timestamp, bid: &str, ask: &str) -
         ask: dec(ask),
         bid_size: dec("1000000"),
         ask_size: dec("2500000"),
-        msg_seq: 0,
+        msg: MsgRef::NONE,
     }
 }
 
