@@ -5,6 +5,7 @@
 //! - `rotation`: day files per UTC day of ts_event, crossing midnight with an injected clock.
 //! - `failures`: the failure ladder (retry, split, dead letter) driven by real SQLite errors.
 //! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
+//! - `quickfix`: interoperability with the QuickFIX engine, both directions.
 //! - `cli`: the `tickrec` binary: ingest, query, stats, configuration errors.
 //! - `signal`: SIGINT to a child process under load loses no accepted tick.
 

@@ -2,6 +2,7 @@ mod cli;
 mod failures;
 mod fix;
 mod pipeline;
+mod quickfix;
 mod rotation;
 mod signal;
 pub mod util;
