@@ -638,3 +638,211 @@ pub fn field_text(raw: &[u8], tag: u32) -> String {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fix::decode::Decoder;
+    use crate::fix::frame;
+
+    const T: Timestamp = Timestamp(1_795_428_000_000_000_000);
+
+    fn cfg(sender: &str, target: &str) -> SessionConfig {
+        SessionConfig {
+            sender_comp_id: sender.into(),
+            target_comp_id: target.into(),
+            heartbeat_secs: 30,
+            username: None,
+            password: None,
+            reset_on_logon: false,
+        }
+    }
+
+    /// Splits queued output into messages and returns them as `|`-separated text.
+    fn sent(s: &mut Session) -> Vec<String> {
+        let out = std::mem::take(s.take_output());
+        let mut msgs = Vec::new();
+        let mut rest = &out[..];
+        while !rest.is_empty() {
+            let n = frame::check(rest).expect("well-formed output");
+            msgs.push(String::from_utf8_lossy(&rest[..n]).replace('\x01', "|"));
+            rest = &rest[n..];
+        }
+        msgs
+    }
+
+    /// Feeds every queued message of `from` to `to`.
+    fn deliver(from: &mut Session, to: &mut Session) -> Vec<Inbound> {
+        let out = std::mem::take(from.take_output());
+        let mut rest = &out[..];
+        let mut d = Decoder::new();
+        let mut results = Vec::new();
+        while !rest.is_empty() {
+            let n = frame::check(rest).unwrap();
+            let decoded = d.decode(&rest[..n]).unwrap();
+            results.push(to.on_message(&decoded.header, &rest[..n], T).unwrap());
+            rest = &rest[n..];
+        }
+        results
+    }
+
+    fn logged_on_pair() -> (Session, Session) {
+        let mut ini = Session::new(cfg("REC", "LP"), Role::Initiator, 1, 1, ResendStore::new(0));
+        let mut acc = Session::new(cfg("LP", ""), Role::Acceptor, 1, 1, ResendStore::new(100));
+        ini.on_connect(T);
+        acc.on_connect(T);
+        assert_eq!(deliver(&mut ini, &mut acc), [Inbound::LoggedOn]);
+        assert_eq!(deliver(&mut acc, &mut ini), [Inbound::LoggedOn]);
+        (ini, acc)
+    }
+
+    #[test]
+    fn logon_exchange_activates_both_sides_and_learns_the_initiator() {
+        let (ini, acc) = logged_on_pair();
+        assert_eq!((ini.state(), acc.state()), (State::Active, State::Active));
+        assert_eq!(acc.config().target_comp_id, "REC");
+        assert_eq!((ini.next_in(), ini.next_out()), (2, 2));
+    }
+
+    #[test]
+    fn a_gap_triggers_one_resend_request_and_the_resend_fills_it_exactly_once() {
+        let (mut ini, mut acc) = logged_on_pair();
+        for _ in 0..3 {
+            acc.send_app("X", T, |b| {
+                b.field_u64(268, 0);
+            });
+        }
+        // The first two (seq 2 and 3) are lost in transit; seq 4 arrives.
+        let out = std::mem::take(acc.take_output());
+        let mut d = Decoder::new();
+        let n1 = frame::check(&out).unwrap();
+        let n2 = frame::check(&out[n1..]).unwrap();
+        let third = &out[n1 + n2..];
+        let h = d.decode(third).unwrap().header;
+        assert_eq!(ini.on_message(&h, third, T), Ok(Inbound::Consumed));
+        assert!(ini.resending());
+        let request = ini.take_output().clone();
+        let text = String::from_utf8_lossy(&request).replace('\x01', "|");
+        assert!(
+            text.contains("|35=2|") && text.contains("|7=2|16=0|"),
+            "{text}"
+        );
+        // The same message again while resending: no second request.
+        ini.take_output().clear();
+        assert_eq!(ini.on_message(&h, third, T), Ok(Inbound::Consumed));
+        assert!(ini.take_output().is_empty());
+        // The acceptor serves the request from its store, with PossDupFlag and OrigSendingTime.
+        ini.take_output().extend_from_slice(&request);
+        assert_eq!(deliver(&mut ini, &mut acc), [Inbound::Consumed]);
+        let resent = acc.take_output().clone();
+        let text = String::from_utf8_lossy(&resent).replace('\x01', "|");
+        assert_eq!(text.matches("|43=Y|122=").count(), 3, "{text}");
+        assert_eq!(
+            deliver(&mut acc, &mut ini),
+            [Inbound::Deliver, Inbound::Deliver, Inbound::Deliver],
+            "each missed message exactly once"
+        );
+        assert!(!ini.resending());
+        assert_eq!(ini.next_in(), 5);
+    }
+
+    #[test]
+    fn duplicates_with_possdup_are_ignored_and_without_it_are_fatal() {
+        let (mut ini, mut acc) = logged_on_pair();
+        acc.send_app("X", T, |b| {
+            b.field_u64(268, 0);
+        });
+        let msg = std::mem::take(acc.take_output());
+        let mut d = Decoder::new();
+        let h = d.decode(&msg).unwrap().header;
+        assert_eq!(ini.on_message(&h, &msg, T), Ok(Inbound::Deliver));
+        let mut dup = h;
+        dup.poss_dup = true;
+        assert_eq!(ini.on_message(&dup, &msg, T), Ok(Inbound::Consumed));
+        assert_eq!(ini.counters.duplicates_ignored, 1);
+        let err = ini.on_message(&h, &msg, T).unwrap_err();
+        assert!(err.0.contains("too low"), "{err}");
+        assert!(
+            sent(&mut ini).iter().any(|m| m.contains("|35=5|")),
+            "a Logout says why"
+        );
+    }
+
+    #[test]
+    fn sequence_reset_gap_fill_moves_the_expected_number_forward() {
+        let (mut ini, mut acc) = logged_on_pair();
+        acc.encode("4", 2, T, Some(T), |b| {
+            b.field_str(tags::GAP_FILL_FLAG, "Y")
+                .field_u64(tags::NEW_SEQ_NO, 10);
+        });
+        assert_eq!(deliver(&mut acc, &mut ini), [Inbound::Consumed]);
+        assert_eq!(ini.next_in(), 10);
+    }
+
+    #[test]
+    fn a_test_request_is_answered_with_its_id_and_silence_is_probed() {
+        let (mut ini, mut acc) = logged_on_pair();
+        acc.send_admin("1", T, |b| {
+            b.field_str(tags::TEST_REQ_ID, "ping-7");
+        });
+        deliver(&mut acc, &mut ini);
+        let out = sent(&mut ini);
+        assert!(
+            out[0].contains("|35=0|") && out[0].contains("|112=ping-7|"),
+            "{out:?}"
+        );
+        // 30 s heartbeat: at 31 s of silence a Heartbeat goes out, at 36 s a TestRequest,
+        // and with no answer 30 s later the session closes.
+        let s = |secs: i64| Timestamp(T.0 + secs * 1_000_000_000);
+        ini.on_timer(s(31)).unwrap();
+        assert!(sent(&mut ini)[0].contains("|35=0|"));
+        ini.on_timer(s(37)).unwrap();
+        assert!(sent(&mut ini).iter().any(|m| m.contains("|35=1|")));
+        assert!(ini.on_timer(s(68)).is_err());
+    }
+
+    #[test]
+    fn a_logon_from_the_wrong_counterparty_or_with_a_bad_password_is_refused() {
+        let mut ini = Session::new(
+            cfg("REC", "OTHER"),
+            Role::Initiator,
+            1,
+            1,
+            ResendStore::new(0),
+        );
+        let mut acc = Session::new(cfg("LP", "REC2"), Role::Acceptor, 1, 1, ResendStore::new(0));
+        ini.on_connect(T);
+        acc.on_connect(T);
+        let out = std::mem::take(ini.take_output());
+        let h = Decoder::new().decode(&out).unwrap().header;
+        assert!(acc.on_message(&h, &out, T).is_err());
+
+        let mut ini = Session::new(
+            SessionConfig {
+                password: Some("wrong".into()),
+                ..cfg("REC", "LP")
+            },
+            Role::Initiator,
+            1,
+            1,
+            ResendStore::new(0),
+        );
+        let mut acc = Session::new(
+            SessionConfig {
+                password: Some("right".into()),
+                ..cfg("LP", "")
+            },
+            Role::Acceptor,
+            1,
+            1,
+            ResendStore::new(0),
+        );
+        ini.on_connect(T);
+        acc.on_connect(T);
+        let out = std::mem::take(ini.take_output());
+        let h = Decoder::new().decode(&out).unwrap().header;
+        let err = acc.on_message(&h, &out, T).unwrap_err();
+        assert!(err.0.contains("password"), "{err}");
+        assert!(sent(&mut acc)[0].contains("|35=5|"));
+    }
+}

@@ -241,3 +241,119 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
     assert_eq!(sent.connections, 2);
     assert_eq!(stored_quotes(&db, &syms), journal_quotes(&journal));
 }
+
+/// A hand-driven acceptor: logs on whoever connects, waits for the MarketDataRequest, sends
+/// `bodies` as application messages (type, fields), then logs out.
+fn scripted_acceptor(
+    listener: TcpListener,
+    bodies: Vec<(&'static str, &'static str)>,
+) -> JoinHandle<()> {
+    use std::io::{Read, Write};
+    use tickrec::fix::decode::Decoder;
+    use tickrec::fix::frame;
+    use tickrec::fix::session::{Inbound, ResendStore, Role, Session};
+    use tickrec::tick::Timestamp;
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let now = || Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap());
+        let mut session = Session::new(
+            SessionConfig {
+                sender_comp_id: "SIM".into(),
+                target_comp_id: String::new(),
+                heartbeat_secs: 30,
+                username: None,
+                password: None,
+                reset_on_logon: false,
+            },
+            Role::Acceptor,
+            1,
+            1,
+            ResendStore::new(100),
+        );
+        session.on_connect(now());
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut decoder = Decoder::new();
+        let mut requested = false;
+        while !requested {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "initiator went away");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Ok(len) = frame::check(&buf) {
+                let msg: Vec<u8> = buf.drain(..len).collect();
+                let h = decoder.decode(&msg).unwrap().header;
+                let r = session.on_message(&h, &msg, now()).unwrap();
+                requested |= r == Inbound::Deliver && h.msg_type == b"V";
+            }
+            let out = std::mem::take(session.take_output());
+            stream.write_all(&out).unwrap();
+        }
+        for (msg_type, fields) in bodies {
+            let fields = fields.replace('|', "\x01");
+            session.send_app(msg_type, now(), |b| {
+                b.raw_fields(fields.as_bytes());
+            });
+        }
+        session.logout("done", now());
+        let out = std::mem::take(session.take_output());
+        stream.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    })
+}
+
+#[test]
+fn malformed_market_data_is_counted_and_skipped_and_the_session_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let acceptor = scripted_acceptor(
+        listener,
+        vec![
+            ("W", "55=EURUSD|268=1|269=0|270=abc|"),
+            ("X", "268=1|279=1|269=7|55=EURUSD|270=1.1|"),
+            ("X", "268=1|279=1|269=0|55=GBPJPY|270=191.1|"),
+            ("X", "268=1|279=1|269=0|55=EURUSD|"),
+            ("X", "268=1|279=1|269=0|55=EURUSD|270=-1.08|"),
+            ("Y", "262=tickrec-1|281=0|58=no entitlement|"),
+            (
+                "W",
+                "55=EURUSD|268=2|269=0|270=1.08500|271=1000000|269=1|270=1.08510|271=2000000|",
+            ),
+        ],
+    );
+    let db = dir.path().join("db");
+    let wanted = vec!["EURUSD".to_string()];
+    let (_, rec) = {
+        let opts = Options::load(
+            None,
+            &|_| None,
+            &FlagOverrides {
+                db_path: Some(db.clone()),
+            },
+        )
+        .unwrap();
+        let stop = Shutdown::new();
+        let gw = gateway(&addr, &db, &wanted);
+        let recorder = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                record::run(&opts, vec![gw], &stop, Duration::from_secs(60)).unwrap()
+            })
+        };
+        acceptor.join().unwrap();
+        stop.request();
+        ((), recorder.join().unwrap())
+    };
+    let s = &rec.sessions[0];
+    assert_eq!(s.malformed, 5, "{s}");
+    assert_eq!(s.md_rejects, 1, "{s}");
+    assert_eq!(s.ticks, 1, "{s}");
+    assert_eq!(s.next_inbound_seq, 10, "every message was sequenced: {s}");
+    let rows = all_rows(&db, "EURUSD");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bid.unwrap().to_string(), "1.08500");
+    assert_eq!(rows[0].ask_size.unwrap().to_string(), "2000000");
+}
