@@ -206,6 +206,53 @@ impl Decimal {
     }
 }
 
+impl Decimal {
+    /// Appends the exact text (as [`fmt::Display`] prints it) without the formatting machinery:
+    /// the FIX encoder's hot path.
+    pub fn write_ascii(self, out: &mut Vec<u8>) {
+        let k = self.k();
+        let m = self.mantissa();
+        if k > 10 {
+            push_u64(out, m);
+            if m != 0 {
+                out.extend(std::iter::repeat_n(b'0', (k - 10) as usize));
+            }
+            return;
+        }
+        let scale = k - 1;
+        if scale == 0 {
+            return push_u64(out, m);
+        }
+        let div = 10u64.pow(scale);
+        push_u64(out, m / div);
+        out.push(b'.');
+        let frac = m % div;
+        let start = out.len();
+        push_u64(out, frac);
+        let digits = out.len() - start;
+        // Left-pad the fraction with zeros to `scale` digits.
+        let pad = scale as usize - digits;
+        if pad > 0 {
+            out.splice(start..start, std::iter::repeat_n(b'0', pad));
+        }
+    }
+}
+
+/// Appends the decimal digits of `v`.
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = self.k();
@@ -512,6 +559,9 @@ mod tests {
             };
             let d = Decimal::parse(&text).unwrap();
             prop_assert_eq!(d.to_string(), text.clone());
+            let mut ascii = Vec::new();
+            d.write_ascii(&mut ascii);
+            prop_assert_eq!(ascii, text.clone().into_bytes());
             prop_assert_eq!(Decimal::from_code(d.code()), Some(d));
         }
 

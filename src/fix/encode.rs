@@ -8,7 +8,7 @@ use std::io::Write as _;
 
 use super::frame::{checksum, SOH};
 use super::BEGIN_STRING;
-use crate::tick::Timestamp;
+use crate::tick::{push_u64, Decimal, Timestamp};
 
 /// Reusable encoder of one message at a time.
 #[derive(Debug, Default)]
@@ -63,8 +63,21 @@ impl MessageBuilder {
     }
 
     pub fn field(&mut self, tag: u32, value: &[u8]) -> &mut Self {
-        let _ = write!(self.body, "{tag}=");
+        self.tag(tag);
         self.body.extend_from_slice(value);
+        self.body.push(SOH);
+        self
+    }
+
+    fn tag(&mut self, tag: u32) {
+        push_u64(&mut self.body, u64::from(tag));
+        self.body.push(b'=');
+    }
+
+    /// An exact decimal (price, size) as its given text.
+    pub fn field_decimal(&mut self, tag: u32, value: Decimal) -> &mut Self {
+        self.tag(tag);
+        value.write_ascii(&mut self.body);
         self.body.push(SOH);
         self
     }
@@ -74,7 +87,8 @@ impl MessageBuilder {
     }
 
     pub fn field_u64(&mut self, tag: u32, value: u64) -> &mut Self {
-        let _ = write!(self.body, "{tag}={value}");
+        self.tag(tag);
+        push_u64(&mut self.body, value);
         self.body.push(SOH);
         self
     }
@@ -87,7 +101,7 @@ impl MessageBuilder {
 
     /// UTCTimestamp with nanoseconds: `20261123-10:00:00.123456789`.
     pub fn field_time(&mut self, tag: u32, t: Timestamp) -> &mut Self {
-        let _ = write!(self.body, "{tag}=");
+        self.tag(tag);
         write_fix_time(&mut self.body, t);
         self.body.push(SOH);
         self
@@ -96,10 +110,22 @@ impl MessageBuilder {
     /// Completes the message and returns its bytes (valid until the next `start`).
     pub fn finish(&mut self) -> &[u8] {
         self.out.clear();
-        let _ = write!(self.out, "8={BEGIN_STRING}\x019={}\x01", self.body.len());
+        self.out.extend_from_slice(b"8=");
+        self.out.extend_from_slice(BEGIN_STRING.as_bytes());
+        self.out.extend_from_slice(b"\x019=");
+        push_u64(&mut self.out, self.body.len() as u64);
+        self.out.push(SOH);
         self.out.extend_from_slice(&self.body);
-        let sum = checksum(&self.out);
-        let _ = write!(self.out, "10={sum:03}\x01");
+        let sum = checksum(&self.out) as u8;
+        self.out.extend_from_slice(&[
+            b'1',
+            b'0',
+            b'=',
+            b'0' + sum / 100,
+            b'0' + sum / 10 % 10,
+            b'0' + sum % 10,
+            SOH,
+        ]);
         &self.out
     }
 }

@@ -343,9 +343,9 @@ impl Simulator {
                 for (side, px, size) in [("0", q.bid, q.bid_size), ("1", q.ask, q.ask_size)] {
                     if let Some(px) = px {
                         b.field_str(tags::MD_ENTRY_TYPE, side)
-                            .field_display(tags::MD_ENTRY_PX, px);
+                            .field_decimal(tags::MD_ENTRY_PX, px);
                         if let Some(sz) = size {
-                            b.field_display(tags::MD_ENTRY_SIZE, sz);
+                            b.field_decimal(tags::MD_ENTRY_SIZE, sz);
                         }
                     }
                 }
@@ -418,10 +418,10 @@ impl Simulator {
                         (q.ask, q.ask_size)
                     };
                     if let Some(px) = px {
-                        b.field_display(tags::MD_ENTRY_PX, px);
+                        b.field_decimal(tags::MD_ENTRY_PX, px);
                     }
                     if let Some(sz) = sz {
-                        b.field_display(tags::MD_ENTRY_SIZE, sz);
+                        b.field_decimal(tags::MD_ENTRY_SIZE, sz);
                     }
                 }
             }
