@@ -106,6 +106,10 @@ impl Decimal {
             scale <= MAX_SCALE && mantissa <= MAX_MANTISSA,
             "decimal out of range"
         );
+        if scale == 0 {
+            // Integers have one canonical form (zeros folded), whatever built them.
+            return Decimal::integer(mantissa);
+        }
         Decimal::pack(mantissa, u64::from(scale) + 1)
     }
 

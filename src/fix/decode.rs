@@ -563,6 +563,51 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Encode → frame → decode gives back every entry exactly.
+        #[test]
+        fn encoded_incrementals_decode_to_the_same_entries(
+            entries in proptest::collection::vec(
+                (0usize..2, proptest::bool::ANY, 0u8..3, 1u64..10_000_000_000, 0u32..=9, proptest::option::of(1u64..100_000_000)),
+                1..8,
+            ),
+            seq in 1u64..1_000_000_000,
+        ) {
+            use crate::fix::encode::{Header, MessageBuilder};
+            let names = ["EURUSD", "USDJPY"];
+            let mut b = MessageBuilder::new();
+            b.start(&Header { msg_type: "X", sender: "A", target: "B", seq, sending_time: Timestamp(1_795_428_000_123_456_789), poss_dup: None })
+                .field_u64(tags::NO_MD_ENTRIES, entries.len() as u64);
+            for &(sym, bid, action, mantissa, scale, size) in &entries {
+                b.field_u64(tags::MD_UPDATE_ACTION, u64::from(action))
+                    .field_str(tags::MD_ENTRY_TYPE, if bid { "0" } else { "1" })
+                    .field_str(tags::SYMBOL, names[sym]);
+                if action != 2 {
+                    b.field_decimal(tags::MD_ENTRY_PX, Decimal::from_parts(mantissa, scale));
+                    if let Some(sz) = size {
+                        b.field_u64(tags::MD_ENTRY_SIZE, sz);
+                    }
+                }
+            }
+            let msg = b.finish().to_vec();
+            proptest::prop_assert_eq!(crate::fix::frame::check(&msg), Ok(msg.len()));
+            let mut d = Decoder::new();
+            let decoded = d.decode(&msg).unwrap();
+            proptest::prop_assert_eq!(decoded.header.seq, seq);
+            proptest::prop_assert_eq!(decoded.header.sending_time, Some(Timestamp(1_795_428_000_123_456_789)));
+            proptest::prop_assert_eq!(decoded.entries.len(), entries.len());
+            for (e, &(sym, bid, action, mantissa, scale, size)) in decoded.entries.iter().zip(&entries) {
+                proptest::prop_assert_eq!(e.symbol, names[sym].as_bytes());
+                proptest::prop_assert_eq!(e.side, if bid { Side::Bid } else { Side::Offer });
+                if action == 2 {
+                    proptest::prop_assert_eq!(e.action, Action::Delete);
+                } else {
+                    proptest::prop_assert_eq!(e.action, Action::Set);
+                    proptest::prop_assert_eq!(e.price, Some(Decimal::from_parts(mantissa, scale)));
+                    proptest::prop_assert_eq!(e.size, size.and_then(Decimal::from_integer));
+                }
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let mut d = Decoder::new();

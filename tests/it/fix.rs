@@ -95,12 +95,8 @@ fn gateway(addr: &str, db: &Path, symbols: &[String]) -> GatewayOptions {
     }
 }
 
-/// Records until the simulator is done, then a little longer for the last messages.
-fn record_until(
-    sim: JoinHandle<SimReport>,
-    db: &Path,
-    gw: GatewayOptions,
-) -> (SimReport, RecordReport) {
+/// Runs `record::run` for one gateway on a thread; stop it with the returned latch.
+pub fn record_in_background(db: &Path, gw: GatewayOptions) -> (Shutdown, JoinHandle<RecordReport>) {
     let opts = Options::load(
         None,
         &|_| None,
@@ -110,12 +106,20 @@ fn record_until(
     )
     .unwrap();
     let stop = Shutdown::new();
-    let recorder = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            record::run(&opts, vec![gw], &stop, Duration::from_secs(60)).unwrap()
-        })
-    };
+    let s = stop.clone();
+    let handle = std::thread::spawn(move || {
+        record::run(&opts, vec![gw], &s, Duration::from_secs(60)).unwrap()
+    });
+    (stop, handle)
+}
+
+/// Records until the simulator is done, then a little longer for the last messages.
+fn record_until(
+    sim: JoinHandle<SimReport>,
+    db: &Path,
+    gw: GatewayOptions,
+) -> (SimReport, RecordReport) {
+    let (stop, recorder) = record_in_background(db, gw);
     let sim_report = sim.join().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     stop.request();
@@ -326,27 +330,10 @@ fn malformed_market_data_is_counted_and_skipped_and_the_session_stays_up() {
     );
     let db = dir.path().join("db");
     let wanted = vec!["EURUSD".to_string()];
-    let (_, rec) = {
-        let opts = Options::load(
-            None,
-            &|_| None,
-            &FlagOverrides {
-                db_path: Some(db.clone()),
-            },
-        )
-        .unwrap();
-        let stop = Shutdown::new();
-        let gw = gateway(&addr, &db, &wanted);
-        let recorder = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                record::run(&opts, vec![gw], &stop, Duration::from_secs(60)).unwrap()
-            })
-        };
-        acceptor.join().unwrap();
-        stop.request();
-        ((), recorder.join().unwrap())
-    };
+    let (stop, recorder) = record_in_background(&db, gateway(&addr, &db, &wanted));
+    acceptor.join().unwrap();
+    stop.request();
+    let rec = recorder.join().unwrap();
     let s = &rec.sessions[0];
     assert_eq!(s.malformed, 5, "{s}");
     assert_eq!(s.md_rejects, 1, "{s}");

@@ -10,13 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tickrec::config::{FlagOverrides, Options};
 use tickrec::fix::gateway::GatewayOptions;
 use tickrec::fix::session::SessionConfig;
 use tickrec::fix::sim::SimOptions;
-use tickrec::shutdown::Shutdown;
 
-use super::fix::{journal_quotes, start_sim, stored_quotes};
+use super::fix::{journal_quotes, record_in_background, start_sim, stored_quotes};
 
 fn quickfix_python() -> Option<PathBuf> {
     let python = std::env::var_os("TICKREC_QUICKFIX_PYTHON")
@@ -100,21 +98,7 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
         max_reconnect_interval: Duration::from_millis(500),
         db_path: db.clone(),
     };
-    let opts = Options::load(
-        None,
-        &|_| None,
-        &FlagOverrides {
-            db_path: Some(db.clone()),
-        },
-    )
-    .unwrap();
-    let stop = Shutdown::new();
-    let recorder = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            tickrec::record::run(&opts, vec![gateway], &stop, Duration::from_secs(60)).unwrap()
-        })
-    };
+    let (stop, recorder) = record_in_background(&db, gateway);
     let out = acceptor.wait_with_output().unwrap();
     stop.request();
     let report = recorder.join().unwrap();
