@@ -18,11 +18,18 @@ use crate::store::{SqliteOptions, Synchronous, WriterOptions};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// Daily SQLite files.
     Sqlite,
+    /// The legacy JSON layout only (see schema/legacy-json.md).
+    Json,
+    /// Both, from one pipeline; each backend fails and counts on its own.
+    Dual,
 }
 
 /// Default base folder of the day files.
 pub const DEFAULT_DB_PATH: &str = "./data/ticks/db";
+/// Default folder of the legacy JSON files.
+pub const DEFAULT_JSON_PATH: &str = "./data/ticks/json";
 /// Default source name for ticks that carry none.
 pub const DEFAULT_BROKER_ID: &str = "default";
 
@@ -31,6 +38,8 @@ pub const DEFAULT_BROKER_ID: &str = "default";
 pub struct Options {
     pub backend: Backend,
     pub db_path: PathBuf,
+    /// Folder of the legacy JSON files (`json` and `dual` backends).
+    pub json_path: PathBuf,
     pub broker_id: String,
     pub pipeline: PipelineOptions,
     pub writer: WriterOptions,
@@ -121,6 +130,7 @@ struct RawFixSession {
 struct RawStorage {
     backend: Option<String>,
     db_path: Option<PathBuf>,
+    json_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +234,11 @@ impl Options {
             })
             .or(raw.storage.db_path)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+        let json_path = env("TICK_JSON_PATH")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or(raw.storage.json_path.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_JSON_PATH));
         let broker_id = env("BROKER_ID")
             .filter(|v| !v.is_empty())
             .or(raw.recorder.broker_id.clone())
@@ -340,6 +355,7 @@ impl Options {
         Ok(Options {
             backend,
             db_path,
+            json_path,
             broker_id,
             pipeline,
             writer,
@@ -428,8 +444,10 @@ fn fix_session(
 fn parse_backend(v: &str) -> Result<Backend, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "sqlite" => Ok(Backend::Sqlite),
+        "json" => Ok(Backend::Json),
+        "dual" => Ok(Backend::Dual),
         other => Err(format!(
-            "unknown storage backend {other:?} (expected: sqlite)"
+            "unknown storage backend {other:?} (expected: sqlite, json or dual)"
         )),
     }
 }

@@ -15,6 +15,7 @@ pub mod fix;
 pub mod format;
 pub mod ingest;
 pub mod intern;
+pub mod legacy_json;
 pub mod pipeline;
 pub mod query;
 pub mod record;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::{Backend, Options};
 use crate::intern::Names;
+use crate::legacy_json::JsonSink;
 use crate::pipeline::{Recorder, Sink};
 use crate::store::reader::Store;
 use crate::store::writer::SqliteSink;
@@ -11,12 +12,19 @@ use crate::store::writer::SqliteSink;
 /// Starts a recorder writing where `opts` says.
 pub fn start_recorder(opts: &Options) -> std::io::Result<Recorder> {
     let names = Arc::new(Names::new(opts.pipeline.max_symbols));
-    let sinks: Vec<Box<dyn Sink>> = match opts.backend {
-        Backend::Sqlite => vec![Box::new(SqliteSink::new(
+    let sqlite = || -> Box<dyn Sink> {
+        Box::new(SqliteSink::new(
             &opts.db_path,
             names.clone(),
             opts.writer.clone(),
-        ))],
+        ))
+    };
+    let json = || -> Box<dyn Sink> { Box::new(JsonSink::new(&opts.json_path, names.clone())) };
+    // In dual mode SQLite comes first: it is the primary backend of the statistics.
+    let sinks: Vec<Box<dyn Sink>> = match opts.backend {
+        Backend::Sqlite => vec![sqlite()],
+        Backend::Json => vec![json()],
+        Backend::Dual => vec![sqlite(), json()],
     };
     Recorder::start(opts.pipeline.clone(), names, sinks)
 }

@@ -6,6 +6,7 @@
 //! - `failures`: the failure ladder (retry, split, dead letter) driven by real SQLite errors.
 //! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
 //! - `quickfix`: interoperability with the QuickFIX engine, both directions.
+//! - `legacy`: the legacy JSON and dual storage modes.
 //! - `cli`: the `tickrec` binary: ingest, query, stats, configuration errors.
 //! - `signal`: SIGINT to a child process under load loses no accepted tick.
 

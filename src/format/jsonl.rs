@@ -55,7 +55,7 @@ pub fn parse_line(line: &str) -> Result<TickText<'_>, FieldError> {
 }
 
 /// A JSON string (unescaped only when it has escapes); `null` is "not given".
-fn name<'a>(
+pub(crate) fn name<'a>(
     field: &'static str,
     raw: Option<&'a RawValue>,
 ) -> Result<Option<Cow<'a, str>>, FieldError> {
@@ -77,7 +77,7 @@ fn name<'a>(
 }
 
 /// The literal text of a number, or of a string holding one; `null` is "not given".
-fn scalar<'a>(
+pub(crate) fn scalar<'a>(
     field: &'static str,
     raw: Option<&'a RawValue>,
 ) -> Result<Option<&'a str>, FieldError> {

@@ -1,6 +1,7 @@
 mod cli;
 mod failures;
 mod fix;
+mod legacy;
 mod pipeline;
 mod quickfix;
 mod rotation;

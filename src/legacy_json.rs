@@ -1,0 +1,646 @@
+//! The legacy JSON tick format (see `schema/legacy-json.md`): its paths, its reader (JSON
+//! arrays and JSON Lines, streamed) and its writer (the `json` storage backend).
+//!
+//! Invariants: a symbol never becomes a path component unescaped, so no symbol can reach
+//! outside the JSON folder; reading never modifies a file; a torn last line is reported and
+//! skipped, never fatal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::format::jsonl::{name, scalar, write_json_row};
+use crate::format::{FieldError, RawFields, TickText};
+use crate::intern::Names;
+use crate::pipeline::{Sink, SinkStats};
+use crate::tick::{push_u64, Decimal, SymbolId, Tick, Timestamp};
+
+/// Integer timestamps below this are Unix milliseconds; from it on, nanoseconds.
+const MILLIS_LIMIT: i64 = 100_000_000_000_000;
+
+/// The folder name of `symbol`: bytes outside `A-Za-z0-9_-.` (and a leading `.`) as `%XX`.
+pub fn symbol_dir(symbol: &str) -> String {
+    let mut out = String::with_capacity(symbol.len());
+    for (i, b) in symbol.bytes().enumerate() {
+        let plain = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `<dir>/<SYMBOL>/<YYYY-MM-DD>.json`.
+pub fn file_path(dir: &Path, symbol: &str, day: NaiveDate) -> PathBuf {
+    dir.join(symbol_dir(symbol)).join(format!("{day}.json"))
+}
+
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow, default)]
+    symbol: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    bid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ask: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    lp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+}
+
+/// Parses one legacy record (a JSON object).
+pub fn parse_record(text: &str) -> Result<TickText<'_>, FieldError> {
+    let r: Record<'_> = serde_json::from_str(text)
+        .map_err(|e| FieldError::new("(record)", format!("not a JSON object: {e}")))?;
+    let ts = scalar("timestamp", r.timestamp)?;
+    let mut t = RawFields {
+        symbol: name("symbol", r.symbol)?,
+        source: name("lp", r.lp)?,
+        ts_event: ts,
+        ts_recv: None,
+        bid: scalar("bid", r.bid)?,
+        ask: scalar("ask", r.ask)?,
+        bid_size: None,
+        ask_size: None,
+    }
+    .validate()
+    .map_err(|mut e| {
+        if e.field == "ts_event" {
+            e.field = "timestamp";
+        }
+        e
+    })?;
+    // Integer timestamps: milliseconds when small enough to be (see MILLIS_LIMIT).
+    if ts.is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit())) && t.ts_event.0 < MILLIS_LIMIT {
+        t.ts_event = Timestamp(t.ts_event.0 * 1_000_000);
+    }
+    Ok(t)
+}
+
+/// Where a record was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based line where the record starts.
+    pub line: u64,
+    /// Byte offset where the record starts.
+    pub offset: u64,
+}
+
+/// Streams every record of a legacy file (array or JSON Lines) to `on`, in file order, in
+/// constant memory (one record at a time). Only I/O errors stop the read.
+pub fn read_records(
+    mut input: impl BufRead,
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+) -> io::Result<()> {
+    // Detect the body form from the first non-blank byte.
+    let mut skipped_lines = 0u64;
+    let mut offset = 0u64;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let blanks = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        skipped_lines += buf[..blanks].iter().filter(|&&b| b == b'\n').count() as u64;
+        offset += blanks as u64;
+        let done = blanks < buf.len();
+        input.consume(blanks);
+        if done {
+            break;
+        }
+    }
+    if input.fill_buf()?.first() == Some(&b'[') {
+        input.consume(1);
+        read_array(input, 1 + skipped_lines, offset + 1, on)
+    } else {
+        read_lines(input, 1 + skipped_lines, offset, on)
+    }
+}
+
+fn read_lines(
+    mut input: impl BufRead,
+    mut line: u64,
+    mut offset: u64,
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        buf.clear();
+        let n = input.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let at = Location { line, offset };
+        line += 1;
+        offset += n as u64;
+        let complete = buf.last() == Some(&b'\n');
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t.trim(),
+            Err(e) => {
+                on(
+                    at,
+                    Err(FieldError::new("(line)", format!("not UTF-8: {e}"))),
+                );
+                continue;
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        match parse_record(text) {
+            Err(e) if !complete => on(
+                at,
+                Err(FieldError::new(
+                    "(line)",
+                    format!("torn last line (the writer stopped mid-record?): {}", e.why),
+                )),
+            ),
+            r => on(at, r),
+        }
+    }
+}
+
+/// Streams the elements of a top-level JSON array (after its `[`).
+fn read_array(
+    mut input: impl BufRead,
+    mut line: u64,
+    mut offset: u64,
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+) -> io::Result<()> {
+    let mut elem: Vec<u8> = Vec::with_capacity(512);
+    let mut start = Location { line, offset };
+    let (mut depth, mut in_string, mut escape) = (0u32, false, false);
+    let emit = |elem: &mut Vec<u8>,
+                at: Location,
+                on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>)| {
+        match std::str::from_utf8(elem) {
+            Ok(t) => on(at, parse_record(t.trim())),
+            Err(e) => on(
+                at,
+                Err(FieldError::new("(record)", format!("not UTF-8: {e}"))),
+            ),
+        }
+        elem.clear();
+    };
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            if !elem.iter().all(u8::is_ascii_whitespace) {
+                on(
+                    start,
+                    Err(FieldError::new(
+                        "(record)",
+                        "torn record at the end of the file (no closing bracket)",
+                    )),
+                );
+            }
+            return Ok(());
+        }
+        let len = buf.len();
+        let mut consumed = 0;
+        let mut finished = false;
+        for &b in buf {
+            consumed += 1;
+            offset += 1;
+            if b == b'\n' {
+                line += 1;
+            }
+            if in_string {
+                elem.push(b);
+                match (escape, b) {
+                    (true, _) => escape = false,
+                    (false, b'\\') => escape = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    in_string = true;
+                    elem.push(b);
+                }
+                b'{' | b'[' => {
+                    if depth == 0 && elem.iter().all(u8::is_ascii_whitespace) {
+                        elem.clear();
+                        start = Location {
+                            line,
+                            offset: offset - 1,
+                        };
+                    }
+                    depth += 1;
+                    elem.push(b);
+                }
+                b'}' | b']' if depth > 0 => {
+                    depth -= 1;
+                    elem.push(b);
+                }
+                b',' | b']' if depth == 0 => {
+                    if !elem.iter().all(u8::is_ascii_whitespace) {
+                        emit(&mut elem, start, on);
+                    }
+                    elem.clear();
+                    start = Location { line, offset };
+                    if b == b']' {
+                        finished = true;
+                        break;
+                    }
+                }
+                _ => elem.push(b),
+            }
+        }
+        debug_assert!(consumed <= len);
+        input.consume(consumed);
+        if finished {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads a whole legacy file from disk (never writing to it).
+pub fn read_file(
+    path: &Path,
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+) -> io::Result<()> {
+    let f = File::open(path)?;
+    read_records(io::BufReader::with_capacity(1 << 16, f), on)
+}
+
+/// Appends one record line for `tick` (exact prices; spread = ask - bid).
+pub fn write_record(out: &mut Vec<u8>, symbol: &str, lp: &str, tick: &Tick) {
+    out.extend_from_slice(b"{\"symbol\":");
+    out.extend_from_slice(serde_json::Value::from(symbol).to_string().as_bytes());
+    let dec = |out: &mut Vec<u8>, d: Option<Decimal>| match d {
+        Some(d) => d.write_ascii(out),
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b",\"bid\":");
+    dec(out, tick.bid);
+    out.extend_from_slice(b",\"ask\":");
+    dec(out, tick.ask);
+    out.extend_from_slice(b",\"spread\":");
+    match (tick.bid, tick.ask) {
+        (Some(b), Some(a)) => write_difference(out, a, b),
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"lp\":");
+    out.extend_from_slice(serde_json::Value::from(lp).to_string().as_bytes());
+    out.extend_from_slice(b",\"timestamp\":\"");
+    out.extend_from_slice(tick.ts_event.to_string().as_bytes());
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// `a - b`, exactly, at the larger of the two scales.
+fn write_difference(out: &mut Vec<u8>, a: Decimal, b: Decimal) {
+    let (Some((ma, sa)), Some((mb, sb))) = (a.to_scaled(), b.to_scaled()) else {
+        return out.extend_from_slice(b"null");
+    };
+    let scale = sa.max(sb);
+    let ia = i128::from(ma) * 10i128.pow(scale - sa);
+    let ib = i128::from(mb) * 10i128.pow(scale - sb);
+    let diff = ia - ib;
+    if diff < 0 {
+        out.push(b'-');
+    }
+    let m = diff.unsigned_abs();
+    let div = 10u128.pow(scale);
+    push_u64(out, (m / div) as u64);
+    if scale > 0 {
+        out.push(b'.');
+        let frac = (m % div).to_string();
+        out.extend(std::iter::repeat_n(b'0', scale as usize - frac.len()));
+        out.extend_from_slice(frac.as_bytes());
+    }
+}
+
+/// An open day file of one symbol.
+struct OpenFile {
+    symbol: SymbolId,
+    day: NaiveDate,
+    out: BufWriter<File>,
+}
+
+/// The `json` storage backend: appends ticks to the legacy layout.
+pub struct JsonSink {
+    dir: PathBuf,
+    names: Arc<Names>,
+    stats: Arc<SinkStats>,
+    /// Open files, least recently used first.
+    open: Vec<OpenFile>,
+    max_open: usize,
+    line: Vec<u8>,
+    newest_day: Option<NaiveDate>,
+}
+
+impl JsonSink {
+    pub fn new(dir: impl Into<PathBuf>, names: Arc<Names>) -> JsonSink {
+        JsonSink {
+            dir: dir.into(),
+            names,
+            stats: Arc::new(SinkStats::default()),
+            open: Vec::new(),
+            max_open: 256,
+            line: Vec::with_capacity(256),
+            newest_day: None,
+        }
+    }
+
+    fn file(&mut self, symbol: SymbolId, name: &str, day: NaiveDate) -> io::Result<usize> {
+        if let Some(i) = self
+            .open
+            .iter()
+            .position(|f| f.symbol == symbol && f.day == day)
+        {
+            return Ok(i);
+        }
+        if self.open.len() >= self.max_open {
+            let mut f = self.open.remove(0);
+            f.out.flush()?;
+        }
+        let path = file_path(&self.dir, name, day);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        // A torn last line from a crash: start the next record on a line of its own.
+        let len = f.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                tracing::warn!(file = %path.display(), "torn last line found; appending after it");
+                f.write_all(b"\n")?;
+            }
+        }
+        self.open.push(OpenFile {
+            symbol,
+            day,
+            out: BufWriter::with_capacity(1 << 14, f),
+        });
+        Ok(self.open.len() - 1)
+    }
+
+    fn write_tick(&mut self, t: &Tick) -> io::Result<()> {
+        let day = t.ts_event.day();
+        match self.newest_day {
+            Some(newest) if day > newest => {
+                self.stats.db_rotations.incr();
+                self.newest_day = Some(day);
+            }
+            Some(newest) if day < newest => self.stats.late_ticks.incr(),
+            Some(_) => {}
+            None => self.newest_day = Some(day),
+        }
+        let unknown = || Arc::<str>::from("?");
+        let symbol = self.names.symbol_name(t.symbol).unwrap_or_else(unknown);
+        let lp = self.names.source_name(t.source).unwrap_or_else(unknown);
+        self.line.clear();
+        let mut line = std::mem::take(&mut self.line);
+        write_record(&mut line, &symbol, &lp, t);
+        let result = self
+            .file(t.symbol, &symbol, day)
+            .and_then(|i| self.open[i].out.write_all(&line));
+        self.line = line;
+        result
+    }
+
+    fn dead_letter(&self, t: &Tick, err: &io::Error) {
+        let path = self.dir.join("deadletter.jsonl");
+        let row = crate::store::writer::row_of(&self.names, t, None);
+        let written = (|| -> io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut line = Vec::new();
+            write_json_row(&mut line, &row, Some(("error", &err.to_string())))?;
+            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+            f.write_all(&line)?;
+            f.sync_data()
+        })();
+        match written {
+            Ok(()) => {
+                self.stats.dead_lettered.incr();
+                tracing::error!(file = %path.display(), error = %err, symbol = %row.symbol, "JSON write failed; tick dead-lettered");
+            }
+            Err(e) => {
+                self.stats.dead_letter_failures.incr();
+                tracing::error!(error = %err, dead_letter_error = %e, tick = ?row, "JSON write failed and the tick could not be dead-lettered");
+            }
+        }
+    }
+}
+
+impl Sink for JsonSink {
+    fn name(&self) -> &str {
+        "json"
+    }
+
+    fn stats(&self) -> Arc<SinkStats> {
+        self.stats.clone()
+    }
+
+    fn write_batch(&mut self, batch: &[Tick]) {
+        let started = Instant::now();
+        let mut stored = 0u64;
+        for t in batch {
+            match self.write_tick(t) {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    self.stats.write_errors.incr();
+                    // Forget a file that failed; the next tick reopens it.
+                    self.open
+                        .retain(|f| !(f.symbol == t.symbol && f.day == t.ts_event.day()));
+                    self.dead_letter(t, &e);
+                }
+            }
+        }
+        // Hand the batch to the OS: a process crash loses nothing written here.
+        for i in (0..self.open.len()).rev() {
+            if let Err(e) = self.open[i].out.flush() {
+                self.stats.write_errors.incr();
+                tracing::error!(error = %e, "flushing a JSON file failed");
+                self.open.remove(i);
+            }
+        }
+        self.stats.ticks_stored.add(stored);
+        self.stats.batches_committed.incr();
+        self.stats
+            .commit_latency
+            .record_ns(started.elapsed().as_nanos() as u64);
+    }
+
+    fn close(&mut self) {
+        for mut f in self.open.drain(..) {
+            if let Err(e) = f.out.flush().and_then(|_| f.out.get_ref().sync_all()) {
+                tracing::error!(error = %e, "closing a JSON file failed");
+            }
+        }
+    }
+}
+
+impl Drop for JsonSink {
+    fn drop(&mut self) {
+        Sink::close(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(text: &str) -> Vec<(u64, Result<String, String>)> {
+        let mut out = Vec::new();
+        read_records(text.as_bytes(), &mut |at, r| {
+            out.push((
+                at.line,
+                r.map(|t| {
+                    format!(
+                        "{} {} {}",
+                        t.symbol,
+                        t.ts_event,
+                        t.bid.map(|b| b.to_string()).unwrap_or_default()
+                    )
+                })
+                .map_err(|e| e.to_string()),
+            ))
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn symbols_cannot_escape_the_json_folder() {
+        for evil in ["../x", "/", "..", ".", "a/../../b", "EUR\\USD", "%2F"] {
+            let dir = symbol_dir(evil);
+            assert!(
+                !dir.contains('/') && !dir.contains('\\') && !dir.starts_with('.'),
+                "{evil} -> {dir}"
+            );
+            let p = file_path(
+                Path::new("/data/json"),
+                evil,
+                NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            );
+            assert_eq!(
+                p.parent().unwrap().parent().unwrap(),
+                Path::new("/data/json"),
+                "{evil}"
+            );
+        }
+        assert_eq!(symbol_dir("EURUSD"), "EURUSD");
+        assert_eq!(symbol_dir("EUR/USD"), "EUR%2FUSD");
+        assert_ne!(
+            symbol_dir("EUR/USD"),
+            symbol_dir("EUR%2FUSD"),
+            "escaping is one-to-one"
+        );
+    }
+
+    #[test]
+    fn arrays_and_json_lines_read_the_same_with_all_timestamp_forms() {
+        let lines = "{\"symbol\":\"EURUSD\",\"bid\":1.08502,\"ask\":1.08510,\"spread\":0.00008,\"lp\":\"LP1\",\"timestamp\":\"2026-11-23T10:00:00.5Z\"}\n\
+                     {\"symbol\":\"EURUSD\",\"bid\":\"1.08503\",\"ask\":null,\"lp\":\"LP1\",\"timestamp\":1795428001000}\n\
+                     {\"symbol\":\"EURUSD\",\"bid\":1.08504,\"ask\":1.1,\"timestamp\":1795428002000000000}\n";
+        let array = format!("[\n{}\n]\n", lines.trim_end().replace('\n', ",\n"));
+        let a = collect(lines);
+        let b = collect(&array);
+        let texts = |v: &Vec<(u64, Result<String, String>)>| {
+            v.iter().map(|x| x.1.clone().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&a), texts(&b));
+        assert_eq!(
+            texts(&a),
+            [
+                "EURUSD 2026-11-23T10:00:00.500000000Z 1.08502",
+                "EURUSD 2026-11-23T10:00:01.000000000Z 1.08503",
+                "EURUSD 2026-11-23T10:00:02.000000000Z 1.08504"
+            ]
+        );
+        assert_eq!(
+            b.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [2, 3, 4],
+            "array records keep their line numbers"
+        );
+    }
+
+    #[test]
+    fn a_bad_record_is_reported_with_its_line_and_the_rest_is_read() {
+        let text = "{\"symbol\":\"X\",\"bid\":1,\"timestamp\":1}\n{\"symbol\":\"X\",\"bid\":\"abc\",\"timestamp\":1}\n{\"symbol\":\"X\",\"bid\":2,\"timestamp\":1}\n";
+        let got = collect(text);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].0, 2);
+        assert!(got[1].1.as_ref().unwrap_err().contains("bid"), "{got:?}");
+        assert!(got[2].1.is_ok());
+        let got = collect("[{\"symbol\":\"X\",\"bid\":1,\"timestamp\":1},\n {\"symbol\":\"X\",\"timestamp\":\"never\"}]");
+        assert!(
+            got[1].1.as_ref().unwrap_err().contains("timestamp"),
+            "{got:?}"
+        );
+        assert_eq!(got[1].0, 2);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_reported_and_skipped() {
+        let text = "{\"symbol\":\"X\",\"bid\":1,\"timestamp\":1}\n{\"symbol\":\"X\",\"bi";
+        let got = collect(text);
+        assert!(got[0].1.is_ok());
+        assert!(got[1].1.as_ref().unwrap_err().contains("torn"), "{got:?}");
+        let got = collect("[{\"symbol\":\"X\",\"bid\":1,\"timestamp\":1}, {\"symbol\":\"X\"");
+        assert!(got[1].1.as_ref().unwrap_err().contains("torn"), "{got:?}");
+    }
+
+    #[test]
+    fn spread_is_exact() {
+        let mut out = Vec::new();
+        write_difference(
+            &mut out,
+            Decimal::parse("1.08510").unwrap(),
+            Decimal::parse("1.085").unwrap(),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "0.00010");
+        let mut out = Vec::new();
+        write_difference(
+            &mut out,
+            Decimal::parse("151.2").unwrap(),
+            Decimal::parse("151.234").unwrap(),
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "-0.034");
+    }
+
+    #[test]
+    fn written_records_read_back() {
+        let t = Tick {
+            symbol: SymbolId(0),
+            source: crate::tick::SourceId(0),
+            ts_event: Timestamp(1_795_428_000_123_456_789),
+            ts_recv: Timestamp(0),
+            bid: Decimal::parse("1.08500").ok(),
+            ask: None,
+            bid_size: None,
+            ask_size: None,
+            msg: crate::tick::MsgRef::NONE,
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, "EUR\"USD", "LP1", &t);
+        let text = String::from_utf8(out).unwrap();
+        let back = parse_record(text.trim()).unwrap();
+        assert_eq!(back.symbol, "EUR\"USD");
+        assert_eq!(back.bid.unwrap().to_string(), "1.08500");
+        assert_eq!(back.ask, None);
+        assert_eq!(back.source.as_deref(), Some("LP1"));
+        assert_eq!(back.ts_event, t.ts_event);
+        assert!(text.contains("\"spread\":null"));
+    }
+}
