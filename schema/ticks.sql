@@ -1,4 +1,4 @@
--- tickrec day file, schema version 2 (PRAGMA user_version = 2).
+-- tickrec day file, schema version 3 (PRAGMA user_version = 3).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -82,6 +82,15 @@ CREATE TABLE fix_sessions (
     src              INTEGER PRIMARY KEY,   -- sources.id of the session
     next_inbound_seq INTEGER NOT NULL,      -- next MsgSeqNum expected after the committed ticks
     updated_recv_ns  INTEGER NOT NULL       -- ts_recv of the last tick that moved it
+);
+
+-- Ticks imported by `tickrec migrate`, per source file: committed in the same transaction as
+-- the ticks, so that a migration interrupted at any point resumes exactly where its commits
+-- stopped, and a source file that grew since is imported from where it was. (Added in
+-- version 3: schema/upgrades/0003_imports.sql.)
+CREATE TABLE imports (
+    file  TEXT PRIMARY KEY,                 -- the source file, relative to the migration's input folder
+    ticks INTEGER NOT NULL                  -- how many of its ticks for this day are committed here
 );
 
 CREATE VIEW ticks_v AS

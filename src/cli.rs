@@ -52,8 +52,44 @@ pub enum Command {
     Query(QueryCommand),
     /// Per-day figures: ticks, symbols, bytes, first and last event time
     Stats(StatsArgs),
+    /// Import legacy JSON history into the daily files, each tick exactly once
+    Migrate(MigrateArgs),
+    /// Compare legacy JSON history with the daily files, per symbol per day
+    Verify(VerifyArgs),
     /// Bring day files written by an older tickrec to the current schema
     Upgrade,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Folder of legacy JSON files (any depth; *.json and *.jsonl)
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: PathBuf,
+    /// Base folder of the daily files [default: --db, TICK_DB_PATH, config]
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Ticks per transaction
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// One line per file, and the per-day table
+    #[arg(long)]
+    pub verbose: bool,
+    /// Read and check everything, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After a verified migration, pack the input into <input-dir>.tar.zst and remove the originals
+    #[arg(long)]
+    pub archive_json: bool,
+    /// zstd level of that archive
+    #[arg(long, default_value_t = 9)]
+    pub level: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Folder of legacy JSON files
+    #[arg(long, value_name = "DIR")]
+    pub json_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +226,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             query::print_day_stats(&days, a.json, std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate(a) => run_migrate(&opts, a),
+        Command::Verify(a) => run_verify(&opts, a),
         Command::Upgrade => run_upgrade(&opts),
     }
 }
@@ -392,6 +430,156 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Progress and rejected records of a migration, on stderr.
+struct CliProgress {
+    bar: indicatif::ProgressBar,
+    verbose: bool,
+    started: std::time::Instant,
+}
+
+impl crate::migrate::Progress for CliProgress {
+    fn reject(&mut self, file: &str, at: crate::legacy_json::Location, why: &str) {
+        self.bar
+            .suspend(|| eprintln!("{file}: line {} (byte {}): {why}", at.line, at.offset));
+    }
+
+    fn advance(&mut self, done: u64, total: u64, ticks: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+        let rate = ticks as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        self.bar
+            .set_message(format!("{ticks} ticks, {rate:.0} ticks/s"));
+    }
+
+    fn file_done(&mut self, r: &crate::migrate::FileReport) {
+        if self.verbose {
+            self.bar.suspend(|| {
+                if r.unchanged {
+                    println!("{}: unchanged since its import, skipped", r.file);
+                } else {
+                    println!(
+                        "{}: {} imported, {} already present, {} rejected",
+                        r.file, r.imported, r.already, r.rejected
+                    );
+                }
+            });
+        }
+    }
+}
+
+fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let output_dir = a.output_dir.clone().unwrap_or_else(|| opts.db_path.clone());
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = CliProgress {
+        bar,
+        verbose: a.verbose,
+        started: std::time::Instant::now(),
+    };
+    let report = crate::migrate::run(
+        &crate::migrate::MigrateOptions {
+            input_dir: a.input_dir.clone(),
+            output_dir: output_dir.clone(),
+            batch_size: a.batch_size,
+            dry_run: a.dry_run,
+            default_source: opts.broker_id.clone(),
+            writer: opts.writer.clone(),
+        },
+        &mut progress,
+    )?;
+    progress.bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    let unchanged = report.files.iter().filter(|f| f.unchanged).count();
+    writeln!(
+        out,
+        "{}files {} ({} unchanged since their import), ticks imported {}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
+        if a.dry_run { "dry run: " } else { "" },
+        report.files.len(),
+        unchanged,
+        report.imported(),
+        report.already(),
+        report.rejected(),
+        report.bytes(),
+        report.elapsed.as_secs_f64(),
+        report.imported() as f64 / report.elapsed.as_secs_f64().max(1e-9),
+    )?;
+    for (day, n) in &report.per_day {
+        writeln!(out, "  {day}: {n} ticks")?;
+    }
+    let mut failed = report.rejected() > 0;
+    if a.archive_json && !a.dry_run {
+        let store = crate::store::reader::Store::new(&output_dir, opts.writer.sqlite.clone());
+        let check =
+            crate::verify::verify(&a.input_dir, &store, &opts.broker_id, &mut |_, _, _| {})?;
+        if !check.differences.is_empty() {
+            for d in &check.differences {
+                writeln!(out, "differs: {d}")?;
+            }
+            anyhow::bail!(
+                "not archiving {}: verification found {} differences; the originals are untouched",
+                a.input_dir.display(),
+                check.differences.len()
+            );
+        }
+        let name = a
+            .input_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "json".into());
+        let dest = a
+            .input_dir
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(format!("{name}.tar.zst"));
+        let r = crate::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
+        writeln!(
+            out,
+            "verified ({} symbol-days) and archived {} files into {} ({} -> {} bytes, {:.1}x); originals removed",
+            check.compared,
+            r.files,
+            r.archive.display(),
+            r.original_bytes,
+            r.archive_bytes,
+            r.original_bytes as f64 / r.archive_bytes.max(1) as f64
+        )?;
+    }
+    failed |= report.rejected() > 0;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let store = service::open_store(opts);
+    let report = crate::verify::verify(
+        &a.json_dir,
+        &store,
+        &opts.broker_id,
+        &mut |file, at, why| eprintln!("{file}: line {}: {why} (not comparable)", at.line),
+    )?;
+    let mut out = std::io::stdout().lock();
+    for d in &report.differences {
+        writeln!(out, "{d}")?;
+    }
+    writeln!(
+        out,
+        "compared {} symbol-days: {} differ; {} JSON records could not be read",
+        report.compared,
+        report.differences.len(),
+        report.json_rejected
+    )?;
+    Ok(if report.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_upgrade(opts: &Options) -> anyhow::Result<ExitCode> {

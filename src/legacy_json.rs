@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,10 +97,10 @@ pub struct Location {
 }
 
 /// Streams every record of a legacy file (array or JSON Lines) to `on`, in file order, in
-/// constant memory (one record at a time). Only I/O errors stop the read.
+/// constant memory (one record at a time). Reading stops at an I/O error or when `on` breaks.
 pub fn read_records(
     mut input: impl BufRead,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
 ) -> io::Result<()> {
     // Detect the body form from the first non-blank byte.
     let mut skipped_lines = 0u64;
@@ -130,7 +131,7 @@ fn read_lines(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     loop {
@@ -146,17 +147,17 @@ fn read_lines(
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
             Err(e) => {
-                on(
-                    at,
-                    Err(FieldError::new("(line)", format!("not UTF-8: {e}"))),
-                );
+                let bad = FieldError::new("(line)", format!("not UTF-8: {e}"));
+                if on(at, Err(bad)).is_break() {
+                    return Ok(());
+                }
                 continue;
             }
         };
         if text.is_empty() {
             continue;
         }
-        match parse_record(text) {
+        let flow = match parse_record(text) {
             Err(e) if !complete => on(
                 at,
                 Err(FieldError::new(
@@ -165,6 +166,9 @@ fn read_lines(
                 )),
             ),
             r => on(at, r),
+        };
+        if flow.is_break() {
+            return Ok(());
         }
     }
 }
@@ -174,28 +178,32 @@ fn read_array(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let mut elem: Vec<u8> = Vec::with_capacity(512);
     let mut start = Location { line, offset };
     let (mut depth, mut in_string, mut escape) = (0u32, false, false);
     let emit = |elem: &mut Vec<u8>,
                 at: Location,
-                on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>)| {
-        match std::str::from_utf8(elem) {
+                on: &mut dyn FnMut(
+        Location,
+        Result<TickText<'_>, FieldError>,
+    ) -> ControlFlow<()>| {
+        let flow = match std::str::from_utf8(elem) {
             Ok(t) => on(at, parse_record(t.trim())),
             Err(e) => on(
                 at,
                 Err(FieldError::new("(record)", format!("not UTF-8: {e}"))),
             ),
-        }
+        };
         elem.clear();
+        flow
     };
     loop {
         let buf = input.fill_buf()?;
         if buf.is_empty() {
             if !elem.iter().all(u8::is_ascii_whitespace) {
-                on(
+                let _ = on(
                     start,
                     Err(FieldError::new(
                         "(record)",
@@ -245,8 +253,10 @@ fn read_array(
                     elem.push(b);
                 }
                 b',' | b']' if depth == 0 => {
-                    if !elem.iter().all(u8::is_ascii_whitespace) {
-                        emit(&mut elem, start, on);
+                    if !elem.iter().all(u8::is_ascii_whitespace)
+                        && emit(&mut elem, start, on).is_break()
+                    {
+                        return Ok(());
                     }
                     elem.clear();
                     start = Location { line, offset };
@@ -269,7 +279,7 @@ fn read_array(
 /// Reads a whole legacy file from disk (never writing to it).
 pub fn read_file(
     path: &Path,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>),
+    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
 ) -> io::Result<()> {
     let f = File::open(path)?;
     read_records(io::BufReader::with_capacity(1 << 16, f), on)
@@ -514,7 +524,8 @@ mod tests {
                     )
                 })
                 .map_err(|e| e.to_string()),
-            ))
+            ));
+            ControlFlow::Continue(())
         })
         .unwrap();
         out

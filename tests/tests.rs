@@ -7,6 +7,7 @@
 //! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
 //! - `quickfix`: interoperability with the QuickFIX engine, both directions.
 //! - `legacy`: the legacy JSON and dual storage modes.
+//! - `migrate`: JSON history into day files exactly once, verification, archiving.
 //! - `cli`: the `tickrec` binary: ingest, query, stats, configuration errors.
 //! - `signal`: SIGINT to a child process under load loses no accepted tick.
 

@@ -191,6 +191,16 @@ impl Store {
         Ok(n as u64 - left)
     }
 
+    /// Every tick of one day file, in `seq` order.
+    pub fn scan_day(
+        &self,
+        day: &DayFile,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let reader = DayReader::open(&day.path, &self.opts)?;
+        reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
+    }
+
     /// Ticks of `symbol` with `from <= ts_event < to`, in `(ts_event, seq)` order.
     pub fn range(
         &self,

@@ -15,10 +15,13 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
 /// transaction that checks the version.
-const UPGRADES: &[&str] = &[include_str!("../../schema/upgrades/0002_fix_sessions.sql")];
+const UPGRADES: &[&str] = &[
+    include_str!("../../schema/upgrades/0002_fix_sessions.sql"),
+    include_str!("../../schema/upgrades/0003_imports.sql"),
+];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.
 pub fn open_for_write(
@@ -221,9 +224,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(open_for_write(&path, day(), &SqliteOptions::default()).unwrap());
-        // Make it what tickrec 0.1 wrote: no fix_sessions table, version 1.
+        // Make it what tickrec 0.1 wrote: no fix_sessions or imports table, version 1.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE fix_sessions; PRAGMA user_version = 1;")
+        conn.execute_batch("DROP TABLE fix_sessions; DROP TABLE imports; PRAGMA user_version = 1;")
             .unwrap();
         drop(conn);
         let err = open_for_read(&path, &SqliteOptions::default()).unwrap_err();

@@ -29,6 +29,8 @@ use crate::tick::{Tick, TickRow, NANOS_PER_DAY};
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
+                           ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
 const MARK_SESSION: &str =
     "INSERT INTO fix_sessions (src, next_inbound_seq, updated_recv_ns) VALUES (?1, ?2, ?3) \
      ON CONFLICT (src) DO UPDATE SET next_inbound_seq = excluded.next_inbound_seq, \
@@ -73,6 +75,52 @@ impl SqliteSink {
 
     pub fn base(&self) -> &Path {
         &self.base
+    }
+
+    /// How many ticks of the source file `file` are already committed in `day`'s file
+    /// (`tickrec migrate` resumes from there). A day without a file has none.
+    pub fn imported(&mut self, day: NaiveDate, file: &str) -> Result<u64, StoreError> {
+        if !layout::day_path(&self.base, day).exists() {
+            return Ok(0);
+        }
+        let idx = self.open_day(day)?;
+        let path = layout::day_path(&self.base, day);
+        self.open[idx]
+            .conn
+            .query_row("SELECT ticks FROM imports WHERE file = ?1", [file], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|n| n.unwrap_or(0).max(0) as u64)
+            .map_err(StoreError::sqlite(path))
+    }
+
+    /// Commits `ticks` (all of `day`) as part of importing the source file `file`: one
+    /// transaction holding the ticks and the file's import counter. Transient failures are
+    /// retried; anything else is returned, and nothing of the batch is committed.
+    pub fn import_batch(
+        &mut self,
+        day: NaiveDate,
+        ticks: &[Tick],
+        file: &str,
+    ) -> Result<(), StoreError> {
+        let mut delay = self.opts.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.commit_marked(day, ticks, Some(file)) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < self.opts.commit_retries && is_transient(&e) => {
+                    attempt += 1;
+                    self.stats.commit_retries.incr();
+                    std::thread::sleep(delay);
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    self.stats.write_errors.incr();
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// Writes consecutive same-day runs of `batch`, each through the failure ladder.
@@ -146,12 +194,23 @@ impl SqliteSink {
     /// One transaction with all of `ticks` (all of `day`). On failure the file is closed, so the
     /// next attempt starts from a fresh connection and re-reads `seq` and the id tables.
     fn commit(&mut self, day: NaiveDate, ticks: &[Tick]) -> Result<(), StoreError> {
+        self.commit_marked(day, ticks, None)
+    }
+
+    /// [`Self::commit`], also adding `ticks.len()` to the import counter of `import_file`
+    /// in the same transaction.
+    fn commit_marked(
+        &mut self,
+        day: NaiveDate,
+        ticks: &[Tick],
+        import_file: Option<&str>,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
         let idx = self.open_day(day)?;
         let names = &self.names;
         let od = &mut self.open[idx];
         let path = layout::day_path(&self.base, day);
-        let result = insert_all(od, names, ticks);
+        let result = insert_all(od, names, ticks, import_file);
         match result {
             Ok(next_seq) => {
                 od.next_seq = next_seq;
@@ -233,7 +292,12 @@ impl SqliteSink {
 }
 
 /// Inserts `ticks` in one IMMEDIATE transaction; returns the next free `seq` on commit.
-fn insert_all(od: &mut OpenDay, names: &Names, ticks: &[Tick]) -> rusqlite::Result<i64> {
+fn insert_all(
+    od: &mut OpenDay,
+    names: &Names,
+    ticks: &[Tick],
+    import_file: Option<&str>,
+) -> rusqlite::Result<i64> {
     let tx = od
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -276,6 +340,10 @@ fn insert_all(od: &mut OpenDay, names: &Names, ticks: &[Tick]) -> rusqlite::Resu
         for &(src, next, recv) in &od.session_marks {
             mark.execute(rusqlite::params![src, next, recv])?;
         }
+    }
+    if let Some(file) = import_file {
+        tx.prepare_cached(MARK_IMPORT)?
+            .execute(rusqlite::params![file, ticks.len() as i64])?;
     }
     tx.commit()?;
     Ok(seq)

@@ -28,6 +28,7 @@ fn read_json(path: &Path) -> Vec<String> {
     legacy_json::read_file(path, &mut |_, r| {
         let t = r.unwrap();
         out.push(format!("{} {}", t.ts_event, t.bid.unwrap()));
+        std::ops::ControlFlow::Continue(())
     })
     .unwrap();
     out
@@ -97,9 +98,12 @@ fn json_mode_appends_after_a_torn_line_and_the_reader_skips_it() {
     assert!(!opts.db_path.exists(), "json mode writes no SQLite");
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    legacy_json::read_file(&file, &mut |at, r| match r {
-        Ok(t) => good.push(t.bid.unwrap().to_string()),
-        Err(e) => bad.push((at.line, e.to_string())),
+    legacy_json::read_file(&file, &mut |at, r| {
+        match r {
+            Ok(t) => good.push(t.bid.unwrap().to_string()),
+            Err(e) => bad.push((at.line, e.to_string())),
+        }
+        std::ops::ControlFlow::Continue(())
     })
     .unwrap();
     assert_eq!(good, ["1.1", "1.08502"]);

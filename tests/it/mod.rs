@@ -2,6 +2,7 @@ mod cli;
 mod failures;
 mod fix;
 mod legacy;
+mod migrate;
 mod pipeline;
 mod quickfix;
 mod rotation;

@@ -1,0 +1,417 @@
+//! `tickrec migrate`: legacy JSON history into daily SQLite files, each tick exactly once.
+//!
+//! Every `*.json`/`*.jsonl` file under the input folder is streamed (constant memory, whatever
+//! its size), its ticks routed to the day file of their timestamp and committed in batches.
+//! Exactly once, even across crashes and re-runs: each batch commits, in the same
+//! transaction, the count of that source file's ticks now in that day file (`imports` table,
+//! schema/ticks.sql); a re-run skips, per day, that many of the file's ticks and imports the
+//! rest. A file whose size and BLAKE3 content hash match a finished import in the ledger is not
+//! even parsed again. The input is only ever read.
+//!
+//! Ledger layout, `<output>/migrations.sqlite`: table `imported_files(file TEXT PRIMARY KEY,
+//! size INTEGER, blake3 TEXT, ticks INTEGER, rejected INTEGER, finished_ns INTEGER)`, one row
+//! per finished source file (path relative to the input folder).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::clock::{Clock, SystemClock};
+use crate::intern::Names;
+use crate::legacy_json::{self, Location};
+use crate::store::writer::SqliteSink;
+use crate::store::{StoreError, WriterOptions};
+use crate::tick::{MsgRef, Tick};
+
+/// Migration settings.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub input_dir: PathBuf,
+    /// Base folder of the day files.
+    pub output_dir: PathBuf,
+    pub batch_size: usize,
+    /// Parse and count everything, write nothing.
+    pub dry_run: bool,
+    /// Source for records without `lp`.
+    pub default_source: String,
+    pub writer: WriterOptions,
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileReport {
+    pub file: String,
+    pub bytes: u64,
+    /// Ticks committed by this run.
+    pub imported: u64,
+    /// Ticks found already committed by an earlier run (skipped).
+    pub already: u64,
+    pub rejected: u64,
+    /// Size and content hash matched a finished import: not parsed at all.
+    pub unchanged: bool,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateReport {
+    pub files: Vec<FileReport>,
+    /// Ticks imported (or, in a dry run, that would be) per UTC day.
+    pub per_day: BTreeMap<NaiveDate, u64>,
+    pub elapsed: Duration,
+}
+
+impl MigrateReport {
+    pub fn imported(&self) -> u64 {
+        self.files.iter().map(|f| f.imported).sum()
+    }
+    pub fn rejected(&self) -> u64 {
+        self.files.iter().map(|f| f.rejected).sum()
+    }
+    pub fn already(&self) -> u64 {
+        self.files.iter().map(|f| f.already).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+/// Why a migration stopped. Rejected records do not stop it; these do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("ledger {path}: {source}")]
+    Ledger {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// Observer of a running migration: rejected records and progress.
+pub trait Progress {
+    /// A record was rejected.
+    fn reject(&mut self, file: &str, at: Location, why: &str);
+    /// `done` of `total` input bytes processed; `ticks` imported so far.
+    fn advance(&mut self, done: u64, total: u64, ticks: u64);
+    /// A file is finished.
+    fn file_done(&mut self, report: &FileReport);
+}
+
+/// Every candidate input file, sorted, with its path relative to `dir`.
+pub fn input_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, MigrateError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| MigrateError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for e in entries {
+            let e = e.map_err(|source| MigrateError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            let path = e.path();
+            let ft = e.file_type().map_err(|source| MigrateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|x| x == "json" || x == "jsonl")
+            {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((path, rel));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Size and BLAKE3 hash of a file's content.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}
+
+struct Ledger {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Ledger {
+    fn open(output: &Path, create: bool) -> Result<Option<Ledger>, MigrateError> {
+        let path = output.join("migrations.sqlite");
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| MigrateError::Ledger {
+            path: path.clone(),
+            source,
+        };
+        if create {
+            std::fs::create_dir_all(output).map_err(|source| MigrateError::Io {
+                path: output.to_owned(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS imported_files (
+                 file TEXT PRIMARY KEY, size INTEGER NOT NULL, blake3 TEXT NOT NULL,
+                 ticks INTEGER NOT NULL, rejected INTEGER NOT NULL, finished_ns INTEGER NOT NULL)",
+        )
+        .map_err(err)?;
+        Ok(Some(Ledger { path, conn }))
+    }
+
+    fn finished(&self, file: &str, size: u64, hash: &str) -> Result<bool, MigrateError> {
+        let found: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT size, blake3 FROM imported_files WHERE file = ?1",
+                [file],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|source| MigrateError::Ledger {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(found.is_some_and(|(s, h)| s as u64 == size && h == hash))
+    }
+
+    fn record(&self, r: &FileReport, hash: &str) -> Result<(), MigrateError> {
+        self.conn
+            .execute(
+                "INSERT INTO imported_files (file, size, blake3, ticks, rejected, finished_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (file) DO UPDATE SET size = excluded.size, blake3 = excluded.blake3,
+                   ticks = ticks + excluded.ticks, rejected = excluded.rejected,
+                   finished_ns = excluded.finished_ns",
+                rusqlite::params![
+                    r.file,
+                    r.bytes as i64,
+                    hash,
+                    r.imported as i64,
+                    r.rejected as i64,
+                    SystemClock.now().0
+                ],
+            )
+            .map(drop)
+            .map_err(|source| MigrateError::Ledger {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// Per-day state while importing one file.
+struct DayState {
+    /// Ticks of this file already committed to this day by earlier runs.
+    skip: u64,
+    seen: u64,
+    buf: Vec<Tick>,
+}
+
+/// Runs the migration.
+pub fn run(
+    opts: &MigrateOptions,
+    progress: &mut dyn Progress,
+) -> Result<MigrateReport, MigrateError> {
+    let started = Instant::now();
+    let files = input_files(&opts.input_dir)?;
+    let total: u64 = files
+        .iter()
+        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let ledger = Ledger::open(&opts.output_dir, !opts.dry_run)?;
+    let names = Arc::new(Names::new(1 << 20));
+    let mut sink = (!opts.dry_run)
+        .then(|| SqliteSink::new(&opts.output_dir, names.clone(), opts.writer.clone()));
+    let mut report = MigrateReport::default();
+    let mut done_bytes = 0u64;
+    let mut ticks_total = 0u64;
+    for (path, rel) in files {
+        let io = |source| MigrateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let (size, hash) = hash_file(&path).map_err(io)?;
+        let mut fr = FileReport {
+            file: rel.clone(),
+            bytes: size,
+            ..FileReport::default()
+        };
+        if let Some(l) = &ledger {
+            if l.finished(&rel, size, &hash)? {
+                fr.unchanged = true;
+                done_bytes += size;
+                progress.advance(done_bytes, total, ticks_total);
+                progress.file_done(&fr);
+                report.files.push(fr);
+                continue;
+            }
+        }
+        let mut days: HashMap<NaiveDate, DayState> = HashMap::new();
+        let mut failure: Option<MigrateError> = None;
+        let default_source = names
+            .source(&opts.default_source)
+            .map_err(|e| MigrateError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        let mut n = 0u64;
+        let flush = |day: NaiveDate,
+                     st: &mut DayState,
+                     sink: &mut Option<SqliteSink>,
+                     per_day: &mut BTreeMap<NaiveDate, u64>|
+         -> Result<u64, MigrateError> {
+            let k = st.buf.len() as u64;
+            if let Some(sink) = sink.as_mut() {
+                sink.import_batch(day, &st.buf, &rel)?;
+            }
+            *per_day.entry(day).or_default() += k;
+            st.buf.clear();
+            Ok(k)
+        };
+        legacy_json::read_file(&path, &mut |at, parsed| {
+            n += 1;
+            if n % 8192 == 0 {
+                progress.advance(done_bytes + at.offset, total, ticks_total);
+            }
+            let t = match parsed {
+                Ok(t) => t,
+                Err(e) => {
+                    fr.rejected += 1;
+                    progress.reject(&rel, at, &e.to_string());
+                    return ControlFlow::Continue(());
+                }
+            };
+            let ids = names.symbol(&t.symbol).and_then(|s| {
+                let src = match t.source.as_deref() {
+                    Some(lp) => names.source(lp)?,
+                    None => default_source,
+                };
+                Ok((s, src))
+            });
+            let (symbol, source) = match ids {
+                Ok(ids) => ids,
+                Err(e) => {
+                    fr.rejected += 1;
+                    progress.reject(&rel, at, &e.to_string());
+                    return ControlFlow::Continue(());
+                }
+            };
+            let day = t.ts_event.day();
+            let st = match days.entry(day) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let skip = match sink.as_mut().map(|s| s.imported(day, &rel)) {
+                        Some(Ok(k)) => k,
+                        Some(Err(e)) => {
+                            failure = Some(e.into());
+                            return ControlFlow::Break(());
+                        }
+                        None => 0,
+                    };
+                    v.insert(DayState {
+                        skip,
+                        seen: 0,
+                        buf: Vec::with_capacity(opts.batch_size.max(1)),
+                    })
+                }
+            };
+            st.seen += 1;
+            if st.seen <= st.skip {
+                fr.already += 1;
+                return ControlFlow::Continue(());
+            }
+            st.buf.push(Tick {
+                symbol,
+                source,
+                ts_event: t.ts_event,
+                // Legacy files carry no receive time: the event time stands in (delay 0).
+                ts_recv: t.ts_event,
+                bid: t.bid,
+                ask: t.ask,
+                bid_size: t.bid_size,
+                ask_size: t.ask_size,
+                msg: MsgRef::NONE,
+            });
+            if st.buf.len() >= opts.batch_size.max(1) {
+                match flush(day, st, &mut sink, &mut report.per_day) {
+                    Ok(k) => {
+                        fr.imported += k;
+                        ticks_total += k;
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .map_err(io)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut ordered: Vec<_> = days.into_iter().collect();
+        ordered.sort_by_key(|(d, _)| *d);
+        for (day, mut st) in ordered {
+            if !st.buf.is_empty() {
+                let k = flush(day, &mut st, &mut sink, &mut report.per_day)?;
+                fr.imported += k;
+                ticks_total += k;
+            }
+        }
+        if let Some(l) = &ledger {
+            if !opts.dry_run {
+                l.record(&fr, &hash)?;
+            }
+        }
+        done_bytes += size;
+        progress.advance(done_bytes, total, ticks_total);
+        progress.file_done(&fr);
+        report.files.push(fr);
+    }
+    if let Some(mut s) = sink {
+        crate::pipeline::Sink::close(&mut s);
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
