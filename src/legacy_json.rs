@@ -87,6 +87,11 @@ pub fn parse_record(text: &str) -> Result<TickText<'_>, FieldError> {
     Ok(t)
 }
 
+/// The callback of the readers: each record (or why it is not one), where it was found;
+/// `Break` stops the read.
+pub type OnRecord<'f> =
+    dyn for<'t> FnMut(Location, Result<TickText<'t>, FieldError>) -> ControlFlow<()> + 'f;
+
 /// Where a record was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -98,10 +103,7 @@ pub struct Location {
 
 /// Streams every record of a legacy file (array or JSON Lines) to `on`, in file order, in
 /// constant memory (one record at a time). Reading stops at an I/O error or when `on` breaks.
-pub fn read_records(
-    mut input: impl BufRead,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
-) -> io::Result<()> {
+pub fn read_records(mut input: impl BufRead, on: &mut OnRecord<'_>) -> io::Result<()> {
     // Detect the body form from the first non-blank byte.
     let mut skipped_lines = 0u64;
     let mut offset = 0u64;
@@ -131,7 +133,7 @@ fn read_lines(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
+    on: &mut OnRecord<'_>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     loop {
@@ -178,17 +180,12 @@ fn read_array(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
+    on: &mut OnRecord<'_>,
 ) -> io::Result<()> {
     let mut elem: Vec<u8> = Vec::with_capacity(512);
     let mut start = Location { line, offset };
     let (mut depth, mut in_string, mut escape) = (0u32, false, false);
-    let emit = |elem: &mut Vec<u8>,
-                at: Location,
-                on: &mut dyn FnMut(
-        Location,
-        Result<TickText<'_>, FieldError>,
-    ) -> ControlFlow<()>| {
+    let emit = |elem: &mut Vec<u8>, at: Location, on: &mut OnRecord<'_>| {
         let flow = match std::str::from_utf8(elem) {
             Ok(t) => on(at, parse_record(t.trim())),
             Err(e) => on(
@@ -277,10 +274,7 @@ fn read_array(
 }
 
 /// Reads a whole legacy file from disk (never writing to it).
-pub fn read_file(
-    path: &Path,
-    on: &mut dyn FnMut(Location, Result<TickText<'_>, FieldError>) -> ControlFlow<()>,
-) -> io::Result<()> {
+pub fn read_file(path: &Path, on: &mut OnRecord<'_>) -> io::Result<()> {
     let f = File::open(path)?;
     read_records(io::BufReader::with_capacity(1 << 16, f), on)
 }
