@@ -64,13 +64,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &mut Quiet,
     )?;
     let secs = report.elapsed.as_secs_f64();
+    // Peak resident memory of the whole process (generation included): bounded, far below
+    // the input size, because files are streamed.
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0);
     println!(
-        "migrate: {} ticks ({:.1} MB of JSON Lines) in {:.2}s = {:.0} ticks/s, {:.1} MB/s",
+        "migrate: {} ticks ({:.1} MB of JSON Lines) in {:.2}s = {:.0} ticks/s, {:.1} MB/s; peak RSS {:.1} MB",
         report.imported(),
         bytes as f64 / 1e6,
         secs,
         report.imported() as f64 / secs,
-        bytes as f64 / 1e6 / secs
+        bytes as f64 / 1e6 / secs,
+        peak_kib as f64 / 1024.0
     );
     Ok(())
 }
