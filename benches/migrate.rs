@@ -20,7 +20,10 @@ impl Progress for Quiet {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::var("TICKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("TICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("json");
     let names = symbol_names(8);
@@ -28,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     for s in &names {
         std::fs::create_dir_all(input.join(s))?;
-        files.push(std::io::BufWriter::new(std::fs::File::create(input.join(s).join("2026-11-23.json"))?));
+        files.push(std::io::BufWriter::new(std::fs::File::create(
+            input.join(s).join("2026-11-23.json"),
+        )?));
     }
     let t0 = 1_795_392_000_000_000_000i64;
     for i in 0..n {
@@ -69,9 +74,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peak_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .unwrap_or(0);
     println!(

@@ -56,8 +56,38 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Compare legacy JSON history with the daily files, per symbol per day
     Verify(VerifyArgs),
+    /// Compress closed day files older than a given age into .db.zst (queries still read them)
+    Archive(ArchiveArgs),
+    /// Restore an archived day (YYYY-MM-DD) to a plain day file
+    Unarchive { day: String },
     /// Bring day files written by an older tickrec to the current schema
     Upgrade,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Archive days at least this old (Nd); today is never archived
+    #[arg(long, default_value = "7d", value_parser = parse_days)]
+    pub older_than: u32,
+    /// zstd compression level (1-22)
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub level: i32,
+    /// Say what would be archived (or deleted), change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Retention: delete days (plain or archived) older than this (Nd). Off unless given
+    #[arg(long, value_parser = parse_days)]
+    pub delete_older_than: Option<u32>,
+    /// Confirm deletions without asking
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `7d` or `7` → 7 days.
+fn parse_days(s: &str) -> Result<u32, String> {
+    let n = s.strip_suffix('d').unwrap_or(s);
+    n.parse::<u32>()
+        .map_err(|_| format!("expected a number of days like 7d, got {s:?}"))
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +258,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(a) => run_migrate(&opts, a),
         Command::Verify(a) => run_verify(&opts, a),
+        Command::Archive(a) => run_archive(&opts, a),
+        Command::Unarchive { day } => {
+            let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                .with_context(|| format!("not a day (YYYY-MM-DD): {day:?}"))?;
+            let s = crate::store::archive::restore_day(&opts.db_path, day, &opts.writer.sqlite)?;
+            println!("restored {day}: {} ticks", s.ticks);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Upgrade => run_upgrade(&opts),
     }
 }
@@ -582,10 +620,124 @@ fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
+    use crate::clock::Clock;
+    use crate::store::archive::{self, Outcome};
+    let today = crate::clock::SystemClock.now().day();
+    let days = crate::store::layout::list_days(&opts.db_path)
+        .with_context(|| format!("listing {}", opts.db_path.display()))?;
+    let due: Vec<_> = days
+        .iter()
+        .filter(|d| {
+            !d.archived && d.day < today && (today - d.day).num_days() >= i64::from(a.older_than)
+        })
+        .collect();
+    let bar = indicatif::ProgressBar::new(due.len() as u64);
+    let mut out = std::io::stdout().lock();
+    let (mut archived, mut skipped, mut failed) = (0, 0, 0);
+    let (mut raw_total, mut zst_total) = (0u64, 0u64);
+    for d in due {
+        match archive::archive_day(
+            &opts.db_path,
+            d.day,
+            a.level,
+            &opts.writer.sqlite,
+            a.dry_run,
+        ) {
+            Ok(Outcome::Archived {
+                summary,
+                archive_bytes,
+            }) => {
+                archived += 1;
+                raw_total += summary.raw_bytes;
+                zst_total += archive_bytes;
+                let per_tick = |b: u64| b as f64 / summary.ticks.max(1) as f64;
+                bar.suspend(|| {
+                    writeln!(
+                        out,
+                        "archived {}: {} ticks, {} -> {} bytes ({:.1}x), {:.1} -> {:.1} bytes/tick",
+                        d.day,
+                        summary.ticks,
+                        summary.raw_bytes,
+                        archive_bytes,
+                        summary.raw_bytes as f64 / archive_bytes.max(1) as f64,
+                        per_tick(summary.raw_bytes),
+                        per_tick(archive_bytes)
+                    )
+                })?;
+            }
+            Ok(Outcome::Skipped { day, why }) => {
+                skipped += 1;
+                bar.suspend(|| writeln!(out, "skipped {day}: {why}"))?;
+            }
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("failed {}: {e}", d.day));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    writeln!(
+        out,
+        "archive: {archived} archived, {skipped} skipped, {failed} failed; {raw_total} -> {zst_total} bytes{}",
+        if zst_total > 0 {
+            format!(" ({:.1}x)", raw_total as f64 / zst_total as f64)
+        } else {
+            String::new()
+        }
+    )?;
+    if let Some(keep) = a.delete_older_than {
+        let all = crate::store::layout::list_days(&opts.db_path)?;
+        let expired = archive::expired(&all, today, keep);
+        if !expired.is_empty() {
+            if a.dry_run {
+                for d in &expired {
+                    writeln!(out, "would delete {} ({})", d.day, d.path.display())?;
+                }
+            } else {
+                if !a.yes
+                    && !confirm(&format!(
+                        "delete {} day(s) older than {keep} days?",
+                        expired.len()
+                    ))?
+                {
+                    anyhow::bail!(
+                        "refusing to delete {} day(s) without confirmation: add --yes",
+                        expired.len()
+                    );
+                }
+                for d in &expired {
+                    archive::delete_day(&opts.db_path, d.day)?;
+                    writeln!(out, "deleted {}", d.day)?;
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Asks on the terminal; false without one (never assume yes).
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
 fn run_upgrade(opts: &Options) -> anyhow::Result<ExitCode> {
     let days = crate::store::layout::list_days(&opts.db_path)
         .with_context(|| format!("listing {}", opts.db_path.display()))?;
-    for d in &days {
+    // Archived days are upgraded when restored (`tickrec unarchive`).
+    for d in days.iter().filter(|d| !d.archived) {
         crate::store::schema::open_for_write(&d.path, d.day, &opts.writer.sqlite)?;
     }
     println!(

@@ -8,6 +8,7 @@
 //! - `quickfix`: interoperability with the QuickFIX engine, both directions.
 //! - `legacy`: the legacy JSON and dual storage modes.
 //! - `migrate`: JSON history into day files exactly once, verification, archiving.
+//! - `archive`: zstd archives of old days, read transparently; retention.
 //! - `cli`: the `tickrec` binary: ingest, query, stats, configuration errors.
 //! - `signal`: SIGINT to a child process under load loses no accepted tick.
 

@@ -1,8 +1,10 @@
 //! Day ↔ path: where the file for a UTC day lives under the base folder, and which days exist.
 //!
 //! Layout: `<base>/YYYY/MM/ticks_YYYY-MM-DD.db` (plus SQLite's `-wal`/`-shm` while open, and a
-//! `ticks_YYYY-MM-DD.deadletter.jsonl` beside it if any tick could not be written).
-//! Listing ignores everything that does not match the pattern exactly.
+//! `ticks_YYYY-MM-DD.deadletter.jsonl` beside it if any tick could not be written); an archived
+//! day is `ticks_YYYY-MM-DD.db.zst` instead (see `store::archive`). Listing ignores everything
+//! that does not match the pattern exactly; when both forms of a day exist (an archive run was
+//! interrupted after its check), the plain file is the one listed.
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +12,16 @@ use chrono::{Datelike, NaiveDate};
 
 const PREFIX: &str = "ticks_";
 const DB_SUFFIX: &str = ".db";
+const ZST_SUFFIX: &str = ".db.zst";
 
 /// The database file of `day`.
 pub fn day_path(base: &Path, day: NaiveDate) -> PathBuf {
     month_dir(base, day).join(format!("{PREFIX}{day}{DB_SUFFIX}"))
+}
+
+/// The compressed archive of `day`'s database.
+pub fn archive_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}{ZST_SUFFIX}"))
 }
 
 /// The dead-letter JSON Lines file beside `day`'s database.
@@ -28,15 +36,28 @@ fn month_dir(base: &Path, day: NaiveDate) -> PathBuf {
 
 /// The day a file name stands for, when it is a day file name.
 pub fn day_of_file_name(name: &str) -> Option<NaiveDate> {
-    let day = name.strip_prefix(PREFIX)?.strip_suffix(DB_SUFFIX)?;
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+    day_and_form(name).filter(|d| !d.1).map(|d| d.0)
+}
+
+/// (day, archived) of a day file or archive name.
+fn day_and_form(name: &str) -> Option<(NaiveDate, bool)> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (day, archived) = match rest.strip_suffix(ZST_SUFFIX) {
+        Some(d) => (d, true),
+        None => (rest.strip_suffix(DB_SUFFIX)?, false),
+    };
+    NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .ok()
+        .map(|d| (d, archived))
 }
 
 /// A day file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayFile {
     pub day: NaiveDate,
+    /// The `.db` file, or the `.db.zst` archive when `archived`.
     pub path: PathBuf,
+    pub archived: bool,
 }
 
 /// Every day file under `base`, oldest first. A missing base is an empty store.
@@ -47,20 +68,28 @@ pub fn list_days(base: &Path) -> std::io::Result<Vec<DayFile>> {
             for entry in std::fs::read_dir(&month)? {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some(day) = name.to_str().and_then(day_of_file_name) else {
+                let Some((day, archived)) = name.to_str().and_then(day_and_form) else {
                     continue;
                 };
+                let expected = if archived {
+                    archive_path(base, day)
+                } else {
+                    day_path(base, day)
+                };
                 // A file in the wrong folder is not ours to read.
-                if day_path(base, day) == entry.path() {
+                if expected == entry.path() {
                     days.push(DayFile {
                         day,
                         path: entry.path(),
+                        archived,
                     });
                 }
             }
         }
     }
-    days.sort_by_key(|d| d.day);
+    // Plain before archived for the same day, then keep the first of each day.
+    days.sort_by_key(|d| (d.day, d.archived));
+    days.dedup_by_key(|d| d.day);
     Ok(days)
 }
 
@@ -114,12 +143,22 @@ mod tests {
         std::fs::write(base.join("2026/11/notes.txt"), b"").unwrap();
         // Right name, wrong month folder: not listed.
         std::fs::write(base.join("2026/11/ticks_2026-10-01.db"), b"").unwrap();
+        // An archived day is listed once, as the archive; with both forms, as the plain file.
+        let d = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
+        std::fs::write(archive_path(base, d), b"").unwrap();
+        let d3 = NaiveDate::from_ymd_opt(2025, 1, 3).unwrap();
+        std::fs::write(archive_path(base, d3), b"").unwrap();
+        let listed = list_days(base).unwrap();
+        assert!(!listed[0].archived && listed[1].archived, "{listed:?}");
         let days: Vec<String> = list_days(base)
             .unwrap()
             .into_iter()
             .map(|d| d.day.to_string())
             .collect();
-        assert_eq!(days, ["2025-01-02", "2026-02-01", "2026-11-23"]);
+        assert_eq!(
+            days,
+            ["2025-01-02", "2025-01-03", "2026-02-01", "2026-11-23"]
+        );
         assert!(list_days(&base.join("missing")).unwrap().is_empty());
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! This module owns the on-disk tick format; nothing else opens a day file.
 
+pub mod archive;
 pub mod layout;
 pub mod reader;
 pub mod schema;

@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+use super::archive::{self, ArchiveCache};
 use super::layout::{self, DayFile};
 use super::{schema, SqliteOptions, StoreError};
 use crate::tick::{Decimal, TickRow, Timestamp, NANOS_PER_DAY};
@@ -31,7 +32,12 @@ pub enum ReadError {
 pub struct Store {
     base: PathBuf,
     opts: SqliteOptions,
+    /// Decompressed archived days (see `archive::ArchiveCache`).
+    cache: ArchiveCache,
 }
+
+/// Default bound of the archive cache.
+pub const DEFAULT_ARCHIVE_CACHE_BYTES: u64 = 2 << 30;
 
 /// Per-day figures for `tickrec stats`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -44,6 +50,8 @@ pub struct DayStats {
     pub bytes: u64,
     pub first_ts_event: Option<Timestamp>,
     pub last_ts_event: Option<Timestamp>,
+    /// The day is stored as a compressed archive (`file` is the `.db.zst`).
+    pub archived: bool,
 }
 
 /// One day file opened for reading, with its name tables.
@@ -150,9 +158,27 @@ impl DayReader {
 
 impl Store {
     pub fn new(base: impl Into<PathBuf>, opts: SqliteOptions) -> Store {
+        let base = base.into();
         Store {
-            base: base.into(),
+            cache: ArchiveCache::new(&base, DEFAULT_ARCHIVE_CACHE_BYTES),
+            base,
             opts,
+        }
+    }
+
+    /// Bounds the on-disk cache of decompressed archived days.
+    pub fn with_archive_cache(mut self, max_bytes: u64) -> Store {
+        self.cache = ArchiveCache::new(&self.base, max_bytes);
+        self
+    }
+
+    /// Opens a day for reading; an archived day through the cache.
+    fn open_day(&self, day: &DayFile) -> Result<DayReader, StoreError> {
+        if day.archived {
+            let path = self.cache.materialize(day)?;
+            DayReader::open(&path, &self.opts)
+        } else {
+            DayReader::open(&day.path, &self.opts)
         }
     }
 
@@ -177,7 +203,7 @@ impl Store {
             if left == 0 {
                 break;
             }
-            let reader = DayReader::open(&day.path, &self.opts)?;
+            let reader = self.open_day(&day)?;
             let Some(sym) = reader.symbol_id(symbol) else {
                 continue;
             };
@@ -197,7 +223,7 @@ impl Store {
         day: &DayFile,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
-        let reader = DayReader::open(&day.path, &self.opts)?;
+        let reader = self.open_day(&day)?;
         reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
     }
 
@@ -218,7 +244,7 @@ impl Store {
             if day.day < first || day.day > last {
                 continue;
             }
-            let reader = DayReader::open(&day.path, &self.opts)?;
+            let reader = self.open_day(&day)?;
             let Some(sym) = reader.symbol_id(symbol) else {
                 continue;
             };
@@ -246,7 +272,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let mut best: Option<(i64, i64)> = None;
         for day in self.days()?.iter().rev().take(max_days) {
-            let reader = DayReader::open(&day.path, &self.opts)?;
+            let reader = self.open_day(&day)?;
             let Some((&src, _)) = reader.sources.iter().find(|(_, n)| &***n == source) else {
                 continue;
             };
@@ -272,8 +298,27 @@ impl Store {
     pub fn day_stats(&self) -> Result<Vec<DayStats>, StoreError> {
         self.days()?
             .into_iter()
-            .map(|d| day_stats(&d, &self.opts))
+            .map(|d| self.one_day_stats(&d))
             .collect()
+    }
+
+    fn one_day_stats(&self, day: &DayFile) -> Result<DayStats, StoreError> {
+        if day.archived {
+            // The archive's own summary: no decompression needed.
+            let s = archive::read_summary(&day.path)?;
+            let (first, last) = archive::summary_times(&s);
+            return Ok(DayStats {
+                day: day.day,
+                file: day.path.clone(),
+                ticks: s.ticks,
+                symbols: s.symbols,
+                bytes: std::fs::metadata(&day.path).map(|m| m.len()).unwrap_or(0),
+                first_ts_event: first,
+                last_ts_event: last,
+                archived: true,
+            });
+        }
+        day_stats(day, &self.opts)
     }
 }
 
@@ -308,5 +353,6 @@ fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError
         bytes: size(&day.path) + size(Path::new(&wal)),
         first_ts_event: range.0.map(|t| Timestamp(start + t)),
         last_ts_event: range.1.map(|t| Timestamp(start + t)),
+        archived: false,
     })
 }

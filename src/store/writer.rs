@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
-use super::{layout, schema, StoreError, WriterOptions};
+use super::{archive, layout, schema, StoreError, WriterOptions};
 use crate::format::jsonl::write_json_row;
 use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
@@ -48,6 +48,8 @@ struct OpenDay {
     src_ids: Vec<i64>,
     /// Per batch: (file source id, next inbound MsgSeqNum, ts_recv) of FIX sessions (reused).
     session_marks: Vec<(i64, i64, i64)>,
+    /// Shared flock on the database file, held while open (see `store::archive`).
+    _lock: std::fs::File,
 }
 
 /// The SQLite storage backend (see the module doc).
@@ -240,7 +242,24 @@ impl SqliteSink {
             close_day(od);
         }
         let path = layout::day_path(&self.base, day);
+        if !path.exists() && layout::archive_path(&self.base, day).exists() {
+            tracing::warn!(%day, "a tick for an archived day: restoring its day file");
+            archive::restore_day(&self.base, day, &self.opts.sqlite)?;
+        }
         let conn = schema::open_for_write(&path, day, &self.opts.sqlite)?;
+        // A shared flock for as long as the file is open: the archiver never takes a day file
+        // a writer holds, and a writer never writes into one being archived.
+        let lock = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
+        if let Err(e) = lock.try_lock_shared() {
+            let source = match e {
+                std::fs::TryLockError::WouldBlock => std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the day file is being archived",
+                ),
+                std::fs::TryLockError::Error(e) => e,
+            };
+            return Err(StoreError::Io { path, source });
+        }
         let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
             Ok((
                 schema::day_start_ns(&conn)?,
@@ -256,6 +275,7 @@ impl SqliteSink {
             sym_ids: Vec::new(),
             src_ids: Vec::new(),
             session_marks: Vec::new(),
+            _lock: lock,
         });
         Ok(self.open.len() - 1)
     }

@@ -1,0 +1,234 @@
+//! The zstd archiver: old days compressed, queries unchanged, writers respected.
+
+use std::path::Path;
+
+use tickrec::store::archive::{self, Outcome};
+use tickrec::store::{layout, SqliteOptions};
+use tickrec::tick::Timestamp;
+
+use super::cli::tickrec;
+use super::util::*;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Ticks on three days: two old ones and today.
+fn fill(db: &Path) {
+    let today = chrono::Utc::now().date_naive();
+    let mut input = String::new();
+    for (k, day) in [
+        today - chrono::Days::new(10),
+        today - chrono::Days::new(9),
+        today,
+    ]
+    .iter()
+    .enumerate()
+    {
+        for i in 0..300 {
+            let sym = ["EURUSD", "USDJPY", "GBPUSD"][i % 3];
+            input.push_str(&format!(
+                "{{\"symbol\":\"{sym}\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"bid_size\":1000000,\"source\":\"LP{k}\",\"ts_event\":\"{day}T{:02}:{:02}:00.123456789Z\"}}\n",
+                i * 7 % 100_000,
+                i * 7 % 100_000 + 3,
+                i / 60,
+                i % 60
+            ));
+        }
+    }
+    let out = tickrec(db, &["ingest"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn queries(db: &Path) -> Vec<String> {
+    let today = chrono::Utc::now().date_naive();
+    let mut outs = Vec::new();
+    for args in [
+        vec!["query", "recent", "EURUSD", "-n", "150", "--format", "csv"],
+        vec![
+            "query", "recent", "USDJPY", "-n", "1000", "--format", "jsonl",
+        ],
+    ] {
+        outs.push(text(&tickrec(db, &args, None).stdout));
+    }
+    let from = (today - chrono::Days::new(11)).to_string();
+    let to = (today + chrono::Days::new(1)).to_string();
+    outs.push(text(
+        &tickrec(
+            db,
+            &[
+                "query", "range", "GBPUSD", "--from", &from, "--to", &to, "--format", "csv",
+            ],
+            None,
+        )
+        .stdout,
+    ));
+    outs
+}
+
+/// (day, ticks, symbols, first, last) of `stats --json`: what must not change.
+fn stats(db: &Path) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&tickrec(db, &["stats", "--json"], None).stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {} {} {}",
+                d["day"], d["ticks"], d["symbols"], d["first_ts_event"], d["last_ts_event"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn archived_days_answer_queries_exactly_as_before_and_today_is_never_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let (before_q, before_s) = (queries(&db), stats(&db));
+    assert_eq!(
+        before_q[2].lines().count(),
+        301,
+        "header + 300 GBPUSD rows: {}",
+        before_q[2]
+    );
+
+    let out = tickrec(&db, &["archive", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert_eq!(
+        report.matches("archived 20").count(),
+        2,
+        "a line per day archived: {report}"
+    );
+    assert!(
+        report.contains("2 archived, 0 skipped, 0 failed"),
+        "{report}"
+    );
+    let days = layout::list_days(&db).unwrap();
+    assert_eq!(
+        days.iter().map(|d| d.archived).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    assert!(
+        !layout::day_path(&db, days[0].day).exists(),
+        "the original is gone"
+    );
+
+    assert_eq!(queries(&db), before_q);
+    assert_eq!(stats(&db), before_s);
+    // Idempotent: a second run finds nothing to do.
+    let again = text(&tickrec(&db, &["archive", "--older-than", "1d"], None).stdout);
+    assert!(again.contains("0 archived, 0 skipped, 0 failed"), "{again}");
+
+    // unarchive brings the plain file back, same content.
+    let day = days[0].day.to_string();
+    let out = tickrec(&db, &["unarchive", &day], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!layout::list_days(&db).unwrap()[0].archived);
+    assert_eq!(queries(&db), before_q);
+}
+
+/// What could go wrong: archiving a file a writer still appends to loses what it writes after
+/// the copy, or corrupts the file under it.
+#[test]
+fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archived_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let old = ts("2026-10-01T10:00:00Z");
+    let rec = default_recorder(base);
+    rec.store_tick(tick(&rec, "EURUSD", old, "1.1", "1.2"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300)); // committed; the writer holds the file
+    let opts = SqliteOptions::default();
+    let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Skipped { why, .. } if why.contains("writer")),
+        "{outcome:?}"
+    );
+    rec.shutdown();
+
+    let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+    let Outcome::Archived {
+        summary,
+        archive_bytes,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(summary.ticks, 1);
+    assert!(archive_bytes > 0 && archive_bytes < summary.raw_bytes);
+
+    // A late tick for that day: the day file comes back, then takes the tick.
+    let rec = default_recorder(base);
+    rec.store_tick(tick(&rec, "EURUSD", Timestamp(old.0 + 1), "1.3", "1.4"))
+        .unwrap();
+    let stats = rec.shutdown();
+    assert_eq!(stats.ticks_stored, 1);
+    assert!(layout::day_path(base, old.day()).exists());
+    assert!(!layout::archive_path(base, old.day()).exists());
+    assert_eq!(seqs(&layout::day_path(base, old.day())), [1, 2]);
+}
+
+#[test]
+fn leftovers_of_an_interrupted_archive_run_do_no_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let old = ts("2026-10-01T10:00:00Z");
+    let rec = default_recorder(base);
+    rec.store_tick(tick(&rec, "EURUSD", old, "1.1", "1.2"))
+        .unwrap();
+    rec.shutdown();
+    // A crash mid-run left a half-written archive and a compacted copy: the original rules.
+    let zst = layout::archive_path(base, old.day());
+    let tmp = format!("{}.tmp", zst.display());
+    std::fs::write(&tmp, b"half an archive").unwrap();
+    assert!(!layout::list_days(base).unwrap()[0].archived);
+    assert_eq!(all_rows(base, "EURUSD").len(), 1);
+    let outcome =
+        archive::archive_day(base, old.day(), 3, &SqliteOptions::default(), false).unwrap();
+    assert!(matches!(outcome, Outcome::Archived { .. }));
+    assert!(
+        !Path::new(&tmp).exists(),
+        "the stale temporary was replaced"
+    );
+    assert_eq!(all_rows(base, "EURUSD").len(), 1);
+}
+
+#[test]
+fn retention_deletes_only_with_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let out = tickrec(
+        &db,
+        &[
+            "archive",
+            "--older-than",
+            "30d",
+            "--delete-older-than",
+            "5d",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --yes: refuse");
+    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    assert_eq!(layout::list_days(&db).unwrap().len(), 3);
+    let out = tickrec(
+        &db,
+        &[
+            "archive",
+            "--older-than",
+            "30d",
+            "--delete-older-than",
+            "5d",
+            "--yes",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("deleted ").count(), 2);
+    assert_eq!(layout::list_days(&db).unwrap().len(), 1);
+}
