@@ -310,7 +310,7 @@ pub fn run(
         };
         legacy_json::read_file(&path, &mut |at, parsed| {
             n += 1;
-            if n % 8192 == 0 {
+            if n.is_multiple_of(8192) {
                 progress.advance(done_bytes + at.offset, total, ticks_total);
             }
             let t = match parsed {

@@ -121,7 +121,7 @@ impl Decimal {
     /// An integer value, trailing zeros folded into the exponent.
     fn integer(mut mantissa: u64) -> Decimal {
         let mut zeros = 0;
-        while mantissa != 0 && zeros < MAX_ZEROS && mantissa % 10 == 0 {
+        while mantissa != 0 && zeros < MAX_ZEROS && mantissa.is_multiple_of(10) {
             mantissa /= 10;
             zeros += 1;
         }

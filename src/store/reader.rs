@@ -203,7 +203,7 @@ impl Store {
             if left == 0 {
                 break;
             }
-            let reader = self.open_day(&day)?;
+            let reader = self.open_day(day)?;
             let Some(sym) = reader.symbol_id(symbol) else {
                 continue;
             };
@@ -223,7 +223,7 @@ impl Store {
         day: &DayFile,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
-        let reader = self.open_day(&day)?;
+        let reader = self.open_day(day)?;
         reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
     }
 
@@ -272,7 +272,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let mut best: Option<(i64, i64)> = None;
         for day in self.days()?.iter().rev().take(max_days) {
-            let reader = self.open_day(&day)?;
+            let reader = self.open_day(day)?;
             let Some((&src, _)) = reader.sources.iter().find(|(_, n)| &***n == source) else {
                 continue;
             };
