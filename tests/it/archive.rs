@@ -232,3 +232,52 @@ fn retention_deletes_only_with_confirmation() {
     assert_eq!(text(&out.stdout).matches("deleted ").count(), 2);
     assert_eq!(layout::list_days(&db).unwrap().len(), 1);
 }
+
+#[test]
+fn the_nightly_job_archives_logs_a_line_per_day_is_idempotent_and_reports_by_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/nightly-archive.sh");
+    let lock = dir.path().join("archive.lock");
+    let run = || {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .env("TICKREC_BIN", env!("CARGO_BIN_EXE_tickrec"))
+            .env("TICK_DB_PATH", &db)
+            .env("OLDER_THAN", "1d")
+            .env("LOCK_FILE", &lock)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let log = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{log}{}", text(&out.stderr));
+    assert_eq!(
+        log.matches("tickrec-archive: archived 20").count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("done: exit 0"), "{log}");
+    let again = run();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        text(&again.stdout).contains("0 archived"),
+        "{}",
+        text(&again.stdout)
+    );
+    // An overlapping run backs off with 75.
+    let held = std::fs::File::create(&lock).unwrap();
+    held.lock().unwrap();
+    assert_eq!(run().status.code(), Some(75));
+    drop(held);
+    // A missing binary is a configuration error.
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("TICKREC_BIN", "/nonexistent/tickrec")
+        .env("LOCK_FILE", &lock)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
