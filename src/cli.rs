@@ -60,6 +60,11 @@ pub enum Command {
     Archive(ArchiveArgs),
     /// Restore an archived day (YYYY-MM-DD) to a plain day file
     Unarchive { day: String },
+    /// Add the per-symbol query indexes to closed day files at least this old (schema/seal.sql)
+    Seal {
+        #[arg(long, default_value = "1d", value_parser = parse_days)]
+        older_than: u32,
+    },
     /// Bring day files written by an older tickrec to the current schema
     Upgrade,
 }
@@ -266,6 +271,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("restored {day}: {} ticks", s.ticks);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Seal { older_than } => run_seal(&opts, older_than),
         Command::Upgrade => run_upgrade(&opts),
     }
 }
@@ -731,6 +737,36 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
+    use crate::clock::Clock;
+    use crate::store::archive::{seal_day, Sealed};
+    let today = crate::clock::SystemClock.now().day();
+    let days = crate::store::layout::list_days(&opts.db_path)?;
+    let mut failed = 0;
+    for d in days.iter().filter(|d| {
+        !d.archived && d.day < today && (today - d.day).num_days() >= i64::from(older_than)
+    }) {
+        let started = std::time::Instant::now();
+        match seal_day(&opts.db_path, d.day, &opts.writer.sqlite) {
+            Ok(Sealed::Done { ticks }) => println!(
+                "sealed {}: {ticks} ticks in {:.2}s",
+                d.day,
+                started.elapsed().as_secs_f64()
+            ),
+            Ok(Sealed::Skipped { why }) => println!("skipped {}: {why}", d.day),
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed {}: {e}", d.day);
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn run_upgrade(opts: &Options) -> anyhow::Result<ExitCode> {

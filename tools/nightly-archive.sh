@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Nightly tickrec archive job: compresses closed day files older than OLDER_THAN into .db.zst
+# Nightly tickrec archive job: seals closed day files (per-symbol query indexes), compresses
+# those older than OLDER_THAN into .db.zst
 # (queries keep reading them) and, when DELETE_OLDER_THAN is set, deletes days past retention.
 # Idempotent: archived days are skipped, so running it twice does nothing the second time.
 #
@@ -38,13 +39,22 @@ if ! flock -n 9; then
   exit 75
 fi
 
-args=()
-[ -n "${TICKREC_CONFIG:-}" ] && args+=(--config "$TICKREC_CONFIG")
+common=()
+[ -n "${TICKREC_CONFIG:-}" ] && common+=(--config "$TICKREC_CONFIG")
+
+# Seal closed days first (per-symbol query indexes), so that days not yet old enough to
+# archive answer per-symbol queries fast too.
+log "seal: days older than 1d"
+"$bin" "${common[@]}" seal --older-than 1d 2>&1 </dev/null | while IFS= read -r line; do log "$line"; done
+seal_status=${PIPESTATUS[0]}
+
+args=("${common[@]}")
 args+=(archive --older-than "$older" --level "$level")
 [ -n "${DELETE_OLDER_THAN:-}" ] && args+=(--delete-older-than "$DELETE_OLDER_THAN" --yes)
 
 log "start: ${args[*]}"
 "$bin" "${args[@]}" 2>&1 </dev/null | while IFS= read -r line; do log "$line"; done
 status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] && [ "$seal_status" -ne 0 ] && status=1
 log "done: exit $status"
 exit "$status"

@@ -79,6 +79,50 @@ fn sync_dir(p: &Path) {
     }
 }
 
+/// The sealing indexes (schema/seal.sql).
+pub const SEAL_SQL: &str = include_str!("../../schema/seal.sql");
+
+/// Whether sealing happened, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sealed {
+    /// Indexes built now (or already there).
+    Done {
+        ticks: u64,
+    },
+    Skipped {
+        why: String,
+    },
+}
+
+/// Adds the per-symbol indexes to a closed day file (see schema/seal.sql). Skips a file a
+/// writer holds. Idempotent.
+pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sealed, StoreError> {
+    let db = layout::day_path(base, day);
+    if !db.exists() {
+        return Ok(Sealed::Skipped {
+            why: "no day file".into(),
+        });
+    }
+    let lock = File::open(&db).map_err(io(&db))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Ok(Sealed::Skipped {
+                why: "in use by a writer".into(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&db)(e)),
+    }
+    let conn = schema::open_for_write(&db, day, opts)?;
+    let ticks: i64 = conn
+        .execute_batch(SEAL_SQL)
+        .and_then(|_| conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0)))
+        .map_err(StoreError::sqlite(&db))?;
+    Ok(Sealed::Done {
+        ticks: ticks as u64,
+    })
+}
+
 /// Compresses `day`'s file into its archive (see the module doc). `dry_run` only checks
 /// whether it could.
 pub fn archive_day(
@@ -120,6 +164,8 @@ pub fn archive_day(
         let conn = schema::open_for_write(&db, day, opts)?;
         let sq = StoreError::sqlite(&db);
         (|| -> rusqlite::Result<ArchiveSummary> {
+            // Archived days are sealed: their per-symbol queries seek instead of scanning.
+            conn.execute_batch(SEAL_SQL)?;
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
             let symbols: i64 = conn.query_row("SELECT count(*) FROM symbols", [], |r| r.get(0))?;

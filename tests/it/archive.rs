@@ -281,3 +281,46 @@ fn the_nightly_job_archives_logs_a_line_per_day_is_idempotent_and_reports_by_exi
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn sealing_adds_the_query_indexes_and_changes_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let before = queries(&db);
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("sealed ").count(),
+        2,
+        "old days only: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(queries(&db), before);
+    let days = layout::list_days(&db).unwrap();
+    let plan = |path: &Path, sql: &str| -> String {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let recent = "SELECT seq FROM ticks WHERE sym = 0 ORDER BY seq DESC LIMIT 100";
+    let range = "SELECT seq FROM ticks WHERE sym = 0 AND ts_event >= 0 AND ts_event < 10 ORDER BY ts_event, seq";
+    assert!(
+        plan(&days[0].path, recent).contains("ticks_by_symbol"),
+        "{}",
+        plan(&days[0].path, recent)
+    );
+    assert!(
+        plan(&days[0].path, range).contains("ticks_by_symbol_time"),
+        "{}",
+        plan(&days[0].path, range)
+    );
+    assert!(
+        !plan(&days[2].path, recent).contains("ticks_by_symbol"),
+        "today stays unindexed"
+    );
+}
