@@ -65,8 +65,25 @@ pub enum Command {
         #[arg(long, default_value = "1d", value_parser = parse_days)]
         older_than: u32,
     },
+    /// Measure ceiling, writer, end to end and queries in one run (ratios where they apply)
+    Bench(BenchArgs),
     /// Bring day files written by an older tickrec to the current schema
     Upgrade,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Ticks for the ceiling, the writer and the query day file
+    #[arg(long, default_value_t = 10_000_000)]
+    pub ticks: usize,
+    #[arg(long, default_value_t = 128)]
+    pub symbols: usize,
+    /// Seconds of the end-to-end FIX run
+    #[arg(long, default_value_t = 10.0)]
+    pub e2e_seconds: f64,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +289,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { older_than } => run_seal(&opts, older_than),
+        Command::Bench(a) => {
+            let scratch = tempfile::Builder::new().prefix("tickrec-bench").tempdir()?;
+            let mut log = std::io::stderr();
+            let r = crate::bench::run(
+                &opts,
+                crate::bench::BenchOptions {
+                    ticks: a.ticks.max(1000),
+                    symbols: a.symbols.max(1),
+                    e2e_seconds: a.e2e_seconds,
+                },
+                scratch.path(),
+                &mut log,
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Upgrade => run_upgrade(&opts),
     }
 }

@@ -1,0 +1,466 @@
+//! `tickrec bench`: the recorder's performance figures, measured in one run on the same
+//! generated rows, with ratios where one applies.
+//!
+//! (a) ceiling: a bare prepared-insert loop into the same schema, pragmas and transaction size;
+//! (b) writer: the Recorder fed from memory (store_tick → channel → batch writer);
+//! (c) end to end: the FIX simulator → FIX over loopback → committed, 128 symbols;
+//! (d) queries on the day file written by (b), once sealed: `recent 100` of one symbol and a
+//!     one-hour range of one symbol streamed as CSV, each also run by the `sqlite3` shell as the
+//!     equivalent SELECT on the same file (process start included), as a ratio.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::TransactionBehavior;
+use serde::Serialize;
+
+use crate::config::Options;
+use crate::fix::gateway::GatewayOptions;
+use crate::fix::session::SessionConfig;
+use crate::fix::sim::{self, SimOptions};
+use crate::format::OutputFormat;
+use crate::intern::Names;
+use crate::pipeline::{PipelineOptions, Recorder, Sink};
+use crate::shutdown::Shutdown;
+use crate::store::archive::{seal_day, Sealed};
+use crate::store::reader::Store;
+use crate::store::writer::SqliteSink;
+use crate::store::{layout, schema, WriterOptions};
+use crate::synth::{symbol_names, QuoteGen};
+use crate::tick::{MsgRef, SymbolId, Tick, Timestamp, NANOS_PER_DAY};
+
+/// Bench parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    pub ticks: usize,
+    pub symbols: usize,
+    pub e2e_seconds: f64,
+}
+
+/// Every figure of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    pub ticks: usize,
+    pub symbols: usize,
+    pub ceiling_ticks_per_s: f64,
+    pub writer_ticks_per_s: f64,
+    pub writer_vs_ceiling: f64,
+    pub writer_store_tick_p99_ns: u64,
+    pub writer_commit_p99_us: u64,
+    pub end_to_end_ticks_per_s: f64,
+    /// store_tick latency under the end-to-end load.
+    pub store_tick_p99_ns: u64,
+    pub store_tick_p999_ns: u64,
+    /// Commit latency under the end-to-end load.
+    pub commit_p99_us: u64,
+    /// Resident memory at the end of the writer run, and the rings' share of it.
+    pub rss_bytes: u64,
+    pub ring_bytes: u64,
+    /// Live day file (no per-symbol index).
+    pub bytes_per_tick: f64,
+    /// The same file sealed (per-symbol indexes).
+    pub sealed_bytes_per_tick: f64,
+    pub seal_seconds: f64,
+    pub recent100_p50_us: f64,
+    pub recent100_sqlite3_p50_us: Option<f64>,
+    pub recent100_live_p50_us: f64,
+    pub range_ticks_per_s: f64,
+    pub range_sqlite3_ticks_per_s: Option<f64>,
+    pub range_rows: u64,
+}
+
+/// The generated rows: a seeded random walk spread evenly over one UTC day, receive delay
+/// 20-250 µs. The same seed gives the same rows to every part of the run.
+struct Rows {
+    gen: QuoteGen,
+    ids: Vec<SymbolId>,
+    i: i64,
+    step: i64,
+    day0: i64,
+}
+
+/// An old day, so that nothing treats it as today.
+const DAY0: i64 = 1_795_046_400_000_000_000; // 2026-11-19T00:00:00Z
+
+impl Rows {
+    fn new(n: usize, ids: Vec<SymbolId>) -> Rows {
+        Rows {
+            gen: QuoteGen::new(ids.len(), 42),
+            ids,
+            i: 0,
+            step: NANOS_PER_DAY / n.max(1) as i64,
+            day0: DAY0,
+        }
+    }
+
+    fn next(&mut self, source: crate::tick::SourceId) -> Tick {
+        let s = self.gen.pick();
+        let q = self.gen.next_quote(s);
+        let ts = self.day0 + self.i * self.step;
+        let recv = ts + 20_000 + (self.i * 7_919) % 230_000;
+        self.i += 1;
+        Tick {
+            symbol: self.ids[s],
+            source,
+            ts_event: Timestamp(ts),
+            ts_recv: Timestamp(recv),
+            bid: q.bid,
+            ask: q.ask,
+            bid_size: q.bid_size,
+            ask_size: q.ask_size,
+            msg: MsgRef::NONE,
+        }
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Runs everything under `dir` (a scratch folder), reporting progress to `log`.
+pub fn run(
+    opts: &Options,
+    b: BenchOptions,
+    dir: &Path,
+    log: &mut dyn Write,
+) -> anyhow::Result<BenchReport> {
+    let mut r = BenchReport {
+        ticks: b.ticks,
+        symbols: b.symbols,
+        ..BenchReport::default()
+    };
+    let names = symbol_names(b.symbols.max(1));
+    let day = Timestamp(DAY0).day();
+    let writer_opts = WriterOptions {
+        sqlite: opts.writer.sqlite.clone(),
+        ..WriterOptions::default()
+    };
+    let batch = opts.pipeline.batch.batch_size;
+
+    // (a) The ceiling: the same rows, schema, pragmas and transaction size, no pipeline.
+    writeln!(log, "(a) ceiling: bare insert loop, {} ticks…", b.ticks)?;
+    {
+        let base = dir.join("ceiling");
+        let path = layout::day_path(&base, day);
+        let mut conn = schema::open_for_write(&path, day, &writer_opts.sqlite)?;
+        let tx = conn.transaction()?;
+        for (i, n) in names.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO symbols (id, name) VALUES (?1, ?2)",
+                rusqlite::params![i as i64, n],
+            )?;
+        }
+        tx.execute("INSERT INTO sources (id, name) VALUES (0, 'SIM')", [])?;
+        tx.commit()?;
+        let mut rows = Rows::new(b.ticks, (0..names.len() as u32).map(SymbolId).collect());
+        let started = Instant::now();
+        let mut seq = 1i64;
+        let mut left = b.ticks;
+        while left > 0 {
+            let k = left.min(batch);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for _ in 0..k {
+                    let t = rows.next(crate::tick::SourceId(0));
+                    let code = |d: Option<crate::tick::Decimal>| d.map(|d| d.code() as i64);
+                    stmt.raw_bind_parameter(1, seq)?;
+                    stmt.raw_bind_parameter(2, i64::from(t.symbol.0))?;
+                    stmt.raw_bind_parameter(3, t.ts_event.0 - DAY0)?;
+                    stmt.raw_bind_parameter(4, t.ts_recv.0 - t.ts_event.0)?;
+                    stmt.raw_bind_parameter(5, code(t.bid))?;
+                    stmt.raw_bind_parameter(6, code(t.ask))?;
+                    stmt.raw_bind_parameter(7, code(t.bid_size))?;
+                    stmt.raw_bind_parameter(8, code(t.ask_size))?;
+                    stmt.raw_bind_parameter(9, 0i64)?;
+                    stmt.raw_execute()?;
+                    seq += 1;
+                }
+            }
+            tx.commit()?;
+            left -= k;
+        }
+        r.ceiling_ticks_per_s = b.ticks as f64 / started.elapsed().as_secs_f64();
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    // (b) The writer: the recorder fed from memory.
+    writeln!(log, "(b) writer: Recorder fed from memory…")?;
+    let writer_base = dir.join("writer");
+    {
+        let names_table = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
+        let ids: Vec<SymbolId> = names
+            .iter()
+            .map(|n| names_table.symbol(n))
+            .collect::<Result<_, _>>()?;
+        let source = names_table.source("SIM")?;
+        let sink: Box<dyn Sink> = Box::new(SqliteSink::new(
+            &writer_base,
+            names_table.clone(),
+            writer_opts.clone(),
+        ));
+        let rec = Recorder::start(
+            PipelineOptions {
+                max_symbols: opts.pipeline.max_symbols.max(names.len()),
+                ..opts.pipeline.clone()
+            },
+            names_table,
+            vec![sink],
+        )?;
+        let mut rows = Rows::new(b.ticks, ids);
+        let started = Instant::now();
+        for _ in 0..b.ticks {
+            rec.store_tick(rows.next(source))?;
+        }
+        r.rss_bytes = rss_bytes();
+        r.ring_bytes = rec.ring_bytes() as u64;
+        let stats = rec.shutdown();
+        r.writer_ticks_per_s = stats.ticks_stored as f64 / started.elapsed().as_secs_f64();
+        r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
+        r.writer_store_tick_p99_ns = stats.store_tick_latency.p99_ns;
+        r.writer_commit_p99_us = stats.commit_latency.p99_ns / 1000;
+        let size = std::fs::metadata(layout::day_path(&writer_base, day))?.len();
+        r.bytes_per_tick = size as f64 / b.ticks as f64;
+    }
+
+    // (c) End to end over FIX.
+    writeln!(
+        log,
+        "(c) end to end: simulator → FIX over loopback → SQLite, {:.0}s…",
+        b.e2e_seconds
+    )?;
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let sim_stop = Shutdown::new();
+        let sim_thread = {
+            let stop = sim_stop.clone();
+            let sim_opts = SimOptions {
+                symbols: names.len(),
+                rate: None,
+                // Keep the simulator's resend memory out of the recorder's RSS picture.
+                resend_capacity: 10_000,
+                ..SimOptions::default()
+            };
+            std::thread::spawn(move || sim::run(listener, sim_opts, stop))
+        };
+        let mut e2e_opts = opts.clone();
+        e2e_opts.db_path = dir.join("e2e");
+        let gateway = GatewayOptions {
+            connect: addr.to_string(),
+            session: SessionConfig {
+                sender_comp_id: "BENCH".into(),
+                target_comp_id: "SIM".into(),
+                heartbeat_secs: 30,
+                username: None,
+                password: None,
+                reset_on_logon: true,
+            },
+            symbols: names.clone(),
+            source: "SIM".into(),
+            reconnect_interval: Duration::from_millis(100),
+            max_reconnect_interval: Duration::from_secs(1),
+            db_path: e2e_opts.db_path.clone(),
+        };
+        let stop = Shutdown::new();
+        let timer = {
+            let stop = stop.clone();
+            let secs = b.e2e_seconds.max(0.5);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs_f64(secs));
+                stop.request();
+            })
+        };
+        let report =
+            crate::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
+        let _ = timer.join();
+        sim_stop.request();
+        if let Ok(Err(e)) = sim_thread.join() {
+            writeln!(log, "simulator: {e}")?;
+        }
+        r.end_to_end_ticks_per_s = report.stats.ticks_stored as f64 / report.elapsed.as_secs_f64();
+        r.store_tick_p99_ns = report.stats.store_tick_latency.p99_ns;
+        r.store_tick_p999_ns = report.stats.store_tick_latency.p999_ns;
+        r.commit_p99_us = report.stats.commit_latency.p99_ns / 1000;
+        let _ = std::fs::remove_dir_all(&e2e_opts.db_path);
+    }
+
+    // (d) Queries on the writer's day file: live first, then sealed.
+    writeln!(log, "(d) queries on the {}-tick day file…", b.ticks)?;
+    let store = Store::new(&writer_base, opts.writer.sqlite.clone());
+    let symbol_of = |i: usize| names[i % names.len()].as_str();
+    let recent_p50 = |store: &Store| -> anyhow::Result<f64> {
+        let mut times = Vec::with_capacity(200);
+        for i in 0..200 {
+            let t = Instant::now();
+            store.recent(symbol_of(i), 100, &mut |_| Ok(()))?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    r.recent100_live_p50_us = recent_p50(&store)?;
+    let started = Instant::now();
+    match seal_day(&writer_base, day, &opts.writer.sqlite)? {
+        Sealed::Done { .. } => {}
+        Sealed::Skipped { why } => anyhow::bail!("could not seal the bench day: {why}"),
+    }
+    r.seal_seconds = started.elapsed().as_secs_f64();
+    let db = layout::day_path(&writer_base, day);
+    r.sealed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / b.ticks as f64;
+    r.recent100_p50_us = recent_p50(&store)?;
+    // One hour (10:00-11:00) of each of 8 symbols, streamed as CSV.
+    let (from, to) = (
+        Timestamp(DAY0 + 10 * 3_600_000_000_000),
+        Timestamp(DAY0 + 11 * 3_600_000_000_000),
+    );
+    let started = Instant::now();
+    let mut rows = 0;
+    for i in 0..8 {
+        rows += crate::query::range(
+            &store,
+            symbol_of(i),
+            from,
+            to,
+            OutputFormat::Csv,
+            std::io::sink(),
+        )?;
+    }
+    r.range_rows = rows;
+    r.range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
+    // The sqlite3 shell on the same file, the equivalent SELECTs on the table.
+    if let Some((recent, range)) = sqlite3_figures(&db, &names, from.0 - DAY0, to.0 - DAY0, rows)? {
+        r.recent100_sqlite3_p50_us = Some(recent);
+        r.range_sqlite3_ticks_per_s = Some(range);
+    } else {
+        writeln!(log, "sqlite3 shell not found: no comparison")?;
+    }
+    let _ = std::fs::remove_dir_all(&writer_base);
+    Ok(r)
+}
+
+/// (recent-100 p50 µs, range ticks/s) of the `sqlite3` shell, or None without one.
+fn sqlite3_figures(
+    db: &Path,
+    names: &[String],
+    lo: i64,
+    hi: i64,
+    rows: u64,
+) -> anyhow::Result<Option<(f64, f64)>> {
+    let shell = |sql: &str| -> std::io::Result<Duration> {
+        let t = Instant::now();
+        let out = std::process::Command::new("sqlite3")
+            .args(["-readonly", "-csv"])
+            .arg(db)
+            .arg(sql)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !out.success() {
+            return Err(std::io::Error::other("sqlite3 failed"));
+        }
+        Ok(t.elapsed())
+    };
+    let cols = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src";
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let name = &names[i % names.len()];
+        let sql = format!(
+            "SELECT {cols} FROM ticks WHERE sym = (SELECT id FROM symbols WHERE name = '{name}') ORDER BY seq DESC LIMIT 100"
+        );
+        match shell(&sql) {
+            Ok(d) => times.push(d.as_secs_f64() * 1e6),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let started = Instant::now();
+    for name in names.iter().take(8) {
+        shell(&format!(
+            "SELECT {cols} FROM ticks WHERE sym = (SELECT id FROM symbols WHERE name = '{name}') \
+             AND ts_event >= {lo} AND ts_event < {hi} ORDER BY ts_event, seq"
+        ))?;
+    }
+    let range = rows as f64 / started.elapsed().as_secs_f64();
+    Ok(Some((times[times.len() / 2], range)))
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ratio = |a: f64, b: Option<f64>| {
+            b.map(|b| format!("{:.2}x", a / b))
+                .unwrap_or_else(|| "-".into())
+        };
+        writeln!(f, "{} ticks, {} symbols, one run", self.ticks, self.symbols)?;
+        writeln!(
+            f,
+            "ceiling (bare insert loop)      {:>12.0} ticks/s",
+            self.ceiling_ticks_per_s
+        )?;
+        writeln!(
+            f,
+            "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90)",
+            self.writer_ticks_per_s, self.writer_vs_ceiling
+        )?;
+        writeln!(
+            f,
+            "end to end (FIX over loopback)  {:>12.0} ticks/s   (target >= 400000)",
+            self.end_to_end_ticks_per_s
+        )?;
+        writeln!(
+            f,
+            "store_tick under e2e load       p99 {} ns, p99.9 {} ns   (targets <= 1000, <= 5000)",
+            self.store_tick_p99_ns, self.store_tick_p999_ns
+        )?;
+        writeln!(
+            f,
+            "commit under e2e load           p99 {} us   (target <= 5000); writer run p99 {} us",
+            self.commit_p99_us, self.writer_commit_p99_us
+        )?;
+        writeln!(
+            f,
+            "memory                          RSS {:.1} MB, of which rings {:.1} MB   (target RSS - rings <= 48 MB: {:.1} MB)",
+            self.rss_bytes as f64 / 1e6,
+            self.ring_bytes as f64 / 1e6,
+            self.rss_bytes.saturating_sub(self.ring_bytes) as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick, sealing took {:.1}s",
+            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds
+        )?;
+        writeln!(
+            f,
+            "recent 100, one symbol          p50 {:.0} us sealed (target <= 1000), {:.0} us live; sqlite3 shell {} -> {}",
+            self.recent100_p50_us,
+            self.recent100_live_p50_us,
+            self.recent100_sqlite3_p50_us.map(|v| format!("{v:.0} us")).unwrap_or_else(|| "-".into()),
+            ratio(self.recent100_sqlite3_p50_us.unwrap_or(0.0), Some(self.recent100_p50_us)),
+        )?;
+        write!(
+            f,
+            "range 1 h, one symbol, CSV      {:.0} ticks/s over {} rows (target >= 1000000); sqlite3 shell {} -> {} of ours",
+            self.range_ticks_per_s,
+            self.range_rows,
+            self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),
+            ratio(self.range_sqlite3_ticks_per_s.unwrap_or(0.0), Some(self.range_ticks_per_s)),
+        )
+    }
+}
