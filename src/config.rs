@@ -152,6 +152,7 @@ struct RawWriter {
     commit_retries: Option<u32>,
     retry_backoff_ms: Option<u64>,
     max_open_days: Option<usize>,
+    background_checkpoint_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +339,11 @@ impl Options {
                 .map(Duration::from_millis)
                 .unwrap_or(wd.retry_backoff),
             max_open_days: positive("writer.max_open_days", w.max_open_days, wd.max_open_days)?,
+            background_checkpoint: match w.background_checkpoint_ms {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => wd.background_checkpoint,
+            },
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {

@@ -4,6 +4,7 @@
 //! This module owns the on-disk tick format; nothing else opens a day file.
 
 pub mod archive;
+pub mod checkpoint;
 pub mod layout;
 pub mod reader;
 pub mod schema;
@@ -127,6 +128,9 @@ pub struct WriterOptions {
     pub retry_backoff: Duration,
     /// Day files kept open at once (today plus recently written late days).
     pub max_open_days: usize,
+    /// Checkpoint the WAL from a background thread at this interval instead of inside
+    /// commits (`None`: SQLite's automatic checkpoint, `sqlite.wal_autocheckpoint_pages`).
+    pub background_checkpoint: Option<Duration>,
 }
 
 impl Default for WriterOptions {
@@ -136,6 +140,7 @@ impl Default for WriterOptions {
             commit_retries: 3,
             retry_backoff: Duration::from_millis(10),
             max_open_days: 3,
+            background_checkpoint: Some(Duration::from_millis(200)),
         }
     }
 }

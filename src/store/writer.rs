@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
+use super::checkpoint::Checkpointer;
 use super::{archive, layout, schema, StoreError, WriterOptions};
 use crate::format::jsonl::write_json_row;
 use crate::intern::Names;
@@ -61,6 +62,8 @@ pub struct SqliteSink {
     /// Open day files, least recently used first.
     open: Vec<OpenDay>,
     newest_day: Option<NaiveDate>,
+    /// Background WAL checkpoints of the newest day (started with the first day file).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteSink {
@@ -72,6 +75,7 @@ impl SqliteSink {
             stats: Arc::new(SinkStats::default()),
             open: Vec::new(),
             newest_day: None,
+            checkpointer: None,
         }
     }
 
@@ -148,10 +152,30 @@ impl SqliteSink {
                 self.stats.db_rotations.incr();
                 tracing::info!(%day, previous = %newest, "rotated to a new day file");
                 self.newest_day = Some(day);
+                self.checkpoint_newest(day);
             }
             Some(newest) if day < newest => self.stats.late_ticks.add(n as u64),
             Some(_) => {}
-            None => self.newest_day = Some(day),
+            None => {
+                self.newest_day = Some(day);
+                self.checkpoint_newest(day);
+            }
+        }
+    }
+
+    /// Points the background checkpointer (started on first use) at `day`'s file.
+    fn checkpoint_newest(&mut self, day: NaiveDate) {
+        let Some(interval) = self.opts.background_checkpoint else {
+            return;
+        };
+        if self.checkpointer.is_none() {
+            match Checkpointer::start(interval, self.opts.sqlite.busy_timeout) {
+                Ok(c) => self.checkpointer = Some(c),
+                Err(e) => tracing::error!(error = %e, "cannot start the checkpointer thread"),
+            }
+        }
+        if let Some(c) = &self.checkpointer {
+            c.set_target(layout::day_path(&self.base, day));
         }
     }
 
@@ -247,6 +271,11 @@ impl SqliteSink {
             archive::restore_day(&self.base, day, &self.opts.sqlite)?;
         }
         let conn = schema::open_for_write(&path, day, &self.opts.sqlite)?;
+        if self.opts.background_checkpoint.is_some() && self.checkpointer.is_some() {
+            // The checkpointer thread does it, outside commits.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(StoreError::sqlite(&path))?;
+        }
         // A shared flock for as long as the file is open: the archiver never takes a day file
         // a writer holds, and a writer never writes into one being archived.
         let lock = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
