@@ -7,7 +7,7 @@
 use std::fmt;
 use std::num::NonZeroU64;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 /// Most decimal places a [`Decimal`] keeps (nanodollars, and beyond any FX or crypto quote).
 pub const MAX_SCALE: u32 = 9;
@@ -361,14 +361,57 @@ fn unix_epoch_day() -> NaiveDate {
     DateTime::UNIX_EPOCH.date_naive()
 }
 
+impl Timestamp {
+    /// (year, month, day, second of the day, nanosecond) in UTC.
+    pub fn civil(self) -> (i64, i64, i64, i64, i64) {
+        let days = self.0.div_euclid(NANOS_PER_DAY);
+        let in_day = self.0.rem_euclid(NANOS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        (y, m, d, in_day / NANOS_PER_SEC, in_day % NANOS_PER_SEC)
+    }
+
+    /// ISO-8601 UTC with nanoseconds, `2026-11-23T10:00:00.123456789Z`, without a formatter
+    /// (query output prints one per row).
+    pub fn iso_bytes(self) -> [u8; 30] {
+        let (y, m, d, secs, nanos) = self.civil();
+        let mut out = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, secs / 3600);
+        put(14, 2, secs / 60 % 60);
+        put(17, 2, secs % 60);
+        put(20, 9, nanos);
+        out
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 impl fmt::Display for Timestamp {
     /// ISO-8601 UTC with nanoseconds: `2026-11-23T10:00:00.123456789Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &self
-                .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Nanos, true),
-        )
+        match std::str::from_utf8(&self.iso_bytes()) {
+            Ok(s) => f.write_str(s),
+            Err(_) => Err(fmt::Error),
+        }
     }
 }
 
@@ -572,6 +615,16 @@ mod tests {
         #[test]
         fn decimal_parse_never_panics(text in "\\PC{0,24}") {
             let _ = Decimal::parse(&text);
+        }
+
+        #[test]
+        fn iso_text_matches_chrono(ns in -5_000_000_000_000_000_000i64..7_000_000_000_000_000_000) {
+            let t = Timestamp(ns);
+            prop_assert_eq!(
+                t.to_string(),
+                t.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            );
+            prop_assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
         }
 
         #[test]

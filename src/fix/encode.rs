@@ -132,40 +132,13 @@ impl MessageBuilder {
 
 /// Writes `t` as a FIX UTCTimestamp with nanoseconds, without going through a formatter.
 pub fn write_fix_time(out: &mut Vec<u8>, t: Timestamp) {
-    let days = t.0.div_euclid(crate::tick::NANOS_PER_DAY);
-    let in_day = t.0.rem_euclid(crate::tick::NANOS_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    let secs = in_day / 1_000_000_000;
-    let nanos = in_day % 1_000_000_000;
-    fn digits(out: &mut Vec<u8>, v: i64, n: u32) {
-        for i in (0..n).rev() {
-            out.push(b'0' + ((v / 10i64.pow(i)) % 10) as u8);
-        }
-    }
-    digits(out, y, 4);
-    digits(out, m, 2);
-    digits(out, d, 2);
+    // 2026-11-23T10:00:00.123456789Z -> 20261123-10:00:00.123456789
+    let iso = t.iso_bytes();
+    out.extend_from_slice(&iso[0..4]);
+    out.extend_from_slice(&iso[5..7]);
+    out.extend_from_slice(&iso[8..10]);
     out.push(b'-');
-    digits(out, secs / 3600, 2);
-    out.push(b':');
-    digits(out, secs / 60 % 60, 2);
-    out.push(b':');
-    digits(out, secs % 60, 2);
-    out.push(b'.');
-    digits(out, nanos, 9);
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    out.extend_from_slice(&iso[11..29]);
 }
 
 #[cfg(test)]

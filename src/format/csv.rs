@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use super::{FieldError, RawFields, RowWriter, TickText, COLUMNS};
-use crate::tick::{Decimal, TickRow};
+use crate::tick::{push_u64, TickRow};
 
 /// Where each known column sits in a record, from the header row.
 #[derive(Debug, Clone, Default)]
@@ -66,67 +66,86 @@ impl CsvHeader {
     }
 }
 
-/// Writes rows as CSV with a header.
+/// Writes rows as CSV (RFC 4180) with a header. Numbers and timestamps never need quoting;
+/// names are quoted only when they hold a comma, quote or line break. No formatter and no
+/// allocation per row: query output streams at memory speed.
 pub struct CsvWriter<W: Write> {
-    out: csv::Writer<W>,
+    out: W,
     header_done: bool,
-    /// Reused text buffers, one per column: no allocation per row once warmed up.
-    cells: [String; 10],
+    line: Vec<u8>,
 }
 
 impl<W: Write> CsvWriter<W> {
     pub fn new(out: W) -> CsvWriter<W> {
         CsvWriter {
-            out: csv::Writer::from_writer(out),
+            out,
             header_done: false,
-            cells: Default::default(),
+            line: Vec::with_capacity(256),
         }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            self.out.write_all(COLUMNS.join(",").as_bytes())?;
+            self.out.write_all(b"\n")?;
+            self.header_done = true;
+        }
+        Ok(())
     }
 }
 
-fn to_io(e: csv::Error) -> io::Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => e,
-        other => io::Error::other(format!("{other:?}")),
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+fn push_text(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+        out.push(b'"');
+        for b in s.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
 impl<W: Write> RowWriter for CsvWriter<W> {
     fn write_row(&mut self, row: &TickRow) -> io::Result<()> {
-        use std::fmt::Write as _;
-        if !self.header_done {
-            self.out.write_record(COLUMNS).map_err(to_io)?;
-            self.header_done = true;
-        }
-        for c in &mut self.cells {
-            c.clear();
-        }
-        let [seq, symbol, ev_ns, ev, recv_ns, bid, ask, bsz, asz, source] = &mut self.cells;
-        let dec = |s: &mut String, d: Option<Decimal>| {
-            if let Some(d) = d {
-                let _ = write!(s, "{d}");
-            }
-        };
+        self.header()?;
+        let l = &mut self.line;
+        l.clear();
         if let Some(n) = row.seq {
-            let _ = write!(seq, "{n}");
+            push_i64(l, n);
         }
-        symbol.push_str(&row.symbol);
-        let _ = write!(ev_ns, "{}", row.ts_event.0);
-        let _ = write!(ev, "{}", row.ts_event);
-        let _ = write!(recv_ns, "{}", row.ts_recv.0);
-        dec(bid, row.bid);
-        dec(ask, row.ask);
-        dec(bsz, row.bid_size);
-        dec(asz, row.ask_size);
-        source.push_str(&row.source);
-        self.out.write_record(&self.cells).map_err(to_io)
+        l.push(b',');
+        push_text(l, &row.symbol);
+        l.push(b',');
+        push_i64(l, row.ts_event.0);
+        l.push(b',');
+        l.extend_from_slice(&row.ts_event.iso_bytes());
+        l.push(b',');
+        push_i64(l, row.ts_recv.0);
+        for d in [row.bid, row.ask, row.bid_size, row.ask_size] {
+            l.push(b',');
+            if let Some(d) = d {
+                d.write_ascii(l);
+            }
+        }
+        l.push(b',');
+        push_text(l, &row.source);
+        l.push(b'\n');
+        self.out.write_all(l)
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if !self.header_done {
-            self.out.write_record(COLUMNS).map_err(to_io)?;
-            self.header_done = true;
-        }
+        self.header()?;
         self.out.flush()
     }
 }
@@ -171,7 +190,7 @@ mod tests {
                 source: "LP,1".into(),
                 ts_event: crate::tick::Timestamp(0),
                 ts_recv: crate::tick::Timestamp(5),
-                bid: Some(Decimal::parse("1.08500").unwrap()),
+                bid: Some(crate::tick::Decimal::parse("1.08500").unwrap()),
                 ask: None,
                 bid_size: None,
                 ask_size: None,
@@ -186,5 +205,10 @@ mod tests {
             lines.next(),
             Some("1,EURUSD,0,1970-01-01T00:00:00.000000000Z,5,1.08500,,,,\"LP,1\"")
         );
+        // What we write, the csv crate reads back field for field.
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        assert_eq!(&rec[9], "LP,1");
+        assert_eq!(&rec[5], "1.08500");
     }
 }

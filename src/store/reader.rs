@@ -4,7 +4,6 @@
 //! Rows are streamed to a callback one at a time, so memory does not grow with the result.
 //! Every file is opened read-only; a query never creates or changes a day file.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,8 +58,17 @@ struct DayReader {
     path: PathBuf,
     conn: Connection,
     day_start_ns: i64,
-    symbols: HashMap<i64, Arc<str>>,
-    sources: HashMap<i64, Arc<str>>,
+    /// Names by file id (ids are dense from 0).
+    symbols: Vec<Option<Arc<str>>>,
+    sources: Vec<Option<Arc<str>>>,
+}
+
+/// The file id of a name.
+fn find_id(names: &[Option<Arc<str>>], name: &str) -> Option<i64> {
+    names
+        .iter()
+        .position(|n| n.as_deref() == Some(name))
+        .map(|i| i as i64)
 }
 
 const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src";
@@ -68,11 +76,26 @@ const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size
 impl DayReader {
     fn open(path: &Path, opts: &SqliteOptions) -> Result<DayReader, StoreError> {
         let conn = schema::open_for_read(path, opts)?;
-        let load = |table: &str| -> rusqlite::Result<HashMap<i64, Arc<str>>> {
+        let load = |table: &str| -> rusqlite::Result<Vec<Option<Arc<str>>>> {
             let mut stmt = conn.prepare(&format!("SELECT id, name FROM {table}"))?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get(0)?, Arc::from(r.get::<_, String>(1)?))))?;
-            rows.collect()
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, Arc::from(r.get::<_, String>(1)?)))
+            })?;
+            let mut names = Vec::new();
+            for row in rows {
+                let (id, name) = row?;
+                // Ids come from this file's own tables; a wild one is skipped, and rows that
+                // name it are reported as corrupt when read.
+                let Ok(i) = usize::try_from(id) else { continue };
+                if i >= 1 << 24 {
+                    continue;
+                }
+                if names.len() <= i {
+                    names.resize(i + 1, None);
+                }
+                names[i] = Some(name);
+            }
+            Ok(names)
         };
         let (day_start_ns, symbols, sources) = (|| {
             Ok::<_, rusqlite::Error>((
@@ -92,10 +115,7 @@ impl DayReader {
     }
 
     fn symbol_id(&self, name: &str) -> Option<i64> {
-        self.symbols
-            .iter()
-            .find(|(_, n)| &***n == name)
-            .map(|(&id, _)| id)
+        find_id(&self.symbols, name)
     }
 
     /// Runs `sql` (selecting [`COLUMNS`]) and feeds each decoded row to `f`; returns the count.
@@ -105,11 +125,15 @@ impl DayReader {
         params: &[&dyn rusqlite::ToSql],
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
-        let sq = StoreError::sqlite(&self.path);
+        // Errors map lazily: no allocation per row on the good path.
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
         let mut stmt = self.conn.prepare(sql).map_err(sq)?;
-        let mut rows = stmt.query(params).map_err(StoreError::sqlite(&self.path))?;
+        let mut rows = stmt.query(params).map_err(sq)?;
         let mut n = 0;
-        while let Some(r) = rows.next().map_err(StoreError::sqlite(&self.path))? {
+        while let Some(r) = rows.next().map_err(sq)? {
             let row = self.decode(r).map_err(ReadError::Store)?;
             f(&row).map_err(ReadError::Output)?;
             n += 1;
@@ -118,20 +142,25 @@ impl DayReader {
     }
 
     fn decode(&self, r: &rusqlite::Row<'_>) -> Result<TickRow, StoreError> {
-        let sq = || StoreError::sqlite(&self.path);
-        let seq: i64 = r.get(0).map_err(sq())?;
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let seq: i64 = r.get(0).map_err(sq)?;
         let corrupt = |why: String| StoreError::Corrupt {
             path: self.path.clone(),
             why: format!("seq {seq}: {why}"),
         };
-        let name = |map: &HashMap<i64, Arc<str>>, col: usize, what: &str| {
-            let id: i64 = r.get(col).map_err(sq())?;
-            map.get(&id)
-                .cloned()
+        let name = |map: &[Option<Arc<str>>], col: usize, what: &str| {
+            let id: i64 = r.get(col).map_err(sq)?;
+            usize::try_from(id)
+                .ok()
+                .and_then(|i| map.get(i))
+                .and_then(Option::clone)
                 .ok_or_else(|| corrupt(format!("unknown {what} id {id}")))
         };
         let dec = |col: usize, what: &str| -> Result<Option<Decimal>, StoreError> {
-            let code: Option<i64> = r.get(col).map_err(sq())?;
+            let code: Option<i64> = r.get(col).map_err(sq)?;
             code.map(|c| {
                 u64::try_from(c)
                     .ok()
@@ -140,8 +169,8 @@ impl DayReader {
             })
             .transpose()
         };
-        let ts_event = self.day_start_ns + r.get::<_, i64>(2).map_err(sq())?;
-        let ts_recv = ts_event.wrapping_add(r.get::<_, i64>(3).map_err(sq())?);
+        let ts_event = self.day_start_ns + r.get::<_, i64>(2).map_err(sq)?;
+        let ts_recv = ts_event.wrapping_add(r.get::<_, i64>(3).map_err(sq)?);
         Ok(TickRow {
             seq: Some(seq),
             symbol: name(&self.symbols, 1, "symbol")?,
@@ -273,7 +302,7 @@ impl Store {
         let mut best: Option<(i64, i64)> = None;
         for day in self.days()?.iter().rev().take(max_days) {
             let reader = self.open_day(day)?;
-            let Some((&src, _)) = reader.sources.iter().find(|(_, n)| &***n == source) else {
+            let Some(src) = find_id(&reader.sources, source) else {
                 continue;
             };
             let mark: Option<(i64, i64)> = reader
@@ -349,7 +378,7 @@ fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError
         day: day.day,
         file: day.path.clone(),
         ticks: ticks as u64,
-        symbols: reader.symbols.len() as u64,
+        symbols: reader.symbols.iter().flatten().count() as u64,
         bytes: size(&day.path) + size(Path::new(&wal)),
         first_ts_event: range.0.map(|t| Timestamp(start + t)),
         last_ts_event: range.1.map(|t| Timestamp(start + t)),
