@@ -9,7 +9,6 @@
 //!     equivalent SELECT on the same file (process start included), as a ratio.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,6 @@ use serde::Serialize;
 
 use crate::config::Options;
 use crate::fix::gateway::GatewayOptions;
-use crate::fix::session::SessionConfig;
 use crate::fix::sim::{self, SimOptions};
 use crate::format::OutputFormat;
 use crate::intern::Names;
@@ -247,38 +245,21 @@ pub fn run(
         b.e2e_seconds
     )?;
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let sim_stop = Shutdown::new();
-        let sim_thread = {
-            let stop = sim_stop.clone();
-            let sim_opts = SimOptions {
-                symbols: names.len(),
-                rate: None,
-                // Keep the simulator's resend memory out of the recorder's RSS picture.
-                resend_capacity: 10_000,
-                ..SimOptions::default()
-            };
-            std::thread::spawn(move || sim::run(listener, sim_opts, stop))
-        };
+        let (addr, sim_thread, sim_stop) = sim::spawn_local(SimOptions {
+            symbols: names.len(),
+            rate: None,
+            // Keep the simulator's resend memory out of the recorder's RSS picture.
+            resend_capacity: 10_000,
+            ..SimOptions::default()
+        })?;
         let mut e2e_opts = opts.clone();
         e2e_opts.db_path = dir.join("e2e");
-        let gateway = GatewayOptions {
-            connect: addr.to_string(),
-            session: SessionConfig {
-                sender_comp_id: "BENCH".into(),
-                target_comp_id: "SIM".into(),
-                heartbeat_secs: 30,
-                username: None,
-                password: None,
-                reset_on_logon: true,
-            },
-            symbols: names.clone(),
-            source: "SIM".into(),
-            reconnect_interval: Duration::from_millis(100),
-            max_reconnect_interval: Duration::from_secs(1),
-            db_path: e2e_opts.db_path.clone(),
-        };
+        let gateway = GatewayOptions::to_local_simulator(
+            addr,
+            "BENCH",
+            names.clone(),
+            e2e_opts.db_path.clone(),
+        );
         let stop = Shutdown::new();
         let timer = {
             let stop = stop.clone();

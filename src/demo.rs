@@ -5,12 +5,10 @@
 //! checkpoint), and prints what reached disk with a sample query.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::config::Options;
 use crate::fix::gateway::GatewayOptions;
-use crate::fix::session::SessionConfig;
 use crate::fix::sim::{self, SimOptions};
 use crate::format::OutputFormat;
 use crate::pipeline::stats::fmt_ns;
@@ -36,9 +34,13 @@ pub fn run(
     signals: &Shutdown,
     mut out: impl Write,
 ) -> anyhow::Result<RecordReport> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
     let names = symbol_names(demo.symbols.max(1));
+    let (addr, sim_thread, sim_stop) = sim::spawn_local(SimOptions {
+        symbols: names.len(),
+        rate: demo.rate,
+        seed: demo.seed,
+        ..SimOptions::default()
+    })?;
     writeln!(
         out,
         "demo: FIX simulator on {addr}, {} symbols, {} for {:.1}s, recording into {}",
@@ -49,36 +51,8 @@ pub fn run(
         demo.seconds,
         opts.db_path.display()
     )?;
-    let sim_stop = Shutdown::new();
-    let sim_thread = {
-        let sim_opts = SimOptions {
-            symbols: names.len(),
-            rate: demo.rate,
-            seed: demo.seed,
-            ..SimOptions::default()
-        };
-        let stop = sim_stop.clone();
-        std::thread::Builder::new()
-            .name("tickrec-sim".into())
-            .spawn(move || sim::run(listener, sim_opts, stop))?
-    };
-    let gateway = GatewayOptions {
-        connect: addr.to_string(),
-        session: SessionConfig {
-            sender_comp_id: "TICKREC".into(),
-            target_comp_id: "SIM".into(),
-            heartbeat_secs: 30,
-            username: None,
-            password: None,
-            // The demo's simulator starts fresh each run: start both sides at 1.
-            reset_on_logon: true,
-        },
-        symbols: names.clone(),
-        source: "SIM".into(),
-        reconnect_interval: Duration::from_millis(200),
-        max_reconnect_interval: Duration::from_secs(2),
-        db_path: opts.db_path.clone(),
-    };
+    let gateway =
+        GatewayOptions::to_local_simulator(addr, "TICKREC", names.clone(), opts.db_path.clone());
     // Stop after the asked time, or earlier on a signal.
     let stop = Shutdown::new();
     let timer = {

@@ -41,6 +41,34 @@ pub struct GatewayOptions {
     pub db_path: PathBuf,
 }
 
+impl GatewayOptions {
+    /// A session to a simulator started by this process (TargetCompID `SIM`): both sides
+    /// start at 1, since that simulator has no history.
+    pub fn to_local_simulator(
+        addr: std::net::SocketAddr,
+        sender: &str,
+        symbols: Vec<String>,
+        db_path: PathBuf,
+    ) -> GatewayOptions {
+        GatewayOptions {
+            connect: addr.to_string(),
+            session: SessionConfig {
+                sender_comp_id: sender.into(),
+                target_comp_id: "SIM".into(),
+                heartbeat_secs: 30,
+                username: None,
+                password: None,
+                reset_on_logon: true,
+            },
+            symbols,
+            source: "SIM".into(),
+            reconnect_interval: Duration::from_millis(100),
+            max_reconnect_interval: Duration::from_secs(1),
+            db_path,
+        }
+    }
+}
+
 /// Live status of one session, for stats.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SessionStatus {

@@ -79,6 +79,27 @@ pub struct SimReport {
     pub rejects_sent: u64,
 }
 
+/// A simulator on a free 127.0.0.1 port, on a thread of its own: its address, the thread
+/// (which returns the report) and the latch that stops it.
+pub fn spawn_local(
+    opts: SimOptions,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    std::thread::JoinHandle<std::io::Result<SimReport>>,
+    Shutdown,
+)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let stop = Shutdown::new();
+    let thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("tickrec-sim".into())
+            .spawn(move || run(listener, opts, stop))?
+    };
+    Ok((addr, thread, stop))
+}
+
 /// Runs the simulator on `listener` until `shutdown` or the configured duration.
 pub fn run(
     listener: TcpListener,

@@ -3,7 +3,8 @@
 //!
 //! Archive format (`.db.zst`): a zstd skippable frame (magic `0x184D2A50`, little-endian
 //! length, then JSON [`ArchiveSummary`]: day, ticks, symbols, first and last event time,
-//! sizes), followed by one zstd frame holding the SQLite file compacted by `VACUUM INTO`.
+//! sizes), followed by one zstd frame holding the SQLite file compacted by `VACUUM INTO`,
+//! without the query indexes (they cost more than they save in an archive; reads rebuild them).
 //! Standard `zstd -d` skips the summary and yields a plain SQLite database.
 //!
 //! Crash safety of [`archive_day`]: the archive is written as `<name>.tmp`, fsynced, read back
@@ -81,6 +82,9 @@ fn sync_dir(p: &Path) {
 
 /// The sealing indexes (schema/seal.sql).
 pub const SEAL_SQL: &str = include_str!("../../schema/seal.sql");
+/// Drops them again and compacts (on the copy that goes into an archive).
+const UNSEAL_SQL: &str =
+    "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time; VACUUM;";
 
 /// Whether sealing happened, or why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +168,6 @@ pub fn archive_day(
         let conn = schema::open_for_write(&db, day, opts)?;
         let sq = StoreError::sqlite(&db);
         (|| -> rusqlite::Result<ArchiveSummary> {
-            // Archived days are sealed: their per-symbol queries seek instead of scanning.
-            conn.execute_batch(SEAL_SQL)?;
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
             let symbols: i64 = conn.query_row("SELECT count(*) FROM symbols", [], |r| r.get(0))?;
@@ -187,6 +189,10 @@ pub fn archive_day(
         })()
         .map_err(sq)?
     };
+    // Archives are for size: the query indexes go (the cache rebuilds them on first read).
+    Connection::open(&compact)
+        .and_then(|c| c.execute_batch(UNSEAL_SQL))
+        .map_err(StoreError::sqlite(&compact))?;
     let summary = ArchiveSummary {
         compact_bytes: size(&compact),
         ..summary
@@ -341,7 +347,8 @@ pub fn restore_day(
 }
 
 /// Decompressed copies of archived days for queries, in `<base>/.archive-cache/`, at most
-/// `max_bytes` in all (least recently used evicted first).
+/// `max_bytes` in all (least recently used evicted first). Each copy is sealed (the query
+/// indexes of schema/seal.sql) when it is made: archives leave the indexes out for size.
 ///
 /// On disk rather than in memory: a decompressed day can be hundreds of megabytes, SQLite pages
 /// through a file without holding it, and a repeated query of the same old day then costs one
@@ -387,7 +394,13 @@ impl ArchiveCache {
             std::process::id(),
             SCRATCH.fetch_add(1, Ordering::Relaxed)
         ));
-        if let Err(e) = decompress(&archive.path, &tmp) {
+        // Decompress, then seal the copy: queries of an archived day seek like a sealed day's.
+        let made = decompress(&archive.path, &tmp).and_then(|_| {
+            Connection::open(&tmp)
+                .and_then(|c| c.execute_batch(SEAL_SQL))
+                .map_err(StoreError::sqlite(&tmp))
+        });
+        if let Err(e) = made {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }

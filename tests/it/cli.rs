@@ -237,3 +237,42 @@ fn a_query_piped_into_a_reader_that_leaves_early_is_not_an_error() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+/// The bench command runs end to end on a small size and reports every figure it promises
+/// (no timing is asserted: figures belong to benchmarks, not tests).
+#[test]
+fn bench_reports_every_figure_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickrec(
+        dir.path(),
+        &[
+            "bench",
+            "--ticks",
+            "20000",
+            "--symbols",
+            "8",
+            "--e2e-seconds",
+            "1",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "ceiling_ticks_per_s",
+        "writer_ticks_per_s",
+        "end_to_end_ticks_per_s",
+        "store_tick_p99_ns",
+        "store_tick_p999_ns",
+        "commit_p99_us",
+        "rss_bytes",
+        "ring_bytes",
+        "bytes_per_tick",
+        "recent100_p50_us",
+        "range_ticks_per_s",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    assert!(v["range_rows"].as_u64().unwrap() > 0);
+}
