@@ -1,6 +1,6 @@
 //! `tickrec migrate` and `tickrec verify` on real trees of legacy JSON files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use super::cli::tickrec;
@@ -37,6 +37,20 @@ fn history(root: &Path) {
     std::fs::write(root.join("USDJPY/2026-11-22.json"), jpy).unwrap();
 }
 
+/// A scratch folder holding the small history under `json/`, and where `db/` goes.
+fn with_history() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
+    history(&input);
+    (dir, input, db)
+}
+
+fn verifies(db: &Path, input: &Path) -> bool {
+    run(db, &["verify", "--json-dir", input.to_str().unwrap()])
+        .status
+        .success()
+}
+
 fn tree_hashes(root: &Path) -> Vec<(String, String)> {
     tickrec::migrate::input_files(root)
         .unwrap()
@@ -47,9 +61,7 @@ fn tree_hashes(root: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn migration_imports_every_valid_record_once_names_bad_ones_and_never_touches_the_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (_dir, input, db) = with_history();
     let before = tree_hashes(&input);
     let input_arg = input.to_str().unwrap();
 
@@ -119,9 +131,7 @@ fn migration_imports_every_valid_record_once_names_bad_ones_and_never_touches_th
 
 #[test]
 fn a_file_that_grew_since_its_import_brings_only_its_new_ticks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (_dir, input, db) = with_history();
     let input_arg = input.to_str().unwrap();
     run(&db, &["migrate", "--input-dir", input_arg]);
     let mut f = std::fs::OpenOptions::new()
@@ -137,16 +147,12 @@ fn a_file_that_grew_since_its_import_brings_only_its_new_ticks() {
     let s = text(&out.stdout);
     assert!(s.contains("ticks imported 1, already present 3"), "{s}");
     assert_eq!(all_rows(&db, "EURUSD").len(), 4);
-    assert!(run(&db, &["verify", "--json-dir", input_arg])
-        .status
-        .success());
+    assert!(verifies(&db, &input));
 }
 
 #[test]
 fn a_dry_run_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (_dir, input, db) = with_history();
     let out = run(
         &db,
         &[
@@ -166,9 +172,7 @@ fn a_dry_run_writes_nothing() {
 
 #[test]
 fn verify_names_the_symbol_and_day_that_differ_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (_dir, input, db) = with_history();
     let input_arg = input.to_str().unwrap();
     run(&db, &["migrate", "--input-dir", input_arg]);
     let conn = rusqlite::Connection::open(db.join("2026/11/ticks_2026-11-22.db")).unwrap();
@@ -240,16 +244,12 @@ fn a_migration_killed_midway_resumes_exactly_where_its_commits_stopped() {
     assert!(s.contains(&format!("already present {partial}")), "{s}");
     assert_eq!(committed(), 300_000);
     assert_eq!(seqs(&day_file).len(), 300_000);
-    assert!(run(&db, &["verify", "--json-dir", input_arg])
-        .status
-        .success());
+    assert!(verifies(&db, &input));
 }
 
 #[test]
 fn archive_json_packs_the_tree_after_verification_and_only_then_removes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (dir, input, db) = with_history();
     let before = tree_hashes(&input);
     let out = run(
         &db,
@@ -281,9 +281,7 @@ fn archive_json_packs_the_tree_after_verification_and_only_then_removes_it() {
 
 #[test]
 fn archive_json_refuses_when_verification_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
-    history(&input);
+    let (dir, input, db) = with_history();
     // The database already holds a tick the JSON does not: verification must fail.
     let extra = "{\"symbol\":\"EURUSD\",\"bid\":9,\"source\":\"LP1\",\"ts_event\":\"2026-11-22T11:00:00Z\"}\n";
     assert!(tickrec(&db, &["ingest"], Some(extra)).status.success());
