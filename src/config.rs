@@ -45,6 +45,8 @@ pub struct Options {
     pub writer: WriterOptions,
     /// `tracing` filter, e.g. `info` or `tickrec=debug`.
     pub log_level: String,
+    /// Bound of the on-disk cache of decompressed archived days.
+    pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
     pub fix_sessions: Vec<GatewayOptions>,
 }
@@ -94,6 +96,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    archive: RawArchive,
     #[serde(default)]
     fix: RawFix,
 }
@@ -171,6 +175,12 @@ struct RawSqlite {
 struct RawHealth {
     max_queue_fill: Option<f64>,
     max_write_errors: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    cache_max_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -352,6 +362,16 @@ impl Options {
                 format!("is not a log filter: {log_level:?}"),
             ));
         }
+        let archive_cache_bytes = match raw.archive.cache_max_mib {
+            Some(0) => {
+                return Err(invalid(
+                    "archive.cache_max_mib",
+                    "must be at least 1".into(),
+                ))
+            }
+            Some(mib) => mib.saturating_mul(1024 * 1024),
+            None => crate::store::reader::DEFAULT_ARCHIVE_CACHE_BYTES,
+        };
         let mut fix_sessions = Vec::new();
         for (i, raw) in raw.fix.sessions.into_iter().enumerate() {
             fix_sessions.push(fix_session(raw, &db_path, env, &|key, why| {
@@ -366,6 +386,7 @@ impl Options {
             pipeline,
             writer,
             log_level,
+            archive_cache_bytes,
             fix_sessions,
         })
     }

@@ -32,4 +32,5 @@ pub fn start_recorder(opts: &Options) -> std::io::Result<Recorder> {
 /// Read access to the store `opts` points at.
 pub fn open_store(opts: &Options) -> Store {
     Store::new(&opts.db_path, opts.writer.sqlite.clone())
+        .with_archive_cache(opts.archive_cache_bytes)
 }

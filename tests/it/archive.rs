@@ -324,3 +324,41 @@ fn sealing_adds_the_query_indexes_and_changes_no_answer() {
         "today stays unindexed"
     );
 }
+
+#[test]
+fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let rec = default_recorder(base);
+    for day in ["2026-10-01", "2026-10-02"] {
+        rec.store_tick(tick(
+            &rec,
+            "EURUSD",
+            ts(&format!("{day}T10:00:00Z")),
+            "1.1",
+            "1.2",
+        ))
+        .unwrap();
+    }
+    rec.shutdown();
+    for day in ["2026-10-01", "2026-10-02"] {
+        archive::archive_day(base, ts(day).day(), 3, &SqliteOptions::default(), false).unwrap();
+    }
+    // A bound smaller than one day: only the copy just made may stay.
+    let store =
+        tickrec::store::reader::Store::new(base, SqliteOptions::default()).with_archive_cache(1);
+    let cached = || {
+        std::fs::read_dir(base.join(".archive-cache"))
+            .unwrap()
+            .count()
+    };
+    let mut n = 0;
+    store
+        .recent("EURUSD", 10, &mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 2, "both archived days answer");
+    assert_eq!(cached(), 1, "the older copy was evicted");
+}
