@@ -431,7 +431,10 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
         let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let feeder_thread = {
+    // The reader reports on a channel of its own, so that "input finished" and "signal" are
+    // never confused: a signal only sets the stop flag the reader checks between records.
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    {
         let recorder = recorder.clone();
         let shutdown = shutdown.clone();
         let name = a.file.clone();
@@ -446,24 +449,25 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
                     stop: shutdown.flag(),
                 };
                 let mut reject = |r: crate::ingest::Rejection| eprintln!("{name}: {r}");
-                let result = feeder.run(format, input, &mut reject);
-                // Wake the main thread: input is done.
-                shutdown.request();
-                result
-            })?
-    };
-    while !shutdown.wait_timeout(Duration::from_millis(200)) {}
-    let interrupted_while_reading = !feeder_thread.is_finished();
-    let stats = recorder.shutdown();
-    let report = if interrupted_while_reading {
-        // The reader is blocked on idle input; what it accepted is already drained.
-        None
-    } else {
-        match feeder_thread.join() {
-            Ok(r) => Some(r?),
-            Err(_) => anyhow::bail!("the ingest thread panicked"),
+                let _ = done_tx.send(feeder.run(format, input, &mut reject));
+            })?;
+    }
+    let finished = loop {
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => break Some(result),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the ingest thread panicked")
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if shutdown.is_requested() => {
+                // Signalled: the reader stops at its next record; if it is blocked on idle
+                // input it never gets there, and what it accepted is drained all the same.
+                break done_rx.recv_timeout(Duration::from_millis(500)).ok();
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
         }
     };
+    let stats = recorder.shutdown();
+    let report = finished.transpose()?;
     let mut out = std::io::stdout().lock();
     if let Some(r) = &report {
         writeln!(
