@@ -45,29 +45,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     }
 }
 
-/// Every regular file under `root`, sorted by relative path.
 fn tree_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArchiveError> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(io(&d))? {
-            let e = e.map_err(io(&d))?;
-            let p = e.path();
-            let ft = e.file_type().map_err(io(&p))?;
-            if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                let rel = p
-                    .strip_prefix(root)
-                    .unwrap_or(&p)
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((p, rel));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
+    crate::migrate::files_under(root).map_err(|(path, source)| ArchiveError::Io { path, source })
 }
 
 /// Archives `root` into `dest` (`.tar.zst`), checks it, then removes the originals when

@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::format::jsonl::{name, scalar, write_json_row};
+use crate::format::jsonl::{name, scalar};
 use crate::format::{FieldError, RawFields, TickText};
 use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
@@ -424,25 +424,7 @@ impl JsonSink {
 
     fn dead_letter(&self, t: &Tick, err: &io::Error) {
         let path = self.dir.join("deadletter.jsonl");
-        let row = crate::store::writer::row_of(&self.names, t, None);
-        let written = (|| -> io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut line = Vec::new();
-            write_json_row(&mut line, &row, Some(("error", &err.to_string())))?;
-            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
-            f.write_all(&line)?;
-            f.sync_data()
-        })();
-        match written {
-            Ok(()) => {
-                self.stats.dead_lettered.incr();
-                tracing::error!(file = %path.display(), error = %err, symbol = %row.symbol, "JSON write failed; tick dead-lettered");
-            }
-            Err(e) => {
-                self.stats.dead_letter_failures.incr();
-                tracing::error!(error = %err, dead_letter_error = %e, tick = ?row, "JSON write failed and the tick could not be dead-lettered");
-            }
-        }
+        crate::dead_letter::dead_letter(&path, &self.names, t, err, &self.stats);
     }
 }
 

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dead_letter;
 pub mod demo;
 pub mod fix;
 pub mod format;

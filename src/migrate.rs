@@ -113,32 +113,27 @@ pub trait Progress {
 
 /// Every candidate input file, sorted, with its path relative to `dir`.
 pub fn input_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, MigrateError> {
+    let mut files = files_under(dir).map_err(|(path, source)| MigrateError::Io { path, source })?;
+    files.retain(|(p, _)| p.extension().is_some_and(|x| x == "json" || x == "jsonl"));
+    Ok(files)
+}
+
+/// Every regular file under `root` (any depth), sorted by its path relative to `root`; on
+/// failure, the path that could not be read.
+pub fn files_under(root: &Path) -> Result<Vec<(PathBuf, String)>, (PathBuf, std::io::Error)> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
+    let mut stack = vec![root.to_owned()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| MigrateError::Io {
-            path: d.clone(),
-            source,
-        })?;
+        let entries = std::fs::read_dir(&d).map_err(|e| (d.clone(), e))?;
         for e in entries {
-            let e = e.map_err(|source| MigrateError::Io {
-                path: d.clone(),
-                source,
-            })?;
+            let e = e.map_err(|e| (d.clone(), e))?;
             let path = e.path();
-            let ft = e.file_type().map_err(|source| MigrateError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let ft = e.file_type().map_err(|e| (path.clone(), e))?;
             if ft.is_dir() {
                 stack.push(path);
-            } else if ft.is_file()
-                && path
-                    .extension()
-                    .is_some_and(|x| x == "json" || x == "jsonl")
-            {
+            } else if ft.is_file() {
                 let rel = path
-                    .strip_prefix(dir)
+                    .strip_prefix(root)
                     .unwrap_or(&path)
                     .to_string_lossy()
                     .into_owned();

@@ -53,12 +53,8 @@ impl GatewayOptions {
         GatewayOptions {
             connect: addr.to_string(),
             session: SessionConfig {
-                sender_comp_id: sender.into(),
-                target_comp_id: "SIM".into(),
-                heartbeat_secs: 30,
-                username: None,
-                password: None,
                 reset_on_logon: true,
+                ..SessionConfig::new(sender, "SIM")
             },
             symbols,
             source: "SIM".into(),

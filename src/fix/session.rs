@@ -43,6 +43,21 @@ pub struct SessionConfig {
     pub reset_on_logon: bool,
 }
 
+impl SessionConfig {
+    /// `sender` → `target` with a 30 s heartbeat, no credentials, sequence numbers kept
+    /// across connections. An acceptor may leave `target` empty to take whoever logs on.
+    pub fn new(sender: &str, target: &str) -> SessionConfig {
+        SessionConfig {
+            sender_comp_id: sender.into(),
+            target_comp_id: target.into(),
+            heartbeat_secs: 30,
+            username: None,
+            password: None,
+            reset_on_logon: false,
+        }
+    }
+}
+
 /// Where the session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -648,14 +663,7 @@ mod tests {
     const T: Timestamp = Timestamp(1_795_428_000_000_000_000);
 
     fn cfg(sender: &str, target: &str) -> SessionConfig {
-        SessionConfig {
-            sender_comp_id: sender.into(),
-            target_comp_id: target.into(),
-            heartbeat_secs: 30,
-            username: None,
-            password: None,
-            reset_on_logon: false,
-        }
+        SessionConfig::new(sender, target)
     }
 
     /// Splits queued output into messages and returns them as `|`-separated text.

@@ -161,14 +161,8 @@ impl Simulator {
             None => None,
         };
         let session = Session::new(
-            SessionConfig {
-                sender_comp_id: opts.sender_comp_id.clone(),
-                target_comp_id: String::new(),
-                heartbeat_secs: 30,
-                username: None,
-                password: None,
-                reset_on_logon: false,
-            },
+            // Target empty: whoever logs on.
+            SessionConfig::new(&opts.sender_comp_id, ""),
             Role::Acceptor,
             1,
             1,

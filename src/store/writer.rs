@@ -12,7 +12,6 @@
 //! Rotation: the newest day seen is "today"; a tick of a later day rotates (counted), a tick of
 //! an earlier day is late (counted) and goes to its own day's file, kept open in a small LRU.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +21,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::Checkpointer;
 use super::{archive, layout, schema, StoreError, WriterOptions};
-use crate::format::jsonl::write_json_row;
 use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
-use crate::tick::{Tick, TickRow, NANOS_PER_DAY};
+use crate::tick::{Tick, NANOS_PER_DAY};
 
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
@@ -311,32 +309,7 @@ impl SqliteSink {
 
     fn dead_letter(&mut self, day: NaiveDate, tick: &Tick, err: &StoreError) {
         let path = layout::dead_letter_path(&self.base, day);
-        let row = row_of(&self.names, tick, None);
-        let written = (|| -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut line = Vec::with_capacity(256);
-            write_json_row(&mut line, &row, Some(("error", &err.to_string())))?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            f.write_all(&line)?;
-            f.sync_data()
-        })();
-        match written {
-            Ok(()) => {
-                self.stats.dead_lettered.incr();
-                tracing::error!(file = %path.display(), error = %err, symbol = %row.symbol,
-                    ts_event = %row.ts_event, "tick could not be stored; written to the dead-letter file");
-            }
-            Err(io) => {
-                self.stats.dead_letter_failures.incr();
-                tracing::error!(file = %path.display(), error = %err, dead_letter_error = %io,
-                    tick = ?row, "tick could not be stored NOR dead-lettered; it is only in this log line");
-            }
-        }
+        crate::dead_letter::dead_letter(&path, &self.names, tick, err, &self.stats);
     }
 }
 
@@ -468,22 +441,6 @@ fn is_transient(err: &StoreError) -> bool {
         ),
         StoreError::Io { .. } => true,
         _ => false,
-    }
-}
-
-/// A tick with its names, for dead letters and logs.
-pub(crate) fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> TickRow {
-    let unknown = || Arc::<str>::from("?");
-    TickRow {
-        seq,
-        symbol: names.symbol_name(t.symbol).unwrap_or_else(unknown),
-        source: names.source_name(t.source).unwrap_or_else(unknown),
-        ts_event: t.ts_event,
-        ts_recv: t.ts_recv,
-        bid: t.bid,
-        ask: t.ask,
-        bid_size: t.bid_size,
-        ask_size: t.ask_size,
     }
 }
 

@@ -79,14 +79,7 @@ pub fn start_sim(opts: SimOptions) -> (String, JoinHandle<SimReport>, Shutdown) 
 fn gateway(addr: &str, db: &Path, symbols: &[String]) -> GatewayOptions {
     GatewayOptions {
         connect: addr.to_owned(),
-        session: SessionConfig {
-            sender_comp_id: "REC".into(),
-            target_comp_id: "SIM".into(),
-            heartbeat_secs: 30,
-            username: None,
-            password: None,
-            reset_on_logon: false,
-        },
+        session: SessionConfig::new("REC", "SIM"),
         symbols: symbols.to_vec(),
         source: "SIM".into(),
         reconnect_interval: Duration::from_millis(50),
@@ -264,14 +257,7 @@ fn scripted_acceptor(
             .unwrap();
         let now = || Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap());
         let mut session = Session::new(
-            SessionConfig {
-                sender_comp_id: "SIM".into(),
-                target_comp_id: String::new(),
-                heartbeat_secs: 30,
-                username: None,
-                password: None,
-                reset_on_logon: false,
-            },
+            SessionConfig::new("SIM", ""),
             Role::Acceptor,
             1,
             1,

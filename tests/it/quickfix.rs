@@ -84,14 +84,7 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
         .to_vec();
     let gateway = GatewayOptions {
         connect: format!("127.0.0.1:{port}"),
-        session: SessionConfig {
-            sender_comp_id: "REC".into(),
-            target_comp_id: "QF".into(),
-            heartbeat_secs: 30,
-            username: None,
-            password: None,
-            reset_on_logon: false,
-        },
+        session: SessionConfig::new("REC", "QF"),
         symbols: symbols.clone(),
         source: "QF".into(),
         reconnect_interval: Duration::from_millis(100),
