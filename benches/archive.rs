@@ -73,11 +73,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             msg: MsgRef::NONE,
         });
         if batch.len() == 500 {
-            sink.write_batch(&batch);
+            sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
             batch.clear();
         }
     }
-    sink.write_batch(&batch);
+    sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
     sink.close();
     drop(sink);
     let day = Timestamp(day0).day();

@@ -21,7 +21,7 @@ impl Sink for Discard {
     fn stats(&self) -> Arc<SinkStats> {
         self.0.clone()
     }
-    fn write_batch(&mut self, batch: &[Tick]) {
+    fn write_batch(&mut self, batch: &[Tick], _abort: &tickrec::shutdown::Shutdown) {
         self.0.ticks_stored.add(batch.len() as u64);
     }
     fn close(&mut self) {}

@@ -42,12 +42,13 @@ fn bench(c: &mut Criterion) {
             })
             .collect()
     };
+    let abort = tickrec::shutdown::Shutdown::new();
     let mut g = c.benchmark_group("writer");
     g.throughput(Throughput::Elements(500));
     g.bench_function("sqlite/500_tick_transaction", |b| {
         b.iter_batched(
             &mut batch,
-            |ticks| sink.write_batch(&ticks),
+            |ticks| sink.write_batch(&ticks, &abort),
             BatchSize::SmallInput,
         )
     });

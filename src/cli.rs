@@ -317,8 +317,10 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -389,7 +391,40 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
     for s in &report.sessions {
         writeln!(out, "{s}")?;
     }
-    Ok(ExitCode::SUCCESS)
+    write_accounting(&mut out, &report.stats)?;
+    let complete = all_stored(&report.stats);
+    if !complete {
+        for (source, next) in &report.resume {
+            match next {
+                Some(n) => writeln!(
+                    out,
+                    "session {source}: committed through inbound MsgSeqNum {}; the next start requests {n} onwards from the counterparty (re-ingest a spill file only for what it cannot resend)",
+                    n.saturating_sub(1)
+                )?,
+                None => writeln!(
+                    out,
+                    "session {source}: nothing committed; the next start requests from the counterparty's first message"
+                )?,
+            }
+        }
+    }
+    let failed: Vec<&str> = report
+        .sessions
+        .iter()
+        .filter(|s| s.state == "failed")
+        .map(|s| s.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        eprintln!(
+            "tickrec: session(s) that could not start: {}",
+            failed.join(", ")
+        );
+    }
+    Ok(if complete && failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
@@ -484,15 +519,42 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "interrupted while waiting for input")?;
     }
     writeln!(out, "{stats}")?;
+    write_accounting(&mut out, &stats)?;
     let rejected = report.map_or(0, |r| r.rejected);
-    let lost = stats
-        .ticks_accepted
-        .saturating_sub(stats.ticks_stored + stats.dead_lettered);
-    Ok(if rejected > 0 || stats.dead_lettered > 0 || lost > 0 {
+    Ok(if rejected > 0 || !all_stored(&stats) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// True when every accepted tick is in the store (none set aside, none lost).
+fn all_stored(s: &crate::pipeline::StatsSnapshot) -> bool {
+    s.ticks_stored == s.ticks_accepted
+}
+
+/// The loss-accounting line every writing command prints at exit.
+fn write_accounting(
+    out: &mut impl Write,
+    s: &crate::pipeline::StatsSnapshot,
+) -> std::io::Result<()> {
+    let unaccounted = s
+        .ticks_accepted
+        .saturating_sub(s.ticks_stored + s.dead_lettered + s.ticks_spilled + s.ticks_lost);
+    writeln!(
+        out,
+        "accounted: accepted {} = stored {} + dead-lettered {} + spilled {} + lost {}{}",
+        s.ticks_accepted,
+        s.ticks_stored,
+        s.dead_lettered,
+        s.ticks_spilled,
+        s.ticks_lost,
+        if unaccounted > 0 {
+            format!(" (and {unaccounted} UNACCOUNTED: a bug, please report)")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {

@@ -157,6 +157,11 @@ struct RawWriter {
     retry_backoff_ms: Option<u64>,
     max_open_days: Option<usize>,
     background_checkpoint_ms: Option<u64>,
+    wal_max_mib: Option<u64>,
+    stall_retry_max_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
+    #[serde(default)]
+    dead_letter_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -314,6 +319,16 @@ impl Options {
                 batch_timeout: Duration::from_millis(batch_timeout_ms),
             },
             health,
+            shutdown_timeout: match w.shutdown_timeout_ms {
+                Some(ms) if !(100..=600_000).contains(&ms) => {
+                    return Err(invalid(
+                        "writer.shutdown_timeout_ms",
+                        format!("must be 100..=600000, got {ms}"),
+                    ))
+                }
+                Some(ms) => Duration::from_millis(ms),
+                None => defaults.shutdown_timeout,
+            },
         };
 
         let s = &raw.sqlite;
@@ -354,6 +369,22 @@ impl Options {
                 Some(ms) => Some(Duration::from_millis(ms)),
                 None => wd.background_checkpoint,
             },
+            wal_max_bytes: match w.wal_max_mib {
+                Some(0) => return Err(invalid("writer.wal_max_mib", "must be at least 1".into())),
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => wd.wal_max_bytes,
+            },
+            stall_retry_max: match w.stall_retry_max_ms {
+                Some(0) => {
+                    return Err(invalid(
+                        "writer.stall_retry_max_ms",
+                        "must be at least 1".into(),
+                    ))
+                }
+                Some(ms) => Duration::from_millis(ms),
+                None => wd.stall_retry_max,
+            },
+            dead_letter_dirs: w.dead_letter_dirs.clone(),
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {

@@ -20,6 +20,8 @@ use crate::format::jsonl::{name, scalar};
 use crate::format::{FieldError, RawFields, TickText};
 use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
+use crate::shutdown::Shutdown;
+use crate::spill::{Kind, SetAside};
 use crate::tick::{push_u64, Decimal, SymbolId, Tick, Timestamp};
 
 /// Integer timestamps below this are Unix milliseconds; from it on, nanoseconds.
@@ -331,6 +333,9 @@ struct OpenFile {
     symbol: SymbolId,
     day: NaiveDate,
     out: BufWriter<File>,
+    /// Ticks written into `out` since its last successful flush: they count as stored only
+    /// once flushed, and are spilled if the flush fails.
+    pending: Vec<Tick>,
 }
 
 /// The `json` storage backend: appends ticks to the legacy layout.
@@ -343,12 +348,20 @@ pub struct JsonSink {
     max_open: usize,
     line: Vec<u8>,
     newest_day: Option<NaiveDate>,
+    set_aside: SetAside,
 }
 
 impl JsonSink {
-    pub fn new(dir: impl Into<PathBuf>, names: Arc<Names>) -> JsonSink {
+    /// A JSON backend under `dir`; ticks it cannot write go to `dead_letter_dirs`, then `dir`.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        names: Arc<Names>,
+        dead_letter_dirs: &[PathBuf],
+    ) -> JsonSink {
+        let dir = dir.into();
         JsonSink {
-            dir: dir.into(),
+            set_aside: SetAside::new(dead_letter_dirs, &dir.join("deadletter")),
+            dir,
             names,
             stats: Arc::new(SinkStats::default()),
             open: Vec::new(),
@@ -367,8 +380,8 @@ impl JsonSink {
             return Ok(i);
         }
         if self.open.len() >= self.max_open {
-            let mut f = self.open.remove(0);
-            f.out.flush()?;
+            let f = self.open.remove(0);
+            self.finish(f, false);
         }
         let path = file_path(&self.dir, name, day);
         if let Some(parent) = path.parent() {
@@ -394,6 +407,7 @@ impl JsonSink {
             symbol,
             day,
             out: BufWriter::with_capacity(1 << 14, f),
+            pending: Vec::new(),
         });
         Ok(self.open.len() - 1)
     }
@@ -415,16 +429,58 @@ impl JsonSink {
         self.line.clear();
         let mut line = std::mem::take(&mut self.line);
         write_record(&mut line, &symbol, &lp, t);
-        let result = self
-            .file(t.symbol, &symbol, day)
-            .and_then(|i| self.open[i].out.write_all(&line));
+        let result = self.file(t.symbol, &symbol, day).and_then(|i| {
+            let f = &mut self.open[i];
+            f.out.write_all(&line)?;
+            f.pending.push(*t);
+            Ok(())
+        });
         self.line = line;
         result
     }
 
-    fn dead_letter(&self, t: &Tick, err: &io::Error) {
-        let path = self.dir.join("deadletter.jsonl");
-        crate::dead_letter::dead_letter(&path, &self.names, t, err, &self.stats);
+    /// Flushes `f` (and fsyncs it when `sync`): its pending ticks count as stored, or are
+    /// spilled when that fails. A partly flushed buffer may have put some of them in the
+    /// JSON file already: re-ingesting the spill can then repeat those lines.
+    fn finish(&mut self, mut f: OpenFile, sync: bool) -> Option<OpenFile> {
+        let flushed = f.out.flush().and_then(|_| {
+            if sync {
+                f.out.get_ref().sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        match flushed {
+            Ok(()) => {
+                self.stats.ticks_stored.add(f.pending.len() as u64);
+                f.pending.clear();
+                Some(f)
+            }
+            Err(e) => {
+                self.stats.write_errors.incr();
+                tracing::error!(day = %f.day, error = %e, "writing a JSON file failed");
+                let pending = std::mem::take(&mut f.pending);
+                self.put_aside(f.day, &pending, &e);
+                None
+            }
+        }
+    }
+
+    fn put_aside(&self, day: NaiveDate, ticks: &[Tick], err: &io::Error) {
+        let n = ticks.len() as u64;
+        match self
+            .set_aside
+            .write(Kind::Spill, day, &self.names, ticks, &err.to_string())
+        {
+            Ok(path) => {
+                self.stats.ticks_spilled.add(n);
+                tracing::error!(file = %path.display(), ticks = n, "JSON ticks spilled");
+            }
+            Err(tried) => {
+                self.stats.ticks_lost.add(n);
+                tracing::error!(ticks = n, error = %err, %tried, "JSON ticks LOST: no location could take them");
+            }
+        }
     }
 }
 
@@ -437,30 +493,32 @@ impl Sink for JsonSink {
         self.stats.clone()
     }
 
-    fn write_batch(&mut self, batch: &[Tick]) {
+    fn write_batch(&mut self, batch: &[Tick], _abort: &Shutdown) {
         let started = Instant::now();
-        let mut stored = 0u64;
         for t in batch {
-            match self.write_tick(t) {
-                Ok(()) => stored += 1,
-                Err(e) => {
-                    self.stats.write_errors.incr();
-                    // Forget a file that failed; the next tick reopens it.
-                    self.open
-                        .retain(|f| !(f.symbol == t.symbol && f.day == t.ts_event.day()));
-                    self.dead_letter(t, &e);
+            if let Err(e) = self.write_tick(t) {
+                self.stats.write_errors.incr();
+                // Forget a file that failed (its buffered ticks are spilled); the next tick
+                // reopens it. The failed tick itself is spilled too.
+                let day = t.ts_event.day();
+                if let Some(i) = self
+                    .open
+                    .iter()
+                    .position(|f| f.symbol == t.symbol && f.day == day)
+                {
+                    let mut f = self.open.remove(i);
+                    let pending = std::mem::take(&mut f.pending);
+                    self.put_aside(day, &pending, &e);
                 }
+                self.put_aside(day, std::slice::from_ref(t), &e);
             }
         }
         // Hand the batch to the OS: a process crash loses nothing written here.
-        for i in (0..self.open.len()).rev() {
-            if let Err(e) = self.open[i].out.flush() {
-                self.stats.write_errors.incr();
-                tracing::error!(error = %e, "flushing a JSON file failed");
-                self.open.remove(i);
+        for f in std::mem::take(&mut self.open) {
+            if let Some(f) = self.finish(f, false) {
+                self.open.push(f);
             }
         }
-        self.stats.ticks_stored.add(stored);
         self.stats.batches_committed.incr();
         self.stats
             .commit_latency
@@ -468,10 +526,8 @@ impl Sink for JsonSink {
     }
 
     fn close(&mut self) {
-        for mut f in self.open.drain(..) {
-            if let Err(e) = f.out.flush().and_then(|_| f.out.get_ref().sync_all()) {
-                tracing::error!(error = %e, "closing a JSON file failed");
-            }
+        for f in std::mem::take(&mut self.open) {
+            self.finish(f, true);
         }
     }
 }

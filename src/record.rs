@@ -18,6 +18,9 @@ pub struct RecordReport {
     pub elapsed: Duration,
     pub stats: StatsSnapshot,
     pub sessions: Vec<SessionStatus>,
+    /// Per session (by source): the inbound MsgSeqNum the next start will request from, as
+    /// committed in the store; `None` when nothing of it is committed.
+    pub resume: Vec<(String, Option<u64>)>,
 }
 
 /// Records until `shutdown`, logging statistics every `report_every`.
@@ -35,6 +38,7 @@ pub fn run(
     let stop = Shutdown::new();
     let mut threads = Vec::new();
     let mut statuses: Vec<StatusHandle> = Vec::new();
+    let sources: Vec<String> = sessions.iter().map(|g| g.source.clone()).collect();
     for g in sessions {
         let (handle, status) = gateway::spawn(
             g,
@@ -65,17 +69,37 @@ pub fn run(
         }
     }
     stop.request();
+    // A gateway waiting for room behind a stalled store cannot log out: past half the
+    // shutdown bound it is refused (see `Recorder::give_up`).
+    let give_up_at = Instant::now() + opts.pipeline.shutdown_timeout / 2;
     for t in threads {
+        while !t.is_finished() {
+            if Instant::now() >= give_up_at {
+                recorder.give_up();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         if t.join().is_err() {
             tracing::error!("a gateway thread panicked");
         }
     }
     let elapsed = started.elapsed();
     let stats = recorder.shutdown();
+    let resume = sources
+        .into_iter()
+        .map(|src| {
+            let next = store.session_next_inbound(&src, usize::MAX).unwrap_or_else(|e| {
+                tracing::error!(source = %src, error = %e, "cannot read the session's resume point");
+                None
+            });
+            (src, next)
+        })
+        .collect();
     Ok(RecordReport {
         elapsed,
         stats,
         sessions: statuses.iter().map(snapshot).collect(),
+        resume,
     })
 }
 

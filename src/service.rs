@@ -19,7 +19,13 @@ pub fn start_recorder(opts: &Options) -> std::io::Result<Recorder> {
             opts.writer.clone(),
         ))
     };
-    let json = || -> Box<dyn Sink> { Box::new(JsonSink::new(&opts.json_path, names.clone())) };
+    let json = || -> Box<dyn Sink> {
+        Box::new(JsonSink::new(
+            &opts.json_path,
+            names.clone(),
+            &opts.writer.dead_letter_dirs,
+        ))
+    };
     // In dual mode SQLite comes first: it is the primary backend of the statistics.
     let sinks: Vec<Box<dyn Sink>> = match opts.backend {
         Backend::Sqlite => vec![sqlite()],

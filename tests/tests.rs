@@ -4,6 +4,7 @@
 //! - `pipeline`: store_tick → rings → channel → writer → day file, and back through queries.
 //! - `rotation`: day files per UTC day of ts_event, crossing midnight with an injected clock.
 //! - `failures`: the failure ladder (retry, split, dead letter) driven by real SQLite errors.
+//! - `faults`: a really full disk (tmpfs), unwritable dead-letter locations, SIGTERM while stalled.
 //! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
 //! - `quickfix`: interoperability with the QuickFIX engine, both directions.
 //! - `legacy`: the legacy JSON and dual storage modes.

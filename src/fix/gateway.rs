@@ -472,13 +472,21 @@ impl Gateway {
         });
     }
 
-    /// Persists the outbound sequence number, then writes queued bytes.
+    /// Persists the outbound sequence number, then writes queued bytes. Nothing is sent
+    /// under a number that is not durable: a failed write of the `.seq` file fails the flush,
+    /// and the connection with it (the next one retries).
     fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
         let next_out = self.session.next_out();
         if next_out != self.persisted_out {
-            if let Err(e) = write_seq_file(&self.seq_file, next_out) {
-                tracing::error!(file = %self.seq_file.display(), error = %e, "cannot persist the outbound MsgSeqNum");
-            }
+            write_seq_file(&self.seq_file, next_out).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot persist the outbound MsgSeqNum to {}: {e}; not sending",
+                        self.seq_file.display()
+                    ),
+                )
+            })?;
             self.persisted_out = next_out;
         }
         let out = self.session.take_output();
@@ -573,16 +581,7 @@ fn read_seq_file(path: &Path) -> Result<Option<u64>, String> {
     }
 }
 
-/// Write-to-temporary, fsync, rename: the file holds the old or the new number, never a mix.
+/// Atomic and durable (see `fsutil::write_atomic`): the file holds the old or the new number.
 fn write_seq_file(path: &Path, next_out: u64) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("seq.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{next_out}")?;
-        f.sync_data()?;
-    }
-    std::fs::rename(&tmp, path)
+    crate::fsutil::write_atomic(path, |f| writeln!(f, "{next_out}"))
 }

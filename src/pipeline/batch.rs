@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use super::Sink;
-use crate::tick::Tick;
+use super::{Sink, Stats};
+use crate::shutdown::Shutdown;
+use crate::tick::{SourceId, Tick};
 
 /// How the writer groups ticks into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,40 @@ const MESSAGE_TAIL_WAIT: Duration = Duration::from_secs(1);
 /// How often an idle writer looks at the stop flag.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
+/// What the writer thread shares with its recorder.
+pub(crate) struct WriterControl {
+    /// Set once no producer can send any more: drain, then close.
+    pub stop: Arc<AtomicBool>,
+    /// Set when shutdown gives up on a stalled store (passed to the sinks).
+    pub abort: Shutdown,
+    pub stats: Arc<Stats>,
+}
+
+/// FIX messages with ticks in the batch but not yet their last one, by source (a handful of
+/// sessions at most: a linear scan beats a map).
+#[derive(Default)]
+struct OpenMessages(Vec<SourceId>);
+
+impl OpenMessages {
+    fn note(&mut self, t: &Tick) {
+        if t.msg.seq() == 0 {
+            return;
+        }
+        let at = self.0.iter().position(|s| *s == t.source);
+        match (t.msg.more_follow(), at) {
+            (true, None) => self.0.push(t.source),
+            (false, Some(i)) => {
+                self.0.swap_remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
 /// Runs until `stop` is set and the channel is empty (or every sender is gone), then closes
 /// the sinks. Precondition for `stop`: no producer can send any more (see
 /// `Recorder::shutdown`), so "empty" is final and every accepted tick reaches a sink.
@@ -42,14 +77,16 @@ pub(crate) fn run_writer(
     rx: Receiver<Tick>,
     mut sinks: Vec<Box<dyn Sink>>,
     policy: BatchPolicy,
-    stop: Arc<AtomicBool>,
+    ctl: WriterControl,
 ) {
+    let stop = &ctl.stop;
     let batch_size = policy.batch_size.max(1);
     let mut batch: Vec<Tick> = Vec::with_capacity(batch_size);
+    let mut open = OpenMessages::default();
     'outer: loop {
         // Wait for the batch's first tick.
         match rx.recv_timeout(IDLE_POLL) {
-            Ok(t) => batch.push(t),
+            Ok(t) => take(&mut batch, &mut open, t),
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Acquire) {
                     break 'outer;
@@ -63,7 +100,7 @@ pub(crate) fn run_writer(
             // Take what is already queued without a syscall; only then wait.
             match rx.try_recv() {
                 Ok(t) => {
-                    batch.push(t);
+                    take(&mut batch, &mut open, t);
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => break,
@@ -73,33 +110,34 @@ pub(crate) fn run_writer(
                 break;
             }
             match rx.recv_deadline(deadline) {
-                Ok(t) => batch.push(t),
+                Ok(t) => take(&mut batch, &mut open, t),
                 Err(_) => break,
             }
         }
-        // Never split one FIX message's ticks across transactions: its durable sequence mark
-        // must cover all of them or none. The rest of the message is microseconds behind.
-        while batch.last().is_some_and(|t| t.msg.more_follow()) {
+        // Never split one FIX message's ticks across transactions, whatever the mix of
+        // sessions: its durable sequence mark must cover all of them or none. The rest of a
+        // message is microseconds behind.
+        while open.any() {
             match rx.recv_timeout(MESSAGE_TAIL_WAIT) {
-                Ok(t) => batch.push(t),
+                Ok(t) => take(&mut batch, &mut open, t),
                 Err(_) => break,
             }
         }
-        write_all(&mut sinks, &batch);
+        write_all(&mut sinks, &batch, &ctl);
         batch.clear();
     }
     // Drain: nothing more can arrive, so write whatever is still queued.
     loop {
-        while batch.len() < batch_size || batch.last().is_some_and(|t| t.msg.more_follow()) {
+        while batch.len() < batch_size || open.any() {
             match rx.try_recv() {
-                Ok(t) => batch.push(t),
+                Ok(t) => take(&mut batch, &mut open, t),
                 Err(_) => break,
             }
         }
         if batch.is_empty() {
             break;
         }
-        write_all(&mut sinks, &batch);
+        write_all(&mut sinks, &batch, &ctl);
         batch.clear();
     }
     for sink in &mut sinks {
@@ -107,10 +145,21 @@ pub(crate) fn run_writer(
     }
 }
 
-fn write_all(sinks: &mut [Box<dyn Sink>], batch: &[Tick]) {
-    // Each backend handles its own failures (retries, dead letters), so one backend's trouble
-    // never keeps a batch from the others.
+fn take(batch: &mut Vec<Tick>, open: &mut OpenMessages, t: Tick) {
+    open.note(&t);
+    batch.push(t);
+}
+
+fn write_all(sinks: &mut [Box<dyn Sink>], batch: &[Tick], ctl: &WriterControl) {
+    ctl.stats
+        .in_writer
+        .store(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    // Each backend handles its own failures (retries, dead letters, stalls); a stalled one
+    // holds the batch, and with it the writer: that is the backpressure.
     for sink in sinks.iter_mut() {
-        sink.write_batch(batch);
+        sink.write_batch(batch, &ctl.abort);
     }
+    ctl.stats
+        .in_writer
+        .store(0, std::sync::atomic::Ordering::Relaxed);
 }

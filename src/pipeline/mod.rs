@@ -6,7 +6,15 @@
 //! and never waits unless the channel is full under the `block` policy.
 //!
 //! Shutdown guarantee: a tick for which `store_tick` returned [`Outcome::Accepted`] is handed
-//! to every backend before [`Recorder::shutdown`] returns.
+//! to every backend before [`Recorder::shutdown`] returns, and each backend accounts for it as
+//! stored, dead-lettered, spilled or lost (with a reason) — never nothing.
+//!
+//! Backpressure: a backend whose store cannot write (disk full, I/O error) holds its batch and
+//! retries (it *stalls*); the writer then takes nothing from the channel, the channel fills,
+//! and under the `block` policy producers wait in `store_tick`: `ingest` stops reading its
+//! input, a FIX gateway stops reading its socket. Shutdown is bounded all the same: after half
+//! of `shutdown_timeout` the recorder gives up on the store, producers still waiting are
+//! refused (their ticks were never accepted), and backends set the rest aside (`spill`).
 
 pub mod batch;
 pub mod ring;
@@ -15,26 +23,30 @@ pub mod stats;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 pub use batch::BatchPolicy;
 use ring::Ring;
 pub use stats::{HealthPolicy, SinkStats, Stats, StatsSnapshot};
 
 use crate::intern::Names;
+use crate::shutdown::Shutdown;
 use crate::tick::{SymbolId, Tick};
 
 /// A storage backend driven by the writer thread.
 ///
-/// A sink owns its failure handling: retries, splitting, dead letters. `write_batch` must not
-/// panic and must account for every tick it is given in its [`SinkStats`].
+/// A sink owns its failure handling: retries, splitting, dead letters, stalls. `write_batch`
+/// must not panic and must account for every tick it is given in its [`SinkStats`] before it
+/// returns: stored, dead-lettered, spilled or lost.
 pub trait Sink: Send {
     /// Short name for logs and statistics ("sqlite", "json").
     fn name(&self) -> &str;
     fn stats(&self) -> Arc<SinkStats>;
-    fn write_batch(&mut self, batch: &[Tick]);
+    /// Writes `batch`. While the store cannot write, a sink holds the batch and retries until
+    /// it can, or until `abort` is set (bounded shutdown): then it spills what it holds.
+    fn write_batch(&mut self, batch: &[Tick], abort: &Shutdown);
     /// Called once after the last batch: make everything durable and release files.
     fn close(&mut self);
 }
@@ -61,6 +73,9 @@ pub struct PipelineOptions {
     pub throttle_ns: i64,
     pub batch: BatchPolicy,
     pub health: HealthPolicy,
+    /// Bound on [`Recorder::shutdown`]: after half of it a stalled store is given up on and its
+    /// ticks are spilled; the rest is for spilling and closing.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for PipelineOptions {
@@ -73,6 +88,7 @@ impl Default for PipelineOptions {
             throttle_ns: 0,
             batch: BatchPolicy::default(),
             health: HealthPolicy::default(),
+            shutdown_timeout: Duration::from_secs(8),
         }
     }
 }
@@ -104,7 +120,10 @@ struct Shared {
     /// One ring per symbol id, created on the symbol's first tick.
     rings: Box<[OnceLock<Mutex<Ring>>]>,
     tx: Sender<Tick>,
-    stats: Stats,
+    stats: Arc<Stats>,
+    /// Set when shutdown gives up on a stalled store: producers waiting for room are refused,
+    /// and backends spill instead of retrying.
+    abort: Shutdown,
     /// Set once by shutdown; after it no `store_tick` accepts.
     closed: AtomicBool,
     /// `store_tick` calls between their `closed` check and the end of their send.
@@ -132,14 +151,20 @@ impl Recorder {
         for s in &sinks {
             stats.sinks.push((s.name().to_owned(), s.stats()));
         }
+        let stats = Arc::new(stats);
         let rings = (0..names.max_symbols()).map(|_| OnceLock::new()).collect();
         let stop = Arc::new(AtomicBool::new(false));
+        let abort = Shutdown::new();
         let writer = {
-            let stop = stop.clone();
+            let ctl = batch::WriterControl {
+                stop: stop.clone(),
+                abort: abort.clone(),
+                stats: stats.clone(),
+            };
             let policy = opts.batch;
             std::thread::Builder::new()
                 .name("tickrec-writer".into())
-                .spawn(move || batch::run_writer(rx, sinks, policy, stop))?
+                .spawn(move || batch::run_writer(rx, sinks, policy, ctl))?
         };
         Ok(Recorder {
             shared: Arc::new(Shared {
@@ -147,6 +172,7 @@ impl Recorder {
                 rings,
                 tx,
                 stats,
+                abort,
                 closed: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
                 opts,
@@ -200,7 +226,11 @@ impl Recorder {
             ring.push(tick);
         }
         let sent = match sh.opts.overflow {
-            OverflowPolicy::Block => sh.tx.send(tick).is_ok(),
+            OverflowPolicy::Block => match sh.tx.try_send(tick) {
+                Ok(()) => true,
+                Err(TrySendError::Full(t)) => self.wait_for_room(t),
+                Err(TrySendError::Disconnected(_)) => false,
+            },
             OverflowPolicy::Drop => match sh.tx.try_send(tick) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
@@ -217,6 +247,25 @@ impl Recorder {
         }
         sh.stats.intake.ticks_accepted.incr();
         Ok(Outcome::Accepted)
+    }
+
+    /// The `block` policy's wait: until the writer makes room, or shutdown gives up on a
+    /// stalled store (false: refused, never accepted).
+    #[cold]
+    fn wait_for_room(&self, mut tick: Tick) -> bool {
+        let sh = &*self.shared;
+        loop {
+            match sh.tx.send_timeout(tick, Duration::from_millis(20)) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(t)) => {
+                    if sh.abort.is_requested() {
+                        return false;
+                    }
+                    tick = t;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+            }
+        }
     }
 
     /// Up to `n` most recent ticks of `symbol` seen by this recorder, newest first.
@@ -263,22 +312,49 @@ impl Recorder {
 
     /// Stops intake, waits for in-flight `store_tick` calls, drains the channel into every
     /// backend, closes them (commit, WAL checkpoint) and returns the final statistics.
+    /// Bounded by `shutdown_timeout` when the store is stalled (see the module doc).
     /// Idempotent: later calls just return the statistics.
     pub fn shutdown(&self) -> StatsSnapshot {
         let sh = &*self.shared;
+        let give_up_at = Instant::now() + sh.opts.shutdown_timeout / 2;
         sh.closed.store(true, Ordering::SeqCst);
+        let mut handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // A producer may be waiting for room on a full channel while the writer drains it, or
+        // while a stalled store holds the writer: then, at the deadline, it is refused.
         while sh.in_flight.load(Ordering::SeqCst) != 0 {
-            // A producer may be blocked on a full channel; the writer is still draining it.
-            std::thread::yield_now();
+            self.give_up_if_due(give_up_at);
+            std::thread::sleep(Duration::from_micros(200));
         }
         self.stop.store(true, Ordering::Release);
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
+        if let Some(h) = handle.take() {
+            while !h.is_finished() {
+                self.give_up_if_due(give_up_at);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.join().is_err() {
                 tracing::error!("the writer thread panicked; see the log above");
             }
         }
         self.stats()
+    }
+
+    fn give_up_if_due(&self, at: Instant) {
+        if Instant::now() >= at {
+            self.give_up();
+        }
+    }
+
+    /// Shutdown's last resort, for a caller that cannot wait any longer (producers of its own
+    /// are stuck waiting for room): producers still waiting are refused (their ticks were never
+    /// accepted) and the backends stop retrying a stalled store and spill what they hold.
+    pub fn give_up(&self) {
+        let sh = &*self.shared;
+        if !sh.abort.is_requested() {
+            tracing::error!(
+                "shutdown: the store did not take the remaining ticks in time; setting them aside"
+            );
+            sh.abort.request();
+        }
     }
 
     pub fn is_closed(&self) -> bool {

@@ -88,12 +88,54 @@ pub struct SinkStats {
     pub batches_committed: Counter,
     pub commit_retries: Counter,
     pub write_errors: Counter,
+    /// Refused by the database as data; in a dead-letter file (re-ingestable).
     pub dead_lettered: Counter,
-    /// Ticks that could not even be written to the dead-letter file (logged in full instead).
-    pub dead_letter_failures: Counter,
+    /// Uncommitted when a stalled store had to stop; in a spill file (re-ingestable).
+    pub ticks_spilled: Counter,
+    /// Neither stored nor set aside: no location could take them. Each was logged with why.
+    pub ticks_lost: Counter,
     pub db_rotations: Counter,
     pub late_ticks: Counter,
     pub commit_latency: Latency,
+    /// Set while the backend cannot write and holds its ticks (see [`Stall`]).
+    pub stall: Stall,
+}
+
+/// Whether a backend is stalled (its store cannot write; it holds its ticks and retries), and
+/// why. Written only on a change of state, read by statistics and health.
+#[derive(Debug, Default)]
+pub struct Stall {
+    since: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl Stall {
+    /// Enters (or re-describes) the stalled state; true when this is a change of state or reason.
+    pub fn set(&self, reason: &str) -> bool {
+        let mut g = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *g {
+            Some((_, r)) if r == reason => false,
+            Some((_, r)) => {
+                *r = reason.to_owned();
+                true
+            }
+            None => {
+                *g = Some((std::time::Instant::now(), reason.to_owned()));
+                true
+            }
+        }
+    }
+
+    /// Leaves the stalled state; how long it lasted, when it was stalled.
+    pub fn clear(&self) -> Option<std::time::Duration> {
+        let mut g = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        g.take().map(|(at, _)| at.elapsed())
+    }
+
+    /// The reason and how long, while stalled.
+    pub fn get(&self) -> Option<(String, std::time::Duration)> {
+        let g = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|(at, r)| (r.clone(), at.elapsed()))
+    }
 }
 
 /// All shared statistics of one recorder.
@@ -102,6 +144,9 @@ pub struct Stats {
     pub intake: IntakeCounters,
     pub store_tick_latency: Latency,
     pub sinks: Vec<(String, Arc<SinkStats>)>,
+    /// Ticks the writer has taken from the channel and not yet handed back resolved (the open
+    /// batch). With the queue and the backends' counters it accounts for every accepted tick.
+    pub in_writer: AtomicU64,
 }
 
 /// Health thresholds (from configuration).
@@ -133,6 +178,10 @@ pub struct StatsSnapshot {
     pub ticks_dropped: u64,
     pub write_errors: u64,
     pub dead_lettered: u64,
+    pub ticks_spilled: u64,
+    pub ticks_lost: u64,
+    /// Ticks in the writer's open batch.
+    pub ticks_in_writer: u64,
     pub db_rotations: u64,
     pub batches_committed: u64,
     pub queue_size: usize,
@@ -152,10 +201,14 @@ pub struct BackendSnapshot {
     pub commit_retries: u64,
     pub write_errors: u64,
     pub dead_lettered: u64,
-    pub dead_letter_failures: u64,
+    pub ticks_spilled: u64,
+    pub ticks_lost: u64,
     pub db_rotations: u64,
     pub late_ticks: u64,
     pub commit_latency: LatencySummary,
+    /// `Some(reason)` while the backend is stalled.
+    pub stalled: Option<String>,
+    pub stalled_for_s: f64,
 }
 
 impl Stats {
@@ -175,10 +228,13 @@ impl Stats {
                 commit_retries: s.commit_retries.get(),
                 write_errors: s.write_errors.get(),
                 dead_lettered: s.dead_lettered.get(),
-                dead_letter_failures: s.dead_letter_failures.get(),
+                ticks_spilled: s.ticks_spilled.get(),
+                ticks_lost: s.ticks_lost.get(),
                 db_rotations: s.db_rotations.get(),
                 late_ticks: s.late_ticks.get(),
                 commit_latency: s.commit_latency.summary(),
+                stalled_for_s: s.stall.get().map_or(0.0, |(_, d)| d.as_secs_f64()),
+                stalled: s.stall.get().map(|(r, _)| r),
             })
             .collect();
         let primary = backends.first();
@@ -191,6 +247,15 @@ impl Stats {
             ));
         }
         for b in &backends {
+            if let Some(reason) = &b.stalled {
+                problems.push(format!(
+                    "{}: store stalled for {:.1}s ({reason})",
+                    b.name, b.stalled_for_s
+                ));
+            }
+            if b.ticks_lost > 0 {
+                problems.push(format!("{}: {} ticks lost", b.name, b.ticks_lost));
+            }
             if b.write_errors > policy.max_write_errors {
                 problems.push(format!(
                     "{}: {} write errors (threshold {})",
@@ -206,6 +271,9 @@ impl Stats {
             ticks_dropped: self.intake.ticks_dropped.get(),
             write_errors: backends.iter().map(|b| b.write_errors).sum(),
             dead_lettered: backends.iter().map(|b| b.dead_lettered).sum(),
+            ticks_spilled: field(|b| b.ticks_spilled),
+            ticks_lost: field(|b| b.ticks_lost),
+            ticks_in_writer: self.in_writer.load(Ordering::Relaxed),
             db_rotations: field(|b| b.db_rotations),
             batches_committed: field(|b| b.batches_committed),
             queue_size,
@@ -241,11 +309,13 @@ impl std::fmt::Display for StatsSnapshot {
         )?;
         writeln!(
             f,
-            "writer: batches {} rotations {} write_errors {} dead_lettered {} queue {}/{}",
+            "writer: batches {} rotations {} write_errors {} dead_lettered {} spilled {} lost {} queue {}/{}",
             self.batches_committed,
             self.db_rotations,
             self.write_errors,
             self.dead_lettered,
+            self.ticks_spilled,
+            self.ticks_lost,
             self.queue_size,
             self.queue_capacity
         )?;
@@ -256,8 +326,14 @@ impl std::fmt::Display for StatsSnapshot {
             for b in &self.backends {
                 writeln!(
                     f,
-                    "backend {}: stored {} batches {} write_errors {} dead_lettered {}",
-                    b.name, b.ticks_stored, b.batches_committed, b.write_errors, b.dead_lettered
+                    "backend {}: stored {} batches {} write_errors {} dead_lettered {} spilled {} lost {}",
+                    b.name,
+                    b.ticks_stored,
+                    b.batches_committed,
+                    b.write_errors,
+                    b.dead_lettered,
+                    b.ticks_spilled,
+                    b.ticks_lost
                 )?;
             }
         }

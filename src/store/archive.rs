@@ -8,10 +8,11 @@
 //! Standard `zstd -d` skips the summary and yields a plain SQLite database.
 //!
 //! Crash safety of [`archive_day`]: the archive is written as `<name>.tmp`, fsynced, read back
-//! (decompressed, `PRAGMA integrity_check`, same tick count) and only then renamed into place;
-//! the original is deleted after the rename. At every point either the original or a checked
-//! archive exists. A day file that a writer holds (shared `flock` taken by the writer) is never
-//! archived, and today's never is.
+//! (decompressed, `PRAGMA integrity_check`, same tick count) and only then renamed into place
+//! and the folder fsynced; the original is deleted after that. At every point either the
+//! original or a checked archive exists; a failed fsync stops the step before anything is
+//! deleted. Every function here that looks at, creates, renames or removes a day's files holds
+//! the day's exclusive lock (`store::daylock`): a day a writer holds is skipped, never archived.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -22,8 +23,10 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+use super::daylock::DayLock;
 use super::layout::{self, DayFile};
 use super::{schema, SqliteOptions, StoreError};
+use crate::fsutil::{self, with_suffix};
 use crate::tick::Timestamp;
 
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
@@ -66,18 +69,21 @@ fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+/// The day's exclusive lock without waiting; `None` when a writer holds the day.
+fn try_lock(base: &Path, day: NaiveDate) -> Result<Option<DayLock>, StoreError> {
+    DayLock::try_exclusive(base, day).map_err(io(&layout::lock_path(base, day)))
 }
 
-fn sync_dir(p: &Path) {
-    if let Some(dir) = p.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+/// Removes a day file with its WAL and shared memory, then makes the removal durable.
+fn remove_day_file(db: &Path) -> Result<(), StoreError> {
+    for p in [
+        db.to_owned(),
+        with_suffix(db, "-wal"),
+        with_suffix(db, "-shm"),
+    ] {
+        fsutil::remove_if_exists(&p).map_err(io(&p))?;
     }
+    fsutil::sync_parent(db).map_err(io(db))
 }
 
 /// The sealing indexes (schema/seal.sql).
@@ -102,20 +108,15 @@ pub enum Sealed {
 /// writer holds. Idempotent.
 pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sealed, StoreError> {
     let db = layout::day_path(base, day);
-    if !db.exists() {
+    let Some(_lock) = try_lock(base, day)? else {
+        return Ok(Sealed::Skipped {
+            why: "in use by a writer".into(),
+        });
+    };
+    if !db.is_file() {
         return Ok(Sealed::Skipped {
             why: "no day file".into(),
         });
-    }
-    let lock = File::open(&db).map_err(io(&db))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Ok(Sealed::Skipped {
-                why: "in use by a writer".into(),
-            })
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&db)(e)),
     }
     let conn = schema::open_for_write(&db, day, opts)?;
     let ticks: i64 = conn
@@ -144,6 +145,10 @@ pub fn archive_day(
             why: why.into(),
         })
     };
+    // Lock first, then look: the exclusive lock fails while a writer holds the day.
+    let Some(lock) = try_lock(base, day)? else {
+        return skipped("in use by a writer");
+    };
     if !db.exists() {
         return skipped(if zst.exists() {
             "already archived"
@@ -151,12 +156,13 @@ pub fn archive_day(
             "no day file"
         });
     }
-    // Exclusive flock: fails while a writer holds its shared lock, and keeps writers out.
-    let lock = File::open(&db).map_err(io(&db))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return skipped("in use by a writer"),
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&db)(e)),
+    if zst.exists() {
+        // Both forms: an earlier run stopped between its rename and the removal, or something
+        // else put an archive there. Never rename over it; finish only when it is that day.
+        return finish_interrupted(&db, &zst, opts).map(|summary| Outcome::Archived {
+            archive_bytes: size(&zst),
+            summary,
+        });
     }
     if dry_run {
         return skipped("dry run: would archive");
@@ -201,28 +207,16 @@ pub fn archive_day(
     let result = (|| {
         write_archive(&compact, &tmp, &summary, level)?;
         check_archive(&tmp, summary.ticks, opts)?;
-        std::fs::rename(&tmp, &zst).map_err(io(&zst))?;
-        sync_dir(&zst);
-        Ok::<_, StoreError>(())
+        // A durable rename, or the original stays (a failed folder fsync is an error here).
+        fsutil::rename_durably(&tmp, &zst).map_err(io(&zst))
     })();
     let _ = std::fs::remove_file(&compact);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    // The checked archive is in place: now the original may go.
-    for p in [
-        db.clone(),
-        with_suffix(&db, "-wal"),
-        with_suffix(&db, "-shm"),
-    ] {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p)(e)),
-        }
-    }
-    sync_dir(&db);
+    // The checked archive is in place and durable: now the original may go.
+    remove_day_file(&db)?;
     drop(lock);
     Ok(Outcome::Archived {
         archive_bytes: size(&zst),
@@ -315,12 +309,55 @@ fn check_db(db: &Path, ticks: u64, opts: &SqliteOptions) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Restores an archived day to a plain day file (checked), then removes the archive.
+/// An archive and a plain file of the same day, found under the exclusive lock: when the
+/// archive holds every tick of the plain file (same count, checked), the plain file goes;
+/// otherwise both stay and the error says why.
+fn finish_interrupted(
+    db: &Path,
+    zst: &Path,
+    opts: &SqliteOptions,
+) -> Result<ArchiveSummary, StoreError> {
+    let summary = read_summary(zst)?;
+    let live: i64 = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .and_then(|c| {
+            c.busy_timeout(opts.busy_timeout)?;
+            c.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
+        })
+        .map_err(StoreError::sqlite(db))?;
+    if u64::try_from(live).ok() != Some(summary.ticks) {
+        return Err(StoreError::Corrupt {
+            path: zst.to_owned(),
+            why: format!(
+                "an archive of {} ticks exists beside a day file of {live}; both kept, resolve by hand (unarchive to compare)",
+                summary.ticks
+            ),
+        });
+    }
+    check_archive(zst, summary.ticks, opts)?;
+    remove_day_file(db)?;
+    Ok(summary)
+}
+
+/// Restores an archived day to a plain day file (checked), then removes the archive. Takes
+/// the day's exclusive lock, waiting up to the busy timeout for a writer to let go.
 pub fn restore_day(
     base: &Path,
     day: NaiveDate,
     opts: &SqliteOptions,
 ) -> Result<ArchiveSummary, StoreError> {
+    let lock = DayLock::exclusive(base, day, opts.busy_timeout)
+        .map_err(io(&layout::lock_path(base, day)))?;
+    restore_locked(base, day, opts, &lock)
+}
+
+/// [`restore_day`] for a caller that holds the day's exclusive lock.
+pub fn restore_locked(
+    base: &Path,
+    day: NaiveDate,
+    opts: &SqliteOptions,
+    lock: &DayLock,
+) -> Result<ArchiveSummary, StoreError> {
+    debug_assert!(lock.is_exclusive());
     let db = layout::day_path(base, day);
     let zst = layout::archive_path(base, day);
     if db.exists() {
@@ -339,10 +376,9 @@ pub fn restore_day(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, &db).map_err(io(&db))?;
-    sync_dir(&db);
-    std::fs::remove_file(&zst).map_err(io(&zst))?;
-    sync_dir(&zst);
+    fsutil::rename_durably(&tmp, &db).map_err(io(&db))?;
+    fsutil::remove_if_exists(&zst).map_err(io(&zst))?;
+    fsutil::sync_parent(&zst).map_err(io(&zst))?;
     Ok(summary)
 }
 
@@ -442,8 +478,12 @@ pub fn expired(days: &[DayFile], today: NaiveDate, keep_days: u32) -> Vec<DayFil
         .collect()
 }
 
-/// Deletes a day entirely: database, WAL, shared memory, archive, dead letters.
-pub fn delete_day(base: &Path, day: NaiveDate) -> Result<(), StoreError> {
+/// Deletes a day entirely: database, WAL, shared memory, archive, dead letters and spills
+/// (not its lock file). Skipped (`Ok(false)`) while a writer holds the day.
+pub fn delete_day(base: &Path, day: NaiveDate) -> Result<bool, StoreError> {
+    let Some(_lock) = try_lock(base, day)? else {
+        return Ok(false);
+    };
     let db = layout::day_path(base, day);
     for p in [
         with_suffix(&db, "-wal"),
@@ -451,14 +491,12 @@ pub fn delete_day(base: &Path, day: NaiveDate) -> Result<(), StoreError> {
         db.clone(),
         layout::archive_path(base, day),
         layout::dead_letter_path(base, day),
+        layout::spill_path(base, day),
     ] {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p)(e)),
-        }
+        fsutil::remove_if_exists(&p).map_err(io(&p))?;
     }
-    Ok(())
+    fsutil::sync_parent(&db).map_err(io(&db))?;
+    Ok(true)
 }
 
 /// The summary's event times as timestamps.

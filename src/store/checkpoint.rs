@@ -2,75 +2,152 @@
 //!
 //! With SQLite's automatic checkpoint, the commit that crosses the threshold copies the WAL
 //! into the database itself, and that commit takes milliseconds instead of a fraction of one.
-//! Instead the writer's connection never checkpoints (`wal_autocheckpoint = 0`) and this thread
-//! runs `PRAGMA wal_checkpoint(PASSIVE)` on the newest day file at a fixed interval from its own
-//! connection: PASSIVE never waits for the writer, and the writer never waits for it. Files
-//! the writer closes are checkpointed (TRUNCATE) by the writer at close.
+//! Instead the writer's connections never checkpoint (`wal_autocheckpoint = 0`) and this thread
+//! runs `PRAGMA wal_checkpoint(PASSIVE)` at a fixed interval on every day file the writer has
+//! open (the writer adds and removes them; which files those are depends on what was written,
+//! never on the newest `ts_event` seen). PASSIVE never waits for the writer.
+//!
+//! PASSIVE alone does not bound the WAL: under sustained writes it never catches up with the
+//! writer, so the WAL is never restarted and grows. When a WAL passes half of `wal_max_bytes`,
+//! this thread runs `wal_checkpoint(TRUNCATE)` with a short busy timeout: it waits briefly for
+//! the writer's current transaction, copies the few pages PASSIVE had not, and cuts the WAL to
+//! zero. Files the writer closes are checkpointed (TRUNCATE) by the writer at close.
+//!
+//! Failures are logged once per change of state, not once per attempt.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+use crate::shutdown::Shutdown;
+
+/// How long a restarting checkpoint may keep the writer waiting.
+const TRUNCATE_BUSY: Duration = Duration::from_millis(50);
+
 /// A running checkpointer thread; stops when dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
-    target: Arc<Mutex<Option<PathBuf>>>,
-    stop: Arc<AtomicBool>,
+    targets: Arc<Mutex<Vec<PathBuf>>>,
+    stop: Shutdown,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    pub fn start(interval: Duration, busy_timeout: Duration) -> std::io::Result<Checkpointer> {
-        let target: Arc<Mutex<Option<PathBuf>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
+    pub fn start(
+        interval: Duration,
+        busy_timeout: Duration,
+        wal_max_bytes: u64,
+    ) -> std::io::Result<Checkpointer> {
+        let targets: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+        let stop = Shutdown::new();
         let handle = {
-            let (target, stop) = (target.clone(), stop.clone());
+            let (targets, stop) = (targets.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-checkpoint".into())
-                .spawn(move || run(&target, &stop, interval, busy_timeout))?
+                .spawn(move || run(&targets, &stop, interval, busy_timeout, wal_max_bytes))?
         };
         Ok(Checkpointer {
-            target,
+            targets,
             stop,
             handle: Some(handle),
         })
     }
 
-    /// The file to keep checkpointing from now on (the newest day).
-    pub fn set_target(&self, path: PathBuf) {
-        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    /// Keeps `path` checkpointed from now on (the writer opened it).
+    pub fn add(&self, path: PathBuf) {
+        let mut t = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if !t.contains(&path) {
+            t.push(path);
+        }
+    }
+
+    /// Stops checkpointing `path` (the writer closed it).
+    pub fn remove(&self, path: &Path) {
+        let mut t = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        t.retain(|p| p != path);
     }
 }
 
-fn run(target: &Mutex<Option<PathBuf>>, stop: &AtomicBool, interval: Duration, busy: Duration) {
-    let mut conn: Option<(PathBuf, Connection)> = None;
-    while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(interval);
-        let want = target.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(want) = want else { continue };
-        if conn.as_ref().is_none_or(|(p, _)| *p != want) {
-            conn = Connection::open(&want)
-                .and_then(|c| c.busy_timeout(busy).map(|_| c))
-                .map(|c| (want.clone(), c))
-                .map_err(|e| tracing::warn!(file = %want.display(), error = %e, "checkpointer cannot open the day file"))
-                .ok();
-        }
-        if let Some((path, c)) = &conn {
-            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(file = %path.display(), error = %e, "background checkpoint failed; will retry");
-                conn = None;
+fn wal_bytes(db: &Path) -> u64 {
+    std::fs::metadata(crate::fsutil::with_suffix(db, "-wal")).map_or(0, |m| m.len())
+}
+
+fn run(
+    targets: &Mutex<Vec<PathBuf>>,
+    stop: &Shutdown,
+    interval: Duration,
+    busy: Duration,
+    wal_max_bytes: u64,
+) {
+    let mut conns: Vec<(PathBuf, Connection)> = Vec::new();
+    let mut failing: Vec<PathBuf> = Vec::new();
+    while !stop.wait_timeout(interval) {
+        let want = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        conns.retain(|(p, _)| want.contains(p));
+        failing.retain(|p| want.contains(p));
+        for path in want {
+            let i = match conns.iter().position(|(p, _)| *p == path) {
+                Some(i) => i,
+                None => match Connection::open(&path).and_then(|c| c.busy_timeout(busy).map(|_| c))
+                {
+                    Ok(c) => {
+                        conns.push((path.clone(), c));
+                        conns.len() - 1
+                    }
+                    Err(e) => {
+                        report(&mut failing, &path, Some(&e));
+                        continue;
+                    }
+                },
+            };
+            let c = &conns[i].1;
+            let mut result = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            if result.is_ok() && wal_bytes(&path) > wal_max_bytes / 2 {
+                // Busy (a long reader, the writer mid-commit) just means: next time.
+                let truncated = c
+                    .busy_timeout(TRUNCATE_BUSY)
+                    .and_then(|_| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
+                result = match truncated {
+                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+                        Ok(())
+                    }
+                    other => other,
+                }
+                .and_then(|_| c.busy_timeout(busy));
+            }
+            match result {
+                Ok(()) => report(&mut failing, &path, None),
+                Err(e) => {
+                    report(&mut failing, &path, Some(&e));
+                    conns.remove(i);
+                }
             }
         }
     }
 }
 
+/// Logs a checkpoint failure when a file starts failing, and its recovery.
+fn report(failing: &mut Vec<PathBuf>, path: &Path, err: Option<&rusqlite::Error>) {
+    let was = failing.iter().position(|p| p == path);
+    match (err, was) {
+        (Some(e), None) => {
+            tracing::warn!(file = %path.display(), error = %e, "background checkpoint failing; retrying quietly");
+            failing.push(path.to_owned());
+        }
+        (None, Some(i)) => {
+            tracing::info!(file = %path.display(), "background checkpoint working again");
+            failing.swap_remove(i);
+        }
+        _ => {}
+    }
+}
+
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.request();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

@@ -1,10 +1,11 @@
 //! Day ↔ path: where the file for a UTC day lives under the base folder, and which days exist.
 //!
-//! Layout: `<base>/YYYY/MM/ticks_YYYY-MM-DD.db` (plus SQLite's `-wal`/`-shm` while open, and a
-//! `ticks_YYYY-MM-DD.deadletter.jsonl` beside it if any tick could not be written); an archived
-//! day is `ticks_YYYY-MM-DD.db.zst` instead (see `store::archive`). Listing ignores everything
-//! that does not match the pattern exactly; when both forms of a day exist (an archive run was
-//! interrupted after its check), the plain file is the one listed.
+//! Layout: `<base>/YYYY/MM/ticks_YYYY-MM-DD.db` (plus SQLite's `-wal`/`-shm` while open); an
+//! archived day is `ticks_YYYY-MM-DD.db.zst` instead (see `store::archive`). Beside them:
+//! `ticks_YYYY-MM-DD.lock`, the day's lock (see `store::daylock`; never deleted), and, when ticks
+//! had to be set aside (see `spill`), `….deadletter.jsonl` and `….spill.jsonl`. Listing ignores
+//! everything that does not match the pattern exactly; when both forms of a day exist (an
+//! archive run was interrupted after its check), the plain file is the one listed.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,17 @@ pub fn archive_path(base: &Path, day: NaiveDate) -> PathBuf {
 /// The dead-letter JSON Lines file beside `day`'s database.
 pub fn dead_letter_path(base: &Path, day: NaiveDate) -> PathBuf {
     month_dir(base, day).join(format!("{PREFIX}{day}.deadletter.jsonl"))
+}
+
+/// The spill JSON Lines file (ticks a stalled store could not take before shutdown).
+pub fn spill_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}.spill.jsonl"))
+}
+
+/// The day's lock file: taken before any look at, creation, rename or removal of the day's
+/// database or archive, and never deleted itself.
+pub fn lock_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}.lock"))
 }
 
 fn month_dir(base: &Path, day: NaiveDate) -> PathBuf {

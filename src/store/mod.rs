@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod checkpoint;
+pub mod daylock;
 pub mod layout;
 pub mod reader;
 pub mod schema;
@@ -131,6 +132,14 @@ pub struct WriterOptions {
     /// Checkpoint the WAL from a background thread at this interval instead of inside
     /// commits (`None`: SQLite's automatic checkpoint, `sqlite.wal_autocheckpoint_pages`).
     pub background_checkpoint: Option<Duration>,
+    /// Bound on a day file's WAL: past half of it the checkpointer restarts the WAL (a brief
+    /// wait for the writer) instead of only copying pages behind it.
+    pub wal_max_bytes: u64,
+    /// Longest wait between two attempts while the store is stalled.
+    pub stall_retry_max: Duration,
+    /// Where dead letters and spills go first (e.g. another volume); the base folder of the
+    /// day files is always the last resort.
+    pub dead_letter_dirs: Vec<PathBuf>,
 }
 
 impl Default for WriterOptions {
@@ -141,6 +150,9 @@ impl Default for WriterOptions {
             retry_backoff: Duration::from_millis(10),
             max_open_days: 3,
             background_checkpoint: Some(Duration::from_millis(200)),
+            wal_max_bytes: 64 << 20,
+            stall_retry_max: Duration::from_secs(1),
+            dead_letter_dirs: Vec::new(),
         }
     }
 }

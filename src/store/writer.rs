@@ -2,27 +2,37 @@
 //!
 //! Per batch: consecutive ticks of one UTC day become one `BEGIN IMMEDIATE … COMMIT` with a
 //! cached prepared insert; `seq` continues the file's sequence with no gap (a rolled-back
-//! attempt gives its numbers back). Failure ladder, so that nothing is dropped silently:
-//! 1. a failed commit is retried `commit_retries` times with doubling backoff (transient errors);
-//! 2. then the batch is split in halves, each half tried once, down to single ticks;
-//! 3. a single tick that still fails is appended to `ticks_<day>.deadletter.jsonl` beside the
-//!    day file (re-ingestable with `tickrec ingest`), counted and logged; if even that fails, the
-//!    whole tick is logged at error level and counted in `dead_letter_failures`.
+//! attempt gives its numbers back). A failed commit is handled by what failed ([`Fault`]):
+//! - **storage** (disk full, I/O error, read-only, locked): the run is held and retried, first
+//!   `commit_retries` times quickly, then with backoff capped at `stall_retry_max` for as long
+//!   as it takes. That is a *stall*: reported once per change of state (`store: stalled (…)`),
+//!   unhealthy, and the writer takes nothing more, so intake waits. Only a bounded shutdown
+//!   ends it early: then the run, and every later one, is spilled (`spill::Kind::Spill`).
+//! - **data** (the database refuses these rows: a constraint, a type): the run is split in
+//!   halves at message boundaries, down to single ticks, and a single refused tick is
+//!   dead-lettered (`spill::Kind::DeadLetter`).
+//! - **file** (this day's file is unusable: not ours, corrupt, a folder): the run is
+//!   dead-lettered whole; other days go on.
 //!
-//! Rotation: the newest day seen is "today"; a tick of a later day rotates (counted), a tick of
-//! an earlier day is late (counted) and goes to its own day's file, kept open in a small LRU.
+//! A tick set aside where no location takes it is counted lost and logged with every reason.
+//!
+//! Day files are opened under the day's shared lock (`store::daylock`), held while open; a
+//! tick for an archived day restores the day first, under the exclusive lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::NaiveDate;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::Checkpointer;
+use super::daylock::DayLock;
 use super::{archive, layout, schema, StoreError, WriterOptions};
 use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
+use crate::shutdown::Shutdown;
+use crate::spill::{Kind, SetAside};
 use crate::tick::{Tick, NANOS_PER_DAY};
 
 const INSERT: &str =
@@ -47,8 +57,9 @@ struct OpenDay {
     src_ids: Vec<i64>,
     /// Per batch: (file source id, next inbound MsgSeqNum, ts_recv) of FIX sessions (reused).
     session_marks: Vec<(i64, i64, i64)>,
-    /// Shared flock on the database file, held while open (see `store::archive`).
-    _lock: std::fs::File,
+    path: PathBuf,
+    /// The day's shared lock, held while open (see `store::daylock`).
+    _lock: DayLock,
 }
 
 /// The SQLite storage backend (see the module doc).
@@ -59,21 +70,73 @@ pub struct SqliteSink {
     stats: Arc<SinkStats>,
     /// Open day files, least recently used first.
     open: Vec<OpenDay>,
+    /// The latest day written so far: only for counting rotations and late ticks.
     newest_day: Option<NaiveDate>,
-    /// Background WAL checkpoints of the newest day (started with the first day file).
+    /// Background WAL checkpoints of the open day files (started with the first one).
     checkpointer: Option<Checkpointer>,
+    set_aside: SetAside,
+    /// Set when a bounded shutdown gave up on a stalled store: every later run is spilled
+    /// without another attempt.
+    given_up: Option<String>,
+    /// Spill files written, each reported once.
+    spilled_to: Vec<PathBuf>,
+}
+
+/// What a failed write says about where the fault is (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Storage,
+    Data,
+    File,
+}
+
+/// Sorts a write error into storage, data or file (see the module doc).
+pub fn classify(err: &StoreError) -> Fault {
+    match err {
+        StoreError::Sqlite { source, .. } => match source {
+            rusqlite::Error::SqliteFailure(e, _) => match e.code {
+                ErrorCode::ConstraintViolation
+                | ErrorCode::TypeMismatch
+                | ErrorCode::TooBig
+                | ErrorCode::ParameterOutOfRange => Fault::Data,
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Fault::File,
+                _ => Fault::Storage,
+            },
+            // Binding or naming failures: about these rows, not the disk.
+            _ => Fault::Data,
+        },
+        StoreError::Io { .. } => Fault::Storage,
+        StoreError::Foreign { .. }
+        | StoreError::WrongDay { .. }
+        | StoreError::TooNew { .. }
+        | StoreError::TooOld { .. }
+        | StoreError::Corrupt { .. } => Fault::File,
+    }
+}
+
+/// `<what failed>, <file>`: the reason in a stall report.
+fn reason(err: &StoreError) -> String {
+    match err {
+        StoreError::Sqlite { path, source } => format!("{source}, {}", path.display()),
+        StoreError::Io { path, source } => format!("{source}, {}", path.display()),
+        other => other.to_string(),
+    }
 }
 
 impl SqliteSink {
     pub fn new(base: impl Into<PathBuf>, names: Arc<Names>, opts: WriterOptions) -> SqliteSink {
+        let base = base.into();
         SqliteSink {
-            base: base.into(),
+            set_aside: SetAside::new(&opts.dead_letter_dirs, &base),
+            base,
             names,
             opts,
             stats: Arc::new(SinkStats::default()),
             open: Vec::new(),
             newest_day: None,
             checkpointer: None,
+            given_up: None,
+            spilled_to: Vec::new(),
         }
     }
 
@@ -84,7 +147,9 @@ impl SqliteSink {
     /// How many ticks of the source file `file` are already committed in `day`'s file
     /// (`tickrec migrate` resumes from there). A day without a file has none.
     pub fn imported(&mut self, day: NaiveDate, file: &str) -> Result<u64, StoreError> {
-        if !layout::day_path(&self.base, day).exists() {
+        if !layout::day_path(&self.base, day).exists()
+            && !layout::archive_path(&self.base, day).exists()
+        {
             return Ok(0);
         }
         let idx = self.open_day(day)?;
@@ -113,7 +178,7 @@ impl SqliteSink {
         loop {
             match self.commit_marked(day, ticks, Some(file)) {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < self.opts.commit_retries && is_transient(&e) => {
+                Err(e) if attempt < self.opts.commit_retries && classify(&e) == Fault::Storage => {
                     attempt += 1;
                     self.stats.commit_retries.incr();
                     std::thread::sleep(delay);
@@ -127,8 +192,8 @@ impl SqliteSink {
         }
     }
 
-    /// Writes consecutive same-day runs of `batch`, each through the failure ladder.
-    fn write_runs(&mut self, batch: &[Tick]) {
+    /// Writes consecutive same-day runs of `batch`, each by [`Self::write_run`].
+    fn write_runs(&mut self, batch: &[Tick], abort: &Shutdown) {
         let mut rest = batch;
         while let Some(first) = rest.first() {
             let day = first.ts_event.day();
@@ -139,7 +204,7 @@ impl SqliteSink {
                 .unwrap_or(rest.len());
             let (run, tail) = rest.split_at(len);
             self.note_day(day, run.len());
-            self.write_with_retries(day, run);
+            self.write_run(day, run, abort);
             rest = tail;
         }
     }
@@ -150,67 +215,126 @@ impl SqliteSink {
                 self.stats.db_rotations.incr();
                 tracing::info!(%day, previous = %newest, "rotated to a new day file");
                 self.newest_day = Some(day);
-                self.checkpoint_newest(day);
             }
             Some(newest) if day < newest => self.stats.late_ticks.add(n as u64),
             Some(_) => {}
-            None => {
-                self.newest_day = Some(day);
-                self.checkpoint_newest(day);
-            }
+            None => self.newest_day = Some(day),
         }
     }
 
-    /// Points the background checkpointer (started on first use) at `day`'s file.
-    fn checkpoint_newest(&mut self, day: NaiveDate) {
+    /// Starts the background checkpointer on first use, and has it watch `path`.
+    fn checkpoint(&mut self, path: &Path) {
         let Some(interval) = self.opts.background_checkpoint else {
             return;
         };
         if self.checkpointer.is_none() {
-            match Checkpointer::start(interval, self.opts.sqlite.busy_timeout) {
+            match Checkpointer::start(
+                interval,
+                self.opts.sqlite.busy_timeout,
+                self.opts.wal_max_bytes,
+            ) {
                 Ok(c) => self.checkpointer = Some(c),
                 Err(e) => tracing::error!(error = %e, "cannot start the checkpointer thread"),
             }
         }
         if let Some(c) = &self.checkpointer {
-            c.set_target(layout::day_path(&self.base, day));
+            c.add(path.to_owned());
         }
     }
 
-    /// Step 1 of the ladder, then step 2 on failure.
-    fn write_with_retries(&mut self, day: NaiveDate, ticks: &[Tick]) {
+    /// Commits one same-day run, however long the store needs (see the module doc).
+    fn write_run(&mut self, day: NaiveDate, ticks: &[Tick], abort: &Shutdown) {
         let mut delay = self.opts.retry_backoff;
-        let mut attempt = 0;
+        let mut attempt = 0u32;
         loop {
+            if let Some(why) = self.given_up.clone() {
+                self.put_aside(Kind::Spill, day, ticks, &why);
+                return;
+            }
             let err = match self.commit(day, ticks) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(d) = self.stats.stall.clear() {
+                        tracing::warn!(%day, "store: resumed after {:.1}s stalled", d.as_secs_f64());
+                    }
+                    return;
+                }
                 Err(e) => e,
             };
             self.stats.write_errors.incr();
-            if attempt >= self.opts.commit_retries || !is_transient(&err) {
-                tracing::warn!(%day, ticks = ticks.len(), error = %err, "batch failed; splitting it");
-                self.split(day, ticks, &err);
-                return;
+            match classify(&err) {
+                Fault::Data => {
+                    tracing::warn!(%day, ticks = ticks.len(), error = %err, "the database refused the batch; splitting it");
+                    self.split(day, ticks, &err, abort);
+                    return;
+                }
+                Fault::File => {
+                    tracing::error!(%day, ticks = ticks.len(), error = %err, "the day file is unusable; setting its ticks aside");
+                    self.put_aside(Kind::DeadLetter, day, ticks, &err.to_string());
+                    return;
+                }
+                Fault::Storage => {}
+            }
+            if abort.is_requested() {
+                tracing::error!(%day, error = %err, "store: giving up at shutdown; spilling what is held");
+                self.given_up = Some(format!("store unwritable at shutdown: {}", reason(&err)));
+                continue;
             }
             attempt += 1;
-            self.stats.commit_retries.incr();
-            tracing::warn!(%day, attempt, error = %err, "commit failed; retrying");
-            std::thread::sleep(delay);
-            delay = delay.saturating_mul(2).min(Duration::from_secs(2));
+            if attempt > self.opts.commit_retries {
+                let why = reason(&err);
+                if self.stats.stall.set(&why) {
+                    tracing::error!(%day, held = ticks.len(), "store: stalled ({why}); holding the batch and retrying, intake waits");
+                }
+            } else {
+                self.stats.commit_retries.incr();
+                tracing::warn!(%day, attempt, error = %err, "commit failed; retrying");
+            }
+            abort.wait_timeout(delay);
+            delay = delay.saturating_mul(2).min(self.opts.stall_retry_max);
         }
     }
 
-    /// Steps 2 and 3: halves are tried once each, recursively; single ticks are dead-lettered.
-    fn split(&mut self, day: NaiveDate, ticks: &[Tick], err: &StoreError) {
-        if let [tick] = ticks {
-            self.dead_letter(day, tick, err);
+    /// Data refusals: halves at message boundaries are tried once each, recursively; a single
+    /// refused tick is dead-lettered. A half that meets a storage fault goes back to
+    /// [`Self::write_run`] (and may stall there).
+    fn split(&mut self, day: NaiveDate, ticks: &[Tick], err: &StoreError, abort: &Shutdown) {
+        if let [_] = ticks {
+            self.put_aside(Kind::DeadLetter, day, ticks, &err.to_string());
             return;
         }
-        let (a, b) = ticks.split_at(ticks.len() / 2);
+        let (a, b) = ticks.split_at(message_boundary(ticks));
         for half in [a, b] {
             if let Err(e) = self.commit(day, half) {
                 self.stats.write_errors.incr();
-                self.split(day, half, &e);
+                match classify(&e) {
+                    Fault::Data => self.split(day, half, &e, abort),
+                    Fault::File => self.put_aside(Kind::DeadLetter, day, half, &e.to_string()),
+                    Fault::Storage => self.write_run(day, half, abort),
+                }
+            }
+        }
+    }
+
+    /// Writes `ticks` to a dead-letter or spill file, or counts them lost.
+    fn put_aside(&mut self, kind: Kind, day: NaiveDate, ticks: &[Tick], why: &str) {
+        let n = ticks.len() as u64;
+        match self.set_aside.write(kind, day, &self.names, ticks, why) {
+            Ok(path) => match kind {
+                Kind::DeadLetter => {
+                    self.stats.dead_lettered.add(n);
+                    tracing::error!(file = %path.display(), ticks = n, error = why, "ticks refused; written to the dead-letter file");
+                }
+                Kind::Spill => {
+                    self.stats.ticks_spilled.add(n);
+                    if !self.spilled_to.contains(&path) {
+                        tracing::error!(file = %path.display(), reason = why, "spilling uncommitted ticks (re-ingest with `tickrec ingest FILE`)");
+                        self.spilled_to.push(path);
+                    }
+                }
+            },
+            Err(e) => {
+                self.stats.ticks_lost.add(n);
+                tracing::error!(%day, ticks = n, reason = why, tried = %e, "ticks LOST: no location could take them");
             }
         }
     }
@@ -246,7 +370,10 @@ impl SqliteSink {
                 Ok(())
             }
             Err(e) => {
-                self.open.remove(idx);
+                let od = self.open.remove(idx);
+                if let Some(c) = &self.checkpointer {
+                    c.remove(&od.path);
+                }
                 Err(StoreError::Sqlite { path, source: e })
             }
         }
@@ -261,31 +388,21 @@ impl SqliteSink {
         }
         while self.open.len() >= self.opts.max_open_days.max(1) {
             let od = self.open.remove(0);
-            close_day(od);
+            self.close_day(od);
         }
         let path = layout::day_path(&self.base, day);
-        if !path.exists() && layout::archive_path(&self.base, day).exists() {
-            tracing::warn!(%day, "a tick for an archived day: restoring its day file");
-            archive::restore_day(&self.base, day, &self.opts.sqlite)?;
+        let lock = self.lock_for_write(day)?;
+        if path.is_dir() {
+            return Err(StoreError::Foreign {
+                path,
+                why: "it is a directory".into(),
+            });
         }
         let conn = schema::open_for_write(&path, day, &self.opts.sqlite)?;
-        if self.opts.background_checkpoint.is_some() && self.checkpointer.is_some() {
+        if self.opts.background_checkpoint.is_some() {
             // The checkpointer thread does it, outside commits.
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(StoreError::sqlite(&path))?;
-        }
-        // A shared flock for as long as the file is open: the archiver never takes a day file
-        // a writer holds, and a writer never writes into one being archived.
-        let lock = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
-        if let Err(e) = lock.try_lock_shared() {
-            let source = match e {
-                std::fs::TryLockError::WouldBlock => std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    "the day file is being archived",
-                ),
-                std::fs::TryLockError::Error(e) => e,
-            };
-            return Err(StoreError::Io { path, source });
         }
         let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
             Ok((
@@ -294,6 +411,7 @@ impl SqliteSink {
             ))
         })()
         .map_err(StoreError::sqlite(&path))?;
+        self.checkpoint(&path);
         self.open.push(OpenDay {
             day,
             day_start_ns,
@@ -302,15 +420,55 @@ impl SqliteSink {
             sym_ids: Vec::new(),
             src_ids: Vec::new(),
             session_marks: Vec::new(),
+            path,
             _lock: lock,
         });
         Ok(self.open.len() - 1)
     }
 
-    fn dead_letter(&mut self, day: NaiveDate, tick: &Tick, err: &StoreError) {
-        let path = layout::dead_letter_path(&self.base, day);
-        crate::dead_letter::dead_letter(&path, &self.names, tick, err, &self.stats);
+    /// The day's shared lock, with the day file present or free to create: an archived day
+    /// is restored first under the exclusive lock (see `store::daylock`).
+    fn lock_for_write(&self, day: NaiveDate) -> Result<DayLock, StoreError> {
+        let wait = self.opts.sqlite.busy_timeout;
+        let lock_err = |e| StoreError::Io {
+            path: layout::lock_path(&self.base, day),
+            source: e,
+        };
+        let (db, zst) = (
+            layout::day_path(&self.base, day),
+            layout::archive_path(&self.base, day),
+        );
+        loop {
+            let shared = DayLock::shared(&self.base, day, wait).map_err(lock_err)?;
+            if db.exists() || !zst.exists() {
+                return Ok(shared);
+            }
+            drop(shared);
+            let exclusive = DayLock::exclusive(&self.base, day, wait).map_err(lock_err)?;
+            if !db.exists() && zst.exists() {
+                tracing::warn!(%day, "a tick for an archived day: restoring its day file");
+                archive::restore_locked(&self.base, day, &self.opts.sqlite, &exclusive)?;
+            }
+        }
     }
+
+    fn close_day(&self, od: OpenDay) {
+        if let Some(c) = &self.checkpointer {
+            c.remove(&od.path);
+        }
+        close_day(od);
+    }
+}
+
+/// Where to cut `ticks` in two: the message boundary nearest the middle (a FIX message's ticks
+/// stay together while they can), or the middle when it is all one message.
+fn message_boundary(ticks: &[Tick]) -> usize {
+    let mid = ticks.len() / 2;
+    let ends_message = |i: usize| !ticks[i - 1].msg.more_follow();
+    (mid..ticks.len())
+        .find(|&i| ends_message(i))
+        .or_else(|| (1..mid).rev().find(|&i| ends_message(i)))
+        .unwrap_or(mid.max(1))
 }
 
 /// Inserts `ticks` in one IMMEDIATE transaction; returns the next free `seq` on commit.
@@ -423,27 +581,6 @@ fn close_day(od: OpenDay) {
     }
 }
 
-/// Errors worth retrying: another process holds the lock, or the disk/OS hiccuped.
-fn is_transient(err: &StoreError) -> bool {
-    match err {
-        StoreError::Sqlite {
-            source: rusqlite::Error::SqliteFailure(e, _),
-            ..
-        } => matches!(
-            e.code,
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::DiskFull
-                | ErrorCode::CannotOpen
-                | ErrorCode::FileLockingProtocolFailed
-                | ErrorCode::OutOfMemory
-        ),
-        StoreError::Io { .. } => true,
-        _ => false,
-    }
-}
-
 impl Sink for SqliteSink {
     fn name(&self) -> &str {
         "sqlite"
@@ -453,13 +590,22 @@ impl Sink for SqliteSink {
         self.stats.clone()
     }
 
-    fn write_batch(&mut self, batch: &[Tick]) {
-        self.write_runs(batch);
+    fn write_batch(&mut self, batch: &[Tick], abort: &Shutdown) {
+        self.write_runs(batch, abort);
     }
 
     fn close(&mut self) {
-        for od in self.open.drain(..) {
-            close_day(od);
+        for od in std::mem::take(&mut self.open) {
+            self.close_day(od);
+        }
+        self.checkpointer = None;
+        if !self.spilled_to.is_empty() {
+            let files = std::mem::take(&mut self.spilled_to);
+            tracing::error!(
+                ticks = self.stats.ticks_spilled.get(),
+                ?files,
+                "ticks spilled; re-ingest them with `tickrec ingest FILE` once the store can write"
+            );
         }
     }
 }

@@ -67,13 +67,23 @@ fn dual_mode_writes_both_and_a_failing_json_tree_does_not_stop_sqlite() {
     assert_eq!(sqlite.write_errors, 0);
     assert_eq!(json.ticks_stored, 75);
     assert_eq!(json.write_errors, 25);
-    assert_eq!(json.dead_lettered, 25, "{json:?}");
+    assert_eq!(json.ticks_spilled, 25, "{json:?}");
+    assert_eq!(json.ticks_lost, 0);
+    for b in &stats.backends {
+        assert_eq!(
+            b.ticks_stored + b.dead_lettered + b.ticks_spilled + b.ticks_lost,
+            stats.ticks_accepted,
+            "every accepted tick accounted for by {}",
+            b.name
+        );
+    }
     assert!(!stats.healthy);
     assert_eq!(all_rows(&opts.db_path, "GBPUSD").len(), 25);
     let eur = read_json(&legacy_json::file_path(&opts.json_path, "EURUSD", t0.day()));
     assert_eq!(eur.len(), 75);
     assert_eq!(eur[0], "2026-11-23T10:00:00.000000001Z 1.00001");
-    let letters = std::fs::read_to_string(opts.json_path.join("deadletter.jsonl")).unwrap();
+    let spill = tickrec::store::layout::spill_path(&opts.json_path.join("deadletter"), t0.day());
+    let letters = std::fs::read_to_string(spill).unwrap();
     assert_eq!(letters.lines().count(), 25);
 }
 

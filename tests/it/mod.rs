@@ -1,6 +1,7 @@
 mod archive;
 mod cli;
 mod failures;
+mod faults;
 mod fix;
 mod legacy;
 mod migrate;

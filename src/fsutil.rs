@@ -1,0 +1,96 @@
+//! The one way this crate makes a file, a rename or a removal durable.
+//!
+//! Every helper propagates every error, directory fsyncs included: a step that needs a rename
+//! to be durable (archive, then delete the original) must not go on when it is not.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// fsyncs a folder, making the renames, creations and removals in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// fsyncs the folder holding `path`.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    sync_dir(parent(path))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `path` with `suffix` appended to its last component.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Writes `path` atomically: `write` fills `<path>.tmp`, which is fsynced, renamed over `path`,
+/// and the folder fsynced. Readers see the old content or the new, never a mix; on error the
+/// temporary file is removed and `path` is untouched.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    std::fs::create_dir_all(parent(path))?;
+    let tmp = with_suffix(path, ".tmp");
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        write(&mut f)?;
+        f.flush()?;
+        f.sync_all()?;
+        drop(f);
+        rename_durably(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Renames `from` to `to` and fsyncs both folders.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    sync_parent(to)?;
+    if parent(from) != parent(to) {
+        sync_parent(from)?;
+    }
+    Ok(())
+}
+
+/// Removes `path` if it exists; true when it did. The folder is fsynced by the caller once for
+/// several removals (see [`sync_parent`]).
+pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_whole_file_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b.txt");
+        write_atomic(&p, |f| f.write_all(b"one")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        let err = write_atomic(&p, |f| {
+            f.write_all(b"half")?;
+            Err(io::Error::other("injected"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "injected");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one", "old content kept");
+        assert!(!with_suffix(&p, ".tmp").exists(), "no temporary left");
+    }
+}

@@ -1,0 +1,419 @@
+//! Fault injection: a really full disk (a small tmpfs), a dead-letter location that cannot be
+//! written either, a signal while stalled. Each asserts the loss accounting exactly:
+//! stored + dead-lettered + spilled + lost = accepted, and lost = 0 wherever a writable place
+//! existed.
+//!
+//! A tmpfs is the faithful way to fill a disk here: SQLite meets ENOSPC from the kernel on the
+//! WAL, the database and its shared memory alike, as on a real volume (`max_page_count` only
+//! limits the database file and answers SQLITE_FULL without touching the file system). Mounting
+//! needs root, which CI has; without it these tests fail and say so.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tickrec::pipeline::{PipelineOptions, StatsSnapshot};
+use tickrec::store::{layout, WriterOptions};
+use tickrec::tick::Timestamp;
+
+use super::util::*;
+
+/// A tmpfs mounted for one test; unmounted when dropped.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size_kib: u64, read_only: bool) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = format!("size={size_kib}k{}", if read_only { ",ro" } else { "" });
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "tickrec-test"])
+            .arg(dir.path())
+            .output()
+            .expect("the mount command (util-linux) runs");
+        assert!(
+            out.status.success(),
+            "this fault-injection test mounts a small tmpfs to fill a disk for real and needs root \
+             (CI runs the suite as root; run `sudo -E cargo test` locally): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Gives the file system more room, as an operator freeing space would.
+    pub fn grow(&self, size_kib: u64) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size_kib}k")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Waits up to `limit` for `cond`, polling; panics with `what` when it never holds.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn accounted(s: &StatsSnapshot) -> u64 {
+    s.ticks_stored + s.dead_lettered + s.ticks_spilled + s.ticks_lost
+}
+
+const T0: i64 = 1_795_428_000_000_000_000; // 2026-11-23T10:00:00Z
+
+/// What could go wrong: a full disk turns every batch into log lines (the old behaviour lost
+/// 700K ticks that way), keeps consuming input, or, once space returns, stores some ticks
+/// twice. Here the store must stall, hold everything, push back on the producer, and resume
+/// with each tick stored exactly once.
+#[test]
+fn disk_full_stalls_intake_and_resumes_with_nothing_lost_or_duplicated() {
+    let fs = Tmpfs::mount(1024, false);
+    let base = fs.path().join("db");
+    let pipeline = PipelineOptions {
+        channel_capacity: 4096,
+        ..PipelineOptions::default()
+    };
+    let writer = WriterOptions {
+        stall_retry_max: Duration::from_millis(50),
+        ..WriterOptions::default()
+    };
+    let rec = Arc::new(recorder(&base, pipeline, writer));
+    const N: i64 = 150_000;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let producer = {
+        let (rec, accepted) = (rec.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for i in 0..N {
+                let t = tick(
+                    &rec,
+                    "EURUSD",
+                    Timestamp(T0 + i * 1000),
+                    "1.08500",
+                    "1.08510",
+                );
+                rec.store_tick(t)
+                    .expect("block policy: accepted, never refused");
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the store to stall on the full disk",
+        || rec.stats().backends[0].stalled.is_some(),
+    );
+    // Backpressure: the channel fills and the producer waits; nothing is consumed meanwhile.
+    wait_until(Duration::from_secs(30), "the channel to fill", || {
+        let s = rec.stats();
+        s.queue_size == s.queue_capacity
+    });
+    let s = rec.stats();
+    let reason = s.backends[0].stalled.clone().unwrap();
+    assert!(reason.contains("full"), "{reason}");
+    assert!(!s.healthy && s.health_problems.iter().any(|p| p.contains("stalled")));
+    assert_eq!(s.ticks_lost + s.ticks_spilled + s.dead_lettered, 0);
+    assert_eq!(
+        s.ticks_stored + s.queue_size as u64 + s.ticks_in_writer,
+        s.ticks_accepted,
+        "while stalled every accepted tick is committed, queued or in the open batch: {s:?}"
+    );
+    assert!(s.ticks_accepted < N as u64, "the producer is held back");
+    assert!(!producer.is_finished());
+
+    fs.grow(64 * 1024);
+    producer.join().unwrap();
+    let s = rec.shutdown();
+    assert_eq!(s.ticks_accepted, N as u64);
+    assert_eq!(s.ticks_stored, N as u64, "{s:?}");
+    assert_eq!(accounted(&s), N as u64);
+    assert!(s.backends[0].stalled.is_none(), "resumed");
+    let rows = all_rows(&base, "EURUSD");
+    assert_eq!(rows.len() as i64, N, "each tick exactly once");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.ts_event.0, T0 + i as i64 * 1000);
+        assert_eq!(r.seq, Some(i as i64 + 1), "no gap, no repeat");
+    }
+}
+
+/// A JSON Lines file of `n` ticks, one second apart from T0.
+fn jsonl(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("ticks.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for i in 0..n {
+        writeln!(
+            f,
+            "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":2,\"ts_event\":{}}}",
+            i % 100_000,
+            T0 + i as i64 * 1_000_000
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+struct Ingest {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+    /// From SIGTERM to exit.
+    exit_after: Duration,
+}
+
+impl Ingest {
+    fn field(&self, line_start: &str, name: &str) -> u64 {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no `{line_start}` line in:\n{}", self.stdout));
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == name).expect(name);
+        words.next().unwrap().parse().unwrap()
+    }
+}
+
+/// Runs `tickrec ingest FILE` until its log says the store stalled, then sends SIGTERM.
+fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Ingest {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .arg("ingest")
+        .arg(input)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.contains("store: stalled (") {
+                let _ = stalled_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    stalled_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the store stalls on the full disk and says so");
+    let term = Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let exit_after = term.elapsed();
+    Ingest {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: log.join().unwrap(),
+        code: out.status.code(),
+        exit_after,
+    }
+}
+
+fn config_with_dead_letter_dir(dir: &Path, dead_letters: &Path) -> PathBuf {
+    let cfg = dir.join("tickrec.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[writer]\ndead_letter_dirs = [{:?}]\nstall_retry_max_ms = 100\n[recorder]\nchannel_capacity = 20000\n",
+            dead_letters.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// What could go wrong: SIGTERM to a recorder stalled on a full disk used to take minutes (or
+/// never end) while every queued tick went to the log. Now it exits within the bound, spills
+/// every uncommitted tick to the dead-letter location on another volume, says so, and exits 1;
+/// re-ingesting the spill once there is room completes the day exactly.
+#[test]
+fn sigterm_while_stalled_spills_every_uncommitted_tick_and_exits_in_time() {
+    let fs = Tmpfs::mount(1024, false);
+    let db = fs.path().join("db");
+    let other = tempfile::tempdir().unwrap();
+    let spill_dir = other.path().join("spill");
+    let cfg = config_with_dead_letter_dir(other.path(), &spill_dir);
+    let input = jsonl(other.path(), 200_000);
+
+    let run = ingest_until_stalled_then_term(&db, &cfg, &input);
+    assert!(
+        run.exit_after < Duration::from_secs(10),
+        "exited after {:?}",
+        run.exit_after
+    );
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let accepted = run.field("accounted:", "accepted");
+    let stored = run.field("accounted:", "stored");
+    let spilled = run.field("accounted:", "spilled");
+    assert_eq!(
+        run.field("accounted:", "lost"),
+        0,
+        "a writable location existed"
+    );
+    assert_eq!(run.field("accounted:", "dead-lettered"), 0);
+    assert!(spilled > 0, "{}", run.stdout);
+    assert_eq!(stored + spilled, accepted, "{}", run.stdout);
+    assert!(
+        run.stderr.matches("store: stalled (").count() <= 2,
+        "reported once per change of state, not per tick or attempt:\n{}",
+        run.stderr
+    );
+    assert_eq!(all_rows(&db, "EURUSD").len() as u64, stored);
+    let spill = layout::spill_path(&spill_dir, Timestamp(T0).day());
+    let spilled_lines = std::fs::read_to_string(&spill).unwrap().lines().count() as u64;
+    assert_eq!(spilled_lines, spilled);
+
+    // Space returns: the spill re-ingests, and the day holds exactly the accepted lines.
+    fs.grow(256 * 1024);
+    let out = super::cli::tickrec(&db, &["ingest", spill.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = all_rows(&db, "EURUSD");
+    assert_eq!(rows.len() as u64, accepted);
+    let mut ts: Vec<i64> = rows.iter().map(|r| r.ts_event.0).collect();
+    ts.sort_unstable();
+    let expected: Vec<i64> = (0..accepted as i64).map(|i| T0 + i * 1_000_000).collect();
+    assert_eq!(
+        ts, expected,
+        "exactly the first {accepted} lines, each once"
+    );
+}
+
+/// What could go wrong: with the disk full and the dead-letter location unwritable too, ticks
+/// used to vanish into log lines with no count. Now the exact number lost is counted and
+/// printed, and the exit code says it.
+#[test]
+fn with_no_writable_location_the_exact_loss_is_counted_and_the_exit_code_fails() {
+    let fs = Tmpfs::mount(1024, false);
+    let db = fs.path().join("db");
+    let read_only = Tmpfs::mount(64, true);
+    let other = tempfile::tempdir().unwrap();
+    let cfg = config_with_dead_letter_dir(other.path(), read_only.path());
+    let input = jsonl(other.path(), 200_000);
+
+    let run = ingest_until_stalled_then_term(&db, &cfg, &input);
+    assert!(
+        run.exit_after < Duration::from_secs(10),
+        "exited after {:?}",
+        run.exit_after
+    );
+    assert_eq!(run.code, Some(1));
+    let accepted = run.field("accounted:", "accepted");
+    let stored = run.field("accounted:", "stored");
+    let lost = run.field("accounted:", "lost");
+    assert_eq!(run.field("accounted:", "spilled"), 0);
+    assert!(lost > 0);
+    assert_eq!(stored + lost, accepted, "{}", run.stdout);
+    assert!(run.stderr.contains("LOST"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("lost {lost}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(all_rows(&db, "EURUSD").len() as u64, stored);
+}
+
+/// What could go wrong: under a live FIX session a full disk used to turn market data into
+/// log lines while the session kept consuming. Now the gateway stops reading its socket while
+/// the store is stalled, and once there is room the day equals what the counterparty sent.
+#[test]
+fn disk_full_under_a_fix_session_stalls_then_resumes_and_the_day_equals_what_was_sent() {
+    use super::fix::{journal_quotes, start_sim, stored_quotes};
+    use tickrec::fix::sim::SimOptions;
+    let fs = Tmpfs::mount(768, false);
+    let db = fs.path().join("db");
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("sent.jsonl");
+    let syms = tickrec::synth::symbol_names(8);
+    let (addr, sim, _) = start_sim(SimOptions {
+        symbols: 8,
+        rate: Some(5000),
+        duration: Some(Duration::from_secs(5)),
+        journal: Some(journal.clone()),
+        ..SimOptions::default()
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(&db)
+        .args(["record", "--connect", &addr])
+        .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
+        .args(["--symbols", &syms.join(",")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("store: stalled (") {
+                let _ = stalled_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    stalled_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the store stalls on the full disk and says so");
+    fs.grow(64 * 1024);
+    let sent = sim.join().unwrap();
+    let count = || -> u64 { syms.iter().map(|s| all_rows(&db, s).len() as u64).sum() };
+    wait_until(Duration::from_secs(30), "every sent tick committed", || {
+        count() == sent.ticks_implied
+    });
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(log.contains("store: resumed after"), "{log}");
+    assert_eq!(stored_quotes(&db, &syms), journal_quotes(&journal));
+}
