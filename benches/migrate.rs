@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dry_run: false,
             default_source: "default".into(),
             writer: WriterOptions::default(),
+            time_window: tickrec::tick::TimeWindow::default(),
         },
         &mut Quiet,
     )?;

@@ -636,6 +636,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             dry_run: a.dry_run,
             default_source: opts.broker_id.clone(),
             writer: opts.writer.clone(),
+            time_window: opts.pipeline.time_window,
         },
         &mut progress,
     )?;

@@ -13,6 +13,7 @@ use crate::fix::gateway::GatewayOptions;
 use crate::fix::session::SessionConfig;
 use crate::pipeline::{BatchPolicy, HealthPolicy, OverflowPolicy, PipelineOptions};
 use crate::store::{SqliteOptions, Synchronous, WriterOptions};
+use crate::tick::{TimeWindow, Timestamp, NANOS_PER_SEC};
 
 /// Where ticks are persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -146,6 +147,10 @@ struct RawRecorder {
     max_symbols: Option<usize>,
     overflow: Option<OverflowPolicy>,
     throttle_interval_us: Option<u64>,
+    /// RFC 3339 time or date: older event times are refused.
+    earliest_ts_event: Option<String>,
+    /// Event times further ahead of the receive time than this are refused.
+    max_ahead_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -319,6 +324,20 @@ impl Options {
                 batch_timeout: Duration::from_millis(batch_timeout_ms),
             },
             health,
+            time_window: TimeWindow {
+                earliest: match &r.earliest_ts_event {
+                    Some(t) => Timestamp::parse(t)
+                        .map_err(|e| invalid("recorder.earliest_ts_event", e.to_string()))?,
+                    None => defaults.time_window.earliest,
+                },
+                max_ahead_ns: match r.max_ahead_s {
+                    Some(s) => i64::try_from(s)
+                        .ok()
+                        .and_then(|s| s.checked_mul(NANOS_PER_SEC))
+                        .ok_or_else(|| invalid("recorder.max_ahead_s", "too large".into()))?,
+                    None => defaults.time_window.max_ahead_ns,
+                },
+            },
             shutdown_timeout: match w.shutdown_timeout_ms {
                 Some(ms) if !(100..=600_000).contains(&ms) => {
                     return Err(invalid(

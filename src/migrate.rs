@@ -41,6 +41,9 @@ pub struct MigrateOptions {
     /// Source for records without `lp`.
     pub default_source: String,
     pub writer: WriterOptions,
+    /// Event times accepted, checked against the wall clock (legacy files carry no receive
+    /// time).
+    pub time_window: crate::tick::TimeWindow,
 }
 
 /// What happened to one input file.
@@ -248,6 +251,7 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     let files = input_files(&opts.input_dir)?;
     let total: u64 = files
         .iter()
@@ -331,6 +335,11 @@ pub fn run(
                     return ControlFlow::Continue(());
                 }
             };
+            if let Err(e) = opts.time_window.check(t.ts_event, now) {
+                fr.rejected += 1;
+                progress.reject(&rel, at, &format!("field `timestamp`: {e}"));
+                return ControlFlow::Continue(());
+            }
             let day = t.ts_event.day();
             let st = match days.entry(day) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),

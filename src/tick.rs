@@ -310,6 +310,61 @@ pub enum TimestampError {
 pub const NANOS_PER_SEC: i64 = 1_000_000_000;
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
 
+/// The event times accepted at the edge (`store_tick`, `migrate`): not before `earliest`, and
+/// not more than `max_ahead_ns` after the receive time. A bad clock or a garbled field is
+/// refused with its reason instead of landing in a strange day file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub earliest: Timestamp,
+    pub max_ahead_ns: i64,
+}
+
+impl Default for TimeWindow {
+    fn default() -> TimeWindow {
+        TimeWindow {
+            earliest: Timestamp(946_684_800 * NANOS_PER_SEC), // 2000-01-01T00:00:00Z
+            max_ahead_ns: 7 * NANOS_PER_DAY,
+        }
+    }
+}
+
+/// Why an event time was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimeWindowError {
+    #[error("ts_event {ts_event} is before the earliest accepted time {earliest}")]
+    TooEarly {
+        ts_event: Timestamp,
+        earliest: Timestamp,
+    },
+    #[error(
+        "ts_event {ts_event} is more than {max_ahead_s} s ahead of the receive time {ts_recv}"
+    )]
+    TooFarAhead {
+        ts_event: Timestamp,
+        ts_recv: Timestamp,
+        max_ahead_s: i64,
+    },
+}
+
+impl TimeWindow {
+    pub fn check(&self, ts_event: Timestamp, ts_recv: Timestamp) -> Result<(), TimeWindowError> {
+        if ts_event < self.earliest {
+            return Err(TimeWindowError::TooEarly {
+                ts_event,
+                earliest: self.earliest,
+            });
+        }
+        if ts_event.0.saturating_sub(ts_recv.0) > self.max_ahead_ns {
+            return Err(TimeWindowError::TooFarAhead {
+                ts_event,
+                ts_recv,
+                max_ahead_s: self.max_ahead_ns / NANOS_PER_SEC,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Timestamp {
     pub fn from_datetime(t: DateTime<Utc>) -> Result<Timestamp, TimestampError> {
         t.timestamp_nanos_opt()
@@ -317,10 +372,17 @@ impl Timestamp {
             .ok_or(TimestampError::OutOfRange)
     }
 
-    /// Midnight UTC starting `day`.
+    /// Midnight UTC starting `day` (saturating outside 1677..2262; see
+    /// [`Timestamp::checked_start_of_day`] for untrusted days).
     pub fn start_of_day(day: NaiveDate) -> Timestamp {
         let days = day.signed_duration_since(unix_epoch_day()).num_days();
         Timestamp(days.saturating_mul(NANOS_PER_DAY))
+    }
+
+    /// Midnight UTC starting `day`, when nanoseconds since 1970 can hold it.
+    pub fn checked_start_of_day(day: NaiveDate) -> Option<Timestamp> {
+        let days = day.signed_duration_since(unix_epoch_day()).num_days();
+        days.checked_mul(NANOS_PER_DAY).map(Timestamp)
     }
 
     /// Parses RFC 3339 (`2026-11-23T10:00:00.123456789Z`, any offset), a bare date
@@ -337,7 +399,7 @@ impl Timestamp {
             return Timestamp::from_datetime(t.with_timezone(&Utc));
         }
         if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            return Ok(Timestamp::start_of_day(day));
+            return Timestamp::checked_start_of_day(day).ok_or(TimestampError::OutOfRange);
         }
         Err(TimestampError::Syntax(text.to_owned()))
     }

@@ -421,6 +421,14 @@ impl Gateway {
                     self.malformed(raw, &e.to_string());
                     return;
                 }
+                // One SendingTime for the whole message: refuse it whole, before any tick.
+                if let Some(t) = self.ticks.first() {
+                    let window = self.recorder.options().time_window;
+                    if let Err(e) = window.check(t.ts_event, t.ts_recv) {
+                        self.malformed(raw, &e.to_string());
+                        return;
+                    }
+                }
                 let mut stored = 0;
                 for t in &self.ticks {
                     match self.recorder.store_tick(*t) {

@@ -33,7 +33,7 @@ pub use stats::{HealthPolicy, SinkStats, Stats, StatsSnapshot};
 
 use crate::intern::Names;
 use crate::shutdown::Shutdown;
-use crate::tick::{SymbolId, Tick};
+use crate::tick::{SymbolId, Tick, TimeWindow, TimeWindowError};
 
 /// A storage backend driven by the writer thread.
 ///
@@ -73,6 +73,8 @@ pub struct PipelineOptions {
     pub throttle_ns: i64,
     pub batch: BatchPolicy,
     pub health: HealthPolicy,
+    /// Event times accepted (see [`TimeWindow`]).
+    pub time_window: TimeWindow,
     /// Bound on [`Recorder::shutdown`]: after half of it a stalled store is given up on and its
     /// ticks are spilled; the rest is for spilling and closing.
     pub shutdown_timeout: Duration,
@@ -88,6 +90,7 @@ impl Default for PipelineOptions {
             throttle_ns: 0,
             batch: BatchPolicy::default(),
             health: HealthPolicy::default(),
+            time_window: TimeWindow::default(),
             shutdown_timeout: Duration::from_secs(8),
         }
     }
@@ -112,6 +115,8 @@ pub enum StoreTickError {
     Closed,
     #[error("symbol id {0} was not issued by this recorder's name table")]
     UnknownSymbol(u32),
+    #[error(transparent)]
+    OutsideTimeWindow(#[from] TimeWindowError),
 }
 
 /// Everything `store_tick` touches, shared with readers of rings and stats.
@@ -216,6 +221,10 @@ impl Recorder {
             .rings
             .get(tick.symbol.0 as usize)
             .ok_or(StoreTickError::UnknownSymbol(tick.symbol.0))?;
+        if let Err(e) = sh.opts.time_window.check(tick.ts_event, tick.ts_recv) {
+            sh.stats.intake.ticks_rejected_time.incr();
+            return Err(e.into());
+        }
         {
             let ring = slot.get_or_init(|| Mutex::new(Ring::new(sh.opts.ring_capacity)));
             let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());

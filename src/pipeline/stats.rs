@@ -77,6 +77,8 @@ pub struct IntakeCounters {
     pub ticks_throttled: Counter,
     pub ticks_dropped: Counter,
     pub ticks_rejected_closed: Counter,
+    /// Refused: `ts_event` outside the accepted window (see `tick::TimeWindow`).
+    pub ticks_rejected_time: Counter,
 }
 
 /// Counters of one storage backend (the writer's side). Each backend has its own, so that in
@@ -176,6 +178,7 @@ pub struct StatsSnapshot {
     pub ticks_stored: u64,
     pub ticks_throttled: u64,
     pub ticks_dropped: u64,
+    pub ticks_rejected_time: u64,
     pub write_errors: u64,
     pub dead_lettered: u64,
     pub ticks_spilled: u64,
@@ -269,6 +272,7 @@ impl Stats {
             ticks_stored: field(|b| b.ticks_stored),
             ticks_throttled: self.intake.ticks_throttled.get(),
             ticks_dropped: self.intake.ticks_dropped.get(),
+            ticks_rejected_time: self.intake.ticks_rejected_time.get(),
             write_errors: backends.iter().map(|b| b.write_errors).sum(),
             dead_lettered: backends.iter().map(|b| b.dead_lettered).sum(),
             ticks_spilled: field(|b| b.ticks_spilled),
@@ -300,12 +304,13 @@ impl std::fmt::Display for StatsSnapshot {
         };
         writeln!(
             f,
-            "ticks: received {} accepted {} stored {} throttled {} dropped {}",
+            "ticks: received {} accepted {} stored {} throttled {} dropped {} rejected_time {}",
             self.ticks_received,
             self.ticks_accepted,
             self.ticks_stored,
             self.ticks_throttled,
-            self.ticks_dropped
+            self.ticks_dropped,
+            self.ticks_rejected_time
         )?;
         writeln!(
             f,

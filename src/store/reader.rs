@@ -268,7 +268,7 @@ impl Store {
         if from >= to {
             return Ok(0);
         }
-        let (first, last) = (from.day(), Timestamp(to.0 - 1).day());
+        let (first, last) = (from.day(), Timestamp(to.0.saturating_sub(1)).day());
         for day in self.days()? {
             if day.day < first || day.day > last {
                 continue;
@@ -278,8 +278,8 @@ impl Store {
                 continue;
             };
             // Bounds relative to the file's midnight, clamped to the day.
-            let lo = (from.0 - reader.day_start_ns).max(0);
-            let hi = (to.0 - reader.day_start_ns).min(NANOS_PER_DAY);
+            let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
+            let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
             total += reader.stream(
                 &format!(
                     "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \

@@ -276,3 +276,60 @@ fn bench_reports_every_figure_as_json() {
     }
     assert!(v["range_rows"].as_u64().unwrap() > 0);
 }
+
+/// What could go wrong: a year-1900 tick or one a year ahead of its receive time (a bad LP
+/// clock, a garbled field) used to land in its own strange day file, and a far-future one
+/// became the writer's "today". Both are refused at the edge with a named reason and counted;
+/// a query bound outside what nanoseconds can hold is an error, not an empty answer.
+#[test]
+fn event_times_outside_the_window_are_refused_with_a_reason_and_never_make_a_day_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = r#"{"symbol":"EURUSD","bid":1.1,"ask":1.2,"ts_event":"2026-11-23T10:00:00Z"}
+{"symbol":"EURUSD","bid":1.1,"ask":1.2,"ts_event":"1900-01-01T00:00:00Z"}
+{"symbol":"EURUSD","bid":1.1,"ask":1.2,"ts_event":"2027-11-23T10:00:00Z","ts_recv":"2026-11-23T10:00:00Z"}
+{"symbol":"EURUSD","bid":1.1,"ask":1.2,"ts_event":"2026-11-25T10:00:00Z","ts_recv":"2026-11-23T10:00:00Z"}
+"#;
+    let out = tickrec(dir.path(), &["ingest", "-"], Some(input));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("line 2: ts_event 1900-01-01T00:00:00.000000000Z is before the earliest accepted time 2000-01-01T00:00:00.000000000Z"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "line 3: ts_event 2027-11-23T10:00:00.000000000Z is more than 604800 s ahead"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("accepted 2 rejected 2"), "{stdout}");
+    assert!(stdout.contains("rejected_time 2"), "{stdout}");
+    let days: Vec<String> = tickrec::store::layout::list_days(dir.path())
+        .unwrap()
+        .iter()
+        .map(|d| d.day.to_string())
+        .collect();
+    assert_eq!(days, ["2026-11-23", "2026-11-25"]);
+
+    let out = tickrec(
+        dir.path(),
+        &[
+            "query",
+            "range",
+            "EURUSD",
+            "--from",
+            "1000-01-01",
+            "--to",
+            "2026-12-01",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "an error, not an empty answer");
+    assert!(
+        text(&out.stderr).contains("--from"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("outside 1677..2262"),
+        "{}",
+        text(&out.stderr)
+    );
+}
