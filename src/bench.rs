@@ -322,7 +322,8 @@ pub fn run(
             to,
             OutputFormat::Csv,
             std::io::sink(),
-        )?;
+        )?
+        .rows;
     }
     r.range_rows = rows;
     r.range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();

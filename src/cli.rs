@@ -69,6 +69,12 @@ pub enum Command {
     Bench(BenchArgs),
     /// Bring day files written by an older tickrec to the current schema
     Upgrade,
+    /// Check every day file and archive (integrity and invariants); --repair salvages broken ones
+    Check {
+        /// Move a broken day file aside (<name>.broken-<time>) and salvage what can be read
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -274,9 +280,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => run_ingest(&opts, a),
         Command::Query(q) => run_query(&opts, q),
         Command::Stats(a) => {
-            let days = service::open_store(&opts).day_stats()?;
-            query::print_day_stats(&days, a.json, std::io::stdout().lock())?;
-            Ok(ExitCode::SUCCESS)
+            let report = service::open_store(&opts).day_stats()?;
+            query::print_day_stats(&report.days, a.json, std::io::stdout().lock())?;
+            Ok(report_broken(&report.broken))
         }
         Command::Migrate(a) => run_migrate(&opts, a),
         Command::Verify(a) => run_verify(&opts, a),
@@ -310,7 +316,79 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Upgrade => run_upgrade(&opts),
+        Command::Check { repair } => run_check(&opts, repair),
     }
+}
+
+fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode> {
+    use crate::store::check;
+    let days = crate::store::layout::list_days(&opts.db_path)
+        .with_context(|| format!("listing {}", opts.db_path.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut out = std::io::stdout().lock();
+    let (mut broken, mut unresolved) = (0, 0);
+    for d in &days {
+        let c = check::check_day(d, &opts.writer.sqlite);
+        let form = if d.archived { " (archive)" } else { "" };
+        if c.ok() {
+            writeln!(out, "{}: ok{form}, {} ticks", d.day, c.ticks.unwrap_or(0))?;
+            continue;
+        }
+        broken += 1;
+        writeln!(
+            out,
+            "{}: BROKEN{form}: {} ({})",
+            d.day,
+            c.problems.join("; "),
+            d.path.display()
+        )?;
+        if !repair {
+            unresolved += 1;
+            continue;
+        }
+        match check::repair_day(&opts.db_path, d, &opts.writer.sqlite, &stamp) {
+            Ok(r) if r.salvaged == 0 => {
+                unresolved += 1;
+                writeln!(
+                    out,
+                    "  moved to {}; nothing in it could be read back as ticks, so no day file was made",
+                    r.moved_to.display()
+                )?;
+            }
+            Ok(r) => {
+                let claimed = r.claimed.map_or("?".into(), |c| c.to_string());
+                writeln!(
+                    out,
+                    "  moved to {}; salvaged {} of {claimed} ticks into a fresh day file; session and import marks {}",
+                    r.moved_to.display(),
+                    r.salvaged,
+                    if r.marks_kept { "kept" } else { "dropped (ticks were lost: re-feed the day to fill it)" }
+                )?;
+                if !r.marks_kept {
+                    unresolved += 1;
+                }
+            }
+            Err(e) => {
+                unresolved += 1;
+                writeln!(out, "  not repaired: {e}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "check: {} days, {broken} broken{}",
+        days.len(),
+        if repair {
+            format!(", {unresolved} not fully recovered")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(if unresolved > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn init_logging(level: &str) {
@@ -557,12 +635,28 @@ fn write_accounting(
     )
 }
 
+/// Names each day that had to be skipped on stderr; exit 1 when there was one.
+fn report_broken(broken: &[crate::store::reader::BrokenDay]) -> ExitCode {
+    for b in broken {
+        eprintln!("tickrec: skipped {b}");
+    }
+    if broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "tickrec: {} day file(s) could not be read; `tickrec check` tells more, `check --repair` salvages",
+            broken.len()
+        );
+        ExitCode::from(1)
+    }
+}
+
 fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
     let out = std::io::stdout().lock();
-    match q {
+    let read = match q {
         QueryCommand::Recent { symbol, n, format } => {
-            query::recent(&store, &symbol, n, format, out)?;
+            query::recent(&store, &symbol, n, format, out)?
         }
         QueryCommand::Range {
             symbol,
@@ -573,10 +667,10 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
             let from = Timestamp::parse(&from).context("--from")?;
             let to = Timestamp::parse(&to).context("--to")?;
             anyhow::ensure!(from < to, "--from must be before --to");
-            query::range(&store, &symbol, from, to, format, out)?;
+            query::range(&store, &symbol, from, to, format, out)?
         }
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    Ok(report_broken(&read.broken))
 }
 
 /// Progress and rejected records of a migration, on stderr.

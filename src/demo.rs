@@ -90,7 +90,7 @@ pub fn run(
     )?;
     let store = service::open_store(opts);
     writeln!(out, "\nfiles:")?;
-    crate::query::print_day_stats(&store.day_stats()?, false, &mut out)?;
+    crate::query::print_day_stats(&store.day_stats()?.days, false, &mut out)?;
     if let Some(first) = names.first() {
         writeln!(out, "\n$ tickrec query recent {first} -n 5")?;
         crate::query::recent(&store, first, 5, OutputFormat::Table, &mut out)?;

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use crate::format::{row_writer, OutputFormat};
-use crate::store::reader::{DayStats, ReadError, Store};
+use crate::store::reader::{DayStats, Read, ReadError, Store};
 use crate::tick::Timestamp;
 
 /// `tickrec query recent`: newest first.
@@ -16,11 +16,11 @@ pub fn recent(
     n: usize,
     format: OutputFormat,
     out: impl Write,
-) -> Result<u64, ReadError> {
+) -> Result<Read, ReadError> {
     let mut w = row_writer(format, std::io::BufWriter::with_capacity(1 << 16, out));
-    let n = store.recent(symbol, n, &mut |row| w.write_row(row))?;
+    let read = store.recent(symbol, n, &mut |row| w.write_row(row))?;
     w.finish().map_err(ReadError::Output)?;
-    Ok(n)
+    Ok(read)
 }
 
 /// `tickrec query range`: `from <= ts_event < to`, in time order.
@@ -31,11 +31,11 @@ pub fn range(
     to: Timestamp,
     format: OutputFormat,
     out: impl Write,
-) -> Result<u64, ReadError> {
+) -> Result<Read, ReadError> {
     let mut w = row_writer(format, std::io::BufWriter::with_capacity(1 << 16, out));
-    let n = store.range(symbol, from, to, &mut |row| w.write_row(row))?;
+    let read = store.range(symbol, from, to, &mut |row| w.write_row(row))?;
     w.finish().map_err(ReadError::Output)?;
-    Ok(n)
+    Ok(read)
 }
 
 /// `tickrec stats`: one line per day, or a JSON array.

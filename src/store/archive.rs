@@ -267,7 +267,7 @@ pub fn read_summary(zst: &Path) -> Result<ArchiveSummary, StoreError> {
 }
 
 /// Decompresses an archive to `dest` (the SQLite file).
-fn decompress(zst: &Path, dest: &Path) -> Result<(), StoreError> {
+pub(crate) fn decompress(zst: &Path, dest: &Path) -> Result<(), StoreError> {
     let input = BufReader::new(File::open(zst).map_err(io(zst))?);
     let mut dec = zstd::Decoder::new(input).map_err(io(zst))?;
     let mut out = BufWriter::new(File::create(dest).map_err(io(dest))?);

@@ -3,6 +3,10 @@
 //!
 //! Rows are streamed to a callback one at a time, so memory does not grow with the result.
 //! Every file is opened read-only; a query never creates or changes a day file.
+//!
+//! One broken day file never hides the others: a day that cannot be opened or read is skipped
+//! and returned as a [`BrokenDay`] (which day, which file, why in plain words) beside the rows
+//! of every other day; the caller reports it and fails at the end.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +41,71 @@ pub struct Store {
 
 /// Default bound of the archive cache.
 pub const DEFAULT_ARCHIVE_CACHE_BYTES: u64 = 2 << 30;
+
+/// A day file a query had to skip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenDay {
+    pub day: NaiveDate,
+    pub file: PathBuf,
+    pub why: String,
+}
+
+impl std::fmt::Display for BrokenDay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({})", self.day, self.why, self.file.display())
+    }
+}
+
+impl BrokenDay {
+    fn new(day: &DayFile, err: &StoreError) -> BrokenDay {
+        BrokenDay {
+            day: day.day,
+            file: day.path.clone(),
+            why: describe(&day.path, err),
+        }
+    }
+}
+
+/// What is wrong with a day file, in plain words.
+pub fn describe(path: &Path, err: &StoreError) -> String {
+    use rusqlite::ErrorCode;
+    if path.is_dir() {
+        return "is a directory, not a day file".into();
+    }
+    match err {
+        StoreError::Sqlite { source, .. } => match source.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => "not a SQLite file".into(),
+            Some(ErrorCode::DatabaseCorrupt) => {
+                "corrupt: SQLite says the database disk image is malformed".into()
+            }
+            _ => source.to_string(),
+        },
+        StoreError::Io { source, .. } => source.to_string(),
+        StoreError::Foreign { why, .. } => format!("not a tickrec day file: {why}"),
+        other => {
+            // The other variants name the path first; the day and file are said already.
+            let text = other.to_string();
+            let prefix = format!("{}: ", path.display());
+            text.strip_prefix(&prefix)
+                .map(str::to_owned)
+                .unwrap_or(text)
+        }
+    }
+}
+
+/// The rows a query streamed, and the days it had to skip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    pub rows: u64,
+    pub broken: Vec<BrokenDay>,
+}
+
+/// `tickrec stats`: the days that could be read, and those that could not.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DayStatsReport {
+    pub days: Vec<DayStats>,
+    pub broken: Vec<BrokenDay>,
+}
 
 /// Per-day figures for `tickrec stats`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -226,24 +295,39 @@ impl Store {
         symbol: &str,
         n: usize,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
-    ) -> Result<u64, ReadError> {
+    ) -> Result<Read, ReadError> {
         let mut left = n as u64;
+        let mut broken = Vec::new();
         for day in self.days()?.iter().rev() {
             if left == 0 {
                 break;
             }
-            let reader = self.open_day(day)?;
-            let Some(sym) = reader.symbol_id(symbol) else {
-                continue;
-            };
-            let limit = i64::try_from(left).unwrap_or(i64::MAX);
-            left -= reader.stream(
-                &format!("SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2"),
-                &[&sym, &limit],
-                f,
-            )?;
+            let streamed = self
+                .open_day(day)
+                .map_err(ReadError::Store)
+                .and_then(|reader| {
+                    let Some(sym) = reader.symbol_id(symbol) else {
+                        return Ok(0);
+                    };
+                    let limit = i64::try_from(left).unwrap_or(i64::MAX);
+                    reader.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2"
+                        ),
+                        &[&sym, &limit],
+                        f,
+                    )
+                });
+            match streamed {
+                Ok(k) => left -= k,
+                Err(ReadError::Store(e)) => broken.push(BrokenDay::new(day, &e)),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(n as u64 - left)
+        Ok(Read {
+            rows: n as u64 - left,
+            broken,
+        })
     }
 
     /// Every tick of one day file, in `seq` order.
@@ -263,33 +347,39 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
-    ) -> Result<u64, ReadError> {
-        let mut total = 0;
+    ) -> Result<Read, ReadError> {
+        let mut read = Read::default();
         if from >= to {
-            return Ok(0);
+            return Ok(read);
         }
         let (first, last) = (from.day(), Timestamp(to.0.saturating_sub(1)).day());
         for day in self.days()? {
             if day.day < first || day.day > last {
                 continue;
             }
-            let reader = self.open_day(&day)?;
-            let Some(sym) = reader.symbol_id(symbol) else {
-                continue;
-            };
-            // Bounds relative to the file's midnight, clamped to the day.
-            let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
-            let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
-            total += reader.stream(
-                &format!(
-                    "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
-                     ORDER BY ts_event, seq"
-                ),
-                &[&sym, &lo, &hi],
-                f,
-            )?;
+            let streamed = self.open_day(&day).map_err(ReadError::Store).and_then(|reader| {
+                let Some(sym) = reader.symbol_id(symbol) else {
+                    return Ok(0);
+                };
+                // Bounds relative to the file's midnight, clamped to the day.
+                let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
+                let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
+                reader.stream(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
+                         ORDER BY ts_event, seq"
+                    ),
+                    &[&sym, &lo, &hi],
+                    f,
+                )
+            });
+            match streamed {
+                Ok(k) => read.rows += k,
+                Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(&day, &e)),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(total)
+        Ok(read)
     }
 
     /// The inbound MsgSeqNum a FIX session should expect next, as committed with its ticks:
@@ -323,12 +413,16 @@ impl Store {
         Ok(best.and_then(|(next, _)| u64::try_from(next).ok()))
     }
 
-    /// Figures for each day file, oldest first.
-    pub fn day_stats(&self) -> Result<Vec<DayStats>, StoreError> {
-        self.days()?
-            .into_iter()
-            .map(|d| self.one_day_stats(&d))
-            .collect()
+    /// Figures for each day file, oldest first; days that cannot be read are listed apart.
+    pub fn day_stats(&self) -> Result<DayStatsReport, StoreError> {
+        let mut report = DayStatsReport::default();
+        for d in self.days()? {
+            match self.one_day_stats(&d) {
+                Ok(s) => report.days.push(s),
+                Err(e) => report.broken.push(BrokenDay::new(&d, &e)),
+            }
+        }
+        Ok(report)
     }
 
     fn one_day_stats(&self, day: &DayFile) -> Result<DayStats, StoreError> {

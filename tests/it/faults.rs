@@ -498,3 +498,161 @@ fn late_ticks_racing_archive_and_unarchive_of_their_day_are_all_kept_exactly_onc
     let days = tickrec::store::layout::list_days(&db).unwrap();
     assert_eq!(days.len(), 1, "one day, in one form: {days:?}");
 }
+
+/// Five days of EURUSD, 4000 ticks each, from 2026-11-20; returns the base folder's day paths.
+fn five_days(db: &Path) -> Vec<PathBuf> {
+    let day0: i64 = 1_795_132_800_000_000_000; // 2026-11-20T00:00:00Z
+    let mut input = String::new();
+    for d in 0..5i64 {
+        for i in 0..4000i64 {
+            input.push_str(&format!(
+                "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":2,\"ts_event\":{}}}\n",
+                i,
+                day0 + d * 86_400_000_000_000 + 36_000_000_000_000 + i * 1_000_000
+            ));
+        }
+    }
+    let out = super::cli::tickrec(db, &["ingest", "-"], Some(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let days = layout::list_days(db).unwrap();
+    assert_eq!(days.len(), 5);
+    days.into_iter().map(|d| d.path).collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// What could go wrong: one corrupt, foreign, truncated or misplaced day file used to abort
+/// `stats` for every day, break `query recent` for every symbol and any range spanning it.
+/// Now each command finishes every other day, names the broken ones and why, and exits 1;
+/// `check` finds each, and `check --repair` moves them aside and salvages what can be read.
+#[test]
+fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let paths = five_days(&db);
+    // 2026-11-21: a stretch of pages overwritten in the middle.
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&paths[1])
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+        f.write_all(&[0x55; 8192]).unwrap();
+    }
+    // 2026-11-22: somebody else's file under the name.
+    std::fs::write(&paths[2], b"date,price\n2026-11-22,1.1\n".repeat(200)).unwrap();
+    // 2026-11-23: a folder where the file should be.
+    std::fs::remove_file(&paths[3]).unwrap();
+    std::fs::create_dir(&paths[3]).unwrap();
+    // 2026-11-24: cut short.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[4])
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+    drop(f);
+
+    let out = super::cli::tickrec(&db, &["stats"], None);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{so}{se}");
+    assert!(
+        so.contains("2026-11-20") && so.contains("4000"),
+        "the good day is reported: {so}"
+    );
+    assert!(se.contains("2026-11-22: not a SQLite file"), "{se}");
+    assert!(se.contains("2026-11-23: is a directory"), "{se}");
+
+    let out = super::cli::tickrec(
+        &db,
+        &[
+            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(so.lines().count() >= 4000, "every readable day answers");
+    assert!(
+        se.contains("2026-11-22") && se.contains("2026-11-23"),
+        "{se}"
+    );
+
+    let out = super::cli::tickrec(
+        &db,
+        &[
+            "query",
+            "range",
+            "EURUSD",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-25",
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        so.lines().filter(|l| l.contains("2026-11-20T")).count() == 4000,
+        "{se}"
+    );
+    assert!(
+        se.contains("2026-11-22: not a SQLite file") && se.contains("2026-11-23: is a directory"),
+        "{se}"
+    );
+
+    let out = super::cli::tickrec(&db, &["check"], None);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{so}");
+    assert!(so.contains("2026-11-20: ok, 4000 ticks"), "{so}");
+    for d in ["2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"] {
+        assert!(so.contains(&format!("{d}: BROKEN")), "{d}: {so}");
+    }
+
+    let out = super::cli::tickrec(&db, &["check", "--repair"], None);
+    let so = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ticks were lost, so not all recovered: {so}"
+    );
+    assert!(so.contains("moved to"), "{so}");
+    let aside = std::fs::read_dir(paths[1].parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".broken-")
+        })
+        .count();
+    assert!(
+        aside >= 4,
+        "broken files kept aside, never deleted ({aside})"
+    );
+    // The salvaged days are sound, and the good day is untouched.
+    let out = super::cli::tickrec(&db, &["check"], None);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so}");
+    let salvaged_21 = all_rows(&db, "EURUSD")
+        .iter()
+        .filter(|r| r.ts_event.day().to_string() == "2026-11-21")
+        .count();
+    assert!(
+        salvaged_21 > 0 && salvaged_21 < 4000,
+        "part of the corrupt day salvaged: {salvaged_21}"
+    );
+    let out = super::cli::tickrec(&db, &["stats"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

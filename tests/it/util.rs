@@ -51,12 +51,13 @@ pub fn store(base: &Path) -> Store {
 /// Every stored tick of `symbol` in time order.
 pub fn all_rows(base: &Path, symbol: &str) -> Vec<TickRow> {
     let mut rows = Vec::new();
-    store(base)
+    let read = store(base)
         .range(symbol, Timestamp(0), Timestamp(i64::MAX), &mut |r| {
             rows.push(r.clone());
             Ok(())
         })
         .expect("range query");
+    assert!(read.broken.is_empty(), "broken days: {:?}", read.broken);
     rows
 }
 

@@ -1,0 +1,369 @@
+//! `tickrec check`: every day file and archive against SQLite's integrity check and the
+//! invariants the writer keeps; `--repair` moves a broken day file aside and salvages into a
+//! fresh day file what SQLite can still read.
+//!
+//! Invariants checked (each is kept by `store::writer`): the file holds the day its name says;
+//! `seq` runs 1, 2, 3, … with no gap (so `max(seq)` is the tick count); every tick names a
+//! symbol and a source of the file's own tables; every `ts_event` falls inside the day; an
+//! archive holds exactly the tick count its summary says.
+//!
+//! Repair never deletes: the broken file (with its WAL) is renamed `<name>.broken-<time>`
+//! under the day's exclusive lock, and stays for forensics. Salvaged ticks are renumbered
+//! from one. The session and import marks are copied only when every tick was salvaged: a mark that
+//! claims ticks the new file lacks would make a resumed feed or migration skip them.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::daylock::DayLock;
+use super::layout::{self, DayFile};
+use super::reader::describe;
+use super::{archive, schema, SqliteOptions, StoreError};
+use crate::fsutil::{self, with_suffix};
+use crate::tick::NANOS_PER_DAY;
+
+/// The verdict on one day.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCheck {
+    pub day: NaiveDate,
+    pub file: PathBuf,
+    pub archived: bool,
+    pub ticks: Option<u64>,
+    /// Empty when the day is sound.
+    pub problems: Vec<String>,
+}
+
+impl DayCheck {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What `repair_day` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    pub moved_to: PathBuf,
+    /// Ticks read back into the fresh day file.
+    pub salvaged: u64,
+    /// Ticks the broken file claimed (its highest `seq`), when it could say.
+    pub claimed: Option<u64>,
+    /// The marks (FIX session, migration) were carried over (only when nothing was lost).
+    pub marks_kept: bool,
+}
+
+/// Checks one day (plain or archived). Never changes anything; an archive is decompressed to
+/// a scratch file beside it.
+pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
+    let mut out = DayCheck {
+        day: day.day,
+        file: day.path.clone(),
+        archived: day.archived,
+        ticks: None,
+        problems: Vec::new(),
+    };
+    if !day.path.is_file() {
+        out.problems.push(if day.path.is_dir() {
+            "is a directory, not a day file".into()
+        } else {
+            "is not a regular file".into()
+        });
+        return out;
+    }
+    if day.archived {
+        let summary = match archive::read_summary(&day.path) {
+            Ok(s) => s,
+            Err(e) => {
+                out.problems.push(describe(&day.path, &e));
+                return out;
+            }
+        };
+        let scratch = with_suffix(&day.path, ".check.tmp");
+        match archive::decompress(&day.path, &scratch) {
+            Ok(()) => {
+                check_db(&scratch, day.day, opts, &mut out);
+                if out.ticks.is_some_and(|n| n != summary.ticks) {
+                    out.problems.push(format!(
+                        "holds {} ticks, its summary says {}",
+                        out.ticks.unwrap_or(0),
+                        summary.ticks
+                    ));
+                }
+            }
+            Err(e) => out
+                .problems
+                .push(format!("cannot decompress: {}", describe(&day.path, &e))),
+        }
+        let _ = std::fs::remove_file(&scratch);
+    } else {
+        check_db(&day.path, day.day, opts, &mut out);
+    }
+    out
+}
+
+fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck) {
+    let conn = match schema::open_for_read(db, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            out.problems.push(describe(db, &e));
+            return;
+        }
+    };
+    let q = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
+    let integrity = (|| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare("PRAGMA integrity_check(20)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    })();
+    match integrity {
+        Ok(lines) if lines == ["ok"] => {}
+        Ok(lines) => out
+            .problems
+            .push(format!("integrity check: {}", lines.join("; "))),
+        Err(e) => out.problems.push(format!("integrity check: {e}")),
+    }
+    let checks = (|| -> rusqlite::Result<Vec<String>> {
+        let mut p = Vec::new();
+        let named: String =
+            conn.query_row("SELECT day FROM file_info WHERE id = 1", [], |r| r.get(0))?;
+        if named != day.to_string() {
+            p.push(format!("holds day {named}, its name says {day}"));
+        }
+        let (count, min, max): (i64, i64, i64) = conn.query_row(
+            "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0) FROM ticks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        out.ticks = u64::try_from(count).ok();
+        if count > 0 && (min != 1 || max != count) {
+            p.push(format!(
+                "seq is not 1..={count} without gaps (min {min}, max {max})"
+            ));
+        }
+        let orphans = q(
+            "SELECT count(*) FROM ticks WHERE sym NOT IN (SELECT id FROM symbols) \
+                         OR src NOT IN (SELECT id FROM sources)",
+        )?;
+        if orphans > 0 {
+            p.push(format!(
+                "{orphans} ticks name a symbol or source the file does not have"
+            ));
+        }
+        let outside = conn.query_row(
+            "SELECT count(*) FROM ticks WHERE ts_event < 0 OR ts_event >= ?1",
+            [NANOS_PER_DAY],
+            |r| r.get::<_, i64>(0),
+        )?;
+        if outside > 0 {
+            p.push(format!(
+                "{outside} ticks have an event time outside the day"
+            ));
+        }
+        Ok(p)
+    })();
+    match checks {
+        Ok(p) => out.problems.extend(p),
+        Err(e) => out.problems.push(describe(
+            db,
+            &StoreError::Sqlite {
+                path: db.to_owned(),
+                source: e,
+            },
+        )),
+    }
+}
+
+/// Moves a broken plain day file aside and salvages what it can (see the module doc). Refuses
+/// while a writer holds the day, and for archives (unarchive first, or keep the archive).
+pub fn repair_day(
+    base: &Path,
+    day: &DayFile,
+    opts: &SqliteOptions,
+    stamp: &str,
+) -> Result<Repair, StoreError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| StoreError::Io { path: p, source }
+    };
+    if day.archived {
+        return Err(StoreError::Io {
+            path: day.path.clone(),
+            source: std::io::Error::other("an archive is not repaired in place; `tickrec unarchive` it, or restore it from a backup"),
+        });
+    }
+    let lock_path = layout::lock_path(base, day.day);
+    let Some(_lock) = DayLock::try_exclusive(base, day.day).map_err(io(&lock_path))? else {
+        return Err(StoreError::Io {
+            path: day.path.clone(),
+            source: std::io::Error::other("a writer holds this day; stop it first"),
+        });
+    };
+    let db = layout::day_path(base, day.day);
+    let moved = with_suffix(&db, &format!(".broken-{stamp}"));
+    // The database first, then its WAL and shared memory under the matching names, so that
+    // SQLite still finds the WAL of the moved file.
+    fsutil::rename_durably(&db, &moved).map_err(io(&db))?;
+    for suffix in ["-wal", "-shm"] {
+        let from = with_suffix(&db, suffix);
+        if from.exists() {
+            fsutil::rename_durably(&from, &with_suffix(&moved, suffix)).map_err(io(&from))?;
+        }
+    }
+    let (salvaged, claimed, marks_kept) = if moved.is_file() {
+        salvage(&moved, &db, day.day, opts)?
+    } else {
+        (0, None, false)
+    };
+    Ok(Repair {
+        moved_to: moved,
+        salvaged,
+        claimed,
+        marks_kept,
+    })
+}
+
+/// Rows read per step of the salvage.
+const CHUNK: i64 = 10_000;
+
+/// Reads what it can of `broken` into a fresh day file at `db`.
+fn salvage(
+    broken: &Path,
+    db: &Path,
+    day: NaiveDate,
+    opts: &SqliteOptions,
+) -> Result<(u64, Option<u64>, bool), StoreError> {
+    let Ok(old) = Connection::open_with_flags(broken, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return Ok((0, None, false));
+    };
+    let names = |table: &str| -> Vec<(i64, String)> {
+        old.prepare(&format!("SELECT id, name FROM {table}"))
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_default()
+    };
+    let (symbols, sources) = (names("symbols"), names("sources"));
+    if symbols.is_empty() || sources.is_empty() {
+        // Not a tickrec file, or its name tables are gone: no tick can be read back with a name.
+        return Ok((0, None, false));
+    }
+    let claimed: Option<i64> = old
+        .query_row("SELECT max(seq) FROM ticks", [], |r| r.get(0))
+        .ok()
+        .flatten();
+    let mut new = schema::open_for_write(db, day, opts)?;
+    let sq = StoreError::sqlite(db);
+    let tx = new.transaction().map_err(sq)?;
+    for (table, rows) in [("symbols", &symbols), ("sources", &sources)] {
+        let mut ins = tx
+            .prepare(&format!("INSERT INTO {table} (id, name) VALUES (?1, ?2)"))
+            .map_err(StoreError::sqlite(db))?;
+        for (id, name) in rows {
+            ins.execute(rusqlite::params![id, name])
+                .map_err(StoreError::sqlite(db))?;
+        }
+    }
+    let known = |id: i64, rows: &[(i64, String)]| rows.iter().any(|r| r.0 == id);
+    let mut ins = tx
+        .prepare(
+            "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(StoreError::sqlite(db))?;
+    let (mut next, mut step, mut written) = (1i64, 1i64, 0i64);
+    let limit = claimed.unwrap_or(i64::MAX);
+    let mut failures = 0u32;
+    while next <= limit && failures < 64 {
+        let mut stmt = match old.prepare(
+            "SELECT seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src FROM ticks \
+             WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+        ) {
+            Ok(s) => s,
+            Err(_) => break,
+        };
+        let mut rows = match stmt.query([next, CHUNK]) {
+            Ok(r) => r,
+            Err(_) => break,
+        };
+        let mut got = 0;
+        let ended = loop {
+            match rows.next() {
+                Ok(Some(r)) => {
+                    let get = |i| r.get::<_, Option<i64>>(i).ok().flatten();
+                    let (Some(seq), Some(sym), Some(ts), Some(recv), Some(src)) =
+                        (get(0), get(1), get(2), get(3), get(8))
+                    else {
+                        continue;
+                    };
+                    next = seq.saturating_add(1);
+                    got += 1;
+                    if !known(sym, &symbols)
+                        || !known(src, &sources)
+                        || !(0..NANOS_PER_DAY).contains(&ts)
+                    {
+                        continue;
+                    }
+                    written += 1;
+                    ins.execute(rusqlite::params![
+                        written,
+                        sym,
+                        ts,
+                        recv,
+                        get(4),
+                        get(5),
+                        get(6),
+                        get(7),
+                        src
+                    ])
+                    .map_err(StoreError::sqlite(db))?;
+                }
+                // The end of what is there (a short chunk), or a full chunk: go on.
+                Ok(None) => break got < CHUNK,
+                // A corrupt stretch: keep what was read, then probe past it.
+                Err(_) => break false,
+            }
+        };
+        if ended {
+            break;
+        }
+        if got == 0 {
+            // An unreadable stretch: jump ahead, further each time.
+            failures += 1;
+            next = next.saturating_add(step);
+            step = step.saturating_mul(2);
+        } else {
+            step = 1;
+        }
+    }
+    drop(ins);
+    let complete = claimed.is_some_and(|c| c == written);
+    if complete {
+        for table in ["fix_sessions", "imports"] {
+            let _ = copy_table(&old, &tx, table);
+        }
+    }
+    tx.commit().map_err(StoreError::sqlite(db))?;
+    Ok((
+        u64::try_from(written).unwrap_or(0),
+        claimed.and_then(|c| u64::try_from(c).ok()),
+        complete,
+    ))
+}
+
+fn copy_table(old: &Connection, new: &Connection, table: &str) -> rusqlite::Result<()> {
+    let mut stmt = old.prepare(&format!("SELECT * FROM {table}"))?;
+    let cols = stmt.column_count();
+    let marks = vec!["?"; cols].join(", ");
+    let mut ins = new.prepare(&format!("INSERT INTO {table} VALUES ({marks})"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let vals: Vec<rusqlite::types::Value> = (0..cols)
+            .map(|i| r.get(i))
+            .collect::<rusqlite::Result<_>>()?;
+        ins.execute(rusqlite::params_from_iter(vals))?;
+    }
+    Ok(())
+}
