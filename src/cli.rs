@@ -273,6 +273,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let opts = Options::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &flags)?;
     init_logging(&opts.log_level);
+    match db_use(&cli.command) {
+        DbUse::Write => crate::store::layout::check_base(&opts.db_path, true)?,
+        DbUse::Read => crate::store::layout::check_base(&opts.db_path, false)?,
+        DbUse::None => {}
+    }
     match cli.command {
         Command::Demo(a) => run_demo(&opts, a),
         Command::Record(a) => run_record(&opts, a),
@@ -391,6 +396,31 @@ fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// How a command uses the base folder of the day files (checked before any work starts).
+enum DbUse {
+    Write,
+    Read,
+    None,
+}
+
+fn db_use(c: &Command) -> DbUse {
+    match c {
+        Command::Demo(_)
+        | Command::Record(_)
+        | Command::Ingest(_)
+        | Command::Archive(_)
+        | Command::Unarchive { .. }
+        | Command::Seal { .. }
+        | Command::Upgrade
+        | Command::Check { repair: true } => DbUse::Write,
+        // migrate checks its own --output-dir.
+        Command::Migrate(_) | Command::Simulate(_) | Command::Bench(_) => DbUse::None,
+        Command::Query(_) | Command::Stats(_) | Command::Verify(_) | Command::Check { .. } => {
+            DbUse::Read
+        }
+    }
+}
+
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
@@ -486,19 +516,19 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let failed: Vec<&str> = report
+    let never: Vec<&str> = report
         .sessions
         .iter()
-        .filter(|s| s.state == "failed")
+        .filter(|s| s.logons == 0)
         .map(|s| s.name.as_str())
         .collect();
-    if !failed.is_empty() {
+    if !never.is_empty() {
         eprintln!(
-            "tickrec: session(s) that could not start: {}",
-            failed.join(", ")
+            "tickrec: session(s) that never logged on: {}",
+            never.join(", ")
         );
     }
-    Ok(if complete && failed.is_empty() {
+    Ok(if complete && never.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -713,6 +743,9 @@ impl crate::migrate::Progress for CliProgress {
 fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     let output_dir = a.output_dir.clone().unwrap_or_else(|| opts.db_path.clone());
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    if !a.dry_run || output_dir.exists() {
+        crate::store::layout::check_base(&output_dir, !a.dry_run)?;
+    }
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -12,6 +12,9 @@ use crate::pipeline::StatsSnapshot;
 use crate::service;
 use crate::shutdown::Shutdown;
 
+/// How long a configured session may be not logged on before the recorder is unhealthy.
+pub const SESSION_GRACE: Duration = Duration::from_secs(30);
+
 /// What a recording run did.
 #[derive(Debug, Clone)]
 pub struct RecordReport {
@@ -40,19 +43,59 @@ pub fn run(
     let mut statuses: Vec<StatusHandle> = Vec::new();
     let sources: Vec<String> = sessions.iter().map(|g| g.source.clone()).collect();
     for g in sessions {
-        let (handle, status) = gateway::spawn(
+        match gateway::spawn(
             g,
             recorder.clone(),
             store.clone(),
             stop.clone(),
             Arc::new(SystemClock),
-        )?;
-        threads.push(handle);
-        statuses.push(status);
+        ) {
+            Ok((handle, status)) => {
+                threads.push(handle);
+                statuses.push(status);
+            }
+            Err(e) => {
+                // Stop the sessions already started, and commit what they took, before failing.
+                stop.request();
+                for t in threads {
+                    let _ = t.join();
+                }
+                recorder.shutdown();
+                return Err(e.into());
+            }
+        }
     }
     let started = Instant::now();
     let mut last_report = Instant::now();
+    let mut down_since: Vec<Option<Instant>> = vec![Some(started); statuses.len()];
+    let mut was_healthy = true;
     while !shutdown.wait_timeout(Duration::from_millis(200)) {
+        let now = Instant::now();
+        let mut problems = recorder.stats().health_problems;
+        for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
+            let st = snapshot(st);
+            match (st.state == "logged on", *since) {
+                (true, _) => *since = None,
+                (false, None) => *since = Some(now),
+                (false, Some(t)) if now - t > SESSION_GRACE => problems.push(format!(
+                    "session {} not logged on for {:.0}s ({})",
+                    st.name,
+                    (now - t).as_secs_f64(),
+                    st.last_error.as_deref().unwrap_or(&st.state)
+                )),
+                _ => {}
+            }
+        }
+        // Health is logged on every change, and with each status report.
+        let healthy = problems.is_empty();
+        if healthy != was_healthy {
+            if healthy {
+                tracing::info!("health: ok");
+            } else {
+                tracing::error!("health: UNHEALTHY ({})", problems.join("; "));
+            }
+            was_healthy = healthy;
+        }
         if last_report.elapsed() >= report_every {
             last_report = Instant::now();
             let s = recorder.stats();
@@ -60,7 +103,7 @@ pub fn run(
                 received = s.ticks_received,
                 stored = s.ticks_stored,
                 queue = s.queue_size,
-                healthy = s.healthy,
+                healthy,
                 "recording"
             );
             for st in &statuses {
@@ -84,7 +127,15 @@ pub fn run(
         }
     }
     let elapsed = started.elapsed();
-    let stats = recorder.shutdown();
+    let mut stats = recorder.shutdown();
+    for st in statuses.iter().map(snapshot).filter(|s| s.logons == 0) {
+        stats.healthy = false;
+        stats.health_problems.push(format!(
+            "session {} never logged on ({})",
+            st.name,
+            st.last_error.as_deref().unwrap_or(&st.state)
+        ));
+    }
     let resume = sources
         .into_iter()
         .map(|src| {

@@ -81,6 +81,8 @@ pub struct SessionStatus {
     pub malformed: u64,
     pub framing_errors: u64,
     pub connects: u64,
+    /// Logons completed since start.
+    pub logons: u64,
     pub resend_requests: u64,
     pub duplicates_ignored: u64,
     pub last_error: Option<String>,
@@ -118,14 +120,42 @@ impl std::fmt::Display for SessionStatus {
 /// Shared handle on a session's status.
 pub type StatusHandle = Arc<Mutex<SessionStatus>>;
 
-/// Starts the gateway thread. It runs until `shutdown`, then logs out and returns.
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    #[error("session {session}: {source}")]
+    Name {
+        session: String,
+        #[source]
+        source: crate::intern::NameError,
+    },
+    #[error("session {session}: recovering the inbound MsgSeqNum: {source}")]
+    Recovery {
+        session: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("session {session}: {why}")]
+    SeqFile { session: String, why: String },
+    #[error("session {session}: starting its thread: {source}")]
+    Thread {
+        session: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts the gateway thread. It runs until `shutdown`, then logs out and returns. Everything
+/// that can fail before the first connection (names, recovered sequence numbers) fails here,
+/// so that a session that cannot start stops `record` at once.
 pub fn spawn(
     opts: GatewayOptions,
     recorder: Arc<Recorder>,
     store: Store,
     shutdown: Shutdown,
     clock: Arc<dyn Clock>,
-) -> std::io::Result<(JoinHandle<()>, StatusHandle)> {
+) -> Result<(JoinHandle<()>, StatusHandle), GatewayError> {
     let name = format!(
         "{}->{}",
         opts.session.sender_comp_id, opts.session.target_comp_id
@@ -135,25 +165,15 @@ pub fn spawn(
         state: "starting".into(),
         ..SessionStatus::default()
     }));
-    let handle = {
-        let status = status.clone();
-        std::thread::Builder::new()
-            .name(format!("tickrec-fix-{}", opts.session.target_comp_id))
-            .spawn(move || {
-                let mut gw =
-                    match Gateway::new(opts, recorder, &store, shutdown, clock, status.clone()) {
-                        Ok(gw) => gw,
-                        Err(e) => {
-                            tracing::error!(session = %name, error = %e, "gateway could not start");
-                            let mut s = lock(&status);
-                            s.state = "failed".into();
-                            s.last_error = Some(e);
-                            return;
-                        }
-                    };
-                gw.run();
-            })?
-    };
+    let thread_name = format!("tickrec-fix-{}", opts.session.target_comp_id);
+    let mut gw = Gateway::new(opts, recorder, &store, shutdown, clock, status.clone())?;
+    let handle = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || gw.run())
+        .map_err(|source| GatewayError::Thread {
+            session: name,
+            source,
+        })?;
     Ok((handle, status))
 }
 
@@ -189,25 +209,38 @@ impl Gateway {
         shutdown: Shutdown,
         clock: Arc<dyn Clock>,
         status: StatusHandle,
-    ) -> Result<Gateway, String> {
+    ) -> Result<Gateway, GatewayError> {
+        let session = lock(&status).name.clone();
         let names = recorder.names().clone();
-        let source = names.source(&opts.source).map_err(|e| e.to_string())?;
+        let name_err = |source| GatewayError::Name {
+            session: session.clone(),
+            source,
+        };
+        let source = names.source(&opts.source).map_err(name_err)?;
         let symbols = opts
             .symbols
             .iter()
             .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+            .map_err(name_err)?;
         let next_in = store
             .session_next_inbound(&opts.source, 7)
-            .map_err(|e| e.to_string())?
+            .map_err(|source| GatewayError::Recovery {
+                session: session.clone(),
+                source,
+            })?
             .unwrap_or(1);
         let seq_file = opts.db_path.join("sessions").join(format!(
             "{}-{}.seq",
             safe_file_part(&opts.session.sender_comp_id),
             safe_file_part(&opts.session.target_comp_id)
         ));
-        let next_out = read_seq_file(&seq_file)?.unwrap_or(1);
+        let next_out = read_seq_file(&seq_file)
+            .map_err(|why| GatewayError::SeqFile {
+                session: session.clone(),
+                why,
+            })?
+            .unwrap_or(1);
         tracing::info!(session = %lock(&status).name, next_in, next_out, "session sequence numbers recovered");
         let session = Session::new(
             opts.session.clone(),
@@ -324,6 +357,7 @@ impl Gateway {
                         match self.on_frame(&buf[msg_range], now) {
                             Ok(Some(Inbound::LoggedOn)) => {
                                 logged_on = true;
+                                lock(&self.status).logons += 1;
                                 self.set_state("logged on", None);
                                 self.send_market_data_request(now);
                             }

@@ -46,6 +46,50 @@ fn month_dir(base: &Path, day: NaiveDate) -> PathBuf {
         .join(format!("{:02}", day.month()))
 }
 
+/// Why the base folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--db {path}: {why}")]
+pub struct BaseError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Checks the base folder before any work: a folder (created when missing and `write`), and
+/// writable when `write` (a probe file is created and removed: permissions, a read-only mount
+/// and a full inode table all show).
+pub fn check_base(base: &Path, write: bool) -> Result<(), BaseError> {
+    let fail = |why: String| BaseError {
+        path: base.to_owned(),
+        why,
+    };
+    match std::fs::metadata(base) {
+        Ok(m) if !m.is_dir() => return Err(fail("exists but is not a directory".into())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && write => {
+            std::fs::create_dir_all(base).map_err(|e| fail(format!("cannot be created: {e}")))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                "no such directory (nothing recorded there yet?)".into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(fail(format!(
+                "cannot be {}: part of the path is a file, not a directory",
+                if write { "created" } else { "read" }
+            )))
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    if write {
+        let probe = base.join(format!(".tickrec-write-check-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| fail(format!("not writable: {e}")))?;
+    }
+    Ok(())
+}
+
 /// The day a file name stands for, when it is a day file name.
 pub fn day_of_file_name(name: &str) -> Option<NaiveDate> {
     day_and_form(name).filter(|d| !d.1).map(|d| d.0)

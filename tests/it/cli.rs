@@ -333,3 +333,119 @@ fn event_times_outside_the_window_are_refused_with_a_reason_and_never_make_a_day
         text(&out.stderr)
     );
 }
+
+/// What could go wrong: a `--db` whose parent is a regular file used to let `record` idle with
+/// `health: ok` and exit 0, `ingest` log every tick, and `seal` say `Not a directory` with no
+/// path. Every command now checks the folder first and names it with the reason.
+#[test]
+fn an_unusable_db_folder_is_refused_before_any_work_with_its_path_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("db");
+    for args in [
+        &["ingest", "-"][..],
+        &["seal"],
+        &["archive"],
+        &[
+            "record",
+            "--connect",
+            "127.0.0.1:9",
+            "--sender-comp-id",
+            "A",
+            "--target-comp-id",
+            "B",
+            "--symbols",
+            "EURUSD",
+        ],
+    ] {
+        let out = tickrec(&under_file, args, None);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("--db {}", under_file.display())),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("cannot be created"), "{args:?}: {err}");
+    }
+    let out = tickrec(&file, &["stats"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("exists but is not a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tickrec(
+        &dir.path().join("missing"),
+        &["query", "recent", "EURUSD"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no such directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// What could go wrong: `record` against an LP that never answers retried, then printed
+/// `health: ok` and exited 0 on SIGTERM, so a supervisor saw a healthy recorder.
+#[test]
+fn record_against_an_lp_that_never_answers_is_unhealthy_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(dir.path())
+        .args(["record", "--connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "--sender-comp-id",
+            "REC",
+            "--target-comp-id",
+            "LP",
+            "--symbols",
+            "EURUSD",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it has tried (the connection refusal is logged), then stop it.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("FIX connect failed") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a connect attempt");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = (text(&out.stdout), log.join().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{so}{se}");
+    assert!(
+        so.contains("health: UNHEALTHY") && so.contains("never logged on"),
+        "{so}"
+    );
+    assert!(se.contains("never logged on: REC->LP"), "{se}");
+}
