@@ -656,3 +656,77 @@ fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can(
     let out = super::cli::tickrec(&db, &["stats"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// What could go wrong: an I/O error in the middle of commits used to be retried three times
+/// and then dead-lettered tick by tick. Here the kernel itself fails the writes: the child runs
+/// under a file-size limit (`prlimit --fsize`, with SIGXFSZ ignored, so a write past it fails
+/// with EFBIG, which SQLite reports as a disk I/O error). That is a storage fault: the store
+/// stalls with the reason and holds its ticks; when the limit is lifted from outside, as an
+/// operator fixing a volume would, it resumes and stores each tick exactly once.
+#[test]
+fn an_io_error_mid_run_stalls_the_store_and_it_resumes_exactly_when_the_fault_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let input = jsonl(dir.path(), 150_000);
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; exec prlimit --fsize=1500000:unlimited -- "$@""#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(&db)
+        .arg("ingest")
+        .arg(&input)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh and prlimit (util-linux) run");
+    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("store: stalled (") {
+                let _ = stalled_tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let stall = stalled_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the store stalls on the I/O error and says so");
+    assert!(stall.contains("disk I/O error"), "{stall}");
+    let st = Command::new("prlimit")
+        .args([
+            "--pid",
+            &child.id().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "lifting the limit: {}",
+        text(&st.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = (text(&out.stdout), log.join().unwrap());
+    assert!(out.status.success(), "{so}{se}");
+    assert!(
+        so.contains(
+            "accounted: accepted 150000 = stored 150000 + dead-lettered 0 + spilled 0 + lost 0"
+        ),
+        "{so}"
+    );
+    assert!(se.contains("store: resumed after"), "{se}");
+    let rows = all_rows(&db, "EURUSD");
+    assert_eq!(rows.len(), 150_000);
+    assert!(rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.ts_event.0 == T0 + i as i64 * 1_000_000));
+}
