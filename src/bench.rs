@@ -68,6 +68,56 @@ pub struct BenchReport {
     pub range_ticks_per_s: f64,
     pub range_sqlite3_ticks_per_s: Option<f64>,
     pub range_rows: u64,
+    /// Largest WAL seen under the writer's and the end-to-end run's day files (sampled every
+    /// 10 ms); bounded by `writer.wal_max_mib`.
+    pub wal_max_bytes: u64,
+}
+
+/// Samples the size of every `*-wal` file under a folder on a thread of its own, keeping the
+/// largest, until stopped.
+struct WalWatch {
+    stop: Shutdown,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl WalWatch {
+    fn start(dir: &Path) -> WalWatch {
+        let stop = Shutdown::new();
+        let (dir, s) = (dir.to_owned(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let mut max = 0;
+            while !s.wait_timeout(Duration::from_millis(10)) {
+                max = max.max(largest_wal(&dir));
+            }
+            max.max(largest_wal(&dir))
+        });
+        WalWatch { stop, handle }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.request();
+        self.handle.join().unwrap_or(0)
+    }
+}
+
+fn largest_wal(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                largest_wal(&p)
+            } else if p.to_string_lossy().ends_with("-wal") {
+                e.metadata().map_or(0, |m| m.len())
+            } else {
+                0
+            }
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The generated rows: a seeded random walk spread evenly over one UTC day, receive delay
@@ -223,6 +273,7 @@ pub fn run(
             vec![sink],
         )?;
         let mut rows = Rows::new(b.ticks, ids);
+        let wal = WalWatch::start(&writer_base);
         let started = Instant::now();
         for _ in 0..b.ticks {
             rec.store_tick(rows.next(source))?;
@@ -230,6 +281,7 @@ pub fn run(
         r.rss_bytes = rss_bytes();
         r.ring_bytes = rec.ring_bytes() as u64;
         let stats = rec.shutdown();
+        r.wal_max_bytes = wal.finish();
         r.writer_ticks_per_s = stats.ticks_stored as f64 / started.elapsed().as_secs_f64();
         r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
         r.writer_store_tick_p99_ns = stats.store_tick_latency.p99_ns;
@@ -260,6 +312,7 @@ pub fn run(
             names.clone(),
             e2e_opts.db_path.clone(),
         );
+        let wal = WalWatch::start(&e2e_opts.db_path);
         let stop = Shutdown::new();
         let timer = {
             let stop = stop.clone();
@@ -272,6 +325,7 @@ pub fn run(
         let report =
             crate::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
         let _ = timer.join();
+        r.wal_max_bytes = r.wal_max_bytes.max(wal.finish());
         sim_stop.request();
         if let Ok(Err(e)) = sim_thread.join() {
             writeln!(log, "simulator: {e}")?;
@@ -427,6 +481,11 @@ impl std::fmt::Display for BenchReport {
             f,
             "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick, sealing took {:.1}s",
             self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds
+        )?;
+        writeln!(
+            f,
+            "WAL                             largest {:.1} MiB seen during (b) and (c) (bound: writer.wal_max_mib, default 64)",
+            self.wal_max_bytes as f64 / (1 << 20) as f64
         )?;
         writeln!(
             f,

@@ -15,6 +15,9 @@ use crate::shutdown::Shutdown;
 /// How long a configured session may be not logged on before the recorder is unhealthy.
 pub const SESSION_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a change of health must hold before it is logged.
+const HEALTH_SETTLE: Duration = Duration::from_secs(1);
+
 /// What a recording run did.
 #[derive(Debug, Clone)]
 pub struct RecordReport {
@@ -69,6 +72,7 @@ pub fn run(
     let mut last_report = Instant::now();
     let mut down_since: Vec<Option<Instant>> = vec![Some(started); statuses.len()];
     let mut was_healthy = true;
+    let mut candidate: Option<(bool, Instant)> = None;
     while !shutdown.wait_timeout(Duration::from_millis(200)) {
         let now = Instant::now();
         let mut problems = recorder.stats().health_problems;
@@ -86,15 +90,21 @@ pub fn run(
                 _ => {}
             }
         }
-        // Health is logged on every change, and with each status report.
+        // Health is logged when it changes and the change has held for a second (a queue
+        // brushing its threshold under a burst would otherwise flap the log).
         let healthy = problems.is_empty();
-        if healthy != was_healthy {
-            if healthy {
-                tracing::info!("health: ok");
-            } else {
-                tracing::error!("health: UNHEALTHY ({})", problems.join("; "));
+        match candidate {
+            Some((h, since)) if h == healthy => {
+                if h != was_healthy && now - since >= HEALTH_SETTLE {
+                    if healthy {
+                        tracing::info!("health: ok");
+                    } else {
+                        tracing::error!("health: UNHEALTHY ({})", problems.join("; "));
+                    }
+                    was_healthy = healthy;
+                }
             }
-            was_healthy = healthy;
+            _ => candidate = Some((healthy, now)),
         }
         if last_report.elapsed() >= report_every {
             last_report = Instant::now();

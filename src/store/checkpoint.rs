@@ -8,10 +8,10 @@
 //! never on the newest `ts_event` seen). PASSIVE never waits for the writer.
 //!
 //! PASSIVE alone does not bound the WAL: under sustained writes it never catches up with the
-//! writer, so the WAL is never restarted and grows. When a WAL passes half of `wal_max_bytes`,
-//! this thread runs `wal_checkpoint(TRUNCATE)` with a short busy timeout: it waits briefly for
-//! the writer's current transaction, copies the few pages PASSIVE had not, and cuts the WAL to
-//! zero. Files the writer closes are checkpointed (TRUNCATE) by the writer at close.
+//! writer, so the WAL is never restarted and grows. The writer bounds it itself, between
+//! commits (`store::writer`, `bound_wal`); a checkpoint from this thread that tried would have
+//! to win the write lock against a writer that takes it back-to-back. Files the writer closes
+//! are checkpointed (TRUNCATE) by the writer at close.
 //!
 //! Failures are logged once per change of state, not once per attempt.
 
@@ -24,9 +24,6 @@ use rusqlite::Connection;
 
 use crate::shutdown::Shutdown;
 
-/// How long a restarting checkpoint may keep the writer waiting.
-const TRUNCATE_BUSY: Duration = Duration::from_millis(50);
-
 /// A running checkpointer thread; stops when dropped.
 #[derive(Debug)]
 pub struct Checkpointer {
@@ -36,18 +33,14 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn start(
-        interval: Duration,
-        busy_timeout: Duration,
-        wal_max_bytes: u64,
-    ) -> std::io::Result<Checkpointer> {
+    pub fn start(interval: Duration, busy_timeout: Duration) -> std::io::Result<Checkpointer> {
         let targets: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         let stop = Shutdown::new();
         let handle = {
             let (targets, stop) = (targets.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-checkpoint".into())
-                .spawn(move || run(&targets, &stop, interval, busy_timeout, wal_max_bytes))?
+                .spawn(move || run(&targets, &stop, interval, busy_timeout))?
         };
         Ok(Checkpointer {
             targets,
@@ -71,17 +64,7 @@ impl Checkpointer {
     }
 }
 
-fn wal_bytes(db: &Path) -> u64 {
-    std::fs::metadata(crate::fsutil::with_suffix(db, "-wal")).map_or(0, |m| m.len())
-}
-
-fn run(
-    targets: &Mutex<Vec<PathBuf>>,
-    stop: &Shutdown,
-    interval: Duration,
-    busy: Duration,
-    wal_max_bytes: u64,
-) {
+fn run(targets: &Mutex<Vec<PathBuf>>, stop: &Shutdown, interval: Duration, busy: Duration) {
     let mut conns: Vec<(PathBuf, Connection)> = Vec::new();
     let mut failing: Vec<PathBuf> = Vec::new();
     while !stop.wait_timeout(interval) {
@@ -104,21 +87,7 @@ fn run(
                 },
             };
             let c = &conns[i].1;
-            let mut result = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            if result.is_ok() && wal_bytes(&path) > wal_max_bytes / 2 {
-                // Busy (a long reader, the writer mid-commit) just means: next time.
-                let truncated = c
-                    .busy_timeout(TRUNCATE_BUSY)
-                    .and_then(|_| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
-                result = match truncated {
-                    Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-                        Ok(())
-                    }
-                    other => other,
-                }
-                .and_then(|_| c.busy_timeout(busy));
-            }
-            match result {
+            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 Ok(()) => report(&mut failing, &path, None),
                 Err(e) => {
                     report(&mut failing, &path, Some(&e));
