@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, msg) in [("single_entry_x", &one), ("three_entry_x", &three)] {
         let mut decoder = Decoder::new();
-        let mut md = MarketData::new(SourceId(0), &symbols);
+        let mut md = MarketData::new(SourceId(0), tickrec::tick::OriginId(1), &symbols);
         let mut out: Vec<Tick> = Vec::with_capacity(8);
         g.bench_function(format!("{name}/frame+decode+book"), |b| {
             b.iter(|| {

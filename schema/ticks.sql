@@ -1,4 +1,4 @@
--- tickrec day file, schema version 3 (PRAGMA user_version = 3).
+-- tickrec day file, schema version 4 (PRAGMA user_version = 4).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -74,10 +74,8 @@ CREATE TABLE ticks (
     src      INTEGER NOT NULL               -- sources.id
 );
 
--- FIX sessions whose ticks are in this file: the inbound MsgSeqNum to expect next, committed
--- in the same transaction as the ticks it follows, so that after a crash the counterparty's
--- resend starts exactly after the last stored tick. Across files, the row with the newest
--- updated_recv_ns wins. (Added in version 2: schema/upgrades/0002_fix_sessions.sql.)
+-- Version 2 and 3 files: FIX sessions keyed by source name (superseded by `marks` in version 4,
+-- which keys a session by its identity; still read when no mark exists). Kept for upgrades.
 CREATE TABLE fix_sessions (
     src              INTEGER PRIMARY KEY,   -- sources.id of the session
     next_inbound_seq INTEGER NOT NULL,      -- next MsgSeqNum expected after the committed ticks
@@ -91,6 +89,18 @@ CREATE TABLE fix_sessions (
 CREATE TABLE imports (
     file  TEXT PRIMARY KEY,                 -- the source file, relative to the migration's input folder
     ticks INTEGER NOT NULL                  -- how many of its ticks for this day are committed here
+);
+
+-- Streams whose position is committed with their ticks, in the same transaction: a FIX
+-- session ("fix:FIX.4.4:SENDER->TARGET", next = the inbound MsgSeqNum to expect next) or an
+-- ingested file ("ingest:<canonical path>#<fingerprint>", next = the first line not yet
+-- committed). After a crash the stream resumes exactly after the last stored tick. Across day
+-- files, the row with the newest updated_ns (the wall clock at commit) wins; every day file is
+-- consulted. (Added in version 4: schema/upgrades/0004_marks.sql.)
+CREATE TABLE marks (
+    origin     TEXT PRIMARY KEY,
+    next       INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
 );
 
 CREATE VIEW ticks_v AS

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::tick::{SourceId, SymbolId};
+use crate::tick::{OriginId, SourceId, SymbolId};
 
 /// A symbol or source name that cannot be interned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +30,15 @@ pub enum NameError {
 /// Longest symbol or source name accepted (FIX Symbol values are far shorter).
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Longest origin name (they hold a canonical path).
+pub const MAX_ORIGIN_LEN: usize = 4096;
+
 /// One namespace of interned names.
 #[derive(Debug)]
 struct Table {
     kind: &'static str,
     limit: usize,
+    max_len: usize,
     inner: RwLock<TableInner>,
 }
 
@@ -49,6 +53,7 @@ impl Table {
         Table {
             kind,
             limit,
+            max_len: MAX_NAME_LEN,
             inner: RwLock::default(),
         }
     }
@@ -57,7 +62,7 @@ impl Table {
         if let Some(&id) = read(&self.inner).by_name.get(name) {
             return Ok(id);
         }
-        check_name(self.kind, name)?;
+        check_name(self.kind, name, self.max_len)?;
         let mut inner = write(&self.inner);
         if let Some(&id) = inner.by_name.get(name) {
             return Ok(id);
@@ -96,15 +101,15 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// Names are stored in files and printed in tables: reject what would corrupt either.
-fn check_name(kind: &'static str, name: &str) -> Result<(), NameError> {
+fn check_name(kind: &'static str, name: &str, max: usize) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty(kind));
     }
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max {
         return Err(NameError::TooLong {
             kind,
-            max: MAX_NAME_LEN,
-            name: name.chars().take(MAX_NAME_LEN).collect(),
+            max,
+            name: name.chars().take(max).collect(),
         });
     }
     if name.chars().any(char::is_control) {
@@ -116,11 +121,13 @@ fn check_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// The symbol and source namespaces shared by every producer and the writer.
+/// The symbol, source and origin namespaces shared by every producer and the writer.
 #[derive(Debug)]
 pub struct Names {
     symbols: Table,
     sources: Table,
+    /// Streams whose position is committed with their ticks (see `tick::OriginId`).
+    origins: Table,
 }
 
 impl Names {
@@ -129,7 +136,21 @@ impl Names {
         Names {
             symbols: Table::new("symbol", max_symbols),
             sources: Table::new("source", u16::MAX as usize),
+            origins: Table {
+                max_len: MAX_ORIGIN_LEN,
+                ..Table::new("origin", OriginId::MAX as usize)
+            },
         }
+    }
+
+    /// The id of an origin (id 0 is "none", so ids start at 1).
+    pub fn origin(&self, name: &str) -> Result<OriginId, NameError> {
+        self.origins.intern(name).map(|i| OriginId(i as u16 + 1))
+    }
+
+    pub fn origin_name(&self, id: OriginId) -> Option<Arc<str>> {
+        id.0.checked_sub(1)
+            .and_then(|i| self.origins.name(u32::from(i)))
     }
 
     pub fn symbol(&self, name: &str) -> Result<SymbolId, NameError> {

@@ -24,7 +24,7 @@ pub struct RecordReport {
     pub elapsed: Duration,
     pub stats: StatsSnapshot,
     pub sessions: Vec<SessionStatus>,
-    /// Per session (by source): the inbound MsgSeqNum the next start will request from, as
+    /// Per session (by identity): the inbound MsgSeqNum the next start will request from, as
     /// committed in the store; `None` when nothing of it is committed.
     pub resume: Vec<(String, Option<u64>)>,
 }
@@ -44,7 +44,7 @@ pub fn run(
     let stop = Shutdown::new();
     let mut threads = Vec::new();
     let mut statuses: Vec<StatusHandle> = Vec::new();
-    let sources: Vec<String> = sessions.iter().map(|g| g.source.clone()).collect();
+    let identities: Vec<GatewayOptions> = sessions.clone();
     for g in sessions {
         match gateway::spawn(
             g,
@@ -146,14 +146,14 @@ pub fn run(
             st.last_error.as_deref().unwrap_or(&st.state)
         ));
     }
-    let resume = sources
-        .into_iter()
-        .map(|src| {
-            let next = store.session_next_inbound(&src, usize::MAX).unwrap_or_else(|e| {
-                tracing::error!(source = %src, error = %e, "cannot read the session's resume point");
+    let resume = identities
+        .iter()
+        .map(|g| {
+            let next = g.recovered_next_inbound(&store).unwrap_or_else(|e| {
+                tracing::error!(session = %g.origin(), error = %e, "cannot read the session's resume point");
                 None
             });
-            (src, next)
+            (g.origin(), next)
         })
         .collect();
     Ok(RecordReport {

@@ -520,25 +520,48 @@ pub struct Tick {
     pub msg: MsgRef,
 }
 
-/// A tick's FIX message: its MsgSeqNum, and whether more ticks of the same message follow.
+/// A stream whose position is committed with its ticks: a FIX session (position = inbound
+/// MsgSeqNum) or an ingested file (position = line number). Interned in
+/// [`crate::intern::Names`]; 0 is "no origin".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct OriginId(pub u16);
+
+impl OriginId {
+    pub const NONE: OriginId = OriginId(0);
+    /// Ids fit in 15 bits of [`MsgRef`].
+    pub const MAX: u16 = (1 << 15) - 1;
+}
+
+/// Where a tick stands in its origin's stream: the origin, the position of its message there
+/// (a FIX MsgSeqNum, a line number), and whether more ticks of the same message follow. The
+/// writer commits "next position = this + 1" with the last tick of each message, in the same
+/// transaction (see `store::writer`).
 ///
-/// Packed in one `u64` (bit 63: more follow) to keep [`Tick`] at one cache line; MsgSeqNum
-/// never comes near 2^63.
+/// Packed in one `u64` to keep [`Tick`] at one cache line: bit 63 more-follow, bits 48..=62
+/// the origin, bits 0..=47 the position (2^48: far beyond any MsgSeqNum or line count).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
 pub struct MsgRef(u64);
 
 impl MsgRef {
-    /// Not from a FIX session.
+    /// No origin: nothing to commit a position for.
     pub const NONE: MsgRef = MsgRef(0);
     const MORE: u64 = 1 << 63;
+    const SEQ_BITS: u32 = 48;
+    const SEQ_MASK: u64 = (1 << Self::SEQ_BITS) - 1;
 
-    pub fn new(seq: u64, more_follow: bool) -> MsgRef {
-        MsgRef((seq & !Self::MORE) | if more_follow { Self::MORE } else { 0 })
+    /// Position `seq` (masked to 48 bits) of `origin`.
+    pub fn new(origin: OriginId, seq: u64, more_follow: bool) -> MsgRef {
+        let origin = u64::from(origin.0 & OriginId::MAX) << Self::SEQ_BITS;
+        MsgRef(origin | (seq & Self::SEQ_MASK) | if more_follow { Self::MORE } else { 0 })
     }
 
-    /// The message's MsgSeqNum (0 for [`MsgRef::NONE`]).
+    pub fn origin(self) -> OriginId {
+        OriginId(((self.0 & !Self::MORE) >> Self::SEQ_BITS) as u16)
+    }
+
+    /// The message's position (0 for [`MsgRef::NONE`]).
     pub fn seq(self) -> u64 {
-        self.0 & !Self::MORE
+        self.0 & Self::SEQ_MASK
     }
 
     /// True when this is not the last tick of its message.

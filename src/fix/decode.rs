@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::frame::{FieldSyntaxError, Fields};
 use super::tags;
 use crate::tick::{
-    Decimal, MsgRef, Price, Size, SourceId, SymbolId, Tick, Timestamp, NANOS_PER_DAY,
+    Decimal, MsgRef, OriginId, Price, Size, SourceId, SymbolId, Tick, Timestamp, NANOS_PER_DAY,
 };
 
 /// The header fields every message carries, borrowed from the message.
@@ -342,6 +342,8 @@ struct Book {
 #[derive(Debug)]
 pub struct MarketData {
     source: SourceId,
+    /// The session's origin: each tick carries its message's MsgSeqNum under it.
+    origin: OriginId,
     index: HashMap<Box<[u8]>, usize>,
     symbols: Vec<SymbolId>,
     books: Vec<Book>,
@@ -352,9 +354,10 @@ pub struct MarketData {
 
 impl MarketData {
     /// `symbols`: (FIX Symbol value, recorder id) of every subscribed instrument.
-    pub fn new(source: SourceId, symbols: &[(String, SymbolId)]) -> MarketData {
+    pub fn new(source: SourceId, origin: OriginId, symbols: &[(String, SymbolId)]) -> MarketData {
         MarketData {
             source,
+            origin,
             index: symbols
                 .iter()
                 .enumerate()
@@ -410,7 +413,7 @@ impl MarketData {
                 ask: book.ask.map(|a| a.0),
                 bid_size: book.bid.and_then(|b| b.1),
                 ask_size: book.ask.and_then(|a| a.1),
-                msg: MsgRef::new(msg.header.seq, slot < last),
+                msg: MsgRef::new(self.origin, msg.header.seq, slot < last),
             });
         }
         Ok(())
@@ -446,6 +449,7 @@ mod tests {
     fn md() -> MarketData {
         MarketData::new(
             SourceId(0),
+            OriginId(1),
             &[
                 ("EURUSD".into(), SymbolId(0)),
                 ("USDJPY".into(), SymbolId(1)),

@@ -42,6 +42,29 @@ pub struct GatewayOptions {
 }
 
 impl GatewayOptions {
+    /// The session's identity as an origin name: `fix:<BeginString>:<Sender>-><Target>`. Its
+    /// inbound position is committed with its ticks under this name (see `tick::MsgRef`).
+    pub fn origin(&self) -> String {
+        format!(
+            "fix:{}:{}->{}",
+            super::BEGIN_STRING,
+            self.session.sender_comp_id,
+            self.session.target_comp_id
+        )
+    }
+
+    /// The inbound MsgSeqNum to expect next, as committed: the session's mark, or for a store
+    /// written before marks existed, the legacy mark of its `source`.
+    pub fn recovered_next_inbound(
+        &self,
+        store: &Store,
+    ) -> Result<Option<u64>, crate::store::StoreError> {
+        match store.next_position(&self.origin())? {
+            Some(n) => Ok(Some(n)),
+            None => store.legacy_session_next_inbound(&self.source),
+        }
+    }
+
     /// A session to a simulator started by this process (TargetCompID `SIM`): both sides
     /// start at 1, since that simulator has no history.
     pub fn to_local_simulator(
@@ -223,8 +246,9 @@ impl Gateway {
             .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(name_err)?;
-        let next_in = store
-            .session_next_inbound(&opts.source, 7)
+        let origin = names.origin(&opts.origin()).map_err(name_err)?;
+        let next_in = opts
+            .recovered_next_inbound(store)
             .map_err(|source| GatewayError::Recovery {
                 session: session.clone(),
                 source,
@@ -250,7 +274,7 @@ impl Gateway {
             ResendStore::new(0),
         );
         Ok(Gateway {
-            md: MarketData::new(source, &symbols),
+            md: MarketData::new(source, origin, &symbols),
             opts,
             recorder,
             shutdown,

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::{Sink, Stats};
 use crate::shutdown::Shutdown;
-use crate::tick::{SourceId, Tick};
+use crate::tick::{OriginId, Tick};
 
 /// How the writer groups ticks into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,19 +45,20 @@ pub(crate) struct WriterControl {
     pub stats: Arc<Stats>,
 }
 
-/// FIX messages with ticks in the batch but not yet their last one, by source (a handful of
+/// Messages with ticks in the batch but not yet their last one, by origin (a handful of
 /// sessions at most: a linear scan beats a map).
 #[derive(Default)]
-struct OpenMessages(Vec<SourceId>);
+struct OpenMessages(Vec<OriginId>);
 
 impl OpenMessages {
     fn note(&mut self, t: &Tick) {
-        if t.msg.seq() == 0 {
+        let origin = t.msg.origin();
+        if origin == OriginId::NONE {
             return;
         }
-        let at = self.0.iter().position(|s| *s == t.source);
+        let at = self.0.iter().position(|o| *o == origin);
         match (t.msg.more_follow(), at) {
-            (true, None) => self.0.push(t.source),
+            (true, None) => self.0.push(origin),
             (false, Some(i)) => {
                 self.0.swap_remove(i);
             }

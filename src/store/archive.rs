@@ -43,6 +43,10 @@ pub struct ArchiveSummary {
     pub raw_bytes: u64,
     /// The compacted database that was compressed.
     pub compact_bytes: u64,
+    /// The day's committed stream positions (`marks` table): origin → (next, updated_ns), so
+    /// that recovery reads them without decompressing the day. Absent in older archives.
+    #[serde(default)]
+    pub marks: std::collections::BTreeMap<String, (i64, i64)>,
 }
 
 /// The result for one day.
@@ -182,8 +186,10 @@ pub fn archive_day(
                 conn.query_row("SELECT min(ts_event), max(ts_event) FROM ticks", [], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
+            let marks = super::reader::read_marks(&conn)?;
             conn.execute("VACUUM INTO ?1", [compact.to_string_lossy()])?;
             Ok(ArchiveSummary {
+                marks,
                 day,
                 ticks: ticks as u64,
                 symbols: symbols as u64,

@@ -382,19 +382,44 @@ impl Store {
         Ok(read)
     }
 
-    /// The inbound MsgSeqNum a FIX session should expect next, as committed with its ticks:
-    /// the most recently updated mark for `source` among the newest `max_days` day files.
-    pub fn session_next_inbound(
-        &self,
-        source: &str,
-        max_days: usize,
-    ) -> Result<Option<u64>, StoreError> {
+    /// The committed next position of `origin` (a FIX session's next inbound MsgSeqNum, an
+    /// ingested file's first uncommitted line): the mark with the newest commit time across
+    /// every day file, plain or archived (an archive carries its marks in its summary). No
+    /// limit on days, and no dependence on which day is newest.
+    pub fn next_position(&self, origin: &str) -> Result<Option<u64>, StoreError> {
+        let mut best: Option<(i64, i64)> = None; // (updated_ns, next)
+        let mut consider = |m: Option<(i64, i64)>| {
+            if let Some((next, at)) = m {
+                if best.is_none_or(|b| at > b.0) {
+                    best = Some((at, next));
+                }
+            }
+        };
+        for day in self.days()? {
+            if day.archived {
+                let summary = archive::read_summary(&day.path)?;
+                consider(summary.marks.get(origin).copied());
+                continue;
+            }
+            let conn = schema::open_for_read(&day.path, &self.opts)?;
+            consider(read_mark(&conn, origin).map_err(StoreError::sqlite(&day.path))?);
+        }
+        Ok(best.and_then(|(_, next)| u64::try_from(next).ok()))
+    }
+
+    /// Version 2 and 3 files: the inbound MsgSeqNum committed for a FIX session keyed by its
+    /// `source` name (the newest by receive time across plain day files). Read only when a
+    /// session has no mark yet, after an upgrade.
+    pub fn legacy_session_next_inbound(&self, source: &str) -> Result<Option<u64>, StoreError> {
         let mut best: Option<(i64, i64)> = None;
-        for day in self.days()?.iter().rev().take(max_days) {
-            let reader = self.open_day(day)?;
+        for day in self.days()?.iter().filter(|d| !d.archived) {
+            let reader = DayReader::open(&day.path, &self.opts)?;
             let Some(src) = find_id(&reader.sources, source) else {
                 continue;
             };
+            if schema::version(&reader.conn).map_err(StoreError::sqlite(&day.path))? < 2 {
+                continue;
+            }
             let mark: Option<(i64, i64)> = reader
                 .conn
                 .query_row(
@@ -443,6 +468,31 @@ impl Store {
         }
         day_stats(day, &self.opts)
     }
+}
+
+/// `(next, updated_ns)` of `origin` in one day file (none before schema version 4).
+pub(crate) fn read_mark(conn: &Connection, origin: &str) -> rusqlite::Result<Option<(i64, i64)>> {
+    if schema::version(conn)? < 4 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT next, updated_ns FROM marks WHERE origin = ?1",
+        [origin],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Every mark of one day file: origin → (next, updated_ns).
+pub(crate) fn read_marks(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::BTreeMap<String, (i64, i64)>> {
+    if schema::version(conn)? < 4 {
+        return Ok(Default::default());
+    }
+    let mut stmt = conn.prepare("SELECT origin, next, updated_ns FROM marks")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    rows.collect()
 }
 
 fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError> {

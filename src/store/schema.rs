@@ -15,12 +15,13 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
 /// transaction that checks the version.
 const UPGRADES: &[&str] = &[
     include_str!("../../schema/upgrades/0002_fix_sessions.sql"),
     include_str!("../../schema/upgrades/0003_imports.sql"),
+    include_str!("../../schema/upgrades/0004_marks.sql"),
 ];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.
@@ -64,14 +65,9 @@ pub fn open_for_read(path: &Path, opts: &SqliteOptions) -> Result<Connection, St
         .and_then(|_| apply_cache_pragmas(&conn, opts))
         .map_err(StoreError::sqlite(path))?;
     let version = user_version(&conn).map_err(StoreError::sqlite(path))?;
+    // Every version has the tables a query reads (file_info, symbols, sources, ticks); what
+    // later versions added is looked up by `user_version` where it is used (see `marks`).
     check_version(path, version, &conn)?;
-    if version < SCHEMA_VERSION {
-        return Err(StoreError::TooOld {
-            path: path.into(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
     Ok(conn)
 }
 
@@ -173,6 +169,11 @@ fn ensure_schema(conn: &mut Connection, path: &Path, day: NaiveDate) -> Result<(
     Ok(())
 }
 
+/// The file's schema version.
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    user_version(conn)
+}
+
 /// The midnight (ns) a file's relative `ts_event` column counts from.
 pub fn day_start_ns(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT day_start_ns FROM file_info WHERE id = 1", [], |r| {
@@ -220,18 +221,20 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_is_upgraded_on_write_and_refused_by_readers_until_then() {
+    fn a_version_1_file_is_read_as_it_is_and_upgraded_on_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(open_for_write(&path, day(), &SqliteOptions::default()).unwrap());
         // Make it what tickrec 0.1 wrote: no fix_sessions or imports table, version 1.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE fix_sessions; DROP TABLE imports; PRAGMA user_version = 1;")
+        conn.execute_batch(
+            "DROP TABLE fix_sessions; DROP TABLE imports; DROP TABLE marks; PRAGMA user_version = 1;",
+        )
             .unwrap();
         drop(conn);
-        let err = open_for_read(&path, &SqliteOptions::default()).unwrap_err();
-        assert!(matches!(err, StoreError::TooOld { found: 1, .. }), "{err}");
-        assert!(err.to_string().contains("tickrec upgrade"), "{err}");
+        let old = open_for_read(&path, &SqliteOptions::default()).unwrap();
+        assert_eq!(user_version(&old).unwrap(), 1, "readers take it as it is");
+        drop(old);
         let conn = open_for_write(&path, day(), &SqliteOptions::default()).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
         conn.execute("INSERT INTO fix_sessions VALUES (0, 5, 0)", [])

@@ -33,17 +33,15 @@ use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
 use crate::shutdown::Shutdown;
 use crate::spill::{Kind, SetAside};
-use crate::tick::{Tick, NANOS_PER_DAY};
+use crate::tick::{OriginId, Tick, NANOS_PER_DAY};
 
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
-const MARK_SESSION: &str =
-    "INSERT INTO fix_sessions (src, next_inbound_seq, updated_recv_ns) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (src) DO UPDATE SET next_inbound_seq = excluded.next_inbound_seq, \
-     updated_recv_ns = excluded.updated_recv_ns";
+const MARK_ORIGIN: &str = "INSERT INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (origin) DO UPDATE SET next = excluded.next, updated_ns = excluded.updated_ns";
 
 /// One open day file and what the writer caches about it.
 struct OpenDay {
@@ -55,8 +53,8 @@ struct OpenDay {
     /// Process symbol id → this file's symbol id (`-1`: not looked up yet).
     sym_ids: Vec<i64>,
     src_ids: Vec<i64>,
-    /// Per batch: (file source id, next inbound MsgSeqNum, ts_recv) of FIX sessions (reused).
-    session_marks: Vec<(i64, i64, i64)>,
+    /// Per transaction: (origin, next position) of the messages it completes (reused).
+    marks: Vec<(OriginId, i64)>,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -450,7 +448,7 @@ impl SqliteSink {
             next_seq: max_seq + 1,
             sym_ids: Vec::new(),
             src_ids: Vec::new(),
-            session_marks: Vec::new(),
+            marks: Vec::new(),
             path,
             _lock: lock,
         });
@@ -513,7 +511,7 @@ fn insert_all(
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut seq = od.next_seq;
-    od.session_marks.clear();
+    od.marks.clear();
     {
         let mut stmt = tx.prepare_cached(INSERT)?;
         for t in ticks {
@@ -535,21 +533,26 @@ fn insert_all(
             stmt.raw_bind_parameter(9, src)?;
             stmt.raw_execute()?;
             seq += 1;
-            if t.msg.seq() > 0 && !t.msg.more_follow() {
-                // The last tick of a message completes it. Ticks of one session arrive in
-                // MsgSeqNum order: the last complete message wins.
-                let next = i64::try_from(t.msg.seq()).unwrap_or(i64::MAX - 1) + 1;
-                match od.session_marks.iter_mut().find(|m| m.0 == src) {
-                    Some(m) => *m = (src, next, t.ts_recv.0),
-                    None => od.session_marks.push((src, next, t.ts_recv.0)),
+            let origin = t.msg.origin();
+            if origin != OriginId::NONE && !t.msg.more_follow() {
+                // The last tick of a message completes it. Ticks of one origin arrive in
+                // position order: the last complete message wins. (48-bit positions: +1 fits.)
+                let next = t.msg.seq() as i64 + 1;
+                match od.marks.iter_mut().find(|m| m.0 == origin) {
+                    Some(m) => m.1 = next,
+                    None => od.marks.push((origin, next)),
                 }
             }
         }
     }
-    if !od.session_marks.is_empty() {
-        let mut mark = tx.prepare_cached(MARK_SESSION)?;
-        for &(src, next, recv) in &od.session_marks {
-            mark.execute(rusqlite::params![src, next, recv])?;
+    if !od.marks.is_empty() {
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock).0;
+        let mut mark = tx.prepare_cached(MARK_ORIGIN)?;
+        for &(origin, next) in &od.marks {
+            let name = names.origin_name(origin).ok_or_else(|| {
+                rusqlite::Error::InvalidParameterName(format!("origin id {} has no name", origin.0))
+            })?;
+            mark.execute(rusqlite::params![&*name, next, now])?;
         }
     }
     if let Some(file) = import_file {

@@ -9,7 +9,7 @@ use tickrec::tick::{SourceId, SymbolId, Timestamp};
 
 fuzz_target!(|data: &[u8]| {
     let symbols = [("EURUSD".to_string(), SymbolId(0)), ("USDJPY".to_string(), SymbolId(1))];
-    let mut md = MarketData::new(SourceId(0), &symbols);
+    let mut md = MarketData::new(SourceId(0), tickrec::tick::OriginId(1), &symbols);
     let mut decoder = Decoder::new();
     let mut out = Vec::new();
     let mut rest = data;
