@@ -233,6 +233,13 @@ pub struct IngestArgs {
     /// Input file; - or nothing for standard input
     #[arg(default_value = "-")]
     pub file: String,
+    /// Name of the input stream, so that a re-run resumes after what was committed (needed
+    /// for standard input; a file is known by its path and first line without it)
+    #[arg(long, value_name = "NAME")]
+    pub source_id: Option<String>,
+    /// Ingest every line again, even those an earlier run committed (stores them twice)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -568,6 +575,28 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     let shutdown = signal_latch()?;
     let recorder = std::sync::Arc::new(service::start_recorder(opts)?);
     let default_source = recorder.names().source(&opts.broker_id)?;
+    let file = (a.file != "-").then(|| std::path::Path::new(&a.file));
+    let origin = match crate::ingest::origin_name(file, a.source_id.as_deref())
+        .with_context(|| format!("reading {}", a.file))?
+    {
+        Some(name) => {
+            let committed = if a.force {
+                0
+            } else {
+                service::open_store(opts)
+                    .next_position(&name)?
+                    .map_or(0, |next| next.saturating_sub(1))
+            };
+            if committed > 0 {
+                tracing::info!(origin = %name, committed, "resuming after the lines already committed");
+            }
+            Some(crate::ingest::Origin {
+                id: recorder.names().origin(&name)?,
+                committed_through: committed,
+            })
+        }
+        None => None,
+    };
     let input: Box<dyn BufRead + Send> = if a.file == "-" {
         Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
@@ -590,6 +619,7 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
                     clock: &SystemClock,
                     default_source,
                     stop: shutdown.flag(),
+                    origin,
                 };
                 let mut reject = |r: crate::ingest::Rejection| eprintln!("{name}: {r}");
                 let _ = done_tx.send(feeder.run(format, input, &mut reject));
@@ -615,12 +645,13 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &report {
         writeln!(
             out,
-            "records {} accepted {} rejected {} throttled {} dropped {}{}",
+            "records {} accepted {} rejected {} throttled {} dropped {} already-stored {}{}",
             r.records,
             r.accepted,
             r.rejected,
             r.throttled,
             r.dropped,
+            r.already,
             if r.interrupted { " (interrupted)" } else { "" }
         )?;
     } else {
@@ -628,6 +659,15 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "{stats}")?;
     write_accounting(&mut out, &stats)?;
+    if stats.ticks_spilled > 0 && origin.is_some() {
+        // The input itself is the better copy: its committed position is durable.
+        writeln!(
+            out,
+            "re-run `tickrec ingest {}{}` once the store can write: it resumes after the committed lines and stores the spilled ones; do not also ingest the spill file",
+            a.file,
+            a.source_id.as_deref().map(|s| format!(" --source-id {s}")).unwrap_or_default()
+        )?;
+    }
     let rejected = report.map_or(0, |r| r.rejected);
     Ok(if rejected > 0 || !all_stored(&stats) {
         ExitCode::from(1)

@@ -2,6 +2,10 @@
 //!
 //! A bad record never stops the feed: it is reported with its line number and reason, counted,
 //! and skipped. Reading stops early, between records, when `stop` is set (a signal arrived).
+//!
+//! Exactly once across re-runs: with an [`Origin`] every tick carries its line number, the
+//! writer commits "next line" under the origin's name in the same transaction as the ticks,
+//! and a re-run skips the lines already committed (see `tick::MsgRef`, `store::writer`).
 
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::clock::Clock;
 use crate::format::{csv::CsvHeader, jsonl, FieldError, TickText};
 use crate::pipeline::{Outcome, Recorder, StoreTickError};
-use crate::tick::{MsgRef, SourceId, Tick};
+use crate::tick::{MsgRef, OriginId, SourceId, Tick};
 
 /// Input formats of `tickrec ingest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -28,8 +32,41 @@ pub struct IngestReport {
     pub rejected: u64,
     pub throttled: u64,
     pub dropped: u64,
+    /// Records skipped because an earlier run committed them (see [`Origin`]).
+    pub already: u64,
     /// True when reading stopped at `stop` before the end of the input.
     pub interrupted: bool,
+}
+
+/// The identity of an input whose progress is committed with its ticks, and where the
+/// committed part ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub id: OriginId,
+    /// Lines up to and including this one are committed already (0: none).
+    pub committed_through: u64,
+}
+
+/// The origin name of an input file: its canonical path and a fingerprint of its first line
+/// (BLAKE3, 16 hex digits), so that the same file, even grown, resumes, while another file put
+/// at the same path starts afresh. `source_id` (required for standard input) names the stream
+/// instead.
+pub fn origin_name(
+    file: Option<&std::path::Path>,
+    source_id: Option<&str>,
+) -> std::io::Result<Option<String>> {
+    if let Some(id) = source_id {
+        return Ok(Some(format!("ingest:id:{id}")));
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let path = std::fs::canonicalize(file)?;
+    let mut first = Vec::new();
+    let f = std::fs::File::open(&path)?;
+    std::io::Read::take(std::io::BufReader::new(f), 64 * 1024).read_until(b'\n', &mut first)?;
+    let hash = blake3::hash(&first).to_hex();
+    Ok(Some(format!("ingest:{}#{}", path.display(), &hash[..16])))
 }
 
 /// A rejected record: where and why.
@@ -66,6 +103,8 @@ pub struct Feeder<'a> {
     /// Source for records that name none (`BROKER_ID`).
     pub default_source: SourceId,
     pub stop: &'a AtomicBool,
+    /// When set, positions are committed with the ticks and committed lines are skipped.
+    pub origin: Option<Origin>,
 }
 
 impl Feeder<'_> {
@@ -198,9 +237,13 @@ impl Feeder<'_> {
         report: &mut IngestReport,
         reject: &mut dyn FnMut(Rejection),
     ) -> Result<(), IngestError> {
+        if self.origin.is_some_and(|o| line <= o.committed_through) {
+            report.already += 1;
+            return Ok(());
+        }
         let tick = parsed
             .map_err(|e| e.to_string())
-            .and_then(|t| self.to_tick(&t));
+            .and_then(|t| self.to_tick(&t, line));
         let tick = match tick {
             Ok(t) => t,
             Err(why) => {
@@ -225,7 +268,7 @@ impl Feeder<'_> {
         Ok(())
     }
 
-    fn to_tick(&self, t: &TickText<'_>) -> Result<Tick, String> {
+    fn to_tick(&self, t: &TickText<'_>, line: u64) -> Result<Tick, String> {
         let names = self.recorder.names();
         let symbol = names
             .symbol(&t.symbol)
@@ -245,7 +288,10 @@ impl Feeder<'_> {
             ask: t.ask,
             bid_size: t.bid_size,
             ask_size: t.ask_size,
-            msg: MsgRef::NONE,
+            msg: match self.origin {
+                Some(o) => MsgRef::new(o.id, line, false),
+                None => MsgRef::NONE,
+            },
         })
     }
 }

@@ -449,3 +449,129 @@ fn record_against_an_lp_that_never_answers_is_unhealthy_and_exits_non_zero() {
     );
     assert!(se.contains("never logged on: REC->LP"), "{se}");
 }
+
+fn lines(n: usize, from: usize) -> String {
+    let t0 = 1_795_428_000_000_000_000i64; // 2026-11-23T10:00:00Z
+    (from..from + n)
+        .map(|i| {
+            format!(
+                "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":2,\"ts_event\":{}}}\n",
+                i % 100_000,
+                t0 + i as i64 * 1_000_000
+            )
+        })
+        .collect()
+}
+
+fn stored(db: &Path) -> Vec<i64> {
+    let mut ts: Vec<i64> = super::util::all_rows(db, "EURUSD")
+        .iter()
+        .map(|r| r.ts_event.0)
+        .collect();
+    ts.sort_unstable();
+    ts
+}
+
+/// What could go wrong: re-ingesting a file after a crash, a stall or a kill stored its
+/// committed lines a second time. The file's identity and its committed line count are
+/// committed with its ticks, so a re-run (after `kill -9` here) stores each line exactly once;
+/// `--force` re-ingests on purpose; standard input gets the same with `--source-id`.
+#[test]
+fn ingest_resumes_after_its_committed_lines_so_each_line_is_stored_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let file = dir.path().join("big.jsonl");
+    std::fs::write(&file, lines(600_000, 0)).unwrap();
+    let f = file.to_str().unwrap();
+
+    // kill -9 once some ticks are committed, then run again.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(&db)
+        .args(["ingest", f])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let day = tickrec::store::layout::day_path(
+        &db,
+        tickrec::tick::Timestamp(1_795_428_000_000_000_000).day(),
+    );
+    loop {
+        let n =
+            rusqlite::Connection::open_with_flags(&day, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| c.query_row("SELECT count(*) FROM ticks", [], |r| r.get::<_, i64>(0)))
+                .unwrap_or(0);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "killed before it finished"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no commit within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = stored(&db).len();
+    assert!(
+        partial > 0 && partial < 600_000,
+        "killed mid-way ({partial})"
+    );
+
+    let out = tickrec(&db, &["ingest", f], None);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so}{}", text(&out.stderr));
+    assert!(so.contains(&format!("already-stored {partial}")), "{so}");
+    let expected: Vec<i64> = (0..600_000)
+        .map(|i| 1_795_428_000_000_000_000 + i * 1_000_000)
+        .collect();
+    assert_eq!(stored(&db), expected, "every line once");
+
+    // Nothing new: a third run stores nothing.
+    let out = tickrec(&db, &["ingest", f], None);
+    assert!(
+        text(&out.stdout).contains("accepted 0")
+            && text(&out.stdout).contains("already-stored 600000"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(stored(&db).len(), 600_000);
+
+    // The same file grown: only the new lines.
+    std::fs::write(&file, lines(600_100, 0)).unwrap();
+    let out = tickrec(&db, &["ingest", f], None);
+    assert!(
+        text(&out.stdout).contains("accepted 100 "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(stored(&db).len(), 600_100);
+
+    // Standard input needs a name to resume.
+    let more = lines(50, 700_000);
+    for _ in 0..2 {
+        let out = tickrec(&db, &["ingest", "-", "--source-id", "feed-a"], Some(&more));
+        assert!(out.status.success());
+    }
+    assert_eq!(stored(&db).len(), 600_150, "stdin with --source-id: once");
+
+    // --force stores again, on purpose.
+    let out = tickrec(
+        &db,
+        &["ingest", "-", "--source-id", "feed-a", "--force"],
+        Some(&more),
+    );
+    assert!(
+        text(&out.stdout).contains("accepted 50 "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(stored(&db).len(), 600_200);
+}
