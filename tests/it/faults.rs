@@ -174,7 +174,7 @@ fn jsonl(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
-struct Ingest {
+struct Run {
     stdout: String,
     stderr: String,
     code: Option<i32>,
@@ -182,7 +182,7 @@ struct Ingest {
     exit_after: Duration,
 }
 
-impl Ingest {
+impl Run {
     fn field(&self, line_start: &str, name: &str) -> u64 {
         let line = self
             .stdout
@@ -196,7 +196,7 @@ impl Ingest {
 }
 
 /// Runs `tickrec ingest FILE` until its log says the store stalled, then sends SIGTERM.
-fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Ingest {
+fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
         .arg("--db")
         .arg(db)
@@ -235,7 +235,7 @@ fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Ing
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
     let exit_after = term.elapsed();
-    Ingest {
+    Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: log.join().unwrap(),
         code: out.status.code(),
@@ -790,4 +790,122 @@ fn the_wal_stays_under_its_bound_through_sustained_writes() {
 
 pub fn wal_of(base: &Path, day: chrono::NaiveDate) -> PathBuf {
     tickrec::fsutil::with_suffix(&layout::day_path(base, day), "-wal")
+}
+
+/// Runs `tickrec record` against `addr` with `db`, reporting when the log says `needle`.
+fn record_child(
+    db: &Path,
+    cfg: Option<&Path>,
+    addr: &str,
+    syms: &[String],
+    needle: &'static str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickrec"));
+    cmd.arg("--db").arg(db);
+    if let Some(cfg) = cfg {
+        cmd.arg("--config").arg(cfg);
+    }
+    let mut child = cmd
+        .args(["record", "--connect", addr])
+        .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
+        .args(["--symbols", &syms.join(",")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    (child, rx, log)
+}
+
+/// What could go wrong: a FIX recorder stopped while its store is stalled and nowhere can take
+/// its ticks used to lose them without a count or a way back. Now it exits within the bound,
+/// prints the exact number lost and each session's resume point, exits 1; the next start asks
+/// the counterparty for exactly that, and the day ends up equal to what was sent.
+#[test]
+fn sigterm_while_stalled_with_nowhere_to_spill_prints_the_loss_and_the_resume_point_and_the_restart_recovers_it(
+) {
+    use super::fix::{journal_quotes, start_sim, stored_quotes};
+    use tickrec::fix::sim::SimOptions;
+    let fs = Tmpfs::mount(768, false);
+    let db = fs.path().join("db");
+    let read_only = Tmpfs::mount(64, true);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_dead_letter_dir(dir.path(), read_only.path());
+    let journal = dir.path().join("sent.jsonl");
+    let syms = tickrec::synth::symbol_names(8);
+    let (addr, sim, _) = start_sim(SimOptions {
+        symbols: 8,
+        rate: Some(5000),
+        duration: Some(Duration::from_secs(8)),
+        journal: Some(journal.clone()),
+        ..SimOptions::default()
+    });
+    let (child, stalled, log) = record_child(&db, Some(&cfg), &addr, &syms, "store: stalled (");
+    stalled
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the store stalls on the full disk");
+    let term = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        term.elapsed() < Duration::from_secs(10),
+        "exited after {:?}",
+        term.elapsed()
+    );
+    let (so, se) = (text(&out.stdout), log.join().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{so}{se}");
+    let run = Run {
+        stdout: so.clone(),
+        stderr: se,
+        code: out.status.code(),
+        exit_after: term.elapsed(),
+    };
+    let (accepted, stored, lost) = (
+        run.field("accounted:", "accepted"),
+        run.field("accounted:", "stored"),
+        run.field("accounted:", "lost"),
+    );
+    assert!(lost > 0, "{so}");
+    assert_eq!(stored + lost, accepted, "{so}");
+    assert!(
+        so.contains("session fix:FIX.4.4:REC->SIM: committed through inbound MsgSeqNum"),
+        "{so}"
+    );
+
+    // Room again: the restart resends from the resume point and the day is complete.
+    fs.grow(64 * 1024);
+    let (child, _, log) = record_child(&db, None, &addr, &syms, "never");
+    let sent = sim.join().unwrap();
+    let count = || -> u64 { syms.iter().map(|s| all_rows(&db, s).len() as u64).sum() };
+    wait_until(Duration::from_secs(30), "every sent tick committed", || {
+        count() == sent.ticks_implied
+    });
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let se = log.join().unwrap();
+    assert!(out.status.success(), "{}{se}", text(&out.stdout));
+    assert_eq!(stored_quotes(&db, &syms), journal_quotes(&journal));
 }
