@@ -478,12 +478,13 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
             connect,
             source: a.source.unwrap_or_else(|| target.clone()),
             session: crate::fix::session::SessionConfig {
-                sender_comp_id: a.sender_comp_id.unwrap_or_default(),
-                target_comp_id: target,
                 heartbeat_secs: a.heartbeat.clamp(1, 3600),
-                username: None,
                 password,
                 reset_on_logon: a.reset_on_logon,
+                ..crate::fix::session::SessionConfig::new(
+                    &a.sender_comp_id.unwrap_or_default(),
+                    &target,
+                )
             },
             symbols: a.symbols.unwrap_or_default(),
             reconnect_interval: Duration::from_secs(1),

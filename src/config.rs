@@ -126,6 +126,8 @@ struct RawFixSession {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     reset_on_logon: Option<bool>,
+    /// Largest SendingTime distance from the receive clock, s (0 = off); FIX's rule is 120.
+    sending_time_tolerance_s: Option<u64>,
     /// Present only to refuse it with a clear message.
     password: Option<toml::Value>,
 }
@@ -424,9 +426,24 @@ impl Options {
         };
         let mut fix_sessions = Vec::new();
         for (i, raw) in raw.fix.sessions.into_iter().enumerate() {
-            fix_sessions.push(fix_session(raw, &db_path, env, &|key, why| {
+            let g = fix_session(raw, &db_path, env, &|key, why| {
                 invalid(&format!("fix.sessions[{i}].{key}"), why)
-            })?);
+            })?;
+            // A session is its identity: two tables with one identity would share (and fight
+            // over) one sequence record.
+            if let Some(j) = fix_sessions
+                .iter()
+                .position(|o: &GatewayOptions| o.origin() == g.origin())
+            {
+                return Err(invalid(
+                    &format!("fix.sessions[{i}]"),
+                    format!(
+                        "is the same session as fix.sessions[{j}] ({}); each (SenderCompID, TargetCompID) may appear once",
+                        g.origin()
+                    ),
+                ));
+            }
+            fix_sessions.push(g);
         }
         Ok(Options {
             backend,
@@ -501,12 +518,16 @@ fn fix_session(
         connect,
         source: raw.source.unwrap_or_else(|| target.clone()),
         session: SessionConfig {
-            sender_comp_id: sender,
-            target_comp_id: target,
             heartbeat_secs,
             username: raw.username,
             password,
             reset_on_logon: raw.reset_on_logon.unwrap_or(false),
+            sending_time_tolerance: match raw.sending_time_tolerance_s {
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+                None => Some(Duration::from_secs(120)),
+            },
+            ..SessionConfig::new(&sender, &target)
         },
         symbols: raw.symbols,
         reconnect_interval: reconnect,
@@ -611,6 +632,32 @@ mod tests {
         .to_string();
         assert!(
             err.contains("TICK_STORAGE_BACKEND") && err.contains("mongo"),
+            "{err}"
+        );
+    }
+
+    /// Two tables with one identity would share one sequence record and overwrite each other's
+    /// mark; two sessions to one LP with the same `source` but different CompIDs are fine.
+    #[test]
+    fn a_session_identity_may_appear_once_and_names_both_tables() {
+        let session = |target: &str, source: &str| {
+            format!(
+                "[[fix.sessions]]\nconnect = \"h:1\"\nsender_comp_id = \"REC\"\n\
+                 target_comp_id = \"{target}\"\nsource = \"{source}\"\nsymbols = [\"EURUSD\"]\n"
+            )
+        };
+        let ok = file(&(session("LP1", "LP1") + &session("LP1B", "LP1")));
+        let o = Options::load(Some(ok.path()), &env_of(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(o.fix_sessions.len(), 2);
+        let dup =
+            file(&(session("LP1", "LP1") + &session("LP2", "LP2") + &session("LP1", "other")));
+        let err = Options::load(Some(dup.path()), &env_of(&[]), &FlagOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fix.sessions[2]")
+                && err.contains("fix.sessions[0]")
+                && err.contains("REC->LP1"),
             "{err}"
         );
     }

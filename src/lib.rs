@@ -8,6 +8,7 @@
 //! `service`, `shutdown`) turns flags, files and signals into typed options for the core.
 
 pub mod bench;
+pub mod civil;
 pub mod cli;
 pub mod clock;
 pub mod config;

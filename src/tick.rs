@@ -428,7 +428,7 @@ impl Timestamp {
     pub fn civil(self) -> (i64, i64, i64, i64, i64) {
         let days = self.0.div_euclid(NANOS_PER_DAY);
         let in_day = self.0.rem_euclid(NANOS_PER_DAY);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = crate::civil::civil_from_days(days);
         (y, m, d, in_day / NANOS_PER_SEC, in_day % NANOS_PER_SEC)
     }
 
@@ -452,19 +452,6 @@ impl Timestamp {
         put(20, 9, nanos);
         out
     }
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 impl fmt::Display for Timestamp {

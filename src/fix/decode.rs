@@ -284,7 +284,12 @@ pub fn parse_u64(v: &[u8]) -> Option<u64> {
     })
 }
 
+/// Years a FIX UTCTimestamp may carry: anything else is a garbled field or a broken clock.
+pub const FIX_YEARS: std::ops::RangeInclusive<i64> = 2000..=2100;
+
 /// Parses a FIX UTCTimestamp `YYYYMMDD-HH:MM:SS[.f{1,9}]` into nanoseconds since 1970 UTC.
+/// `None` unless it is a calendar date in [`FIX_YEARS`] with a valid time of day (second 60
+/// allowed for a leap second); every step is checked, so no input overflows.
 pub fn parse_fix_time(v: &[u8]) -> Option<Timestamp> {
     if v.len() < 17 || v[8] != b'-' || v[11] != b':' || v[14] != b':' {
         return None;
@@ -296,7 +301,7 @@ pub fn parse_fix_time(v: &[u8]) -> Option<Timestamp> {
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (hh, mm, ss) = (num(9..11)?, num(12..14)?, num(15..17)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    if !FIX_YEARS.contains(&y) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
     let mut nanos = 0i64;
@@ -313,21 +318,11 @@ pub fn parse_fix_time(v: &[u8]) -> Option<Timestamp> {
         }
         nanos *= 10i64.pow(9 - frac.len() as u32);
     }
-    let days = days_from_civil(y, mo, d);
-    Some(Timestamp(
-        days * NANOS_PER_DAY + ((hh * 60 + mm) * 60 + ss) * 1_000_000_000 + nanos,
-    ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let days = crate::civil::days_from_civil(y, mo, d)?;
+    days.checked_mul(NANOS_PER_DAY)?
+        .checked_add(((hh * 60 + mm) * 60 + ss) * 1_000_000_000)?
+        .checked_add(nanos)
+        .map(Timestamp)
 }
 
 /// Top of book of one subscribed symbol.
@@ -564,6 +559,55 @@ mod tests {
         assert!(parse_fix_time(b"20261323-10:00:00").is_none());
         assert!(parse_fix_time(b"2026112310:00:00").is_none());
         assert!(parse_fix_time(b"20261123-10:00:00.").is_none());
+    }
+
+    #[test]
+    fn sending_times_outside_the_calendar_or_2000_2100_are_refused() {
+        for bad in [
+            "99991231-23:59:59.999",
+            "00000101-00:00:00",
+            "20250231-10:00:00",
+            "19991231-23:59:59",
+            "21010101-00:00:00",
+            "20251301-00:00:00",
+            "20250101-24:00:00",
+        ] {
+            assert_eq!(parse_fix_time(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(parse_fix_time(b"20240229-10:00:00.123").is_some());
+        assert!(parse_fix_time(b"21001231-23:59:60").is_some());
+    }
+
+    proptest::proptest! {
+        /// Any 52= value: no panic, no overflow; a value it takes is a real instant of
+        /// 2000-2100, and exactly the one chrono reads from the same text.
+        #[test]
+        fn any_sending_time_parses_to_the_instant_chrono_reads_or_is_refused(
+            v in proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..30),
+                proptest::strategy::Strategy::prop_map(
+                    "[0-9]{8}-[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?",
+                    String::into_bytes
+                ),
+            ]
+        ) {
+            use proptest::{prop_assert, prop_assert_eq};
+            let parsed = parse_fix_time(&v);
+            let text = String::from_utf8_lossy(&v);
+            let reference = chrono::NaiveDateTime::parse_from_str(&text, "%Y%m%d-%H:%M:%S%.f")
+                .ok()
+                .filter(|t| (2000..=2100).contains(&chrono::Datelike::year(t)) && text.len() >= 17 && (text.len() == 17 || text.as_bytes()[17] == b'.'))
+                .and_then(|t| t.and_utc().timestamp_nanos_opt());
+            match (parsed, reference) {
+                (Some(p), Some(r)) => prop_assert_eq!(p.0, r),
+                (Some(p), None) => {
+                    // Only a leap second (:60), which chrono refuses, may parse without it.
+                    prop_assert!(text.get(15..17) == Some("60"), "{text} -> {p:?}");
+                }
+                (None, Some(_)) => prop_assert!(false, "refused a valid time: {text}"),
+                (None, None) => {}
+            }
+        }
     }
 
     proptest::proptest! {

@@ -101,6 +101,8 @@ pub struct SessionStatus {
     pub ticks: u64,
     pub md_rejects: u64,
     pub session_rejects: u64,
+    /// Session-level Rejects sent (e.g. SendingTime accuracy).
+    pub rejects_sent: u64,
     pub malformed: u64,
     pub framing_errors: u64,
     pub connects: u64,
@@ -115,7 +117,7 @@ impl std::fmt::Display for SessionStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "session {}: {} | in-seq {} out-seq {} | msgs {} md {} ticks {} | rejects md {} session {} | malformed {} | connects {} resends {} dups {}",
+            "session {}: {} | in-seq {} out-seq {} | msgs {} md {} ticks {} | rejects md {} session {} sent {} | malformed {} | connects {} resends {} dups {}",
             self.name,
             self.state,
             self.next_inbound_seq,
@@ -125,6 +127,7 @@ impl std::fmt::Display for SessionStatus {
             self.ticks,
             self.md_rejects,
             self.session_rejects,
+            self.rejects_sent,
             self.malformed,
             self.connects,
             self.resend_requests,
@@ -581,6 +584,7 @@ impl Gateway {
         s.resend_requests = c.resend_requests_sent;
         s.duplicates_ignored = c.duplicates_ignored;
         s.session_rejects = c.rejects_received;
+        s.rejects_sent = c.rejects_sent;
     }
 }
 

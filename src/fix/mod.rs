@@ -49,6 +49,7 @@ pub mod tags {
     pub const MD_ENTRY_SIZE: u32 = 271;
     pub const MD_UPDATE_ACTION: u32 = 279;
     pub const MD_REQ_REJ_REASON: u32 = 281;
+    pub const REF_MSG_TYPE: u32 = 372;
     pub const SESSION_REJECT_REASON: u32 = 373;
     pub const USERNAME: u32 = 553;
     pub const PASSWORD: u32 = 554;

@@ -41,6 +41,9 @@ pub struct SessionConfig {
     pub password: Option<String>,
     /// Send 141=Y on Logon: both sides restart at 1 (gives up resend of earlier messages).
     pub reset_on_logon: bool,
+    /// Largest distance between a message's SendingTime and the receive clock; past it the
+    /// message is rejected (373=10) and the session logged out, as FIX prescribes. `None`: off.
+    pub sending_time_tolerance: Option<std::time::Duration>,
 }
 
 impl SessionConfig {
@@ -54,6 +57,7 @@ impl SessionConfig {
             username: None,
             password: None,
             reset_on_logon: false,
+            sending_time_tolerance: Some(std::time::Duration::from_secs(120)),
         }
     }
 }
@@ -147,6 +151,8 @@ pub struct SessionCounters {
     pub resend_requests_served: u64,
     pub duplicates_ignored: u64,
     pub rejects_received: u64,
+    /// Session-level Rejects (35=3) this side sent.
+    pub rejects_sent: u64,
     pub test_requests_sent: u64,
 }
 
@@ -350,6 +356,21 @@ impl Session {
         let msg_type = h.msg_type;
         if self.state == State::AwaitingLogon && msg_type != b"A" {
             return Err(self.close("first message was not a Logon"));
+        }
+        if !self.sending_time_ok(h, now) {
+            // FIX: a Logon with a bad SendingTime is refused by disconnecting; any other
+            // message is rejected (373=10) and the session logged out. Its number is used up.
+            if msg_type == b"A" {
+                return Err(self.close("Logon SendingTime missing or out of range"));
+            }
+            if h.seq == self.next_in {
+                self.next_in += 1;
+            }
+            tracing::warn!(seq = h.seq, sending_time = ?h.sending_time, %now,
+                "SendingTime accuracy problem: rejecting the message and logging out");
+            self.send_reject(h.seq, msg_type, 10, "SendingTime accuracy problem", now);
+            self.logout("SendingTime accuracy problem", now);
+            return Ok(Inbound::Consumed);
         }
         if msg_type == b"A" {
             return self.on_logon(h, raw, now);
@@ -628,6 +649,34 @@ impl Session {
         Ok(())
     }
 
+    /// SendingTime present and within the tolerance of the receive clock.
+    fn sending_time_ok(&self, h: &HeaderView<'_>, now: Timestamp) -> bool {
+        let Some(tolerance) = self.cfg.sending_time_tolerance else {
+            return true;
+        };
+        h.sending_time
+            .is_some_and(|t| u128::from(t.0.abs_diff(now.0)) <= tolerance.as_nanos())
+    }
+
+    /// A session-level Reject of message `ref_seq` of type `ref_type`, with FIX's reason code.
+    fn send_reject(
+        &mut self,
+        ref_seq: u64,
+        ref_type: &[u8],
+        reason: u64,
+        text: &str,
+        now: Timestamp,
+    ) {
+        self.counters.rejects_sent += 1;
+        let ref_type = String::from_utf8_lossy(ref_type).into_owned();
+        self.send_admin("3", now, |b| {
+            b.field_u64(tags::REF_SEQ_NUM, ref_seq)
+                .field_str(tags::TEXT, text)
+                .field_str(tags::REF_MSG_TYPE, &ref_type)
+                .field_u64(tags::SESSION_REJECT_REASON, reason);
+        });
+    }
+
     fn comp_ids_match(&self, h: &HeaderView<'_>) -> bool {
         h.sender == self.cfg.target_comp_id.as_bytes()
             && h.target == self.cfg.sender_comp_id.as_bytes()
@@ -702,6 +751,75 @@ mod tests {
         assert_eq!(deliver(&mut ini, &mut acc), [Inbound::LoggedOn]);
         assert_eq!(deliver(&mut acc, &mut ini), [Inbound::LoggedOn]);
         (ini, acc)
+    }
+
+    /// Delivers `from`'s queued messages to `to` as if received at `now`.
+    fn deliver_at(
+        from: &mut Session,
+        to: &mut Session,
+        now: Timestamp,
+    ) -> Vec<Result<Inbound, Disconnect>> {
+        let out = std::mem::take(from.take_output());
+        let mut rest = &out[..];
+        let mut d = Decoder::new();
+        let mut results = Vec::new();
+        while !rest.is_empty() {
+            let n = frame::check(rest).unwrap();
+            let decoded = d.decode(&rest[..n]).unwrap();
+            results.push(to.on_message(&decoded.header, &rest[..n], now));
+            rest = &rest[n..];
+        }
+        results
+    }
+
+    /// What could go wrong: a counterparty whose clock is minutes off (or a garbled 52=) puts
+    /// ticks in the wrong place. FIX's rule: reject the message (373=10), log out; a Logon with
+    /// a bad time is refused by disconnecting.
+    #[test]
+    fn a_sending_time_off_by_more_than_the_tolerance_is_rejected_and_the_session_logged_out() {
+        let (mut ini, mut acc) = logged_on_pair();
+        acc.send_admin("0", T, |_| {});
+        let late = Timestamp(T.0 + 121 * 1_000_000_000);
+        assert_eq!(
+            deliver_at(&mut acc, &mut ini, late),
+            [Ok(Inbound::Consumed)]
+        );
+        let out = sent(&mut ini);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            out[0].contains("|35=3|")
+                && out[0].contains("|45=2|")
+                && out[0].contains("|373=10|")
+                && out[0].contains("|372=0|"),
+            "{}",
+            out[0]
+        );
+        assert!(out[1].contains("|35=5|"), "{}", out[1]);
+        assert_eq!(ini.next_in(), 3, "the rejected message's number is used up");
+        assert_eq!(ini.counters.rejects_sent, 1);
+
+        let mut ini = Session::new(cfg("REC", "LP"), Role::Initiator, 1, 1, ResendStore::new(0));
+        let mut acc = Session::new(cfg("LP", ""), Role::Acceptor, 1, 1, ResendStore::new(0));
+        ini.on_connect(T);
+        acc.on_connect(T);
+        let early = Timestamp(T.0 - 121 * 1_000_000_000);
+        assert!(
+            deliver_at(&mut ini, &mut acc, early)[0].is_err(),
+            "a Logon out of range is refused"
+        );
+        assert!(
+            sent(&mut acc).is_empty(),
+            "nothing is sent before the disconnect"
+        );
+        // Within the tolerance, all is well.
+        let (mut ini, mut acc) = logged_on_pair();
+        acc.send_admin("0", T, |_| {});
+        let near = Timestamp(T.0 + 119 * 1_000_000_000);
+        assert_eq!(
+            deliver_at(&mut acc, &mut ini, near),
+            [Ok(Inbound::Consumed)]
+        );
+        assert!(sent(&mut ini).is_empty());
     }
 
     #[test]
