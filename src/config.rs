@@ -187,6 +187,7 @@ struct RawSqlite {
 struct RawHealth {
     max_queue_fill: Option<f64>,
     max_write_errors: Option<u64>,
+    session_grace_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,6 +298,11 @@ impl Options {
                 .health
                 .max_write_errors
                 .unwrap_or(HealthPolicy::default().max_write_errors),
+            session_grace: raw
+                .health
+                .session_grace_s
+                .map(Duration::from_secs)
+                .unwrap_or(HealthPolicy::default().session_grace),
         };
         if !(0.0..=1.0).contains(&health.max_queue_fill) {
             return Err(invalid(

@@ -12,9 +12,6 @@ use crate::pipeline::StatsSnapshot;
 use crate::service;
 use crate::shutdown::Shutdown;
 
-/// How long a configured session may be not logged on before the recorder is unhealthy.
-pub const SESSION_GRACE: Duration = Duration::from_secs(30);
-
 /// How long a change of health must hold before it is logged.
 const HEALTH_SETTLE: Duration = Duration::from_secs(1);
 
@@ -78,15 +75,18 @@ pub fn run(
         let mut problems = recorder.stats().health_problems;
         for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
             let st = snapshot(st);
-            match (st.state == "logged on", *since) {
+            let up = st.state == "logged on" || st.state == "resending";
+            match (up, *since) {
                 (true, _) => *since = None,
                 (false, None) => *since = Some(now),
-                (false, Some(t)) if now - t > SESSION_GRACE => problems.push(format!(
-                    "session {} not logged on for {:.0}s ({})",
-                    st.name,
-                    (now - t).as_secs_f64(),
-                    st.last_error.as_deref().unwrap_or(&st.state)
-                )),
+                (false, Some(t)) if now - t > opts.pipeline.health.session_grace => {
+                    problems.push(format!(
+                        "session {} not logged on for {:.0}s ({})",
+                        st.name,
+                        (now - t).as_secs_f64(),
+                        st.last_error.as_deref().unwrap_or(&st.state)
+                    ))
+                }
                 _ => {}
             }
         }
@@ -146,6 +146,25 @@ pub fn run(
             st.last_error.as_deref().unwrap_or(&st.state)
         ));
     }
+    // After a complete stop, the sessions' final inbound numbers (moved on by admin messages
+    // only, such as the counterparty's Logout) are committed too: a clean restart then asks
+    // for nothing (see `store::writer::commit_positions`).
+    let sessions_now: Vec<SessionStatus> = statuses.iter().map(snapshot).collect();
+    if stats.ticks_stored == stats.ticks_accepted {
+        let positions: Vec<(String, u64)> = identities
+            .iter()
+            .zip(&sessions_now)
+            .filter_map(|(g, st)| {
+                let committed = g.recovered_next_inbound(&store).ok().flatten().unwrap_or(1);
+                (st.next_inbound_seq > committed).then(|| (g.origin(), st.next_inbound_seq))
+            })
+            .collect();
+        if let Err(e) =
+            crate::store::writer::commit_positions(&opts.db_path, &opts.writer, &positions)
+        {
+            tracing::warn!(error = %e, "could not commit the sessions' final inbound numbers; the next start will ask for the admin messages again");
+        }
+    }
     let resume = identities
         .iter()
         .map(|g| {
@@ -159,7 +178,7 @@ pub fn run(
     Ok(RecordReport {
         elapsed,
         stats,
-        sessions: statuses.iter().map(snapshot).collect(),
+        sessions: sessions_now,
         resume,
     })
 }

@@ -301,7 +301,7 @@ impl Gateway {
                 Err(e) => {
                     let why = format!("connect to {}: {e}", self.opts.connect);
                     tracing::warn!(error = %why, retry_in = ?backoff, "FIX connect failed");
-                    self.set_state("disconnected", Some(why));
+                    self.set_state("backing off", Some(why));
                     self.shutdown.wait_timeout(backoff);
                     backoff = (backoff * 2).min(self.opts.max_reconnect_interval);
                     continue;
@@ -314,6 +314,7 @@ impl Gateway {
             }
             if !self.shutdown.is_requested() {
                 tracing::info!(retry_in = ?backoff, "FIX session down; reconnecting");
+                self.set_state("backing off", None);
                 self.shutdown.wait_timeout(backoff);
                 if !logged_on {
                     backoff = (backoff * 2).min(self.opts.max_reconnect_interval);
@@ -578,6 +579,12 @@ impl Gateway {
     fn publish_counters(&self) {
         let c = self.session.counters;
         let mut s = lock(&self.status);
+        // "resending" while a gap is being filled, back to "logged on" after.
+        match (self.session.resending(), s.state.as_str()) {
+            (true, "logged on") => s.state = "resending".into(),
+            (false, "resending") => s.state = "logged on".into(),
+            _ => {}
+        }
         s.next_inbound_seq = self.session.next_in();
         s.next_outbound_seq = self.session.next_out();
         s.messages_in = c.messages_in;

@@ -158,6 +158,8 @@ pub struct HealthPolicy {
     pub max_queue_fill: f64,
     /// Unhealthy when any backend counted more write errors than this.
     pub max_write_errors: u64,
+    /// Unhealthy when a configured FIX session has not been logged on for longer than this.
+    pub session_grace: std::time::Duration,
 }
 
 impl Default for HealthPolicy {
@@ -165,6 +167,7 @@ impl Default for HealthPolicy {
         HealthPolicy {
             max_queue_fill: 0.8,
             max_write_errors: 0,
+            session_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -372,6 +375,7 @@ mod tests {
         let policy = HealthPolicy {
             max_queue_fill: 0.8,
             max_write_errors: 2,
+            ..HealthPolicy::default()
         };
         assert!(stats.snapshot(80, 100, policy).healthy);
         assert!(!stats.snapshot(81, 100, policy).healthy);

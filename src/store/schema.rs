@@ -33,6 +33,9 @@ pub fn open_for_write(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
     }
+    if !path.exists() {
+        create_whole(path, day, opts)?;
+    }
     let mut conn = Connection::open(path).map_err(StoreError::sqlite(path))?;
     let sq = StoreError::sqlite(path);
     (|| -> rusqlite::Result<()> {
@@ -52,6 +55,50 @@ pub fn open_for_write(
     .map_err(sq)?;
     ensure_schema(&mut conn, path, day)?;
     Ok(conn)
+}
+
+static CREATING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes a new day file appear whole or not at all: the schema is applied to a temporary
+/// file, which is then linked into place (`link` never replaces: when another writer got there
+/// first, its file stays and ours goes). A reader never sees a day file without its schema.
+fn create_whole(path: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<(), StoreError> {
+    let tmp = crate::fsutil::with_suffix(
+        path,
+        &format!(
+            ".new-{}-{}",
+            std::process::id(),
+            CREATING.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+    let result = (|| {
+        {
+            let mut conn = Connection::open(&tmp).map_err(StoreError::sqlite(&tmp))?;
+            conn.pragma_update(None, "page_size", opts.page_size)
+                .and_then(|_| conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())))
+                .map_err(StoreError::sqlite(&tmp))?;
+            ensure_schema(&mut conn, &tmp, day)?;
+            conn.close().map_err(|(_, e)| StoreError::Sqlite {
+                path: tmp.clone(),
+                source: e,
+            })?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io(&tmp))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => crate::fsutil::sync_parent(path).map_err(StoreError::io(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                path: path.to_owned(),
+                source: e,
+            }),
+        }
+    })();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(crate::fsutil::with_suffix(&tmp, suffix));
+    }
+    result
 }
 
 /// Opens an existing day file read-only for queries.

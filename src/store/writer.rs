@@ -500,6 +500,45 @@ fn message_boundary(ticks: &[Tick]) -> usize {
         .unwrap_or(mid.max(1))
 }
 
+/// Commits stream positions that no tick carries: a FIX session's final inbound number after
+/// a clean stop, moved on by admin messages alone (the counterparty's Logout), so that the
+/// next start asks for nothing it already has. Written into the newest plain day file, under
+/// the day's shared lock, stamped with the wall clock so that it wins recovery. Precondition:
+/// every tick of these streams up to the positions is committed (the caller checks the
+/// accounting) and no position moves backwards (the caller compares with
+/// `Store::next_position`). Returns false when there is no day file to hold them.
+pub fn commit_positions(
+    base: &Path,
+    opts: &WriterOptions,
+    positions: &[(String, u64)],
+) -> Result<bool, StoreError> {
+    if positions.is_empty() {
+        return Ok(false);
+    }
+    let days = layout::list_days(base).map_err(StoreError::io(base))?;
+    let Some(day) = days.iter().rev().find(|d| !d.archived) else {
+        return Ok(false);
+    };
+    let _lock =
+        DayLock::shared(base, day.day, opts.sqlite.busy_timeout).map_err(|e| StoreError::Io {
+            path: layout::lock_path(base, day.day),
+            source: e,
+        })?;
+    let mut conn = schema::open_for_write(&day.path, day.day, &opts.sqlite)?;
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock).0;
+    let sq = StoreError::sqlite(&day.path);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::sqlite(&day.path))?;
+    for (origin, next) in positions {
+        let next = i64::try_from(*next).unwrap_or(i64::MAX);
+        tx.execute(MARK_ORIGIN, rusqlite::params![origin, next, now])
+            .map_err(StoreError::sqlite(&day.path))?;
+    }
+    tx.commit().map_err(sq)?;
+    Ok(true)
+}
+
 /// Inserts `ticks` in one IMMEDIATE transaction; returns the next free `seq` on commit.
 fn insert_all(
     od: &mut OpenDay,

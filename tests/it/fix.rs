@@ -330,3 +330,139 @@ fn malformed_market_data_is_counted_and_skipped_and_the_session_stays_up() {
     assert_eq!(rows[0].bid.unwrap().to_string(), "1.08500");
     assert_eq!(rows[0].ask_size.unwrap().to_string(), "2000000");
 }
+
+/// `tickrec record --config CFG`, as a child; stdout and stderr captured.
+fn record_child(db: &Path, cfg: &Path) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "record",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn session_toml(addr: &str, target: &str, source: &str, syms: &[String]) -> String {
+    format!(
+        "[[fix.sessions]]\nconnect = \"{addr}\"\nsender_comp_id = \"REC\"\ntarget_comp_id = \"{target}\"\n\
+         source = \"{source}\"\nsymbols = {syms:?}\nreconnect_interval_ms = 50\nmax_reconnect_interval_ms = 200\n"
+    )
+}
+
+fn count(db: &Path, syms: &[String]) -> u64 {
+    syms.iter().map(|s| all_rows(db, s).len() as u64).sum()
+}
+
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn interrupt(child: std::process::Child) -> std::process::Output {
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.wait_with_output().unwrap()
+}
+
+/// What could go wrong: a primary and a backup session to one LP, both with `source = "LP1"`,
+/// used to share one inbound mark (keyed by source): one was refused with "MsgSeqNum too low"
+/// forever, the other re-received ticks it had stored. Keyed by session identity, both
+/// survive `kill -9` and a restart with each message's ticks stored exactly once.
+#[test]
+fn two_sessions_with_one_source_survive_kill_9_with_each_tick_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let syms = symbols(6);
+    let (ja, jb) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let sim = |id: &str, seed: u64, journal: &Path| {
+        start_sim(SimOptions {
+            symbols: 6,
+            rate: Some(2000),
+            duration: Some(Duration::from_millis(3500)),
+            sender_comp_id: id.into(),
+            seed,
+            journal: Some(journal.to_owned()),
+            ..SimOptions::default()
+        })
+    };
+    let (addr_a, sim_a, _) = sim("SIMA", 1, &ja);
+    let (addr_b, sim_b, _) = sim("SIMB", 2, &jb);
+    let cfg = dir.path().join("rec.toml");
+    std::fs::write(
+        &cfg,
+        session_toml(&addr_a, "SIMA", "LP1", &syms) + &session_toml(&addr_b, "SIMB", "LP1", &syms),
+    )
+    .unwrap();
+    let mut first = record_child(&db, &cfg);
+    wait_for(Duration::from_secs(30), "ticks from both sessions", || {
+        count(&db, &syms) > 2000
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = record_child(&db, &cfg);
+    let (a, b) = (sim_a.join().unwrap(), sim_b.join().unwrap());
+    wait_for(Duration::from_secs(30), "every sent tick", || {
+        count(&db, &syms) >= a.ticks_implied + b.ticks_implied
+    });
+    let out = interrupt(second);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut sent = journal_quotes(&ja);
+    for (sym, q) in journal_quotes(&jb) {
+        sent.entry(sym).or_default().extend(q);
+    }
+    let mut stored = stored_quotes(&db, &syms);
+    for v in sent.values_mut().chain(stored.values_mut()) {
+        v.sort();
+    }
+    assert_eq!(stored, sent, "the union of both sessions, each tick once");
+}
+
+/// What could go wrong: after a clean Logout the inbound mark stopped at the last market-data
+/// message, so every restart began with a needless ResendRequest for the counterparty's
+/// Logout. The final inbound number is committed at a complete stop.
+#[test]
+fn a_clean_restart_sends_no_resend_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let syms = symbols(4);
+    let (addr, sim, stop) = start_sim(SimOptions {
+        symbols: 4,
+        rate: Some(1000),
+        ..SimOptions::default()
+    });
+    let cfg = dir.path().join("rec.toml");
+    std::fs::write(&cfg, session_toml(&addr, "SIM", "SIM", &syms)).unwrap();
+    for run in 0..2 {
+        let before = count(&db, &syms);
+        let child = record_child(&db, &cfg);
+        wait_for(Duration::from_secs(30), "new ticks", || {
+            count(&db, &syms) > before + 200
+        });
+        let out = interrupt(child);
+        let so = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{so}");
+        assert!(so.contains("resends 0"), "run {run}: {so}");
+    }
+    stop.request();
+    sim.join().unwrap();
+}
