@@ -950,7 +950,10 @@ fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                bar.suspend(|| eprintln!("failed {}: {e}", d.day));
+                let why = crate::store::reader::describe(&d.path, &e);
+                bar.suspend(|| {
+                    eprintln!("tickrec: skipped {}: {why} ({})", d.day, d.path.display())
+                });
             }
         }
         bar.inc(1);
@@ -1030,7 +1033,8 @@ fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
             Ok(Sealed::Skipped { why }) => println!("skipped {}: {why}", d.day),
             Err(e) => {
                 failed += 1;
-                eprintln!("failed {}: {e}", d.day);
+                let why = crate::store::reader::describe(&d.path, &e);
+                eprintln!("tickrec: skipped {}: {why} ({})", d.day, d.path.display());
             }
         }
     }

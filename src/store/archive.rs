@@ -117,6 +117,12 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
             why: "in use by a writer".into(),
         });
     };
+    if db.is_dir() {
+        return Err(StoreError::Foreign {
+            path: db,
+            why: "it is a directory".into(),
+        });
+    }
     if !db.is_file() {
         return Ok(Sealed::Skipped {
             why: "no day file".into(),
@@ -158,6 +164,12 @@ pub fn archive_day(
             "already archived"
         } else {
             "no day file"
+        });
+    }
+    if db.is_dir() {
+        return Err(StoreError::Foreign {
+            path: db,
+            why: "it is a directory".into(),
         });
     }
     if zst.exists() {

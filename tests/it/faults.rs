@@ -623,10 +623,32 @@ fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can(
         "{se}"
     );
 
+    // seal and archive finish every good day, name each broken one, and exit 1.
+    for cmd in [
+        &["seal", "--older-than", "1d"][..],
+        &["archive", "--older-than", "1d"],
+    ] {
+        let out = super::cli::tickrec(&db, cmd, None);
+        let (so, se) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {so}{se}");
+        assert!(
+            se.contains("skipped 2026-11-22: not a SQLite file"),
+            "{cmd:?}: {se}"
+        );
+        assert!(
+            se.contains("skipped 2026-11-23: is a directory"),
+            "{cmd:?}: {se}"
+        );
+    }
+    assert!(
+        layout::archive_path(&db, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()).exists(),
+        "the good day was archived"
+    );
+
     let out = super::cli::tickrec(&db, &["check"], None);
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{so}");
-    assert!(so.contains("2026-11-20: ok, 4000 ticks"), "{so}");
+    assert!(so.contains("2026-11-20: ok (archive), 4000 ticks"), "{so}");
     for d in ["2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"] {
         assert!(so.contains(&format!("{d}: BROKEN")), "{d}: {so}");
     }
