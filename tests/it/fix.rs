@@ -245,6 +245,15 @@ fn scripted_acceptor(
     listener: TcpListener,
     bodies: Vec<(&'static str, &'static str)>,
 ) -> JoinHandle<()> {
+    scripted_acceptor_skewed(listener, bodies, 0)
+}
+
+/// [`scripted_acceptor`] whose application messages carry a SendingTime `skew_s` seconds off.
+fn scripted_acceptor_skewed(
+    listener: TcpListener,
+    bodies: Vec<(&'static str, &'static str)>,
+    skew_s: i64,
+) -> JoinHandle<()> {
     use std::io::{Read, Write};
     use tickrec::fix::decode::Decoder;
     use tickrec::fix::frame;
@@ -283,7 +292,8 @@ fn scripted_acceptor(
         }
         for (msg_type, fields) in bodies {
             let fields = fields.replace('|', "\x01");
-            session.send_app(msg_type, now(), |b| {
+            let at = Timestamp(now().0 + skew_s * 1_000_000_000);
+            session.send_app(msg_type, at, |b| {
                 b.raw_fields(fields.as_bytes());
             });
         }
@@ -465,4 +475,36 @@ fn a_clean_restart_sends_no_resend_request() {
     }
     stop.request();
     sim.join().unwrap();
+}
+
+/// What could go wrong: an LP whose clock is an hour ahead had its quotes filed under the wrong
+/// time (a year off would have made a strange day file). FIX's rule applies: the message is
+/// rejected (373=10) and counted, the session logged out, and no tick of it is stored.
+#[test]
+fn market_data_with_a_sending_time_off_the_clock_is_rejected_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let acceptor = scripted_acceptor_skewed(
+        listener,
+        vec![(
+            "W",
+            "55=EURUSD|268=2|269=0|270=1.08500|271=1000000|269=1|270=1.08510|271=2000000|",
+        )],
+        3600,
+    );
+    let db = dir.path().join("db");
+    let wanted = vec!["EURUSD".to_string()];
+    let (stop, recorder) = record_in_background(&db, gateway(&addr, &db, &wanted));
+    acceptor.join().unwrap();
+    stop.request();
+    let rec = recorder.join().unwrap();
+    let s = &rec.sessions[0];
+    assert_eq!(s.rejects_sent, 1, "{s}");
+    assert_eq!(s.ticks, 0, "{s}");
+    assert_eq!(rec.stats.ticks_received, 0);
+    assert!(
+        tickrec::store::layout::list_days(&db).unwrap().is_empty(),
+        "no day file at all"
+    );
 }
