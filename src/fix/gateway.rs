@@ -134,7 +134,9 @@ impl std::fmt::Display for SessionStatus {
             self.duplicates_ignored
         )?;
         if let Some(m) = self.last_message {
-            write!(f, " | last message {m}")?;
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+            let age = now.0.saturating_sub(m.0) as f64 / 1e9;
+            write!(f, " | last message {m} ({age:.1}s ago)")?;
         }
         if let Some(e) = &self.last_error {
             write!(f, " | last error: {e}")?;

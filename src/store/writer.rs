@@ -326,7 +326,9 @@ impl SqliteSink {
     /// refused tick is dead-lettered. A half that meets a storage fault goes back to
     /// [`Self::write_run`] (and may stall there).
     fn split(&mut self, day: NaiveDate, ticks: &[Tick], err: &StoreError, abort: &Shutdown) {
-        if let [_] = ticks {
+        // A single tick, or a single message refused: it goes aside whole, so that no part of a
+        // message is ever committed without the rest (its position mark would not cover it).
+        if ticks.len() == 1 || is_one_message(ticks) {
             self.put_aside(Kind::DeadLetter, day, ticks, &err.to_string());
             return;
         }
@@ -489,8 +491,20 @@ impl SqliteSink {
     }
 }
 
-/// Where to cut `ticks` in two: the message boundary nearest the middle (a FIX message's ticks
-/// stay together while they can), or the middle when it is all one message.
+/// True when `ticks` are the ticks of one message (of one origin), and nothing else.
+fn is_one_message(ticks: &[Tick]) -> bool {
+    let Some(last) = ticks.last() else {
+        return false;
+    };
+    let origin = last.msg.origin();
+    origin != OriginId::NONE
+        && ticks
+            .iter()
+            .all(|t| t.msg.origin() == origin && t.msg.seq() == last.msg.seq())
+}
+
+/// Where to cut `ticks` in two: the message boundary nearest the middle, so that a message's
+/// ticks stay together (see [`is_one_message`] for a run that is one message).
 fn message_boundary(ticks: &[Tick]) -> usize {
     let mid = ticks.len() / 2;
     let ends_message = |i: usize| !ticks[i - 1].msg.more_follow();

@@ -90,3 +90,59 @@ fn a_locked_day_file_is_retried_with_backoff_until_it_frees() {
     assert!(stats.backends[0].commit_retries >= 1);
     assert_eq!(seqs(&db).len(), 10);
 }
+
+/// What could go wrong: splitting a refused batch down to single ticks used to commit part of a
+/// FIX message without the rest; its position mark (set by its last tick) then either skipped
+/// the refused part on a restart or made the resend store the committed part twice. A message
+/// the database refuses goes aside whole; the messages around it are stored with their marks.
+#[test]
+fn a_message_the_database_refuses_is_dead_lettered_whole_and_never_half_committed() {
+    use tickrec::tick::MsgRef;
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-11-23T10:00:00Z");
+    let db = layout::day_path(dir.path(), t0.day());
+    let conn = schema::open_for_write(&db, t0.day(), &SqliteOptions::default()).unwrap();
+    let poison = Decimal::parse("6.66666").unwrap().code();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER refuse BEFORE INSERT ON ticks WHEN NEW.bid = {poison}
+         BEGIN SELECT RAISE(ABORT, 'injected refusal'); END;"
+    ))
+    .unwrap();
+    drop(conn);
+    let rec = recorder(dir.path(), PipelineOptions::default(), fast_retries());
+    let origin = rec.names().origin("fix:FIX.4.4:REC->LP").unwrap();
+    // Messages 1..=100 of three ticks each; the middle tick of message 50 is refused.
+    let mut n = 0;
+    for seq in 1..=100u64 {
+        for k in 0..3 {
+            let bid = if seq == 50 && k == 1 {
+                "6.66666"
+            } else {
+                "1.10000"
+            };
+            let mut t = tick(&rec, "EURUSD", Timestamp(t0.0 + n), bid, "1.2");
+            t.msg = MsgRef::new(origin, seq, k < 2);
+            rec.store_tick(t).unwrap();
+            n += 1;
+        }
+    }
+    let stats = rec.shutdown();
+    assert_eq!(stats.ticks_stored, 297);
+    assert_eq!(
+        stats.dead_lettered, 3,
+        "the whole message, not one tick of it"
+    );
+    let letters = std::fs::read_to_string(layout::dead_letter_path(dir.path(), t0.day())).unwrap();
+    let back: Vec<i64> = letters
+        .lines()
+        .map(|l| tickrec::format::jsonl::parse_line(l).unwrap().ts_event.0 - t0.0)
+        .collect();
+    assert_eq!(back, [147, 148, 149]);
+    assert_eq!(
+        store(dir.path())
+            .next_position("fix:FIX.4.4:REC->LP")
+            .unwrap(),
+        Some(101),
+        "the marks of the stored messages"
+    );
+}
