@@ -66,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             default_source: "default".into(),
             writer: WriterOptions::default(),
             time_window: tickrec::tick::TimeWindow::default(),
+            max_record_bytes: tickrec::legacy_json::MAX_RECORD_BYTES,
         },
         &mut Quiet,
     )?;

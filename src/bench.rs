@@ -164,20 +164,6 @@ impl Rows {
     }
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 /// Runs everything under `dir` (a scratch folder), reporting progress to `log`.
 pub fn run(
     opts: &Options,
@@ -278,7 +264,7 @@ pub fn run(
         for _ in 0..b.ticks {
             rec.store_tick(rows.next(source))?;
         }
-        r.rss_bytes = rss_bytes();
+        r.rss_bytes = crate::procstat::rss_bytes().unwrap_or(0);
         r.ring_bytes = rec.ring_bytes() as u64;
         let stats = rec.shutdown();
         r.wal_max_bytes = wal.finish();

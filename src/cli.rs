@@ -141,6 +141,12 @@ pub struct MigrateArgs {
     /// zstd level of that archive
     #[arg(long, default_value_t = 9)]
     pub level: i32,
+    /// Archive the JSON tree even when records were rejected or paths skipped (named in the summary)
+    #[arg(long)]
+    pub allow_rejects: bool,
+    /// Longest record or line read, KiB; longer ones are rejected without being held in memory
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1048576))]
+    pub max_record_kib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +154,12 @@ pub struct VerifyArgs {
     /// Folder of legacy JSON files
     #[arg(long, value_name = "DIR")]
     pub json_dir: PathBuf,
+    /// Compare every symbol-day of the store, not only those in the JSON tree
+    #[arg(long)]
+    pub all: bool,
+    /// Longest record or line read, KiB
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1048576))]
+    pub max_record_kib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -805,18 +817,29 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             default_source: opts.broker_id.clone(),
             writer: opts.writer.clone(),
             time_window: opts.pipeline.time_window,
+            max_record_bytes: (a.max_record_kib * 1024) as usize,
         },
         &mut progress,
     )?;
     progress.bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     let unchanged = report.files.iter().filter(|f| f.unchanged).count();
+    for (path, why) in &report.skipped {
+        writeln!(out, "skipped {path}: {why}")?;
+    }
+    for f in &report.files {
+        if let Some(why) = &f.refused {
+            writeln!(out, "not imported {}: {why}", f.file)?;
+        }
+    }
     writeln!(
         out,
-        "{}files {} ({} unchanged since their import), ticks imported {}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
+        "{}files {} ({} unchanged since their import, {} not imported), ticks {} {}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
         if a.dry_run { "dry run: " } else { "" },
         report.files.len(),
         unchanged,
+        report.not_imported(),
+        if a.dry_run { "that would import" } else { "imported" },
         report.imported(),
         report.already(),
         report.rejected(),
@@ -827,11 +850,29 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     for (day, n) in &report.per_day {
         writeln!(out, "  {day}: {n} ticks")?;
     }
-    let mut failed = report.rejected() > 0;
+    if let Some(peak) = crate::procstat::peak_rss_bytes() {
+        writeln!(out, "peak memory {:.1} MiB", peak as f64 / (1 << 20) as f64)?;
+    }
+    let incomplete = report.rejected() > 0 || report.not_imported() > 0;
     if a.archive_json && !a.dry_run {
+        // The originals go only when every record of every file is in the store.
+        if incomplete && !a.allow_rejects {
+            anyhow::bail!(
+                "not archiving {}: {} records rejected and {} paths not imported (listed above); the originals are untouched (--allow-rejects archives anyway)",
+                a.input_dir.display(),
+                report.rejected(),
+                report.not_imported()
+            );
+        }
         let store = crate::store::reader::Store::new(&output_dir, opts.writer.sqlite.clone());
-        let check =
-            crate::verify::verify(&a.input_dir, &store, &opts.broker_id, &mut |_, _, _| {})?;
+        let check = crate::verify::verify(
+            &a.input_dir,
+            &store,
+            &opts.broker_id,
+            crate::verify::Scope::JsonTree,
+            (a.max_record_kib * 1024) as usize,
+            &mut |_, _, _| {},
+        )?;
         if !check.differences.is_empty() {
             for d in &check.differences {
                 writeln!(out, "differs: {d}")?;
@@ -853,6 +894,14 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(std::path::Path::new("."))
             .join(format!("{name}.tar.zst"));
         let r = crate::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
+        if incomplete {
+            writeln!(
+                out,
+                "archived with --allow-rejects: {} rejected records and {} paths not imported are not in the store",
+                report.rejected(),
+                report.not_imported()
+            )?;
+        }
         writeln!(
             out,
             "verified ({} symbol-days) and archived {} files into {} ({} -> {} bytes, {:.1}x); originals removed",
@@ -864,8 +913,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             r.original_bytes as f64 / r.archive_bytes.max(1) as f64
         )?;
     }
-    failed |= report.rejected() > 0;
-    Ok(if failed {
+    Ok(if incomplete {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -878,7 +926,18 @@ fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         &a.json_dir,
         &store,
         &opts.broker_id,
-        &mut |file, at, why| eprintln!("{file}: line {}: {why} (not comparable)", at.line),
+        if a.all {
+            crate::verify::Scope::All
+        } else {
+            crate::verify::Scope::JsonTree
+        },
+        (a.max_record_kib * 1024) as usize,
+        &mut |file, at, why| {
+            eprintln!(
+                "{file}: line {} (byte {}): {why} (not comparable)",
+                at.line, at.offset
+            )
+        },
     )?;
     let mut out = std::io::stdout().lock();
     for d in &report.differences {
@@ -886,16 +945,22 @@ fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "compared {} symbol-days: {} differ; {} JSON records could not be read",
+        "compared {} symbol-days{}: {} differ; {} JSON records could not be read (each a difference: it cannot be in the store)",
         report.compared,
+        if a.all { " (all)" } else { " (those in the JSON tree)" },
         report.differences.len(),
         report.json_rejected
     )?;
-    Ok(if report.differences.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    if let Some(peak) = crate::procstat::peak_rss_bytes() {
+        writeln!(out, "peak memory {:.1} MiB", peak as f64 / (1 << 20) as f64)?;
+    }
+    Ok(
+        if report.differences.is_empty() && report.json_rejected == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {

@@ -3,7 +3,9 @@
 //!
 //! Invariants: a symbol never becomes a path component unescaped, so no symbol can reach
 //! outside the JSON folder; reading never modifies a file; a torn last line is reported and
-//! skipped, never fatal.
+//! skipped, never fatal; memory is bounded whatever the input: a record longer than the limit
+//! (default [`MAX_RECORD_BYTES`]) is streamed past and rejected, never held; a UTF-8 byte-order
+//! mark is skipped; a file that is not JSON at all is one rejection at the byte it went wrong.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
@@ -62,8 +64,7 @@ struct Record<'a> {
 
 /// Parses one legacy record (a JSON object).
 pub fn parse_record(text: &str) -> Result<TickText<'_>, FieldError> {
-    let r: Record<'_> = serde_json::from_str(text)
-        .map_err(|e| FieldError::new("(record)", format!("not a JSON object: {e}")))?;
+    let r: Record<'_> = serde_json::from_str(text).map_err(|e| FieldError::not_json(&e))?;
     let ts = scalar("timestamp", r.timestamp)?;
     let mut t = RawFields {
         symbol: name("symbol", r.symbol)?,
@@ -103,12 +104,30 @@ pub struct Location {
     pub offset: u64,
 }
 
+/// Longest record (or line) read by default; longer ones are rejected, not held.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
 /// Streams every record of a legacy file (array or JSON Lines) to `on`, in file order, in
-/// constant memory (one record at a time). Reading stops at an I/O error or when `on` breaks.
-pub fn read_records(mut input: impl BufRead, on: &mut OnRecord<'_>) -> io::Result<()> {
+/// constant memory (one record of at most [`MAX_RECORD_BYTES`] at a time).
+pub fn read_records(input: impl BufRead, on: &mut OnRecord<'_>) -> io::Result<()> {
+    read_records_limited(input, MAX_RECORD_BYTES, on)
+}
+
+/// [`read_records`] with a record limit of `max_record` bytes. Reading stops at an I/O error,
+/// when `on` breaks, or after a file that is not JSON was reported.
+pub fn read_records_limited(
+    mut input: impl BufRead,
+    max_record: usize,
+    on: &mut OnRecord<'_>,
+) -> io::Result<()> {
+    // A UTF-8 byte-order mark is not part of the content.
+    let mut offset = 0u64;
+    if input.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        input.consume(3);
+        offset = 3;
+    }
     // Detect the body form from the first non-blank byte.
     let mut skipped_lines = 0u64;
-    let mut offset = 0u64;
     loop {
         let buf = input.fill_buf()?;
         if buf.is_empty() {
@@ -123,11 +142,71 @@ pub fn read_records(mut input: impl BufRead, on: &mut OnRecord<'_>) -> io::Resul
             break;
         }
     }
-    if input.fill_buf()?.first() == Some(&b'[') {
-        input.consume(1);
-        read_array(input, 1 + skipped_lines, offset + 1, on)
+    let at = Location {
+        line: 1 + skipped_lines,
+        offset,
+    };
+    match input.fill_buf()?.first() {
+        Some(&b'[') => {
+            input.consume(1);
+            read_array(input, at.line, offset + 1, max_record, on)
+        }
+        Some(&b'{') => read_lines(input, at.line, offset, max_record, on),
+        Some(&other) => {
+            // Neither an array nor JSON Lines: one rejection for the whole file.
+            let _ = on(
+                at,
+                Err(FieldError::new(
+                    "(file)",
+                    format!(
+                        "not JSON: it starts with {} where a JSON array `[` or a JSON Lines record `{{` must",
+                        describe_byte(other)
+                    ),
+                )),
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+fn describe_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("`{}`", b as char)
     } else {
-        read_lines(input, 1 + skipped_lines, offset, on)
+        format!("byte 0x{b:02X}")
+    }
+}
+
+/// Reads one line into `buf`, keeping at most `max` bytes of it (the rest is consumed and
+/// dropped). Returns (bytes consumed, ended with a newline, longer than `max`).
+fn read_line_bounded(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(u64, bool, bool)> {
+    let (mut consumed, mut oversize) = (0u64, false);
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((consumed, false, oversize));
+        }
+        let (take, newline) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = max.saturating_sub(buf.len());
+        if take > room {
+            oversize = true;
+            buf.extend_from_slice(&chunk[..room]);
+        } else {
+            buf.extend_from_slice(&chunk[..take]);
+        }
+        input.consume(take);
+        consumed += take as u64;
+        if newline {
+            return Ok((consumed, true, oversize));
+        }
     }
 }
 
@@ -135,19 +214,29 @@ fn read_lines(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
+    max_record: usize,
     on: &mut OnRecord<'_>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     loop {
         buf.clear();
-        let n = input.read_until(b'\n', &mut buf)?;
+        let (n, complete, oversize) = read_line_bounded(&mut input, &mut buf, max_record)?;
         if n == 0 {
             return Ok(());
         }
         let at = Location { line, offset };
         line += 1;
-        offset += n as u64;
-        let complete = buf.last() == Some(&b'\n');
+        offset += n;
+        if oversize {
+            let long = FieldError::new(
+                "(line)",
+                format!("longer than {max_record} bytes ({n} bytes): skipped unread"),
+            );
+            if on(at, Err(long)).is_break() {
+                return Ok(());
+            }
+            continue;
+        }
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
             Err(e) => {
@@ -166,7 +255,10 @@ fn read_lines(
                 at,
                 Err(FieldError::new(
                     "(line)",
-                    format!("torn last line (the writer stopped mid-record?): {}", e.why),
+                    format!(
+                        "torn last line, cut off without a newline (the writer stopped mid-record?): {}",
+                        e.why
+                    ),
                 )),
             ),
             r => on(at, r),
@@ -177,23 +269,36 @@ fn read_lines(
     }
 }
 
-/// Streams the elements of a top-level JSON array (after its `[`).
+/// Streams the elements of a top-level JSON array (after its `[`); an element longer than
+/// `max_record` bytes is scanned past (its brackets and strings still tracked) and rejected.
 fn read_array(
     mut input: impl BufRead,
     mut line: u64,
     mut offset: u64,
+    max_record: usize,
     on: &mut OnRecord<'_>,
 ) -> io::Result<()> {
     let mut elem: Vec<u8> = Vec::with_capacity(512);
+    let mut elem_len = 0u64;
     let mut start = Location { line, offset };
     let (mut depth, mut in_string, mut escape) = (0u32, false, false);
-    let emit = |elem: &mut Vec<u8>, at: Location, on: &mut OnRecord<'_>| {
-        let flow = match std::str::from_utf8(elem) {
-            Ok(t) => on(at, parse_record(t.trim())),
-            Err(e) => on(
+    let emit = |elem: &mut Vec<u8>, len: u64, at: Location, on: &mut OnRecord<'_>| {
+        let flow = if len > max_record as u64 {
+            on(
                 at,
-                Err(FieldError::new("(record)", format!("not UTF-8: {e}"))),
-            ),
+                Err(FieldError::new(
+                    "(record)",
+                    format!("longer than {max_record} bytes ({len} bytes): skipped unread"),
+                )),
+            )
+        } else {
+            match std::str::from_utf8(elem) {
+                Ok(t) => on(at, parse_record(t.trim())),
+                Err(e) => on(
+                    at,
+                    Err(FieldError::new("(record)", format!("not UTF-8: {e}"))),
+                ),
+            }
         };
         elem.clear();
         flow
@@ -201,7 +306,7 @@ fn read_array(
     loop {
         let buf = input.fill_buf()?;
         if buf.is_empty() {
-            if !elem.iter().all(u8::is_ascii_whitespace) {
+            if elem_len > 0 && !elem.iter().all(u8::is_ascii_whitespace) {
                 let _ = on(
                     start,
                     Err(FieldError::new(
@@ -222,7 +327,7 @@ fn read_array(
                 line += 1;
             }
             if in_string {
-                elem.push(b);
+                keep(&mut elem, &mut elem_len, max_record, b);
                 match (escape, b) {
                     (true, _) => escape = false,
                     (false, b'\\') => escape = true,
@@ -234,37 +339,39 @@ fn read_array(
             match b {
                 b'"' => {
                     in_string = true;
-                    elem.push(b);
+                    keep(&mut elem, &mut elem_len, max_record, b);
                 }
                 b'{' | b'[' => {
                     if depth == 0 && elem.iter().all(u8::is_ascii_whitespace) {
                         elem.clear();
+                        elem_len = 0;
                         start = Location {
                             line,
                             offset: offset - 1,
                         };
                     }
                     depth += 1;
-                    elem.push(b);
+                    keep(&mut elem, &mut elem_len, max_record, b);
                 }
                 b'}' | b']' if depth > 0 => {
                     depth -= 1;
-                    elem.push(b);
+                    keep(&mut elem, &mut elem_len, max_record, b);
                 }
                 b',' | b']' if depth == 0 => {
                     if !elem.iter().all(u8::is_ascii_whitespace)
-                        && emit(&mut elem, start, on).is_break()
+                        && emit(&mut elem, elem_len, start, on).is_break()
                     {
                         return Ok(());
                     }
                     elem.clear();
+                    elem_len = 0;
                     start = Location { line, offset };
                     if b == b']' {
                         finished = true;
                         break;
                     }
                 }
-                _ => elem.push(b),
+                _ => keep(&mut elem, &mut elem_len, max_record, b),
             }
         }
         debug_assert!(consumed <= len);
@@ -275,10 +382,19 @@ fn read_array(
     }
 }
 
-/// Reads a whole legacy file from disk (never writing to it).
-pub fn read_file(path: &Path, on: &mut OnRecord<'_>) -> io::Result<()> {
+/// Keeps at most `max` bytes of an array element; counts them all.
+fn keep(elem: &mut Vec<u8>, len: &mut u64, max: usize, b: u8) {
+    *len += 1;
+    if elem.len() < max {
+        elem.push(b);
+    }
+}
+
+/// Reads a whole legacy file from disk (never writing to it), records of at most
+/// `max_record` bytes.
+pub fn read_file(path: &Path, max_record: usize, on: &mut OnRecord<'_>) -> io::Result<()> {
     let f = File::open(path)?;
-    read_records(io::BufReader::with_capacity(1 << 16, f), on)
+    read_records_limited(io::BufReader::with_capacity(1 << 16, f), max_record, on)
 }
 
 /// Appends one record line for `tick` (exact prices; spread = ask - bid).

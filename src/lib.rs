@@ -22,6 +22,7 @@ pub mod json_archive;
 pub mod legacy_json;
 pub mod migrate;
 pub mod pipeline;
+pub mod procstat;
 pub mod query;
 pub mod record;
 pub mod service;

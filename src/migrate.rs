@@ -44,12 +44,17 @@ pub struct MigrateOptions {
     /// Event times accepted, checked against the wall clock (legacy files carry no receive
     /// time).
     pub time_window: crate::tick::TimeWindow,
+    /// Longest record read; longer ones are rejected (see `legacy_json::MAX_RECORD_BYTES`).
+    pub max_record_bytes: usize,
 }
 
 /// What happened to one input file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileReport {
+    /// The file as found under the input folder (for messages).
     pub file: String,
+    /// Its identity: the canonical path (ledger and `imports` key).
+    pub key: String,
     pub bytes: u64,
     /// Ticks committed by this run.
     pub imported: u64,
@@ -58,6 +63,8 @@ pub struct FileReport {
     pub rejected: u64,
     /// Size and content hash matched a finished import: not parsed at all.
     pub unchanged: bool,
+    /// Not imported, and why (its imported head no longer matches: another file now).
+    pub refused: Option<String>,
 }
 
 /// The whole run.
@@ -67,6 +74,8 @@ pub struct MigrateReport {
     /// Ticks imported (or, in a dry run, that would be) per UTC day.
     pub per_day: BTreeMap<NaiveDate, u64>,
     pub elapsed: Duration,
+    /// Paths passed over (symlinks leaving the folder, loops) and why.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl MigrateReport {
@@ -81,6 +90,10 @@ impl MigrateReport {
     }
     pub fn bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
+    }
+    /// Files and paths not imported: skipped in the walk, or refused as changed.
+    pub fn not_imported(&self) -> usize {
+        self.skipped.len() + self.files.iter().filter(|f| f.refused.is_some()).count()
     }
 }
 
@@ -114,11 +127,110 @@ pub trait Progress {
     fn file_done(&mut self, report: &FileReport);
 }
 
-/// Every candidate input file, sorted, with its path relative to `dir`.
+/// One input file: where it was found, its name relative to the input folder (for messages),
+/// and its identity (the canonical path: two trees with the same layout never collide).
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub rel: String,
+    pub canonical: PathBuf,
+}
+
+/// The candidate files under an input folder, and what was passed over and why.
+#[derive(Debug, Clone, Default)]
+pub struct InputTree {
+    pub files: Vec<InputFile>,
+    /// (path relative to the input folder, why it was not read).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Every `*.json`/`*.jsonl` file under `dir`, sorted by relative path, each identity once. A
+/// symlink is followed when its target stays inside `dir`, and reported as skipped when it
+/// leaves `dir`, dangles or loops back to a folder above it.
+pub fn input_tree(dir: &Path) -> Result<InputTree, MigrateError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| MigrateError::Io { path, source }
+    };
+    let root = std::fs::canonicalize(dir).map_err(io(dir))?;
+    let mut tree = InputTree::default();
+    let mut followed = std::collections::HashSet::new();
+    // (path as found, its canonical folder)
+    let mut stack = vec![(dir.to_owned(), root.clone())];
+    let rel_of = |p: &Path| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    while let Some((d, canonical_d)) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(&d))? {
+            let e = e.map_err(io(&d))?;
+            let path = e.path();
+            let rel = rel_of(&path);
+            let ft = e.file_type().map_err(io(&path))?;
+            if ft.is_symlink() {
+                let target = match std::fs::canonicalize(&path) {
+                    Ok(t) => t,
+                    Err(err) => {
+                        tree.skipped
+                            .push((rel, format!("symlink that cannot be followed: {err}")));
+                        continue;
+                    }
+                };
+                if !target.starts_with(&root) {
+                    tree.skipped.push((
+                        rel,
+                        format!("symlink to {}, outside the input folder", target.display()),
+                    ));
+                } else if target.is_dir() {
+                    if canonical_d.starts_with(&target) {
+                        tree.skipped.push((
+                            rel,
+                            format!("symlink loop: it points back to {}", target.display()),
+                        ));
+                    } else if followed.insert(target.clone()) {
+                        stack.push((path, target));
+                    }
+                } else if is_json(&path) {
+                    tree.files.push(InputFile {
+                        path,
+                        rel,
+                        canonical: target,
+                    });
+                }
+            } else if ft.is_dir() {
+                let c = canonical_d.join(e.file_name());
+                stack.push((path, c));
+            } else if ft.is_file() && is_json(&path) {
+                let canonical = canonical_d.join(e.file_name());
+                tree.files.push(InputFile {
+                    path,
+                    rel,
+                    canonical,
+                });
+            }
+        }
+    }
+    // One identity, one entry: a file reached through a symlink and directly is read once.
+    tree.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let mut seen = std::collections::HashSet::new();
+    tree.files.retain(|f| seen.insert(f.canonical.clone()));
+    tree.skipped.sort();
+    Ok(tree)
+}
+
+fn is_json(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "json" || x == "jsonl")
+}
+
+/// Every candidate input file, sorted, with its path relative to `dir` (see [`input_tree`]).
 pub fn input_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, MigrateError> {
-    let mut files = files_under(dir).map_err(|(path, source)| MigrateError::Io { path, source })?;
-    files.retain(|(p, _)| p.extension().is_some_and(|x| x == "json" || x == "jsonl"));
-    Ok(files)
+    Ok(input_tree(dir)?
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.rel))
+        .collect())
 }
 
 /// Every regular file under `root` (any depth), sorted by its path relative to `root`; on
@@ -146,6 +258,17 @@ pub fn files_under(root: &Path) -> Result<Vec<(PathBuf, String)>, (PathBuf, std:
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
+}
+
+/// How much of a file's head identifies it: its first bytes, up to this many.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+/// BLAKE3 of the first `len` bytes of `path`; `None` when the file is shorter now.
+fn head_hash(path: &Path, len: u64) -> std::io::Result<Option<String>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(len as usize);
+    (&mut f).take(len).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 == len).then(|| blake3::hash(&buf).to_hex().to_string()))
 }
 
 /// Size and BLAKE3 hash of a file's content.
@@ -190,7 +313,9 @@ impl Ledger {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS imported_files (
                  file TEXT PRIMARY KEY, size INTEGER NOT NULL, blake3 TEXT NOT NULL,
-                 ticks INTEGER NOT NULL, rejected INTEGER NOT NULL, finished_ns INTEGER NOT NULL)",
+                 ticks INTEGER NOT NULL, rejected INTEGER NOT NULL, finished_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS file_heads (
+                 file TEXT PRIMARY KEY, head_len INTEGER NOT NULL, head_blake3 TEXT NOT NULL);",
         )
         .map_err(err)?;
         Ok(Some(Ledger { path, conn }))
@@ -212,6 +337,35 @@ impl Ledger {
         Ok(found.is_some_and(|(s, h)| s as u64 == size && h == hash))
     }
 
+    /// The head a file had when its import began (see [`head_hash`]).
+    fn head(&self, file: &str) -> Result<Option<(u64, String)>, MigrateError> {
+        self.conn
+            .query_row(
+                "SELECT head_len, head_blake3 FROM file_heads WHERE file = ?1",
+                [file],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|source| MigrateError::Ledger {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Written before the file's first commit, so that any committed tick has its head here.
+    fn set_head(&self, file: &str, len: u64, hash: &str) -> Result<(), MigrateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO file_heads (file, head_len, head_blake3) VALUES (?1, ?2, ?3)",
+                rusqlite::params![file, len as i64, hash],
+            )
+            .map(drop)
+            .map_err(|source| MigrateError::Ledger {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     fn record(&self, r: &FileReport, hash: &str) -> Result<(), MigrateError> {
         self.conn
             .execute(
@@ -221,7 +375,7 @@ impl Ledger {
                    ticks = ticks + excluded.ticks, rejected = excluded.rejected,
                    finished_ns = excluded.finished_ns",
                 rusqlite::params![
-                    r.file,
+                    r.key,
                     r.bytes as i64,
                     hash,
                     r.imported as i64,
@@ -252,30 +406,62 @@ pub fn run(
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
     let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let files = input_files(&opts.input_dir)?;
-    let total: u64 = files
+    let tree = input_tree(&opts.input_dir)?;
+    let total: u64 = tree
+        .files
         .iter()
-        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
         .sum();
     let ledger = Ledger::open(&opts.output_dir, !opts.dry_run)?;
     let names = Arc::new(Names::new(1 << 20));
     let mut sink = (!opts.dry_run)
         .then(|| SqliteSink::new(&opts.output_dir, names.clone(), opts.writer.clone()));
-    let mut report = MigrateReport::default();
+    let mut report = MigrateReport {
+        skipped: tree.skipped.clone(),
+        ..MigrateReport::default()
+    };
     let mut done_bytes = 0u64;
     let mut ticks_total = 0u64;
-    for (path, rel) in files {
+    for InputFile {
+        path,
+        rel: shown,
+        canonical,
+    } in tree.files
+    {
         let io = |source| MigrateError::Io {
             path: path.clone(),
             source,
         };
+        // The identity of the file everywhere it is recorded.
+        let rel = canonical.display().to_string();
         let (size, hash) = hash_file(&path).map_err(io)?;
         let mut fr = FileReport {
-            file: rel.clone(),
+            file: shown.clone(),
+            key: rel.clone(),
             bytes: size,
             ..FileReport::default()
         };
         if let Some(l) = &ledger {
+            // A file whose import began must still start with what was imported of it.
+            let changed = match l.head(&rel)? {
+                Some((len, h)) => head_hash(&path, len).map_err(io)?.as_deref() != Some(h.as_str()),
+                None => false,
+            };
+            if changed {
+                fr.refused = Some(
+                    "its head no longer matches what was imported of it (replaced or rewritten): not resumed; import it into a fresh store or move it aside".into(),
+                );
+                done_bytes += size;
+                progress.file_done(&fr);
+                report.files.push(fr);
+                continue;
+            }
+            if l.head(&rel)?.is_none() && !opts.dry_run {
+                let len = size.min(HEAD_BYTES);
+                if let Some(h) = head_hash(&path, len).map_err(io)? {
+                    l.set_head(&rel, len, &h)?;
+                }
+            }
             if l.finished(&rel, size, &hash)? {
                 fr.unchanged = true;
                 done_bytes += size;
@@ -307,7 +493,7 @@ pub fn run(
             st.buf.clear();
             Ok(k)
         };
-        legacy_json::read_file(&path, &mut |at, parsed| {
+        legacy_json::read_file(&path, opts.max_record_bytes, &mut |at, parsed| {
             n += 1;
             if n.is_multiple_of(8192) {
                 progress.advance(done_bytes + at.offset, total, ticks_total);

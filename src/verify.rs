@@ -89,12 +89,13 @@ pub struct VerifyReport {
 pub fn json_digests(
     json_dir: &Path,
     default_source: &str,
+    max_record: usize,
     reject: &mut dyn FnMut(&str, legacy_json::Location, &str),
 ) -> Result<(Digests, u64), MigrateError> {
     let mut digests = Digests::new();
     let mut rejected = 0;
     for (path, rel) in input_files(json_dir)? {
-        legacy_json::read_file(&path, &mut |at, r| {
+        legacy_json::read_file(&path, max_record, &mut |at, r| {
             match r {
                 Ok(t) => digests
                     .entry((t.ts_event.day(), t.symbol.to_string()))
@@ -153,15 +154,30 @@ pub fn compare(json: &Digests, sqlite: &Digests) -> Vec<Difference> {
         .collect()
 }
 
-/// Verifies `json_dir` against `store`.
+/// What `verify` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The symbol-days present in the JSON tree (a store that also holds live-recorded days,
+    /// or other trees, verifies clean).
+    JsonTree,
+    /// Every symbol-day on either side.
+    All,
+}
+
+/// Verifies `json_dir` against `store`, over `scope`.
 pub fn verify(
     json_dir: &Path,
     store: &Store,
     default_source: &str,
+    scope: Scope,
+    max_record: usize,
     reject: &mut dyn FnMut(&str, legacy_json::Location, &str),
 ) -> anyhow::Result<VerifyReport> {
-    let (json, json_rejected) = json_digests(json_dir, default_source, reject)?;
-    let sqlite = sqlite_digests(store)?;
+    let (json, json_rejected) = json_digests(json_dir, default_source, max_record, reject)?;
+    let mut sqlite = sqlite_digests(store)?;
+    if scope == Scope::JsonTree {
+        sqlite.retain(|k, _| json.contains_key(k));
+    }
     let differences = compare(&json, &sqlite);
     let mut keys: Vec<_> = json.keys().chain(sqlite.keys()).collect();
     keys.sort();

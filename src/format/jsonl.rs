@@ -39,8 +39,7 @@ struct Line<'a> {
 
 /// Parses one line. Blank lines are the caller's business (they are not records).
 pub fn parse_line(line: &str) -> Result<TickText<'_>, FieldError> {
-    let parsed: Line<'_> = serde_json::from_str(line)
-        .map_err(|e| FieldError::new("(line)", format!("not a JSON object: {e}")))?;
+    let parsed: Line<'_> = serde_json::from_str(line).map_err(|e| FieldError::not_json(&e))?;
     RawFields {
         symbol: name("symbol", parsed.symbol)?,
         source: name("source", parsed.source)?,
@@ -201,7 +200,7 @@ mod tests {
             (r#"{"symbol":7,"ts_event":1}"#, "symbol"),
             (r#"{"symbol":"X","ts_event":1,"ask_size":5}"#, "ask_size"),
             (r#"{"symbol":"X","ts_event":1,"bid":[1]}"#, "bid"),
-            (r#"not json"#, "(line)"),
+            (r#"not json"#, "(record)"),
         ];
         for (line, field) in cases {
             let err = parse_line(line).unwrap_err();

@@ -43,15 +43,37 @@ pub struct TickText<'a> {
     pub ask_size: Option<Size>,
 }
 
-/// Why a record was rejected: the field and the reason.
+/// Why a record was rejected: the field and the reason. A field written `(record)` or
+/// `(line)` means the whole record; it is left out of the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}`: {why}")]
+#[error("{}", self.render())]
 pub struct FieldError {
     pub field: &'static str,
     pub why: String,
 }
 
 impl FieldError {
+    fn render(&self) -> String {
+        if self.field.starts_with('(') {
+            self.why.clone()
+        } else {
+            format!("field `{}`: {}", self.field, self.why)
+        }
+    }
+
+    /// A record that is not a JSON object, saying where in the record the parser stopped
+    /// (serde's "line 1 column 65" is relative to the record, not the file).
+    pub fn not_json(e: &serde_json::Error) -> FieldError {
+        let text = e.to_string();
+        let what = text.split(" at line ").next().unwrap_or(&text).to_owned();
+        let where_ = if e.line() <= 1 {
+            format!("byte {} of the record", e.column())
+        } else {
+            format!("line {} column {} of the record", e.line(), e.column())
+        };
+        FieldError::new("(record)", format!("not a JSON object: {what} ({where_})"))
+    }
+
     pub fn new(field: &'static str, why: impl Into<String>) -> FieldError {
         FieldError {
             field,

@@ -25,7 +25,7 @@ fn options(dir: &Path, backend: Backend) -> Options {
 
 fn read_json(path: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    legacy_json::read_file(path, &mut |_, r| {
+    legacy_json::read_file(path, legacy_json::MAX_RECORD_BYTES, &mut |_, r| {
         let t = r.unwrap();
         out.push(format!("{} {}", t.ts_event, t.bid.unwrap()));
         std::ops::ControlFlow::Continue(())
@@ -108,7 +108,7 @@ fn json_mode_appends_after_a_torn_line_and_the_reader_skips_it() {
     assert!(!opts.db_path.exists(), "json mode writes no SQLite");
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    legacy_json::read_file(&file, &mut |at, r| {
+    legacy_json::read_file(&file, legacy_json::MAX_RECORD_BYTES, &mut |at, r| {
         match r {
             Ok(t) => good.push(t.bid.unwrap().to_string()),
             Err(e) => bad.push((at.line, e.to_string())),

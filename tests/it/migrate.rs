@@ -45,10 +45,11 @@ fn with_history() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, input, db)
 }
 
+/// No symbol-day differs (records the JSON reader rejected are reported apart: they cannot be
+/// in the store, and make `verify` exit 1).
 fn verifies(db: &Path, input: &Path) -> bool {
-    run(db, &["verify", "--json-dir", input.to_str().unwrap()])
-        .status
-        .success()
+    let out = run(db, &["verify", "--json-dir", input.to_str().unwrap()]);
+    text(&out.stdout).contains(": 0 differ;")
 }
 
 fn tree_hashes(root: &Path) -> Vec<(String, String)> {
@@ -106,14 +107,16 @@ fn migration_imports_every_valid_record_once_names_bad_ones_and_never_touches_th
     assert_eq!(&*all_rows(&db, "USDJPY")[0].source, "LP1");
 
     let out = run(&db, &["verify", "--json-dir", input_arg]);
-    assert!(
-        out.status.success(),
-        "{}{}",
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "records the reader rejected are not in the store: {}{}",
         text(&out.stdout),
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).contains("compared 3 symbol-days: 0 differ; 2 JSON records"),
+        text(&out.stdout)
+            .contains("compared 3 symbol-days (those in the JSON tree): 0 differ; 2 JSON records"),
         "{}",
         text(&out.stdout)
     );
@@ -121,7 +124,8 @@ fn migration_imports_every_valid_record_once_names_bad_ones_and_never_touches_th
     // Again: nothing twice, nothing even parsed.
     let out = run(&db, &["migrate", "--input-dir", input_arg]);
     assert!(
-        text(&out.stdout).contains("files 2 (2 unchanged since their import), ticks imported 0"),
+        text(&out.stdout)
+            .contains("files 2 (2 unchanged since their import, 0 not imported), ticks imported 0"),
         "{}",
         text(&out.stdout)
     );
@@ -258,9 +262,14 @@ fn archive_json_packs_the_tree_after_verification_and_only_then_removes_it() {
             "--input-dir",
             input.to_str().unwrap(),
             "--archive-json",
+            "--allow-rejects",
         ],
     );
     let s = text(&out.stdout);
+    assert!(
+        s.contains("archived with --allow-rejects: 2 rejected records"),
+        "{s}"
+    );
     assert!(
         s.contains("archived 2 files into"),
         "{s}{}",
@@ -292,6 +301,7 @@ fn archive_json_refuses_when_verification_fails() {
             "--input-dir",
             input.to_str().unwrap(),
             "--archive-json",
+            "--allow-rejects",
         ],
     );
     assert_eq!(out.status.code(), Some(2));
@@ -306,4 +316,242 @@ fn archive_json_refuses_when_verification_fails() {
         "originals untouched"
     );
     assert!(!dir.path().join("json.tar.zst").exists());
+}
+
+fn ticks_of(db: &Path, symbol: &str) -> Vec<(i64, String, String)> {
+    let mut v: Vec<_> = all_rows(db, symbol)
+        .iter()
+        .map(|r| {
+            (
+                r.ts_event.0,
+                r.bid.unwrap().to_string(),
+                r.source.to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What could go wrong: a second LP's history with the same `<SYMBOL>/<day>.json` layout had
+/// its first ticks skipped as "already present" (the identity was the relative path). The
+/// identity is the canonical path: both trees import fully and independently.
+#[test]
+fn two_trees_with_the_same_layout_import_fully_and_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    for (lp, bid) in [("LP1", "1.1"), ("LP2", "1.2")] {
+        let root = dir.path().join(lp.to_lowercase());
+        std::fs::create_dir_all(root.join("EURUSD")).unwrap();
+        let lines: Vec<String> = (0..3)
+            .map(|i| {
+                format!(
+                    "{{\"symbol\":\"EURUSD\",\"bid\":{bid}{i},\"ask\":2,\"lp\":\"{lp}\",\"timestamp\":\"2026-11-22T10:00:0{i}Z\"}}"
+                )
+            })
+            .collect();
+        std::fs::write(root.join("EURUSD/2026-11-22.json"), lines.join("\n") + "\n").unwrap();
+        let out = run(&db, &["migrate", "--input-dir", root.to_str().unwrap()]);
+        let s = text(&out.stdout);
+        assert!(out.status.success(), "{s}{}", text(&out.stderr));
+        assert!(
+            s.contains("ticks imported 3, already present 0"),
+            "{lp}: {s}"
+        );
+    }
+    let t = ticks_of(&db, "EURUSD");
+    assert_eq!(t.len(), 6, "{t:?}");
+    assert_eq!(t.iter().filter(|r| r.2 == "LP2").count(), 3);
+}
+
+/// What could go wrong: a UTF-8 byte-order mark before a JSON array made the whole file one
+/// rejected record, which `verify` could not see either and `--archive-json` then removed.
+#[test]
+fn a_byte_order_mark_is_not_content_for_arrays_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
+    std::fs::create_dir_all(input.join("EURUSD")).unwrap();
+    let rec = |i: u32| {
+        line(
+            "EURUSD",
+            &format!("1.1{i}"),
+            &format!("\"2026-11-22T10:00:0{i}Z\""),
+        )
+    };
+    std::fs::write(
+        input.join("EURUSD/array.json"),
+        format!("\u{feff}[{},{}]", rec(0), rec(1)),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("EURUSD/lines.jsonl"),
+        format!("\u{feff}{}\n{}\n", rec(2), rec(3)),
+    )
+    .unwrap();
+    let out = run(&db, &["migrate", "--input-dir", input.to_str().unwrap()]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}{}", text(&out.stderr));
+    assert!(
+        s.contains("ticks imported 4, already present 0, rejected 0"),
+        "{s}"
+    );
+    let out = run(&db, &["verify", "--json-dir", input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+/// What could go wrong: symlinked files and folders were passed over without a word; a file
+/// that is not JSON at all read as a "torn last line"; `--archive-json` then removed originals
+/// that were never imported. Links inside the folder are followed (each file read once), links
+/// leaving it or looping are reported and counted, a non-JSON file is one named rejection, and
+/// the originals stay unless `--allow-rejects` says otherwise.
+#[test]
+fn symlinks_and_odd_files_are_followed_or_reported_and_block_archiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
+    let outside = dir.path().join("elsewhere");
+    std::fs::create_dir_all(input.join("real")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let rec = |i: u32| {
+        line(
+            "EURUSD",
+            &format!("1.1{i}"),
+            &format!("\"2026-11-22T10:00:0{i}Z\""),
+        )
+    };
+    std::fs::write(
+        input.join("real/a.json"),
+        format!("{}\n{}\n", rec(0), rec(1)),
+    )
+    .unwrap();
+    std::fs::write(outside.join("b.json"), rec(2) + "\n").unwrap();
+    std::fs::write(input.join("notes.json"), "date,price\n2026-11-22,1.1\n").unwrap();
+    std::os::unix::fs::symlink(input.join("real"), input.join("alias")).unwrap();
+    std::os::unix::fs::symlink(outside.join("b.json"), input.join("b.json")).unwrap();
+    std::os::unix::fs::symlink(&input, input.join("real/up")).unwrap();
+
+    let args = [
+        "migrate",
+        "--input-dir",
+        input.to_str().unwrap(),
+        "--archive-json",
+    ];
+    let out = run(&db, &args);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "archiving refused: {so}{se}");
+    assert!(
+        so.contains("skipped b.json: symlink to") && so.contains("outside the input folder"),
+        "{so}"
+    );
+    assert!(so.contains("skipped real/up: symlink loop"), "{so}");
+    assert!(
+        se.contains("notes.json: line 1 (byte 0): not JSON: it starts with `d`"),
+        "one named rejection for a file that is not JSON: {se}"
+    );
+    assert_eq!(se.matches("notes.json").count(), 1, "{se}");
+    assert!(
+        so.contains("ticks imported 2,"),
+        "the aliased file once: {so}"
+    );
+    // real/up, and alias/up reached through the followed alias.
+    assert!(so.contains("skipped alias/up: symlink loop"), "{so}");
+    assert!(
+        se.contains("not archiving") && se.contains("1 records rejected and 3 paths not imported"),
+        "{se}"
+    );
+    assert!(input.join("real/a.json").exists(), "originals untouched");
+    assert_eq!(ticks_of(&db, "EURUSD").len(), 2);
+}
+
+/// What could go wrong: a file replaced by another under the same path after a partial import
+/// was resumed as if it were the same file: its first N ticks silently skipped.
+#[test]
+fn a_file_whose_imported_head_changed_is_reported_not_resumed() {
+    let (_dir, input, db) = with_history();
+    let input_arg = input.to_str().unwrap();
+    run(&db, &["migrate", "--input-dir", input_arg]);
+    std::fs::write(
+        input.join("EURUSD/2026-11-22.json"),
+        line("EURUSD", "9.99999", "\"2026-11-22T15:00:00Z\"") + "\n",
+    )
+    .unwrap();
+    let out = run(&db, &["migrate", "--input-dir", input_arg]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("not imported EURUSD/2026-11-22.json: its head no longer matches"),
+        "{s}"
+    );
+    assert!(ticks_of(&db, "EURUSD").iter().all(|t| t.1 != "9.99999"));
+}
+
+/// What could go wrong: `verify` compared the whole store, so a store that also held live days
+/// (README's own example) reported every one of them as a difference.
+#[test]
+fn verify_is_scoped_to_the_json_tree_unless_asked_for_all() {
+    let (_dir, input, db) = with_history();
+    let input_arg = input.to_str().unwrap();
+    run(&db, &["migrate", "--input-dir", input_arg]);
+    let live =
+        "{\"symbol\":\"GBPUSD\",\"bid\":1.2,\"ask\":1.3,\"ts_event\":\"2026-11-25T10:00:00Z\"}\n";
+    assert!(tickrec(&db, &["ingest"], Some(live)).status.success());
+    let out = run(&db, &["verify", "--json-dir", input_arg]);
+    assert!(
+        text(&out.stdout).contains(": 0 differ;"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&db, &["verify", "--json-dir", input_arg, "--all"]);
+    assert!(
+        text(&out.stdout).contains("(all): 1 differ;"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Peak memory of a `migrate` or `verify` run, from its summary.
+fn peak_mib(stdout: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("peak memory"))
+        .unwrap_or_else(|| panic!("no peak memory line: {stdout}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// What could go wrong: a 1 GiB file without a newline, or a 1 GiB single array element, was
+/// read whole into memory (peak RSS over 1 GB). Records over the limit are streamed past and
+/// rejected; memory stays bounded.
+#[test]
+fn a_gigabyte_record_is_rejected_in_bounded_memory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, db) = (dir.path().join("json"), dir.path().join("db"));
+    std::fs::create_dir_all(&input).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for (name, head, tail) in [
+        ("line.jsonl", &b"{\"symbol\":\""[..], &b"\"}"[..]),
+        ("array.json", &b"[{\"symbol\":\""[..], &b"\"}]"[..]),
+    ] {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(input.join(name)).unwrap());
+        f.write_all(head).unwrap();
+        for _ in 0..1024 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(tail).unwrap();
+        f.flush().unwrap();
+    }
+    for args in [
+        &["migrate", "--input-dir", input.to_str().unwrap()][..],
+        &["verify", "--json-dir", input.to_str().unwrap()],
+    ] {
+        let out = run(&db, args);
+        let (so, se) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {so}{se}");
+        assert_eq!(
+            se.matches("longer than 1048576 bytes").count(),
+            2,
+            "{args:?}: {se}"
+        );
+        let peak = peak_mib(&so);
+        assert!(peak < 64.0, "{args:?}: peak {peak} MiB");
+    }
 }
