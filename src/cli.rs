@@ -832,15 +832,18 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "not imported {}: {why}", f.file)?;
         }
     }
+    let imported = if a.dry_run {
+        format!("would import {} ticks", report.imported())
+    } else {
+        format!("ticks imported {}", report.imported())
+    };
     writeln!(
         out,
-        "{}files {} ({} unchanged since their import, {} not imported), ticks {} {}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
+        "{}files {} ({} unchanged since their import, {} not imported), {imported}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
         if a.dry_run { "dry run: " } else { "" },
         report.files.len(),
         unchanged,
         report.not_imported(),
-        if a.dry_run { "that would import" } else { "imported" },
-        report.imported(),
         report.already(),
         report.rejected(),
         report.bytes(),

@@ -283,7 +283,18 @@ impl Feeder<'_> {
             symbol,
             source,
             ts_event: t.ts_event,
-            ts_recv: t.ts_recv.unwrap_or_else(|| self.clock.now()),
+            ts_recv: match t.ts_recv {
+                Some(recv) => recv,
+                None => {
+                    // No receive time in the record: the event time stands in (as `migrate`
+                    // does), and the window is checked against this machine's clock instead.
+                    let window = self.recorder.options().time_window;
+                    window
+                        .check(t.ts_event, self.clock.now())
+                        .map_err(|e| e.to_string())?;
+                    t.ts_event
+                }
+            },
             bid: t.bid,
             ask: t.ask,
             bid_size: t.bid_size,

@@ -171,6 +171,11 @@ fn a_dry_run_writes_nothing() {
         "{}",
         text(&out.stdout)
     );
+    assert!(
+        text(&out.stdout).contains("would import 5 ticks"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(!db.exists());
 }
 
