@@ -288,9 +288,8 @@ impl Feeder<'_> {
                 None => {
                     // No receive time in the record: the event time stands in (as `migrate`
                     // does), and the window is checked against this machine's clock instead.
-                    let window = self.recorder.options().time_window;
-                    window
-                        .check(t.ts_event, self.clock.now())
+                    self.recorder
+                        .check_time_window(t.ts_event, self.clock.now())
                         .map_err(|e| e.to_string())?;
                     t.ts_event
                 }

@@ -487,8 +487,7 @@ impl Gateway {
                 }
                 // One SendingTime for the whole message: refuse it whole, before any tick.
                 if let Some(t) = self.ticks.first() {
-                    let window = self.recorder.options().time_window;
-                    if let Err(e) = window.check(t.ts_event, t.ts_recv) {
+                    if let Err(e) = self.recorder.check_time_window(t.ts_event, t.ts_recv) {
                         self.malformed(raw, &e.to_string());
                         return;
                     }

@@ -258,6 +258,24 @@ impl Recorder {
         Ok(Outcome::Accepted)
     }
 
+    /// Checks an event time against the window with `reference` as the receive time, counting
+    /// a refusal as `store_tick` does: for producers whose records carry no receive time of
+    /// their own (replayed history), checked against their clock before the tick is built.
+    pub fn check_time_window(
+        &self,
+        ts_event: crate::tick::Timestamp,
+        reference: crate::tick::Timestamp,
+    ) -> Result<(), TimeWindowError> {
+        let sh = &*self.shared;
+        let checked = sh.opts.time_window.check(ts_event, reference);
+        if checked.is_err() {
+            // Received and refused here; a tick that passes is counted by `store_tick`.
+            sh.stats.intake.ticks_received.incr();
+            sh.stats.intake.ticks_rejected_time.incr();
+        }
+        checked
+    }
+
     /// The `block` policy's wait: until the writer makes room, or shutdown gives up on a
     /// stalled store (false: refused, never accepted).
     #[cold]
