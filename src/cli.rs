@@ -111,6 +111,16 @@ pub struct ArchiveArgs {
     pub yes: bool,
 }
 
+/// 0, 3, 6 or 9 fractional digits.
+fn parse_precision(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(d @ (0 | 3 | 6 | 9)) => Ok(d),
+        _ => Err(format!(
+            "expected 0, 3, 6 or 9 fractional digits, got {s:?}"
+        )),
+    }
+}
+
 /// `7d` or `7` → 7 days.
 fn parse_days(s: &str) -> Result<u32, String> {
     let n = s.strip_suffix('d').unwrap_or(s);
@@ -225,6 +235,15 @@ pub struct SimulateArgs {
     pub seconds: Option<f64>,
     #[arg(long, default_value = "SIM")]
     pub sender_comp_id: String,
+    /// Accept only the initiator with this SenderCompID (default: whoever logs on)
+    #[arg(long, value_name = "ID")]
+    pub target_comp_id: Option<String>,
+    /// Reset both sequence numbers to 1 on every Logon (ResetSeqNumFlag 141=Y)
+    #[arg(long)]
+    pub reset_on_logon: bool,
+    /// Fractional digits of the SendingTime written: 0, 3 (FIX 4.4), 6 or 9
+    #[arg(long, default_value_t = 3, value_parser = parse_precision)]
+    pub timestamp_precision: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Write the ticks each sent message implies, as JSON Lines
@@ -567,6 +586,10 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
             rate: (a.rate > 0).then_some(a.rate),
             duration: a.seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
             sender_comp_id: a.sender_comp_id,
+            target_comp_id: a.target_comp_id.unwrap_or_default(),
+            reset_on_logon: a.reset_on_logon,
+            time_precision: crate::fix::encode::TimePrecision::from_digits(a.timestamp_precision)
+                .unwrap_or_default(),
             seed: a.seed,
             journal: a.journal,
             drop_after: a.drop_after,

@@ -10,6 +10,45 @@ use super::frame::{checksum, SOH};
 use super::BEGIN_STRING;
 use crate::tick::{push_u64, Decimal, Timestamp};
 
+/// Fractional digits of the UTCTimestamps this side writes (QuickFIX's TimestampPrecision).
+/// FIX 4.4 defines seconds with optional milliseconds; finer forms came with later versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimePrecision {
+    Seconds,
+    #[default]
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl TimePrecision {
+    fn digits(self) -> usize {
+        match self {
+            TimePrecision::Seconds => 0,
+            TimePrecision::Millis => 3,
+            TimePrecision::Micros => 6,
+            TimePrecision::Nanos => 9,
+        }
+    }
+
+    /// `t` cut to this precision (what a reader of the written field gets back).
+    pub fn truncate(self, t: Timestamp) -> Timestamp {
+        let unit = 10i64.pow(9 - self.digits() as u32);
+        Timestamp(t.0 - t.0.rem_euclid(unit))
+    }
+
+    /// From the number of fractional digits (0, 3, 6 or 9).
+    pub fn from_digits(d: u32) -> Option<TimePrecision> {
+        match d {
+            0 => Some(TimePrecision::Seconds),
+            3 => Some(TimePrecision::Millis),
+            6 => Some(TimePrecision::Micros),
+            9 => Some(TimePrecision::Nanos),
+            _ => None,
+        }
+    }
+}
+
 /// Reusable encoder of one message at a time.
 #[derive(Debug, Default)]
 pub struct MessageBuilder {
@@ -17,6 +56,7 @@ pub struct MessageBuilder {
     out: Vec<u8>,
     /// Where the header fields end in `body` (the application fields start).
     header_end: usize,
+    precision: TimePrecision,
 }
 
 /// Header values of one outgoing message.
@@ -34,6 +74,12 @@ pub struct Header<'a> {
 impl MessageBuilder {
     pub fn new() -> MessageBuilder {
         MessageBuilder::default()
+    }
+
+    /// Writes timestamps with `p` (default: milliseconds, FIX 4.4's finest).
+    pub fn with_precision(mut self, p: TimePrecision) -> MessageBuilder {
+        self.precision = p;
+        self
     }
 
     /// Starts a message; add body fields, then call [`MessageBuilder::finish`].
@@ -99,10 +145,10 @@ impl MessageBuilder {
         self
     }
 
-    /// UTCTimestamp with nanoseconds: `20261123-10:00:00.123456789`.
+    /// UTCTimestamp at the builder's precision: `20261123-10:00:00.123`.
     pub fn field_time(&mut self, tag: u32, t: Timestamp) -> &mut Self {
         self.tag(tag);
-        write_fix_time(&mut self.body, t);
+        write_fix_time(&mut self.body, t, self.precision);
         self.body.push(SOH);
         self
     }
@@ -130,15 +176,17 @@ impl MessageBuilder {
     }
 }
 
-/// Writes `t` as a FIX UTCTimestamp with nanoseconds, without going through a formatter.
-pub fn write_fix_time(out: &mut Vec<u8>, t: Timestamp) {
-    // 2026-11-23T10:00:00.123456789Z -> 20261123-10:00:00.123456789
+/// Writes `t` as a FIX UTCTimestamp at `precision`, without going through a formatter.
+pub fn write_fix_time(out: &mut Vec<u8>, t: Timestamp, precision: TimePrecision) {
+    // 2026-11-23T10:00:00.123456789Z -> 20261123-10:00:00.123 (at millisecond precision)
     let iso = t.iso_bytes();
     out.extend_from_slice(&iso[0..4]);
     out.extend_from_slice(&iso[5..7]);
     out.extend_from_slice(&iso[8..10]);
     out.push(b'-');
-    out.extend_from_slice(&iso[11..29]);
+    let digits = precision.digits();
+    let end = if digits == 0 { 19 } else { 20 + digits };
+    out.extend_from_slice(&iso[11..end]);
 }
 
 #[cfg(test)]
@@ -170,14 +218,17 @@ mod tests {
             .collect();
         let tags: Vec<u32> = fields.iter().map(|f| f.0).collect();
         assert_eq!(tags, [8, 9, 35, 49, 56, 34, 52, 43, 122, 98, 108, 10]);
-        assert_eq!(fields[6].1, "20261123-10:00:00.123456789");
+        assert_eq!(
+            fields[6].1, "20261123-10:00:00.123",
+            "milliseconds: FIX 4.4 has no finer form"
+        );
     }
 
     proptest::proptest! {
         #[test]
         fn fix_time_round_trips(ns in 946_684_800_000_000_000i64..4_133_980_800_000_000_000) {
             let mut out = Vec::new();
-            write_fix_time(&mut out, Timestamp(ns));
+            write_fix_time(&mut out, Timestamp(ns), TimePrecision::Nanos);
             proptest::prop_assert_eq!(crate::fix::decode::parse_fix_time(&out), Some(Timestamp(ns)));
         }
     }

@@ -44,6 +44,8 @@ pub struct SessionConfig {
     /// Largest distance between a message's SendingTime and the receive clock; past it the
     /// message is rejected (373=10) and the session logged out, as FIX prescribes. `None`: off.
     pub sending_time_tolerance: Option<std::time::Duration>,
+    /// Precision of the timestamps this side writes (default milliseconds, FIX 4.4's finest).
+    pub time_precision: super::encode::TimePrecision,
 }
 
 impl SessionConfig {
@@ -58,6 +60,7 @@ impl SessionConfig {
             password: None,
             reset_on_logon: false,
             sending_time_tolerance: Some(std::time::Duration::from_secs(120)),
+            time_precision: super::encode::TimePrecision::Millis,
         }
     }
 }
@@ -189,6 +192,7 @@ impl Session {
         next_in: u64,
         store: ResendStore,
     ) -> Session {
+        let precision = cfg.time_precision;
         Session {
             cfg,
             role,
@@ -200,7 +204,7 @@ impl Session {
             state_since: Timestamp(0),
             test_request_sent: None,
             resend_until: None,
-            builder: MessageBuilder::new(),
+            builder: MessageBuilder::new().with_precision(precision),
             out: Vec::with_capacity(1 << 16),
             store,
             counters: SessionCounters::default(),

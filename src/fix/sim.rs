@@ -2,10 +2,11 @@
 //!
 //! It accepts one initiator at a time and keeps its session (sequence numbers, the resend
 //! store) across reconnects, as a real liquidity provider does, so a recorder that drops and
-//! comes back gets the missed messages through the FIX resend flow. After Logon it waits
-//! briefly for a MarketDataRequest: the symbols it names are streamed (unknown ones get a
-//! 35=Y), or all symbols when none arrives. Streaming is a 35=W snapshot per symbol, then
-//! 35=X incrementals (sometimes several entries, sometimes a Delete) at the asked rate.
+//! comes back gets the missed messages through the FIX resend flow. After Logon it streams
+//! nothing until a MarketDataRequest: the symbols it names are streamed (unknown ones get a
+//! 35=Y). Streaming is a 35=W snapshot per symbol, then 35=X incrementals (sometimes several
+//! entries, sometimes a Delete) at the asked rate. When a session ends (Logout, a fatal
+//! error) the TCP connection is closed.
 //!
 //! Optionally it journals, as tick JSON Lines, the top of book each sent message implies:
 //! exactly what a correct recorder must store.
@@ -37,6 +38,12 @@ pub struct SimOptions {
     /// Stop (with a Logout) after this long; `None` = until shutdown.
     pub duration: Option<Duration>,
     pub sender_comp_id: String,
+    /// Accept only this initiator (its SenderCompID); empty: whoever logs on.
+    pub target_comp_id: String,
+    /// Reset both sequence numbers to 1 on every Logon (141=Y).
+    pub reset_on_logon: bool,
+    /// Fractional digits of the timestamps written (FIX 4.4: milliseconds).
+    pub time_precision: super::encode::TimePrecision,
     pub seed: u64,
     /// Probability that an incremental carries two or three symbols.
     pub multi_symbol_prob: f64,
@@ -59,6 +66,9 @@ impl Default for SimOptions {
             rate: Some(1000),
             duration: None,
             sender_comp_id: "SIM".into(),
+            target_comp_id: String::new(),
+            reset_on_logon: false,
+            time_precision: super::encode::TimePrecision::Millis,
             seed: 1,
             multi_symbol_prob: 0.2,
             delete_prob: 0.01,
@@ -148,9 +158,6 @@ struct Simulator {
     decoder: Decoder,
 }
 
-/// How long after Logon the simulator waits for a MarketDataRequest before streaming all.
-const REQUEST_GRACE: Duration = Duration::from_millis(500);
-
 impl Simulator {
     fn new(opts: SimOptions) -> std::io::Result<Simulator> {
         let names = symbol_names(opts.symbols.max(1));
@@ -161,8 +168,11 @@ impl Simulator {
             None => None,
         };
         let session = Session::new(
-            // Target empty: whoever logs on.
-            SessionConfig::new(&opts.sender_comp_id, ""),
+            SessionConfig {
+                reset_on_logon: opts.reset_on_logon,
+                time_precision: opts.time_precision,
+                ..SessionConfig::new(&opts.sender_comp_id, &opts.target_comp_id)
+            },
             Role::Acceptor,
             1,
             1,
@@ -183,11 +193,34 @@ impl Simulator {
         })
     }
 
+    /// The clock as the counterparty reads it back from SendingTime (cut to the session's
+    /// timestamp precision), so that what is journaled is exactly what a recorder can store.
+    fn now(&self) -> Timestamp {
+        self.session
+            .config()
+            .time_precision
+            .truncate(self.clock.now())
+    }
+
     fn finished(&self, started: Instant, shutdown: &Shutdown) -> bool {
         shutdown.is_requested() || self.opts.duration.is_some_and(|d| started.elapsed() >= d)
     }
 
+    /// Serves one connection until its session ends, then closes it (the reader thread holds a
+    /// clone of the socket, so dropping ours would leave it open).
     fn serve(
+        &mut self,
+        stream: TcpStream,
+        started: Instant,
+        shutdown: &Shutdown,
+    ) -> std::io::Result<()> {
+        let closer = stream.try_clone()?;
+        let result = self.serve_session(stream, started, shutdown);
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+        result
+    }
+
+    fn serve_session(
         &mut self,
         mut stream: TcpStream,
         started: Instant,
@@ -197,9 +230,8 @@ impl Simulator {
         // Inbound messages are few (logon, requests, heartbeats): a reader thread frames them
         // so that the streaming loop never waits on a read.
         let inbound = spawn_reader(stream.try_clone()?)?;
-        self.session.on_connect(self.clock.now());
+        self.session.on_connect(self.now());
         self.subscribed.clear();
-        let mut logged_on_at: Option<Instant> = None;
         let mut streaming = false;
         let mut stream_started = Instant::now();
         let mut md_this_connection = 0u64;
@@ -216,7 +248,6 @@ impl Simulator {
                     }
                 };
                 match self.on_inbound(&msg)? {
-                    Some(Inbound::LoggedOn) => logged_on_at = Some(Instant::now()),
                     Some(Inbound::Deliver) if msg_type(&msg) == b"V" && !streaming => {
                         self.subscribe(&msg);
                         streaming = true;
@@ -231,7 +262,7 @@ impl Simulator {
                 self.flush(&mut stream)?;
                 return Ok(());
             }
-            let now = self.clock.now();
+            let now = self.now();
             if let Err(d) = self.session.on_timer(now) {
                 self.flush(&mut stream)?;
                 tracing::info!(reason = %d.0, "session closed by timer");
@@ -244,17 +275,6 @@ impl Simulator {
             if logout_sent.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
                 self.session.on_disconnect();
                 return Ok(());
-            }
-            if !streaming
-                && logout_sent.is_none()
-                && logged_on_at.is_some_and(|t| t.elapsed() >= REQUEST_GRACE)
-            {
-                // No MarketDataRequest: stream everything.
-                self.subscribed = (0..self.names.len()).collect();
-                streaming = true;
-                stream_started = Instant::now();
-                sent_in_stream = 0;
-                self.send_snapshots();
             }
             let mut busy = false;
             if streaming
@@ -311,7 +331,7 @@ impl Simulator {
                 return Ok(None);
             }
         };
-        match self.session.on_message(&header, msg, self.clock.now()) {
+        match self.session.on_message(&header, msg, self.now()) {
             Ok(i) => Ok(Some(i)),
             Err(d) => {
                 tracing::info!(reason = %d.0, "session ended");
@@ -336,7 +356,7 @@ impl Simulator {
         }
         for name in unknown {
             self.report.rejects_sent += 1;
-            let now = self.clock.now();
+            let now = self.now();
             self.session.send_app("Y", now, |b| {
                 b.field_str(tags::MD_REQ_ID, &req_id)
                     .field_str(tags::MD_REQ_REJ_REASON, "0")
@@ -349,7 +369,7 @@ impl Simulator {
         for k in 0..self.subscribed.len() {
             let i = self.subscribed[k];
             let q = self.books[i];
-            let now = self.clock.now();
+            let now = self.now();
             let name = self.names[i].clone();
             self.session.send_app("W", now, |b| {
                 b.field_str(tags::SYMBOL, &name);
@@ -387,7 +407,7 @@ impl Simulator {
                 }
             }
         }
-        let now = self.clock.now();
+        let now = self.now();
         // Entries: (action, side, symbol index, quote after).
         let mut entries: [(u8, u8, usize, Quote); 6] = [(0, 0, 0, self.books[0]); 6];
         let mut n = 0;
