@@ -7,6 +7,7 @@
 //! - `faults`: a really full disk (tmpfs), unwritable dead-letter locations, SIGTERM while stalled.
 //! - `fix`: simulator → FIX over loopback → recorder, checked against what was sent.
 //! - `quickfix`: interoperability with the QuickFIX engine, both directions.
+//! - `acceptance`: QuickFIX's FIX 4.4 session acceptance definitions against `tickrec simulate`.
 //! - `legacy`: the legacy JSON and dual storage modes.
 //! - `migrate`: JSON history into day files exactly once, verification, archiving.
 //! - `archive`: zstd archives of old days, read transparently; retention.

@@ -1,3 +1,4 @@
+mod acceptance;
 mod archive;
 mod cli;
 mod failures;
