@@ -384,18 +384,26 @@ impl Gateway {
                     Ok(n) => {
                         let msg_range = start..start + n;
                         start += n;
-                        match self.on_frame(&buf[msg_range], now) {
-                            Ok(Some(Inbound::LoggedOn)) => {
-                                logged_on = true;
-                                lock(&self.status).logons += 1;
-                                self.set_state("logged on", None);
-                                self.send_market_data_request(now);
+                        let mut result = self.on_frame(&buf[msg_range], now);
+                        loop {
+                            match result {
+                                Ok(Some(Inbound::LoggedOn)) => {
+                                    logged_on = true;
+                                    lock(&self.status).logons += 1;
+                                    self.set_state("logged on", None);
+                                    self.send_market_data_request(now);
+                                }
+                                Ok(_) => {}
+                                Err(why) => {
+                                    let _ = self.flush(&mut stream);
+                                    error = Some(why);
+                                    break 'conn;
+                                }
                             }
-                            Ok(_) => {}
-                            Err(why) => {
-                                let _ = self.flush(&mut stream);
-                                error = Some(why);
-                                break 'conn;
+                            // Messages that arrived past a gap, now in sequence.
+                            match self.session.next_queued() {
+                                Some(queued) => result = self.on_frame(&queued, now),
+                                None => break,
                             }
                         }
                     }

@@ -159,6 +159,9 @@ pub struct SessionCounters {
     pub test_requests_sent: u64,
 }
 
+/// Most messages kept past a gap; beyond, they are left to the resend (bounded memory).
+const MAX_QUEUED: usize = 100_000;
+
 /// One FIX session (see the module doc).
 #[derive(Debug)]
 pub struct Session {
@@ -173,6 +176,9 @@ pub struct Session {
     test_request_sent: Option<Timestamp>,
     /// While filling a gap: the sequence number that revealed it.
     resend_until: Option<u64>,
+    /// Messages received past a gap, by MsgSeqNum: processed in order once the gap is filled
+    /// (see [`Session::next_queued`]), as FIX prescribes.
+    queued: std::collections::BTreeMap<u64, Vec<u8>>,
     builder: MessageBuilder,
     out: Vec<u8>,
     store: ResendStore,
@@ -204,6 +210,7 @@ impl Session {
             state_since: Timestamp(0),
             test_request_sent: None,
             resend_until: None,
+            queued: std::collections::BTreeMap::new(),
             builder: MessageBuilder::new().with_precision(precision),
             out: Vec::with_capacity(1 << 16),
             store,
@@ -250,6 +257,7 @@ impl Session {
         self.last_recv = now;
         self.test_request_sent = None;
         self.resend_until = None;
+        self.queued.clear();
         if self.role == Role::Initiator {
             if self.cfg.reset_on_logon {
                 self.next_out = 1;
@@ -262,6 +270,24 @@ impl Session {
     /// The connection is gone (closed by either side).
     pub fn on_disconnect(&mut self) {
         self.state = State::Closed;
+        self.queued.clear();
+    }
+
+    /// The next message received past a gap that is now in sequence, to be handled like a
+    /// newly received one (call after each message until it returns `None`).
+    pub fn next_queued(&mut self) -> Option<Vec<u8>> {
+        while let Some((&seq, _)) = self.queued.first_key_value() {
+            if seq < self.next_in {
+                // Filled meanwhile (by a resend or a gap fill): nothing left to do with it.
+                self.queued.pop_first();
+                continue;
+            }
+            if seq == self.next_in {
+                return self.queued.pop_first().map(|(_, m)| m);
+            }
+            return None;
+        }
+        None
     }
 
     fn send_logon(&mut self, now: Timestamp) {
@@ -517,15 +543,17 @@ impl Session {
         raw: &[u8],
         now: Timestamp,
     ) -> Result<Inbound, Disconnect> {
-        // Past the gap: not processed now (it will be resent), but a Logout or TestRequest
-        // must still be honoured.
-        match h.msg_type {
-            b"5" => {
-                self.logout_text = Some(field_text(raw, tags::TEXT));
-                return Err(self.close("Logout"));
+        // Past the gap: kept and processed in order once the gap is filled (a TestRequest is
+        // answered then). A Logout is honoured at once: answered, then the session ends.
+        if h.msg_type == b"5" {
+            self.logout_text = Some(field_text(raw, tags::TEXT));
+            if self.state != State::LoggingOut {
+                self.send_admin("5", now, |_| {});
             }
-            b"1" => self.answer_test_request(raw, now),
-            _ => {}
+            return Err(self.close("Logout"));
+        }
+        if self.queued.len() < MAX_QUEUED {
+            self.queued.entry(h.seq).or_insert_with(|| raw.to_vec());
         }
         if self.resend_until.is_none() {
             self.request_resend(h.seq, now);

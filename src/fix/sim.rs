@@ -247,15 +247,20 @@ impl Simulator {
                         return Ok(());
                     }
                 };
-                match self.on_inbound(&msg)? {
-                    Some(Inbound::Deliver) if msg_type(&msg) == b"V" && !streaming => {
-                        self.subscribe(&msg);
-                        streaming = true;
-                        stream_started = Instant::now();
-                        sent_in_stream = 0;
-                        self.send_snapshots();
+                let mut next = Some(msg);
+                // The message, then any received past a gap that is now in sequence.
+                while let Some(msg) = next.take() {
+                    match self.on_inbound(&msg)? {
+                        Some(Inbound::Deliver) if msg_type(&msg) == b"V" && !streaming => {
+                            self.subscribe(&msg);
+                            streaming = true;
+                            stream_started = Instant::now();
+                            sent_in_stream = 0;
+                            self.send_snapshots();
+                        }
+                        _ => {}
                     }
-                    _ => {}
+                    next = self.session.next_queued();
                 }
             }
             if self.session.state() == State::Closed {
