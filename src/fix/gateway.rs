@@ -522,7 +522,8 @@ impl Gateway {
                 );
             }
             other => {
-                tracing::debug!(msg_type = %String::from_utf8_lossy(other), "application message ignored");
+                tracing::debug!(msg_type = %String::from_utf8_lossy(other), "unsupported application message: BusinessMessageReject");
+                self.session.reject_unsupported(raw, now);
             }
         }
     }

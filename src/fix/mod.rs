@@ -51,6 +51,7 @@ pub mod tags {
     pub const MD_REQ_REJ_REASON: u32 = 281;
     pub const REF_MSG_TYPE: u32 = 372;
     pub const SESSION_REJECT_REASON: u32 = 373;
+    pub const BUSINESS_REJECT_REASON: u32 = 380;
     pub const USERNAME: u32 = 553;
     pub const PASSWORD: u32 = 554;
 }

@@ -159,6 +159,23 @@ pub struct SessionCounters {
     pub test_requests_sent: u64,
 }
 
+/// `8=FIX.4.4␁`: every message of a session starts with it.
+const BEGIN_STRING_FIELD: &[u8] = b"8=FIX.4.4\x01";
+
+/// Whether `t` is a MsgType FIX 4.4 defines: 0-9, A-Z but I, O and U, a-z, AA-AZ, BA-BH.
+pub fn is_fix44_msg_type(t: &[u8]) -> bool {
+    match t {
+        [c] => {
+            c.is_ascii_digit()
+                || c.is_ascii_lowercase()
+                || (c.is_ascii_uppercase() && !matches!(c, b'I' | b'O' | b'U'))
+        }
+        [b'A', c] => c.is_ascii_uppercase(),
+        [b'B', c] => (b'A'..=b'H').contains(c),
+        _ => false,
+    }
+}
+
 /// Most messages kept past a gap; beyond, they are left to the resend (bounded memory).
 const MAX_QUEUED: usize = 100_000;
 
@@ -384,6 +401,15 @@ impl Session {
         self.test_request_sent = None;
         self.counters.messages_in += 1;
         let msg_type = h.msg_type;
+        if !raw.starts_with(BEGIN_STRING_FIELD) {
+            // FIX: a Logon is refused by disconnecting; in a session, Logout and disconnect.
+            if self.state == State::Active {
+                self.send_admin("5", now, |b| {
+                    b.field_str(tags::TEXT, "Incorrect BeginString");
+                });
+            }
+            return Err(self.close("Incorrect BeginString"));
+        }
         if self.state == State::AwaitingLogon && msg_type != b"A" {
             return Err(self.close("first message was not a Logon"));
         }
@@ -406,7 +432,13 @@ impl Session {
             return self.on_logon(h, raw, now);
         }
         if !self.comp_ids_match(h) {
-            return Err(self.close("CompIDs do not match the session"));
+            // FIX: Reject (373=9) and Logout; the message's number is used up.
+            if h.seq == self.next_in {
+                self.next_in += 1;
+            }
+            self.send_reject(h.seq, msg_type, 9, "CompID problem", now);
+            self.logout("", now);
+            return Ok(Inbound::Consumed);
         }
         if msg_type == b"4" {
             return self.on_sequence_reset(h, raw, now);
@@ -415,16 +447,7 @@ impl Session {
             return self.on_gap(h, raw, now);
         }
         if h.seq < self.next_in {
-            if h.poss_dup {
-                self.counters.duplicates_ignored += 1;
-                return Ok(Inbound::Consumed);
-            }
-            let why = format!(
-                "MsgSeqNum too low, expecting {} but received {}",
-                self.next_in, h.seq
-            );
-            self.logout(&why, now);
-            return Err(self.close(&why));
+            return self.too_low(h, now);
         }
         self.next_in += 1;
         if self.resend_until.is_some_and(|until| self.next_in >= until) {
@@ -433,12 +456,32 @@ impl Session {
         self.on_in_sequence(msg_type, raw, now)
     }
 
+    /// A MsgSeqNum below the expected one: a duplicate when PossDupFlag=Y, else fatal (Logout
+    /// saying so, then disconnect), as FIX prescribes.
+    fn too_low(&mut self, h: &HeaderView<'_>, now: Timestamp) -> Result<Inbound, Disconnect> {
+        if h.poss_dup {
+            self.counters.duplicates_ignored += 1;
+            return Ok(Inbound::Consumed);
+        }
+        let why = format!(
+            "MsgSeqNum too low, expecting {} but received {}",
+            self.next_in, h.seq
+        );
+        self.logout(&why, now);
+        Err(self.close(&why))
+    }
+
     fn on_in_sequence(
         &mut self,
         msg_type: &[u8],
         raw: &[u8],
         now: Timestamp,
     ) -> Result<Inbound, Disconnect> {
+        if !is_fix44_msg_type(msg_type) {
+            // FIX: Reject (373=11); the number is used up (already counted).
+            self.send_reject(self.next_in - 1, msg_type, 11, "Invalid MsgType", now);
+            return Ok(Inbound::Consumed);
+        }
         match msg_type {
             b"0" => Ok(Inbound::Consumed),
             b"1" => {
@@ -503,10 +546,10 @@ impl Session {
             if let Some(hb) = field_bytes(raw, tags::HEART_BT_INT).and_then(parse_u64) {
                 self.cfg.heartbeat_secs = hb.clamp(1, 3600) as u32;
             }
-            if reset {
+            // ResetOnLogon on this side resets on every Logon; 141=Y from the initiator asks it.
+            if reset || self.cfg.reset_on_logon {
                 self.next_out = 1;
                 self.next_in = 1;
-                self.cfg.reset_on_logon = true;
             }
             let hb = self.cfg.heartbeat_secs;
             self.send_admin("A", now, |b| {
@@ -587,8 +630,7 @@ impl Session {
                 return self.on_gap(h, raw, now);
             }
             if h.seq < self.next_in {
-                self.counters.duplicates_ignored += 1;
-                return Ok(Inbound::Consumed);
+                return self.too_low(h, now);
             }
         }
         if new_seq < self.next_in {
@@ -688,6 +730,21 @@ impl Session {
         };
         h.sending_time
             .is_some_and(|t| u128::from(t.0.abs_diff(now.0)) <= tolerance.as_nanos())
+    }
+
+    /// Answers an application message this side does not support with a
+    /// BusinessMessageReject (35=j, 380=3 "Unsupported Message Type"), as FIX prescribes.
+    pub fn reject_unsupported(&mut self, raw: &[u8], now: Timestamp) {
+        let seq = field_bytes(raw, tags::MSG_SEQ_NUM)
+            .and_then(parse_u64)
+            .unwrap_or(0);
+        let ref_type = field_text(raw, tags::MSG_TYPE);
+        self.send_app("j", now, |b| {
+            b.field_u64(tags::REF_SEQ_NUM, seq)
+                .field_str(tags::TEXT, "Unsupported Message Type")
+                .field_str(tags::REF_MSG_TYPE, &ref_type)
+                .field_u64(tags::BUSINESS_REJECT_REASON, 3);
+        });
     }
 
     /// A session-level Reject of message `ref_seq` of type `ref_type`, with FIX's reason code.

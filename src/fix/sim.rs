@@ -258,6 +258,11 @@ impl Simulator {
                             sent_in_stream = 0;
                             self.send_snapshots();
                         }
+                        Some(Inbound::Deliver) if msg_type(&msg) != b"V" => {
+                            // A market-data acceptor takes no orders or other business.
+                            let now = self.now();
+                            self.session.reject_unsupported(&msg, now);
+                        }
                         _ => {}
                     }
                     next = self.session.next_queued();
