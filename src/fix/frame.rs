@@ -62,6 +62,10 @@ pub fn check(buf: &[u8]) -> Result<usize, FrameError> {
         return Err(FrameError::Invalid("BodyLength too large"));
     }
     let body_start = i + 1;
+    // MsgType is the third field (FIX): checked once the body is there.
+    if buf.len() >= body_start + 3 && &buf[body_start..body_start + 3] != b"35=" {
+        return Err(FrameError::Invalid("third field is not 35="));
+    }
     let trailer = body_start + body_len;
     let total = trailer + 7; // "10=" + 3 digits + SOH
     if buf.len() < total {

@@ -638,7 +638,15 @@ impl Session {
                 // A gap fill that would move backwards is a counterparty bug; ignore it.
                 return Ok(Inbound::Consumed);
             }
-            return Err(self.close("SequenceReset would move MsgSeqNum backwards"));
+            // FIX: a Reset that would move the number backwards is rejected (373=5).
+            self.send_reject(
+                h.seq,
+                b"4",
+                5,
+                "Value is incorrect (out of range) for this tag",
+                now,
+            );
+            return Ok(Inbound::Consumed);
         }
         self.next_in = new_seq;
         if self.resend_until.is_some_and(|until| self.next_in >= until) {
@@ -700,13 +708,17 @@ impl Session {
                 return Err(self.close("Logon/Logout not answered in time"));
             }
             State::Active => {
+                // An unanswered TestRequest ends the session before anything else is sent.
+                if self
+                    .test_request_sent
+                    .is_some_and(|sent| now.0 - sent.0 >= hb_ns)
+                {
+                    return Err(self.close("no answer to TestRequest"));
+                }
                 if now.0 - self.last_sent.0 >= hb_ns {
                     self.send_admin("0", now, |_| {});
                 }
                 match self.test_request_sent {
-                    Some(sent) if now.0 - sent.0 >= hb_ns => {
-                        return Err(self.close("no answer to TestRequest"));
-                    }
                     None if now.0 - self.last_recv.0 >= hb_ns + hb_ns / 5 => {
                         self.counters.test_requests_sent += 1;
                         self.test_request_sent = Some(now);

@@ -127,7 +127,7 @@ pub fn run(
             Ok((stream, peer)) => {
                 tracing::info!(%peer, "initiator connected");
                 sim.report.connections += 1;
-                if let Err(e) = sim.serve(stream, started, &shutdown) {
+                if let Err(e) = sim.serve(stream, &listener, started, &shutdown) {
                     tracing::info!(error = %e, "initiator connection ended");
                 }
             }
@@ -211,11 +211,12 @@ impl Simulator {
     fn serve(
         &mut self,
         stream: TcpStream,
+        listener: &TcpListener,
         started: Instant,
         shutdown: &Shutdown,
     ) -> std::io::Result<()> {
         let closer = stream.try_clone()?;
-        let result = self.serve_session(stream, started, shutdown);
+        let result = self.serve_session(stream, listener, started, shutdown);
         let _ = closer.shutdown(std::net::Shutdown::Both);
         result
     }
@@ -223,6 +224,7 @@ impl Simulator {
     fn serve_session(
         &mut self,
         mut stream: TcpStream,
+        listener: &TcpListener,
         started: Instant,
         shutdown: &Shutdown,
     ) -> std::io::Result<()> {
@@ -271,6 +273,9 @@ impl Simulator {
             if self.session.state() == State::Closed {
                 self.flush(&mut stream)?;
                 return Ok(());
+            }
+            if self.session.state() == State::Active {
+                refuse_others(listener);
             }
             let now = self.now();
             if let Err(d) = self.session.on_timer(now) {
@@ -547,6 +552,15 @@ fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Rec
             }
         })?;
     Ok(rx)
+}
+
+/// One session at a time: a connection that arrives while one is logged on is closed at
+/// once, so a second Logon of the same identity never takes over (FIX: disconnect it).
+fn refuse_others(listener: &TcpListener) {
+    while let Ok((extra, peer)) = listener.accept() {
+        tracing::warn!(%peer, "a session is already logged on: connection refused");
+        drop(extra);
+    }
 }
 
 fn msg_type(msg: &[u8]) -> &[u8] {
