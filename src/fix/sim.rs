@@ -523,6 +523,7 @@ fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Rec
         .spawn(move || {
             let mut buf = vec![0u8; 1 << 16];
             let mut filled = 0;
+            let mut framed_any = false;
             loop {
                 if filled == buf.len() {
                     buf.resize(buf.len() * 2, 0);
@@ -538,9 +539,16 @@ fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Rec
                             if tx.send(buf[start..start + n].to_vec()).is_err() {
                                 return;
                             }
+                            framed_any = true;
                             start += n;
                         }
                         Err(FrameError::Incomplete) => break,
+                        Err(FrameError::Invalid(why)) if !framed_any => {
+                            // A garbled first message (the Logon): disconnect, as FIX
+                            // prescribes; dropping the channel ends the connection.
+                            tracing::warn!(why, "garbled Logon from the initiator: disconnecting");
+                            return;
+                        }
                         Err(FrameError::Invalid(why)) => {
                             tracing::warn!(why, "framing error from the initiator");
                             start += frame::resync(&buf[start..filled]);
