@@ -541,10 +541,19 @@ fn quickfix_session_acceptance_definitions() {
         "acceptance: {pass} pass, {fail} fail, {na} N/A of {}",
         verdicts.len()
     );
+    // A held definition that fails is played once more on its own before it counts as a
+    // regression: several acceptors and the rest of the suite share two cores, and a few
+    // definitions wait on heartbeat timers. A second failure is a regression.
     let regressed: Vec<&str> = PASSING
         .iter()
         .copied()
         .filter(|p| !verdicts.iter().any(|(n, v)| n == p && *v == Verdict::Pass))
+        .filter(|p| {
+            let text = defs.iter().find(|(n, _)| n == p).map(|d| d.1.clone());
+            let again = text.map(|t| run_definition(p, &t));
+            eprintln!("RETRY {p}: {again:?}");
+            again != Some(Verdict::Pass)
+        })
         .collect();
     assert!(
         regressed.is_empty(),
