@@ -829,19 +829,12 @@ mod tests {
         msgs
     }
 
-    /// Feeds every queued message of `from` to `to`.
+    /// Feeds every queued message of `from` to `to` (received at `T`).
     fn deliver(from: &mut Session, to: &mut Session) -> Vec<Inbound> {
-        let out = std::mem::take(from.take_output());
-        let mut rest = &out[..];
-        let mut d = Decoder::new();
-        let mut results = Vec::new();
-        while !rest.is_empty() {
-            let n = frame::check(rest).unwrap();
-            let decoded = d.decode(&rest[..n]).unwrap();
-            results.push(to.on_message(&decoded.header, &rest[..n], T).unwrap());
-            rest = &rest[n..];
-        }
-        results
+        deliver_at(from, to, T)
+            .into_iter()
+            .map(|r| r.expect("accepted"))
+            .collect()
     }
 
     fn logged_on_pair() -> (Session, Session) {

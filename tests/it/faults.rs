@@ -381,30 +381,7 @@ fn disk_full_under_a_fix_session_stalls_then_resumes_and_the_day_equals_what_was
         journal: Some(journal.clone()),
         ..SimOptions::default()
     });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-        .arg("--db")
-        .arg(&db)
-        .args(["record", "--connect", &addr])
-        .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
-        .args(["--symbols", &syms.join(",")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("store: stalled (") {
-                let _ = stalled_tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    let (child, stalled_rx, log) = record_child(&db, None, &addr, &syms, "store: stalled (");
     stalled_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the store stalls on the full disk and says so");
