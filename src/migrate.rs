@@ -265,10 +265,20 @@ const HEAD_BYTES: u64 = 64 * 1024;
 
 /// BLAKE3 of the first `len` bytes of `path`; `None` when the file is shorter now.
 fn head_hash(path: &Path, len: u64) -> std::io::Result<Option<String>> {
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(len as usize);
-    (&mut f).take(len).read_to_end(&mut buf)?;
-    Ok((buf.len() as u64 == len).then(|| blake3::hash(&buf).to_hex().to_string()))
+    // Streamed: the prefix of a finished import can be the whole of a large file.
+    let mut f = std::fs::File::open(path)?.take(len);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((read == len).then(|| hasher.finalize().to_hex().to_string()))
 }
 
 /// Size and BLAKE3 hash of a file's content.
@@ -321,7 +331,8 @@ impl Ledger {
         Ok(Some(Ledger { path, conn }))
     }
 
-    fn finished(&self, file: &str, size: u64, hash: &str) -> Result<bool, MigrateError> {
+    /// Size and hash of `file` when its import last finished.
+    fn finished_as(&self, file: &str) -> Result<Option<(u64, String)>, MigrateError> {
         let found: Option<(i64, String)> = self
             .conn
             .query_row(
@@ -334,7 +345,7 @@ impl Ledger {
                 path: self.path.clone(),
                 source,
             })?;
-        Ok(found.is_some_and(|(s, h)| s as u64 == size && h == hash))
+        Ok(found.map(|(s, h)| (s.max(0) as u64, h)))
     }
 
     /// The head a file had when its import began (see [`head_hash`]).
@@ -442,14 +453,21 @@ pub fn run(
             ..FileReport::default()
         };
         if let Some(l) = &ledger {
-            // A file whose import began must still start with what was imported of it.
-            let changed = match l.head(&rel)? {
-                Some((len, h)) => head_hash(&path, len).map_err(io)?.as_deref() != Some(h.as_str()),
-                None => false,
+            // A file must still start with what was imported of it: all of it when an import
+            // finished (it may only have grown since), its head when one was interrupted.
+            let last = l.finished_as(&rel)?;
+            let changed = match (&last, l.head(&rel)?) {
+                (Some((s, h)), _) => {
+                    head_hash(&path, *s).map_err(io)?.as_deref() != Some(h.as_str())
+                }
+                (None, Some((len, h))) => {
+                    head_hash(&path, len).map_err(io)?.as_deref() != Some(h.as_str())
+                }
+                (None, None) => false,
             };
             if changed {
                 fr.refused = Some(
-                    "its head no longer matches what was imported of it (replaced or rewritten): not resumed; import it into a fresh store or move it aside".into(),
+                    "it no longer starts with what was imported of it (replaced or rewritten): not resumed; import it into a fresh store or move it aside".into(),
                 );
                 done_bytes += size;
                 progress.file_done(&fr);
@@ -462,7 +480,7 @@ pub fn run(
                     l.set_head(&rel, len, &h)?;
                 }
             }
-            if l.finished(&rel, size, &hash)? {
+            if last.as_ref() == Some(&(size, hash.clone())) {
                 fr.unchanged = true;
                 done_bytes += size;
                 progress.advance(done_bytes, total, ticks_total);

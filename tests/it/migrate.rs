@@ -467,8 +467,9 @@ fn symlinks_and_odd_files_are_followed_or_reported_and_block_archiving() {
     assert_eq!(ticks_of(&db, "EURUSD").len(), 2);
 }
 
-/// What could go wrong: a file replaced by another under the same path after a partial import
-/// was resumed as if it were the same file: its first N ticks silently skipped.
+/// What could go wrong: a file replaced by another under the same path after its import was
+/// resumed as if it were the same file: its first N ticks silently skipped. (A file that only
+/// grew resumes: `a_file_that_grew_since_its_import_brings_only_its_new_ticks`.)
 #[test]
 fn a_file_whose_imported_head_changed_is_reported_not_resumed() {
     let (_dir, input, db) = with_history();
@@ -483,7 +484,9 @@ fn a_file_whose_imported_head_changed_is_reported_not_resumed() {
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{s}");
     assert!(
-        s.contains("not imported EURUSD/2026-11-22.json: its head no longer matches"),
+        s.contains(
+            "not imported EURUSD/2026-11-22.json: it no longer starts with what was imported"
+        ),
         "{s}"
     );
     assert!(ticks_of(&db, "EURUSD").iter().all(|t| t.1 != "9.99999"));
