@@ -263,32 +263,25 @@ pub fn files_under(root: &Path) -> Result<Vec<(PathBuf, String)>, (PathBuf, std:
 /// How much of a file's head identifies it: its first bytes, up to this many.
 const HEAD_BYTES: u64 = 64 * 1024;
 
-/// BLAKE3 of the first `len` bytes of `path`; `None` when the file is shorter now.
+/// BLAKE3 of the first `len` bytes of `path`; `None` when the file is shorter now. Streamed:
+/// the prefix of a finished import can be the whole of a large file.
 fn head_hash(path: &Path, len: u64) -> std::io::Result<Option<String>> {
-    // Streamed: the prefix of a finished import can be the whole of a large file.
-    let mut f = std::fs::File::open(path)?.take(len);
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut read = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((read == len).then(|| hasher.finalize().to_hex().to_string()))
+    let (read, hash) = hash_stream(std::fs::File::open(path)?.take(len))?;
+    Ok((read == len).then_some(hash))
 }
 
 /// Size and BLAKE3 hash of a file's content.
 pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(path)?;
+    hash_stream(std::fs::File::open(path)?)
+}
+
+/// Bytes read and their BLAKE3 hash, in constant memory.
+fn hash_stream(mut r: impl Read) -> std::io::Result<(u64, String)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }

@@ -197,33 +197,15 @@ impl Run {
 
 /// Runs `tickrec ingest FILE` until its log says the store stalled, then sends SIGTERM.
 fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-        .arg("--db")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickrec"));
+    cmd.arg("--db")
         .arg(db)
         .arg("--config")
         .arg(config)
         .arg("ingest")
         .arg(input)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if line.contains("store: stalled (") {
-                let _ = stalled_tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+        .stdin(Stdio::null());
+    let (child, stalled_rx, log) = spawn_watching(cmd, "store: stalled (");
     stalled_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the store stalls on the full disk and says so");
@@ -679,8 +661,8 @@ fn an_io_error_mid_run_stalls_the_store_and_it_resumes_exactly_when_the_fault_cl
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let input = jsonl(dir.path(), 150_000);
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(r#"trap "" XFSZ; exec prlimit --fsize=1500000:unlimited -- "$@""#)
         .arg("sh")
         .arg(env!("CARGO_BIN_EXE_tickrec"))
@@ -688,29 +670,11 @@ fn an_io_error_mid_run_stalls_the_store_and_it_resumes_exactly_when_the_fault_cl
         .arg(&db)
         .arg("ingest")
         .arg(&input)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sh and prlimit (util-linux) run");
-    let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("store: stalled (") {
-                let _ = stalled_tx.send(line.clone());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let stall = stalled_rx
+        .stdin(Stdio::null());
+    let (child, stalled_rx, log) = spawn_watching(cmd, "store: stalled (disk I/O error");
+    stalled_rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("the store stalls on the I/O error and says so");
-    assert!(stall.contains("disk I/O error"), "{stall}");
+        .expect("the store stalls on the I/O error and says so (disk I/O error)");
     let st = Command::new("prlimit")
         .args([
             "--pid",
@@ -808,10 +772,23 @@ fn record_child(
     if let Some(cfg) = cfg {
         cmd.arg("--config").arg(cfg);
     }
-    let mut child = cmd
-        .args(["record", "--connect", addr])
+    cmd.args(["record", "--connect", addr])
         .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
-        .args(["--symbols", &syms.join(",")])
+        .args(["--symbols", &syms.join(",")]);
+    spawn_watching(cmd, needle)
+}
+
+/// Starts `cmd` (logging at warn) with its stdout and stderr captured; the receiver hears each
+/// time a log line contains `needle`, and the thread returns the whole log.
+fn spawn_watching(
+    mut cmd: Command,
+    needle: &'static str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<()>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = cmd
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
