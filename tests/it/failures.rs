@@ -21,13 +21,10 @@ fn fast_retries() -> WriterOptions {
     }
 }
 
-/// What could go wrong: one bad tick aborting its whole 500-tick transaction would lose 499
-/// good ticks, or the bad tick itself could vanish without a trace.
-#[test]
-fn a_tick_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_is_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let t0 = ts("2026-11-23T10:00:00Z");
-    let db = layout::day_path(dir.path(), t0.day());
+/// The day file of `t0` under `base`, with a trigger that refuses any tick bid at 6.66666 (a
+/// real SQLite constraint error, the kind a dead letter is for).
+fn poisoned_day(base: &std::path::Path, t0: Timestamp) -> std::path::PathBuf {
+    let db = layout::day_path(base, t0.day());
     let conn = schema::open_for_write(&db, t0.day(), &SqliteOptions::default()).unwrap();
     let poison = Decimal::parse("6.66666").unwrap().code();
     conn.execute_batch(&format!(
@@ -35,7 +32,16 @@ fn a_tick_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_is_sto
          BEGIN SELECT RAISE(ABORT, 'injected refusal'); END;"
     ))
     .unwrap();
-    drop(conn);
+    db
+}
+
+/// What could go wrong: one bad tick aborting its whole 500-tick transaction would lose 499
+/// good ticks, or the bad tick itself could vanish without a trace.
+#[test]
+fn a_tick_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-11-23T10:00:00Z");
+    let db = poisoned_day(dir.path(), t0);
 
     let rec = recorder(dir.path(), PipelineOptions::default(), fast_retries());
     for i in 0..500 {
@@ -100,15 +106,7 @@ fn a_message_the_database_refuses_is_dead_lettered_whole_and_never_half_committe
     use tickrec::tick::MsgRef;
     let dir = tempfile::tempdir().unwrap();
     let t0 = ts("2026-11-23T10:00:00Z");
-    let db = layout::day_path(dir.path(), t0.day());
-    let conn = schema::open_for_write(&db, t0.day(), &SqliteOptions::default()).unwrap();
-    let poison = Decimal::parse("6.66666").unwrap().code();
-    conn.execute_batch(&format!(
-        "CREATE TRIGGER refuse BEFORE INSERT ON ticks WHEN NEW.bid = {poison}
-         BEGIN SELECT RAISE(ABORT, 'injected refusal'); END;"
-    ))
-    .unwrap();
-    drop(conn);
+    poisoned_day(dir.path(), t0);
     let rec = recorder(dir.path(), PipelineOptions::default(), fast_retries());
     let origin = rec.names().origin("fix:FIX.4.4:REC->LP").unwrap();
     // Messages 1..=100 of three ticks each; the middle tick of message 50 is refused.

@@ -349,20 +349,11 @@ fn with_no_writable_location_the_exact_loss_is_counted_and_the_exit_code_fails()
 /// the store is stalled, and once there is room the day equals what the counterparty sent.
 #[test]
 fn disk_full_under_a_fix_session_stalls_then_resumes_and_the_day_equals_what_was_sent() {
-    use super::fix::{journal_quotes, start_sim, stored_quotes};
-    use tickrec::fix::sim::SimOptions;
+    use super::fix::{journal_quotes, stored_quotes};
     let fs = Tmpfs::mount(768, false);
     let db = fs.path().join("db");
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("sent.jsonl");
-    let syms = tickrec::synth::symbol_names(8);
-    let (addr, sim, _) = start_sim(SimOptions {
-        symbols: 8,
-        rate: Some(5000),
-        duration: Some(Duration::from_secs(5)),
-        journal: Some(journal.clone()),
-        ..SimOptions::default()
-    });
+    let (addr, sim, journal, syms) = journaled_sim(dir.path(), 5);
     let (child, stalled_rx, log) = record_child(&db, None, &addr, &syms, "store: stalled (");
     stalled_rx
         .recv_timeout(Duration::from_secs(30))
@@ -755,6 +746,28 @@ pub fn wal_of(base: &Path, day: chrono::NaiveDate) -> PathBuf {
     tickrec::fsutil::with_suffix(&layout::day_path(base, day), "-wal")
 }
 
+/// A simulator of 8 symbols at 5,000 messages/s for `secs`, journaling what it sends under
+/// `dir`: its address, its thread, the journal and the symbols.
+fn journaled_sim(
+    dir: &Path,
+    secs: u64,
+) -> (
+    String,
+    std::thread::JoinHandle<tickrec::fix::sim::SimReport>,
+    PathBuf,
+    Vec<String>,
+) {
+    let journal = dir.join("sent.jsonl");
+    let (addr, sim, _) = super::fix::start_sim(tickrec::fix::sim::SimOptions {
+        symbols: 8,
+        rate: Some(5000),
+        duration: Some(Duration::from_secs(secs)),
+        journal: Some(journal.clone()),
+        ..tickrec::fix::sim::SimOptions::default()
+    });
+    (addr, sim, journal, tickrec::synth::symbol_names(8))
+}
+
 /// Runs `tickrec record` against `addr` with `db`, reporting when the log says `needle`.
 fn record_child(
     db: &Path,
@@ -817,22 +830,13 @@ fn spawn_watching(
 #[test]
 fn sigterm_while_stalled_with_nowhere_to_spill_prints_the_loss_and_the_resume_point_and_the_restart_recovers_it(
 ) {
-    use super::fix::{journal_quotes, start_sim, stored_quotes};
-    use tickrec::fix::sim::SimOptions;
+    use super::fix::{journal_quotes, stored_quotes};
     let fs = Tmpfs::mount(768, false);
     let db = fs.path().join("db");
     let read_only = Tmpfs::mount(64, true);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with_dead_letter_dir(dir.path(), read_only.path());
-    let journal = dir.path().join("sent.jsonl");
-    let syms = tickrec::synth::symbol_names(8);
-    let (addr, sim, _) = start_sim(SimOptions {
-        symbols: 8,
-        rate: Some(5000),
-        duration: Some(Duration::from_secs(8)),
-        journal: Some(journal.clone()),
-        ..SimOptions::default()
-    });
+    let (addr, sim, journal, syms) = journaled_sim(dir.path(), 8);
     let (child, stalled, log) = record_child(&db, Some(&cfg), &addr, &syms, "store: stalled (");
     stalled
         .recv_timeout(Duration::from_secs(30))

@@ -323,6 +323,15 @@ fn archive_json_refuses_when_verification_fails() {
     assert!(!dir.path().join("json.tar.zst").exists());
 }
 
+/// The `i`-th of a few EURUSD records on 2026-11-22 (bid 1.1i, one second apart).
+fn rec(i: u32) -> String {
+    line(
+        "EURUSD",
+        &format!("1.1{i}"),
+        &format!("\"2026-11-22T10:00:0{i}Z\""),
+    )
+}
+
 fn ticks_of(db: &Path, symbol: &str) -> Vec<(i64, String, String)> {
     let mut v: Vec<_> = all_rows(db, symbol)
         .iter()
@@ -376,13 +385,6 @@ fn a_byte_order_mark_is_not_content_for_arrays_or_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let (input, db) = (dir.path().join("json"), dir.path().join("db"));
     std::fs::create_dir_all(input.join("EURUSD")).unwrap();
-    let rec = |i: u32| {
-        line(
-            "EURUSD",
-            &format!("1.1{i}"),
-            &format!("\"2026-11-22T10:00:0{i}Z\""),
-        )
-    };
     std::fs::write(
         input.join("EURUSD/array.json"),
         format!("\u{feff}[{},{}]", rec(0), rec(1)),
@@ -416,13 +418,6 @@ fn symlinks_and_odd_files_are_followed_or_reported_and_block_archiving() {
     let outside = dir.path().join("elsewhere");
     std::fs::create_dir_all(input.join("real")).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
-    let rec = |i: u32| {
-        line(
-            "EURUSD",
-            &format!("1.1{i}"),
-            &format!("\"2026-11-22T10:00:0{i}Z\""),
-        )
-    };
     std::fs::write(
         input.join("real/a.json"),
         format!("{}\n{}\n", rec(0), rec(1)),
