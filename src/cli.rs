@@ -512,6 +512,7 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
                 heartbeat_secs: a.heartbeat.clamp(1, 3600),
                 password,
                 reset_on_logon: a.reset_on_logon,
+                validation: crate::fix::session::Validation::Session,
                 ..crate::fix::session::SessionConfig::new(
                     &a.sender_comp_id.unwrap_or_default(),
                     &target,

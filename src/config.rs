@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::fix::gateway::GatewayOptions;
-use crate::fix::session::SessionConfig;
+use crate::fix::session::{SessionConfig, Validation};
 use crate::pipeline::{BatchPolicy, HealthPolicy, OverflowPolicy, PipelineOptions};
 use crate::store::{SqliteOptions, Synchronous, WriterOptions};
 use crate::tick::{TimeWindow, Timestamp, NANOS_PER_SEC};
@@ -126,6 +126,8 @@ struct RawFixSession {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     reset_on_logon: Option<bool>,
+    /// `"session"` (default: session messages in full, headers of the rest) or `"full"`.
+    validation: Option<String>,
     /// Largest SendingTime distance from the receive clock, s (0 = off); FIX's rule is 120.
     sending_time_tolerance_s: Option<u64>,
     /// Present only to refuse it with a clear message.
@@ -520,6 +522,16 @@ fn fix_session(
         ));
     }
     let reconnect = Duration::from_millis(raw.reconnect_interval_ms.unwrap_or(1000).max(10));
+    let validation = match raw.validation.as_deref() {
+        None | Some("session") => Validation::Session,
+        Some("full") => Validation::Full,
+        Some(other) => {
+            return Err(invalid(
+                "validation",
+                format!("must be \"session\" or \"full\", got {other:?}"),
+            ))
+        }
+    };
     Ok(GatewayOptions {
         connect,
         source: raw.source.unwrap_or_else(|| target.clone()),
@@ -528,6 +540,7 @@ fn fix_session(
             username: raw.username,
             password,
             reset_on_logon: raw.reset_on_logon.unwrap_or(false),
+            validation,
             sending_time_tolerance: match raw.sending_time_tolerance_s {
                 Some(0) => None,
                 Some(s) => Some(Duration::from_secs(s)),

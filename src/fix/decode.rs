@@ -274,6 +274,25 @@ fn finish_entry<'a>(
     })
 }
 
+/// Just the header fields, for sequencing and answering a message whose body did not decode
+/// (a field of the body may be anything but `tag=value`; the header must be readable).
+pub fn parse_header(msg: &[u8]) -> Option<HeaderView<'_>> {
+    let mut h = HeaderView::default();
+    for (tag, v) in super::dictionary::signed_fields(msg)? {
+        match u32::try_from(tag).unwrap_or(0) {
+            tags::MSG_TYPE => h.msg_type = v,
+            tags::MSG_SEQ_NUM => h.seq = parse_u64(v)?,
+            tags::SENDER_COMP_ID => h.sender = v,
+            tags::TARGET_COMP_ID => h.target = v,
+            tags::SENDING_TIME => h.sending_time = parse_fix_time(v),
+            tags::POSS_DUP_FLAG => h.poss_dup = v == b"Y",
+            tags::ORIG_SENDING_TIME => h.orig_sending_time = parse_fix_time(v),
+            _ => {}
+        }
+    }
+    (!h.msg_type.is_empty() && h.seq > 0).then_some(h)
+}
+
 /// Parses a decimal integer with no sign (MsgSeqNum, counts).
 pub fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {

@@ -108,10 +108,16 @@ fn find_soh(buf: &[u8], from: usize, max: usize) -> Option<usize> {
         .map(|p| from + p)
 }
 
-/// Where the next message could start after bytes that failed [`check`] with `Invalid`:
-/// the next `8=FIX` after position 0, or the end of what is buffered minus a possible partial
-/// match.
+/// Where the next message could start after bytes that failed [`check`] with `Invalid`.
+/// A message whose BodyLength is wrong is taken, as FIX engines take it, to run from its start
+/// to the first `␁10=nnn␁` at or after where its BodyLength says the body ends (so a length
+/// too long swallows what it covers, and the sender's resend recovers it); anything else
+/// skips to the next `8=FIX` after position 0, or to the end of what is buffered minus a
+/// possible partial match.
 pub fn resync(buf: &[u8]) -> usize {
+    if let Some(end) = declared_end(buf) {
+        return end;
+    }
     const MARK: &[u8] = b"8=FIX";
     match buf.windows(MARK.len()).skip(1).position(|w| w == MARK) {
         Some(p) => p + 1,
@@ -121,6 +127,33 @@ pub fn resync(buf: &[u8]) -> usize {
             .max(1)
             .min(buf.len()),
     }
+}
+
+/// The end of the first `␁10=nnn␁` at or after the body end that the BodyLength at the start
+/// of `buf` declares, when the header reads and that trailer is buffered.
+fn declared_end(buf: &[u8]) -> Option<usize> {
+    if !buf.starts_with(b"8=") {
+        return None;
+    }
+    let begin_end = find_soh(buf, 2, 32)?;
+    let len_start = begin_end + 1;
+    if buf.get(len_start..len_start + 2)? != b"9=" {
+        return None;
+    }
+    let digits_start = len_start + 2;
+    let len_end = find_soh(buf, digits_start, 9)?;
+    let digits = &buf[digits_start..len_end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let body_len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    if body_len > MAX_BODY_LEN {
+        return None;
+    }
+    let from = (len_end + body_len).min(buf.len());
+    let at = buf[from..].windows(4).position(|w| w == b"\x0110=")? + from;
+    let tail = buf.get(at + 4..at + 8)?;
+    (tail[..3].iter().all(u8::is_ascii_digit) && tail[3] == SOH).then_some(at + 8)
 }
 
 /// A malformed field inside a framed message.
@@ -229,6 +262,32 @@ pub(crate) mod tests {
             check(b"8=FIX.4.4\x019=abc\x01"),
             Err(FrameError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_wrong_body_length_runs_to_the_next_trailer_after_it() {
+        /// `frame(body)` with its BodyLength replaced by `len`.
+        fn with_len(body: &str, len: usize) -> Vec<u8> {
+            let body = body.replace('|', "\x01");
+            let mut m = format!("8=FIX.4.4\x019={len}\x01{body}").into_bytes();
+            let sum = checksum(&m);
+            m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+            m
+        }
+        let good = frame("35=0|34=3|");
+        // Too short: the message's own trailer ends it.
+        let short = with_len("35=0|34=2|58=abcdefgh|", 10);
+        let mut stream = short.clone();
+        stream.extend_from_slice(&good);
+        assert!(matches!(check(&stream), Err(FrameError::Invalid(_))));
+        assert_eq!(resync(&stream), short.len());
+        // Too long: it runs into the next message and ends at that one's trailer.
+        let long = with_len("35=0|34=2|", 30);
+        let mut stream = long.clone();
+        stream.extend_from_slice(&good);
+        stream.extend_from_slice(&good);
+        assert!(matches!(check(&stream), Err(FrameError::Invalid(_))));
+        assert_eq!(resync(&stream), long.len() + good.len());
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::decode::{parse_fix_time, parse_u64, Decoded, Decoder, HeaderView, MarketData};
-use super::frame::{self, Fields, FrameError};
+use super::decode::{Decoded, Decoder, MarketData};
+use super::frame::{self, FrameError};
 use super::session::{field_text, Inbound, ResendStore, Role, Session, SessionConfig, State};
 use super::tags;
 use crate::clock::Clock;
@@ -444,7 +444,7 @@ impl Gateway {
         let decoded = self.decoder.decode(msg);
         let (header, decode_error) = match &decoded {
             Ok(d) => (d.header, None),
-            Err(e) => match parse_header(msg) {
+            Err(e) => match super::decode::parse_header(msg) {
                 Some(h) => (h, Some(e.to_string())),
                 None => {
                     self.malformed(msg, &e.to_string());
@@ -619,24 +619,6 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-/// Just the header fields, for sequencing a message whose body did not decode.
-fn parse_header(msg: &[u8]) -> Option<HeaderView<'_>> {
-    let mut h = HeaderView::default();
-    for f in Fields::new(msg) {
-        let (tag, v) = f.ok()?;
-        match tag {
-            tags::MSG_TYPE => h.msg_type = v,
-            tags::MSG_SEQ_NUM => h.seq = parse_u64(v)?,
-            tags::SENDER_COMP_ID => h.sender = v,
-            tags::TARGET_COMP_ID => h.target = v,
-            tags::SENDING_TIME => h.sending_time = parse_fix_time(v),
-            tags::POSS_DUP_FLAG => h.poss_dup = v == b"Y",
-            _ => {}
-        }
-    }
-    (!h.msg_type.is_empty() && h.seq > 0).then_some(h)
 }
 
 /// A FIX message for a log line: separators shown as `|`.

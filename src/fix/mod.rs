@@ -7,6 +7,7 @@
 //! snapshots (W) and incrementals (X). Other application messages are sequenced and ignored.
 
 pub mod decode;
+pub mod dictionary;
 pub mod encode;
 pub mod frame;
 pub mod gateway;
@@ -49,6 +50,13 @@ pub mod tags {
     pub const MD_ENTRY_SIZE: u32 = 271;
     pub const MD_UPDATE_ACTION: u32 = 279;
     pub const MD_REQ_REJ_REASON: u32 = 281;
+    pub const ON_BEHALF_OF_COMP_ID: u32 = 115;
+    pub const ON_BEHALF_OF_SUB_ID: u32 = 116;
+    pub const DELIVER_TO_COMP_ID: u32 = 128;
+    pub const DELIVER_TO_SUB_ID: u32 = 129;
+    pub const ON_BEHALF_OF_LOCATION_ID: u32 = 144;
+    pub const DELIVER_TO_LOCATION_ID: u32 = 145;
+    pub const REF_TAG_ID: u32 = 371;
     pub const REF_MSG_TYPE: u32 = 372;
     pub const SESSION_REJECT_REASON: u32 = 373;
     pub const BUSINESS_REJECT_REASON: u32 = 380;

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 
 use super::decode::{parse_u64, HeaderView};
+use super::dictionary::{self, Depth, Violation};
 use super::encode::{Header, MessageBuilder};
 use super::frame::Fields;
 use super::tags;
@@ -46,11 +47,26 @@ pub struct SessionConfig {
     pub sending_time_tolerance: Option<std::time::Duration>,
     /// Precision of the timestamps this side writes (default milliseconds, FIX 4.4's finest).
     pub time_precision: super::encode::TimePrecision,
+    /// How much of an inbound message is checked against the FIX 4.4 dictionary.
+    pub validation: Validation,
+}
+
+/// How much of an inbound message is checked against the FIX 4.4 data dictionary (see
+/// `fix::dictionary`); a message that fails is answered with a Reject (35=3) naming FIX's
+/// reason (373) and the tag (371), and is not processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// Every message, every field: what a venue certifies.
+    Full,
+    /// Session messages in full; of application messages the header only, their body being
+    /// the application's to check (a feed's custom tags in its quotes never cost a quote).
+    #[default]
+    Session,
 }
 
 impl SessionConfig {
     /// `sender` → `target` with a 30 s heartbeat, no credentials, sequence numbers kept
-    /// across connections. An acceptor may leave `target` empty to take whoever logs on.
+    /// across connections, [`Validation::Session`]. An acceptor may leave `target` empty to take whoever logs on.
     pub fn new(sender: &str, target: &str) -> SessionConfig {
         SessionConfig {
             sender_comp_id: sender.into(),
@@ -61,6 +77,7 @@ impl SessionConfig {
             reset_on_logon: false,
             sending_time_tolerance: Some(std::time::Duration::from_secs(120)),
             time_precision: super::encode::TimePrecision::Millis,
+            validation: Validation::Session,
         }
     }
 }
@@ -103,7 +120,8 @@ struct Stored {
     body: Box<[u8]>,
 }
 
-/// Application messages kept for resend, oldest first, consecutive sequence numbers.
+/// Application messages kept for resend, oldest first, by increasing sequence number. Admin
+/// messages between them leave holes that a resend gap-fills.
 #[derive(Debug, Default)]
 pub struct ResendStore {
     messages: VecDeque<Stored>,
@@ -123,12 +141,12 @@ impl ResendStore {
         if self.capacity == 0 {
             return;
         }
-        if self.messages.len() == self.capacity {
-            self.messages.pop_front();
-        }
-        if self.messages.back().is_some_and(|m| m.seq + 1 != seq) {
+        if self.messages.back().is_some_and(|m| m.seq >= seq) {
             // A sequence reset: earlier messages can no longer be asked for.
             self.messages.clear();
+        }
+        if self.messages.len() == self.capacity {
+            self.messages.pop_front();
         }
         self.messages.push_back(Stored {
             seq,
@@ -139,9 +157,12 @@ impl ResendStore {
     }
 
     fn get(&self, seq: u64) -> Option<&Stored> {
-        let first = self.messages.front()?.seq;
-        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
-        self.messages.get(i).filter(|m| m.seq == seq)
+        let i = self.messages.binary_search_by_key(&seq, |m| m.seq).ok()?;
+        self.messages.get(i)
+    }
+
+    fn clear(&mut self) {
+        self.messages.clear();
     }
 }
 
@@ -413,6 +434,13 @@ impl Session {
         if self.state == State::AwaitingLogon && msg_type != b"A" {
             return Err(self.close("first message was not a Logon"));
         }
+        let depth = match self.cfg.validation {
+            Validation::Session if !is_session_msg_type(msg_type) => Depth::HeaderOnly,
+            _ => Depth::Full,
+        };
+        if let Err(v) = dictionary::fix44().validate(raw, depth) {
+            return self.on_invalid(h, raw, v, now);
+        }
         if !self.sending_time_ok(h, now) {
             // FIX: a Logon with a bad SendingTime is refused by disconnecting; any other
             // message is rejected (373=10) and the session logged out. Its number is used up.
@@ -424,7 +452,7 @@ impl Session {
             }
             tracing::warn!(seq = h.seq, sending_time = ?h.sending_time, %now,
                 "SendingTime accuracy problem: rejecting the message and logging out");
-            self.send_reject(h.seq, msg_type, 10, "SendingTime accuracy problem", now);
+            self.send_reject(raw, h, 10, None, now);
             self.logout("SendingTime accuracy problem", now);
             return Ok(Inbound::Consumed);
         }
@@ -436,18 +464,24 @@ impl Session {
             if h.seq == self.next_in {
                 self.next_in += 1;
             }
-            self.send_reject(h.seq, msg_type, 9, "CompID problem", now);
+            self.send_reject(raw, h, 9, None, now);
             self.logout("", now);
             return Ok(Inbound::Consumed);
         }
         if msg_type == b"4" {
             return self.on_sequence_reset(h, raw, now);
         }
+        if msg_type == b"2" {
+            return self.on_resend_request_any_seq(h, now, raw);
+        }
         if h.seq > self.next_in {
             return self.on_gap(h, raw, now);
         }
         if h.seq < self.next_in {
-            return self.too_low(h, now);
+            return self.too_low(h, raw, now);
+        }
+        if h.poss_dup && !self.poss_dup_ok(h, raw, now) {
+            return Ok(Inbound::Consumed);
         }
         self.next_in += 1;
         if self.resend_until.is_some_and(|until| self.next_in >= until) {
@@ -458,8 +492,16 @@ impl Session {
 
     /// A MsgSeqNum below the expected one: a duplicate when PossDupFlag=Y, else fatal (Logout
     /// saying so, then disconnect), as FIX prescribes.
-    fn too_low(&mut self, h: &HeaderView<'_>, now: Timestamp) -> Result<Inbound, Disconnect> {
+    fn too_low(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
         if h.poss_dup {
+            if !self.poss_dup_ok(h, raw, now) {
+                return Ok(Inbound::Consumed);
+            }
             self.counters.duplicates_ignored += 1;
             return Ok(Inbound::Consumed);
         }
@@ -471,6 +513,37 @@ impl Session {
         Err(self.close(&why))
     }
 
+    /// A possible duplicate (43=Y) must carry its OrigSendingTime (else Reject 373=1, tag
+    /// 122), and that time cannot be later than its SendingTime (else Reject 373=10 and
+    /// Logout), as FIX prescribes; SequenceReset is exempt. A rejected message that was the
+    /// one expected uses its number up.
+    fn poss_dup_ok(&mut self, h: &HeaderView<'_>, raw: &[u8], now: Timestamp) -> bool {
+        if h.msg_type == b"4" {
+            return true;
+        }
+        let problem = match (h.orig_sending_time, h.sending_time) {
+            (None, _) => Some((1, Some(i64::from(tags::ORIG_SENDING_TIME)))),
+            (Some(orig), Some(sent)) if orig > sent => Some((10, None)),
+            _ => None,
+        };
+        let Some((reason, tag)) = problem else {
+            return true;
+        };
+        tracing::warn!(
+            seq = h.seq,
+            "PossDup message rejected: {}",
+            dictionary::reason_text(reason)
+        );
+        self.send_reject(raw, h, reason, tag, now);
+        if h.seq == self.next_in {
+            self.next_in += 1;
+        }
+        if reason == 10 {
+            self.logout("", now);
+        }
+        false
+    }
+
     fn on_in_sequence(
         &mut self,
         msg_type: &[u8],
@@ -479,7 +552,15 @@ impl Session {
     ) -> Result<Inbound, Disconnect> {
         if !is_fix44_msg_type(msg_type) {
             // FIX: Reject (373=11); the number is used up (already counted).
-            self.send_reject(self.next_in - 1, msg_type, 11, "Invalid MsgType", now);
+            self.counters.rejects_sent += 1;
+            let ref_type = String::from_utf8_lossy(msg_type).into_owned();
+            let seq = self.next_in - 1;
+            self.send_admin("3", now, |b| {
+                b.field_u64(tags::REF_SEQ_NUM, seq)
+                    .field_str(tags::TEXT, dictionary::reason_text(11))
+                    .field_str(tags::REF_MSG_TYPE, &ref_type)
+                    .field_u64(tags::SESSION_REJECT_REASON, 11);
+            });
             return Ok(Inbound::Consumed);
         }
         match msg_type {
@@ -489,6 +570,7 @@ impl Session {
                 Ok(Inbound::Consumed)
             }
             b"2" => {
+                // Reached only from the queue of messages past a gap.
                 self.on_resend_request(raw, now);
                 Ok(Inbound::Consumed)
             }
@@ -524,6 +606,24 @@ impl Session {
         raw: &[u8],
         now: Timestamp,
     ) -> Result<Inbound, Disconnect> {
+        let reset = field_bytes(raw, tags::RESET_SEQ_NUM_FLAG) == Some(b"Y");
+        if self.state == State::Active && reset && h.seq == 1 && self.comp_ids_match(h) {
+            // FIX: a Logon with 141=Y on a live session resets both sequences to 1; it is
+            // answered with a Logon carrying 141=Y.
+            tracing::info!("sequence reset by Logon 141=Y during the session");
+            self.next_out = 1;
+            self.next_in = 2;
+            self.resend_until = None;
+            self.queued.clear();
+            self.store.clear();
+            let hb = self.cfg.heartbeat_secs;
+            self.send_admin("A", now, |b| {
+                b.field_u64(tags::ENCRYPT_METHOD, 0)
+                    .field_u64(tags::HEART_BT_INT, u64::from(hb))
+                    .field_str(tags::RESET_SEQ_NUM_FLAG, "Y");
+            });
+            return Ok(Inbound::Consumed);
+        }
         if self.state != State::AwaitingLogon {
             return Err(self.close("Logon received on an established session"));
         }
@@ -533,7 +633,6 @@ impl Session {
         if !self.comp_ids_match(h) {
             return Err(self.close("Logon CompIDs do not match the session"));
         }
-        let reset = field_bytes(raw, tags::RESET_SEQ_NUM_FLAG) == Some(b"Y");
         if self.role == Role::Acceptor {
             if let Some(expected) = &self.cfg.password {
                 if field_bytes(raw, tags::PASSWORD) != Some(expected.as_bytes()) {
@@ -630,7 +729,7 @@ impl Session {
                 return self.on_gap(h, raw, now);
             }
             if h.seq < self.next_in {
-                return self.too_low(h, now);
+                return self.too_low(h, raw, now);
             }
         }
         if new_seq < self.next_in {
@@ -639,18 +738,34 @@ impl Session {
                 return Ok(Inbound::Consumed);
             }
             // FIX: a Reset that would move the number backwards is rejected (373=5).
-            self.send_reject(
-                h.seq,
-                b"4",
-                5,
-                "Value is incorrect (out of range) for this tag",
-                now,
-            );
+            self.send_reject(raw, h, 5, None, now);
             return Ok(Inbound::Consumed);
         }
         self.next_in = new_seq;
         if self.resend_until.is_some_and(|until| self.next_in >= until) {
             self.resend_until = None;
+        }
+        Ok(Inbound::Consumed)
+    }
+
+    /// A ResendRequest is served whatever its MsgSeqNum, also while this side waits for a
+    /// resend of its own (both sides resending at once is the case venues certify); then its
+    /// number counts like any other: in sequence it is used up, past a gap it reveals the gap
+    /// (it is not queued: it has been served).
+    fn on_resend_request_any_seq(
+        &mut self,
+        h: &HeaderView<'_>,
+        now: Timestamp,
+        raw: &[u8],
+    ) -> Result<Inbound, Disconnect> {
+        self.on_resend_request(raw, now);
+        if h.seq == self.next_in {
+            self.next_in += 1;
+            if self.resend_until.is_some_and(|until| self.next_in >= until) {
+                self.resend_until = None;
+            }
+        } else if h.seq > self.next_in && self.resend_until.is_none() {
+            self.request_resend(h.seq, now);
         }
         Ok(Inbound::Consumed)
     }
@@ -751,7 +866,11 @@ impl Session {
             .and_then(parse_u64)
             .unwrap_or(0);
         let ref_type = field_text(raw, tags::MSG_TYPE);
+        let route = reverse_route(raw);
         self.send_app("j", now, |b| {
+            for (t, v) in &route {
+                b.field(*t, v);
+            }
             b.field_u64(tags::REF_SEQ_NUM, seq)
                 .field_str(tags::TEXT, "Unsupported Message Type")
                 .field_str(tags::REF_MSG_TYPE, &ref_type)
@@ -759,23 +878,69 @@ impl Session {
         });
     }
 
-    /// A session-level Reject of message `ref_seq` of type `ref_type`, with FIX's reason code.
+    /// A session-level Reject of message `raw` with FIX's reason code and, when the reason
+    /// concerns a field, its tag; routing fields are reversed, as FIX prescribes.
     fn send_reject(
         &mut self,
-        ref_seq: u64,
-        ref_type: &[u8],
-        reason: u64,
-        text: &str,
+        raw: &[u8],
+        h: &HeaderView<'_>,
+        reason: u32,
+        tag: Option<i64>,
         now: Timestamp,
     ) {
         self.counters.rejects_sent += 1;
-        let ref_type = String::from_utf8_lossy(ref_type).into_owned();
+        let ref_type = String::from_utf8_lossy(h.msg_type).into_owned();
+        let seq = field_bytes(raw, tags::MSG_SEQ_NUM).and_then(parse_u64);
+        let route = reverse_route(raw);
         self.send_admin("3", now, |b| {
-            b.field_u64(tags::REF_SEQ_NUM, ref_seq)
-                .field_str(tags::TEXT, text)
-                .field_str(tags::REF_MSG_TYPE, &ref_type)
-                .field_u64(tags::SESSION_REJECT_REASON, reason);
+            for (t, v) in &route {
+                b.field(*t, v);
+            }
+            if let Some(seq) = seq {
+                b.field_u64(tags::REF_SEQ_NUM, seq);
+            }
+            b.field_str(tags::TEXT, dictionary::reason_text(reason));
+            if let Some(t) = tag {
+                b.field_str(tags::REF_TAG_ID, &t.to_string());
+            }
+            if !ref_type.is_empty() {
+                b.field_str(tags::REF_MSG_TYPE, &ref_type);
+            }
+            b.field_u64(tags::SESSION_REJECT_REASON, u64::from(reason));
         });
+    }
+
+    /// A message that failed the dictionary: garbled ones are ignored; a Logon before the
+    /// session is up is refused by disconnecting; any other is rejected, and its number is
+    /// used up when it was the one expected (never a Logon's or a SequenceReset's).
+    fn on_invalid(
+        &mut self,
+        h: &HeaderView<'_>,
+        raw: &[u8],
+        v: Option<Violation>,
+        now: Timestamp,
+    ) -> Result<Inbound, Disconnect> {
+        let Some(v) = v else {
+            tracing::warn!(
+                seq = h.seq,
+                "garbled FIX message ignored (a tag is not a number)"
+            );
+            return Ok(Inbound::Consumed);
+        };
+        let tag = v.tag.map_or(String::new(), |t| t.to_string());
+        if h.msg_type == b"A" && self.state != State::Active {
+            return Err(self.close(&format!("Logon refused: {} (tag {tag})", v.text())));
+        }
+        tracing::warn!(seq = h.seq, msg_type = %String::from_utf8_lossy(h.msg_type),
+            reason = v.reason, tag, "message rejected: {}", v.text());
+        self.send_reject(raw, h, v.reason, v.tag, now);
+        if h.msg_type != b"A" && h.msg_type != b"4" && h.seq == self.next_in {
+            self.next_in += 1;
+            if self.resend_until.is_some_and(|until| self.next_in >= until) {
+                self.resend_until = None;
+            }
+        }
+        Ok(Inbound::Consumed)
     }
 
     fn comp_ids_match(&self, h: &HeaderView<'_>) -> bool {
@@ -787,6 +952,31 @@ impl Session {
         self.state = State::Closed;
         Disconnect(why.to_owned())
     }
+}
+
+/// Session-level message types, always validated in full.
+fn is_session_msg_type(t: &[u8]) -> bool {
+    matches!(t, b"0" | b"1" | b"2" | b"3" | b"4" | b"5" | b"A")
+}
+
+/// The routing fields of an answer to `raw`: OnBehalfOf* becomes DeliverTo* and back.
+fn reverse_route(raw: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    const PAIRS: [(u32, u32); 6] = [
+        (tags::ON_BEHALF_OF_COMP_ID, tags::DELIVER_TO_COMP_ID),
+        (tags::DELIVER_TO_COMP_ID, tags::ON_BEHALF_OF_COMP_ID),
+        (tags::ON_BEHALF_OF_SUB_ID, tags::DELIVER_TO_SUB_ID),
+        (tags::DELIVER_TO_SUB_ID, tags::ON_BEHALF_OF_SUB_ID),
+        (tags::ON_BEHALF_OF_LOCATION_ID, tags::DELIVER_TO_LOCATION_ID),
+        (tags::DELIVER_TO_LOCATION_ID, tags::ON_BEHALF_OF_LOCATION_ID),
+    ];
+    PAIRS
+        .iter()
+        .filter_map(|&(from, to)| {
+            field_bytes(raw, from)
+                .filter(|v| !v.is_empty())
+                .map(|v| (to, v.to_vec()))
+        })
+        .collect()
 }
 
 /// First value of `tag` in a framed message.
@@ -978,6 +1168,17 @@ mod tests {
         assert_eq!(ini.on_message(&h, &msg, T), Ok(Inbound::Deliver));
         let mut dup = h;
         dup.poss_dup = true;
+        // Without OrigSendingTime a possible duplicate is rejected (373=1, tag 122).
+        assert_eq!(ini.on_message(&dup, &msg, T), Ok(Inbound::Consumed));
+        assert_eq!(ini.counters.duplicates_ignored, 0);
+        let reject = sent(&mut ini);
+        assert!(
+            reject
+                .iter()
+                .any(|m| m.contains("|35=3|") && m.contains("|371=122|") && m.contains("|373=1|")),
+            "{reject:?}"
+        );
+        dup.orig_sending_time = h.sending_time;
         assert_eq!(ini.on_message(&dup, &msg, T), Ok(Inbound::Consumed));
         assert_eq!(ini.counters.duplicates_ignored, 1);
         let err = ini.on_message(&h, &msg, T).unwrap_err();

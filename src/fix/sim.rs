@@ -1,19 +1,25 @@
 //! The acceptor simulator: a FIX 4.4 market-data counterparty streaming random-walk quotes.
 //!
-//! It accepts one initiator at a time and keeps its session (sequence numbers, the resend
-//! store) across reconnects, as a real liquidity provider does, so a recorder that drops and
-//! comes back gets the missed messages through the FIX resend flow. After Logon it streams
-//! nothing until a MarketDataRequest: the symbols it names are streamed (unknown ones get a
-//! 35=Y). Streaming is a 35=W snapshot per symbol, then 35=X incrementals (sometimes several
-//! entries, sometimes a Delete) at the asked rate. When a session ends (Logout, a fatal
-//! error) the TCP connection is closed.
+//! It serves several initiators at once, one session per identity (the initiator's
+//! SenderCompID; `target_comp_id` accepts only one), and keeps each session (sequence
+//! numbers, the resend store) across reconnects, as a real liquidity provider does, so a
+//! recorder that drops and comes back gets the missed messages through the FIX resend flow,
+//! market data resent as itself with PossDupFlag. An identity is logged on once at a time: a
+//! second connection for it is closed. After Logon nothing is streamed until a
+//! MarketDataRequest (35=V): 263=0 asks a snapshot, 263=1 a snapshot then updates, 263=2 ends
+//! the subscription its MDReqID opened; unknown symbols get a 35=Y. Streaming is a 35=W
+//! snapshot per symbol, then 35=X incrementals (sometimes several entries, sometimes a
+//! Delete) at the asked rate. When a session ends (Logout, a fatal error) the TCP connection
+//! is closed.
 //!
 //! Optionally it journals, as tick JSON Lines, the top of book each sent message implies:
 //! exactly what a correct recorder must store.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -110,26 +116,71 @@ pub fn spawn_local(
     Ok((addr, thread, stop))
 }
 
+/// What the sessions of one simulator share.
+struct Shared {
+    opts: SimOptions,
+    started: Instant,
+    shutdown: Shutdown,
+    report: std::sync::Mutex<SimReport>,
+    journal: Option<std::sync::Mutex<BufWriter<std::fs::File>>>,
+    /// One simulator per identity, kept across its reconnects; locked while logged on.
+    sessions: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<Simulator>>>>,
+}
+
+impl Shared {
+    fn finished(&self) -> bool {
+        self.shutdown.is_requested()
+            || self
+                .opts
+                .duration
+                .is_some_and(|d| self.started.elapsed() >= d)
+    }
+
+    fn report(&self) -> std::sync::MutexGuard<'_, SimReport> {
+        self.report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Runs the simulator on `listener` until `shutdown` or the configured duration.
 pub fn run(
     listener: TcpListener,
     opts: SimOptions,
     shutdown: Shutdown,
 ) -> std::io::Result<SimReport> {
-    let mut sim = Simulator::new(opts)?;
+    let journal = match &opts.journal {
+        Some(p) => Some(std::sync::Mutex::new(BufWriter::new(
+            std::fs::File::create(p)?,
+        ))),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        opts,
+        started: Instant::now(),
+        shutdown,
+        report: std::sync::Mutex::new(SimReport::default()),
+        journal,
+        sessions: std::sync::Mutex::new(HashMap::new()),
+    });
     listener.set_nonblocking(true)?;
-    let started = Instant::now();
-    loop {
-        if sim.finished(started, &shutdown) {
-            break;
-        }
+    let mut connections: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    while !shared.finished() {
         match listener.accept() {
             Ok((stream, peer)) => {
                 tracing::info!(%peer, "initiator connected");
-                sim.report.connections += 1;
-                if let Err(e) = sim.serve(stream, &listener, started, &shutdown) {
-                    tracing::info!(error = %e, "initiator connection ended");
-                }
+                shared.report().connections += 1;
+                let shared = Arc::clone(&shared);
+                connections.retain(|c| !c.is_finished());
+                connections.push(
+                    std::thread::Builder::new()
+                        .name("tickrec-sim-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = serve_connection(stream, &shared) {
+                                tracing::info!(%peer, error = %e, "initiator connection ended");
+                            }
+                        })?,
+                );
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -137,10 +188,62 @@ pub fn run(
             Err(e) => return Err(e),
         }
     }
-    if let Some(j) = sim.journal.as_mut() {
-        j.flush()?;
+    for c in connections {
+        let _ = c.join();
     }
-    Ok(sim.report)
+    if let Some(j) = &shared.journal {
+        j.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()?;
+    }
+    let report = *shared.report();
+    Ok(report)
+}
+
+/// Reads the first message (the Logon), finds the session of its identity and serves the
+/// connection with it; an identity already logged on elsewhere gets the connection closed.
+fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
+    let closer = stream.try_clone()?;
+    let inbound = spawn_reader(stream.try_clone()?)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match inbound.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => break m,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                if Instant::now() < deadline && !shared.finished() => {}
+            Err(_) => {
+                let _ = closer.shutdown(std::net::Shutdown::Both);
+                return Ok(());
+            }
+        }
+    };
+    let identity = super::decode::parse_header(&first)
+        .map(|h| String::from_utf8_lossy(h.sender).into_owned())
+        .unwrap_or_default();
+    let sim = {
+        let mut sessions = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            sessions
+                .entry(identity.clone())
+                .or_insert_with(|| Arc::new(std::sync::Mutex::new(Simulator::new(shared)))),
+        )
+    };
+    let result = match sim.try_lock() {
+        Ok(mut sim) => sim.serve(stream, inbound, first, shared),
+        Err(std::sync::TryLockError::Poisoned(p)) => {
+            p.into_inner().serve(stream, inbound, first, shared)
+        }
+        Err(std::sync::TryLockError::WouldBlock) => {
+            // FIX: a second Logon of an identity already logged on is refused by disconnecting.
+            tracing::warn!(%identity, "already logged on: connection refused");
+            Ok(())
+        }
+    };
+    let _ = closer.shutdown(std::net::Shutdown::Both);
+    result
 }
 
 struct Simulator {
@@ -152,25 +255,24 @@ struct Simulator {
     /// Current top of book per symbol, as sent.
     books: Vec<Quote>,
     subscribed: Vec<usize>,
-    journal: Option<BufWriter<std::fs::File>>,
-    report: SimReport,
+    /// MDReqID → the symbols that request subscribed (263=2 ends them).
+    requests: HashMap<String, Vec<usize>>,
+    shared: Arc<Shared>,
     clock: SystemClock,
     decoder: Decoder,
 }
 
 impl Simulator {
-    fn new(opts: SimOptions) -> std::io::Result<Simulator> {
+    fn new(shared: &Arc<Shared>) -> Simulator {
+        let opts = shared.opts.clone();
         let names = symbol_names(opts.symbols.max(1));
         let mut gen = QuoteGen::new(names.len(), opts.seed).with_clear_probability(0.0);
         let books = (0..names.len()).map(|i| gen.next_quote(i)).collect();
-        let journal = match &opts.journal {
-            Some(p) => Some(BufWriter::new(std::fs::File::create(p)?)),
-            None => None,
-        };
         let session = Session::new(
             SessionConfig {
                 reset_on_logon: opts.reset_on_logon,
                 time_precision: opts.time_precision,
+                validation: super::session::Validation::Full,
                 ..SessionConfig::new(&opts.sender_comp_id, &opts.target_comp_id)
             },
             Role::Acceptor,
@@ -178,7 +280,7 @@ impl Simulator {
             1,
             ResendStore::new(opts.resend_capacity),
         );
-        Ok(Simulator {
+        Simulator {
             rng: SmallRng::seed_from_u64(opts.seed ^ 0x5eed),
             opts,
             session,
@@ -186,11 +288,11 @@ impl Simulator {
             gen,
             books,
             subscribed: Vec::new(),
-            journal,
-            report: SimReport::default(),
+            requests: HashMap::new(),
+            shared: Arc::clone(shared),
             clock: SystemClock,
             decoder: Decoder::new(),
-        })
+        }
     }
 
     /// The clock as the counterparty reads it back from SendingTime (cut to the session's
@@ -202,46 +304,27 @@ impl Simulator {
             .truncate(self.clock.now())
     }
 
-    fn finished(&self, started: Instant, shutdown: &Shutdown) -> bool {
-        shutdown.is_requested() || self.opts.duration.is_some_and(|d| started.elapsed() >= d)
-    }
-
-    /// Serves one connection until its session ends, then closes it (the reader thread holds a
-    /// clone of the socket, so dropping ours would leave it open).
+    /// Serves one connection until its session ends; `first` is its first message. The
+    /// caller closes the socket (the reader thread holds a clone of it).
     fn serve(
         &mut self,
-        stream: TcpStream,
-        listener: &TcpListener,
-        started: Instant,
-        shutdown: &Shutdown,
-    ) -> std::io::Result<()> {
-        let closer = stream.try_clone()?;
-        let result = self.serve_session(stream, listener, started, shutdown);
-        let _ = closer.shutdown(std::net::Shutdown::Both);
-        result
-    }
-
-    fn serve_session(
-        &mut self,
         mut stream: TcpStream,
-        listener: &TcpListener,
-        started: Instant,
-        shutdown: &Shutdown,
+        inbound: crossbeam_channel::Receiver<Vec<u8>>,
+        first: Vec<u8>,
+        shared: &Shared,
     ) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
-        // Inbound messages are few (logon, requests, heartbeats): a reader thread frames them
-        // so that the streaming loop never waits on a read.
-        let inbound = spawn_reader(stream.try_clone()?)?;
         self.session.on_connect(self.now());
         self.subscribed.clear();
-        let mut streaming = false;
+        self.requests.clear();
         let mut stream_started = Instant::now();
         let mut md_this_connection = 0u64;
         let mut sent_in_stream = 0u64;
         let mut logout_sent: Option<Instant> = None;
+        let mut pending = Some(first);
         loop {
             loop {
-                let msg = match inbound.try_recv() {
+                let msg = match pending.take().map_or_else(|| inbound.try_recv(), Ok) {
                     Ok(m) => m,
                     Err(crossbeam_channel::TryRecvError::Empty) => break,
                     Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -253,14 +336,15 @@ impl Simulator {
                 // The message, then any received past a gap that is now in sequence.
                 while let Some(msg) = next.take() {
                     match self.on_inbound(&msg)? {
-                        Some(Inbound::Deliver) if msg_type(&msg) == b"V" && !streaming => {
-                            self.subscribe(&msg);
-                            streaming = true;
-                            stream_started = Instant::now();
-                            sent_in_stream = 0;
-                            self.send_snapshots();
+                        Some(Inbound::Deliver) if msg_type(&msg) == b"V" => {
+                            let was_streaming = !self.subscribed.is_empty();
+                            self.on_market_data_request(&msg);
+                            if !was_streaming {
+                                stream_started = Instant::now();
+                                sent_in_stream = 0;
+                            }
                         }
-                        Some(Inbound::Deliver) if msg_type(&msg) != b"V" => {
+                        Some(Inbound::Deliver) => {
                             // A market-data acceptor takes no orders or other business.
                             let now = self.now();
                             self.session.reject_unsupported(&msg, now);
@@ -274,16 +358,13 @@ impl Simulator {
                 self.flush(&mut stream)?;
                 return Ok(());
             }
-            if self.session.state() == State::Active {
-                refuse_others(listener);
-            }
             let now = self.now();
             if let Err(d) = self.session.on_timer(now) {
                 self.flush(&mut stream)?;
                 tracing::info!(reason = %d.0, "session closed by timer");
                 return Ok(());
             }
-            if self.finished(started, shutdown) && logout_sent.is_none() {
+            if shared.finished() && logout_sent.is_none() {
                 self.session.logout("simulation over", now);
                 logout_sent = Some(Instant::now());
             }
@@ -292,11 +373,7 @@ impl Simulator {
                 return Ok(());
             }
             let mut busy = false;
-            if streaming
-                && logout_sent.is_none()
-                && !self.subscribed.is_empty()
-                && !self.session.resending()
-            {
+            if logout_sent.is_none() && !self.subscribed.is_empty() && !self.session.resending() {
                 let budget = match self.opts.rate {
                     Some(rate) => {
                         let due = (stream_started.elapsed().as_secs_f64() * rate as f64) as u64;
@@ -341,10 +418,14 @@ impl Simulator {
                 self.decoder.recycle(d.entries);
                 h
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable message from the initiator");
-                return Ok(None);
-            }
+            Err(e) => match super::decode::parse_header(msg) {
+                // The session answers what the dictionary finds wrong with it.
+                Some(h) => h,
+                None => {
+                    tracing::warn!(error = %e, "undecodable message from the initiator");
+                    return Ok(None);
+                }
+            },
         };
         match self.session.on_message(&header, msg, self.now()) {
             Ok(i) => Ok(Some(i)),
@@ -355,22 +436,35 @@ impl Simulator {
         }
     }
 
-    /// Subscribes the symbols a MarketDataRequest names; unknown ones get a 35=Y.
-    fn subscribe(&mut self, msg: &[u8]) {
+    /// A MarketDataRequest: 263=0 a snapshot of the symbols it names, 263=1 a snapshot and
+    /// then their updates, 263=2 the end of the subscription its MDReqID opened (or of the
+    /// symbols it names). Unknown symbols get a 35=Y.
+    fn on_market_data_request(&mut self, msg: &[u8]) {
         let req_id = super::session::field_text(msg, tags::MD_REQ_ID);
+        let kind = super::session::field_text(msg, tags::SUBSCRIPTION_REQUEST_TYPE);
+        let mut named = Vec::new();
         let mut unknown = Vec::new();
         for f in Fields::new(msg).filter_map(Result::ok) {
             if f.0 == tags::SYMBOL {
                 let name = String::from_utf8_lossy(f.1).into_owned();
                 match self.names.iter().position(|n| *n == name) {
-                    Some(i) if !self.subscribed.contains(&i) => self.subscribed.push(i),
+                    Some(i) if !named.contains(&i) => named.push(i),
                     Some(_) => {}
                     None => unknown.push(name),
                 }
             }
         }
+        if kind == "2" {
+            let ended = match self.requests.remove(&req_id) {
+                Some(symbols) if named.is_empty() => symbols,
+                _ => named,
+            };
+            self.subscribed.retain(|i| !ended.contains(i));
+            tracing::info!(md_req_id = %req_id, symbols = ended.len(), "unsubscribed");
+            return;
+        }
         for name in unknown {
-            self.report.rejects_sent += 1;
+            self.shared.report().rejects_sent += 1;
             let now = self.now();
             self.session.send_app("Y", now, |b| {
                 b.field_str(tags::MD_REQ_ID, &req_id)
@@ -378,11 +472,19 @@ impl Simulator {
                     .field_str(tags::TEXT, &format!("unknown symbol {name}"));
             });
         }
+        self.send_snapshots(&named);
+        if kind != "0" {
+            for &i in &named {
+                if !self.subscribed.contains(&i) {
+                    self.subscribed.push(i);
+                }
+            }
+            self.requests.insert(req_id, named);
+        }
     }
 
-    fn send_snapshots(&mut self) {
-        for k in 0..self.subscribed.len() {
-            let i = self.subscribed[k];
+    fn send_snapshots(&mut self, symbols: &[usize]) {
+        for &i in symbols {
             let q = self.books[i];
             let now = self.now();
             let name = self.names[i].clone();
@@ -402,7 +504,7 @@ impl Simulator {
             });
             self.journal_tick(i, now);
         }
-        self.report.md_messages += self.subscribed.len() as u64;
+        self.shared.report().md_messages += symbols.len() as u64;
     }
 
     fn send_incremental(&mut self) {
@@ -479,14 +581,15 @@ impl Simulator {
         for &i in touched.iter().take(n_symbols) {
             self.journal_tick(i, now);
         }
-        self.report.md_messages += 1;
+        self.shared.report().md_messages += 1;
     }
 
     fn journal_tick(&mut self, i: usize, at: Timestamp) {
-        self.report.ticks_implied += 1;
-        let Some(j) = self.journal.as_mut() else {
+        self.shared.report().ticks_implied += 1;
+        let Some(j) = &self.shared.journal else {
             return;
         };
+        let mut j = j.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let q = self.books[i];
         let row = TickRow {
             seq: None,
@@ -499,7 +602,7 @@ impl Simulator {
             bid_size: q.bid_size,
             ask_size: q.ask_size,
         };
-        if let Err(e) = write_json_row(j, &row, None) {
+        if let Err(e) = write_json_row(&mut *j, &row, None) {
             tracing::error!(error = %e, "journal write failed");
         }
     }
@@ -560,15 +663,6 @@ fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Rec
             }
         })?;
     Ok(rx)
-}
-
-/// One session at a time: a connection that arrives while one is logged on is closed at
-/// once, so a second Logon of the same identity never takes over (FIX: disconnect it).
-fn refuse_others(listener: &TcpListener) {
-    while let Ok((extra, peer)) = listener.accept() {
-        tracing::warn!(%peer, "a session is already logged on: connection refused");
-        drop(extra);
-    }
 }
 
 fn msg_type(msg: &[u8]) -> &[u8] {

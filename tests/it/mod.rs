@@ -1,6 +1,7 @@
 mod acceptance;
 mod archive;
 mod cli;
+mod conformance;
 mod failures;
 mod faults;
 mod fix;
