@@ -235,7 +235,7 @@ pub struct SimulateArgs {
     pub seconds: Option<f64>,
     #[arg(long, default_value = "SIM")]
     pub sender_comp_id: String,
-    /// Accept only the initiator with this SenderCompID (default: whoever logs on)
+    /// Accept only the initiator with this SenderCompID (default: every initiator, one session each)
     #[arg(long, value_name = "ID")]
     pub target_comp_id: Option<String>,
     /// Reset both sequence numbers to 1 on every Logon (ResetSeqNumFlag 141=Y)

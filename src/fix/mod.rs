@@ -1,10 +1,12 @@
 //! A market-data FIX 4.4 engine: framing (`frame`), encoding (`encode`), decoding straight
-//! into ticks (`decode`), the session layer for both sides (`session`), the initiator gateway
-//! that feeds a recorder (`gateway`) and the acceptor simulator (`sim`).
+//! into ticks (`decode`), the FIX 4.4 data dictionary and message validation (`dictionary`),
+//! the session layer for both sides (`session`), the initiator gateway that feeds a recorder
+//! (`gateway`) and the acceptor simulator (`sim`).
 //!
 //! Scope: the messages a market-data session needs — Logon, Heartbeat, TestRequest,
 //! ResendRequest, Reject, SequenceReset, Logout, MarketDataRequest (V), its reject (Y),
-//! snapshots (W) and incrementals (X). Other application messages are sequenced and ignored.
+//! snapshots (W) and incrementals (X). Other application messages are sequenced and answered
+//! with a BusinessMessageReject (35=j, unsupported message type).
 
 pub mod decode;
 pub mod dictionary;

@@ -294,40 +294,54 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_acceptor(db: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-        .arg("--db")
-        .arg(db)
-        .args([
-            "simulate",
-            "--port",
-            &port.to_string(),
-            "--symbols",
-            "1",
-            "--rate",
-            "1",
-        ])
-        .args([
-            "--sender-comp-id",
-            "ISLD",
-            "--target-comp-id",
-            "TW44",
-            "--reset-on-logon",
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tickrec simulate starts");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "simulate did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+/// A fresh `tickrec simulate` and its port. The port is picked free and then bound by the
+/// child, so another process may take it in between: a child that exits is started again on
+/// another port (its stderr is kept, to say why if it never listens).
+fn start_acceptor(db: &Path) -> (Child, u16) {
+    let log = db.with_extension("stderr");
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(db)
+            .args([
+                "simulate",
+                "--port",
+                &port.to_string(),
+                "--symbols",
+                "1",
+                "--rate",
+                "1",
+            ])
+            .args([
+                "--sender-comp-id",
+                "ISLD",
+                "--target-comp-id",
+                "TW44",
+                "--reset-on-logon",
+            ])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("tickrec simulate starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            if child.try_wait().ok().flatten().is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    child
+    panic!(
+        "simulate did not listen (5 tries): {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    )
 }
 
 fn run_definition(name: &str, text: &str) -> Verdict {
@@ -335,9 +349,8 @@ fn run_definition(name: &str, text: &str) -> Verdict {
         return Verdict::NotApplicable("PossResend duplicate detection by ClOrdID".into());
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // The probe connection of start_acceptor is dropped at once; the acceptor serves the next.
-    let mut acceptor = start_acceptor(&dir.path().join("db"), port);
+    let (mut acceptor, port) = start_acceptor(&dir.path().join("db"));
     let verdict = play(name, &parse(text), port);
     let _ = acceptor.kill();
     let _ = acceptor.wait();
