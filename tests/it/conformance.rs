@@ -441,3 +441,136 @@ fn the_gateway_answers_an_acceptors_faults_as_an_initiator_must() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].bid.unwrap().to_string(), "1.08500");
 }
+
+#[test]
+fn a_bad_logon_is_refused_by_disconnecting() {
+    let (addr, stop) = simulator(1);
+    // (BeginString, MsgType, SendingTime offset s, TargetCompID)
+    let bad = [
+        ("FIX.4.4", "0", 0, "SIM"),      // not a Logon first
+        ("FIX.4.4", "A", 600, "SIM"),    // SendingTime ten minutes off
+        ("FIX.4.1", "A", 0, "SIM"),      // another FIX version
+        ("FIX.4.4", "A", 0, "NOT_SIM"), // another acceptor
+    ];
+    for (i, (version, t, offset, target)) in bad.into_iter().enumerate() {
+        let mut p = Peer::connect(&addr, &format!("BAD{i}"), target);
+        let body = format!(
+            "35={t}|34=1|49=BAD{i}|52={}|56={target}|98=0|108=30|",
+            now_fix(offset)
+        )
+        .replace('|', "\x01");
+        let mut m = format!("8={version}\x019={}\x01{body}", body.len()).into_bytes();
+        let sum: u32 = m.iter().map(|&b| u32::from(b)).sum::<u32>() % 256;
+        m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+        p.stream.write_all(&m).unwrap();
+        assert!(p.recv().is_none(), "case {i}: disconnected without an answer");
+    }
+    stop.request();
+}
+
+#[test]
+fn garbled_messages_are_ignored_and_their_number_is_still_expected() {
+    let (addr, stop) = simulator(1);
+    let mut p = Peer::connect(&addr, "CLIENT", "SIM");
+    p.logon("");
+    let mut m = framed(&format!(
+        "35=1|34=2|49=CLIENT|52={}|56=SIM|112=garbled|",
+        now_fix(0)
+    ));
+    let n = m.len();
+    m[n - 2] = if m[n - 2] == b'0' { b'1' } else { b'0' };
+    p.stream.write_all(&m).unwrap();
+    p.send("1", "112=clean|");
+    let hb = p.expect("0");
+    assert_eq!(get(&hb, 112).as_deref(), Some("clean"), "{}", show(&hb));
+    stop.request();
+}
+
+#[test]
+fn a_gap_is_asked_for_once_and_what_came_past_it_is_processed_after_the_fill() {
+    let (addr, stop) = simulator(1);
+    let mut p = Peer::connect(&addr, "CLIENT", "SIM");
+    p.logon("");
+    // 2 and 3 never sent: 4 reveals the gap.
+    p.send_at(4, "1", "112=past-the-gap|");
+    let rr = p.expect("2");
+    assert_eq!(
+        (get(&rr, 7).as_deref(), get(&rr, 16).as_deref()),
+        (Some("2"), Some("0"))
+    );
+    // Our own ResendRequest while the acceptor waits for a fill: served at once.
+    p.send_at(5, "2", "7=1|16=0|");
+    let fill = p.expect("4");
+    assert_eq!(get(&fill, 123).as_deref(), Some("Y"), "{}", show(&fill));
+    // Fill 2..3 with a gap fill: the TestRequest kept from before is answered now.
+    p.send_at(2, "4", &format!("43=Y|122={}|123=Y|36=4|", now_fix(0)));
+    let hb = p.expect("0");
+    assert_eq!(get(&hb, 112).as_deref(), Some("past-the-gap"));
+    // The ResendRequest's own number (5) was past the gap: it is filled like any other.
+    p.send_at(5, "4", &format!("43=Y|122={}|123=Y|36=6|", now_fix(0)));
+    p.next_seq = 6;
+    p.send("1", "112=in-sequence|");
+    assert_eq!(get(&p.expect("0"), 112).as_deref(), Some("in-sequence"));
+    // A number below the expected one without PossDup ends the session.
+    p.send_at(3, "0", "");
+    let lo = p.expect("5");
+    assert!(get(&lo, 58).unwrap_or_default().contains("too low"), "{}", show(&lo));
+    p.expect_closed();
+    stop.request();
+}
+
+#[test]
+fn sequence_reset_moves_forward_only() {
+    let (addr, stop) = simulator(1);
+    let mut p = Peer::connect(&addr, "CLIENT", "SIM");
+    p.logon("");
+    p.send("4", "36=20|");
+    p.next_seq = 20;
+    p.send("1", "112=at-20|");
+    assert_eq!(get(&p.expect("0"), 112).as_deref(), Some("at-20"));
+    let seq = p.send("4", "36=5|");
+    let r = p.expect("3");
+    assert_eq!(get(&r, 45), Some(seq.to_string()));
+    assert_eq!(get(&r, 373).as_deref(), Some("5"));
+    stop.request();
+}
+
+#[test]
+fn silence_brings_heartbeats_then_a_test_request_then_a_disconnect() {
+    let (addr, stop) = simulator(1);
+    let mut p = Peer::connect(&addr, "CLIENT", "SIM");
+    p.send("A", "98=0|108=1|");
+    p.expect("A");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while let Some(m) = p.recv() {
+        seen.push(get(&m, 35).unwrap_or_default());
+    }
+    assert!(seen.contains(&"0".to_string()), "{seen:?}");
+    assert!(seen.contains(&"1".to_string()), "a TestRequest before giving up: {seen:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "gave up in time");
+    stop.request();
+}
+
+#[test]
+fn answers_reverse_the_routing_fields() {
+    let (addr, stop) = simulator(1);
+    let mut p = Peer::connect(&addr, "CLIENT", "SIM");
+    p.logon("");
+    let seq = p.next_seq;
+    p.send_raw(&format!(
+        "35=V|34={seq}|49=CLIENT|52={}|56=SIM|115=DESK|116=ANNA|262=r|263=7|264=1|267=1|269=0|146=1|55=EURUSD|",
+        now_fix(0)
+    ));
+    let r = p.expect("3");
+    assert_eq!(get(&r, 128).as_deref(), Some("DESK"), "{}", show(&r));
+    assert_eq!(get(&r, 129).as_deref(), Some("ANNA"));
+    assert_eq!(get(&r, 373).as_deref(), Some("5"));
+    // A repeating group announced with zero instances is valid.
+    p.send(
+        "V",
+        "262=r2|263=0|264=1|267=1|269=0|146=1|55=EURUSD|454=0|",
+    );
+    assert_eq!(get(&p.recv().unwrap(), 35).as_deref(), Some("W"));
+    stop.request();
+}
