@@ -33,6 +33,9 @@ pub struct Cli {
     /// TOML configuration file (see config/)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as text or as one JSON object per line [default: config, text]
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +78,22 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Ask a running record/ingest/migrate whether it is healthy (exit 0 healthy, 1 not, 2 unreachable)
+    Health {
+        /// Its health endpoint
+        #[arg(long, default_value = "http://127.0.0.1:9464/health")]
+        url: String,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout
+    Completions { shell: clap_complete::Shell },
+}
+
+/// `--metrics-listen` of the commands that serve /metrics and /health.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve /metrics and /health on this HOST:PORT [default: config `[metrics] listen`, off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +176,8 @@ pub struct MigrateArgs {
     /// Longest record or line read, KiB; longer ones are rejected without being held in memory
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1048576))]
     pub max_record_kib: u64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +236,8 @@ pub struct RecordArgs {
     /// Seconds between status lines in the log
     #[arg(long, default_value_t = 10)]
     pub report_every: u64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +294,8 @@ pub struct IngestArgs {
     /// Ingest every line again, even those an earlier run committed (stores them twice)
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,7 +335,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         db_path: cli.db.clone(),
     };
     let opts = Options::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &flags)?;
-    init_logging(&opts.log_level);
+    init_logging(&opts.log_level, cli.log_format.unwrap_or(opts.log_format));
     match db_use(&cli.command) {
         DbUse::Write => crate::store::layout::check_base(&opts.db_path, true)?,
         DbUse::Read => crate::store::layout::check_base(&opts.db_path, false)?,
@@ -338,6 +363,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { older_than } => run_seal(&opts, older_than),
+        Command::Health { url } => Ok(crate::metrics::probe(&url, &mut std::io::stdout().lock())),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tickrec",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(a) => {
             let scratch = tempfile::Builder::new().prefix("tickrec-bench").tempdir()?;
             let mut log = std::io::stderr();
@@ -452,24 +488,43 @@ fn db_use(c: &Command) -> DbUse {
         | Command::Upgrade
         | Command::Check { repair: true } => DbUse::Write,
         // migrate checks its own --output-dir.
-        Command::Migrate(_) | Command::Simulate(_) | Command::Bench(_) => DbUse::None,
+        Command::Migrate(_)
+        | Command::Simulate(_)
+        | Command::Bench(_)
+        | Command::Health { .. }
+        | Command::Completions { .. } => DbUse::None,
         Command::Query(_) | Command::Stats(_) | Command::Verify(_) | Command::Check { .. } => {
             DbUse::Read
         }
     }
 }
 
-fn init_logging(level: &str) {
+/// Log lines go to stderr: text (colour only on a terminal) or one JSON object per line with
+/// stable field names (`timestamp`, `level`, `fields.message`, the event's own fields, `span`).
+fn init_logging(level: &str, format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        crate::config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// `opts` with `--metrics-listen` applied over `[metrics] listen`.
+fn with_metrics(opts: &Options, m: &MetricsArgs) -> Options {
+    let mut o = opts.clone();
+    if let Some(addr) = &m.metrics_listen {
+        o.metrics_listen = Some(addr.clone());
+    }
+    o
 }
 
 fn signal_latch() -> anyhow::Result<Shutdown> {
@@ -528,6 +583,7 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
         !sessions.is_empty(),
         "no FIX session: give --connect/--sender-comp-id/--target-comp-id/--symbols, or [[fix.sessions]] in --config"
     );
+    let opts = &with_metrics(opts, &a.metrics);
     let report = crate::record::run(
         opts,
         sessions,
@@ -610,7 +666,18 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
 /// thread waits for "input finished" or "signal", then shuts the recorder down (which drains).
 fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     let shutdown = signal_latch()?;
+    let opts = &with_metrics(opts, &a.metrics);
     let recorder = std::sync::Arc::new(service::start_recorder(opts)?);
+    let _metrics = match &opts.metrics_listen {
+        Some(addr) => {
+            let r = recorder.clone();
+            Some(crate::metrics::Server::start(
+                addr,
+                std::sync::Arc::new(move || crate::metrics::Scrape::of_recorder("ingest", &r)),
+            )?)
+        }
+        None => None,
+    };
     let default_source = recorder.names().source(&opts.broker_id)?;
     let file = (a.file != "-").then(|| std::path::Path::new(&a.file));
     let origin = match crate::ingest::origin_name(file, a.source_id.as_deref())
@@ -785,15 +852,82 @@ struct CliProgress {
     bar: indicatif::ProgressBar,
     verbose: bool,
     started: std::time::Instant,
+    /// What /metrics shows of the run.
+    counts: std::sync::Arc<MigrateCounts>,
+}
+
+/// A migration's progress as /metrics shows it.
+#[derive(Debug, Default)]
+struct MigrateCounts {
+    bytes_done: std::sync::atomic::AtomicU64,
+    bytes_total: std::sync::atomic::AtomicU64,
+    ticks: std::sync::atomic::AtomicU64,
+    rejected: std::sync::atomic::AtomicU64,
+    files: std::sync::atomic::AtomicU64,
+}
+
+impl MigrateCounts {
+    fn scrape(&self) -> crate::metrics::Scrape {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ticks = self.ticks.load(Relaxed);
+        let stats = crate::pipeline::StatsSnapshot {
+            ticks_received: ticks + self.rejected.load(Relaxed),
+            ticks_accepted: ticks,
+            ticks_stored: ticks,
+            healthy: true,
+            ..Default::default()
+        };
+        let mut s = crate::metrics::Scrape::new("migrate", stats);
+        s.extra = vec![
+            (
+                "tickrec_migrate_input_read_bytes_total",
+                "Input bytes processed.",
+                true,
+                self.bytes_done.load(Relaxed) as f64,
+            ),
+            (
+                "tickrec_migrate_input_bytes",
+                "Input bytes in all.",
+                false,
+                self.bytes_total.load(Relaxed) as f64,
+            ),
+            (
+                "tickrec_migrate_ticks_imported_total",
+                "Ticks imported (committed) so far.",
+                true,
+                ticks as f64,
+            ),
+            (
+                "tickrec_migrate_records_rejected_total",
+                "Records rejected (each named on stderr).",
+                true,
+                self.rejected.load(Relaxed) as f64,
+            ),
+            (
+                "tickrec_migrate_files_done_total",
+                "Input files finished.",
+                true,
+                self.files.load(Relaxed) as f64,
+            ),
+        ];
+        s
+    }
 }
 
 impl crate::migrate::Progress for CliProgress {
     fn reject(&mut self, file: &str, at: crate::legacy_json::Location, why: &str) {
+        self.counts
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.bar
             .suspend(|| eprintln!("{file}: line {} (byte {}): {why}", at.line, at.offset));
     }
 
     fn advance(&mut self, done: u64, total: u64, ticks: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts.bytes_done.store(done, Relaxed);
+        self.counts.bytes_total.store(total, Relaxed);
+        self.counts.ticks.store(ticks, Relaxed);
         self.bar.set_length(total);
         self.bar.set_position(done);
         let rate = ticks as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
@@ -802,6 +936,9 @@ impl crate::migrate::Progress for CliProgress {
     }
 
     fn file_done(&mut self, r: &crate::migrate::FileReport) {
+        self.counts
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.verbose {
             self.bar.suspend(|| {
                 if r.unchanged {
@@ -827,10 +964,23 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let counts = std::sync::Arc::new(MigrateCounts::default());
+    let opts = &with_metrics(opts, &a.metrics);
+    let _metrics = match &opts.metrics_listen {
+        Some(addr) => {
+            let c = counts.clone();
+            Some(crate::metrics::Server::start(
+                addr,
+                std::sync::Arc::new(move || c.scrape()),
+            )?)
+        }
+        None => None,
+    };
     let mut progress = CliProgress {
         bar,
         verbose: a.verbose,
         started: std::time::Instant::now(),
+        counts,
     };
     let report = crate::migrate::run(
         &crate::migrate::MigrateOptions {

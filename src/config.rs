@@ -46,6 +46,9 @@ pub struct Options {
     pub writer: WriterOptions,
     /// `tracing` filter, e.g. `info` or `tickrec=debug`.
     pub log_level: String,
+    pub log_format: LogFormat,
+    /// Where /metrics and /health listen (`[metrics] listen`); `None`: nowhere.
+    pub metrics_listen: Option<String>,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -97,6 +100,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    metrics: RawMetrics,
     #[serde(default)]
     archive: RawArchive,
     #[serde(default)]
@@ -190,6 +195,10 @@ struct RawHealth {
     max_queue_fill: Option<f64>,
     max_write_errors: Option<u64>,
     session_grace_s: Option<u64>,
+    /// A subscribed symbol without a tick for this long is unhealthy (0 or absent: off).
+    stale_after_s: Option<u64>,
+    /// When symbols are expected to tick, UTC, e.g. "Sun 22:00 - Fri 22:00" (absent: always).
+    trading_hours: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +211,25 @@ struct RawArchive {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<String>,
+    /// `"text"` (default) or `"json"`.
+    format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// `host:port` of /metrics and /health; absent: no listener.
+    listen: Option<String>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event, colour only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 impl Options {
@@ -305,6 +333,18 @@ impl Options {
                 .session_grace_s
                 .map(Duration::from_secs)
                 .unwrap_or(HealthPolicy::default().session_grace),
+            stale_after: raw
+                .health
+                .stale_after_s
+                .filter(|&s| s > 0)
+                .map(Duration::from_secs),
+            trading_hours: match &raw.health.trading_hours {
+                Some(t) => Some(
+                    crate::pipeline::WeeklyWindow::parse(t)
+                        .map_err(|why| invalid("health.trading_hours", why))?,
+                ),
+                None => None,
+            },
         };
         if !(0.0..=1.0).contains(&health.max_queue_fill) {
             return Err(invalid(
@@ -453,6 +493,25 @@ impl Options {
             }
             fix_sessions.push(g);
         }
+        let log_format = match raw.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "log.format",
+                    format!("must be \"text\" or \"json\", got {other:?}"),
+                ))
+            }
+        };
+        let metrics_listen = raw.metrics.listen;
+        if let Some(addr) = &metrics_listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "metrics.listen",
+                    format!("must be host:port with an IP address, got {addr:?}"),
+                ));
+            }
+        }
         Ok(Options {
             backend,
             db_path,
@@ -461,6 +520,8 @@ impl Options {
             pipeline,
             writer,
             log_level,
+            log_format,
+            metrics_listen,
             archive_cache_bytes,
             fix_sessions,
         })
@@ -586,6 +647,49 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn the_shipped_configuration_files_load() {
+        for name in ["development.toml", "production.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(name);
+            let o = Options::load(
+                Some(&path),
+                &env_of(&[("LP1_FIX_PASSWORD", "secret")]),
+                &FlagOverrides::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                o.metrics_listen.as_deref(),
+                Some("127.0.0.1:9464"),
+                "{name}"
+            );
+            assert!(o.pipeline.health.trading_hours.is_some(), "{name}");
+            assert!(!o.fix_sessions.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn metrics_health_and_log_keys_are_checked() {
+        let bad = [
+            "[metrics]\nlisten = \"localhost\"\n",
+            "[log]\nformat = \"xml\"\n",
+            "[health]\ntrading_hours = \"weekdays\"\n",
+        ];
+        for text in bad {
+            let f = file(text);
+            assert!(
+                Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default()).is_err(),
+                "{text}"
+            );
+        }
+        let f = file("[log]\nformat = \"json\"\n[health]\nstale_after_s = 5\n");
+        let o = Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(o.log_format, LogFormat::Json);
+        assert_eq!(o.pipeline.health.stale_after, Some(Duration::from_secs(5)));
+        assert_eq!(o.metrics_listen, None, "no listener unless configured");
     }
 
     #[test]

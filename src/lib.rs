@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod intern;
 pub mod json_archive;
 pub mod legacy_json;
+pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod procstat;

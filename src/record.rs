@@ -2,15 +2,17 @@
 //! until shutdown; then every session logs out, the recorder drains, and the final statistics
 //! (with each session's status) are returned.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::SystemClock;
 use crate::config::Options;
 use crate::fix::gateway::{self, GatewayOptions, SessionStatus, StatusHandle};
-use crate::pipeline::StatsSnapshot;
+use crate::metrics::{Scrape, ScrapeFn};
+use crate::pipeline::{Latency, Recorder, StatsSnapshot};
 use crate::service;
 use crate::shutdown::Shutdown;
+use crate::tick::Timestamp;
 
 /// How long a change of health must hold before it is logged.
 const HEALTH_SETTLE: Duration = Duration::from_secs(1);
@@ -42,13 +44,18 @@ pub fn run(
     let mut threads = Vec::new();
     let mut statuses: Vec<StatusHandle> = Vec::new();
     let identities: Vec<GatewayOptions> = sessions.clone();
-    for g in sessions {
+    let feed: Vec<(String, Arc<Latency>)> = sessions
+        .iter()
+        .map(|g| (g.source.clone(), Arc::new(Latency::default())))
+        .collect();
+    for (g, (_, latency)) in sessions.into_iter().zip(&feed) {
         match gateway::spawn(
             g,
             recorder.clone(),
             store.clone(),
             stop.clone(),
             Arc::new(SystemClock),
+            Arc::clone(latency),
         ) {
             Ok((handle, status)) => {
                 threads.push(handle);
@@ -66,6 +73,25 @@ pub fn run(
         }
     }
     let started = Instant::now();
+    // What the loop below finds wrong beyond the pipeline's own verdict; /health reads it.
+    let session_problems: Arc<Mutex<Vec<String>>> = Arc::default();
+    let _metrics = match &opts.metrics_listen {
+        Some(addr) => {
+            let scrape = scrape_fn(&recorder, &statuses, &feed, &session_problems);
+            match crate::metrics::Server::start(addr, scrape) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    stop.request();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    recorder.shutdown();
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
     let mut last_report = Instant::now();
     let mut down_since: Vec<Option<Instant>> = vec![Some(started); statuses.len()];
     let mut was_healthy = true;
@@ -73,6 +99,7 @@ pub fn run(
     while !shutdown.wait_timeout(Duration::from_millis(200)) {
         let now = Instant::now();
         let mut problems = recorder.stats().health_problems;
+        let mut extra = stale_symbols(&recorder, &identities, &opts.pipeline.health, started);
         for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
             let st = snapshot(st);
             let up = st.state == "logged on" || st.state == "resending";
@@ -80,7 +107,7 @@ pub fn run(
                 (true, _) => *since = None,
                 (false, None) => *since = Some(now),
                 (false, Some(t)) if now - t > opts.pipeline.health.session_grace => {
-                    problems.push(format!(
+                    extra.push(format!(
                         "session {} not logged on for {:.0}s ({})",
                         st.name,
                         (now - t).as_secs_f64(),
@@ -90,6 +117,8 @@ pub fn run(
                 _ => {}
             }
         }
+        problems.extend(extra.iter().cloned());
+        *session_problems.lock().unwrap_or_else(|e| e.into_inner()) = extra;
         // Health is logged when it changes and the change has held for a second (a queue
         // brushing its threshold under a burst would otherwise flap the log).
         let healthy = problems.is_empty();
@@ -181,6 +210,77 @@ pub fn run(
         sessions: sessions_now,
         resume,
     })
+}
+
+/// What /metrics and /health show of a running `record`.
+fn scrape_fn(
+    recorder: &Arc<Recorder>,
+    statuses: &[StatusHandle],
+    feed: &[(String, Arc<Latency>)],
+    problems: &Arc<Mutex<Vec<String>>>,
+) -> Arc<ScrapeFn> {
+    let (recorder, statuses, feed, problems) = (
+        Arc::clone(recorder),
+        statuses.to_vec(),
+        feed.to_vec(),
+        Arc::clone(problems),
+    );
+    Arc::new(move || {
+        let mut s = Scrape::of_recorder("record", &recorder);
+        s.sessions = statuses.iter().map(snapshot).collect();
+        s.feed_latency = feed
+            .iter()
+            .map(|(source, l)| (source.clone(), l.histogram()))
+            .collect();
+        s.problems.extend(
+            problems
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        s
+    })
+}
+
+/// Subscribed symbols without a tick for `health.stale_after_s` within the trading hours
+/// (a symbol that never ticked counts from the start of the run).
+fn stale_symbols(
+    recorder: &Recorder,
+    sessions: &[GatewayOptions],
+    policy: &crate::pipeline::HealthPolicy,
+    started: Instant,
+) -> Vec<String> {
+    let Some(limit) = policy.stale_after else {
+        return Vec::new();
+    };
+    let now = crate::clock::Clock::now(&SystemClock);
+    if policy.trading_hours.is_some_and(|w| !w.contains(now)) {
+        return Vec::new();
+    }
+    let limit_ns = i64::try_from(limit.as_nanos()).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    for g in sessions {
+        for symbol in &g.symbols {
+            let last = recorder
+                .recent_by_name(symbol, 1)
+                .first()
+                .map(|t| t.ts_recv);
+            let silent_ns = match last {
+                Some(Timestamp(t)) => now.0.saturating_sub(t),
+                None => i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX),
+            };
+            if silent_ns > limit_ns {
+                out.push(format!(
+                    "symbol {symbol} ({}): no tick for {:.0}s (stale after {}s)",
+                    g.source,
+                    silent_ns as f64 / 1e9,
+                    limit.as_secs()
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn snapshot(s: &StatusHandle) -> SessionStatus {

@@ -21,7 +21,7 @@ use super::frame::{self, FrameError};
 use super::session::{field_text, Inbound, ResendStore, Role, Session, SessionConfig, State};
 use super::tags;
 use crate::clock::Clock;
-use crate::pipeline::{Recorder, StoreTickError};
+use crate::pipeline::{Latency, Recorder, StoreTickError};
 use crate::shutdown::Shutdown;
 use crate::store::reader::Store;
 use crate::tick::{Tick, Timestamp};
@@ -183,6 +183,7 @@ pub fn spawn(
     store: Store,
     shutdown: Shutdown,
     clock: Arc<dyn Clock>,
+    feed_latency: Arc<Latency>,
 ) -> Result<(JoinHandle<()>, StatusHandle), GatewayError> {
     let name = format!(
         "{}->{}",
@@ -195,6 +196,7 @@ pub fn spawn(
     }));
     let thread_name = format!("tickrec-fix-{}", opts.session.target_comp_id);
     let mut gw = Gateway::new(opts, recorder, &store, shutdown, clock, status.clone())?;
+    gw.feed_latency = feed_latency;
     let handle = std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || gw.run())
@@ -222,6 +224,8 @@ struct Gateway {
     seq_file: PathBuf,
     persisted_out: u64,
     md_requests: u64,
+    /// Receive time minus SendingTime of market-data messages (this thread's own histogram).
+    feed_latency: Arc<Latency>,
 }
 
 /// Bytes read per `read` call; the buffer grows only for a message larger than this.
@@ -291,10 +295,14 @@ impl Gateway {
             seq_file,
             persisted_out: next_out,
             md_requests: 0,
+            feed_latency: Arc::new(Latency::default()),
         })
     }
 
     fn run(&mut self) {
+        // Every line this thread logs names its session.
+        let name = lock(&self.status).name.clone();
+        let _span = tracing::error_span!("fix", session = %name).entered();
         let mut backoff = self.opts.reconnect_interval;
         while !self.shutdown.is_requested() {
             self.set_state("connecting", None);
@@ -488,6 +496,8 @@ impl Gateway {
                         return;
                     }
                 };
+                self.feed_latency
+                    .record_ns(u64::try_from(now.0.saturating_sub(ts_event.0)).unwrap_or(0));
                 self.ticks.clear();
                 if let Err(e) = self.md.apply(d, ts_event, now, &mut self.ticks) {
                     self.malformed(raw, &e.to_string());

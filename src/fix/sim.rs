@@ -231,6 +231,7 @@ fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
                 .or_insert_with(|| Arc::new(std::sync::Mutex::new(Simulator::new(shared)))),
         )
     };
+    let _span = tracing::error_span!("sim", session = %identity).entered();
     let result = match sim.try_lock() {
         Ok(mut sim) => sim.serve(stream, inbound, first, shared),
         Err(std::sync::TryLockError::Poisoned(p)) => {

@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 pub use batch::BatchPolicy;
 use ring::Ring;
-pub use stats::{HealthPolicy, SinkStats, Stats, StatsSnapshot};
+pub use stats::{HealthPolicy, Latency, SinkStats, Stats, StatsSnapshot, WeeklyWindow};
 
 use crate::intern::Names;
 use crate::shutdown::Shutdown;
@@ -323,6 +323,23 @@ impl Recorder {
         let sh = &*self.shared;
         sh.stats
             .snapshot(sh.tx.len(), sh.tx.capacity().unwrap_or(0), sh.opts.health)
+    }
+
+    /// The latency histograms (ns), for exposition: `store_tick`, every producer merged, and
+    /// each backend's commit.
+    pub fn latency_histograms(
+        &self,
+    ) -> (
+        hdrhistogram::Histogram<u64>,
+        Vec<(String, hdrhistogram::Histogram<u64>)>,
+    ) {
+        let st = &self.shared.stats;
+        let commits = st
+            .sinks
+            .iter()
+            .map(|(name, s)| (name.clone(), s.commit_latency.histogram()))
+            .collect();
+        (st.store_tick_latency.histogram(), commits)
     }
 
     /// Bytes the rings hold when every symbol seen so far has a full ring.

@@ -2,7 +2,8 @@
 //!
 //! Every piece of shared pipeline state that is not a tick lives here, in one place. Producer
 //! counters and writer counters sit on separate cache lines so that `store_tick` and the writer
-//! never bounce one line between the two cores.
+//! never bounce one line between the two cores; `store_tick`'s latency goes into a histogram
+//! per producing thread, merged only when read, so producers share no lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,13 +49,78 @@ impl Latency {
 
     pub fn summary(&self) -> LatencySummary {
         let h = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        LatencySummary {
-            count: h.len(),
-            p50_ns: h.value_at_quantile(0.50),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
-            max_ns: h.max(),
+        LatencySummary::of(&h)
+    }
+
+    /// A copy of the histogram (for exposition).
+    pub fn histogram(&self) -> Histogram<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A latency recorded by several threads, each into a histogram of its own (so producers
+/// never contend for one lock; each lock is taken by its thread and, rarely, by a reader),
+/// merged when read.
+#[derive(Debug)]
+pub struct PerThreadLatency {
+    /// Tells this instance's histograms apart in a thread's list (ids are never reused).
+    id: u64,
+    threads: Mutex<Vec<Arc<Latency>>>,
+}
+
+thread_local! {
+    /// This thread's histograms, one per [`PerThreadLatency`] it has recorded into.
+    static LOCAL_LATENCY: std::cell::RefCell<Vec<(u64, Arc<Latency>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Default for PerThreadLatency {
+    fn default() -> PerThreadLatency {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        PerThreadLatency {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            threads: Mutex::new(Vec::new()),
         }
+    }
+}
+
+impl PerThreadLatency {
+    pub fn record_ns(&self, ns: u64) {
+        LOCAL_LATENCY.with(|local| {
+            let mut local = local.borrow_mut();
+            if let Some((_, l)) = local.iter().find(|(id, _)| *id == self.id) {
+                l.record_ns(ns);
+                return;
+            }
+            // First record from this thread: drop the histograms of instances gone since.
+            local.retain(|(_, l)| Arc::strong_count(l) > 1);
+            let l = Arc::new(Latency::default());
+            l.record_ns(ns);
+            self.threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Arc::clone(&l));
+            local.push((self.id, l));
+        });
+    }
+
+    /// Every thread's histogram, merged.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let mut all = Latency::default().histogram();
+        for l in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            // Same bounds on every histogram: adding cannot fail.
+            let _ = all.add(l.histogram());
+        }
+        all
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary::of(&self.histogram())
     }
 }
 
@@ -66,6 +132,18 @@ pub struct LatencySummary {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
+}
+
+impl LatencySummary {
+    fn of(h: &Histogram<u64>) -> LatencySummary {
+        LatencySummary {
+            count: h.len(),
+            p50_ns: h.value_at_quantile(0.50),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+        }
+    }
 }
 
 /// Counters updated by `store_tick` (the producers' side).
@@ -144,7 +222,8 @@ impl Stall {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub intake: IntakeCounters,
-    pub store_tick_latency: Latency,
+    /// `store_tick` latency, per producing thread (see [`PerThreadLatency`]).
+    pub store_tick_latency: PerThreadLatency,
     pub sinks: Vec<(String, Arc<SinkStats>)>,
     /// Ticks the writer has taken from the channel and not yet handed back resolved (the open
     /// batch). With the queue and the backends' counters it accounts for every accepted tick.
@@ -160,6 +239,11 @@ pub struct HealthPolicy {
     pub max_write_errors: u64,
     /// Unhealthy when a configured FIX session has not been logged on for longer than this.
     pub session_grace: std::time::Duration,
+    /// Unhealthy when a subscribed symbol has had no tick for this long within
+    /// [`HealthPolicy::trading_hours`]; `None`: not checked.
+    pub stale_after: Option<std::time::Duration>,
+    /// When symbols are expected to tick; `None`: always.
+    pub trading_hours: Option<WeeklyWindow>,
 }
 
 impl Default for HealthPolicy {
@@ -168,12 +252,57 @@ impl Default for HealthPolicy {
             max_queue_fill: 0.8,
             max_write_errors: 0,
             session_grace: std::time::Duration::from_secs(30),
+            stale_after: None,
+            trading_hours: None,
+        }
+    }
+}
+
+/// A weekly window in UTC, such as FX's "Sun 22:00 - Fri 22:00"; it may wrap past Sunday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeeklyWindow {
+    /// Minutes since Monday 00:00 UTC.
+    start: u32,
+    end: u32,
+}
+
+const MINUTES_PER_WEEK: i64 = 7 * 24 * 60;
+
+impl WeeklyWindow {
+    /// Parses `Ddd HH:MM - Ddd HH:MM` (English day abbreviations, UTC).
+    pub fn parse(s: &str) -> Result<WeeklyWindow, String> {
+        let point = |p: &str| -> Option<u32> {
+            let (day, hm) = p.trim().split_once(' ')?;
+            let d = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .iter()
+                .position(|x| x.eq_ignore_ascii_case(day.trim()))?;
+            let (h, m) = hm.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(d as u32 * 24 * 60 + h * 60 + m)
+        };
+        let bad = || format!("expected \"Ddd HH:MM - Ddd HH:MM\" (UTC), got {s:?}");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        match (point(a), point(b)) {
+            (Some(start), Some(end)) if start != end => Ok(WeeklyWindow { start, end }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether `t` (ns since 1970 UTC) falls in the window.
+    pub fn contains(&self, t: crate::tick::Timestamp) -> bool {
+        // 1970-01-01 was a Thursday: three days after a Monday.
+        let minutes = t.0.div_euclid(60_000_000_000);
+        let m = (minutes + 3 * 24 * 60).rem_euclid(MINUTES_PER_WEEK) as u32;
+        if self.start < self.end {
+            (self.start..self.end).contains(&m)
+        } else {
+            m >= self.start || m < self.end
         }
     }
 }
 
 /// A point-in-time copy of the statistics, ready to print or serialise.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StatsSnapshot {
     pub ticks_received: u64,
     pub ticks_accepted: u64,
@@ -383,6 +512,48 @@ mod tests {
         let snap = stats.snapshot(0, 100, policy);
         assert!(!snap.healthy);
         assert!(snap.health_problems[0].contains("write errors"));
+    }
+
+    #[test]
+    fn per_thread_latency_merges_every_threads_histogram() {
+        let l = Arc::new(PerThreadLatency::default());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let l = Arc::clone(&l);
+                std::thread::spawn(move || {
+                    for ns in 1..=250 {
+                        l.record_ns(t * 250 + ns);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 1000);
+        assert!((495..=505).contains(&s.p50_ns), "{s:?}");
+        assert_eq!(
+            l.threads.lock().unwrap().len(),
+            4,
+            "one histogram per thread"
+        );
+    }
+
+    #[test]
+    fn a_weekly_window_wraps_past_sunday() {
+        let fx = WeeklyWindow::parse("Sun 22:00 - Fri 22:00").unwrap();
+        let at = |s: &str| crate::tick::Timestamp::parse(s).unwrap();
+        assert!(fx.contains(at("2026-11-30T10:00:00Z")), "Monday");
+        assert!(fx.contains(at("2026-11-29T22:30:00Z")), "Sunday night");
+        assert!(!fx.contains(at("2026-11-29T12:00:00Z")), "Sunday noon");
+        assert!(!fx.contains(at("2026-11-28T12:00:00Z")), "Saturday");
+        assert!(
+            !fx.contains(at("2026-12-04T22:00:00Z")),
+            "Friday 22:00 is the end"
+        );
+        assert!(WeeklyWindow::parse("Sun 25:00 - Fri 22:00").is_err());
+        assert!(WeeklyWindow::parse("always").is_err());
     }
 
     #[test]

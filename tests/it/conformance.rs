@@ -447,9 +447,9 @@ fn a_bad_logon_is_refused_by_disconnecting() {
     let (addr, stop) = simulator(1);
     // (BeginString, MsgType, SendingTime offset s, TargetCompID)
     let bad = [
-        ("FIX.4.4", "0", 0, "SIM"),      // not a Logon first
-        ("FIX.4.4", "A", 600, "SIM"),    // SendingTime ten minutes off
-        ("FIX.4.1", "A", 0, "SIM"),      // another FIX version
+        ("FIX.4.4", "0", 0, "SIM"),     // not a Logon first
+        ("FIX.4.4", "A", 600, "SIM"),   // SendingTime ten minutes off
+        ("FIX.4.1", "A", 0, "SIM"),     // another FIX version
         ("FIX.4.4", "A", 0, "NOT_SIM"), // another acceptor
     ];
     for (i, (version, t, offset, target)) in bad.into_iter().enumerate() {
@@ -463,7 +463,10 @@ fn a_bad_logon_is_refused_by_disconnecting() {
         let sum: u32 = m.iter().map(|&b| u32::from(b)).sum::<u32>() % 256;
         m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
         p.stream.write_all(&m).unwrap();
-        assert!(p.recv().is_none(), "case {i}: disconnected without an answer");
+        assert!(
+            p.recv().is_none(),
+            "case {i}: disconnected without an answer"
+        );
     }
     stop.request();
 }
@@ -514,7 +517,11 @@ fn a_gap_is_asked_for_once_and_what_came_past_it_is_processed_after_the_fill() {
     // A number below the expected one without PossDup ends the session.
     p.send_at(3, "0", "");
     let lo = p.expect("5");
-    assert!(get(&lo, 58).unwrap_or_default().contains("too low"), "{}", show(&lo));
+    assert!(
+        get(&lo, 58).unwrap_or_default().contains("too low"),
+        "{}",
+        show(&lo)
+    );
     p.expect_closed();
     stop.request();
 }
@@ -547,8 +554,14 @@ fn silence_brings_heartbeats_then_a_test_request_then_a_disconnect() {
         seen.push(get(&m, 35).unwrap_or_default());
     }
     assert!(seen.contains(&"0".to_string()), "{seen:?}");
-    assert!(seen.contains(&"1".to_string()), "a TestRequest before giving up: {seen:?}");
-    assert!(started.elapsed() < Duration::from_secs(8), "gave up in time");
+    assert!(
+        seen.contains(&"1".to_string()),
+        "a TestRequest before giving up: {seen:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "gave up in time"
+    );
     stop.request();
 }
 
@@ -567,10 +580,7 @@ fn answers_reverse_the_routing_fields() {
     assert_eq!(get(&r, 129).as_deref(), Some("ANNA"));
     assert_eq!(get(&r, 373).as_deref(), Some("5"));
     // A repeating group announced with zero instances is valid.
-    p.send(
-        "V",
-        "262=r2|263=0|264=1|267=1|269=0|146=1|55=EURUSD|454=0|",
-    );
+    p.send("V", "262=r2|263=0|264=1|267=1|269=0|146=1|55=EURUSD|454=0|");
     assert_eq!(get(&p.recv().unwrap(), 35).as_deref(), Some("W"));
     stop.request();
 }

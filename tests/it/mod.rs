@@ -10,5 +10,6 @@ mod migrate;
 mod pipeline;
 mod quickfix;
 mod rotation;
+mod service;
 mod signal;
 pub mod util;

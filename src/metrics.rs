@@ -1,0 +1,580 @@
+//! What a running `record`, `ingest` or `migrate` shows an operator over HTTP, on one listener
+//! (loopback unless configured otherwise), served by a thread of its own:
+//!
+//! * `GET /metrics` — Prometheus metrics in the classic text exposition format (written by the
+//!   `prometheus` crate's encoder): counters, gauges, latency histograms, per FIX session and
+//!   per feed source. Built at scrape time from the statistics the pipeline keeps anyway, so a
+//!   scrape adds nothing to the hot path.
+//! * `GET /health` — `200` and a JSON body when healthy, `503` and the same body with the
+//!   reasons when not (see [`Scrape::problems`]).
+//!
+//! Names follow Prometheus conventions: `tickrec_` prefix, base units in the name (`_seconds`,
+//! `_ticks`), `_total` on counters.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hdrhistogram::Histogram as Hdr;
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::fix::gateway::SessionStatus;
+use crate::pipeline::StatsSnapshot;
+use crate::tick::Timestamp;
+
+/// Everything one scrape shows.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    /// `record`, `ingest` or `migrate`.
+    pub command: &'static str,
+    pub stats: StatsSnapshot,
+    /// `store_tick` latency, ns (every producer merged).
+    pub store_tick: Hdr<u64>,
+    /// Commit latency per storage backend, ns.
+    pub commit: Vec<(String, Hdr<u64>)>,
+    pub sessions: Vec<SessionStatus>,
+    /// Receive time minus event time per feed source, ns.
+    pub feed_latency: Vec<(String, Hdr<u64>)>,
+    /// Why the process is unhealthy (empty when healthy): the pipeline's own verdict plus
+    /// what the command adds (sessions down past their grace, stale symbols).
+    pub problems: Vec<String>,
+    /// Series of the command's own: (name, help, is a counter, value).
+    pub extra: Vec<(&'static str, &'static str, bool, f64)>,
+    pub now: Timestamp,
+}
+
+impl Scrape {
+    /// A scrape of `command` with nothing in it yet.
+    pub fn new(command: &'static str, stats: StatsSnapshot) -> Scrape {
+        let empty = || {
+            Hdr::new_with_bounds(1, 100_000_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("constant bounds are valid"))
+        };
+        Scrape {
+            command,
+            problems: stats.health_problems.clone(),
+            stats,
+            store_tick: empty(),
+            commit: Vec::new(),
+            sessions: Vec::new(),
+            feed_latency: Vec::new(),
+            extra: Vec::new(),
+            now: crate::clock::Clock::now(&crate::clock::SystemClock),
+        }
+    }
+
+    /// A scrape of a running recorder: its statistics, verdict and histograms.
+    pub fn of_recorder(command: &'static str, r: &crate::pipeline::Recorder) -> Scrape {
+        let mut s = Scrape::new(command, r.stats());
+        let (store_tick, commit) = r.latency_histograms();
+        s.store_tick = store_tick;
+        s.commit = commit;
+        s
+    }
+}
+
+/// Produces a [`Scrape`] on demand.
+pub type ScrapeFn = dyn Fn() -> Scrape + Send + Sync;
+
+/// Upper bounds of the latency histograms, seconds: 100 ns to 10 s.
+const LATENCY_BOUNDS_S: &[f64] = &[
+    1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3,
+    5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Metric families under construction, by name.
+#[derive(Default)]
+struct Families {
+    order: Vec<String>,
+    by_name: HashMap<String, MetricFamily>,
+}
+
+impl Families {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> &mut MetricFamily {
+        if !self.by_name.contains_key(name) {
+            let mut f = MetricFamily::default();
+            f.set_name(name.to_owned());
+            f.set_help(help.to_owned());
+            f.set_field_type(kind);
+            self.order.push(name.to_owned());
+            self.by_name.insert(name.to_owned(), f);
+        }
+        self.by_name
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels: &[(&str, &str)],
+        mut m: Metric,
+    ) {
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_owned());
+                    l.set_value((*v).to_owned());
+                    l
+                })
+                .collect(),
+        );
+        self.family(name, help, kind).mut_metric().push(m);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: u64) {
+        let mut c = Counter::default();
+        c.set_value(v as f64);
+        let mut m = Metric::default();
+        m.set_counter(c);
+        self.push(name, help, MetricType::COUNTER, labels, m);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+        let mut g = Gauge::default();
+        g.set_value(v);
+        let mut m = Metric::default();
+        m.set_gauge(g);
+        self.push(name, help, MetricType::GAUGE, labels, m);
+    }
+
+    /// A histogram of nanosecond values, exposed in seconds.
+    fn latency(&mut self, name: &str, help: &str, labels: &[(&str, &str)], h: &Hdr<u64>) {
+        let mut out = Histogram::default();
+        out.set_sample_count(h.len());
+        let sum_ns: f64 = h
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_since_last_iteration() as f64)
+            .sum();
+        out.set_sample_sum(sum_ns / 1e9);
+        let buckets = LATENCY_BOUNDS_S
+            .iter()
+            .map(|&le| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(le);
+                b.set_cumulative_count(h.count_between(0, (le * 1e9) as u64));
+                b
+            })
+            .collect();
+        out.set_bucket(buckets);
+        let mut m = Metric::default();
+        m.set_histogram(out);
+        self.push(name, help, MetricType::HISTOGRAM, labels, m);
+    }
+
+    fn into_vec(mut self) -> Vec<MetricFamily> {
+        self.order
+            .iter()
+            .filter_map(|n| self.by_name.remove(n))
+            .collect()
+    }
+}
+
+/// The Prometheus text exposition of `s`.
+pub fn exposition(s: &Scrape) -> String {
+    let mut f = Families::default();
+    let st = &s.stats;
+    f.gauge(
+        "tickrec_build_info",
+        "Version of the running tickrec, and the command it runs.",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("command", s.command),
+        ],
+        1.0,
+    );
+    f.gauge(
+        "tickrec_healthy",
+        "1 when healthy, 0 when not (GET /health says why).",
+        &[],
+        if s.problems.is_empty() { 1.0 } else { 0.0 },
+    );
+    let intake: [(&str, &str, u64); 5] = [
+        (
+            "tickrec_ticks_received_total",
+            "Ticks offered to the recorder.",
+            st.ticks_received,
+        ),
+        (
+            "tickrec_ticks_accepted_total",
+            "Ticks accepted (each ends stored, dead-lettered, spilled or counted lost).",
+            st.ticks_accepted,
+        ),
+        (
+            "tickrec_ticks_dropped_total",
+            "Ticks refused because the queue was full (overflow = drop).",
+            st.ticks_dropped,
+        ),
+        (
+            "tickrec_ticks_throttled_total",
+            "Ticks refused by the per-symbol throttle.",
+            st.ticks_throttled,
+        ),
+        (
+            "tickrec_ticks_rejected_time_total",
+            "Ticks refused for an event time outside the accepted window.",
+            st.ticks_rejected_time,
+        ),
+    ];
+    for (name, help, v) in intake {
+        f.counter(name, help, &[], v);
+    }
+    for b in &st.backends {
+        let l = [("backend", b.name.as_str())];
+        let per_backend: [(&str, &str, u64); 9] = [
+            (
+                "tickrec_ticks_stored_total",
+                "Ticks committed to the backend.",
+                b.ticks_stored,
+            ),
+            (
+                "tickrec_ticks_dead_lettered_total",
+                "Ticks the backend refused as data, in a re-ingestable dead-letter file.",
+                b.dead_lettered,
+            ),
+            (
+                "tickrec_ticks_spilled_total",
+                "Ticks set aside at shutdown of a stalled store, in a re-ingestable spill file.",
+                b.ticks_spilled,
+            ),
+            (
+                "tickrec_ticks_lost_total",
+                "Ticks neither stored nor set aside (each logged with the reason).",
+                b.ticks_lost,
+            ),
+            (
+                "tickrec_write_errors_total",
+                "Failed commits.",
+                b.write_errors,
+            ),
+            (
+                "tickrec_commit_retries_total",
+                "Commits retried.",
+                b.commit_retries,
+            ),
+            (
+                "tickrec_batches_committed_total",
+                "Transactions committed.",
+                b.batches_committed,
+            ),
+            (
+                "tickrec_db_rotations_total",
+                "Day files opened by the writer (UTC midnight).",
+                b.db_rotations,
+            ),
+            (
+                "tickrec_late_ticks_total",
+                "Ticks for a day other than the newest open one.",
+                b.late_ticks,
+            ),
+        ];
+        for (name, help, v) in per_backend {
+            f.counter(name, help, &l, v);
+        }
+        f.gauge(
+            "tickrec_store_stalled",
+            "1 while the backend cannot write and holds its ticks.",
+            &l,
+            if b.stalled.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+    f.gauge(
+        "tickrec_queue_ticks",
+        "Ticks in the channel to the writer.",
+        &[],
+        st.queue_size as f64,
+    );
+    f.gauge(
+        "tickrec_queue_capacity_ticks",
+        "Capacity of the channel to the writer.",
+        &[],
+        st.queue_capacity as f64,
+    );
+    f.gauge(
+        "tickrec_writer_open_batch_ticks",
+        "Ticks taken by the writer and not yet committed.",
+        &[],
+        st.ticks_in_writer as f64,
+    );
+    f.latency(
+        "tickrec_store_tick_latency_seconds",
+        "Time a producer spends in store_tick.",
+        &[],
+        &s.store_tick,
+    );
+    for (backend, h) in &s.commit {
+        f.latency(
+            "tickrec_commit_latency_seconds",
+            "Time to commit one transaction.",
+            &[("backend", backend)],
+            h,
+        );
+    }
+    for (source, h) in &s.feed_latency {
+        f.latency(
+            "tickrec_feed_latency_seconds",
+            "Receive time minus event time (SendingTime) of market-data messages.",
+            &[("source", source)],
+            h,
+        );
+    }
+    for &(name, help, counter, v) in &s.extra {
+        if counter {
+            f.counter(name, help, &[], v as u64);
+        } else {
+            f.gauge(name, help, &[], v);
+        }
+    }
+    for ss in &s.sessions {
+        let l = [("session", ss.name.as_str())];
+        for state in SESSION_STATES {
+            f.gauge(
+                "tickrec_fix_session_state",
+                "1 for the state the FIX session is in.",
+                &[("session", ss.name.as_str()), ("state", state)],
+                if ss.state == *state { 1.0 } else { 0.0 },
+            );
+        }
+        f.gauge(
+            "tickrec_fix_inbound_seq",
+            "Next inbound MsgSeqNum expected.",
+            &l,
+            ss.next_inbound_seq as f64,
+        );
+        f.gauge(
+            "tickrec_fix_outbound_seq",
+            "Next outbound MsgSeqNum.",
+            &l,
+            ss.next_outbound_seq as f64,
+        );
+        let per_session: [(&str, &str, u64); 9] = [
+            (
+                "tickrec_fix_messages_received_total",
+                "FIX messages received.",
+                ss.messages_in,
+            ),
+            (
+                "tickrec_fix_market_data_messages_total",
+                "Market-data messages (35=W/X) processed.",
+                ss.market_data_messages,
+            ),
+            (
+                "tickrec_fix_ticks_total",
+                "Ticks the session handed to the recorder.",
+                ss.ticks,
+            ),
+            (
+                "tickrec_fix_rejects_received_total",
+                "Rejects received (35=3 and 35=Y).",
+                ss.session_rejects + ss.md_rejects,
+            ),
+            (
+                "tickrec_fix_rejects_sent_total",
+                "Session-level Rejects sent.",
+                ss.rejects_sent,
+            ),
+            (
+                "tickrec_fix_malformed_messages_total",
+                "Messages skipped as malformed or garbled.",
+                ss.malformed + ss.framing_errors,
+            ),
+            (
+                "tickrec_fix_reconnects_total",
+                "Connections after the first.",
+                ss.connects.saturating_sub(1),
+            ),
+            ("tickrec_fix_logons_total", "Logons completed.", ss.logons),
+            (
+                "tickrec_fix_resend_requests_total",
+                "ResendRequests sent.",
+                ss.resend_requests,
+            ),
+        ];
+        for (name, help, v) in per_session {
+            f.counter(name, help, &l, v);
+        }
+        if let Some(last) = ss.last_message {
+            f.gauge(
+                "tickrec_fix_last_message_age_seconds",
+                "Time since the last message of the session.",
+                &l,
+                (s.now.0.saturating_sub(last.0)).max(0) as f64 / 1e9,
+            );
+        }
+    }
+    let mut out = Vec::new();
+    // Encoding families built here cannot fail; an empty body would show it.
+    let _ = TextEncoder::new().encode(&f.into_vec(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The states a gateway reports (see `fix::gateway`).
+const SESSION_STATES: &[&str] = &[
+    "starting",
+    "connecting",
+    "logging on",
+    "logged on",
+    "resending",
+    "logging out",
+    "backing off",
+    "disconnected",
+    "stopped",
+];
+
+/// The body of `GET /health`.
+pub fn health_json(s: &Scrape) -> String {
+    let sessions: Vec<serde_json::Value> = s
+        .sessions
+        .iter()
+        .map(|ss| {
+            serde_json::json!({
+                "session": ss.name,
+                "state": ss.state,
+                "next_inbound_seq": ss.next_inbound_seq,
+                "last_error": ss.last_error,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "status": if s.problems.is_empty() { "ok" } else { "unhealthy" },
+        "command": s.command,
+        "problems": s.problems,
+        "ticks_received": s.stats.ticks_received,
+        "ticks_stored": s.stats.ticks_stored,
+        "ticks_lost": s.stats.ticks_lost,
+        "queue": s.stats.queue_size,
+        "queue_capacity": s.stats.queue_capacity,
+        "sessions": sessions,
+    })
+    .to_string()
+}
+
+/// The HTTP listener; stops when dropped.
+pub struct Server {
+    http: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "metrics::Server({})", self.addr)
+    }
+}
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics listener on {addr}: {why}")]
+pub struct ListenError {
+    pub addr: String,
+    pub why: String,
+}
+
+impl Server {
+    /// Listens on `addr` (`host:port`) and answers from `scrape`.
+    pub fn start(addr: &str, scrape: Arc<ScrapeFn>) -> Result<Server, ListenError> {
+        let err = |why: String| ListenError {
+            addr: addr.to_owned(),
+            why,
+        };
+        let http = tiny_http::Server::http(addr).map_err(|e| err(e.to_string()))?;
+        let bound = http
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| err("not an IP listener".into()))?;
+        let http = Arc::new(http);
+        let thread = {
+            let http = Arc::clone(&http);
+            std::thread::Builder::new()
+                .name("tickrec-metrics".into())
+                .spawn(move || serve(&http, &*scrape))
+                .map_err(|e| err(e.to_string()))?
+        };
+        tracing::info!(addr = %bound, "metrics and health listening (/metrics, /health)");
+        Ok(Server {
+            http,
+            thread: Some(thread),
+            addr: bound,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(http: &tiny_http::Server, scrape: &ScrapeFn) {
+    let header = |v: &str| {
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
+            .unwrap_or_else(|()| unreachable!("constant header"))
+    };
+    for req in http.incoming_requests() {
+        let path = req.url().split('?').next().unwrap_or("").to_owned();
+        let response = match (req.method(), path.as_str()) {
+            (tiny_http::Method::Get, "/metrics") => {
+                tiny_http::Response::from_string(exposition(&scrape()))
+                    .with_header(header(prometheus::TEXT_FORMAT))
+            }
+            (tiny_http::Method::Get, "/health") => {
+                let s = scrape();
+                let code = if s.problems.is_empty() { 200 } else { 503 };
+                tiny_http::Response::from_string(health_json(&s))
+                    .with_status_code(code)
+                    .with_header(header("application/json"))
+            }
+            _ => tiny_http::Response::from_string("not found: try /metrics or /health\n")
+                .with_status_code(404),
+        };
+        if let Err(e) = req.respond(response) {
+            tracing::debug!(error = %e, "metrics client went away");
+        }
+    }
+}
+
+/// `tickrec health --url URL`: prints the health body; exit 0 when healthy, 1 when the
+/// process says it is not, 2 when it cannot be asked (a shell probe's three answers).
+pub fn probe(url: &str, out: &mut dyn std::io::Write) -> std::process::ExitCode {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    let response = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "unreachable: {url}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .read_to_string()
+        .unwrap_or_else(|e| format!("(unreadable body: {e})"));
+    let _ = writeln!(out, "{body}");
+    match status {
+        200 => std::process::ExitCode::SUCCESS,
+        503 => std::process::ExitCode::from(1),
+        other => {
+            let _ = writeln!(out, "unexpected HTTP status {other} from {url}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Running as a service: /metrics checked by a real `promtool`, /health and `tickrec health`
+//! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
+//! shell completions. Real processes over real TCP.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `url`: (status, body); `None` while nothing listens.
+fn get(url: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let r = agent.get(url).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.into_body().read_to_string().ok()?))
+}
+
+/// Polls `url` until `ok` holds for what it answers, or fails after `secs`.
+fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let last = get(url);
+        if let Some((code, body)) = &last {
+            if ok(*code, body) {
+                return (*code, body.clone());
+            }
+        }
+        assert!(Instant::now() < deadline, "{url}: last answer {last:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn simulator(port: u16) -> Reaped {
+    Reaped(
+        Command::new(BIN)
+            .args([
+                "simulate",
+                "--port",
+                &port.to_string(),
+                "--symbols",
+                "4",
+                "--rate",
+                "2000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) -> Reaped {
+    let mut c = Command::new(BIN);
+    c.arg("--db").arg(db);
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    c.args([
+        "record",
+        "--connect",
+        &format!("127.0.0.1:{fix_port}"),
+        "--sender-comp-id",
+        "REC",
+        "--target-comp-id",
+        "SIM",
+        "--symbols",
+        "EURUSD,GBPUSD",
+        "--metrics-listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    Reaped(c.spawn().unwrap())
+}
+
+fn sample(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics:\n{metrics}"))
+}
+
+/// What could go wrong: an endpoint a Prometheus server rejects, or counters that never move.
+#[test]
+fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
+    let promtool = which("promtool").unwrap_or_else(|| {
+        panic!("promtool not found: apt-get install prometheus (Debian's package ships promtool)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (fix, http) = (free_port(), free_port());
+    let _sim = simulator(fix);
+    let _rec = recorder(&dir.path().join("db"), fix, http, None);
+    let base = format!("http://127.0.0.1:{http}");
+    wait_for(&format!("{base}/health"), 20, |code, body| {
+        code == 200 && body.contains("\"logged on\"")
+    });
+    let stored = |m: &str| sample(m, "tickrec_ticks_stored_total{backend=\"sqlite\"}");
+    let (_, first) = wait_for(&format!("{base}/metrics"), 20, |_, m| stored(m) > 0.0);
+    let (_, second) = wait_for(&format!("{base}/metrics"), 20, |_, m| {
+        stored(m) > stored(&first)
+    });
+    for name in [
+        "tickrec_ticks_received_total ",
+        "tickrec_ticks_dropped_total ",
+        "tickrec_ticks_throttled_total ",
+        "tickrec_ticks_lost_total{backend=\"sqlite\"} ",
+        "tickrec_write_errors_total{backend=\"sqlite\"} ",
+        "tickrec_ticks_dead_lettered_total{backend=\"sqlite\"} ",
+        "tickrec_batches_committed_total{backend=\"sqlite\"} ",
+        "tickrec_db_rotations_total{backend=\"sqlite\"} ",
+        "tickrec_queue_ticks ",
+        "tickrec_queue_capacity_ticks ",
+        "tickrec_store_tick_latency_seconds_count ",
+        "tickrec_commit_latency_seconds_count{backend=\"sqlite\"} ",
+        "tickrec_feed_latency_seconds_count{source=\"SIM\"} ",
+        "tickrec_fix_session_state{session=\"REC->SIM\",state=\"logged on\"} ",
+        "tickrec_fix_inbound_seq{session=\"REC->SIM\"} ",
+        "tickrec_fix_messages_received_total{session=\"REC->SIM\"} ",
+        "tickrec_fix_last_message_age_seconds{session=\"REC->SIM\"} ",
+    ] {
+        sample(&second, name);
+    }
+    assert!(
+        sample(&second, "tickrec_ticks_received_total ")
+            > sample(&first, "tickrec_ticks_received_total ")
+    );
+    assert_eq!(
+        sample(
+            &second,
+            "tickrec_fix_session_state{session=\"REC->SIM\",state=\"logged on\"} "
+        ),
+        1.0
+    );
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(second.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What could go wrong: a probe that says "ok" while an LP never answered.
+#[test]
+fn health_is_503_with_the_reason_while_a_session_is_down_and_the_probe_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tickrec.toml");
+    std::fs::write(&cfg, "[health]\nsession_grace_s = 1\n").unwrap();
+    // Nothing listens on the FIX port: the session never logs on.
+    let (fix, http) = (free_port(), free_port());
+    let mut rec = recorder(&dir.path().join("db"), fix, http, Some(&cfg));
+    let url = format!("http://127.0.0.1:{http}/health");
+    let (_, body) = wait_for(&url, 20, |code, _| code == 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "unhealthy");
+    assert!(
+        v["problems"].to_string().contains("REC->SIM not logged on"),
+        "{body}"
+    );
+    let probe = |url: &str| {
+        Command::new(BIN)
+            .args(["health", "--url", url])
+            .output()
+            .unwrap()
+    };
+    let out = probe(&url);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = rec.0.kill();
+    let _ = rec.0.wait();
+    let out = probe(&url);
+    assert_eq!(out.status.code(), Some(2), "nothing listening: unreachable");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unreachable"));
+}
+
+/// What could go wrong: a unit file systemd refuses at boot.
+#[test]
+fn the_recorder_unit_passes_systemd_analyze_verify() {
+    let analyze = which("systemd-analyze")
+        .unwrap_or_else(|| panic!("systemd-analyze not found: apt-get install systemd"));
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/systemd/tickrec-record.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for must in [
+        "Restart=on-failure",
+        "User=tickrec",
+        "EnvironmentFile=",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/tickrec",
+        "NoNewPrivileges=yes",
+        "KillSignal=SIGTERM",
+    ] {
+        assert!(
+            text.contains(must),
+            "{must} missing from {}",
+            unit.display()
+        );
+    }
+    // The drain bound (writer.shutdown_timeout_ms, 8 s by default) fits in the stop timeout.
+    let stop_s: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("TimeoutStopSec in seconds");
+    assert!(
+        stop_s > 8 + 5,
+        "TimeoutStopSec={stop_s} must exceed the drain bound"
+    );
+    // Verified as installed, with ExecStart pointing at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("tickrec-record.service");
+    std::fs::write(&copy, text.replace("/usr/local/bin/tickrec", BIN)).unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_stable_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .args(["--log-format", "json", "simulate", "--port"])
+        .arg(free_port().to_string())
+        .args(["--seconds", "0.2"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+        assert!(!line.contains('\x1b'), "no colour codes: {line}");
+    }
+}
+
+#[test]
+fn shell_completions_come_from_the_cli_definition() {
+    for (shell, mark) in [
+        ("bash", "_tickrec()"),
+        ("zsh", "#compdef tickrec"),
+        ("fish", "complete -c tickrec"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(mark),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+        assert!(
+            text.contains("metrics-listen"),
+            "{shell} completes the flags"
+        );
+    }
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}
