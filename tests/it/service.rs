@@ -321,3 +321,47 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
         .map(|d| Path::new(d).join(cmd))
         .find(|p| p.is_file())
 }
+
+/// What could go wrong: a symbol the LP silently stopped sending while health stays "ok".
+#[test]
+fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tickrec.toml");
+    // Always within trading hours: the window covers the whole week but one minute.
+    std::fs::write(
+        &cfg,
+        "[health]\nstale_after_s = 1\ntrading_hours = \"Mon 00:00 - Sun 23:59\"\n",
+    )
+    .unwrap();
+    let (fix, http) = (free_port(), free_port());
+    let _sim = simulator(fix);
+    let mut c = Command::new(BIN);
+    c.arg("--db")
+        .arg(dir.path().join("db"))
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "record",
+            "--connect",
+            &format!("127.0.0.1:{fix}"),
+            "--sender-comp-id",
+            "REC",
+            "--target-comp-id",
+            "SIM",
+            // The simulator has EURUSD but not XAUXAG: that one never ticks.
+            "--symbols",
+            "EURUSD,XAUXAG",
+            "--metrics-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _rec = Reaped(c.spawn().unwrap());
+    let (_, body) = wait_for(
+        &format!("http://127.0.0.1:{http}/health"),
+        20,
+        |code, body| code == 503 && body.contains("XAUXAG"),
+    );
+    assert!(body.contains("no tick for"), "{body}");
+    assert!(!body.contains("symbol EURUSD"), "EURUSD ticks: {body}");
+}
