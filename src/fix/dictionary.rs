@@ -68,15 +68,6 @@ pub fn reason_text(reason: u32) -> &'static str {
     }
 }
 
-/// How a message's body is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Depth {
-    /// Header, trailer and body, every field (a venue's certification).
-    Full,
-    /// Header and trailer only; the body is left to the application.
-    HeaderOnly,
-}
-
 /// The value syntax a field's type demands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -254,22 +245,11 @@ impl Dictionary {
 
     /// Checks a framed message (see `frame::check`). `Err(None)`: a field is not `tag=value`
     /// with a numeric tag (a garbled message, to be ignored like a framing error).
-    pub fn validate(&self, raw: &[u8], depth: Depth) -> Result<(), Option<Violation>> {
-        if depth == Depth::HeaderOnly && self.header_is_clean(raw) {
-            return Ok(());
-        }
-        self.validate_exactly(raw, depth)
-    }
-
-    /// [`Dictionary::validate`] without the fast path.
-    fn validate_exactly(&self, raw: &[u8], depth: Depth) -> Result<(), Option<Violation>> {
+    pub fn validate(&self, raw: &[u8]) -> Result<(), Option<Violation>> {
         let all = signed_fields(raw).ok_or(None)?;
         let msg_type = all.iter().find(|(t, _)| *t == 35).map_or(&b""[..], |f| f.1);
-        let scope = match depth {
-            Depth::Full => self.messages.get(msg_type),
-            Depth::HeaderOnly => None,
-        };
-        if depth == Depth::Full && scope.is_none() {
+        let scope = self.messages.get(msg_type);
+        if scope.is_none() {
             return Err(Some(Violation {
                 reason: 11,
                 tag: None,
@@ -290,60 +270,6 @@ impl Dictionary {
             self.iterate_instance(scope, &parsed.body)?;
         }
         Ok(())
-    }
-
-    /// The common case of [`Depth::HeaderOnly`] in one pass without allocating (market data
-    /// at full rate): true when header and trailer are certainly valid. False sends the
-    /// message down the exact path, which names the violation the order of checks picks.
-    fn header_is_clean(&self, raw: &[u8]) -> bool {
-        // Header and trailer tags of FIX 4.4 are below 1152.
-        let mut seen = [0u64; 18];
-        let (mut in_body, mut in_trailer) = (false, false);
-        for f in raw.split(|&b| b == super::frame::SOH) {
-            if f.is_empty() {
-                continue;
-            }
-            let Some(eq) = f.iter().position(|&b| b == b'=') else {
-                return false;
-            };
-            let (tag, value) = (&f[..eq], &f[eq + 1..]);
-            if tag.is_empty() || tag.len() > 9 || !tag.iter().all(u8::is_ascii_digit) {
-                return false;
-            }
-            let t = tag
-                .iter()
-                .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
-            let header = self.is_header(t);
-            let trailer = !header && self.is_trailer(t);
-            if !header && !trailer {
-                if in_trailer {
-                    return false;
-                }
-                in_body = true;
-                continue;
-            }
-            if header && (in_body || in_trailer) {
-                return false;
-            }
-            in_trailer |= trailer;
-            let (w, b) = ((t / 64) as usize, t % 64);
-            let Some(word) = seen.get_mut(w) else {
-                return false;
-            };
-            if *word & (1 << b) != 0 || value.is_empty() {
-                return false;
-            }
-            *word |= 1 << b;
-            match self.field(t) {
-                Some(def) if format_ok(def, value) && (t == 35 || value_ok(def, value)) => {}
-                _ => return false,
-            }
-        }
-        let has = |t: &u32| {
-            seen.get((t / 64) as usize)
-                .is_some_and(|w| w & (1 << (t % 64)) != 0)
-        };
-        self.header.required.iter().all(has) && self.trailer.required.iter().all(has)
     }
 
     fn parse<'a>(&self, all: &[(i64, &'a [u8])], scope: Option<&Scope>) -> Parsed<'a> {
@@ -677,7 +603,7 @@ mod tests {
     }
 
     fn check(body: &str) -> Result<(), Option<Violation>> {
-        fix44().validate(&msg(body), Depth::Full)
+        fix44().validate(&msg(body))
     }
 
     const HB: &str = "35=0|34=2|49=A|52=20261129-10:00:00.000|56=B|";
@@ -737,48 +663,7 @@ mod tests {
     }
 
     #[test]
-    fn a_header_only_check_leaves_the_body_alone() {
-        let m = msg(&format!("{HB}9999=custom|"));
-        assert_eq!(fix44().validate(&m, Depth::HeaderOnly), Ok(()));
-        let m = msg("35=0|34=2|49=A|52=20261129-10:00:00.000|56=|");
-        assert!(fix44().validate(&m, Depth::HeaderOnly).is_err());
-    }
-
-    /// What could go wrong: the fast path passing a message the exact checks refuse.
-    #[test]
-    fn the_header_fast_path_passes_only_what_the_exact_checks_pass() {
-        let d = fix44();
-        let bodies = [
-            HB.to_string(),
-            format!("{HB}9999=custom|"),
-            "35=0|34=2|49=A|52=20261129-10:00:00.000|56=|".into(),
-            "35=0|34=2|49=A|52=20261129-10:00:00.000|".into(),
-            "35=0|34=2|49=A|49=A|52=20261129-10:00:00.000|56=B|".into(),
-            "35=0|112=x|34=2|49=A|52=20261129-10:00:00.000|56=B|".into(),
-            "35=0|34=2|49=A|52=20261129-10:00:00.000|56=B|43=X|".into(),
-            "35=0|34=2|49=A|52=2026112-10:00:00.000|56=B|".into(),
-            "35=0|34=2|49=A|52=20261129-10:00:00.000|56=B|115=|".into(),
-            "35=X|34=2|49=A|52=20261129-10:00:00.000|56=B|268=1|279=0|269=0|55=E|270=1|".into(),
-        ];
-        for b in &bodies {
-            let m = msg(b);
-            let exact = d.validate_exactly(&m, Depth::HeaderOnly);
-            if d.header_is_clean(&m) {
-                assert_eq!(exact, Ok(()), "{b}");
-            }
-            assert_eq!(d.validate(&m, Depth::HeaderOnly), exact, "{b}");
-        }
-        assert!(
-            d.header_is_clean(&msg(HB)),
-            "the common case takes the fast path"
-        );
-    }
-
-    #[test]
     fn garbled_tags_are_not_violations() {
-        assert_eq!(
-            fix44().validate(b"8=FIX.4.4\x01x=1\x01", Depth::Full),
-            Err(None)
-        );
+        assert_eq!(fix44().validate(b"8=FIX.4.4\x01x=1\x01"), Err(None));
     }
 }

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 
 use super::decode::{parse_u64, HeaderView};
-use super::dictionary::{self, Depth, Violation};
+use super::dictionary::{self, Violation};
 use super::encode::{Header, MessageBuilder};
 use super::frame::Fields;
 use super::tags;
@@ -58,8 +58,9 @@ pub struct SessionConfig {
 pub enum Validation {
     /// Every message, every field: what a venue certifies.
     Full,
-    /// Session messages in full; of application messages the header only, their body being
-    /// the application's to check (a feed's custom tags in its quotes never cost a quote).
+    /// Session messages in full; application messages are the application's to check (the
+    /// market-data decoder checks what makes a tick; a feed's custom tags never cost a quote,
+    /// and quotes pay no dictionary walk: it cost 10% of end-to-end CPU measured).
     #[default]
     Session,
 }
@@ -434,12 +435,14 @@ impl Session {
         if self.state == State::AwaitingLogon && msg_type != b"A" {
             return Err(self.close("first message was not a Logon"));
         }
-        let depth = match self.cfg.validation {
-            Validation::Session if !is_session_msg_type(msg_type) => Depth::HeaderOnly,
-            _ => Depth::Full,
+        let checked = match self.cfg.validation {
+            Validation::Full => true,
+            Validation::Session => is_session_msg_type(msg_type),
         };
-        if let Err(v) = dictionary::fix44().validate(raw, depth) {
-            return self.on_invalid(h, raw, v, now);
+        if checked {
+            if let Err(v) = dictionary::fix44().validate(raw) {
+                return self.on_invalid(h, raw, v, now);
+            }
         }
         if !self.sending_time_ok(h, now) {
             // FIX: a Logon with a bad SendingTime is refused by disconnecting; any other

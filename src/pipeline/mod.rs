@@ -1,8 +1,10 @@
 //! The recorder: ticks in (`store_tick`), per-symbol rings and a bounded channel, one writer
 //! thread out to the storage backends.
 //!
-//! `store_tick` is the hot path. In steady state it takes one uncontended per-symbol lock,
-//! copies a 64-byte tick twice (ring, channel slot) and never allocates, never touches a file,
+//! `store_tick` is the hot path. In steady state it takes one uncontended per-symbol lock and
+//! its own thread's latency histogram lock (no lock is shared between producers; a scrape of
+//! `/metrics` takes each briefly to merge them), copies a 64-byte tick twice (ring, channel
+//! slot) and never allocates (but once per thread, for its histogram), never touches a file,
 //! and never waits unless the channel is full under the `block` policy.
 //!
 //! Shutdown guarantee: a tick for which `store_tick` returned [`Outcome::Accepted`] is handed
