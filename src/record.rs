@@ -20,6 +20,7 @@ const HEALTH_SETTLE: Duration = Duration::from_secs(1);
 /// What a recording run did.
 #[derive(Debug, Clone)]
 pub struct RecordReport {
+    /// From the sessions' start until the recorder drained (the last tick committed).
     pub elapsed: Duration,
     pub stats: StatsSnapshot,
     pub sessions: Vec<SessionStatus>,
@@ -165,8 +166,9 @@ pub fn run(
             tracing::error!("a gateway thread panicked");
         }
     }
-    let elapsed = started.elapsed();
     let mut stats = recorder.shutdown();
+    // Until the last counted tick is committed: the drain is part of the run.
+    let elapsed = started.elapsed();
     for st in statuses.iter().map(snapshot).filter(|s| s.logons == 0) {
         stats.healthy = false;
         stats.health_problems.push(format!(

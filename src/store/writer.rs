@@ -72,24 +72,28 @@ const WAL_RESTART_BUSY: std::time::Duration = std::time::Duration::from_millis(1
 /// and cuts the WAL to zero. A reader on an old snapshot can make it give up (busy); it is
 /// tried again at the next look.
 fn bound_wal(od: &OpenDay, max_bytes: u64, busy: std::time::Duration) {
-    let wal =
-        std::fs::metadata(crate::fsutil::with_suffix(&od.path, "-wal")).map_or(0, |m| m.len());
+    bound_wal_of(&od.conn, &od.path, max_bytes, busy);
+}
+
+/// [`bound_wal`] for any connection writing `path` (the bench's ceiling uses the writer's own
+/// checkpoint policy through it).
+pub fn bound_wal_of(conn: &Connection, path: &Path, max_bytes: u64, busy: std::time::Duration) {
+    let wal = std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
     if wal <= max_bytes / 2 {
         return;
     }
-    let restarted = od.conn.busy_timeout(WAL_RESTART_BUSY).and_then(|_| {
-        od.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
+    let restarted = conn.busy_timeout(WAL_RESTART_BUSY).and_then(|_| {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
     });
-    if let Err(e) = od.conn.busy_timeout(busy) {
-        tracing::warn!(file = %od.path.display(), error = %e, "restoring the busy timeout failed");
+    if let Err(e) = conn.busy_timeout(busy) {
+        tracing::warn!(file = %path.display(), error = %e, "restoring the busy timeout failed");
     }
     match restarted {
         Ok(0) => {}
         Ok(_) | Err(_) => {
-            tracing::debug!(file = %od.path.display(), wal, "WAL restart postponed (busy)")
+            tracing::debug!(file = %path.display(), wal, "WAL restart postponed (busy)")
         }
     }
 }

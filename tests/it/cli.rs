@@ -271,6 +271,12 @@ fn bench_reports_every_figure_as_json() {
         "bytes_per_tick",
         "recent100_p50_us",
         "range_ticks_per_s",
+        "ceiling_autocheckpoint_ticks_per_s",
+        "writer_ticks_per_s_with_queries",
+        "live_range_ticks_per_s",
+        "live_range_first_row_ms",
+        "live_recent100_p50_us",
+        "wal_max_bytes",
     ] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
