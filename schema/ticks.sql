@@ -1,4 +1,4 @@
--- tickrec day file, schema version 4 (PRAGMA user_version = 4).
+-- tickrec day file, schema version 5 (PRAGMA user_version = 5).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -101,6 +101,27 @@ CREATE TABLE marks (
     origin     TEXT PRIMARY KEY,
     next       INTEGER NOT NULL,
     updated_ns INTEGER NOT NULL
+);
+
+-- The per-transaction directory (added in version 5: schema/upgrades/0005_batches.sql). The
+-- writer commits each batch grouped by symbol (one symbol's ticks keep their arrival order) and
+-- records it here in the same transaction: its seq span and ts_event bounds (batches), and, in
+-- seq order, how many ticks of each symbol it holds (batch_dirs.dir: (sym, count) varint
+-- pairs). One symbol's ticks of one batch are then one contiguous seq range: a live-day query
+-- of one symbol reads the batches that meet its time window and fetches those ranges by rowid,
+-- instead of scanning the day (src/store/directory.rs). A batches row without a batch_dirs row
+-- is a span read by scanning it (rows from before version 5; rows salvaged by check --repair).
+-- Invariant: every ticks.seq lies in exactly one batches span (tickrec check verifies it).
+CREATE TABLE batches (
+    first_seq INTEGER PRIMARY KEY,          -- seq of the batch's first tick
+    last_seq  INTEGER NOT NULL,
+    ts_min    INTEGER NOT NULL,             -- smallest ts_event in it (ns since the midnight)
+    ts_max    INTEGER NOT NULL
+);
+
+CREATE TABLE batch_dirs (
+    first_seq INTEGER PRIMARY KEY,          -- batches.first_seq
+    dir       BLOB NOT NULL
 );
 
 CREATE VIEW ticks_v AS

@@ -4,8 +4,9 @@
 //!
 //! Invariants checked (each is kept by `store::writer`): the file holds the day its name says;
 //! `seq` runs 1, 2, 3, … with no gap (so `max(seq)` is the tick count); every tick names a
-//! symbol and a source of the file's own tables; every `ts_event` falls inside the day; an
-//! archive holds exactly the tick count its summary says.
+//! symbol and a source of the file's own tables; every `ts_event` falls inside the day; the
+//! per-transaction directory tiles the ticks and names each one's symbol (`store::directory`);
+//! an archive holds exactly the tick count its summary says.
 //!
 //! Repair never deletes: the broken file (with its WAL) is renamed `<name>.broken-<time>`
 //! under the day's exclusive lock, and stays for forensics. Salvaged ticks are renumbered
@@ -160,6 +161,11 @@ fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck)
             p.push(format!(
                 "{outside} ticks have an event time outside the day"
             ));
+        }
+        if super::directory::present(&conn) {
+            if let Some(why) = directory_problem(&conn, count)? {
+                p.push(format!("directory: {why}"));
+            }
         }
         Ok(p)
     })();
@@ -339,6 +345,13 @@ fn salvage(
         }
     }
     drop(ins);
+    // Salvaged rows are one span that readers scan (see `store::directory`).
+    tx.execute(
+        "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max) \
+         SELECT min(seq), max(seq), min(ts_event), max(ts_event) FROM ticks HAVING count(*) > 0",
+        [],
+    )
+    .map_err(StoreError::sqlite(db))?;
     let complete = claimed.is_some_and(|c| c == written);
     if complete {
         for table in ["fix_sessions", "imports"] {
@@ -366,4 +379,71 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> rusqlite::Resu
         ins.execute(rusqlite::params_from_iter(vals))?;
     }
     Ok(())
+}
+/// The per-transaction directory against the ticks (see `store::directory`): the spans tile
+/// `1..=count` in order, each tick lies within its span's `ts_event` bounds, and a span's
+/// directory names, run by run, the symbol of every tick in it. One pass over the ticks.
+fn directory_problem(conn: &Connection, count: i64) -> rusqlite::Result<Option<String>> {
+    let mut batches = conn.prepare(
+        "SELECT b.first_seq, b.last_seq, b.ts_min, b.ts_max, d.dir FROM batches b \
+         LEFT JOIN batch_dirs d ON d.first_seq = b.first_seq ORDER BY b.first_seq",
+    )?;
+    let mut ticks = conn.prepare("SELECT seq, sym, ts_event FROM ticks ORDER BY seq")?;
+    let mut ticks = ticks.query([])?;
+    let mut spans = batches.query([])?;
+    let mut expect = 1i64;
+    while let Some(b) = spans.next()? {
+        let (first, last, lo, hi): (i64, i64, i64, i64) =
+            (b.get(0)?, b.get(1)?, b.get(2)?, b.get(3)?);
+        let dir: Option<Vec<u8>> = b.get(4)?;
+        if first != expect || last < first {
+            return Ok(Some(format!(
+                "span {first}..={last} where seq {expect} was due"
+            )));
+        }
+        // The symbol of each seq of the span, from its directory (None: a scanned span).
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        if let Some(d) = &dir {
+            let mut at = 0usize;
+            while at < d.len() {
+                use integer_encoding::VarInt;
+                let Some((sym, n)) = u64::decode_var(&d[at..]) else {
+                    return Ok(Some(format!("span {first}: directory does not decode")));
+                };
+                at += n;
+                let Some((k, n)) = u64::decode_var(&d[at..]) else {
+                    return Ok(Some(format!("span {first}: directory does not decode")));
+                };
+                at += n;
+                runs.push((sym as i64, k as i64));
+            }
+            if runs.iter().map(|r| r.1).sum::<i64>() != last - first + 1 {
+                return Ok(Some(format!(
+                    "span {first}: directory counts differ from its length"
+                )));
+            }
+        }
+        let mut run = runs
+            .iter()
+            .flat_map(|&(sym, k)| std::iter::repeat_n(sym, k as usize));
+        for seq in first..=last {
+            let Some(t) = ticks.next()? else {
+                return Ok(Some(format!(
+                    "span {first}..={last} runs past the last tick"
+                )));
+            };
+            let (s, sym, ts): (i64, i64, i64) = (t.get(0)?, t.get(1)?, t.get(2)?);
+            if s != seq || ts < lo || ts > hi {
+                return Ok(Some(format!("seq {s} does not fit span {first}..={last}")));
+            }
+            if dir.is_some() && run.next() != Some(sym) {
+                return Ok(Some(format!("seq {s}: the directory names another symbol")));
+            }
+        }
+        expect = last + 1;
+    }
+    if expect != count + 1 {
+        return Ok(Some(format!("spans end at seq {} of {count}", expect - 1)));
+    }
+    Ok(None)
 }

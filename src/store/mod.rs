@@ -7,6 +7,7 @@ pub mod archive;
 pub mod check;
 pub mod checkpoint;
 pub mod daylock;
+pub mod directory;
 pub mod layout;
 pub mod reader;
 pub mod schema;

@@ -130,6 +130,9 @@ struct DayReader {
     /// Names by file id (ids are dense from 0).
     symbols: Vec<Option<Arc<str>>>,
     sources: Vec<Option<Arc<str>>>,
+    /// Queried through its per-transaction directory (a live version-5 file; a sealed file's
+    /// indexes serve its queries better).
+    directory: bool,
 }
 
 /// The file id of a name.
@@ -174,13 +177,130 @@ impl DayReader {
             ))
         })()
         .map_err(StoreError::sqlite(path))?;
+        let sealed = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'ticks_by_symbol_time'",
+                [],
+                |_| Ok(()),
+            )
+            .is_ok();
+        let directory = !sealed && super::directory::present(&conn);
         Ok(DayReader {
             path: path.to_owned(),
             conn,
             day_start_ns,
             symbols,
             sources,
+            directory,
         })
+    }
+
+    /// `sym`'s ticks with `lo <= ts_event < hi` (day-relative), in `(ts_event, seq)` order,
+    /// through the directory: the batches that meet the window, each symbol range fetched by
+    /// rowid, then ordered (one symbol's rows of the window are held for that).
+    fn range_by_directory(
+        &self,
+        sym: i64,
+        lo: i64,
+        hi: i64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let sq = |source| {
+            ReadError::Store(StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+        };
+        let spans = super::directory::spans_in(&self.conn, sym, lo, hi).map_err(sq)?;
+        let mut exact = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                 AND ts_event >= ?3 AND ts_event < ?4"
+            ))
+            .map_err(sq)?;
+        let mut scan = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                 AND ts_event >= ?3 AND ts_event < ?4 AND sym = ?5"
+            ))
+            .map_err(sq)?;
+        let mut rows: Vec<TickRow> = Vec::new();
+        for span in spans {
+            let mut found = match span {
+                super::directory::Span::Exact(a, b) => exact.query(rusqlite::params![a, b, lo, hi]),
+                super::directory::Span::Scan(a, b) => {
+                    scan.query(rusqlite::params![a, b, lo, hi, sym])
+                }
+            }
+            .map_err(sq)?;
+            while let Some(r) = found.next().map_err(sq)? {
+                rows.push(self.decode(r).map_err(ReadError::Store)?);
+            }
+        }
+        rows.sort_by_key(|r| (r.ts_event, r.seq));
+        for r in &rows {
+            f(r).map_err(ReadError::Output)?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    /// The newest `n` ticks of `sym`, newest first, through the directory.
+    fn recent_by_directory(
+        &self,
+        sym: i64,
+        n: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut exact = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
+            ))
+            .map_err(sq)?;
+        let mut scan = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?4 \
+                 ORDER BY seq DESC LIMIT ?3"
+            ))
+            .map_err(sq)?;
+        let mut done = 0u64;
+        let mut failed: Option<ReadError> = None;
+        super::directory::spans_newest_first(&self.conn, sym, &mut |span| {
+            let left = i64::try_from(n - done).unwrap_or(i64::MAX);
+            let mut found = match span {
+                super::directory::Span::Exact(a, b) => exact.query(rusqlite::params![a, b, left]),
+                super::directory::Span::Scan(a, b) => {
+                    scan.query(rusqlite::params![a, b, left, sym])
+                }
+            }?;
+            while let Some(r) = found.next()? {
+                let row = match self.decode(r) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        failed = Some(ReadError::Store(e));
+                        return Ok(false);
+                    }
+                };
+                if let Err(e) = f(&row) {
+                    failed = Some(ReadError::Output(e));
+                    return Ok(false);
+                }
+                done += 1;
+            }
+            Ok(done < n)
+        })
+        .map_err(sq)?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     fn symbol_id(&self, name: &str) -> Option<i64> {
@@ -309,6 +429,9 @@ impl Store {
                     let Some(sym) = reader.symbol_id(symbol) else {
                         return Ok(0);
                     };
+                    if reader.directory {
+                        return reader.recent_by_directory(sym, left, f);
+                    }
                     let limit = i64::try_from(left).unwrap_or(i64::MAX);
                     reader.stream(
                         &format!(
@@ -364,6 +487,9 @@ impl Store {
                 // Bounds relative to the file's midnight, clamped to the day.
                 let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
                 let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
+                if reader.directory {
+                    return reader.range_by_directory(sym, lo, hi, f);
+                }
                 reader.stream(
                     &format!(
                         "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \

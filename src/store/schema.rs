@@ -15,13 +15,14 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
 /// transaction that checks the version.
 const UPGRADES: &[&str] = &[
     include_str!("../../schema/upgrades/0002_fix_sessions.sql"),
     include_str!("../../schema/upgrades/0003_imports.sql"),
     include_str!("../../schema/upgrades/0004_marks.sql"),
+    include_str!("../../schema/upgrades/0005_batches.sql"),
 ];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.
@@ -275,9 +276,10 @@ mod tests {
         // Make it what tickrec 0.1 wrote: no fix_sessions or imports table, version 1.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE fix_sessions; DROP TABLE imports; DROP TABLE marks; PRAGMA user_version = 1;",
+            "DROP TABLE fix_sessions; DROP TABLE imports; DROP TABLE marks; DROP TABLE batches; \
+             DROP TABLE batch_dirs; PRAGMA user_version = 1;",
         )
-            .unwrap();
+        .unwrap();
         drop(conn);
         let old = open_for_read(&path, &SqliteOptions::default()).unwrap();
         assert_eq!(user_version(&old).unwrap(), 1, "readers take it as it is");

@@ -38,6 +38,9 @@ use crate::tick::{OriginId, Tick, NANOS_PER_DAY};
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+const BATCH: &str =
+    "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max) VALUES (?1, ?2, ?3, ?4)";
+const BATCH_DIR: &str = "INSERT INTO batch_dirs (first_seq, dir) VALUES (?1, ?2)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
 const MARK_ORIGIN: &str = "INSERT INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3) \
@@ -55,6 +58,11 @@ struct OpenDay {
     src_ids: Vec<i64>,
     /// Per transaction: (origin, next position) of the messages it completes (reused).
     marks: Vec<(OriginId, i64)>,
+    /// Per transaction: (file symbol id, index in the batch), sorted to write the batch
+    /// grouped by symbol (reused).
+    order: Vec<(i64, u32)>,
+    /// Per transaction: the batch's directory, `(symbol, count)` varint pairs (reused).
+    dir: Vec<u8>,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -455,6 +463,8 @@ impl SqliteSink {
             sym_ids: Vec::new(),
             src_ids: Vec::new(),
             marks: Vec::new(),
+            order: Vec::new(),
+            dir: Vec::new(),
             path,
             _lock: lock,
         });
@@ -558,6 +568,12 @@ pub fn commit_positions(
 }
 
 /// Inserts `ticks` in one IMMEDIATE transaction; returns the next free `seq` on commit.
+/// Writes `ticks` to the day file in one transaction, grouped by symbol (each symbol's ticks
+/// keep their order), and records the transaction in the file's directory: `batches` (its
+/// `seq` span and `ts_event` bounds) and `batch_dirs` (how many ticks of each symbol, in `seq`
+/// order). Invariant (schema/ticks.sql): every `seq` of the file lies in exactly one `batches`
+/// span, so a reader finds one symbol's ticks of a time window without scanning the day.
+/// Stream positions (`marks`) are taken in arrival order, before the grouping.
 fn insert_all(
     od: &mut OpenDay,
     names: &Names,
@@ -567,21 +583,44 @@ fn insert_all(
     let tx = od
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut seq = od.next_seq;
+    let first = od.next_seq;
+    let mut seq = first;
     od.marks.clear();
+    od.order.clear();
+    for (i, t) in ticks.iter().enumerate() {
+        let sym = file_id(&tx, &mut od.sym_ids, t.symbol.0, "symbols", || {
+            names.symbol_name(t.symbol)
+        })?;
+        od.order.push((sym, i as u32));
+        let origin = t.msg.origin();
+        if origin != OriginId::NONE && !t.msg.more_follow() {
+            // The last tick of a message completes it. Ticks of one origin arrive in
+            // position order: the last complete message wins. (48-bit positions: +1 fits.)
+            let next = t.msg.seq() as i64 + 1;
+            match od.marks.iter_mut().find(|m| m.0 == origin) {
+                Some(m) => m.1 = next,
+                None => od.marks.push((origin, next)),
+            }
+        }
+    }
+    // Stable: one symbol's ticks stay in arrival order.
+    od.order.sort_by_key(|&(sym, _)| sym);
+    od.dir.clear();
+    let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     {
         let mut stmt = tx.prepare_cached(INSERT)?;
-        for t in ticks {
-            let sym = file_id(&tx, &mut od.sym_ids, t.symbol.0, "symbols", || {
-                names.symbol_name(t.symbol)
-            })?;
+        let mut run: Option<(i64, u64)> = None;
+        for &(sym, i) in &od.order {
+            let t = &ticks[i as usize];
             let src = file_id(&tx, &mut od.src_ids, t.source.0, "sources", || {
                 names.source_name(t.source)
             })?;
             let code = |d: Option<crate::tick::Decimal>| d.map(|d| d.code() as i64);
+            let ts = t.ts_event.0 - od.day_start_ns;
+            (ts_min, ts_max) = (ts_min.min(ts), ts_max.max(ts));
             stmt.raw_bind_parameter(1, seq)?;
             stmt.raw_bind_parameter(2, sym)?;
-            stmt.raw_bind_parameter(3, t.ts_event.0 - od.day_start_ns)?;
+            stmt.raw_bind_parameter(3, ts)?;
             stmt.raw_bind_parameter(4, t.ts_recv.0.wrapping_sub(t.ts_event.0))?;
             stmt.raw_bind_parameter(5, code(t.bid))?;
             stmt.raw_bind_parameter(6, code(t.ask))?;
@@ -590,17 +629,24 @@ fn insert_all(
             stmt.raw_bind_parameter(9, src)?;
             stmt.raw_execute()?;
             seq += 1;
-            let origin = t.msg.origin();
-            if origin != OriginId::NONE && !t.msg.more_follow() {
-                // The last tick of a message completes it. Ticks of one origin arrive in
-                // position order: the last complete message wins. (48-bit positions: +1 fits.)
-                let next = t.msg.seq() as i64 + 1;
-                match od.marks.iter_mut().find(|m| m.0 == origin) {
-                    Some(m) => m.1 = next,
-                    None => od.marks.push((origin, next)),
+            run = match run {
+                Some((s, n)) if s == sym => Some((s, n + 1)),
+                Some((s, n)) => {
+                    super::directory::push_entry(&mut od.dir, s, n);
+                    Some((sym, 1))
                 }
-            }
+                None => Some((sym, 1)),
+            };
         }
+        if let Some((s, n)) = run {
+            super::directory::push_entry(&mut od.dir, s, n);
+        }
+    }
+    if seq > first {
+        tx.prepare_cached(BATCH)?
+            .execute(rusqlite::params![first, seq - 1, ts_min, ts_max])?;
+        tx.prepare_cached(BATCH_DIR)?
+            .execute(rusqlite::params![first, &od.dir[..]])?;
     }
     if !od.marks.is_empty() {
         let now = crate::clock::Clock::now(&crate::clock::SystemClock).0;

@@ -581,3 +581,132 @@ fn ingest_resumes_after_its_committed_lines_so_each_line_is_stored_exactly_once(
     );
     assert_eq!(stored(&db).len(), 600_200);
 }
+
+/// What could go wrong: the live day's directory (ticks written grouped by symbol per
+/// transaction, found through `batches`) answering differently from a scan. The same queries
+/// run on the live day, then on the day upgraded from a file without a directory, then sealed
+/// (the index path) must print the same rows, and `check` must accept the directory.
+#[test]
+fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let syms = [
+        "EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "XAUUSD", "NZDUSD", "USDCHF",
+    ];
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut lines = String::new();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z").unwrap();
+    // Arrival order with event times up to a minute out of order, uneven symbol mix.
+    for i in 0..6000i64 {
+        let sym = syms[(rng.gen_range(0..100) * rng.gen_range(0..100) / 1500).min(6)];
+        let t = base + chrono::Duration::milliseconds(i * 12_000 + rng.gen_range(-60_000..60_000));
+        lines.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":{}.{:03},\"ask\":1.5,\"ts_event\":\"{}\",\"ts_recv\":\"{}\"}}\n",
+            1 + i % 7,
+            i % 1000,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            (base + chrono::Duration::milliseconds(i * 12_000 + 70_000))
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ));
+    }
+    let (first, second) = lines.split_at(lines.len() / 3);
+    let second_start = second.find('\n').unwrap() + 1;
+    let (head, tail) = (
+        format!("{first}{}", &second[..second_start]),
+        &second[second_start..],
+    );
+    let ingest = |input: &str, id: &str| {
+        let out = tickrec(&db, &["ingest", "--source-id", id], Some(input));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    ingest(&head, "a");
+    // Make the file what version 4 wrote (no directory), then write more through an upgrade.
+    let day = db.join("2026/11/ticks_2026-11-19.db");
+    let conn = rusqlite::Connection::open(&day).unwrap();
+    conn.execute_batch("DROP TABLE batches; DROP TABLE batch_dirs; PRAGMA user_version = 4;")
+        .unwrap();
+    drop(conn);
+    let queries: Vec<Vec<String>> = (0..12)
+        .map(|k| {
+            let sym = syms[k % syms.len()].to_string();
+            if k % 3 == 0 {
+                vec![
+                    "query".into(),
+                    "recent".into(),
+                    sym,
+                    "-n".into(),
+                    format!("{}", 1 + k * 40),
+                    "--format".into(),
+                    "csv".into(),
+                ]
+            } else {
+                let from = base + chrono::Duration::minutes((k * 97 % 1200) as i64);
+                let to = from + chrono::Duration::minutes(30 + (k * 53 % 300) as i64);
+                vec![
+                    "query".into(),
+                    "range".into(),
+                    sym,
+                    "--from".into(),
+                    from.to_rfc3339(),
+                    "--to".into(),
+                    to.to_rfc3339(),
+                    "--format".into(),
+                    "csv".into(),
+                ]
+            }
+        })
+        .collect();
+    let answers = |label: &str| -> Vec<String> {
+        queries
+            .iter()
+            .map(|q| {
+                let args: Vec<&str> = q.iter().map(String::as_str).collect();
+                let out = tickrec(&db, &args, None);
+                assert!(out.status.success(), "{label} {q:?}: {}", text(&out.stderr));
+                text(&out.stdout)
+            })
+            .collect()
+    };
+    let before_upgrade = answers("version 4");
+    ingest(tail, "b");
+    let live = answers("live");
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "check: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let conn = rusqlite::Connection::open(&day).unwrap();
+    let (spans, scanned): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(*) - (SELECT count(*) FROM batch_dirs) FROM batches",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        spans > 4 && scanned == 1,
+        "one scanned span from version 4, then directories"
+    );
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1, "sealed: queries take the index");
+    drop(conn);
+    let sealed = answers("sealed");
+    assert_eq!(live, sealed, "directory and index answer alike");
+    assert!(
+        live.iter().map(|a| a.lines().count()).sum::<usize>() > 1000,
+        "the queries found rows"
+    );
+    // The file without a directory was read by scanning, as before.
+    assert!(before_upgrade.iter().any(|a| a.lines().count() > 1));
+}
