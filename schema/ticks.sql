@@ -112,12 +112,19 @@ CREATE TABLE marks (
 -- instead of scanning the day (src/store/directory.rs). A batches row without a batch_dirs row
 -- is a span read by scanning it (rows from before version 5; rows salvaged by check --repair).
 -- Invariant: every ticks.seq lies in exactly one batches span (tickrec check verifies it).
+-- cummax and lag bound the batches a time window can meet without reading them all: cummax
+-- never decreases along first_seq, and no batch holds a tick more than lag behind the cummax
+-- of the batches before it, so the batches meeting [lo, hi) lie between the first with
+-- cummax >= lo and the first with cummax >= hi + lag.
 CREATE TABLE batches (
     first_seq INTEGER PRIMARY KEY,          -- seq of the batch's first tick
     last_seq  INTEGER NOT NULL,
     ts_min    INTEGER NOT NULL,             -- smallest ts_event in it (ns since the midnight)
-    ts_max    INTEGER NOT NULL
+    ts_max    INTEGER NOT NULL,
+    cummax    INTEGER NOT NULL,             -- largest ts_max of this and every earlier batch
+    lag       INTEGER NOT NULL              -- largest (cummax before a batch - its ts_min) so far
 );
+CREATE INDEX batches_by_cummax ON batches (cummax);
 
 CREATE TABLE batch_dirs (
     first_seq INTEGER PRIMARY KEY,          -- batches.first_seq

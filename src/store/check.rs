@@ -347,8 +347,9 @@ fn salvage(
     drop(ins);
     // Salvaged rows are one span that readers scan (see `store::directory`).
     tx.execute(
-        "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max) \
-         SELECT min(seq), max(seq), min(ts_event), max(ts_event) FROM ticks HAVING count(*) > 0",
+        "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
+         SELECT min(seq), max(seq), min(ts_event), max(ts_event), max(ts_event), 0 FROM ticks \
+         HAVING count(*) > 0",
         [],
     )
     .map_err(StoreError::sqlite(db))?;
@@ -385,13 +386,14 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> rusqlite::Resu
 /// directory names, run by run, the symbol of every tick in it. One pass over the ticks.
 fn directory_problem(conn: &Connection, count: i64) -> rusqlite::Result<Option<String>> {
     let mut batches = conn.prepare(
-        "SELECT b.first_seq, b.last_seq, b.ts_min, b.ts_max, d.dir FROM batches b \
-         LEFT JOIN batch_dirs d ON d.first_seq = b.first_seq ORDER BY b.first_seq",
+        "SELECT b.first_seq, b.last_seq, b.ts_min, b.ts_max, d.dir, b.cummax, b.lag \
+         FROM batches b LEFT JOIN batch_dirs d ON d.first_seq = b.first_seq ORDER BY b.first_seq",
     )?;
     let mut ticks = conn.prepare("SELECT seq, sym, ts_event FROM ticks ORDER BY seq")?;
     let mut ticks = ticks.query([])?;
     let mut spans = batches.query([])?;
     let mut expect = 1i64;
+    let (mut cummax, mut lag) = (i64::MIN, 0i64);
     while let Some(b) = spans.next()? {
         let (first, last, lo, hi): (i64, i64, i64, i64) =
             (b.get(0)?, b.get(1)?, b.get(2)?, b.get(3)?);
@@ -400,6 +402,12 @@ fn directory_problem(conn: &Connection, count: i64) -> rusqlite::Result<Option<S
             return Ok(Some(format!(
                 "span {first}..={last} where seq {expect} was due"
             )));
+        }
+        // The running bounds the time search relies on.
+        lag = lag.max(cummax.saturating_sub(lo));
+        cummax = cummax.max(hi);
+        if (b.get::<_, i64>(5)?, b.get::<_, i64>(6)?) != (cummax, lag) {
+            return Ok(Some(format!("span {first}: running max or lag is wrong")));
         }
         // The symbol of each seq of the span, from its directory (None: a scanned span).
         let mut runs: Vec<(i64, i64)> = Vec::new();

@@ -33,21 +33,24 @@ pub fn push_entry(dir: &mut Vec<u8>, sym: i64, count: u64) {
     dir.extend_from_slice(&buf[..n]);
 }
 
-/// The `seq` range of `sym` in the batch that starts at `first_seq` with directory `dir`;
-/// `Err` when the directory does not decode (a damaged file: the caller scans instead).
-pub fn span_of(first_seq: i64, dir: &[u8], sym: i64) -> Result<Option<(i64, i64)>, ()> {
+/// A batch directory that does not decode (a damaged file: readers scan the span instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undecodable;
+
+/// The `seq` range of `sym` in the batch that starts at `first_seq` with directory `dir`.
+pub fn span_of(first_seq: i64, dir: &[u8], sym: i64) -> Result<Option<(i64, i64)>, Undecodable> {
     let mut at = 0usize;
     let mut seq = first_seq;
     while at < dir.len() {
-        let (s, n) = u64::decode_var(&dir[at..]).ok_or(())?;
+        let (s, n) = u64::decode_var(&dir[at..]).ok_or(Undecodable)?;
         at += n;
-        let (count, n) = u64::decode_var(&dir[at..]).ok_or(())?;
+        let (count, n) = u64::decode_var(&dir[at..]).ok_or(Undecodable)?;
         at += n;
-        let count = i64::try_from(count).map_err(|_| ())?;
+        let count = i64::try_from(count).map_err(|_| Undecodable)?;
         if s as i64 == sym {
-            return Ok(Some((seq, seq.checked_add(count - 1).ok_or(())?)));
+            return Ok(Some((seq, seq.checked_add(count - 1).ok_or(Undecodable)?)));
         }
-        seq = seq.checked_add(count).ok_or(())?;
+        seq = seq.checked_add(count).ok_or(Undecodable)?;
     }
     Ok(None)
 }
@@ -71,7 +74,7 @@ fn span(first: i64, last: i64, dir: Option<Vec<u8>>, sym: i64) -> Option<Span> {
         Some(d) => match span_of(first, &d, sym) {
             Ok(Some((a, b))) => Some(Span::Exact(a, b)),
             Ok(None) => None,
-            Err(()) => Some(Span::Scan(first, last)),
+            Err(Undecodable) => Some(Span::Scan(first, last)),
         },
     }
 }
@@ -79,8 +82,19 @@ fn span(first: i64, last: i64, dir: Option<Vec<u8>>, sym: i64) -> Option<Span> {
 /// The spans of `sym` in batches whose `ts_event` bounds meet `[lo, hi)` (day-relative ns),
 /// in `seq` order.
 pub fn spans_in(conn: &Connection, sym: i64, lo: i64, hi: i64) -> rusqlite::Result<Vec<Span>> {
+    // Between the first batch whose running max reaches lo and the first whose running max
+    // passes hi by more than any batch has lagged (schema/ticks.sql): one snapshot, one
+    // statement.
     let mut stmt = conn.prepare_cached(&format!(
-        "{BATCHES} WHERE b.ts_max >= ?1 AND b.ts_min < ?2 ORDER BY b.first_seq"
+        "{BATCHES} WHERE b.first_seq >= coalesce( \
+             (SELECT first_seq FROM batches WHERE cummax >= ?1 ORDER BY cummax LIMIT 1), \
+             9223372036854775807) \
+         AND b.first_seq <= coalesce( \
+             (SELECT first_seq FROM batches WHERE cummax >= ?2 + \
+                 (SELECT lag FROM batches ORDER BY first_seq DESC LIMIT 1) \
+              ORDER BY cummax LIMIT 1), \
+             9223372036854775807) \
+         AND b.ts_max >= ?1 AND b.ts_min < ?2 ORDER BY b.first_seq"
     ))?;
     let mut rows = stmt.query([lo, hi])?;
     let mut out = Vec::new();
@@ -124,6 +138,6 @@ mod tests {
         assert_eq!(span_of(100, &dir, 5), Ok(Some((103, 103))));
         assert_eq!(span_of(100, &dir, 300), Ok(Some((104, 303))));
         assert_eq!(span_of(100, &dir, 7), Ok(None));
-        assert_eq!(span_of(100, &dir[..dir.len() - 1], 300), Err(()));
+        assert_eq!(span_of(100, &dir[..dir.len() - 1], 300), Err(Undecodable));
     }
 }

@@ -184,7 +184,9 @@ impl DayReader {
                 |_| Ok(()),
             )
             .is_ok();
-        let directory = !sealed && super::directory::present(&conn);
+        let directory = !sealed
+            && super::directory::present(&conn)
+            && rusqlite::vtab::array::load_module(&conn).is_ok();
         Ok(DayReader {
             path: path.to_owned(),
             conn,
@@ -196,8 +198,9 @@ impl DayReader {
     }
 
     /// `sym`'s ticks with `lo <= ts_event < hi` (day-relative), in `(ts_event, seq)` order,
-    /// through the directory: the batches that meet the window, each symbol range fetched by
-    /// rowid, then ordered (one symbol's rows of the window are held for that).
+    /// through the directory: the batches that meet the window give the symbol's `seq`s, read
+    /// by rowid in one statement that orders them. A span read by scanning (rows from before
+    /// the directory) joins them through a sort in memory of that symbol's rows.
     fn range_by_directory(
         &self,
         sym: i64,
@@ -205,6 +208,7 @@ impl DayReader {
         hi: i64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        use super::directory::Span;
         let sq = |source| {
             ReadError::Store(StoreError::Sqlite {
                 path: self.path.clone(),
@@ -212,32 +216,54 @@ impl DayReader {
             })
         };
         let spans = super::directory::spans_in(&self.conn, sym, lo, hi).map_err(sq)?;
-        let mut exact = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                 AND ts_event >= ?3 AND ts_event < ?4"
-            ))
-            .map_err(sq)?;
-        let mut scan = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                 AND ts_event >= ?3 AND ts_event < ?4 AND sym = ?5"
-            ))
-            .map_err(sq)?;
-        let mut rows: Vec<TickRow> = Vec::new();
+        // Each exact span as one value, `first << 12 | (length - 1)` (longer spans cut in
+        // pieces): the statement walks them as rowid ranges, one seek per span.
+        let mut seqs: Vec<rusqlite::types::Value> = Vec::new();
+        let mut scans = Vec::new();
         for span in spans {
-            let mut found = match span {
-                super::directory::Span::Exact(a, b) => exact.query(rusqlite::params![a, b, lo, hi]),
-                super::directory::Span::Scan(a, b) => {
-                    scan.query(rusqlite::params![a, b, lo, hi, sym])
+            match span {
+                Span::Exact(a, b) => {
+                    let mut at = a;
+                    while at <= b {
+                        let len = (b - at + 1).min(1 << 12);
+                        seqs.push(rusqlite::types::Value::Integer((at << 12) | (len - 1)));
+                        at += len;
+                    }
                 }
+                Span::Scan(a, b) => scans.push((a, b)),
             }
-            .map_err(sq)?;
-            while let Some(r) = found.next().map_err(sq)? {
-                rows.push(self.decode(r).map_err(ReadError::Store)?);
-            }
+        }
+        let columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let by_seq = format!(
+            "SELECT {columns} FROM rarray(?1) r CROSS JOIN ticks t \
+             ON t.seq BETWEEN r.value >> 12 AND (r.value >> 12) + (r.value & 4095) \
+             WHERE t.ts_event >= ?2 AND t.ts_event < ?3 ORDER BY t.ts_event, t.seq"
+        );
+        let seqs = std::rc::Rc::new(seqs);
+        if scans.is_empty() {
+            return self.stream(&by_seq, &[&seqs, &lo, &hi], f);
+        }
+        let mut rows: Vec<TickRow> = Vec::new();
+        self.stream(&by_seq, &[&seqs, &lo, &hi], &mut |r| {
+            rows.push(r.clone());
+            Ok(())
+        })?;
+        for (a, b) in scans {
+            self.stream(
+                &format!(
+                    "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                     AND ts_event >= ?3 AND ts_event < ?4 AND sym = ?5"
+                ),
+                &[&a, &b, &lo, &hi, &sym],
+                &mut |r| {
+                    rows.push(r.clone());
+                    Ok(())
+                },
+            )?;
         }
         rows.sort_by_key(|r| (r.ts_event, r.seq));
         for r in &rows {
@@ -246,61 +272,65 @@ impl DayReader {
         Ok(rows.len() as u64)
     }
 
-    /// The newest `n` ticks of `sym`, newest first, through the directory.
+    /// The newest `n` ticks of `sym`, newest first, through the directory: the newest batches'
+    /// directories give the symbol's last `seq`s, read by rowid in one statement; a span read
+    /// by scanning is read on its own, in its place.
     fn recent_by_directory(
         &self,
         sym: i64,
         n: u64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        use super::directory::Span;
         let sq = |source| StoreError::Sqlite {
             path: self.path.clone(),
             source,
         };
-        let mut exact = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
-            ))
-            .map_err(sq)?;
-        let mut scan = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?4 \
-                 ORDER BY seq DESC LIMIT ?3"
-            ))
-            .map_err(sq)?;
-        let mut done = 0u64;
-        let mut failed: Option<ReadError> = None;
+        // Newest first: runs of exact spans, cut by scanned spans, until n ticks are covered.
+        let mut parts: Vec<Result<Vec<rusqlite::types::Value>, (i64, i64)>> = Vec::new();
+        let mut covered = 0u64;
         super::directory::spans_newest_first(&self.conn, sym, &mut |span| {
-            let left = i64::try_from(n - done).unwrap_or(i64::MAX);
-            let mut found = match span {
-                super::directory::Span::Exact(a, b) => exact.query(rusqlite::params![a, b, left]),
-                super::directory::Span::Scan(a, b) => {
-                    scan.query(rusqlite::params![a, b, left, sym])
-                }
-            }?;
-            while let Some(r) = found.next()? {
-                let row = match self.decode(r) {
-                    Ok(row) => row,
-                    Err(e) => {
-                        failed = Some(ReadError::Store(e));
-                        return Ok(false);
+            match span {
+                Span::Exact(a, b) => {
+                    if !matches!(parts.last(), Some(Ok(_))) {
+                        parts.push(Ok(Vec::new()));
                     }
-                };
-                if let Err(e) = f(&row) {
-                    failed = Some(ReadError::Output(e));
-                    return Ok(false);
+                    if let Some(Ok(v)) = parts.last_mut() {
+                        v.extend((a..=b).rev().map(rusqlite::types::Value::Integer));
+                    }
+                    covered += (b - a + 1) as u64;
                 }
-                done += 1;
+                // How many it holds is known only once read: the walk goes on past it.
+                Span::Scan(a, b) => parts.push(Err((a, b))),
             }
-            Ok(done < n)
+            Ok(covered < n)
         })
         .map_err(sq)?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(done),
+        let mut done = 0u64;
+        for part in parts {
+            if done >= n {
+                break;
+            }
+            let left = i64::try_from(n - done).unwrap_or(i64::MAX);
+            done += match part {
+                Ok(seqs) => self.stream(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) ORDER BY seq DESC LIMIT ?2"
+                    ),
+                    &[&std::rc::Rc::new(seqs), &left],
+                    f,
+                )?,
+                Err((a, b)) => self.stream(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
+                         ORDER BY seq DESC LIMIT ?4"
+                    ),
+                    &[&a, &b, &sym, &left],
+                    f,
+                )?,
+            };
         }
+        Ok(done)
     }
 
     fn symbol_id(&self, name: &str) -> Option<i64> {

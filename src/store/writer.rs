@@ -38,8 +38,8 @@ use crate::tick::{OriginId, Tick, NANOS_PER_DAY};
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-const BATCH: &str =
-    "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max) VALUES (?1, ?2, ?3, ?4)";
+const BATCH: &str = "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const BATCH_DIR: &str = "INSERT INTO batch_dirs (first_seq, dir) VALUES (?1, ?2)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
@@ -63,6 +63,10 @@ struct OpenDay {
     order: Vec<(i64, u32)>,
     /// Per transaction: the batch's directory, `(symbol, count)` varint pairs (reused).
     dir: Vec<u8>,
+    /// The directory's running bounds as committed: the largest `ts_event` so far, and how
+    /// far behind it any batch has reached (see schema/ticks.sql, `batches`).
+    cummax: i64,
+    lag: i64,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -447,13 +451,21 @@ impl SqliteSink {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(StoreError::sqlite(&path))?;
         }
-        let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
-            Ok((
-                schema::day_start_ns(&conn)?,
-                conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
-            ))
-        })()
-        .map_err(StoreError::sqlite(&path))?;
+        let (day_start_ns, max_seq, (cummax, lag)) =
+            (|| -> rusqlite::Result<(i64, i64, (i64, i64))> {
+                Ok((
+                    schema::day_start_ns(&conn)?,
+                    conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
+                    conn.query_row(
+                        "SELECT cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .unwrap_or((i64::MIN, 0)),
+                ))
+            })()
+            .map_err(StoreError::sqlite(&path))?;
         self.checkpoint(&path);
         self.open.push(OpenDay {
             day,
@@ -465,6 +477,8 @@ impl SqliteSink {
             marks: Vec::new(),
             order: Vec::new(),
             dir: Vec::new(),
+            cummax,
+            lag,
             path,
             _lock: lock,
         });
@@ -642,9 +656,23 @@ fn insert_all(
             super::directory::push_entry(&mut od.dir, s, n);
         }
     }
+    let (cummax, lag) = if seq > first {
+        (
+            od.cummax.max(ts_max),
+            od.lag.max(od.cummax.saturating_sub(ts_min)),
+        )
+    } else {
+        (od.cummax, od.lag)
+    };
     if seq > first {
-        tx.prepare_cached(BATCH)?
-            .execute(rusqlite::params![first, seq - 1, ts_min, ts_max])?;
+        tx.prepare_cached(BATCH)?.execute(rusqlite::params![
+            first,
+            seq - 1,
+            ts_min,
+            ts_max,
+            cummax,
+            lag
+        ])?;
         tx.prepare_cached(BATCH_DIR)?
             .execute(rusqlite::params![first, &od.dir[..]])?;
     }
@@ -663,6 +691,7 @@ fn insert_all(
             .execute(rusqlite::params![file, ticks.len() as i64])?;
     }
     tx.commit()?;
+    (od.cummax, od.lag) = (cummax, lag);
     Ok(seq)
 }
 
