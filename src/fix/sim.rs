@@ -622,9 +622,14 @@ impl Simulator {
 /// Reads and frames inbound messages on a thread of its own until the connection closes.
 fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Receiver<Vec<u8>>> {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     std::thread::Builder::new()
         .name("tickrec-sim-reader".into())
         .spawn(move || {
+            // Every line names the connection it concerns.
+            let _span = tracing::error_span!("sim-reader", %peer).entered();
             let mut buf = vec![0u8; 1 << 16];
             let mut filled = 0;
             let mut framed_any = false;

@@ -584,3 +584,99 @@ fn answers_reverse_the_routing_fields() {
     assert_eq!(get(&p.recv().unwrap(), 35).as_deref(), Some("W"));
     stop.request();
 }
+
+/// The rest of the session rules, one connection each: a wrong BeginString or CompID mid
+/// session, a SendingTime two minutes off, an unknown MsgType, the first three fields out of
+/// order, a Reject received, an unsolicited Logout, header fields in any order, business the
+/// acceptor does not take, and a wrong BodyLength.
+#[test]
+fn session_rules_one_scenario_each() {
+    let (addr, stop) = simulator(1);
+    let logged_on = |id: &str| {
+        let mut p = Peer::connect(&addr, id, "SIM");
+        p.logon("");
+        p
+    };
+    // Another BeginString mid-session: Logout saying so, then the connection closes.
+    let mut p = logged_on("BS");
+    let body = format!("35=1|34=2|49=BS|52={}|56=SIM|112=x|", now_fix(0)).replace('|', "\x01");
+    let mut m = format!("8=FIX.4.1\x019={}\x01{body}", body.len()).into_bytes();
+    let sum: u32 = m.iter().map(|&b| u32::from(b)).sum::<u32>() % 256;
+    m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+    p.stream.write_all(&m).unwrap();
+    let lo = p.expect("5");
+    assert_eq!(get(&lo, 58).as_deref(), Some("Incorrect BeginString"));
+    p.expect_closed();
+    // A SenderCompID that changes: Reject 373=9, then Logout.
+    let mut p = logged_on("CID");
+    p.sender = "OTHER".into();
+    let seq = p.send("0", "");
+    let r = p.expect("3");
+    assert_eq!(
+        (get(&r, 45), get(&r, 373).as_deref()),
+        (Some(seq.to_string()), Some("9"))
+    );
+    p.expect("5");
+    // SendingTime 121 s off: Reject 373=10, then Logout.
+    let mut p = logged_on("ST");
+    let seq = p.next_seq;
+    p.send_raw(&format!("35=0|34={seq}|49=ST|52={}|56=SIM|", now_fix(-121)));
+    let r = p.expect("3");
+    assert_eq!(get(&r, 373).as_deref(), Some("10"));
+    p.expect("5");
+    // An unknown MsgType: Reject 373=11; an ExecutionReport: BusinessMessageReject 380=3.
+    let mut p = logged_on("MT");
+    p.send("*", "");
+    assert_eq!(get(&p.expect("3"), 373).as_deref(), Some("11"));
+    let seq = p.send("8", "37=o|17=e|150=0|39=0|55=EURUSD|54=1|151=1|14=0|6=0|");
+    let j = p.expect("j");
+    assert_eq!(
+        (
+            get(&j, 45),
+            get(&j, 372).as_deref(),
+            get(&j, 380).as_deref()
+        ),
+        (Some(seq.to_string()), Some("8"), Some("3"))
+    );
+    // Header fields in another order, and a Reject received: both taken, the session goes on.
+    let seq = p.next_seq;
+    p.send_raw(&format!(
+        "35=1|56=SIM|52={}|49=MT|34={seq}|112=order|",
+        now_fix(0)
+    ));
+    assert_eq!(get(&p.expect("0"), 112).as_deref(), Some("order"));
+    p.send("3", "45=1|");
+    p.send("1", "112=after-reject|");
+    assert_eq!(get(&p.expect("0"), 112).as_deref(), Some("after-reject"));
+    // A wrong BodyLength: the message is dropped, its number is asked for again.
+    let mut bad = framed(&format!(
+        "35=1|34={}|49=MT|52={}|56=SIM|112=lost|",
+        p.next_seq,
+        now_fix(0)
+    ));
+    bad[12] = b'1';
+    p.stream.write_all(&bad).unwrap();
+    p.next_seq += 1;
+    p.send("1", "112=next|");
+    let rr = p.expect("2");
+    assert_eq!(get(&rr, 7), Some((p.next_seq - 2).to_string()));
+    // The first three fields out of order: not a message at all (no answer, number unused).
+    let mut p = logged_on("F3");
+    let body = format!("35=0\x0134=2\x0149=F3\x0152={}\x0156=SIM\x01", now_fix(0));
+    let mut m = format!("35=0\x018=FIX.4.4\x019={}\x01{body}", body.len()).into_bytes();
+    let sum: u32 = m.iter().map(|&b| u32::from(b)).sum::<u32>() % 256;
+    m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+    p.stream.write_all(&m).unwrap();
+    p.send("1", "112=still-2|");
+    let hb = p.expect("0");
+    assert_eq!(
+        get(&hb, 112).as_deref(),
+        Some("still-2"),
+        "34=2 was still expected"
+    );
+    // An unsolicited Logout: answered, then the connection closes.
+    p.send("5", "");
+    p.expect("5");
+    p.expect_closed();
+    stop.request();
+}
