@@ -9,7 +9,8 @@
 //!     checkpoints off, the background checkpointer, the WAL bound after each commit) — the
 //!     ceiling the ratios use — and once with SQLite's automatic checkpoint, printed beside it;
 //! (b) writer: the Recorder fed the rows from memory (store_tick → channel → batch writer),
-//!     then again with a reader running `recent 100` and one-hour ranges on the live day;
+//!     then again with a reader running `recent 100` and a one-hour range on the live day 50
+//!     times a second;
 //! (c) end to end: the FIX simulator → FIX over loopback → committed, 128 symbols, the
 //!     simulator on the same cores;
 //! (d) queries on the day file written by (b), live then sealed: `recent 100` of one symbol and
@@ -57,7 +58,8 @@ pub struct BenchReport {
     /// Bare insert loop with SQLite's automatic checkpoint (1000 pages).
     pub ceiling_autocheckpoint_ticks_per_s: f64,
     pub writer_ticks_per_s: f64,
-    /// The writer while a reader runs `recent 100` and one-hour ranges on the live day.
+    /// The writer while a reader runs `recent 100` and a one-hour range on the live day, 50
+    /// times a second.
     pub writer_ticks_per_s_with_queries: f64,
     /// Queries the reader completed during that run.
     pub queries_during_writes: u64,
@@ -282,7 +284,10 @@ pub fn run(
             std::thread::spawn(move || {
                 let mut done = 0u64;
                 let mut i = 0usize;
-                while !stop.is_requested() {
+                // A busy desk's pace: 50 queries a second (one recent and one range each).
+                // Unpaced, a reader takes a whole core of the two, and the figure would measure
+                // that instead of what reading costs the writer.
+                while !stop.wait_timeout(Duration::from_millis(20)) {
                     let sym = &names[i % names.len()];
                     i += 1;
                     // The day file appears with the first commit; until then there is nothing.
@@ -639,7 +644,7 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "writer, live-day reader running {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90; {} queries ran)",
+            "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90; {} query pairs ran)",
             self.writer_ticks_per_s_with_queries,
             self.writer_ticks_per_s_with_queries / c,
             self.queries_during_writes
