@@ -116,33 +116,30 @@ CREATE TABLE marks (
     updated_ns INTEGER NOT NULL
 );
 
--- The per-transaction directory (added in version 5: schema/upgrades/0005_batches.sql). The
--- writer commits each batch grouped by symbol (one symbol's ticks keep their arrival order) and
--- records it here in the same transaction: its seq span and ts_event bounds (batches), and, in
--- seq order, how many ticks of each symbol it holds (batch_dirs.dir: (sym, count) varint
--- pairs). One symbol's ticks of one batch are then one contiguous seq range: a live-day query
--- of one symbol reads the batches that meet its time window and fetches those ranges by rowid,
--- instead of scanning the day (src/store/directory.rs). A batches row without a batch_dirs row
--- is a span read by scanning it (rows from before version 5; rows salvaged by check --repair).
--- Invariant: every ticks.seq lies in exactly one batches span (tickrec check verifies it).
--- cummax and lag bound the batches a time window can meet without reading them all: cummax
--- never decreases along first_seq, and no batch holds a tick more than lag behind the cummax
--- of the batches before it, so the batches meeting [lo, hi) lie between the first with
+-- The directory (added in version 5: schema/upgrades/0005_batches.sql). The writer commits each
+-- batch grouped by symbol (one symbol's ticks keep their arrival order), so that one symbol's
+-- ticks of one commit are one contiguous seq range, and every few commits (up to 8, or at close)
+-- records them in one row: the seq span, the ts_event bounds, and per commit, in seq order, how
+-- many ticks of each symbol it holds (dir: varints, per commit the number of entries then
+-- (sym, count) pairs). A live-day query of one symbol reads the rows that meet its time window
+-- and fetches those seq ranges by rowid, instead of scanning the day (src/store/directory.rs);
+-- the ticks after the last row (the writer's last few commits) are scanned. A row with a NULL
+-- dir is a span read by scanning (rows from before version 5, rows salvaged by check --repair,
+-- commits a crash left without their row). cummax and lag bound the rows a time window can
+-- meet: cummax never decreases along first_seq, and no row holds a tick more than lag behind
+-- the cummax of the rows before it, so the rows meeting [lo, hi) lie between the first with
 -- cummax >= lo and the first with cummax >= hi + lag.
+-- Invariant: the rows tile seq 1..=k without gap or overlap, k <= max(seq) (tickrec check).
 CREATE TABLE batches (
-    first_seq INTEGER PRIMARY KEY,          -- seq of the batch's first tick
+    first_seq INTEGER PRIMARY KEY,          -- seq of the span's first tick
     last_seq  INTEGER NOT NULL,
     ts_min    INTEGER NOT NULL,             -- smallest ts_event in it (ns since the midnight)
     ts_max    INTEGER NOT NULL,
-    cummax    INTEGER NOT NULL,             -- largest ts_max of this and every earlier batch
-    lag       INTEGER NOT NULL              -- largest (cummax before a batch - its ts_min) so far
+    cummax    INTEGER NOT NULL,             -- largest ts_max of this and every earlier span
+    lag       INTEGER NOT NULL,             -- largest (cummax before a span - its ts_min) so far
+    dir       BLOB                          -- NULL: read by scanning
 );
 CREATE INDEX batches_by_cummax ON batches (cummax);
-
-CREATE TABLE batch_dirs (
-    first_seq INTEGER PRIMARY KEY,          -- batches.first_seq
-    dir       BLOB NOT NULL
-);
 
 CREATE VIEW ticks_v AS
 SELECT

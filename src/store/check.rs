@@ -381,17 +381,18 @@ fn copy_table(old: &Connection, new: &Connection, table: &str) -> rusqlite::Resu
     }
     Ok(())
 }
-/// The per-transaction directory against the ticks (see `store::directory`): the spans tile
-/// `1..=count` in order, each tick lies within its span's `ts_event` bounds, and a span's
-/// directory names, run by run, the symbol of every tick in it. One pass over the ticks.
+/// The directory against the ticks (see `store::directory`): its rows tile `seq` 1..=k in
+/// order (k at most the tick count: the writer's last commits may have no row yet), each tick
+/// lies within its row's `ts_event` bounds and running bounds, and a row's directory names,
+/// run by run, the symbol of every tick in it. One pass over the ticks.
 fn directory_problem(conn: &Connection, count: i64) -> rusqlite::Result<Option<String>> {
-    let mut batches = conn.prepare(
-        "SELECT b.first_seq, b.last_seq, b.ts_min, b.ts_max, d.dir, b.cummax, b.lag \
-         FROM batches b LEFT JOIN batch_dirs d ON d.first_seq = b.first_seq ORDER BY b.first_seq",
+    let mut rows = conn.prepare(
+        "SELECT first_seq, last_seq, ts_min, ts_max, dir, cummax, lag FROM batches \
+         ORDER BY first_seq",
     )?;
     let mut ticks = conn.prepare("SELECT seq, sym, ts_event FROM ticks ORDER BY seq")?;
     let mut ticks = ticks.query([])?;
-    let mut spans = batches.query([])?;
+    let mut spans = rows.query([])?;
     let mut expect = 1i64;
     let (mut cummax, mut lag) = (i64::MIN, 0i64);
     while let Some(b) = spans.next()? {
@@ -400,58 +401,51 @@ fn directory_problem(conn: &Connection, count: i64) -> rusqlite::Result<Option<S
         let dir: Option<Vec<u8>> = b.get(4)?;
         if first != expect || last < first {
             return Ok(Some(format!(
-                "span {first}..={last} where seq {expect} was due"
+                "row {first}..={last} where seq {expect} was due"
             )));
         }
         // The running bounds the time search relies on.
         lag = lag.max(cummax.saturating_sub(lo));
         cummax = cummax.max(hi);
         if (b.get::<_, i64>(5)?, b.get::<_, i64>(6)?) != (cummax, lag) {
-            return Ok(Some(format!("span {first}: running max or lag is wrong")));
+            return Ok(Some(format!("row {first}: running max or lag is wrong")));
         }
-        // The symbol of each seq of the span, from its directory (None: a scanned span).
-        let mut runs: Vec<(i64, i64)> = Vec::new();
-        if let Some(d) = &dir {
-            let mut at = 0usize;
-            while at < d.len() {
-                use integer_encoding::VarInt;
-                let Some((sym, n)) = u64::decode_var(&d[at..]) else {
-                    return Ok(Some(format!("span {first}: directory does not decode")));
-                };
-                at += n;
-                let Some((k, n)) = u64::decode_var(&d[at..]) else {
-                    return Ok(Some(format!("span {first}: directory does not decode")));
-                };
-                at += n;
-                runs.push((sym as i64, k as i64));
-            }
-            if runs.iter().map(|r| r.1).sum::<i64>() != last - first + 1 {
+        let runs = match &dir {
+            Some(d) => match super::directory::runs(first, d) {
+                Ok(r) => Some(r),
+                Err(_) => return Ok(Some(format!("row {first}: directory does not decode"))),
+            },
+            None => None,
+        };
+        if let Some(r) = &runs {
+            if r.iter().map(|x| x.2).sum::<i64>() != last - first + 1 {
                 return Ok(Some(format!(
-                    "span {first}: directory counts differ from its length"
+                    "row {first}: directory counts differ from its length"
                 )));
             }
         }
-        let mut run = runs
+        let mut named = runs
             .iter()
-            .flat_map(|&(sym, k)| std::iter::repeat_n(sym, k as usize));
+            .flatten()
+            .flat_map(|&(sym, _, k)| std::iter::repeat_n(sym, k as usize));
         for seq in first..=last {
             let Some(t) = ticks.next()? else {
                 return Ok(Some(format!(
-                    "span {first}..={last} runs past the last tick"
+                    "row {first}..={last} runs past the last tick"
                 )));
             };
             let (s, sym, ts): (i64, i64, i64) = (t.get(0)?, t.get(1)?, t.get(2)?);
             if s != seq || ts < lo || ts > hi {
-                return Ok(Some(format!("seq {s} does not fit span {first}..={last}")));
+                return Ok(Some(format!("seq {s} does not fit row {first}..={last}")));
             }
-            if dir.is_some() && run.next() != Some(sym) {
+            if runs.is_some() && named.next() != Some(sym) {
                 return Ok(Some(format!("seq {s}: the directory names another symbol")));
             }
         }
         expect = last + 1;
     }
-    if expect != count + 1 {
-        return Ok(Some(format!("spans end at seq {} of {count}", expect - 1)));
+    if expect > count + 1 {
+        return Ok(Some(format!("rows end at seq {} of {count}", expect - 1)));
     }
     Ok(None)
 }

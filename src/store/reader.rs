@@ -215,6 +215,8 @@ impl DayReader {
                 source,
             })
         };
+        // One snapshot for the directory and the ticks (dropped: rolled back, read-only).
+        let _snapshot = self.conn.unchecked_transaction().map_err(sq)?;
         let spans = super::directory::spans_in(&self.conn, sym, lo, hi).map_err(sq)?;
         // Each exact span as one value, `first << 12 | (length - 1)` (longer spans cut in
         // pieces): the statement walks them as rowid ranges, one seek per span.
@@ -286,6 +288,8 @@ impl DayReader {
             path: self.path.clone(),
             source,
         };
+        // One snapshot for the directory and the ticks (dropped: rolled back, read-only).
+        let _snapshot = self.conn.unchecked_transaction().map_err(sq)?;
         // Newest first: runs of exact spans, cut by scanned spans, until n ticks are covered.
         let mut parts: Vec<Result<Vec<rusqlite::types::Value>, (i64, i64)>> = Vec::new();
         let mut covered = 0u64;

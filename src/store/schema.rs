@@ -277,7 +277,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE fix_sessions; DROP TABLE imports; DROP TABLE marks; DROP TABLE batches; \
-             DROP TABLE batch_dirs; PRAGMA user_version = 1;",
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(conn);

@@ -38,9 +38,8 @@ use crate::tick::{OriginId, Tick, NANOS_PER_DAY};
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-const BATCH: &str = "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-const BATCH_DIR: &str = "INSERT INTO batch_dirs (first_seq, dir) VALUES (?1, ?2)";
+const BATCH: &str = "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag, dir) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
 const MARK_ORIGIN: &str = "INSERT INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3) \
@@ -61,12 +60,10 @@ struct OpenDay {
     /// Per transaction: (file symbol id, index in the batch), sorted to write the batch
     /// grouped by symbol (reused).
     order: Vec<(i64, u32)>,
-    /// Per transaction: the batch's directory, `(symbol, count)` varint pairs (reused).
-    dir: Vec<u8>,
-    /// The directory's running bounds as committed: the largest `ts_event` so far, and how
-    /// far behind it any batch has reached (see schema/ticks.sql, `batches`).
-    cummax: i64,
-    lag: i64,
+    /// Per transaction: its directory entries, `(symbol, count)` in `seq` order (reused).
+    entries: Vec<(i64, u64)>,
+    /// Commits not yet recorded in a directory row (see `store::directory`).
+    pending: super::directory::Pending,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -451,21 +448,18 @@ impl SqliteSink {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(StoreError::sqlite(&path))?;
         }
-        let (day_start_ns, max_seq, (cummax, lag)) =
-            (|| -> rusqlite::Result<(i64, i64, (i64, i64))> {
-                Ok((
-                    schema::day_start_ns(&conn)?,
-                    conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
-                    conn.query_row(
-                        "SELECT cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
-                        [],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?
-                    .unwrap_or((i64::MIN, 0)),
-                ))
-            })()
-            .map_err(StoreError::sqlite(&path))?;
+        let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
+            // Ticks a crash left without their directory row become a span to scan, so that
+            // this writer's own commits get rows of their own.
+            let tx = conn.unchecked_transaction()?;
+            record_directory(&tx, &super::directory::Pending::default())?;
+            tx.commit()?;
+            Ok((
+                schema::day_start_ns(&conn)?,
+                conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
+            ))
+        })()
+        .map_err(StoreError::sqlite(&path))?;
         self.checkpoint(&path);
         self.open.push(OpenDay {
             day,
@@ -476,9 +470,8 @@ impl SqliteSink {
             src_ids: Vec::new(),
             marks: Vec::new(),
             order: Vec::new(),
-            dir: Vec::new(),
-            cummax,
-            lag,
+            entries: Vec::new(),
+            pending: super::directory::Pending::default(),
             path,
             _lock: lock,
         });
@@ -581,13 +574,11 @@ pub fn commit_positions(
     Ok(true)
 }
 
-/// Inserts `ticks` in one IMMEDIATE transaction; returns the next free `seq` on commit.
-/// Writes `ticks` to the day file in one transaction, grouped by symbol (each symbol's ticks
-/// keep their order), and records the transaction in the file's directory: `batches` (its
-/// `seq` span and `ts_event` bounds) and `batch_dirs` (how many ticks of each symbol, in `seq`
-/// order). Invariant (schema/ticks.sql): every `seq` of the file lies in exactly one `batches`
-/// span, so a reader finds one symbol's ticks of a time window without scanning the day.
-/// Stream positions (`marks`) are taken in arrival order, before the grouping.
+/// Writes `ticks` to the day file in one IMMEDIATE transaction, grouped by symbol (each
+/// symbol's ticks keep their arrival order), so that one symbol's ticks of this commit are one
+/// contiguous `seq` range; the commit joins the pending ones of the file's directory, which get
+/// a `batches` row every few commits (see `store::directory`). Stream positions (`marks`) are
+/// taken in arrival order, before the grouping. Returns the next free `seq` on commit.
 fn insert_all(
     od: &mut OpenDay,
     names: &Names,
@@ -619,11 +610,10 @@ fn insert_all(
     }
     // Stable: one symbol's ticks stay in arrival order.
     od.order.sort_by_key(|&(sym, _)| sym);
-    od.dir.clear();
+    od.entries.clear();
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     {
         let mut stmt = tx.prepare_cached(INSERT)?;
-        let mut run: Option<(i64, u64)> = None;
         for &(sym, i) in &od.order {
             let t = &ticks[i as usize];
             let src = file_id(&tx, &mut od.src_ids, t.source.0, "sources", || {
@@ -643,38 +633,33 @@ fn insert_all(
             stmt.raw_bind_parameter(9, src)?;
             stmt.raw_execute()?;
             seq += 1;
-            run = match run {
-                Some((s, n)) if s == sym => Some((s, n + 1)),
-                Some((s, n)) => {
-                    super::directory::push_entry(&mut od.dir, s, n);
-                    Some((sym, 1))
-                }
-                None => Some((sym, 1)),
-            };
-        }
-        if let Some((s, n)) = run {
-            super::directory::push_entry(&mut od.dir, s, n);
+            match od.entries.last_mut() {
+                Some(e) if e.0 == sym => e.1 += 1,
+                _ => od.entries.push((sym, 1)),
+            }
         }
     }
-    let (cummax, lag) = if seq > first {
-        (
-            od.cummax.max(ts_max),
-            od.lag.max(od.cummax.saturating_sub(ts_min)),
-        )
-    } else {
-        (od.cummax, od.lag)
-    };
+    // The directory: this commit joins the pending ones; every few commits they get a row
+    // (when another writer's commits came between, the pending ones get theirs first).
+    let mut pending = od.pending.clone();
     if seq > first {
-        tx.prepare_cached(BATCH)?.execute(rusqlite::params![
-            first,
-            seq - 1,
-            ts_min,
-            ts_max,
-            cummax,
-            lag
-        ])?;
-        tx.prepare_cached(BATCH_DIR)?
-            .execute(rusqlite::params![first, &od.dir[..]])?;
+        if pending.commits > 0 && pending.last_seq + 1 != first {
+            record_directory(&tx, &pending)?;
+            pending = super::directory::Pending::default();
+        }
+        if pending.commits == 0 {
+            pending.first_seq = first;
+            (pending.ts_min, pending.ts_max) = (ts_min, ts_max);
+        }
+        pending.last_seq = seq - 1;
+        pending.ts_min = pending.ts_min.min(ts_min);
+        pending.ts_max = pending.ts_max.max(ts_max);
+        pending.commits += 1;
+        super::directory::push_commit(&mut pending.dir, &od.entries);
+        if pending.commits >= super::directory::COMMITS_PER_ROW {
+            record_directory(&tx, &pending)?;
+            pending = super::directory::Pending::default();
+        }
     }
     if !od.marks.is_empty() {
         let now = crate::clock::Clock::now(&crate::clock::SystemClock).0;
@@ -691,8 +676,71 @@ fn insert_all(
             .execute(rusqlite::params![file, ticks.len() as i64])?;
     }
     tx.commit()?;
-    (od.cummax, od.lag) = (cummax, lag);
+    // Only what is committed moves the pending commits on.
+    od.pending = pending;
     Ok(seq)
+}
+
+/// Records `pending` (commits this writer made) in a directory row, inside the caller's
+/// transaction, keeping the rows a gap-free tiling of `seq` 1..=k: a row starts right after
+/// the last one. When that is where `pending` starts, the row holds its directory; when ticks
+/// without a row come first (another writer's pending commits, a crash's leftovers), one row
+/// to scan covers them and `pending` together; what is already covered is left alone. With an
+/// empty `pending`, covers any such ticks with a row to scan.
+fn record_directory(tx: &Connection, pending: &super::directory::Pending) -> rusqlite::Result<()> {
+    let (covered, cummax, lag): (i64, i64, i64) = tx
+        .query_row(
+            "SELECT last_seq, cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .unwrap_or((0, i64::MIN, 0));
+    let start = covered + 1;
+    let (last, ts_min, ts_max, dir) = if pending.commits > 0 && start == pending.first_seq {
+        (
+            pending.last_seq,
+            pending.ts_min,
+            pending.ts_max,
+            Some(&pending.dir[..]),
+        )
+    } else {
+        let last = if pending.commits > 0 {
+            pending.last_seq
+        } else {
+            tx.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?
+        };
+        if last < start {
+            return Ok(());
+        }
+        let (lo, hi): (i64, i64) = tx.query_row(
+            "SELECT min(ts_event), max(ts_event) FROM ticks WHERE seq BETWEEN ?1 AND ?2",
+            [start, last],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        (last, lo, hi, None)
+    };
+    let lag = lag.max(cummax.saturating_sub(ts_min));
+    let cummax = cummax.max(ts_max);
+    tx.prepare_cached(BATCH)?.execute(rusqlite::params![
+        start, last, ts_min, ts_max, cummax, lag, dir
+    ])?;
+    Ok(())
+}
+
+/// Records the commits still pending in a directory row (at close; a failure leaves them to
+/// be read by scanning, and covered when the file is next opened for writing).
+fn flush_directory(od: &mut OpenDay) -> rusqlite::Result<()> {
+    if od.pending.commits == 0 {
+        return Ok(());
+    }
+    let tx = od
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    record_directory(&tx, &od.pending)?;
+    tx.commit()?;
+    od.pending = super::directory::Pending::default();
+    Ok(())
 }
 
 /// This file's id for a process-wide name id, inserting the name on first use. Ids are dense
@@ -734,7 +782,10 @@ fn file_id(
     Ok(id)
 }
 
-fn close_day(od: OpenDay) {
+fn close_day(mut od: OpenDay) {
+    if let Err(e) = flush_directory(&mut od) {
+        tracing::warn!(day = %od.day, error = %e, "directory row not written at close; its ticks are read by scanning until the file is next written");
+    }
     // TRUNCATE: leave no WAL behind a file that is done for now.
     if let Err(e) = od
         .conn
