@@ -46,16 +46,20 @@
 -- of schema/seal.sql, which sealed files' queries use instead.
 --
 -- LIVE-DAY QUERY STRUCTURE, measured against the alternatives with `tickrec bench` (10M ticks,
--- 128 symbols, one day, 2-core machine, one run each; "with reader": the writer while another
--- thread runs recent-100 and one-hour range queries on the same live day):
---   structure                        1 h of 1 symbol   first row  writer/ceiling  with reader  bytes/tick
---   none (scan the day, v4)             9,368 ticks/s    342 ms        0.95           0.24        38.07
---   directory, batches read whole     426,193 ticks/s    6.5 ms        0.95           0.67        38.65
---   directory + running max/lag       667,195 ticks/s    3.2 ms        0.86-0.95      0.60        38.71
---   (sym, ts_event) index kept live   index speed (sealed: 1.65M/s)    0.17 (schema_layouts above) 56.3
--- The directory costs 0.6 bytes/tick and, within the run-to-run spread, no writer speed; the live
--- index would cost 5x the writer. recent 100 on the live day: 860 us without, 560 us with it
--- (sealed 488 us; each figure includes opening the file, about 450 us).
+-- 128 symbols, one day, 2-core machine; "1 h of 1 symbol": streamed rows/s and first row on the
+-- live day; writer: ticks/s over the honest ceiling, which moves 0.78-0.95 between runs here, so
+-- the directory's cost was also measured A/B against the build without it, alternating, 3M
+-- ticks, three pairs: without 1.34-1.41M ticks/s, with one row per 8 commits 1.31-1.42M):
+--   structure                              1 h of 1 symbol     first row  writer cost  bytes/tick
+--   none (scan the day, version 4)            9,368 ticks/s      342 ms        -          38.07
+--   one directory row per commit            426,193 ticks/s      6.5 ms      17% (A/B)    38.65
+--     + running max/lag (two index seeks)   667,195 ticks/s      3.2 ms      17%          38.71
+--   one row per up to 8 commits (this)      699,364 ticks/s      3.2 ms      none seen    39.0
+--   (sym, ts_event) index kept live         index speed (sealed: 1.58M/s)     83%          56.3
+-- One row per commit dirtied three more pages per 500-tick commit (two tables and an index);
+-- one row per 8 commits dirties one page per 8 commits. recent 100 on the live day: 860 us
+-- without the directory, 555 us with it (sealed 494 us; each includes opening the file and
+-- SQLite parsing its schema, about 450 us).
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
