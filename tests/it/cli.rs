@@ -710,3 +710,83 @@ fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
     // The file without a directory was read by scanning, as before.
     assert!(before_upgrade.iter().any(|a| a.lines().count() > 1));
 }
+
+/// What could go wrong: two writers on one day file at once (a recording and an ingest of the
+/// same day) interleave their commits; the directory must still tile the day and answer as the
+/// sealed index does.
+#[test]
+fn two_writers_on_one_day_keep_its_directory_whole() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-19T00:00:00Z").unwrap();
+    let input = |k: i64| -> String {
+        (0..20_000i64)
+            .map(|i| {
+                let t = base + chrono::Duration::milliseconds(i * 4_000 + k * 1_000);
+                format!(
+                    "{{\"symbol\":\"S{}\",\"bid\":1.{:04},\"ask\":2,\"ts_event\":\"{}\"}}\n",
+                    (i * 7 + k) % 13,
+                    i % 10_000,
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                )
+            })
+            .collect()
+    };
+    let children: Vec<_> = (0..2i64)
+        .map(|k| {
+            let path = dir.path().join(format!("in{k}.jsonl"));
+            std::fs::write(&path, input(k)).unwrap();
+            Command::new(env!("CARGO_BIN_EXE_tickrec"))
+                .arg("--db")
+                .arg(&db)
+                .arg("ingest")
+                .arg(&path)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = tickrec(&db, &["check"], None);
+    assert!(out.status.success(), "check: {}", text(&out.stdout));
+    let ask = || -> Vec<String> {
+        (0..13)
+            .map(|s| {
+                let sym = format!("S{s}");
+                let out = tickrec(
+                    &db,
+                    &[
+                        "query",
+                        "range",
+                        &sym,
+                        "--from",
+                        "2026-11-19T03:00:00Z",
+                        "--to",
+                        "2026-11-19T09:00:00Z",
+                        "--format",
+                        "csv",
+                    ],
+                    None,
+                );
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                text(&out.stdout)
+            })
+            .collect()
+    };
+    let live = ask();
+    assert_eq!(
+        live.iter().map(|a| a.lines().count() - 1).sum::<usize>(),
+        2 * 5_400,
+        "six hours of two inputs, a tick every 4 s each"
+    );
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(live, ask(), "directory and index answer alike");
+}

@@ -237,6 +237,16 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
     assert!(second.wait().unwrap().success(), "clean exit on SIGINT");
     assert_eq!(sent.connections, 2);
     assert_eq!(stored_quotes(&db, &syms), journal_quotes(&journal));
+    // The directory the killed writer left half done still tiles the day (`check` verifies).
+    let check = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .args(["--db", db.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 /// A hand-driven acceptor: logs on whoever connects, waits for the MarketDataRequest, sends
