@@ -63,12 +63,7 @@ pub fn run(
                 statuses.push(status);
             }
             Err(e) => {
-                // Stop the sessions already started, and commit what they took, before failing.
-                stop.request();
-                for t in threads {
-                    let _ = t.join();
-                }
-                recorder.shutdown();
+                abandon(&stop, threads, &recorder);
                 return Err(e.into());
             }
         }
@@ -82,11 +77,7 @@ pub fn run(
             match crate::metrics::Server::start(addr, scrape) {
                 Ok(server) => Some(server),
                 Err(e) => {
-                    stop.request();
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    recorder.shutdown();
+                    abandon(&stop, threads, &recorder);
                     return Err(e.into());
                 }
             }
@@ -212,6 +203,16 @@ pub fn run(
         sessions: sessions_now,
         resume,
     })
+}
+
+/// A start that fails part way: the sessions already started stop, and what they took is
+/// committed, before the error is returned.
+fn abandon(stop: &Shutdown, threads: Vec<std::thread::JoinHandle<()>>, recorder: &Recorder) {
+    stop.request();
+    for t in threads {
+        let _ = t.join();
+    }
+    recorder.shutdown();
 }
 
 /// What /metrics and /health show of a running `record`.
