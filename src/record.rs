@@ -146,7 +146,7 @@ pub fn run(
     // A gateway waiting for room behind a stalled store cannot log out: past half the
     // shutdown bound it is refused (see `Recorder::give_up`).
     let give_up_at = Instant::now() + opts.pipeline.shutdown_timeout / 2;
-    for t in threads {
+    for (t, g) in threads.into_iter().zip(&identities) {
         while !t.is_finished() {
             if Instant::now() >= give_up_at {
                 recorder.give_up();
@@ -154,7 +154,7 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(5));
         }
         if t.join().is_err() {
-            tracing::error!("a gateway thread panicked");
+            tracing::error!(session = %g.origin(), "the session's gateway thread panicked");
         }
     }
     let mut stats = recorder.shutdown();
