@@ -101,10 +101,11 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
     let report = recorder.join().unwrap();
     assert!(
         out.status.success(),
-        "acceptor {:?}: {}\n{}",
+        "acceptor {:?}: {}\n{}\nrecorder: {:?}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        report.sessions
     );
     let s = &report.sessions[0];
     assert!(s.connects >= 2, "{s}");
