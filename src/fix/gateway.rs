@@ -280,7 +280,10 @@ impl Gateway {
             Role::Initiator,
             next_out,
             next_in,
-            ResendStore::new(0),
+            // Its own application messages (the MarketDataRequest above all) stay resendable:
+            // an LP that asks for a resend past its Logon must get the request itself, not a
+            // gap fill over it, or it never subscribes (seen against QuickFIX after an outage).
+            ResendStore::new(1024),
         );
         Ok(Gateway {
             md: MarketData::new(source, origin, &symbols),

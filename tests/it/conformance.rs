@@ -401,6 +401,17 @@ fn the_gateway_answers_an_acceptors_faults_as_an_initiator_must() {
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, recorder) = gateway_record(&addr, &db);
     let mut lp = accept_gateway(&listener);
+    // A resend asked past the Logon brings the MarketDataRequest itself (PossDup), not a gap
+    // fill over it: an LP that lost it would never subscribe.
+    lp.send("2", "7=1|16=0|");
+    let fill = lp.expect("4");
+    assert_eq!(get(&fill, 36).as_deref(), Some("2"), "{}", show(&fill));
+    let v = lp.expect("V");
+    assert_eq!(
+        (get(&v, 34).as_deref(), get(&v, 43).as_deref()),
+        (Some("2"), Some("Y"))
+    );
+    assert!(get(&v, 122).is_some(), "OrigSendingTime on the resend");
     // An undefined tag in a session message: Reject 373=0 naming it.
     let seq = lp.send("0", "9999=x|");
     let r = lp.expect("3");
