@@ -455,7 +455,7 @@ impl Session {
             }
             tracing::warn!(seq = h.seq, sending_time = ?h.sending_time, %now,
                 "SendingTime accuracy problem: rejecting the message and logging out");
-            self.send_reject(raw, h, 10, None, now);
+            self.send_reject(raw, h.msg_type, 10, None, now);
             self.logout("SendingTime accuracy problem", now);
             return Ok(Inbound::Consumed);
         }
@@ -467,7 +467,7 @@ impl Session {
             if h.seq == self.next_in {
                 self.next_in += 1;
             }
-            self.send_reject(raw, h, 9, None, now);
+            self.send_reject(raw, h.msg_type, 9, None, now);
             self.logout("", now);
             return Ok(Inbound::Consumed);
         }
@@ -537,7 +537,7 @@ impl Session {
             "PossDup message rejected: {}",
             dictionary::reason_text(reason)
         );
-        self.send_reject(raw, h, reason, tag, now);
+        self.send_reject(raw, h.msg_type, reason, tag, now);
         if h.seq == self.next_in {
             self.next_in += 1;
         }
@@ -555,15 +555,7 @@ impl Session {
     ) -> Result<Inbound, Disconnect> {
         if !is_fix44_msg_type(msg_type) {
             // FIX: Reject (373=11); the number is used up (already counted).
-            self.counters.rejects_sent += 1;
-            let ref_type = String::from_utf8_lossy(msg_type).into_owned();
-            let seq = self.next_in - 1;
-            self.send_admin("3", now, |b| {
-                b.field_u64(tags::REF_SEQ_NUM, seq)
-                    .field_str(tags::TEXT, dictionary::reason_text(11))
-                    .field_str(tags::REF_MSG_TYPE, &ref_type)
-                    .field_u64(tags::SESSION_REJECT_REASON, 11);
-            });
+            self.send_reject(raw, msg_type, 11, None, now);
             return Ok(Inbound::Consumed);
         }
         match msg_type {
@@ -741,7 +733,7 @@ impl Session {
                 return Ok(Inbound::Consumed);
             }
             // FIX: a Reset that would move the number backwards is rejected (373=5).
-            self.send_reject(raw, h, 5, None, now);
+            self.send_reject(raw, h.msg_type, 5, None, now);
             return Ok(Inbound::Consumed);
         }
         self.next_in = new_seq;
@@ -886,13 +878,13 @@ impl Session {
     fn send_reject(
         &mut self,
         raw: &[u8],
-        h: &HeaderView<'_>,
+        msg_type: &[u8],
         reason: u32,
         tag: Option<i64>,
         now: Timestamp,
     ) {
         self.counters.rejects_sent += 1;
-        let ref_type = String::from_utf8_lossy(h.msg_type).into_owned();
+        let ref_type = String::from_utf8_lossy(msg_type).into_owned();
         let seq = field_bytes(raw, tags::MSG_SEQ_NUM).and_then(parse_u64);
         let route = reverse_route(raw);
         self.send_admin("3", now, |b| {
@@ -936,7 +928,7 @@ impl Session {
         }
         tracing::warn!(seq = h.seq, msg_type = %String::from_utf8_lossy(h.msg_type),
             reason = v.reason, tag, "message rejected: {}", v.text());
-        self.send_reject(raw, h, v.reason, v.tag, now);
+        self.send_reject(raw, h.msg_type, v.reason, v.tag, now);
         if h.msg_type != b"A" && h.msg_type != b"4" && h.seq == self.next_in {
             self.next_in += 1;
             if self.resend_until.is_some_and(|until| self.next_in >= until) {

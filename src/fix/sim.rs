@@ -233,10 +233,8 @@ fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
     };
     let _span = tracing::error_span!("sim", session = %identity).entered();
     let result = match sim.try_lock() {
-        Ok(mut sim) => sim.serve(stream, inbound, first, shared),
-        Err(std::sync::TryLockError::Poisoned(p)) => {
-            p.into_inner().serve(stream, inbound, first, shared)
-        }
+        Ok(mut sim) => sim.serve(stream, inbound, first),
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().serve(stream, inbound, first),
         Err(std::sync::TryLockError::WouldBlock) => {
             // FIX: a second Logon of an identity already logged on is refused by disconnecting.
             tracing::warn!(%identity, "already logged on: connection refused");
@@ -312,7 +310,6 @@ impl Simulator {
         mut stream: TcpStream,
         inbound: crossbeam_channel::Receiver<Vec<u8>>,
         first: Vec<u8>,
-        shared: &Shared,
     ) -> std::io::Result<()> {
         stream.set_nodelay(true)?;
         self.session.on_connect(self.now());
@@ -365,7 +362,7 @@ impl Simulator {
                 tracing::info!(reason = %d.0, "session closed by timer");
                 return Ok(());
             }
-            if shared.finished() && logout_sent.is_none() {
+            if self.shared.finished() && logout_sent.is_none() {
                 self.session.logout("simulation over", now);
                 logout_sent = Some(Instant::now());
             }

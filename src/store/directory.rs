@@ -174,6 +174,14 @@ pub struct Pending {
     pub dir: Vec<u8>,
 }
 
+impl Pending {
+    /// Nothing pending (the directory buffer is kept for reuse).
+    pub fn clear(&mut self) {
+        self.commits = 0;
+        self.dir.clear();
+    }
+}
+
 /// Commits recorded per row, at most.
 pub const COMMITS_PER_ROW: u32 = 8;
 

@@ -641,11 +641,12 @@ fn insert_all(
     }
     // The directory: this commit joins the pending ones; every few commits they get a row
     // (when another writer's commits came between, the pending ones get theirs first).
-    let mut pending = od.pending.clone();
+    // (On any error the caller drops this OpenDay: the next opening covers what has no row.)
+    let pending = &mut od.pending;
     if seq > first {
         if pending.commits > 0 && pending.last_seq + 1 != first {
-            record_directory(&tx, &pending)?;
-            pending = super::directory::Pending::default();
+            record_directory(&tx, pending)?;
+            pending.clear();
         }
         if pending.commits == 0 {
             pending.first_seq = first;
@@ -657,8 +658,8 @@ fn insert_all(
         pending.commits += 1;
         super::directory::push_commit(&mut pending.dir, &od.entries);
         if pending.commits >= super::directory::COMMITS_PER_ROW {
-            record_directory(&tx, &pending)?;
-            pending = super::directory::Pending::default();
+            record_directory(&tx, pending)?;
+            pending.clear();
         }
     }
     if !od.marks.is_empty() {
@@ -676,8 +677,6 @@ fn insert_all(
             .execute(rusqlite::params![file, ticks.len() as i64])?;
     }
     tx.commit()?;
-    // Only what is committed moves the pending commits on.
-    od.pending = pending;
     Ok(seq)
 }
 
@@ -739,7 +738,7 @@ fn flush_directory(od: &mut OpenDay) -> rusqlite::Result<()> {
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     record_directory(&tx, &od.pending)?;
     tx.commit()?;
-    od.pending = super::directory::Pending::default();
+    od.pending.clear();
     Ok(())
 }
 

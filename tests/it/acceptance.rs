@@ -12,6 +12,7 @@
 //!
 //! The test prints the table; every definition must pass but those the README makes N/A.
 
+use super::util::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -284,14 +285,6 @@ enum Verdict {
     Pass,
     NotApplicable(String),
     Fail(String),
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fresh `tickrec simulate` and its port. The port is picked free and then bound by the

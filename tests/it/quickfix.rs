@@ -7,7 +7,7 @@
 //! README's test command (and CI) installs it and runs them with `--include-ignored`. Run
 //! without QuickFIX, they fail with the install command: they never pass without running.
 
-use std::net::TcpListener;
+use super::util::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -47,14 +47,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tools/quickfix")
         .join(name)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What could go wrong: our engine only ever talked to itself, so a real counterparty's

@@ -2,19 +2,12 @@
 //! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
 //! shell completions. Real processes over real TCP.
 
+use super::util::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Kills the child when the test ends, however it ends.
 struct Reaped(Child);

@@ -70,3 +70,12 @@ pub fn seqs(db: &Path) -> Vec<i64> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// A TCP port free on 127.0.0.1 when asked (another process may take it before it is bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
