@@ -47,26 +47,50 @@ pub fn push_commit(dir: &mut Vec<u8>, entries: &[(i64, u64)]) {
     }
 }
 
-/// Every commit of a directory row that starts at `first_seq`: `(symbol, first seq, count)`
-/// of each run, in `seq` order.
-pub fn runs(first_seq: i64, dir: &[u8]) -> Result<Vec<(i64, i64, i64)>, Undecodable> {
-    let mut out = Vec::new();
+/// One varint at `*at`. Most values of a directory (symbol ids and counts below 128) are one
+/// byte, read without the general decoder: it was a third of a live-day range query's time.
+#[inline]
+fn read_var(dir: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
+    match dir.get(*at) {
+        Some(&b) if b < 0x80 => {
+            *at += 1;
+            Ok(u64::from(b))
+        }
+        Some(_) => {
+            let (v, n) = u64::decode_var(&dir[*at..]).ok_or(Undecodable)?;
+            *at += n;
+            Ok(v)
+        }
+        None => Err(Undecodable),
+    }
+}
+
+/// Calls `f(symbol, first seq, count)` for each run of every commit of a directory row that
+/// starts at `first_seq`, in `seq` order.
+pub fn each_run(
+    first_seq: i64,
+    dir: &[u8],
+    mut f: impl FnMut(i64, i64, i64),
+) -> Result<(), Undecodable> {
     let mut at = 0usize;
     let mut seq = first_seq;
-    let next = |at: &mut usize| -> Result<u64, Undecodable> {
-        let (v, n) = u64::decode_var(dir.get(*at..).ok_or(Undecodable)?).ok_or(Undecodable)?;
-        *at += n;
-        Ok(v)
-    };
     while at < dir.len() {
-        let entries = next(&mut at)?;
+        let entries = read_var(dir, &mut at)?;
         for _ in 0..entries {
-            let sym = i64::try_from(next(&mut at)?).map_err(|_| Undecodable)?;
-            let count = i64::try_from(next(&mut at)?).map_err(|_| Undecodable)?;
-            out.push((sym, seq, count));
+            let sym = i64::try_from(read_var(dir, &mut at)?).map_err(|_| Undecodable)?;
+            let count = i64::try_from(read_var(dir, &mut at)?).map_err(|_| Undecodable)?;
+            f(sym, seq, count);
             seq = seq.checked_add(count).ok_or(Undecodable)?;
         }
     }
+    Ok(())
+}
+
+/// Every run of a directory row that starts at `first_seq`: `(symbol, first seq, count)`, in
+/// `seq` order.
+pub fn runs(first_seq: i64, dir: &[u8]) -> Result<Vec<(i64, i64, i64)>, Undecodable> {
+    let mut out = Vec::new();
+    each_run(first_seq, dir, |s, a, n| out.push((s, a, n)))?;
     Ok(out)
 }
 
@@ -81,18 +105,20 @@ pub fn present(conn: &Connection) -> bool {
 }
 
 /// `sym`'s spans in one row: exact runs from its directory, or the whole span to scan.
-fn spans_of(first: i64, last: i64, dir: Option<Vec<u8>>, sym: i64, out: &mut Vec<Span>) {
+fn spans_of(first: i64, last: i64, dir: Option<&[u8]>, sym: i64, out: &mut Vec<Span>) {
     let Some(d) = dir else {
         out.push(Span::Scan(first, last));
         return;
     };
-    match runs(first, &d) {
-        Ok(r) => out.extend(
-            r.into_iter()
-                .filter(|&(s, _, n)| s == sym && n > 0)
-                .map(|(_, a, n)| Span::Exact(a, a + n - 1)),
-        ),
-        Err(Undecodable) => out.push(Span::Scan(first, last)),
+    let before = out.len();
+    let found = each_run(first, d, |s, a, n| {
+        if s == sym && n > 0 {
+            out.push(Span::Exact(a, a + n - 1));
+        }
+    });
+    if found.is_err() {
+        out.truncate(before);
+        out.push(Span::Scan(first, last));
     }
 }
 
@@ -127,7 +153,13 @@ pub fn spans_in(conn: &Connection, sym: i64, lo: i64, hi: i64) -> rusqlite::Resu
     let mut rows = stmt.query([lo, hi])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        spans_of(r.get(0)?, r.get(1)?, r.get(2)?, sym, &mut out);
+        spans_of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get_ref(2)?.as_blob_or_null()?,
+            sym,
+            &mut out,
+        );
     }
     if let Some((a, b)) = tail(conn)? {
         out.push(Span::Scan(a, b));
@@ -153,7 +185,13 @@ pub fn spans_newest_first(
     let mut spans = Vec::new();
     while let Some(r) = rows.next()? {
         spans.clear();
-        spans_of(r.get(0)?, r.get(1)?, r.get(2)?, sym, &mut spans);
+        spans_of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get_ref(2)?.as_blob_or_null()?,
+            sym,
+            &mut spans,
+        );
         for s in spans.iter().rev() {
             if !f(*s)? {
                 return Ok(());
@@ -205,10 +243,10 @@ mod tests {
             ])
         );
         let mut spans = Vec::new();
-        spans_of(100, 306, Some(dir.clone()), 5, &mut spans);
+        spans_of(100, 306, Some(&dir), 5, &mut spans);
         assert_eq!(spans, vec![Span::Exact(103, 103), Span::Exact(304, 305)]);
         spans.clear();
-        spans_of(100, 306, Some(dir[..dir.len() - 1].to_vec()), 5, &mut spans);
+        spans_of(100, 306, Some(&dir[..dir.len() - 1]), 5, &mut spans);
         assert_eq!(spans, vec![Span::Scan(100, 306)], "damaged: scanned");
     }
 }

@@ -362,3 +362,76 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
     assert_eq!(n, 2, "both archived days answer");
     assert_eq!(cached(), 1, "the older copy was evicted");
 }
+
+/// What could go wrong: a `Store` keeps its day readers open between queries; one that kept
+/// answering from what it loaded first would miss new symbols and sources, take the scan path
+/// on a day sealed since, or read a file renamed away by the archiver. Each step compares the
+/// kept store with a fresh one.
+#[test]
+fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_late_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let old = ts("2026-10-01T10:00:00Z");
+    let write = |n: i64, symbols: &[&str], source: &str, from: i64| {
+        let rec = default_recorder(base);
+        for i in 0..n {
+            let mut t = tick(
+                &rec,
+                symbols[i as usize % symbols.len()],
+                Timestamp(old.0 + from + i),
+                "1.1",
+                "1.2",
+            );
+            t.source = rec.names().source(source).unwrap();
+            rec.store_tick(t).unwrap();
+        }
+        assert_eq!(rec.shutdown().ticks_stored, n as u64);
+    };
+    let answers = |s: &tickrec::store::reader::Store| {
+        let mut rows = Vec::new();
+        for sym in ["EURUSD", "GBPUSD"] {
+            let read = s
+                .range(sym, Timestamp(0), Timestamp(i64::MAX), &mut |r| {
+                    rows.push(r.clone());
+                    Ok(())
+                })
+                .unwrap();
+            assert!(read.broken.is_empty(), "{:?}", read.broken);
+            let read = s
+                .recent(sym, 1000, &mut |r| {
+                    rows.push(r.clone());
+                    Ok(())
+                })
+                .unwrap();
+            assert!(read.broken.is_empty(), "{:?}", read.broken);
+        }
+        rows
+    };
+    write(100, &["EURUSD"], "LP1", 0);
+    let kept = store(base);
+    assert_eq!(answers(&kept).len(), 200);
+    let mut expected = 200;
+    let mut step = |label: &str, added: usize| {
+        expected += added;
+        let (k, f) = (answers(&kept), answers(&store(base)));
+        assert_eq!(k.len(), expected, "{label}");
+        assert_eq!(k, f, "{label}: the kept store answers as a fresh one");
+    };
+    write(300, &["EURUSD", "GBPUSD"], "LP2", 1_000);
+    step("a new symbol and a new source", 600);
+    let opts = SqliteOptions::default();
+    assert!(matches!(
+        archive::seal_day(base, old.day(), &opts).unwrap(),
+        archive::Sealed::Done { .. }
+    ));
+    step("sealed", 0);
+    let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+    assert!(matches!(outcome, Outcome::Archived { .. }), "{outcome:?}");
+    step("archived", 0);
+    write(1, &["GBPUSD"], "LP1", 5_000);
+    assert!(
+        layout::day_path(base, old.day()).exists(),
+        "the late tick brought the day back"
+    );
+    step("a late tick", 2);
+}
