@@ -533,11 +533,8 @@ impl Store {
             .conn
             .execute_batch("BEGIN")
             .map_err(StoreError::sqlite(&path))?;
-        let reader = match reader.refresh() {
-            Ok(r) => r,
-            // Dropped: closing the connection ends its transaction.
-            Err(e) => return Err(e.into()),
-        };
+        // On an error the reader is dropped: closing the connection ends its transaction.
+        let reader = reader.refresh()?;
         let out = f(&reader);
         let ended = reader.conn.execute_batch("ROLLBACK");
         // A reader whose file turned out broken is not kept; a failed output is not its fault.
