@@ -223,51 +223,65 @@ pub fn run(
     };
     let input_bytes = (input.len() * std::mem::size_of::<Tick>()) as u64;
 
-    // (a) The ceilings: the same rows, schema, pragmas and transaction size, no pipeline.
-    writeln!(
-        log,
-        "(a) ceilings: bare insert loop, {} ticks, twice…",
-        b.ticks
-    )?;
-    r.ceiling_ticks_per_s = ceiling(
-        &dir.join("ceiling"),
-        day,
-        &names,
-        &input,
-        batch,
-        &writer_opts,
-        true,
-    )?;
-    r.ceiling_autocheckpoint_ticks_per_s = ceiling(
-        &dir.join("ceiling-auto"),
-        day,
-        &names,
-        &input,
-        batch,
-        &writer_opts,
-        false,
-    )?;
-
-    // (b) The writer: the recorder fed from memory.
-    writeln!(log, "(b) writer: Recorder fed from memory…")?;
-    let writer_base = dir.join("writer");
+    // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
+    // and the writer (the Recorder fed from memory), each run twice, interleaved so that what
+    // the machine does meanwhile (writeback of earlier runs, other load) falls on both alike;
+    // each keeps its better run. The ceiling with SQLite's own checkpoints runs once.
     let pipeline = PipelineOptions {
         max_symbols: opts.pipeline.max_symbols.max(names.len()),
         ..opts.pipeline.clone()
     };
-    {
-        let wal = WalWatch::start(&writer_base);
-        let run = write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
-        r.wal_max_bytes = wal.finish();
-        r.rss_bytes = run.rss_bytes.saturating_sub(input_bytes);
-        r.ring_bytes = run.ring_bytes;
-        r.writer_ticks_per_s = run.ticks_per_s;
-        r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
-        r.writer_store_tick_p99_ns = run.stats.store_tick_latency.p99_ns;
-        r.writer_commit_p99_us = run.stats.commit_latency.p99_ns / 1000;
-        let size = std::fs::metadata(layout::day_path(&writer_base, day))?.len();
-        r.bytes_per_tick = size as f64 / b.ticks as f64;
+    let writer_base = dir.join("writer");
+    let ceiling_run = |sub: &str, writer_policy: bool| {
+        ceiling(
+            &dir.join(sub),
+            day,
+            &names,
+            &input,
+            batch,
+            &writer_opts,
+            writer_policy,
+        )
+    };
+    let wal = WalWatch::start(dir);
+    for round in 0..2 {
+        writeln!(
+            log,
+            "(a) ceiling: bare insert loop, {} ticks (run {} of 2)…",
+            b.ticks,
+            round + 1
+        )?;
+        r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ceiling_run("ceiling", true)?);
+        writeln!(
+            log,
+            "(b) writer: Recorder fed from memory (run {} of 2)…",
+            round + 1
+        )?;
+        // The first run's day file is the one (d) queries.
+        let base = if round == 0 {
+            writer_base.clone()
+        } else {
+            dir.join("writer-2")
+        };
+        let run = write_all(&base, &names_table, &pipeline, &writer_opts, &input)?;
+        if round == 0 {
+            r.rss_bytes = run.rss_bytes.saturating_sub(input_bytes);
+            r.ring_bytes = run.ring_bytes;
+            let size = std::fs::metadata(layout::day_path(&writer_base, day))?.len();
+            r.bytes_per_tick = size as f64 / b.ticks as f64;
+        } else {
+            let _ = std::fs::remove_dir_all(&base);
+        }
+        if run.ticks_per_s > r.writer_ticks_per_s {
+            r.writer_ticks_per_s = run.ticks_per_s;
+            r.writer_store_tick_p99_ns = run.stats.store_tick_latency.p99_ns;
+            r.writer_commit_p99_us = run.stats.commit_latency.p99_ns / 1000;
+        }
     }
+    r.wal_max_bytes = wal.finish();
+    r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
+    writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
+    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?;
     writeln!(
         log,
         "(b) writer again, with a reader querying the live day…"
@@ -327,7 +341,7 @@ pub fn run(
             symbols: names.len(),
             rate: None,
             // Keep the simulator's resend memory out of the recorder's RSS picture.
-            resend_capacity: 10_000,
+            resend_capacity: 1_000,
             ..SimOptions::default()
         })?;
         let mut e2e_opts = opts.clone();
@@ -537,10 +551,11 @@ fn write_all(
     })
 }
 
-/// The bare insert loop over `input` into a fresh day file under `base`: ticks/s from the
-/// first insert to the last commit. `writer_policy`: the writer's checkpoints (automatic ones
-/// off, the background checkpointer on the file, the WAL bound after each commit); otherwise
-/// SQLite's automatic checkpoint every 1000 pages.
+/// The bare insert loop over `input` into a fresh day file under `base`: ticks/s over what the
+/// writer's clock covers too, from creating the file to the last tick durable (the closing
+/// `wal_checkpoint(TRUNCATE)` the writer does when it closes a day). `writer_policy`: the
+/// writer's checkpoints (automatic ones off, the background checkpointer on the file, the WAL
+/// bound after each commit); otherwise SQLite's automatic checkpoint every 1000 pages.
 fn ceiling(
     base: &Path,
     day: chrono::NaiveDate,
@@ -551,6 +566,7 @@ fn ceiling(
     writer_policy: bool,
 ) -> anyhow::Result<f64> {
     let path = layout::day_path(base, day);
+    let started = Instant::now();
     let mut conn = schema::open_for_write(&path, day, &writer_opts.sqlite)?;
     let tx = conn.transaction()?;
     for (i, n) in names.iter().enumerate() {
@@ -573,7 +589,6 @@ fn ceiling(
             None
         }
     };
-    let started = Instant::now();
     let mut seq = 1i64;
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -607,8 +622,9 @@ fn ceiling(
             );
         }
     }
-    let ticks_per_s = input.len() as f64 / started.elapsed().as_secs_f64();
     drop(checkpointer);
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let ticks_per_s = input.len() as f64 / started.elapsed().as_secs_f64();
     drop(conn);
     let _ = std::fs::remove_dir_all(base);
     Ok(ticks_per_s)
@@ -623,7 +639,7 @@ impl std::fmt::Display for BenchReport {
         let c = self.ceiling_ticks_per_s;
         writeln!(
             f,
-            "{} ticks, {} symbols, one run; rows generated before every clock",
+            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of 2, interleaved",
             self.ticks, self.symbols
         )?;
         writeln!(
@@ -678,7 +694,7 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "WAL                             largest {:.1} MiB seen during (b) and (c) (target <= 64, writer.wal_max_mib)",
+            "WAL                             largest {:.1} MiB seen during (a), (b) and (c) (target <= 64, writer.wal_max_mib)",
             self.wal_max_bytes as f64 / (1 << 20) as f64
         )?;
         writeln!(

@@ -17,7 +17,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         // Before 1970 or after 2262 the system clock is broken; pin to the epoch rather than panic.
-        Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+        // (Straight from SystemTime: through chrono's calendar it was a tenth of the
+        // simulator's time per message.)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .map_or(Timestamp(0), Timestamp)
     }
 }
 

@@ -575,6 +575,26 @@ pub struct TickRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_u64_writes_every_width() {
+        for v in [
+            0,
+            7,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            10u64.pow(19) - 1,
+            10u64.pow(19),
+            u64::MAX,
+        ] {
+            let mut out = b"x=".to_vec();
+            push_u64(&mut out, v);
+            assert_eq!(out, format!("x={v}").into_bytes());
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

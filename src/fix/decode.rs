@@ -5,7 +5,7 @@
 //! allocates nothing in steady state. A message is validated whole before any of it is applied:
 //! a malformed message changes no book and produces no tick.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::frame::{FieldSyntaxError, Fields};
 use super::tags;
@@ -358,7 +358,7 @@ pub struct MarketData {
     source: SourceId,
     /// The session's origin: each tick carries its message's MsgSeqNum under it.
     origin: OriginId,
-    index: HashMap<Box<[u8]>, usize>,
+    index: FxHashMap<Box<[u8]>, usize>,
     symbols: Vec<SymbolId>,
     books: Vec<Book>,
     /// Symbols touched by the current message, in first-touch order (reused).

@@ -8,7 +8,7 @@ use std::io::Write as _;
 
 use super::frame::{checksum, SOH};
 use super::BEGIN_STRING;
-use crate::tick::{push_u64, Decimal, Timestamp};
+use crate::tick::{push_u64, Decimal, Timestamp, NANOS_PER_SEC};
 
 /// Fractional digits of the UTCTimestamps this side writes (QuickFIX's TimestampPrecision).
 /// FIX 4.4 defines seconds with optional milliseconds; finer forms came with later versions.
@@ -57,6 +57,9 @@ pub struct MessageBuilder {
     /// Where the header fields end in `body` (the application fields start).
     header_end: usize,
     precision: TimePrecision,
+    /// `YYYYMMDD-HH:MM:SS` of the last second written: the many timestamps of one second
+    /// format its date and time once (it was a tenth of the simulator's time per message).
+    second: Option<(i64, [u8; 17])>,
 }
 
 /// Header values of one outgoing message.
@@ -148,7 +151,31 @@ impl MessageBuilder {
     /// UTCTimestamp at the builder's precision: `20261123-10:00:00.123`.
     pub fn field_time(&mut self, tag: u32, t: Timestamp) -> &mut Self {
         self.tag(tag);
-        write_fix_time(&mut self.body, t, self.precision);
+        let (sec, nanos) = (t.0.div_euclid(NANOS_PER_SEC), t.0.rem_euclid(NANOS_PER_SEC));
+        let prefix = match self.second {
+            Some((s, text)) if s == sec => text,
+            _ => {
+                let mut whole = Vec::with_capacity(17);
+                let start = t.0.checked_sub(nanos).unwrap_or(t.0);
+                write_fix_time(&mut whole, Timestamp(start), TimePrecision::Seconds);
+                let mut text = [0u8; 17];
+                text.copy_from_slice(&whole[..17]);
+                self.second = Some((sec, text));
+                text
+            }
+        };
+        self.body.extend_from_slice(&prefix);
+        let digits = self.precision.digits();
+        if digits > 0 {
+            self.body.push(b'.');
+            let mut frac = [b'0'; 9];
+            let mut v = nanos;
+            for d in frac.iter_mut().rev() {
+                *d = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            self.body.extend_from_slice(&frac[..digits]);
+        }
         self.body.push(SOH);
         self
     }
@@ -225,6 +252,29 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn a_builders_timestamps_read_as_written_whatever_the_second_before(
+            a in 946_684_800_000_000_000i64..4_133_980_800_000_000_000,
+            step in 0i64..3_000_000_000,
+            p in 0usize..4,
+        ) {
+            let precision = [
+                TimePrecision::Seconds,
+                TimePrecision::Millis,
+                TimePrecision::Micros,
+                TimePrecision::Nanos,
+            ][p];
+            let mut b = MessageBuilder::new().with_precision(precision);
+            for t in [a, a + step, a + step + 1] {
+                b.body.clear();
+                b.field_time(52, Timestamp(t));
+                let mut want = b"52=".to_vec();
+                write_fix_time(&mut want, Timestamp(t), precision);
+                want.push(SOH);
+                proptest::prop_assert_eq!(&b.body, &want);
+            }
+        }
+
         #[test]
         fn fix_time_round_trips(ns in 946_684_800_000_000_000i64..4_133_980_800_000_000_000) {
             let mut out = Vec::new();

@@ -115,10 +115,10 @@ pub struct Disconnect(pub String);
 #[derive(Debug, Clone)]
 struct Stored {
     seq: u64,
-    msg_type: Box<str>,
+    msg_type: String,
     sent_at: Timestamp,
     /// The application fields, encoded (`tag=value␁…`).
-    body: Box<[u8]>,
+    body: Vec<u8>,
 }
 
 /// Application messages kept for resend, oldest first, by increasing sequence number. Admin
@@ -146,15 +146,25 @@ impl ResendStore {
             // A sequence reset: earlier messages can no longer be asked for.
             self.messages.clear();
         }
-        if self.messages.len() == self.capacity {
-            self.messages.pop_front();
+        // The oldest message's buffers are reused: no allocation per message once full.
+        let mut stored = if self.messages.len() >= self.capacity {
+            self.messages.pop_front()
+        } else {
+            None
         }
-        self.messages.push_back(Stored {
+        .unwrap_or_else(|| Stored {
             seq,
-            msg_type: msg_type.into(),
+            msg_type: String::new(),
             sent_at: at,
-            body: body.into(),
+            body: Vec::new(),
         });
+        stored.seq = seq;
+        stored.sent_at = at;
+        stored.msg_type.clear();
+        stored.msg_type.push_str(msg_type);
+        stored.body.clear();
+        stored.body.extend_from_slice(body);
+        self.messages.push_back(stored);
     }
 
     fn get(&self, seq: u64) -> Option<&Stored> {

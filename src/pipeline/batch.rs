@@ -2,13 +2,18 @@
 //!
 //! A batch closes when it holds `batch_size` ticks or when its first tick has waited
 //! `batch_timeout`, whichever comes first: that bounds both the transaction rate and how long
-//! an accepted tick can sit in memory before it is durable. The batch buffer is allocated once.
+//! an accepted tick can sit in memory before it is durable (plus at most [`IDLE_POLL`], the
+//! longest an idle writer sleeps before it sees the first tick). The batch buffer is
+//! allocated once.
+//!
+//! The writer waits by sleeping, never by being woken (see [`MIN_POLL`]): no producer makes a
+//! syscall for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::{Sink, Stats};
 use crate::shutdown::Shutdown;
@@ -33,8 +38,25 @@ impl Default for BatchPolicy {
 /// Longest wait for the remaining ticks of a message whose first ticks closed a batch.
 const MESSAGE_TAIL_WAIT: Duration = Duration::from_secs(1);
 
-/// How often an idle writer looks at the stop flag.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+/// The writer waits by sleeping, never by being woken: a producer that had to wake it would
+/// make a syscall inside `store_tick` (once per batch, and once per tick at moderate rates,
+/// where the writer outruns the feed; that was the whole p99.9 of `store_tick`). Shortest
+/// sleep, and the longest an idle writer sleeps (the most a tick can wait before its batch
+/// starts, on top of `batch_timeout`).
+const MIN_POLL: Duration = Duration::from_micros(50);
+const IDLE_POLL: Duration = Duration::from_millis(5);
+
+/// An idle writer's sleeps: doubling from [`MIN_POLL`] up to [`IDLE_POLL`].
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let d = MIN_POLL.saturating_mul(1 << self.0.min(16)).min(IDLE_POLL);
+        self.0 = self.0.saturating_add(1);
+        d
+    }
+}
 
 /// What the writer thread shares with its recorder.
 pub(crate) struct WriterControl {
@@ -43,6 +65,8 @@ pub(crate) struct WriterControl {
     /// Set when shutdown gives up on a stalled store (passed to the sinks).
     pub abort: Shutdown,
     pub stats: Arc<Stats>,
+    /// Rung by the writer when it has taken a batch (producers wait on it on a full channel).
+    pub room: Arc<super::doorbell::Doorbell>,
 }
 
 /// Messages with ticks in the batch but not yet their last one, by origin (a handful of
@@ -82,23 +106,30 @@ pub(crate) fn run_writer(
 ) {
     let stop = &ctl.stop;
     let batch_size = policy.batch_size.max(1);
+    let capacity = rx.capacity().unwrap_or(usize::MAX).max(1);
     let mut batch: Vec<Tick> = Vec::with_capacity(batch_size);
     let mut open = OpenMessages::default();
+    let mut idle = Backoff::default();
     'outer: loop {
-        // Wait for the batch's first tick.
-        match rx.recv_timeout(IDLE_POLL) {
-            Ok(t) => take(&mut batch, &mut open, t),
-            Err(RecvTimeoutError::Timeout) => {
+        // Wait for the batch's first tick: polled, so that no producer has a writer to wake.
+        match rx.try_recv() {
+            Ok(t) => {
+                idle = Backoff::default();
+                take(&mut batch, &mut open, t);
+            }
+            Err(TryRecvError::Empty) => {
                 if stop.load(Ordering::Acquire) {
                     break 'outer;
                 }
+                std::thread::sleep(idle.next());
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break 'outer,
+            Err(TryRecvError::Disconnected) => break 'outer,
         }
-        let deadline = Instant::now() + policy.batch_timeout;
+        let started = Instant::now();
+        let deadline = started + policy.batch_timeout;
         while batch.len() < batch_size {
-            // Take what is already queued without a syscall; only then wait.
+            // Take what is already queued; only then wait.
             match rx.try_recv() {
                 Ok(t) => {
                     take(&mut batch, &mut open, t);
@@ -107,20 +138,32 @@ pub(crate) fn run_writer(
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {}
             }
-            if stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if stop.load(Ordering::Acquire) || now >= deadline {
                 break;
             }
-            match rx.recv_deadline(deadline) {
-                Ok(t) => take(&mut batch, &mut open, t),
-                Err(_) => break,
-            }
+            // Producers waiting for room (a channel smaller than a batch) fill it meanwhile.
+            ctl.room.ring_if(|| capacity.saturating_sub(rx.len()));
+            // Sleep for as long as the rest of the batch should take at the rate the batch
+            // has filled so far, but no longer than the channel takes to fill (producers
+            // would wait); at least MIN_POLL, at most to the deadline.
+            let per_tick = now.duration_since(started) / batch.len().max(1) as u32;
+            let rest = (batch_size - batch.len()).min(capacity);
+            let rest = per_tick.saturating_mul(u32::try_from(rest).unwrap_or(u32::MAX));
+            std::thread::sleep(rest.clamp(MIN_POLL, deadline - now));
         }
+        // The batch is out of the channel: producers waiting for room may go on.
+        ctl.room.ring_if(|| capacity.saturating_sub(rx.len()));
         // Never split one FIX message's ticks across transactions, whatever the mix of
         // sessions: its durable sequence mark must cover all of them or none. The rest of a
         // message is microseconds behind.
+        let tail_deadline = Instant::now() + MESSAGE_TAIL_WAIT;
         while open.any() {
-            match rx.recv_timeout(MESSAGE_TAIL_WAIT) {
+            match rx.try_recv() {
                 Ok(t) => take(&mut batch, &mut open, t),
+                Err(TryRecvError::Empty) if Instant::now() < tail_deadline => {
+                    std::thread::sleep(MIN_POLL);
+                }
                 Err(_) => break,
             }
         }

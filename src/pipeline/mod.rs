@@ -5,7 +5,8 @@
 //! its own thread's latency histogram lock (no lock is shared between producers; a scrape of
 //! `/metrics` takes each briefly to merge them), copies a 64-byte tick twice (ring, channel
 //! slot) and never allocates (but once per thread, for its histogram), never touches a file,
-//! and never waits unless the channel is full under the `block` policy.
+//! makes no syscall (the writer polls; no producer wakes it), and never waits unless the
+//! channel is full under the `block` policy.
 //!
 //! Shutdown guarantee: a tick for which `store_tick` returned [`Outcome::Accepted`] is handed
 //! to every backend before [`Recorder::shutdown`] returns, and each backend accounts for it as
@@ -19,6 +20,7 @@
 //! refused (their ticks were never accepted), and backends set the rest aside (`spill`).
 
 pub mod batch;
+mod doorbell;
 pub mod ring;
 pub mod stats;
 
@@ -27,7 +29,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use doorbell::Doorbell;
 
 pub use batch::BatchPolicy;
 use ring::Ring;
@@ -135,6 +138,8 @@ struct Shared {
     closed: AtomicBool,
     /// `store_tick` calls between their `closed` check and the end of their send.
     in_flight: AtomicUsize,
+    /// Rung for producers when a batch's worth of room is free on a full channel.
+    room: Arc<Doorbell>,
     opts: PipelineOptions,
 }
 
@@ -162,11 +167,13 @@ impl Recorder {
         let rings = (0..names.max_symbols()).map(|_| OnceLock::new()).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Shutdown::new();
+        let room = Arc::new(Doorbell::default());
         let writer = {
             let ctl = batch::WriterControl {
                 stop: stop.clone(),
                 abort: abort.clone(),
                 stats: stats.clone(),
+                room: room.clone(),
             };
             let policy = opts.batch;
             std::thread::Builder::new()
@@ -182,6 +189,7 @@ impl Recorder {
                 abort,
                 closed: AtomicBool::new(false),
                 in_flight: AtomicUsize::new(0),
+                room,
                 opts,
             }),
             stop,
@@ -199,7 +207,7 @@ impl Recorder {
 
     /// The hot path: ring buffer, then channel. See the module doc for its guarantees.
     pub fn store_tick(&self, tick: Tick) -> Result<Outcome, StoreTickError> {
-        let start = Instant::now();
+        let start = quanta::Instant::now();
         let sh = &*self.shared;
         sh.stats.intake.ticks_received.incr();
         // Register before checking `closed`; shutdown waits for in_flight to reach 0 after
@@ -283,16 +291,24 @@ impl Recorder {
     #[cold]
     fn wait_for_room(&self, mut tick: Tick) -> bool {
         let sh = &*self.shared;
+        let capacity = sh.tx.capacity().unwrap_or(usize::MAX);
+        // Woken when the writer has taken a batch, not on every tick it takes.
+        let room_for = sh.opts.batch.batch_size.clamp(1, capacity);
         loop {
-            match sh.tx.send_timeout(tick, Duration::from_millis(20)) {
+            sh.room.wait(
+                room_for,
+                || capacity.saturating_sub(sh.tx.len()) >= room_for,
+                Instant::now() + Duration::from_millis(20),
+            );
+            match sh.tx.try_send(tick) {
                 Ok(()) => return true,
-                Err(SendTimeoutError::Timeout(t)) => {
+                Err(TrySendError::Full(t)) => {
                     if sh.abort.is_requested() {
                         return false;
                     }
                     tick = t;
                 }
-                Err(SendTimeoutError::Disconnected(_)) => return false,
+                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
     }

@@ -608,8 +608,9 @@ fn insert_all(
             }
         }
     }
-    // Stable: one symbol's ticks stay in arrival order.
-    od.order.sort_by_key(|&(sym, _)| sym);
+    // By (symbol, arrival): one symbol's ticks stay in arrival order. The pairs are unique,
+    // so the unstable sort (a third of the stable one's time here) gives the same order.
+    od.order.sort_unstable();
     od.entries.clear();
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     {
