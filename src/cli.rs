@@ -74,7 +74,7 @@ pub enum Command {
     Upgrade,
     /// Check every day file and archive (integrity and invariants); --repair salvages broken ones
     Check {
-        /// Move a broken day file aside (<name>.broken-<time>) and salvage what can be read
+        /// Move a broken day file aside (NAME.broken-TIME) and salvage what can be read
         #[arg(long)]
         repair: bool,
     },
@@ -164,7 +164,7 @@ pub struct MigrateArgs {
     /// Read and check everything, write nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// After a verified migration, pack the input into <input-dir>.tar.zst and remove the originals
+    /// After a verified migration, pack the input into INPUT_DIR.tar.zst and remove the originals
     #[arg(long)]
     pub archive_json: bool,
     /// zstd level of that archive

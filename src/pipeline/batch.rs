@@ -2,11 +2,11 @@
 //!
 //! A batch closes when it holds `batch_size` ticks or when its first tick has waited
 //! `batch_timeout`, whichever comes first: that bounds both the transaction rate and how long
-//! an accepted tick can sit in memory before it is durable (plus at most [`IDLE_POLL`], the
+//! an accepted tick can sit in memory before it is durable (plus at most `IDLE_POLL`, the
 //! longest an idle writer sleeps before it sees the first tick). The batch buffer is
 //! allocated once.
 //!
-//! The writer waits by sleeping, never by being woken (see [`MIN_POLL`]): no producer makes a
+//! The writer waits by sleeping, never by being woken (see `MIN_POLL`): no producer makes a
 //! syscall for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -84,7 +84,7 @@ fn bound_wal(od: &OpenDay, max_bytes: u64, busy: std::time::Duration) {
     bound_wal_of(&od.conn, &od.path, max_bytes, busy);
 }
 
-/// [`bound_wal`] for any connection writing `path` (the bench's ceiling uses the writer's own
+/// `bound_wal` for any connection writing `path` (the bench's ceiling uses the writer's own
 /// checkpoint policy through it).
 pub fn bound_wal_of(conn: &Connection, path: &Path, max_bytes: u64, busy: std::time::Duration) {
     let wal = std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
