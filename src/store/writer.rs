@@ -60,6 +60,8 @@ struct OpenDay {
     /// Per transaction: (file symbol id, index in the batch), sorted to write the batch
     /// grouped by symbol (reused).
     order: Vec<(i64, u32)>,
+    /// Per transaction: room for [`group_by_symbol`] (reused).
+    scratch: Vec<(i64, u32)>,
     /// Per transaction: its directory entries, `(symbol, count)` in `seq` order (reused).
     entries: Vec<(i64, u64)>,
     /// Commits not yet recorded in a directory row (see `store::directory`).
@@ -470,6 +472,7 @@ impl SqliteSink {
             src_ids: Vec::new(),
             marks: Vec::new(),
             order: Vec::new(),
+            scratch: Vec::new(),
             entries: Vec::new(),
             pending: super::directory::Pending::default(),
             path,
@@ -608,9 +611,7 @@ fn insert_all(
             }
         }
     }
-    // By (symbol, arrival): one symbol's ticks stay in arrival order. The pairs are unique,
-    // so the unstable sort (a third of the stable one's time here) gives the same order.
-    od.order.sort_unstable();
+    group_by_symbol(&mut od.order, &mut od.scratch);
     od.entries.clear();
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     {
@@ -679,6 +680,42 @@ fn insert_all(
     }
     tx.commit()?;
     Ok(seq)
+}
+
+/// Orders `order` by (symbol, arrival): one symbol's ticks stay in arrival order. A counting
+/// sort by file symbol id (dense from 0) when the ids are few beside the batch (the usual
+/// case), else a comparison sort: the sort was 3% of the writer's time, the counting one is
+/// a fifth of that.
+fn group_by_symbol(order: &mut Vec<(i64, u32)>, scratch: &mut Vec<(i64, u32)>) {
+    let max = order.iter().map(|&(s, _)| s).max().unwrap_or(0);
+    let Some(ids) = usize::try_from(max)
+        .ok()
+        .and_then(|m| m.checked_add(1))
+        .filter(|&ids| ids <= order.len().saturating_mul(4).max(256))
+    else {
+        // The pairs are unique: the unstable sort gives the stable order.
+        order.sort_unstable();
+        return;
+    };
+    if order.iter().any(|&(s, _)| s < 0) {
+        order.sort_unstable();
+        return;
+    }
+    let mut starts = vec![0u32; ids + 1];
+    for &(s, _) in order.iter() {
+        starts[s as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    scratch.clear();
+    scratch.resize(order.len(), (0, 0));
+    for &(s, i) in order.iter() {
+        let at = &mut starts[s as usize];
+        scratch[*at as usize] = (s, i);
+        *at += 1;
+    }
+    std::mem::swap(order, scratch);
 }
 
 /// Records `pending` (commits this writer made) in a directory row, inside the caller's
@@ -830,5 +867,28 @@ impl Sink for SqliteSink {
 impl Drop for SqliteSink {
     fn drop(&mut self) {
         Sink::close(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_by_symbol;
+
+    proptest::proptest! {
+        #[test]
+        fn grouping_by_symbol_keeps_arrival_order_within_a_symbol(
+            syms in proptest::prop_oneof![
+                proptest::collection::vec(0i64..200, 0..600),
+                proptest::collection::vec(-5i64..5, 0..600),
+                proptest::collection::vec(0i64..1_000_000, 0..600),
+            ],
+        ) {
+            let mut order: Vec<(i64, u32)> =
+                syms.iter().enumerate().map(|(i, &s)| (s, i as u32)).collect();
+            let mut want = order.clone();
+            want.sort_by_key(|&(s, _)| s);
+            group_by_symbol(&mut order, &mut Vec::new());
+            proptest::prop_assert_eq!(order, want);
+        }
     }
 }
