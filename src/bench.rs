@@ -382,11 +382,12 @@ pub fn run(
     writeln!(log, "(d) queries on the {}-tick day file…", b.ticks)?;
     let store = Store::new(&writer_base, opts.writer.sqlite.clone());
     let symbol_of = |i: usize| names[i % names.len()].as_str();
+    // Printed as CSV, as the sqlite3 shell prints its rows.
     let recent_p50 = |store: &Store| -> anyhow::Result<f64> {
         let mut times = Vec::with_capacity(200);
         for i in 0..200 {
             let t = Instant::now();
-            store.recent(symbol_of(i), 100, &mut |_| Ok(()))?;
+            crate::query::recent(store, symbol_of(i), 100, OutputFormat::Csv, std::io::sink())?;
             times.push(t.elapsed().as_secs_f64() * 1e6);
         }
         times.sort_by(f64::total_cmp);
