@@ -34,7 +34,7 @@ use crate::pipeline::{PipelineOptions, Recorder, Sink};
 use crate::shutdown::Shutdown;
 use crate::store::archive::{seal_day, Sealed};
 use crate::store::checkpoint::Checkpointer;
-use crate::store::reader::Store;
+use crate::store::reader::{Store, Symbols};
 use crate::store::writer::SqliteSink;
 use crate::store::{layout, schema, WriterOptions};
 use crate::synth::{symbol_names, QuoteGen};
@@ -387,7 +387,13 @@ pub fn run(
         let mut times = Vec::with_capacity(200);
         for i in 0..200 {
             let t = Instant::now();
-            crate::query::recent(store, symbol_of(i), 100, OutputFormat::Csv, std::io::sink())?;
+            crate::query::recent(
+                store,
+                &Symbols::one(symbol_of(i)),
+                100,
+                OutputFormat::Csv,
+                std::io::sink(),
+            )?;
             times.push(t.elapsed().as_secs_f64() * 1e6);
         }
         times.sort_by(f64::total_cmp);
@@ -436,7 +442,7 @@ pub fn run(
     for i in 0..8 {
         rows += crate::query::range(
             &store,
-            symbol_of(i),
+            &Symbols::one(symbol_of(i)),
             from,
             to,
             OutputFormat::Csv,

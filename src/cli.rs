@@ -300,17 +300,19 @@ pub struct IngestArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
-    /// The most recently recorded ticks of a symbol, newest first
+    /// The most recently recorded ticks of one or more symbols, newest first
     Recent {
-        symbol: String,
+        #[command(flatten)]
+        symbols: SymbolsArg,
         #[arg(short = 'n', default_value_t = 100)]
         n: usize,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
-    /// Ticks of a symbol with FROM <= ts_event < TO, in time order
+    /// Ticks of one or more symbols with FROM <= ts_event < TO, in time order
     Range {
-        symbol: String,
+        #[command(flatten)]
+        symbols: SymbolsArg,
         /// RFC 3339 time or a date (its midnight UTC)
         #[arg(long)]
         from: String,
@@ -320,6 +322,28 @@ pub enum QueryCommand {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+}
+
+/// The symbols of a query: as the argument or as `--symbols`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SymbolsArg {
+    /// A symbol, or several separated by commas (case-sensitive), or `all`
+    symbol: Option<String>,
+    /// Same as the argument: A,B,… or all
+    #[arg(long = "symbols", value_name = "A,B|all")]
+    symbols: Option<String>,
+}
+
+impl SymbolsArg {
+    fn parse(&self) -> anyhow::Result<crate::store::reader::Symbols> {
+        let text = self
+            .symbol
+            .as_deref()
+            .or(self.symbols.as_deref())
+            .unwrap_or("");
+        crate::store::reader::Symbols::parse(text).map_err(|e| anyhow::anyhow!("symbols: {e}"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -829,11 +853,11 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
     let out = std::io::stdout().lock();
     let read = match q {
-        QueryCommand::Recent { symbol, n, format } => {
-            query::recent(&store, &symbol, n, format, out)?
+        QueryCommand::Recent { symbols, n, format } => {
+            query::recent(&store, &symbols.parse()?, n, format, out)?
         }
         QueryCommand::Range {
-            symbol,
+            symbols,
             from,
             to,
             format,
@@ -841,9 +865,17 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
             let from = Timestamp::parse(&from).context("--from")?;
             let to = Timestamp::parse(&to).context("--to")?;
             anyhow::ensure!(from < to, "--from must be before --to");
-            query::range(&store, &symbol, from, to, format, out)?
+            query::range(&store, &symbols.parse()?, from, to, format, out)?
         }
     };
+    if !read.unknown.is_empty() {
+        eprintln!(
+            "tickrec: no such symbol {} in {}",
+            read.unknown.join(", "),
+            query::describe_days(&read.days)
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(report_broken(&read.broken))
 }
 

@@ -93,7 +93,13 @@ pub fn run(
     crate::query::print_day_stats(&store.day_stats()?.days, false, &mut out)?;
     if let Some(first) = names.first() {
         writeln!(out, "\n$ tickrec query recent {first} -n 5")?;
-        crate::query::recent(&store, first, 5, OutputFormat::Table, &mut out)?;
+        crate::query::recent(
+            &store,
+            &crate::store::reader::Symbols::one(first),
+            5,
+            OutputFormat::Table,
+            &mut out,
+        )?;
     }
     Ok(report)
 }

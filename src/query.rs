@@ -6,19 +6,19 @@
 use std::io::Write;
 
 use crate::format::{row_writer, OutputFormat};
-use crate::store::reader::{DayStats, Read, ReadError, Store};
+use crate::store::reader::{DayStats, Read, ReadError, Store, Symbols};
 use crate::tick::Timestamp;
 
 /// `tickrec query recent`: newest first.
 pub fn recent(
     store: &Store,
-    symbol: &str,
+    symbols: &Symbols,
     n: usize,
     format: OutputFormat,
     out: impl Write,
 ) -> Result<Read, ReadError> {
     let mut w = row_writer(format, std::io::BufWriter::with_capacity(1 << 16, out));
-    let read = store.recent(symbol, n, &mut |row| w.write_row(row))?;
+    let read = store.recent_of(symbols, n, &mut |row| w.write_row(row))?;
     w.finish().map_err(ReadError::Output)?;
     Ok(read)
 }
@@ -26,16 +26,26 @@ pub fn recent(
 /// `tickrec query range`: `from <= ts_event < to`, in time order.
 pub fn range(
     store: &Store,
-    symbol: &str,
+    symbols: &Symbols,
     from: Timestamp,
     to: Timestamp,
     format: OutputFormat,
     out: impl Write,
 ) -> Result<Read, ReadError> {
     let mut w = row_writer(format, std::io::BufWriter::with_capacity(1 << 16, out));
-    let read = store.range(symbol, from, to, &mut |row| w.write_row(row))?;
+    let read = store.range_of(symbols, from, to, &mut |row| w.write_row(row))?;
     w.finish().map_err(ReadError::Output)?;
     Ok(read)
+}
+
+/// The days a query searched, in words: `2026-11-19`, `2026-11-19..2026-11-23 (3 day files)`,
+/// or that there were none.
+pub fn describe_days(days: &[chrono::NaiveDate]) -> String {
+    match days {
+        [] => "any day file (none in the range)".into(),
+        [d] => d.to_string(),
+        [first, .., last] => format!("{first}..{last} ({} day files)", days.len()),
+    }
 }
 
 /// `tickrec stats`: one line per day, or a JSON array.

@@ -104,16 +104,42 @@ pub fn present(conn: &Connection) -> bool {
     .is_ok()
 }
 
-/// `sym`'s spans in one row: exact runs from its directory, or the whole span to scan.
-fn spans_of(first: i64, last: i64, dir: Option<&[u8]>, sym: i64, out: &mut Vec<Span>) {
+/// Which symbols a directory walk looks for: file ids (few), or every symbol.
+#[derive(Debug, Clone, Copy)]
+pub enum Want<'a> {
+    Ids(&'a [i64]),
+    All,
+}
+
+impl Want<'_> {
+    fn has(self, sym: i64) -> bool {
+        match self {
+            Want::Ids(ids) => ids.contains(&sym),
+            Want::All => true,
+        }
+    }
+}
+
+/// The wanted symbols' spans in one row: exact runs from its directory, or the whole span to
+/// scan (for every symbol, the whole span is exact).
+fn spans_of(first: i64, last: i64, dir: Option<&[u8]>, want: Want<'_>, out: &mut Vec<Span>) {
+    if let Want::All = want {
+        out.push(Span::Exact(first, last));
+        return;
+    }
     let Some(d) = dir else {
         out.push(Span::Scan(first, last));
         return;
     };
     let before = out.len();
     let found = each_run(first, d, |s, a, n| {
-        if s == sym && n > 0 {
-            out.push(Span::Exact(a, a + n - 1));
+        if n > 0 && want.has(s) {
+            // Runs of one commit are adjacent in `seq`: one span covers neighbours.
+            let joins = out.len() > before;
+            match out.last_mut() {
+                Some(Span::Exact(_, b)) if joins && *b + 1 == a => *b = a + n - 1,
+                _ => out.push(Span::Exact(a, a + n - 1)),
+            }
         }
     });
     if found.is_err() {
@@ -134,9 +160,15 @@ fn tail(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
     .map(|(a, b): (i64, i64)| (a <= b).then_some((a, b)))
 }
 
-/// The spans of `sym` in rows whose `ts_event` bounds meet `[lo, hi)` (day-relative ns), then
-/// the tail, in `seq` order. Call inside a read transaction (one snapshot).
-pub fn spans_in(conn: &Connection, sym: i64, lo: i64, hi: i64) -> rusqlite::Result<Vec<Span>> {
+/// The spans of the wanted symbols in rows whose `ts_event` bounds meet `[lo, hi)`
+/// (day-relative ns), then the tail, in `seq` order. Call inside a read transaction (one
+/// snapshot).
+pub fn spans_in(
+    conn: &Connection,
+    want: Want<'_>,
+    lo: i64,
+    hi: i64,
+) -> rusqlite::Result<Vec<Span>> {
     // Between the first row whose running max reaches lo and the first whose running max
     // passes hi by more than any row has lagged (schema/ticks.sql).
     let mut stmt = conn.prepare_cached(
@@ -157,12 +189,15 @@ pub fn spans_in(conn: &Connection, sym: i64, lo: i64, hi: i64) -> rusqlite::Resu
             r.get(0)?,
             r.get(1)?,
             r.get_ref(2)?.as_blob_or_null()?,
-            sym,
+            want,
             &mut out,
         );
     }
     if let Some((a, b)) = tail(conn)? {
-        out.push(Span::Scan(a, b));
+        out.push(match want {
+            Want::All => Span::Exact(a, b),
+            Want::Ids(_) => Span::Scan(a, b),
+        });
     }
     Ok(out)
 }
@@ -189,7 +224,7 @@ pub fn spans_newest_first(
             r.get(0)?,
             r.get(1)?,
             r.get_ref(2)?.as_blob_or_null()?,
-            sym,
+            Want::Ids(&[sym]),
             &mut spans,
         );
         for s in spans.iter().rev() {
@@ -243,10 +278,23 @@ mod tests {
             ])
         );
         let mut spans = Vec::new();
-        spans_of(100, 306, Some(&dir), 5, &mut spans);
+        spans_of(100, 306, Some(&dir), Want::Ids(&[5]), &mut spans);
         assert_eq!(spans, vec![Span::Exact(103, 103), Span::Exact(304, 305)]);
         spans.clear();
-        spans_of(100, 306, Some(&dir[..dir.len() - 1]), 5, &mut spans);
+        spans_of(
+            100,
+            306,
+            Some(&dir[..dir.len() - 1]),
+            Want::Ids(&[5]),
+            &mut spans,
+        );
         assert_eq!(spans, vec![Span::Scan(100, 306)], "damaged: scanned");
+        spans.clear();
+        spans_of(100, 306, Some(&dir), Want::Ids(&[5, 300]), &mut spans);
+        assert_eq!(
+            spans,
+            vec![Span::Exact(103, 306)],
+            "neighbouring runs of the wanted symbols join"
+        );
     }
 }

@@ -99,6 +99,81 @@ pub fn describe(path: &Path, err: &StoreError) -> String {
 pub struct Read {
     pub rows: u64,
     pub broken: Vec<BrokenDay>,
+    /// The days it searched.
+    pub days: Vec<NaiveDate>,
+    /// Named symbols that none of those days knows (only when every day that could hold
+    /// them was searched).
+    pub unknown: Vec<String>,
+}
+
+/// Which symbols a query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Symbols {
+    /// Every symbol.
+    All,
+    /// These names (case-sensitive), at least one.
+    Named(Vec<String>),
+}
+
+impl Symbols {
+    pub fn one(name: &str) -> Symbols {
+        Symbols::Named(vec![name.to_owned()])
+    }
+
+    /// `all` or `*`, else a comma-separated list of names (duplicates dropped).
+    pub fn parse(text: &str) -> Result<Symbols, String> {
+        let text = text.trim();
+        if text == "all" || text == "*" {
+            return Ok(Symbols::All);
+        }
+        let mut names: Vec<String> = Vec::new();
+        for n in text.split(',').map(str::trim) {
+            if n.is_empty() {
+                return Err(format!("empty symbol name in {text:?}"));
+            }
+            if !names.iter().any(|m| m == n) {
+                names.push(n.to_owned());
+            }
+        }
+        Ok(Symbols::Named(names))
+    }
+
+    /// This file's ids of the names (those it knows), or `None` for every symbol.
+    fn ids(&self, reader: &DayReader, found: &mut [bool]) -> Option<Vec<i64>> {
+        match self {
+            Symbols::All => None,
+            Symbols::Named(names) => Some(
+                names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| {
+                        let id = reader.symbol_id(n)?;
+                        found[i] = true;
+                        Some(id)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn unknown(&self, found: &[bool]) -> Vec<String> {
+        match self {
+            Symbols::All => Vec::new(),
+            Symbols::Named(names) => names
+                .iter()
+                .zip(found)
+                .filter(|(_, f)| !**f)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Symbols::All => 0,
+            Symbols::Named(n) => n.len(),
+        }
+    }
 }
 
 /// `tickrec stats`: the days that could be read, and those that could not.
@@ -213,6 +288,15 @@ fn find_id(names: &[Option<Arc<str>>], name: &str) -> Option<i64> {
 
 const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src";
 
+/// File symbol ids as the value of an `rarray(?)` parameter.
+fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
+    std::rc::Rc::new(
+        ids.iter()
+            .map(|&i| rusqlite::types::Value::Integer(i))
+            .collect(),
+    )
+}
+
 impl DayReader {
     fn open(path: &Path, opts: &SqliteOptions) -> Result<DayReader, StoreError> {
         let conn = schema::open_for_read(path, opts)?;
@@ -258,9 +342,8 @@ impl DayReader {
                 |_| Ok(()),
             )
             .is_ok();
-        let directory = !sealed
-            && super::directory::present(&conn)
-            && rusqlite::vtab::array::load_module(&conn).is_ok();
+        let rarray = rusqlite::vtab::array::load_module(&conn).is_ok();
+        let directory = !sealed && rarray && super::directory::present(&conn);
         Ok(DayReader {
             path: path.to_owned(),
             conn,
@@ -289,7 +372,7 @@ impl DayReader {
     /// the directory) joins them through a sort in memory of that symbol's rows.
     fn range_by_directory(
         &self,
-        sym: i64,
+        syms: Option<&[i64]>,
         lo: i64,
         hi: i64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
@@ -301,7 +384,11 @@ impl DayReader {
                 source,
             })
         };
-        let spans = super::directory::spans_in(&self.conn, sym, lo, hi).map_err(sq)?;
+        let want = match syms {
+            Some(ids) => super::directory::Want::Ids(ids),
+            None => super::directory::Want::All,
+        };
+        let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
         // Each exact span as one value, `first << 12 | (length - 1)` (longer spans cut in
         // pieces): the statement walks them as rowid ranges, one seek per span.
         let mut seqs: Vec<rusqlite::types::Value> = Vec::new();
@@ -338,13 +425,15 @@ impl DayReader {
             rows.push(r.clone());
             Ok(())
         })?;
+        // (Only a set of symbols has spans to scan: for every symbol all spans are exact.)
+        let ids = ids_value(syms.unwrap_or_default());
         for (a, b) in scans {
             self.stream(
                 &format!(
                     "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                     AND ts_event >= ?3 AND ts_event < ?4 AND sym = ?5"
+                     AND ts_event >= ?3 AND ts_event < ?4 AND sym IN rarray(?5)"
                 ),
-                &[&a, &b, &lo, &hi, &sym],
+                &[&a, &b, &lo, &hi, &ids],
                 &mut |r| {
                     rows.push(r.clone());
                     Ok(())
@@ -417,6 +506,24 @@ impl DayReader {
             };
         }
         Ok(done)
+    }
+
+    /// The newest `n` ticks of `sym`, newest first.
+    fn recent_one(
+        &self,
+        sym: i64,
+        n: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        if self.directory {
+            return self.recent_by_directory(sym, n, f);
+        }
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        self.stream(
+            &format!("SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2"),
+            &[&sym, &limit],
+            f,
+        )
     }
 
     fn symbol_id(&self, name: &str) -> Option<i64> {
@@ -562,38 +669,69 @@ impl Store {
         n: usize,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<Read, ReadError> {
+        self.recent_of(&Symbols::one(symbol), n, f)
+    }
+
+    /// The `n` most recently recorded ticks of any of `symbols`, newest first (see
+    /// [`Store::recent`]). Several names: each one's newest `n` of a day are read and merged
+    /// by `seq` (memory: `n` rows per name).
+    pub fn recent_of(
+        &self,
+        symbols: &Symbols,
+        n: usize,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<Read, ReadError> {
         let mut left = n as u64;
-        let mut broken = Vec::new();
-        for day in self.days()?.iter().rev() {
+        let mut read = Read::default();
+        let mut found = vec![false; symbols.len()];
+        let days = self.days()?;
+        let mut searched_all = true;
+        for day in days.iter().rev() {
             if left == 0 {
+                searched_all = false;
                 break;
             }
+            read.days.push(day.day);
             let streamed = self.with_day(day, |reader| {
-                let Some(sym) = reader.symbol_id(symbol) else {
-                    return Ok(0);
-                };
-                if reader.directory {
-                    return reader.recent_by_directory(sym, left, f);
-                }
                 let limit = i64::try_from(left).unwrap_or(i64::MAX);
-                reader.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2"
+                let ids = symbols.ids(reader, &mut found);
+                match ids.as_deref() {
+                    None => reader.stream(
+                        &format!("SELECT {COLUMNS} FROM ticks ORDER BY seq DESC LIMIT ?1"),
+                        &[&limit],
+                        f,
                     ),
-                    &[&sym, &limit],
-                    f,
-                )
+                    Some([]) => Ok(0),
+                    Some(&[sym]) => reader.recent_one(sym, left, f),
+                    Some(ids) => {
+                        let mut rows = Vec::new();
+                        for &sym in ids {
+                            reader.recent_one(sym, left, &mut |r| {
+                                rows.push(r.clone());
+                                Ok(())
+                            })?;
+                        }
+                        rows.sort_by_key(|r| std::cmp::Reverse(r.seq));
+                        rows.truncate(left as usize);
+                        for r in &rows {
+                            f(r).map_err(ReadError::Output)?;
+                        }
+                        Ok(rows.len() as u64)
+                    }
+                }
             });
             match streamed {
                 Ok(k) => left -= k,
-                Err(ReadError::Store(e)) => broken.push(BrokenDay::new(day, &e)),
+                Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(day, &e)),
                 Err(e) => return Err(e),
             }
         }
-        Ok(Read {
-            rows: n as u64 - left,
-            broken,
-        })
+        read.rows = n as u64 - left;
+        read.days.reverse();
+        if searched_all {
+            read.unknown = symbols.unknown(&found);
+        }
+        Ok(read)
     }
 
     /// Every tick of one day file, in `seq` order.
@@ -615,33 +753,69 @@ impl Store {
         to: Timestamp,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<Read, ReadError> {
+        self.range_of(&Symbols::one(symbol), from, to, f)
+    }
+
+    /// Ticks of `symbols` with `from <= ts_event < to`, in `(ts_event, seq)` order across
+    /// symbols and days. Days follow each other (a day file holds its day's event times); in
+    /// a day SQLite orders the symbols' rows (its sorter spills to temporary files past the
+    /// page cache, so memory stays bounded however many rows a range has).
+    pub fn range_of(
+        &self,
+        symbols: &Symbols,
+        from: Timestamp,
+        to: Timestamp,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<Read, ReadError> {
         let mut read = Read::default();
         if from >= to {
             return Ok(read);
         }
+        let mut found = vec![false; symbols.len()];
         let (first, last) = (from.day(), Timestamp(to.0.saturating_sub(1)).day());
         for day in self.days()? {
             if day.day < first || day.day > last {
                 continue;
             }
+            read.days.push(day.day);
             let streamed = self.with_day(&day, |reader| {
-                let Some(sym) = reader.symbol_id(symbol) else {
+                let ids = symbols.ids(reader, &mut found);
+                if ids.as_deref() == Some(&[]) {
                     return Ok(0);
-                };
+                }
                 // Bounds relative to the file's midnight, clamped to the day.
                 let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
                 let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
                 if reader.directory {
-                    return reader.range_by_directory(sym, lo, hi, f);
+                    return reader.range_by_directory(ids.as_deref(), lo, hi, f);
                 }
-                reader.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
-                         ORDER BY ts_event, seq"
+                let order = "ORDER BY ts_event, seq";
+                match ids.as_deref() {
+                    Some(&[sym]) => reader.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 \
+                             AND ts_event < ?3 {order}"
+                        ),
+                        &[&sym, &lo, &hi],
+                        f,
                     ),
-                    &[&sym, &lo, &hi],
-                    f,
-                )
+                    Some(ids) => reader.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE sym IN rarray(?1) \
+                             AND ts_event >= ?2 AND ts_event < ?3 {order}"
+                        ),
+                        &[&ids_value(ids), &lo, &hi],
+                        f,
+                    ),
+                    None => reader.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE ts_event >= ?1 AND ts_event < ?2 \
+                             {order}"
+                        ),
+                        &[&lo, &hi],
+                        f,
+                    ),
+                }
             });
             match streamed {
                 Ok(k) => read.rows += k,
@@ -649,6 +823,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        read.unknown = symbols.unknown(&found);
         Ok(read)
     }
 

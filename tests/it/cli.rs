@@ -790,3 +790,129 @@ fn two_writers_on_one_day_keep_its_directory_whole() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(live, ask(), "directory and index answer alike");
 }
+
+/// What could go wrong: a query of several symbols (or all) that drops, repeats or misorders
+/// rows where the days and the symbols meet, on a sealed day (indexes) and a live one
+/// (directory); or an unknown symbol that reads as an empty answer. Every multi-symbol answer
+/// must equal the single-symbol answers merged by (ts_event, seq), and `recent` the newest of
+/// them by recording order.
+#[test]
+fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let syms = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"];
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-18T20:00:00Z").unwrap();
+    let mut lines = String::new();
+    // Two days (the 18th and 19th), event times up to a minute out of arrival order.
+    for i in 0..5000i64 {
+        let sym = syms[rng.gen_range(0..syms.len())];
+        let t = base + chrono::Duration::milliseconds(i * 6_000 + rng.gen_range(-60_000..60_000));
+        lines.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":1.{:05},\"ask\":1.5,\"ts_event\":\"{}\"}}\n",
+            i,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ));
+    }
+    let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The 18th sealed (its indexes answer), the 19th stays live (its directory answers).
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let day18 = db.join("2026/11/ticks_2026-11-18.db");
+    let indexed: i64 = rusqlite::Connection::open(&day18)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
+    let conn = rusqlite::Connection::open(db.join("2026/11/ticks_2026-11-19.db")).unwrap();
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time;",
+    )
+    .unwrap();
+    drop(conn);
+    let csv = |args: &[&str]| -> Vec<Vec<String>> {
+        let mut a = args.to_vec();
+        a.extend(["--format", "csv"]);
+        let out = tickrec(&db, &a, None);
+        assert!(out.status.success(), "{a:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    };
+    // Columns: seq, symbol, ts_event_ns, ts_event, …
+    let key = |r: &Vec<String>| (r[2].clone(), r[0].parse::<i64>().unwrap());
+    let (from, to) = ("2026-11-18T21:00:00Z", "2026-11-19T03:00:00Z");
+    let range = |s: &str| csv(&["query", "range", s, "--from", from, "--to", to]);
+    let mut merged: Vec<Vec<String>> = ["EURUSD", "XAUUSD"].iter().flat_map(|s| range(s)).collect();
+    merged.sort_by_key(key);
+    assert!(merged.len() > 500, "both days hold rows: {}", merged.len());
+    assert_eq!(range("EURUSD,XAUUSD"), merged, "two symbols");
+    assert_eq!(
+        csv(&[
+            "query",
+            "range",
+            "--symbols",
+            "XAUUSD,EURUSD",
+            "--from",
+            from,
+            "--to",
+            to
+        ]),
+        merged,
+        "--symbols, in any order"
+    );
+    let mut all: Vec<Vec<String>> = syms.iter().flat_map(|s| range(s)).collect();
+    all.sort_by_key(key);
+    assert_eq!(range("all"), all, "all");
+    assert_eq!(range("*"), all, "*");
+
+    // recent: the newest 300 of two symbols by recording order, newest day first.
+    let recent = |s: &str| csv(&["query", "recent", s, "-n", "300"]);
+    let mut newest: Vec<Vec<String>> = ["GBPUSD", "USDJPY"]
+        .iter()
+        .flat_map(|s| recent(s))
+        .collect();
+    // Each row's day is its ts_event's date (a day file holds its day's event times).
+    newest
+        .sort_by_key(|r| std::cmp::Reverse((r[3][..10].to_owned(), r[0].parse::<i64>().unwrap())));
+    newest.truncate(300);
+    assert_eq!(recent("GBPUSD,USDJPY"), newest);
+    assert_eq!(csv(&["query", "recent", "all", "-n", "7"]).len(), 7);
+
+    // An unknown symbol is an error that names the days searched; the known ones still print.
+    let out = tickrec(
+        &db,
+        &[
+            "query",
+            "range",
+            "EURUSD,eurusd",
+            "--from",
+            from,
+            "--to",
+            to,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such symbol eurusd in 2026-11-18..2026-11-19 (2 day files)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("EURUSD"));
+    let out = tickrec(&db, &["query", "recent", "NOPE"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no such symbol NOPE"),
+        "{}",
+        text(&out.stderr)
+    );
+}
