@@ -322,6 +322,28 @@ pub enum QueryCommand {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Open, high, low, close, tick count and spread range of a symbol per interval
+    Bars {
+        symbol: String,
+        /// 1s, 1m, 5m, 1h, 1d, … (a whole number of s, m, h or d that divides a day)
+        #[arg(long, value_parser = parse_interval)]
+        interval: crate::bars::Interval,
+        /// RFC 3339 time or a date (its midnight UTC)
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 time or a date (its midnight UTC); exclusive
+        #[arg(long)]
+        to: String,
+        /// The price the bars follow
+        #[arg(long, value_enum, default_value_t = crate::bars::PriceSide::Mid)]
+        price: crate::bars::PriceSide,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<crate::bars::Interval, String> {
+    crate::bars::Interval::parse(s)
 }
 
 /// The symbols of a query: as the argument or as `--symbols`.
@@ -866,6 +888,19 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
             let to = Timestamp::parse(&to).context("--to")?;
             anyhow::ensure!(from < to, "--from must be before --to");
             query::range(&store, &symbols.parse()?, from, to, format, out)?
+        }
+        QueryCommand::Bars {
+            symbol,
+            interval,
+            from,
+            to,
+            price,
+            format,
+        } => {
+            let from = Timestamp::parse(&from).context("--from")?;
+            let to = Timestamp::parse(&to).context("--to")?;
+            anyhow::ensure!(from < to, "--from must be before --to");
+            query::bars(&store, &symbol, interval, price, from, to, format, out)?
         }
     };
     if !read.unknown.is_empty() {

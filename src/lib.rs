@@ -7,6 +7,7 @@
 //! runs FIX gateways into a recorder; `demo` and `synth` generate quotes. The edge (`cli`, `config`,
 //! `service`, `shutdown`) turns flags, files and signals into typed options for the core.
 
+pub mod bars;
 pub mod bench;
 pub mod civil;
 pub mod cli;

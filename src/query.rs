@@ -38,6 +38,32 @@ pub fn range(
     Ok(read)
 }
 
+/// `tickrec query bars`: one bar per interval with ticks, in time order, streamed.
+#[allow(clippy::too_many_arguments)]
+pub fn bars(
+    store: &Store,
+    symbol: &str,
+    interval: crate::bars::Interval,
+    side: crate::bars::PriceSide,
+    from: Timestamp,
+    to: Timestamp,
+    format: OutputFormat,
+    out: impl Write,
+) -> Result<Read, ReadError> {
+    let mut w =
+        crate::bars::BarWriter::new(format, std::io::BufWriter::with_capacity(1 << 16, out));
+    let mut builder = crate::bars::BarBuilder::new(interval, side);
+    let mut read = store.range(symbol, from, to, &mut |row| match builder.push(row) {
+        Some(bar) => w.write(&bar),
+        None => Ok(()),
+    })?;
+    if let Some(bar) = builder.finish() {
+        w.write(&bar).map_err(ReadError::Output)?;
+    }
+    read.rows = w.finish().map_err(ReadError::Output)?;
+    Ok(read)
+}
+
 /// The days a query searched, in words: `2026-11-19`, `2026-11-19..2026-11-23 (3 day files)`,
 /// or that there were none.
 pub fn describe_days(days: &[chrono::NaiveDate]) -> String {

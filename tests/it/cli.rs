@@ -916,3 +916,108 @@ fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
         text(&out.stderr)
     );
 }
+
+/// What could go wrong: bars that lose a tick at an interval or day boundary, round a price,
+/// or emit an empty interval. `query bars` must equal a naive recomputation from
+/// `query range` of the same ticks, exactly.
+#[test]
+fn bars_equal_a_recomputation_from_the_range_query() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-18T22:00:00Z").unwrap();
+    let mut lines = String::new();
+    for i in 0..3000i64 {
+        let t = base + chrono::Duration::milliseconds(i * 2_900 + rng.gen_range(0..2_000));
+        let bid = format!("1.{:05}", rng.gen_range(0..99_999));
+        let ask = format!("1.{:04}", rng.gen_range(0..9_999)); // sometimes crossed
+        let sides = match rng.gen_range(0..10) {
+            0 => format!("\"bid\":{bid}"),
+            1 => format!("\"ask\":{ask}"),
+            _ => format!("\"bid\":{bid},\"ask\":{ask}"),
+        };
+        lines.push_str(&format!(
+            "{{\"symbol\":\"EURUSD\",{sides},\"ts_event\":\"{}\"}}\n",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        ));
+    }
+    let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (from, to) = ("2026-11-18T22:07:00Z", "2026-11-19T00:31:00Z");
+    // Exact values as integers of 10^-10 (a mid has one more place than its sides).
+    let units = |s: &str| -> i128 {
+        let (neg, s) = s.strip_prefix('-').map_or((false, s), |r| (true, r));
+        let (i, f) = s.split_once('.').unwrap_or((s, ""));
+        let v = i.parse::<i128>().unwrap() * 10i128.pow(10)
+            + format!("{f:0<10}").parse::<i128>().unwrap();
+        if neg {
+            -v
+        } else {
+            v
+        }
+    };
+    let out = tickrec(
+        &db,
+        &[
+            "query", "range", "EURUSD", "--from", from, "--to", to, "--format", "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    // (start of 5 minutes, mid, spread) of each tick with both sides, in time order.
+    let mut naive: BTreeMap<i64, Vec<(i128, i128)>> = BTreeMap::new();
+    for l in text(&out.stdout).lines().skip(1) {
+        let c: Vec<&str> = l.split(',').collect();
+        let (ts, bid, ask) = (c[2].parse::<i64>().unwrap(), c[5], c[6]);
+        if bid.is_empty() || ask.is_empty() {
+            continue;
+        }
+        let (b, a) = (units(bid), units(ask));
+        let start = ts.div_euclid(300_000_000_000) * 300_000_000_000;
+        naive.entry(start).or_default().push(((b + a) / 2, a - b));
+    }
+    let out = tickrec(
+        &db,
+        &[
+            "query",
+            "bars",
+            "EURUSD",
+            "--interval",
+            "5m",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bars: Vec<Vec<String>> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    assert!(bars.len() > 20, "bars across midnight: {}", bars.len());
+    assert_eq!(bars.len(), naive.len(), "one bar per interval with ticks");
+    for (bar, (start, ticks)) in bars.iter().zip(&naive) {
+        let t = tickrec::tick::Timestamp::parse(&bar[1]).unwrap();
+        assert_eq!(t.0, *start);
+        let mids: Vec<i128> = ticks.iter().map(|t| t.0).collect();
+        let spreads: Vec<i128> = ticks.iter().map(|t| t.1).collect();
+        assert_eq!(units(&bar[2]), mids[0], "open {bar:?}");
+        assert_eq!(units(&bar[3]), *mids.iter().max().unwrap(), "high {bar:?}");
+        assert_eq!(units(&bar[4]), *mids.iter().min().unwrap(), "low {bar:?}");
+        assert_eq!(units(&bar[5]), *mids.last().unwrap(), "close {bar:?}");
+        assert_eq!(bar[6].parse::<usize>().unwrap(), ticks.len());
+        assert_eq!(units(&bar[7]), *spreads.iter().min().unwrap());
+        assert_eq!(units(&bar[8]), *spreads.iter().max().unwrap());
+    }
+    assert!(
+        naive.values().flatten().any(|t| t.1 < 0),
+        "some quotes are crossed (negative spreads)"
+    );
+}
