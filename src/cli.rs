@@ -55,6 +55,8 @@ pub enum Command {
     Query(QueryCommand),
     /// Per-day figures: ticks, symbols, bytes, first and last event time
     Stats(StatsArgs),
+    /// Write a time range as a Hive-partitioned tree (date=YYYY-MM-DD/part-0.*) for research engines
+    Export(ExportArgs),
     /// Import legacy JSON history into the daily files, each tick exactly once
     Migrate(MigrateArgs),
     /// Compare legacy JSON history with the daily files, per symbol per day
@@ -369,6 +371,27 @@ impl SymbolsArg {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// RFC 3339 time or a date (its midnight UTC)
+    #[arg(long)]
+    pub from: String,
+    /// RFC 3339 time or a date (its midnight UTC); exclusive
+    #[arg(long)]
+    pub to: String,
+    /// A,B,… or all
+    #[arg(long, default_value = "all", value_name = "A,B|all")]
+    pub symbols: String,
+    #[arg(long, value_enum, default_value_t = crate::export::ExportFormat::Parquet)]
+    pub format: crate::export::ExportFormat,
+    /// The tree's root folder
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Write partitions that exist already (otherwise they are skipped: a resumed export)
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
@@ -393,6 +416,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => run_simulate(a),
         Command::Ingest(a) => run_ingest(&opts, a),
         Command::Query(q) => run_query(&opts, q),
+        Command::Export(a) => run_export(&opts, a),
         Command::Stats(a) => {
             let report = service::open_store(&opts).day_stats()?;
             query::print_day_stats(&report.days, a.json, std::io::stdout().lock())?;
@@ -539,9 +563,11 @@ fn db_use(c: &Command) -> DbUse {
         | Command::Bench(_)
         | Command::Health { .. }
         | Command::Completions { .. } => DbUse::None,
-        Command::Query(_) | Command::Stats(_) | Command::Verify(_) | Command::Check { .. } => {
-            DbUse::Read
-        }
+        Command::Query(_)
+        | Command::Stats(_)
+        | Command::Export(_)
+        | Command::Verify(_)
+        | Command::Check { .. } => DbUse::Read,
     }
 }
 
@@ -912,6 +938,51 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(report_broken(&read.broken))
+}
+
+fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = service::open_store(opts);
+    let from = Timestamp::parse(&a.from).context("--from")?;
+    let to = Timestamp::parse(&a.to).context("--to")?;
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let symbols = crate::store::reader::Symbols::parse(&a.symbols)
+        .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} days {msg} (ETA {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = crate::export::run(
+        &store,
+        &crate::export::ExportOptions {
+            from,
+            to,
+            symbols,
+            format: a.format,
+            out: a.out.clone(),
+            overwrite: a.overwrite,
+        },
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "exported {} rows into {} file(s), {} bytes, under {}; {} partition(s) already there, skipped",
+        report.rows,
+        report.written.len(),
+        report.bytes,
+        a.out.display(),
+        report.skipped.len()
+    );
+    if !report.unknown.is_empty() {
+        eprintln!(
+            "tickrec: no such symbol {} in the exported days",
+            report.unknown.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(report_broken(&report.broken))
 }
 
 /// Progress and rejected records of a migration, on stderr.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod fix;
 pub mod format;
 pub mod fsutil;

@@ -2,6 +2,7 @@ mod acceptance;
 mod archive;
 mod cli;
 mod conformance;
+mod export;
 mod failures;
 mod faults;
 mod fix;

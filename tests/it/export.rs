@@ -1,0 +1,242 @@
+//! `tickrec export`: Hive-partitioned Parquet, CSV and JSON Lines trees, read back by the
+//! research engines (DuckDB, pyarrow, polars) and compared row by row with `query range`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::cli::tickrec;
+
+const NEEDS_ENGINES: &str = "needs DuckDB, pyarrow and polars: `bash tools/install-research.sh`, \
+                             then `cargo test -- --include-ignored`";
+
+/// The Python that imports the three engines; panics with the install command when there is none.
+fn research_python() -> PathBuf {
+    let python = std::env::var_os("TICKREC_RESEARCH_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/tickrec/research-venv/bin/python"))
+        })
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&python)
+        .args(["-c", "import duckdb, pyarrow.parquet, polars"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import the engines: this test {NEEDS_ENGINES}",
+        python.display()
+    );
+    python
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Two days of ticks with what trips exporters: decimals of several scales in one column
+/// (prices of 5 and 3 places, sizes with and without decimals, one size too large for 18
+/// digits at that scale), missing sides, two sources.
+fn two_days(db: &Path) {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-18T23:00:00Z").unwrap();
+    let mut lines = String::new();
+    for i in 0..4000i64 {
+        let t = base + chrono::Duration::milliseconds(i * 1_700);
+        let (sym, bid, ask) = match i % 3 {
+            0 => (
+                "EURUSD",
+                format!("1.{:05}", 8000 + i),
+                format!("1.{:05}", 8010 + i),
+            ),
+            1 => (
+                "USDJPY",
+                format!("151.{:03}", i % 1000),
+                format!("151.{:03}", (i + 7) % 1000),
+            ),
+            _ => (
+                "XAUUSD",
+                format!("2650.{}", i % 10),
+                format!("2651.{}", i % 10),
+            ),
+        };
+        let size = match i % 5 {
+            0 => "1000000".to_owned(),
+            1 => format!("0.{:08}", i),
+            2 => "123456789012.5".to_owned(),
+            _ => format!("{}", 1 + i),
+        };
+        let sides = if i % 11 == 0 {
+            format!("\"bid\":{bid}")
+        } else {
+            format!("\"bid\":{bid},\"ask\":{ask},\"bid_size\":{size},\"ask_size\":{size}")
+        };
+        lines.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",{sides},\"source\":\"LP{}\",\"ts_event\":\"{}\"}}\n",
+            i % 2,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        ));
+    }
+    let out = tickrec(db, &["ingest", "--source-id", "x"], Some(&lines));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+const FROM: &str = "2026-11-18T23:10:00Z";
+const TO: &str = "2026-11-19T00:50:00Z";
+
+#[test]
+#[ignore = "needs DuckDB, pyarrow and polars (tools/install-research.sh); run by CI with --include-ignored"]
+fn an_exported_parquet_tree_reads_the_same_in_duckdb_pyarrow_and_polars() {
+    let python = research_python();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    two_days(&db);
+    let tree = dir.path().join("tree");
+    let out = tickrec(
+        &db,
+        &[
+            "export",
+            "--from",
+            FROM,
+            "--to",
+            TO,
+            "--out",
+            tree.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("into 2 file(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    for day in ["2026-11-18", "2026-11-19"] {
+        assert!(tree.join(format!("date={day}/part-0.parquet")).is_file());
+    }
+    let expected = dir.path().join("expected.csv");
+    let out = tickrec(
+        &db,
+        &[
+            "query", "range", "all", "--from", FROM, "--to", TO, "--format", "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    std::fs::write(&expected, &out.stdout).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/research/check_export.py");
+    let check = Command::new(python)
+        .arg(script)
+        .arg(&tree)
+        .arg(&expected)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && text(&check.stdout).starts_with("OK "),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+}
+
+/// What could go wrong: an interrupted export leaves a partial file that a resumed one takes
+/// for complete, or a resumed one writes a partition twice; CSV and JSON Lines trees that
+/// differ from the query output.
+#[test]
+fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    two_days(&db);
+    let tree = dir.path().join("tree");
+    let export = |extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "--from",
+            FROM,
+            "--to",
+            TO,
+            "--out",
+            tree.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = tickrec(&db, &args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // A crash mid-write leaves only a temporary file: it is not a partition.
+    let day1 = tree.join("date=2026-11-18");
+    std::fs::create_dir_all(&day1).unwrap();
+    std::fs::write(day1.join("part-0.csv.tmp"), "half a file").unwrap();
+    let first = export(&["--format", "csv"]);
+    assert!(
+        first.contains("into 2 file(s)") && first.contains("0 partition(s) already there"),
+        "{first}"
+    );
+    let again = export(&["--format", "csv"]);
+    assert!(
+        again.contains("into 0 file(s)") && again.contains("2 partition(s) already there"),
+        "{again}"
+    );
+    let over = export(&["--format", "csv", "--overwrite"]);
+    assert!(over.contains("into 2 file(s)"), "{over}");
+    assert!(
+        !day1.join("part-0.csv.tmp").exists(),
+        "the temporary was replaced"
+    );
+
+    let query = tickrec(
+        &db,
+        &[
+            "query", "range", "all", "--from", FROM, "--to", TO, "--format", "csv",
+        ],
+        None,
+    );
+    let query = text(&query.stdout);
+    let mut lines = query.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let mut exported = Vec::new();
+    for day in ["2026-11-18", "2026-11-19"] {
+        let body = std::fs::read_to_string(tree.join(format!("date={day}/part-0.csv"))).unwrap();
+        let mut l = body.lines();
+        assert_eq!(l.next(), Some(header));
+        exported.extend(l.map(str::to_owned));
+    }
+    assert_eq!(
+        exported, rows,
+        "the CSV tree is the query's output, day by day"
+    );
+
+    export(&["--format", "jsonl"]);
+    let json = tickrec(
+        &db,
+        &[
+            "query", "range", "all", "--from", FROM, "--to", TO, "--format", "jsonl",
+        ],
+        None,
+    );
+    let mut exported = String::new();
+    for day in ["2026-11-18", "2026-11-19"] {
+        exported +=
+            &std::fs::read_to_string(tree.join(format!("date={day}/part-0.jsonl"))).unwrap();
+    }
+    assert_eq!(exported, text(&json.stdout));
+
+    // One symbol; an unknown one is an error.
+    let out = tickrec(
+        &db,
+        &[
+            "export",
+            "--from",
+            FROM,
+            "--to",
+            TO,
+            "--symbols",
+            "NOPE",
+            "--out",
+            dir.path().join("t2").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no such symbol NOPE"));
+}
