@@ -80,6 +80,8 @@ pub struct BenchReport {
     pub ring_bytes: u64,
     /// Live day file (no per-symbol index).
     pub bytes_per_tick: f64,
+    /// The same as `bytes_per_tick`, under the name the sealed figure pairs with.
+    pub live_bytes_per_tick: f64,
     /// The same file sealed (per-symbol indexes).
     pub sealed_bytes_per_tick: f64,
     pub seal_seconds: f64,
@@ -269,6 +271,7 @@ pub fn run(
             r.ring_bytes = run.ring_bytes;
             let size = std::fs::metadata(layout::day_path(&writer_base, day))?.len();
             r.bytes_per_tick = size as f64 / b.ticks as f64;
+            r.live_bytes_per_tick = r.bytes_per_tick;
         } else {
             let _ = std::fs::remove_dir_all(&base);
         }
