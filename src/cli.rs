@@ -897,6 +897,14 @@ fn report_broken(broken: &[crate::store::reader::BrokenDay]) -> ExitCode {
     }
 }
 
+/// `--from` and `--to` of a query or an export: times or dates, `from` before `to`.
+fn time_window(from: &str, to: &str) -> anyhow::Result<(Timestamp, Timestamp)> {
+    let from = Timestamp::parse(from).context("--from")?;
+    let to = Timestamp::parse(to).context("--to")?;
+    anyhow::ensure!(from < to, "--from must be before --to");
+    Ok((from, to))
+}
+
 fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
     let out = std::io::stdout().lock();
@@ -910,9 +918,7 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
             to,
             format,
         } => {
-            let from = Timestamp::parse(&from).context("--from")?;
-            let to = Timestamp::parse(&to).context("--to")?;
-            anyhow::ensure!(from < to, "--from must be before --to");
+            let (from, to) = time_window(&from, &to)?;
             query::range(&store, &symbols.parse()?, from, to, format, out)?
         }
         QueryCommand::Bars {
@@ -923,9 +929,7 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
             price,
             format,
         } => {
-            let from = Timestamp::parse(&from).context("--from")?;
-            let to = Timestamp::parse(&to).context("--to")?;
-            anyhow::ensure!(from < to, "--from must be before --to");
+            let (from, to) = time_window(&from, &to)?;
             query::bars(&store, &symbol, interval, price, from, to, format, out)?
         }
     };
@@ -942,9 +946,7 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
 
 fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
-    let from = Timestamp::parse(&a.from).context("--from")?;
-    let to = Timestamp::parse(&a.to).context("--to")?;
-    anyhow::ensure!(from < to, "--from must be before --to");
+    let (from, to) = time_window(&a.from, &a.to)?;
     let symbols = crate::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
     let bar = indicatif::ProgressBar::new(0).with_style(

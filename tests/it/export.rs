@@ -11,23 +11,12 @@ const NEEDS_ENGINES: &str = "needs DuckDB, pyarrow and polars: `bash tools/insta
 
 /// The Python that imports the three engines; panics with the install command when there is none.
 fn research_python() -> PathBuf {
-    let python = std::env::var_os("TICKREC_RESEARCH_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/tickrec/research-venv/bin/python"))
-        })
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&python)
-        .args(["-c", "import duckdb, pyarrow.parquet, polars"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import the engines: this test {NEEDS_ENGINES}",
-        python.display()
-    );
-    python
+    super::util::venv_python(
+        "TICKREC_RESEARCH_PYTHON",
+        "research-venv",
+        "import duckdb, pyarrow.parquet, polars",
+        NEEDS_ENGINES,
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -83,6 +72,14 @@ fn two_days(db: &Path) {
 const FROM: &str = "2026-11-18T23:10:00Z";
 const TO: &str = "2026-11-19T00:50:00Z";
 
+/// `tickrec export` of FROM..TO into `tree`, with `extra` arguments.
+fn export(db: &Path, tree: &Path, extra: &[&str]) -> std::process::Output {
+    let tree = tree.to_string_lossy();
+    let mut args = vec!["export", "--from", FROM, "--to", TO, "--out", &tree];
+    args.extend(extra);
+    tickrec(db, &args, None)
+}
+
 #[test]
 #[ignore = "needs DuckDB, pyarrow and polars (tools/install-research.sh); run by CI with --include-ignored"]
 fn an_exported_parquet_tree_reads_the_same_in_duckdb_pyarrow_and_polars() {
@@ -91,19 +88,7 @@ fn an_exported_parquet_tree_reads_the_same_in_duckdb_pyarrow_and_polars() {
     let db = dir.path().join("db");
     two_days(&db);
     let tree = dir.path().join("tree");
-    let out = tickrec(
-        &db,
-        &[
-            "export",
-            "--from",
-            FROM,
-            "--to",
-            TO,
-            "--out",
-            tree.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = export(&db, &tree, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("into 2 file(s)"),
@@ -147,18 +132,8 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     let db = dir.path().join("db");
     two_days(&db);
     let tree = dir.path().join("tree");
-    let export = |extra: &[&str]| {
-        let mut args = vec![
-            "export",
-            "--from",
-            FROM,
-            "--to",
-            TO,
-            "--out",
-            tree.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let out = tickrec(&db, &args, None);
+    let export_ok = |extra: &[&str]| {
+        let out = export(&db, &tree, extra);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
@@ -166,17 +141,17 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     let day1 = tree.join("date=2026-11-18");
     std::fs::create_dir_all(&day1).unwrap();
     std::fs::write(day1.join("part-0.csv.tmp"), "half a file").unwrap();
-    let first = export(&["--format", "csv"]);
+    let first = export_ok(&["--format", "csv"]);
     assert!(
         first.contains("into 2 file(s)") && first.contains("0 partition(s) already there"),
         "{first}"
     );
-    let again = export(&["--format", "csv"]);
+    let again = export_ok(&["--format", "csv"]);
     assert!(
         again.contains("into 0 file(s)") && again.contains("2 partition(s) already there"),
         "{again}"
     );
-    let over = export(&["--format", "csv", "--overwrite"]);
+    let over = export_ok(&["--format", "csv", "--overwrite"]);
     assert!(over.contains("into 2 file(s)"), "{over}");
     assert!(
         !day1.join("part-0.csv.tmp").exists(),
@@ -206,7 +181,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
         "the CSV tree is the query's output, day by day"
     );
 
-    export(&["--format", "jsonl"]);
+    export_ok(&["--format", "jsonl"]);
     let json = tickrec(
         &db,
         &[
@@ -222,21 +197,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     assert_eq!(exported, text(&json.stdout));
 
     // One symbol; an unknown one is an error.
-    let out = tickrec(
-        &db,
-        &[
-            "export",
-            "--from",
-            FROM,
-            "--to",
-            TO,
-            "--symbols",
-            "NOPE",
-            "--out",
-            dir.path().join("t2").to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = export(&db, &dir.path().join("t2"), &["--symbols", "NOPE"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no such symbol NOPE"));
 }

@@ -23,24 +23,12 @@ const NEEDS_QUICKFIX: &str =
 
 /// The Python that imports QuickFIX; panics with the install command when there is none.
 fn quickfix_python() -> PathBuf {
-    let python = std::env::var_os("TICKREC_QUICKFIX_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/tickrec/quickfix-venv/bin/python"))
-        })
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&python)
-        .args(["-c", "import quickfix"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "QuickFIX is not importable by {}: this interoperability test {NEEDS_QUICKFIX}",
-        python.display()
-    );
-    python
+    super::util::venv_python(
+        "TICKREC_QUICKFIX_PYTHON",
+        "quickfix-venv",
+        "import quickfix",
+        NEEDS_QUICKFIX,
+    )
 }
 
 fn script(name: &str) -> PathBuf {

@@ -79,3 +79,30 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The Python of a tool's virtualenv (`env_var`, else `~/.cache/tickrec/<venv>`) that runs
+/// `import`; panics with `needs` (the install command) when there is none.
+pub fn venv_python(env_var: &str, venv: &str, import: &str, needs: &str) -> std::path::PathBuf {
+    let python = std::env::var_os(env_var)
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                std::path::PathBuf::from(h)
+                    .join(".cache/tickrec")
+                    .join(venv)
+                    .join("bin/python")
+            })
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from("python3"));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", import])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot `{import}`: this test {needs}",
+        python.display()
+    );
+    python
+}
