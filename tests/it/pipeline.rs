@@ -264,19 +264,26 @@ proptest! {
     }
 }
 
-/// Context switches of this process's thread named `name` (voluntary ones: it slept).
-fn voluntary_switches(name: &str) -> Option<u64> {
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-        if comm.trim() == name {
-            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
-            return status
-                .lines()
-                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|v| v.trim().parse().ok());
-        }
-    }
-    None
+/// Threads of this process named `name` (other tests run beside this one: several may be).
+fn threads_named(name: &str) -> Vec<std::path::PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| t.path())
+        // A thread that ended since the listing has no comm: it is not one of ours.
+        .filter(|p| std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == name))
+        .collect()
+}
+
+/// Voluntary context switches of one thread (each is a sleep it woke from).
+fn voluntary_switches(task: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(task.join("status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// What could go wrong: a writer that sleeps until a producer wakes it puts a syscall (a
@@ -286,9 +293,21 @@ fn voluntary_switches(name: &str) -> Option<u64> {
 #[test]
 fn a_moderate_feed_never_has_to_wake_the_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = default_recorder(dir.path());
+    // This recorder's writer: the one thread of that name that was not there before (another
+    // test starting a recorder at the same moment makes it ambiguous: start again).
+    let (rec, writer) = (0..20)
+        .find_map(|_| {
+            let others = threads_named("tickrec-writer");
+            let rec = default_recorder(dir.path());
+            let mut new: Vec<_> = threads_named("tickrec-writer")
+                .into_iter()
+                .filter(|t| !others.contains(t))
+                .collect();
+            (new.len() == 1).then(|| (rec, new.remove(0)))
+        })
+        .expect("a writer thread of its own");
     let t0 = ts("2026-11-23T09:00:00Z");
-    let before = voluntary_switches("tickrec-writer").expect("the writer thread is named");
+    let before = voluntary_switches(&writer).expect("the writer is running");
     let started = std::time::Instant::now();
     let n = 20_000u32;
     for i in 0..n {
@@ -300,7 +319,7 @@ fn a_moderate_feed_never_has_to_wake_the_writer() {
         let t = tick(&rec, "EURUSD", Timestamp(t0.0 + i64::from(i)), "1.1", "1.2");
         assert_eq!(rec.store_tick(t), Ok(Outcome::Accepted));
     }
-    let woke = voluntary_switches("tickrec-writer").expect("still running") - before;
+    let woke = voluntary_switches(&writer).expect("still running") - before;
     let stats = rec.shutdown();
     assert_eq!(stats.ticks_stored, u64::from(n));
     assert!(
