@@ -545,6 +545,10 @@ fn write_all(
 ) -> anyhow::Result<WriterRun> {
     let sink: Box<dyn Sink> = Box::new(SqliteSink::new(base, names.clone(), writer_opts.clone()));
     let rec = Recorder::start(pipeline.clone(), names.clone(), vec![sink])?;
+    // As a feed does for the symbols it subscribes to (see `Recorder::prepare`).
+    for t in input.iter().take(100_000) {
+        rec.prepare(t.symbol);
+    }
     let started = Instant::now();
     for t in input {
         rec.store_tick(*t)?;

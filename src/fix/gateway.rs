@@ -255,6 +255,9 @@ impl Gateway {
             .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(name_err)?;
+        for &(_, id) in &symbols {
+            recorder.prepare(id);
+        }
         let origin = names.origin(&opts.origin()).map_err(name_err)?;
         let next_in = opts
             .recovered_next_inbound(store)

@@ -329,6 +329,15 @@ impl Recorder {
         }
     }
 
+    /// Makes `symbol`'s ring now; otherwise it is made on the symbol's first tick, inside
+    /// `store_tick` (a one-time cost: writing the ring's memory). A feed calls this for the
+    /// symbols it subscribes to before its first tick.
+    pub fn prepare(&self, symbol: SymbolId) {
+        if let Some(slot) = self.shared.rings.get(symbol.0 as usize) {
+            slot.get_or_init(|| Mutex::new(Ring::new(self.shared.opts.ring_capacity)));
+        }
+    }
+
     /// [`Recorder::recent`] by symbol name.
     pub fn recent_by_name(&self, symbol: &str, n: usize) -> Vec<Tick> {
         match self.shared.names.find_symbol(symbol) {
