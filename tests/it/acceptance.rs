@@ -524,17 +524,21 @@ fn quickfix_session_acceptance_definitions() {
     );
     // A definition that fails is played once more on its own before it counts: several
     // acceptors and the rest of the suite share two cores, and a few definitions wait on
-    // heartbeat timers. A second failure fails the test.
+    // heartbeat timers. The second verdict stands (a pass, an allowed N/A, or a failure).
+    for (name, verdict) in verdicts.iter_mut() {
+        if !matches!(verdict, Verdict::Fail(_)) {
+            continue;
+        }
+        if let Some((_, text)) = defs.iter().find(|(n, _)| n == name) {
+            let again = run_definition(name, text);
+            eprintln!("RETRY {name}: {again:?}");
+            *verdict = again;
+        }
+    }
     let failing: Vec<&str> = verdicts
         .iter()
         .filter(|(_, v)| matches!(v, Verdict::Fail(_)))
         .map(|(n, _)| n.as_str())
-        .filter(|p| {
-            let text = defs.iter().find(|(n, _)| n == p).map(|d| d.1.clone());
-            let again = text.map(|t| run_definition(p, &t));
-            eprintln!("RETRY {p}: {again:?}");
-            again != Some(Verdict::Pass)
-        })
         .collect();
     assert!(
         failing.is_empty(),
