@@ -3,39 +3,15 @@
 //! Its own test binary, so that the recorder's writer is the only thread of its name in the
 //! process (the suite runs many recorders at once).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tickrec::intern::Names;
-use tickrec::pipeline::{Outcome, PipelineOptions, Recorder, Sink};
-use tickrec::store::writer::SqliteSink;
-use tickrec::store::WriterOptions;
-use tickrec::tick::{Decimal, MsgRef, Tick, Timestamp};
+use tickrec::pipeline::Outcome;
+use tickrec::tick::Timestamp;
 
-fn recorder(base: &std::path::Path) -> Recorder {
-    let pipeline = PipelineOptions::default();
-    let names = Arc::new(Names::new(pipeline.max_symbols));
-    let sink: Box<dyn Sink> = Box::new(SqliteSink::new(
-        base,
-        names.clone(),
-        WriterOptions::default(),
-    ));
-    Recorder::start(pipeline, names, vec![sink]).expect("writer thread starts")
-}
-
-fn tick(rec: &Recorder, at: Timestamp) -> Tick {
-    Tick {
-        symbol: rec.names().symbol("EURUSD").unwrap(),
-        source: rec.names().source("LP1").unwrap(),
-        ts_event: at,
-        ts_recv: Timestamp(at.0 + 1_500),
-        bid: Decimal::parse("1.1").ok(),
-        ask: Decimal::parse("1.2").ok(),
-        bid_size: None,
-        ask_size: None,
-        msg: MsgRef::NONE,
-    }
-}
+// The suite's helpers (recorders over folders, tick builders); this binary uses a few.
+#[allow(dead_code)]
+#[path = "it/util.rs"]
+mod util;
 
 /// Threads of this process named `name` (other tests run beside this one: several may be).
 fn threads_named(name: &str) -> Vec<std::path::PathBuf> {
@@ -66,7 +42,7 @@ fn voluntary_switches(task: &std::path::Path) -> Option<u64> {
 #[test]
 fn a_moderate_feed_never_has_to_wake_the_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = recorder(dir.path());
+    let rec = util::default_recorder(dir.path());
     // The one writer of this process (its own test binary); a new thread takes its name a
     // moment after it starts: wait for it, with a deadline.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -87,7 +63,7 @@ fn a_moderate_feed_never_has_to_wake_the_writer() {
         while std::time::Instant::now() < due {
             std::hint::spin_loop();
         }
-        let t = tick(&rec, Timestamp(t0.0 + i64::from(i)));
+        let t = util::tick(&rec, "EURUSD", Timestamp(t0.0 + i64::from(i)), "1.1", "1.2");
         assert_eq!(rec.store_tick(t), Ok(Outcome::Accepted));
     }
     let woke = voluntary_switches(&writer).expect("still running") - before;
