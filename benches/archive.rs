@@ -87,7 +87,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Outcome::Archived {
         summary,
         archive_bytes,
-    } = archive::archive_day(base, day, level, &SqliteOptions::default(), false)?
+    } = archive::archive_day(
+        base,
+        day,
+        archive::ArchiveFormat::SqliteZst,
+        level,
+        &SqliteOptions::default(),
+        false,
+    )?
     else {
         return Err("not archived".into());
     };

@@ -118,6 +118,10 @@ pub struct ArchiveArgs {
     /// Archive days at least this old (Nd); today is never archived
     #[arg(long, default_value = "7d", value_parser = parse_days)]
     pub older_than: u32,
+    /// Archive form: parquet (columnar, queried in place, readable by DuckDB, Spark, Polars)
+    /// or sqlite-zst (the day file compressed whole)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: crate::store::archive::ArchiveFormat,
     /// zstd compression level (1-22)
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: i32,
@@ -1300,6 +1304,7 @@ fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
         match archive::archive_day(
             &opts.db_path,
             d.day,
+            a.format,
             a.level,
             &opts.writer.sqlite,
             a.dry_run,

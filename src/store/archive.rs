@@ -23,11 +23,14 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use super::columnar::{Grouping, ParquetDay, Shapes, TickFileWriter};
 use super::daylock::DayLock;
-use super::layout::{self, DayFile};
+use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
 use crate::fsutil::{self, with_suffix};
-use crate::tick::Timestamp;
+use crate::tick::{Decimal, TickRow, Timestamp};
 
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 
@@ -47,6 +50,13 @@ pub struct ArchiveSummary {
     /// that recovery reads them without decompressing the day. Absent in older archives.
     #[serde(default)]
     pub marks: std::collections::BTreeMap<String, (i64, i64)>,
+    /// The migration ledger (`imports` table): source file → ticks imported. Parquet
+    /// archives carry it here; a `.db.zst` keeps its table.
+    #[serde(default)]
+    pub imports: std::collections::BTreeMap<String, i64>,
+    /// Parquet archives: each symbol's rows, sorted by time, are sorted by seq as well.
+    #[serde(default)]
+    pub seq_sorted_per_symbol: bool,
 }
 
 /// The result for one day.
@@ -138,17 +148,36 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
     })
 }
 
+/// The form an archived day takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ArchiveFormat {
+    /// `ticks_<day>.parquet`: columnar, read in place by tickrec and by research engines.
+    #[default]
+    Parquet,
+    /// `ticks_<day>.db.zst`: the SQLite file compressed whole (decompressed to query).
+    SqliteZst,
+}
+
+impl ArchiveFormat {
+    fn form(self) -> Form {
+        match self {
+            ArchiveFormat::Parquet => Form::Parquet,
+            ArchiveFormat::SqliteZst => Form::SqliteZst,
+        }
+    }
+}
+
 /// Compresses `day`'s file into its archive (see the module doc). `dry_run` only checks
 /// whether it could.
 pub fn archive_day(
     base: &Path,
     day: NaiveDate,
+    format: ArchiveFormat,
     level: i32,
     opts: &SqliteOptions,
     dry_run: bool,
 ) -> Result<Outcome, StoreError> {
     let db = layout::day_path(base, day);
-    let zst = layout::archive_path(base, day);
     let skipped = |why: &str| {
         Ok(Outcome::Skipped {
             day,
@@ -159,8 +188,9 @@ pub fn archive_day(
     let Some(lock) = try_lock(base, day)? else {
         return skipped("in use by a writer");
     };
+    let existing = layout::existing_archive(base, day);
     if !db.exists() {
-        return skipped(if zst.exists() {
+        return skipped(if existing.is_some() {
             "already archived"
         } else {
             "no day file"
@@ -172,46 +202,35 @@ pub fn archive_day(
             why: "it is a directory".into(),
         });
     }
-    if zst.exists() {
+    if let Some((form, archive)) = existing {
         // Both forms: an earlier run stopped between its rename and the removal, or something
         // else put an archive there. Never rename over it; finish only when it is that day.
-        return finish_interrupted(&db, &zst, opts).map(|summary| Outcome::Archived {
-            archive_bytes: size(&zst),
+        return finish_interrupted(&db, form, &archive, opts).map(|summary| Outcome::Archived {
+            archive_bytes: size(&archive),
             summary,
         });
     }
     if dry_run {
         return skipped("dry run: would archive");
     }
+    if format == ArchiveFormat::Parquet {
+        let summary = archive_parquet(base, day, level, opts)?;
+        drop(lock);
+        return Ok(Outcome::Archived {
+            archive_bytes: size(&layout::parquet_path(base, day)),
+            summary,
+        });
+    }
+    let zst = layout::path_of(base, day, format.form());
     let raw_bytes = size(&db) + size(&with_suffix(&db, "-wal"));
     let compact = with_suffix(&db, ".compact.tmp");
     let _ = std::fs::remove_file(&compact);
     let summary = {
         let conn = schema::open_for_write(&db, day, opts)?;
-        let sq = StoreError::sqlite(&db);
-        (|| -> rusqlite::Result<ArchiveSummary> {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
-            let symbols: i64 = conn.query_row("SELECT count(*) FROM symbols", [], |r| r.get(0))?;
-            let start = schema::day_start_ns(&conn)?;
-            let (first, last): (Option<i64>, Option<i64>) =
-                conn.query_row("SELECT min(ts_event), max(ts_event) FROM ticks", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let marks = super::reader::read_marks(&conn)?;
-            conn.execute("VACUUM INTO ?1", [compact.to_string_lossy()])?;
-            Ok(ArchiveSummary {
-                marks,
-                day,
-                ticks: ticks as u64,
-                symbols: symbols as u64,
-                first_ts_event: first.map(|t| t + start),
-                last_ts_event: last.map(|t| t + start),
-                raw_bytes,
-                compact_bytes: 0,
-            })
-        })()
-        .map_err(sq)?
+        let summary = day_summary(&conn, &db, day, raw_bytes)?;
+        conn.execute("VACUUM INTO ?1", [compact.to_string_lossy()])
+            .map_err(StoreError::sqlite(&db))?;
+        summary
     };
     // Archives are for size: the query indexes go (the cache rebuilds them on first read).
     Connection::open(&compact)
@@ -242,6 +261,168 @@ pub fn archive_day(
     })
 }
 
+/// The summary of a closed day file (checkpointed first, so its size is the file's).
+fn day_summary(
+    conn: &Connection,
+    db: &Path,
+    day: NaiveDate,
+    raw_bytes: u64,
+) -> Result<ArchiveSummary, StoreError> {
+    (|| -> rusqlite::Result<ArchiveSummary> {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
+        let symbols: i64 = conn.query_row("SELECT count(*) FROM symbols", [], |r| r.get(0))?;
+        let start = schema::day_start_ns(conn)?;
+        let (first, last): (Option<i64>, Option<i64>) =
+            conn.query_row("SELECT min(ts_event), max(ts_event) FROM ticks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let imports = if schema::version(conn)? >= 3 {
+            let mut stmt = conn.prepare("SELECT file, ticks FROM imports")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        } else {
+            Default::default()
+        };
+        Ok(ArchiveSummary {
+            marks: super::reader::read_marks(conn)?,
+            imports,
+            seq_sorted_per_symbol: false,
+            day,
+            ticks: ticks as u64,
+            symbols: symbols as u64,
+            first_ts_event: first.map(|t| t + start),
+            last_ts_event: last.map(|t| t + start),
+            raw_bytes,
+            compact_bytes: 0,
+        })
+    })()
+    .map_err(StoreError::sqlite(db))
+}
+
+/// An order-independent digest of rows: what was written is what reads back, whatever the
+/// order either side streams in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Digest {
+    rows: u64,
+    sum: u64,
+}
+
+impl Digest {
+    fn add(&mut self, r: &TickRow) {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        (r.seq, &*r.symbol, &*r.source, r.ts_event.0, r.ts_recv.0).hash(&mut h);
+        for d in [r.bid, r.ask, r.bid_size, r.ask_size] {
+            d.map(Decimal::code).hash(&mut h);
+        }
+        // A second mix so that sums of near-equal rows do not cancel.
+        let x = h
+            .finish()
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(x);
+    }
+}
+
+/// Writes `day`'s closed file as its Parquet archive (under the caller's exclusive lock):
+/// rows by (symbol, ts_event, seq) into `<name>.tmp`, fsynced, opened and read back whole
+/// (same rows, compared by digest), renamed into place, the folder fsynced; only then is the
+/// day file removed.
+fn archive_parquet(
+    base: &Path,
+    day: NaiveDate,
+    level: i32,
+    opts: &SqliteOptions,
+) -> Result<ArchiveSummary, StoreError> {
+    let db = layout::day_path(base, day);
+    let dest = layout::parquet_path(base, day);
+    let raw_bytes = size(&db) + size(&with_suffix(&db, "-wal"));
+    let mut summary = {
+        let conn = schema::open_for_write(&db, day, opts)?;
+        if !super::directory::present(&conn) {
+            // A file from before the directory: the sealing index orders its symbols' rows.
+            conn.execute_batch(SEAL_SQL)
+                .map_err(StoreError::sqlite(&db))?;
+        }
+        day_summary(&conn, &db, day, raw_bytes)?
+    };
+    let mut shapes = Shapes::default();
+    super::reader::scan_decimals(&db, opts, &mut |d| shapes.observe_decimals(d))?;
+    let tmp = with_suffix(&dest, ".tmp");
+    let mut written = Digest::default();
+    let result = (|| {
+        let out = File::create(&tmp).map_err(io(&tmp))?;
+        let mut w = TickFileWriter::new(BufWriter::new(out), &shapes, Grouping::BySymbol, level)
+            .map_err(io(&tmp))?;
+        let mut sorted = true;
+        let mut last: Option<(Arc<str>, i64)> = None;
+        let mut push_err = None;
+        let read = super::reader::scan_by_symbol(&db, opts, &mut |r| {
+            let seq = r.seq.unwrap_or(0);
+            if let Some((sym, s)) = &last {
+                if Arc::ptr_eq(sym, &r.symbol) && *s > seq {
+                    sorted = false;
+                }
+            }
+            last = Some((r.symbol.clone(), seq));
+            written.add(r);
+            w.push(r).inspect_err(|e| push_err = Some(e.to_string()))
+        });
+        match read {
+            Ok(_) => {}
+            Err(super::reader::ReadError::Store(e)) => return Err(e),
+            Err(e) => {
+                return Err(io(&tmp)(std::io::Error::other(
+                    push_err.unwrap_or_else(|| e.to_string()),
+                )))
+            }
+        }
+        summary.seq_sorted_per_symbol = sorted;
+        summary.compact_bytes = 0;
+        let (out, rows) = w.finish(Some(&summary)).map_err(io(&tmp))?;
+        let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        if rows != summary.ticks || written.rows != summary.ticks {
+            return Err(StoreError::Corrupt {
+                path: tmp.clone(),
+                why: format!("wrote {rows} rows of the day's {} ticks", summary.ticks),
+            });
+        }
+        check_parquet(&tmp, written)?;
+        fsutil::rename_durably(&tmp, &dest).map_err(io(&dest))
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    remove_day_file(&db)?;
+    Ok(summary)
+}
+
+/// Opens a Parquet archive and reads every row back; its digest must be `expected`.
+fn check_parquet(path: &Path, expected: Digest) -> Result<(), StoreError> {
+    let day = ParquetDay::open(path)?;
+    let mut read = Digest::default();
+    day.scan(&mut |r| {
+        read.add(r);
+        Ok(())
+    })
+    .map_err(read_error(path))?;
+    if read != expected {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            why: format!(
+                "read-back check failed: {} rows read of {} written, or their content differs",
+                read.rows, expected.rows
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn write_archive(
     compact: &Path,
     dest: &Path,
@@ -263,8 +444,11 @@ fn write_archive(
     file.sync_all().map_err(io(dest))
 }
 
-/// Reads the summary at the head of an archive without decompressing the day.
+/// Reads the summary of an archive (either form) without decompressing the day.
 pub fn read_summary(zst: &Path) -> Result<ArchiveSummary, StoreError> {
+    if zst.extension().is_some_and(|e| e == "parquet") {
+        return ParquetDay::open(zst).map(|d| d.summary().clone());
+    }
     let mut f = File::open(zst).map_err(io(zst))?;
     let mut head = [0u8; 8];
     f.read_exact(&mut head).map_err(io(zst))?;
@@ -332,10 +516,11 @@ fn check_db(db: &Path, ticks: u64, opts: &SqliteOptions) -> Result<(), StoreErro
 /// otherwise both stay and the error says why.
 fn finish_interrupted(
     db: &Path,
-    zst: &Path,
+    form: Form,
+    archive: &Path,
     opts: &SqliteOptions,
 ) -> Result<ArchiveSummary, StoreError> {
-    let summary = read_summary(zst)?;
+    let summary = read_summary(archive)?;
     let live: i64 = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .and_then(|c| {
             c.busy_timeout(opts.busy_timeout)?;
@@ -344,16 +529,34 @@ fn finish_interrupted(
         .map_err(StoreError::sqlite(db))?;
     if u64::try_from(live).ok() != Some(summary.ticks) {
         return Err(StoreError::Corrupt {
-            path: zst.to_owned(),
+            path: archive.to_owned(),
             why: format!(
                 "an archive of {} ticks exists beside a day file of {live}; both kept, resolve by hand (unarchive to compare)",
                 summary.ticks
             ),
         });
     }
-    check_archive(zst, summary.ticks, opts)?;
+    match form {
+        Form::Parquet => {
+            let mut digest = Digest::default();
+            super::reader::scan_file(db, opts, &mut |r| {
+                digest.add(r);
+                Ok(())
+            })
+            .map_err(read_error(db))?;
+            check_parquet(archive, digest)?;
+        }
+        _ => check_archive(archive, summary.ticks, opts)?,
+    }
     remove_day_file(db)?;
     Ok(summary)
+}
+
+fn read_error(path: &Path) -> impl FnOnce(super::reader::ReadError) -> StoreError + '_ {
+    move |e| match e {
+        super::reader::ReadError::Store(e) => e,
+        e => io(path)(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// Restores an archived day to a plain day file (checked), then removes the archive. Takes
@@ -377,7 +580,6 @@ pub fn restore_locked(
 ) -> Result<ArchiveSummary, StoreError> {
     debug_assert!(lock.is_exclusive());
     let db = layout::day_path(base, day);
-    let zst = layout::archive_path(base, day);
     if db.exists() {
         return Err(StoreError::Io {
             path: db,
@@ -387,17 +589,141 @@ pub fn restore_locked(
             ),
         });
     }
-    let summary = read_summary(&zst)?;
+    let Some((form, archive)) = layout::existing_archive(base, day) else {
+        return Err(StoreError::Io {
+            path: layout::parquet_path(base, day),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no archive of this day"),
+        });
+    };
+    let summary = read_summary(&archive)?;
     let tmp = with_suffix(&db, ".restore.tmp");
-    let result = decompress(&zst, &tmp).and_then(|_| check_db(&tmp, summary.ticks, opts));
+    let result = match form {
+        Form::Parquet => rebuild_day(&archive, &tmp, day, opts),
+        _ => decompress(&archive, &tmp).and_then(|_| check_db(&tmp, summary.ticks, opts)),
+    };
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        remove_day_file(&tmp).ok();
         return Err(e);
     }
     fsutil::rename_durably(&tmp, &db).map_err(io(&db))?;
-    fsutil::remove_if_exists(&zst).map_err(io(&zst))?;
-    fsutil::sync_parent(&zst).map_err(io(&zst))?;
+    fsutil::remove_if_exists(&archive).map_err(io(&archive))?;
+    fsutil::sync_parent(&archive).map_err(io(&archive))?;
     Ok(summary)
+}
+
+/// Writes the ticks of a Parquet archive into a new SQLite day file `dest` (sealed: its rows
+/// have no per-transaction directory), with the archive's marks and migration ledger, and
+/// checks it: integrity, and every row read back equal (by digest).
+fn rebuild_day(
+    archive: &Path,
+    dest: &Path,
+    day: NaiveDate,
+    opts: &SqliteOptions,
+) -> Result<(), StoreError> {
+    let pq = ParquetDay::open(archive)?;
+    let summary = pq.summary().clone();
+    remove_day_file(dest)?;
+    let mut written = Digest::default();
+    {
+        let conn = schema::open_for_write(dest, day, opts)?;
+        let start = schema::day_start_ns(&conn).map_err(StoreError::sqlite(dest))?;
+        let mut ids: [std::collections::HashMap<Arc<str>, i64>; 2] = Default::default();
+        conn.execute_batch("BEGIN")
+            .map_err(StoreError::sqlite(dest))?;
+        let mut failed: Option<rusqlite::Error> = None;
+        let mut in_tx = 0usize;
+        let scanned = pq.scan(&mut |r| {
+            let step = (|| -> rusqlite::Result<()> {
+                let mut id_of = |k: usize, name: &Arc<str>| -> rusqlite::Result<i64> {
+                    if let Some(&id) = ids[k].get(name) {
+                        return Ok(id);
+                    }
+                    let id = ids[k].len() as i64;
+                    let table = if k == 0 { "symbols" } else { "sources" };
+                    conn.prepare_cached(&format!(
+                        "INSERT INTO {table} (id, name) VALUES (?1, ?2)"
+                    ))?
+                    .execute(rusqlite::params![id, &**name])?;
+                    ids[k].insert(name.clone(), id);
+                    Ok(id)
+                };
+                let sym = id_of(0, &r.symbol)?;
+                let src = id_of(1, &r.source)?;
+                let code = |d: Option<Decimal>| d.map(|d| d.code() as i64);
+                conn.prepare_cached(
+                    "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(rusqlite::params![
+                    r.seq,
+                    sym,
+                    r.ts_event.0.wrapping_sub(start),
+                    r.ts_recv.0.wrapping_sub(r.ts_event.0),
+                    code(r.bid),
+                    code(r.ask),
+                    code(r.bid_size),
+                    code(r.ask_size),
+                    src
+                ])?;
+                in_tx += 1;
+                if in_tx >= 100_000 {
+                    in_tx = 0;
+                    conn.execute_batch("COMMIT; BEGIN")?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = step {
+                let msg = e.to_string();
+                failed = Some(e);
+                return Err(std::io::Error::other(msg));
+            }
+            written.add(r);
+            Ok(())
+        });
+        if let Some(e) = failed {
+            return Err(StoreError::sqlite(dest)(e));
+        }
+        scanned.map_err(read_error(archive))?;
+        conn.execute_batch("COMMIT")
+            .map_err(StoreError::sqlite(dest))?;
+        let mut conn = conn;
+        let finish = (|| -> rusqlite::Result<()> {
+            let t = conn.transaction()?;
+            for (origin, (next, at)) in &summary.marks {
+                t.execute(
+                    "INSERT OR REPLACE INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![origin, next, at],
+                )?;
+            }
+            for (file, n) in &summary.imports {
+                t.execute(
+                    "INSERT OR REPLACE INTO imports (file, ticks) VALUES (?1, ?2)",
+                    rusqlite::params![file, n],
+                )?;
+            }
+            t.commit()?;
+            conn.execute_batch(SEAL_SQL)?;
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        })();
+        finish.map_err(StoreError::sqlite(dest))?;
+    }
+    check_db(dest, summary.ticks, opts)?;
+    let mut read = Digest::default();
+    super::reader::scan_file(dest, opts, &mut |r| {
+        read.add(r);
+        Ok(())
+    })
+    .map_err(read_error(dest))?;
+    if read != written || written.rows != summary.ticks {
+        return Err(StoreError::Corrupt {
+            path: dest.to_owned(),
+            why: format!(
+                "read-back check failed: {} rows rebuilt of the archive's {}",
+                read.rows, summary.ticks
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Decompressed copies of archived days for queries, in `<base>/.archive-cache/`, at most
@@ -508,6 +834,7 @@ pub fn delete_day(base: &Path, day: NaiveDate) -> Result<bool, StoreError> {
         with_suffix(&db, "-shm"),
         db.clone(),
         layout::archive_path(base, day),
+        layout::parquet_path(base, day),
         layout::dead_letter_path(base, day),
         layout::spill_path(base, day),
     ] {

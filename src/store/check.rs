@@ -73,7 +73,9 @@ pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
         });
         return out;
     }
-    if day.archived {
+    if day.form == layout::Form::Parquet {
+        check_parquet(day, &mut out);
+    } else if day.archived {
         let summary = match archive::read_summary(&day.path) {
             Ok(s) => s,
             Err(e) => {
@@ -102,6 +104,66 @@ pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
         check_db(&day.path, day.day, opts, &mut out);
     }
     out
+}
+
+/// A Parquet archive: its metadata (opening checks the symbol index against the row groups
+/// and the summary), then every row: seq runs 1..=ticks with no gap or repeat, every event
+/// time inside the day, every decimal as given (decoding checks it).
+fn check_parquet(day: &DayFile, out: &mut DayCheck) {
+    let pq = match super::columnar::ParquetDay::open(&day.path) {
+        Ok(p) => p,
+        Err(e) => {
+            out.problems.push(describe(&day.path, &e));
+            return;
+        }
+    };
+    let ticks = pq.summary().ticks;
+    let Ok(len) = usize::try_from(ticks) else {
+        out.problems
+            .push(format!("its summary claims {ticks} ticks"));
+        return;
+    };
+    let start = crate::tick::Timestamp::start_of_day(day.day).0;
+    let mut seen = vec![false; len];
+    let (mut rows, mut bad_seq, mut outside) = (0u64, 0u64, 0u64);
+    let scanned = pq.scan(&mut |r| {
+        rows += 1;
+        match r
+            .seq
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| s.checked_sub(1))
+            .and_then(|i| seen.get_mut(i))
+        {
+            Some(slot) if !*slot => *slot = true,
+            _ => bad_seq += 1,
+        }
+        let t = r.ts_event.0.wrapping_sub(start);
+        if !(0..NANOS_PER_DAY).contains(&t) {
+            outside += 1;
+        }
+        Ok(())
+    });
+    if let Err(e) = scanned {
+        out.problems.push(match e {
+            super::reader::ReadError::Store(e) => describe(&day.path, &e),
+            e => e.to_string(),
+        });
+        return;
+    }
+    out.ticks = Some(rows);
+    if rows != ticks {
+        out.problems
+            .push(format!("holds {rows} ticks, its summary says {ticks}"));
+    }
+    if bad_seq > 0 || seen.iter().any(|s| !s) {
+        out.problems.push(format!(
+            "seq is not 1..={ticks} exactly once each ({bad_seq} repeated or out of range)"
+        ));
+    }
+    if outside > 0 {
+        out.problems
+            .push(format!("{outside} ticks have event times outside the day"));
+    }
 }
 
 fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck) {

@@ -1,7 +1,8 @@
 //! Day ↔ path: where the file for a UTC day lives under the base folder, and which days exist.
 //!
 //! Layout: `<base>/YYYY/MM/ticks_YYYY-MM-DD.db` (plus SQLite's `-wal`/`-shm` while open); an
-//! archived day is `ticks_YYYY-MM-DD.db.zst` instead (see `store::archive`). Beside them:
+//! archived day is `ticks_YYYY-MM-DD.parquet` or `ticks_YYYY-MM-DD.db.zst` instead (see
+//! `store::archive`). Beside them:
 //! `ticks_YYYY-MM-DD.lock`, the day's lock (see `store::daylock`; never deleted), and, when ticks
 //! had to be set aside (see `spill`), `….deadletter.jsonl` and `….spill.jsonl`. Listing ignores
 //! everything that does not match the pattern exactly; when both forms of a day exist (an
@@ -14,6 +15,7 @@ use chrono::{Datelike, NaiveDate};
 const PREFIX: &str = "ticks_";
 const DB_SUFFIX: &str = ".db";
 const ZST_SUFFIX: &str = ".db.zst";
+const PARQUET_SUFFIX: &str = ".parquet";
 
 /// The database file of `day`.
 pub fn day_path(base: &Path, day: NaiveDate) -> PathBuf {
@@ -23,6 +25,11 @@ pub fn day_path(base: &Path, day: NaiveDate) -> PathBuf {
 /// The compressed archive of `day`'s database.
 pub fn archive_path(base: &Path, day: NaiveDate) -> PathBuf {
     month_dir(base, day).join(format!("{PREFIX}{day}{ZST_SUFFIX}"))
+}
+
+/// The Parquet archive of `day` (see `store::columnar`).
+pub fn parquet_path(base: &Path, day: NaiveDate) -> PathBuf {
+    month_dir(base, day).join(format!("{PREFIX}{day}{PARQUET_SUFFIX}"))
 }
 
 /// The dead-letter JSON Lines file beside `day`'s database.
@@ -92,28 +99,63 @@ pub fn check_base(base: &Path, write: bool) -> Result<(), BaseError> {
 
 /// The day a file name stands for, when it is a day file name.
 pub fn day_of_file_name(name: &str) -> Option<NaiveDate> {
-    day_and_form(name).filter(|d| !d.1).map(|d| d.0)
+    day_and_form(name)
+        .filter(|d| d.1 == Form::Live)
+        .map(|d| d.0)
 }
 
-/// (day, archived) of a day file or archive name.
-fn day_and_form(name: &str) -> Option<(NaiveDate, bool)> {
+/// The forms a day takes on disk, in the order listing prefers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Form {
+    /// `.db`: a SQLite day file (live, closed or sealed).
+    Live,
+    /// `.parquet`: the columnar archive, queried in place.
+    Parquet,
+    /// `.db.zst`: the compressed SQLite file, decompressed into a cache for queries.
+    SqliteZst,
+}
+
+/// (day, form) of a day file or archive name.
+fn day_and_form(name: &str) -> Option<(NaiveDate, Form)> {
     let rest = name.strip_prefix(PREFIX)?;
-    let (day, archived) = match rest.strip_suffix(ZST_SUFFIX) {
-        Some(d) => (d, true),
-        None => (rest.strip_suffix(DB_SUFFIX)?, false),
+    let (day, form) = if let Some(d) = rest.strip_suffix(ZST_SUFFIX) {
+        (d, Form::SqliteZst)
+    } else if let Some(d) = rest.strip_suffix(PARQUET_SUFFIX) {
+        (d, Form::Parquet)
+    } else {
+        (rest.strip_suffix(DB_SUFFIX)?, Form::Live)
     };
     NaiveDate::parse_from_str(day, "%Y-%m-%d")
         .ok()
-        .map(|d| (d, archived))
+        .map(|d| (d, form))
+}
+
+/// The path of `day` in `form`.
+pub fn path_of(base: &Path, day: NaiveDate, form: Form) -> PathBuf {
+    match form {
+        Form::Live => day_path(base, day),
+        Form::Parquet => parquet_path(base, day),
+        Form::SqliteZst => archive_path(base, day),
+    }
+}
+
+/// The archive of `day` that exists, Parquet first.
+pub fn existing_archive(base: &Path, day: NaiveDate) -> Option<(Form, PathBuf)> {
+    [Form::Parquet, Form::SqliteZst]
+        .into_iter()
+        .map(|f| (f, path_of(base, day, f)))
+        .find(|(_, p)| p.exists())
 }
 
 /// A day file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayFile {
     pub day: NaiveDate,
-    /// The `.db` file, or the `.db.zst` archive when `archived`.
+    /// The `.db` file, or the archive when `archived`.
     pub path: PathBuf,
+    /// Not a SQLite day file (`form` is not [`Form::Live`]).
     pub archived: bool,
+    pub form: Form,
 }
 
 /// Every day file under `base`, oldest first. A missing base is an empty store.
@@ -124,27 +166,23 @@ pub fn list_days(base: &Path) -> std::io::Result<Vec<DayFile>> {
             for entry in std::fs::read_dir(&month)? {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some((day, archived)) = name.to_str().and_then(day_and_form) else {
+                let Some((day, form)) = name.to_str().and_then(day_and_form) else {
                     continue;
                 };
-                let expected = if archived {
-                    archive_path(base, day)
-                } else {
-                    day_path(base, day)
-                };
                 // A file in the wrong folder is not ours to read.
-                if expected == entry.path() {
+                if path_of(base, day, form) == entry.path() {
                     days.push(DayFile {
                         day,
                         path: entry.path(),
-                        archived,
+                        archived: form != Form::Live,
+                        form,
                     });
                 }
             }
         }
     }
     // Plain before archived for the same day, then keep the first of each day.
-    days.sort_by_key(|d| (d.day, d.archived));
+    days.sort_by_key(|d| (d.day, d.form));
     days.dedup_by_key(|d| d.day);
     Ok(days)
 }

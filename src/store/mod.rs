@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod check;
 pub mod checkpoint;
+pub mod columnar;
 pub mod daylock;
 pub mod directory;
 pub mod layout;

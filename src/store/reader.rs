@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::archive::{self, ArchiveCache};
-use super::layout::{self, DayFile};
+use super::columnar::ParquetDay;
+use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
 use crate::tick::{Decimal, TickRow, Timestamp, NANOS_PER_DAY};
 
@@ -151,6 +152,25 @@ impl Symbols {
                         found[i] = true;
                         Some(id)
                     })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The names a Parquet day holds (marking them found), or `None` for every symbol.
+    fn in_parquet<'a>(&'a self, day: &ParquetDay, found: &mut [bool]) -> Option<Vec<&'a str>> {
+        match self {
+            Symbols::All => None,
+            Symbols::Named(names) => Some(
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, n)| {
+                        let has = day.has_symbol(n);
+                        found[*i] |= has;
+                        has
+                    })
+                    .map(|(_, n)| n.as_str())
                     .collect(),
             ),
         }
@@ -692,6 +712,23 @@ impl Store {
                 break;
             }
             read.days.push(day.day);
+            if day.form == Form::Parquet {
+                let streamed = ParquetDay::open(&day.path)
+                    .map_err(ReadError::Store)
+                    .and_then(|pq| {
+                        let names = symbols.in_parquet(&pq, &mut found);
+                        if names.as_ref().is_some_and(|n| n.is_empty()) {
+                            return Ok(0);
+                        }
+                        pq.recent(names.as_deref(), left as usize, f)
+                    });
+                match streamed {
+                    Ok(k) => left -= k,
+                    Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(day, &e)),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             let streamed = self.with_day(day, |reader| {
                 let limit = i64::try_from(left).unwrap_or(i64::MAX);
                 let ids = symbols.ids(reader, &mut found);
@@ -734,12 +771,30 @@ impl Store {
         Ok(read)
     }
 
-    /// Every tick of one day file, in `seq` order.
+    /// Every tick of one day file, in `seq` order (a Parquet day whose time order differs
+    /// from its seq order is sorted in memory).
     pub fn scan_day(
         &self,
         day: &DayFile,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        if day.form == Form::Parquet {
+            let pq = ParquetDay::open(&day.path)?;
+            if pq.scans_in_seq_order() {
+                return pq.scan(f);
+            }
+            // Rows whose time order is not their seq order: sorted here (memory: the day).
+            let mut rows = Vec::new();
+            pq.scan(&mut |r| {
+                rows.push(r.clone());
+                Ok(())
+            })?;
+            rows.sort_by_key(|r| r.seq);
+            for r in &rows {
+                f(r).map_err(ReadError::Output)?;
+            }
+            return Ok(rows.len() as u64);
+        }
         self.with_day(day, |reader| {
             reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
         })
@@ -778,6 +833,23 @@ impl Store {
                 continue;
             }
             read.days.push(day.day);
+            if day.form == Form::Parquet {
+                let streamed = ParquetDay::open(&day.path)
+                    .map_err(ReadError::Store)
+                    .and_then(|pq| {
+                        let names = symbols.in_parquet(&pq, &mut found);
+                        if names.as_ref().is_some_and(|n| n.is_empty()) {
+                            return Ok(0);
+                        }
+                        pq.range(names.as_deref(), from.0, to.0, f)
+                    });
+                match streamed {
+                    Ok(k) => read.rows += k,
+                    Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(&day, &e)),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
             let streamed = self.with_day(&day, |reader| {
                 let ids = symbols.ids(reader, &mut found);
                 if ids.as_deref() == Some(&[]) {
@@ -973,4 +1045,74 @@ fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError
         last_ts_event: range.1.map(|t| Timestamp(start + t)),
         archived: false,
     })
+}
+
+/// Every tick of one SQLite day file, in `seq` order.
+pub(crate) fn scan_file(
+    path: &Path,
+    opts: &SqliteOptions,
+    f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+) -> Result<u64, ReadError> {
+    let reader = DayReader::open(path, opts)?;
+    reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
+}
+
+/// Every tick of one closed SQLite day file in (symbol, ts_event, seq) order, symbols by
+/// name: each symbol through the directory, or the sealing index (the caller seals a file
+/// that has neither).
+pub(crate) fn scan_by_symbol(
+    path: &Path,
+    opts: &SqliteOptions,
+    f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+) -> Result<u64, ReadError> {
+    let reader = DayReader::open(path, opts)?;
+    let mut names: Vec<(Arc<str>, i64)> = reader
+        .symbols
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| Some((n.clone()?, i as i64)))
+        .collect();
+    names.sort();
+    let mut n = 0;
+    for (_, id) in names {
+        n += if reader.directory {
+            reader.range_by_directory(Some(&[id]), i64::MIN, i64::MAX, f)?
+        } else {
+            reader.stream(
+                &format!("SELECT {COLUMNS} FROM ticks WHERE sym = ?1 ORDER BY ts_event, seq"),
+                &[&id],
+                f,
+            )?
+        };
+    }
+    Ok(n)
+}
+
+/// The decimals `[bid, ask, bid_size, ask_size]` of every tick of one SQLite day file.
+pub(crate) fn scan_decimals(
+    path: &Path,
+    opts: &SqliteOptions,
+    f: &mut dyn FnMut([Option<Decimal>; 4]),
+) -> Result<(), StoreError> {
+    let conn = schema::open_for_read(path, opts)?;
+    let sq = StoreError::sqlite(path);
+    let mut stmt = conn
+        .prepare("SELECT bid, ask, bid_size, ask_size FROM ticks")
+        .map_err(StoreError::sqlite(path))?;
+    let mut rows = stmt.query([]).map_err(StoreError::sqlite(path))?;
+    loop {
+        let r = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(sq(e)),
+        };
+        let mut d = [None; 4];
+        for (i, slot) in d.iter_mut().enumerate() {
+            let code: Option<i64> = r.get(i).map_err(StoreError::sqlite(path))?;
+            *slot = code
+                .and_then(|c| u64::try_from(c).ok())
+                .and_then(Decimal::from_code);
+        }
+        f(d);
+    }
 }

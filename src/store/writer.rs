@@ -195,7 +195,7 @@ impl SqliteSink {
     /// (`tickrec migrate` resumes from there). A day without a file has none.
     pub fn imported(&mut self, day: NaiveDate, file: &str) -> Result<u64, StoreError> {
         if !layout::day_path(&self.base, day).exists()
-            && !layout::archive_path(&self.base, day).exists()
+            && layout::existing_archive(&self.base, day).is_none()
         {
             return Ok(0);
         }
@@ -489,18 +489,16 @@ impl SqliteSink {
             path: layout::lock_path(&self.base, day),
             source: e,
         };
-        let (db, zst) = (
-            layout::day_path(&self.base, day),
-            layout::archive_path(&self.base, day),
-        );
+        let db = layout::day_path(&self.base, day);
+        let archived = || layout::existing_archive(&self.base, day).is_some();
         loop {
             let shared = DayLock::shared(&self.base, day, wait).map_err(lock_err)?;
-            if db.exists() || !zst.exists() {
+            if db.exists() || !archived() {
                 return Ok(shared);
             }
             drop(shared);
             let exclusive = DayLock::exclusive(&self.base, day, wait).map_err(lock_err)?;
-            if !db.exists() && zst.exists() {
+            if !db.exists() && archived() {
                 tracing::warn!(%day, "a tick for an archived day: restoring its day file");
                 archive::restore_locked(&self.base, day, &self.opts.sqlite, &exclusive)?;
             }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tickrec::store::archive::{self, Outcome};
+use tickrec::store::archive::{self, ArchiveFormat, Outcome};
 use tickrec::store::{layout, SqliteOptions};
 use tickrec::tick::Timestamp;
 
@@ -143,14 +143,16 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300)); // committed; the writer holds the file
     let opts = SqliteOptions::default();
-    let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+    let outcome =
+        archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
     assert!(
         matches!(&outcome, Outcome::Skipped { why, .. } if why.contains("writer")),
         "{outcome:?}"
     );
     rec.shutdown();
 
-    let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+    let outcome =
+        archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
     let Outcome::Archived {
         summary,
         archive_bytes,
@@ -168,12 +170,18 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     let stats = rec.shutdown();
     assert_eq!(stats.ticks_stored, 1);
     assert!(layout::day_path(base, old.day()).exists());
-    assert!(!layout::archive_path(base, old.day()).exists());
+    assert!(!layout::parquet_path(base, old.day()).exists());
     assert_eq!(seqs(&layout::day_path(base, old.day())), [1, 2]);
 }
 
 #[test]
 fn leftovers_of_an_interrupted_archive_run_do_no_harm() {
+    for format in [ArchiveFormat::Parquet, ArchiveFormat::SqliteZst] {
+        leftovers_of_an_interrupted_run(format);
+    }
+}
+
+fn leftovers_of_an_interrupted_run(format: ArchiveFormat) {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     let old = ts("2026-10-01T10:00:00Z");
@@ -182,13 +190,16 @@ fn leftovers_of_an_interrupted_archive_run_do_no_harm() {
         .unwrap();
     rec.shutdown();
     // A crash mid-run left a half-written archive and a compacted copy: the original rules.
-    let zst = layout::archive_path(base, old.day());
+    let zst = match format {
+        ArchiveFormat::Parquet => layout::parquet_path(base, old.day()),
+        ArchiveFormat::SqliteZst => layout::archive_path(base, old.day()),
+    };
     let tmp = format!("{}.tmp", zst.display());
     std::fs::write(&tmp, b"half an archive").unwrap();
     assert!(!layout::list_days(base).unwrap()[0].archived);
     assert_eq!(all_rows(base, "EURUSD").len(), 1);
     let outcome =
-        archive::archive_day(base, old.day(), 3, &SqliteOptions::default(), false).unwrap();
+        archive::archive_day(base, old.day(), format, 3, &SqliteOptions::default(), false).unwrap();
     assert!(matches!(outcome, Outcome::Archived { .. }));
     assert!(
         !Path::new(&tmp).exists(),
@@ -342,7 +353,15 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
     }
     rec.shutdown();
     for day in ["2026-10-01", "2026-10-02"] {
-        archive::archive_day(base, ts(day).day(), 3, &SqliteOptions::default(), false).unwrap();
+        archive::archive_day(
+            base,
+            ts(day).day(),
+            ArchiveFormat::SqliteZst,
+            3,
+            &SqliteOptions::default(),
+            false,
+        )
+        .unwrap();
     }
     // A bound smaller than one day: only the copy just made may stay.
     let store =
@@ -429,7 +448,8 @@ fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_lat
     // file until it execs, so "in use by a writer" may last a moment after our writer is gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let outcome = loop {
-        let outcome = archive::archive_day(base, old.day(), 3, &opts, false).unwrap();
+        let outcome =
+            archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
         match &outcome {
             Outcome::Skipped { why, .. }
                 if why.contains("writer") && std::time::Instant::now() < deadline =>

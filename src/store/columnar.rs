@@ -1,0 +1,1085 @@
+//! Parquet tick files: the archive form of a closed day (`ticks_<day>.parquet`, read in place
+//! by [`ParquetDay`]) and the file format of `tickrec export` (see schema/archive.md).
+//!
+//! Columns: the `ticks_v` columns — `seq`, `symbol`, `ts_event_ns`, `ts_event` (UTC timestamp
+//! in microseconds, for engines without nanoseconds), `ts_recv_ns`, `bid`, `ask`, `bid_size`,
+//! `ask_size` (DECIMAL, exact: the scale of a column is the most decimal places its values have
+//! in the file), `source` — then `given_scales`: the decimal places each of the four decimals
+//! was given with (4 bits each, bid lowest), so that `1.0850` reads back as `1.0850` and not as
+//! the column's `1.08500`. Engines read the DECIMAL columns; tickrec reads both.
+//!
+//! Archive layout: rows sorted by (symbol, ts_event, seq); a row group ends at a symbol
+//! boundary once it holds [`GROUP_MIN_ROWS`], and always at [`GROUP_MAX_ROWS`]; pages hold at
+//! most [`PAGE_ROWS`] rows (data page v2, zstd), with page statistics and the page index. The
+//! file's key-value metadata holds the day's summary (`tickrec.summary`, the
+//! [`ArchiveSummary`] a `.db.zst` carries at its head) and the symbol index (`tickrec.index`):
+//! each symbol's row runs `(group, first row, end row)`, so a query of one symbol reads only
+//! its rows' pages, never the symbol column.
+//!
+//! Invariant (checked when a file is opened): the index's runs tile every row group exactly,
+//! in symbol order, and the summary's tick count is the file's row count.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::column::writer::ColumnWriter;
+use parquet::data_type::{
+    ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
+    Int64Type,
+};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::reader::FileReader;
+use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use super::archive::ArchiveSummary;
+use super::StoreError;
+use crate::tick::{Decimal, TickRow, Timestamp, MAX_MANTISSA, MAX_SCALE};
+
+/// A row group ends at the next symbol boundary once it holds this many rows.
+pub const GROUP_MIN_ROWS: usize = 1 << 14;
+/// A row group never holds more rows than this (bounds the memory of writing and reading).
+pub const GROUP_MAX_ROWS: usize = 1 << 17;
+/// Rows per data page: the unit a query skips without decompressing.
+pub const PAGE_ROWS: usize = 8192;
+/// zstd level of the pages unless told otherwise.
+pub const ZSTD_LEVEL: i32 = 9;
+
+const SUMMARY_KEY: &str = "tickrec.summary";
+const INDEX_KEY: &str = "tickrec.index";
+const DECIMALS: [&str; 4] = ["bid", "ask", "bid_size", "ask_size"];
+
+/// The shape of a decimal column: its scale, and whether it needs 38 digits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct DecimalShape {
+    scale: u32,
+    wide: bool,
+}
+
+/// The decimal columns' shapes, learnt from every value a file will hold (a Parquet schema is
+/// fixed per file).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shapes {
+    scale: [u32; 4],
+    int_digits: [u32; 4],
+}
+
+impl Shapes {
+    /// Takes in one row's decimals.
+    pub fn observe(&mut self, r: &TickRow) {
+        self.observe_decimals(decimals(r));
+    }
+
+    /// Takes in one row's `[bid, ask, bid_size, ask_size]`.
+    pub fn observe_decimals(&mut self, d: [Option<Decimal>; 4]) {
+        for (i, d) in d.into_iter().enumerate() {
+            if let Some((m, s)) = d.and_then(Decimal::to_scaled) {
+                self.scale[i] = self.scale[i].max(s);
+                let digits = m.checked_ilog10().map_or(0, |d| d + 1);
+                self.int_digits[i] = self.int_digits[i].max(digits.saturating_sub(s));
+            }
+        }
+    }
+
+    fn of(&self) -> [DecimalShape; 4] {
+        std::array::from_fn(|i| DecimalShape {
+            scale: self.scale[i],
+            wide: self.int_digits[i] + self.scale[i] > 18,
+        })
+    }
+}
+
+fn decimals(r: &TickRow) -> [Option<Decimal>; 4] {
+    [r.bid, r.ask, r.bid_size, r.ask_size]
+}
+
+/// `d` as an integer at `scale` decimal places (`scale` >= its own).
+fn scaled(d: Decimal, scale: u32) -> Option<i128> {
+    let (m, s) = d.to_scaled()?;
+    i128::from(m).checked_mul(10i128.pow(scale.checked_sub(s)?))
+}
+
+/// How rows are grouped: by symbol (archives, rows sorted by symbol) or not (exports, rows in
+/// time order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    BySymbol,
+    Plain,
+}
+
+/// Where each symbol's rows are: `(row group, first row, end row)` runs, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolIndex {
+    pub runs: BTreeMap<String, Vec<[u64; 3]>>,
+}
+
+fn parquet_io(e: ParquetError) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// Writes tick rows into one Parquet file (see the module doc).
+pub struct TickFileWriter<W: Write + Send> {
+    writer: SerializedFileWriter<W>,
+    shapes: [DecimalShape; 4],
+    grouping: Grouping,
+    group: Columns,
+    group_index: u64,
+    index: SymbolIndex,
+    rows: u64,
+}
+
+impl<W: Write + Send> TickFileWriter<W> {
+    pub fn new(out: W, shapes: &Shapes, grouping: Grouping, level: i32) -> std::io::Result<Self> {
+        let shapes = shapes.of();
+        let decimal_fields: Vec<String> = DECIMALS
+            .iter()
+            .zip(&shapes)
+            .map(|(name, s)| {
+                if s.wide {
+                    format!(
+                        "optional fixed_len_byte_array(16) {name} (DECIMAL(38,{}));",
+                        s.scale
+                    )
+                } else {
+                    format!("optional int64 {name} (DECIMAL(18,{}));", s.scale)
+                }
+            })
+            .collect();
+        let schema = format!(
+            "message ticks {{
+                required int64 seq (INTEGER(64,true));
+                required binary symbol (STRING);
+                required int64 ts_event_ns (INTEGER(64,true));
+                required int64 ts_event (TIMESTAMP(MICROS,true));
+                required int64 ts_recv_ns (INTEGER(64,true));
+                {}
+                required binary source (STRING);
+                required int32 given_scales (INTEGER(16,false));
+            }}",
+            decimal_fields.join("\n")
+        );
+        let schema = Arc::new(parse_message_type(&schema).map_err(parquet_io)?);
+        let mut props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(level).map_err(parquet_io)?,
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(PAGE_ROWS)
+            .set_created_by(format!("tickrec {}", env!("CARGO_PKG_VERSION")));
+        for col in ["seq", "ts_event_ns", "ts_event", "ts_recv_ns", "bid", "ask"] {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(col), false)
+                .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+        }
+        if shapes[0].wide || shapes[1].wide {
+            // DELTA_BINARY_PACKED is for integers only.
+            for col in ["bid", "ask"] {
+                props = props.set_column_encoding(ColumnPath::from(col), Encoding::PLAIN);
+            }
+        }
+        let writer =
+            SerializedFileWriter::new(out, schema, Arc::new(props.build())).map_err(parquet_io)?;
+        Ok(TickFileWriter {
+            writer,
+            shapes,
+            grouping,
+            group: Columns::default(),
+            group_index: 0,
+            index: SymbolIndex::default(),
+            rows: 0,
+        })
+    }
+
+    /// Appends one row. With [`Grouping::BySymbol`] rows must come sorted by symbol.
+    pub fn push(&mut self, r: &TickRow) -> std::io::Result<()> {
+        let n = self.group.len();
+        let new_symbol = self
+            .group
+            .symbol
+            .last()
+            .is_none_or(|s| s.data() != r.symbol.as_bytes());
+        if n >= GROUP_MAX_ROWS
+            || (self.grouping == Grouping::BySymbol && new_symbol && n >= GROUP_MIN_ROWS)
+        {
+            self.flush_group()?;
+        }
+        if self.grouping == Grouping::BySymbol {
+            let at = self.group.len() as u64;
+            let runs = self.index.runs.entry(r.symbol.to_string()).or_default();
+            match runs.last_mut() {
+                Some(run) if run[0] == self.group_index && run[2] == at => run[2] += 1,
+                _ => runs.push([self.group_index, at, at + 1]),
+            }
+        }
+        self.group.push(r, &self.shapes);
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn flush_group(&mut self) -> std::io::Result<()> {
+        if self.group.len() > 0 {
+            self.group.write(&mut self.writer, &self.shapes)?;
+            self.group_index += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer (with `summary` and the symbol index in its
+    /// key-value metadata when given); returns the output and the row count.
+    pub fn finish(mut self, summary: Option<&ArchiveSummary>) -> std::io::Result<(W, u64)> {
+        self.flush_group()?;
+        if let Some(s) = summary {
+            let json = |v: &dyn erased::Json| v.to_json();
+            self.writer
+                .append_key_value_metadata(KeyValue::new(SUMMARY_KEY.into(), json(s)?));
+            self.writer
+                .append_key_value_metadata(KeyValue::new(INDEX_KEY.into(), json(&self.index)?));
+        }
+        let out = self.writer.into_inner().map_err(parquet_io)?;
+        Ok((out, self.rows))
+    }
+}
+
+mod erased {
+    /// JSON text of the two metadata values.
+    pub trait Json {
+        fn to_json(&self) -> std::io::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> std::io::Result<String> {
+            serde_json::to_string(self).map_err(std::io::Error::other)
+        }
+    }
+}
+
+/// One row group's columns, buffered.
+#[derive(Default)]
+struct Columns {
+    seq: Vec<i64>,
+    symbol: Vec<ByteArray>,
+    ts_event_ns: Vec<i64>,
+    ts_event_us: Vec<i64>,
+    ts_recv_ns: Vec<i64>,
+    /// Per decimal column: present values (narrow or wide) and definition levels.
+    narrow: [Vec<i64>; 4],
+    wide: [Vec<FixedLenByteArray>; 4],
+    defs: [Vec<i16>; 4],
+    source: Vec<ByteArray>,
+    given_scales: Vec<i32>,
+}
+
+impl Columns {
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    fn push(&mut self, r: &TickRow, shapes: &[DecimalShape; 4]) {
+        self.seq.push(r.seq.unwrap_or(0));
+        if self
+            .symbol
+            .last()
+            .is_some_and(|s| s.data() == r.symbol.as_bytes())
+        {
+            let last = self.symbol[self.symbol.len() - 1].clone();
+            self.symbol.push(last);
+        } else {
+            self.symbol
+                .push(ByteArray::from(r.symbol.as_bytes().to_vec()));
+        }
+        self.ts_event_ns.push(r.ts_event.0);
+        self.ts_event_us.push(r.ts_event.0.div_euclid(1_000));
+        self.ts_recv_ns.push(r.ts_recv.0);
+        let mut given = 0i32;
+        for (i, d) in decimals(r).into_iter().enumerate() {
+            match d.and_then(|d| scaled(d, shapes[i].scale).map(|v| (v, d.scale()))) {
+                Some((v, s)) => {
+                    given |= (s as i32) << (4 * i);
+                    self.defs[i].push(1);
+                    if shapes[i].wide {
+                        self.wide[i].push(FixedLenByteArray::from(v.to_be_bytes().to_vec()));
+                    } else {
+                        // Below 10^18: the shape was learnt from every value.
+                        self.narrow[i].push(i64::try_from(v).unwrap_or(i64::MAX));
+                    }
+                }
+                None => self.defs[i].push(0),
+            }
+        }
+        self.given_scales.push(given);
+        if self
+            .source
+            .last()
+            .is_some_and(|s| s.data() == r.source.as_bytes())
+        {
+            let last = self.source[self.source.len() - 1].clone();
+            self.source.push(last);
+        } else {
+            self.source
+                .push(ByteArray::from(r.source.as_bytes().to_vec()));
+        }
+    }
+
+    /// Writes the buffered rows as one row group and empties the buffers.
+    fn write<W: Write + Send>(
+        &mut self,
+        writer: &mut SerializedFileWriter<W>,
+        shapes: &[DecimalShape; 4],
+    ) -> std::io::Result<()> {
+        let mut group = writer.next_row_group().map_err(parquet_io)?;
+        let mut column = 0usize;
+        while let Some(mut col) = group.next_column().map_err(parquet_io)? {
+            let written = match (col.untyped(), column) {
+                (ColumnWriter::Int64ColumnWriter(w), 0) => w.write_batch(&self.seq, None, None),
+                (ColumnWriter::ByteArrayColumnWriter(w), 1) => {
+                    w.write_batch(&self.symbol, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 2) => {
+                    w.write_batch(&self.ts_event_ns, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 3) => {
+                    w.write_batch(&self.ts_event_us, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 4) => {
+                    w.write_batch(&self.ts_recv_ns, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 5..=8) if !shapes[column - 5].wide => {
+                    w.write_batch(&self.narrow[column - 5], Some(&self.defs[column - 5]), None)
+                }
+                (ColumnWriter::FixedLenByteArrayColumnWriter(w), 5..=8) => {
+                    w.write_batch(&self.wide[column - 5], Some(&self.defs[column - 5]), None)
+                }
+                (ColumnWriter::ByteArrayColumnWriter(w), 9) => {
+                    w.write_batch(&self.source, None, None)
+                }
+                (ColumnWriter::Int32ColumnWriter(w), 10) => {
+                    w.write_batch(&self.given_scales, None, None)
+                }
+                _ => {
+                    return Err(std::io::Error::other(format!(
+                        "tick file schema and writer disagree at column {column}"
+                    )))
+                }
+            };
+            written.map_err(parquet_io)?;
+            col.close().map_err(parquet_io)?;
+            column += 1;
+        }
+        group.close().map_err(parquet_io)?;
+        *self = Columns::default();
+        Ok(())
+    }
+}
+
+/// The scale a tick can hold fits a 64-bit DECIMAL.
+const _: () = assert!(MAX_SCALE <= 18);
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// Column positions in the file (by name: a file from a later version may add columns).
+#[derive(Debug, Clone, Copy)]
+struct Positions {
+    seq: usize,
+    ts_event_ns: usize,
+    ts_recv_ns: usize,
+    decimals: [usize; 4],
+    source: usize,
+    given_scales: usize,
+}
+
+/// A Parquet day file, open for queries (see the module doc).
+pub struct ParquetDay {
+    path: PathBuf,
+    file: SerializedFileReader<File>,
+    summary: ArchiveSummary,
+    index: SymbolIndex,
+    pos: Positions,
+    shapes: [DecimalShape; 4],
+    /// Per row group: (min, max) of seq.
+    seq_bounds: Vec<(i64, i64)>,
+    sources: RefCell<Vec<(ByteArray, Arc<str>)>>,
+}
+
+impl std::fmt::Debug for ParquetDay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetDay")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// One symbol's rows `[start, end)` of a row group.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    group: usize,
+    start: usize,
+    end: usize,
+}
+
+impl ParquetDay {
+    /// Opens `path` and checks its metadata (see the module doc's invariant).
+    pub fn open(path: &Path) -> Result<ParquetDay, StoreError> {
+        let corrupt = |why: String| StoreError::Corrupt {
+            path: path.to_owned(),
+            why,
+        };
+        let f = File::open(path).map_err(StoreError::io(path))?;
+        let options = ReadOptionsBuilder::new().build();
+        let file = SerializedFileReader::new_with_options(f, options)
+            .map_err(|e| corrupt(format!("not a readable Parquet file: {e}")))?;
+        let meta = file.metadata();
+        let kv = |key: &str| {
+            meta.file_metadata()
+                .key_value_metadata()
+                .and_then(|kv| kv.iter().find(|k| k.key == key))
+                .and_then(|k| k.value.clone())
+                .ok_or_else(|| corrupt(format!("no {key} in its metadata: not a tickrec archive")))
+        };
+        let summary: ArchiveSummary = serde_json::from_str(&kv(SUMMARY_KEY)?)
+            .map_err(|e| corrupt(format!("{SUMMARY_KEY}: {e}")))?;
+        let index: SymbolIndex = serde_json::from_str(&kv(INDEX_KEY)?)
+            .map_err(|e| corrupt(format!("{INDEX_KEY}: {e}")))?;
+        let schema = meta.file_metadata().schema_descr();
+        let find = |name: &str| {
+            (0..schema.num_columns())
+                .find(|&i| schema.column(i).name() == name)
+                .ok_or_else(|| corrupt(format!("no column {name}")))
+        };
+        let pos = Positions {
+            seq: find("seq")?,
+            ts_event_ns: find("ts_event_ns")?,
+            ts_recv_ns: find("ts_recv_ns")?,
+            decimals: [
+                find(DECIMALS[0])?,
+                find(DECIMALS[1])?,
+                find(DECIMALS[2])?,
+                find(DECIMALS[3])?,
+            ],
+            source: find("source")?,
+            given_scales: find("given_scales")?,
+        };
+        let mut shapes = [DecimalShape::default(); 4];
+        for (i, &c) in pos.decimals.iter().enumerate() {
+            let col = schema.column(c);
+            let scale = u32::try_from(col.type_scale()).unwrap_or(u32::MAX);
+            if scale > MAX_SCALE {
+                return Err(corrupt(format!("{} has scale {scale}", DECIMALS[i])));
+            }
+            shapes[i] = DecimalShape {
+                scale,
+                wide: col.physical_type() == parquet::basic::Type::FIXED_LEN_BYTE_ARRAY,
+            };
+        }
+        // The index tiles each row group, and the rows are the summary's ticks.
+        let groups = meta.row_groups();
+        let mut covered = vec![0u64; groups.len()];
+        let mut rows = 0u64;
+        for runs in index.runs.values() {
+            for &[g, a, b] in runs {
+                let n = usize::try_from(g)
+                    .ok()
+                    .and_then(|g| groups.get(g))
+                    .map(|m| m.num_rows() as u64)
+                    .ok_or_else(|| corrupt(format!("{INDEX_KEY}: no row group {g}")))?;
+                if a >= b || b > n {
+                    return Err(corrupt(format!(
+                        "{INDEX_KEY}: rows {a}..{b} of group {g} ({n} rows)"
+                    )));
+                }
+                covered[g as usize] += b - a;
+                rows += b - a;
+            }
+        }
+        for (g, m) in groups.iter().enumerate() {
+            if covered[g] != m.num_rows() as u64 {
+                return Err(corrupt(format!(
+                    "{INDEX_KEY}: covers {} of the {} rows of group {g}",
+                    covered[g],
+                    m.num_rows()
+                )));
+            }
+        }
+        if rows != summary.ticks || meta.file_metadata().num_rows() as u64 != rows {
+            return Err(corrupt(format!(
+                "holds {} rows, its summary says {} ticks",
+                meta.file_metadata().num_rows(),
+                summary.ticks
+            )));
+        }
+        let seq_bounds = groups
+            .iter()
+            .map(|m| match m.column(pos.seq).statistics() {
+                Some(parquet::file::statistics::Statistics::Int64(s)) => (
+                    s.min_opt().copied().unwrap_or(i64::MIN),
+                    s.max_opt().copied().unwrap_or(i64::MAX),
+                ),
+                _ => (i64::MIN, i64::MAX),
+            })
+            .collect();
+        Ok(ParquetDay {
+            path: path.to_owned(),
+            file,
+            summary,
+            index,
+            pos,
+            shapes,
+            seq_bounds,
+            sources: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn summary(&self) -> &ArchiveSummary {
+        &self.summary
+    }
+
+    /// Whether the file holds ticks of `symbol`.
+    pub fn has_symbol(&self, symbol: &str) -> bool {
+        self.index.runs.contains_key(symbol)
+    }
+
+    /// The names of the symbols in the file, in name order.
+    pub fn symbols(&self) -> impl Iterator<Item = &str> {
+        self.index.runs.keys().map(String::as_str)
+    }
+
+    fn corrupt(&self, why: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            why,
+        }
+    }
+
+    fn pq(&self) -> impl Fn(ParquetError) -> StoreError + '_ {
+        move |e| self.corrupt(e.to_string())
+    }
+
+    fn column(&self, group: usize, col: usize) -> Result<ColumnReader, StoreError> {
+        let rg = self.file.get_row_group(group).map_err(self.pq())?;
+        rg.get_column_reader(col).map_err(self.pq())
+    }
+
+    /// `symbol`'s rows with `lo <= ts_event_ns < hi`, as segments in (ts_event, seq) order.
+    fn segments(&self, symbol: &str, lo: i64, hi: i64) -> Result<Vec<Segment>, StoreError> {
+        let mut out = Vec::new();
+        let Some(runs) = self.index.runs.get(symbol) else {
+            return Ok(out);
+        };
+        for &[g, a, b] in runs {
+            let (g, a, b) = (g as usize, a as usize, b as usize);
+            // Row group statistics first; then, when the window cuts the run, its times.
+            let (tmin, tmax) = self.time_bounds(g);
+            if tmax < lo || tmin >= hi {
+                continue;
+            }
+            if lo <= tmin && tmax < hi {
+                out.push(Segment {
+                    group: g,
+                    start: a,
+                    end: b,
+                });
+                continue;
+            }
+            let times = self.read_i64(g, self.pos.ts_event_ns, a, b - a)?;
+            let s = times.partition_point(|&t| t < lo);
+            let e = times.partition_point(|&t| t < hi);
+            if s < e {
+                out.push(Segment {
+                    group: g,
+                    start: a + s,
+                    end: a + e,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn time_bounds(&self, group: usize) -> (i64, i64) {
+        let meta = self.file.metadata().row_group(group);
+        match meta.column(self.pos.ts_event_ns).statistics() {
+            Some(parquet::file::statistics::Statistics::Int64(s)) => (
+                s.min_opt().copied().unwrap_or(i64::MIN),
+                s.max_opt().copied().unwrap_or(i64::MAX),
+            ),
+            _ => (i64::MIN, i64::MAX),
+        }
+    }
+
+    /// `n` values of a required INT64 column from row `start` of `group`.
+    fn read_i64(
+        &self,
+        group: usize,
+        col: usize,
+        start: usize,
+        n: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let ColumnReader::Int64ColumnReader(mut r) = self.column(group, col)? else {
+            return Err(self.corrupt(format!("column {col} is not INT64")));
+        };
+        skip(&mut r, start).map_err(self.pq())?;
+        let mut out = Vec::with_capacity(n);
+        read_exact::<Int64Type>(&mut r, n, None, &mut out).map_err(self.pq())?;
+        Ok(out)
+    }
+
+    fn source_name(&self, bytes: &ByteArray) -> Result<Arc<str>, StoreError> {
+        let mut cache = self.sources.borrow_mut();
+        if let Some((_, name)) = cache.iter().find(|(b, _)| b.data() == bytes.data()) {
+            return Ok(name.clone());
+        }
+        let name: Arc<str> = Arc::from(
+            std::str::from_utf8(bytes.data())
+                .map_err(|_| self.corrupt("a source name is not UTF-8".into()))?,
+        );
+        cache.push((bytes.clone(), name.clone()));
+        Ok(name)
+    }
+
+    /// Ticks of `symbols` (`None`: all) with `lo <= ts_event_ns < hi`, in (ts_event, seq)
+    /// order: a k-way merge of one cursor per symbol, each holding one chunk of rows.
+    pub fn range(
+        &self,
+        symbols: Option<&[&str]>,
+        lo: i64,
+        hi: i64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, super::reader::ReadError> {
+        let mut cursors = Vec::new();
+        let names: Vec<&str> = match symbols {
+            Some(s) => s.to_vec(),
+            None => self.symbols().collect(),
+        };
+        for name in names {
+            let segs = self.segments(name, lo, hi)?;
+            if !segs.is_empty() {
+                cursors.push(Cursor::new(self, Arc::from(name), segs));
+            }
+        }
+        merge(cursors, |r| (r.ts_event.0, r.seq.unwrap_or(0)), f)
+    }
+
+    /// Every tick: in `seq` order when [`ParquetDay::scans_in_seq_order`], else in file order
+    /// (symbol, ts_event, seq).
+    pub fn scan(
+        &self,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, super::reader::ReadError> {
+        let mut cursors = Vec::new();
+        for name in self.symbols() {
+            let segs = self.segments(name, i64::MIN, i64::MAX)?;
+            cursors.push(Cursor::new(self, Arc::from(name), segs));
+        }
+        if self.scans_in_seq_order() {
+            return merge(cursors, |r| (r.seq.unwrap_or(0), 0), f);
+        }
+        let mut n = 0;
+        for c in cursors {
+            n += c.drain(f)?;
+        }
+        Ok(n)
+    }
+
+    /// Whether [`ParquetDay::scan`] gives recording order: each symbol's rows, sorted by time,
+    /// are also sorted by seq (no late or reordered ticks; noted when the file was written).
+    pub fn scans_in_seq_order(&self) -> bool {
+        self.summary.seq_sorted_per_symbol
+    }
+
+    /// The newest `n` ticks (by seq) of `symbols` (`None`: all), newest first.
+    pub fn recent(
+        &self,
+        symbols: Option<&[&str]>,
+        n: usize,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, super::reader::ReadError> {
+        use std::cmp::Reverse;
+        let names: Vec<&str> = match symbols {
+            Some(s) => s.to_vec(),
+            None => self.symbols().collect(),
+        };
+        let mut segs: Vec<(Arc<str>, Segment)> = Vec::new();
+        for name in names {
+            let name_arc: Arc<str> = Arc::from(name);
+            for s in self.segments(name, i64::MIN, i64::MAX)? {
+                segs.push((name_arc.clone(), s));
+            }
+        }
+        // Segments by their group's highest seq, newest first; stop once no segment left can
+        // hold a seq above the n-th newest kept.
+        segs.sort_by_key(|(_, s)| Reverse(self.seq_bounds[s.group].1));
+        let mut kept: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+        let mut rows: Vec<TickRow> = Vec::new();
+        for (name, seg) in segs {
+            if n == 0 {
+                break;
+            }
+            if kept.len() >= n
+                && kept
+                    .peek()
+                    .is_some_and(|Reverse((s, _))| *s >= self.seq_bounds[seg.group].1)
+            {
+                break;
+            }
+            Cursor::new(self, name, vec![seg]).drain(&mut |r| {
+                let s = r.seq.unwrap_or(0);
+                if kept.len() < n {
+                    kept.push(Reverse((s, rows.len())));
+                    rows.push(r.clone());
+                } else if kept.peek().is_some_and(|Reverse((m, _))| s > *m) {
+                    if let Some(Reverse((_, slot))) = kept.pop() {
+                        rows[slot] = r.clone();
+                        kept.push(Reverse((s, slot)));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let mut order: Vec<(i64, usize)> = kept.into_iter().map(|Reverse(k)| k).collect();
+        order.sort_by_key(|&(s, _)| Reverse(s));
+        for &(_, slot) in &order {
+            f(&rows[slot]).map_err(super::reader::ReadError::Output)?;
+        }
+        Ok(order.len() as u64)
+    }
+}
+
+/// Skips `n` records (whole pages without decompressing them).
+fn skip<T: DataType>(r: &mut ColumnReaderImpl<T>, n: usize) -> Result<(), ParquetError> {
+    let mut left = n;
+    while left > 0 {
+        let k = r.skip_records(left)?;
+        if k == 0 {
+            return Err(ParquetError::General(format!(
+                "{left} rows short while skipping"
+            )));
+        }
+        left -= k;
+    }
+    Ok(())
+}
+
+/// Reads exactly `n` records, appending values (and definition levels when given).
+fn read_exact<T: DataType>(
+    r: &mut ColumnReaderImpl<T>,
+    n: usize,
+    mut defs: Option<&mut Vec<i16>>,
+    values: &mut Vec<T::T>,
+) -> Result<(), ParquetError>
+where
+    Vec<T::T>: Default,
+{
+    let mut left = n;
+    while left > 0 {
+        let (records, _, _) = r.read_records(left, defs.as_deref_mut(), None, values)?;
+        if records == 0 {
+            return Err(ParquetError::General(format!("{left} rows short")));
+        }
+        left -= records;
+    }
+    Ok(())
+}
+
+/// A decimal column's reader.
+enum DecReader {
+    Narrow(ColumnReaderImpl<Int64Type>),
+    Wide(ColumnReaderImpl<FixedLenByteArrayType>),
+}
+
+/// Column readers positioned in one segment.
+struct SegmentReaders {
+    seq: ColumnReaderImpl<Int64Type>,
+    ts: ColumnReaderImpl<Int64Type>,
+    recv: ColumnReaderImpl<Int64Type>,
+    dec: [DecReader; 4],
+    source: ColumnReaderImpl<ByteArrayType>,
+    scales: ColumnReaderImpl<Int32Type>,
+    left: usize,
+}
+
+/// One chunk of decoded rows.
+#[derive(Default)]
+struct Chunk {
+    seq: Vec<i64>,
+    ts: Vec<i64>,
+    recv: Vec<i64>,
+    narrow: [Vec<i64>; 4],
+    wide: [Vec<FixedLenByteArray>; 4],
+    defs: [Vec<i16>; 4],
+    source: Vec<ByteArray>,
+    scales: Vec<i32>,
+    rows: Vec<TickRow>,
+}
+
+/// Rows per decoded chunk.
+const CHUNK: usize = 2048;
+
+/// One symbol's rows over its segments, a chunk at a time.
+struct Cursor<'a> {
+    day: &'a ParquetDay,
+    symbol: Arc<str>,
+    segs: VecDeque<Segment>,
+    readers: Option<SegmentReaders>,
+    chunk: Chunk,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(day: &'a ParquetDay, symbol: Arc<str>, segs: Vec<Segment>) -> Cursor<'a> {
+        Cursor {
+            day,
+            symbol,
+            segs: segs.into(),
+            readers: None,
+            chunk: Chunk::default(),
+            at: 0,
+        }
+    }
+
+    /// The current row, reading the next chunk when needed; `None` at the end.
+    fn peek(&mut self) -> Result<Option<&TickRow>, StoreError> {
+        if self.at >= self.chunk.rows.len() {
+            self.fill()?;
+        }
+        Ok(self.chunk.rows.get(self.at))
+    }
+
+    fn advance(&mut self) {
+        self.at += 1;
+    }
+
+    fn drain(
+        mut self,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, super::reader::ReadError> {
+        let mut n = 0;
+        while let Some(r) = self.peek()? {
+            f(r).map_err(super::reader::ReadError::Output)?;
+            n += 1;
+            self.advance();
+        }
+        Ok(n)
+    }
+
+    fn open_segment(&self, seg: Segment) -> Result<SegmentReaders, StoreError> {
+        let day = self.day;
+        let pq = day.pq();
+        let i64_col = |col: usize| -> Result<ColumnReaderImpl<Int64Type>, StoreError> {
+            match day.column(seg.group, col)? {
+                ColumnReader::Int64ColumnReader(mut r) => {
+                    skip(&mut r, seg.start).map_err(&pq)?;
+                    Ok(r)
+                }
+                _ => Err(day.corrupt(format!("column {col} is not INT64"))),
+            }
+        };
+        let dec_col = |i: usize| -> Result<DecReader, StoreError> {
+            match day.column(seg.group, day.pos.decimals[i])? {
+                ColumnReader::Int64ColumnReader(mut r) if !day.shapes[i].wide => {
+                    skip(&mut r, seg.start).map_err(&pq)?;
+                    Ok(DecReader::Narrow(r))
+                }
+                ColumnReader::FixedLenByteArrayColumnReader(mut r) if day.shapes[i].wide => {
+                    skip(&mut r, seg.start).map_err(&pq)?;
+                    Ok(DecReader::Wide(r))
+                }
+                _ => Err(day.corrupt(format!("column {} has an unexpected type", DECIMALS[i]))),
+            }
+        };
+        let ColumnReader::ByteArrayColumnReader(mut source) =
+            day.column(seg.group, day.pos.source)?
+        else {
+            return Err(day.corrupt("column source is not BYTE_ARRAY".into()));
+        };
+        skip(&mut source, seg.start).map_err(&pq)?;
+        let ColumnReader::Int32ColumnReader(mut scales) =
+            day.column(seg.group, day.pos.given_scales)?
+        else {
+            return Err(day.corrupt("column given_scales is not INT32".into()));
+        };
+        skip(&mut scales, seg.start).map_err(&pq)?;
+        Ok(SegmentReaders {
+            seq: i64_col(day.pos.seq)?,
+            ts: i64_col(day.pos.ts_event_ns)?,
+            recv: i64_col(day.pos.ts_recv_ns)?,
+            dec: [dec_col(0)?, dec_col(1)?, dec_col(2)?, dec_col(3)?],
+            source,
+            scales,
+            left: seg.end - seg.start,
+        })
+    }
+
+    /// Decodes the next chunk of rows (empty at the end).
+    fn fill(&mut self) -> Result<(), StoreError> {
+        self.chunk.rows.clear();
+        self.at = 0;
+        loop {
+            if self.readers.as_ref().is_none_or(|r| r.left == 0) {
+                let Some(seg) = self.segs.pop_front() else {
+                    self.readers = None;
+                    return Ok(());
+                };
+                self.readers = Some(self.open_segment(seg)?);
+            }
+            if let Some(r) = &self.readers {
+                if r.left > 0 {
+                    break;
+                }
+            }
+        }
+        let day = self.day;
+        let pq = day.pq();
+        let c = &mut self.chunk;
+        let Some(r) = self.readers.as_mut() else {
+            return Ok(());
+        };
+        let n = r.left.min(CHUNK);
+        r.left -= n;
+        for v in [&mut c.seq, &mut c.ts, &mut c.recv] {
+            v.clear();
+        }
+        read_exact(&mut r.seq, n, None, &mut c.seq).map_err(&pq)?;
+        read_exact(&mut r.ts, n, None, &mut c.ts).map_err(&pq)?;
+        read_exact(&mut r.recv, n, None, &mut c.recv).map_err(&pq)?;
+        for i in 0..4 {
+            c.defs[i].clear();
+            c.narrow[i].clear();
+            c.wide[i].clear();
+            match &mut r.dec[i] {
+                DecReader::Narrow(d) => read_exact(d, n, Some(&mut c.defs[i]), &mut c.narrow[i]),
+                DecReader::Wide(d) => read_exact(d, n, Some(&mut c.defs[i]), &mut c.wide[i]),
+            }
+            .map_err(&pq)?;
+        }
+        c.source.clear();
+        c.scales.clear();
+        read_exact(&mut r.source, n, None, &mut c.source).map_err(&pq)?;
+        read_exact(&mut r.scales, n, None, &mut c.scales).map_err(&pq)?;
+        let mut next = [0usize; 4];
+        let mut last_source: Option<(usize, Arc<str>)> = None;
+        for row in 0..n {
+            let given = c.scales[row];
+            let mut dec = [None; 4];
+            for i in 0..4 {
+                if c.defs[i].get(row).copied() != Some(1) {
+                    continue;
+                }
+                let k = next[i];
+                next[i] += 1;
+                let value: i128 = if day.shapes[i].wide {
+                    let b = c.wide[i].get(k).map(|v| v.data()).unwrap_or_default();
+                    let bytes: [u8; 16] = b
+                        .try_into()
+                        .map_err(|_| day.corrupt(format!("{} is not 16 bytes", DECIMALS[i])))?;
+                    i128::from_be_bytes(bytes)
+                } else {
+                    i128::from(c.narrow[i].get(k).copied().unwrap_or_default())
+                };
+                let g = ((given >> (4 * i)) & 15) as u32;
+                dec[i] = Some(unscale(value, day.shapes[i].scale, g).ok_or_else(|| {
+                    day.corrupt(format!(
+                        "seq {}: {} {value} at scale {} was not given with {g} decimals",
+                        c.seq[row], DECIMALS[i], day.shapes[i].scale
+                    ))
+                })?);
+            }
+            let source = match &last_source {
+                Some((at, name)) if c.source[*at].data() == c.source[row].data() => name.clone(),
+                _ => {
+                    let name = day.source_name(&c.source[row])?;
+                    last_source = Some((row, name.clone()));
+                    name
+                }
+            };
+            c.rows.push(TickRow {
+                seq: Some(c.seq[row]),
+                symbol: self.symbol.clone(),
+                source,
+                ts_event: Timestamp(c.ts[row]),
+                ts_recv: Timestamp(c.recv[row]),
+                bid: dec[0],
+                ask: dec[1],
+                bid_size: dec[2],
+                ask_size: dec[3],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The decimal `value / 10^column_scale` as given with `given` decimal places; `None` when it
+/// has more places than that or does not fit a tick's decimal.
+fn unscale(value: i128, column_scale: u32, given: u32) -> Option<Decimal> {
+    let drop = column_scale.checked_sub(given)?;
+    let p = 10i128.checked_pow(drop)?;
+    if value < 0 || value % p != 0 {
+        return None;
+    }
+    let m = u64::try_from(value / p).ok()?;
+    if given == 0 {
+        return Decimal::from_integer(m);
+    }
+    (m <= MAX_MANTISSA && given <= MAX_SCALE).then(|| Decimal::from_parts(m, given))
+}
+
+/// Streams the rows of `cursors` in `key` order (each cursor's own rows are in that order).
+fn merge(
+    mut cursors: Vec<Cursor<'_>>,
+    key: impl Fn(&TickRow) -> (i64, i64),
+    f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+) -> Result<u64, super::reader::ReadError> {
+    use std::cmp::Reverse;
+    if cursors.len() == 1 {
+        if let Some(c) = cursors.pop() {
+            return c.drain(f);
+        }
+    }
+    let mut heap = BinaryHeap::with_capacity(cursors.len());
+    for (i, c) in cursors.iter_mut().enumerate() {
+        if let Some(r) = c.peek()? {
+            heap.push(Reverse((key(r), i)));
+        }
+    }
+    let mut n = 0;
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let c = &mut cursors[i];
+        if let Some(r) = c.peek()? {
+            f(r).map_err(super::reader::ReadError::Output)?;
+            n += 1;
+        }
+        c.advance();
+        if let Some(r) = c.peek()? {
+            heap.push(Reverse((key(r), i)));
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unscaling_gives_back_the_decimal_as_given() {
+        for text in [
+            "1.08502", "1.0850", "9682", "9681.92", "0.003", "150", "1000000", "0",
+        ] {
+            let d = Decimal::parse(text).unwrap();
+            let v = scaled(d, 6).unwrap();
+            assert_eq!(unscale(v, 6, d.scale()), Some(d), "{text}");
+        }
+        // More places than claimed: refused, never rounded.
+        assert_eq!(unscale(1_085_025, 6, 5), None);
+        assert_eq!(unscale(-5, 6, 0), None);
+    }
+}
