@@ -111,6 +111,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
+    /// Only the archive figures (e): the day is written, then archived and queried
+    #[arg(long)]
+    pub archive_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -457,6 +460,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ticks: a.ticks.max(1000),
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
+                    archive_only: a.archive_only,
                 },
                 scratch.path(),
                 &mut log,

@@ -25,12 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::columnar::{Grouping, ParquetDay, Shapes, TickFileWriter};
+use super::columnar::{Digest, Grouping, ParquetDay, Shapes, TickFileWriter};
 use super::daylock::DayLock;
 use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
 use crate::fsutil::{self, with_suffix};
-use crate::tick::{Decimal, TickRow, Timestamp};
+use crate::tick::{Decimal, Timestamp};
 
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 
@@ -57,6 +57,10 @@ pub struct ArchiveSummary {
     /// Parquet archives: each symbol's rows, sorted by time, are sorted by seq as well.
     #[serde(default)]
     pub seq_sorted_per_symbol: bool,
+    /// Parquet archives: the order-independent digest of every row written (see
+    /// `columnar::Digest`), which `tickrec check` recomputes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_digest: Option<u64>,
 }
 
 /// The result for one day.
@@ -288,6 +292,7 @@ fn day_summary(
             marks: super::reader::read_marks(conn)?,
             imports,
             seq_sorted_per_symbol: false,
+            row_digest: None,
             day,
             ticks: ticks as u64,
             symbols: symbols as u64,
@@ -298,32 +303,6 @@ fn day_summary(
         })
     })()
     .map_err(StoreError::sqlite(db))
-}
-
-/// An order-independent digest of rows: what was written is what reads back, whatever the
-/// order either side streams in.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Digest {
-    rows: u64,
-    sum: u64,
-}
-
-impl Digest {
-    fn add(&mut self, r: &TickRow) {
-        use std::hash::{Hash, Hasher};
-        let mut h = rustc_hash::FxHasher::default();
-        (r.seq, &*r.symbol, &*r.source, r.ts_event.0, r.ts_recv.0).hash(&mut h);
-        for d in [r.bid, r.ask, r.bid_size, r.ask_size] {
-            d.map(Decimal::code).hash(&mut h);
-        }
-        // A second mix so that sums of near-equal rows do not cancel.
-        let x = h
-            .finish()
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-        self.rows += 1;
-        self.sum = self.sum.wrapping_add(x);
-    }
 }
 
 /// Writes `day`'s closed file as its Parquet archive (under the caller's exclusive lock):
@@ -380,6 +359,7 @@ fn archive_parquet(
             }
         }
         summary.seq_sorted_per_symbol = sorted;
+        summary.row_digest = Some(written.sum);
         summary.compact_bytes = 0;
         let (out, rows) = w.finish(Some(&summary)).map_err(io(&tmp))?;
         let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;

@@ -126,8 +126,10 @@ fn check_parquet(day: &DayFile, out: &mut DayCheck) {
     let start = crate::tick::Timestamp::start_of_day(day.day).0;
     let mut seen = vec![false; len];
     let (mut rows, mut bad_seq, mut outside) = (0u64, 0u64, 0u64);
+    let mut digest = super::columnar::Digest::default();
     let scanned = pq.scan(&mut |r| {
         rows += 1;
+        digest.add(r);
         match r
             .seq
             .and_then(|s| usize::try_from(s).ok())
@@ -163,6 +165,12 @@ fn check_parquet(day: &DayFile, out: &mut DayCheck) {
     if outside > 0 {
         out.problems
             .push(format!("{outside} ticks have event times outside the day"));
+    }
+    if pq.summary().row_digest.is_some_and(|d| d != digest.sum) {
+        out.problems.push(
+            "its rows differ from what was archived (row digest mismatch): restore it from a backup"
+                .into(),
+        );
     }
 }
 

@@ -52,7 +52,7 @@ pub const GROUP_MIN_ROWS: usize = 1 << 14;
 /// A row group never holds more rows than this (bounds the memory of writing and reading).
 pub const GROUP_MAX_ROWS: usize = 1 << 17;
 /// Rows per data page: the unit a query skips without decompressing.
-pub const PAGE_ROWS: usize = 8192;
+pub const PAGE_ROWS: usize = 16384;
 /// zstd level of the pages unless told otherwise.
 pub const ZSTD_LEVEL: i32 = 9;
 
@@ -379,6 +379,32 @@ impl Columns {
         group.close().map_err(parquet_io)?;
         *self = Columns::default();
         Ok(())
+    }
+}
+
+/// An order-independent digest of rows: what was written is what reads back, whatever the
+/// order either side streams in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub rows: u64,
+    pub sum: u64,
+}
+
+impl Digest {
+    pub fn add(&mut self, r: &TickRow) {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        (r.seq, &*r.symbol, &*r.source, r.ts_event.0, r.ts_recv.0).hash(&mut h);
+        for d in [r.bid, r.ask, r.bid_size, r.ask_size] {
+            d.map(Decimal::code).hash(&mut h);
+        }
+        // A second mix so that sums of near-equal rows do not cancel.
+        let x = h
+            .finish()
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(x);
     }
 }
 

@@ -468,3 +468,72 @@ fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_lat
     );
     step("a late tick", 2);
 }
+
+/// What could go wrong: a Parquet archive damaged on disk (a flipped byte in its pages, a cut
+/// tail) answers queries with wrong ticks, panics the reader, or passes `check`.
+#[test]
+fn a_damaged_parquet_archive_is_reported_by_check_and_queries_never_pass_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let out = tickrec(&db, &["archive", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let days = layout::list_days(&db).unwrap();
+    let (a, b) = (&days[0], &days[1]);
+    assert!(a.path.extension().is_some_and(|e| e == "parquet"), "{a:?}");
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // Flip one byte in each column chunk region of the first archive: somewhere a value changes.
+    let mut bytes = std::fs::read(&a.path).unwrap();
+    let n = bytes.len();
+    for at in (n / 10..n / 2).step_by(97) {
+        bytes[at] ^= 0x10;
+    }
+    std::fs::write(&a.path, &bytes).unwrap();
+    // Cut the second one's footer off.
+    let len = std::fs::metadata(&b.path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&b.path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let out = tickrec(&db, &["check"], None);
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for d in [a, b] {
+        assert!(
+            report.contains(&d.path.file_name().unwrap().to_string_lossy().to_string()),
+            "check names {}: {report}",
+            d.path.display()
+        );
+    }
+    // Today's ticks still answer; the damaged days are named, the exit code says so.
+    let today = chrono::Utc::now().date_naive();
+    let from = (today - chrono::Days::new(11)).to_string();
+    let to = (today + chrono::Days::new(1)).to_string();
+    let out = tickrec(
+        &db,
+        &[
+            "query", "range", "EURUSD", "--from", &from, "--to", &to, "--format", "csv",
+        ],
+        None,
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains(&b.path.file_name().unwrap().to_string_lossy().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).lines().count() > 1,
+        "today's rows still come"
+    );
+}

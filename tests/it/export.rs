@@ -201,3 +201,142 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no such symbol NOPE"));
 }
+
+/// What could go wrong: an archive that the research engines read differently from `tickrec
+/// query` (decimal scales, timestamps, nulls), a query of an archived day that differs from the
+/// same query of the day file, an unarchived day that is not the day that was archived.
+#[test]
+#[ignore = "needs DuckDB, pyarrow and polars (tools/install-research.sh); run by CI with --include-ignored"]
+fn parquet_archives_read_the_same_in_every_engine_and_in_tickrec_and_unarchive_exactly() {
+    let python = research_python();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    two_days(&db);
+    let all_queries = |db: &Path| -> Vec<String> {
+        let mut outs = Vec::new();
+        for args in [
+            vec![
+                "query", "range", "all", "--from", FROM, "--to", TO, "--format", "csv",
+            ],
+            vec![
+                "query",
+                "range",
+                "USDJPY,XAUUSD",
+                "--from",
+                FROM,
+                "--to",
+                TO,
+            ],
+            vec![
+                "query", "recent", "EURUSD", "-n", "700", "--format", "jsonl",
+            ],
+            vec!["query", "recent", "all", "-n", "50", "--format", "csv"],
+            vec![
+                "query",
+                "bars",
+                "XAUUSD",
+                "--interval",
+                "5m",
+                "--from",
+                FROM,
+                "--to",
+                TO,
+            ],
+            vec!["stats", "--json"],
+        ] {
+            let out = tickrec(db, &args, None);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            // The day files' names and sizes differ between the forms; the figures must not.
+            let body = text(&out.stdout);
+            outs.push(if args[0] == "stats" {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} {} {} {} {}",
+                            d["day"],
+                            d["ticks"],
+                            d["symbols"],
+                            d["first_ts_event"],
+                            d["last_ts_event"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                body
+            });
+        }
+        outs
+    };
+    let before = all_queries(&db);
+    let expected = dir.path().join("expected.csv");
+    let every = tickrec(
+        &db,
+        &[
+            "query",
+            "range",
+            "all",
+            "--from",
+            "2026-11-18",
+            "--to",
+            "2026-11-20",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(every.status.success());
+    std::fs::write(&expected, &every.stdout).unwrap();
+    let out = tickrec(&db, &["archive", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for day in ["2026-11-18", "2026-11-19"] {
+        let d: chrono::NaiveDate = day.parse().unwrap();
+        assert!(
+            tickrec::store::layout::parquet_path(&db, d).is_file(),
+            "{day}"
+        );
+        assert!(!tickrec::store::layout::day_path(&db, d).exists(), "{day}");
+    }
+    let after = all_queries(&db);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a, b, "an archived day answers as its day file did");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/research/check_export.py");
+    let check = Command::new(&python)
+        .arg(&script)
+        .arg(&db)
+        .arg(&expected)
+        .arg("--archive")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && text(&check.stdout).starts_with("OK "),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = tickrec(&db, &["unarchive", "2026-11-18"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        all_queries(&db),
+        before,
+        "an unarchived day is the day archived"
+    );
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

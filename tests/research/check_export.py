@@ -1,7 +1,9 @@
-"""Reads an exported tree with DuckDB, pyarrow and polars and compares every row with the
-CSV that `tickrec query range all --format csv` printed for the same range.
+"""Reads an exported tree (or a store's Parquet archives) with DuckDB, pyarrow and polars and
+compares every row with the CSV that `tickrec query range all --format csv` printed for the
+same range.
 
-    python check_export.py TREE EXPECTED.csv
+    python check_export.py TREE EXPECTED.csv            an export: TREE/date=YYYY-MM-DD/part-0.parquet
+    python check_export.py BASE EXPECTED.csv --archive  archives: BASE/YYYY/MM/ticks_YYYY-MM-DD.parquet
 
 Prints `OK <rows>` or the first difference, and exits 1 on a difference.
 """
@@ -14,6 +16,8 @@ import polars as pl
 import pyarrow.dataset as ds
 
 tree, expected_csv = sys.argv[1], sys.argv[2]
+archive = "--archive" in sys.argv[3:]
+files = f"{tree}/*/*/ticks_*.parquet" if archive else f"{tree}/**/*.parquet"
 COLS = ["seq", "symbol", "ts_event_ns", "ts_recv_ns", "bid", "ask", "bid_size", "ask_size", "source"]
 
 
@@ -37,18 +41,23 @@ def decimals_exact(rows):
     return [tuple(norm(v) if i not in (1, 8) else v for i, v in enumerate(r)) for r in rows]
 
 
-order = "ORDER BY ts_event_ns, date, seq"
+# Rows of two days are told apart by their event time (a day file holds its own day).
+order = "ORDER BY ts_event_ns, seq"
 engines = {}
 con = duckdb.connect()
 engines["duckdb"] = con.execute(
-    f"SELECT {', '.join(COLS)}, epoch_us(ts_event) AS us FROM read_parquet('{tree}/**/*.parquet', "
-    f"hive_partitioning=true) {order}").fetchall()
-table = ds.dataset(tree, format="parquet", partitioning="hive").to_table()
+    f"SELECT {', '.join(COLS)}, epoch_us(ts_event) AS us FROM read_parquet('{files}', "
+    f"hive_partitioning={'false' if archive else 'true'}, union_by_name=true) {order}").fetchall()
+if archive:
+    import glob
+    table = ds.dataset(sorted(glob.glob(files)), format="parquet").to_table()
+else:
+    table = ds.dataset(tree, format="parquet", partitioning="hive").to_table()
 engines["pyarrow"] = sorted(
     (tuple(r[c] for c in COLS) + (int(r["ts_event"].timestamp() * 1_000_000),)
      for r in table.to_pylist()),
     key=lambda r: (r[2], r[0]))
-frame = pl.read_parquet(f"{tree}/**/*.parquet", hive_partitioning=True).sort(["ts_event_ns", "date", "seq"])
+frame = pl.read_parquet(files, hive_partitioning=not archive).sort(["ts_event_ns", "seq"])
 engines["polars"] = [tuple(r[c] for c in COLS) + (int(r["ts_event"].timestamp() * 1_000_000),)
                      for r in frame.iter_rows(named=True)]
 # The expected rows in the same order (the store's order is (ts_event, seq) within a day).

@@ -15,7 +15,11 @@
 //!     simulator on the same cores;
 //! (d) queries on the day file written by (b), live then sealed: `recent 100` of one symbol and
 //!     a one-hour range of one symbol; the sealed ones also run by the `sqlite3` shell on the
-//!     same file, timed inside the shell (its start-up measured apart and subtracted).
+//!     same file, timed inside the shell (its start-up measured apart and subtracted);
+//! (e) archives: sizes against `.db.zst` and DuckDB, and the large day archived and queried in
+//!     place (see `archive`).
+
+mod archive;
 
 use std::io::Write;
 use std::path::Path;
@@ -46,6 +50,8 @@ pub struct BenchOptions {
     pub ticks: usize,
     pub symbols: usize,
     pub e2e_seconds: f64,
+    /// Only (e): the large day is written by the writer, nothing else is timed.
+    pub archive_only: bool,
 }
 
 /// Every figure of one run.
@@ -99,6 +105,10 @@ pub struct BenchReport {
     /// Largest WAL seen under the writer's and the end-to-end run's day files (sampled every
     /// 10 ms); bounded by `writer.wal_max_mib`.
     pub wal_max_bytes: u64,
+    #[serde(flatten)]
+    pub archive: archive::ArchiveFigures,
+    #[serde(skip)]
+    archive_only: bool,
 }
 
 /// Samples the size of every `*-wal` file under a folder on a thread of its own, keeping the
@@ -224,6 +234,19 @@ pub fn run(
         (0..b.ticks).map(|_| rows.next(source)).collect()
     };
     let input_bytes = (input.len() * std::mem::size_of::<Tick>()) as u64;
+    let writer_base = dir.join("writer");
+    if b.archive_only {
+        r.archive_only = true;
+        writeln!(log, "writing the {}-tick day…", b.ticks)?;
+        let pipeline = PipelineOptions {
+            max_symbols: opts.pipeline.max_symbols.max(names.len()),
+            ..opts.pipeline.clone()
+        };
+        write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
+        drop(input);
+        archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
+        return Ok(r);
+    }
 
     // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
     // and the writer (the Recorder fed from memory), each run twice, interleaved so that what
@@ -233,7 +256,6 @@ pub fn run(
         max_symbols: opts.pipeline.max_symbols.max(names.len()),
         ..opts.pipeline.clone()
     };
-    let writer_base = dir.join("writer");
     let ceiling_run = |sub: &str, writer_policy: bool| {
         ceiling(
             &dir.join(sub),
@@ -462,8 +484,31 @@ pub fn run(
     } else {
         writeln!(log, "sqlite3 shell not found: no comparison")?;
     }
+    archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
     let _ = std::fs::remove_dir_all(&writer_base);
     Ok(r)
+}
+
+/// (e): the size comparison on its own day, then the large day under `base` archived.
+fn archive_stage(
+    opts: &Options,
+    b: &BenchOptions,
+    dir: &Path,
+    base: &Path,
+    names: &[String],
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    archive::compare_sizes(dir, b.ticks.min(2_000_000), b.symbols, log, &mut r.archive)?;
+    archive::archive_large_day(
+        base,
+        Timestamp(DAY0).day(),
+        DAY0,
+        names,
+        &opts.writer.sqlite,
+        log,
+        &mut r.archive,
+    )
 }
 
 /// (recent-100 µs per query, range ticks/s) of the `sqlite3` shell, or None without one.
@@ -650,6 +695,9 @@ impl std::fmt::Display for BenchReport {
             b.map(|b| format!("{:.2}x", a / b))
                 .unwrap_or_else(|| "-".into())
         };
+        if self.archive_only {
+            return write!(f, "{}", self.archive);
+        }
         let c = self.ceiling_ticks_per_s;
         writeln!(
             f,
@@ -731,6 +779,7 @@ impl std::fmt::Display for BenchReport {
             self.range_rows,
             self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),
             ratio(self.range_sqlite3_ticks_per_s.unwrap_or(0.0), Some(self.range_ticks_per_s)),
-        )
+        )?;
+        write!(f, "\n{}", self.archive)
     }
 }
