@@ -6,7 +6,7 @@
 //! partitions it finds (`overwrite` writes them again). Memory is bounded: rows stream from
 //! the store, and Parquet buffers one row group at a time.
 //!
-//! Parquet columns are the `ticks_v` columns (schema/export.md): `seq`, `symbol`,
+//! Parquet columns are the `ticks_v` columns (schema/parquet.md): `seq`, `symbol`,
 //! `ts_event_ns`, `ts_event` (a UTC timestamp in microseconds, for engines without
 //! nanoseconds), `ts_recv_ns`, `bid`, `ask`, `bid_size`, `ask_size` (DECIMAL: exact; the
 //! scale of a column is the most decimal places its values have that day) and `source`;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Nightly tickrec archive job: seals closed day files (per-symbol query indexes), compresses
-# those older than OLDER_THAN into .db.zst
-# (queries keep reading them) and, when DELETE_OLDER_THAN is set, deletes days past retention.
+# Nightly tickrec archive job: seals closed day files (per-symbol query indexes), turns those
+# older than OLDER_THAN into Parquet archives (FORMAT=sqlite-zst: .db.zst; queries keep reading
+# them) and, when DELETE_OLDER_THAN is set, deletes days past retention.
 # Idempotent: archived days are skipped, so running it twice does nothing the second time.
 #
 # Settings (environment):
@@ -9,6 +9,7 @@
 #   TICKREC_CONFIG      config file passed as --config      (optional)
 #   TICK_DB_PATH        base folder of the day files        (optional; else the config's)
 #   OLDER_THAN          archive days at least this old      (default: 7d)
+#   FORMAT              parquet or sqlite-zst               (default: parquet)
 #   LEVEL               zstd level                          (default: 9)
 #   DELETE_OLDER_THAN   retention, e.g. 400d                (default: unset = keep everything)
 #   LOCK_FILE           guards against overlapping runs     (default: /tmp/tickrec-archive.lock)
@@ -24,6 +25,7 @@ set -uo pipefail
 bin="${TICKREC_BIN:-tickrec}"
 older="${OLDER_THAN:-7d}"
 level="${LEVEL:-9}"
+format="${FORMAT:-parquet}"
 lock="${LOCK_FILE:-/tmp/tickrec-archive.lock}"
 
 log() { printf '%s tickrec-archive: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
@@ -49,7 +51,7 @@ log "seal: days older than 1d"
 seal_status=${PIPESTATUS[0]}
 
 args=("${common[@]}")
-args+=(archive --older-than "$older" --level "$level")
+args+=(archive --older-than "$older" --format "$format" --level "$level")
 [ -n "${DELETE_OLDER_THAN:-}" ] && args+=(--delete-older-than "$DELETE_OLDER_THAN" --yes)
 
 log "start: ${args[*]}"
