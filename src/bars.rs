@@ -338,6 +338,178 @@ impl<W: Write> BarWriter<W> {
     }
 }
 
+/// Writes bars as Parquet (`tickrec export --bars`): `symbol`, `start` (UTC timestamp, µs),
+/// `open`, `high`, `low`, `close` (DECIMAL(38, s)), `ticks` (INT64), `spread_min`,
+/// `spread_max` (DECIMAL(38, s), NULL without a two-sided tick). `s` is the largest scale of
+/// the file's figures, learnt by [`BarScale::observe`] over the same bars first (a Parquet
+/// schema is fixed per file); every value is exact at it.
+pub struct BarParquetWriter<W: Write + Send> {
+    writer: parquet::file::writer::SerializedFileWriter<W>,
+    scale: u32,
+    buffered: Vec<Bar>,
+    rows: u64,
+}
+
+/// The largest scale among bars' figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BarScale(u32);
+
+impl BarScale {
+    pub fn observe(&mut self, bar: &Bar) {
+        for f in [
+            Some(bar.open),
+            Some(bar.high),
+            Some(bar.low),
+            Some(bar.close),
+            bar.spread_min,
+            bar.spread_max,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.0 = self.0.max(f.scale);
+        }
+    }
+}
+
+/// Bars per Parquet row group.
+const BAR_GROUP: usize = 1 << 16;
+
+impl<W: Write + Send> BarParquetWriter<W> {
+    pub fn new(out: W, scale: BarScale) -> std::io::Result<Self> {
+        use parquet::basic::{Compression, ZstdLevel};
+        use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+        let io = |e: parquet::errors::ParquetError| std::io::Error::other(e);
+        let s = scale.0;
+        let schema = format!(
+            "message bars {{
+                required binary symbol (STRING);
+                required int64 start (TIMESTAMP(MICROS,true));
+                required fixed_len_byte_array(16) open (DECIMAL(38,{s}));
+                required fixed_len_byte_array(16) high (DECIMAL(38,{s}));
+                required fixed_len_byte_array(16) low (DECIMAL(38,{s}));
+                required fixed_len_byte_array(16) close (DECIMAL(38,{s}));
+                required int64 ticks (INTEGER(64,true));
+                optional fixed_len_byte_array(16) spread_min (DECIMAL(38,{s}));
+                optional fixed_len_byte_array(16) spread_max (DECIMAL(38,{s}));
+            }}"
+        );
+        let schema =
+            std::sync::Arc::new(parquet::schema::parser::parse_message_type(&schema).map_err(io)?);
+        let props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).map_err(io)?))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let writer = parquet::file::writer::SerializedFileWriter::new(
+            out,
+            schema,
+            std::sync::Arc::new(props),
+        )
+        .map_err(io)?;
+        Ok(BarParquetWriter {
+            writer,
+            scale: s,
+            buffered: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, bar: &Bar) -> std::io::Result<()> {
+        if self.scale
+            < bar
+                .open
+                .scale
+                .max(bar.high.scale)
+                .max(bar.low.scale)
+                .max(bar.close.scale)
+        {
+            return Err(std::io::Error::other(
+                "a bar has more decimal places than its file's scale",
+            ));
+        }
+        self.buffered.push(bar.clone());
+        self.rows += 1;
+        if self.buffered.len() >= BAR_GROUP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        use parquet::column::writer::ColumnWriter;
+        use parquet::data_type::{ByteArray, FixedLenByteArray};
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        let io = |e: parquet::errors::ParquetError| std::io::Error::other(e);
+        let scale = self.scale;
+        let dec = |f: Fixed| FixedLenByteArray::from(f.at(scale).to_be_bytes().to_vec());
+        let bars = std::mem::take(&mut self.buffered);
+        let mut group = self.writer.next_row_group().map_err(io)?;
+        let mut column = 0usize;
+        while let Some(mut col) = group.next_column().map_err(io)? {
+            let written = match (col.untyped(), column) {
+                (ColumnWriter::ByteArrayColumnWriter(w), 0) => {
+                    let v: Vec<ByteArray> = bars
+                        .iter()
+                        .map(|b| ByteArray::from(b.symbol.as_bytes().to_vec()))
+                        .collect();
+                    w.write_batch(&v, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 1) => {
+                    let v: Vec<i64> = bars.iter().map(|b| b.start.0.div_euclid(1_000)).collect();
+                    w.write_batch(&v, None, None)
+                }
+                (ColumnWriter::FixedLenByteArrayColumnWriter(w), 2..=5) => {
+                    let v: Vec<FixedLenByteArray> = bars
+                        .iter()
+                        .map(|b| dec([b.open, b.high, b.low, b.close][column - 2]))
+                        .collect();
+                    w.write_batch(&v, None, None)
+                }
+                (ColumnWriter::Int64ColumnWriter(w), 6) => {
+                    let v: Vec<i64> = bars
+                        .iter()
+                        .map(|b| i64::try_from(b.ticks).unwrap_or(i64::MAX))
+                        .collect();
+                    w.write_batch(&v, None, None)
+                }
+                (ColumnWriter::FixedLenByteArrayColumnWriter(w), 7 | 8) => {
+                    let side = |b: &Bar| {
+                        if column == 7 {
+                            b.spread_min
+                        } else {
+                            b.spread_max
+                        }
+                    };
+                    let v: Vec<FixedLenByteArray> = bars.iter().filter_map(side).map(dec).collect();
+                    let defs: Vec<i16> =
+                        bars.iter().map(|b| i16::from(side(b).is_some())).collect();
+                    w.write_batch(&v, Some(&defs), None)
+                }
+                _ => {
+                    return Err(std::io::Error::other(format!(
+                        "bar schema and writer disagree at column {column}"
+                    )))
+                }
+            };
+            written.map_err(io)?;
+            col.close().map_err(io)?;
+            column += 1;
+        }
+        group.close().map_err(io)?;
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer; returns the output and the bar count.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        self.flush()?;
+        let out = self.writer.into_inner().map_err(std::io::Error::other)?;
+        Ok((out, self.rows))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -396,6 +396,13 @@ pub struct ExportArgs {
     /// Write partitions that exist already (otherwise they are skipped: a resumed export)
     #[arg(long)]
     pub overwrite: bool,
+    /// Export bars of this interval (1s, 1m, 5m, 1h, 1d, …) instead of ticks: symbol, start,
+    /// open, high, low, close, ticks, spread_min, spread_max
+    #[arg(long, value_parser = parse_interval, value_name = "INTERVAL")]
+    pub bars: Option<crate::bars::Interval>,
+    /// The price the bars follow
+    #[arg(long, value_enum, default_value_t = crate::bars::PriceSide::Mid, requires = "bars")]
+    pub price: crate::bars::PriceSide,
 }
 
 #[derive(Debug, Args)]
@@ -970,6 +977,7 @@ fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {
             format: a.format,
             out: a.out.clone(),
             overwrite: a.overwrite,
+            bars: a.bars.map(|i| (i, a.price)),
         },
         &mut |done, total| {
             bar.set_length(total as u64);
@@ -978,8 +986,9 @@ fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {
     )?;
     bar.finish_and_clear();
     println!(
-        "exported {} rows into {} file(s), {} bytes, under {}; {} partition(s) already there, skipped",
+        "exported {} {} into {} file(s), {} bytes, under {}; {} partition(s) already there, skipped",
         report.rows,
+        if a.bars.is_some() { "bars" } else { "rows" },
         report.written.len(),
         report.bytes,
         a.out.display(),

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+use crate::bars::{Bar, BarBuilder, BarParquetWriter, BarScale, BarWriter, Interval, PriceSide};
 use crate::format::{row_writer, OutputFormat};
 use crate::fsutil;
 use crate::store::columnar::{Grouping, Shapes, TickFileWriter, ZSTD_LEVEL};
@@ -52,6 +53,8 @@ pub struct ExportOptions {
     pub out: PathBuf,
     /// Write partitions that exist already (otherwise they are skipped: a resumed export).
     pub overwrite: bool,
+    /// Bars of this interval and price instead of ticks.
+    pub bars: Option<(Interval, PriceSide)>,
 }
 
 /// What an export did.
@@ -122,9 +125,12 @@ pub fn run(
         };
         std::fs::create_dir_all(&dir).map_err(write_err)?;
         fsutil::sync_dir(&opts.out).map_err(write_err)?;
-        let (rows, read) = match opts.format {
-            ExportFormat::Parquet => write_parquet(store, opts, start, end, &path)?,
-            ExportFormat::Csv | ExportFormat::Jsonl => {
+        let (rows, read) = match (opts.bars, opts.format) {
+            (Some((interval, side)), format) => {
+                write_bars(store, opts, (start, end), &path, (interval, side), format)?
+            }
+            (None, ExportFormat::Parquet) => write_parquet(store, opts, start, end, &path)?,
+            (None, ExportFormat::Csv | ExportFormat::Jsonl) => {
                 let format = if opts.format == ExportFormat::Csv {
                     OutputFormat::Csv
                 } else {
@@ -217,5 +223,98 @@ fn write_parquet(
         Ok(())
     })
     .map_err(|e| failed.take().unwrap_or_else(|| write_err(e)))?;
+    Ok((rows, read.unwrap_or_default()))
+}
+
+/// Streams the bars of `symbols` over `window` to `f`, in the order they close (one open bar
+/// per symbol in memory).
+fn each_bar(
+    store: &Store,
+    symbols: &Symbols,
+    window: (Timestamp, Timestamp),
+    (interval, side): (Interval, PriceSide),
+    f: &mut dyn FnMut(&Bar) -> std::io::Result<()>,
+) -> Result<crate::store::reader::Read, ReadError> {
+    let mut open: std::collections::HashMap<std::sync::Arc<str>, BarBuilder> = Default::default();
+    let read = store.range_of(symbols, window.0, window.1, &mut |r| {
+        let b = open
+            .entry(r.symbol.clone())
+            .or_insert_with(|| BarBuilder::new(interval, side));
+        match b.push(r) {
+            Some(bar) => f(&bar),
+            None => Ok(()),
+        }
+    })?;
+    let mut last: Vec<Bar> = open.into_values().filter_map(BarBuilder::finish).collect();
+    last.sort_by(|a, b| (a.start, &a.symbol).cmp(&(b.start, &b.symbol)));
+    for bar in &last {
+        f(bar).map_err(ReadError::Output)?;
+    }
+    Ok(read)
+}
+
+/// One partition of bars in `format`, written atomically.
+fn write_bars(
+    store: &Store,
+    opts: &ExportOptions,
+    window: (Timestamp, Timestamp),
+    path: &Path,
+    bars: (Interval, PriceSide),
+    format: ExportFormat,
+) -> Result<(u64, crate::store::reader::Read), ExportError> {
+    let mut scale = BarScale::default();
+    if format == ExportFormat::Parquet {
+        // First pass: the scale of the figures (a Parquet schema is fixed per file).
+        each_bar(store, &opts.symbols, window, bars, &mut |b| {
+            scale.observe(b);
+            Ok(())
+        })?;
+    }
+    let mut read = None;
+    let mut failed: Option<ExportError> = None;
+    let mut rows = 0u64;
+    fsutil::write_atomic(path, |f| {
+        let out = BufWriter::with_capacity(1 << 16, f);
+        let mut stream = |sink: &mut dyn FnMut(&Bar) -> std::io::Result<()>| match each_bar(
+            store,
+            &opts.symbols,
+            window,
+            bars,
+            sink,
+        ) {
+            Ok(r) => {
+                read = Some(r);
+                Ok(())
+            }
+            Err(ReadError::Output(e)) => Err(e),
+            Err(e) => {
+                failed = Some(ExportError::Read(e));
+                Err(std::io::Error::other("the store could not be read"))
+            }
+        };
+        if format == ExportFormat::Parquet {
+            let mut w = BarParquetWriter::new(out, scale)?;
+            stream(&mut |b| w.write(b))?;
+            let (out, n) = w.finish()?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            rows = n;
+        } else {
+            let text = if format == ExportFormat::Csv {
+                OutputFormat::Csv
+            } else {
+                OutputFormat::Jsonl
+            };
+            let mut w = BarWriter::new(text, out);
+            stream(&mut |b| w.write(b))?;
+            rows = w.finish()?;
+        }
+        Ok(())
+    })
+    .map_err(|e| {
+        failed.take().unwrap_or_else(|| ExportError::Write {
+            path: path.to_owned(),
+            source: e,
+        })
+    })?;
     Ok((rows, read.unwrap_or_default()))
 }
