@@ -53,6 +53,8 @@ pub enum Command {
     /// Read ticks back from the daily files
     #[command(subcommand)]
     Query(QueryCommand),
+    /// Stream committed ticks in recording order from a resumable cursor; --follow keeps going
+    Tail(TailArgs),
     /// Per-day figures: ticks, symbols, bytes, first and last event time
     Stats(StatsArgs),
     /// Write a time range as a Hive-partitioned tree (date=YYYY-MM-DD/part-0.*) for research engines
@@ -61,7 +63,7 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Compare legacy JSON history with the daily files, per symbol per day
     Verify(VerifyArgs),
-    /// Compress closed day files older than a given age into .db.zst (queries still read them)
+    /// Archive closed day files older than a given age as Parquet (or .db.zst); queries still read them
     Archive(ArchiveArgs),
     /// Restore an archived day (YYYY-MM-DD) to a plain day file
     Unarchive { day: String },
@@ -406,6 +408,33 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("start").args(["from", "from_time", "from_now"])))]
+pub struct TailArgs {
+    /// Symbols: A,B or all
+    #[arg(long, default_value = "all", value_name = "A,B|all")]
+    pub symbols: String,
+    /// Resume after this cursor (DAY:SEQ, or the DAY:SEQ,DAY:SEQ a tail printed)
+    #[arg(long, value_name = "DAY:SEQ")]
+    pub from: Option<String>,
+    /// Start at the first tick recorded with an event time at or after this (RFC 3339 or a date)
+    #[arg(long, value_name = "TIME")]
+    pub from_time: Option<String>,
+    /// Start after everything committed now
+    #[arg(long)]
+    pub from_now: bool,
+    /// Keep reading as ticks are committed, until SIGINT/SIGTERM
+    #[arg(long)]
+    pub follow: bool,
+    /// Read the starting cursor from this file when it exists (unless --from… is given), and
+    /// write the cursor reached to it after every batch (atomically)
+    #[arg(long, value_name = "FILE")]
+    pub cursor_file: Option<std::path::PathBuf>,
+    /// csv or jsonl (a table cannot be streamed)
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
@@ -438,6 +467,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(a) => run_migrate(&opts, a),
         Command::Verify(a) => run_verify(&opts, a),
+        Command::Tail(a) => run_tail(&opts, a),
         Command::Archive(a) => run_archive(&opts, a),
         Command::Unarchive { day } => {
             let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
@@ -579,6 +609,7 @@ fn db_use(c: &Command) -> DbUse {
         | Command::Health { .. }
         | Command::Completions { .. } => DbUse::None,
         Command::Query(_)
+        | Command::Tail(_)
         | Command::Stats(_)
         | Command::Export(_)
         | Command::Verify(_)
@@ -957,6 +988,79 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(report_broken(&read.broken))
+}
+
+fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
+    use crate::tail::{Cursor, Start, Tail};
+    anyhow::ensure!(
+        a.format != OutputFormat::Table,
+        "--format: tail prints csv or jsonl (a table is aligned only once it is complete)"
+    );
+    let symbols = crate::store::reader::Symbols::parse(&a.symbols)
+        .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
+    let saved = match &a.cursor_file {
+        Some(f) if f.exists() => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--cursor-file {}", f.display()))?
+                .parse::<Cursor>()
+                .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))?,
+        ),
+        _ => None,
+    };
+    let start = if let Some(c) = &a.from {
+        Start::After(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?)
+    } else if let Some(t) = &a.from_time {
+        Start::Time(Timestamp::parse(t).context("--from-time")?)
+    } else if a.from_now {
+        Start::Now
+    } else if let Some(c) = saved {
+        Start::After(c)
+    } else {
+        Start::NewestDay
+    };
+    let store = service::open_store(opts);
+    let mut tail = Tail::new(store, symbols, start)?;
+    let stop = crate::shutdown::Shutdown::new();
+    if a.follow {
+        stop.install_signal_handler()?;
+    }
+    let stdout = std::io::stdout();
+    let out = std::cell::RefCell::new(crate::format::row_writer(
+        a.format,
+        std::io::BufWriter::new(stdout.lock()),
+    ));
+    let cursor_file = a.cursor_file.clone();
+    let mut rows = |r: &crate::tick::TickRow| out.borrow_mut().write_row(r);
+    // After each batch: the rows flushed first, then the cursor saved.
+    let mut batch = |c: &Cursor| -> std::io::Result<()> {
+        out.borrow_mut().finish()?;
+        if let Some(f) = &cursor_file {
+            crate::fsutil::write_atomic(f, |file| {
+                use std::io::Write;
+                writeln!(file, "{c}")
+            })?;
+        }
+        Ok(())
+    };
+    let result = if a.follow {
+        tail.follow(&stop, &mut rows, &mut batch)
+    } else {
+        tail.poll(&mut rows, &mut batch)
+    };
+    let flushed = out.borrow_mut().finish();
+    let passed = match result {
+        Ok(n) => n,
+        // The consumer went away (`| head`): not an error of ours.
+        Err(crate::store::reader::ReadError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    flushed?;
+    eprintln!("tail: {passed} ticks; cursor {}", tail.cursor());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {

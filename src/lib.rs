@@ -33,5 +33,6 @@ pub mod shutdown;
 pub mod spill;
 pub mod store;
 pub mod synth;
+pub mod tail;
 pub mod tick;
 pub mod verify;

@@ -800,6 +800,80 @@ impl Store {
         })
     }
 
+    /// Ticks of one day file with `seq > after`, in `seq` order (recording order): at most
+    /// `limit` rows read from a SQLite day (one snapshot), every row of an archived one. Rows
+    /// of other symbols than `symbols` are read but not passed on. Returns (rows passed on,
+    /// the highest seq read, or `after` when none).
+    pub fn after_seq(
+        &self,
+        day: &DayFile,
+        symbols: &Symbols,
+        after: i64,
+        limit: usize,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<(u64, i64), ReadError> {
+        let wanted = |r: &TickRow| match symbols {
+            Symbols::All => true,
+            Symbols::Named(names) => names.iter().any(|n| **n == *r.symbol),
+        };
+        let (mut passed, mut last) = (0u64, after);
+        let mut each = |r: &TickRow| {
+            let seq = r.seq.unwrap_or(0);
+            if seq <= after {
+                return Ok(());
+            }
+            last = last.max(seq);
+            if wanted(r) {
+                passed += 1;
+                f(r)?;
+            }
+            Ok(())
+        };
+        if day.archived {
+            self.scan_day(day, &mut each)?;
+            return Ok((passed, last));
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_day(day, |reader| {
+            reader.stream(
+                &format!("SELECT {COLUMNS} FROM ticks WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                &[&after, &limit],
+                &mut each,
+            )
+        })?;
+        Ok((passed, last))
+    }
+
+    /// The highest seq of one day file (its tick count).
+    pub fn max_seq(&self, day: &DayFile) -> Result<i64, ReadError> {
+        if day.archived {
+            let s = archive::read_summary(&day.path)?;
+            return Ok(i64::try_from(s.ticks).unwrap_or(i64::MAX));
+        }
+        self.with_day(day, |reader| {
+            reader
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))
+                .map_err(|e| ReadError::Store(StoreError::sqlite(&reader.path)(e)))
+        })
+    }
+
+    /// The seq just before the first tick (in recording order) of one day file whose event
+    /// time is at or after `t`; the highest seq when there is none.
+    pub fn seq_before_time(&self, day: &DayFile, t: Timestamp) -> Result<i64, ReadError> {
+        let mut first: Option<i64> = None;
+        let mut last = 0i64;
+        self.scan_day(day, &mut |r| {
+            let seq = r.seq.unwrap_or(0);
+            last = last.max(seq);
+            if r.ts_event >= t {
+                first = Some(first.map_or(seq, |f| f.min(seq)));
+            }
+            Ok(())
+        })?;
+        Ok(first.map_or(last, |f| f - 1))
+    }
+
     /// Ticks of `symbol` with `from <= ts_event < to`, in `(ts_event, seq)` order.
     pub fn range(
         &self,

@@ -13,4 +13,5 @@ mod quickfix;
 mod rotation;
 mod service;
 mod signal;
+mod tail;
 pub mod util;

@@ -1,0 +1,236 @@
+//! `tickrec tail`: committed ticks in recording order, from a resumable cursor, following the
+//! day files as the writer commits.
+//!
+//! Recording order is day file after day file, and `seq` within one. A [`Cursor`] says how far
+//! a reader got: every day before its first entry is read whole, each listed day up to its
+//! `seq`, and nothing of a later day. It lists the two newest days it has reached, not just the
+//! newest: a late tick for yesterday (an event stamped 23:59:59.9 that arrives after midnight)
+//! is appended to yesterday's file after today's has begun, and a tail that only watched today
+//! would skip it. A tick for a day older than that arriving while the tail follows is not seen
+//! (the writer's late ticks cross midnight by milliseconds, not days).
+//!
+//! A consumer that needs "nothing twice" across its own crashes records the cursor with what it
+//! did with the rows (every row carries its day, the UTC day of `ts_event`, and its `seq`);
+//! `--cursor-file` is written after each batch is flushed, so a `tail` killed between the two
+//! repeats at most that batch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use crate::shutdown::Shutdown;
+use crate::store::reader::{ReadError, Store, Symbols};
+use crate::tick::{TickRow, Timestamp};
+
+/// Days a cursor keeps watching (the newest reached and the one before).
+const WATCHED_DAYS: usize = 2;
+/// Rows read from a SQLite day per snapshot while catching up.
+const CHUNK: usize = 65_536;
+/// Pause between polls when nothing new was committed (commit to output stays under ~30 ms).
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// How far a reader got: day → the highest `seq` read of that day (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor(BTreeMap<NaiveDate, i64>);
+
+impl Cursor {
+    /// Nothing of `day` read yet (and every earlier day skipped).
+    pub fn start_of(day: NaiveDate) -> Cursor {
+        Cursor(BTreeMap::from([(day, 0)]))
+    }
+
+    /// `day` read up to `seq`.
+    pub fn at(day: NaiveDate, seq: i64) -> Cursor {
+        Cursor(BTreeMap::from([(day, seq.max(0))]))
+    }
+
+    fn first_day(&self) -> Option<NaiveDate> {
+        self.0.keys().next().copied()
+    }
+
+    fn read_up_to(&self, day: NaiveDate) -> Option<i64> {
+        match self.first_day() {
+            Some(first) if day < first => None,
+            _ => Some(self.0.get(&day).copied().unwrap_or(0)),
+        }
+    }
+
+    fn advance(&mut self, day: NaiveDate, seq: i64) {
+        let e = self.0.entry(day).or_insert(0);
+        *e = (*e).max(seq);
+        while self.0.len() > WATCHED_DAYS {
+            self.0.pop_first();
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (day, seq)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{day}:{seq}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    /// `DAY:SEQ`, or several separated by commas (as [`Cursor`]'s `Display` writes them).
+    fn from_str(text: &str) -> Result<Cursor, String> {
+        let mut days = BTreeMap::new();
+        for part in text.trim().split(',') {
+            let (day, seq) = part
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?}: a cursor is DAY:SEQ, e.g. 2026-11-23:41500"))?;
+            let day = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .map_err(|e| format!("{day:?}: not a day (YYYY-MM-DD): {e}"))?;
+            let seq: i64 = seq
+                .parse()
+                .ok()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| format!("{seq:?}: a seq is a whole number >= 0"))?;
+            days.insert(day, seq);
+        }
+        if days.is_empty() {
+            return Err("an empty cursor".into());
+        }
+        Ok(Cursor(days))
+    }
+}
+
+/// Where a tail starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// After this cursor.
+    After(Cursor),
+    /// At the first tick, in recording order, of the day of `t` whose event time is `t` or later.
+    Time(Timestamp),
+    /// After everything committed now.
+    Now,
+    /// At the beginning of the newest day file.
+    NewestDay,
+}
+
+/// A reader of committed ticks in recording order.
+#[derive(Debug)]
+pub struct Tail {
+    store: Store,
+    symbols: Symbols,
+    cursor: Cursor,
+}
+
+impl Tail {
+    /// Resolves `start` against the store's day files now.
+    pub fn new(store: Store, symbols: Symbols, start: Start) -> Result<Tail, ReadError> {
+        let days = store.days()?;
+        let cursor = match start {
+            Start::After(c) => c,
+            Start::Time(t) => match days.iter().find(|d| d.day >= t.day()) {
+                Some(d) if d.day == t.day() => Cursor::at(d.day, store.seq_before_time(d, t)?),
+                Some(d) => Cursor::start_of(d.day),
+                None => Cursor::start_of(t.day()),
+            },
+            Start::Now => match days.last() {
+                Some(d) => Cursor::at(d.day, store.max_seq(d)?),
+                None => Cursor::default(),
+            },
+            Start::NewestDay => days
+                .last()
+                .map(|d| Cursor::start_of(d.day))
+                .unwrap_or_default(),
+        };
+        Ok(Tail {
+            store,
+            symbols,
+            cursor,
+        })
+    }
+
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// Reads what was committed since the last call (up to [`CHUNK`] rows of a SQLite day per
+    /// snapshot, until caught up), advancing the cursor after each day's rows were passed on.
+    /// `batch` runs after each chunk with the cursor reached (flush output, save the cursor).
+    /// Returns the rows passed on; days that cannot be read are skipped with their errors.
+    pub fn poll(
+        &mut self,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+        batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let mut passed = 0;
+        for day in self.store.days()? {
+            let Some(mut after) = self.cursor.read_up_to(day.day) else {
+                continue;
+            };
+            loop {
+                let (n, last) = self.store.after_seq(&day, &self.symbols, after, CHUNK, f)?;
+                passed += n;
+                let done = last == after || day.archived;
+                if last > after || !self.cursor.0.contains_key(&day.day) {
+                    self.cursor.advance(day.day, last);
+                    batch(&self.cursor).map_err(ReadError::Output)?;
+                }
+                after = last;
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(passed)
+    }
+
+    /// Polls until `stop`, sleeping [`POLL`] whenever nothing new was committed.
+    pub fn follow(
+        &mut self,
+        stop: &Shutdown,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+        batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let mut passed = 0;
+        while !stop.is_requested() {
+            let n = self.poll(f, batch)?;
+            passed += n;
+            if n == 0 && stop.wait_timeout(POLL) {
+                break;
+            }
+        }
+        Ok(passed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_as_written_and_keeps_two_days() {
+        let mut c: Cursor = "2026-11-23:41500".parse().unwrap();
+        assert_eq!(c.to_string(), "2026-11-23:41500");
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        c.advance(d("2026-11-24"), 7);
+        c.advance(d("2026-11-23"), 41_502);
+        assert_eq!(c.to_string(), "2026-11-23:41502,2026-11-24:7");
+        c.advance(d("2026-11-25"), 1);
+        assert_eq!(c.to_string(), "2026-11-24:7,2026-11-25:1");
+        assert_eq!(c.read_up_to(d("2026-11-23")), None);
+        assert_eq!(c.read_up_to(d("2026-11-26")), Some(0));
+        assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01:5",
+            "2026-11-23:-1",
+            "2026-11-23:x",
+        ] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+        }
+    }
+}
