@@ -113,9 +113,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Only the archive figures (e): the day is written, then archived and queried
-    #[arg(long)]
-    pub archive_only: bool,
+    /// Only one stage: archive (e) or tails (the writer with four tails following)
+    #[arg(long, value_enum)]
+    pub only: Option<crate::bench::Stage>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +249,9 @@ pub struct RecordArgs {
     pub report_every: u64,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Serve live subscribers on this HOST:PORT [default: config `[publish] listen`, off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub publish: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -497,7 +500,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ticks: a.ticks.max(1000),
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
-                    archive_only: a.archive_only,
+                    only: a.only,
                 },
                 scratch.path(),
                 &mut log,
@@ -701,7 +704,15 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
         !sessions.is_empty(),
         "no FIX session: give --connect/--sender-comp-id/--target-comp-id/--symbols, or [[fix.sessions]] in --config"
     );
-    let opts = &with_metrics(opts, &a.metrics);
+    let mut opts = with_metrics(opts, &a.metrics);
+    if let Some(addr) = &a.publish {
+        anyhow::ensure!(
+            addr.parse::<std::net::SocketAddr>().is_ok(),
+            "--publish: must be host:port with an IP address, got {addr:?}"
+        );
+        opts.publish_listen = Some(addr.clone());
+    }
+    let opts = &opts;
     let report = crate::record::run(
         opts,
         sessions,

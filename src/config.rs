@@ -49,6 +49,8 @@ pub struct Options {
     pub log_format: LogFormat,
     /// Where /metrics and /health listen (`[metrics] listen`); `None`: nowhere.
     pub metrics_listen: Option<String>,
+    /// `host:port` of the live subscriber fan-out of `record` (`[publish] listen`); off when absent.
+    pub publish_listen: Option<String>,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -102,6 +104,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    publish: RawPublish,
     #[serde(default)]
     archive: RawArchive,
     #[serde(default)]
@@ -213,6 +217,13 @@ struct RawLog {
     level: Option<String>,
     /// `"text"` (default) or `"json"`.
     format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    /// `host:port` subscribers connect to (record only); absent: no fan-out.
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -503,6 +514,15 @@ impl Options {
                 ))
             }
         };
+        let publish_listen = raw.publish.listen;
+        if let Some(addr) = &publish_listen {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(
+                    "publish.listen",
+                    format!("must be host:port with an IP address, got {addr:?}"),
+                ));
+            }
+        }
         let metrics_listen = raw.metrics.listen;
         if let Some(addr) = &metrics_listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {
@@ -522,6 +542,7 @@ impl Options {
             log_level,
             log_format,
             metrics_listen,
+            publish_listen,
             archive_cache_bytes,
             fix_sessions,
         })

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod procstat;
+pub mod publish;
 pub mod query;
 pub mod record;
 pub mod service;

@@ -37,8 +37,34 @@ pub fn run(
     report_every: Duration,
 ) -> anyhow::Result<RecordReport> {
     anyhow::ensure!(!sessions.is_empty(), "no FIX session configured");
-    let recorder = Arc::new(service::start_recorder(opts)?);
+    let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
+    let publisher = opts
+        .publish_listen
+        .as_ref()
+        .map(|_| crate::publish::Publisher::new(names.clone()));
+    let observer = publisher
+        .clone()
+        .map(|p| p as Arc<dyn crate::store::writer::CommitObserver>);
+    let recorder = Arc::new(service::start_recorder_with(opts, names, observer)?);
     let store = service::open_store(opts);
+    // Subscribers are served until the recorder has drained (they see the last commits).
+    let publish_stop = Shutdown::new();
+    let publishing = match (&publisher, &opts.publish_listen) {
+        (Some(p), Some(addr)) => {
+            let served = p.serve(addr, recorder.clone(), store.clone(), publish_stop.clone());
+            match served {
+                Ok(h) => {
+                    tracing::info!(%addr, "publishing committed ticks to subscribers");
+                    Some(h)
+                }
+                Err(e) => {
+                    recorder.shutdown();
+                    anyhow::bail!("--publish {addr}: {e}");
+                }
+            }
+        }
+        _ => None,
+    };
     // Gateways stop on their own latch, set after the process-wide one, so that they log out
     // before the recorder drains.
     let stop = Shutdown::new();
@@ -160,6 +186,10 @@ pub fn run(
     let mut stats = recorder.shutdown();
     // Until the last counted tick is committed: the drain is part of the run.
     let elapsed = started.elapsed();
+    publish_stop.request();
+    if let Some(h) = publishing {
+        let _ = h.join();
+    }
     for st in statuses.iter().map(snapshot).filter(|s| s.logons == 0) {
         stats.healthy = false;
         stats.health_problems.push(format!(

@@ -7,17 +7,25 @@ use crate::intern::Names;
 use crate::legacy_json::JsonSink;
 use crate::pipeline::{Recorder, Sink};
 use crate::store::reader::Store;
-use crate::store::writer::SqliteSink;
+use crate::store::writer::{CommitObserver, SqliteSink};
 
 /// Starts a recorder writing where `opts` says.
 pub fn start_recorder(opts: &Options) -> std::io::Result<Recorder> {
-    let names = Arc::new(Names::new(opts.pipeline.max_symbols));
+    start_recorder_with(opts, Arc::new(Names::new(opts.pipeline.max_symbols)), None)
+}
+
+/// [`start_recorder`] over `names`, with `observer` told of every SQLite commit.
+pub fn start_recorder_with(
+    opts: &Options,
+    names: Arc<Names>,
+    observer: Option<Arc<dyn CommitObserver>>,
+) -> std::io::Result<Recorder> {
     let sqlite = || -> Box<dyn Sink> {
-        Box::new(SqliteSink::new(
-            &opts.db_path,
-            names.clone(),
-            opts.writer.clone(),
-        ))
+        let sink = SqliteSink::new(&opts.db_path, names.clone(), opts.writer.clone());
+        Box::new(match &observer {
+            Some(o) => sink.with_observer(o.clone()),
+            None => sink,
+        })
     };
     let json = || -> Box<dyn Sink> {
         Box::new(JsonSink::new(

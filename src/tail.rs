@@ -25,8 +25,9 @@ use crate::tick::{TickRow, Timestamp};
 
 /// Days a cursor keeps watching (the newest reached and the one before).
 const WATCHED_DAYS: usize = 2;
-/// Rows read from a SQLite day per snapshot while catching up.
-const CHUNK: usize = 65_536;
+/// Rows read from a SQLite day per snapshot while catching up (a few milliseconds of reading:
+/// the writer's WAL can be reset between two snapshots).
+const CHUNK: usize = 4_096;
 /// Pause between polls when nothing new was committed (commit to output stays under ~30 ms).
 pub const POLL: Duration = Duration::from_millis(20);
 
@@ -47,6 +48,11 @@ impl Cursor {
 
     fn first_day(&self) -> Option<NaiveDate> {
         self.0.keys().next().copied()
+    }
+
+    /// The highest seq of `day` this cursor has passed (every seq of a day before it).
+    pub fn position(&self, day: NaiveDate) -> i64 {
+        self.read_up_to(day).unwrap_or(i64::MAX)
     }
 
     fn read_up_to(&self, day: NaiveDate) -> Option<i64> {

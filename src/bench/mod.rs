@@ -20,6 +20,7 @@
 //!     place (see `archive`).
 
 mod archive;
+mod tails;
 
 use std::io::Write;
 use std::path::Path;
@@ -50,8 +51,17 @@ pub struct BenchOptions {
     pub ticks: usize,
     pub symbols: usize,
     pub e2e_seconds: f64,
-    /// Only (e): the large day is written by the writer, nothing else is timed.
-    pub archive_only: bool,
+    /// Only one stage (and what it needs).
+    pub only: Option<Stage>,
+}
+
+/// A stage `--only` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// (e): the large day is written by the writer (not timed), then archived and queried.
+    Archive,
+    /// The writer alone (best of 2), then with four tails following, and the tail latency.
+    Tails,
 }
 
 /// Every figure of one run.
@@ -67,6 +77,13 @@ pub struct BenchReport {
     /// The writer while a reader runs `recent 100` and a one-hour range on the live day, 50
     /// times a second.
     pub writer_ticks_per_s_with_queries: f64,
+    /// The writer while four tails follow every tick (best of 2, as the writer alone).
+    pub writer_ticks_per_s_with_tails: f64,
+    /// The same with the tails at nice 19 (a bulk consumer beside a recorder at full speed).
+    pub writer_ticks_per_s_with_tails_nice19: f64,
+    /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
+    pub tail_latency_p50_ms: f64,
+    pub tail_latency_p99_ms: f64,
     /// Queries the reader completed during that run.
     pub queries_during_writes: u64,
     /// End to end over the ceiling.
@@ -108,7 +125,7 @@ pub struct BenchReport {
     #[serde(flatten)]
     pub archive: archive::ArchiveFigures,
     #[serde(skip)]
-    archive_only: bool,
+    only: Option<Stage>,
 }
 
 /// Samples the size of every `*-wal` file under a folder on a thread of its own, keeping the
@@ -235,27 +252,37 @@ pub fn run(
     };
     let input_bytes = (input.len() * std::mem::size_of::<Tick>()) as u64;
     let writer_base = dir.join("writer");
-    if b.archive_only {
-        r.archive_only = true;
-        writeln!(log, "writing the {}-tick day…", b.ticks)?;
-        let pipeline = PipelineOptions {
-            max_symbols: opts.pipeline.max_symbols.max(names.len()),
-            ..opts.pipeline.clone()
-        };
-        write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
-        drop(input);
-        archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
-        return Ok(r);
+    r.only = b.only;
+    let pipeline = PipelineOptions {
+        max_symbols: opts.pipeline.max_symbols.max(names.len()),
+        ..opts.pipeline.clone()
+    };
+    match b.only {
+        Some(Stage::Archive) => {
+            writeln!(log, "writing the {}-tick day…", b.ticks)?;
+            write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
+            drop(input);
+            archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
+            return Ok(r);
+        }
+        Some(Stage::Tails) => {
+            for round in 0..2 {
+                writeln!(log, "(b) writer alone (run {} of 2)…", round + 1)?;
+                let base = dir.join(format!("writer-{round}"));
+                let run = write_all(&base, &names_table, &pipeline, &writer_opts, &input)?;
+                r.writer_ticks_per_s = r.writer_ticks_per_s.max(run.ticks_per_s);
+                let _ = std::fs::remove_dir_all(&base);
+            }
+            tails_stage(opts, dir, &names, &pipeline, &writer_opts, &input, log, &mut r)?;
+            return Ok(r);
+        }
+        None => {}
     }
 
     // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
     // and the writer (the Recorder fed from memory), each run twice, interleaved so that what
     // the machine does meanwhile (writeback of earlier runs, other load) falls on both alike;
     // each keeps its better run. The ceiling with SQLite's own checkpoints runs once.
-    let pipeline = PipelineOptions {
-        max_symbols: opts.pipeline.max_symbols.max(names.len()),
-        ..opts.pipeline.clone()
-    };
     let ceiling_run = |sub: &str, writer_policy: bool| {
         ceiling(
             &dir.join(sub),
@@ -353,6 +380,7 @@ pub fn run(
         r.writer_ticks_per_s_with_queries = run.ticks_per_s;
         let _ = std::fs::remove_dir_all(&base);
     }
+    tails_stage(opts, dir, &names, &pipeline, &writer_opts, &input, log, &mut r)?;
     drop(input);
 
     // (c) End to end over FIX.
@@ -487,6 +515,62 @@ pub fn run(
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
     let _ = std::fs::remove_dir_all(&writer_base);
     Ok(r)
+}
+
+/// (b) with four tails following, at default priority and at nice 19 (best of 2 each), and
+/// the commit-to-output latency of one following tail.
+#[allow(clippy::too_many_arguments)]
+fn tails_stage(
+    opts: &Options,
+    dir: &Path,
+    names: &[String],
+    pipeline: &PipelineOptions,
+    writer_opts: &WriterOptions,
+    input: &[Tick],
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    let b_ticks = input.len();
+    for round in 0..4 {
+        let nice = (round % 2 == 1).then_some(19);
+        writeln!(
+            log,
+            "(b) writer again, four tails following every tick{} (run {} of 2)…",
+            if nice.is_some() { " at nice 19" } else { "" },
+            round / 2 + 1
+        )?;
+        let base = dir.join("writer-tailed");
+        let stop = Shutdown::new();
+        let followers = tails::start(&base, &opts.writer.sqlite, 4, nice, &stop);
+        let tailed = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
+        for n in names {
+            tailed.symbol(n)?;
+        }
+        tailed.source("SIM")?;
+        let run = write_all(&base, &tailed, pipeline, writer_opts, input)?;
+        let all = tails::caught_up(&followers, b_ticks as u64, Duration::from_secs(120));
+        stop.request();
+        for (_, h) in followers {
+            let _ = h.join();
+        }
+        anyhow::ensure!(all, "the tails did not catch up with the writer");
+        let best = if nice.is_some() {
+            &mut r.writer_ticks_per_s_with_tails_nice19
+        } else {
+            &mut r.writer_ticks_per_s_with_tails
+        };
+        *best = best.max(run.ticks_per_s);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+    writeln!(
+        log,
+        "(b) tail latency: 3,000 ticks at 1,000/s, one tail following…"
+    )?;
+    let lat_base = dir.join("tail-latency");
+    (r.tail_latency_p50_ms, r.tail_latency_p99_ms) =
+        tails::latency_ms(&lat_base, opts, 3_000, 1_000)?;
+    let _ = std::fs::remove_dir_all(&lat_base);
+    Ok(())
 }
 
 /// (e): the size comparison on its own day, then the large day under `base` archived.
@@ -689,14 +773,31 @@ fn ceiling(
     Ok(ticks_per_s)
 }
 
+impl BenchReport {
+    fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone (target >= 0.95); tails at nice 19: {:.0} = {:.2} x; commit -> tail output p50 {:.1} ms, p99 {:.1} ms (target <= 50)",
+            self.writer_ticks_per_s_with_tails,
+            self.writer_ticks_per_s_with_tails / self.writer_ticks_per_s,
+            self.writer_ticks_per_s_with_tails_nice19,
+            self.writer_ticks_per_s_with_tails_nice19 / self.writer_ticks_per_s,
+            self.tail_latency_p50_ms,
+            self.tail_latency_p99_ms
+        )
+    }
+}
+
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ratio = |a: f64, b: Option<f64>| {
             b.map(|b| format!("{:.2}x", a / b))
                 .unwrap_or_else(|| "-".into())
         };
-        if self.archive_only {
-            return write!(f, "{}", self.archive);
+        match self.only {
+            Some(Stage::Archive) => return write!(f, "{}", self.archive),
+            Some(Stage::Tails) => return self.fmt_tails(f),
+            None => {}
         }
         let c = self.ceiling_ticks_per_s;
         writeln!(
@@ -727,6 +828,8 @@ impl std::fmt::Display for BenchReport {
             self.writer_ticks_per_s_with_queries / c,
             self.queries_during_writes
         )?;
+        self.fmt_tails(f)?;
+        writeln!(f)?;
         writeln!(
             f,
             "end to end (FIX over loopback)  {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.75)",

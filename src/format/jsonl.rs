@@ -109,6 +109,11 @@ impl<W: Write> JsonlWriter<W> {
     pub fn new(out: W) -> JsonlWriter<W> {
         JsonlWriter { out }
     }
+
+    /// The output, for lines of other kinds between rows.
+    pub fn inner(&mut self) -> &mut W {
+        &mut self.out
+    }
 }
 
 impl<W: Write> RowWriter for JsonlWriter<W> {

@@ -833,14 +833,24 @@ impl Store {
             self.scan_day(day, &mut each)?;
             return Ok((passed, last));
         }
+        // Rows are collected inside the snapshot and passed on after it ends: a slow consumer
+        // never holds a read transaction open (one would keep the writer's WAL from being
+        // reset, see `store::writer::bound_wal`).
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = Vec::new();
         self.with_day(day, |reader| {
             reader.stream(
                 &format!("SELECT {COLUMNS} FROM ticks WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
                 &[&after, &limit],
-                &mut each,
+                &mut |r| {
+                    rows.push(r.clone());
+                    Ok(())
+                },
             )
         })?;
+        for r in &rows {
+            each(r).map_err(ReadError::Output)?;
+        }
         Ok((passed, last))
     }
 

@@ -127,6 +127,8 @@ pub struct SqliteSink {
     given_up: Option<String>,
     /// Spill files written, each reported once.
     spilled_to: Vec<PathBuf>,
+    /// Told of every commit (the publisher of `record --publish`).
+    observer: Option<Arc<dyn CommitObserver>>,
 }
 
 /// What a failed write says about where the fault is (see the module doc).
@@ -184,11 +186,18 @@ impl SqliteSink {
             checkpointer: None,
             given_up: None,
             spilled_to: Vec::new(),
+            observer: None,
         }
     }
 
     pub fn base(&self) -> &Path {
         &self.base
+    }
+
+    /// Tells `observer` of every commit (see [`CommitObserver`]).
+    pub fn with_observer(mut self, observer: Arc<dyn CommitObserver>) -> SqliteSink {
+        self.observer = Some(observer);
+        self
     }
 
     /// How many ticks of the source file `file` are already committed in `day`'s file
@@ -406,7 +415,11 @@ impl SqliteSink {
         let result = insert_all(od, names, ticks, import_file);
         match result {
             Ok(next_seq) => {
+                let first = od.next_seq;
                 od.next_seq = next_seq;
+                if let Some(o) = &self.observer {
+                    o.committed(day, first, ticks, &od.order);
+                }
                 self.stats.ticks_stored.add(ticks.len() as u64);
                 self.stats.batches_committed.incr();
                 self.stats
@@ -511,6 +524,13 @@ impl SqliteSink {
         }
         close_day(od);
     }
+}
+
+/// Told of every commit, on the writer thread, right after it: what it holds and the `seq` each
+/// tick got. `order` lists `(file symbol id, index into ticks)` in `seq` order, from
+/// `first_seq`. Must return quickly (the writer waits for it).
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, day: NaiveDate, first_seq: i64, ticks: &[Tick], order: &[(i64, u32)]);
 }
 
 /// True when `ticks` are the ticks of one message (of one origin), and nothing else.

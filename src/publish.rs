@@ -1,0 +1,408 @@
+//! In-memory fan-out of committed ticks to TCP subscribers (`record --publish HOST:PORT`).
+//!
+//! Protocol (JSON Lines both ways, one stable schema; see README, "Live subscribers"): the
+//! subscriber sends one line, `{"symbols": ["EURUSD", "GBPUSD"]}` (`["*"]` for every symbol),
+//! optionally with `"from": "DAY:SEQ"` (a `tickrec tail` cursor). It receives
+//! 1. `{"event":"subscribed",…}`;
+//! 2. with a cursor: the committed ticks after it, read from the day files, then
+//!    `{"event":"replayed","cursor":…}`;
+//! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
+//!    rows have `"seq": null`: accepted, perhaps not yet committed), then
+//!    `{"event":"snapshot_end"}`;
+//! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
+//!    their `seq` (the day is the UTC day of `ts_event`).
+//!
+//! Where ticks come from: the SQLite writer tells the publisher what each commit holds, with
+//! the `seq` each tick got ([`CommitObserver`]), so a published tick is one the store holds, in
+//! recording order, and the handover from replay to live is exact: the subscriber is
+//! registered for live batches before the last replay pass, and a live tick the replay
+//! already sent (same day, `seq` at or below the cursor) is skipped. No gap, no duplicate.
+//!
+//! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
+//! commit, one shared copy of the committed ticks and, per subscriber, a short lock to queue a
+//! pointer to it. Each subscriber has its own thread and a bounded queue
+//! ([`MAX_QUEUED_TICKS`]); one that falls behind is disconnected with the reason
+//! (`{"event":"disconnected","reason":…}`, best effort) and counted. Loopback by default.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::format::jsonl::JsonlWriter;
+use crate::format::RowWriter;
+use crate::intern::Names;
+use crate::pipeline::Recorder;
+use crate::shutdown::Shutdown;
+use crate::store::reader::{Store, Symbols};
+use crate::store::writer::CommitObserver;
+use crate::tail::{Cursor, Start, Tail};
+use crate::tick::{SymbolId, Tick, TickRow};
+
+/// Ticks a subscriber may have queued before it is disconnected as too slow.
+pub const MAX_QUEUED_TICKS: usize = 200_000;
+/// How long a subscriber has to send its request line.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write to a subscriber may block before it counts as stalled.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One commit's ticks, in seq order.
+struct Batch {
+    day: NaiveDate,
+    ticks: Vec<(i64, Tick)>,
+}
+
+/// Counters of the publisher (for /metrics and the final report).
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    pub subscribers: AtomicU64,
+    pub connected_total: AtomicU64,
+    pub disconnected_slow_total: AtomicU64,
+    pub rejected_requests_total: AtomicU64,
+    pub ticks_sent_total: AtomicU64,
+}
+
+/// A subscriber's queue of committed batches.
+struct Queue {
+    batches: Mutex<(VecDeque<Arc<Batch>>, usize)>,
+    ready: Condvar,
+    /// Set when it fell behind (or the publisher stops): its thread ends the connection.
+    closed: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            batches: Mutex::new((VecDeque::new(), 0)),
+            ready: Condvar::new(),
+            closed: AtomicBool::new(false),
+            reason: Mutex::new(None),
+        }
+    }
+
+    fn close(&self, why: String) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        }
+        self.ready.notify_all();
+    }
+
+    /// The next batches, waiting up to `wait`; empty when closed or nothing came.
+    fn take(&self, wait: Duration) -> Vec<Arc<Batch>> {
+        let mut q = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        if q.0.is_empty() && !self.closed.load(Ordering::SeqCst) {
+            q = self
+                .ready
+                .wait_timeout(q, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        q.1 = 0;
+        q.0.drain(..).collect()
+    }
+}
+
+/// The fan-out: the writer's [`CommitObserver`], and the listener serving subscribers.
+pub struct Publisher {
+    names: Arc<Names>,
+    subscribers: Mutex<Vec<Arc<Queue>>>,
+    stats: Arc<PublishStats>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl CommitObserver for Publisher {
+    fn committed(&self, day: NaiveDate, first_seq: i64, ticks: &[Tick], order: &[(i64, u32)]) {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        if subs.is_empty() {
+            return;
+        }
+        let batch = Arc::new(Batch {
+            day,
+            ticks: order
+                .iter()
+                .enumerate()
+                .filter_map(|(k, &(_, i))| Some((first_seq + k as i64, *ticks.get(i as usize)?)))
+                .collect(),
+        });
+        let n = batch.ticks.len();
+        for q in subs.iter() {
+            if q.closed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut held = q.batches.lock().unwrap_or_else(|e| e.into_inner());
+            if held.1 + n > MAX_QUEUED_TICKS {
+                held.0.clear();
+                held.1 = 0;
+                drop(held);
+                self.stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
+                q.close(format!(
+                    "fell behind: more than {MAX_QUEUED_TICKS} ticks queued for it"
+                ));
+                continue;
+            }
+            held.0.push_back(batch.clone());
+            held.1 += n;
+            drop(held);
+            q.ready.notify_one();
+        }
+    }
+}
+
+/// What a subscriber asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    symbols: Vec<String>,
+    #[serde(default)]
+    from: Option<String>,
+}
+
+impl Publisher {
+    pub fn new(names: Arc<Names>) -> Arc<Publisher> {
+        Arc::new(Publisher {
+            names,
+            subscribers: Mutex::new(Vec::new()),
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<PublishStats> {
+        self.stats.clone()
+    }
+
+    /// Listens on `addr` until `stop`; one thread per subscriber.
+    pub fn serve(
+        self: &Arc<Self>,
+        addr: &str,
+        recorder: Arc<Recorder>,
+        store: Store,
+        stop: Shutdown,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("tickrec-publish".into())
+            .spawn(move || {
+                while !stop.is_requested() {
+                    match listener.accept() {
+                        Ok((stream, peer)) => {
+                            let (me, rec, store, stop) =
+                                (me.clone(), recorder.clone(), store.clone(), stop.clone());
+                            let spawned = std::thread::Builder::new()
+                                .name("tickrec-subscriber".into())
+                                .spawn(move || me.subscriber(stream, peer, &rec, store, &stop));
+                            if let Err(e) = spawned {
+                                tracing::warn!(%peer, error = %e, "publish: cannot serve a subscriber");
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            stop.wait_timeout(Duration::from_millis(50));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "publish: accept failed");
+                            stop.wait_timeout(Duration::from_millis(50));
+                        }
+                    }
+                }
+                for q in me.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    q.close("the recorder is shutting down".into());
+                }
+            })
+    }
+
+    fn subscriber(
+        &self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        recorder: &Recorder,
+        store: Store,
+        stop: &Shutdown,
+    ) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let _ = stream.set_nodelay(true);
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
+        let mut out = BufWriter::with_capacity(1 << 16, stream);
+        let mut line = String::new();
+        let request = BufReader::new(std::io::Read::take(read_half, 64 * 1024))
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())
+            .and_then(|_| serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()))
+            .and_then(|r| self.parse(r));
+        let (symbols, ids, cursor) = match request {
+            Ok(r) => r,
+            Err(why) => {
+                self.stats.rejected_requests_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, %why, "publish: refused a subscription request");
+                let _ = event(&mut out, "error", &[("reason", &why)]);
+                return;
+            }
+        };
+        self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
+        self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, symbols = ?symbols, from = ?cursor.as_ref().map(|c| c.to_string()), "publish: subscriber joined");
+        let queue = Arc::new(Queue::new());
+        let result = self.serve_one(&mut out, &symbols, ids.as_ref(), cursor, &queue, recorder, store, stop);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|q| !Arc::ptr_eq(q, &queue));
+        self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+        let why = match result {
+            Ok(why) => why,
+            Err(e) => format!("connection failed: {e}"),
+        };
+        let _ = event(&mut out, "disconnected", &[("reason", &why)]);
+        tracing::info!(%peer, %why, "publish: subscriber left");
+    }
+
+    /// The request's symbols (names, ids known so far or `None` for every symbol) and cursor.
+    #[allow(clippy::type_complexity)]
+    fn parse(&self, r: Request) -> Result<(Symbols, Option<HashSet<String>>, Option<Cursor>), String> {
+        if r.symbols.is_empty() {
+            return Err("\"symbols\" is empty: name some, or [\"*\"] for every symbol".into());
+        }
+        let all = r.symbols.iter().any(|s| s == "*");
+        let cursor = r.from.map(|c| c.parse::<Cursor>()).transpose()?;
+        if all {
+            return Ok((Symbols::All, None, cursor));
+        }
+        let names: HashSet<String> = r.symbols.iter().cloned().collect();
+        Ok((Symbols::Named(r.symbols), Some(names), cursor))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve_one(
+        &self,
+        out: &mut BufWriter<TcpStream>,
+        symbols: &Symbols,
+        wanted: Option<&HashSet<String>>,
+        cursor: Option<Cursor>,
+        queue: &Arc<Queue>,
+        recorder: &Recorder,
+        store: Store,
+        stop: &Shutdown,
+    ) -> std::io::Result<String> {
+        let mut rows = JsonlWriter::new(&mut *out);
+        event(rows.inner(), "subscribed", &[])?;
+        // Replay from the cursor until caught up, then register for live batches, then one
+        // more pass for what was committed in between: live batches at or below the cursor
+        // reached are skipped below.
+        let mut replayed: Option<Cursor> = None;
+        if let Some(c) = cursor {
+            let mut tail = Tail::new(store, symbols.clone(), Start::After(c))
+                .map_err(std::io::Error::other)?;
+            loop {
+                let n = tail
+                    .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+                    .map_err(std::io::Error::other)?;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.register(queue);
+            tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+                .map_err(std::io::Error::other)?;
+            let reached = tail.cursor().to_string();
+            event(rows.inner(), "replayed", &[("cursor", &reached)])?;
+            replayed = Some(tail.cursor().clone());
+        } else {
+            self.register(queue);
+        }
+        // The snapshot: the latest tick of each symbol asked, from the rings.
+        for id in 0..self.names.max_symbols() {
+            let id = SymbolId(id as u32);
+            let Some(name) = self.names.symbol_name(id) else {
+                break;
+            };
+            if wanted.is_some_and(|w| !w.contains(&*name)) {
+                continue;
+            }
+            if let Some(t) = recorder.recent(id, 1).first() {
+                if let Some(row) = self.row(t, None) {
+                    rows.write_row(&row)?;
+                }
+            }
+        }
+        event(rows.inner(), "snapshot_end", &[])?;
+        rows.inner().flush()?;
+        let mut sent = 0u64;
+        loop {
+            if stop.is_requested() {
+                return Ok("the recorder is shutting down".into());
+            }
+            if queue.closed.load(Ordering::SeqCst) {
+                let why = queue.reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Ok(why.unwrap_or_else(|| "closed".into()));
+            }
+            for batch in queue.take(Duration::from_millis(100)) {
+                let skip_upto = replayed.as_ref().map(|c| c.position(batch.day));
+                for (seq, t) in &batch.ticks {
+                    if skip_upto.is_some_and(|s| *seq <= s) {
+                        continue;
+                    }
+                    if let Some(w) = wanted {
+                        match self.names.symbol_name(t.symbol) {
+                            Some(n) if w.contains(&*n) => {}
+                            _ => continue,
+                        }
+                    }
+                    if let Some(row) = self.row(t, Some(*seq)) {
+                        rows.write_row(&row)?;
+                        sent += 1;
+                    }
+                }
+            }
+            rows.inner().flush()?;
+            self.stats.ticks_sent_total.fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
+        }
+    }
+
+    fn register(&self, queue: &Arc<Queue>) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(queue.clone());
+    }
+
+    fn row(&self, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
+        Some(TickRow {
+            seq,
+            symbol: self.names.symbol_name(t.symbol)?,
+            source: self.names.source_name(t.source)?,
+            ts_event: t.ts_event,
+            ts_recv: t.ts_recv,
+            bid: t.bid,
+            ask: t.ask,
+            bid_size: t.bid_size,
+            ask_size: t.ask_size,
+        })
+    }
+}
+
+/// A control line: `{"event": name, key: value, …}`.
+fn event(out: &mut impl Write, name: &str, fields: &[(&str, &str)]) -> std::io::Result<()> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("event".into(), name.into());
+    for (k, v) in fields {
+        obj.insert((*k).into(), (*v).into());
+    }
+    serde_json::to_writer(&mut *out, &obj)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
