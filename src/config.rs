@@ -51,6 +51,8 @@ pub struct Options {
     pub metrics_listen: Option<String>,
     /// `host:port` of the live subscriber fan-out of `record` (`[publish] listen`); off when absent.
     pub publish_listen: Option<String>,
+    /// Ticks a subscriber may have queued before it is disconnected (`[publish] queue_ticks`).
+    pub publish_queue_ticks: usize,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -224,6 +226,8 @@ struct RawLog {
 struct RawPublish {
     /// `host:port` subscribers connect to (record only); absent: no fan-out.
     listen: Option<String>,
+    /// Ticks a subscriber may have waiting before it is disconnected as too slow.
+    queue_ticks: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -523,6 +527,11 @@ impl Options {
                 ));
             }
         }
+        let publish_queue_ticks = match raw.publish.queue_ticks {
+            None => crate::publish::MAX_QUEUED_TICKS,
+            Some(0) => return Err(invalid("publish.queue_ticks", "must be at least 1".into())),
+            Some(n) => n,
+        };
         let metrics_listen = raw.metrics.listen;
         if let Some(addr) = &metrics_listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {
@@ -543,6 +552,7 @@ impl Options {
             log_format,
             metrics_listen,
             publish_listen,
+            publish_queue_ticks,
             archive_cache_bytes,
             fix_sessions,
         })

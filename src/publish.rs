@@ -21,7 +21,7 @@
 //! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
 //! commit, one shared copy of the committed ticks and, per subscriber, a short lock to queue a
 //! pointer to it. Each subscriber has its own thread and a bounded queue
-//! ([`MAX_QUEUED_TICKS`]); one that falls behind is disconnected with the reason
+//! (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is disconnected with the reason
 //! (`{"event":"disconnected","reason":…}`, best effort) and counted. Loopback by default.
 
 use std::collections::{HashSet, VecDeque};
@@ -44,7 +44,8 @@ use crate::store::writer::CommitObserver;
 use crate::tail::{Cursor, Start, Tail};
 use crate::tick::{SymbolId, Tick, TickRow};
 
-/// Ticks a subscriber may have queued before it is disconnected as too slow.
+/// Ticks a subscriber may have queued before it is disconnected as too slow, by default
+/// (`[publish] queue_ticks`).
 pub const MAX_QUEUED_TICKS: usize = 200_000;
 /// How long a subscriber has to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,6 +112,7 @@ impl Queue {
 /// The fan-out: the writer's [`CommitObserver`], and the listener serving subscribers.
 pub struct Publisher {
     names: Arc<Names>,
+    max_queued: usize,
     subscribers: Mutex<Vec<Arc<Queue>>>,
     stats: Arc<PublishStats>,
 }
@@ -141,13 +143,16 @@ impl CommitObserver for Publisher {
                 continue;
             }
             let mut held = q.batches.lock().unwrap_or_else(|e| e.into_inner());
-            if held.1 + n > MAX_QUEUED_TICKS {
+            if held.1 + n > self.max_queued {
                 held.0.clear();
                 held.1 = 0;
                 drop(held);
-                self.stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .disconnected_slow_total
+                    .fetch_add(1, Ordering::Relaxed);
                 q.close(format!(
-                    "fell behind: more than {MAX_QUEUED_TICKS} ticks queued for it"
+                    "fell behind: more than {} ticks queued for it",
+                    self.max_queued
                 ));
                 continue;
             }
@@ -169,9 +174,12 @@ struct Request {
 }
 
 impl Publisher {
-    pub fn new(names: Arc<Names>) -> Arc<Publisher> {
+    /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
+    /// is disconnected.
+    pub fn new(names: Arc<Names>, max_queued: usize) -> Arc<Publisher> {
         Arc::new(Publisher {
             names,
+            max_queued: max_queued.max(1),
             subscribers: Mutex::new(Vec::new()),
             stats: Arc::default(),
         })
@@ -247,7 +255,9 @@ impl Publisher {
         let (symbols, ids, cursor) = match request {
             Ok(r) => r,
             Err(why) => {
-                self.stats.rejected_requests_total.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .rejected_requests_total
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, %why, "publish: refused a subscription request");
                 let _ = event(&mut out, "error", &[("reason", &why)]);
                 return;
@@ -257,7 +267,16 @@ impl Publisher {
         self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?cursor.as_ref().map(|c| c.to_string()), "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
-        let result = self.serve_one(&mut out, &symbols, ids.as_ref(), cursor, &queue, recorder, store, stop);
+        let result = self.serve_one(
+            &mut out,
+            &symbols,
+            ids.as_ref(),
+            cursor,
+            &queue,
+            recorder,
+            store,
+            stop,
+        );
         self.subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -265,6 +284,21 @@ impl Publisher {
         self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
         let why = match result {
             Ok(why) => why,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                // Not reading: as slow as a queue running over.
+                self.stats
+                    .disconnected_slow_total
+                    .fetch_add(1, Ordering::Relaxed);
+                format!(
+                    "fell behind: a write blocked for {}s",
+                    WRITE_TIMEOUT.as_secs()
+                )
+            }
             Err(e) => format!("connection failed: {e}"),
         };
         let _ = event(&mut out, "disconnected", &[("reason", &why)]);
@@ -273,7 +307,10 @@ impl Publisher {
 
     /// The request's symbols (names, ids known so far or `None` for every symbol) and cursor.
     #[allow(clippy::type_complexity)]
-    fn parse(&self, r: Request) -> Result<(Symbols, Option<HashSet<String>>, Option<Cursor>), String> {
+    fn parse(
+        &self,
+        r: Request,
+    ) -> Result<(Symbols, Option<HashSet<String>>, Option<Cursor>), String> {
         if r.symbols.is_empty() {
             return Err("\"symbols\" is empty: name some, or [\"*\"] for every symbol".into());
         }
@@ -347,7 +384,11 @@ impl Publisher {
                 return Ok("the recorder is shutting down".into());
             }
             if queue.closed.load(Ordering::SeqCst) {
-                let why = queue.reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let why = queue
+                    .reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 return Ok(why.unwrap_or_else(|| "closed".into()));
             }
             for batch in queue.take(Duration::from_millis(100)) {
@@ -369,7 +410,9 @@ impl Publisher {
                 }
             }
             rows.inner().flush()?;
-            self.stats.ticks_sent_total.fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
+            self.stats
+                .ticks_sent_total
+                .fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
         }
     }
 

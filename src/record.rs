@@ -41,7 +41,7 @@ pub fn run(
     let publisher = opts
         .publish_listen
         .as_ref()
-        .map(|_| crate::publish::Publisher::new(names.clone()));
+        .map(|_| crate::publish::Publisher::new(names.clone(), opts.publish_queue_ticks));
     let observer = publisher
         .clone()
         .map(|p| p as Arc<dyn crate::store::writer::CommitObserver>);
@@ -99,7 +99,13 @@ pub fn run(
     let session_problems: Arc<Mutex<Vec<String>>> = Arc::default();
     let _metrics = match &opts.metrics_listen {
         Some(addr) => {
-            let scrape = scrape_fn(&recorder, &statuses, &feed, &session_problems);
+            let scrape = scrape_fn(
+                &recorder,
+                &statuses,
+                &feed,
+                &session_problems,
+                publisher.as_ref().map(|p| p.stats()),
+            );
             match crate::metrics::Server::start(addr, scrape) {
                 Ok(server) => Some(server),
                 Err(e) => {
@@ -251,6 +257,7 @@ fn scrape_fn(
     statuses: &[StatusHandle],
     feed: &[(String, Arc<Latency>)],
     problems: &Arc<Mutex<Vec<String>>>,
+    publish: Option<Arc<crate::publish::PublishStats>>,
 ) -> Arc<ScrapeFn> {
     let (recorder, statuses, feed, problems) = (
         Arc::clone(recorder),
@@ -259,21 +266,67 @@ fn scrape_fn(
         Arc::clone(problems),
     );
     Arc::new(move || {
-        let mut s = Scrape::of_recorder("record", &recorder);
-        s.sessions = statuses.iter().map(snapshot).collect();
-        s.feed_latency = feed
-            .iter()
-            .map(|(source, l)| (source.clone(), l.histogram()))
-            .collect();
-        s.problems.extend(
-            problems
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned(),
-        );
+        let mut s = scrape_of(&recorder, &statuses, &feed, &problems);
+        if let Some(p) = &publish {
+            use std::sync::atomic::Ordering::Relaxed;
+            let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
+            s.extra.extend([
+                (
+                    "tickrec_publish_subscribers",
+                    "Subscribers connected to the live fan-out",
+                    false,
+                    v(&p.subscribers),
+                ),
+                (
+                    "tickrec_publish_subscribers_connected_total",
+                    "Subscriptions accepted",
+                    true,
+                    v(&p.connected_total),
+                ),
+                (
+                    "tickrec_publish_subscribers_cut_off_total",
+                    "Subscribers disconnected for falling behind",
+                    true,
+                    v(&p.disconnected_slow_total),
+                ),
+                (
+                    "tickrec_publish_requests_refused_total",
+                    "Subscription requests refused (malformed)",
+                    true,
+                    v(&p.rejected_requests_total),
+                ),
+                (
+                    "tickrec_publish_ticks_sent_total",
+                    "Live ticks sent to subscribers",
+                    true,
+                    v(&p.ticks_sent_total),
+                ),
+            ]);
+        }
         s
     })
+}
+
+fn scrape_of(
+    recorder: &Arc<Recorder>,
+    statuses: &[StatusHandle],
+    feed: &[(String, Arc<Latency>)],
+    problems: &Arc<Mutex<Vec<String>>>,
+) -> Scrape {
+    let mut s = Scrape::of_recorder("record", recorder);
+    s.sessions = statuses.iter().map(snapshot).collect();
+    s.feed_latency = feed
+        .iter()
+        .map(|(source, l)| (source.clone(), l.histogram()))
+        .collect();
+    s.problems.extend(
+        problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
+    s
 }
 
 /// Subscribed symbols without a tick for `health.stale_after_s` within the trading hours

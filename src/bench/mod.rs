@@ -273,7 +273,16 @@ pub fn run(
                 r.writer_ticks_per_s = r.writer_ticks_per_s.max(run.ticks_per_s);
                 let _ = std::fs::remove_dir_all(&base);
             }
-            tails_stage(opts, dir, &names, &pipeline, &writer_opts, &input, log, &mut r)?;
+            tails_stage(
+                opts,
+                dir,
+                &names,
+                &pipeline,
+                &writer_opts,
+                &input,
+                log,
+                &mut r,
+            )?;
             return Ok(r);
         }
         None => {}
@@ -380,7 +389,16 @@ pub fn run(
         r.writer_ticks_per_s_with_queries = run.ticks_per_s;
         let _ = std::fs::remove_dir_all(&base);
     }
-    tails_stage(opts, dir, &names, &pipeline, &writer_opts, &input, log, &mut r)?;
+    tails_stage(
+        opts,
+        dir,
+        &names,
+        &pipeline,
+        &writer_opts,
+        &input,
+        log,
+        &mut r,
+    )?;
     drop(input);
 
     // (c) End to end over FIX.

@@ -111,9 +111,8 @@ pub fn latency_ms(
         ..crate::store::WriterOptions::default()
     };
     let commits = Arc::new(CommitTimes::default());
-    let sink: Box<dyn Sink> = Box::new(
-        SqliteSink::new(base, names.clone(), writer_opts).with_observer(commits.clone()),
-    );
+    let sink: Box<dyn Sink> =
+        Box::new(SqliteSink::new(base, names.clone(), writer_opts).with_observer(commits.clone()));
     let rec = Recorder::start(opts.pipeline.clone(), names, vec![sink])?;
     rec.prepare(sym);
     let stop = Shutdown::new();
@@ -172,13 +171,21 @@ pub fn latency_ms(
     let _ = follower.join();
     rec.shutdown();
     let outputs = outputs.lock().map(|v| v.clone()).unwrap_or_default();
-    anyhow::ensure!(outputs.len() == n, "the tail passed {} of {n} ticks", outputs.len());
+    anyhow::ensure!(
+        outputs.len() == n,
+        "the tail passed {} of {n} ticks",
+        outputs.len()
+    );
     let committed = commits.0.lock().map(|m| m.clone()).unwrap_or_default();
     let mut v: Vec<f64> = outputs
         .iter()
         .filter_map(|(seq, at)| Some(at.duration_since(*committed.get(seq)?).as_secs_f64() * 1e3))
         .collect();
-    anyhow::ensure!(v.len() == n, "commit times missing for {} ticks", n - v.len());
+    anyhow::ensure!(
+        v.len() == n,
+        "commit times missing for {} ticks",
+        n - v.len()
+    );
     v.sort_by(f64::total_cmp);
     Ok((v[n / 2], v[n * 99 / 100]))
 }

@@ -9,6 +9,7 @@ mod fix;
 mod legacy;
 mod migrate;
 mod pipeline;
+mod publish;
 mod quickfix;
 mod rotation;
 mod service;
