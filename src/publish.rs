@@ -7,7 +7,7 @@
 //! 2. with a cursor: the committed ticks after it, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
-//!    rows have `"seq": null`: accepted, perhaps not yet committed), then
+//!    rows have no `seq`: accepted, perhaps not yet committed), then
 //!    `{"event":"snapshot_end"}`;
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
 //!    their `seq` (the day is the UTC day of `ts_event`).
@@ -19,8 +19,10 @@
 //! already sent (same day, `seq` at or below the cursor) is skipped. No gap, no duplicate.
 //!
 //! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
-//! commit, one shared copy of the committed ticks and, per subscriber, a short lock to queue a
-//! pointer to it. Each subscriber has its own thread and a bounded queue
+//! commit and only while someone subscribes, one copy of the committed ticks handed to the
+//! encoder thread, which writes them as JSON lines once and queues a pointer to them for every
+//! subscriber. Each subscriber has its own thread (it writes the shared bytes, or the lines of
+//! its symbols) and a bounded queue
 //! (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is disconnected with the reason
 //! (`{"event":"disconnected","reason":…}`, best effort) and counted. Loopback by default.
 
@@ -58,6 +60,14 @@ struct Batch {
     ticks: Vec<(i64, Tick)>,
 }
 
+/// One commit's ticks as JSON lines, encoded once for every subscriber: `lines[i]` is the
+/// byte range, `seq` and symbol of tick `i` within `bytes`.
+struct Encoded {
+    day: NaiveDate,
+    bytes: Vec<u8>,
+    lines: Vec<(u32, u32, i64, SymbolId)>,
+}
+
 /// Counters of the publisher (for /metrics and the final report).
 #[derive(Debug, Default)]
 pub struct PublishStats {
@@ -70,7 +80,7 @@ pub struct PublishStats {
 
 /// A subscriber's queue of committed batches.
 struct Queue {
-    batches: Mutex<(VecDeque<Arc<Batch>>, usize)>,
+    batches: Mutex<(VecDeque<Arc<Encoded>>, usize)>,
     ready: Condvar,
     /// Set when it fell behind (or the publisher stops): its thread ends the connection.
     closed: AtomicBool,
@@ -95,7 +105,7 @@ impl Queue {
     }
 
     /// The next batches, waiting up to `wait`; empty when closed or nothing came.
-    fn take(&self, wait: Duration) -> Vec<Arc<Batch>> {
+    fn take(&self, wait: Duration) -> Vec<Arc<Encoded>> {
         let mut q = self.batches.lock().unwrap_or_else(|e| e.into_inner());
         if q.0.is_empty() && !self.closed.load(Ordering::SeqCst) {
             q = self
@@ -112,10 +122,15 @@ impl Queue {
 /// The fan-out: the writer's [`CommitObserver`], and the listener serving subscribers.
 pub struct Publisher {
     names: Arc<Names>,
-    max_queued: usize,
-    subscribers: Mutex<Vec<Arc<Queue>>>,
+    subscribers: Arc<Mutex<Vec<Arc<Queue>>>>,
     stats: Arc<PublishStats>,
+    /// Commits on their way to the encoder thread.
+    to_encoder: crossbeam_channel::Sender<Arc<Batch>>,
 }
+
+/// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
+/// cannot fall behind unless starved of CPU).
+const ENCODER_BACKLOG: usize = 4096;
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,9 +139,15 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl CommitObserver for Publisher {
+    /// On the writer thread: one copy of the commit's ticks in seq order, handed to the
+    /// encoder thread (nothing at all without subscribers).
     fn committed(&self, day: NaiveDate, first_seq: i64, ticks: &[Tick], order: &[(i64, u32)]) {
-        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
-        if subs.is_empty() {
+        if self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
             return;
         }
         let batch = Arc::new(Batch {
@@ -137,31 +158,80 @@ impl CommitObserver for Publisher {
                 .filter_map(|(k, &(_, i))| Some((first_seq + k as i64, *ticks.get(i as usize)?)))
                 .collect(),
         });
-        let n = batch.ticks.len();
-        for q in subs.iter() {
+        if self.to_encoder.try_send(batch).is_err() {
+            for q in self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                self.stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
+                q.close("the fan-out fell behind the writer".into());
+            }
+        }
+    }
+}
+
+/// The encoder thread: each commit as JSON lines once, then a pointer to it queued for every
+/// subscriber (cut off past `max_queued` ticks).
+fn encode_and_fan_out(
+    rx: crossbeam_channel::Receiver<Arc<Batch>>,
+    names: Arc<Names>,
+    subscribers: Arc<Mutex<Vec<Arc<Queue>>>>,
+    stats: Arc<PublishStats>,
+    max_queued: usize,
+) {
+    for batch in rx {
+        let mut enc = Encoded {
+            day: batch.day,
+            bytes: Vec::with_capacity(batch.ticks.len() * 240),
+            lines: Vec::with_capacity(batch.ticks.len()),
+        };
+        for (seq, t) in &batch.ticks {
+            let Some(row) = row_of(&names, t, Some(*seq)) else {
+                continue;
+            };
+            let start = enc.bytes.len() as u32;
+            if crate::format::jsonl::write_json_row(&mut enc.bytes, &row, None).is_err() {
+                enc.bytes.truncate(start as usize);
+                continue;
+            }
+            enc.lines.push((start, enc.bytes.len() as u32, *seq, t.symbol));
+        }
+        let enc = Arc::new(enc);
+        let n = enc.lines.len();
+        let subs: Vec<Arc<Queue>> = subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for q in subs {
             if q.closed.load(Ordering::Relaxed) {
                 continue;
             }
             let mut held = q.batches.lock().unwrap_or_else(|e| e.into_inner());
-            if held.1 + n > self.max_queued {
+            if held.1 + n > max_queued {
                 held.0.clear();
                 held.1 = 0;
                 drop(held);
-                self.stats
-                    .disconnected_slow_total
-                    .fetch_add(1, Ordering::Relaxed);
-                q.close(format!(
-                    "fell behind: more than {} ticks queued for it",
-                    self.max_queued
-                ));
+                stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
+                q.close(format!("fell behind: more than {max_queued} ticks queued for it"));
                 continue;
             }
-            held.0.push_back(batch.clone());
+            held.0.push_back(enc.clone());
             held.1 += n;
             drop(held);
             q.ready.notify_one();
         }
     }
+}
+
+fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
+    Some(TickRow {
+        seq,
+        symbol: names.symbol_name(t.symbol)?,
+        source: names.source_name(t.source)?,
+        ts_event: t.ts_event,
+        ts_recv: t.ts_recv,
+        bid: t.bid,
+        ask: t.ask,
+        bid_size: t.bid_size,
+        ask_size: t.ask_size,
+    })
 }
 
 /// What a subscriber asks for.
@@ -176,13 +246,24 @@ struct Request {
 impl Publisher {
     /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
     /// is disconnected.
-    pub fn new(names: Arc<Names>, max_queued: usize) -> Arc<Publisher> {
-        Arc::new(Publisher {
+    pub fn new(names: Arc<Names>, max_queued: usize) -> std::io::Result<Arc<Publisher>> {
+        let (to_encoder, rx) = crossbeam_channel::bounded(ENCODER_BACKLOG);
+        let subscribers: Arc<Mutex<Vec<Arc<Queue>>>> = Arc::default();
+        let stats: Arc<PublishStats> = Arc::default();
+        let max_queued = max_queued.max(1);
+        {
+            let (names, subscribers, stats) = (names.clone(), subscribers.clone(), stats.clone());
+            // Ends when the publisher (its sender) is dropped.
+            std::thread::Builder::new()
+                .name("tickrec-publish-encode".into())
+                .spawn(move || encode_and_fan_out(rx, names, subscribers, stats, max_queued))?;
+        }
+        Ok(Arc::new(Publisher {
             names,
-            max_queued: max_queued.max(1),
-            subscribers: Mutex::new(Vec::new()),
-            stats: Arc::default(),
-        })
+            subscribers,
+            stats,
+            to_encoder,
+        }))
     }
 
     pub fn stats(&self) -> Arc<PublishStats> {
@@ -371,7 +452,7 @@ impl Publisher {
                 continue;
             }
             if let Some(t) = recorder.recent(id, 1).first() {
-                if let Some(row) = self.row(t, None) {
+                if let Some(row) = row_of(&self.names, t, None) {
                     rows.write_row(&row)?;
                 }
             }
@@ -379,6 +460,8 @@ impl Publisher {
         event(rows.inner(), "snapshot_end", &[])?;
         rows.inner().flush()?;
         let mut sent = 0u64;
+        // Per symbol id: whether this subscriber wants it.
+        let mut known: std::collections::HashMap<u32, bool> = Default::default();
         loop {
             if stop.is_requested() {
                 return Ok("the recorder is shutting down".into());
@@ -391,22 +474,29 @@ impl Publisher {
                     .clone();
                 return Ok(why.unwrap_or_else(|| "closed".into()));
             }
-            for batch in queue.take(Duration::from_millis(100)) {
-                let skip_upto = replayed.as_ref().map(|c| c.position(batch.day));
-                for (seq, t) in &batch.ticks {
-                    if skip_upto.is_some_and(|s| *seq <= s) {
+            for enc in queue.take(Duration::from_millis(100)) {
+                let skip_upto = replayed.as_ref().map(|c| c.position(enc.day));
+                let everything = wanted.is_none()
+                    && enc.lines.first().is_none_or(|l| skip_upto.is_none_or(|s| l.2 > s));
+                if everything {
+                    rows.inner().write_all(&enc.bytes)?;
+                    sent += enc.lines.len() as u64;
+                    continue;
+                }
+                for &(a, b, seq, sym) in &enc.lines {
+                    if skip_upto.is_some_and(|s| seq <= s) {
                         continue;
                     }
                     if let Some(w) = wanted {
-                        match self.names.symbol_name(t.symbol) {
-                            Some(n) if w.contains(&*n) => {}
-                            _ => continue,
+                        let keep = *known.entry(sym.0).or_insert_with(|| {
+                            self.names.symbol_name(sym).is_some_and(|n| w.contains(&*n))
+                        });
+                        if !keep {
+                            continue;
                         }
                     }
-                    if let Some(row) = self.row(t, Some(*seq)) {
-                        rows.write_row(&row)?;
-                        sent += 1;
-                    }
+                    rows.inner().write_all(&enc.bytes[a as usize..b as usize])?;
+                    sent += 1;
                 }
             }
             rows.inner().flush()?;
@@ -421,20 +511,6 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(queue.clone());
-    }
-
-    fn row(&self, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
-        Some(TickRow {
-            seq,
-            symbol: self.names.symbol_name(t.symbol)?,
-            source: self.names.source_name(t.source)?,
-            ts_event: t.ts_event,
-            ts_recv: t.ts_recv,
-            bid: t.bid,
-            ask: t.ask,
-            bid_size: t.bid_size,
-            ask_size: t.ask_size,
-        })
     }
 }
 

@@ -38,10 +38,13 @@ pub fn run(
 ) -> anyhow::Result<RecordReport> {
     anyhow::ensure!(!sessions.is_empty(), "no FIX session configured");
     let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
-    let publisher = opts
-        .publish_listen
-        .as_ref()
-        .map(|_| crate::publish::Publisher::new(names.clone(), opts.publish_queue_ticks));
+    let publisher = match &opts.publish_listen {
+        Some(_) => Some(crate::publish::Publisher::new(
+            names.clone(),
+            opts.publish_queue_ticks,
+        )?),
+        None => None,
+    };
     let observer = publisher
         .clone()
         .map(|p| p as Arc<dyn crate::store::writer::CommitObserver>);
