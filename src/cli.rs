@@ -218,6 +218,8 @@ pub struct DemoArgs {
     /// Random seed of the quote walks
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -658,6 +660,7 @@ fn signal_latch() -> anyhow::Result<Shutdown> {
 
 fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> {
     let shutdown = signal_latch()?;
+    let opts = &with_metrics(opts, &a.metrics);
     demo::run(
         opts,
         DemoOptions {

@@ -45,6 +45,10 @@ pub struct Scrape {
     /// Series of the command's own: (name, help, is a counter, value).
     pub extra: Vec<(&'static str, &'static str, bool, f64)>,
     pub now: Timestamp,
+    /// The latest tick of each symbol (the status page's quote table).
+    pub quotes: Vec<crate::tick::TickRow>,
+    /// Today's day file with its WAL, bytes (when the command writes one).
+    pub today_bytes: Option<u64>,
 }
 
 impl Scrape {
@@ -64,6 +68,8 @@ impl Scrape {
             feed_latency: Vec::new(),
             extra: Vec::new(),
             now: crate::clock::Clock::now(&crate::clock::SystemClock),
+            quotes: Vec::new(),
+            today_bytes: None,
         }
     }
 
@@ -73,6 +79,7 @@ impl Scrape {
         let (store_tick, commit) = r.latency_histograms();
         s.store_tick = store_tick;
         s.commit = commit;
+        s.quotes = r.latest_quotes();
         s
     }
 }
@@ -457,11 +464,75 @@ pub fn health_json(s: &Scrape) -> String {
     .to_string()
 }
 
+/// The body of `GET /status.json` (and of each `/events` message): what the status page shows.
+pub fn status_json(s: &Scrape) -> String {
+    let sessions: Vec<serde_json::Value> = s
+        .sessions
+        .iter()
+        .map(|ss| {
+            serde_json::json!({
+                "session": ss.name,
+                "state": ss.state,
+                "next_inbound_seq": ss.next_inbound_seq,
+                "next_outbound_seq": ss.next_outbound_seq,
+                "messages_in": ss.messages_in,
+                "ticks": ss.ticks,
+                "last_message_age_s": ss.last_message.map(|t| (s.now.0.saturating_sub(t.0)).max(0) as f64 / 1e9),
+                "last_error": ss.last_error,
+            })
+        })
+        .collect();
+    let opt = |d: Option<crate::tick::Decimal>| d.map(|d| d.to_string());
+    let quotes: Vec<serde_json::Value> = s
+        .quotes
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "symbol": &*q.symbol,
+                "bid": opt(q.bid),
+                "ask": opt(q.ask),
+                "bid_size": opt(q.bid_size),
+                "ask_size": opt(q.ask_size),
+                "ts_event": q.ts_event.to_string(),
+                "source": &*q.source,
+            })
+        })
+        .collect();
+    let st = &s.stats;
+    serde_json::json!({
+        "status": if s.problems.is_empty() { "ok" } else { "unhealthy" },
+        "command": s.command,
+        "problems": s.problems,
+        "now_ns": s.now.0,
+        "ticks_received": st.ticks_received,
+        "ticks_accepted": st.ticks_accepted,
+        "ticks_stored": st.ticks_stored,
+        "ticks_lost": st.ticks_lost,
+        "ticks_dropped": st.ticks_dropped,
+        "queue": st.queue_size,
+        "queue_capacity": st.queue_capacity,
+        "store_tick_p99_ns": st.store_tick_latency.p99_ns,
+        "commit_p99_ns": st.commit_latency.p99_ns,
+        "today_bytes": s.today_bytes,
+        "sessions": sessions,
+        "quotes": quotes,
+    })
+    .to_string()
+}
+
+/// The status page (no build step, no CDN: the whole page is this file, in the binary).
+const STATUS_HTML: &str = include_str!("status.html");
+
+/// Seconds between two status messages on `/events`.
+const EVENT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The HTTP listener; stops when dropped.
 pub struct Server {
     http: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
+    /// Ends the `/events` streams.
+    stop: crate::shutdown::Shutdown,
 }
 
 impl std::fmt::Debug for Server {
@@ -491,18 +562,20 @@ impl Server {
             .to_ip()
             .ok_or_else(|| err("not an IP listener".into()))?;
         let http = Arc::new(http);
+        let stop = crate::shutdown::Shutdown::new();
         let thread = {
-            let http = Arc::clone(&http);
+            let (http, stop) = (Arc::clone(&http), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-metrics".into())
-                .spawn(move || serve(&http, &*scrape))
+                .spawn(move || serve(&http, &scrape, &stop))
                 .map_err(|e| err(e.to_string()))?
         };
-        tracing::info!(addr = %bound, "metrics and health listening (/metrics, /health)");
+        tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
         Ok(Server {
             http,
             thread: Some(thread),
             addr: bound,
+            stop,
         })
     }
 
@@ -513,6 +586,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.stop.request();
         self.http.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -520,7 +594,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(http: &tiny_http::Server, scrape: &ScrapeFn) {
+fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdown::Shutdown) {
     let header = |v: &str| {
         tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
             .unwrap_or_else(|()| unreachable!("constant header"))
@@ -528,6 +602,23 @@ fn serve(http: &tiny_http::Server, scrape: &ScrapeFn) {
     for req in http.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("").to_owned();
         let response = match (req.method(), path.as_str()) {
+            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(STATUS_HTML)
+                .with_header(header("text/html; charset=utf-8")),
+            (tiny_http::Method::Get, "/status.json") => {
+                tiny_http::Response::from_string(status_json(&scrape()))
+                    .with_header(header("application/json"))
+            }
+            (tiny_http::Method::Get, "/events") => {
+                // A stream per page, on a thread of its own (this one keeps answering).
+                let (scrape, stop) = (Arc::clone(scrape), stop.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("tickrec-events".into())
+                    .spawn(move || stream_events(req, &*scrape, &stop));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "status page: cannot stream events");
+                }
+                continue;
+            }
             (tiny_http::Method::Get, "/metrics") => {
                 tiny_http::Response::from_string(exposition(&scrape()))
                     .with_header(header(prometheus::TEXT_FORMAT))
@@ -539,11 +630,31 @@ fn serve(http: &tiny_http::Server, scrape: &ScrapeFn) {
                     .with_status_code(code)
                     .with_header(header("application/json"))
             }
-            _ => tiny_http::Response::from_string("not found: try /metrics or /health\n")
+            _ => tiny_http::Response::from_string("not found: try /, /metrics or /health\n")
                 .with_status_code(404),
         };
         if let Err(e) = req.respond(response) {
             tracing::debug!(error = %e, "metrics client went away");
+        }
+    }
+}
+
+/// Server-sent events: the status every [`EVENT_EVERY`] until the page goes away or the
+/// server stops. Written on the raw connection, each message flushed as it is made.
+fn stream_events(req: tiny_http::Request, scrape: &ScrapeFn, stop: &crate::shutdown::Shutdown) {
+    use std::io::Write as _;
+    let mut w = req.into_writer();
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    if w.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    loop {
+        let msg = format!("data: {}\n\n", status_json(&scrape()));
+        if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {
+            return;
+        }
+        if stop.wait_timeout(EVENT_EVERY) {
+            return;
         }
     }
 }

@@ -159,8 +159,15 @@ impl CommitObserver for Publisher {
                 .collect(),
         });
         if self.to_encoder.try_send(batch).is_err() {
-            for q in self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                self.stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
+            for q in self
+                .subscribers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                self.stats
+                    .disconnected_slow_total
+                    .fetch_add(1, Ordering::Relaxed);
                 q.close("the fan-out fell behind the writer".into());
             }
         }
@@ -191,7 +198,8 @@ fn encode_and_fan_out(
                 enc.bytes.truncate(start as usize);
                 continue;
             }
-            enc.lines.push((start, enc.bytes.len() as u32, *seq, t.symbol));
+            enc.lines
+                .push((start, enc.bytes.len() as u32, *seq, t.symbol));
         }
         let enc = Arc::new(enc);
         let n = enc.lines.len();
@@ -208,8 +216,12 @@ fn encode_and_fan_out(
                 held.0.clear();
                 held.1 = 0;
                 drop(held);
-                stats.disconnected_slow_total.fetch_add(1, Ordering::Relaxed);
-                q.close(format!("fell behind: more than {max_queued} ticks queued for it"));
+                stats
+                    .disconnected_slow_total
+                    .fetch_add(1, Ordering::Relaxed);
+                q.close(format!(
+                    "fell behind: more than {max_queued} ticks queued for it"
+                ));
                 continue;
             }
             held.0.push_back(enc.clone());
@@ -477,7 +489,10 @@ impl Publisher {
             for enc in queue.take(Duration::from_millis(100)) {
                 let skip_upto = replayed.as_ref().map(|c| c.position(enc.day));
                 let everything = wanted.is_none()
-                    && enc.lines.first().is_none_or(|l| skip_upto.is_none_or(|s| l.2 > s));
+                    && enc
+                        .lines
+                        .first()
+                        .is_none_or(|l| skip_upto.is_none_or(|s| l.2 > s));
                 if everything {
                     rows.inner().write_all(&enc.bytes)?;
                     sent += enc.lines.len() as u64;

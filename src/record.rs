@@ -108,6 +108,7 @@ pub fn run(
                 &feed,
                 &session_problems,
                 publisher.as_ref().map(|p| p.stats()),
+                opts.db_path.clone(),
             );
             match crate::metrics::Server::start(addr, scrape) {
                 Ok(server) => Some(server),
@@ -261,6 +262,7 @@ fn scrape_fn(
     feed: &[(String, Arc<Latency>)],
     problems: &Arc<Mutex<Vec<String>>>,
     publish: Option<Arc<crate::publish::PublishStats>>,
+    db_path: std::path::PathBuf,
 ) -> Arc<ScrapeFn> {
     let (recorder, statuses, feed, problems) = (
         Arc::clone(recorder),
@@ -270,6 +272,9 @@ fn scrape_fn(
     );
     Arc::new(move || {
         let mut s = scrape_of(&recorder, &statuses, &feed, &problems);
+        let today = crate::store::layout::day_path(&db_path, s.now.day());
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        s.today_bytes = Some(size(&today) + size(&crate::fsutil::with_suffix(&today, "-wal")));
         if let Some(p) = &publish {
             use std::sync::atomic::Ordering::Relaxed;
             let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;

@@ -596,19 +596,17 @@ fn e2e(
     e2e_opts.db_path = dir.join("e2e");
     let publish = match subscribers {
         Some(_) => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
             let addr = format!("127.0.0.1:{port}");
             e2e_opts.publish_listen = Some(addr.clone());
             Some(addr)
         }
         None => None,
     };
-    let gateway = GatewayOptions::to_local_simulator(
-        addr,
-        "BENCH",
-        names.to_vec(),
-        e2e_opts.db_path.clone(),
-    );
+    let gateway =
+        GatewayOptions::to_local_simulator(addr, "BENCH", names.to_vec(), e2e_opts.db_path.clone());
     let wal = WalWatch::start(&e2e_opts.db_path);
     let stop = Shutdown::new();
     let timer = {
@@ -620,9 +618,7 @@ fn e2e(
         })
     };
     let subs = match (subscribers, &publish) {
-        (Some((readers, stalled)), Some(addr)) => {
-            subscribers::start(addr, readers, stalled, &stop)
-        }
+        (Some((readers, stalled)), Some(addr)) => subscribers::start(addr, readers, stalled, &stop),
         _ => Vec::new(),
     };
     let report = crate::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
@@ -655,12 +651,20 @@ fn publish_stage(
             writeln!(
                 log,
                 "(c) end to end {}, {seconds:.0}s (run {} of 2)…",
-                if subs.is_some() { "with 8 subscribers, one stalled" } else { "without subscribers" },
+                if subs.is_some() {
+                    "with 8 subscribers, one stalled"
+                } else {
+                    "without subscribers"
+                },
                 round + 1
             )?;
             let (report, _) = e2e(opts, dir, names, seconds, subs, log)?;
             let l = &report.stats.store_tick_latency;
-            let best = if subs.is_some() { &mut with } else { &mut plain };
+            let best = if subs.is_some() {
+                &mut with
+            } else {
+                &mut plain
+            };
             if (l.p99_ns, l.p999_ns) < *best {
                 *best = (l.p99_ns, l.p999_ns);
             }

@@ -49,7 +49,11 @@ pub fn start(
                     match r.read_until(b'\n', &mut line) {
                         Ok(0) => return,
                         Ok(_) => {}
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
                         Err(_) => return,
                     }
                 }

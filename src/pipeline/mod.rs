@@ -338,6 +338,27 @@ impl Recorder {
         }
     }
 
+    /// The latest tick of every symbol with one, by symbol id, with names resolved.
+    pub fn latest_quotes(&self) -> Vec<crate::tick::TickRow> {
+        let names = &self.shared.names;
+        (0..self.shared.rings.len())
+            .filter_map(|i| {
+                let t = *self.recent(SymbolId(i as u32), 1).first()?;
+                Some(crate::tick::TickRow {
+                    seq: None,
+                    symbol: names.symbol_name(t.symbol)?,
+                    source: names.source_name(t.source)?,
+                    ts_event: t.ts_event,
+                    ts_recv: t.ts_recv,
+                    bid: t.bid,
+                    ask: t.ask,
+                    bid_size: t.bid_size,
+                    ask_size: t.ask_size,
+                })
+            })
+            .collect()
+    }
+
     /// [`Recorder::recent`] by symbol name.
     pub fn recent_by_name(&self, symbol: &str, n: usize) -> Vec<Tick> {
         match self.shared.names.find_symbol(symbol) {

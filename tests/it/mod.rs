@@ -14,5 +14,6 @@ mod quickfix;
 mod rotation;
 mod service;
 mod signal;
+mod status_page;
 mod tail;
 pub mod util;

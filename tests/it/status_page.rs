@@ -1,0 +1,182 @@
+//! The status page (`/` of the metrics listener) in a real headless Chromium, driven over
+//! WebDriver (chromedriver), against a running `demo`: it loads with no network access beyond
+//! the recorder, and its content follows the recorder live (server-sent events).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::util::free_port;
+
+const NEEDS: &str =
+    "needs Chromium and its WebDriver: `apt-get install chromium chromium-driver`, \
+                     then `cargo test -- --include-ignored`";
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A WebDriver call: the `value` of its answer.
+fn call(method: &str, url: &str, body: Option<Value>) -> Value {
+    let a = agent();
+    let resp = match (method, body) {
+        ("POST", b) => a
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(b.unwrap_or_else(|| json!({})).to_string()),
+        ("DELETE", _) => a.delete(url).call(),
+        _ => a.get(url).call(),
+    };
+    let text = resp
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    v["value"].clone()
+}
+
+/// Waits until `url` answers at all.
+fn wait_up(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent().get(url).call().is_err() {
+        assert!(Instant::now() < deadline, "{url} never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What could go wrong: a page that needs the network (a CDN), never updates, or shows
+/// nothing of the sessions, rates and quotes it claims to.
+#[test]
+#[ignore = "needs Chromium and chromedriver (Debian chromium, chromium-driver); run by CI with --include-ignored"]
+fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chromium() {
+    let driver_bin = ["chromedriver", "/usr/bin/chromedriver"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .unwrap_or_else(|| panic!("chromedriver not found: this test {NEEDS}"));
+    let dir = tempfile::tempdir().unwrap();
+    let (http, wd) = (free_port(), free_port());
+    let _demo = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(dir.path().join("db"))
+            .args([
+                "demo",
+                "--seconds",
+                "120",
+                "--symbols",
+                "8",
+                "--rate",
+                "2000",
+            ])
+            .args(["--metrics-listen", &format!("127.0.0.1:{http}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _driver = Reaped(
+        Command::new(driver_bin)
+            .arg(format!("--port={wd}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let page = format!("http://127.0.0.1:{http}/");
+    let driver = format!("http://127.0.0.1:{wd}");
+    wait_up(&format!("{page}health"));
+    wait_up(&format!("{driver}/status"));
+    let session = call(
+        "POST",
+        &format!("{driver}/session"),
+        Some(
+            json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                "--window-size=1200,900", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"]}}}}),
+        ),
+    );
+    let id = session["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no WebDriver session ({NEEDS}): {session}"))
+        .to_owned();
+    let s = format!("{driver}/session/{id}");
+    call("POST", &format!("{s}/url"), Some(json!({"url": page})));
+    let read = || {
+        call(
+            "POST",
+            &format!("{s}/execute/sync"),
+            Some(
+                json!({"script": "const t = (id) => document.getElementById(id).textContent;
+                return {updates: Number(t('updates')), health: t('health'), rate: t('rate'),
+                  stored: t('stored'), queue: t('queue'), today: t('today'),
+                  sessions: [...document.querySelectorAll('#sessions tr')].map(r => r.innerText),
+                  quotes: [...document.querySelectorAll('#quotes tr')].map(r => r.dataset.symbol)};",
+                "args": []}),
+            ),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let v = read();
+        if v["updates"].as_u64().unwrap_or(0) >= 3
+            && v["quotes"].as_array().is_some_and(|q| q.len() == 8)
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the page did not update: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(first["health"], "ok", "{first}");
+    let sessions = first["sessions"].to_string();
+    assert!(
+        sessions.contains("TICKREC->SIM") && sessions.contains("logged on"),
+        "{first}"
+    );
+    let quotes: Vec<&str> = first["quotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q.as_str())
+        .collect();
+    for sym in ["EURUSD", "GBPUSD", "USDJPY"] {
+        assert!(quotes.contains(&sym), "{first}");
+    }
+    let number = |v: &Value, k: &str| -> u64 {
+        v[k].as_str()
+            .unwrap_or("")
+            .replace(',', "")
+            .parse()
+            .unwrap_or(0)
+    };
+    assert!(number(&first, "rate") > 0, "ticks/s shown: {first}");
+    assert!(
+        first["today"].as_str().unwrap_or("").contains("iB"),
+        "{first}"
+    );
+    // Live: the stored count moves without a reload.
+    let later = loop {
+        let v = read();
+        if number(&v, "stored") > number(&first, "stored") {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the page stopped updating: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(later["updates"].as_u64() > first["updates"].as_u64());
+    call("DELETE", &s, None);
+}
