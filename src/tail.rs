@@ -129,6 +129,31 @@ pub struct Tail {
     store: Store,
     symbols: Symbols,
     cursor: Cursor,
+    /// Per SQLite day read to its end: its file and WAL (size, mtime) then. A day whose files
+    /// have not changed since is not queried again (an idle follower makes two `stat`s per
+    /// watched day per poll, no query).
+    seen: std::collections::HashMap<NaiveDate, (FileMark, std::time::Instant)>,
+}
+
+/// A day is queried at least this often however its files look (a file system's coarse
+/// mtime and a WAL rewritten to the same size could hide a commit from [`file_mark`]).
+const REQUERY: Duration = Duration::from_secs(1);
+
+/// (size, mtime in ns) of a day file and of its WAL.
+type FileMark = [(u64, i128); 2];
+
+fn file_mark(db: &std::path::Path) -> FileMark {
+    let one = |p: &std::path::Path| {
+        std::fs::metadata(p).map_or((0, 0), |m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            (m.len(), t)
+        })
+    };
+    [one(db), one(&crate::fsutil::with_suffix(db, "-wal"))]
 }
 
 impl Tail {
@@ -155,6 +180,7 @@ impl Tail {
             store,
             symbols,
             cursor,
+            seen: Default::default(),
         })
     }
 
@@ -176,6 +202,13 @@ impl Tail {
             let Some(mut after) = self.cursor.read_up_to(day.day) else {
                 continue;
             };
+            // Taken before reading: a commit after it shows as a change next time.
+            let mark = (!day.archived).then(|| file_mark(&day.path));
+            if let (Some(m), Some((seen, at))) = (&mark, self.seen.get(&day.day)) {
+                if m == seen && at.elapsed() < REQUERY {
+                    continue;
+                }
+            }
             loop {
                 let (n, last) = self.store.after_seq(&day, &self.symbols, after, CHUNK, f)?;
                 passed += n;
@@ -189,7 +222,16 @@ impl Tail {
                     break;
                 }
             }
+            match mark {
+                Some(m) => {
+                    self.seen.insert(day.day, (m, std::time::Instant::now()));
+                }
+                None => {
+                    self.seen.remove(&day.day);
+                }
+            }
         }
+        self.seen.retain(|d, _| self.cursor.0.contains_key(d));
         Ok(passed)
     }
 
