@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use tickrec::intern::Names;
 use tickrec::pipeline::{PipelineOptions, Recorder, Sink, SinkStats};
 use tickrec::synth::{symbol_names, QuoteGen};
 use tickrec::tick::{MsgRef, Tick, Timestamp};
@@ -28,13 +27,11 @@ impl Sink for Discard {
 }
 
 fn bench(c: &mut Criterion) {
-    let names = Arc::new(Names::new(4096));
-    let rec = Recorder::start(
-        PipelineOptions::default(),
-        names.clone(),
-        vec![Box::new(Discard(Arc::new(SinkStats::default())))],
-    )
-    .unwrap();
+    let rec = Recorder::builder(PipelineOptions::default())
+        .sink(|_| Box::new(Discard(Arc::new(SinkStats::default()))))
+        .start()
+        .unwrap();
+    let names = rec.names().clone();
     let ids: Vec<_> = symbol_names(128)
         .iter()
         .map(|n| names.symbol(n).unwrap())

@@ -15,7 +15,8 @@ use crate::format::OutputFormat;
 use crate::tick::{Decimal, TickRow, Timestamp, MAX_SCALE, NANOS_PER_DAY, NANOS_PER_SEC};
 
 /// Which price a bar follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum PriceSide {
     /// (bid + ask) / 2, ticks with both sides.
     #[default]

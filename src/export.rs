@@ -25,7 +25,8 @@ use crate::store::reader::{BrokenDay, ReadError, Store, Symbols};
 use crate::tick::Timestamp;
 
 /// File formats of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ExportFormat {
     #[default]
     Parquet,

@@ -16,7 +16,8 @@ use crate::pipeline::{Outcome, Recorder, StoreTickError};
 use crate::tick::{MsgRef, OriginId, SourceId, Tick};
 
 /// Input formats of `tickrec ingest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum InputFormat {
     #[default]
     Jsonl,

@@ -4,16 +4,15 @@
 //! `fix` (framing, decoding into ticks, sessions) → `tick` (the value) → `pipeline` (rings,
 //! channel, batch writer) → `store` (daily SQLite files: layout, schema, writer, reader) →
 //! `query`. Text formats live in `format`; `ingest` feeds text through the pipeline; `record`
-//! runs FIX gateways into a recorder; `demo` and `synth` generate quotes. The edge (`cli`, `config`,
-//! `service`, `shutdown`) turns flags, files and signals into typed options for the core.
+//! runs FIX gateways into a recorder; `synth` generates quotes. Readers of committed ticks:
+//! `query`, `export`, `bars`, `tail`; `publish` fans commits out to subscribers. The edge
+//! (`config`, `service`, `shutdown`, `metrics`) turns files and signals into typed options for
+//! the core. The command line, the demo and the bench live in the binary (`src/bin/tickrec/`).
 
 pub mod bars;
-pub mod bench;
 pub mod civil;
-pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod export;
 pub mod fix;
 pub mod format;

@@ -658,34 +658,3 @@ fn stream_events(req: tiny_http::Request, scrape: &ScrapeFn, stop: &crate::shutd
         }
     }
 }
-
-/// `tickrec health --url URL`: prints the health body; exit 0 when healthy, 1 when the
-/// process says it is not, 2 when it cannot be asked (a shell probe's three answers).
-pub fn probe(url: &str, out: &mut dyn std::io::Write) -> std::process::ExitCode {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(5)))
-        .build()
-        .into();
-    let response = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(out, "unreachable: {url}: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .read_to_string()
-        .unwrap_or_else(|e| format!("(unreadable body: {e})"));
-    let _ = writeln!(out, "{body}");
-    match status {
-        200 => std::process::ExitCode::SUCCESS,
-        503 => std::process::ExitCode::from(1),
-        other => {
-            let _ = writeln!(out, "unexpected HTTP status {other} from {url}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}

@@ -29,14 +29,36 @@ pub struct RecordReport {
     pub resume: Vec<(String, Option<u64>)>,
 }
 
+/// Why recording could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    #[error("no FIX session configured")]
+    NoSession,
+    #[error("starting the recorder: {0}")]
+    Recorder(#[from] std::io::Error),
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::ListenError),
+    #[error("publishing on {addr}: {source}")]
+    Publish {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Records until `shutdown`, logging statistics every `report_every`.
 pub fn run(
     opts: &Options,
     sessions: Vec<GatewayOptions>,
     shutdown: &Shutdown,
     report_every: Duration,
-) -> anyhow::Result<RecordReport> {
-    anyhow::ensure!(!sessions.is_empty(), "no FIX session configured");
+) -> Result<RecordReport, RecordError> {
+    if sessions.is_empty() {
+        return Err(RecordError::NoSession);
+    }
     let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
     let publisher = match &opts.publish_listen {
         Some(_) => Some(crate::publish::Publisher::new(
@@ -62,7 +84,10 @@ pub fn run(
                 }
                 Err(e) => {
                     recorder.shutdown();
-                    anyhow::bail!("--publish {addr}: {e}");
+                    return Err(RecordError::Publish {
+                        addr: addr.clone(),
+                        source: e,
+                    });
                 }
             }
         }

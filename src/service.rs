@@ -20,27 +20,28 @@ pub fn start_recorder_with(
     names: Arc<Names>,
     observer: Option<Arc<dyn CommitObserver>>,
 ) -> std::io::Result<Recorder> {
-    let sqlite = || -> Box<dyn Sink> {
-        let sink = SqliteSink::new(&opts.db_path, names.clone(), opts.writer.clone());
+    let sqlite = |names: Arc<Names>| -> Box<dyn Sink> {
+        let sink = SqliteSink::new(&opts.db_path, names, opts.writer.clone());
         Box::new(match &observer {
             Some(o) => sink.with_observer(o.clone()),
             None => sink,
         })
     };
-    let json = || -> Box<dyn Sink> {
+    let json = |names: Arc<Names>| -> Box<dyn Sink> {
         Box::new(JsonSink::new(
             &opts.json_path,
-            names.clone(),
+            names,
             &opts.writer.dead_letter_dirs,
         ))
     };
     // In dual mode SQLite comes first: it is the primary backend of the statistics.
-    let sinks: Vec<Box<dyn Sink>> = match opts.backend {
-        Backend::Sqlite => vec![sqlite()],
-        Backend::Json => vec![json()],
-        Backend::Dual => vec![sqlite(), json()],
-    };
-    Recorder::start(opts.pipeline.clone(), names, sinks)
+    let builder = Recorder::builder_with(opts.pipeline.clone(), names);
+    match opts.backend {
+        Backend::Sqlite => builder.sink(sqlite),
+        Backend::Json => builder.sink(json),
+        Backend::Dual => builder.sink(sqlite).sink(json),
+    }
+    .start()
 }
 
 /// Read access to the store `opts` points at.

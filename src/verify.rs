@@ -164,6 +164,16 @@ pub enum Scope {
     All,
 }
 
+/// Why a verification could not run (differences are its result, not an error).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error(transparent)]
+    Json(#[from] MigrateError),
+    #[error(transparent)]
+    Store(#[from] ReadError),
+}
+
 /// Verifies `json_dir` against `store`, over `scope`.
 pub fn verify(
     json_dir: &Path,
@@ -172,7 +182,7 @@ pub fn verify(
     scope: Scope,
     max_record: usize,
     reject: &mut dyn FnMut(&str, legacy_json::Location, &str),
-) -> anyhow::Result<VerifyReport> {
+) -> Result<VerifyReport, VerifyError> {
     let (json, json_rejected) = json_digests(json_dir, default_source, max_record, reject)?;
     let mut sqlite = sqlite_digests(store)?;
     if scope == Scope::JsonTree {

@@ -7,9 +7,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::Arc;
 
-use tickrec::intern::Names;
 use tickrec::pipeline::{Outcome, PipelineOptions, Recorder};
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::WriterOptions;
@@ -51,13 +49,10 @@ fn store_tick_allocates_nothing_in_steady_state() {
         ring_capacity: 1000,
         ..PipelineOptions::default()
     };
-    let names = Arc::new(Names::new(opts.max_symbols));
-    let sink = Box::new(SqliteSink::new(
-        dir.path(),
-        names.clone(),
-        WriterOptions::default(),
-    ));
-    let rec = Recorder::start(opts, names, vec![sink]).unwrap();
+    let rec = Recorder::builder(opts)
+        .sink(|names| Box::new(SqliteSink::new(dir.path(), names, WriterOptions::default())))
+        .start()
+        .unwrap();
     let ids: Vec<_> = symbol_names(128)
         .iter()
         .map(|n| rec.names().symbol(n).unwrap())

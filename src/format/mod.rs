@@ -156,7 +156,8 @@ pub trait RowWriter {
 }
 
 /// Output formats of `tickrec query`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutputFormat {
     /// Aligned columns for people.
     #[default]

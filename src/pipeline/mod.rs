@@ -150,9 +150,68 @@ pub struct Recorder {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Builds a [`Recorder`] and its storage backends around one symbol and source table: the
+/// builder owns the table and hands it to every sink it makes, so the ids `store_tick` is given
+/// and the names a sink writes always come from the same table.
+///
+/// ```
+/// use tickrec::pipeline::{PipelineOptions, Recorder};
+/// use tickrec::store::{writer::SqliteSink, WriterOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let rec = Recorder::builder(PipelineOptions::default())
+///     .sink(|names| Box::new(SqliteSink::new(dir.path(), names, WriterOptions::default())))
+///     .start()?;
+/// let eurusd = rec.names().symbol("EURUSD").unwrap();
+/// assert!(rec.recent(eurusd, 10).is_empty());
+/// let stats = rec.shutdown(); // stop intake, drain, commit, checkpoint
+/// assert_eq!(stats.ticks_lost, 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct RecorderBuilder {
+    opts: PipelineOptions,
+    names: Arc<Names>,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl RecorderBuilder {
+    /// Adds a backend, made with the recorder's table.
+    pub fn sink(mut self, make: impl FnOnce(Arc<Names>) -> Box<dyn Sink>) -> RecorderBuilder {
+        let sink = make(self.names.clone());
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Starts the writer thread over the backends (at least one).
+    pub fn start(self) -> std::io::Result<Recorder> {
+        if self.sinks.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a recorder needs at least one storage backend",
+            ));
+        }
+        Recorder::start(self.opts, self.names, self.sinks)
+    }
+}
+
 impl Recorder {
-    /// Starts the writer thread over `sinks` (at least one).
-    pub fn start(
+    /// A builder with a new table of `opts.max_symbols` symbols.
+    pub fn builder(opts: PipelineOptions) -> RecorderBuilder {
+        let names = Arc::new(Names::new(opts.max_symbols));
+        Recorder::builder_with(opts, names)
+    }
+
+    /// A builder over an existing table (ids interned before the recorder starts, as a FIX
+    /// gateway's subscription list or pre-generated input).
+    pub fn builder_with(opts: PipelineOptions, names: Arc<Names>) -> RecorderBuilder {
+        RecorderBuilder {
+            opts,
+            names,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Starts the writer thread over `sinks` (at least one), all made with `names`.
+    fn start(
         opts: PipelineOptions,
         names: Arc<Names>,
         sinks: Vec<Box<dyn Sink>>,

@@ -153,7 +153,8 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
 }
 
 /// The form an archived day takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ArchiveFormat {
     /// `ticks_<day>.parquet`: columnar, read in place by tickrec and by research engines.
     #[default]

@@ -1,10 +1,8 @@
 //! Shared helpers: recorders over temporary folders, tick builders, reading rows back.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use tickrec::intern::Names;
-use tickrec::pipeline::{PipelineOptions, Recorder, Sink};
+use tickrec::pipeline::{PipelineOptions, Recorder};
 use tickrec::store::reader::Store;
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::{SqliteOptions, WriterOptions};
@@ -12,9 +10,10 @@ use tickrec::tick::{Decimal, MsgRef, Tick, TickRow, Timestamp};
 
 /// A recorder writing SQLite day files under `base`.
 pub fn recorder(base: &Path, pipeline: PipelineOptions, writer: WriterOptions) -> Recorder {
-    let names = Arc::new(Names::new(pipeline.max_symbols));
-    let sink: Box<dyn Sink> = Box::new(SqliteSink::new(base, names.clone(), writer));
-    Recorder::start(pipeline, names, vec![sink]).expect("writer thread starts")
+    Recorder::builder(pipeline)
+        .sink(|names| Box::new(SqliteSink::new(base, names, writer)))
+        .start()
+        .expect("writer thread starts")
 }
 
 pub fn default_recorder(base: &Path) -> Recorder {

@@ -18,15 +18,15 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 
-use crate::intern::Names;
-use crate::pipeline::Sink;
-use crate::shutdown::Shutdown;
-use crate::store::archive::{self, ArchiveFormat, Outcome};
-use crate::store::reader::{Store, Symbols};
-use crate::store::writer::SqliteSink;
-use crate::store::{layout, SqliteOptions, WriterOptions};
-use crate::synth::{symbol_names, QuoteGen};
-use crate::tick::{MsgRef, Tick, Timestamp, NANOS_PER_DAY};
+use tickrec::intern::Names;
+use tickrec::pipeline::Sink;
+use tickrec::shutdown::Shutdown;
+use tickrec::store::archive::{self, ArchiveFormat, Outcome};
+use tickrec::store::reader::{Store, Symbols};
+use tickrec::store::writer::SqliteSink;
+use tickrec::store::{layout, SqliteOptions, WriterOptions};
+use tickrec::synth::{symbol_names, QuoteGen};
+use tickrec::tick::{MsgRef, Tick, Timestamp, NANOS_PER_DAY};
 
 /// What (e) measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]

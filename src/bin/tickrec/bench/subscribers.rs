@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::shutdown::Shutdown;
+use tickrec::shutdown::Shutdown;
 
 /// Connects `readers` reading and `stalled` never-reading subscribers to `addr` (retrying
 /// until it listens), each on a thread that ends with `stop`.

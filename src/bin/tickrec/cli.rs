@@ -11,14 +11,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::clock::SystemClock;
-use crate::config::{FlagOverrides, Options};
 use crate::demo::{self, DemoOptions};
-use crate::format::OutputFormat;
-use crate::ingest::{Feeder, InputFormat};
-use crate::shutdown::Shutdown;
-use crate::tick::Timestamp;
-use crate::{query, service};
+use tickrec::clock::SystemClock;
+use tickrec::config::{FlagOverrides, Options};
+use tickrec::format::OutputFormat;
+use tickrec::ingest::{Feeder, InputFormat};
+use tickrec::shutdown::Shutdown;
+use tickrec::tick::Timestamp;
+use tickrec::{query, service};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +35,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// Log lines on stderr as text or as one JSON object per line [default: config, text]
     #[arg(long, global = true, value_enum)]
-    pub log_format: Option<crate::config::LogFormat>,
+    pub log_format: Option<tickrec::config::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -126,7 +126,7 @@ pub struct ArchiveArgs {
     /// Archive form: parquet (columnar, queried in place, readable by DuckDB, Spark, Polars)
     /// or sqlite-zst (the day file compressed whole)
     #[arg(long, value_enum, default_value_t)]
-    pub format: crate::store::archive::ArchiveFormat,
+    pub format: tickrec::store::archive::ArchiveFormat,
     /// zstd compression level (1-22)
     #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=22))]
     pub level: i32,
@@ -343,7 +343,7 @@ pub enum QueryCommand {
         symbol: String,
         /// 1s, 1m, 5m, 1h, 1d, … (a whole number of s, m, h or d that divides a day)
         #[arg(long, value_parser = parse_interval)]
-        interval: crate::bars::Interval,
+        interval: tickrec::bars::Interval,
         /// RFC 3339 time or a date (its midnight UTC)
         #[arg(long)]
         from: String,
@@ -351,15 +351,15 @@ pub enum QueryCommand {
         #[arg(long)]
         to: String,
         /// The price the bars follow
-        #[arg(long, value_enum, default_value_t = crate::bars::PriceSide::Mid)]
-        price: crate::bars::PriceSide,
+        #[arg(long, value_enum, default_value_t = tickrec::bars::PriceSide::Mid)]
+        price: tickrec::bars::PriceSide,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
 }
 
-fn parse_interval(s: &str) -> Result<crate::bars::Interval, String> {
-    crate::bars::Interval::parse(s)
+fn parse_interval(s: &str) -> Result<tickrec::bars::Interval, String> {
+    tickrec::bars::Interval::parse(s)
 }
 
 /// The symbols of a query: as the argument or as `--symbols`.
@@ -374,13 +374,13 @@ pub struct SymbolsArg {
 }
 
 impl SymbolsArg {
-    fn parse(&self) -> anyhow::Result<crate::store::reader::Symbols> {
+    fn parse(&self) -> anyhow::Result<tickrec::store::reader::Symbols> {
         let text = self
             .symbol
             .as_deref()
             .or(self.symbols.as_deref())
             .unwrap_or("");
-        crate::store::reader::Symbols::parse(text).map_err(|e| anyhow::anyhow!("symbols: {e}"))
+        tickrec::store::reader::Symbols::parse(text).map_err(|e| anyhow::anyhow!("symbols: {e}"))
     }
 }
 
@@ -395,8 +395,8 @@ pub struct ExportArgs {
     /// A,B,… or all
     #[arg(long, default_value = "all", value_name = "A,B|all")]
     pub symbols: String,
-    #[arg(long, value_enum, default_value_t = crate::export::ExportFormat::Parquet)]
-    pub format: crate::export::ExportFormat,
+    #[arg(long, value_enum, default_value_t = tickrec::export::ExportFormat::Parquet)]
+    pub format: tickrec::export::ExportFormat,
     /// The tree's root folder
     #[arg(long)]
     pub out: std::path::PathBuf,
@@ -406,10 +406,10 @@ pub struct ExportArgs {
     /// Export bars of this interval (1s, 1m, 5m, 1h, 1d, …) instead of ticks: symbol, start,
     /// open, high, low, close, ticks, spread_min, spread_max
     #[arg(long, value_parser = parse_interval, value_name = "INTERVAL")]
-    pub bars: Option<crate::bars::Interval>,
+    pub bars: Option<tickrec::bars::Interval>,
     /// The price the bars follow
-    #[arg(long, value_enum, default_value_t = crate::bars::PriceSide::Mid, requires = "bars")]
-    pub price: crate::bars::PriceSide,
+    #[arg(long, value_enum, default_value_t = tickrec::bars::PriceSide::Mid, requires = "bars")]
+    pub price: tickrec::bars::PriceSide,
 }
 
 #[derive(Debug, Args)]
@@ -454,8 +454,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let opts = Options::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &flags)?;
     init_logging(&opts.log_level, cli.log_format.unwrap_or(opts.log_format));
     match db_use(&cli.command) {
-        DbUse::Write => crate::store::layout::check_base(&opts.db_path, true)?,
-        DbUse::Read => crate::store::layout::check_base(&opts.db_path, false)?,
+        DbUse::Write => tickrec::store::layout::check_base(&opts.db_path, true)?,
+        DbUse::Read => tickrec::store::layout::check_base(&opts.db_path, false)?,
         DbUse::None => {}
     }
     match cli.command {
@@ -477,12 +477,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unarchive { day } => {
             let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
                 .with_context(|| format!("not a day (YYYY-MM-DD): {day:?}"))?;
-            let s = crate::store::archive::restore_day(&opts.db_path, day, &opts.writer.sqlite)?;
+            let s = tickrec::store::archive::restore_day(&opts.db_path, day, &opts.writer.sqlite)?;
             println!("restored {day}: {} ticks", s.ticks);
             Ok(ExitCode::SUCCESS)
         }
         Command::Seal { older_than } => run_seal(&opts, older_than),
-        Command::Health { url } => Ok(crate::metrics::probe(&url, &mut std::io::stdout().lock())),
+        Command::Health { url } => Ok(probe(&url, &mut std::io::stdout().lock())),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -520,8 +520,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode> {
-    use crate::store::check;
-    let days = crate::store::layout::list_days(&opts.db_path)
+    use tickrec::store::check;
+    let days = tickrec::store::layout::list_days(&opts.db_path)
         .with_context(|| format!("listing {}", opts.db_path.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut out = std::io::stdout().lock();
@@ -624,7 +624,7 @@ fn db_use(c: &Command) -> DbUse {
 
 /// Log lines go to stderr: text (colour only on a terminal) or one JSON object per line with
 /// stable field names (`timestamp`, `level`, `fields.message`, the event's own fields, `span`).
-fn init_logging(level: &str, format: crate::config::LogFormat) {
+fn init_logging(level: &str, format: tickrec::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -634,10 +634,10 @@ fn init_logging(level: &str, format: crate::config::LogFormat) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match format {
-        crate::config::LogFormat::Text => builder
+        tickrec::config::LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
-        crate::config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        tickrec::config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
 }
 
@@ -684,15 +684,15 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
             Some(var) => Some(std::env::var(var).with_context(|| format!("--password-env {var}"))?),
             None => None,
         };
-        sessions = vec![crate::fix::gateway::GatewayOptions {
+        sessions = vec![tickrec::fix::gateway::GatewayOptions {
             connect,
             source: a.source.unwrap_or_else(|| target.clone()),
-            session: crate::fix::session::SessionConfig {
+            session: tickrec::fix::session::SessionConfig {
                 heartbeat_secs: a.heartbeat.clamp(1, 3600),
                 password,
                 reset_on_logon: a.reset_on_logon,
-                validation: crate::fix::session::Validation::Session,
-                ..crate::fix::session::SessionConfig::new(
+                validation: tickrec::fix::session::Validation::Session,
+                ..tickrec::fix::session::SessionConfig::new(
                     &a.sender_comp_id.unwrap_or_default(),
                     &target,
                 )
@@ -716,7 +716,7 @@ fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
         opts.publish_listen = Some(addr.clone());
     }
     let opts = &opts;
-    let report = crate::record::run(
+    let report = tickrec::record::run(
         opts,
         sessions,
         &shutdown,
@@ -768,22 +768,22 @@ fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind((a.bind.as_str(), a.port))
         .with_context(|| format!("listening on {}:{}", a.bind, a.port))?;
     tracing::info!(addr = %listener.local_addr()?, "FIX simulator listening");
-    let report = crate::fix::sim::run(
+    let report = tickrec::fix::sim::run(
         listener,
-        crate::fix::sim::SimOptions {
+        tickrec::fix::sim::SimOptions {
             symbols: a.symbols.max(1),
             rate: (a.rate > 0).then_some(a.rate),
             duration: a.seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
             sender_comp_id: a.sender_comp_id,
             target_comp_id: a.target_comp_id.unwrap_or_default(),
             reset_on_logon: a.reset_on_logon,
-            time_precision: crate::fix::encode::TimePrecision::from_digits(a.timestamp_precision)
+            time_precision: tickrec::fix::encode::TimePrecision::from_digits(a.timestamp_precision)
                 .unwrap_or_default(),
             seed: a.seed,
             journal: a.journal,
             drop_after: a.drop_after,
             outage_messages: a.outage_messages,
-            ..crate::fix::sim::SimOptions::default()
+            ..tickrec::fix::sim::SimOptions::default()
         },
         shutdown,
     )?;
@@ -803,16 +803,16 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     let _metrics = match &opts.metrics_listen {
         Some(addr) => {
             let r = recorder.clone();
-            Some(crate::metrics::Server::start(
+            Some(tickrec::metrics::Server::start(
                 addr,
-                std::sync::Arc::new(move || crate::metrics::Scrape::of_recorder("ingest", &r)),
+                std::sync::Arc::new(move || tickrec::metrics::Scrape::of_recorder("ingest", &r)),
             )?)
         }
         None => None,
     };
     let default_source = recorder.names().source(&opts.broker_id)?;
     let file = (a.file != "-").then(|| std::path::Path::new(&a.file));
-    let origin = match crate::ingest::origin_name(file, a.source_id.as_deref())
+    let origin = match tickrec::ingest::origin_name(file, a.source_id.as_deref())
         .with_context(|| format!("reading {}", a.file))?
     {
         Some(name) => {
@@ -826,7 +826,7 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
             if committed > 0 {
                 tracing::info!(origin = %name, committed, "resuming after the lines already committed");
             }
-            Some(crate::ingest::Origin {
+            Some(tickrec::ingest::Origin {
                 id: recorder.names().origin(&name)?,
                 committed_through: committed,
             })
@@ -857,7 +857,7 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
                     stop: shutdown.flag(),
                     origin,
                 };
-                let mut reject = |r: crate::ingest::Rejection| eprintln!("{name}: {r}");
+                let mut reject = |r: tickrec::ingest::Rejection| eprintln!("{name}: {r}");
                 let _ = done_tx.send(feeder.run(format, input, &mut reject));
             })?;
     }
@@ -913,14 +913,14 @@ fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// True when every accepted tick is in the store (none set aside, none lost).
-fn all_stored(s: &crate::pipeline::StatsSnapshot) -> bool {
+fn all_stored(s: &tickrec::pipeline::StatsSnapshot) -> bool {
     s.ticks_stored == s.ticks_accepted
 }
 
 /// The loss-accounting line every writing command prints at exit.
 fn write_accounting(
     out: &mut impl Write,
-    s: &crate::pipeline::StatsSnapshot,
+    s: &tickrec::pipeline::StatsSnapshot,
 ) -> std::io::Result<()> {
     let unaccounted = s
         .ticks_accepted
@@ -942,7 +942,7 @@ fn write_accounting(
 }
 
 /// Names each day that had to be skipped on stderr; exit 1 when there was one.
-fn report_broken(broken: &[crate::store::reader::BrokenDay]) -> ExitCode {
+fn report_broken(broken: &[tickrec::store::reader::BrokenDay]) -> ExitCode {
     for b in broken {
         eprintln!("tickrec: skipped {b}");
     }
@@ -1005,12 +1005,12 @@ fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
-    use crate::tail::{Cursor, Start, Tail};
+    use tickrec::tail::{Cursor, Start, Tail};
     anyhow::ensure!(
         a.format != OutputFormat::Table,
         "--format: tail prints csv or jsonl (a table is aligned only once it is complete)"
     );
-    let symbols = crate::store::reader::Symbols::parse(&a.symbols)
+    let symbols = tickrec::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
     let saved = match &a.cursor_file {
         Some(f) if f.exists() => Some(
@@ -1034,22 +1034,22 @@ fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     };
     let store = service::open_store(opts);
     let mut tail = Tail::new(store, symbols, start)?;
-    let stop = crate::shutdown::Shutdown::new();
+    let stop = tickrec::shutdown::Shutdown::new();
     if a.follow {
         stop.install_signal_handler()?;
     }
     let stdout = std::io::stdout();
-    let out = std::cell::RefCell::new(crate::format::row_writer(
+    let out = std::cell::RefCell::new(tickrec::format::row_writer(
         a.format,
         std::io::BufWriter::new(stdout.lock()),
     ));
     let cursor_file = a.cursor_file.clone();
-    let mut rows = |r: &crate::tick::TickRow| out.borrow_mut().write_row(r);
+    let mut rows = |r: &tickrec::tick::TickRow| out.borrow_mut().write_row(r);
     // After each batch: the rows flushed first, then the cursor saved.
     let mut batch = |c: &Cursor| -> std::io::Result<()> {
         out.borrow_mut().finish()?;
         if let Some(f) = &cursor_file {
-            crate::fsutil::write_atomic(f, |file| {
+            tickrec::fsutil::write_atomic(f, |file| {
                 use std::io::Write;
                 writeln!(file, "{c}")
             })?;
@@ -1065,7 +1065,7 @@ fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     let passed = match result {
         Ok(n) => n,
         // The consumer went away (`| head`): not an error of ours.
-        Err(crate::store::reader::ReadError::Output(e))
+        Err(tickrec::store::reader::ReadError::Output(e))
             if e.kind() == std::io::ErrorKind::BrokenPipe =>
         {
             return Ok(ExitCode::SUCCESS)
@@ -1080,15 +1080,15 @@ fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
 fn run_export(opts: &Options, a: ExportArgs) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
     let (from, to) = time_window(&a.from, &a.to)?;
-    let symbols = crate::store::reader::Symbols::parse(&a.symbols)
+    let symbols = tickrec::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} days {msg} (ETA {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let report = crate::export::run(
+    let report = tickrec::export::run(
         &store,
-        &crate::export::ExportOptions {
+        &tickrec::export::ExportOptions {
             from,
             to,
             symbols,
@@ -1142,17 +1142,17 @@ struct MigrateCounts {
 }
 
 impl MigrateCounts {
-    fn scrape(&self) -> crate::metrics::Scrape {
+    fn scrape(&self) -> tickrec::metrics::Scrape {
         use std::sync::atomic::Ordering::Relaxed;
         let ticks = self.ticks.load(Relaxed);
-        let stats = crate::pipeline::StatsSnapshot {
+        let stats = tickrec::pipeline::StatsSnapshot {
             ticks_received: ticks + self.rejected.load(Relaxed),
             ticks_accepted: ticks,
             ticks_stored: ticks,
             healthy: true,
             ..Default::default()
         };
-        let mut s = crate::metrics::Scrape::new("migrate", stats);
+        let mut s = tickrec::metrics::Scrape::new("migrate", stats);
         s.extra = vec![
             (
                 "tickrec_migrate_input_read_bytes_total",
@@ -1189,8 +1189,8 @@ impl MigrateCounts {
     }
 }
 
-impl crate::migrate::Progress for CliProgress {
-    fn reject(&mut self, file: &str, at: crate::legacy_json::Location, why: &str) {
+impl tickrec::migrate::Progress for CliProgress {
+    fn reject(&mut self, file: &str, at: tickrec::legacy_json::Location, why: &str) {
         self.counts
             .rejected
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1210,7 +1210,7 @@ impl crate::migrate::Progress for CliProgress {
             .set_message(format!("{ticks} ticks, {rate:.0} ticks/s"));
     }
 
-    fn file_done(&mut self, r: &crate::migrate::FileReport) {
+    fn file_done(&mut self, r: &tickrec::migrate::FileReport) {
         self.counts
             .files
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1233,7 +1233,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     let output_dir = a.output_dir.clone().unwrap_or_else(|| opts.db_path.clone());
     anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     if !a.dry_run || output_dir.exists() {
-        crate::store::layout::check_base(&output_dir, !a.dry_run)?;
+        tickrec::store::layout::check_base(&output_dir, !a.dry_run)?;
     }
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (ETA {eta})")
@@ -1244,7 +1244,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     let _metrics = match &opts.metrics_listen {
         Some(addr) => {
             let c = counts.clone();
-            Some(crate::metrics::Server::start(
+            Some(tickrec::metrics::Server::start(
                 addr,
                 std::sync::Arc::new(move || c.scrape()),
             )?)
@@ -1257,8 +1257,8 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
         started: std::time::Instant::now(),
         counts,
     };
-    let report = crate::migrate::run(
-        &crate::migrate::MigrateOptions {
+    let report = tickrec::migrate::run(
+        &tickrec::migrate::MigrateOptions {
             input_dir: a.input_dir.clone(),
             output_dir: output_dir.clone(),
             batch_size: a.batch_size,
@@ -1302,7 +1302,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
     for (day, n) in &report.per_day {
         writeln!(out, "  {day}: {n} ticks")?;
     }
-    if let Some(peak) = crate::procstat::peak_rss_bytes() {
+    if let Some(peak) = tickrec::procstat::peak_rss_bytes() {
         writeln!(out, "peak memory {:.1} MiB", peak as f64 / (1 << 20) as f64)?;
     }
     let incomplete = report.rejected() > 0 || report.not_imported() > 0;
@@ -1316,12 +1316,12 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
                 report.not_imported()
             );
         }
-        let store = crate::store::reader::Store::new(&output_dir, opts.writer.sqlite.clone());
-        let check = crate::verify::verify(
+        let store = tickrec::store::reader::Store::new(&output_dir, opts.writer.sqlite.clone());
+        let check = tickrec::verify::verify(
             &a.input_dir,
             &store,
             &opts.broker_id,
-            crate::verify::Scope::JsonTree,
+            tickrec::verify::Scope::JsonTree,
             (a.max_record_kib * 1024) as usize,
             &mut |_, _, _| {},
         )?;
@@ -1345,7 +1345,7 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join(format!("{name}.tar.zst"));
-        let r = crate::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
+        let r = tickrec::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
         if incomplete {
             writeln!(
                 out,
@@ -1374,14 +1374,14 @@ fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<ExitCode> {
 
 fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = service::open_store(opts);
-    let report = crate::verify::verify(
+    let report = tickrec::verify::verify(
         &a.json_dir,
         &store,
         &opts.broker_id,
         if a.all {
-            crate::verify::Scope::All
+            tickrec::verify::Scope::All
         } else {
-            crate::verify::Scope::JsonTree
+            tickrec::verify::Scope::JsonTree
         },
         (a.max_record_kib * 1024) as usize,
         &mut |file, at, why| {
@@ -1403,7 +1403,7 @@ fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         report.differences.len(),
         report.json_rejected
     )?;
-    if let Some(peak) = crate::procstat::peak_rss_bytes() {
+    if let Some(peak) = tickrec::procstat::peak_rss_bytes() {
         writeln!(out, "peak memory {:.1} MiB", peak as f64 / (1 << 20) as f64)?;
     }
     Ok(
@@ -1416,10 +1416,10 @@ fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
-    use crate::clock::Clock;
-    use crate::store::archive::{self, Outcome};
-    let today = crate::clock::SystemClock.now().day();
-    let days = crate::store::layout::list_days(&opts.db_path)
+    use tickrec::clock::Clock;
+    use tickrec::store::archive::{self, Outcome};
+    let today = tickrec::clock::SystemClock.now().day();
+    let days = tickrec::store::layout::list_days(&opts.db_path)
         .with_context(|| format!("listing {}", opts.db_path.display()))?;
     let due: Vec<_> = days
         .iter()
@@ -1468,7 +1468,7 @@ fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                let why = crate::store::reader::describe(&d.path, &e);
+                let why = tickrec::store::reader::describe(&d.path, &e);
                 bar.suspend(|| {
                     eprintln!("tickrec: skipped {}: {why} ({})", d.day, d.path.display())
                 });
@@ -1487,7 +1487,7 @@ fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<ExitCode> {
         }
     )?;
     if let Some(keep) = a.delete_older_than {
-        let all = crate::store::layout::list_days(&opts.db_path)?;
+        let all = tickrec::store::layout::list_days(&opts.db_path)?;
         let expired = archive::expired(&all, today, keep);
         if !expired.is_empty() {
             if a.dry_run {
@@ -1533,10 +1533,10 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 }
 
 fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
-    use crate::clock::Clock;
-    use crate::store::archive::{seal_day, Sealed};
-    let today = crate::clock::SystemClock.now().day();
-    let days = crate::store::layout::list_days(&opts.db_path)?;
+    use tickrec::clock::Clock;
+    use tickrec::store::archive::{seal_day, Sealed};
+    let today = tickrec::clock::SystemClock.now().day();
+    let days = tickrec::store::layout::list_days(&opts.db_path)?;
     let mut failed = 0;
     for d in days.iter().filter(|d| {
         !d.archived && d.day < today && (today - d.day).num_days() >= i64::from(older_than)
@@ -1551,7 +1551,7 @@ fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
             Ok(Sealed::Skipped { why }) => println!("skipped {}: {why}", d.day),
             Err(e) => {
                 failed += 1;
-                let why = crate::store::reader::describe(&d.path, &e);
+                let why = tickrec::store::reader::describe(&d.path, &e);
                 eprintln!("tickrec: skipped {}: {why} ({})", d.day, d.path.display());
             }
         }
@@ -1564,16 +1564,47 @@ fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
 }
 
 fn run_upgrade(opts: &Options) -> anyhow::Result<ExitCode> {
-    let days = crate::store::layout::list_days(&opts.db_path)
+    let days = tickrec::store::layout::list_days(&opts.db_path)
         .with_context(|| format!("listing {}", opts.db_path.display()))?;
     // Archived days are upgraded when restored (`tickrec unarchive`).
     for d in days.iter().filter(|d| !d.archived) {
-        crate::store::schema::open_for_write(&d.path, d.day, &opts.writer.sqlite)?;
+        tickrec::store::schema::open_for_write(&d.path, d.day, &opts.writer.sqlite)?;
     }
     println!(
         "{} day files at schema version {}",
         days.len(),
-        crate::store::schema::SCHEMA_VERSION
+        tickrec::store::schema::SCHEMA_VERSION
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tickrec health --url URL`: prints the health body; exit 0 when healthy, 1 when the
+/// process says it is not, 2 when it cannot be asked (a shell probe's three answers).
+fn probe(url: &str, out: &mut dyn std::io::Write) -> std::process::ExitCode {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    let response = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "unreachable: {url}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .read_to_string()
+        .unwrap_or_else(|e| format!("(unreadable body: {e})"));
+    let _ = writeln!(out, "{body}");
+    match status {
+        200 => std::process::ExitCode::SUCCESS,
+        503 => std::process::ExitCode::from(1),
+        other => {
+            let _ = writeln!(out, "unexpected HTTP status {other} from {url}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }

@@ -4,9 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod bench;
+mod cli;
+mod demo;
+
 fn main() -> ExitCode {
-    let cli = tickrec::cli::Cli::parse();
-    match tickrec::cli::run(cli) {
+    let cli = crate::cli::Cli::parse();
+    match crate::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
             // A closed pipe (`tickrec query ... | head`) means the reader has what it wanted.

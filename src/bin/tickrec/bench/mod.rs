@@ -31,20 +31,20 @@ use std::time::{Duration, Instant};
 use rusqlite::TransactionBehavior;
 use serde::Serialize;
 
-use crate::config::Options;
-use crate::fix::gateway::GatewayOptions;
-use crate::fix::sim::{self, SimOptions};
-use crate::format::OutputFormat;
-use crate::intern::Names;
-use crate::pipeline::{PipelineOptions, Recorder, Sink};
-use crate::shutdown::Shutdown;
-use crate::store::archive::{seal_day, Sealed};
-use crate::store::checkpoint::Checkpointer;
-use crate::store::reader::{Store, Symbols};
-use crate::store::writer::SqliteSink;
-use crate::store::{layout, schema, WriterOptions};
-use crate::synth::{symbol_names, QuoteGen};
-use crate::tick::{MsgRef, SymbolId, Tick, Timestamp, NANOS_PER_DAY};
+use tickrec::config::Options;
+use tickrec::fix::gateway::GatewayOptions;
+use tickrec::fix::sim::{self, SimOptions};
+use tickrec::format::OutputFormat;
+use tickrec::intern::Names;
+use tickrec::pipeline::{PipelineOptions, Recorder};
+use tickrec::shutdown::Shutdown;
+use tickrec::store::archive::{seal_day, Sealed};
+use tickrec::store::checkpoint::Checkpointer;
+use tickrec::store::reader::{Store, Symbols};
+use tickrec::store::writer::SqliteSink;
+use tickrec::store::{layout, schema, WriterOptions};
+use tickrec::synth::{symbol_names, QuoteGen};
+use tickrec::tick::{MsgRef, SymbolId, Tick, Timestamp, NANOS_PER_DAY};
 
 /// Bench parameters.
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +208,7 @@ impl Rows {
         }
     }
 
-    fn next(&mut self, source: crate::tick::SourceId) -> Tick {
+    fn next(&mut self, source: tickrec::tick::SourceId) -> Tick {
         let s = self.gen.pick();
         let q = self.gen.next_quote(s);
         let ts = self.day0 + self.i * self.step;
@@ -441,7 +441,7 @@ pub fn run(
         let mut times = Vec::with_capacity(200);
         for i in 0..200 {
             let t = Instant::now();
-            crate::query::recent(
+            tickrec::query::recent(
                 store,
                 &Symbols::one(symbol_of(i)),
                 100,
@@ -494,7 +494,7 @@ pub fn run(
     let started = Instant::now();
     let mut rows = 0;
     for i in 0..8 {
-        rows += crate::query::range(
+        rows += tickrec::query::range(
             &store,
             &Symbols::one(symbol_of(i)),
             from,
@@ -584,7 +584,7 @@ fn e2e(
     seconds: f64,
     subscribers: Option<(usize, usize)>,
     log: &mut dyn Write,
-) -> anyhow::Result<(crate::record::RecordReport, u64)> {
+) -> anyhow::Result<(tickrec::record::RecordReport, u64)> {
     let (addr, sim_thread, sim_stop) = sim::spawn_local(SimOptions {
         symbols: names.len(),
         rate: None,
@@ -621,7 +621,7 @@ fn e2e(
         (Some((readers, stalled)), Some(addr)) => subscribers::start(addr, readers, stalled, &stop),
         _ => Vec::new(),
     };
-    let report = crate::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
+    let report = tickrec::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
     let _ = timer.join();
     for h in subs {
         let _ = h.join();
@@ -760,7 +760,7 @@ fn sqlite3_figures(
 /// What one writer run measured.
 struct WriterRun {
     ticks_per_s: f64,
-    stats: crate::pipeline::StatsSnapshot,
+    stats: tickrec::pipeline::StatsSnapshot,
     rss_bytes: u64,
     ring_bytes: u64,
 }
@@ -774,8 +774,9 @@ fn write_all(
     writer_opts: &WriterOptions,
     input: &[Tick],
 ) -> anyhow::Result<WriterRun> {
-    let sink: Box<dyn Sink> = Box::new(SqliteSink::new(base, names.clone(), writer_opts.clone()));
-    let rec = Recorder::start(pipeline.clone(), names.clone(), vec![sink])?;
+    let rec = Recorder::builder_with(pipeline.clone(), names.clone())
+        .sink(|names| Box::new(SqliteSink::new(base, names, writer_opts.clone())))
+        .start()?;
     // As a feed does for the symbols it subscribes to (see `Recorder::prepare`).
     for t in input.iter().take(100_000) {
         rec.prepare(t.symbol);
@@ -784,7 +785,7 @@ fn write_all(
     for t in input {
         rec.store_tick(*t)?;
     }
-    let rss_bytes = crate::procstat::rss_bytes().unwrap_or(0);
+    let rss_bytes = tickrec::procstat::rss_bytes().unwrap_or(0);
     let ring_bytes = rec.ring_bytes() as u64;
     let stats = rec.shutdown();
     let ticks_per_s = stats.ticks_stored as f64 / started.elapsed().as_secs_f64();
@@ -843,7 +844,7 @@ fn ceiling(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for t in chunk {
-                let code = |d: Option<crate::tick::Decimal>| d.map(|d| d.code() as i64);
+                let code = |d: Option<tickrec::tick::Decimal>| d.map(|d| d.code() as i64);
                 stmt.raw_bind_parameter(1, seq)?;
                 stmt.raw_bind_parameter(2, i64::from(t.symbol.0))?;
                 stmt.raw_bind_parameter(3, t.ts_event.0 - DAY0)?;
@@ -859,7 +860,7 @@ fn ceiling(
         }
         tx.commit()?;
         if checkpointer.is_some() {
-            crate::store::writer::bound_wal_of(
+            tickrec::store::writer::bound_wal_of(
                 &conn,
                 &path,
                 writer_opts.wal_max_bytes,

@@ -7,15 +7,15 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::config::Options;
-use crate::fix::gateway::GatewayOptions;
-use crate::fix::sim::{self, SimOptions};
-use crate::format::OutputFormat;
-use crate::pipeline::stats::fmt_ns;
-use crate::record::{self, RecordReport};
-use crate::service;
-use crate::shutdown::Shutdown;
-use crate::synth::symbol_names;
+use tickrec::config::Options;
+use tickrec::fix::gateway::GatewayOptions;
+use tickrec::fix::sim::{self, SimOptions};
+use tickrec::format::OutputFormat;
+use tickrec::pipeline::stats::fmt_ns;
+use tickrec::record::{self, RecordReport};
+use tickrec::service;
+use tickrec::shutdown::Shutdown;
+use tickrec::synth::symbol_names;
 
 /// Demo parameters.
 #[derive(Debug, Clone, Copy)]
@@ -90,12 +90,12 @@ pub fn run(
     )?;
     let store = service::open_store(opts);
     writeln!(out, "\nfiles:")?;
-    crate::query::print_day_stats(&store.day_stats()?.days, false, &mut out)?;
+    tickrec::query::print_day_stats(&store.day_stats()?.days, false, &mut out)?;
     if let Some(first) = names.first() {
         writeln!(out, "\n$ tickrec query recent {first} -n 5")?;
-        crate::query::recent(
+        tickrec::query::recent(
             &store,
-            &crate::store::reader::Symbols::one(first),
+            &tickrec::store::reader::Symbols::one(first),
             5,
             OutputFormat::Table,
             &mut out,

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Clock;
-use crate::format::{row_writer, OutputFormat};
-use crate::shutdown::Shutdown;
-use crate::store::reader::{Store, Symbols};
-use crate::store::SqliteOptions;
-use crate::tail::{Start, Tail};
+use tickrec::clock::Clock;
+use tickrec::format::{row_writer, OutputFormat};
+use tickrec::shutdown::Shutdown;
+use tickrec::store::reader::{Store, Symbols};
+use tickrec::store::SqliteOptions;
+use tickrec::tail::{Start, Tail};
 
 /// Starts `n` following tails of `base` (from its first tick); each counts the rows it passed.
 /// `nice`: the tails' threads run at that nice value (as `nice -n 19 tickrec tail` would).
@@ -74,12 +74,12 @@ pub fn caught_up(
 #[derive(Default)]
 struct CommitTimes(std::sync::Mutex<std::collections::HashMap<i64, Instant>>);
 
-impl crate::store::writer::CommitObserver for CommitTimes {
+impl tickrec::store::writer::CommitObserver for CommitTimes {
     fn committed(
         &self,
         _day: chrono::NaiveDate,
         first_seq: i64,
-        ticks: &[crate::tick::Tick],
+        ticks: &[tickrec::tick::Tick],
         _order: &[(i64, u32)],
     ) {
         let now = Instant::now();
@@ -95,25 +95,26 @@ impl crate::store::writer::CommitObserver for CommitTimes {
 /// `rate` per second through a Recorder under `base`.
 pub fn latency_ms(
     base: &Path,
-    opts: &crate::config::Options,
+    opts: &tickrec::config::Options,
     n: usize,
     rate: u32,
 ) -> anyhow::Result<(f64, f64)> {
-    use crate::intern::Names;
-    use crate::pipeline::{Recorder, Sink};
-    use crate::store::writer::SqliteSink;
-    use crate::tick::{Decimal, MsgRef, Tick};
+    use tickrec::intern::Names;
+    use tickrec::pipeline::Recorder;
+    use tickrec::store::writer::SqliteSink;
+    use tickrec::tick::{Decimal, MsgRef, Tick};
     let names = Arc::new(Names::new(16));
     let sym = names.symbol("EURUSD")?;
     let source = names.source("SIM")?;
-    let writer_opts = crate::store::WriterOptions {
+    let writer_opts = tickrec::store::WriterOptions {
         sqlite: opts.writer.sqlite.clone(),
-        ..crate::store::WriterOptions::default()
+        ..tickrec::store::WriterOptions::default()
     };
     let commits = Arc::new(CommitTimes::default());
-    let sink: Box<dyn Sink> =
-        Box::new(SqliteSink::new(base, names.clone(), writer_opts).with_observer(commits.clone()));
-    let rec = Recorder::start(opts.pipeline.clone(), names, vec![sink])?;
+    let observer = commits.clone();
+    let rec = Recorder::builder_with(opts.pipeline.clone(), names)
+        .sink(|names| Box::new(SqliteSink::new(base, names, writer_opts).with_observer(observer)))
+        .start()?;
     rec.prepare(sym);
     let stop = Shutdown::new();
     let outputs = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
@@ -141,7 +142,7 @@ pub fn latency_ms(
             );
         })
     };
-    let clock = crate::clock::SystemClock;
+    let clock = tickrec::clock::SystemClock;
     let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let price = Decimal::parse("1.08502")?;
     let started = Instant::now();
