@@ -795,6 +795,15 @@ impl ArchiveCache {
     }
 }
 
+/// The plain day files (not archived) of days before `today` and at least `days` old: what
+/// `archive --older-than` and `seal --older-than` work on. Today's is never among them.
+pub fn closed_days_at_least(all: &[DayFile], today: NaiveDate, days: u32) -> Vec<DayFile> {
+    all.iter()
+        .filter(|d| !d.archived && d.day < today && (today - d.day).num_days() >= i64::from(days))
+        .cloned()
+        .collect()
+}
+
 /// Days whose files (plain or archived) are older than `keep_days` before `today`.
 pub fn expired(days: &[DayFile], today: NaiveDate, keep_days: u32) -> Vec<DayFile> {
     days.iter()

@@ -1,0 +1,257 @@
+//! Recording: `demo`, `record`, `simulate`, `ingest`.
+
+use super::*;
+
+pub(super) fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let opts = &with_metrics(opts, &a.metrics);
+    demo::run(
+        opts,
+        DemoOptions {
+            seconds: a.seconds,
+            symbols: a.symbols,
+            rate: (a.rate > 0).then_some(a.rate),
+            seed: a.seed,
+        },
+        &shutdown,
+        std::io::stdout().lock(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let mut sessions = opts.fix_sessions.clone();
+    if let Some(connect) = a.connect {
+        let target = a.target_comp_id.unwrap_or_default();
+        let password = match &a.password_env {
+            Some(var) => Some(std::env::var(var).with_context(|| format!("--password-env {var}"))?),
+            None => None,
+        };
+        sessions = vec![tickrec::fix::gateway::GatewayOptions {
+            connect,
+            source: a.source.unwrap_or_else(|| target.clone()),
+            session: tickrec::fix::session::SessionConfig {
+                heartbeat_secs: a.heartbeat.clamp(1, 3600),
+                password,
+                reset_on_logon: a.reset_on_logon,
+                validation: tickrec::fix::session::Validation::Session,
+                ..tickrec::fix::session::SessionConfig::new(
+                    &a.sender_comp_id.unwrap_or_default(),
+                    &target,
+                )
+            },
+            symbols: a.symbols.unwrap_or_default(),
+            reconnect_interval: Duration::from_secs(1),
+            max_reconnect_interval: Duration::from_secs(30),
+            db_path: opts.db_path.clone(),
+        }];
+    }
+    anyhow::ensure!(
+        !sessions.is_empty(),
+        "no FIX session: give --connect/--sender-comp-id/--target-comp-id/--symbols, or [[fix.sessions]] in --config"
+    );
+    let mut opts = with_metrics(opts, &a.metrics);
+    if let Some(addr) = &a.publish {
+        anyhow::ensure!(
+            addr.parse::<std::net::SocketAddr>().is_ok(),
+            "--publish: must be host:port with an IP address, got {addr:?}"
+        );
+        opts.publish_listen = Some(addr.clone());
+    }
+    let opts = &opts;
+    let report = tickrec::record::run(
+        opts,
+        sessions,
+        &shutdown,
+        Duration::from_secs(a.report_every.max(1)),
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report.stats)?;
+    for s in &report.sessions {
+        writeln!(out, "{s}")?;
+    }
+    write_accounting(&mut out, &report.stats)?;
+    let complete = all_stored(&report.stats);
+    if !complete {
+        for (source, next) in &report.resume {
+            match next {
+                Some(n) => writeln!(
+                    out,
+                    "session {source}: committed through inbound MsgSeqNum {}; the next start requests {n} onwards from the counterparty (re-ingest a spill file only for what it cannot resend)",
+                    n.saturating_sub(1)
+                )?,
+                None => writeln!(
+                    out,
+                    "session {source}: nothing committed; the next start requests from the counterparty's first message"
+                )?,
+            }
+        }
+    }
+    let never: Vec<&str> = report
+        .sessions
+        .iter()
+        .filter(|s| s.logons == 0)
+        .map(|s| s.name.as_str())
+        .collect();
+    if !never.is_empty() {
+        eprintln!(
+            "tickrec: session(s) that never logged on: {}",
+            never.join(", ")
+        );
+    }
+    Ok(if complete && never.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let listener = std::net::TcpListener::bind((a.bind.as_str(), a.port))
+        .with_context(|| format!("listening on {}:{}", a.bind, a.port))?;
+    tracing::info!(addr = %listener.local_addr()?, "FIX simulator listening");
+    let report = tickrec::fix::sim::run(
+        listener,
+        tickrec::fix::sim::SimOptions {
+            symbols: a.symbols.max(1),
+            rate: (a.rate > 0).then_some(a.rate),
+            duration: a.seconds.map(|s| Duration::from_secs_f64(s.max(0.0))),
+            sender_comp_id: a.sender_comp_id,
+            target_comp_id: a.target_comp_id.unwrap_or_default(),
+            reset_on_logon: a.reset_on_logon,
+            time_precision: tickrec::fix::encode::TimePrecision::from_digits(a.timestamp_precision)
+                .unwrap_or_default(),
+            seed: a.seed,
+            journal: a.journal,
+            drop_after: a.drop_after,
+            outage_messages: a.outage_messages,
+            ..tickrec::fix::sim::SimOptions::default()
+        },
+        shutdown,
+    )?;
+    println!(
+        "connections {} market-data messages {} ticks implied {} rejects {}",
+        report.connections, report.md_messages, report.ticks_implied, report.rejects_sent
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads on its own thread so that a signal is honoured even while the input is idle: the main
+/// thread waits for "input finished" or "signal", then shuts the recorder down (which drains).
+pub(super) fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal_latch()?;
+    let opts = &with_metrics(opts, &a.metrics);
+    let recorder = std::sync::Arc::new(service::start_recorder(opts)?);
+    let _metrics = match &opts.metrics_listen {
+        Some(addr) => {
+            let r = recorder.clone();
+            Some(tickrec::metrics::Server::start(
+                addr,
+                std::sync::Arc::new(move || tickrec::metrics::Scrape::of_recorder("ingest", &r)),
+            )?)
+        }
+        None => None,
+    };
+    let default_source = recorder.names().source(&opts.broker_id)?;
+    let file = (a.file != "-").then(|| std::path::Path::new(&a.file));
+    let origin = match tickrec::ingest::origin_name(file, a.source_id.as_deref())
+        .with_context(|| format!("reading {}", a.file))?
+    {
+        Some(name) => {
+            let committed = if a.force {
+                0
+            } else {
+                service::open_store(opts)
+                    .next_position(&name)?
+                    .map_or(0, |next| next.saturating_sub(1))
+            };
+            if committed > 0 {
+                tracing::info!(origin = %name, committed, "resuming after the lines already committed");
+            }
+            Some(tickrec::ingest::Origin {
+                id: recorder.names().origin(&name)?,
+                committed_through: committed,
+            })
+        }
+        None => None,
+    };
+    let input: Box<dyn BufRead + Send> = if a.file == "-" {
+        Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    // The reader reports on a channel of its own, so that "input finished" and "signal" are
+    // never confused: a signal only sets the stop flag the reader checks between records.
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    {
+        let recorder = recorder.clone();
+        let shutdown = shutdown.clone();
+        let name = a.file.clone();
+        let format = a.format;
+        std::thread::Builder::new()
+            .name("tickrec-ingest".into())
+            .spawn(move || {
+                let feeder = Feeder {
+                    recorder: &recorder,
+                    clock: &SystemClock,
+                    default_source,
+                    stop: shutdown.flag(),
+                    origin,
+                };
+                let mut reject = |r: tickrec::ingest::Rejection| eprintln!("{name}: {r}");
+                let _ = done_tx.send(feeder.run(format, input, &mut reject));
+            })?;
+    }
+    let finished = loop {
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => break Some(result),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the ingest thread panicked")
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if shutdown.is_requested() => {
+                // Signalled: the reader stops at its next record; if it is blocked on idle
+                // input it never gets there, and what it accepted is drained all the same.
+                break done_rx.recv_timeout(Duration::from_millis(500)).ok();
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        }
+    };
+    let stats = recorder.shutdown();
+    let report = finished.transpose()?;
+    let mut out = std::io::stdout().lock();
+    if let Some(r) = &report {
+        writeln!(
+            out,
+            "records {} accepted {} rejected {} throttled {} dropped {} already-stored {}{}",
+            r.records,
+            r.accepted,
+            r.rejected,
+            r.throttled,
+            r.dropped,
+            r.already,
+            if r.interrupted { " (interrupted)" } else { "" }
+        )?;
+    } else {
+        writeln!(out, "interrupted while waiting for input")?;
+    }
+    writeln!(out, "{stats}")?;
+    write_accounting(&mut out, &stats)?;
+    if stats.ticks_spilled > 0 && origin.is_some() {
+        // The input itself is the better copy: its committed position is durable.
+        writeln!(
+            out,
+            "re-run `tickrec ingest {}{}` once the store can write: it resumes after the committed lines and stores the spilled ones; do not also ingest the spill file",
+            a.file,
+            a.source_id.as_deref().map(|s| format!(" --source-id {s}")).unwrap_or_default()
+        )?;
+    }
+    let rejected = report.map_or(0, |r| r.rejected);
+    Ok(if rejected > 0 || !all_stored(&stats) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
