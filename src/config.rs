@@ -560,6 +560,44 @@ impl Options {
     }
 }
 
+/// One FIX session given on the command line (`record --connect …`), with the names of the
+/// flags: validated by the same rules and defaults as a `[[fix.sessions]]` entry.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFlags {
+    pub connect: String,
+    pub sender_comp_id: String,
+    pub target_comp_id: String,
+    pub symbols: Vec<String>,
+    pub heartbeat_secs: u32,
+    pub source: Option<String>,
+    pub password_env: Option<String>,
+    pub reset_on_logon: bool,
+}
+
+/// Validates a session given by flags (errors name the flag, e.g. `--heartbeat-secs`).
+pub fn session_from_flags(
+    flags: SessionFlags,
+    db_path: &Path,
+) -> Result<GatewayOptions, ConfigError> {
+    let raw = RawFixSession {
+        connect: Some(flags.connect),
+        sender_comp_id: Some(flags.sender_comp_id),
+        target_comp_id: Some(flags.target_comp_id),
+        source: flags.source,
+        symbols: flags.symbols,
+        heartbeat_secs: Some(flags.heartbeat_secs),
+        password_env: flags.password_env,
+        reset_on_logon: Some(flags.reset_on_logon),
+        ..RawFixSession::default()
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    fix_session(raw, db_path, &env, &|key, why| ConfigError::Invalid {
+        origin: "command line".into(),
+        key: format!("--{}", key.replace('_', "-")),
+        why,
+    })
+}
+
 /// Validates one `[[fix.sessions]]` entry.
 fn fix_session(
     raw: RawFixSession,

@@ -38,15 +38,31 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    std::fs::create_dir_all(parent(path))?;
+    write_atomic_checked(path, write, |_| Ok(()), |_, e| e)
+}
+
+/// [`write_atomic`] with a check of the written file before it replaces anything: `check`
+/// reads `<path>.tmp` once it is fsynced (an archive read back whole, say); only when it
+/// passes is the file renamed into place and the folder fsynced. Every error — of `write`, of
+/// `check`, of the file system (given to `io_error` with the path it concerns) — removes the
+/// temporary file and leaves `path` as it was.
+pub fn write_atomic_checked<E>(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> Result<(), E>,
+    check: impl FnOnce(&Path) -> Result<(), E>,
+    io_error: impl Fn(&Path, io::Error) -> E,
+) -> Result<(), E> {
     let tmp = with_suffix(path, ".tmp");
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        std::fs::create_dir_all(parent(path)).map_err(|e| io_error(parent(path), e))?;
+        let mut f = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
         write(&mut f)?;
-        f.flush()?;
-        f.sync_all()?;
+        f.flush()
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_error(&tmp, e))?;
         drop(f);
-        rename_durably(&tmp, path)
+        check(&tmp)?;
+        rename_durably(&tmp, path).map_err(|e| io_error(path, e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

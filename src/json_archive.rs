@@ -70,31 +70,28 @@ pub fn archive_tree(
         })?;
         expected.insert(rel.clone(), (size, hash));
     }
-    let tmp = dest.with_extension("zst.tmp");
-    {
-        let out = File::create(&tmp).map_err(io(&tmp))?;
-        let enc = zstd::Encoder::new(BufWriter::new(out), level).map_err(io(&tmp))?;
-        let mut tar = tar::Builder::new(enc);
-        tar.mode(tar::HeaderMode::Deterministic);
-        for (path, rel) in &files {
-            tar.append_path_with_name(path, rel).map_err(io(path))?;
-        }
-        let enc = tar.into_inner().map_err(io(&tmp))?;
-        let buf = enc.finish().map_err(io(&tmp))?;
-        let file = buf.into_inner().map_err(|e| ArchiveError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
-    }
-    std::fs::rename(&tmp, dest).map_err(io(dest))?;
-    if let Some(dir) = dest.parent() {
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    check_archive(dest, &expected)?;
+    // Written, fsynced and read back under a temporary name; renamed into place (and the
+    // folder fsynced) only when every file is in it, whole.
+    crate::fsutil::write_atomic_checked(
+        dest,
+        |out| {
+            let enc = zstd::Encoder::new(BufWriter::new(out), level).map_err(io(dest))?;
+            let mut tar = tar::Builder::new(enc);
+            tar.mode(tar::HeaderMode::Deterministic);
+            for (path, rel) in &files {
+                tar.append_path_with_name(path, rel).map_err(io(path))?;
+            }
+            let enc = tar.into_inner().map_err(io(dest))?;
+            let buf = enc.finish().map_err(io(dest))?;
+            buf.into_inner().map_err(|e| ArchiveError::Io {
+                path: dest.to_owned(),
+                source: e.into_error(),
+            })?;
+            Ok(())
+        },
+        |tmp| check_archive(tmp, &expected),
+        |p, e| io(p)(e),
+    )?;
     let original_bytes = expected.values().map(|v| v.0).sum();
     let archive_bytes = std::fs::metadata(dest).map_err(io(dest))?.len();
     if remove_originals {

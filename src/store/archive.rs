@@ -245,18 +245,15 @@ pub fn archive_day(
         compact_bytes: size(&compact),
         ..summary
     };
-    let tmp = with_suffix(&zst, ".tmp");
-    let result = (|| {
-        write_archive(&compact, &tmp, &summary, level)?;
-        check_archive(&tmp, summary.ticks, opts)?;
-        // A durable rename, or the original stays (a failed folder fsync is an error here).
-        fsutil::rename_durably(&tmp, &zst).map_err(io(&zst))
-    })();
+    // A durable rename of a checked archive, or the original stays.
+    let result = fsutil::write_atomic_checked(
+        &zst,
+        |f| write_archive(&compact, f, &zst, &summary, level),
+        |tmp| check_archive(tmp, summary.ticks, opts),
+        |p, e| io(p)(e),
+    );
     let _ = std::fs::remove_file(&compact);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    result?;
     // The checked archive is in place and durable: now the original may go.
     remove_day_file(&db)?;
     drop(lock);
@@ -330,55 +327,53 @@ fn archive_parquet(
     };
     let mut shapes = Shapes::default();
     super::reader::scan_decimals(&db, opts, &mut |d| shapes.observe_decimals(d))?;
-    let tmp = with_suffix(&dest, ".tmp");
-    let mut written = Digest::default();
-    let result = (|| {
-        let out = File::create(&tmp).map_err(io(&tmp))?;
-        let mut w = TickFileWriter::new(BufWriter::new(out), &shapes, Grouping::BySymbol, level)
-            .map_err(io(&tmp))?;
-        let mut sorted = true;
-        let mut last: Option<(Arc<str>, i64)> = None;
-        let mut push_err = None;
-        let read = super::reader::scan_by_symbol(&db, opts, &mut |r| {
-            let seq = r.seq.unwrap_or(0);
-            if let Some((sym, s)) = &last {
-                if Arc::ptr_eq(sym, &r.symbol) && *s > seq {
-                    sorted = false;
+    let written = std::cell::Cell::new(Digest::default());
+    fsutil::write_atomic_checked(
+        &dest,
+        |f| {
+            let mut digest = Digest::default();
+            let mut w = TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::BySymbol, level)
+                .map_err(io(&dest))?;
+            let mut sorted = true;
+            let mut last: Option<(Arc<str>, i64)> = None;
+            let mut push_err = None;
+            let read = super::reader::scan_by_symbol(&db, opts, &mut |r| {
+                let seq = r.seq.unwrap_or(0);
+                if let Some((sym, s)) = &last {
+                    if Arc::ptr_eq(sym, &r.symbol) && *s > seq {
+                        sorted = false;
+                    }
+                }
+                last = Some((r.symbol.clone(), seq));
+                digest.add(r);
+                w.push(r).inspect_err(|e| push_err = Some(e.to_string()))
+            });
+            written.set(digest);
+            match read {
+                Ok(_) => {}
+                Err(super::reader::ReadError::Store(e)) => return Err(e),
+                Err(e) => {
+                    return Err(io(&dest)(std::io::Error::other(
+                        push_err.unwrap_or_else(|| e.to_string()),
+                    )))
                 }
             }
-            last = Some((r.symbol.clone(), seq));
-            written.add(r);
-            w.push(r).inspect_err(|e| push_err = Some(e.to_string()))
-        });
-        match read {
-            Ok(_) => {}
-            Err(super::reader::ReadError::Store(e)) => return Err(e),
-            Err(e) => {
-                return Err(io(&tmp)(std::io::Error::other(
-                    push_err.unwrap_or_else(|| e.to_string()),
-                )))
+            summary.seq_sorted_per_symbol = sorted;
+            summary.row_digest = Some(digest.sum);
+            summary.compact_bytes = 0;
+            let (out, rows) = w.finish(Some(&summary)).map_err(io(&dest))?;
+            out.into_inner().map_err(|e| io(&dest)(e.into_error()))?;
+            if rows != summary.ticks || digest.rows != summary.ticks {
+                return Err(StoreError::Corrupt {
+                    path: dest.clone(),
+                    why: format!("wrote {rows} rows of the day's {} ticks", summary.ticks),
+                });
             }
-        }
-        summary.seq_sorted_per_symbol = sorted;
-        summary.row_digest = Some(written.sum);
-        summary.compact_bytes = 0;
-        let (out, rows) = w.finish(Some(&summary)).map_err(io(&tmp))?;
-        let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        if rows != summary.ticks || written.rows != summary.ticks {
-            return Err(StoreError::Corrupt {
-                path: tmp.clone(),
-                why: format!("wrote {rows} rows of the day's {} ticks", summary.ticks),
-            });
-        }
-        check_parquet(&tmp, written)?;
-        fsutil::rename_durably(&tmp, &dest).map_err(io(&dest))
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+            Ok(())
+        },
+        |tmp| check_parquet(tmp, written.get()),
+        |p, e| io(p)(e),
+    )?;
     remove_day_file(&db)?;
     Ok(summary)
 }
@@ -404,14 +399,15 @@ fn check_parquet(path: &Path, expected: Digest) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The `.db.zst` of `compact` into `out` (the temporary file of `dest`).
 fn write_archive(
     compact: &Path,
+    out: &mut File,
     dest: &Path,
     summary: &ArchiveSummary,
     level: i32,
 ) -> Result<(), StoreError> {
     let json = serde_json::to_vec(summary).map_err(|e| io(dest)(std::io::Error::other(e)))?;
-    let out = File::create(dest).map_err(io(dest))?;
     let mut out = BufWriter::new(out);
     out.write_all(&SKIPPABLE_MAGIC.to_le_bytes())
         .and_then(|_| out.write_all(&(json.len() as u32).to_le_bytes()))
@@ -421,8 +417,8 @@ fn write_archive(
     let mut enc = zstd::Encoder::new(out, level).map_err(io(dest))?;
     std::io::copy(&mut input, &mut enc).map_err(io(dest))?;
     let out = enc.finish().map_err(io(dest))?;
-    let file = out.into_inner().map_err(|e| io(dest)(e.into_error()))?;
-    file.sync_all().map_err(io(dest))
+    out.into_inner().map_err(|e| io(dest)(e.into_error()))?;
+    Ok(())
 }
 
 /// Reads the summary of an archive (either form) without decompressing the day.

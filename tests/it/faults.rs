@@ -591,7 +591,8 @@ fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can(
         );
     }
     assert!(
-        layout::archive_path(&db, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()).exists(),
+        layout::existing_archive(&db, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap())
+            .is_some(),
         "the good day was archived"
     );
 

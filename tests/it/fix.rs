@@ -207,7 +207,8 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
     let (addr, sim, _) = start_sim(SimOptions {
         symbols: 8,
         rate: Some(3000),
-        duration: Some(Duration::from_millis(3500)),
+        // Long enough for the second recorder to connect and catch up on a loaded machine.
+        duration: Some(Duration::from_millis(8000)),
         journal: Some(journal.clone()),
         ..SimOptions::default()
     });
@@ -414,7 +415,8 @@ fn two_sessions_with_one_source_survive_kill_9_with_each_tick_stored_once() {
         start_sim(SimOptions {
             symbols: 6,
             rate: Some(2000),
-            duration: Some(Duration::from_millis(3500)),
+            // Long enough for the second recorder to connect and catch up on a loaded machine.
+            duration: Some(Duration::from_millis(8000)),
             sender_comp_id: id.into(),
             seed,
             journal: Some(journal.to_owned()),

@@ -23,29 +23,19 @@ pub(super) fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCo
     let shutdown = signal_latch()?;
     let mut sessions = opts.fix_sessions.clone();
     if let Some(connect) = a.connect {
-        let target = a.target_comp_id.unwrap_or_default();
-        let password = match &a.password_env {
-            Some(var) => Some(std::env::var(var).with_context(|| format!("--password-env {var}"))?),
-            None => None,
-        };
-        sessions = vec![tickrec::fix::gateway::GatewayOptions {
-            connect,
-            source: a.source.unwrap_or_else(|| target.clone()),
-            session: tickrec::fix::session::SessionConfig {
-                heartbeat_secs: a.heartbeat.clamp(1, 3600),
-                password,
+        sessions = vec![tickrec::config::session_from_flags(
+            tickrec::config::SessionFlags {
+                connect,
+                sender_comp_id: a.sender_comp_id.unwrap_or_default(),
+                target_comp_id: a.target_comp_id.unwrap_or_default(),
+                symbols: a.symbols.unwrap_or_default(),
+                heartbeat_secs: a.heartbeat,
+                source: a.source,
+                password_env: a.password_env,
                 reset_on_logon: a.reset_on_logon,
-                validation: tickrec::fix::session::Validation::Session,
-                ..tickrec::fix::session::SessionConfig::new(
-                    &a.sender_comp_id.unwrap_or_default(),
-                    &target,
-                )
             },
-            symbols: a.symbols.unwrap_or_default(),
-            reconnect_interval: Duration::from_secs(1),
-            max_reconnect_interval: Duration::from_secs(30),
-            db_path: opts.db_path.clone(),
-        }];
+            &opts.db_path,
+        )?];
     }
     anyhow::ensure!(
         !sessions.is_empty(),
