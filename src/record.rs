@@ -59,40 +59,13 @@ pub fn run(
     if sessions.is_empty() {
         return Err(RecordError::NoSession);
     }
-    let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
-    let publisher = match &opts.publish_listen {
-        Some(_) => Some(crate::publish::Publisher::new(
-            names.clone(),
-            opts.publish_queue_ticks,
-        )?),
-        None => None,
-    };
-    let observer = publisher
-        .clone()
-        .map(|p| p as Arc<dyn crate::store::writer::CommitObserver>);
-    let recorder = Arc::new(service::start_recorder_with(opts, names, observer)?);
-    let store = service::open_store(opts);
-    // Subscribers are served until the recorder has drained (they see the last commits).
-    let publish_stop = Shutdown::new();
-    let publishing = match (&publisher, &opts.publish_listen) {
-        (Some(p), Some(addr)) => {
-            let served = p.serve(addr, recorder.clone(), store.clone(), publish_stop.clone());
-            match served {
-                Ok(h) => {
-                    tracing::info!(%addr, "publishing committed ticks to subscribers");
-                    Some(h)
-                }
-                Err(e) => {
-                    recorder.shutdown();
-                    return Err(RecordError::Publish {
-                        addr: addr.clone(),
-                        source: e,
-                    });
-                }
-            }
-        }
-        _ => None,
-    };
+    let Started {
+        recorder,
+        store,
+        publisher,
+        publish_stop,
+        publishing,
+    } = start(opts)?;
     // Gateways stop on their own latch, set after the process-wide one, so that they log out
     // before the recorder drains.
     let stop = Shutdown::new();
@@ -145,64 +118,18 @@ pub fn run(
         }
         None => None,
     };
-    let mut last_report = Instant::now();
-    let mut down_since: Vec<Option<Instant>> = vec![Some(started); statuses.len()];
-    let mut was_healthy = true;
-    let mut candidate: Option<(bool, Instant)> = None;
-    while !shutdown.wait_timeout(Duration::from_millis(200)) {
-        let now = Instant::now();
-        let mut problems = recorder.stats().health_problems;
-        let mut extra = stale_symbols(&recorder, &identities, &opts.pipeline.health, started);
-        for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
-            let st = snapshot(st);
-            let up = st.state == "logged on" || st.state == "resending";
-            match (up, *since) {
-                (true, _) => *since = None,
-                (false, None) => *since = Some(now),
-                (false, Some(t)) if now - t > opts.pipeline.health.session_grace => {
-                    extra.push(format!(
-                        "session {} not logged on for {:.0}s ({})",
-                        st.name,
-                        (now - t).as_secs_f64(),
-                        st.last_error.as_deref().unwrap_or(&st.state)
-                    ))
-                }
-                _ => {}
-            }
-        }
-        problems.extend(extra.iter().cloned());
-        *session_problems.lock().unwrap_or_else(|e| e.into_inner()) = extra;
-        // Health is logged when it changes and the change has held for a second (a queue
-        // brushing its threshold under a burst would otherwise flap the log).
-        let healthy = problems.is_empty();
-        match candidate {
-            Some((h, since)) if h == healthy => {
-                if h != was_healthy && now - since >= HEALTH_SETTLE {
-                    if healthy {
-                        tracing::info!("health: ok");
-                    } else {
-                        tracing::error!("health: UNHEALTHY ({})", problems.join("; "));
-                    }
-                    was_healthy = healthy;
-                }
-            }
-            _ => candidate = Some((healthy, now)),
-        }
-        if last_report.elapsed() >= report_every {
-            last_report = Instant::now();
-            let s = recorder.stats();
-            tracing::info!(
-                received = s.ticks_received,
-                stored = s.ticks_stored,
-                queue = s.queue_size,
-                healthy,
-                "recording"
-            );
-            for st in &statuses {
-                tracing::info!("{}", snapshot(st));
-            }
-        }
-    }
+    watch(
+        opts,
+        shutdown,
+        report_every,
+        &Watched {
+            recorder: &recorder,
+            statuses: &statuses,
+            identities: &identities,
+            session_problems: &session_problems,
+            started,
+        },
+    );
     stop.request();
     // A gateway waiting for room behind a stalled store cannot log out: past half the
     // shutdown bound it is refused (see `Recorder::give_up`).
@@ -233,16 +160,34 @@ pub fn run(
             st.last_error.as_deref().unwrap_or(&st.state)
         ));
     }
+    let sessions_now: Vec<SessionStatus> = statuses.iter().map(snapshot).collect();
+    let resume = settle_positions(opts, &store, &identities, &sessions_now, &stats);
+    Ok(RecordReport {
+        elapsed,
+        stats,
+        sessions: sessions_now,
+        resume,
+    })
+}
+
+/// After the recorder drained: each session's resume point as committed in the store (and,
+/// when every accepted tick was stored, the sessions' final inbound numbers committed first).
+fn settle_positions(
+    opts: &Options,
+    store: &crate::store::reader::Store,
+    identities: &[GatewayOptions],
+    sessions_now: &[SessionStatus],
+    stats: &StatsSnapshot,
+) -> Vec<(String, Option<u64>)> {
     // After a complete stop, the sessions' final inbound numbers (moved on by admin messages
     // only, such as the counterparty's Logout) are committed too: a clean restart then asks
     // for nothing (see `store::writer::commit_positions`).
-    let sessions_now: Vec<SessionStatus> = statuses.iter().map(snapshot).collect();
     if stats.ticks_stored == stats.ticks_accepted {
         let positions: Vec<(String, u64)> = identities
             .iter()
-            .zip(&sessions_now)
+            .zip(sessions_now)
             .filter_map(|(g, st)| {
-                let committed = g.recovered_next_inbound(&store).ok().flatten().unwrap_or(1);
+                let committed = g.recovered_next_inbound(store).ok().flatten().unwrap_or(1);
                 (st.next_inbound_seq > committed).then(|| (g.origin(), st.next_inbound_seq))
             })
             .collect();
@@ -252,22 +197,16 @@ pub fn run(
             tracing::warn!(error = %e, "could not commit the sessions' final inbound numbers; the next start will ask for the admin messages again");
         }
     }
-    let resume = identities
+    identities
         .iter()
         .map(|g| {
-            let next = g.recovered_next_inbound(&store).unwrap_or_else(|e| {
+            let next = g.recovered_next_inbound(store).unwrap_or_else(|e| {
                 tracing::error!(session = %g.origin(), error = %e, "cannot read the session's resume point");
                 None
             });
             (g.origin(), next)
         })
-        .collect();
-    Ok(RecordReport {
-        elapsed,
-        stats,
-        sessions: sessions_now,
-        resume,
-    })
+        .collect()
 }
 
 /// A start that fails part way: the sessions already started stop, and what they took is
@@ -360,6 +299,139 @@ fn scrape_of(
             .cloned(),
     );
     s
+}
+
+/// The recorder, the store's reader and, with `[publish] listen`, the fan-out, running.
+struct Started {
+    recorder: Arc<Recorder>,
+    store: crate::store::reader::Store,
+    publisher: Option<Arc<crate::publish::Publisher>>,
+    /// Subscribers are served until the recorder has drained (they see the last commits).
+    publish_stop: Shutdown,
+    publishing: Option<std::thread::JoinHandle<()>>,
+}
+
+fn start(opts: &Options) -> Result<Started, RecordError> {
+    let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
+    let publisher = match &opts.publish_listen {
+        Some(_) => Some(crate::publish::Publisher::new(
+            names.clone(),
+            opts.publish_queue_ticks,
+        )?),
+        None => None,
+    };
+    let observer = publisher
+        .clone()
+        .map(|p| p as Arc<dyn crate::store::writer::CommitObserver>);
+    let recorder = Arc::new(service::start_recorder_with(opts, names, observer)?);
+    let store = service::open_store(opts);
+    let publish_stop = Shutdown::new();
+    let publishing = match (&publisher, &opts.publish_listen) {
+        (Some(p), Some(addr)) => {
+            let served = p.serve(addr, recorder.clone(), store.clone(), publish_stop.clone());
+            match served {
+                Ok(h) => {
+                    tracing::info!(%addr, "publishing committed ticks to subscribers");
+                    Some(h)
+                }
+                Err(e) => {
+                    recorder.shutdown();
+                    return Err(RecordError::Publish {
+                        addr: addr.clone(),
+                        source: e,
+                    });
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(Started {
+        recorder,
+        store,
+        publisher,
+        publish_stop,
+        publishing,
+    })
+}
+
+/// What [`watch`] looks at.
+struct Watched<'a> {
+    recorder: &'a Arc<Recorder>,
+    statuses: &'a [StatusHandle],
+    identities: &'a [GatewayOptions],
+    /// What the loop finds wrong beyond the pipeline's own verdict; /health reads it.
+    session_problems: &'a Arc<Mutex<Vec<String>>>,
+    started: Instant,
+}
+
+/// Until `shutdown`: health (the pipeline's verdict, sessions down past their grace, stale
+/// symbols) for /health and the log, and a status line every `report_every`.
+fn watch(opts: &Options, shutdown: &Shutdown, report_every: Duration, w: &Watched<'_>) {
+    let (recorder, statuses, identities, session_problems, started) = (
+        w.recorder,
+        w.statuses,
+        w.identities,
+        w.session_problems,
+        w.started,
+    );
+    let mut last_report = Instant::now();
+    let mut down_since: Vec<Option<Instant>> = vec![Some(started); statuses.len()];
+    let mut was_healthy = true;
+    let mut candidate: Option<(bool, Instant)> = None;
+    while !shutdown.wait_timeout(Duration::from_millis(200)) {
+        let now = Instant::now();
+        let mut problems = recorder.stats().health_problems;
+        let mut extra = stale_symbols(recorder, identities, &opts.pipeline.health, started);
+        for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
+            let st = snapshot(st);
+            let up = st.state == "logged on" || st.state == "resending";
+            match (up, *since) {
+                (true, _) => *since = None,
+                (false, None) => *since = Some(now),
+                (false, Some(t)) if now - t > opts.pipeline.health.session_grace => {
+                    extra.push(format!(
+                        "session {} not logged on for {:.0}s ({})",
+                        st.name,
+                        (now - t).as_secs_f64(),
+                        st.last_error.as_deref().unwrap_or(&st.state)
+                    ))
+                }
+                _ => {}
+            }
+        }
+        problems.extend(extra.iter().cloned());
+        *session_problems.lock().unwrap_or_else(|e| e.into_inner()) = extra;
+        // Health is logged when it changes and the change has held for a second (a queue
+        // brushing its threshold under a burst would otherwise flap the log).
+        let healthy = problems.is_empty();
+        match candidate {
+            Some((h, since)) if h == healthy => {
+                if h != was_healthy && now - since >= HEALTH_SETTLE {
+                    if healthy {
+                        tracing::info!("health: ok");
+                    } else {
+                        tracing::error!("health: UNHEALTHY ({})", problems.join("; "));
+                    }
+                    was_healthy = healthy;
+                }
+            }
+            _ => candidate = Some((healthy, now)),
+        }
+        if last_report.elapsed() >= report_every {
+            last_report = Instant::now();
+            let s = recorder.stats();
+            tracing::info!(
+                received = s.ticks_received,
+                stored = s.ticks_stored,
+                queue = s.queue_size,
+                healthy,
+                "recording"
+            );
+            for st in statuses {
+                tracing::info!("{}", snapshot(st));
+            }
+        }
+    }
 }
 
 /// Subscribed symbols without a tick for `health.stale_after_s` within the trading hours

@@ -241,7 +241,6 @@ pub fn run(
         ..BenchReport::default()
     };
     let names = symbol_names(b.symbols.max(1));
-    let day = Timestamp(DAY0).day();
     let writer_opts = WriterOptions {
         sqlite: opts.writer.sqlite.clone(),
         ..WriterOptions::default()
@@ -259,7 +258,6 @@ pub fn run(
         let mut rows = Rows::new(b.ticks, ids);
         (0..b.ticks).map(|_| rows.next(source)).collect()
     };
-    let input_bytes = (input.len() * std::mem::size_of::<Tick>()) as u64;
     let writer_base = dir.join("writer");
     r.only = b.only;
     let pipeline = PipelineOptions {
@@ -302,107 +300,30 @@ pub fn run(
         None => {}
     }
 
-    // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
-    // and the writer (the Recorder fed from memory), each run twice, interleaved so that what
-    // the machine does meanwhile (writeback of earlier runs, other load) falls on both alike;
-    // each keeps its better run. The ceiling with SQLite's own checkpoints runs once.
-    let ceiling_run = |sub: &str, writer_policy: bool| {
-        ceiling(
-            &dir.join(sub),
-            day,
-            &names,
-            &input,
+    ceilings_and_writer(
+        &Inputs {
+            dir,
+            names: &names,
+            names_table: &names_table,
+            pipeline: &pipeline,
+            writer_opts: &writer_opts,
+            input: &input,
             batch,
-            &writer_opts,
-            writer_policy,
-        )
-    };
-    let wal = WalWatch::start(dir);
-    for round in 0..2 {
-        writeln!(
-            log,
-            "(a) ceiling: bare insert loop, {} ticks (run {} of 2)…",
-            b.ticks,
-            round + 1
-        )?;
-        r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ceiling_run("ceiling", true)?);
-        writeln!(
-            log,
-            "(b) writer: Recorder fed from memory (run {} of 2)…",
-            round + 1
-        )?;
-        // The first run's day file is the one (d) queries.
-        let base = if round == 0 {
-            writer_base.clone()
-        } else {
-            dir.join("writer-2")
-        };
-        let run = write_all(&base, &names_table, &pipeline, &writer_opts, &input)?;
-        if round == 0 {
-            r.rss_bytes = run.rss_bytes.saturating_sub(input_bytes);
-            r.ring_bytes = run.ring_bytes;
-            let size = std::fs::metadata(layout::day_path(&writer_base, day))?.len();
-            r.bytes_per_tick = size as f64 / b.ticks as f64;
-            r.live_bytes_per_tick = r.bytes_per_tick;
-        } else {
-            let _ = std::fs::remove_dir_all(&base);
-        }
-        if run.ticks_per_s > r.writer_ticks_per_s {
-            r.writer_ticks_per_s = run.ticks_per_s;
-            r.writer_store_tick_p99_ns = run.stats.store_tick_latency.p99_ns;
-            r.writer_commit_p99_us = run.stats.commit_latency.p99_ns / 1000;
-        }
-    }
-    r.wal_max_bytes = wal.finish();
-    r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
-    writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
-    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?;
-    writeln!(
+        },
+        &writer_base,
         log,
-        "(b) writer again, with a reader querying the live day…"
+        &mut r,
     )?;
-    {
-        let base = dir.join("writer-queried");
-        let stop = Shutdown::new();
-        let reader = {
-            let (store, stop, names) = (
-                Store::new(&base, opts.writer.sqlite.clone()),
-                stop.clone(),
-                names.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut done = 0u64;
-                let mut i = 0usize;
-                // A busy desk's pace: 50 queries a second (one recent and one range each).
-                // Unpaced, a reader takes a whole core of the two, and the figure would measure
-                // that instead of what reading costs the writer.
-                while !stop.wait_timeout(Duration::from_millis(20)) {
-                    let sym = &names[i % names.len()];
-                    i += 1;
-                    // The day file appears with the first commit; until then there is nothing.
-                    let _ = store.recent(sym, 100, &mut |_| Ok(()));
-                    let _ = store.range(
-                        sym,
-                        Timestamp(DAY0 + 10 * 3_600_000_000_000),
-                        Timestamp(DAY0 + 11 * 3_600_000_000_000),
-                        &mut |_| Ok(()),
-                    );
-                    done += 1;
-                }
-                done
-            })
-        };
-        let queried = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
-        for n in &names {
-            queried.symbol(n)?;
-        }
-        queried.source("SIM")?;
-        let run = write_all(&base, &queried, &pipeline, &writer_opts, &input)?;
-        stop.request();
-        r.queries_during_writes = reader.join().unwrap_or(0);
-        r.writer_ticks_per_s_with_queries = run.ticks_per_s;
-        let _ = std::fs::remove_dir_all(&base);
-    }
+    writer_with_reader(
+        opts,
+        dir,
+        &names,
+        &pipeline,
+        &writer_opts,
+        &input,
+        log,
+        &mut r,
+    )?;
     tails_stage(
         opts,
         dir,
@@ -432,87 +353,7 @@ pub fn run(
     }
     publish_stage(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
 
-    // (d) Queries on the writer's day file: live first, then sealed.
-    writeln!(log, "(d) queries on the {}-tick day file…", b.ticks)?;
-    let store = Store::new(&writer_base, opts.writer.sqlite.clone());
-    let symbol_of = |i: usize| names[i % names.len()].as_str();
-    // Printed as CSV, as the sqlite3 shell prints its rows.
-    let recent_p50 = |store: &Store| -> anyhow::Result<f64> {
-        let mut times = Vec::with_capacity(200);
-        for i in 0..200 {
-            let t = Instant::now();
-            tickrec::query::recent(
-                store,
-                &Symbols::one(symbol_of(i)),
-                100,
-                OutputFormat::Csv,
-                std::io::sink(),
-            )?;
-            times.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
-    };
-    r.recent100_live_p50_us = recent_p50(&store)?;
-    r.live_recent100_p50_us = r.recent100_live_p50_us;
-    // One hour (10:00-11:00) of each of 8 symbols on the live day: rows/s and first row.
-    let hour = (
-        Timestamp(DAY0 + 10 * 3_600_000_000_000),
-        Timestamp(DAY0 + 11 * 3_600_000_000_000),
-    );
-    {
-        let started = Instant::now();
-        let (mut rows, mut first_ms) = (0u64, Vec::new());
-        for i in 0..8 {
-            let t = Instant::now();
-            let mut first = None;
-            store.range(symbol_of(i), hour.0, hour.1, &mut |_| {
-                first.get_or_insert_with(|| t.elapsed());
-                rows += 1;
-                Ok(())
-            })?;
-            first_ms.push(first.unwrap_or_default().as_secs_f64() * 1e3);
-        }
-        r.live_range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
-        first_ms.sort_by(f64::total_cmp);
-        r.live_range_first_row_ms = first_ms[first_ms.len() / 2];
-    }
-    let started = Instant::now();
-    match seal_day(&writer_base, day, &opts.writer.sqlite)? {
-        Sealed::Done { .. } => {}
-        Sealed::Skipped { why } => anyhow::bail!("could not seal the bench day: {why}"),
-    }
-    r.seal_seconds = started.elapsed().as_secs_f64();
-    let db = layout::day_path(&writer_base, day);
-    r.sealed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / b.ticks as f64;
-    r.recent100_p50_us = recent_p50(&store)?;
-    // One hour (10:00-11:00) of each of 8 symbols, streamed as CSV.
-    let (from, to) = (
-        Timestamp(DAY0 + 10 * 3_600_000_000_000),
-        Timestamp(DAY0 + 11 * 3_600_000_000_000),
-    );
-    let started = Instant::now();
-    let mut rows = 0;
-    for i in 0..8 {
-        rows += tickrec::query::range(
-            &store,
-            &Symbols::one(symbol_of(i)),
-            from,
-            to,
-            OutputFormat::Csv,
-            std::io::sink(),
-        )?
-        .rows;
-    }
-    r.range_rows = rows;
-    r.range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
-    // The sqlite3 shell on the same file, the equivalent SELECTs on the table.
-    if let Some((recent, range)) = sqlite3_figures(&db, &names, from.0 - DAY0, to.0 - DAY0, rows)? {
-        r.recent100_sqlite3_p50_us = Some(recent);
-        r.range_sqlite3_ticks_per_s = Some(range);
-    } else {
-        writeln!(log, "sqlite3 shell not found: no comparison")?;
-    }
+    queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
     let _ = std::fs::remove_dir_all(&writer_base);
     Ok(r)
@@ -571,6 +412,248 @@ fn tails_stage(
     (r.tail_latency_p50_ms, r.tail_latency_p99_ms) =
         tails::latency_ms(&lat_base, opts, 3_000, 1_000)?;
     let _ = std::fs::remove_dir_all(&lat_base);
+    Ok(())
+}
+
+/// What the writer stages share: the generated rows and how they are written.
+struct Inputs<'a> {
+    dir: &'a Path,
+    names: &'a [String],
+    names_table: &'a Arc<Names>,
+    pipeline: &'a PipelineOptions,
+    writer_opts: &'a WriterOptions,
+    input: &'a [Tick],
+    batch: usize,
+}
+
+/// (a) and (b): the ceilings and the writer alone; the writer's first day file, under `base0`,
+/// stays for (d).
+fn ceilings_and_writer(
+    inputs: &Inputs<'_>,
+    base0: &Path,
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    let Inputs {
+        dir,
+        names,
+        names_table,
+        pipeline,
+        writer_opts,
+        input,
+        batch,
+    } = *inputs;
+    let day = Timestamp(DAY0).day();
+    // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
+    // and the writer (the Recorder fed from memory), each run twice, interleaved so that what
+    // the machine does meanwhile (writeback of earlier runs, other load) falls on both alike;
+    // each keeps its better run. The ceiling with SQLite's own checkpoints runs once.
+    let ceiling_run = |sub: &str, writer_policy: bool| {
+        ceiling(
+            &dir.join(sub),
+            day,
+            names,
+            input,
+            batch,
+            writer_opts,
+            writer_policy,
+        )
+    };
+    let wal = WalWatch::start(dir);
+    for round in 0..2 {
+        writeln!(
+            log,
+            "(a) ceiling: bare insert loop, {} ticks (run {} of 2)…",
+            input.len(),
+            round + 1
+        )?;
+        r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ceiling_run("ceiling", true)?);
+        writeln!(
+            log,
+            "(b) writer: Recorder fed from memory (run {} of 2)…",
+            round + 1
+        )?;
+        // The first run's day file is the one (d) queries.
+        let base = if round == 0 {
+            base0.to_path_buf()
+        } else {
+            dir.join("writer-2")
+        };
+        let run = write_all(&base, names_table, pipeline, writer_opts, input)?;
+        if round == 0 {
+            r.rss_bytes = run
+                .rss_bytes
+                .saturating_sub(std::mem::size_of_val(input) as u64);
+            r.ring_bytes = run.ring_bytes;
+            let size = std::fs::metadata(layout::day_path(base0, day))?.len();
+            r.bytes_per_tick = size as f64 / input.len() as f64;
+            r.live_bytes_per_tick = r.bytes_per_tick;
+        } else {
+            let _ = std::fs::remove_dir_all(&base);
+        }
+        if run.ticks_per_s > r.writer_ticks_per_s {
+            r.writer_ticks_per_s = run.ticks_per_s;
+            r.writer_store_tick_p99_ns = run.stats.store_tick_latency.p99_ns;
+            r.writer_commit_p99_us = run.stats.commit_latency.p99_ns / 1000;
+        }
+    }
+    r.wal_max_bytes = wal.finish();
+    r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
+    writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
+    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?;
+    Ok(())
+}
+
+/// (b) The writer while a reader queries the live day 50 times a second.
+#[allow(clippy::too_many_arguments)]
+fn writer_with_reader(
+    opts: &Options,
+    dir: &Path,
+    names: &[String],
+    pipeline: &PipelineOptions,
+    writer_opts: &WriterOptions,
+    input: &[Tick],
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    writeln!(
+        log,
+        "(b) writer again, with a reader querying the live day…"
+    )?;
+    let base = dir.join("writer-queried");
+    let stop = Shutdown::new();
+    let reader = {
+        let (store, stop, names) = (
+            Store::new(&base, opts.writer.sqlite.clone()),
+            stop.clone(),
+            names.to_vec(),
+        );
+        std::thread::spawn(move || {
+            let mut done = 0u64;
+            let mut i = 0usize;
+            // A busy desk's pace: 50 queries a second (one recent and one range each).
+            // Unpaced, a reader takes a whole core of the two, and the figure would measure
+            // that instead of what reading costs the writer.
+            while !stop.wait_timeout(Duration::from_millis(20)) {
+                let sym = &names[i % names.len()];
+                i += 1;
+                // The day file appears with the first commit; until then there is nothing.
+                let _ = store.recent(sym, 100, &mut |_| Ok(()));
+                let _ = store.range(
+                    sym,
+                    Timestamp(DAY0 + 10 * 3_600_000_000_000),
+                    Timestamp(DAY0 + 11 * 3_600_000_000_000),
+                    &mut |_| Ok(()),
+                );
+                done += 1;
+            }
+            done
+        })
+    };
+    let queried = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
+    for n in names {
+        queried.symbol(n)?;
+    }
+    queried.source("SIM")?;
+    let run = write_all(&base, &queried, pipeline, writer_opts, input)?;
+    stop.request();
+    r.queries_during_writes = reader.join().unwrap_or(0);
+    r.writer_ticks_per_s_with_queries = run.ticks_per_s;
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(())
+}
+
+/// (d) Queries on the writer's day file under `base`: live first, then sealed, then the same
+/// on the `sqlite3` shell.
+fn queries_stage(
+    opts: &Options,
+    ticks: usize,
+    base: &Path,
+    names: &[String],
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    let day = Timestamp(DAY0).day();
+    writeln!(log, "(d) queries on the {}-tick day file…", ticks)?;
+    let store = Store::new(base, opts.writer.sqlite.clone());
+    let symbol_of = |i: usize| names[i % names.len()].as_str();
+    // Printed as CSV, as the sqlite3 shell prints its rows.
+    let recent_p50 = |store: &Store| -> anyhow::Result<f64> {
+        let mut times = Vec::with_capacity(200);
+        for i in 0..200 {
+            let t = Instant::now();
+            tickrec::query::recent(
+                store,
+                &Symbols::one(symbol_of(i)),
+                100,
+                OutputFormat::Csv,
+                std::io::sink(),
+            )?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    };
+    r.recent100_live_p50_us = recent_p50(&store)?;
+    r.live_recent100_p50_us = r.recent100_live_p50_us;
+    // One hour (10:00-11:00) of each of 8 symbols on the live day: rows/s and first row.
+    let hour = (
+        Timestamp(DAY0 + 10 * 3_600_000_000_000),
+        Timestamp(DAY0 + 11 * 3_600_000_000_000),
+    );
+    {
+        let started = Instant::now();
+        let (mut rows, mut first_ms) = (0u64, Vec::new());
+        for i in 0..8 {
+            let t = Instant::now();
+            let mut first = None;
+            store.range(symbol_of(i), hour.0, hour.1, &mut |_| {
+                first.get_or_insert_with(|| t.elapsed());
+                rows += 1;
+                Ok(())
+            })?;
+            first_ms.push(first.unwrap_or_default().as_secs_f64() * 1e3);
+        }
+        r.live_range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
+        first_ms.sort_by(f64::total_cmp);
+        r.live_range_first_row_ms = first_ms[first_ms.len() / 2];
+    }
+    let started = Instant::now();
+    match seal_day(base, day, &opts.writer.sqlite)? {
+        Sealed::Done { .. } => {}
+        Sealed::Skipped { why } => anyhow::bail!("could not seal the bench day: {why}"),
+    }
+    r.seal_seconds = started.elapsed().as_secs_f64();
+    let db = layout::day_path(base, day);
+    r.sealed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
+    r.recent100_p50_us = recent_p50(&store)?;
+    // One hour (10:00-11:00) of each of 8 symbols, streamed as CSV.
+    let (from, to) = (
+        Timestamp(DAY0 + 10 * 3_600_000_000_000),
+        Timestamp(DAY0 + 11 * 3_600_000_000_000),
+    );
+    let started = Instant::now();
+    let mut rows = 0;
+    for i in 0..8 {
+        rows += tickrec::query::range(
+            &store,
+            &Symbols::one(symbol_of(i)),
+            from,
+            to,
+            OutputFormat::Csv,
+            std::io::sink(),
+        )?
+        .rows;
+    }
+    r.range_rows = rows;
+    r.range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
+    // The sqlite3 shell on the same file, the equivalent SELECTs on the table.
+    if let Some((recent, range)) = sqlite3_figures(&db, names, from.0 - DAY0, to.0 - DAY0, rows)? {
+        r.recent100_sqlite3_p50_us = Some(recent);
+        r.range_sqlite3_ticks_per_s = Some(range);
+    } else {
+        writeln!(log, "sqlite3 shell not found: no comparison")?;
+    }
     Ok(())
 }
 
