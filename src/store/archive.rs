@@ -113,17 +113,26 @@ const UNSEAL_SQL: &str =
 /// Whether sealing happened, or why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sealed {
-    /// Indexes built now (or already there).
     Done {
         ticks: u64,
+        /// The per-symbol indexes of schema/seal.sql were built (a file whose directory does
+        /// not cover it from its first tick); otherwise the directory serves its queries.
+        indexed: bool,
+        /// Database plus WAL before and after.
+        bytes_before: u64,
+        bytes_after: u64,
     },
     Skipped {
         why: String,
     },
 }
 
-/// Adds the per-symbol indexes to a closed day file (see schema/seal.sql). Skips a file a
-/// writer holds. Idempotent.
+/// Closes a day file for good (see schema/seal.sql): the WAL folded into the file, and the
+/// per-symbol query structure in place. A file whose per-transaction directory covers it from
+/// its first tick keeps the directory as its query structure and gains no index (indexes left
+/// by an earlier version's seal are dropped and the space given back): sealing never makes such
+/// a day bigger. A file from before the directory (or upgraded to it with ticks already in it)
+/// gets the indexes. Skips a file a writer holds. Idempotent.
 pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sealed, StoreError> {
     let db = layout::day_path(base, day);
     let Some(_lock) = try_lock(base, day)? else {
@@ -142,13 +151,45 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
             why: "no day file".into(),
         });
     }
+    let bytes = || size(&db) + size(&with_suffix(&db, "-wal"));
+    let bytes_before = bytes();
     let conn = schema::open_for_write(&db, day, opts)?;
-    let ticks: i64 = conn
-        .execute_batch(SEAL_SQL)
-        .and_then(|_| conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0)))
-        .map_err(StoreError::sqlite(&db))?;
+    let sq = StoreError::sqlite(&db);
+    let (ticks, indexed) = (|| -> rusqlite::Result<(i64, bool)> {
+        let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
+        // Covered: directory rows from the first tick on, none of them a span to scan (an
+        // upgraded file's rows from before its directory are one such span).
+        let covered = super::directory::present(&conn)
+            && conn.query_row(
+                "SELECT coalesce((SELECT min(first_seq) FROM batches), 1) <= \
+                 coalesce((SELECT min(seq) FROM ticks), 1) \
+                 AND NOT EXISTS (SELECT 1 FROM batches WHERE dir IS NULL)",
+                [],
+                |r| r.get::<_, bool>(0),
+            )?;
+        if covered {
+            let indexes: i64 = conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('ticks_by_symbol', 'ticks_by_symbol_time')",
+                [],
+                |r| r.get(0),
+            )?;
+            if indexes > 0 {
+                conn.execute_batch(UNSEAL_SQL)?;
+            }
+        } else {
+            conn.execute_batch(SEAL_SQL)?;
+        }
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok((ticks, !covered))
+    })()
+    .map_err(sq)?;
+    drop(conn);
     Ok(Sealed::Done {
         ticks: ticks as u64,
+        indexed,
+        bytes_before,
+        bytes_after: bytes(),
     })
 }
 

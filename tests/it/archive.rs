@@ -294,46 +294,51 @@ fn the_nightly_job_archives_logs_a_line_per_day_is_idempotent_and_reports_by_exi
 }
 
 #[test]
-fn sealing_adds_the_query_indexes_and_changes_no_answer() {
+fn sealing_never_grows_a_day_and_changes_no_answer() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     fill(&db);
     let before = queries(&db);
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let days = layout::list_days(&db).unwrap();
+    let wal = |p: &Path| tickrec::fsutil::with_suffix(p, "-wal");
+    let sizes_before: Vec<u64> = days
+        .iter()
+        .map(|d| size(&d.path) + size(&wal(&d.path)))
+        .collect();
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
     assert_eq!(
-        text(&out.stdout).matches("sealed ").count(),
+        report.matches("sealed ").count(),
         2,
-        "old days only: {}",
-        text(&out.stdout)
+        "old days only: {report}"
     );
+    assert!(report.contains("the query directory serves it"), "{report}");
     assert_eq!(queries(&db), before);
-    let days = layout::list_days(&db).unwrap();
-    let plan = |path: &Path, sql: &str| -> String {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let recent = "SELECT seq FROM ticks WHERE sym = 0 ORDER BY seq DESC LIMIT 100";
-    let range = "SELECT seq FROM ticks WHERE sym = 0 AND ts_event >= 0 AND ts_event < 10 ORDER BY ts_event, seq";
-    assert!(
-        plan(&days[0].path, recent).contains("ticks_by_symbol"),
-        "{}",
-        plan(&days[0].path, recent)
-    );
-    assert!(
-        plan(&days[0].path, range).contains("ticks_by_symbol_time"),
-        "{}",
-        plan(&days[0].path, range)
-    );
-    assert!(
-        !plan(&days[2].path, recent).contains("ticks_by_symbol"),
-        "today stays unindexed"
-    );
+    for (d, was) in days.iter().zip(&sizes_before).take(2) {
+        let now = size(&d.path) + size(&wal(&d.path));
+        assert!(now <= *was, "{}: {was} -> {now} bytes", d.day);
+    }
+    // A day sealed with indexes by an earlier version gets them dropped, and its space back.
+    let old = &days[0].path;
+    let conn = rusqlite::Connection::open(old).unwrap();
+    conn.execute_batch(archive::SEAL_SQL).unwrap();
+    drop(conn);
+    let indexed = size(old);
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(size(old) < indexed, "{} -> {}", indexed, size(old));
+    let conn = rusqlite::Connection::open(old).unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'ticks_by_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(queries(&db), before);
 }
 
 #[test]

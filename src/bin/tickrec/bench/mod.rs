@@ -115,7 +115,12 @@ pub struct BenchReport {
     /// The same as `bytes_per_tick`, under the name the sealed figure pairs with.
     pub live_bytes_per_tick: f64,
     /// The same file sealed (per-symbol indexes).
+    /// After `seal` (the directory serves the day: no index).
     pub sealed_bytes_per_tick: f64,
+    pub sealed_recent100_p50_us: f64,
+    pub sealed_range_ticks_per_s: f64,
+    /// With the per-symbol indexes of an earlier version's seal (the `sqlite3` comparison).
+    pub indexed_bytes_per_tick: f64,
     pub seal_seconds: f64,
     pub recent100_p50_us: f64,
     pub recent100_sqlite3_p50_us: Option<f64>,
@@ -626,27 +631,38 @@ fn queries_stage(
     r.seal_seconds = started.elapsed().as_secs_f64();
     let db = layout::day_path(base, day);
     r.sealed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
-    r.recent100_p50_us = recent_p50(&store)?;
     // One hour (10:00-11:00) of each of 8 symbols, streamed as CSV.
     let (from, to) = (
         Timestamp(DAY0 + 10 * 3_600_000_000_000),
         Timestamp(DAY0 + 11 * 3_600_000_000_000),
     );
-    let started = Instant::now();
-    let mut rows = 0;
-    for i in 0..8 {
-        rows += tickrec::query::range(
-            &store,
-            &Symbols::one(symbol_of(i)),
-            from,
-            to,
-            OutputFormat::Csv,
-            std::io::sink(),
-        )?
-        .rows;
-    }
+    let range_csv = |store: &Store| -> anyhow::Result<(u64, f64)> {
+        let started = Instant::now();
+        let mut rows = 0;
+        for i in 0..8 {
+            rows += tickrec::query::range(
+                store,
+                &Symbols::one(symbol_of(i)),
+                from,
+                to,
+                OutputFormat::Csv,
+                std::io::sink(),
+            )?
+            .rows;
+        }
+        Ok((rows, rows as f64 / started.elapsed().as_secs_f64()))
+    };
+    // Sealed: the directory serves the queries (no index).
+    r.sealed_recent100_p50_us = recent_p50(&store)?;
+    (_, r.sealed_range_ticks_per_s) = range_csv(&store)?;
+    // The per-symbol indexes an earlier version's seal built, for the comparison with the
+    // sqlite3 shell on the same file: the shell has only indexes to seek with.
+    rusqlite::Connection::open(&db)?.execute_batch(tickrec::store::archive::SEAL_SQL)?;
+    r.indexed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
+    r.recent100_p50_us = recent_p50(&store)?;
+    let rows;
+    (rows, r.range_ticks_per_s) = range_csv(&store)?;
     r.range_rows = rows;
-    r.range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
     // The sqlite3 shell on the same file, the equivalent SELECTs on the table.
     if let Some((recent, range)) = sqlite3_figures(&db, names, from.0 - DAY0, to.0 - DAY0, rows)? {
         r.recent100_sqlite3_p50_us = Some(recent);
@@ -1057,8 +1073,8 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick, sealing took {:.1}s",
-            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds
+            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick (sealing took {:.1}s); with the old seal's indexes {:.1}",
+            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
         )?;
         writeln!(
             f,
@@ -1072,15 +1088,17 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; sqlite3 shell (sealed) {} -> {}",
+            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {} -> {}",
             self.live_recent100_p50_us,
+            self.sealed_recent100_p50_us,
             self.recent100_p50_us,
             self.recent100_sqlite3_p50_us.map(|v| format!("{v:.0} us")).unwrap_or_else(|| "-".into()),
             ratio(self.recent100_sqlite3_p50_us.unwrap_or(0.0), Some(self.recent100_p50_us)),
         )?;
         write!(
             f,
-            "range 1 h, one symbol, sealed   {:.0} ticks/s as CSV over {} rows; sqlite3 shell {} -> {} of ours",
+            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} -> {} of ours",
+            self.sealed_range_ticks_per_s,
             self.range_ticks_per_s,
             self.range_rows,
             self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),

@@ -182,10 +182,20 @@ pub(super) fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCo
     for d in &tickrec::store::archive::closed_days_at_least(&days, today, older_than) {
         let started = std::time::Instant::now();
         match seal_day(&opts.db_path, d.day, &opts.writer.sqlite) {
-            Ok(Sealed::Done { ticks }) => println!(
-                "sealed {}: {ticks} ticks in {:.2}s",
+            Ok(Sealed::Done {
+                ticks,
+                indexed,
+                bytes_before,
+                bytes_after,
+            }) => println!(
+                "sealed {}: {ticks} ticks in {:.2}s, {bytes_before} -> {bytes_after} bytes ({})",
                 d.day,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                if indexed {
+                    "per-symbol indexes: the file predates the query directory"
+                } else {
+                    "the query directory serves it"
+                }
             ),
             Ok(Sealed::Skipped { why }) => println!("skipped {}: {why}", d.day),
             Err(e) => {
