@@ -269,6 +269,15 @@ pub fn run(
         max_symbols: opts.pipeline.max_symbols.max(names.len()),
         ..opts.pipeline.clone()
     };
+    let inputs = Inputs {
+        dir,
+        names: &names,
+        names_table: &names_table,
+        pipeline: &pipeline,
+        writer_opts: &writer_opts,
+        input: &input,
+        batch,
+    };
     match b.only {
         Some(Stage::Archive) => {
             writeln!(log, "writing the {}-tick day…", b.ticks)?;
@@ -290,55 +299,15 @@ pub fn run(
                 r.writer_ticks_per_s = r.writer_ticks_per_s.max(run.ticks_per_s);
                 let _ = std::fs::remove_dir_all(&base);
             }
-            tails_stage(
-                opts,
-                dir,
-                &names,
-                &pipeline,
-                &writer_opts,
-                &input,
-                log,
-                &mut r,
-            )?;
+            tails_stage(opts, &inputs, log, &mut r)?;
             return Ok(r);
         }
         None => {}
     }
 
-    ceilings_and_writer(
-        &Inputs {
-            dir,
-            names: &names,
-            names_table: &names_table,
-            pipeline: &pipeline,
-            writer_opts: &writer_opts,
-            input: &input,
-            batch,
-        },
-        &writer_base,
-        log,
-        &mut r,
-    )?;
-    writer_with_reader(
-        opts,
-        dir,
-        &names,
-        &pipeline,
-        &writer_opts,
-        &input,
-        log,
-        &mut r,
-    )?;
-    tails_stage(
-        opts,
-        dir,
-        &names,
-        &pipeline,
-        &writer_opts,
-        &input,
-        log,
-        &mut r,
-    )?;
+    ceilings_and_writer(&inputs, &writer_base, log, &mut r)?;
+    writer_with_reader(opts, &inputs, log, &mut r)?;
+    tails_stage(opts, &inputs, log, &mut r)?;
     drop(input);
 
     // (c) End to end over FIX.
@@ -366,17 +335,20 @@ pub fn run(
 
 /// (b) with four tails following, at default priority and at nice 19 (best of 2 each), and
 /// the commit-to-output latency of one following tail.
-#[allow(clippy::too_many_arguments)]
 fn tails_stage(
     opts: &Options,
-    dir: &Path,
-    names: &[String],
-    pipeline: &PipelineOptions,
-    writer_opts: &WriterOptions,
-    input: &[Tick],
+    inputs: &Inputs<'_>,
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
+    let Inputs {
+        dir,
+        names,
+        pipeline,
+        writer_opts,
+        input,
+        ..
+    } = *inputs;
     let b_ticks = input.len();
     for round in 0..4 {
         let nice = (round % 2 == 1).then_some(19);
@@ -510,17 +482,20 @@ fn ceilings_and_writer(
 }
 
 /// (b) The writer while a reader queries the live day 50 times a second.
-#[allow(clippy::too_many_arguments)]
 fn writer_with_reader(
     opts: &Options,
-    dir: &Path,
-    names: &[String],
-    pipeline: &PipelineOptions,
-    writer_opts: &WriterOptions,
-    input: &[Tick],
+    inputs: &Inputs<'_>,
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
+    let Inputs {
+        dir,
+        names,
+        pipeline,
+        writer_opts,
+        input,
+        ..
+    } = *inputs;
     writeln!(
         log,
         "(b) writer again, with a reader querying the live day…"
