@@ -233,17 +233,12 @@ fn encode_and_fan_out(
 }
 
 fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
-    Some(TickRow {
+    Some(TickRow::from_tick(
+        t,
+        names.symbol_name(t.symbol)?,
+        names.source_name(t.source)?,
         seq,
-        symbol: names.symbol_name(t.symbol)?,
-        source: names.source_name(t.source)?,
-        ts_event: t.ts_event,
-        ts_recv: t.ts_recv,
-        bid: t.bid,
-        ask: t.ask,
-        bid_size: t.bid_size,
-        ask_size: t.ask_size,
-    })
+    ))
 }
 
 /// What a subscriber asks for.

@@ -131,15 +131,10 @@ fn append_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A tick with its names resolved (`?` for an id the table does not know).
 fn named_row(names: &Names, t: &Tick) -> TickRow {
     let unknown = || Arc::<str>::from("?");
-    TickRow {
-        seq: None,
-        symbol: names.symbol_name(t.symbol).unwrap_or_else(unknown),
-        source: names.source_name(t.source).unwrap_or_else(unknown),
-        ts_event: t.ts_event,
-        ts_recv: t.ts_recv,
-        bid: t.bid,
-        ask: t.ask,
-        bid_size: t.bid_size,
-        ask_size: t.ask_size,
-    }
+    TickRow::from_tick(
+        t,
+        names.symbol_name(t.symbol).unwrap_or_else(unknown),
+        names.source_name(t.source).unwrap_or_else(unknown),
+        None,
+    )
 }

@@ -572,6 +572,28 @@ pub struct TickRow {
     pub ask_size: Option<Size>,
 }
 
+impl TickRow {
+    /// `t` with its names (and, once stored, its `seq`).
+    pub fn from_tick(
+        t: &Tick,
+        symbol: std::sync::Arc<str>,
+        source: std::sync::Arc<str>,
+        seq: Option<i64>,
+    ) -> TickRow {
+        TickRow {
+            seq,
+            symbol,
+            source,
+            ts_event: t.ts_event,
+            ts_recv: t.ts_recv,
+            bid: t.bid,
+            ask: t.ask,
+            bid_size: t.bid_size,
+            ask_size: t.ask_size,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

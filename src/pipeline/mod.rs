@@ -403,17 +403,12 @@ impl Recorder {
         (0..self.shared.rings.len())
             .filter_map(|i| {
                 let t = *self.recent(SymbolId(i as u32), 1).first()?;
-                Some(crate::tick::TickRow {
-                    seq: None,
-                    symbol: names.symbol_name(t.symbol)?,
-                    source: names.source_name(t.source)?,
-                    ts_event: t.ts_event,
-                    ts_recv: t.ts_recv,
-                    bid: t.bid,
-                    ask: t.ask,
-                    bid_size: t.bid_size,
-                    ask_size: t.ask_size,
-                })
+                Some(crate::tick::TickRow::from_tick(
+                    &t,
+                    names.symbol_name(t.symbol)?,
+                    names.source_name(t.source)?,
+                    None,
+                ))
             })
             .collect()
     }

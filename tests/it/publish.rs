@@ -6,21 +6,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::free_port;
+use super::util::{free_port, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn connect(port: u16) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -2,22 +2,12 @@
 //! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
 //! shell completions. Real processes over real TCP.
 
-use super::util::free_port;
+use super::util::{free_port, Reaped};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
-
-/// Kills the child when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// GET `url`: (status, body); `None` while nothing listens.
 fn get(url: &str) -> Option<(u16, String)> {

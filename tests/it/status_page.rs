@@ -2,25 +2,16 @@
 //! WebDriver (chromedriver), against a running `demo`: it loads with no network access beyond
 //! the recorder, and its content follows the recorder live (server-sent events).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::util::free_port;
+use super::util::{free_port, Reaped};
 
 const NEEDS: &str =
     "needs Chromium and its WebDriver: `apt-get install chromium chromium-driver`, \
                      then `cargo test -- --include-ignored`";
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()

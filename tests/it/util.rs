@@ -105,3 +105,13 @@ pub fn venv_python(env_var: &str, venv: &str, import: &str, needs: &str) -> std:
     );
     python
 }
+
+/// A child process killed when the test ends, however it ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
