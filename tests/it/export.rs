@@ -108,11 +108,15 @@ fn an_exported_parquet_tree_reads_the_same_in_duckdb_pyarrow_and_polars() {
     );
     assert!(out.status.success());
     std::fs::write(&expected, &out.stdout).unwrap();
+    engines_agree(&python, &[tree.as_os_str(), expected.as_os_str()]);
+}
+
+/// Runs tests/research/check_export.py with `args`: every engine's rows equal the expected.
+fn engines_agree(python: &Path, args: &[&std::ffi::OsStr]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/research/check_export.py");
     let check = Command::new(python)
         .arg(script)
-        .arg(&tree)
-        .arg(&expected)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -304,19 +308,9 @@ fn parquet_archives_read_the_same_in_every_engine_and_in_tickrec_and_unarchive_e
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a, b, "an archived day answers as its day file did");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/research/check_export.py");
-    let check = Command::new(&python)
-        .arg(&script)
-        .arg(&db)
-        .arg(&expected)
-        .arg("--archive")
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success() && text(&check.stdout).starts_with("OK "),
-        "{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
+    engines_agree(
+        &python,
+        &[db.as_os_str(), expected.as_os_str(), "--archive".as_ref()],
     );
     let out = tickrec(&db, &["check"], None);
     assert!(
