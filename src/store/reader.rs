@@ -712,51 +712,40 @@ impl Store {
                 break;
             }
             read.days.push(day.day);
-            if day.form == Form::Parquet {
-                let streamed = ParquetDay::open(&day.path)
-                    .map_err(ReadError::Store)
-                    .and_then(|pq| {
-                        let names = symbols.in_parquet(&pq, &mut found);
-                        if names.as_ref().is_some_and(|n| n.is_empty()) {
-                            return Ok(0);
+            let streamed = if day.form == Form::Parquet {
+                parquet_query(day, symbols, &mut found, |pq, names| {
+                    pq.recent(names, left as usize, f)
+                })
+            } else {
+                self.with_day(day, |reader| {
+                    let limit = i64::try_from(left).unwrap_or(i64::MAX);
+                    let ids = symbols.ids(reader, &mut found);
+                    match ids.as_deref() {
+                        None => reader.stream(
+                            &format!("SELECT {COLUMNS} FROM ticks ORDER BY seq DESC LIMIT ?1"),
+                            &[&limit],
+                            f,
+                        ),
+                        Some([]) => Ok(0),
+                        Some(&[sym]) => reader.recent_one(sym, left, f),
+                        Some(ids) => {
+                            let mut rows = Vec::new();
+                            for &sym in ids {
+                                reader.recent_one(sym, left, &mut |r| {
+                                    rows.push(r.clone());
+                                    Ok(())
+                                })?;
+                            }
+                            rows.sort_by_key(|r| std::cmp::Reverse(r.seq));
+                            rows.truncate(left as usize);
+                            for r in &rows {
+                                f(r).map_err(ReadError::Output)?;
+                            }
+                            Ok(rows.len() as u64)
                         }
-                        pq.recent(names.as_deref(), left as usize, f)
-                    });
-                match streamed {
-                    Ok(k) => left -= k,
-                    Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(day, &e)),
-                    Err(e) => return Err(e),
-                }
-                continue;
-            }
-            let streamed = self.with_day(day, |reader| {
-                let limit = i64::try_from(left).unwrap_or(i64::MAX);
-                let ids = symbols.ids(reader, &mut found);
-                match ids.as_deref() {
-                    None => reader.stream(
-                        &format!("SELECT {COLUMNS} FROM ticks ORDER BY seq DESC LIMIT ?1"),
-                        &[&limit],
-                        f,
-                    ),
-                    Some([]) => Ok(0),
-                    Some(&[sym]) => reader.recent_one(sym, left, f),
-                    Some(ids) => {
-                        let mut rows = Vec::new();
-                        for &sym in ids {
-                            reader.recent_one(sym, left, &mut |r| {
-                                rows.push(r.clone());
-                                Ok(())
-                            })?;
-                        }
-                        rows.sort_by_key(|r| std::cmp::Reverse(r.seq));
-                        rows.truncate(left as usize);
-                        for r in &rows {
-                            f(r).map_err(ReadError::Output)?;
-                        }
-                        Ok(rows.len() as u64)
                     }
-                }
-            });
+                })
+            };
             match streamed {
                 Ok(k) => left -= k,
                 Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(day, &e)),
@@ -917,62 +906,51 @@ impl Store {
                 continue;
             }
             read.days.push(day.day);
-            if day.form == Form::Parquet {
-                let streamed = ParquetDay::open(&day.path)
-                    .map_err(ReadError::Store)
-                    .and_then(|pq| {
-                        let names = symbols.in_parquet(&pq, &mut found);
-                        if names.as_ref().is_some_and(|n| n.is_empty()) {
-                            return Ok(0);
-                        }
-                        pq.range(names.as_deref(), from.0, to.0, f)
-                    });
-                match streamed {
-                    Ok(k) => read.rows += k,
-                    Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(&day, &e)),
-                    Err(e) => return Err(e),
-                }
-                continue;
-            }
-            let streamed = self.with_day(&day, |reader| {
-                let ids = symbols.ids(reader, &mut found);
-                if ids.as_deref() == Some(&[]) {
-                    return Ok(0);
-                }
-                // Bounds relative to the file's midnight, clamped to the day.
-                let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
-                let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
-                if reader.directory {
-                    return reader.range_by_directory(ids.as_deref(), lo, hi, f);
-                }
-                let order = "ORDER BY ts_event, seq";
-                match ids.as_deref() {
-                    Some(&[sym]) => reader.stream(
-                        &format!(
-                            "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 \
+            let streamed = if day.form == Form::Parquet {
+                parquet_query(&day, symbols, &mut found, |pq, names| {
+                    pq.range(names, from.0, to.0, f)
+                })
+            } else {
+                self.with_day(&day, |reader| {
+                    let ids = symbols.ids(reader, &mut found);
+                    if ids.as_deref() == Some(&[]) {
+                        return Ok(0);
+                    }
+                    // Bounds relative to the file's midnight, clamped to the day.
+                    let lo = from.0.saturating_sub(reader.day_start_ns).max(0);
+                    let hi = to.0.saturating_sub(reader.day_start_ns).min(NANOS_PER_DAY);
+                    if reader.directory {
+                        return reader.range_by_directory(ids.as_deref(), lo, hi, f);
+                    }
+                    let order = "ORDER BY ts_event, seq";
+                    match ids.as_deref() {
+                        Some(&[sym]) => reader.stream(
+                            &format!(
+                                "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 \
                              AND ts_event < ?3 {order}"
+                            ),
+                            &[&sym, &lo, &hi],
+                            f,
                         ),
-                        &[&sym, &lo, &hi],
-                        f,
-                    ),
-                    Some(ids) => reader.stream(
-                        &format!(
-                            "SELECT {COLUMNS} FROM ticks WHERE sym IN rarray(?1) \
+                        Some(ids) => reader.stream(
+                            &format!(
+                                "SELECT {COLUMNS} FROM ticks WHERE sym IN rarray(?1) \
                              AND ts_event >= ?2 AND ts_event < ?3 {order}"
+                            ),
+                            &[&ids_value(ids), &lo, &hi],
+                            f,
                         ),
-                        &[&ids_value(ids), &lo, &hi],
-                        f,
-                    ),
-                    None => reader.stream(
-                        &format!(
+                        None => reader.stream(
+                            &format!(
                             "SELECT {COLUMNS} FROM ticks WHERE ts_event >= ?1 AND ts_event < ?2 \
                              {order}"
                         ),
-                        &[&lo, &hi],
-                        f,
-                    ),
-                }
-            });
+                            &[&lo, &hi],
+                            f,
+                        ),
+                    }
+                })
+            };
             match streamed {
                 Ok(k) => read.rows += k,
                 Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(&day, &e)),
@@ -1068,6 +1046,21 @@ impl Store {
             });
         }
         day_stats(day, &self.opts)
+    }
+}
+
+/// `query` on a Parquet day with the names of `symbols` it holds (`None`: every symbol),
+/// marking them found; nothing when it holds none of them.
+fn parquet_query(
+    day: &DayFile,
+    symbols: &Symbols,
+    found: &mut [bool],
+    query: impl FnOnce(&ParquetDay, Option<&[&str]>) -> Result<u64, ReadError>,
+) -> Result<u64, ReadError> {
+    let pq = ParquetDay::open(&day.path)?;
+    match symbols.in_parquet(&pq, found) {
+        Some(names) if names.is_empty() => Ok(0),
+        names => query(&pq, names.as_deref()),
     }
 }
 
