@@ -7,7 +7,7 @@
 --
 -- Measured on a 2M-tick day (128 symbols, random ns times), one symbol over one hour, the
 -- whole `tickrec query range` process (21 runs, median):
---   day file as sealed now (the directory; no index)     37.3 bytes/tick   3.2-3.3 ms
+--   day file as sealed now (the directory; no index)     36.9 bytes/tick   3.2-3.5 ms
 --   with these indexes (sealed by earlier versions)       87.5 bytes/tick   2.7 ms
 --   archived as Parquet, queried in place                  13.3 bytes/tick   3.2 ms
 -- The indexes buy half a millisecond for 50 bytes per tick, so a closed day keeps its

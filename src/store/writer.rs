@@ -677,7 +677,7 @@ fn insert_all(
         pending.ts_max = pending.ts_max.max(ts_max);
         pending.commits += 1;
         super::directory::push_commit(&mut pending.dir, &od.entries);
-        if pending.commits >= super::directory::COMMITS_PER_ROW {
+        if pending.full() {
             record_directory(&tx, pending)?;
             pending.clear();
         }
