@@ -250,6 +250,10 @@ pub enum LogFormat {
 
 impl Options {
     /// Builds options from an optional TOML file, an environment lookup and flags.
+    ///
+    /// Long on purpose: one validation per configuration key, in the file's order, each naming
+    /// its key in the error; split up, the keys' precedence (flag > environment > file >
+    /// default) would be spread over as many functions.
     pub fn load(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,

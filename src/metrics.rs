@@ -186,6 +186,9 @@ impl Families {
 }
 
 /// The Prometheus text exposition of `s`.
+///
+/// Long on purpose: a flat list of the series, one statement each, in the order README lists
+/// them (each family's name, help and labels in one place).
 pub fn exposition(s: &Scrape) -> String {
     let mut f = Families::default();
     let st = &s.stats;
