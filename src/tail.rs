@@ -129,9 +129,9 @@ pub struct Tail {
     store: Store,
     symbols: Symbols,
     cursor: Cursor,
-    /// Per SQLite day read to its end: its file and WAL (size, mtime) then. A day whose files
-    /// have not changed since is not queried again (an idle follower makes two `stat`s per
-    /// watched day per poll, no query).
+    /// Per day read to its end: its file and WAL (size, mtime) then. A day whose files have
+    /// not changed since is not queried again (an idle follower makes two `stat`s per watched
+    /// day per poll, no query), an archive never again.
     seen: std::collections::HashMap<NaiveDate, (FileMark, std::time::Instant)>,
 }
 
@@ -202,10 +202,11 @@ impl Tail {
             let Some(mut after) = self.cursor.read_up_to(day.day) else {
                 continue;
             };
-            // Taken before reading: a commit after it shows as a change next time.
-            let mark = (!day.archived).then(|| file_mark(&day.path));
-            if let (Some(m), Some((seen, at))) = (&mark, self.seen.get(&day.day)) {
-                if m == seen && at.elapsed() < REQUERY {
+            // Taken before reading: a commit after it shows as a change next time. An archive
+            // does not change: read once, it is not read again (unless replaced).
+            let mark = file_mark(&day.path);
+            if let Some((seen, at)) = self.seen.get(&day.day) {
+                if *seen == mark && (day.archived || at.elapsed() < REQUERY) {
                     continue;
                 }
             }
@@ -222,14 +223,7 @@ impl Tail {
                     break;
                 }
             }
-            match mark {
-                Some(m) => {
-                    self.seen.insert(day.day, (m, std::time::Instant::now()));
-                }
-                None => {
-                    self.seen.remove(&day.day);
-                }
-            }
+            self.seen.insert(day.day, (mark, std::time::Instant::now()));
         }
         self.seen.retain(|d, _| self.cursor.0.contains_key(d));
         Ok(passed)
