@@ -312,6 +312,16 @@ struct Started {
 }
 
 fn start(opts: &Options) -> Result<Started, RecordError> {
+    if let (Some(addr), crate::config::Backend::Json) = (&opts.publish_listen, opts.backend) {
+        // Ticks are published as the SQLite writer commits them, with their seq.
+        return Err(RecordError::Publish {
+            addr: addr.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "publishing needs the sqlite backend (storage.backend = \"sqlite\" or \"dual\")",
+            ),
+        });
+    }
     let names = Arc::new(crate::intern::Names::new(opts.pipeline.max_symbols));
     let publisher = match &opts.publish_listen {
         Some(_) => Some(crate::publish::Publisher::new(
