@@ -194,10 +194,7 @@ fn encode_and_fan_out(
                 continue;
             };
             let start = enc.bytes.len() as u32;
-            if crate::format::jsonl::write_json_row(&mut enc.bytes, &row, None).is_err() {
-                enc.bytes.truncate(start as usize);
-                continue;
-            }
+            crate::format::jsonl::encode_json_row(&mut enc.bytes, &row, None);
             enc.lines
                 .push((start, enc.bytes.len() as u32, *seq, t.symbol));
         }

