@@ -242,6 +242,14 @@ impl Decimal {
     }
 }
 
+/// Appends the decimal digits of `v`, with its sign.
+pub fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
 /// Appends the decimal digits of `v`.
 pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut buf = [0u8; 20];

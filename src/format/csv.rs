@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use super::{FieldError, RawFields, RowWriter, TickText, COLUMNS};
-use crate::tick::{push_u64, TickRow};
+use crate::tick::{push_i64, TickRow};
 
 /// Where each known column sits in a record, from the header row.
 #[derive(Debug, Clone, Default)]
@@ -92,13 +92,6 @@ impl<W: Write> CsvWriter<W> {
         }
         Ok(())
     }
-}
-
-fn push_i64(out: &mut Vec<u8>, v: i64) {
-    if v < 0 {
-        out.push(b'-');
-    }
-    push_u64(out, v.unsigned_abs());
 }
 
 fn push_text(out: &mut Vec<u8>, s: &str) {

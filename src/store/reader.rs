@@ -139,8 +139,12 @@ impl Symbols {
         Ok(Symbols::Named(names))
     }
 
-    /// This file's ids of the names (those it knows), or `None` for every symbol.
-    fn ids(&self, reader: &DayReader, found: &mut [bool]) -> Option<Vec<i64>> {
+    /// What `lookup` finds of each name (marking those found), or `None` for every symbol.
+    fn resolve<'a, T>(
+        &'a self,
+        found: &mut [bool],
+        lookup: impl Fn(&'a str) -> Option<T>,
+    ) -> Option<Vec<T>> {
         match self {
             Symbols::All => None,
             Symbols::Named(names) => Some(
@@ -148,32 +152,23 @@ impl Symbols {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, n)| {
-                        let id = reader.symbol_id(n)?;
+                        let v = lookup(n)?;
                         found[i] = true;
-                        Some(id)
+                        Some(v)
                     })
                     .collect(),
             ),
         }
     }
 
+    /// This file's ids of the names (those it knows), or `None` for every symbol.
+    fn ids(&self, reader: &DayReader, found: &mut [bool]) -> Option<Vec<i64>> {
+        self.resolve(found, |n| reader.symbol_id(n))
+    }
+
     /// The names a Parquet day holds (marking them found), or `None` for every symbol.
     fn in_parquet<'a>(&'a self, day: &ParquetDay, found: &mut [bool]) -> Option<Vec<&'a str>> {
-        match self {
-            Symbols::All => None,
-            Symbols::Named(names) => Some(
-                names
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, n)| {
-                        let has = day.has_symbol(n);
-                        found[*i] |= has;
-                        has
-                    })
-                    .map(|(_, n)| n.as_str())
-                    .collect(),
-            ),
-        }
+        self.resolve(found, |n| day.has_symbol(n).then_some(n))
     }
 
     fn unknown(&self, found: &[bool]) -> Vec<String> {
