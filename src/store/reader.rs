@@ -381,10 +381,12 @@ impl DayReader {
         DayReader::load(&path, conn)
     }
 
-    /// `sym`'s ticks with `lo <= ts_event < hi` (day-relative), in `(ts_event, seq)` order,
-    /// through the directory: the batches that meet the window give the symbol's `seq`s, read
-    /// by rowid in one statement that orders them. A span read by scanning (rows from before
-    /// the directory) joins them through a sort in memory of that symbol's rows.
+    /// `syms`' ticks (every symbol's for `None`) with `lo <= ts_event < hi` (day-relative), in
+    /// `(ts_event, seq)` order, through the directory: the batches that meet the window give
+    /// the symbols' `seq`s, read by rowid; spans without a directory (the tail, rows from
+    /// before it) are read by rowid too and filtered by symbol. One statement reads both and
+    /// orders them: SQLite's sorter spills to temporary files past the page cache, so memory
+    /// stays bounded however many rows the window holds.
     fn range_by_directory(
         &self,
         syms: Option<&[i64]>,
@@ -404,21 +406,19 @@ impl DayReader {
             None => super::directory::Want::All,
         };
         let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
-        // Each exact span as one value, `first << 12 | (length - 1)` (longer spans cut in
-        // pieces): the statement walks them as rowid ranges, one seek per span.
-        let mut seqs: Vec<rusqlite::types::Value> = Vec::new();
-        let mut scans = Vec::new();
+        // Each span as one value, `first << 12 | (length - 1)` (longer spans cut in pieces):
+        // the statement walks them as rowid ranges, one seek per span.
+        let (mut exact, mut scans) = (Vec::new(), Vec::new());
         for span in spans {
-            match span {
-                Span::Exact(a, b) => {
-                    let mut at = a;
-                    while at <= b {
-                        let len = (b - at + 1).min(1 << 12);
-                        seqs.push(rusqlite::types::Value::Integer((at << 12) | (len - 1)));
-                        at += len;
-                    }
-                }
-                Span::Scan(a, b) => scans.push((a, b)),
+            let (into, a, b) = match span {
+                Span::Exact(a, b) => (&mut exact, a, b),
+                Span::Scan(a, b) => (&mut scans, a, b),
+            };
+            let mut at = a;
+            while at <= b {
+                let len = (b - at + 1).min(1 << 12);
+                into.push(rusqlite::types::Value::Integer((at << 12) | (len - 1)));
+                at += len;
             }
         }
         let columns = COLUMNS
@@ -426,40 +426,27 @@ impl DayReader {
             .map(|c| format!("t.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let by_seq = format!(
-            "SELECT {columns} FROM rarray(?1) r CROSS JOIN ticks t \
-             ON t.seq BETWEEN r.value >> 12 AND (r.value >> 12) + (r.value & 4095) \
-             WHERE t.ts_event >= ?2 AND t.ts_event < ?3 ORDER BY t.ts_event, t.seq"
-        );
-        let seqs = std::rc::Rc::new(seqs);
+        let by_seq = |spans: &str| {
+            format!(
+                "SELECT {columns} FROM rarray({spans}) r CROSS JOIN ticks t \
+                 ON t.seq BETWEEN r.value >> 12 AND (r.value >> 12) + (r.value & 4095) \
+                 WHERE t.ts_event >= ?2 AND t.ts_event < ?3"
+            )
+        };
+        let exact = std::rc::Rc::new(exact);
         if scans.is_empty() {
-            return self.stream(&by_seq, &[&seqs, &lo, &hi], f);
+            let sql = format!("{} ORDER BY t.ts_event, t.seq", by_seq("?1"));
+            return self.stream(&sql, &[&exact, &lo, &hi], f);
         }
-        let mut rows: Vec<TickRow> = Vec::new();
-        self.stream(&by_seq, &[&seqs, &lo, &hi], &mut |r| {
-            rows.push(r.clone());
-            Ok(())
-        })?;
         // (Only a set of symbols has spans to scan: for every symbol all spans are exact.)
         let ids = ids_value(syms.unwrap_or_default());
-        for (a, b) in scans {
-            self.stream(
-                &format!(
-                    "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                     AND ts_event >= ?3 AND ts_event < ?4 AND sym IN rarray(?5)"
-                ),
-                &[&a, &b, &lo, &hi, &ids],
-                &mut |r| {
-                    rows.push(r.clone());
-                    Ok(())
-                },
-            )?;
-        }
-        rows.sort_by_key(|r| (r.ts_event, r.seq));
-        for r in &rows {
-            f(r).map_err(ReadError::Output)?;
-        }
-        Ok(rows.len() as u64)
+        let sql = format!(
+            "{} UNION ALL {} AND t.sym IN rarray(?5) ORDER BY 3, 1",
+            by_seq("?1"),
+            by_seq("?4")
+        );
+        let scans = std::rc::Rc::new(scans);
+        self.stream(&sql, &[&exact, &lo, &hi, &scans, &ids], f)
     }
 
     /// The newest `n` ticks of `sym`, newest first, through the directory: the newest batches'

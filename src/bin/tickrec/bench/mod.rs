@@ -65,6 +65,9 @@ pub enum Stage {
     Tails,
     /// (c) without and with eight subscribers on the live fan-out.
     Publish,
+    /// (b) with the live-day reader, then (d): the large day is written by the writer (not
+    /// timed), then queried live and sealed.
+    Queries,
 }
 
 /// Every figure of one run.
@@ -114,7 +117,6 @@ pub struct BenchReport {
     pub bytes_per_tick: f64,
     /// The same as `bytes_per_tick`, under the name the sealed figure pairs with.
     pub live_bytes_per_tick: f64,
-    /// The same file sealed (per-symbol indexes).
     /// After `seal` (the directory serves the day: no index).
     pub sealed_bytes_per_tick: f64,
     pub sealed_recent100_p50_us: f64,
@@ -130,6 +132,12 @@ pub struct BenchReport {
     /// One symbol over one hour on the live day, streamed (rows/s) and its first row (ms).
     pub live_range_ticks_per_s: f64,
     pub live_range_first_row_ms: f64,
+    /// The same two queries timed while the writer appends at full speed (the reader's pace
+    /// of (b)): the hour once the writer has passed it, and `recent 100`.
+    pub live_range_writing_ticks_per_s: f64,
+    pub live_range_writing_first_row_ms: f64,
+    pub live_range_writing_queries: u64,
+    pub live_recent100_writing_p50_us: f64,
     pub range_ticks_per_s: f64,
     pub range_sqlite3_ticks_per_s: Option<f64>,
     pub range_rows: u64,
@@ -284,6 +292,14 @@ pub fn run(
             write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
             drop(input);
             archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
+            return Ok(r);
+        }
+        Some(Stage::Queries) => {
+            writer_with_reader(opts, &inputs, log, &mut r)?;
+            writeln!(log, "writing the {}-tick day…", b.ticks)?;
+            write_all(&writer_base, &names_table, &pipeline, &writer_opts, &input)?;
+            drop(input);
+            queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
             return Ok(r);
         }
         Some(Stage::Publish) => {
@@ -462,9 +478,6 @@ fn ceilings_and_writer(
                 .rss_bytes
                 .saturating_sub(std::mem::size_of_val(input) as u64);
             r.ring_bytes = run.ring_bytes;
-            let size = std::fs::metadata(layout::day_path(base0, day))?.len();
-            r.bytes_per_tick = size as f64 / input.len() as f64;
-            r.live_bytes_per_tick = r.bytes_per_tick;
         } else {
             let _ = std::fs::remove_dir_all(&base);
         }
@@ -481,7 +494,23 @@ fn ceilings_and_writer(
     Ok(())
 }
 
-/// (b) The writer while a reader queries the live day 50 times a second.
+/// What the reader of (b) saw: queries done, `(rows, time, first row)` of each whole-hour
+/// range, each `recent 100`'s time (µs).
+#[derive(Default)]
+struct Seen {
+    done: u64,
+    range: Vec<(u64, Duration, Duration)>,
+    recent_us: Vec<f64>,
+}
+
+/// The middle value (0 for none).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// (b) The writer while a reader queries the live day 50 times a second; the reader's
+/// queries are timed too.
 fn writer_with_reader(
     opts: &Options,
     inputs: &Inputs<'_>,
@@ -509,8 +538,12 @@ fn writer_with_reader(
             names.to_vec(),
         );
         std::thread::spawn(move || {
-            let mut done = 0u64;
+            let mut seen = Seen::default();
             let mut i = 0usize;
+            let (from, to) = (
+                Timestamp(DAY0 + 10 * 3_600_000_000_000),
+                Timestamp(DAY0 + 11 * 3_600_000_000_000),
+            );
             // A busy desk's pace: 50 queries a second (one recent and one range each).
             // Unpaced, a reader takes a whole core of the two, and the figure would measure
             // that instead of what reading costs the writer.
@@ -518,16 +551,31 @@ fn writer_with_reader(
                 let sym = &names[i % names.len()];
                 i += 1;
                 // The day file appears with the first commit; until then there is nothing.
-                let _ = store.recent(sym, 100, &mut |_| Ok(()));
-                let _ = store.range(
-                    sym,
-                    Timestamp(DAY0 + 10 * 3_600_000_000_000),
-                    Timestamp(DAY0 + 11 * 3_600_000_000_000),
-                    &mut |_| Ok(()),
-                );
-                done += 1;
+                let t = Instant::now();
+                let mut newest = None;
+                if store
+                    .recent(sym, 100, &mut |r| {
+                        newest.get_or_insert(r.ts_event);
+                        Ok(())
+                    })
+                    .is_ok()
+                {
+                    seen.recent_us.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                let (t, mut rows, mut first) = (Instant::now(), 0u64, None);
+                let ranged = store.range(sym, from, to, &mut |_| {
+                    first.get_or_insert_with(|| t.elapsed());
+                    rows += 1;
+                    Ok(())
+                });
+                // Timed once the symbol's hour is whole: the writer has passed its end.
+                if ranged.is_ok() && newest.is_some_and(|n| n >= to) {
+                    seen.range
+                        .push((rows, t.elapsed(), first.unwrap_or_default()));
+                }
+                seen.done += 1;
             }
-            done
+            seen
         })
     };
     let queried = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
@@ -537,8 +585,19 @@ fn writer_with_reader(
     queried.source("SIM")?;
     let run = write_all(&base, &queried, pipeline, writer_opts, input)?;
     stop.request();
-    r.queries_during_writes = reader.join().unwrap_or(0);
+    let mut seen = reader.join().unwrap_or_default();
+    r.queries_during_writes = seen.done;
     r.writer_ticks_per_s_with_queries = run.ticks_per_s;
+    let (rows, time) = seen.range.iter().fold((0, 0.0), |(n, t), (rows, took, _)| {
+        (n + rows, t + took.as_secs_f64())
+    });
+    if time > 0.0 {
+        r.live_range_writing_ticks_per_s = rows as f64 / time;
+    }
+    r.live_range_writing_queries = seen.range.len() as u64;
+    let mut firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
+    r.live_range_writing_first_row_ms = median(&mut firsts);
+    r.live_recent100_writing_p50_us = median(&mut seen.recent_us);
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }
@@ -576,7 +635,8 @@ fn queries_stage(
     };
     r.recent100_live_p50_us = recent_p50(&store)?;
     r.live_recent100_p50_us = r.recent100_live_p50_us;
-    // One hour (10:00-11:00) of each of 8 symbols on the live day: rows/s and first row.
+    // One hour (10:00-11:00) of every symbol on the live day (a few ms each: over 8 symbols
+    // the figure moved by a third between runs): rows/s and the median first row.
     let hour = (
         Timestamp(DAY0 + 10 * 3_600_000_000_000),
         Timestamp(DAY0 + 11 * 3_600_000_000_000),
@@ -584,7 +644,7 @@ fn queries_stage(
     {
         let started = Instant::now();
         let (mut rows, mut first_ms) = (0u64, Vec::new());
-        for i in 0..8 {
+        for i in 0..names.len() {
             let t = Instant::now();
             let mut first = None;
             store.range(symbol_of(i), hour.0, hour.1, &mut |_| {
@@ -595,16 +655,17 @@ fn queries_stage(
             first_ms.push(first.unwrap_or_default().as_secs_f64() * 1e3);
         }
         r.live_range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
-        first_ms.sort_by(f64::total_cmp);
-        r.live_range_first_row_ms = first_ms[first_ms.len() / 2];
+        r.live_range_first_row_ms = median(&mut first_ms);
     }
+    let db = layout::day_path(base, day);
+    r.bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
+    r.live_bytes_per_tick = r.bytes_per_tick;
     let started = Instant::now();
     match seal_day(base, day, &opts.writer.sqlite)? {
         Sealed::Done { .. } => {}
         Sealed::Skipped { why } => anyhow::bail!("could not seal the bench day: {why}"),
     }
     r.seal_seconds = started.elapsed().as_secs_f64();
-    let db = layout::day_path(base, day);
     r.sealed_bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
     // One hour (10:00-11:00) of each of 8 symbols, streamed as CSV.
     let (from, to) = (
@@ -979,16 +1040,59 @@ impl BenchReport {
     }
 }
 
-impl std::fmt::Display for BenchReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl BenchReport {
+    /// (d): the day file's sizes and the queries on it, live and sealed.
+    fn fmt_queries(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ratio = |a: f64, b: Option<f64>| {
             b.map(|b| format!("{:.2}x", a / b))
                 .unwrap_or_else(|| "-".into())
         };
+        writeln!(
+            f,
+            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick (sealing took {:.1}s); with the old seal's indexes {:.1}",
+            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
+        )?;
+        writeln!(
+            f,
+            "live day, range 1 h one symbol  {:.0} ticks/s (target >= 1000000), first row {:.1} ms (target <= 20)",
+            self.live_range_ticks_per_s, self.live_range_first_row_ms
+        )?;
+        writeln!(
+            f,
+            "  the same while (b) writes     {:.0} ticks/s, first row {:.1} ms ({} whole-hour queries); recent 100 p50 {:.0} us",
+            self.live_range_writing_ticks_per_s,
+            self.live_range_writing_first_row_ms,
+            self.live_range_writing_queries,
+            self.live_recent100_writing_p50_us
+        )?;
+        writeln!(
+            f,
+            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {} -> {}",
+            self.live_recent100_p50_us,
+            self.sealed_recent100_p50_us,
+            self.recent100_p50_us,
+            self.recent100_sqlite3_p50_us.map(|v| format!("{v:.0} us")).unwrap_or_else(|| "-".into()),
+            ratio(self.recent100_sqlite3_p50_us.unwrap_or(0.0), Some(self.recent100_p50_us)),
+        )?;
+        write!(
+            f,
+            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} -> {} of ours",
+            self.sealed_range_ticks_per_s,
+            self.range_ticks_per_s,
+            self.range_rows,
+            self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),
+            ratio(self.range_sqlite3_ticks_per_s.unwrap_or(0.0), Some(self.range_ticks_per_s)),
+        )
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.only {
             Some(Stage::Archive) => return write!(f, "{}", self.archive),
             Some(Stage::Tails) => return self.fmt_tails(f),
             Some(Stage::Publish) => return self.fmt_publish(f),
+            Some(Stage::Queries) => return self.fmt_queries(f),
             None => {}
         }
         let c = self.ceiling_ticks_per_s;
@@ -1048,37 +1152,10 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick (sealing took {:.1}s); with the old seal's indexes {:.1}",
-            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
-        )?;
-        writeln!(
-            f,
             "WAL                             largest {:.1} MiB seen during (a), (b) and (c) (target <= 64, writer.wal_max_mib)",
             self.wal_max_bytes as f64 / (1 << 20) as f64
         )?;
-        writeln!(
-            f,
-            "live day, range 1 h one symbol  {:.0} ticks/s (target >= 1000000), first row {:.1} ms (target <= 20)",
-            self.live_range_ticks_per_s, self.live_range_first_row_ms
-        )?;
-        writeln!(
-            f,
-            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {} -> {}",
-            self.live_recent100_p50_us,
-            self.sealed_recent100_p50_us,
-            self.recent100_p50_us,
-            self.recent100_sqlite3_p50_us.map(|v| format!("{v:.0} us")).unwrap_or_else(|| "-".into()),
-            ratio(self.recent100_sqlite3_p50_us.unwrap_or(0.0), Some(self.recent100_p50_us)),
-        )?;
-        write!(
-            f,
-            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} -> {} of ours",
-            self.sealed_range_ticks_per_s,
-            self.range_ticks_per_s,
-            self.range_rows,
-            self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),
-            ratio(self.range_sqlite3_ticks_per_s.unwrap_or(0.0), Some(self.range_ticks_per_s)),
-        )?;
+        self.fmt_queries(f)?;
         write!(f, "\n{}", self.archive)
     }
 }

@@ -118,7 +118,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Only one stage: archive (e) or tails (the writer with four tails following)
+    /// Only one stage: archive (e), queries (d), tails (the writer with four tails following) or
+    /// publish (end to end with subscribers)
     #[arg(long, value_enum)]
     pub only: Option<crate::bench::Stage>,
 }
