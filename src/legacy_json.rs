@@ -271,6 +271,12 @@ fn read_lines(
 
 /// Streams the elements of a top-level JSON array (after its `[`); an element longer than
 /// `max_record` bytes is scanned past (its brackets and strings still tracked) and rejected.
+///
+/// A splitter of its own rather than `serde_json`'s reader deserializer walking the array:
+/// that one ends the whole file at the first malformed element (here the element is one
+/// rejection and the rest flows on), cannot cap an element's length before holding it, and
+/// measured slower: `cargo bench --bench handwritten`, a million records, 500 ns a record
+/// here against 596 ns (each element as a raw value, then the same record parser).
 fn read_array(
     mut input: impl BufRead,
     mut line: u64,
