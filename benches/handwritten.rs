@@ -21,7 +21,7 @@ use tickrec::format::csv::CsvWriter;
 use tickrec::format::RowWriter;
 use tickrec::legacy_json::{parse_record, read_records};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{push_i64, Timestamp, TickRow};
+use tickrec::tick::{push_i64, TickRow, Timestamp};
 
 const ROWS: usize = 1_000_000;
 
@@ -78,7 +78,10 @@ fn csv_crate(rows: &[TickRow]) -> io::Result<()> {
         push_i64(&mut f[2], r.ts_event.0);
         f[3].extend_from_slice(&r.ts_event.iso_bytes());
         push_i64(&mut f[4], r.ts_recv.0);
-        for (i, d) in [r.bid, r.ask, r.bid_size, r.ask_size].into_iter().enumerate() {
+        for (i, d) in [r.bid, r.ask, r.bid_size, r.ask_size]
+            .into_iter()
+            .enumerate()
+        {
             if let Some(d) = d {
                 d.write_ascii(&mut f[5 + i]);
             }
@@ -187,12 +190,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sub = dir.path().join(format!("S{d:02}"));
         std::fs::create_dir_all(&sub)?;
         for f in 0..256 {
-            std::fs::write(sub.join(format!("2026-{:02}-{:02}.json", f / 28 + 1, f % 28 + 1)), b"[]")?;
+            std::fs::write(
+                sub.join(format!("2026-{:02}-{:02}.json", f / 28 + 1, f % 28 + 1)),
+                b"[]",
+            )?;
         }
     }
     let mut found = 0;
     let a = median(|| {
-        found = tickrec::migrate::files_under(dir.path()).expect("walk").len();
+        found = tickrec::migrate::files_under(dir.path())
+            .expect("walk")
+            .len();
     });
     assert_eq!(found, 64 * 256);
     let b = median(|| {

@@ -23,11 +23,12 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::clock::{Clock, SystemClock};
+use crate::format::TickText;
 use crate::intern::Names;
 use crate::legacy_json::{self, Location};
 use crate::store::writer::SqliteSink;
 use crate::store::{StoreError, WriterOptions};
-use crate::tick::{MsgRef, Tick};
+use crate::tick::{MsgRef, SourceId, Tick, Timestamp};
 
 /// Migration settings.
 #[derive(Debug, Clone)]
@@ -410,145 +411,193 @@ struct DayState {
     buf: Vec<Tick>,
 }
 
+/// What the ledger says of a file before it is read.
+enum Verdict {
+    /// It no longer starts with what was imported of it: not resumed.
+    Changed,
+    /// Imported whole before, byte for byte the same now.
+    Unchanged,
+    /// To read (from its first tick; ticks already committed are counted and passed over).
+    Import,
+}
+
+impl Ledger {
+    /// Whether `rel` (size `size`, hash `hash`) is to be read; records its head on first
+    /// sight unless `dry_run`.
+    fn verdict(
+        &self,
+        path: &Path,
+        rel: &str,
+        size: u64,
+        hash: &str,
+        dry_run: bool,
+    ) -> Result<Verdict, MigrateError> {
+        let io = |source| MigrateError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // A file must still start with what was imported of it: all of it when an import
+        // finished (it may only have grown since), its head when one was interrupted.
+        let last = self.finished_as(rel)?;
+        let head = self.head(rel)?;
+        let changed = match (&last, &head) {
+            (Some((s, h)), _) => head_hash(path, *s).map_err(io)?.as_deref() != Some(h.as_str()),
+            (None, Some((len, h))) => {
+                head_hash(path, *len).map_err(io)?.as_deref() != Some(h.as_str())
+            }
+            (None, None) => false,
+        };
+        if changed {
+            return Ok(Verdict::Changed);
+        }
+        if head.is_none() && !dry_run {
+            let len = size.min(HEAD_BYTES);
+            if let Some(h) = head_hash(path, len).map_err(io)? {
+                self.set_head(rel, len, &h)?;
+            }
+        }
+        Ok(match last {
+            Some((s, h)) if s == size && h == hash => Verdict::Unchanged,
+            _ => Verdict::Import,
+        })
+    }
+}
+
+/// The state of one migration run across its files.
+struct Import<'a> {
+    opts: &'a MigrateOptions,
+    progress: &'a mut dyn Progress,
+    names: Arc<Names>,
+    sink: Option<SqliteSink>,
+    /// The clock the time window is checked against, read once.
+    now: Timestamp,
+    /// Input bytes of every file, and of the files done.
+    total: u64,
+    done_bytes: u64,
+    ticks_total: u64,
+    report: MigrateReport,
+}
+
 /// Runs the migration.
 pub fn run(
     opts: &MigrateOptions,
     progress: &mut dyn Progress,
 ) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
     let tree = input_tree(&opts.input_dir)?;
-    let total: u64 = tree
-        .files
-        .iter()
-        .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
-        .sum();
     let ledger = Ledger::open(&opts.output_dir, !opts.dry_run)?;
     let names = Arc::new(Names::new(1 << 20));
-    let mut sink = (!opts.dry_run)
-        .then(|| SqliteSink::new(&opts.output_dir, names.clone(), opts.writer.clone()));
-    let mut report = MigrateReport {
-        skipped: tree.skipped.clone(),
-        ..MigrateReport::default()
+    let mut run = Import {
+        opts,
+        progress,
+        sink: (!opts.dry_run)
+            .then(|| SqliteSink::new(&opts.output_dir, names.clone(), opts.writer.clone())),
+        names,
+        now: SystemClock.now(),
+        total: tree
+            .files
+            .iter()
+            .map(|f| std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))
+            .sum(),
+        done_bytes: 0,
+        ticks_total: 0,
+        report: MigrateReport {
+            skipped: tree.skipped.clone(),
+            ..MigrateReport::default()
+        },
     };
-    let mut done_bytes = 0u64;
-    let mut ticks_total = 0u64;
     for InputFile {
         path,
         rel: shown,
         canonical,
     } in tree.files
     {
-        let io = |source| MigrateError::Io {
-            path: path.clone(),
-            source,
-        };
         // The identity of the file everywhere it is recorded.
         let rel = canonical.display().to_string();
-        let (size, hash) = hash_file(&path).map_err(io)?;
+        let (size, hash) = hash_file(&path).map_err(|source| MigrateError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let mut fr = FileReport {
             file: shown.clone(),
             key: rel.clone(),
             bytes: size,
             ..FileReport::default()
         };
-        if let Some(l) = &ledger {
-            // A file must still start with what was imported of it: all of it when an import
-            // finished (it may only have grown since), its head when one was interrupted.
-            let last = l.finished_as(&rel)?;
-            let changed = match (&last, l.head(&rel)?) {
-                (Some((s, h)), _) => {
-                    head_hash(&path, *s).map_err(io)?.as_deref() != Some(h.as_str())
-                }
-                (None, Some((len, h))) => {
-                    head_hash(&path, len).map_err(io)?.as_deref() != Some(h.as_str())
-                }
-                (None, None) => false,
-            };
-            if changed {
+        let verdict = match &ledger {
+            Some(l) => l.verdict(&path, &rel, size, &hash, opts.dry_run)?,
+            None => Verdict::Import,
+        };
+        match verdict {
+            Verdict::Changed => {
                 fr.refused = Some(
                     "it no longer starts with what was imported of it (replaced or rewritten): not resumed; import it into a fresh store or move it aside".into(),
                 );
-                done_bytes += size;
-                progress.file_done(&fr);
-                report.files.push(fr);
-                continue;
             }
-            if l.head(&rel)?.is_none() && !opts.dry_run {
-                let len = size.min(HEAD_BYTES);
-                if let Some(h) = head_hash(&path, len).map_err(io)? {
-                    l.set_head(&rel, len, &h)?;
+            Verdict::Unchanged => fr.unchanged = true,
+            Verdict::Import => {
+                run.file(&path, &rel, &mut fr)?;
+                if let Some(l) = &ledger {
+                    if !opts.dry_run {
+                        l.record(&fr, &hash)?;
+                    }
                 }
-            }
-            if last.as_ref() == Some(&(size, hash.clone())) {
-                fr.unchanged = true;
-                done_bytes += size;
-                progress.advance(done_bytes, total, ticks_total);
-                progress.file_done(&fr);
-                report.files.push(fr);
-                continue;
             }
         }
+        run.done_bytes += size;
+        if !matches!(verdict, Verdict::Changed) {
+            run.progress
+                .advance(run.done_bytes, run.total, run.ticks_total);
+        }
+        run.progress.file_done(&fr);
+        run.report.files.push(fr);
+    }
+    if let Some(mut s) = run.sink {
+        crate::pipeline::Sink::close(&mut s);
+    }
+    let mut report = run.report;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+impl Import<'_> {
+    /// Imports one file, `rel` its identity: each day's ticks in transactions of
+    /// `batch_size`, the ticks earlier runs committed passed over.
+    fn file(&mut self, path: &Path, rel: &str, fr: &mut FileReport) -> Result<(), MigrateError> {
+        let io = |source| MigrateError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let batch = self.opts.batch_size.max(1);
         let mut days: HashMap<NaiveDate, DayState> = HashMap::new();
         let mut failure: Option<MigrateError> = None;
-        let default_source = names
-            .source(&opts.default_source)
-            .map_err(|e| MigrateError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+        let default_source = self
+            .names
+            .source(&self.opts.default_source)
+            .map_err(|e| io(std::io::Error::other(e)))?;
         let mut n = 0u64;
-        let flush = |day: NaiveDate,
-                     st: &mut DayState,
-                     sink: &mut Option<SqliteSink>,
-                     per_day: &mut BTreeMap<NaiveDate, u64>|
-         -> Result<u64, MigrateError> {
-            let k = st.buf.len() as u64;
-            if let Some(sink) = sink.as_mut() {
-                sink.import_batch(day, &st.buf, &rel)?;
-            }
-            *per_day.entry(day).or_default() += k;
-            st.buf.clear();
-            Ok(k)
-        };
-        legacy_json::read_file(&path, opts.max_record_bytes, &mut |at, parsed| {
+        legacy_json::read_file(path, self.opts.max_record_bytes, &mut |at, parsed| {
             n += 1;
             if n.is_multiple_of(8192) {
-                progress.advance(done_bytes + at.offset, total, ticks_total);
+                self.progress
+                    .advance(self.done_bytes + at.offset, self.total, self.ticks_total);
             }
-            let t = match parsed {
+            let tick = parsed
+                .map_err(|e| e.to_string())
+                .and_then(|t| self.tick(&t, default_source));
+            let tick = match tick {
                 Ok(t) => t,
-                Err(e) => {
+                Err(why) => {
                     fr.rejected += 1;
-                    progress.reject(&rel, at, &e.to_string());
+                    self.progress.reject(rel, at, &why);
                     return ControlFlow::Continue(());
                 }
             };
-            let ids = names.symbol(&t.symbol).and_then(|s| {
-                let src = match t.source.as_deref() {
-                    Some(lp) => names.source(lp)?,
-                    None => default_source,
-                };
-                Ok((s, src))
-            });
-            let (symbol, source) = match ids {
-                Ok(ids) => ids,
-                Err(e) => {
-                    fr.rejected += 1;
-                    progress.reject(&rel, at, &e.to_string());
-                    return ControlFlow::Continue(());
-                }
-            };
-            if let Err(e) = opts.time_window.check(t.ts_event, now) {
-                fr.rejected += 1;
-                progress.reject(&rel, at, &format!("field `timestamp`: {e}"));
-                return ControlFlow::Continue(());
-            }
-            let day = t.ts_event.day();
+            let day = tick.ts_event.day();
             let st = match days.entry(day) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let skip = match sink.as_mut().map(|s| s.imported(day, &rel)) {
+                    let skip = match self.sink.as_mut().map(|s| s.imported(day, rel)) {
                         Some(Ok(k)) => k,
                         Some(Err(e)) => {
                             failure = Some(e.into());
@@ -559,7 +608,7 @@ pub fn run(
                     v.insert(DayState {
                         skip,
                         seen: 0,
-                        buf: Vec::with_capacity(opts.batch_size.max(1)),
+                        buf: Vec::with_capacity(batch),
                     })
                 }
             };
@@ -568,28 +617,11 @@ pub fn run(
                 fr.already += 1;
                 return ControlFlow::Continue(());
             }
-            st.buf.push(Tick {
-                symbol,
-                source,
-                ts_event: t.ts_event,
-                // Legacy files carry no receive time: the event time stands in (delay 0).
-                ts_recv: t.ts_event,
-                bid: t.bid,
-                ask: t.ask,
-                bid_size: t.bid_size,
-                ask_size: t.ask_size,
-                msg: MsgRef::NONE,
-            });
-            if st.buf.len() >= opts.batch_size.max(1) {
-                match flush(day, st, &mut sink, &mut report.per_day) {
-                    Ok(k) => {
-                        fr.imported += k;
-                        ticks_total += k;
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
+            st.buf.push(tick);
+            if st.buf.len() >= batch {
+                if let Err(e) = self.flush(day, st, rel, fr) {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
                 }
             }
             ControlFlow::Continue(())
@@ -602,24 +634,53 @@ pub fn run(
         ordered.sort_by_key(|(d, _)| *d);
         for (day, mut st) in ordered {
             if !st.buf.is_empty() {
-                let k = flush(day, &mut st, &mut sink, &mut report.per_day)?;
-                fr.imported += k;
-                ticks_total += k;
+                self.flush(day, &mut st, rel, fr)?;
             }
         }
-        if let Some(l) = &ledger {
-            if !opts.dry_run {
-                l.record(&fr, &hash)?;
-            }
+        Ok(())
+    }
+
+    /// One record as a tick, or why it is rejected.
+    fn tick(&self, t: &TickText<'_>, default_source: SourceId) -> Result<Tick, String> {
+        let symbol = self.names.symbol(&t.symbol).map_err(|e| e.to_string())?;
+        let source = match t.source.as_deref() {
+            Some(lp) => self.names.source(lp).map_err(|e| e.to_string())?,
+            None => default_source,
+        };
+        self.opts
+            .time_window
+            .check(t.ts_event, self.now)
+            .map_err(|e| format!("field `timestamp`: {e}"))?;
+        Ok(Tick {
+            symbol,
+            source,
+            ts_event: t.ts_event,
+            // Legacy files carry no receive time: the event time stands in (delay 0).
+            ts_recv: t.ts_event,
+            bid: t.bid,
+            ask: t.ask,
+            bid_size: t.bid_size,
+            ask_size: t.ask_size,
+            msg: MsgRef::NONE,
+        })
+    }
+
+    /// Commits a day's buffered ticks of the file `rel` (none in a dry run: counted only).
+    fn flush(
+        &mut self,
+        day: NaiveDate,
+        st: &mut DayState,
+        rel: &str,
+        fr: &mut FileReport,
+    ) -> Result<(), MigrateError> {
+        let k = st.buf.len() as u64;
+        if let Some(sink) = self.sink.as_mut() {
+            sink.import_batch(day, &st.buf, rel)?;
         }
-        done_bytes += size;
-        progress.advance(done_bytes, total, ticks_total);
-        progress.file_done(&fr);
-        report.files.push(fr);
+        *self.report.per_day.entry(day).or_default() += k;
+        st.buf.clear();
+        fr.imported += k;
+        self.ticks_total += k;
+        Ok(())
     }
-    if let Some(mut s) = sink {
-        crate::pipeline::Sink::close(&mut s);
-    }
-    report.elapsed = started.elapsed();
-    Ok(report)
 }
