@@ -152,6 +152,24 @@ pub(super) fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<Exit
     )?;
     progress.bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
+    print_report(&mut out, &report, a.dry_run)?;
+    let incomplete = report.rejected() > 0 || report.not_imported() > 0;
+    if a.archive_json && !a.dry_run {
+        archive_originals(opts, &a, &output_dir, &report, &mut out)?;
+    }
+    Ok(if incomplete {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What was skipped and refused, the totals, ticks per day, peak memory.
+fn print_report(
+    out: &mut dyn Write,
+    report: &tickrec::migrate::MigrateReport,
+    dry_run: bool,
+) -> std::io::Result<()> {
     let unchanged = report.files.iter().filter(|f| f.unchanged).count();
     for (path, why) in &report.skipped {
         writeln!(out, "skipped {path}: {why}")?;
@@ -161,7 +179,7 @@ pub(super) fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<Exit
             writeln!(out, "not imported {}: {why}", f.file)?;
         }
     }
-    let imported = if a.dry_run {
+    let imported = if dry_run {
         format!("would import {} ticks", report.imported())
     } else {
         format!("ticks imported {}", report.imported())
@@ -169,7 +187,7 @@ pub(super) fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<Exit
     writeln!(
         out,
         "{}files {} ({} unchanged since their import, {} not imported), {imported}, already present {}, rejected {}, {} bytes in {:.2}s ({:.0} ticks/s)",
-        if a.dry_run { "dry run: " } else { "" },
+        if dry_run { "dry run: " } else { "" },
         report.files.len(),
         unchanged,
         report.not_imported(),
@@ -185,71 +203,78 @@ pub(super) fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<Exit
     if let Some(peak) = tickrec::procstat::peak_rss_bytes() {
         writeln!(out, "peak memory {:.1} MiB", peak as f64 / (1 << 20) as f64)?;
     }
+    Ok(())
+}
+
+/// `--archive-json`: the originals go into `<input>.tar.zst`, and away, only when every
+/// record of every file is in the store (or `--allow-rejects`) and verification finds no
+/// difference.
+fn archive_originals(
+    opts: &Options,
+    a: &MigrateArgs,
+    output_dir: &std::path::Path,
+    report: &tickrec::migrate::MigrateReport,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let incomplete = report.rejected() > 0 || report.not_imported() > 0;
-    if a.archive_json && !a.dry_run {
-        // The originals go only when every record of every file is in the store.
-        if incomplete && !a.allow_rejects {
-            anyhow::bail!(
-                "not archiving {}: {} records rejected and {} paths not imported (listed above); the originals are untouched (--allow-rejects archives anyway)",
-                a.input_dir.display(),
-                report.rejected(),
-                report.not_imported()
-            );
+    // The originals go only when every record of every file is in the store.
+    if incomplete && !a.allow_rejects {
+        anyhow::bail!(
+            "not archiving {}: {} records rejected and {} paths not imported (listed above); the originals are untouched (--allow-rejects archives anyway)",
+            a.input_dir.display(),
+            report.rejected(),
+            report.not_imported()
+        );
+    }
+    let store = tickrec::store::reader::Store::new(output_dir, opts.writer.sqlite.clone());
+    let check = tickrec::verify::verify(
+        &a.input_dir,
+        &store,
+        &opts.broker_id,
+        tickrec::verify::Scope::JsonTree,
+        (a.max_record_kib * 1024) as usize,
+        &mut |_, _, _| {},
+    )?;
+    if !check.differences.is_empty() {
+        for d in &check.differences {
+            writeln!(out, "differs: {d}")?;
         }
-        let store = tickrec::store::reader::Store::new(&output_dir, opts.writer.sqlite.clone());
-        let check = tickrec::verify::verify(
-            &a.input_dir,
-            &store,
-            &opts.broker_id,
-            tickrec::verify::Scope::JsonTree,
-            (a.max_record_kib * 1024) as usize,
-            &mut |_, _, _| {},
-        )?;
-        if !check.differences.is_empty() {
-            for d in &check.differences {
-                writeln!(out, "differs: {d}")?;
-            }
-            anyhow::bail!(
-                "not archiving {}: verification found {} differences; the originals are untouched",
-                a.input_dir.display(),
-                check.differences.len()
-            );
-        }
-        let name = a
-            .input_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "json".into());
-        let dest = a
-            .input_dir
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(format!("{name}.tar.zst"));
-        let r = tickrec::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
-        if incomplete {
-            writeln!(
-                out,
-                "archived with --allow-rejects: {} rejected records and {} paths not imported are not in the store",
-                report.rejected(),
-                report.not_imported()
-            )?;
-        }
+        anyhow::bail!(
+            "not archiving {}: verification found {} differences; the originals are untouched",
+            a.input_dir.display(),
+            check.differences.len()
+        );
+    }
+    let name = a
+        .input_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "json".into());
+    let dest = a
+        .input_dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(format!("{name}.tar.zst"));
+    let r = tickrec::json_archive::archive_tree(&a.input_dir, &dest, a.level, true)?;
+    if incomplete {
         writeln!(
             out,
-            "verified ({} symbol-days) and archived {} files into {} ({} -> {} bytes, {:.1}x); originals removed",
-            check.compared,
-            r.files,
-            r.archive.display(),
-            r.original_bytes,
-            r.archive_bytes,
-            r.original_bytes as f64 / r.archive_bytes.max(1) as f64
+            "archived with --allow-rejects: {} rejected records and {} paths not imported are not in the store",
+            report.rejected(),
+            report.not_imported()
         )?;
     }
-    Ok(if incomplete {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    writeln!(
+        out,
+        "verified ({} symbol-days) and archived {} files into {} ({} -> {} bytes, {:.1}x); originals removed",
+        check.compared,
+        r.files,
+        r.archive.display(),
+        r.original_bytes,
+        r.archive_bytes,
+        r.original_bytes as f64 / r.archive_bytes.max(1) as f64
+    )?;
+    Ok(())
 }
 
 pub(super) fn run_verify(opts: &Options, a: VerifyArgs) -> anyhow::Result<ExitCode> {
