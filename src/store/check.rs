@@ -342,15 +342,50 @@ fn salvage(
                 .map_err(StoreError::sqlite(db))?;
         }
     }
-    let known = |id: i64, rows: &[(i64, String)]| rows.iter().any(|r| r.0 == id);
     let mut ins = tx
         .prepare(
             "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(StoreError::sqlite(db))?;
-    let (mut next, mut step, mut written) = (1i64, 1i64, 0i64);
     let limit = claimed.unwrap_or(i64::MAX);
+    let written = copy_readable(&old, &mut ins, db, (&symbols, &sources), limit)?;
+    drop(ins);
+    // Salvaged rows are one span that readers scan (see `store::directory`).
+    tx.execute(
+        "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
+         SELECT min(seq), max(seq), min(ts_event), max(ts_event), max(ts_event), 0 FROM ticks \
+         HAVING count(*) > 0",
+        [],
+    )
+    .map_err(StoreError::sqlite(db))?;
+    let complete = claimed.is_some_and(|c| c == written);
+    if complete {
+        for table in ["fix_sessions", "imports"] {
+            let _ = copy_table(&old, &tx, table);
+        }
+    }
+    tx.commit().map_err(StoreError::sqlite(db))?;
+    Ok((
+        u64::try_from(written).unwrap_or(0),
+        claimed.and_then(|c| u64::try_from(c).ok()),
+        complete,
+    ))
+}
+
+/// Copies the rows of `old` with `seq <= limit` that read back whole, with known names and a
+/// time in the day, through `ins`, renumbered from 1 in `seq` order; returns how many. Reads in
+/// chunks of [`CHUNK`]; past a stretch that does not read it probes further ahead each time
+/// (at most 64 times).
+fn copy_readable(
+    old: &Connection,
+    ins: &mut rusqlite::Statement<'_>,
+    db: &Path,
+    (symbols, sources): (&[(i64, String)], &[(i64, String)]),
+    limit: i64,
+) -> Result<i64, StoreError> {
+    let known = |id: i64, rows: &[(i64, String)]| rows.iter().any(|r| r.0 == id);
+    let (mut next, mut step, mut written) = (1i64, 1i64, 0i64);
     let mut failures = 0u32;
     while next <= limit && failures < 64 {
         let mut stmt = match old.prepare(
@@ -376,8 +411,8 @@ fn salvage(
                     };
                     next = seq.saturating_add(1);
                     got += 1;
-                    if !known(sym, &symbols)
-                        || !known(src, &sources)
+                    if !known(sym, symbols)
+                        || !known(src, sources)
                         || !(0..NANOS_PER_DAY).contains(&ts)
                     {
                         continue;
@@ -414,27 +449,7 @@ fn salvage(
             step = 1;
         }
     }
-    drop(ins);
-    // Salvaged rows are one span that readers scan (see `store::directory`).
-    tx.execute(
-        "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
-         SELECT min(seq), max(seq), min(ts_event), max(ts_event), max(ts_event), 0 FROM ticks \
-         HAVING count(*) > 0",
-        [],
-    )
-    .map_err(StoreError::sqlite(db))?;
-    let complete = claimed.is_some_and(|c| c == written);
-    if complete {
-        for table in ["fix_sessions", "imports"] {
-            let _ = copy_table(&old, &tx, table);
-        }
-    }
-    tx.commit().map_err(StoreError::sqlite(db))?;
-    Ok((
-        u64::try_from(written).unwrap_or(0),
-        claimed.and_then(|c| u64::try_from(c).ok()),
-        complete,
-    ))
+    Ok(written)
 }
 
 fn copy_table(old: &Connection, new: &Connection, table: &str) -> rusqlite::Result<()> {

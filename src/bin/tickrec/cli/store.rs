@@ -140,37 +140,51 @@ pub(super) fn run_archive(opts: &Options, a: ArchiveArgs) -> anyhow::Result<Exit
         }
     )?;
     if let Some(keep) = a.delete_older_than {
-        let all = tickrec::store::layout::list_days(&opts.db_path)?;
-        let expired = archive::expired(&all, today, keep);
-        if !expired.is_empty() {
-            if a.dry_run {
-                for d in &expired {
-                    writeln!(out, "would delete {} ({})", d.day, d.path.display())?;
-                }
-            } else {
-                if !a.yes
-                    && !confirm(&format!(
-                        "delete {} day(s) older than {keep} days?",
-                        expired.len()
-                    ))?
-                {
-                    anyhow::bail!(
-                        "refusing to delete {} day(s) without confirmation: add --yes",
-                        expired.len()
-                    );
-                }
-                for d in &expired {
-                    archive::delete_day(&opts.db_path, d.day)?;
-                    writeln!(out, "deleted {}", d.day)?;
-                }
-            }
-        }
+        delete_expired(opts, &a, today, keep, &mut out)?;
     }
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Retention: the days (plain or archived) older than `keep` days, deleted after a
+/// confirmation (`--yes`), or listed on a dry run.
+fn delete_expired(
+    opts: &Options,
+    a: &ArchiveArgs,
+    today: chrono::NaiveDate,
+    keep: u32,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use tickrec::store::archive;
+    let all = tickrec::store::layout::list_days(&opts.db_path)?;
+    let expired = archive::expired(&all, today, keep);
+    if !expired.is_empty() {
+        if a.dry_run {
+            for d in &expired {
+                writeln!(out, "would delete {} ({})", d.day, d.path.display())?;
+            }
+        } else {
+            if !a.yes
+                && !confirm(&format!(
+                    "delete {} day(s) older than {keep} days?",
+                    expired.len()
+                ))?
+            {
+                anyhow::bail!(
+                    "refusing to delete {} day(s) without confirmation: add --yes",
+                    expired.len()
+                );
+            }
+            for d in &expired {
+                archive::delete_day(&opts.db_path, d.day)?;
+                writeln!(out, "deleted {}", d.day)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCode> {
