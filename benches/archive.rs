@@ -40,6 +40,7 @@ fn time_queries(store: &Store, day0: i64) -> (f64, f64, u64) {
     (recent, t.elapsed().as_secs_f64() * 1e3, rows)
 }
 
+/// Long on purpose: one benchmark from input to figures.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = env("TICKS", 2_000_000);
     let symbols = env("SYMBOLS", 128);

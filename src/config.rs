@@ -603,6 +603,9 @@ pub fn session_from_flags(
 }
 
 /// Validates one `[[fix.sessions]]` entry.
+///
+/// Long (~90 lines) on purpose: one check per field of the entry, in the order of the configuration
+/// reference.
 fn fix_session(
     raw: RawFixSession,
     db_path: &Path,

@@ -713,6 +713,7 @@ mod tests {
         );
     }
 
+    /// (Long: one table of timestamp forms, each read both ways.)
     #[test]
     fn arrays_and_json_lines_read_the_same_with_all_timestamp_forms() {
         let lines = "{\"symbol\":\"EURUSD\",\"bid\":1.08502,\"ask\":1.08510,\"spread\":0.00008,\"lp\":\"LP1\",\"timestamp\":\"2026-11-23T10:00:00.5Z\"}\n\

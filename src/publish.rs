@@ -408,6 +408,11 @@ impl Publisher {
         Ok((Symbols::Named(r.symbols), Some(names), cursor))
     }
 
+    /// Serves one subscriber whose request was read; returns why its stream ended.
+    ///
+    /// Long (~100 lines) on purpose: one subscriber from request to close (request, snapshot,
+    /// catch-up from its cursor, hand-over to live ticks), one sequence sharing the connection and
+    /// the cursor.
     #[allow(clippy::too_many_arguments)]
     fn serve_one(
         &self,

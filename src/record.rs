@@ -3,6 +3,7 @@
 //! (with each session's status) are returned.
 
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock::SystemClock;
@@ -50,6 +51,8 @@ pub enum RecordError {
 }
 
 /// Records until `shutdown`, logging statistics every `report_every`.
+///
+/// Long (~85 lines) on purpose: the run's life in order (start, serve, stop, drain, settle).
 pub fn run(
     opts: &Options,
     sessions: Vec<GatewayOptions>,
@@ -69,32 +72,12 @@ pub fn run(
     // Gateways stop on their own latch, set after the process-wide one, so that they log out
     // before the recorder drains.
     let stop = Shutdown::new();
-    let mut threads = Vec::new();
-    let mut statuses: Vec<StatusHandle> = Vec::new();
     let identities: Vec<GatewayOptions> = sessions.clone();
     let feed: Vec<(String, Arc<Latency>)> = sessions
         .iter()
         .map(|g| (g.source.clone(), Arc::new(Latency::default())))
         .collect();
-    for (g, (_, latency)) in sessions.into_iter().zip(&feed) {
-        match gateway::spawn(
-            g,
-            recorder.clone(),
-            store.clone(),
-            stop.clone(),
-            Arc::new(SystemClock),
-            Arc::clone(latency),
-        ) {
-            Ok((handle, status)) => {
-                threads.push(handle);
-                statuses.push(status);
-            }
-            Err(e) => {
-                abandon(&stop, threads, &recorder);
-                return Err(e.into());
-            }
-        }
-    }
+    let (threads, statuses) = spawn_gateways(sessions, &feed, &recorder, &store, &stop)?;
     let started = Instant::now();
     // What the loop below finds wrong beyond the pipeline's own verdict; /health reads it.
     let session_problems: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -131,20 +114,7 @@ pub fn run(
         },
     );
     stop.request();
-    // A gateway waiting for room behind a stalled store cannot log out: past half the
-    // shutdown bound it is refused (see `Recorder::give_up`).
-    let give_up_at = Instant::now() + opts.pipeline.shutdown_timeout / 2;
-    for (t, g) in threads.into_iter().zip(&identities) {
-        while !t.is_finished() {
-            if Instant::now() >= give_up_at {
-                recorder.give_up();
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if t.join().is_err() {
-            tracing::error!(session = %g.origin(), "the session's gateway thread panicked");
-        }
-    }
+    join_gateways(opts, threads, &identities, &recorder);
     let mut stats = recorder.shutdown();
     // Until the last counted tick is committed: the drain is part of the run.
     let elapsed = started.elapsed();
@@ -168,6 +138,61 @@ pub fn run(
         sessions: sessions_now,
         resume,
     })
+}
+
+/// One gateway thread per session, each with its feed latency; on a failure the ones started
+/// are stopped again.
+fn spawn_gateways(
+    sessions: Vec<GatewayOptions>,
+    feed: &[(String, Arc<Latency>)],
+    recorder: &Arc<Recorder>,
+    store: &crate::store::reader::Store,
+    stop: &Shutdown,
+) -> Result<(Vec<JoinHandle<()>>, Vec<StatusHandle>), RecordError> {
+    let (mut threads, mut statuses) = (Vec::new(), Vec::new());
+    for (g, (_, latency)) in sessions.into_iter().zip(feed) {
+        match gateway::spawn(
+            g,
+            recorder.clone(),
+            store.clone(),
+            stop.clone(),
+            Arc::new(SystemClock),
+            Arc::clone(latency),
+        ) {
+            Ok((handle, status)) => {
+                threads.push(handle);
+                statuses.push(status);
+            }
+            Err(e) => {
+                abandon(stop, threads, recorder);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok((threads, statuses))
+}
+
+/// Waits for the gateways to log out after their latch was set. A gateway waiting for room
+/// behind a stalled store cannot log out: past half the shutdown bound it is refused (see
+/// `Recorder::give_up`).
+fn join_gateways(
+    opts: &Options,
+    threads: Vec<JoinHandle<()>>,
+    identities: &[GatewayOptions],
+    recorder: &Recorder,
+) {
+    let give_up_at = Instant::now() + opts.pipeline.shutdown_timeout / 2;
+    for (t, g) in threads.into_iter().zip(identities) {
+        while !t.is_finished() {
+            if Instant::now() >= give_up_at {
+                recorder.give_up();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.join().is_err() {
+            tracing::error!(session = %g.origin(), "the session's gateway thread panicked");
+        }
+    }
 }
 
 /// After the recorder drained: each session's resume point as committed in the store (and,

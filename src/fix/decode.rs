@@ -136,6 +136,10 @@ impl Decoder {
     }
 }
 
+/// Reads `msg`'s header fields and its market-data entries into `entries`, checking the
+/// entry count it declares (NoMDEntries); returns the header and a snapshot's symbol.
+///
+/// Long (~80 lines) on purpose: the decoder's hot loop, one match over the tags of a message.
 fn decode_into<'a>(
     msg: &'a [u8],
     entries: &mut Vec<Entry<'a>>,

@@ -341,6 +341,9 @@ impl Gateway {
     }
 
     /// One connection, until it closes. Returns whether the Logon succeeded.
+    ///
+    /// Long (~110 lines) on purpose: the session's event loop, whose reads, timers and state share
+    /// one set of locals per connection; each step is a method it calls.
     fn serve(&mut self, mut stream: TcpStream) -> bool {
         let mut logged_on = false;
         let mut buf = vec![0u8; READ_CHUNK * 2];

@@ -305,6 +305,9 @@ impl Simulator {
 
     /// Serves one connection until its session ends; `first` is its first message. The
     /// caller closes the socket (the reader thread holds a clone of it).
+    ///
+    /// Long (~100 lines) on purpose: the simulated acceptor's session loop, one set of locals per
+    /// connection.
     fn serve(
         &mut self,
         mut stream: TcpStream,

@@ -98,6 +98,9 @@ impl OpenMessages {
 /// Runs until `stop` is set and the channel is empty (or every sender is gone), then closes
 /// the sinks. Precondition for `stop`: no producer can send any more (see
 /// `Recorder::shutdown`), so "empty" is final and every accepted tick reaches a sink.
+///
+/// Long (~90 lines) on purpose: the writer thread's loop; the stall and retry state it carries
+/// stays local to it.
 pub(crate) fn run_writer(
     rx: Receiver<Tick>,
     mut sinks: Vec<Box<dyn Sink>>,

@@ -215,6 +215,9 @@ impl ArchiveFormat {
 
 /// Compresses `day`'s file into its archive (see the module doc). `dry_run` only checks
 /// whether it could.
+///
+/// Long (~90 lines) on purpose: the crash-safe sequence (lock, write, read back, rename, sync,
+/// remove) in its order, in one place.
 pub fn archive_day(
     base: &Path,
     day: NaiveDate,
@@ -632,6 +635,9 @@ pub fn restore_locked(
 /// Writes the ticks of a Parquet archive into a new SQLite day file `dest` (sealed: its rows
 /// have no per-transaction directory), with the archive's marks and migration ledger, and
 /// checks it: integrity, and every row read back equal (by digest).
+///
+/// Long (~110 lines) on purpose: one transaction from the first row to the read-back check; in
+/// pieces, the transaction and its statements would travel through every one.
 fn rebuild_day(
     archive: &Path,
     dest: &Path,

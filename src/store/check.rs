@@ -300,6 +300,9 @@ pub fn repair_day(
     })
 }
 
+/// A name table's rows: `(id, name)`.
+type NameRows = [(i64, String)];
+
 /// Rows read per step of the salvage.
 const CHUNK: i64 = 10_000;
 
@@ -381,10 +384,10 @@ fn copy_readable(
     old: &Connection,
     ins: &mut rusqlite::Statement<'_>,
     db: &Path,
-    (symbols, sources): (&[(i64, String)], &[(i64, String)]),
+    (symbols, sources): (&NameRows, &NameRows),
     limit: i64,
 ) -> Result<i64, StoreError> {
-    let known = |id: i64, rows: &[(i64, String)]| rows.iter().any(|r| r.0 == id);
+    let known = |id: i64, rows: &NameRows| rows.iter().any(|r| r.0 == id);
     let (mut next, mut step, mut written) = (1i64, 1i64, 0i64);
     let mut failures = 0u32;
     while next <= limit && failures < 64 {

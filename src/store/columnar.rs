@@ -456,6 +456,9 @@ struct Segment {
 
 impl ParquetDay {
     /// Opens `path` and checks its metadata (see the module doc's invariant).
+    ///
+    /// Long (~110 lines) on purpose: one check per metadata invariant, in the order the module doc
+    /// lists them.
     pub fn open(path: &Path) -> Result<ParquetDay, StoreError> {
         let corrupt = |why: String| StoreError::Corrupt {
             path: path.to_owned(),
@@ -946,6 +949,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Decodes the next chunk of rows (empty at the end).
+    ///
+    /// Long (~95 lines) on purpose: the decode loop of every Parquet read, one arm per column, the
+    /// column readers borrowed only here.
     fn fill(&mut self) -> Result<(), StoreError> {
         self.chunk.rows.clear();
         self.at = 0;

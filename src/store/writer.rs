@@ -600,6 +600,9 @@ pub fn commit_positions(
 /// contiguous `seq` range; the commit joins the pending ones of the file's directory, which get
 /// a `batches` row every few commits (see `store::directory`). Stream positions (`marks`) are
 /// taken in arrival order, before the grouping. Returns the next free `seq` on commit.
+///
+/// Long (~100 lines) on purpose: everything one commit holds (ticks, marks, directory entry) in one
+/// place, so the transaction invariant of ARCHITECTURE.md reads at once.
 fn insert_all(
     od: &mut OpenDay,
     names: &Names,

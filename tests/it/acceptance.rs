@@ -350,6 +350,7 @@ fn run_definition(name: &str, text: &str) -> Verdict {
     verdict
 }
 
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 fn play(name: &str, steps: &[Step], port: u16) -> Verdict {
     let mut conns: Vec<Option<Conn>> = (0..10).map(|_| None).collect();
     let mut shift = [0i64; 10];
@@ -466,6 +467,8 @@ fn play(name: &str, steps: &[Step], port: u16) -> Verdict {
 /// What could go wrong: a venue certifies a session by playing scripted scenarios and
 /// comparing every answer; an engine that only ever talked to itself fails them. This replays
 /// QuickFIX's own definitions and holds every one that passes.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn quickfix_session_acceptance_definitions() {
     let dir = definitions_dir();

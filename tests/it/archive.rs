@@ -391,6 +391,8 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
 /// answering from what it loaded first would miss new symbols and sources, take the scan path
 /// on a day sealed since, or read a file renamed away by the archiver. Each step compares the
 /// kept store with a fresh one.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_late_ticks() {
     let dir = tempfile::tempdir().unwrap();

@@ -586,6 +586,8 @@ fn ingest_resumes_after_its_committed_lines_so_each_line_is_stored_exactly_once(
 /// transaction, found through `batches`) answering differently from a scan. The same queries
 /// run on the live day, then on the day upgraded from a file without a directory, then sealed
 /// (the index path) must print the same rows, and `check` must accept the directory.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
     use rand::{Rng, SeedableRng};
@@ -796,6 +798,8 @@ fn two_writers_on_one_day_keep_its_directory_whole() {
 /// (directory); or an unknown symbol that reads as an empty answer. Every multi-symbol answer
 /// must equal the single-symbol answers merged by (ts_event, seq), and `recent` the newest of
 /// them by recording order.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
     use rand::{Rng, SeedableRng};
@@ -923,6 +927,8 @@ fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
 /// What could go wrong: bars that lose a tick at an interval or day boundary, round a price,
 /// or emit an empty interval. `query bars` must equal a naive recomputation from
 /// `query range` of the same ticks, exactly.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn bars_equal_a_recomputation_from_the_range_query() {
     use rand::{Rng, SeedableRng};

@@ -600,6 +600,8 @@ fn answers_reverse_the_routing_fields() {
 /// session, a SendingTime two minutes off, an unknown MsgType, the first three fields out of
 /// order, a Reject received, an unsolicited Logout, header fields in any order, business the
 /// acceptor does not take, and a wrong BodyLength.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn session_rules_one_scenario_each() {
     let (addr, stop) = simulator(1);

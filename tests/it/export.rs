@@ -209,6 +209,8 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
 /// What could go wrong: an archive that the research engines read differently from `tickrec
 /// query` (decimal scales, timestamps, nulls), a query of an archived day that differs from the
 /// same query of the day file, an unarchived day that is not the day that was archived.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 #[ignore = "needs DuckDB, pyarrow and polars (tools/install-research.sh); run by CI with --include-ignored"]
 fn parquet_archives_read_the_same_in_every_engine_and_in_tickrec_and_unarchive_exactly() {

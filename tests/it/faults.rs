@@ -493,6 +493,8 @@ fn text(b: &[u8]) -> String {
 /// `stats` for every day, break `query recent` for every symbol and any range spanning it.
 /// Now each command finishes every other day, names the broken ones and why, and exits 1;
 /// `check` finds each, and `check --repair` moves them aside and salvages what can be read.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can() {
     use std::io::{Seek, SeekFrom};

@@ -76,6 +76,8 @@ fn record(db: &Path, fix: u16, publish: u16, metrics: u16, config: &Path, log: &
 /// What could go wrong: a subscriber that gets other symbols, misses the snapshot, sees a tick
 /// twice or skips one at the handover from the day files, or a stalled subscriber that is
 /// never cut off (its queue growing without bound) or that holds up the others.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cursor_hands_over_exactly(
 ) {

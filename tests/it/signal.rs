@@ -9,6 +9,8 @@ use super::util::*;
 /// What could go wrong: ticks accepted into the channel but not yet committed when the signal
 /// arrives are lost, or the process dies without checkpointing. The child reports how many it
 /// accepted; the database must hold exactly those, and they must be the first ones sent.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 fn signal_under_load_stores_every_accepted_tick(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))

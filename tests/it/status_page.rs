@@ -52,6 +52,8 @@ fn wait_up(url: &str) {
 
 /// What could go wrong: a page that needs the network (a CDN), never updates, or shows
 /// nothing of the sessions, rates and quotes it claims to.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 #[ignore = "needs Chromium and chromedriver (Debian chromium, chromium-driver); run by CI with --include-ignored"]
 fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chromium() {

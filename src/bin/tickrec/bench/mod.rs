@@ -242,6 +242,9 @@ impl Rows {
 }
 
 /// Runs everything under `dir` (a scratch folder), reporting progress to `log`.
+///
+/// Long (~105 lines) on purpose: the stages in their order, each a function of its own; what is
+/// left here is which stages run and on which inputs.
 pub fn run(
     opts: &Options,
     b: BenchOptions,
@@ -511,6 +514,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// (b) The writer while a reader queries the live day 50 times a second; the reader's
 /// queries are timed too.
+///
+/// Long (~90 lines) on purpose: the reader thread and its timing live beside the run they measure.
 fn writer_with_reader(
     opts: &Options,
     inputs: &Inputs<'_>,
@@ -604,6 +609,9 @@ fn writer_with_reader(
 
 /// (d) Queries on the writer's day file under `base`: live first, then sealed, then the same
 /// on the `sqlite3` shell.
+///
+/// Long (~105 lines) on purpose: the queries in the order they must run on one file (live, sealed,
+/// indexed, then the shell).
 fn queries_stage(
     opts: &Options,
     ticks: usize,

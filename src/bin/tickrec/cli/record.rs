@@ -130,6 +130,9 @@ pub(super) fn run_simulate(a: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads on its own thread so that a signal is honoured even while the input is idle: the main
 /// thread waits for "input finished" or "signal", then shuts the recorder down (which drains).
+///
+/// Long (~115 lines) on purpose: the life of one ingest run in order (start, reader thread, wait,
+/// drain, report), all of it sharing the recorder and the exit code.
 pub(super) fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCode> {
     let shutdown = signal_latch()?;
     let opts = &with_metrics(opts, &a.metrics);
