@@ -44,9 +44,10 @@
 -- LIFECYCLE. A file is "live" while its day is being written: queries of one symbol go through
 -- the per-transaction directory below (batches, batch_dirs). Sealing a closed day folds its WAL
 -- in and keeps the directory as its query structure, adding nothing: a sealed day is the size
--- it was live (the alternatives measured against each other are in schema/seal.sql: per-tick
--- indexes 87.5 bytes/tick for 2.7 ms against 37.3 for 3.2 ms). Files from before the directory
--- get the indexes of schema/seal.sql when sealed.
+-- it was live (the alternatives measured against each other are in schema/seal.sql: the
+-- covering per-tick indexes earlier versions built, 86.5 bytes/tick for 2.9 ms against 36.9 for
+-- 3.4 ms). Files from before the directory get the two slim indexes of schema/seal.sql when
+-- sealed (63.4 bytes/tick, 3.6 ms): their rows cannot be regrouped without renumbering seq.
 --
 -- LIVE-DAY QUERY STRUCTURE, measured against the alternatives with `tickrec bench` (10M ticks,
 -- 128 symbols, one day, 2-core machine; "1 h of 1 symbol": streamed rows/s and first row on the

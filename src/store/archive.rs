@@ -132,7 +132,8 @@ pub enum Sealed {
 /// its first tick keeps the directory as its query structure and gains no index (indexes left
 /// by an earlier version's seal are dropped and the space given back): sealing never makes such
 /// a day bigger. A file from before the directory (or upgraded to it with ticks already in it)
-/// gets the indexes. Skips a file a writer holds. Idempotent.
+/// gets the two slim indexes of schema/seal.sql (an earlier version's covering index replaced).
+/// Skips a file a writer holds. Idempotent.
 pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sealed, StoreError> {
     let db = layout::day_path(base, day);
     let Some(_lock) = try_lock(base, day)? else {
@@ -178,7 +179,20 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
                 conn.execute_batch(UNSEAL_SQL)?;
             }
         } else {
-            conn.execute_batch(SEAL_SQL)?;
+            // The covering index of an earlier version's seal gives way to the slim one
+            // (schema/seal.sql), and its space is given back.
+            let wide: i64 = conn.query_row(
+                "SELECT count(*) FROM pragma_index_info('ticks_by_symbol_time')",
+                [],
+                |r| r.get(0),
+            )?;
+            if wide > 2 {
+                conn.execute_batch("DROP INDEX ticks_by_symbol_time;")?;
+                conn.execute_batch(SEAL_SQL)?;
+                conn.execute_batch("VACUUM;")?;
+            } else {
+                conn.execute_batch(SEAL_SQL)?;
+            }
         }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok((ticks, !covered))

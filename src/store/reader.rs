@@ -227,6 +227,8 @@ struct DayReader {
     /// Queried through its per-transaction directory (a live version-5 file; a sealed file's
     /// indexes serve its queries better).
     directory: bool,
+    /// Has the sealing indexes of schema/seal.sql (a day from before the directory).
+    indexed: bool,
 }
 
 /// The file (device, inode), its schema cookie and its largest name ids: a file replaced by
@@ -367,6 +369,7 @@ impl DayReader {
             symbols,
             sources,
             directory,
+            indexed: sealed,
         })
     }
 
@@ -905,10 +908,16 @@ impl Store {
                         return reader.range_by_directory(ids.as_deref(), lo, hi, f);
                     }
                     let order = "ORDER BY ts_event, seq";
+                    // The time index walks the symbols' rows in order (schema/seal.sql).
+                    let ticks = if reader.indexed {
+                        "ticks INDEXED BY ticks_by_symbol_time"
+                    } else {
+                        "ticks"
+                    };
                     match ids.as_deref() {
                         Some(&[sym]) => reader.stream(
                             &format!(
-                                "SELECT {COLUMNS} FROM ticks WHERE sym = ?1 AND ts_event >= ?2 \
+                                "SELECT {COLUMNS} FROM {ticks} WHERE sym = ?1 AND ts_event >= ?2 \
                              AND ts_event < ?3 {order}"
                             ),
                             &[&sym, &lo, &hi],
@@ -916,7 +925,7 @@ impl Store {
                         ),
                         Some(ids) => reader.stream(
                             &format!(
-                                "SELECT {COLUMNS} FROM ticks WHERE sym IN rarray(?1) \
+                                "SELECT {COLUMNS} FROM {ticks} WHERE sym IN rarray(?1) \
                              AND ts_event >= ?2 AND ts_event < ?3 {order}"
                             ),
                             &[&ids_value(ids), &lo, &hi],

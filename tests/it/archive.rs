@@ -339,6 +339,41 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
         .unwrap();
     assert_eq!(n, 0);
     assert_eq!(queries(&db), before);
+
+    // A day from before the directory, sealed by an earlier version (a covering time index):
+    // sealing again puts the slim indexes of schema/seal.sql in its place, gives the space
+    // back, and changes no answer.
+    let conn = rusqlite::Connection::open(old).unwrap();
+    conn.execute_batch(
+        "DROP TABLE batches; \
+         CREATE INDEX ticks_by_symbol ON ticks (sym); \
+         CREATE INDEX ticks_by_symbol_time ON ticks \
+             (sym, ts_event, seq, ts_recv, bid, ask, bid_size, ask_size, src);",
+    )
+    .unwrap();
+    drop(conn);
+    let covering = size(old) + size(&wal(old));
+    assert_eq!(queries(&db), before, "the covering index answers alike");
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("per-symbol indexes"),
+        "{}",
+        text(&out.stdout)
+    );
+    let now = size(old) + size(&wal(old));
+    assert!(now < covering, "{covering} -> {now}");
+    let conn = rusqlite::Connection::open(old).unwrap();
+    let columns: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_index_info('ticks_by_symbol_time')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(columns, 2, "(sym, ts_event)");
+    drop(conn);
+    assert_eq!(queries(&db), before, "the slim indexes answer alike");
 }
 
 #[test]
