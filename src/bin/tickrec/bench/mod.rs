@@ -797,7 +797,7 @@ fn publish_stage(
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved.
-    let (mut plain, mut with): (Vec<(u64, u64)>, Vec<(u64, u64)>) = (Vec::new(), Vec::new());
+    let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
     for round in 0..PUBLISH_ROUNDS {
         for subs in [None, Some((7, 1))] {
             writeln!(
