@@ -1076,6 +1076,13 @@ impl BenchReport {
             b.map(|b| format!("{:.2}x", a / b))
                 .unwrap_or_else(|| "-".into())
         };
+        if self.only == Some(Stage::Queries) {
+            writeln!(
+                f,
+                "writer, live-day reader 50/s    {:>12.0} ticks/s ({} query pairs ran)",
+                self.writer_ticks_per_s_with_queries, self.queries_during_writes
+            )?;
+        }
         writeln!(
             f,
             "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick (sealing took {:.1}s); with a pre-directory day's indexes {:.1}",
