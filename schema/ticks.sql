@@ -59,14 +59,18 @@
 --   one directory row per commit            426,193 ticks/s      6.5 ms      17% (A/B)    38.65
 --     + running max/lag (two index seeks)   667,195 ticks/s      3.2 ms      17%          38.71
 --   one row per up to 8 commits             699,364 ticks/s      3.2 ms      none seen    39.0
---   up to 16 commits, at most ~3.6 KB (this)  0.90-1.13M/s        1.9-2.2 ms  none seen    38.6
+--   up to 16 commits, at most ~3.6 KB (this)  0.90-1.25M/s        1.8-2.2 ms  none seen    38.6
+--     the same while the writer appends at full speed  0.45M/s     5.5 ms
 --   (sym, ts_event) index kept live         index speed (sealed: 1.58M/s)     83%          56.3
 -- One row per commit dirtied three more pages per 500-tick commit (two tables and an index);
 -- one row per 8 commits dirties one page per 8 commits, but its ~2 KB rows (128 symbols) left
 -- half of every directory page free; a row closed before it passes ~3.6 KB fills a page
 -- (the 2M-tick random-ns day: 38.2 -> 37.9 bytes/tick). recent 100 on the live day: 860 us
 -- without the directory, 555 us with it (sealed 494 us; each includes opening the file and
--- SQLite parsing its schema, about 450 us).
+-- SQLite parsing its schema, about 450 us). While the writer appends at full speed the reader
+-- shares two busy cores, and the newest commits no row covers yet (up to ~13, ~6,500 ticks) are
+-- scanned by symbol: recent 100 p50 1.2 ms, against 150-170 us once the writer is done. Rows of
+-- 8 commits would halve that scan and give back the 0.4 byte/tick of page space measured above.
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
