@@ -188,7 +188,7 @@ impl Tail {
         &self.cursor
     }
 
-    /// Reads what was committed since the last call (up to [`CHUNK`] rows of a SQLite day per
+    /// Reads what was committed since the last call (up to `CHUNK` rows of a SQLite day per
     /// snapshot, until caught up), advancing the cursor after each day's rows were passed on.
     /// `batch` runs after each chunk with the cursor reached (flush output, save the cursor).
     /// Returns the rows passed on; days that cannot be read are skipped with their errors.
