@@ -1,4 +1,4 @@
--- tickrec day file, schema version 5 (PRAGMA user_version = 5).
+-- tickrec day file, schema version 6 (PRAGMA user_version = 6).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -29,6 +29,9 @@
 --                exact decimals packed as (mantissa << 4 | k): k in 1..10 means k-1 decimal
 --                places as given, k in 11..15 means mantissa * 10^(k-10). 1.08502 -> 1736037
 --                (3 bytes), 151.234 -> 3 bytes, a size of 1000000 -> 175 (2 bytes).
+--                ask, when bid is there with the same k: (ask - bid) << 4, low bits 0 (no
+--                packed decimal has k = 0): a spread of 0.00012 -> 192 (2 bytes, not 3);
+--                otherwise its own code (schema version 6; tick::Decimal::stored_ask).
 --   Never REAL: a REAL takes 8 bytes and cannot hold 1.08502 exactly.
 -- Measured with `cargo bench --bench schema_layouts` (2M generated FX ticks over one day,
 -- 128 symbols, receive delay 20-250 us, WAL, synchronous=NORMAL, 500-tick transactions, 2-core
@@ -171,11 +174,11 @@ SELECT
         WHEN 9 THEN (t.bid >> 4) / 1e8 WHEN 10 THEN (t.bid >> 4) / 1e9
         ELSE (t.bid >> 4) * CASE t.bid & 15 WHEN 11 THEN 10 WHEN 12 THEN 100
             WHEN 13 THEN 1000 WHEN 14 THEN 10000 ELSE 100000 END END   AS bid,
-    CASE t.ask & 15 WHEN 1 THEN t.ask >> 4 WHEN 2 THEN (t.ask >> 4) / 1e1
-        WHEN 3 THEN (t.ask >> 4) / 1e2 WHEN 4 THEN (t.ask >> 4) / 1e3 WHEN 5 THEN (t.ask >> 4) / 1e4
-        WHEN 6 THEN (t.ask >> 4) / 1e5 WHEN 7 THEN (t.ask >> 4) / 1e6 WHEN 8 THEN (t.ask >> 4) / 1e7
-        WHEN 9 THEN (t.ask >> 4) / 1e8 WHEN 10 THEN (t.ask >> 4) / 1e9
-        ELSE (t.ask >> 4) * CASE t.ask & 15 WHEN 11 THEN 10 WHEN 12 THEN 100
+    CASE t.ask_code & 15 WHEN 1 THEN t.ask_code >> 4 WHEN 2 THEN (t.ask_code >> 4) / 1e1
+        WHEN 3 THEN (t.ask_code >> 4) / 1e2 WHEN 4 THEN (t.ask_code >> 4) / 1e3 WHEN 5 THEN (t.ask_code >> 4) / 1e4
+        WHEN 6 THEN (t.ask_code >> 4) / 1e5 WHEN 7 THEN (t.ask_code >> 4) / 1e6 WHEN 8 THEN (t.ask_code >> 4) / 1e7
+        WHEN 9 THEN (t.ask_code >> 4) / 1e8 WHEN 10 THEN (t.ask_code >> 4) / 1e9
+        ELSE (t.ask_code >> 4) * CASE t.ask_code & 15 WHEN 11 THEN 10 WHEN 12 THEN 100
             WHEN 13 THEN 1000 WHEN 14 THEN 10000 ELSE 100000 END END   AS ask,
     CASE t.bid_size & 15 WHEN 1 THEN t.bid_size >> 4 WHEN 2 THEN (t.bid_size >> 4) / 1e1
         WHEN 3 THEN (t.bid_size >> 4) / 1e2 WHEN 4 THEN (t.bid_size >> 4) / 1e3
@@ -192,7 +195,8 @@ SELECT
         ELSE (t.ask_size >> 4) * CASE t.ask_size & 15 WHEN 11 THEN 10 WHEN 12 THEN 100
             WHEN 13 THEN 1000 WHEN 14 THEN 10000 ELSE 100000 END END   AS ask_size,
     r.name                                     AS source
-FROM ticks t
+FROM (SELECT *, CASE WHEN ask & 15 = 0 THEN (((bid >> 4) + (ask >> 4)) << 4) | (bid & 15)
+             ELSE ask END AS ask_code FROM ticks) t
 JOIN file_info f ON f.id = 1
 JOIN symbols s ON s.id = t.sym
 JOIN sources r ON r.id = t.src;

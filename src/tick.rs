@@ -142,6 +142,32 @@ impl Decimal {
         self.0.get()
     }
 
+    /// The `ask` column of a day file (schema version 6): when `bid` is there with the same
+    /// `k` (the same places, or the same folded zeros), the distance `(ask - bid) << 4`, whose
+    /// low four bits are 0 as no decimal's code has them; otherwise the ask's own code. A spread
+    /// of a few pips takes one or two bytes where a price takes three: 2.2 bytes per tick less
+    /// (`cargo bench --bench schema_layouts`).
+    pub fn stored_ask(bid: Option<Decimal>, ask: Option<Decimal>) -> Option<i64> {
+        let ask = ask?;
+        Some(match bid {
+            // Both mantissas are below 2^59: the difference, shifted, fits 64 bits.
+            Some(b) if b.k() == ask.k() => (ask.mantissa() as i64 - b.mantissa() as i64) << 4,
+            _ => ask.code() as i64,
+        })
+    }
+
+    /// The ask [`Decimal::stored_ask`] stored as `raw` beside `bid`; `None` for a value it
+    /// never stores (a distance without a bid, or one that leaves the mantissa's range).
+    pub fn from_stored_ask(bid: Option<Decimal>, raw: i64) -> Option<Decimal> {
+        if raw & 15 != 0 {
+            return u64::try_from(raw).ok().and_then(Decimal::from_code);
+        }
+        let b = bid?;
+        let m = i64::try_from(b.mantissa()).ok()?.checked_add(raw >> 4)?;
+        let m = u64::try_from(m).ok().filter(|&m| m <= MAX_MANTISSA)?;
+        Some(Decimal::pack(m, u64::from(b.k())))
+    }
+
     /// Rebuilds a decimal from [`Decimal::code`]; `None` for a code no decimal produces.
     pub fn from_code(code: u64) -> Option<Decimal> {
         let k = code & 15;
@@ -732,6 +758,23 @@ mod tests {
             d.write_ascii(&mut ascii);
             prop_assert_eq!(ascii, text.clone().into_bytes());
             prop_assert_eq!(Decimal::from_code(d.code()), Some(d));
+        }
+
+        /// What could go wrong: an ask stored as its distance from bid that reads back as
+        /// another number, or a stored value that decodes when it should not.
+        #[test]
+        fn a_stored_ask_reads_back_as_given(
+            b in 0u64..(1 << 40), a in 0u64..(1 << 40), bs in 0u32..=9, sc in 0u32..=9,
+            has_bid: bool, raw: i64,
+        ) {
+            let bid = has_bid.then(|| Decimal::from_parts(b, bs));
+            let ask = Decimal::from_parts(a, sc);
+            let stored = Decimal::stored_ask(bid, Some(ask)).unwrap();
+            prop_assert_eq!(Decimal::from_stored_ask(bid, stored), Some(ask));
+            prop_assert_eq!(Decimal::stored_ask(bid, None), None);
+            // Any integer: a decimal or None, never a panic.
+            let _ = Decimal::from_stored_ask(bid, raw);
+            let _ = Decimal::from_stored_ask(None, raw);
         }
 
         #[test]

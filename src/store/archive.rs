@@ -698,7 +698,7 @@ fn rebuild_day(
                     r.ts_event.0.wrapping_sub(start),
                     r.ts_recv.0.wrapping_sub(r.ts_event.0),
                     code(r.bid),
-                    code(r.ask),
+                    Decimal::stored_ask(r.bid, r.ask),
                     code(r.bid_size),
                     code(r.ask_size),
                     src

@@ -588,14 +588,22 @@ impl DayReader {
         };
         let ts_event = self.day_start_ns + r.get::<_, i64>(2).map_err(sq)?;
         let ts_recv = ts_event.wrapping_add(r.get::<_, i64>(3).map_err(sq)?);
+        let bid = dec(4, "bid")?;
+        let ask: Option<i64> = r.get(5).map_err(sq)?;
+        let ask = ask
+            .map(|c| {
+                Decimal::from_stored_ask(bid, c)
+                    .ok_or_else(|| corrupt(format!("ask {c} is not an ask beside bid {bid:?}")))
+            })
+            .transpose()?;
         Ok(TickRow {
             seq: Some(seq),
             symbol: name(&self.symbols, 1, "symbol")?,
             source: name(&self.sources, 8, "source")?,
             ts_event: Timestamp(ts_event),
             ts_recv: Timestamp(ts_recv),
-            bid: dec(4, "bid")?,
-            ask: dec(5, "ask")?,
+            bid,
+            ask,
             bid_size: dec(6, "bid_size")?,
             ask_size: dec(7, "ask_size")?,
         })
@@ -1175,11 +1183,14 @@ pub(crate) fn scan_decimals(
             Err(e) => return Err(sq(e)),
         };
         let mut d = [None; 4];
-        for (i, slot) in d.iter_mut().enumerate() {
+        for i in 0..4 {
             let code: Option<i64> = r.get(i).map_err(StoreError::sqlite(path))?;
-            *slot = code
-                .and_then(|c| u64::try_from(c).ok())
-                .and_then(Decimal::from_code);
+            d[i] = match i {
+                1 => code.and_then(|c| Decimal::from_stored_ask(d[0], c)),
+                _ => code
+                    .and_then(|c| u64::try_from(c).ok())
+                    .and_then(Decimal::from_code),
+            };
         }
         f(d);
     }

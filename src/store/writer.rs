@@ -33,7 +33,7 @@ use crate::intern::Names;
 use crate::pipeline::{Sink, SinkStats};
 use crate::shutdown::Shutdown;
 use crate::spill::{Kind, SetAside};
-use crate::tick::{OriginId, Tick, NANOS_PER_DAY};
+use crate::tick::{Decimal, OriginId, Tick, NANOS_PER_DAY};
 
 const INSERT: &str =
     "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
@@ -655,7 +655,7 @@ fn insert_all(
             let src = file_id(&tx, &mut od.src_ids, t.source.0, "sources", || {
                 names.source_name(t.source)
             })?;
-            let code = |d: Option<crate::tick::Decimal>| d.map(|d| d.code() as i64);
+            let code = |d: Option<Decimal>| d.map(|d| d.code() as i64);
             let ts = t.ts_event.0 - od.day_start_ns;
             (ts_min, ts_max) = (ts_min.min(ts), ts_max.max(ts));
             stmt.raw_bind_parameter(1, seq)?;
@@ -663,7 +663,7 @@ fn insert_all(
             stmt.raw_bind_parameter(3, ts)?;
             stmt.raw_bind_parameter(4, t.ts_recv.0.wrapping_sub(t.ts_event.0))?;
             stmt.raw_bind_parameter(5, code(t.bid))?;
-            stmt.raw_bind_parameter(6, code(t.ask))?;
+            stmt.raw_bind_parameter(6, Decimal::stored_ask(t.bid, t.ask))?;
             stmt.raw_bind_parameter(7, code(t.bid_size))?;
             stmt.raw_bind_parameter(8, code(t.ask_size))?;
             stmt.raw_bind_parameter(9, src)?;

@@ -1100,3 +1100,101 @@ fn a_live_days_tail_and_its_directory_rows_read_as_one_ordered_answer() {
         "the tail read with the directory's rows, in order"
     );
 }
+
+/// What could go wrong: an ask stored as its distance from bid (schema version 6) that the SQL
+/// view `ticks_v`, or `tickrec query`, reads back as another number: crossed quotes (a negative
+/// distance), equal sides, different places on the two sides, folded integer sizes, a missing
+/// bid.
+#[test]
+fn the_view_and_the_queries_read_every_stored_ask_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let pairs = [
+        ("1.08502", "1.08510"),
+        ("1.085", "1.08510"),
+        ("null", "1.1"),
+        ("1.2", "1.1"),
+        ("151.230", "151.245"),
+        ("1000000", "2000000"),
+        ("1500000", "2000000"),
+        ("0", "0.00001"),
+        ("1.08502", "1.08502"),
+        ("0.000000001", "999999.999999999"),
+        ("1.5", "null"),
+    ];
+    let mut lines = String::new();
+    for (i, (bid, ask)) in pairs.iter().enumerate() {
+        lines.push_str(&format!(
+            "{{\"symbol\":\"EURUSD\",\"bid\":{bid},\"ask\":{ask},\"ts_event\":\"2026-11-19T10:00:{i:02}Z\"}}\n"
+        ));
+    }
+    let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tickrec(
+        &db,
+        &[
+            "query",
+            "range",
+            "EURUSD",
+            "--from",
+            "2026-11-19",
+            "--to",
+            "2026-11-20",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Columns: seq, symbol, ts_event_ns, ts_event, ts_recv_ns, bid, ask, …
+    let printed: Vec<(String, String)> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[5].to_owned(), c[6].to_owned())
+        })
+        .collect();
+    let given: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(b, a)| {
+            let t = |s: &str| {
+                if s == "null" {
+                    String::new()
+                } else {
+                    s.to_owned()
+                }
+            };
+            (t(b), t(a))
+        })
+        .collect();
+    assert_eq!(printed, given, "tickrec prints what was given");
+    let conn = rusqlite::Connection::open(db.join("2026/11/ticks_2026-11-19.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT bid, ask FROM ticks_v ORDER BY seq")
+        .unwrap();
+    let as_f64 = |v: rusqlite::types::Value| match v {
+        rusqlite::types::Value::Integer(i) => Some(i as f64),
+        rusqlite::types::Value::Real(r) => Some(r),
+        _ => None,
+    };
+    let viewed: Vec<(Option<f64>, Option<f64>)> = stmt
+        .query_map([], |r| Ok((as_f64(r.get(0)?), as_f64(r.get(1)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let parsed: Vec<(Option<f64>, Option<f64>)> = given
+        .iter()
+        .map(|(b, a)| (b.parse().ok(), a.parse().ok()))
+        .collect();
+    assert_eq!(viewed, parsed, "ticks_v reads the same values");
+    let spreads: i64 = conn
+        .query_row("SELECT count(*) FROM ticks WHERE ask & 15 = 0", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        spreads, 7,
+        "every ask with its bid's places is stored as the distance"
+    );
+}

@@ -1011,7 +1011,7 @@ fn ceiling(
                 stmt.raw_bind_parameter(3, t.ts_event.0 - DAY0)?;
                 stmt.raw_bind_parameter(4, t.ts_recv.0 - t.ts_event.0)?;
                 stmt.raw_bind_parameter(5, code(t.bid))?;
-                stmt.raw_bind_parameter(6, code(t.ask))?;
+                stmt.raw_bind_parameter(6, tickrec::tick::Decimal::stored_ask(t.bid, t.ask))?;
                 stmt.raw_bind_parameter(7, code(t.bid_size))?;
                 stmt.raw_bind_parameter(8, code(t.ask_size))?;
                 stmt.raw_bind_parameter(9, i64::from(t.source.0))?;
