@@ -13,7 +13,7 @@ use tickrec::store::reader::Store;
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::{layout, SqliteOptions, WriterOptions};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, Tick, Timestamp, NANOS_PER_DAY};
+use tickrec::tick::{Timestamp, NANOS_PER_DAY};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -62,17 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s = gen.pick();
         let q = gen.next_quote(s);
         let ts = day0 + i as i64 * step;
-        batch.push(Tick {
-            symbol: ids[s],
+        batch.push(q.tick(
+            ids[s],
             source,
-            ts_event: Timestamp(ts),
-            ts_recv: Timestamp(ts + 20_000 + (i as i64 * 7_919) % 230_000),
-            bid: q.bid,
-            ask: q.ask,
-            bid_size: q.bid_size,
-            ask_size: q.ask_size,
-            msg: MsgRef::NONE,
-        });
+            Timestamp(ts),
+            Timestamp(ts + 20_000 + (i as i64 * 7_919) % 230_000),
+        ));
         if batch.len() == 500 {
             sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
             batch.clear();

@@ -21,7 +21,7 @@ use tickrec::format::csv::CsvWriter;
 use tickrec::format::RowWriter;
 use tickrec::legacy_json::{parse_record, read_records};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{push_i64, TickRow, Timestamp};
+use tickrec::tick::{push_i64, SourceId, SymbolId, TickRow, Timestamp};
 
 const ROWS: usize = 1_000_000;
 
@@ -45,19 +45,14 @@ fn rows() -> Vec<TickRow> {
     (0..ROWS)
         .map(|i| {
             let s = gen.pick();
-            let q = gen.next_quote(s);
             let t = 1_795_392_000_000_000_000 + i as i64 * 1_000_317;
-            TickRow {
-                seq: Some(i as i64 + 1),
-                symbol: names[s].clone(),
-                source: source.clone(),
-                ts_event: Timestamp(t),
-                ts_recv: Timestamp(t + 40_000),
-                bid: q.bid,
-                ask: q.ask,
-                bid_size: q.bid_size,
-                ask_size: q.ask_size,
-            }
+            let tick = gen.next_quote(s).tick(
+                SymbolId(s as u32),
+                SourceId(0),
+                Timestamp(t),
+                Timestamp(t + 40_000),
+            );
+            TickRow::from_tick(&tick, names[s].clone(), source.clone(), Some(i as i64 + 1))
         })
         .collect()
 }

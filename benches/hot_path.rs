@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use tickrec::pipeline::{PipelineOptions, Recorder, Sink, SinkStats};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, Tick, Timestamp};
+use tickrec::tick::{Tick, Timestamp};
 
 /// Counts and forgets: the writer side costs nothing, so the bench sees store_tick alone.
 struct Discard(Arc<SinkStats>);
@@ -42,17 +42,12 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let s = gen.pick();
             let q = gen.next_quote(s);
-            Tick {
-                symbol: ids[s],
+            q.tick(
+                ids[s],
                 source,
-                ts_event: Timestamp(1_795_428_000_000_000_000 + i),
-                ts_recv: Timestamp(1_795_428_000_000_040_000 + i),
-                bid: q.bid,
-                ask: q.ask,
-                bid_size: q.bid_size,
-                ask_size: q.ask_size,
-                msg: MsgRef::NONE,
-            }
+                Timestamp(1_795_428_000_000_000_000 + i),
+                Timestamp(1_795_428_000_000_040_000 + i),
+            )
         })
         .collect();
     let mut g = c.benchmark_group("hot_path");

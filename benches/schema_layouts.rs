@@ -49,22 +49,45 @@ fn real(d: Option<Decimal>) -> Option<f64> {
     d.map(Decimal::to_f64)
 }
 
+/// The day file's row before the ask became a distance.
+fn bind_compact(
+    s: &mut rusqlite::Statement<'_>,
+    seq: i64,
+    r: &Row,
+    _: &[String],
+    day0: i64,
+) -> rusqlite::Result<()> {
+    s.execute(params![
+        seq,
+        r.sym as i64,
+        r.ts_event - day0,
+        r.ts_recv - r.ts_event,
+        code(r.bid),
+        code(r.ask),
+        code(r.bid_size),
+        code(r.ask_size),
+        0i64
+    ])
+    .map(drop)
+}
+
+/// The day file's `ticks` table (integers throughout).
+const COMPACT: &str = "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL, \
+              ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER, src INTEGER NOT NULL)";
+/// One row, every column bound.
+const INSERT: &str = "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
 const LAYOUTS: &[Layout] = &[
     Layout {
         name: "compact: day-relative ns, recv delta, packed decimals, ids (chosen)",
-        ddl: "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL, \
-              ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER, src INTEGER NOT NULL)",
-        insert: "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        bind: |s, seq, r, _, day0| {
-            s.execute(params![seq, r.sym as i64, r.ts_event - day0, r.ts_recv - r.ts_event,
-                code(r.bid), code(r.ask), code(r.bid_size), code(r.ask_size), 0i64]).map(drop)
-        },
+        ddl: COMPACT,
+        insert: INSERT,
+        bind: bind_compact,
     },
     Layout {
         name: "absolute ns (ts_event, ts_recv), packed decimals, ids",
-        ddl: "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL, \
-              ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER, src INTEGER NOT NULL)",
-        insert: "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        ddl: COMPACT,
+        insert: INSERT,
         bind: |s, seq, r, _, _| {
             s.execute(params![seq, r.sym as i64, r.ts_event, r.ts_recv,
                 code(r.bid), code(r.ask), code(r.bid_size), code(r.ask_size), 0i64]).map(drop)
@@ -72,9 +95,8 @@ const LAYOUTS: &[Layout] = &[
     },
     Layout {
         name: "compact, ask as its spread over bid",
-        ddl: "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL, \
-              ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER, src INTEGER NOT NULL)",
-        insert: "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        ddl: COMPACT,
+        insert: INSERT,
         bind: |s, seq, r, _, day0| {
             s.execute(params![seq, r.sym as i64, r.ts_event - day0, r.ts_recv - r.ts_event,
                 code(r.bid), spread(r.bid, r.ask), code(r.bid_size), code(r.ask_size), 0i64]).map(drop)
@@ -84,7 +106,7 @@ const LAYOUTS: &[Layout] = &[
         name: "naive: absolute ns, REAL prices and sizes, TEXT symbol and source",
         ddl: "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, symbol TEXT NOT NULL, ts_event INTEGER NOT NULL, \
               ts_recv INTEGER NOT NULL, bid REAL, ask REAL, bid_size REAL, ask_size REAL, source TEXT NOT NULL)",
-        insert: "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        insert: INSERT,
         bind: |s, seq, r, names, _| {
             s.execute(params![seq, names[r.sym], r.ts_event, r.ts_recv,
                 real(r.bid), real(r.ask), real(r.bid_size), real(r.ask_size), "LP1"]).map(drop)
@@ -95,11 +117,8 @@ const LAYOUTS: &[Layout] = &[
         ddl: "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL, \
               ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER, src INTEGER NOT NULL); \
               CREATE INDEX ticks_sym_ts ON ticks (sym, ts_event)",
-        insert: "INSERT INTO ticks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        bind: |s, seq, r, _, day0| {
-            s.execute(params![seq, r.sym as i64, r.ts_event - day0, r.ts_recv - r.ts_event,
-                code(r.bid), code(r.ask), code(r.bid_size), code(r.ask_size), 0i64]).map(drop)
-        },
+        insert: INSERT,
+        bind: bind_compact,
     },
 ];
 

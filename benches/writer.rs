@@ -9,7 +9,7 @@ use tickrec::pipeline::Sink;
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::WriterOptions;
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, Tick, Timestamp};
+use tickrec::tick::{Tick, Timestamp};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -28,17 +28,7 @@ fn bench(c: &mut Criterion) {
                 t += 1_000;
                 let s = gen.pick();
                 let q = gen.next_quote(s);
-                Tick {
-                    symbol: ids[s],
-                    source,
-                    ts_event: Timestamp(t),
-                    ts_recv: Timestamp(t + 40_000),
-                    bid: q.bid,
-                    ask: q.ask,
-                    bid_size: q.bid_size,
-                    ask_size: q.ask_size,
-                    msg: MsgRef::NONE,
-                }
+                q.tick(ids[s], source, Timestamp(t), Timestamp(t + 40_000))
             })
             .collect()
     };

@@ -7,7 +7,7 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::tick::{Decimal, Price, Size};
+use crate::tick::{Decimal, MsgRef, Price, Size, SourceId, SymbolId, Tick, Timestamp};
 
 /// Pairs in the order they are handed out: majors, then crosses, then others.
 const PAIRS: &[(&str, u64)] = &[
@@ -62,6 +62,29 @@ pub struct Quote {
     pub ask: Option<Price>,
     pub bid_size: Option<Size>,
     pub ask_size: Option<Size>,
+}
+
+impl Quote {
+    /// This quote as a tick of `symbol` from `source` (no FIX message behind it).
+    pub fn tick(
+        self,
+        symbol: SymbolId,
+        source: SourceId,
+        ts_event: Timestamp,
+        ts_recv: Timestamp,
+    ) -> Tick {
+        Tick {
+            symbol,
+            source,
+            ts_event,
+            ts_recv,
+            bid: self.bid,
+            ask: self.ask,
+            bid_size: self.bid_size,
+            ask_size: self.ask_size,
+            msg: MsgRef::NONE,
+        }
+    }
 }
 
 /// One instrument's random walk.

@@ -12,7 +12,7 @@ use tickrec::pipeline::{Outcome, PipelineOptions, Recorder};
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::WriterOptions;
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, Tick, Timestamp};
+use tickrec::tick::{Tick, Timestamp};
 
 struct Counting;
 
@@ -64,17 +64,12 @@ fn store_tick_allocates_nothing_in_steady_state() {
         .map(|i| {
             let s = (i % 128) as usize;
             let q = gen.next_quote(s);
-            Tick {
-                symbol: ids[s],
+            q.tick(
+                ids[s],
                 source,
-                ts_event: Timestamp(t0 + i * 1_000),
-                ts_recv: Timestamp(t0 + i * 1_000 + 40_000),
-                bid: q.bid,
-                ask: q.ask,
-                bid_size: q.bid_size,
-                ask_size: q.ask_size,
-                msg: MsgRef::NONE,
-            }
+                Timestamp(t0 + i * 1_000),
+                Timestamp(t0 + i * 1_000 + 40_000),
+            )
         })
         .collect();
     // Warm-up: every symbol's ring is created on its first tick.

@@ -165,6 +165,7 @@ fn ensure_schema(conn: &mut Connection, path: &Path, day: NaiveDate) -> Result<(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sq())?;
     let mut version = user_version(&tx).map_err(sq())?;
+    let mut upgraded = false;
     if version == 0 {
         let tables: i64 = tx
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
@@ -199,6 +200,12 @@ fn ensure_schema(conn: &mut Connection, path: &Path, day: NaiveDate) -> Result<(
                 })?;
             tx.execute_batch(step).map_err(sq())?;
             version += 1;
+            upgraded = true;
+        }
+        if upgraded {
+            // The view of this version reads the rows of every earlier one.
+            tx.execute_batch(&format!("DROP VIEW IF EXISTS ticks_v; {}", view_sql()?))
+                .map_err(sq())?;
         }
     }
     tx.pragma_update(None, "user_version", version)
@@ -216,6 +223,17 @@ fn ensure_schema(conn: &mut Connection, path: &Path, day: NaiveDate) -> Result<(
     }
     tx.commit().map_err(sq())?;
     Ok(())
+}
+
+/// The `CREATE VIEW ticks_v` statement of schema/ticks.sql (its last statement).
+fn view_sql() -> Result<&'static str, StoreError> {
+    SCHEMA_SQL
+        .find("CREATE VIEW ticks_v")
+        .map(|at| &SCHEMA_SQL[at..])
+        .ok_or_else(|| StoreError::Foreign {
+            path: "schema/ticks.sql".into(),
+            why: "no CREATE VIEW ticks_v in the built-in schema".into(),
+        })
 }
 
 /// The file's schema version.

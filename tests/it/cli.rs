@@ -626,8 +626,12 @@ fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
     // Make the file what version 4 wrote (no directory), then write more through an upgrade.
     let day = db.join("2026/11/ticks_2026-11-19.db");
     let conn = rusqlite::Connection::open(&day).unwrap();
-    conn.execute_batch("DROP TABLE batches; PRAGMA user_version = 4;")
-        .unwrap();
+    // (An earlier version's view stands in for the one it had.)
+    conn.execute_batch(
+        "DROP TABLE batches; DROP VIEW ticks_v; CREATE VIEW ticks_v AS SELECT seq FROM ticks; \
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
     drop(conn);
     let queries: Vec<Vec<String>> = (0..12)
         .map(|k| {
@@ -683,6 +687,20 @@ fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let conn = rusqlite::Connection::open(&day).unwrap();
+    // The upgrade left the view of this version (it reads an ask stored as a distance).
+    let (view, version): (String, i64) = conn
+        .query_row(
+            "SELECT sql, (SELECT user_version FROM pragma_user_version) FROM sqlite_master \
+             WHERE name = 'ticks_v'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(version, tickrec::store::schema::SCHEMA_VERSION);
+    assert!(
+        tickrec::store::schema::SCHEMA_SQL.contains(&view),
+        "the view of schema/ticks.sql: {view}"
+    );
     let (spans, scanned): (i64, i64) = conn
         .query_row(
             "SELECT count(*), count(*) FILTER (WHERE dir IS NULL) FROM batches",
@@ -802,23 +820,11 @@ fn two_writers_on_one_day_keep_its_directory_whole() {
 /// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
 fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
-    use rand::{Rng, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let syms = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"];
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
-    let base = chrono::DateTime::parse_from_rfc3339("2026-11-18T20:00:00Z").unwrap();
-    let mut lines = String::new();
     // Two days (the 18th and 19th), event times up to a minute out of arrival order.
-    for i in 0..5000i64 {
-        let sym = syms[rng.gen_range(0..syms.len())];
-        let t = base + chrono::Duration::milliseconds(i * 6_000 + rng.gen_range(-60_000..60_000));
-        lines.push_str(&format!(
-            "{{\"symbol\":\"{sym}\",\"bid\":1.{:05},\"ask\":1.5,\"ts_event\":\"{}\"}}\n",
-            i,
-            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        ));
-    }
+    let lines = jittered_lines(&syms, 11, "2026-11-18T20:00:00Z", 5000, 6_000, 60_000);
     let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The 18th indexed as an earlier version sealed days (its indexes answer), the 19th stays
@@ -1036,23 +1042,11 @@ fn bars_equal_a_recomputation_from_the_range_query() {
 /// misorders the tail's rows against the rows the directory finds.
 #[test]
 fn a_live_days_tail_and_its_directory_rows_read_as_one_ordered_answer() {
-    use rand::{Rng, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let syms = ["EURUSD", "GBPUSD", "USDJPY"];
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
-    let base = chrono::DateTime::parse_from_rfc3339("2026-11-19T01:00:00Z").unwrap();
-    let mut lines = String::new();
     // 40 commits of 500: directory rows, then (once the newest row is gone) a tail.
-    for i in 0..20_000i64 {
-        let sym = syms[rng.gen_range(0..syms.len())];
-        let t = base + chrono::Duration::milliseconds(i * 900 + rng.gen_range(-30_000..30_000));
-        lines.push_str(&format!(
-            "{{\"symbol\":\"{sym}\",\"bid\":1.{:05},\"ask\":1.5,\"ts_event\":\"{}\"}}\n",
-            i % 100_000,
-            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        ));
-    }
+    let lines = jittered_lines(&syms, 5, "2026-11-19T01:00:00Z", 20_000, 900, 30_000);
     let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv = |args: &[&str]| -> Vec<String> {
@@ -1197,4 +1191,31 @@ fn the_view_and_the_queries_read_every_stored_ask_as_given() {
         spreads, 7,
         "every ask with its bid's places is stored as the distance"
     );
+}
+
+/// `n` JSON lines of `syms` picked at random (seeded), the i-th at `start + i * step_ms`
+/// give or take up to `jitter_ms` (event times out of arrival order), bids counting up.
+fn jittered_lines(
+    syms: &[&str],
+    seed: u64,
+    start: &str,
+    n: i64,
+    step_ms: i64,
+    jitter_ms: i64,
+) -> String {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let base = chrono::DateTime::parse_from_rfc3339(start).unwrap();
+    let mut lines = String::new();
+    for i in 0..n {
+        let sym = syms[rng.gen_range(0..syms.len())];
+        let t = base
+            + chrono::Duration::milliseconds(i * step_ms + rng.gen_range(-jitter_ms..jitter_ms));
+        lines.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":1.{:05},\"ask\":1.5,\"ts_event\":\"{}\"}}\n",
+            i % 100_000,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        ));
+    }
+    lines
 }

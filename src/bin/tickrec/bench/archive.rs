@@ -26,7 +26,7 @@ use tickrec::store::reader::{Store, Symbols};
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::{layout, SqliteOptions, WriterOptions};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, Tick, Timestamp, NANOS_PER_DAY};
+use tickrec::tick::{Timestamp, NANOS_PER_DAY};
 
 /// What (e) measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -69,17 +69,12 @@ fn write_comparison_day(base: &Path, n: usize, symbols: usize) -> anyhow::Result
         let s = gen.pick();
         let q = gen.next_quote(s);
         let ts = CMP_DAY0 + i * step + rng.gen_range(0..step);
-        batch.push(Tick {
-            symbol: ids[s],
+        batch.push(q.tick(
+            ids[s],
             source,
-            ts_event: Timestamp(ts),
-            ts_recv: Timestamp(ts + rng.gen_range(20_000..250_000)),
-            bid: q.bid,
-            ask: q.ask,
-            bid_size: q.bid_size,
-            ask_size: q.ask_size,
-            msg: MsgRef::NONE,
-        });
+            Timestamp(ts),
+            Timestamp(ts + rng.gen_range(20_000..250_000)),
+        ));
         if batch.len() == 500 {
             sink.write_batch(&batch, &stop);
             batch.clear();

@@ -44,7 +44,7 @@ use tickrec::store::reader::{Store, Symbols};
 use tickrec::store::writer::SqliteSink;
 use tickrec::store::{layout, schema, WriterOptions};
 use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{MsgRef, SymbolId, Tick, Timestamp, NANOS_PER_DAY};
+use tickrec::tick::{SymbolId, Tick, Timestamp, NANOS_PER_DAY};
 
 /// Bench parameters.
 #[derive(Debug, Clone, Copy)]
@@ -231,17 +231,7 @@ impl Rows {
         let ts = self.day0 + self.i * self.step;
         let recv = ts + 20_000 + (self.i * 7_919) % 230_000;
         self.i += 1;
-        Tick {
-            symbol: self.ids[s],
-            source,
-            ts_event: Timestamp(ts),
-            ts_recv: Timestamp(recv),
-            bid: q.bid,
-            ask: q.ask,
-            bid_size: q.bid_size,
-            ask_size: q.ask_size,
-            msg: MsgRef::NONE,
-        }
+        q.tick(self.ids[s], source, Timestamp(ts), Timestamp(recv))
     }
 }
 
