@@ -850,13 +850,8 @@ fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
     .unwrap();
     drop(conn);
     let csv = |args: &[&str]| -> Vec<Vec<String>> {
-        let mut a = args.to_vec();
-        a.extend(["--format", "csv"]);
-        let out = tickrec(&db, &a, None);
-        assert!(out.status.success(), "{a:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .skip(1)
+        csv_lines(&db, args)
+            .iter()
             .map(|l| l.split(',').map(str::to_owned).collect())
             .collect()
     };
@@ -1049,17 +1044,7 @@ fn a_live_days_tail_and_its_directory_rows_read_as_one_ordered_answer() {
     let lines = jittered_lines(&syms, 5, "2026-11-19T01:00:00Z", 20_000, 900, 30_000);
     let out = tickrec(&db, &["ingest", "--source-id", "a"], Some(&lines));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let csv = |args: &[&str]| -> Vec<String> {
-        let mut a = args.to_vec();
-        a.extend(["--format", "csv"]);
-        let out = tickrec(&db, &a, None);
-        assert!(out.status.success(), "{a:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-            .lines()
-            .skip(1)
-            .map(str::to_owned)
-            .collect()
-    };
+    let csv = |args: &[&str]| csv_lines(&db, args);
     let (from, to) = ("2026-11-19T02:00:00Z", "2026-11-19T07:00:00Z");
     let ask = || {
         (
@@ -1218,4 +1203,17 @@ fn jittered_lines(
         ));
     }
     lines
+}
+
+/// The rows (header left out) `tickrec ARGS --format csv` prints; it must succeed.
+fn csv_lines(db: &Path, args: &[&str]) -> Vec<String> {
+    let mut a = args.to_vec();
+    a.extend(["--format", "csv"]);
+    let out = tickrec(db, &a, None);
+    assert!(out.status.success(), "{a:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
 }
