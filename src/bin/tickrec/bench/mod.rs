@@ -500,10 +500,10 @@ struct Seen {
     recent_us: Vec<f64>,
 }
 
-/// The middle value (0 for none).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+/// The middle value (the default, 0, for none).
+fn median<T: Copy + Default + PartialOrd>(v: &mut [T]) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
 /// (b) The writer while a reader queries the live day 50 times a second; the reader's
@@ -810,17 +810,15 @@ fn publish_stage(
             .push((l.p99_ns, l.p999_ns));
         }
     }
-    let median = |runs: &[(u64, u64)], pick: fn(&(u64, u64)) -> u64| {
-        let mut v: Vec<u64> = runs.iter().map(pick).collect();
-        v.sort_unstable();
-        v[v.len() / 2]
+    let of = |runs: &[(u64, u64)], pick: fn(&(u64, u64)) -> u64| {
+        median(&mut runs.iter().map(pick).collect::<Vec<u64>>())
     };
-    let with = (median(&with, |r| r.0), median(&with, |r| r.1));
+    let with = (of(&with, |r| r.0), of(&with, |r| r.1));
     r.plain_store_tick_p99_range_ns = (
         plain.iter().map(|r| r.0).min().unwrap_or(0),
         plain.iter().map(|r| r.0).max().unwrap_or(0),
     );
-    let plain = (median(&plain, |r| r.0), median(&plain, |r| r.1));
+    let plain = (of(&plain, |r| r.0), of(&plain, |r| r.1));
     (r.publish_store_tick_p99_ns, r.publish_store_tick_p999_ns) = with;
     (r.plain_store_tick_p99_ns, r.plain_store_tick_p999_ns) = plain;
     Ok(())
