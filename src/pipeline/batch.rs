@@ -44,6 +44,13 @@ const MESSAGE_TAIL_WAIT: Duration = Duration::from_secs(1);
 /// sleep, and the longest an idle writer sleeps (the most a tick can wait before its batch
 /// starts, on top of `batch_timeout`).
 const MIN_POLL: Duration = Duration::from_micros(50);
+
+/// A filling batch's sleep: `rest`, at least [`MIN_POLL`], at most `left` to its deadline.
+/// (Not `clamp`: it panics when the deadline is nearer than `MIN_POLL`, which took the writer
+/// thread down under load.)
+fn nap(rest: Duration, left: Duration) -> Duration {
+    rest.max(MIN_POLL).min(left)
+}
 const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// An idle writer's sleeps: doubling from [`MIN_POLL`] up to [`IDLE_POLL`].
@@ -153,7 +160,7 @@ pub(crate) fn run_writer(
             let per_tick = now.duration_since(started) / batch.len().max(1) as u32;
             let rest = (batch_size - batch.len()).min(capacity);
             let rest = per_tick.saturating_mul(u32::try_from(rest).unwrap_or(u32::MAX));
-            std::thread::sleep(rest.clamp(MIN_POLL, deadline - now));
+            std::thread::sleep(nap(rest, deadline - now));
         }
         // The batch is out of the channel: producers waiting for room may go on.
         ctl.room.ring_if(|| capacity.saturating_sub(rx.len()));
@@ -209,4 +216,20 @@ fn write_all(sinks: &mut [Box<dyn Sink>], batch: &[Tick], ctl: &WriterControl) {
     ctl.stats
         .in_writer
         .store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_sleeps_at_least_min_poll_and_never_past_its_deadline() {
+        let us = Duration::from_micros;
+        assert_eq!(nap(us(10), us(1_000)), MIN_POLL);
+        assert_eq!(nap(us(300), us(1_000)), us(300));
+        assert_eq!(nap(us(5_000), us(1_000)), us(1_000));
+        // A deadline nearer than MIN_POLL: no panic, the deadline wins.
+        assert_eq!(nap(us(300), us(20)), us(20));
+        assert_eq!(nap(us(0), us(0)), us(0));
+    }
 }
