@@ -9,7 +9,7 @@
 //!
 //! PASSIVE alone does not bound the WAL: under sustained writes it never catches up with the
 //! writer, so the WAL is never restarted and grows. The writer bounds it itself, between
-//! commits (`store::writer`, `bound_wal`); a checkpoint from this thread that tried would have
+//! commits (`store::writer`, `WalBound`); a checkpoint from this thread that tried would have
 //! to win the write lock against a writer that takes it back-to-back. Files the writer closes
 //! are checkpointed (TRUNCATE) by the writer at close.
 //!

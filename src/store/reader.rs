@@ -817,7 +817,7 @@ impl Store {
         }
         // Rows are collected inside the snapshot and passed on after it ends: a slow consumer
         // never holds a read transaction open (one would keep the writer's WAL from being
-        // reset, see `store::writer::bound_wal`).
+        // reset, see `store::writer::WalBound`).
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = Vec::new();
         self.with_day(day, |reader| {

@@ -66,6 +66,8 @@ struct OpenDay {
     entries: Vec<(i64, u64)>,
     /// Commits not yet recorded in a directory row (see `store::directory`).
     pending: super::directory::Pending,
+    /// Keeps its WAL under the bound.
+    wal: WalBound,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -75,49 +77,76 @@ struct OpenDay {
 /// snapshot or the background checkpointer.
 const WAL_RESTART_BUSY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Keeps the WAL under `max_bytes`. The background checkpointer's PASSIVE checkpoints copy
-/// pages behind the writer but, under sustained writes, never catch up with it, and SQLite
+/// How long it may wait past the whole bound: longer than a background PASSIVE pass over a full
+/// WAL on a slow disk takes.
+const WAL_OVER_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps one day file's WAL under `max_bytes`. The background checkpointer's PASSIVE checkpoints
+/// copy pages behind the writer but, under sustained writes, never catch up with it, and SQLite
 /// restarts a WAL only once everything in it is copied: the WAL grows without end (180 MiB in a
-/// 10M-tick run before this). After each commit the writer looks at the WAL's size (one
-/// `stat`, about a microsecond against a commit's hundreds); past half the bound it, between
-/// two commits so that no writer contends, runs a TRUNCATE checkpoint: it copies the few pages
-/// PASSIVE had not and cuts the WAL to zero. Past half the bound it waits at most
-/// [`WAL_RESTART_BUSY`] for the background checkpointer or a reader on an old snapshot, and
-/// tries again at the next look; past the whole bound it waits the file's busy timeout (the
-/// writer stalls, the queue takes the feed: a bench run on a slow disk saw 82 MiB against 64
-/// while only the short wait was tried). A reader that holds its snapshot longer than that is
-/// logged and waited for again at the next commit.
-fn bound_wal(od: &OpenDay, max_bytes: u64, busy: std::time::Duration) {
-    bound_wal_of(&od.conn, &od.path, max_bytes, busy);
+/// 10M-tick run before this). After each commit the writer looks at the WAL's size (one `stat`,
+/// about a microsecond against a commit's hundreds); past half the bound it runs, between two
+/// commits so that no writer contends, a TRUNCATE checkpoint: it copies the few pages PASSIVE had
+/// not and cuts the WAL to zero. It waits at most [`WAL_RESTART_BUSY`] for the background
+/// checkpointer or a reader on an old snapshot; past the whole bound up to [`WAL_OVER_BUSY`]
+/// (the writer stalls, the queue takes the feed: a bench run on a slow disk saw 82 MiB against 64
+/// with only the short wait). When a reader holds its snapshot longer, the next try waits until
+/// the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
+/// reader costs the feed a pause per stretch of WAL, not one per commit (waiting at every commit
+/// took 100 ms of each: `faults::a_reader_holding_an_old_snapshot_…`).
+#[derive(Debug)]
+pub struct WalBound {
+    max_bytes: u64,
+    /// The WAL size from which the next try is made, and the next long wait.
+    next_try: u64,
+    next_long: u64,
 }
 
-/// `bound_wal` for any connection writing `path` (the bench's ceiling uses the writer's own
-/// checkpoint policy through it).
-pub fn bound_wal_of(conn: &Connection, path: &Path, max_bytes: u64, busy: std::time::Duration) {
-    let wal = std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
-    if wal <= max_bytes / 2 {
-        return;
-    }
-    let over = wal > max_bytes;
-    let wait = if over { busy } else { WAL_RESTART_BUSY };
-    let restarted = conn.busy_timeout(wait).and_then(|_| {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-    });
-    if let Err(e) = conn.busy_timeout(busy) {
-        tracing::warn!(file = %path.display(), error = %e, "restoring the busy timeout failed");
-    }
-    match restarted {
-        Ok(0) => {}
-        Ok(_) | Err(_) if over => tracing::warn!(
-            file = %path.display(),
-            wal,
+impl WalBound {
+    pub fn new(max_bytes: u64) -> WalBound {
+        WalBound {
             max_bytes,
-            "WAL over its bound: a reader holds an old snapshot; restart postponed"
-        ),
-        Ok(_) | Err(_) => {
-            tracing::debug!(file = %path.display(), wal, "WAL restart postponed (busy)")
+            next_try: 0,
+            next_long: 0,
+        }
+    }
+
+    /// After a commit on `conn`, writing `path`; `busy` is the connection's usual timeout.
+    pub fn after_commit(&mut self, conn: &Connection, path: &Path, busy: std::time::Duration) {
+        let wal =
+            std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
+        let over = wal > self.max_bytes && wal >= self.next_long;
+        if wal <= self.max_bytes / 2 || (!over && wal < self.next_try) {
+            return;
+        }
+        let wait = if over {
+            WAL_OVER_BUSY
+        } else {
+            WAL_RESTART_BUSY
+        };
+        let restarted = conn.busy_timeout(wait).and_then(|_| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        if let Err(e) = conn.busy_timeout(busy) {
+            tracing::warn!(file = %path.display(), error = %e, "restoring the busy timeout failed");
+        }
+        if matches!(restarted, Ok(0)) {
+            (self.next_try, self.next_long) = (0, 0);
+            return;
+        }
+        self.next_try = wal.saturating_add(self.max_bytes / 8);
+        if over {
+            self.next_long = wal.saturating_add(self.max_bytes / 2);
+            tracing::warn!(
+                file = %path.display(),
+                wal,
+                max_bytes = self.max_bytes,
+                "WAL over its bound: a reader holds an old snapshot; restart postponed"
+            );
+        } else {
+            tracing::debug!(file = %path.display(), wal, "WAL restart postponed (busy)");
         }
     }
 }
@@ -438,7 +467,8 @@ impl SqliteSink {
                 self.stats
                     .commit_latency
                     .record_ns(started.elapsed().as_nanos() as u64);
-                bound_wal(od, self.opts.wal_max_bytes, self.opts.sqlite.busy_timeout);
+                od.wal
+                    .after_commit(&od.conn, &od.path, self.opts.sqlite.busy_timeout);
                 Ok(())
             }
             Err(e) => {
@@ -501,6 +531,7 @@ impl SqliteSink {
             scratch: Vec::new(),
             entries: Vec::new(),
             pending: super::directory::Pending::default(),
+            wal: WalBound::new(self.opts.wal_max_bytes),
             path,
             _lock: lock,
         });

@@ -745,6 +745,69 @@ fn the_wal_stays_under_its_bound_through_sustained_writes() {
     );
 }
 
+/// What could go wrong: a reader that holds an old snapshot (a long query, a stuck consumer)
+/// keeps the WAL from restarting; a writer that waited for it on every commit would stall the
+/// feed for good, one that never waited would let the WAL grow past its bound once the reader
+/// has gone. Every tick is stored, the long waits come once per half bound of growth, and the
+/// WAL is back under its bound once the reader lets go.
+#[test]
+fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let bound: u64 = 2 << 20;
+    let writer = WriterOptions {
+        wal_max_bytes: bound,
+        ..WriterOptions::default()
+    };
+    let rec = recorder(dir.path(), PipelineOptions::default(), writer);
+    let day = Timestamp(T0).day();
+    let wal_bytes = || std::fs::metadata(wal_of(dir.path(), day)).map_or(0, |m| m.len());
+    let mut i = 0i64;
+    // Feeds n ticks and waits until every tick so far is committed.
+    let mut feed = |n: i64| {
+        for _ in 0..n {
+            let t = tick(
+                &rec,
+                "EURUSD",
+                Timestamp(T0 + i * 1000),
+                "1.08500",
+                "1.08510",
+            );
+            rec.store_tick(t).unwrap();
+            i += 1;
+        }
+        wait_until(Duration::from_secs(120), "the ticks committed", || {
+            rec.stats().ticks_stored == i as u64
+        });
+    };
+    feed(20_000);
+    let reader = rusqlite::Connection::open(layout::day_path(dir.path(), day)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
+        .unwrap();
+    let held = Instant::now();
+    feed(120_000);
+    let during = wal_bytes();
+    let took = held.elapsed();
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    feed(120_000);
+    let after = wal_bytes();
+    let s = rec.shutdown();
+    assert_eq!(s.ticks_stored, 260_000, "every tick stored");
+    assert!(
+        during > bound,
+        "the reader held the WAL past its bound: {during} bytes"
+    );
+    // 120,000 ticks are 240 commits and ~5 MB of WAL: a pause per stretch of WAL (a few of a
+    // second, some of 100 ms: ~5 s), not 100 ms at each commit (24 s and more).
+    assert!(took < Duration::from_secs(15), "the feed went on: {took:?}");
+    assert!(
+        after <= bound,
+        "back under the bound once the reader let go: {after} bytes"
+    );
+}
+
 pub fn wal_of(base: &Path, day: chrono::NaiveDate) -> PathBuf {
     tickrec::fsutil::with_suffix(&layout::day_path(base, day), "-wal")
 }

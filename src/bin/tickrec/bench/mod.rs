@@ -985,6 +985,7 @@ fn ceiling(
         }
     };
     let mut seq = 1i64;
+    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -1009,12 +1010,7 @@ fn ceiling(
         }
         tx.commit()?;
         if checkpointer.is_some() {
-            tickrec::store::writer::bound_wal_of(
-                &conn,
-                &path,
-                writer_opts.wal_max_bytes,
-                writer_opts.sqlite.busy_timeout,
-            );
+            wal.after_commit(&conn, &path, writer_opts.sqlite.busy_timeout);
         }
     }
     drop(checkpointer);
