@@ -18,7 +18,9 @@ use serde::Serialize;
 
 use super::decode::{Decoded, Decoder, MarketData};
 use super::frame::{self, FrameError};
-use super::session::{field_text, Inbound, ResendStore, Role, Session, SessionConfig, State};
+use super::session::{
+    field_text, Disconnect, Inbound, ResendStore, Role, Session, SessionConfig, State,
+};
 use super::tags;
 use crate::clock::Clock;
 use crate::pipeline::{Latency, Recorder, StoreTickError};
@@ -164,8 +166,12 @@ pub enum GatewayError {
         #[source]
         source: crate::store::StoreError,
     },
-    #[error("session {session}: {why}")]
-    SeqFile { session: String, why: String },
+    #[error("session {session}: {source}")]
+    SeqFile {
+        session: String,
+        #[source]
+        source: SeqFileError,
+    },
     #[error("session {session}: starting its thread: {source}")]
     Thread {
         session: String,
@@ -272,9 +278,9 @@ impl Gateway {
             safe_file_part(&opts.session.target_comp_id)
         ));
         let next_out = read_seq_file(&seq_file)
-            .map_err(|why| GatewayError::SeqFile {
+            .map_err(|source| GatewayError::SeqFile {
                 session: session.clone(),
-                why,
+                source,
             })?
             .unwrap_or(1);
         tracing::info!(session = %lock(&status).name, next_in, next_out, "session sequence numbers recovered");
@@ -411,7 +417,7 @@ impl Gateway {
                                     self.send_market_data_request(now);
                                 }
                                 Ok(_) => {}
-                                Err(why) => {
+                                Err(Disconnect(why)) => {
                                     let _ = self.flush(&mut stream);
                                     error = Some(why);
                                     break 'conn;
@@ -457,7 +463,7 @@ impl Gateway {
     }
 
     /// Handles one framed message. `Err` closes the connection.
-    fn on_frame(&mut self, msg: &[u8], now: Timestamp) -> Result<Option<Inbound>, String> {
+    fn on_frame(&mut self, msg: &[u8], now: Timestamp) -> Result<Option<Inbound>, Disconnect> {
         let decoded = self.decoder.decode(msg);
         let (header, decode_error) = match &decoded {
             Ok(d) => (d.header, None),
@@ -469,10 +475,7 @@ impl Gateway {
                 }
             },
         };
-        let inbound = self
-            .session
-            .on_message(&header, msg, now)
-            .map_err(|d| d.0)?;
+        let inbound = self.session.on_message(&header, msg, now)?;
         {
             let mut s = lock(&self.status);
             s.last_message = Some(now);
@@ -657,15 +660,40 @@ fn safe_file_part(s: &str) -> String {
         .collect()
 }
 
-fn read_seq_file(path: &Path) -> Result<Option<u64>, String> {
+/// Why a session's `.seq` file (its next outbound MsgSeqNum) cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeqFileError {
+    #[error("{path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a sequence number: {source}")]
+    NotANumber {
+        path: PathBuf,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+}
+
+fn read_seq_file(path: &Path) -> Result<Option<u64>, SeqFileError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|e| format!("{}: not a sequence number: {e}", path.display())),
+        Ok(text) => {
+            text.trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|source| SeqFileError::NotANumber {
+                    path: path.to_owned(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(SeqFileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
