@@ -329,14 +329,10 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(size(old) < indexed, "{} -> {}", indexed, size(old));
-    let conn = rusqlite::Connection::open(old).unwrap();
-    let n: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'ticks_by_%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let n = sql_int(
+        old,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'ticks_by_%'",
+    );
     assert_eq!(n, 0);
     assert_eq!(queries(&db), before);
 
@@ -363,16 +359,11 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     );
     let now = size(old) + size(&wal(old));
     assert!(now < covering, "{covering} -> {now}");
-    let conn = rusqlite::Connection::open(old).unwrap();
-    let columns: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM pragma_index_info('ticks_by_symbol_time')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let columns = sql_int(
+        old,
+        "SELECT count(*) FROM pragma_index_info('ticks_by_symbol_time')",
+    );
     assert_eq!(columns, 2, "(sym, ts_event)");
-    drop(conn);
     assert_eq!(queries(&db), before, "the slim indexes answer alike");
 }
 

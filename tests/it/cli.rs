@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use super::util::sql_int;
+
 pub fn tickrec(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
         .arg("--db")
@@ -712,15 +714,12 @@ fn live_day_queries_through_the_directory_match_the_sealed_index_exactly() {
         spans > 1 && scanned == 1,
         "one scanned span from version 4, then directory rows: {spans} rows, {scanned} scanned"
     );
-    let indexed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(indexed, 1, "sealed: queries take the index");
     drop(conn);
+    let indexed = sql_int(
+        &day,
+        "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
+    );
+    assert_eq!(indexed, 1, "sealed: queries take the index");
     let sealed = answers("sealed");
     assert_eq!(live, sealed, "directory and index answer alike");
     assert!(
@@ -834,14 +833,10 @@ fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
         .unwrap()
         .execute_batch(tickrec::store::archive::SEAL_SQL)
         .unwrap();
-    let indexed: i64 = rusqlite::Connection::open(&day18)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let indexed = sql_int(
+        &day18,
+        "SELECT count(*) FROM sqlite_master WHERE name = 'ticks_by_symbol_time'",
+    );
     assert_eq!(indexed, 1);
     let conn = rusqlite::Connection::open(db.join("2026/11/ticks_2026-11-19.db")).unwrap();
     conn.execute_batch(

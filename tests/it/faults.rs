@@ -708,11 +708,7 @@ fn an_io_error_mid_run_stalls_the_store_and_it_resumes_exactly_when_the_fault_cl
 fn the_wal_stays_under_its_bound_through_sustained_writes() {
     let dir = tempfile::tempdir().unwrap();
     let bound: u64 = 4 << 20;
-    let writer = WriterOptions {
-        wal_max_bytes: bound,
-        ..WriterOptions::default()
-    };
-    let rec = recorder(dir.path(), PipelineOptions::default(), writer);
+    let rec = wal_bounded(dir.path(), bound);
     let wal = wal_of(dir.path(), Timestamp(T0).day());
     let mut largest = 0;
     const N: i64 = 600_000;
@@ -754,11 +750,7 @@ fn the_wal_stays_under_its_bound_through_sustained_writes() {
 fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_for_good() {
     let dir = tempfile::tempdir().unwrap();
     let bound: u64 = 2 << 20;
-    let writer = WriterOptions {
-        wal_max_bytes: bound,
-        ..WriterOptions::default()
-    };
-    let rec = recorder(dir.path(), PipelineOptions::default(), writer);
+    let rec = wal_bounded(dir.path(), bound);
     let day = Timestamp(T0).day();
     let wal_bytes = || std::fs::metadata(wal_of(dir.path(), day)).map_or(0, |m| m.len());
     let mut i = 0i64;
@@ -806,6 +798,15 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
         after <= bound,
         "back under the bound once the reader let go: {after} bytes"
     );
+}
+
+/// A recorder under `base` whose day files' WAL is bounded by `bound` bytes.
+fn wal_bounded(base: &Path, bound: u64) -> tickrec::pipeline::Recorder {
+    let writer = WriterOptions {
+        wal_max_bytes: bound,
+        ..WriterOptions::default()
+    };
+    recorder(base, PipelineOptions::default(), writer)
 }
 
 pub fn wal_of(base: &Path, day: chrono::NaiveDate) -> PathBuf {

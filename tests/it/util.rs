@@ -115,3 +115,11 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// The single integer `sql` returns from the SQLite file at `path` (a count, a pragma).
+pub fn sql_int(path: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
