@@ -713,14 +713,7 @@ fn the_wal_stays_under_its_bound_through_sustained_writes() {
     let mut largest = 0;
     const N: i64 = 600_000;
     for i in 0..N {
-        let t = tick(
-            &rec,
-            "EURUSD",
-            Timestamp(T0 + i * 1000),
-            "1.08500",
-            "1.08510",
-        );
-        rec.store_tick(t).unwrap();
+        rec.store_tick(nth_tick(&rec, i)).unwrap();
         if i % 1000 == 0 {
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         }
@@ -757,14 +750,7 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
     // Feeds n ticks and waits until every tick so far is committed.
     let mut feed = |n: i64| {
         for _ in 0..n {
-            let t = tick(
-                &rec,
-                "EURUSD",
-                Timestamp(T0 + i * 1000),
-                "1.08500",
-                "1.08510",
-            );
-            rec.store_tick(t).unwrap();
+            rec.store_tick(nth_tick(&rec, i)).unwrap();
             i += 1;
         }
         wait_until(Duration::from_secs(120), "the ticks committed", || {
@@ -798,6 +784,17 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
         after <= bound,
         "back under the bound once the reader let go: {after} bytes"
     );
+}
+
+/// The `i`-th tick of the WAL tests: EURUSD, a microsecond after the one before.
+fn nth_tick(rec: &tickrec::pipeline::Recorder, i: i64) -> tickrec::tick::Tick {
+    tick(
+        rec,
+        "EURUSD",
+        Timestamp(T0 + i * 1000),
+        "1.08500",
+        "1.08510",
+    )
 }
 
 /// A recorder under `base` whose day files' WAL is bounded by `bound` bytes.

@@ -1056,9 +1056,10 @@ impl BenchReport {
 impl BenchReport {
     /// (d): the day file's sizes and the queries on it, live and sealed.
     fn fmt_queries(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ratio = |a: f64, b: Option<f64>| {
-            b.map(|b| format!("{:.2}x", a / b))
-                .unwrap_or_else(|| "-".into())
+        // The sqlite3 shell's figure and its ratio to ours ("-" without the shell).
+        let shell = |theirs: Option<f64>, unit: &str, ours: f64| match theirs {
+            Some(v) => format!("{v:.0} {unit} -> {:.2}x", v / ours),
+            None => "- -> -".into(),
         };
         if self.only == Some(Stage::Queries) {
             writeln!(
@@ -1087,21 +1088,19 @@ impl BenchReport {
         )?;
         writeln!(
             f,
-            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {} -> {}",
+            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {}",
             self.live_recent100_p50_us,
             self.sealed_recent100_p50_us,
             self.recent100_p50_us,
-            self.recent100_sqlite3_p50_us.map(|v| format!("{v:.0} us")).unwrap_or_else(|| "-".into()),
-            ratio(self.recent100_sqlite3_p50_us.unwrap_or(0.0), Some(self.recent100_p50_us)),
+            shell(self.recent100_sqlite3_p50_us, "us", self.recent100_p50_us),
         )?;
         write!(
             f,
-            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} -> {} of ours",
+            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} of ours",
             self.sealed_range_ticks_per_s,
             self.range_ticks_per_s,
             self.range_rows,
-            self.range_sqlite3_ticks_per_s.map(|v| format!("{v:.0} ticks/s")).unwrap_or_else(|| "-".into()),
-            ratio(self.range_sqlite3_ticks_per_s.unwrap_or(0.0), Some(self.range_ticks_per_s)),
+            shell(self.range_sqlite3_ticks_per_s, "ticks/s", self.range_ticks_per_s),
         )
     }
 }
