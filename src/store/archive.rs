@@ -822,6 +822,8 @@ impl ArchiveCache {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // A cache entry: renamed into place but not fsynced (`fsutil::rename_durably` is for
+        // data); a copy lost to a crash is made again from the archive.
         std::fs::rename(&tmp, &cached).map_err(io(&cached))?;
         self.evict(&cached);
         Ok(cached)
