@@ -439,19 +439,25 @@ const SESSION_STATES: &[&str] = &[
     "stopped",
 ];
 
+/// What `/health` and `/status.json` both say of a session.
+fn session_json(ss: &SessionStatus) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::from_iter([
+        ("session".into(), serde_json::json!(ss.name)),
+        ("state".into(), serde_json::json!(ss.state)),
+        (
+            "next_inbound_seq".into(),
+            serde_json::json!(ss.next_inbound_seq),
+        ),
+        ("last_error".into(), serde_json::json!(ss.last_error)),
+    ])
+}
+
 /// The body of `GET /health`.
 pub fn health_json(s: &Scrape) -> String {
     let sessions: Vec<serde_json::Value> = s
         .sessions
         .iter()
-        .map(|ss| {
-            serde_json::json!({
-                "session": ss.name,
-                "state": ss.state,
-                "next_inbound_seq": ss.next_inbound_seq,
-                "last_error": ss.last_error,
-            })
-        })
+        .map(|ss| serde_json::Value::Object(session_json(ss)))
         .collect();
     serde_json::json!({
         "status": if s.problems.is_empty() { "ok" } else { "unhealthy" },
@@ -473,16 +479,22 @@ pub fn status_json(s: &Scrape) -> String {
         .sessions
         .iter()
         .map(|ss| {
-            serde_json::json!({
-                "session": ss.name,
-                "state": ss.state,
-                "next_inbound_seq": ss.next_inbound_seq,
-                "next_outbound_seq": ss.next_outbound_seq,
-                "messages_in": ss.messages_in,
-                "ticks": ss.ticks,
-                "last_message_age_s": ss.last_message.map(|t| (s.now.0.saturating_sub(t.0)).max(0) as f64 / 1e9),
-                "last_error": ss.last_error,
-            })
+            let mut m = session_json(ss);
+            m.extend([
+                (
+                    "next_outbound_seq".into(),
+                    serde_json::json!(ss.next_outbound_seq),
+                ),
+                ("messages_in".into(), serde_json::json!(ss.messages_in)),
+                ("ticks".into(), serde_json::json!(ss.ticks)),
+                (
+                    "last_message_age_s".into(),
+                    serde_json::json!(ss
+                        .last_message
+                        .map(|t| (s.now.0.saturating_sub(t.0)).max(0) as f64 / 1e9)),
+                ),
+            ]);
+            serde_json::Value::Object(m)
         })
         .collect();
     let opt = |d: Option<crate::tick::Decimal>| d.map(|d| d.to_string());

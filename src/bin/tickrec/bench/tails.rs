@@ -13,6 +13,25 @@ use tickrec::shutdown::Shutdown;
 use tickrec::store::reader::{Store, Symbols};
 use tickrec::store::SqliteOptions;
 use tickrec::tail::{Start, Tail};
+use tickrec::tick::TickRow;
+
+/// What `tickrec tail --follow --format jsonl > /dev/null` does, from the newest day of `store`
+/// until `stop`: every committed row formatted, then passed to `seen`.
+fn follow_as_json(store: Store, stop: &Shutdown, mut seen: impl FnMut(&TickRow)) {
+    let Ok(mut tail) = Tail::new(store, Symbols::All, Start::NewestDay) else {
+        return;
+    };
+    let mut out = row_writer(OutputFormat::Jsonl, std::io::sink());
+    let _ = tail.follow(
+        stop,
+        &mut |r| {
+            out.write_row(r)?;
+            seen(r);
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    );
+}
 
 /// Starts `n` following tails of `base` (from its first tick); each counts the rows it passed.
 /// `nice`: the tails' threads run at that nice value (as `nice -n 19 tickrec tail` would).
@@ -36,18 +55,9 @@ pub fn start(
                         libc::setpriority(libc::PRIO_PROCESS, tid, n);
                     }
                 }
-                let Ok(mut tail) = Tail::new(store, Symbols::All, Start::NewestDay) else {
-                    return;
-                };
-                let mut out = row_writer(OutputFormat::Jsonl, std::io::sink());
-                let _ = tail.follow(
-                    &stop,
-                    &mut |r| {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        out.write_row(r)
-                    },
-                    &mut |_| Ok(()),
-                );
+                follow_as_json(store, &stop, |_| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                });
             });
             (rows, handle)
         })
@@ -127,21 +137,11 @@ pub fn latency_ms(
             outputs.clone(),
         );
         std::thread::spawn(move || {
-            let Ok(mut tail) = Tail::new(store, Symbols::All, Start::NewestDay) else {
-                return;
-            };
-            let mut out = row_writer(OutputFormat::Jsonl, std::io::sink());
-            let _ = tail.follow(
-                &stop,
-                &mut |r| {
-                    out.write_row(r)?;
-                    if let Ok(mut v) = outputs.lock() {
-                        v.push((r.seq.unwrap_or(0), Instant::now()));
-                    }
-                    Ok(())
-                },
-                &mut |_| Ok(()),
-            );
+            follow_as_json(store, &stop, |r| {
+                if let Ok(mut v) = outputs.lock() {
+                    v.push((r.seq.unwrap_or(0), Instant::now()));
+                }
+            });
         })
     };
     let clock = tickrec::clock::SystemClock;
