@@ -1,21 +1,24 @@
--- Indexes for day files from before the per-transaction directory (schema version 4 and
--- earlier, or upgraded to version 5 with ticks already in them): `tickrec seal` builds them on
--- such a closed day, `tickrec archive` leaves them out, the `.db.zst` read cache and
--- `unarchive` build them on the files they make. A day whose directory covers it from its
--- first tick gets none: the directory answers its queries, and sealing drops these indexes if
--- an earlier version built them (store/archive.rs, `seal_day`).
+-- Per-symbol indexes for day files that have no directory to answer their queries: the
+-- `.db.zst` read cache builds them on the copies it decompresses (src/store/archive.rs,
+-- `ArchiveCache`), and `tickrec bench` on its day for the comparison with the sqlite3 shell,
+-- which has only indexes to seek with. Earlier versions' `seal` built them (or a covering
+-- index) on days from before the directory; such files are read through them as they are,
+-- and sealed again they get directory rows instead and lose the indexes.
 --
--- Such a day cannot get a directory instead: its rows are in arrival order, one symbol's ticks
--- one or two rows apart, and `seq` (the rowid, so the physical order) is each tick's identity
--- (`tail` cursors, exports), never renumbered. So these indexes are as small as a range search
--- allows. Measured on a 2M-tick day (128 symbols, random ns times; 36.9 bytes/tick as written),
--- one symbol over one hour and its newest 100, the whole `tickrec query` process (21 runs,
--- median; start-up alone 2.5 ms):
---   directory (a day written by this version; no index)     36.9 bytes/tick  3.4 ms   2.7 ms
---   these two indexes                                         63.4 bytes/tick  3.6 ms   2.7 ms
---   (sym, ts_event) alone (recent sorts the symbol's rows)    53.4 bytes/tick  3.6 ms  14.0 ms
---   covering (sym, ts_event, seq, every column) + (sym),      86.5 bytes/tick  2.9 ms   2.5 ms
---     as versions before this one sealed (replaced on the next seal)
+-- `seal` builds no index: a day written with the directory keeps it, and a day from before it
+-- gets packed directory rows for its ticks, which stay in arrival order (`seq` is a tick's
+-- identity and is never renumbered: ARCHITECTURE.md rule 16); its asks still stored as their
+-- own code are stored as their distance from bid, then the file is compacted. Measured with
+-- `cargo bench --bench seal` (2M ticks, 128 symbols, random ns times; a day this version
+-- wrote, turned into what version 4 wrote; one symbol over one hour and its newest 100, the
+-- whole `tickrec query` process, median of 21 runs; `tickrec --version` alone 1.8 ms):
+--   bytes/tick  1 h     recent 100  form
+--     35.6      3.7 ms   2.9 ms     the day as this version writes it (directory)
+--     37.3     65.1 ms   3.1 ms     the version 4 day as it is (scanned)
+--     36.0      4.0 ms   3.1 ms     sealed: packed directory rows, asks as distances (1.9 s)
+--     64.4      3.5 ms   2.8 ms     these two indexes (what the previous version's seal built)
+--     88.5      3.1 ms   2.8 ms     covering (sym, ts_event, seq, every column) + (sym), as
+--                                   versions before that sealed
 -- What they are:
 --   ticks_by_symbol       (sym)            `query recent`: the newest n of one symbol (rowid
 --                                          = seq follows the key)

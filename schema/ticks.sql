@@ -1,4 +1,4 @@
--- tickrec day file, schema version 6 (PRAGMA user_version = 6).
+-- tickrec day file, schema version 7 (PRAGMA user_version = 7).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -54,8 +54,10 @@
 -- in and keeps the directory as its query structure, adding nothing: a sealed day is the size
 -- it was live (the alternatives measured against each other are in schema/seal.sql: the
 -- covering per-tick indexes earlier versions built, 86.5 bytes/tick for 2.9 ms against 36.9 for
--- 3.4 ms). Files from before the directory get the two slim indexes of schema/seal.sql when
--- sealed (63.4 bytes/tick, 3.6 ms): their rows cannot be regrouped without renumbering seq.
+-- 3.4 ms). A file from before the directory gets packed directory rows for its ticks in
+-- arrival order when sealed (their rows cannot be regrouped without renumbering seq), and its
+-- asks stored as distances: 37.3 -> 36.0 bytes/tick, one symbol's hour in 3.9 ms (the figures
+-- of each alternative in schema/seal.sql).
 --
 -- LIVE-DAY QUERY STRUCTURE, measured against the alternatives with `tickrec bench` (10M ticks,
 -- 128 symbols, one day, 2-core machine; "1 h of 1 symbol": streamed rows/s and first row on the
@@ -148,7 +150,9 @@ CREATE TABLE marks (
 -- and fetches those seq ranges by rowid, instead of scanning the day (src/store/directory.rs);
 -- the ticks after the last row (the writer's last few commits) are scanned. A row with a NULL
 -- dir is a span read by scanning (rows from before version 5, rows salvaged by check --repair,
--- commits a crash left without their row). cummax and lag bound the rows a time window can
+-- commits a crash left without their row) until `seal` covers it with packed rows: a dir that
+-- starts with a 0 byte holds its runs packed, symbols then counts, zstd-compressed (version 7;
+-- src/store/directory.rs, `pack`). cummax and lag bound the rows a time window can
 -- meet: cummax never decreases along first_seq, and no row holds a tick more than lag behind
 -- the cummax of the rows before it, so the rows meeting [lo, hi) lie between the first with
 -- cummax >= lo and the first with cummax >= hi + lag.

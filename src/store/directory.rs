@@ -65,13 +65,17 @@ fn read_var(dir: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
     }
 }
 
-/// Calls `f(symbol, first seq, count)` for each run of every commit of a directory row that
-/// starts at `first_seq`, in `seq` order.
+/// Calls `f(symbol, first seq, count)` for each run of a wanted symbol in every commit of a
+/// directory row that starts at `first_seq`, in `seq` order.
 pub fn each_run(
     first_seq: i64,
     dir: &[u8],
+    want: Want<'_>,
     mut f: impl FnMut(i64, i64, i64),
 ) -> Result<(), Undecodable> {
+    if dir.first() == Some(&PACKED) {
+        return each_packed_run(first_seq, dir, want, f);
+    }
     let mut at = 0usize;
     let mut seq = first_seq;
     while at < dir.len() {
@@ -79,9 +83,119 @@ pub fn each_run(
         for _ in 0..entries {
             let sym = i64::try_from(read_var(dir, &mut at)?).map_err(|_| Undecodable)?;
             let count = i64::try_from(read_var(dir, &mut at)?).map_err(|_| Undecodable)?;
-            f(sym, seq, count);
+            if want.has(sym) {
+                f(sym, seq, count);
+            }
             seq = seq.checked_add(count).ok_or(Undecodable)?;
         }
+    }
+    Ok(())
+}
+
+/// First byte of a packed row (see [`pack`]): no commit the writer records has zero entries,
+/// so no row in the writer's form starts with it.
+const PACKED: u8 = 0;
+/// A packed row unpacks to at most this many bytes (a longer claim is a damaged row).
+const PACKED_MAX: usize = 1 << 20;
+
+/// One directory row for runs that are mostly one tick long: the rows of a day from before the
+/// directory, in arrival order, which `seal` covers (see [`cover`]). The writer's form would
+/// spend two bytes a tick on them (a symbol and a count of 1); packed, the symbols come first,
+/// then the counts, and zstd takes the counts to nothing and the symbols to their entropy
+/// (128 equally busy symbols: 0.9 byte a tick). Layout: [`PACKED`], the unpacked length, then
+/// zstd of (the number of runs, the symbols' length in bytes, every symbol, every count), all
+/// varints.
+pub fn pack(runs: &[(i64, u64)], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut syms = Vec::with_capacity(runs.len());
+    for &(sym, _) in runs {
+        push_var(&mut syms, sym as u64);
+    }
+    let mut raw = Vec::with_capacity(runs.len() * 2 + 8);
+    push_var(&mut raw, runs.len() as u64);
+    push_var(&mut raw, syms.len() as u64);
+    raw.extend_from_slice(&syms);
+    for &(_, count) in runs {
+        push_var(&mut raw, count);
+    }
+    let mut out = vec![PACKED];
+    push_var(&mut out, raw.len() as u64);
+    out.extend_from_slice(&zstd::bulk::compress(&raw, level)?);
+    Ok(out)
+}
+
+/// [`each_run`] of a packed row.
+fn each_packed_run(
+    first_seq: i64,
+    dir: &[u8],
+    want: Want<'_>,
+    mut f: impl FnMut(i64, i64, i64),
+) -> Result<(), Undecodable> {
+    let mut at = 1usize;
+    let len = usize::try_from(read_var(dir, &mut at)?)
+        .ok()
+        .filter(|&n| n <= PACKED_MAX)
+        .ok_or(Undecodable)?;
+    thread_local! {
+        // One decompression context per thread: making one per row was a sixth of an hour's
+        // query on a sealed day.
+        static UNPACK: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let raw = UNPACK
+        .with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = Some(zstd::bulk::Decompressor::new()?);
+            }
+            match cell.as_mut() {
+                Some(d) => d.decompress(&dir[at..], len),
+                None => Err(std::io::Error::other("no decompressor")),
+            }
+        })
+        .map_err(|_| Undecodable)?;
+    if raw.len() != len {
+        return Err(Undecodable);
+    }
+    let mut syms = 0usize;
+    let n = read_var(&raw, &mut syms)?;
+    let syms_len = usize::try_from(read_var(&raw, &mut syms)?).map_err(|_| Undecodable)?;
+    let mut counts = syms
+        .checked_add(syms_len)
+        .filter(|&c| c <= raw.len())
+        .ok_or(Undecodable)?;
+    let one_byte = |len: usize| u64::try_from(len).is_ok_and(|l| l == n);
+    if one_byte(syms_len) && one_byte(raw.len() - counts) && raw[counts..].iter().all(|&c| c == 1) {
+        // Every run one tick long and every symbol id below 128, the usual packed row: the
+        // i-th symbol byte is the tick at first_seq + i (a third of an hour's query went to
+        // decoding runs one varint at a time).
+        let mut mask = [0u64; 2];
+        match want {
+            Want::All => mask = [u64::MAX; 2],
+            Want::Ids(ids) => {
+                for &id in ids.iter().filter(|&&id| (0..128).contains(&id)) {
+                    mask[(id >> 6) as usize] |= 1 << (id & 63);
+                }
+            }
+        }
+        for (i, &b) in raw[syms..counts].iter().enumerate() {
+            if mask[usize::from(b >> 6)] >> (b & 63) & 1 != 0 {
+                f(i64::from(b), first_seq + i as i64, 1);
+            }
+        }
+        return Ok(());
+    }
+    let syms_end = counts;
+    let mut seq = first_seq;
+    for _ in 0..n {
+        let sym = i64::try_from(read_var(&raw[..syms_end], &mut syms)?).map_err(|_| Undecodable)?;
+        let count = i64::try_from(read_var(&raw, &mut counts)?).map_err(|_| Undecodable)?;
+        if want.has(sym) {
+            f(sym, seq, count);
+        }
+        seq = seq.checked_add(count).ok_or(Undecodable)?;
+    }
+    if syms != syms_end || counts != raw.len() {
+        return Err(Undecodable);
     }
     Ok(())
 }
@@ -90,7 +204,7 @@ pub fn each_run(
 /// `seq` order.
 pub fn runs(first_seq: i64, dir: &[u8]) -> Result<Vec<(i64, i64, i64)>, Undecodable> {
     let mut out = Vec::new();
-    each_run(first_seq, dir, |s, a, n| out.push((s, a, n)))?;
+    each_run(first_seq, dir, Want::All, |s, a, n| out.push((s, a, n)))?;
     Ok(out)
 }
 
@@ -132,8 +246,8 @@ fn spans_of(first: i64, last: i64, dir: Option<&[u8]>, want: Want<'_>, out: &mut
         return;
     };
     let before = out.len();
-    let found = each_run(first, d, |s, a, n| {
-        if n > 0 && want.has(s) {
+    let found = each_run(first, d, want, |_, a, n| {
+        if n > 0 {
             // Runs of one commit are adjacent in `seq`: one span covers neighbours.
             let joins = out.len() > before;
             match out.last_mut() {
@@ -272,9 +386,301 @@ impl Pending {
     }
 }
 
+/// The running bounds of a row that follows one with `cummax` and `lag` (the first row follows
+/// `(i64::MIN, 0)`): see the `batches` table in schema/ticks.sql.
+pub fn running(cummax: i64, lag: i64, ts_min: i64, ts_max: i64) -> (i64, i64) {
+    (cummax.max(ts_max), lag.max(cummax.saturating_sub(ts_min)))
+}
+
+/// Ticks per packed row, at most (a row that packs past [`ROW_BYTES`] is cut in two).
+const PACKED_TICKS: u64 = 4096;
+
+/// One run of a span being covered: its symbol, length and `ts_event` bounds.
+#[derive(Clone, Copy)]
+struct Run {
+    sym: i64,
+    count: u64,
+    ts_min: i64,
+    ts_max: i64,
+}
+
+/// Gives every tick that no directory row names (the tail; spans to scan: rows from before
+/// the directory, rows salvaged by `check --repair`) packed rows ([`pack`]), then sets every
+/// row's running bounds again; inside the caller's transaction. `seal` does it to a closed day,
+/// `unarchive` to the day it rebuilds: afterwards the directory alone answers the day's
+/// queries, with no per-tick index. A span whose ticks have a gap in `seq` stays a span to scan
+/// (its runs would place ticks at the wrong `seq`). Returns how many ticks were covered.
+pub fn cover(conn: &Connection, level: i32) -> rusqlite::Result<u64> {
+    let mut todo: Vec<(i64, i64, bool)> = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT first_seq, last_seq FROM batches WHERE dir IS NULL ORDER BY first_seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, true)))?;
+        for row in rows {
+            todo.push(row?);
+        }
+    }
+    if let Some((a, b)) = tail(conn)? {
+        todo.push((a, b, false));
+    }
+    let mut covered = 0u64;
+    for (first, last, has_row) in todo {
+        let Some(rows) = packed_rows(conn, first, last, level)? else {
+            if !has_row {
+                // A gap in the tail: one row to scan covers it, as the writer would.
+                conn.execute(
+                    "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
+                     SELECT ?1, ?2, min(ts_event), max(ts_event), 0, 0 FROM ticks \
+                     WHERE seq BETWEEN ?1 AND ?2",
+                    [first, last],
+                )?;
+            }
+            continue;
+        };
+        if has_row {
+            conn.execute("DELETE FROM batches WHERE first_seq = ?1", [first])?;
+        }
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag, dir) \
+             VALUES (?1, ?2, ?3, ?4, 0, 0, ?5)",
+        )?;
+        for r in rows {
+            insert.execute(rusqlite::params![
+                r.first, r.last, r.ts_min, r.ts_max, r.dir
+            ])?;
+        }
+        covered += u64::try_from(last - first + 1).unwrap_or(0);
+    }
+    // Every row's running bounds, from the first row on (new rows may sit between old ones).
+    let rows: Vec<(i64, i64, i64, i64, i64)> = conn
+        .prepare("SELECT first_seq, ts_min, ts_max, cummax, lag FROM batches ORDER BY first_seq")?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut set = conn.prepare("UPDATE batches SET cummax = ?2, lag = ?3 WHERE first_seq = ?1")?;
+    let (mut cummax, mut lag) = (i64::MIN, 0);
+    for (first, lo, hi, was_cummax, was_lag) in rows {
+        (cummax, lag) = running(cummax, lag, lo, hi);
+        if (cummax, lag) != (was_cummax, was_lag) {
+            set.execute([first, cummax, lag])?;
+        }
+    }
+    Ok(covered)
+}
+
+/// A directory row to insert: `seq` span, `ts_event` bounds, packed runs.
+struct PackedRow {
+    first: i64,
+    last: i64,
+    ts_min: i64,
+    ts_max: i64,
+    dir: Vec<u8>,
+}
+
+/// The packed rows of the ticks `first..=last`, or `None` when a `seq` in between is missing.
+fn packed_rows(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+    level: i32,
+) -> rusqlite::Result<Option<Vec<PackedRow>>> {
+    let mut out = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let (mut row_first, mut row_ticks, mut next) = (first, 0u64, first);
+    let mut stmt = conn
+        .prepare("SELECT seq, sym, ts_event FROM ticks WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")?;
+    let mut rows = stmt.query([first, last])?;
+    while let Some(r) = rows.next()? {
+        let (seq, sym, ts): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if seq != next {
+            return Ok(None);
+        }
+        next += 1;
+        if row_ticks == PACKED_TICKS {
+            packed_row(row_first, &runs, level, &mut out)?;
+            (row_first, row_ticks) = (seq, 0);
+            runs.clear();
+        }
+        row_ticks += 1;
+        match runs.last_mut() {
+            Some(run) if run.sym == sym => {
+                run.count += 1;
+                run.ts_min = run.ts_min.min(ts);
+                run.ts_max = run.ts_max.max(ts);
+            }
+            _ => runs.push(Run {
+                sym,
+                count: 1,
+                ts_min: ts,
+                ts_max: ts,
+            }),
+        }
+    }
+    if next != last + 1 {
+        return Ok(None);
+    }
+    if !runs.is_empty() {
+        packed_row(row_first, &runs, level, &mut out)?;
+    }
+    Ok(Some(out))
+}
+
+/// Packs `runs`, starting at `first`, into one row, or into two halves (and so on) when one
+/// row would pass [`ROW_BYTES`] and spill into overflow pages.
+fn packed_row(
+    first: i64,
+    runs: &[Run],
+    level: i32,
+    out: &mut Vec<PackedRow>,
+) -> rusqlite::Result<()> {
+    let ticks: u64 = runs.iter().map(|r| r.count).sum();
+    // Mostly single ticks (arrival order): every tick its own run, for the readers' fast path
+    // (a symbol byte per tick, no counts to add up); zstd takes the repeats.
+    let pairs: Vec<(i64, u64)> = if runs.len() as u64 * 2 > ticks {
+        runs.iter()
+            .flat_map(|r| std::iter::repeat_n((r.sym, 1), r.count as usize))
+            .collect()
+    } else {
+        runs.iter().map(|r| (r.sym, r.count)).collect()
+    };
+    let dir = pack(&pairs, level).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    if dir.len() > ROW_BYTES && runs.len() > 1 {
+        let (a, b) = runs.split_at(runs.len() / 2);
+        let ticks_a: u64 = a.iter().map(|r| r.count).sum();
+        packed_row(first, a, level, out)?;
+        return packed_row(first + ticks_a as i64, b, level, out);
+    }
+    let lo = runs.iter().map(|r| r.ts_min).min().unwrap_or(0);
+    let hi = runs.iter().map(|r| r.ts_max).max().unwrap_or(0);
+    out.push(PackedRow {
+        first,
+        last: first + ticks as i64 - 1,
+        ts_min: lo,
+        ts_max: hi,
+        dir,
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A packed row reads back as the runs it was made of, for any wanted symbols, by the
+        /// fast path (single ticks, small ids) and the general one alike; cut short anywhere it
+        /// is undecodable, never misread.
+        #[test]
+        fn a_packed_row_reads_back_as_its_runs(
+            runs in proptest::collection::vec((0i64..300, 1u64..4), 1..600),
+            singles in proptest::bool::ANY,
+            small in proptest::bool::ANY,
+            wanted in proptest::collection::vec(0i64..300, 0..4),
+            cut in 0usize..10_000,
+        ) {
+            let runs: Vec<(i64, u64)> = runs
+                .into_iter()
+                .map(|(s, c)| (if small { s % 128 } else { s }, if singles { 1 } else { c }))
+                .collect();
+            let packed = pack(&runs, 3).unwrap();
+            let mut seq = 40;
+            let mut expected = Vec::new();
+            for &(s, c) in &runs {
+                if wanted.contains(&s) {
+                    expected.push((s, seq, c as i64));
+                }
+                seq += c as i64;
+            }
+            let mut got = Vec::new();
+            each_run(40, &packed, Want::Ids(&wanted), |s, a, n| got.push((s, a, n))).unwrap();
+            proptest::prop_assert_eq!(got, expected);
+            let all = super::runs(40, &packed).unwrap();
+            proptest::prop_assert_eq!(all.len(), runs.len());
+            let short = &packed[..1 + cut % (packed.len() - 1)];
+            proptest::prop_assert_eq!(each_run(40, short, Want::All, |_, _, _| ()), Err(Undecodable));
+        }
+    }
+
+    #[test]
+    fn cover_names_every_tick_of_an_arrival_ordered_day_and_keeps_the_running_bounds() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ticks (seq INTEGER PRIMARY KEY, sym INTEGER, ts_event INTEGER);
+             CREATE TABLE batches (first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL,
+                 ts_min INTEGER NOT NULL, ts_max INTEGER NOT NULL, cummax INTEGER NOT NULL,
+                 lag INTEGER NOT NULL, dir BLOB);",
+        )
+        .unwrap();
+        // 10,000 ticks of 5 symbols in arrival order, times a little out of order; the first
+        // 6,000 one span to scan (an upgraded file), the rest a tail no row names.
+        for seq in 1..=10_000i64 {
+            let sym = (seq * 7 + seq / 3) % 5;
+            let ts = seq * 1_000 - (seq % 7) * 900;
+            conn.execute("INSERT INTO ticks VALUES (?1, ?2, ?3)", [seq, sym, ts])
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO batches SELECT 1, 6000, min(ts_event), max(ts_event), max(ts_event), 0, \
+             NULL FROM ticks WHERE seq <= 6000",
+            [],
+        )
+        .unwrap();
+        assert_eq!(cover(&conn, 3).unwrap(), 10_000);
+        type Batch = (i64, i64, i64, i64, i64, i64, Vec<u8>);
+        let rows: Vec<Batch> = conn
+            .prepare("SELECT * FROM batches ORDER BY first_seq")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let (mut next, mut cummax, mut lag) = (1, i64::MIN, 0);
+        for (first, last, lo, hi, cm, lg, dir) in rows {
+            assert_eq!(first, next, "rows tile seq");
+            next = last + 1;
+            (cummax, lag) = running(cummax, lag, lo, hi);
+            assert_eq!((cm, lg), (cummax, lag));
+            for (sym, a, n) in runs(first, &dir).unwrap() {
+                for seq in a..a + n {
+                    let (s, ts): (i64, i64) = conn
+                        .query_row(
+                            "SELECT sym, ts_event FROM ticks WHERE seq = ?1",
+                            [seq],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .unwrap();
+                    assert_eq!(s, sym, "seq {seq}");
+                    assert!(lo <= ts && ts <= hi);
+                }
+            }
+        }
+        assert_eq!(next, 10_001);
+        assert_eq!(cover(&conn, 3).unwrap(), 0, "idempotent");
+        // A gap in seq: the span stays one to scan.
+        conn.execute_batch(
+            "INSERT INTO ticks VALUES (10002, 1, 5); INSERT INTO ticks VALUES (10004, 1, 6);",
+        )
+        .unwrap();
+        assert_eq!(cover(&conn, 3).unwrap(), 0);
+        let scan: Option<Vec<u8>> = conn
+            .query_row("SELECT dir FROM batches WHERE first_seq = 10001", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(scan, None);
+    }
 
     #[test]
     fn a_directory_finds_each_symbols_runs_across_commits() {

@@ -224,10 +224,11 @@ struct DayReader {
     /// Names by file id (ids are dense from 0).
     symbols: Vec<Option<Arc<str>>>,
     sources: Vec<Option<Arc<str>>>,
-    /// Queried through its per-transaction directory (a live version-5 file; a sealed file's
-    /// indexes serve its queries better).
+    /// Queried through its per-transaction directory (version 5 and later, unless it has the
+    /// indexes below).
     directory: bool,
-    /// Has the sealing indexes of schema/seal.sql (a day from before the directory).
+    /// Has the indexes of schema/seal.sql (a day an earlier version sealed, a `.db.zst` read
+    /// cache copy): they serve its queries.
     indexed: bool,
 }
 
@@ -1134,8 +1135,8 @@ pub(crate) fn scan_file(
 }
 
 /// Every tick of one closed SQLite day file in (symbol, ts_event, seq) order, symbols by
-/// name: each symbol through the directory, or the sealing index (the caller seals a file
-/// that has neither).
+/// name: each symbol through the directory, or the indexes of schema/seal.sql (the caller
+/// covers what the directory does not name first: `directory::cover`).
 pub(crate) fn scan_by_symbol(
     path: &Path,
     opts: &SqliteOptions,

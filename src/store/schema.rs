@@ -15,7 +15,7 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
 /// transaction that checks the version.
 const UPGRADES: &[&str] = &[
@@ -24,6 +24,7 @@ const UPGRADES: &[&str] = &[
     include_str!("../../schema/upgrades/0004_marks.sql"),
     include_str!("../../schema/upgrades/0005_batches.sql"),
     include_str!("../../schema/upgrades/0006_ask_spread.sql"),
+    include_str!("../../schema/upgrades/0007_packed_directory.sql"),
 ];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.

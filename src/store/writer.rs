@@ -822,8 +822,7 @@ fn record_directory(tx: &Connection, pending: &super::directory::Pending) -> rus
         )?;
         (last, lo, hi, None)
     };
-    let lag = lag.max(cummax.saturating_sub(ts_min));
-    let cummax = cummax.max(ts_max);
+    let (cummax, lag) = super::directory::running(cummax, lag, ts_min, ts_max);
     tx.prepare_cached(BATCH)?.execute(rusqlite::params![
         start, last, ts_min, ts_max, cummax, lag, dir
     ])?;

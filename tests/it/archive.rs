@@ -336,13 +336,30 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     assert_eq!(n, 0);
     assert_eq!(queries(&db), before);
 
-    // A day from before the directory, sealed by an earlier version (a covering time index):
-    // sealing again puts the slim indexes of schema/seal.sql in its place, gives the space
-    // back, and changes no answer.
+    // A day from before the directory: rows in arrival order, the ask as its own code, as
+    // version 4 wrote them, then upgraded (what this version keeps live of it) and sealed by an
+    // earlier version (a covering time index). Sealing now builds packed directory rows in
+    // place of the index, stores the asks as distances, and leaves the day no bigger than it
+    // was live, answering alike.
+    let conn = rusqlite::Connection::open(old).unwrap();
+    conn.execute_batch(TO_VERSION_4).unwrap();
+    drop(conn);
+    let out = tickrec(&db, &["upgrade"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rusqlite_size = |p: &Path| {
+        let c = rusqlite::Connection::open(p).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        drop(c);
+        size(p) + size(&wal(p))
+    };
+    let live = rusqlite_size(old);
+    let before = queries(&db);
+    let own_code = sql_int(old, "SELECT count(*) FROM ticks WHERE ask & 15 != 0");
+    assert!(own_code > 0, "the old day's asks are their own codes");
     let conn = rusqlite::Connection::open(old).unwrap();
     conn.execute_batch(
-        "DROP TABLE batches; \
-         CREATE INDEX ticks_by_symbol ON ticks (sym); \
+        "CREATE INDEX ticks_by_symbol ON ticks (sym); \
          CREATE INDEX ticks_by_symbol_time ON ticks \
              (sym, ts_event, seq, ts_recv, bid, ask, bid_size, ask_size, src);",
     )
@@ -353,19 +370,48 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("per-symbol indexes"),
+        text(&out.stdout).contains("the query directory now names 300 ticks"),
         "{}",
         text(&out.stdout)
     );
     let now = size(old) + size(&wal(old));
     assert!(now < covering, "{covering} -> {now}");
-    let columns = sql_int(
+    assert!(now <= live, "live {live} -> sealed {now}");
+    let n = sql_int(
         old,
-        "SELECT count(*) FROM pragma_index_info('ticks_by_symbol_time')",
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'ticks_by_%'",
     );
-    assert_eq!(columns, 2, "(sym, ts_event)");
-    assert_eq!(queries(&db), before, "the slim indexes answer alike");
+    assert_eq!(n, 0, "no per-tick index");
+    let packed = sql_int(
+        old,
+        "SELECT count(*) FROM batches WHERE substr(dir, 1, 1) = x'00'",
+    );
+    assert!(packed > 0, "packed directory rows");
+    assert_eq!(
+        sql_int(old, "SELECT count(*) FROM ticks WHERE ask & 15 != 0"),
+        0,
+        "every ask a distance (one symbol, one number of places)"
+    );
+    assert_eq!(queries(&db), before, "the directory answers alike");
+    let out = tickrec(&db, &["check"], None);
+    assert!(out.status.success(), "check: {}", text(&out.stdout));
 }
+
+/// What version 4 wrote, made of a day this version wrote: rows in arrival order (by event
+/// time), renumbered, the ask as its own code, no directory.
+pub(crate) const TO_VERSION_4: &str = "
+    CREATE TABLE arrival AS SELECT * FROM ticks ORDER BY ts_event, seq;
+    DELETE FROM ticks;
+    INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src)
+        SELECT row_number() OVER (ORDER BY ts_event, seq), sym, ts_event, ts_recv, bid,
+               CASE WHEN ask & 15 = 0 THEN (((bid >> 4) + (ask >> 4)) << 4) | (bid & 15)
+                    ELSE ask END,
+               bid_size, ask_size, src
+        FROM arrival ORDER BY ts_event, seq;
+    DROP TABLE arrival;
+    DROP TABLE batches;
+    PRAGMA user_version = 4;
+    VACUUM;";
 
 #[test]
 fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {

@@ -72,7 +72,7 @@ pub enum Command {
     Archive(ArchiveArgs),
     /// Restore an archived day (YYYY-MM-DD) to a plain day file
     Unarchive { day: String },
-    /// Add the per-symbol query indexes to closed day files at least this old (schema/seal.sql)
+    /// Seal closed day files at least this old: WAL folded in, the query directory naming every tick
     Seal {
         #[arg(long, default_value = "1d", value_parser = parse_days)]
         older_than: u32,

@@ -198,17 +198,17 @@ pub(super) fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCo
         match seal_day(&opts.db_path, d.day, &opts.writer.sqlite) {
             Ok(Sealed::Done {
                 ticks,
-                indexed,
+                covered,
                 bytes_before,
                 bytes_after,
             }) => println!(
                 "sealed {}: {ticks} ticks in {:.2}s, {bytes_before} -> {bytes_after} bytes ({})",
                 d.day,
                 started.elapsed().as_secs_f64(),
-                if indexed {
-                    "per-symbol indexes: the file predates the query directory"
+                if covered > 0 {
+                    format!("the query directory now names {covered} ticks it did not")
                 } else {
-                    "the query directory serves it"
+                    "the query directory serves it".into()
                 }
             ),
             Ok(Sealed::Skipped { why }) => println!("skipped {}: {why}", d.day),

@@ -1,0 +1,219 @@
+//! Sealing a day from before the directory, measured against the alternatives: bytes per tick
+//! and the whole `tickrec query` process for one symbol over one hour and for its newest 100
+//! (median of 21 runs), on the same generated day (128 symbols, random nanosecond times).
+//!
+//! `cargo bench --bench seal` (TICKS=2000000 SYMBOLS=128 RUNS=21 by default; KEEP=1 keeps the
+//! files and prints where). The figures are
+//! quoted in the header of schema/seal.sql.
+//!
+//! The day is written by this version's writer, then turned into what version 4 wrote: rows
+//! in arrival order (by event time), renumbered, the ask as its own code, no directory. Each
+//! form is a copy of that file:
+//! - as written by this version (the directory, for reference),
+//! - the old day as it is (scanned),
+//! - sealed by this version (`tickrec seal`: packed directory rows, asks as distances),
+//! - the two slim indexes of schema/seal.sql (what the previous version's seal built),
+//! - the covering index older versions built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tickrec::intern::Names;
+use tickrec::pipeline::Sink;
+use tickrec::store::writer::SqliteSink;
+use tickrec::store::{layout, WriterOptions};
+use tickrec::synth::{symbol_names, QuoteGen};
+use tickrec::tick::{Timestamp, NANOS_PER_DAY};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What version 4 wrote, made of a day this version wrote (see the module doc).
+const TO_VERSION_4: &str = "
+    CREATE TABLE arrival AS SELECT * FROM ticks ORDER BY ts_event, seq;
+    DELETE FROM ticks;
+    INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src)
+        SELECT row_number() OVER (ORDER BY ts_event, seq), sym, ts_event, ts_recv, bid,
+               CASE WHEN ask & 15 = 0 THEN (((bid >> 4) + (ask >> 4)) << 4) | (bid & 15)
+                    ELSE ask END,
+               bid_size, ask_size, src
+        FROM arrival ORDER BY ts_event, seq;
+    DROP TABLE arrival;
+    DROP TABLE batches;
+    PRAGMA user_version = 4;
+    VACUUM;";
+
+const COVERING: &str = "CREATE INDEX ticks_by_symbol ON ticks (sym);
+    CREATE INDEX ticks_by_symbol_time ON ticks
+        (sym, ts_event, seq, ts_recv, bid, ask, bid_size, ask_size, src);";
+
+/// Median wall time in ms of `tickrec --db base args...`, `runs` times.
+fn whole_process_ms(base: &Path, args: &[&str], runs: usize) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            let out = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+                .arg("--db")
+                .arg(base)
+                .args(args)
+                .output()
+                .expect("run tickrec");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn copy_base(from: &Path, to: &Path, day: &Path) -> std::io::Result<PathBuf> {
+    let rel = day.strip_prefix(from).expect("day under base");
+    let dest = to.join(rel);
+    std::fs::create_dir_all(dest.parent().expect("parent"))?;
+    std::fs::copy(day, &dest)?;
+    Ok(dest)
+}
+
+/// Long on purpose: one benchmark from input to figures.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n = env("TICKS", 2_000_000);
+    let symbols = env("SYMBOLS", 128);
+    let runs = env("RUNS", 21);
+    let dir = tempfile::tempdir()?;
+    let written = dir.path().join("written");
+    let names = Arc::new(Names::new(4096));
+    let ids: Vec<_> = symbol_names(symbols)
+        .iter()
+        .map(|s| names.symbol(s).unwrap())
+        .collect();
+    let source = names.source("SIM")?;
+    let mut gen = QuoteGen::new(symbols, 11);
+    let day0 = 1_795_132_800_000_000_000i64; // 2026-11-20T00:00:00Z, an old day
+    let step = NANOS_PER_DAY / n as i64;
+    let mut jitter = 0x9E37_79B9_7F4A_7C15u64;
+    let mut sink = SqliteSink::new(&written, names.clone(), WriterOptions::default());
+    let mut batch = Vec::with_capacity(500);
+    for i in 0..n {
+        let s = gen.pick();
+        let q = gen.next_quote(s);
+        jitter ^= jitter << 13;
+        jitter ^= jitter >> 7;
+        jitter ^= jitter << 17;
+        let ts = day0 + i as i64 * step + (jitter % step as u64) as i64;
+        batch.push(q.tick(
+            ids[s],
+            source,
+            Timestamp(ts),
+            Timestamp(ts + 20_000 + (i as i64 * 7_919) % 230_000),
+        ));
+        if batch.len() == 500 {
+            sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
+            batch.clear();
+        }
+    }
+    sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
+    sink.close();
+    drop(sink);
+    let day = Timestamp(day0).day();
+    let day_file = layout::day_path(&written, day);
+    rusqlite::Connection::open(&day_file)?.query_row(
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        [],
+        |_| Ok(()),
+    )?;
+    let old_dir = dir.path().join("old");
+    let old = copy_base(&written, &old_dir, &day_file)?;
+    rusqlite::Connection::open(&old)?.execute_batch(TO_VERSION_4)?;
+    let per_tick = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / n as f64;
+    let old_bytes = per_tick(&old);
+
+    let from = "2026-11-20T10:00:00Z";
+    let to = "2026-11-20T11:00:00Z";
+    let sym = "EURUSD";
+    let answer = |base: &Path| -> Vec<u8> {
+        let out = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(base)
+            .args([
+                "query", "range", sym, "--from", from, "--to", to, "--format", "csv",
+            ])
+            .output()
+            .expect("run tickrec");
+        out.stdout
+    };
+    let expected = answer(&old_dir);
+    let measure = |label: &str, base: &Path, file: &Path, secs: Option<f64>| {
+        // (The day as written has other `seq`s: the old day's rows were renumbered.)
+        assert!(
+            base == written || answer(base) == expected,
+            "{label}: another answer"
+        );
+        let range = whole_process_ms(
+            base,
+            &[
+                "query", "range", sym, "--from", from, "--to", to, "--format", "csv",
+            ],
+            runs,
+        );
+        let recent = whole_process_ms(
+            base,
+            &["query", "recent", sym, "-n", "100", "--format", "csv"],
+            runs,
+        );
+        let made = secs.map_or(String::new(), |s| format!("  (made in {s:.1} s)"));
+        println!(
+            "{:>10.1}  {range:>8.1}  {recent:>8.1}  {label}{made}",
+            per_tick(file)
+        );
+    };
+    println!(
+        "{n} ticks, {symbols} symbols, random ns times; whole `tickrec query` process, median of {runs}"
+    );
+    println!("bytes/tick  1 h (ms)  recent 100 (ms)  form");
+    let start = whole_process_ms(&written, &["--version"], runs);
+    measure(
+        "written by this version (directory)",
+        &written,
+        &day_file,
+        None,
+    );
+    measure("version 4 day, as it is (scanned)", &old_dir, &old, None);
+    for (label, how) in [
+        ("sealed by this version (packed directory rows)", 0),
+        ("the two slim indexes (schema/seal.sql)", 1),
+        ("covering (sym, ts_event, every column) + (sym)", 2),
+    ] {
+        let base = dir.path().join(format!("form{how}"));
+        let file = copy_base(&old_dir, &base, &old)?;
+        let t = Instant::now();
+        match how {
+            0 => {
+                let out = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+                    .arg("--db")
+                    .arg(&base)
+                    .args(["seal", "--older-than", "1d"])
+                    .output()?;
+                assert!(out.status.success());
+            }
+            1 => rusqlite::Connection::open(&file)?
+                .execute_batch(tickrec::store::archive::SEAL_SQL)?,
+            _ => rusqlite::Connection::open(&file)?.execute_batch(COVERING)?,
+        }
+        measure(label, &base, &file, Some(t.elapsed().as_secs_f64()));
+    }
+    println!("(the version 4 day was {old_bytes:.1} bytes/tick; `tickrec --version` alone {start:.1} ms)");
+    if std::env::var_os("KEEP").is_some() {
+        println!("files kept in {}", dir.keep().display());
+    }
+    Ok(())
+}
