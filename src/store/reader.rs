@@ -305,6 +305,9 @@ fn find_id(names: &[Option<Arc<str>>], name: &str) -> Option<i64> {
 }
 
 const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src";
+/// A range through the directory is read in time slices of about this many ticks (a bound on
+/// what one statement sorts: see [`DayReader::range_by_directory`]).
+const SLICE_TICKS: i64 = 1 << 16;
 
 /// File symbol ids as the value of an `rarray(?)` parameter.
 fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
@@ -386,11 +389,11 @@ impl DayReader {
     }
 
     /// `syms`' ticks (every symbol's for `None`) with `lo <= ts_event < hi` (day-relative), in
-    /// `(ts_event, seq)` order, through the directory: the batches that meet the window give
-    /// the symbols' `seq`s, read by rowid; spans without a directory (the tail, rows from
-    /// before it) are read by rowid too and filtered by symbol. One statement reads both and
-    /// orders them: SQLite's sorter spills to temporary files past the page cache, so memory
-    /// stays bounded however many rows the window holds.
+    /// `(ts_event, seq)` order, through the directory. A window whose spans hold more than
+    /// [`SLICE_TICKS`] ticks (several symbols, every symbol, a long range) is read as that many
+    /// consecutive time slices, each sorted on its own: memory, and SQLite's temporary files,
+    /// stay bounded by a slice however many rows the window holds (one statement over a
+    /// 10M-tick day's every symbol sorted the whole day, spilling it to temporary files).
     fn range_by_directory(
         &self,
         syms: Option<&[i64]>,
@@ -399,17 +402,62 @@ impl DayReader {
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
         use super::directory::Span;
-        let sq = |source| {
-            ReadError::Store(StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
-        };
         let want = match syms {
             Some(ids) => super::directory::Want::Ids(ids),
             None => super::directory::Want::All,
         };
-        let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
+        let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(|source| {
+            ReadError::Store(StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+        })?;
+        let ticks: i64 = spans
+            .iter()
+            .map(|s| match *s {
+                Span::Exact(a, b) | Span::Scan(a, b) => b.saturating_sub(a).saturating_add(1),
+            })
+            .fold(0, i64::saturating_add);
+        // Slices between the day's bounds (the first and last take whatever lies outside).
+        let (a, b) = (lo.max(0), hi.min(NANOS_PER_DAY));
+        let slices = (ticks / SLICE_TICKS + 1).min((b - a).max(1));
+        if slices <= 1 {
+            return self.slice_by_directory(syms, spans, lo, hi, f);
+        }
+        let step = (b - a) / slices;
+        let mut n = 0;
+        for k in 0..slices {
+            let from = if k == 0 { lo } else { a + k * step };
+            let to = if k + 1 == slices {
+                hi
+            } else {
+                a + (k + 1) * step
+            };
+            let spans =
+                super::directory::spans_in(&self.conn, want, from, to).map_err(|source| {
+                    ReadError::Store(StoreError::Sqlite {
+                        path: self.path.clone(),
+                        source,
+                    })
+                })?;
+            n += self.slice_by_directory(syms, spans, from, to, f)?;
+        }
+        Ok(n)
+    }
+
+    /// One slice of [`DayReader::range_by_directory`]: the batches that meet the window give
+    /// the symbols' `seq`s (`spans`), read by rowid; spans without a directory (the tail, rows
+    /// from before it) are read by rowid too and filtered by symbol. One statement reads both
+    /// and orders them.
+    fn slice_by_directory(
+        &self,
+        syms: Option<&[i64]>,
+        spans: Vec<super::directory::Span>,
+        lo: i64,
+        hi: i64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        use super::directory::Span;
         // Each span as one value, `first << 12 | (length - 1)` (longer spans cut in pieces):
         // the statement walks them as rowid ranges, one seek per span.
         let (mut exact, mut scans) = (Vec::new(), Vec::new());

@@ -536,46 +536,48 @@ fn writer_with_reader(
             stop.clone(),
             names.to_vec(),
         );
-        std::thread::spawn(move || {
-            let mut seen = Seen::default();
-            let mut i = 0usize;
-            let (from, to) = (
-                Timestamp(DAY0 + 10 * 3_600_000_000_000),
-                Timestamp(DAY0 + 11 * 3_600_000_000_000),
-            );
-            // A busy desk's pace: 50 queries a second (one recent and one range each).
-            // Unpaced, a reader takes a whole core of the two, and the figure would measure
-            // that instead of what reading costs the writer.
-            while !stop.wait_timeout(Duration::from_millis(20)) {
-                let sym = &names[i % names.len()];
-                i += 1;
-                // The day file appears with the first commit; until then there is nothing.
-                let t = Instant::now();
-                let mut newest = None;
-                if store
-                    .recent(sym, 100, &mut |r| {
-                        newest.get_or_insert(r.ts_event);
+        std::thread::Builder::new()
+            .name("live-reader".into())
+            .spawn(move || {
+                let mut seen = Seen::default();
+                let mut i = 0usize;
+                let (from, to) = (
+                    Timestamp(DAY0 + 10 * 3_600_000_000_000),
+                    Timestamp(DAY0 + 11 * 3_600_000_000_000),
+                );
+                // A busy desk's pace: 50 queries a second (one recent and one range each).
+                // Unpaced, a reader takes a whole core of the two, and the figure would measure
+                // that instead of what reading costs the writer.
+                while !stop.wait_timeout(Duration::from_millis(20)) {
+                    let sym = &names[i % names.len()];
+                    i += 1;
+                    // The day file appears with the first commit; until then there is nothing.
+                    let t = Instant::now();
+                    let mut newest = None;
+                    if store
+                        .recent(sym, 100, &mut |r| {
+                            newest.get_or_insert(r.ts_event);
+                            Ok(())
+                        })
+                        .is_ok()
+                    {
+                        seen.recent_us.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                    let (t, mut rows, mut first) = (Instant::now(), 0u64, None);
+                    let ranged = store.range(sym, from, to, &mut |_| {
+                        first.get_or_insert_with(|| t.elapsed());
+                        rows += 1;
                         Ok(())
-                    })
-                    .is_ok()
-                {
-                    seen.recent_us.push(t.elapsed().as_secs_f64() * 1e6);
+                    });
+                    // Timed once the symbol's hour is whole: the writer has passed its end.
+                    if ranged.is_ok() && newest.is_some_and(|n| n >= to) {
+                        seen.range
+                            .push((rows, t.elapsed(), first.unwrap_or_default()));
+                    }
+                    seen.done += 1;
                 }
-                let (t, mut rows, mut first) = (Instant::now(), 0u64, None);
-                let ranged = store.range(sym, from, to, &mut |_| {
-                    first.get_or_insert_with(|| t.elapsed());
-                    rows += 1;
-                    Ok(())
-                });
-                // Timed once the symbol's hour is whole: the writer has passed its end.
-                if ranged.is_ok() && newest.is_some_and(|n| n >= to) {
-                    seen.range
-                        .push((rows, t.elapsed(), first.unwrap_or_default()));
-                }
-                seen.done += 1;
-            }
-            seen
-        })
+                seen
+            })?
     };
     let queried = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
     for n in names {
