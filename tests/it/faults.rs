@@ -953,3 +953,99 @@ fn sigterm_while_stalled_with_nowhere_to_spill_prints_the_loss_and_the_resume_po
     assert!(out.status.success(), "{}{se}", text(&out.stdout));
     assert_eq!(stored_quotes(&db, &syms), journal_quotes(&journal));
 }
+
+/// What could go wrong: sealing a day from before the directory rewrites its rows (asks as
+/// distances) and compacts the file, which needs room; on a disk without it the seal must fail
+/// naming the day, leave the day exactly as it was (every answer, `check` clean), and succeed
+/// once room is made.
+#[test]
+fn sealing_an_old_day_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_room() {
+    use super::cli::tickrec;
+    let scratch = tempfile::tempdir().unwrap();
+    let made = scratch.path().join("db");
+    let mut input = String::new();
+    for i in 0..60_000u32 {
+        let sym = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"][(i * 7 % 11 % 4) as usize];
+        input.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"bid_size\":1000000,\"ts_event\":\"2026-11-02T{:02}:{:02}:{:02}.{:09}Z\"}}\n",
+            i % 90_000,
+            i % 90_000 + 7,
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60,
+            i * 7_919 % 1_000_000_000
+        ));
+    }
+    let out = tickrec(&made, &["ingest"], Some(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    let conn = rusqlite::Connection::open(made.join(rel)).unwrap();
+    conn.execute_batch(super::archive::TO_VERSION_4).unwrap();
+    drop(conn);
+    let live = std::fs::metadata(made.join(rel)).unwrap().len();
+    // A disk with room for the day and a little more: not for a second copy of its rows.
+    let fs = Tmpfs::mount(live / 1024 + 512, false);
+    let db = fs.path().join("db");
+    std::fs::create_dir_all(db.join("2026/11")).unwrap();
+    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    let answers = |db: &Path| -> Vec<Vec<u8>> {
+        [
+            &[
+                "query",
+                "range",
+                "--symbols",
+                "all",
+                "--from",
+                "2026-11-02",
+                "--to",
+                "2026-11-03",
+                "--format",
+                "csv",
+            ][..],
+            &["query", "recent", "USDJPY", "-n", "500", "--format", "csv"][..],
+        ]
+        .iter()
+        .map(|args| {
+            let out = tickrec(db, args, None);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        })
+        .collect()
+    };
+    let before = answers(&db);
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a seal without room must fail");
+    assert!(said.contains("2026-11-02"), "names the day: {said}");
+    assert!(answers(&db) == before, "the day answers as before");
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    fs.grow(live / 1024 * 3 + 1024);
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(answers(&db) == before, "sealed, the day answers as before");
+    let sealed = std::fs::metadata(db.join(rel)).unwrap().len();
+    assert!(sealed <= live, "live {live} -> sealed {sealed}");
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
