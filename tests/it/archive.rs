@@ -395,6 +395,23 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     assert_eq!(queries(&db), before, "the directory answers alike");
     let out = tickrec(&db, &["check"], None);
     assert!(out.status.success(), "check: {}", text(&out.stdout));
+    // A late tick for the sealed day lands after its packed rows and is found like the rest.
+    let late = format!(
+        "{{\"symbol\":\"GBPUSD\",\"bid\":\"1.20000\",\"ask\":\"1.20004\",\"source\":\"LATE\",\"ts_event\":\"{}T23:59:59.5Z\"}}\n",
+        days[0].day
+    );
+    let out = tickrec(&db, &["ingest"], Some(&late));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = queries(&db);
+    assert_eq!(after[..2], before[..2], "recent of other symbols unchanged");
+    assert!(
+        after[2].contains("1.20004,"),
+        "the late tick is in the range: {}",
+        after[2]
+    );
+    assert_eq!(after[2].lines().count(), before[2].lines().count() + 1);
+    let out = tickrec(&db, &["check"], None);
+    assert!(out.status.success(), "check: {}", text(&out.stdout));
 }
 
 /// What version 4 wrote, made of a day this version wrote: rows in arrival order (by event
