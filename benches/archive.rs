@@ -3,17 +3,14 @@
 //! the cache included; warm: cached) against the same day live.
 //! `cargo bench --bench archive` (TICKS=2000000 SYMBOLS=128, LEVEL=9 by default)
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use tickrec::intern::Names;
-use tickrec::pipeline::Sink;
 use tickrec::store::archive::{self, Outcome};
 use tickrec::store::reader::Store;
-use tickrec::store::writer::SqliteSink;
-use tickrec::store::{layout, SqliteOptions, WriterOptions};
-use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{Timestamp, NANOS_PER_DAY};
+use tickrec::store::{layout, SqliteOptions};
+use tickrec::tick::Timestamp;
+
+mod common;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -47,35 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let level = env("LEVEL", 9) as i32;
     let dir = tempfile::tempdir()?;
     let base = dir.path();
-    let names = Arc::new(Names::new(4096));
-    let ids: Vec<_> = symbol_names(symbols)
-        .iter()
-        .map(|s| names.symbol(s).unwrap())
-        .collect();
-    let source = names.source("SIM")?;
-    let mut gen = QuoteGen::new(symbols, 11);
-    let day0 = 1_795_132_800_000_000_000i64; // 2026-11-20T00:00:00Z, an old day
-    let step = NANOS_PER_DAY / n as i64;
-    let mut sink = SqliteSink::new(base, names.clone(), WriterOptions::default());
-    let mut batch = Vec::with_capacity(500);
-    for i in 0..n {
-        let s = gen.pick();
-        let q = gen.next_quote(s);
-        let ts = day0 + i as i64 * step;
-        batch.push(q.tick(
-            ids[s],
-            source,
-            Timestamp(ts),
-            Timestamp(ts + 20_000 + (i as i64 * 7_919) % 230_000),
-        ));
-        if batch.len() == 500 {
-            sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
-            batch.clear();
-        }
-    }
-    sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
-    sink.close();
-    drop(sink);
+    common::write_day(base, n, symbols, false)?;
+    let day0 = common::DAY0;
     let day = Timestamp(day0).day();
     let store = Store::new(base, SqliteOptions::default());
     let live = time_queries(&store, day0);

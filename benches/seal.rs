@@ -17,15 +17,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
-use tickrec::intern::Names;
-use tickrec::pipeline::Sink;
-use tickrec::store::writer::SqliteSink;
-use tickrec::store::{layout, WriterOptions};
-use tickrec::synth::{symbol_names, QuoteGen};
-use tickrec::tick::{Timestamp, NANOS_PER_DAY};
+use tickrec::store::layout;
+use tickrec::tick::Timestamp;
+
+mod common;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -35,19 +32,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// What version 4 wrote, made of a day this version wrote (see the module doc).
-const TO_VERSION_4: &str = "
-    CREATE TABLE arrival AS SELECT * FROM ticks ORDER BY ts_event, seq;
-    DELETE FROM ticks;
-    INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src)
-        SELECT row_number() OVER (ORDER BY ts_event, seq), sym, ts_event, ts_recv, bid,
-               CASE WHEN ask & 15 = 0 THEN (((bid >> 4) + (ask >> 4)) << 4) | (bid & 15)
-                    ELSE ask END,
-               bid_size, ask_size, src
-        FROM arrival ORDER BY ts_event, seq;
-    DROP TABLE arrival;
-    DROP TABLE batches;
-    PRAGMA user_version = 4;
-    VACUUM;";
+const TO_VERSION_4: &str = include_str!("../tests/it/to_version_4.sql");
 
 const COVERING: &str = "CREATE INDEX ticks_by_symbol ON ticks (sym);
     CREATE INDEX ticks_by_symbol_time ON ticks
@@ -91,39 +76,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs = env("RUNS", 21);
     let dir = tempfile::tempdir()?;
     let written = dir.path().join("written");
-    let names = Arc::new(Names::new(4096));
-    let ids: Vec<_> = symbol_names(symbols)
-        .iter()
-        .map(|s| names.symbol(s).unwrap())
-        .collect();
-    let source = names.source("SIM")?;
-    let mut gen = QuoteGen::new(symbols, 11);
-    let day0 = 1_795_132_800_000_000_000i64; // 2026-11-20T00:00:00Z, an old day
-    let step = NANOS_PER_DAY / n as i64;
-    let mut jitter = 0x9E37_79B9_7F4A_7C15u64;
-    let mut sink = SqliteSink::new(&written, names.clone(), WriterOptions::default());
-    let mut batch = Vec::with_capacity(500);
-    for i in 0..n {
-        let s = gen.pick();
-        let q = gen.next_quote(s);
-        jitter ^= jitter << 13;
-        jitter ^= jitter >> 7;
-        jitter ^= jitter << 17;
-        let ts = day0 + i as i64 * step + (jitter % step as u64) as i64;
-        batch.push(q.tick(
-            ids[s],
-            source,
-            Timestamp(ts),
-            Timestamp(ts + 20_000 + (i as i64 * 7_919) % 230_000),
-        ));
-        if batch.len() == 500 {
-            sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
-            batch.clear();
-        }
-    }
-    sink.write_batch(&batch, &tickrec::shutdown::Shutdown::new());
-    sink.close();
-    drop(sink);
+    common::write_day(&written, n, symbols, true)?;
+    let day0 = common::DAY0;
     let day = Timestamp(day0).day();
     let day_file = layout::day_path(&written, day);
     rusqlite::Connection::open(&day_file)?.query_row(

@@ -414,21 +414,8 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     assert!(out.status.success(), "check: {}", text(&out.stdout));
 }
 
-/// What version 4 wrote, made of a day this version wrote: rows in arrival order (by event
-/// time), renumbered, the ask as its own code, no directory.
-pub(crate) const TO_VERSION_4: &str = "
-    CREATE TABLE arrival AS SELECT * FROM ticks ORDER BY ts_event, seq;
-    DELETE FROM ticks;
-    INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src)
-        SELECT row_number() OVER (ORDER BY ts_event, seq), sym, ts_event, ts_recv, bid,
-               CASE WHEN ask & 15 = 0 THEN (((bid >> 4) + (ask >> 4)) << 4) | (bid & 15)
-                    ELSE ask END,
-               bid_size, ask_size, src
-        FROM arrival ORDER BY ts_event, seq;
-    DROP TABLE arrival;
-    DROP TABLE batches;
-    PRAGMA user_version = 4;
-    VACUUM;";
+/// What version 4 wrote, made of a day this version wrote (to_version_4.sql).
+pub(crate) const TO_VERSION_4: &str = include_str!("to_version_4.sql");
 
 #[test]
 fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
