@@ -8,7 +8,9 @@
 -- `seal` builds no index: a day written with the directory keeps it, and a day from before it
 -- gets packed directory rows for its ticks, which stay in arrival order (`seq` is a tick's
 -- identity and is never renumbered: ARCHITECTURE.md rule 16); its asks still stored as their
--- own code are stored as their distance from bid, then the file is compacted. Measured with
+-- own code are stored as their distance from bid, then the file is compacted (one of fewer
+-- than 16,384 ticks stays as it is, read by scanning: the directory's two pages would outweigh
+-- what covering saves; src/store/archive.rs, SMALL_OLD_DAY). Measured with
 -- `cargo bench --bench seal` (2M ticks, 128 symbols, random ns times; a day this version
 -- wrote, turned into what version 4 wrote; one symbol over one hour and its newest 100, the
 -- whole `tickrec query` process, median of 21 runs; `tickrec --version` alone 1.8 ms):

@@ -414,6 +414,48 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     assert!(out.status.success(), "check: {}", text(&out.stdout));
 }
 
+/// A day from before the directory too small for one to pay is sealed where it stands: its
+/// version kept, an earlier seal's index dropped, never bigger, every answer the same.
+#[test]
+fn a_small_day_from_before_the_directory_is_sealed_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let days = layout::list_days(&db).unwrap();
+    let old = &days[0].path;
+    let conn = rusqlite::Connection::open(old).unwrap();
+    conn.execute_batch(TO_VERSION_4).unwrap();
+    drop(conn);
+    let live = std::fs::metadata(old).unwrap().len();
+    let before = queries(&db);
+    let conn = rusqlite::Connection::open(old).unwrap();
+    conn.execute_batch(archive::SEAL_SQL).unwrap();
+    drop(conn);
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("too small for one to pay"),
+        "{}",
+        text(&out.stdout)
+    );
+    let size = std::fs::metadata(old).unwrap().len();
+    assert!(size <= live, "live {live} -> sealed {size}");
+    assert_eq!(
+        sql_int(old, "SELECT user_version FROM pragma_user_version"),
+        4
+    );
+    assert_eq!(
+        sql_int(
+            old,
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ticks_by_%'"
+        ),
+        0
+    );
+    assert_eq!(queries(&db), before);
+    let out = tickrec(&db, &["check"], None);
+    assert!(out.status.success(), "check: {}", text(&out.stdout));
+}
+
 /// What version 4 wrote, made of a day this version wrote (to_version_4.sql).
 pub(crate) const TO_VERSION_4: &str = include_str!("to_version_4.sql");
 

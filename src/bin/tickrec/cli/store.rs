@@ -199,13 +199,17 @@ pub(super) fn run_seal(opts: &Options, older_than: u32) -> anyhow::Result<ExitCo
             Ok(Sealed::Done {
                 ticks,
                 covered,
+                scanned,
                 bytes_before,
                 bytes_after,
             }) => println!(
                 "sealed {}: {ticks} ticks in {:.2}s, {bytes_before} -> {bytes_after} bytes ({})",
                 d.day,
                 started.elapsed().as_secs_f64(),
-                if covered > 0 {
+                if scanned {
+                    "from before the query directory and too small for one to pay: read by scanning"
+                        .into()
+                } else if covered > 0 {
                     format!("the query directory now names {covered} ticks it did not")
                 } else {
                     "the query directory serves it".into()
