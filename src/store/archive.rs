@@ -184,34 +184,20 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
         let ticks: i64 = conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))?;
         let tx = conn.unchecked_transaction()?;
         // Rows from before schema version 6 keep the ask's own code: the distance reads the
-        // same (schema/ticks.sql). Only a file with ticks the directory does not name can hold
-        // such rows; a row already stored as a distance has 0 in its low bits.
-        let uncovered: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM batches WHERE dir IS NULL) \
-                 OR coalesce((SELECT max(last_seq) FROM batches), 0) \
-                    < coalesce((SELECT max(seq) FROM ticks), 0)",
-            [],
-            |r| r.get(0),
-        )?;
-        if uncovered {
-            tx.execute(
+        // same (schema/ticks.sql). Only ticks the directory does not name can be such rows; a
+        // row already stored as a distance has 0 in its low bits.
+        let mut rewritten = 0;
+        for (a, b, _) in super::directory::uncovered(&tx)? {
+            rewritten += tx.execute(
                 "UPDATE ticks SET ask = ((ask >> 4) - (bid >> 4)) << 4 \
-                 WHERE ask & 15 != 0 AND ask & 15 = bid & 15",
-                [],
+                 WHERE seq BETWEEN ?1 AND ?2 AND ask & 15 != 0 AND ask & 15 = bid & 15",
+                [a, b],
             )?;
         }
         let covered = super::directory::cover(&tx, COVER_LEVEL)?;
-        let indexes: i64 = tx.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
-             AND name IN ('ticks_by_symbol', 'ticks_by_symbol_time')",
-            [],
-            |r| r.get(0),
-        )?;
-        tx.execute_batch(
-            "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time;",
-        )?;
+        let indexes = drop_seal_indexes(&tx)?;
         tx.commit()?;
-        if uncovered || indexes > 0 {
+        if rewritten > 0 || indexes {
             // The WAL first (it holds the rewritten pages), then the file without free pages.
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             conn.execute_batch("VACUUM;")?;
@@ -257,19 +243,29 @@ fn small_old_day(db: &Path, opts: &SqliteOptions) -> Result<Option<u64>, StoreEr
     (|| -> rusqlite::Result<()> {
         let conn = Connection::open(db)?;
         conn.busy_timeout(opts.busy_timeout)?;
-        let indexes: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
-             AND name IN ('ticks_by_symbol', 'ticks_by_symbol_time')",
-            [],
-            |r| r.get(0),
-        )?;
-        if indexes > 0 {
-            conn.execute_batch(UNSEAL_SQL)?;
+        if drop_seal_indexes(&conn)? {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            conn.execute_batch("VACUUM;")?;
         }
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     })()
     .map_err(StoreError::sqlite(db))?;
     Ok(Some(ticks))
+}
+
+/// Drops the indexes of schema/seal.sql (an earlier version's seal, a read cache copy's);
+/// whether there were any (their pages are then free: VACUUM gives them back).
+fn drop_seal_indexes(conn: &Connection) -> rusqlite::Result<bool> {
+    let indexes: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+         AND name IN ('ticks_by_symbol', 'ticks_by_symbol_time')",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute_batch(
+        "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time;",
+    )?;
+    Ok(indexes > 0)
 }
 
 /// The form an archived day takes.
@@ -444,11 +440,10 @@ fn archive_parquet(
         // Ticks the directory does not name (a day from before it, never sealed) get rows
         // first: the archive reads the day one symbol at a time, and each symbol would scan
         // them whole. (Under the exclusive lock: the day file is sealed for good either way.)
-        (|| -> rusqlite::Result<u64> {
+        (|| -> rusqlite::Result<()> {
             let tx = conn.unchecked_transaction()?;
-            let n = super::directory::cover(&tx, COVER_LEVEL)?;
-            tx.commit()?;
-            Ok(n)
+            super::directory::cover(&tx, COVER_LEVEL)?;
+            tx.commit()
         })()
         .map_err(StoreError::sqlite(&db))?;
         day_summary(&conn, &db, day, raw_bytes)?

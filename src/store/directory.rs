@@ -404,6 +404,19 @@ struct Run {
     ts_max: i64,
 }
 
+/// The `seq` spans whose ticks no directory row names, in order: `(first, last, true)` for a
+/// row to scan, `(first, last, false)` for the tail.
+pub fn uncovered(conn: &Connection) -> rusqlite::Result<Vec<(i64, i64, bool)>> {
+    let mut spans = conn
+        .prepare("SELECT first_seq, last_seq FROM batches WHERE dir IS NULL ORDER BY first_seq")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, true)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if let Some((a, b)) = tail(conn)? {
+        spans.push((a, b, false));
+    }
+    Ok(spans)
+}
+
 /// Gives every tick that no directory row names (the tail; spans to scan: rows from before
 /// the directory, rows salvaged by `check --repair`) packed rows ([`pack`]), then sets every
 /// row's running bounds again; inside the caller's transaction. `seal` does it to a closed day,
@@ -411,21 +424,8 @@ struct Run {
 /// queries, with no per-tick index. A span whose ticks have a gap in `seq` stays a span to scan
 /// (its runs would place ticks at the wrong `seq`). Returns how many ticks were covered.
 pub fn cover(conn: &Connection, level: i32) -> rusqlite::Result<u64> {
-    let mut todo: Vec<(i64, i64, bool)> = Vec::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT first_seq, last_seq FROM batches WHERE dir IS NULL ORDER BY first_seq",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, true)))?;
-        for row in rows {
-            todo.push(row?);
-        }
-    }
-    if let Some((a, b)) = tail(conn)? {
-        todo.push((a, b, false));
-    }
     let mut covered = 0u64;
-    for (first, last, has_row) in todo {
+    for (first, last, has_row) in uncovered(conn)? {
         let Some(rows) = packed_rows(conn, first, last, level)? else {
             if !has_row {
                 // A gap in the tail: one row to scan covers it, as the writer would.
