@@ -13,7 +13,10 @@
 //! - the old day as it is (scanned),
 //! - sealed by this version (`tickrec seal`: packed directory rows, asks as distances),
 //! - the two slim indexes of schema/seal.sql (what the previous version's seal built),
-//! - the covering index older versions built.
+//! - the covering index older versions built;
+//!
+//! then, in one process, the sealed day through `Store` against the slim indexes and a table
+//! clustered by (symbol, time) `WITHOUT ROWID`, through SQL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +70,108 @@ fn copy_base(from: &Path, to: &Path, day: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dest.parent().expect("parent"))?;
     std::fs::copy(day, &dest)?;
     Ok(dest)
+}
+
+/// The day clustered by (symbol, time) in a `WITHOUT ROWID` table, `seq` kept as a column.
+const CLUSTERED: &str = "
+    DROP VIEW IF EXISTS ticks_v;
+    CREATE TABLE clustered (seq INTEGER NOT NULL, sym INTEGER NOT NULL, ts_event INTEGER NOT NULL,
+        ts_recv INTEGER NOT NULL, bid INTEGER, ask INTEGER, bid_size INTEGER, ask_size INTEGER,
+        src INTEGER NOT NULL, PRIMARY KEY (sym, ts_event, seq)) WITHOUT ROWID;
+    INSERT INTO clustered SELECT seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src
+        FROM ticks ORDER BY sym, ts_event, seq;
+    DROP TABLE ticks;
+    VACUUM;";
+
+/// The forms no `tickrec query` reads, against the ones it does, in one process: a fresh
+/// connection (or `Store`) per run, then one symbol's hour, median of `runs` (SQL reads the
+/// nine stored integers of each row; `Store` decodes them into ticks besides). The clustered
+/// table needs an index on `seq` besides, for `tail` cursors and `recent`, measured apart.
+fn in_process(
+    dir: &Path,
+    old_dir: &Path,
+    old: &Path,
+    runs: usize,
+    per_tick: impl Fn(&Path) -> f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (lo, hi) = (10 * 3_600_000_000_000i64, 11 * 3_600_000_000_000i64);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let sql_ms = |file: &Path, sql: &str| -> Result<(f64, usize), Box<dyn std::error::Error>> {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let conn = rusqlite::Connection::open(file)?;
+            let sym: i64 =
+                conn.query_row("SELECT id FROM symbols WHERE name = 'EURUSD'", [], |r| {
+                    r.get(0)
+                })?;
+            let mut stmt = conn.prepare(sql)?;
+            let mut q = stmt.query([sym, lo, hi])?;
+            rows = 0;
+            while let Some(r) = q.next()? {
+                for c in 0..9 {
+                    let _: Option<i64> = r.get(c)?;
+                }
+                rows += 1;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok((median(times), rows))
+    };
+    println!("\nin one process, a fresh connection per run, 1 h of one symbol, median of {runs}:");
+    println!("bytes/tick  1 h (ms)  form");
+    let sealed = dir.join("form0");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let store = tickrec::store::reader::Store::new(&sealed, Default::default());
+        store.range(
+            "EURUSD",
+            Timestamp(common::DAY0 + lo),
+            Timestamp(common::DAY0 + hi),
+            &mut |_| Ok(()),
+        )?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let packed = copy_base(
+        &sealed,
+        &dir.join("packed-copy"),
+        &sealed.join(old.strip_prefix(old_dir)?),
+    )?;
+    println!(
+        "{:>10.1}  {:>8.2}  sealed by this version, through `Store` (packed directory rows)",
+        per_tick(&packed),
+        median(times)
+    );
+    let slim = dir.join("form1").join(old.strip_prefix(old_dir)?);
+    let (ms, _) = sql_ms(
+        &slim,
+        "SELECT * FROM ticks INDEXED BY ticks_by_symbol_time \
+         WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 ORDER BY ts_event, seq",
+    )?;
+    println!(
+        "{:>10.1}  {ms:>8.2}  the two slim indexes, SQL",
+        per_tick(&slim)
+    );
+    let clustered = copy_base(old_dir, &dir.join("clustered"), old)?;
+    rusqlite::Connection::open(&clustered)?.execute_batch(CLUSTERED)?;
+    let (ms, _) = sql_ms(
+        &clustered,
+        "SELECT * FROM clustered WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
+         ORDER BY ts_event, seq",
+    )?;
+    let bare = per_tick(&clustered);
+    rusqlite::Connection::open(&clustered)?
+        .execute_batch("CREATE INDEX clustered_by_seq ON clustered (seq); VACUUM;")?;
+    println!(
+        "{bare:>10.1}  {ms:>8.2}  clustered WITHOUT ROWID (sym, ts_event, seq), SQL; {:.1} bytes/tick with the index on seq",
+        per_tick(&clustered)
+    );
+    Ok(())
 }
 
 /// Long on purpose: one benchmark from input to figures.
@@ -166,6 +271,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         measure(label, &base, &file, Some(t.elapsed().as_secs_f64()));
     }
     println!("(the version 4 day was {old_bytes:.1} bytes/tick; `tickrec --version` alone {start:.1} ms)");
+    in_process(dir.path(), &old_dir, &old, runs, per_tick)?;
     if std::env::var_os("KEEP").is_some() {
         println!("files kept in {}", dir.keep().display());
     }

@@ -56,8 +56,16 @@
 -- covering per-tick indexes earlier versions built, 86.5 bytes/tick for 2.9 ms against 36.9 for
 -- 3.4 ms). A file from before the directory gets packed directory rows for its ticks in
 -- arrival order when sealed (their rows cannot be regrouped without renumbering seq), and its
--- asks stored as distances: 37.3 -> 36.0 bytes/tick, one symbol's hour in 3.9 ms (the figures
--- of each alternative in schema/seal.sql).
+-- asks stored as distances. `cargo bench --bench seal`, 2M ticks, 128 symbols, random ns, a
+-- version-4 day of 37.3 bytes/tick; one symbol's hour, whole `tickrec query` process / in
+-- one process (details in schema/seal.sql):
+--   36.0 bytes/tick  4.0 / 1.5 ms  packed directory rows (this)
+--   64.4             3.3 / 1.2 ms  slim indexes (sym), (sym, ts_event) (the previous seal)
+--   88.5             3.1 ms        covering index (the seal before that)
+--   54.3             - / 0.4 ms    rewritten clustered WITHOUT ROWID (sym, ts_event, seq), seq a
+--                                  column with its own index (37.3 without it, but then a
+--                                  `tail` cursor or `recent` scans the day)
+--   14.5             3.9 ms cold   the Parquet archive, read in place (schema/parquet.md)
 --
 -- LIVE-DAY QUERY STRUCTURE, measured against the alternatives with `tickrec bench` (10M ticks,
 -- 128 symbols, one day, 2-core machine; "1 h of 1 symbol": streamed rows/s and first row on the
