@@ -65,7 +65,8 @@
 --   54.3             - / 0.4 ms    rewritten clustered WITHOUT ROWID (sym, ts_event, seq), seq a
 --                                  column with its own index (37.3 without it, but then a
 --                                  `tail` cursor or `recent` scans the day)
---   14.5             3.9 ms cold   the Parquet archive, read in place (schema/parquet.md)
+--   14.5             3.9 ms cold   the Parquet archive, read in place (the 10M-tick day of
+--                                  `tickrec bench`; schema/parquet.md)
 --
 -- LIVE-DAY QUERY STRUCTURE, measured against the alternatives with `tickrec bench` (10M ticks,
 -- 128 symbols, one day, 2-core machine; "1 h of 1 symbol": streamed rows/s and first row on the
