@@ -186,22 +186,17 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
         // Rows from before schema version 6 keep the ask's own code: the distance reads the
         // same (schema/ticks.sql). Only ticks the directory does not name can be such rows; a
         // row already stored as a distance has 0 in its low bits.
-        let mut rewritten = 0;
         for (a, b, _) in super::directory::uncovered(&tx)? {
-            rewritten += tx.execute(
+            tx.execute(
                 "UPDATE ticks SET ask = ((ask >> 4) - (bid >> 4)) << 4 \
                  WHERE seq BETWEEN ?1 AND ?2 AND ask & 15 != 0 AND ask & 15 = bid & 15",
                 [a, b],
             )?;
         }
         let covered = super::directory::cover(&tx, COVER_LEVEL)?;
-        let indexes = drop_seal_indexes(&tx)?;
+        drop_seal_indexes(&tx)?;
         tx.commit()?;
-        if rewritten > 0 || indexes {
-            // The WAL first (it holds the rewritten pages), then the file without free pages.
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            conn.execute_batch("VACUUM;")?;
-        }
+        compact_if_owed(&conn)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok((ticks, covered))
     })()
@@ -243,29 +238,45 @@ fn small_old_day(db: &Path, opts: &SqliteOptions) -> Result<Option<u64>, StoreEr
     (|| -> rusqlite::Result<()> {
         let conn = Connection::open(db)?;
         conn.busy_timeout(opts.busy_timeout)?;
-        if drop_seal_indexes(&conn)? {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            conn.execute_batch("VACUUM;")?;
-        }
+        drop_seal_indexes(&conn)?;
+        compact_if_owed(&conn)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
     })()
     .map_err(StoreError::sqlite(db))?;
     Ok(Some(ticks))
 }
 
-/// Drops the indexes of schema/seal.sql (an earlier version's seal, a read cache copy's);
-/// whether there were any (their pages are then free: VACUUM gives them back).
-fn drop_seal_indexes(conn: &Connection) -> rusqlite::Result<bool> {
-    let indexes: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
-         AND name IN ('ticks_by_symbol', 'ticks_by_symbol_time')",
-        [],
-        |r| r.get(0),
-    )?;
+/// Drops the indexes of schema/seal.sql (an earlier version's seal): their pages become free.
+fn drop_seal_indexes(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time;",
+    )
+}
+
+/// Share of page bytes left unused past which a sealed day is compacted. Measured (2M-tick
+/// days, `dbstat`): as the writer leaves a day 0.7 %, a version-4 day 0.6 %, a compacted
+/// sealed day 0.8 %; its asks rewritten as distances, before compaction, 6.6 %.
+const UNUSED_PAST: f64 = 0.03;
+
+/// Compacts the file (WAL folded in, then VACUUM) when it has free pages (indexes dropped) or
+/// pages left part-empty (asks rewritten shorter): what this seal did, or what a seal killed
+/// before it compacted left. Judged from the file as it is, so an interrupted seal's next run
+/// finishes the job; a compact file costs one pass over its pages (`dbstat`: 0.04 s for a
+/// 2M-tick day).
+fn compact_if_owed(conn: &Connection) -> rusqlite::Result<()> {
+    let (free, unused, total): (i64, Option<f64>, Option<f64>) = conn.query_row(
+        "SELECT (SELECT freelist_count FROM pragma_freelist_count), sum(unused), sum(pgsize) \
+         FROM dbstat('main', 1)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    Ok(indexes > 0)
+    let part_empty =
+        matches!((unused, total), (Some(u), Some(t)) if t > 0.0 && u / t > UNUSED_PAST);
+    if free > 0 || part_empty {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        conn.execute_batch("VACUUM;")?;
+    }
+    Ok(())
 }
 
 /// The form an archived day takes.

@@ -21,11 +21,15 @@ pub fn tickrec(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("tickrec binary runs");
     let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    let text = stdin.unwrap_or_default().to_owned();
+    // Fed from its own thread: a child that reports on stderr while it reads would otherwise
+    // fill that pipe and wait for us while we wait for it.
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
 }
 
 fn text(b: &[u8]) -> String {

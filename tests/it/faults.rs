@@ -1049,3 +1049,136 @@ fn sealing_an_old_day_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_ro
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// What could go wrong: `seal` of a day from before the directory rewrites rows, then compacts
+/// the file; killed (SIGKILL) in either step, the day must answer exactly as before and pass
+/// `check`, and the next seal must finish the job (compacting what a killed one left
+/// part-empty), leaving the day no bigger than it was.
+#[test]
+fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_one_finishes() {
+    use super::cli::tickrec;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut input = String::with_capacity(600_000 * 150);
+    for i in 0..600_000u64 {
+        let sym = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"][(i * 7 % 13 % 5) as usize];
+        let ns = i * 144_000_000 + i * 7_919 % 100_000_000;
+        input.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"bid_size\":1000000,\"ts_event\":\"2026-11-02T{:02}:{:02}:{:02}.{:09}Z\"}}\n",
+            i % 90_000,
+            i % 90_000 + 9,
+            ns / 3_600_000_000_000,
+            ns / 60_000_000_000 % 60,
+            ns / 1_000_000_000 % 60,
+            ns % 1_000_000_000
+        ));
+    }
+    let out = tickrec(&db, &["ingest"], Some(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let day = db.join("2026/11/ticks_2026-11-02.db");
+    assert_eq!(sql_int(&day, "SELECT count(*) FROM ticks"), 600_000);
+    let conn = rusqlite::Connection::open(&day).unwrap();
+    conn.execute_batch(super::archive::TO_VERSION_4).unwrap();
+    drop(conn);
+    let live = std::fs::metadata(&day).unwrap().len();
+    let digest = || -> Vec<u8> {
+        let mut all = Vec::new();
+        for args in [
+            &[
+                "query",
+                "range",
+                "--symbols",
+                "all",
+                "--from",
+                "2026-11-02",
+                "--to",
+                "2026-11-03",
+                "--format",
+                "csv",
+            ][..],
+            &["query", "recent", "USDJPY", "-n", "700", "--format", "csv"][..],
+        ] {
+            let out = tickrec(&db, args, None);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            all.extend(out.stdout);
+        }
+        all
+    };
+    let before = digest();
+    let wal = tickrec::fsutil::with_suffix(&day, "-wal");
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    // Kill points, each a condition on the WAL: growing with the rewrite; then, after the
+    // checkpoint that empties it, growing again with the compaction.
+    for phase in ["rewriting", "compacting"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(&db)
+            .args(["seal", "--older-than", "1d"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut stage = 0;
+        let killed = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Err(st);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{phase}: the seal neither ended nor was killed"
+            );
+            let n = wal_len();
+            stage = match (phase, stage) {
+                (_, 0) if n > 2 << 20 => 1,
+                ("compacting", 1) if n < 1 << 16 => 2,
+                ("compacting", 2) if n > 2 << 20 => 3,
+                (_, s) => s,
+            };
+            if (phase == "rewriting" && stage == 1) || stage == 3 {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break Ok(());
+            }
+            std::thread::yield_now();
+        };
+        assert!(
+            killed.is_ok(),
+            "{phase}: the seal ended before its kill point: {killed:?}"
+        );
+        assert!(digest() == before, "killed while {phase}: another answer");
+        let out = tickrec(&db, &["check"], None);
+        assert!(
+            out.status.success(),
+            "{phase}: check: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(digest() == before, "sealed: another answer");
+    let sealed = std::fs::metadata(&day).unwrap().len();
+    assert!(sealed <= live, "live {live} -> sealed {sealed}");
+    assert_eq!(
+        sql_int(&day, "SELECT count(*) FROM batches WHERE dir IS NULL"),
+        0
+    );
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
