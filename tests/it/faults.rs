@@ -1059,20 +1059,7 @@ fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_on
     use super::cli::tickrec;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let mut input = String::with_capacity(600_000 * 150);
-    for i in 0..600_000u64 {
-        let sym = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"][(i * 7 % 13 % 5) as usize];
-        let ns = i * 144_000_000 + i * 7_919 % 100_000_000;
-        input.push_str(&format!(
-            "{{\"symbol\":\"{sym}\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"bid_size\":1000000,\"ts_event\":\"2026-11-02T{:02}:{:02}:{:02}.{:09}Z\"}}\n",
-            i % 90_000,
-            i % 90_000 + 9,
-            ns / 3_600_000_000_000,
-            ns / 60_000_000_000 % 60,
-            ns / 1_000_000_000 % 60,
-            ns % 1_000_000_000
-        ));
-    }
+    let input = busy_day_lines(600_000);
     let out = tickrec(&db, &["ingest"], Some(&input));
     assert!(
         out.status.success(),
@@ -1175,6 +1162,132 @@ fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_on
         sql_int(&day, "SELECT count(*) FROM batches WHERE dir IS NULL"),
         0
     );
+    let out = tickrec(&db, &["check"], None);
+    assert!(
+        out.status.success(),
+        "check: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// `n` JSON Lines quotes of five symbols spread over 2026-11-02, as `ingest` reads them.
+fn busy_day_lines(n: u64) -> String {
+    let mut input = String::with_capacity(n as usize * 150);
+    for i in 0..n {
+        let sym = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD", "USDCHF"][(i * 7 % 13 % 5) as usize];
+        let ns = i * (86_400_000_000_000 / n) + i * 7_919 % 100_000_000;
+        input.push_str(&format!(
+            "{{\"symbol\":\"{sym}\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"bid_size\":1000000,\"ts_event\":\"2026-11-02T{:02}:{:02}:{:02}.{:09}Z\"}}\n",
+            i % 90_000,
+            i % 90_000 + 9,
+            ns / 3_600_000_000_000,
+            ns / 60_000_000_000 % 60,
+            ns / 1_000_000_000 % 60,
+            ns % 1_000_000_000
+        ));
+    }
+    input
+}
+
+/// What could go wrong: `archive` killed (SIGKILL) while it writes the Parquet file, or right
+/// after it renamed it into place, must leave the day answering exactly as before (from the
+/// day file, or from the archive once it is whole), `check` clean, and the next run must
+/// finish the archive.
+#[test]
+fn an_archive_killed_while_writing_or_after_its_rename_changes_no_answer_and_the_next_finishes() {
+    use super::cli::tickrec;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = tickrec(&db, &["ingest"], Some(&busy_day_lines(600_000)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let day = db.join("2026/11/ticks_2026-11-02.db");
+    let parquet = db.join("2026/11/ticks_2026-11-02.parquet");
+    let tmp = tickrec::fsutil::with_suffix(&parquet, ".tmp");
+    let digest = || -> Vec<u8> {
+        let out = tickrec(
+            &db,
+            &[
+                "query",
+                "range",
+                "--symbols",
+                "all",
+                "--from",
+                "2026-11-02",
+                "--to",
+                "2026-11-03",
+                "--format",
+                "csv",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let before = digest();
+    for phase in ["writing", "renamed"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(&db)
+            .args(["archive", "--older-than", "1d"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ended = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{phase}: the archive neither ended nor was killed"
+            );
+            let due = match phase {
+                "writing" => std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 0),
+                _ => parquet.exists(),
+            };
+            if due {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::yield_now();
+        };
+        if phase == "writing" {
+            assert!(
+                ended.is_none(),
+                "the archive ended before its kill point: {ended:?}"
+            );
+            assert!(day.exists() && !parquet.exists(), "the day file stays");
+        }
+        // (Killed right after the rename, or a moment later: either way nothing changes.)
+        assert!(digest() == before, "killed while {phase}: another answer");
+        let out = tickrec(&db, &["check"], None);
+        assert!(
+            out.status.success(),
+            "{phase}: check: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let out = tickrec(&db, &["archive", "--older-than", "1d"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        parquet.exists() && !day.exists() && !tmp.exists(),
+        "archived whole"
+    );
+    assert!(digest() == before, "archived: another answer");
     let out = tickrec(&db, &["check"], None);
     assert!(
         out.status.success(),
