@@ -992,62 +992,22 @@ fn sealing_an_old_day_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_ro
     let db = fs.path().join("db");
     std::fs::create_dir_all(db.join("2026/11")).unwrap();
     std::fs::copy(made.join(rel), db.join(rel)).unwrap();
-    let answers = |db: &Path| -> Vec<Vec<u8>> {
-        [
-            &[
-                "query",
-                "range",
-                "--symbols",
-                "all",
-                "--from",
-                "2026-11-02",
-                "--to",
-                "2026-11-03",
-                "--format",
-                "csv",
-            ][..],
-            &["query", "recent", "USDJPY", "-n", "500", "--format", "csv"][..],
-        ]
-        .iter()
-        .map(|args| {
-            let out = tickrec(db, args, None);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            out.stdout
-        })
-        .collect()
-    };
-    let before = answers(&db);
+    let before = day_answers(&db);
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "a seal without room must fail");
     assert!(said.contains("2026-11-02"), "names the day: {said}");
-    assert!(answers(&db) == before, "the day answers as before");
-    let out = tickrec(&db, &["check"], None);
-    assert!(
-        out.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(day_answers(&db) == before, "the day answers as before");
+    succeeds(&db, &["check"]);
     fs.grow(live / 1024 * 3 + 1024);
-    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
+    succeeds(&db, &["seal", "--older-than", "1d"]);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        day_answers(&db) == before,
+        "sealed, the day answers as before"
     );
-    assert!(answers(&db) == before, "sealed, the day answers as before");
     let sealed = std::fs::metadata(db.join(rel)).unwrap().len();
     assert!(sealed <= live, "live {live} -> sealed {sealed}");
-    let out = tickrec(&db, &["check"], None);
-    assert!(
-        out.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    succeeds(&db, &["check"]);
 }
 
 /// What could go wrong: `seal` of a day from before the directory rewrites rows, then compacts
@@ -1072,57 +1032,14 @@ fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_on
     conn.execute_batch(super::archive::TO_VERSION_4).unwrap();
     drop(conn);
     let live = std::fs::metadata(&day).unwrap().len();
-    let digest = || -> Vec<u8> {
-        let mut all = Vec::new();
-        for args in [
-            &[
-                "query",
-                "range",
-                "--symbols",
-                "all",
-                "--from",
-                "2026-11-02",
-                "--to",
-                "2026-11-03",
-                "--format",
-                "csv",
-            ][..],
-            &["query", "recent", "USDJPY", "-n", "700", "--format", "csv"][..],
-        ] {
-            let out = tickrec(&db, args, None);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            all.extend(out.stdout);
-        }
-        all
-    };
-    let before = digest();
+    let before = day_answers(&db);
     let wal = tickrec::fsutil::with_suffix(&day, "-wal");
     let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     // Kill points, each a condition on the WAL: growing with the rewrite; then, after the
     // checkpoint that empties it, growing again with the compaction.
     for phase in ["rewriting", "compacting"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-            .arg("--db")
-            .arg(&db)
-            .args(["seal", "--older-than", "1d"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut stage = 0;
-        let killed = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break Err(st);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{phase}: the seal neither ended nor was killed"
-            );
+        let ended = kill_when(&db, &["seal", "--older-than", "1d"], || {
             let n = wal_len();
             stage = match (phase, stage) {
                 (_, 0) if n > 2 << 20 => 1,
@@ -1130,44 +1047,97 @@ fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_on
                 ("compacting", 2) if n > 2 << 20 => 3,
                 (_, s) => s,
             };
-            if (phase == "rewriting" && stage == 1) || stage == 3 {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break Ok(());
-            }
-            std::thread::yield_now();
-        };
+            (phase == "rewriting" && stage == 1) || stage == 3
+        });
         assert!(
-            killed.is_ok(),
-            "{phase}: the seal ended before its kill point: {killed:?}"
+            ended.is_none(),
+            "{phase}: the seal ended before its kill point: {ended:?}"
         );
-        assert!(digest() == before, "killed while {phase}: another answer");
-        let out = tickrec(&db, &["check"], None);
         assert!(
-            out.status.success(),
-            "{phase}: check: {}",
-            String::from_utf8_lossy(&out.stdout)
+            day_answers(&db) == before,
+            "killed while {phase}: another answer"
         );
+        succeeds(&db, &["check"]);
     }
-    let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(digest() == before, "sealed: another answer");
+    succeeds(&db, &["seal", "--older-than", "1d"]);
+    assert!(day_answers(&db) == before, "sealed: another answer");
     let sealed = std::fs::metadata(&day).unwrap().len();
     assert!(sealed <= live, "live {live} -> sealed {sealed}");
     assert_eq!(
         sql_int(&day, "SELECT count(*) FROM batches WHERE dir IS NULL"),
         0
     );
-    let out = tickrec(&db, &["check"], None);
+    succeeds(&db, &["check"]);
+}
+
+/// Runs `tickrec --db db args…` and kills it (SIGKILL) as soon as `due` holds, polling;
+/// `None` when it was killed, its exit status when it ended first.
+fn kill_when(
+    db: &Path,
+    args: &[&str],
+    mut due: impl FnMut() -> bool,
+) -> Option<std::process::ExitStatus> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} neither ended nor was killed"
+        );
+        if due() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// `tickrec --db db args…`, which must succeed; its stdout.
+fn succeeds(db: &Path, args: &[&str]) -> Vec<u8> {
+    let out = super::cli::tickrec(db, args, None);
     assert!(
         out.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&out.stdout)
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// Every tick of 2026-11-02 in time order, then USDJPY's newest 500, as CSV: what a fault
+/// must not change.
+fn day_answers(db: &Path) -> Vec<u8> {
+    let mut all = succeeds(
+        db,
+        &[
+            "query",
+            "range",
+            "--symbols",
+            "all",
+            "--from",
+            "2026-11-02",
+            "--to",
+            "2026-11-03",
+            "--format",
+            "csv",
+        ],
+    );
+    all.extend(succeeds(
+        db,
+        &["query", "recent", "USDJPY", "-n", "500", "--format", "csv"],
+    ));
+    all
 }
 
 /// `n` JSON Lines quotes of five symbols spread over 2026-11-02, as `ingest` reads them.
@@ -1207,60 +1177,12 @@ fn an_archive_killed_while_writing_or_after_its_rename_changes_no_answer_and_the
     let day = db.join("2026/11/ticks_2026-11-02.db");
     let parquet = db.join("2026/11/ticks_2026-11-02.parquet");
     let tmp = tickrec::fsutil::with_suffix(&parquet, ".tmp");
-    let digest = || -> Vec<u8> {
-        let out = tickrec(
-            &db,
-            &[
-                "query",
-                "range",
-                "--symbols",
-                "all",
-                "--from",
-                "2026-11-02",
-                "--to",
-                "2026-11-03",
-                "--format",
-                "csv",
-            ],
-            None,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    let before = digest();
+    let before = day_answers(&db);
     for phase in ["writing", "renamed"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-            .arg("--db")
-            .arg(&db)
-            .args(["archive", "--older-than", "1d"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let ended = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break Some(st);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{phase}: the archive neither ended nor was killed"
-            );
-            let due = match phase {
-                "writing" => std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 0),
-                _ => parquet.exists(),
-            };
-            if due {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::yield_now();
-        };
+        let ended = kill_when(&db, &["archive", "--older-than", "1d"], || match phase {
+            "writing" => std::fs::metadata(&tmp).is_ok_and(|m| m.len() > 0),
+            _ => parquet.exists(),
+        });
         if phase == "writing" {
             assert!(
                 ended.is_none(),
@@ -1269,29 +1191,17 @@ fn an_archive_killed_while_writing_or_after_its_rename_changes_no_answer_and_the
             assert!(day.exists() && !parquet.exists(), "the day file stays");
         }
         // (Killed right after the rename, or a moment later: either way nothing changes.)
-        assert!(digest() == before, "killed while {phase}: another answer");
-        let out = tickrec(&db, &["check"], None);
         assert!(
-            out.status.success(),
-            "{phase}: check: {}",
-            String::from_utf8_lossy(&out.stdout)
+            day_answers(&db) == before,
+            "killed while {phase}: another answer"
         );
+        succeeds(&db, &["check"]);
     }
-    let out = tickrec(&db, &["archive", "--older-than", "1d"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&db, &["archive", "--older-than", "1d"]);
     assert!(
         parquet.exists() && !day.exists() && !tmp.exists(),
         "archived whole"
     );
-    assert!(digest() == before, "archived: another answer");
-    let out = tickrec(&db, &["check"], None);
-    assert!(
-        out.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(day_answers(&db) == before, "archived: another answer");
+    succeeds(&db, &["check"]);
 }
