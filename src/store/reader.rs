@@ -406,12 +406,13 @@ impl DayReader {
             Some(ids) => super::directory::Want::Ids(ids),
             None => super::directory::Want::All,
         };
-        let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(|source| {
+        let sq = |source| {
             ReadError::Store(StoreError::Sqlite {
                 path: self.path.clone(),
                 source,
             })
-        })?;
+        };
+        let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
         let ticks: i64 = spans
             .iter()
             .map(|s| match *s {
@@ -433,13 +434,7 @@ impl DayReader {
             } else {
                 a + (k + 1) * step
             };
-            let spans =
-                super::directory::spans_in(&self.conn, want, from, to).map_err(|source| {
-                    ReadError::Store(StoreError::Sqlite {
-                        path: self.path.clone(),
-                        source,
-                    })
-                })?;
+            let spans = super::directory::spans_in(&self.conn, want, from, to).map_err(sq)?;
             n += self.slice_by_directory(syms, spans, from, to, f)?;
         }
         Ok(n)
