@@ -11,7 +11,9 @@
 //!
 //! What no row covers yet (the writer's last few commits, or what a crash left without its
 //! row) is the *tail*, read by scanning; a row with a NULL `dir` (rows from before version 5,
-//! salvaged rows) is a span read by scanning too.
+//! salvaged rows) is a span read by scanning too, until `seal` covers it and the tail with
+//! *packed* rows ([`cover`], [`pack`]: the arrival-ordered ticks of a day from before the
+//! directory, one symbol byte a tick, zstd).
 //!
 //! Invariant: the rows tile `seq` 1..=k with no gap or overlap, k <= max(seq) (`store::check`
 //! verifies it; `writer::insert_all`, the writer's reopening and the salvage keep it).
