@@ -118,7 +118,7 @@ pub enum Sealed {
         /// Ticks the directory did not name and now does (a file from before the directory,
         /// rows salvaged by `check --repair`): packed rows were built for them.
         covered: u64,
-        /// A day from before the directory too small for one to pay ([`SMALL_OLD_DAY`]): left
+        /// A day from before the directory too small for one to pay (under 16,384 ticks): left
         /// in its version, read by scanning.
         scanned: bool,
         /// Database plus WAL before and after.
@@ -144,7 +144,7 @@ const COVER_LEVEL: i32 = 3;
 /// packed directory rows for its arrival-ordered ticks, and its asks that are still stored as
 /// their own code are stored as their distance from bid, as this version writes them (the
 /// same values; 1.4 bytes a tick less), then the file is compacted; one of fewer than
-/// [`SMALL_OLD_DAY`] ticks stays as it is (read by scanning). Either way a day never comes out
+/// 16,384 ticks stays as it is (read by scanning). Either way a day never comes out
 /// bigger than it went in (`archive::sealing_never_grows_a_day_and_changes_no_answer`,
 /// `archive::a_small_day_from_before_the_directory_is_sealed_as_it_is`).
 /// Needs free space of about twice the day file while it compacts. Skips a file a writer

@@ -104,7 +104,7 @@ const PACKED_MAX: usize = 1 << 20;
 /// directory, in arrival order, which `seal` covers (see [`cover`]). The writer's form would
 /// spend two bytes a tick on them (a symbol and a count of 1); packed, the symbols come first,
 /// then the counts, and zstd takes the counts to nothing and the symbols to their entropy
-/// (128 equally busy symbols: 0.9 byte a tick). Layout: [`PACKED`], the unpacked length, then
+/// (128 equally busy symbols: 0.9 byte a tick). Layout: a 0 byte, the unpacked length, then
 /// zstd of (the number of runs, the symbols' length in bytes, every symbol, every count), all
 /// varints.
 pub fn pack(runs: &[(i64, u64)], level: i32) -> std::io::Result<Vec<u8>> {

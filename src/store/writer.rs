@@ -87,8 +87,8 @@ const WAL_OVER_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 /// 10M-tick run before this). After each commit the writer looks at the WAL's size (one `stat`,
 /// about a microsecond against a commit's hundreds); past half the bound it runs, between two
 /// commits so that no writer contends, a TRUNCATE checkpoint: it copies the few pages PASSIVE had
-/// not and cuts the WAL to zero. It waits at most [`WAL_RESTART_BUSY`] for the background
-/// checkpointer or a reader on an old snapshot; past the whole bound up to [`WAL_OVER_BUSY`]
+/// not and cuts the WAL to zero. It waits at most `WAL_RESTART_BUSY` (100 ms) for the background
+/// checkpointer or a reader on an old snapshot; past the whole bound up to `WAL_OVER_BUSY` (1 s)
 /// (the writer stalls, the queue takes the feed: a bench run on a slow disk saw 82 MiB against 64
 /// with only the short wait). When a reader holds its snapshot longer, the next try waits until
 /// the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
