@@ -1,9 +1,8 @@
--- Per-symbol indexes for day files that have no directory to answer their queries: the
--- `.db.zst` read cache builds them on the copies it decompresses (src/store/archive.rs,
--- `ArchiveCache`), and `tickrec bench` on its day for the comparison with the sqlite3 shell,
--- which has only indexes to seek with. Earlier versions' `seal` built them (or a covering
--- index) on days from before the directory; such files are read through them as they are,
--- and sealed again they get directory rows instead and lose the indexes.
+-- Per-symbol indexes that earlier versions' `seal` built (or a covering index) on days from
+-- before the directory, and their `.db.zst` read cache on every copy: such files are read
+-- through them as they are, and sealed again they get directory rows instead and lose the
+-- indexes. Nothing builds them now but `tickrec bench`, on its day, for the comparison with
+-- the sqlite3 shell, which has only indexes to seek with.
 --
 -- `seal` builds no index: a day written with the directory keeps it, and a day from before it
 -- gets packed directory rows for its ticks, which stay in arrival order (`seq` is a tick's

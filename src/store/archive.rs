@@ -845,8 +845,9 @@ fn rebuild_day(
 }
 
 /// Decompressed copies of archived days for queries, in `<base>/.archive-cache/`, at most
-/// `max_bytes` in all (least recently used evicted first). Each copy is sealed (the query
-/// indexes of schema/seal.sql) when it is made: archives leave the indexes out for size.
+/// `max_bytes` in all (least recently used evicted first). Each copy is covered by the
+/// directory as `seal` covers a day when it is made (a day written with the directory needs
+/// nothing).
 ///
 /// On disk rather than in memory: a decompressed day can be hundreds of megabytes, SQLite pages
 /// through a file without holding it, and a repeated query of the same old day then costs one
@@ -892,11 +893,20 @@ impl ArchiveCache {
             std::process::id(),
             SCRATCH.fetch_add(1, Ordering::Relaxed)
         ));
-        // Decompress, then seal the copy: queries of an archived day seek like a sealed day's.
+        // Decompress, then cover the copy as `seal` covers a day (a no-op for a day the
+        // directory already names whole): queries of an archived day go through its directory
+        // like a sealed day's. (The indexes of schema/seal.sql, built here before, took most of
+        // a first query's time and doubled the copy.)
         let made = decompress(&archive.path, &tmp).and_then(|_| {
-            Connection::open(&tmp)
-                .and_then(|c| c.execute_batch(SEAL_SQL))
-                .map_err(StoreError::sqlite(&tmp))
+            let conn = schema::open_for_write(&tmp, archive.day, &SqliteOptions::default())?;
+            (|| -> rusqlite::Result<()> {
+                let tx = conn.unchecked_transaction()?;
+                super::directory::cover(&tx, COVER_LEVEL)?;
+                tx.commit()?;
+                // Back out of WAL mode: a copy read and evicted leaves no -wal or -shm behind.
+                conn.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))
+            })()
+            .map_err(StoreError::sqlite(&tmp))
         });
         if let Err(e) = made {
             let _ = std::fs::remove_file(&tmp);

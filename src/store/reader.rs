@@ -227,8 +227,8 @@ struct DayReader {
     /// Queried through its per-transaction directory (version 5 and later, unless it has the
     /// indexes below).
     directory: bool,
-    /// Has the indexes of schema/seal.sql (a day an earlier version sealed, a `.db.zst` read
-    /// cache copy): they serve its queries.
+    /// Has the indexes of schema/seal.sql (a day an earlier version sealed): they serve its
+    /// queries.
     indexed: bool,
 }
 
