@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Nightly tickrec archive job: seals closed day files (WAL folded in; their query directory
-# kept), turns those
-# older than OLDER_THAN into Parquet archives (FORMAT=sqlite-zst: .db.zst; queries keep reading
+# Nightly tickrec archive job: seals closed day files (WAL folded in; the query directory
+# naming every tick), turns those older than OLDER_THAN into Parquet archives (FORMAT=sqlite-zst: .db.zst; queries keep reading
 # them) and, when DELETE_OLDER_THAN is set, deletes days past retention.
 # Idempotent: archived days are skipped, so running it twice does nothing the second time.
 #
@@ -46,7 +45,7 @@ common=()
 [ -n "${TICKREC_CONFIG:-}" ] && common+=(--config "$TICKREC_CONFIG")
 
 # Seal closed days first (the WAL folded into the file; files from before the query directory
-# get per-symbol indexes), so that days not yet old enough to archive answer queries fast too.
+# get packed directory rows), so that days not yet old enough to archive answer queries fast too.
 log "seal: days older than 1d"
 "$bin" "${common[@]}" seal --older-than 1d 2>&1 </dev/null | while IFS= read -r line; do log "$line"; done
 seal_status=${PIPESTATUS[0]}
