@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nightly tickrec archive job: seals closed day files (WAL folded in; the query directory
-# naming every tick), turns those older than OLDER_THAN into Parquet archives (FORMAT=sqlite-zst: .db.zst; queries keep reading
-# them) and, when DELETE_OLDER_THAN is set, deletes days past retention.
+# naming every tick), turns those older than OLDER_THAN into Parquet archives
+# (FORMAT=sqlite-zst: .db.zst; queries keep reading them) and, when DELETE_OLDER_THAN is set,
+# deletes days past retention.
 # Idempotent: archived days are skipped, so running it twice does nothing the second time.
 #
 # Settings (environment):
