@@ -430,13 +430,8 @@ pub fn cover(conn: &Connection, level: i32) -> rusqlite::Result<u64> {
     for (first, last, has_row) in uncovered(conn)? {
         let Some(rows) = packed_rows(conn, first, last, level)? else {
             if !has_row {
-                // A gap in the tail: one row to scan covers it, as the writer would.
-                conn.execute(
-                    "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag) \
-                     SELECT ?1, ?2, min(ts_event), max(ts_event), 0, 0 FROM ticks \
-                     WHERE seq BETWEEN ?1 AND ?2",
-                    [first, last],
-                )?;
+                // A gap in the tail: one row to scan covers it, the writer's own way.
+                super::writer::record_directory(conn, &Pending::default())?;
             }
             continue;
         };

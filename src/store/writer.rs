@@ -789,7 +789,10 @@ fn group_by_symbol(order: &mut Vec<(i64, u32)>, scratch: &mut Vec<(i64, u32)>) {
 /// without a row come first (another writer's pending commits, a crash's leftovers), one row
 /// to scan covers them and `pending` together; what is already covered is left alone. With an
 /// empty `pending`, covers any such ticks with a row to scan.
-fn record_directory(tx: &Connection, pending: &super::directory::Pending) -> rusqlite::Result<()> {
+pub(super) fn record_directory(
+    tx: &Connection,
+    pending: &super::directory::Pending,
+) -> rusqlite::Result<()> {
     let (covered, cummax, lag): (i64, i64, i64) = tx
         .query_row(
             "SELECT last_seq, cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
