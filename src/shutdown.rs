@@ -67,6 +67,7 @@ mod tests {
         let s = Shutdown::new();
         let s2 = s.clone();
         let waiter = std::thread::spawn(move || s2.wait_timeout(Duration::from_secs(30)));
+        // Either order must wake it; the pause only makes "already waiting" the likely one.
         std::thread::sleep(Duration::from_millis(20));
         s.request();
         assert!(waiter.join().unwrap());

@@ -712,7 +712,7 @@ pub fn restore_locked(
         Form::Parquet => rebuild_day(&archive, &tmp, day, opts),
         _ => decompress(&archive, &tmp).and_then(|_| check_db(&tmp, summary.ticks, opts)),
     };
-    if let Err(e) = result {
+    if let Err(e) = result.and_then(|()| close_out(&tmp)) {
         remove_day_file(&tmp).ok();
         return Err(e);
     }
@@ -720,6 +720,29 @@ pub fn restore_locked(
     fsutil::remove_if_exists(&archive).map_err(io(&archive))?;
     fsutil::sync_parent(&archive).map_err(io(&archive))?;
     Ok(summary)
+}
+
+/// Leaves `db` a file on its own: the read-only checks of a restored copy leave its `-wal`
+/// (empty) and `-shm` behind, which a rename of the file alone would strand. The last
+/// read-write connection to close checkpoints and removes them; a `-wal` that survives with
+/// frames in it is an error (renaming the file without them would lose ticks).
+fn close_out(db: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(StoreError::sqlite(db))?;
+    conn.close().map_err(|(_, e)| StoreError::sqlite(db)(e))?;
+    let wal = with_suffix(db, "-wal");
+    match std::fs::metadata(&wal) {
+        Ok(m) if m.len() > 0 => Err(StoreError::Corrupt {
+            path: wal,
+            why: "frames left in the write-ahead log of a restored copy".into(),
+        }),
+        _ => {
+            for p in [wal, with_suffix(db, "-shm")] {
+                fsutil::remove_if_exists(&p).map_err(io(&p))?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Writes the ticks of a Parquet archive into a new SQLite day file `dest` (sealed: its rows

@@ -1,6 +1,7 @@
 //! The zstd archiver: old days compressed, queries unchanged, writers respected.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tickrec::store::archive::{self, ArchiveFormat, Outcome};
 use tickrec::store::{layout, SqliteOptions};
@@ -128,7 +129,41 @@ fn archived_days_answer_queries_exactly_as_before_and_today_is_never_archived() 
     let out = tickrec(&db, &["unarchive", &day], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!layout::list_days(&db).unwrap()[0].archived);
+    assert_eq!(
+        files_of_day(&db, days[0].day),
+        [format!("ticks_{day}.db"), format!("ticks_{day}.lock")],
+        "unarchive leaves the day file and its lock, nothing of its work"
+    );
     assert_eq!(queries(&db), before_q);
+
+    // The same round trip through the older form.
+    let day = days[1].day.to_string();
+    let out = tickrec(&db, &["unarchive", &day], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let args = ["archive", "--older-than", "1d", "--format", "sqlite-zst"];
+    let out = tickrec(&db, &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(layout::archive_path(&db, days[1].day).exists());
+    let out = tickrec(&db, &["unarchive", &day], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        files_of_day(&db, days[1].day),
+        [format!("ticks_{day}.db"), format!("ticks_{day}.lock")]
+    );
+    assert_eq!(queries(&db), before_q);
+}
+
+/// The names in `day`'s month folder that belong to `day`, sorted.
+fn files_of_day(base: &Path, day: chrono::NaiveDate) -> Vec<String> {
+    let folder = layout::day_path(base, day);
+    let folder = folder.parent().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&day.to_string()))
+        .collect();
+    names.sort();
+    names
 }
 
 /// What could go wrong: archiving a file a writer still appends to loses what it writes after
@@ -141,7 +176,11 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     let rec = default_recorder(base);
     rec.store_tick(tick(&rec, "EURUSD", old, "1.1", "1.2"))
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300)); // committed; the writer holds the file
+    // Committed: the writer holds the file.
+    let db = layout::day_path(base, old.day());
+    wait_until(Duration::from_secs(10), "the tick committed", || {
+        committed_ticks(&db) == 1
+    });
     let opts = SqliteOptions::default();
     let outcome =
         archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();

@@ -88,7 +88,9 @@ fn a_locked_day_file_is_retried_with_backoff_until_it_frees() {
         rec.store_tick(tick(&rec, "EURUSD", Timestamp(t0.0 + i), "1.1", "1.2"))
             .unwrap();
     }
-    std::thread::sleep(Duration::from_millis(250));
+    wait_until(Duration::from_secs(10), "the writer to retry", || {
+        rec.stats().backends[0].commit_retries >= 1
+    });
     blocker.execute_batch("COMMIT").unwrap();
     let stats = rec.shutdown();
     assert_eq!(stats.ticks_stored, 10);

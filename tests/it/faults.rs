@@ -68,15 +68,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Waits up to `limit` for `cond`, polling; panics with `what` when it never holds.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn accounted(s: &StatsSnapshot) -> u64 {
     s.ticks_stored + s.dead_lettered + s.ticks_spilled + s.ticks_lost
 }

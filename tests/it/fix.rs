@@ -13,6 +13,7 @@ use tickrec::fix::session::SessionConfig;
 use tickrec::fix::sim::{self, SimOptions, SimReport};
 use tickrec::record::{self, RecordReport};
 use tickrec::shutdown::Shutdown;
+use tickrec::store::layout;
 
 use super::util::*;
 
@@ -106,7 +107,7 @@ pub fn record_in_background(db: &Path, gw: GatewayOptions) -> (Shutdown, JoinHan
     (stop, handle)
 }
 
-/// Records until the simulator is done, then a little longer for the last messages.
+/// Records until the simulator is done and every tick it sent is committed.
 fn record_until(
     sim: JoinHandle<SimReport>,
     db: &Path,
@@ -114,7 +115,9 @@ fn record_until(
 ) -> (SimReport, RecordReport) {
     let (stop, recorder) = record_in_background(db, gw);
     let sim_report = sim.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(Duration::from_secs(60), "every sent tick committed", || {
+        stored_total(db) == sim_report.ticks_implied
+    });
     stop.request();
     (sim_report, recorder.join().unwrap())
 }
@@ -224,12 +227,18 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
             .unwrap()
     };
     let mut first = spawn();
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_until(
+        Duration::from_secs(30),
+        "the first recorder to commit",
+        || stored_total(&db) >= 1000,
+    );
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let mut second = spawn();
     let sent = sim.join().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(Duration::from_secs(60), "every sent tick committed", || {
+        stored_total(&db) == sent.ticks_implied
+    });
     let status = Command::new("kill")
         .args(["-INT", &second.id().to_string()])
         .status()
@@ -311,7 +320,8 @@ fn scripted_acceptor_skewed(
         session.logout("done", now());
         let out = std::mem::take(session.take_output());
         stream.write_all(&out).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // Until the initiator answers the Logout and hangs up: it has taken every message.
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
     })
 }
 
@@ -377,19 +387,16 @@ fn session_toml(addr: &str, target: &str, source: &str, syms: &[String]) -> Stri
     )
 }
 
-fn count(db: &Path, syms: &[String]) -> u64 {
-    syms.iter().map(|s| all_rows(db, s).len() as u64).sum()
+/// Ticks committed in every day file under `db`.
+fn stored_total(db: &Path) -> u64 {
+    let days = layout::list_days(db).unwrap_or_default();
+    days.iter()
+        .map(|d| committed_ticks(&layout::day_path(db, d.day)) as u64)
+        .sum()
 }
 
-fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn count(db: &Path, syms: &[String]) -> u64 {
+    syms.iter().map(|s| all_rows(db, s).len() as u64).sum()
 }
 
 fn interrupt(child: std::process::Child) -> std::process::Output {
@@ -432,14 +439,14 @@ fn two_sessions_with_one_source_survive_kill_9_with_each_tick_stored_once() {
     )
     .unwrap();
     let mut first = record_child(&db, &cfg);
-    wait_for(Duration::from_secs(30), "ticks from both sessions", || {
+    wait_until(Duration::from_secs(30), "ticks from both sessions", || {
         count(&db, &syms) > 2000
     });
     first.kill().unwrap();
     first.wait().unwrap();
     let second = record_child(&db, &cfg);
     let (a, b) = (sim_a.join().unwrap(), sim_b.join().unwrap());
-    wait_for(Duration::from_secs(30), "every sent tick", || {
+    wait_until(Duration::from_secs(30), "every sent tick", || {
         count(&db, &syms) >= a.ticks_implied + b.ticks_implied
     });
     let out = interrupt(second);
@@ -477,7 +484,7 @@ fn a_clean_restart_sends_no_resend_request() {
     for run in 0..2 {
         let before = count(&db, &syms);
         let child = record_child(&db, &cfg);
-        wait_for(Duration::from_secs(30), "new ticks", || {
+        wait_until(Duration::from_secs(30), "new ticks", || {
             count(&db, &syms) > before + 200
         });
         let out = interrupt(child);

@@ -229,20 +229,14 @@ fn a_migration_killed_midway_resumes_exactly_where_its_commits_stopped() {
         .spawn()
         .unwrap();
     let day_file = db.join("2026/11/ticks_2026-11-23.db");
-    let committed = || -> i64 {
-        rusqlite::Connection::open_with_flags(&day_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| c.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0)))
-            .unwrap_or(0)
-    };
-    for _ in 0..1000 {
-        if committed() > 20_000 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "migrate to commit 20,000 ticks",
+        || committed_ticks(&day_file) > 20_000,
+    );
     child.kill().unwrap();
     child.wait().unwrap();
-    let partial = committed();
+    let partial = committed_ticks(&day_file);
     assert!(partial > 0 && partial < 300_000, "killed midway: {partial}");
     let out = run(
         &db,
@@ -251,7 +245,7 @@ fn a_migration_killed_midway_resumes_exactly_where_its_commits_stopped() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains(&format!("already present {partial}")), "{s}");
-    assert_eq!(committed(), 300_000);
+    assert_eq!(committed_ticks(&day_file), 300_000);
     assert_eq!(seqs(&day_file).len(), 300_000);
     assert!(verifies(&db, &input));
 }

@@ -133,7 +133,9 @@ fn drop_policy_counts_what_a_full_channel_refused_and_stores_the_rest() {
     rec.store_tick(tick(&rec, "EURUSD", t0, "1.1", "1.2"))
         .unwrap();
     let db = layout::day_path(dir.path(), t0.day());
-    wait_for(|| seqs_if_exists(&db) == 1);
+    wait_until(Duration::from_secs(5), "the tick committed", || {
+        committed_ticks(&db) == 1
+    });
     let blocker = rusqlite::Connection::open(&db).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut dropped = 0;
@@ -208,28 +210,10 @@ fn a_partial_batch_is_committed_by_the_deadline() {
         .unwrap();
     // 1 tick, far below the 500-tick batch: the 100 ms deadline commits it while running.
     let db = layout::day_path(dir.path(), t0.day());
-    wait_for(|| seqs_if_exists(&db) == 1);
+    wait_until(Duration::from_secs(5), "the tick committed", || {
+        committed_ticks(&db) == 1
+    });
     assert_eq!(rec.stats().batches_committed, 1);
-}
-
-/// Committed ticks in `db`, or 0 while the writer has not created it yet.
-fn seqs_if_exists(db: &std::path::Path) -> usize {
-    let count = || -> rusqlite::Result<i64> {
-        let conn =
-            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
-    };
-    count().map(|n| n as usize).unwrap_or(0)
-}
-
-fn wait_for(cond: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("condition not reached in 5 s");
 }
 
 proptest! {

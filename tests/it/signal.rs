@@ -45,8 +45,13 @@ fn signal_under_load_stores_every_accepted_tick(signal: &str) {
         }
         sent
     });
-    // Let it take load, then signal.
-    std::thread::sleep(Duration::from_millis(700));
+    // Under load (ticks committed, the feeder still writing), then the signal.
+    let db = tickrec::store::layout::day_path(dir.path(), tickrec::tick::Timestamp(t0).day());
+    wait_until(
+        Duration::from_secs(30),
+        "ingest to commit under load",
+        || committed_ticks(&db) >= 2_000,
+    );
     let status = Command::new("kill")
         .args([signal, &pid.to_string()])
         .status()

@@ -8,6 +8,29 @@ use tickrec::store::writer::SqliteSink;
 use tickrec::store::{SqliteOptions, WriterOptions};
 use tickrec::tick::{Decimal, MsgRef, Tick, TickRow, Timestamp};
 
+/// Waits up to `limit` for `cond`, polling every 10 ms; panics naming `what` when it never
+/// holds. The one way tests here wait for something to happen.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Ticks committed in the day file `db`; 0 while it does not exist yet.
+pub fn committed_ticks(db: &Path) -> usize {
+    let count = || -> rusqlite::Result<i64> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
+    };
+    count().map_or(0, |n| n as usize)
+}
+
 /// A recorder writing SQLite day files under `base`.
 pub fn recorder(base: &Path, pipeline: PipelineOptions, writer: WriterOptions) -> Recorder {
     Recorder::builder(pipeline)
