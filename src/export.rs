@@ -142,7 +142,7 @@ pub fn run(
                 };
                 let mut read = None;
                 let mut failed = None;
-                fsutil::write_atomic(&path, |f| {
+                let written = fsutil::write_atomic(&path, |f| {
                     let mut w = row_writer(format, BufWriter::with_capacity(1 << 16, f));
                     match store.range_of(&opts.symbols, start, end, &mut |r| w.write_row(r)) {
                         Ok(r) => read = Some(r),
@@ -152,18 +152,29 @@ pub fn run(
                             return Err(std::io::Error::other("the store could not be read"));
                         }
                     }
+                    if unread(&read) {
+                        return Err(std::io::Error::other(UNREAD));
+                    }
                     w.finish()
-                })
-                .map_err(|e| match failed.take() {
-                    Some(r) => ExportError::Read(r),
-                    None => write_err(e),
-                })?;
+                });
+                if !unread(&read) {
+                    written.map_err(|e| match failed.take() {
+                        Some(r) => ExportError::Read(r),
+                        None => write_err(e),
+                    })?;
+                }
                 let read = read.unwrap_or_default();
                 (read.rows, read)
             }
         };
+        if !read.broken.is_empty() {
+            // Not written: a rerun tries the partition again.
+            report.broken.extend(read.broken);
+            let _ = std::fs::remove_dir(&dir);
+            progress(i + 1, days.len());
+            continue;
+        }
         report.rows += rows;
-        report.broken.extend(read.broken);
         found.push(read.unknown);
         report.bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
         report.written.push(path);
@@ -202,7 +213,7 @@ fn write_parquet(
     let mut read = None;
     let mut failed: Option<ExportError> = None;
     let mut rows = 0u64;
-    fsutil::write_atomic(path, |f| {
+    let written = fsutil::write_atomic(path, |f| {
         let mut writer =
             TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, ZSTD_LEVEL)?;
         let mut write_error: Option<std::io::Error> = None;
@@ -221,12 +232,17 @@ fn write_parquet(
                 return Err(std::io::Error::other("the store could not be read"));
             }
         }
+        if unread(&read) {
+            return Err(std::io::Error::other(UNREAD));
+        }
         let (out, n) = writer.finish(None)?;
         out.into_inner().map_err(|e| e.into_error())?;
         rows = n;
         Ok(())
-    })
-    .map_err(|e| failed.take().unwrap_or_else(|| write_err(e)))?;
+    });
+    if !unread(&read) {
+        written.map_err(|e| failed.take().unwrap_or_else(|| write_err(e)))?;
+    }
     Ok((rows, read.unwrap_or_default()))
 }
 
@@ -277,7 +293,7 @@ fn write_bars(
     let mut read = None;
     let mut failed: Option<ExportError> = None;
     let mut rows = 0u64;
-    fsutil::write_atomic(path, |f| {
+    let written = fsutil::write_atomic(path, |f| {
         let out = BufWriter::with_capacity(1 << 16, f);
         let mut stream = |sink: &mut dyn FnMut(&Bar) -> std::io::Result<()>| match each_bar(
             store,
@@ -287,8 +303,13 @@ fn write_bars(
             sink,
         ) {
             Ok(r) => {
+                let whole = r.broken.is_empty();
                 read = Some(r);
-                Ok(())
+                if whole {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(UNREAD))
+                }
             }
             Err(ReadError::Output(e)) => Err(e),
             Err(e) => {
@@ -313,12 +334,23 @@ fn write_bars(
             rows = w.finish()?;
         }
         Ok(())
-    })
-    .map_err(|e| {
-        failed.take().unwrap_or_else(|| ExportError::Write {
-            path: path.to_owned(),
-            source: e,
-        })
-    })?;
+    });
+    if !unread(&read) {
+        written.map_err(|e| {
+            failed.take().unwrap_or_else(|| ExportError::Write {
+                path: path.to_owned(),
+                source: e,
+            })
+        })?;
+    }
     Ok((rows, read.unwrap_or_default()))
+}
+
+/// Why a partition was not written: a day of it could not be read (it is reported as such).
+const UNREAD: &str = "a day of the partition could not be read";
+
+/// Whether a read left a day unread: its partition must not be written (a rerun would skip a
+/// partition missing that day's ticks).
+fn unread(read: &Option<crate::store::reader::Read>) -> bool {
+    read.as_ref().is_some_and(|r| !r.broken.is_empty())
 }

@@ -33,13 +33,27 @@ pub struct DayCheck {
     pub file: PathBuf,
     pub archived: bool,
     pub ticks: Option<u64>,
-    /// Empty when the day is sound.
+    /// What is wrong with the file; empty when the day is sound.
     pub problems: Vec<String>,
+    /// Why the file could not be checked here and now (a full disk, a permission, a lock, a
+    /// schema version to upgrade), when it could not: that says nothing against the file,
+    /// and `repair_day` leaves it alone.
+    pub unchecked: Option<String>,
 }
 
 impl DayCheck {
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.unchecked.is_none()
+    }
+
+    /// Files a failure: a problem of the file when the error shows damage, otherwise why it
+    /// could not be checked.
+    fn failed(&mut self, path: &Path, err: &StoreError) {
+        if err.is_damage() {
+            self.problems.push(describe(path, err));
+        } else {
+            self.unchecked = Some(describe(path, err));
+        }
     }
 }
 
@@ -55,15 +69,16 @@ pub struct Repair {
     pub marks_kept: bool,
 }
 
-/// Checks one day (plain or archived). Never changes anything; an archive is decompressed to
-/// a scratch file beside it.
-pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
+/// Checks one day (plain or archived) of the store at `base`. Never changes anything; an
+/// archive is decompressed to a scratch file beside it.
+pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
     let mut out = DayCheck {
         day: day.day,
         file: day.path.clone(),
         archived: day.archived,
         ticks: None,
         problems: Vec::new(),
+        unchecked: None,
     };
     if !day.path.is_file() {
         out.problems.push(if day.path.is_dir() {
@@ -79,7 +94,7 @@ pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
         let summary = match archive::read_summary(&day.path) {
             Ok(s) => s,
             Err(e) => {
-                out.problems.push(describe(&day.path, &e));
+                out.failed(&day.path, &e);
                 return out;
             }
         };
@@ -95,13 +110,18 @@ pub fn check_day(day: &DayFile, opts: &SqliteOptions) -> DayCheck {
                     ));
                 }
             }
-            Err(e) => out
+            Err(e) if e.is_damage() => out
                 .problems
                 .push(format!("cannot decompress: {}", describe(&day.path, &e))),
+            Err(e) => out.failed(&day.path, &e),
         }
         let _ = std::fs::remove_file(&scratch);
     } else {
-        check_db(&day.path, day.day, opts, &mut out);
+        let opened = super::reader::open_day_for_check(base, day, opts);
+        match opened {
+            Ok((conn, _lock)) => check_conn(&conn, &day.path, day.day, &mut out),
+            Err(e) => out.failed(&day.path, &e),
+        }
     }
     out
 }
@@ -175,12 +195,17 @@ fn check_parquet(day: &DayFile, out: &mut DayCheck) {
 }
 
 fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck) {
-    let conn = match schema::open_for_read(db, opts) {
-        Ok(c) => c,
-        Err(e) => {
-            out.problems.push(describe(db, &e));
-            return;
-        }
+    match schema::open_for_read(db, opts) {
+        Ok(conn) => check_conn(&conn, db, day, out),
+        Err(e) => out.failed(db, &e),
+    }
+}
+
+/// The integrity check and the invariants, on an open day file.
+fn check_conn(conn: &Connection, db: &Path, day: NaiveDate, out: &mut DayCheck) {
+    let sqlite = |e| StoreError::Sqlite {
+        path: db.to_owned(),
+        source: e,
     };
     let q = |sql: &str| -> rusqlite::Result<i64> { conn.query_row(sql, [], |r| r.get(0)) };
     let integrity = (|| -> rusqlite::Result<Vec<String>> {
@@ -193,7 +218,10 @@ fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck)
         Ok(lines) => out
             .problems
             .push(format!("integrity check: {}", lines.join("; "))),
-        Err(e) => out.problems.push(format!("integrity check: {e}")),
+        Err(e) => {
+            out.failed(db, &sqlite(e));
+            return;
+        }
     }
     let checks = (|| -> rusqlite::Result<Vec<String>> {
         let mut p = Vec::new();
@@ -232,8 +260,8 @@ fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck)
                 "{outside} ticks have an event time outside the day"
             ));
         }
-        if super::directory::present(&conn) {
-            if let Some(why) = directory_problem(&conn, count)? {
+        if super::directory::present(conn) {
+            if let Some(why) = directory_problem(conn, count)? {
                 p.push(format!("directory: {why}"));
             }
         }
@@ -241,13 +269,7 @@ fn check_db(db: &Path, day: NaiveDate, opts: &SqliteOptions, out: &mut DayCheck)
     })();
     match checks {
         Ok(p) => out.problems.extend(p),
-        Err(e) => out.problems.push(describe(
-            db,
-            &StoreError::Sqlite {
-                path: db.to_owned(),
-                source: e,
-            },
-        )),
+        Err(e) => out.failed(db, &sqlite(e)),
     }
 }
 

@@ -69,6 +69,39 @@ impl StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }
     }
+
+    /// Whether the error shows the file's contents wrong (not SQLite, malformed, unreadable
+    /// bytes, another day's or another program's file, a row breaking an invariant), as
+    /// opposed to a file that could not be read here and now: a full disk, no permission, a
+    /// lock, no memory, a schema version to upgrade to or from. `check --repair` moves only
+    /// damaged files aside.
+    pub fn is_damage(&self) -> bool {
+        use rusqlite::ffi;
+        match self {
+            StoreError::Sqlite { source, .. } => match source {
+                rusqlite::Error::SqliteFailure(e, _) => {
+                    matches!(
+                        e.code,
+                        rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                    ) || e.extended_code == ffi::SQLITE_IOERR_READ
+                        || e.extended_code == ffi::SQLITE_IOERR_SHORT_READ
+                }
+                // A value of the wrong type or out of range where a column promised one.
+                rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::InvalidColumnType(..) => true,
+                _ => false,
+            },
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ),
+            StoreError::Foreign { .. }
+            | StoreError::WrongDay { .. }
+            | StoreError::Corrupt { .. } => true,
+            StoreError::TooNew { .. } | StoreError::TooOld { .. } => false,
+        }
+    }
 }
 
 /// SQLite's `synchronous` setting: what a commit waits for (see README, "Crash window").

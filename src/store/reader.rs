@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::archive::{self, ArchiveCache};
 use super::columnar::ParquetDay;
+use super::daylock::DayLock;
 use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
 use crate::tick::{Decimal, TickRow, Timestamp, NANOS_PER_DAY};
@@ -50,6 +51,9 @@ pub struct BrokenDay {
     pub day: NaiveDate,
     pub file: PathBuf,
     pub why: String,
+    /// The file's contents are wrong ([`StoreError::is_damage`]); otherwise it could not be
+    /// read here and now (a full disk, a permission) and nothing is wrong with it.
+    pub damaged: bool,
 }
 
 impl std::fmt::Display for BrokenDay {
@@ -64,6 +68,7 @@ impl BrokenDay {
             day: day.day,
             file: day.path.clone(),
             why: describe(&day.path, err),
+            damaged: err.is_damage(),
         }
     }
 }
@@ -80,6 +85,15 @@ pub fn describe(path: &Path, err: &StoreError) -> String {
             Some(ErrorCode::DatabaseCorrupt) => {
                 "corrupt: SQLite says the database disk image is malformed".into()
             }
+            _ if schema::is_shm_failure(err) => format!(
+                "{source}: its shared-memory index ({}-shm) could not be made{}",
+                path.file_name().map_or("".into(), |n| n.to_string_lossy()),
+                if crate::fsutil::disk_full(path) {
+                    ": the disk is full"
+                } else {
+                    ""
+                }
+            ),
             _ => source.to_string(),
         },
         StoreError::Io { source, .. } => source.to_string(),
@@ -230,6 +244,9 @@ struct DayReader {
     /// Has the indexes of schema/seal.sql (a day an earlier version sealed): they serve its
     /// queries.
     indexed: bool,
+    /// The day's exclusive lock, held by a reader of a file opened immutable (see
+    /// [`DayReader::open_day`]); such a reader is never kept.
+    held: Option<DayLock>,
 }
 
 /// The file (device, inode), its schema cookie and its largest name ids: a file replaced by
@@ -318,6 +335,44 @@ fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
     )
 }
 
+/// A read-only connection to `day`'s file at `path`, and the day's lock when it had to be
+/// taken.
+///
+/// On a full disk SQLite cannot make the `-shm` of a file nobody has open, and no query of
+/// that day could run. Then the file is read on its own, immutable, under the day's exclusive
+/// lock (no writer, archiver or seal can start on it meanwhile; a writer that wants it waits
+/// its bounded time), provided its write-ahead log is empty: every tick is in the file
+/// itself. Otherwise the error stands, and says why.
+fn open_day_conn(
+    base: &Path,
+    day: &DayFile,
+    path: &Path,
+    opts: &SqliteOptions,
+) -> Result<(Connection, Option<DayLock>), StoreError> {
+    let err = match schema::open_for_read(path, opts) {
+        Ok(conn) => return Ok((conn, None)),
+        Err(e) if !day.archived && schema::is_shm_failure(&e) => e,
+        Err(e) => return Err(e),
+    };
+    let Ok(Some(lock)) = DayLock::try_exclusive(base, day.day) else {
+        return Err(err);
+    };
+    let wal = crate::fsutil::with_suffix(path, "-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(err);
+    }
+    Ok((schema::open_immutable(path, opts)?, Some(lock)))
+}
+
+/// [`open_day_conn`] of a plain day file, for `check`.
+pub(crate) fn open_day_for_check(
+    base: &Path,
+    day: &DayFile,
+    opts: &SqliteOptions,
+) -> Result<(Connection, Option<DayLock>), StoreError> {
+    open_day_conn(base, day, &day.path, opts)
+}
+
 impl DayReader {
     fn open(path: &Path, opts: &SqliteOptions) -> Result<DayReader, StoreError> {
         let conn = schema::open_for_read(path, opts)?;
@@ -374,7 +429,22 @@ impl DayReader {
             sources,
             directory,
             indexed: sealed,
+            held: None,
         })
+    }
+
+    /// A reader of `day`'s file at `path` (its own, or the cache's copy of an archived day),
+    /// opened by [`open_day_conn`].
+    fn open_day(
+        base: &Path,
+        day: &DayFile,
+        path: &Path,
+        opts: &SqliteOptions,
+    ) -> Result<DayReader, StoreError> {
+        let (conn, held) = open_day_conn(base, day, path, opts)?;
+        let mut reader = DayReader::load(path, conn)?;
+        reader.held = held;
+        Ok(reader)
     }
 
     /// Inside the query's snapshot: this reader as the file now is (loaded again if its
@@ -690,7 +760,7 @@ impl Store {
         });
         let reader = match kept {
             Some(r) => r,
-            None => DayReader::open(&path, &self.opts)?,
+            None => DayReader::open_day(&self.base, day, &path, &self.opts)?,
         };
         let sq = StoreError::sqlite(&path);
         reader
@@ -702,7 +772,11 @@ impl Store {
         let out = f(&reader);
         let ended = reader.conn.execute_batch("ROLLBACK");
         // A reader whose file turned out broken is not kept; a failed output is not its fault.
-        if ended.is_ok() && matches!(out, Ok(_) | Err(ReadError::Output(_))) {
+        // One holding its day's lock lets go of it now.
+        if reader.held.is_none()
+            && ended.is_ok()
+            && matches!(out, Ok(_) | Err(ReadError::Output(_)))
+        {
             self.readers.put(reader);
         }
         let out = out?;
@@ -791,7 +865,8 @@ impl Store {
         }
         read.rows = n as u64 - left;
         read.days.reverse();
-        if searched_all {
+        // A day that could not be read may know the symbol: nobody can say it has none.
+        if searched_all && read.broken.is_empty() {
             read.unknown = symbols.unknown(&found);
         }
         Ok(read)
@@ -1000,7 +1075,9 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        read.unknown = symbols.unknown(&found);
+        if read.broken.is_empty() {
+            read.unknown = symbols.unknown(&found);
+        }
         Ok(read)
     }
 
@@ -1088,7 +1165,7 @@ impl Store {
                 archived: true,
             });
         }
-        day_stats(day, &self.opts)
+        day_stats(&self.base, day, &self.opts)
     }
 }
 
@@ -1132,8 +1209,8 @@ pub(crate) fn read_marks(
     rows.collect()
 }
 
-fn day_stats(day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError> {
-    let reader = DayReader::open(&day.path, opts)?;
+fn day_stats(base: &Path, day: &DayFile, opts: &SqliteOptions) -> Result<DayStats, StoreError> {
+    let reader = DayReader::open_day(base, day, &day.path, opts)?;
     let sq = StoreError::sqlite(&day.path);
     // seq is gap-free from 1, so max(seq) is the tick count without a scan.
     let (ticks, range): (i64, (Option<i64>, Option<i64>)) = (|| {

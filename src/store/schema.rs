@@ -111,6 +111,48 @@ pub fn open_for_read(path: &Path, opts: &SqliteOptions) -> Result<Connection, St
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(StoreError::sqlite(path))?;
+    ready_for_read(path, conn, opts)
+}
+
+/// Whether reading failed because SQLite could not make or grow the file's shared-memory
+/// index (`-shm`): on a full disk, a day file nobody has open cannot be read the usual way.
+pub fn is_shm_failure(err: &StoreError) -> bool {
+    use rusqlite::ffi;
+    matches!(err, StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+        if [ffi::SQLITE_IOERR_SHMOPEN, ffi::SQLITE_IOERR_SHMSIZE, ffi::SQLITE_IOERR_SHMMAP]
+            .contains(&e.extended_code))
+}
+
+/// Opens a day file read-only as *immutable*: SQLite makes no `-shm`, reads no `-wal` and
+/// takes no lock. Only for a caller that holds the day's exclusive lock and has found its
+/// write-ahead log empty: nothing can change the file meanwhile, nothing is in the log to miss
+/// (see `reader::open_day`).
+pub fn open_immutable(path: &Path, opts: &SqliteOptions) -> Result<Connection, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(StoreError::sqlite(path))?;
+    ready_for_read(path, conn, opts)
+}
+
+fn ready_for_read(
+    path: &Path,
+    conn: Connection,
+    opts: &SqliteOptions,
+) -> Result<Connection, StoreError> {
     conn.busy_timeout(opts.busy_timeout)
         .and_then(|_| apply_cache_pragmas(&conn, opts))
         .map_err(StoreError::sqlite(path))?;

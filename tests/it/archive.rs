@@ -190,12 +190,20 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     );
     rec.shutdown();
 
-    let outcome =
-        archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
-    let Outcome::Archived {
+    // The writer has let go of the day. (A child process another test forks at that moment
+    // holds a copy of the lock's descriptor until it execs: hence a wait, not one attempt.)
+    let mut outcome = None;
+    wait_until(Duration::from_secs(10), "the day archived", || {
+        let o =
+            archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
+        let done = matches!(o, Outcome::Archived { .. });
+        outcome = Some(o);
+        done
+    });
+    let Some(Outcome::Archived {
         summary,
         archive_bytes,
-    } = outcome
+    }) = outcome
     else {
         panic!("{outcome:?}")
     };

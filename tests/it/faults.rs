@@ -1196,3 +1196,273 @@ fn an_archive_killed_while_writing_or_after_its_rename_changes_no_answer_and_the
     assert!(day_answers(&db) == before, "archived: another answer");
     succeeds(&db, &["check"]);
 }
+
+/// Every file under `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Space in use on the tmpfs at `path`, KiB.
+fn used_kib(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=used", "-k"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// What could go wrong: `archive`, `unarchive` or `export` meets a full disk and leaves a
+/// half-written file that later reads as whole (an archive short of ticks, an export partition
+/// a rerun skips), or removes the form it was copying from. Each must fail naming the day,
+/// change no answer, leave nothing but the files it started with, and succeed once there is
+/// room.
+///
+/// (Long on purpose: one disk, filled and grown three times, one step after another.)
+#[test]
+fn archive_unarchive_and_export_on_a_full_disk_fail_cleanly_and_succeed_once_there_is_room() {
+    use super::cli::tickrec;
+    let scratch = tempfile::tempdir().unwrap();
+    let made = scratch.path().join("db");
+    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(200_000)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    let live_kib = std::fs::metadata(made.join(rel)).unwrap().len() / 1024;
+    let fails = |db: &Path, args: &[&str]| {
+        let out = tickrec(db, args, None);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} without room must fail");
+        assert!(
+            said.contains("2026-11-02") && said.contains("full"),
+            "{args:?} names the day and the cause: {said}"
+        );
+    };
+    // How big its smaller archive is, learnt on a copy.
+    let trial = scratch.path().join("trial");
+    std::fs::create_dir_all(trial.join("2026/11")).unwrap();
+    std::fs::copy(made.join(rel), trial.join(rel)).unwrap();
+    succeeds(&trial, &["archive", "--older-than", "1d"]);
+    let archive_kib = std::fs::metadata(trial.join("2026/11/ticks_2026-11-02.parquet"))
+        .unwrap()
+        .len()
+        / 1024;
+    // Room for the day file, not for an archive of it beside it.
+    let fs = Tmpfs::mount(live_kib + archive_kib / 2, false);
+    let db = fs.path().join("db");
+    std::fs::create_dir_all(db.join("2026/11")).unwrap();
+    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    let before = day_answers(&made);
+    assert!(day_answers(&db) == before);
+    let files = files_under(fs.path());
+    for format in ["parquet", "sqlite-zst"] {
+        fails(&db, &["archive", "--older-than", "1d", "--format", format]);
+        assert_eq!(
+            files_under(fs.path()),
+            files,
+            "{format}: nothing left behind"
+        );
+        assert!(
+            day_answers(&db) == before,
+            "{format}: the day answers as before"
+        );
+    }
+    succeeds(&db, &["check"]);
+    fs.grow(live_kib * 3);
+    succeeds(&db, &["archive", "--older-than", "1d"]);
+    assert!(
+        day_answers(&db) == before,
+        "archived, the day answers as before"
+    );
+    assert!(!db.join(rel).exists(), "the day is in its archive alone");
+
+    // Room for the archive, not for the day file it would restore.
+    let files = files_under(fs.path());
+    fs.grow(used_kib(fs.path()) + live_kib / 2);
+    fails(&db, &["unarchive", "2026-11-02"]);
+    assert_eq!(
+        files_under(fs.path()),
+        files,
+        "unarchive: nothing left behind"
+    );
+    assert!(day_answers(&db) == before, "the archive answers as before");
+    succeeds(&db, &["check"]);
+    fs.grow(used_kib(fs.path()) + live_kib * 3);
+    succeeds(&db, &["unarchive", "2026-11-02"]);
+    assert!(
+        day_answers(&db) == before,
+        "unarchived, the day answers as before"
+    );
+
+    // An export into what is left: a partition is whole or absent, and a rerun completes it.
+    let tree = fs.path().join("export");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "--from", "2026-11-02", "--to", "2026-11-03"];
+        args.extend(["--symbols", "all", "--out", tree.to_str().unwrap()]);
+        args.extend(extra);
+        tickrec(&db, &args, None)
+    };
+    fs.grow(used_kib(fs.path()) + 1024);
+    let out = export(&["--format", "csv"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "an export without room must fail");
+    assert!(
+        said.contains("2026-11-02") && said.contains("No space left on device"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("No space left").count(),
+        1,
+        "said once: {said}"
+    );
+    let left: Vec<String> = files_under(fs.path())
+        .into_iter()
+        .filter(|f| f.starts_with("export"))
+        .collect();
+    assert!(left.is_empty(), "no partition, whole or half: {left:?}");
+    fs.grow(used_kib(fs.path()) + live_kib * 4);
+    let out = export(&["--format", "csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = std::fs::read(tree.join("date=2026-11-02/part-0.csv")).unwrap();
+    let whole_day = &before[..exported.len().min(before.len())];
+    assert!(
+        exported == whole_day,
+        "the partition is the day's ticks, as queried"
+    );
+}
+
+/// Fills the tmpfs at `fs` to its last byte.
+fn fill(fs: &Tmpfs) {
+    let mut f = std::fs::File::create(fs.path().join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&block[..1]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// What could go wrong: on a full disk SQLite cannot make the `-shm` of a day file nobody has
+/// open, so every query of the day failed, `check` called the file broken and `check --repair`
+/// moved a sound file aside (its day vanished from every query). On a full disk queries,
+/// `stats` and `check` must read the day as ever; where they truly cannot (ticks still in a
+/// write-ahead log), they must say so without calling the file damaged, and `--repair` must
+/// leave it where it is.
+#[test]
+fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_one() {
+    use super::cli::tickrec;
+    let scratch = tempfile::tempdir().unwrap();
+    let made = scratch.path().join("db");
+    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(20_000)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    let before = day_answers(&made);
+    let live_kib = std::fs::metadata(made.join(rel)).unwrap().len() / 1024;
+
+    let fs = Tmpfs::mount(live_kib + 1024, false);
+    let db = fs.path().join("db");
+    std::fs::create_dir_all(db.join("2026/11")).unwrap();
+    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    fill(&fs);
+    assert!(
+        day_answers(&db) == before,
+        "queries on a full disk answer as ever"
+    );
+    let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
+    assert!(stats.contains("20000"), "{stats}");
+    let said = String::from_utf8_lossy(&succeeds(&db, &["check", "--repair"])).into_owned();
+    assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
+    assert!(db.join(rel).exists(), "the day file stays where it is");
+
+    // Ticks still in the write-ahead log of a writer that died: the file alone is not the
+    // day, so it cannot be read on a full disk, and that is all anyone may say.
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(tickrec::fsutil::with_suffix(&db.join(rel), suffix));
+    }
+    let src = made.join(rel);
+    let conn = rusqlite::Connection::open(&src).unwrap();
+    conn.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0; BEGIN; UPDATE file_info SET id = id; COMMIT;",
+    )
+    .unwrap();
+    std::fs::copy(&src, db.join(rel)).unwrap();
+    let wal = tickrec::fsutil::with_suffix(&db.join(rel), "-wal");
+    std::fs::copy(tickrec::fsutil::with_suffix(&src, "-wal"), &wal).unwrap();
+    drop(conn);
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    fill(&fs);
+    let out = tickrec(&db, &["query", "recent", "USDJPY"], None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a day it cannot read fails the query"
+    );
+    assert!(
+        err.contains("could not be read here and now")
+            && !err.contains("repair")
+            && !err.contains("no such symbol"),
+        "says what it is, not damage, not an unknown symbol: {err}"
+    );
+    let out = tickrec(&db, &["check", "--repair"], None);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("NOT CHECKED") && !said.contains("BROKEN"),
+        "{said}"
+    );
+    assert!(
+        db.join(rel).exists() && wal.exists(),
+        "nothing moved: {said}"
+    );
+    let tree = scratch.path().join("export");
+    let export = [
+        "export",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-03",
+        "--format",
+        "csv",
+        "--out",
+    ];
+    let tree_arg = tree.to_str().unwrap();
+    let out = tickrec(&db, &[&export[..], &[tree_arg]].concat(), None);
+    assert!(!out.status.success(), "an export missing a day fails");
+    let partition = tree.join("date=2026-11-02/part-0.csv");
+    assert!(
+        !partition.exists(),
+        "no partition short of its day (a rerun would skip it)"
+    );
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    assert!(
+        day_answers(&db) == before,
+        "with room again, the day answers as ever"
+    );
+    succeeds(&db, &["check"]);
+    succeeds(&db, &[&export[..], &[tree_arg]].concat());
+    assert!(partition.exists());
+}

@@ -20,8 +20,22 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("tickrec: {err:#}");
+            eprintln!("tickrec: {}", chain_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, `: `-joined, each cause said once: several error types name
+/// their source in their own text, and `{:#}` would repeat it.
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

@@ -627,13 +627,22 @@ fn report_broken(broken: &[tickrec::store::reader::BrokenDay]) -> ExitCode {
     for b in broken {
         eprintln!("tickrec: skipped {b}");
     }
+    let damaged = broken.iter().filter(|b| b.damaged).count();
+    if damaged > 0 {
+        eprintln!(
+            "tickrec: {damaged} day file(s) damaged; `tickrec check` tells more, `check --repair` salvages"
+        );
+    }
+    if damaged < broken.len() {
+        eprintln!(
+            "tickrec: {} day file(s) could not be read here and now (nothing is wrong with them): \
+             free space or fix permissions, then ask again",
+            broken.len() - damaged
+        );
+    }
     if broken.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "tickrec: {} day file(s) could not be read; `tickrec check` tells more, `check --repair` salvages",
-            broken.len()
-        );
         ExitCode::from(1)
     }
 }

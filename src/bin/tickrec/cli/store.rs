@@ -8,12 +8,24 @@ pub(super) fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode
         .with_context(|| format!("listing {}", opts.db_path.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut out = std::io::stdout().lock();
-    let (mut broken, mut unresolved) = (0, 0);
+    let (mut broken, mut unresolved, mut unchecked) = (0, 0, 0);
     for d in &days {
-        let c = check::check_day(d, &opts.writer.sqlite);
+        let c = check::check_day(&opts.db_path, d, &opts.writer.sqlite);
         let form = if d.archived { " (archive)" } else { "" };
         if c.ok() {
             writeln!(out, "{}: ok{form}, {} ticks", d.day, c.ticks.unwrap_or(0))?;
+            continue;
+        }
+        if c.problems.is_empty() {
+            // Nothing shown wrong with the file: never moved aside, whatever `--repair` says.
+            unchecked += 1;
+            writeln!(
+                out,
+                "{}: NOT CHECKED{form}: {} ({}); nothing is shown wrong with the file, it is left as it is",
+                d.day,
+                c.unchecked.as_deref().unwrap_or("?"),
+                d.path.display()
+            )?;
             continue;
         }
         broken += 1;
@@ -58,15 +70,20 @@ pub(super) fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode
     }
     writeln!(
         out,
-        "check: {} days, {broken} broken{}",
+        "check: {} days, {broken} broken{}{}",
         days.len(),
         if repair {
             format!(", {unresolved} not fully recovered")
         } else {
             String::new()
+        },
+        if unchecked > 0 {
+            format!(", {unchecked} not checked (free space, fix permissions or upgrade, then check again)")
+        } else {
+            String::new()
         }
     )?;
-    Ok(if unresolved > 0 {
+    Ok(if unresolved + unchecked > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
