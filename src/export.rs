@@ -21,7 +21,7 @@ use crate::bars::{Bar, BarBuilder, BarParquetWriter, BarScale, BarWriter, Interv
 use crate::format::{row_writer, OutputFormat};
 use crate::fsutil;
 use crate::store::columnar::{Grouping, Shapes, TickFileWriter, ZSTD_LEVEL};
-use crate::store::reader::{BrokenDay, ReadError, Store, Symbols};
+use crate::store::reader::{BrokenDay, Read, ReadError, Store, Symbols};
 use crate::tick::Timestamp;
 
 /// File formats of an export.
@@ -123,12 +123,8 @@ pub fn run(
         let end = Timestamp::checked_start_of_day(day.succ_opt().unwrap_or(*day))
             .unwrap_or(Timestamp(i64::MAX))
             .min(opts.to);
-        let write_err = |source| ExportError::Write {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(write_err)?;
-        fsutil::sync_dir(&opts.out).map_err(write_err)?;
+        std::fs::create_dir_all(&dir).map_err(write_err_at(&path))?;
+        fsutil::sync_dir(&opts.out).map_err(write_err_at(&path))?;
         let (rows, read) = match (opts.bars, opts.format) {
             (Some((interval, side)), format) => {
                 write_bars(store, opts, (start, end), &path, (interval, side), format)?
@@ -140,31 +136,14 @@ pub fn run(
                 } else {
                     OutputFormat::Jsonl
                 };
-                let mut read = None;
-                let mut failed = None;
-                let written = fsutil::write_atomic(&path, |f| {
+                write_partition(&path, |f| {
                     let mut w = row_writer(format, BufWriter::with_capacity(1 << 16, f));
-                    match store.range_of(&opts.symbols, start, end, &mut |r| w.write_row(r)) {
-                        Ok(r) => read = Some(r),
-                        Err(ReadError::Output(e)) => return Err(e),
-                        Err(e) => {
-                            failed = Some(e);
-                            return Err(std::io::Error::other("the store could not be read"));
-                        }
-                    }
-                    if unread(&read) {
-                        return Err(std::io::Error::other(UNREAD));
-                    }
-                    w.finish()
-                });
-                if !unread(&read) {
-                    written.map_err(|e| match failed.take() {
-                        Some(r) => ExportError::Read(r),
-                        None => write_err(e),
-                    })?;
-                }
-                let read = read.unwrap_or_default();
-                (read.rows, read)
+                    let read = store
+                        .range_of(&opts.symbols, start, end, &mut |r| w.write_row(r))
+                        .map_err(read_err(&path))?;
+                    w.finish().map_err(write_err_at(&path))?;
+                    Ok((read.rows, read))
+                })?
             }
         };
         if !read.broken.is_empty() {
@@ -199,51 +178,25 @@ fn write_parquet(
     start: Timestamp,
     end: Timestamp,
     path: &Path,
-) -> Result<(u64, crate::store::reader::Read), ExportError> {
+) -> Result<(u64, Read), ExportError> {
     // First pass: the shape of each decimal column (a Parquet schema is fixed per file).
     let mut shapes = Shapes::default();
     store.range_of(&opts.symbols, start, end, &mut |r| {
         shapes.observe(r);
         Ok(())
     })?;
-    let write_err = |source: std::io::Error| ExportError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut read = None;
-    let mut failed: Option<ExportError> = None;
-    let mut rows = 0u64;
-    let written = fsutil::write_atomic(path, |f| {
+    write_partition(path, |f| {
         let mut writer =
-            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, ZSTD_LEVEL)?;
-        let mut write_error: Option<std::io::Error> = None;
-        let result = store.range_of(&opts.symbols, start, end, &mut |r| {
-            writer.push(r).map_err(|e| {
-                let msg = e.to_string();
-                write_error = Some(e);
-                std::io::Error::other(msg)
-            })
-        });
-        match result {
-            Ok(r) => read = Some(r),
-            Err(ReadError::Output(e)) => return Err(write_error.take().unwrap_or(e)),
-            Err(e) => {
-                failed = Some(ExportError::Read(e));
-                return Err(std::io::Error::other("the store could not be read"));
-            }
-        }
-        if unread(&read) {
-            return Err(std::io::Error::other(UNREAD));
-        }
-        let (out, n) = writer.finish(None)?;
-        out.into_inner().map_err(|e| e.into_error())?;
-        rows = n;
-        Ok(())
-    });
-    if !unread(&read) {
-        written.map_err(|e| failed.take().unwrap_or_else(|| write_err(e)))?;
-    }
-    Ok((rows, read.unwrap_or_default()))
+            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, ZSTD_LEVEL)
+                .map_err(write_err_at(path))?;
+        let read = store
+            .range_of(&opts.symbols, start, end, &mut |r| writer.push(r))
+            .map_err(read_err(path))?;
+        let (out, n) = writer.finish(None).map_err(write_err_at(path))?;
+        out.into_inner()
+            .map_err(|e| write_err_at(path)(e.into_error()))?;
+        Ok((n, read))
+    })
 }
 
 /// Streams the bars of `symbols` over `window` to `f`, in the order they close (one open bar
@@ -254,7 +207,7 @@ fn each_bar(
     window: (Timestamp, Timestamp),
     (interval, side): (Interval, PriceSide),
     f: &mut dyn FnMut(&Bar) -> std::io::Result<()>,
-) -> Result<crate::store::reader::Read, ReadError> {
+) -> Result<Read, ReadError> {
     let mut open: std::collections::HashMap<std::sync::Arc<str>, BarBuilder> = Default::default();
     let read = store.range_of(symbols, window.0, window.1, &mut |r| {
         let b = open
@@ -281,7 +234,7 @@ fn write_bars(
     path: &Path,
     bars: (Interval, PriceSide),
     format: ExportFormat,
-) -> Result<(u64, crate::store::reader::Read), ExportError> {
+) -> Result<(u64, Read), ExportError> {
     let mut scale = BarScale::default();
     if format == ExportFormat::Parquet {
         // First pass: the scale of the figures (a Parquet schema is fixed per file).
@@ -290,39 +243,18 @@ fn write_bars(
             Ok(())
         })?;
     }
-    let mut read = None;
-    let mut failed: Option<ExportError> = None;
-    let mut rows = 0u64;
-    let written = fsutil::write_atomic(path, |f| {
+    write_partition(path, |f| {
         let out = BufWriter::with_capacity(1 << 16, f);
-        let mut stream = |sink: &mut dyn FnMut(&Bar) -> std::io::Result<()>| match each_bar(
-            store,
-            &opts.symbols,
-            window,
-            bars,
-            sink,
-        ) {
-            Ok(r) => {
-                let whole = r.broken.is_empty();
-                read = Some(r);
-                if whole {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other(UNREAD))
-                }
-            }
-            Err(ReadError::Output(e)) => Err(e),
-            Err(e) => {
-                failed = Some(ExportError::Read(e));
-                Err(std::io::Error::other("the store could not be read"))
-            }
+        let each = |sink: &mut dyn FnMut(&Bar) -> std::io::Result<()>| {
+            each_bar(store, &opts.symbols, window, bars, sink).map_err(read_err(path))
         };
         if format == ExportFormat::Parquet {
-            let mut w = BarParquetWriter::new(out, scale)?;
-            stream(&mut |b| w.write(b))?;
-            let (out, n) = w.finish()?;
-            out.into_inner().map_err(|e| e.into_error())?;
-            rows = n;
+            let mut w = BarParquetWriter::new(out, scale).map_err(write_err_at(path))?;
+            let read = each(&mut |b| w.write(b))?;
+            let (out, n) = w.finish().map_err(write_err_at(path))?;
+            out.into_inner()
+                .map_err(|e| write_err_at(path)(e.into_error()))?;
+            Ok((n, read))
         } else {
             let text = if format == ExportFormat::Csv {
                 OutputFormat::Csv
@@ -330,27 +262,61 @@ fn write_bars(
                 OutputFormat::Jsonl
             };
             let mut w = BarWriter::new(text, out);
-            stream(&mut |b| w.write(b))?;
-            rows = w.finish()?;
+            let read = each(&mut |b| w.write(b))?;
+            Ok((w.finish().map_err(write_err_at(path))?, read))
         }
-        Ok(())
-    });
-    if !unread(&read) {
-        written.map_err(|e| {
-            failed.take().unwrap_or_else(|| ExportError::Write {
-                path: path.to_owned(),
-                source: e,
-            })
-        })?;
-    }
-    Ok((rows, read.unwrap_or_default()))
+    })
 }
 
-/// Why a partition was not written: a day of it could not be read (it is reported as such).
-const UNREAD: &str = "a day of the partition could not be read";
+/// Why a partition was not written.
+enum NotWritten {
+    Failed(ExportError),
+    /// A day of it could not be read: the read, with its broken days.
+    Unread(Read),
+}
 
-/// Whether a read left a day unread: its partition must not be written (a rerun would skip a
-/// partition missing that day's ticks).
-fn unread(read: &Option<crate::store::reader::Read>) -> bool {
-    read.as_ref().is_some_and(|r| !r.broken.is_empty())
+/// Writes one partition atomically: `write` streams the store's rows into the file and
+/// returns how many it wrote and what it read. Nothing is written when writing or reading
+/// failed, or when the read left a day unread: a partition short of a day would be skipped by
+/// every rerun. Then the read comes back with its broken days and no rows.
+fn write_partition(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(u64, Read), ExportError>,
+) -> Result<(u64, Read), ExportError> {
+    let mut done = (0, Read::default());
+    let result = fsutil::write_atomic_checked(
+        path,
+        |f| {
+            let (rows, read) = write(f).map_err(NotWritten::Failed)?;
+            if !read.broken.is_empty() {
+                return Err(NotWritten::Unread(read));
+            }
+            done = (rows, read);
+            Ok(())
+        },
+        |_| Ok(()),
+        |at, source| NotWritten::Failed(write_err_at(at)(source)),
+    );
+    match result {
+        Ok(()) => Ok(done),
+        Err(NotWritten::Unread(read)) => Ok((0, read)),
+        Err(NotWritten::Failed(e)) => Err(e),
+    }
+}
+
+/// A failed write of the file at `path`.
+fn write_err_at(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Write {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A failed read of the store while writing `path`: a failed write when the output refused
+/// a row.
+fn read_err(path: &Path) -> impl Fn(ReadError) -> ExportError + '_ {
+    move |e| match e {
+        ReadError::Output(source) => write_err_at(path)(source),
+        e => ExportError::Read(e),
+    }
 }

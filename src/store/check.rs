@@ -117,8 +117,7 @@ pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
         }
         let _ = std::fs::remove_file(&scratch);
     } else {
-        let opened = super::reader::open_day_for_check(base, day, opts);
-        match opened {
+        match super::reader::open_day_conn(base, day, &day.path, opts) {
             Ok((conn, _lock)) => check_conn(&conn, &day.path, day.day, &mut out),
             Err(e) => out.failed(&day.path, &e),
         }

@@ -343,7 +343,7 @@ fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
 /// lock (no writer, archiver or seal can start on it meanwhile; a writer that wants it waits
 /// its bounded time), provided its write-ahead log is empty: every tick is in the file
 /// itself. Otherwise the error stands, and says why.
-fn open_day_conn(
+pub(crate) fn open_day_conn(
     base: &Path,
     day: &DayFile,
     path: &Path,
@@ -362,15 +362,6 @@ fn open_day_conn(
         return Err(err);
     }
     Ok((schema::open_immutable(path, opts)?, Some(lock)))
-}
-
-/// [`open_day_conn`] of a plain day file, for `check`.
-pub(crate) fn open_day_for_check(
-    base: &Path,
-    day: &DayFile,
-    opts: &SqliteOptions,
-) -> Result<(Connection, Option<DayLock>), StoreError> {
-    open_day_conn(base, day, &day.path, opts)
 }
 
 impl DayReader {
