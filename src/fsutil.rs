@@ -80,24 +80,29 @@ pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether the file system holding `path` (or its folder) has less than 64 KiB left for an
-/// unprivileged writer: what an error that does not say why is taken to mean.
-pub fn disk_full(path: &Path) -> bool {
+/// The `statvfs` of the file system holding `path` (or its folder).
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let dir = if path.is_dir() {
         path
     } else {
         path.parent().unwrap_or(path)
     };
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: `c` is a NUL-terminated path; `st` is written by the call before it is read.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    (st.f_bavail as u128) * (st.f_frsize as u128) < 64 << 10
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)
+}
+
+/// Whether the file system holding `path` has less than 64 KiB left for an unprivileged
+/// writer: what an error that does not say why is taken to mean.
+pub fn disk_full(path: &Path) -> bool {
+    statvfs(path).is_some_and(|st| (st.f_bavail as u128) * (st.f_frsize as u128) < 64 << 10)
+}
+
+/// Whether the file system holding `path` is mounted read-only.
+pub fn read_only_fs(path: &Path) -> bool {
+    statvfs(path).is_some_and(|st| st.f_flag & libc::ST_RDONLY != 0)
 }
 
 /// Removes `path` if it exists; true when it did. The folder is fsynced by the caller once for

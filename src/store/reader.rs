@@ -244,9 +244,20 @@ struct DayReader {
     /// Has the indexes of schema/seal.sql (a day an earlier version sealed): they serve its
     /// queries.
     indexed: bool,
-    /// The day's exclusive lock, held by a reader of a file opened immutable (see
-    /// [`DayReader::open_day`]); such a reader is never kept.
-    held: Option<DayLock>,
+    /// How the file was opened (see [`open_day_conn`]); a reader of an immutable one is
+    /// never kept.
+    access: Access,
+}
+
+/// How a day file was opened for reading.
+#[derive(Debug)]
+pub(crate) enum Access {
+    /// As usual: SQLite's own locks and `-shm` keep the reader's snapshot whole.
+    Shared,
+    /// Immutable, the file read on its own: under the day's exclusive lock (held until the
+    /// reader is dropped), or with no lock on a read-only file system (where nothing can
+    /// change it).
+    Immutable { _lock: Option<DayLock> },
 }
 
 /// The file (device, inode), its schema cookie and its largest name ids: a file replaced by
@@ -335,33 +346,43 @@ fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
     )
 }
 
-/// A read-only connection to `day`'s file at `path`, and the day's lock when it had to be
-/// taken.
+/// A read-only connection to `day`'s file at `path`, and how it was opened.
 ///
-/// On a full disk SQLite cannot make the `-shm` of a file nobody has open, and no query of
-/// that day could run. Then the file is read on its own, immutable, under the day's exclusive
-/// lock (no writer, archiver or seal can start on it meanwhile; a writer that wants it waits
-/// its bounded time), provided its write-ahead log is empty: every tick is in the file
-/// itself. Otherwise the error stands, and says why.
+/// SQLite cannot make the `-shm` of a file nobody has open on a full disk, nor any file on a
+/// read-only file system (a backup or snapshot mounted read-only), and no query of that day
+/// could run. Then the file is read on its own, immutable, provided its write-ahead log is
+/// empty (every tick is in the file itself): on a read-only file system as it is (nothing
+/// can change it), otherwise under the day's exclusive lock (no writer, archiver or seal can
+/// start on it meanwhile; a writer that wants it waits its bounded time). Otherwise the error
+/// stands, and says why.
 pub(crate) fn open_day_conn(
     base: &Path,
     day: &DayFile,
     path: &Path,
     opts: &SqliteOptions,
-) -> Result<(Connection, Option<DayLock>), StoreError> {
+) -> Result<(Connection, Access), StoreError> {
+    let read_only = || crate::fsutil::read_only_fs(path);
     let err = match schema::open_for_read(path, opts) {
-        Ok(conn) => return Ok((conn, None)),
-        Err(e) if !day.archived && schema::is_shm_failure(&e) => e,
+        Ok(conn) => return Ok((conn, Access::Shared)),
+        Err(e) if !day.archived && (schema::is_shm_failure(&e) || read_only()) => e,
         Err(e) => return Err(e),
-    };
-    let Ok(Some(lock)) = DayLock::try_exclusive(base, day.day) else {
-        return Err(err);
     };
     let wal = crate::fsutil::with_suffix(path, "-wal");
     if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
         return Err(err);
     }
-    Ok((schema::open_immutable(path, opts)?, Some(lock)))
+    let lock = if read_only() {
+        None
+    } else {
+        match DayLock::try_exclusive(base, day.day) {
+            Ok(Some(lock)) => Some(lock),
+            _ => return Err(err),
+        }
+    };
+    Ok((
+        schema::open_immutable(path, opts)?,
+        Access::Immutable { _lock: lock },
+    ))
 }
 
 impl DayReader {
@@ -420,7 +441,7 @@ impl DayReader {
             sources,
             directory,
             indexed: sealed,
-            held: None,
+            access: Access::Shared,
         })
     }
 
@@ -432,9 +453,9 @@ impl DayReader {
         path: &Path,
         opts: &SqliteOptions,
     ) -> Result<DayReader, StoreError> {
-        let (conn, held) = open_day_conn(base, day, path, opts)?;
+        let (conn, access) = open_day_conn(base, day, path, opts)?;
         let mut reader = DayReader::load(path, conn)?;
-        reader.held = held;
+        reader.access = access;
         Ok(reader)
     }
 
@@ -763,8 +784,9 @@ impl Store {
         let out = f(&reader);
         let ended = reader.conn.execute_batch("ROLLBACK");
         // A reader whose file turned out broken is not kept; a failed output is not its fault.
-        // One holding its day's lock lets go of it now.
-        if reader.held.is_none()
+        // One of an immutable file is not (it would miss what a writer adds later), and lets go
+        // of the day's lock now.
+        if matches!(reader.access, Access::Shared)
             && ended.is_ok()
             && matches!(out, Ok(_) | Err(ReadError::Output(_)))
         {

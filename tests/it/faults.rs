@@ -50,12 +50,21 @@ impl Tmpfs {
 
     /// Gives the file system more room, as an operator freeing space would.
     pub fn grow(&self, size_kib: u64) {
+        self.remount(&format!("size={size_kib}k"));
+    }
+
+    /// Mounts it read-only, as a backup or snapshot is.
+    pub fn make_read_only(&self) {
+        self.remount("ro");
+    }
+
+    fn remount(&self, opts: &str) {
         let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size_kib}k")])
+            .args(["-o", &format!("remount,{opts}")])
             .arg(self.path())
             .status()
             .unwrap();
-        assert!(st.success(), "remount");
+        assert!(st.success(), "remount {opts}");
     }
 }
 
@@ -1465,4 +1474,32 @@ fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_o
     succeeds(&db, &["check"]);
     succeeds(&db, &[&export[..], &[tree_arg]].concat());
     assert!(partition.exists());
+}
+
+/// What could go wrong: SQLite cannot make a day file's `-shm` on a read-only file system (a
+/// backup or a snapshot mounted read-only), so no query could read any day of it, and `check`
+/// would call every day broken. Queries, `stats` and `check` must read it as ever.
+#[test]
+fn days_on_a_read_only_file_system_answer_as_ever() {
+    use super::cli::tickrec;
+    let scratch = tempfile::tempdir().unwrap();
+    let made = scratch.path().join("db");
+    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(20_000)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = day_answers(&made);
+    let fs = Tmpfs::mount(64 << 10, false);
+    let db = fs.path().join("db");
+    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    std::fs::create_dir_all(db.join("2026/11")).unwrap();
+    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    fs.make_read_only();
+    assert!(day_answers(&db) == before, "queries answer as ever");
+    let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
+    assert!(stats.contains("20000"), "{stats}");
+    let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
+    assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
 }
