@@ -205,17 +205,13 @@ fn take(batch: &mut Vec<Tick>, open: &mut OpenMessages, t: Tick) {
 }
 
 fn write_all(sinks: &mut [Box<dyn Sink>], batch: &[Tick], ctl: &WriterControl) {
-    ctl.stats
-        .in_writer
-        .store(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    ctl.stats.open_batch(batch.len());
     // Each backend handles its own failures (retries, dead letters, stalls); a stalled one
     // holds the batch, and with it the writer: that is the backpressure.
     for sink in sinks.iter_mut() {
         sink.write_batch(batch, &ctl.abort);
     }
-    ctl.stats
-        .in_writer
-        .store(0, std::sync::atomic::Ordering::Relaxed);
+    ctl.stats.open_batch(0);
 }
 
 #[cfg(test)]

@@ -181,6 +181,16 @@ pub struct SinkStats {
     pub stall: Stall,
 }
 
+impl SinkStats {
+    /// Ticks this backend has resolved: stored, dead-lettered, spilled or counted lost.
+    pub fn resolved(&self) -> u64 {
+        self.ticks_stored.get()
+            + self.dead_lettered.get()
+            + self.ticks_spilled.get()
+            + self.ticks_lost.get()
+    }
+}
+
 /// Whether a backend is stalled (its store cannot write; it holds its ticks and retries), and
 /// why. Written only on a change of state, read by statistics and health.
 #[derive(Debug, Default)]
@@ -225,9 +235,31 @@ pub struct Stats {
     /// `store_tick` latency, per producing thread (see [`PerThreadLatency`]).
     pub store_tick_latency: PerThreadLatency,
     pub sinks: Vec<(String, Arc<SinkStats>)>,
-    /// Ticks the writer has taken from the channel and not yet handed back resolved (the open
-    /// batch). With the queue and the backends' counters it accounts for every accepted tick.
+    /// The open batch: ticks the writer has taken from the channel for the backends. With the
+    /// queue and the backends' counters it accounts for every accepted tick (see
+    /// [`Stats::open_batch`]).
     pub in_writer: AtomicU64,
+    /// The primary backend's [`SinkStats::resolved`] when the open batch was taken: a batch
+    /// spanning two days is committed a day at a time, and a stall on the second leaves the
+    /// first one's ticks stored, no longer in the writer.
+    pub in_writer_base: AtomicU64,
+}
+
+impl Stats {
+    /// Marks `len` ticks taken from the channel as the open batch.
+    pub fn open_batch(&self, len: usize) {
+        let resolved = self.sinks.first().map_or(0, |(_, s)| s.resolved());
+        self.in_writer_base.store(resolved, Ordering::Relaxed);
+        self.in_writer.store(len as u64, Ordering::Release);
+    }
+
+    /// Ticks of the open batch the primary backend has not resolved yet.
+    fn in_writer_now(&self) -> u64 {
+        let batch = self.in_writer.load(Ordering::Acquire);
+        let resolved = self.sinks.first().map_or(0, |(_, s)| s.resolved());
+        let done = resolved.saturating_sub(self.in_writer_base.load(Ordering::Relaxed));
+        batch.saturating_sub(done)
+    }
 }
 
 /// Health thresholds (from configuration).
@@ -409,7 +441,7 @@ impl Stats {
             dead_lettered: backends.iter().map(|b| b.dead_lettered).sum(),
             ticks_spilled: field(|b| b.ticks_spilled),
             ticks_lost: field(|b| b.ticks_lost),
-            ticks_in_writer: self.in_writer.load(Ordering::Relaxed),
+            ticks_in_writer: self.in_writer_now(),
             db_rotations: field(|b| b.db_rotations),
             batches_committed: field(|b| b.batches_committed),
             queue_size,
