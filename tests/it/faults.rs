@@ -1529,3 +1529,56 @@ fn days_on_a_read_only_file_system_answer_as_ever() {
     let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
     assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
 }
+
+/// What could go wrong: `migrate` meets a full disk midway and the ticks it had read are
+/// dropped, or the rerun imports again what was committed. It must stop saying why, and the
+/// rerun, given room, must import exactly the rest: every record once.
+#[test]
+fn a_migration_that_fills_the_disk_stops_and_its_rerun_imports_exactly_the_rest() {
+    use super::cli::tickrec;
+    let scratch = tempfile::tempdir().unwrap();
+    let input = scratch.path().join("json");
+    std::fs::create_dir_all(input.join("EURUSD")).unwrap();
+    let t0 = 1_795_392_000_000_000_000i64; // 2026-11-23T00:00:00Z
+    let mut body = String::new();
+    for i in 0..200_000i64 {
+        body.push_str(&format!(
+            "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":\"1.{:05}\",\"lp\":\"LP1\",\"timestamp\":{}}}\n",
+            i % 90_000,
+            i % 90_000 + 5,
+            t0 + i * 400_000_000
+        ));
+    }
+    std::fs::write(input.join("EURUSD/2026-11-23.json"), body).unwrap();
+    let fs = Tmpfs::mount(3 * 1024, false);
+    let db = fs.path().join("db");
+    let args = ["migrate", "--input-dir", input.to_str().unwrap()];
+    let out = tickrec(&db, &args, None);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a migration without room fails");
+    assert!(said.contains("full"), "says why: {said}");
+    let day = db.join("2026/11/ticks_2026-11-23.db");
+    let partial = committed_ticks(&day);
+    assert!(
+        partial > 0 && partial < 200_000,
+        "stopped midway: {partial}"
+    );
+    fs.grow(64 * 1024);
+    let out = succeeds(&db, &args);
+    let report = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        report.contains(&format!("ticks imported {}", 200_000 - partial))
+            && report.contains(&format!("already present {partial}")),
+        "{report}"
+    );
+    assert_eq!(committed_ticks(&day), 200_000);
+    let rows = all_rows(&db, "EURUSD");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(
+            r.ts_event.0,
+            t0 + i as i64 * 400_000_000,
+            "each record once, in order"
+        );
+    }
+    succeeds(&db, &["check"]);
+}
