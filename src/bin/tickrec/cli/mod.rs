@@ -473,7 +473,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => read::run_export(&opts, a),
         Command::Stats(a) => {
             let report = service::open_store(&opts).day_stats()?;
-            query::print_day_stats(&report.days, a.json, std::io::stdout().lock())?;
+            // Days it could not read are named below; "(no day files)" would deny they exist.
+            if !report.days.is_empty() || report.broken.is_empty() || a.json {
+                query::print_day_stats(&report.days, a.json, std::io::stdout().lock())?;
+            }
             Ok(report_broken(&report.broken))
         }
         Command::Migrate(a) => migrate::run_migrate(&opts, a),

@@ -89,6 +89,17 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
             tickrec::fsutil::write_atomic(f, |file| {
                 use std::io::Write;
                 writeln!(file, "{c}")
+            })
+            .map_err(|e| {
+                // The rows are out, their cursor is not saved: a restart from the saved one
+                // prints them again. Said with the file, so the operator knows which.
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "saving the cursor {c} to --cursor-file {}: {e}",
+                        f.display()
+                    ),
+                )
             })?;
         }
         Ok(())
