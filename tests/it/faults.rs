@@ -1042,17 +1042,8 @@ fn sealing_an_old_day_on_a_full_disk_fails_cleanly_and_succeeds_once_there_is_ro
 /// part-empty), leaving the day no bigger than it was.
 #[test]
 fn a_seal_killed_while_rewriting_or_compacting_changes_no_answer_and_the_next_one_finishes() {
-    use super::cli::tickrec;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let input = busy_day_lines(600_000);
-    let out = tickrec(&db, &["ingest"], Some(&input));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let day = db.join("2026/11/ticks_2026-11-02.db");
+    let (_dir, db) = busy_day_store(600_000);
+    let day = db.join(BUSY_DAY);
     assert_eq!(sql_int(&day, "SELECT count(*) FROM ticks"), 600_000);
     let conn = rusqlite::Connection::open(&day).unwrap();
     conn.execute_batch(super::archive::TO_VERSION_4).unwrap();
@@ -1185,22 +1176,36 @@ fn busy_day_lines(n: u64) -> String {
     input
 }
 
+/// The busy day's file under a store.
+const BUSY_DAY: &str = "2026/11/ticks_2026-11-02.db";
+
+/// A scratch folder holding a store (its `db/`) with `n` ticks of the busy day, ingested.
+fn busy_day_store(n: u64) -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let db = scratch.path().join("db");
+    let out = super::cli::tickrec(&db, &["ingest"], Some(&busy_day_lines(n)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (scratch, db)
+}
+
+/// Copies the busy day's file from the store `from` into the store `to`.
+fn copy_busy_day(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("2026/11")).unwrap();
+    std::fs::copy(from.join(BUSY_DAY), to.join(BUSY_DAY)).unwrap();
+}
+
 /// What could go wrong: `archive` killed (SIGKILL) while it writes the Parquet file, or right
 /// after it renamed it into place, must leave the day answering exactly as before (from the
 /// day file, or from the archive once it is whole), `check` clean, and the next run must
 /// finish the archive.
 #[test]
 fn an_archive_killed_while_writing_or_after_its_rename_changes_no_answer_and_the_next_finishes() {
-    use super::cli::tickrec;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let out = tickrec(&db, &["ingest"], Some(&busy_day_lines(600_000)));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let day = db.join("2026/11/ticks_2026-11-02.db");
+    let (_dir, db) = busy_day_store(600_000);
+    let day = db.join(BUSY_DAY);
     let parquet = db.join("2026/11/ticks_2026-11-02.parquet");
     let tmp = tickrec::fsutil::with_suffix(&parquet, ".tmp");
     let before = day_answers(&db);
@@ -1271,15 +1276,8 @@ fn used_kib(path: &Path) -> u64 {
 #[test]
 fn archive_unarchive_and_export_on_a_full_disk_fail_cleanly_and_succeed_once_there_is_room() {
     use super::cli::tickrec;
-    let scratch = tempfile::tempdir().unwrap();
-    let made = scratch.path().join("db");
-    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(200_000)));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    let (scratch, made) = busy_day_store(200_000);
+    let rel = Path::new(BUSY_DAY);
     let live_kib = std::fs::metadata(made.join(rel)).unwrap().len() / 1024;
     let fails = |db: &Path, args: &[&str]| {
         let out = tickrec(db, args, None);
@@ -1292,8 +1290,7 @@ fn archive_unarchive_and_export_on_a_full_disk_fail_cleanly_and_succeed_once_the
     };
     // How big its smaller archive is, learnt on a copy.
     let trial = scratch.path().join("trial");
-    std::fs::create_dir_all(trial.join("2026/11")).unwrap();
-    std::fs::copy(made.join(rel), trial.join(rel)).unwrap();
+    copy_busy_day(&made, &trial);
     succeeds(&trial, &["archive", "--older-than", "1d"]);
     let archive_kib = std::fs::metadata(trial.join("2026/11/ticks_2026-11-02.parquet"))
         .unwrap()
@@ -1302,8 +1299,7 @@ fn archive_unarchive_and_export_on_a_full_disk_fail_cleanly_and_succeed_once_the
     // Room for the day file, not for an archive of it beside it.
     let fs = Tmpfs::mount(live_kib + archive_kib / 2, false);
     let db = fs.path().join("db");
-    std::fs::create_dir_all(db.join("2026/11")).unwrap();
-    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    copy_busy_day(&made, &db);
     let before = day_answers(&made);
     assert!(day_answers(&db) == before);
     let files = files_under(fs.path());
@@ -1405,22 +1401,14 @@ fn fill(fs: &Tmpfs) {
 #[test]
 fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_one() {
     use super::cli::tickrec;
-    let scratch = tempfile::tempdir().unwrap();
-    let made = scratch.path().join("db");
-    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(20_000)));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = Path::new("2026/11/ticks_2026-11-02.db");
+    let (scratch, made) = busy_day_store(20_000);
+    let rel = Path::new(BUSY_DAY);
     let before = day_answers(&made);
     let live_kib = std::fs::metadata(made.join(rel)).unwrap().len() / 1024;
 
     let fs = Tmpfs::mount(live_kib + 1024, false);
     let db = fs.path().join("db");
-    std::fs::create_dir_all(db.join("2026/11")).unwrap();
-    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    copy_busy_day(&made, &db);
     fill(&fs);
     assert!(
         day_answers(&db) == before,
@@ -1507,21 +1495,11 @@ fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_o
 /// would call every day broken. Queries, `stats` and `check` must read it as ever.
 #[test]
 fn days_on_a_read_only_file_system_answer_as_ever() {
-    use super::cli::tickrec;
-    let scratch = tempfile::tempdir().unwrap();
-    let made = scratch.path().join("db");
-    let out = tickrec(&made, &["ingest"], Some(&busy_day_lines(20_000)));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_scratch, made) = busy_day_store(20_000);
     let before = day_answers(&made);
     let fs = Tmpfs::mount(64 << 10, false);
     let db = fs.path().join("db");
-    let rel = Path::new("2026/11/ticks_2026-11-02.db");
-    std::fs::create_dir_all(db.join("2026/11")).unwrap();
-    std::fs::copy(made.join(rel), db.join(rel)).unwrap();
+    copy_busy_day(&made, &db);
     fs.make_read_only();
     assert!(day_answers(&db) == before, "queries answer as ever");
     let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
