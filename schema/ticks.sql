@@ -90,6 +90,11 @@
 -- shares two busy cores, and the newest commits no row covers yet (up to ~13, ~6,500 ticks) are
 -- scanned by symbol: recent 100 p50 1.2 ms, against 150-170 us once the writer is done. Rows of
 -- 8 commits would halve that scan and give back the 0.4 byte/tick of page space measured above.
+-- That scan is not what costs most: with a row per commit (no tail left to scan; `bench --only
+-- queries`, same machine and hour) recent 100 while writing took 925 us against 1,211 us, and
+-- the hour 0.58M against 0.54M ticks/s. The reader is short of CPU: the producer and the writer
+-- keep both cores busy, and a whole-hour query took 5.7 ms of wall time for 4.1 ms on its own
+-- thread's clock (CLOCK_THREAD_CPUTIME_ID; 2.5 ms once the writer is done: cache and remapping).
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
