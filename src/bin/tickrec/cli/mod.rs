@@ -638,8 +638,8 @@ fn report_broken(broken: &[tickrec::store::reader::BrokenDay]) -> ExitCode {
     }
     if damaged < broken.len() {
         eprintln!(
-            "tickrec: {} day file(s) could not be read here and now (nothing is wrong with them): \
-             free space or fix permissions, then ask again",
+            "tickrec: {} day file(s) could not be read here and now, nothing is wrong with them \
+             (each line above says why: a full disk, a permission, a version to upgrade)",
             broken.len() - damaged
         );
     }
