@@ -70,11 +70,12 @@ impl StoreError {
         move |source| StoreError::Io { path, source }
     }
 
-    /// Whether the error shows the file's contents wrong (not SQLite, malformed, unreadable
-    /// bytes, another day's or another program's file, a row breaking an invariant), as
-    /// opposed to a file that could not be read here and now: a full disk, no permission, a
-    /// lock, no memory, a schema version to upgrade to or from. `check --repair` moves only
-    /// damaged files aside.
+    /// Whether the error shows the file's contents wrong (not SQLite, malformed, shorter than
+    /// its pages say, another day's or another program's file, a row breaking an invariant),
+    /// as opposed to a file that could not be read here and now: a full disk, no permission,
+    /// a lock, no memory, a schema version to upgrade to or from, a device failing a read
+    /// (EIO says the device failed, not that the bytes are wrong; it may pass). `check
+    /// --repair` moves only damaged files aside.
     pub fn is_damage(&self) -> bool {
         use rusqlite::ffi;
         match self {
@@ -83,8 +84,7 @@ impl StoreError {
                     matches!(
                         e.code,
                         rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
-                    ) || e.extended_code == ffi::SQLITE_IOERR_READ
-                        || e.extended_code == ffi::SQLITE_IOERR_SHORT_READ
+                    ) || e.extended_code == ffi::SQLITE_IOERR_SHORT_READ
                 }
                 // A value of the wrong type or out of range where a column promised one.
                 rusqlite::Error::FromSqlConversionFailure(..)
