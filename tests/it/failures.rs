@@ -146,3 +146,67 @@ fn a_message_the_database_refuses_is_dead_lettered_whole_and_never_half_committe
         "the marks of the stored messages"
     );
 }
+
+/// What could go wrong: the day file the writer must append to is not a database at all (a
+/// copy gone wrong, another program's file under its name). Retrying forever would stall every
+/// other day with it; writing anyway would lose the ticks. Its ticks must go to the day's
+/// dead-letter file, whole and re-ingestable, every other day must be stored, the accounting
+/// must close, and the broken file must stay as it was.
+#[test]
+fn ticks_for_a_day_file_that_is_not_a_database_are_dead_lettered_and_other_days_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, good) = (ts("2026-11-22T10:00:00Z"), ts("2026-11-23T10:00:00Z"));
+    let bad_db = layout::day_path(dir.path(), bad.day());
+    std::fs::create_dir_all(bad_db.parent().unwrap()).unwrap();
+    std::fs::write(
+        &bad_db,
+        b"not a database, whatever its name says\n".repeat(200),
+    )
+    .unwrap();
+    let garbage = std::fs::read(&bad_db).unwrap();
+
+    let rec = recorder(dir.path(), PipelineOptions::default(), fast_retries());
+    for i in 0..300 {
+        let (day, n) = if i % 3 == 0 { (bad, i) } else { (good, i) };
+        rec.store_tick(tick(&rec, "EURUSD", Timestamp(day.0 + n), "1.10000", "1.2"))
+            .unwrap();
+    }
+    let s = rec.shutdown();
+    assert_eq!(s.ticks_accepted, 300);
+    assert_eq!(
+        (s.ticks_stored, s.dead_lettered, s.ticks_lost),
+        (200, 100, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.ticks_spilled, 0);
+    assert_eq!(seqs(&layout::day_path(dir.path(), good.day())).len(), 200);
+    assert_eq!(
+        std::fs::read(&bad_db).unwrap(),
+        garbage,
+        "the broken file is left as it was"
+    );
+
+    let letters = std::fs::read_to_string(layout::dead_letter_path(dir.path(), bad.day())).unwrap();
+    let back: Vec<i64> = letters
+        .lines()
+        .map(|l| {
+            tickrec::format::jsonl::parse_line(l)
+                .expect("re-ingestable")
+                .ts_event
+                .0
+        })
+        .collect();
+    let sent: Vec<i64> = (0..300).filter(|i| i % 3 == 0).map(|i| bad.0 + i).collect();
+    assert_eq!(back, sent, "every tick of the broken day, once, in order");
+
+    // The operator moves the broken file aside, then feeds the dead letters back.
+    std::fs::rename(&bad_db, dir.path().join("moved-aside")).unwrap();
+    let letters = layout::dead_letter_path(dir.path(), bad.day());
+    let out = super::cli::tickrec(dir.path(), &["ingest", letters.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(seqs(&bad_db).len(), 100, "every dead letter stored");
+}
