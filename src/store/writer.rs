@@ -93,7 +93,7 @@ const WAL_OVER_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 /// with only the short wait). When a reader holds its snapshot longer, the next try waits until
 /// the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
 /// reader costs the feed a pause per stretch of WAL, not one per commit (waiting at every commit
-/// took 100 ms of each: `faults::a_reader_holding_an_old_snapshot_…`).
+/// took 100 ms of each: `faults::intake::a_reader_holding_an_old_snapshot_…`).
 #[derive(Debug)]
 pub struct WalBound {
     max_bytes: u64,

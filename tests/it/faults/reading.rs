@@ -1,0 +1,308 @@
+//! Reading when files or the file system are not as they should be: broken day files, a
+//! full disk, a read-only file system.
+
+use super::*;
+
+/// Five days of EURUSD, 4000 ticks each, from 2026-11-20; returns the base folder's day paths.
+fn five_days(db: &Path) -> Vec<PathBuf> {
+    let day0: i64 = 1_795_132_800_000_000_000; // 2026-11-20T00:00:00Z
+    let mut input = String::new();
+    for d in 0..5i64 {
+        for i in 0..4000i64 {
+            input.push_str(&format!(
+                "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":2,\"ts_event\":{}}}\n",
+                i,
+                day0 + d * 86_400_000_000_000 + 36_000_000_000_000 + i * 1_000_000
+            ));
+        }
+    }
+    let out = super::cli::tickrec(db, &["ingest", "-"], Some(&input));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let days = layout::list_days(db).unwrap();
+    assert_eq!(days.len(), 5);
+    days.into_iter().map(|d| d.path).collect()
+}
+
+/// What could go wrong: one corrupt, foreign, truncated or misplaced day file used to abort
+/// `stats` for every day, break `query recent` for every symbol and any range spanning it.
+/// Now each command finishes every other day, names the broken ones and why, and exits 1;
+/// `check` finds each, and `check --repair` moves them aside and salvages what can be read.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
+#[test]
+fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let paths = five_days(&db);
+    // 2026-11-21: a stretch of pages overwritten in the middle.
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&paths[1])
+            .unwrap();
+        let len = f.metadata().unwrap().len();
+        f.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+        f.write_all(&[0x55; 8192]).unwrap();
+    }
+    // 2026-11-22: somebody else's file under the name.
+    std::fs::write(&paths[2], b"date,price\n2026-11-22,1.1\n".repeat(200)).unwrap();
+    // 2026-11-23: a folder where the file should be.
+    std::fs::remove_file(&paths[3]).unwrap();
+    std::fs::create_dir(&paths[3]).unwrap();
+    // 2026-11-24: cut short.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&paths[4])
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+    drop(f);
+
+    let out = super::cli::tickrec(&db, &["stats"], None);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{so}{se}");
+    assert!(
+        so.contains("2026-11-20") && so.contains("4000"),
+        "the good day is reported: {so}"
+    );
+    assert!(se.contains("2026-11-22: not a SQLite file"), "{se}");
+    assert!(se.contains("2026-11-23: is a directory"), "{se}");
+
+    let out = super::cli::tickrec(
+        &db,
+        &[
+            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(so.lines().count() >= 4000, "every readable day answers");
+    assert!(
+        se.contains("2026-11-22") && se.contains("2026-11-23"),
+        "{se}"
+    );
+
+    let out = super::cli::tickrec(
+        &db,
+        &[
+            "query",
+            "range",
+            "EURUSD",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-25",
+            "--format",
+            "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        so.lines().filter(|l| l.contains("2026-11-20T")).count() == 4000,
+        "{se}"
+    );
+    assert!(
+        se.contains("2026-11-22: not a SQLite file") && se.contains("2026-11-23: is a directory"),
+        "{se}"
+    );
+
+    // seal and archive finish every good day, name each broken one, and exit 1.
+    for cmd in [
+        &["seal", "--older-than", "1d"][..],
+        &["archive", "--older-than", "1d"],
+    ] {
+        let out = super::cli::tickrec(&db, cmd, None);
+        let (so, se) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {so}{se}");
+        assert!(
+            se.contains("skipped 2026-11-22: not a SQLite file"),
+            "{cmd:?}: {se}"
+        );
+        assert!(
+            se.contains("skipped 2026-11-23: is a directory"),
+            "{cmd:?}: {se}"
+        );
+    }
+    assert!(
+        layout::existing_archive(&db, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap())
+            .is_some(),
+        "the good day was archived"
+    );
+
+    let out = super::cli::tickrec(&db, &["check"], None);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{so}");
+    assert!(so.contains("2026-11-20: ok (archive), 4000 ticks"), "{so}");
+    for d in ["2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"] {
+        assert!(so.contains(&format!("{d}: BROKEN")), "{d}: {so}");
+    }
+
+    let out = super::cli::tickrec(&db, &["check", "--repair"], None);
+    let so = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ticks were lost, so not all recovered: {so}"
+    );
+    assert!(so.contains("moved to"), "{so}");
+    let aside = std::fs::read_dir(paths[1].parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".broken-")
+        })
+        .count();
+    assert!(
+        aside >= 4,
+        "broken files kept aside, never deleted ({aside})"
+    );
+    // The salvaged days are sound, and the good day is untouched.
+    let out = super::cli::tickrec(&db, &["check"], None);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so}");
+    let salvaged_21 = all_rows(&db, "EURUSD")
+        .iter()
+        .filter(|r| r.ts_event.day().to_string() == "2026-11-21")
+        .count();
+    assert!(
+        salvaged_21 > 0 && salvaged_21 < 4000,
+        "part of the corrupt day salvaged: {salvaged_21}"
+    );
+    let out = super::cli::tickrec(&db, &["stats"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Fills the tmpfs at `fs` to its last byte.
+fn fill(fs: &Tmpfs) {
+    let mut f = std::fs::File::create(fs.path().join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&block[..1]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// What could go wrong: on a full disk SQLite cannot make the `-shm` of a day file nobody has
+/// open, so every query of the day failed, `check` called the file broken and `check --repair`
+/// moved a sound file aside (its day vanished from every query). On a full disk queries,
+/// `stats` and `check` must read the day as ever; where they truly cannot (ticks still in a
+/// write-ahead log), they must say so without calling the file damaged, and `--repair` must
+/// leave it where it is.
+#[test]
+fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_one() {
+    use super::cli::tickrec;
+    let (scratch, made) = busy_day_store(20_000);
+    let rel = Path::new(BUSY_DAY);
+    let before = day_answers(&made);
+    let live_kib = std::fs::metadata(made.join(rel)).unwrap().len() / 1024;
+
+    let fs = Tmpfs::mount(live_kib + 1024, false);
+    let db = fs.path().join("db");
+    copy_busy_day(&made, &db);
+    fill(&fs);
+    assert!(
+        day_answers(&db) == before,
+        "queries on a full disk answer as ever"
+    );
+    let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
+    assert!(stats.contains("20000"), "{stats}");
+    let said = String::from_utf8_lossy(&succeeds(&db, &["check", "--repair"])).into_owned();
+    assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
+    assert!(db.join(rel).exists(), "the day file stays where it is");
+
+    // Ticks still in the write-ahead log of a writer that died: the file alone is not the
+    // day, so it cannot be read on a full disk, and that is all anyone may say.
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(tickrec::fsutil::with_suffix(&db.join(rel), suffix));
+    }
+    let src = made.join(rel);
+    let conn = rusqlite::Connection::open(&src).unwrap();
+    conn.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0; BEGIN; UPDATE file_info SET id = id; COMMIT;",
+    )
+    .unwrap();
+    std::fs::copy(&src, db.join(rel)).unwrap();
+    let wal = tickrec::fsutil::with_suffix(&db.join(rel), "-wal");
+    std::fs::copy(tickrec::fsutil::with_suffix(&src, "-wal"), &wal).unwrap();
+    drop(conn);
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    fill(&fs);
+    let out = tickrec(&db, &["query", "recent", "USDJPY"], None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "a day it cannot read fails the query"
+    );
+    assert!(
+        err.contains("could not be read here and now")
+            && !err.contains("repair")
+            && !err.contains("no such symbol"),
+        "says what it is, not damage, not an unknown symbol: {err}"
+    );
+    let out = tickrec(&db, &["check", "--repair"], None);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("NOT CHECKED") && !said.contains("BROKEN"),
+        "{said}"
+    );
+    assert!(
+        db.join(rel).exists() && wal.exists(),
+        "nothing moved: {said}"
+    );
+    let tree = scratch.path().join("export");
+    let export = [
+        "export",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-03",
+        "--format",
+        "csv",
+        "--out",
+    ];
+    let tree_arg = tree.to_str().unwrap();
+    let out = tickrec(&db, &[&export[..], &[tree_arg]].concat(), None);
+    assert!(!out.status.success(), "an export missing a day fails");
+    let partition = tree.join("date=2026-11-02/part-0.csv");
+    assert!(
+        !partition.exists(),
+        "no partition short of its day (a rerun would skip it)"
+    );
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    assert!(
+        day_answers(&db) == before,
+        "with room again, the day answers as ever"
+    );
+    succeeds(&db, &["check"]);
+    succeeds(&db, &[&export[..], &[tree_arg]].concat());
+    assert!(partition.exists());
+}
+
+/// What could go wrong: SQLite cannot make a day file's `-shm` on a read-only file system (a
+/// backup or a snapshot mounted read-only), so no query could read any day of it, and `check`
+/// would call every day broken. Queries, `stats` and `check` must read it as ever.
+#[test]
+fn days_on_a_read_only_file_system_answer_as_ever() {
+    let (_scratch, made) = busy_day_store(20_000);
+    let before = day_answers(&made);
+    let fs = Tmpfs::mount(64 << 10, false);
+    let db = fs.path().join("db");
+    copy_busy_day(&made, &db);
+    fs.make_read_only();
+    assert!(day_answers(&db) == before, "queries answer as ever");
+    let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
+    assert!(stats.contains("20000"), "{stats}");
+    let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
+    assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
+}
