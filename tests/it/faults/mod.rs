@@ -1,8 +1,9 @@
 //! Fault injection: a really full disk (a small tmpfs), an I/O error, a dead-letter location
 //! that cannot be written either, a signal while stalled, a process killed midway, broken day
-//! files, a read-only file system. Each writing test asserts the loss accounting exactly:
-//! stored + dead-lettered + spilled + lost = accepted, and lost = 0 wherever a writable place
-//! existed; each reading test, that every answer stays what it was.
+//! files, a read-only file system. Each test of the recording path asserts the loss accounting
+//! exactly: stored + dead-lettered + spilled + lost = accepted, and lost = 0 wherever a
+//! writable place existed; each test of maintenance and reading, that every answer stays what
+//! it was.
 //!
 //! A tmpfs is the faithful way to fill a disk here: SQLite meets ENOSPC from the kernel on the
 //! WAL, the database and its shared memory alike, as on a real volume (`max_page_count` only
