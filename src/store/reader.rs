@@ -1113,7 +1113,7 @@ impl Store {
                 consider(summary.marks.get(origin).copied());
                 continue;
             }
-            let conn = schema::open_for_read(&day.path, &self.opts)?;
+            let (conn, _access) = open_day_conn(&self.base, &day, &day.path, &self.opts)?;
             consider(read_mark(&conn, origin).map_err(StoreError::sqlite(&day.path))?);
         }
         Ok(best.and_then(|(_, next)| u64::try_from(next).ok()))
@@ -1125,7 +1125,7 @@ impl Store {
     pub fn legacy_session_next_inbound(&self, source: &str) -> Result<Option<u64>, StoreError> {
         let mut best: Option<(i64, i64)> = None;
         for day in self.days()?.iter().filter(|d| !d.archived) {
-            let reader = DayReader::open(&day.path, &self.opts)?;
+            let reader = DayReader::open_day(&self.base, day, &day.path, &self.opts)?;
             let Some(src) = find_id(&reader.sources, source) else {
                 continue;
             };

@@ -208,7 +208,9 @@ pub fn classify(err: &StoreError) -> Fault {
 /// `<what failed>, <file>`: the reason in a stall report.
 fn reason(err: &StoreError) -> String {
     match err {
-        StoreError::Sqlite { path, source } => format!("{source}, {}", path.display()),
+        StoreError::Sqlite { path, .. } => {
+            format!("{}, {}", super::reader::describe(path, err), path.display())
+        }
         StoreError::Io { path, source } => format!("{source}, {}", path.display()),
         other => other.to_string(),
     }
