@@ -867,7 +867,8 @@ fn rebuild_day(
     Ok(())
 }
 
-/// Decompressed copies of archived days for queries, in `<base>/.archive-cache/`, at most
+/// Decompressed copies of archived days for queries, in `<base>/.archive-cache/` (see
+/// [`ArchiveCache::new`] for a store on a read-only file system), at most
 /// `max_bytes` in all (least recently used evicted first). Each copy is covered by the
 /// directory as `seal` covers a day when it is made (a day written with the directory needs
 /// nothing).
@@ -884,11 +885,19 @@ pub struct ArchiveCache {
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
 impl ArchiveCache {
+    /// The cache of the store at `base`: its `.archive-cache/`, or, when the store is on a
+    /// read-only file system (a backup or a snapshot mounted read-only), a folder of its own
+    /// in the temporary folder (`$TMPDIR/tickrec-archive-cache-<hash of the store's path>`).
     pub fn new(base: &Path, max_bytes: u64) -> ArchiveCache {
-        ArchiveCache {
-            dir: base.join(".archive-cache"),
-            max_bytes,
-        }
+        let dir = if crate::fsutil::read_only_fs(base) {
+            use std::os::unix::ffi::OsStrExt;
+            let canonical = base.canonicalize().unwrap_or_else(|_| base.to_owned());
+            let hash = blake3::hash(canonical.as_os_str().as_bytes()).to_hex();
+            std::env::temp_dir().join(format!("tickrec-archive-cache-{}", &hash[..16]))
+        } else {
+            base.join(".archive-cache")
+        };
+        ArchiveCache { dir, max_bytes }
     }
 
     /// A readable SQLite file with the content of `archive`.

@@ -70,7 +70,8 @@ pub struct Repair {
 }
 
 /// Checks one day (plain or archived) of the store at `base`. Never changes anything; an
-/// archive is decompressed to a scratch file beside it.
+/// archive is decompressed to a scratch file beside it (in the temporary folder when it is on
+/// a read-only file system).
 pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
     let mut out = DayCheck {
         day: day.day,
@@ -98,7 +99,17 @@ pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
                 return out;
             }
         };
-        let scratch = with_suffix(&day.path, ".check.tmp");
+        // Beside the archive, or in the temporary folder when it is on a read-only file
+        // system (a backup mounted read-only).
+        let scratch = if crate::fsutil::read_only_fs(&day.path) {
+            std::env::temp_dir().join(format!(
+                "tickrec-check-{}-{}.db",
+                std::process::id(),
+                day.day
+            ))
+        } else {
+            with_suffix(&day.path, ".check.tmp")
+        };
         match archive::decompress(&day.path, &scratch) {
             Ok(()) => {
                 check_db(&scratch, day.day, opts, &mut out);

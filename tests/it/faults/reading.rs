@@ -290,19 +290,32 @@ fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_o
 }
 
 /// What could go wrong: SQLite cannot make a day file's `-shm` on a read-only file system (a
-/// backup or a snapshot mounted read-only), so no query could read any day of it, and `check`
-/// would call every day broken. Queries, `stats` and `check` must read it as ever.
+/// backup or a snapshot mounted read-only), so no query could read any day of it, `check`
+/// would call every day broken, and an archived `.db.zst` day had nowhere to be decompressed
+/// (its cache lived in the store). Queries, `stats` and `check` must read each form as ever.
 #[test]
 fn days_on_a_read_only_file_system_answer_as_ever() {
-    let (_scratch, made) = busy_day_store(20_000);
+    let (scratch, made) = busy_day_store(20_000);
     let before = day_answers(&made);
-    let fs = Tmpfs::mount(64 << 10, false);
-    let db = fs.path().join("db");
-    copy_busy_day(&made, &db);
-    fs.make_read_only();
-    assert!(day_answers(&db) == before, "queries answer as ever");
-    let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
-    assert!(stats.contains("20000"), "{stats}");
-    let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
-    assert!(said.contains("2026-11-02: ok, 20000 ticks"), "{said}");
+    let zst = scratch.path().join("zst");
+    copy_busy_day(&made, &zst);
+    let args = ["archive", "--older-than", "1d", "--format", "sqlite-zst"];
+    succeeds(&zst, &args);
+    let archived = Path::new(BUSY_DAY).with_extension("db.zst");
+    for form in ["plain", "sqlite-zst"] {
+        let fs = Tmpfs::mount(64 << 10, false);
+        let db = fs.path().join("db");
+        if form == "plain" {
+            copy_busy_day(&made, &db);
+        } else {
+            std::fs::create_dir_all(db.join("2026/11")).unwrap();
+            std::fs::copy(zst.join(&archived), db.join(&archived)).unwrap();
+        }
+        fs.make_read_only();
+        assert!(day_answers(&db) == before, "{form}: queries answer as ever");
+        let stats = String::from_utf8_lossy(&succeeds(&db, &["stats"])).into_owned();
+        assert!(stats.contains("20000"), "{form}: {stats}");
+        let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
+        assert!(said.contains("2026-11-02: ok"), "{form}: {said}");
+    }
 }
