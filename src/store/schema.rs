@@ -124,9 +124,9 @@ pub fn is_shm_failure(err: &StoreError) -> bool {
 }
 
 /// Opens a day file read-only as *immutable*: SQLite makes no `-shm`, reads no `-wal` and
-/// takes no lock. Only for a caller that holds the day's exclusive lock and has found its
-/// write-ahead log empty: nothing can change the file meanwhile, nothing is in the log to miss
-/// (see `reader::open_day`).
+/// takes no lock. Only for a caller that has found the write-ahead log empty (nothing in it to
+/// miss) and holds the day's exclusive lock, or reads from a read-only file system: nothing
+/// can change the file meanwhile (see `reader::open_day_conn`).
 pub fn open_immutable(path: &Path, opts: &SqliteOptions) -> Result<Connection, StoreError> {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::from("file:");
