@@ -629,17 +629,7 @@ mod tests {
         let rows: Vec<Batch> = conn
             .prepare("SELECT * FROM batches ORDER BY first_seq")
             .unwrap()
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
+            .query_map([], |r| r.try_into())
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

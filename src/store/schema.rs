@@ -397,19 +397,7 @@ mod tests {
             .query_row(
                 "SELECT seq, symbol, ts_event_ns, ts_event, ts_recv_ns, bid, ask, bid_size, source FROM ticks_v",
                 [],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
+                |r| r.try_into(),
             )
             .unwrap();
         assert_eq!(row.0, 1);
