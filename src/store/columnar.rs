@@ -1,5 +1,5 @@
 //! Parquet tick files: the archive form of a closed day (`ticks_<day>.parquet`, read in place
-//! by [`ParquetDay`]) and the file format of `tickrec export` (see schema/archive.md).
+//! by [`ParquetDay`]) and the file format of `tickrec export` (see schema/parquet.md).
 //!
 //! Columns: the `ticks_v` columns — `seq`, `symbol`, `ts_event_ns`, `ts_event` (UTC timestamp
 //! in microseconds, for engines without nanoseconds), `ts_recv_ns`, `bid`, `ask`, `bid_size`,
@@ -51,8 +51,10 @@ use crate::tick::{Decimal, TickRow, Timestamp, MAX_MANTISSA, MAX_SCALE};
 pub const GROUP_MIN_ROWS: usize = 1 << 14;
 /// A row group never holds more rows than this (bounds the memory of writing and reading).
 pub const GROUP_MAX_ROWS: usize = 1 << 17;
-/// Rows per data page: the unit a query skips without decompressing.
-pub const PAGE_ROWS: usize = 16384;
+/// Rows per data page: the unit a query skips without decompressing. 32,768 against 16,384:
+/// 0.3 % smaller on a random-ns day, 2.7 % on the bench's large day, a cold one-hour query
+/// 4-5 ms instead of 4 (schema/parquet.md).
+pub const PAGE_ROWS: usize = 32768;
 /// zstd level of the pages unless told otherwise.
 pub const ZSTD_LEVEL: i32 = 9;
 
