@@ -85,7 +85,7 @@ const WAL_OVER_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 /// 15, 20, 25… ms between tries, so a restart oversleeps the end of the snapshot it waits for:
 /// beside four `tail`s at nice 19 (`bench --only tails`, six runs a side) restarts took 1.3–1.8 s
 /// of the writer's run with it and 1.0–1.2 s polling every 100 µs (the writer 0.80–0.87 × its
-/// speed alone, then 0.86–0.90 ×); alone, 0.67–0.95 s and 0.61–0.69 s.
+/// speed alone, then 0.83–0.93 ×, median 0.84 and 0.89); alone, 0.67–0.95 s and 0.61–0.69 s.
 const RESTART_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
 thread_local! {
