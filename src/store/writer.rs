@@ -118,7 +118,7 @@ fn poll_until_deadline(_tries: i32) -> bool {
 /// the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
 /// reader costs the feed a pause per stretch of WAL, not one per commit (waiting at every commit
 /// took 100 ms of each: `faults::intake::a_reader_holding_an_old_snapshot_…`). While it waits it
-/// looks again every [`RESTART_POLL`] ([`poll_until_deadline`]).
+/// looks again every 100 µs (`RESTART_POLL`, `poll_until_deadline`).
 #[derive(Debug)]
 pub struct WalBound {
     max_bytes: u64,
