@@ -970,6 +970,22 @@ impl Drop for SqliteSink {
 mod tests {
     use super::group_by_symbol;
 
+    /// A WAL restart's busy handler waits only while its restart's deadline lies ahead, and
+    /// never when none is set (a handler left installed cannot wait for ever).
+    #[test]
+    fn a_restart_polls_until_its_deadline_and_never_without_one() {
+        use super::{poll_until_deadline, RESTART_DEADLINE};
+        use std::time::{Duration, Instant};
+        RESTART_DEADLINE.with(|d| d.set(None));
+        assert!(!poll_until_deadline(0));
+        RESTART_DEADLINE.with(|d| d.set(Some(Instant::now() + Duration::from_secs(60))));
+        assert!(poll_until_deadline(0));
+        assert!(poll_until_deadline(1_000));
+        RESTART_DEADLINE.with(|d| d.set(Some(Instant::now())));
+        assert!(!poll_until_deadline(1));
+        RESTART_DEADLINE.with(|d| d.set(None));
+    }
+
     proptest::proptest! {
         #[test]
         fn grouping_by_symbol_keeps_arrival_order_within_a_symbol(
