@@ -131,8 +131,6 @@ struct Run {
     stdout: String,
     stderr: String,
     code: Option<i32>,
-    /// From SIGTERM to exit.
-    exit_after: Duration,
 }
 
 impl Run {
@@ -170,11 +168,15 @@ fn ingest_until_stalled_then_term(db: &Path, config: &Path, input: &Path) -> Run
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
     let exit_after = term.elapsed();
+    // Within the shutdown bound (8 s by default), stalled or not.
+    assert!(
+        exit_after < Duration::from_secs(10),
+        "exited after {exit_after:?}"
+    );
     Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: log.join().unwrap(),
         code: out.status.code(),
-        exit_after,
     }
 }
 
@@ -205,11 +207,6 @@ fn sigterm_while_stalled_spills_every_uncommitted_tick_and_exits_in_time() {
     let input = jsonl(other.path(), 200_000);
 
     let run = ingest_until_stalled_then_term(&db, &cfg, &input);
-    assert!(
-        run.exit_after < Duration::from_secs(10),
-        "exited after {:?}",
-        run.exit_after
-    );
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     let accepted = run.field("accounted:", "accepted");
     let stored = run.field("accounted:", "stored");
@@ -276,11 +273,6 @@ fn with_no_writable_location_the_exact_loss_is_counted_and_the_exit_code_fails()
     let input = jsonl(other.path(), 200_000);
 
     let run = ingest_until_stalled_then_term(&db, &cfg, &input);
-    assert!(
-        run.exit_after < Duration::from_secs(10),
-        "exited after {:?}",
-        run.exit_after
-    );
     assert_eq!(run.code, Some(1));
     let accepted = run.field("accounted:", "accepted");
     let stored = run.field("accounted:", "stored");
@@ -611,7 +603,6 @@ fn sigterm_while_stalled_with_nowhere_to_spill_prints_the_loss_and_the_resume_po
         stdout: so.clone(),
         stderr: se,
         code: out.status.code(),
-        exit_after: term.elapsed(),
     };
     let (accepted, stored, lost) = (
         run.field("accounted:", "accepted"),
