@@ -41,7 +41,7 @@ fn time_queries(store: &Store, day0: i64) -> (f64, f64, u64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = env("TICKS", 2_000_000);
     let symbols = env("SYMBOLS", 128);
-    let level = env("LEVEL", 9) as i32;
+    let level = env("LEVEL", archive::SQLITE_ZST_LEVEL as usize) as i32;
     let dir = tempfile::tempdir()?;
     let base = dir.path();
     common::write_day(base, n, symbols, false)?;
@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         base,
         day,
         archive::ArchiveFormat::SqliteZst,
-        level,
+        Some(level),
         &SqliteOptions::default(),
         false,
     )?

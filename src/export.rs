@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use crate::bars::{Bar, BarBuilder, BarParquetWriter, BarScale, BarWriter, Interval, PriceSide};
 use crate::format::{row_writer, OutputFormat};
 use crate::fsutil;
-use crate::store::columnar::{Grouping, Shapes, TickFileWriter, ZSTD_LEVEL};
+use crate::store::columnar::{Grouping, Levels, Shapes, TickFileWriter};
 use crate::store::reader::{BrokenDay, Read, ReadError, Store, Symbols};
 use crate::tick::Timestamp;
 
@@ -187,7 +187,7 @@ fn write_parquet(
     })?;
     write_partition(path, |f| {
         let mut writer =
-            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, ZSTD_LEVEL)
+            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, Levels::DEFAULT)
                 .map_err(write_err_at(path))?;
         let read = store
             .range_of(&opts.symbols, start, end, &mut |r| writer.push(r))

@@ -80,5 +80,5 @@ for name, rel, reader in [("Tardis BTCUSDT", "tardis_quotes.csv", tardis),
                        f"ask_size, source FROM read_parquet('{p}') ORDER BY symbol, ts_event_ns, seq) TO '{dest}' "
                        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 9, PARQUET_VERSION V2)")
             duck += os.path.getsize(dest)
-        print(f"{name:28s} {rows:7d} {live / rows:7.1f} {zst / rows:7.1f} {pq / rows:8.1f} {duck / rows:7.1f}"
+        print(f"{name:28s} {rows:7d} {live / rows:7.1f} {zst / rows:7.3f} {pq / rows:8.3f} {duck / rows:7.3f}"
               f"  ({len(parquets)} day(s))")

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::columnar::{Digest, Grouping, ParquetDay, Shapes, TickFileWriter};
+use super::columnar::{Digest, Grouping, Levels, ParquetDay, Shapes, TickFileWriter};
 use super::daylock::DayLock;
 use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
@@ -135,6 +135,9 @@ pub enum Sealed {
 /// to incompressible past their 7 bits): levels 1, 3, 9 and 19 packed its directory into
 /// 0.913, 0.910, 0.909 and 0.909 bytes a tick, in 34, 37, 44 and 99 ms.
 const COVER_LEVEL: i32 = 3;
+
+/// zstd level of a `.db.zst` unless told otherwise.
+pub const SQLITE_ZST_LEVEL: i32 = 9;
 
 /// Closes a day file for good: the WAL folded into the file, and the per-transaction
 /// directory (`store::directory`) naming every tick, so that it alone answers the day's
@@ -308,7 +311,7 @@ pub fn archive_day(
     base: &Path,
     day: NaiveDate,
     format: ArchiveFormat,
-    level: i32,
+    level: Option<i32>,
     opts: &SqliteOptions,
     dry_run: bool,
 ) -> Result<Outcome, StoreError> {
@@ -349,7 +352,7 @@ pub fn archive_day(
         return skipped("dry run: would archive");
     }
     if format == ArchiveFormat::Parquet {
-        let summary = archive_parquet(base, day, level, opts)?;
+        let summary = archive_parquet(base, day, Levels::given(level), opts)?;
         drop(lock);
         return Ok(Outcome::Archived {
             archive_bytes: size(&layout::parquet_path(base, day)),
@@ -378,7 +381,15 @@ pub fn archive_day(
     // A durable rename of a checked archive, or the original stays.
     let result = fsutil::write_atomic_checked(
         &zst,
-        |f| write_archive(&compact, f, &zst, &summary, level),
+        |f| {
+            write_archive(
+                &compact,
+                f,
+                &zst,
+                &summary,
+                level.unwrap_or(SQLITE_ZST_LEVEL),
+            )
+        },
         |tmp| check_archive(tmp, summary.ticks, opts),
         |p, e| io(p)(e),
     );
@@ -440,7 +451,7 @@ fn day_summary(
 fn archive_parquet(
     base: &Path,
     day: NaiveDate,
-    level: i32,
+    levels: Levels,
     opts: &SqliteOptions,
 ) -> Result<ArchiveSummary, StoreError> {
     let db = layout::day_path(base, day);
@@ -466,7 +477,7 @@ fn archive_parquet(
         &dest,
         |f| {
             let mut digest = Digest::default();
-            let mut w = TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::BySymbol, level)
+            let mut w = TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::BySymbol, levels)
                 .map_err(io(&dest))?;
             let mut sorted = true;
             let mut last: Option<(Arc<str>, i64)> = None;

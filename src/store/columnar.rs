@@ -35,7 +35,10 @@ use parquet::data_type::{
 };
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::properties::{
+    DeltaBinaryPackedEncoderOptions, EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
+    WriterVersion,
+};
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
@@ -55,12 +58,31 @@ pub const GROUP_MAX_ROWS: usize = 1 << 17;
 /// 0.3 % smaller on a random-ns day, 2.7 % on the bench's large day, a cold one-hour query
 /// 4-5 ms instead of 4 (schema/parquet.md).
 pub const PAGE_ROWS: usize = 32768;
-/// zstd level of the pages unless told otherwise.
-pub const ZSTD_LEVEL: i32 = 9;
+/// zstd levels of the pages: the time columns' and the others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    pub times: i32,
+    pub rest: i32,
+}
+
+impl Levels {
+    /// Unless told otherwise: 19 for every column but the times, 9 for them. The other columns
+    /// are a fifth of a file and compress at 19 (the 2M-tick day 0.75 % smaller than at 9);
+    /// the times are the rest, and at 15 they would make the bench's large day 6 % smaller
+    /// but take 27 s of the 30 s archiving budget instead of 23 (schema/parquet.md).
+    pub const DEFAULT: Levels = Levels { times: 9, rest: 19 };
+
+    /// `level` for every column when given, else [`Levels::DEFAULT`].
+    pub fn given(level: Option<i32>) -> Levels {
+        level.map_or(Levels::DEFAULT, |l| Levels { times: l, rest: l })
+    }
+}
 
 const SUMMARY_KEY: &str = "tickrec.summary";
 const INDEX_KEY: &str = "tickrec.index";
 const DECIMALS: [&str; 4] = ["bid", "ask", "bid_size", "ask_size"];
+/// The three time columns: delta-packed, each page one symbol's run (archives).
+const TIMES: [&str; 3] = ["ts_event_ns", "ts_event", "ts_recv_ns"];
 
 /// The shape of a decimal column: its scale, and whether it needs 38 digits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,13 +148,22 @@ pub struct SymbolIndex {
     pub runs: BTreeMap<String, Vec<[u64; 3]>>,
 }
 
+fn not_open() -> std::io::Error {
+    std::io::Error::other("tick file writer used after finishing")
+}
+
 fn parquet_io(e: ParquetError) -> std::io::Error {
     std::io::Error::other(e)
 }
 
 /// Writes tick rows into one Parquet file (see the module doc).
 pub struct TickFileWriter<W: Write + Send> {
-    writer: SerializedFileWriter<W>,
+    /// Opened with the first row group, whose time columns choose their delta layout.
+    writer: Option<SerializedFileWriter<W>>,
+    start: Option<(W, parquet::schema::types::TypePtr, WriterPropertiesBuilder)>,
+    levels: Levels,
+    /// Miniblocks per delta block of each time column, once chosen.
+    miniblocks: [usize; 3],
     shapes: [DecimalShape; 4],
     grouping: Grouping,
     group: Columns,
@@ -142,7 +173,12 @@ pub struct TickFileWriter<W: Write + Send> {
 }
 
 impl<W: Write + Send> TickFileWriter<W> {
-    pub fn new(out: W, shapes: &Shapes, grouping: Grouping, level: i32) -> std::io::Result<Self> {
+    pub fn new(
+        out: W,
+        shapes: &Shapes,
+        grouping: Grouping,
+        levels: Levels,
+    ) -> std::io::Result<Self> {
         let shapes = shapes.of();
         let decimal_fields: Vec<String> = DECIMALS
             .iter()
@@ -175,15 +211,24 @@ impl<W: Write + Send> TickFileWriter<W> {
         let mut props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(level).map_err(parquet_io)?,
+                ZstdLevel::try_new(levels.rest).map_err(parquet_io)?,
             ))
             .set_statistics_enabled(EnabledStatistics::Page)
-            .set_data_page_row_count_limit(PAGE_ROWS)
+            // Pages are cut by the caller: each batch written is one page (no batch holds more
+            // than `PAGE_ROWS` rows, so none is split).
+            .set_data_page_row_count_limit(1)
+            .set_write_batch_size(PAGE_ROWS)
             .set_created_by(format!("tickrec {}", env!("CARGO_PKG_VERSION")));
         for col in ["seq", "ts_event_ns", "ts_event", "ts_recv_ns", "bid", "ask"] {
             props = props
                 .set_column_dictionary_enabled(ColumnPath::from(col), false)
                 .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+        }
+        for col in TIMES {
+            props = props.set_column_compression(
+                ColumnPath::from(col),
+                Compression::ZSTD(ZstdLevel::try_new(levels.times).map_err(parquet_io)?),
+            );
         }
         if shapes[0].wide || shapes[1].wide {
             // DELTA_BINARY_PACKED is for integers only.
@@ -191,10 +236,11 @@ impl<W: Write + Send> TickFileWriter<W> {
                 props = props.set_column_encoding(ColumnPath::from(col), Encoding::PLAIN);
             }
         }
-        let writer =
-            SerializedFileWriter::new(out, schema, Arc::new(props.build())).map_err(parquet_io)?;
         Ok(TickFileWriter {
-            writer,
+            writer: None,
+            start: Some((out, schema, props)),
+            levels,
+            miniblocks: [4; 3],
             shapes,
             grouping,
             group: Columns::default(),
@@ -232,7 +278,12 @@ impl<W: Write + Send> TickFileWriter<W> {
 
     fn flush_group(&mut self) -> std::io::Result<()> {
         if self.group.len() > 0 {
-            self.group.write(&mut self.writer, &self.shapes)?;
+            let time_pages = self.group.pages(self.grouping);
+            let pages = self.group.pages(Grouping::Plain);
+            self.open(&time_pages)?;
+            let writer = self.writer.as_mut().ok_or_else(not_open)?;
+            self.group
+                .write(writer, &self.shapes, &time_pages, &pages)?;
             self.group_index += 1;
         }
         Ok(())
@@ -242,16 +293,84 @@ impl<W: Write + Send> TickFileWriter<W> {
     /// key-value metadata when given); returns the output and the row count.
     pub fn finish(mut self, summary: Option<&ArchiveSummary>) -> std::io::Result<(W, u64)> {
         self.flush_group()?;
+        self.open(&[])?;
+        let mut writer = self.writer.take().ok_or_else(not_open)?;
         if let Some(s) = summary {
             let json = |v: &dyn erased::Json| v.to_json();
-            self.writer
-                .append_key_value_metadata(KeyValue::new(SUMMARY_KEY.into(), json(s)?));
-            self.writer
-                .append_key_value_metadata(KeyValue::new(INDEX_KEY.into(), json(&self.index)?));
+            writer.append_key_value_metadata(KeyValue::new(SUMMARY_KEY.into(), json(s)?));
+            writer.append_key_value_metadata(KeyValue::new(INDEX_KEY.into(), json(&self.index)?));
         }
-        let out = self.writer.into_inner().map_err(parquet_io)?;
+        let out = writer.into_inner().map_err(parquet_io)?;
         Ok((out, self.rows))
     }
+
+    /// The file writer, opened on first use. Each time column takes the delta block layout
+    /// that writes the buffered group (`time_pages` of it) smaller: 256 values in 4 miniblocks
+    /// of 64 (regular gaps: one width byte per 64 values, and zstd finds the repeats) or in 8
+    /// of 32 (random gaps: a miniblock is as wide as its largest gap, and the largest of 32 is
+    /// narrower).
+    fn open(&mut self, time_pages: &[std::ops::Range<usize>]) -> std::io::Result<()> {
+        if let Some((out, schema, mut props)) = self.start.take() {
+            let g = &self.group;
+            let level = self.levels.times;
+            let times = [&g.ts_event_ns, &g.ts_event_us, &g.ts_recv_ns];
+            for (i, (col, values)) in TIMES.into_iter().zip(times).enumerate() {
+                let bytes = |miniblocks| delta_column_bytes(values, time_pages, miniblocks, level);
+                if bytes(8)? < bytes(4)? {
+                    self.miniblocks[i] = 8;
+                    props = props.set_column_delta_binary_packed_encoder_options(
+                        ColumnPath::from(col),
+                        DeltaBinaryPackedEncoderOptions::try_new(256, 8).map_err(parquet_io)?,
+                    );
+                }
+            }
+            self.writer = Some(
+                SerializedFileWriter::new(out, schema, Arc::new(props.build()))
+                    .map_err(parquet_io)?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of `values` written alone as a Parquet column of delta-packed blocks of 256 values
+/// in `miniblocks` miniblocks, one page per range of `pages`, zstd at `level`: what the column
+/// would take in the file.
+fn delta_column_bytes(
+    values: &[i64],
+    pages: &[std::ops::Range<usize>],
+    miniblocks: usize,
+    level: i32,
+) -> std::io::Result<usize> {
+    let schema = parse_message_type("message t { required int64 v; }").map_err(parquet_io)?;
+    let props = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(level).map_err(parquet_io)?,
+        ))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_dictionary_enabled(false)
+        .set_encoding(Encoding::DELTA_BINARY_PACKED)
+        .set_delta_binary_packed_encoder_options(
+            DeltaBinaryPackedEncoderOptions::try_new(256, miniblocks).map_err(parquet_io)?,
+        )
+        .set_data_page_row_count_limit(1)
+        .set_write_batch_size(PAGE_ROWS)
+        .build();
+    let mut w = SerializedFileWriter::new(Vec::new(), Arc::new(schema), Arc::new(props))
+        .map_err(parquet_io)?;
+    let mut group = w.next_row_group().map_err(parquet_io)?;
+    if let Some(mut col) = group.next_column().map_err(parquet_io)? {
+        if let ColumnWriter::Int64ColumnWriter(cw) = col.untyped() {
+            for p in pages {
+                cw.write_batch(&values[p.clone()], None, None)
+                    .map_err(parquet_io)?;
+            }
+        }
+        col.close().map_err(parquet_io)?;
+    }
+    group.close().map_err(parquet_io)?;
+    Ok(w.into_inner().map_err(parquet_io)?.len())
 }
 
 mod erased {
@@ -333,40 +452,89 @@ impl Columns {
         }
     }
 
-    /// Writes the buffered rows as one row group and empties the buffers.
+    /// The group's data pages, as row ranges: with [`Grouping::BySymbol`] one page per symbol
+    /// run (a delta block never spans two symbols, and a one-symbol read decodes only its own
+    /// rows), a run longer than [`PAGE_ROWS`] cut into equal pages no longer than that.
+    fn pages(&self, grouping: Grouping) -> Vec<std::ops::Range<usize>> {
+        let n = self.len();
+        let mut runs = Vec::new();
+        let mut start = 0;
+        if grouping == Grouping::BySymbol {
+            for i in 1..n {
+                if self.symbol[i].data() != self.symbol[i - 1].data() {
+                    runs.push(start..i);
+                    start = i;
+                }
+            }
+        }
+        if start < n {
+            runs.push(start..n);
+        }
+        let mut pages = Vec::with_capacity(runs.len());
+        for run in runs {
+            let k = run.len().div_ceil(PAGE_ROWS);
+            for j in 0..k {
+                pages.push(run.start + run.len() * j / k..run.start + run.len() * (j + 1) / k);
+            }
+        }
+        pages
+    }
+
+    /// Writes the buffered rows as one row group, each column in `pages`, and empties the
+    /// buffers. (The writer cuts a page after every batch: see [`TickFileWriter::new`].)
     fn write<W: Write + Send>(
         &mut self,
         writer: &mut SerializedFileWriter<W>,
         shapes: &[DecimalShape; 4],
+        time_pages: &[std::ops::Range<usize>],
+        pages: &[std::ops::Range<usize>],
     ) -> std::io::Result<()> {
+        fn each<T: DataType>(
+            w: &mut parquet::column::writer::ColumnWriterImpl<'_, T>,
+            values: &[T::T],
+            defs: Option<&[i16]>,
+            pages: &[std::ops::Range<usize>],
+        ) -> Result<(), ParquetError> {
+            // Present values before each row (a missing decimal has a level and no value).
+            let mut at = 0;
+            for p in pages {
+                let d = defs.map(|d| &d[p.clone()]);
+                let present = d.map_or(p.len(), |d| d.iter().filter(|&&l| l == 1).count());
+                w.write_batch(&values[at..at + present], d, None)?;
+                at += present;
+            }
+            Ok(())
+        }
         let mut group = writer.next_row_group().map_err(parquet_io)?;
         let mut column = 0usize;
         while let Some(mut col) = group.next_column().map_err(parquet_io)? {
             let written = match (col.untyped(), column) {
-                (ColumnWriter::Int64ColumnWriter(w), 0) => w.write_batch(&self.seq, None, None),
-                (ColumnWriter::ByteArrayColumnWriter(w), 1) => {
-                    w.write_batch(&self.symbol, None, None)
-                }
+                (ColumnWriter::Int64ColumnWriter(w), 0) => each(w, &self.seq, None, pages),
+                (ColumnWriter::ByteArrayColumnWriter(w), 1) => each(w, &self.symbol, None, pages),
                 (ColumnWriter::Int64ColumnWriter(w), 2) => {
-                    w.write_batch(&self.ts_event_ns, None, None)
+                    each(w, &self.ts_event_ns, None, time_pages)
                 }
                 (ColumnWriter::Int64ColumnWriter(w), 3) => {
-                    w.write_batch(&self.ts_event_us, None, None)
+                    each(w, &self.ts_event_us, None, time_pages)
                 }
                 (ColumnWriter::Int64ColumnWriter(w), 4) => {
-                    w.write_batch(&self.ts_recv_ns, None, None)
+                    each(w, &self.ts_recv_ns, None, time_pages)
                 }
-                (ColumnWriter::Int64ColumnWriter(w), 5..=8) if !shapes[column - 5].wide => {
-                    w.write_batch(&self.narrow[column - 5], Some(&self.defs[column - 5]), None)
-                }
-                (ColumnWriter::FixedLenByteArrayColumnWriter(w), 5..=8) => {
-                    w.write_batch(&self.wide[column - 5], Some(&self.defs[column - 5]), None)
-                }
-                (ColumnWriter::ByteArrayColumnWriter(w), 9) => {
-                    w.write_batch(&self.source, None, None)
-                }
+                (ColumnWriter::Int64ColumnWriter(w), 5..=8) if !shapes[column - 5].wide => each(
+                    w,
+                    &self.narrow[column - 5],
+                    Some(&self.defs[column - 5]),
+                    pages,
+                ),
+                (ColumnWriter::FixedLenByteArrayColumnWriter(w), 5..=8) => each(
+                    w,
+                    &self.wide[column - 5],
+                    Some(&self.defs[column - 5]),
+                    pages,
+                ),
+                (ColumnWriter::ByteArrayColumnWriter(w), 9) => each(w, &self.source, None, pages),
                 (ColumnWriter::Int32ColumnWriter(w), 10) => {
-                    w.write_batch(&self.given_scales, None, None)
+                    each(w, &self.given_scales, None, pages)
                 }
                 _ => {
                     return Err(std::io::Error::other(format!(
@@ -1102,6 +1270,122 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rand::{Rng, SeedableRng};
+
+    fn row(seq: i64, symbol: &str, ts: i64) -> TickRow {
+        TickRow {
+            seq: Some(seq),
+            symbol: Arc::from(symbol),
+            source: Arc::from("LP1"),
+            ts_event: Timestamp(ts),
+            ts_recv: Timestamp(ts + 40_000),
+            bid: Decimal::parse("1.08502").ok(),
+            ask: Decimal::parse("1.08507").ok(),
+            bid_size: None,
+            ask_size: None,
+        }
+    }
+
+    type Gap<'a> = &'a dyn Fn(&mut rand::rngs::SmallRng) -> i64;
+
+    /// Writes `runs` (symbol, rows, gap between its event times) as an archive; gives back
+    /// the file and the time columns' miniblocks.
+    fn write_runs(runs: &[(&str, usize, Gap)]) -> (tempfile::NamedTempFile, [usize; 3]) {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut shapes = Shapes::default();
+        let rows: Vec<TickRow> = runs
+            .iter()
+            .flat_map(|&(sym, n, gap)| {
+                let mut ts = 1_764_000_000_000_000_000i64;
+                (0..n)
+                    .map(|i| {
+                        ts += gap(&mut rng);
+                        row(i as i64 + 1, sym, ts)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for r in &rows {
+            shapes.observe_decimals(decimals(r));
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let out = file.reopen().unwrap();
+        let mut w = TickFileWriter::new(out, &shapes, Grouping::BySymbol, Levels::DEFAULT).unwrap();
+        for r in &rows {
+            w.push(r).unwrap();
+        }
+        w.flush_group().unwrap();
+        let miniblocks = w.miniblocks;
+        w.finish(None).unwrap();
+        (file, miniblocks)
+    }
+
+    /// First row of each page of column `col`, per row group.
+    fn page_starts(path: &Path, col: usize) -> Vec<Vec<i64>> {
+        let options = ReadOptionsBuilder::new().with_page_index().build();
+        let r = SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap();
+        (0..r.metadata().num_row_groups())
+            .map(|g| {
+                let index = r.metadata().page_index_for_row_group(g);
+                let pages = index.offset_index(col).unwrap().page_locations();
+                pages.iter().map(|p| p.first_row_index).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_time_page_holds_one_symbols_run_and_long_runs_are_cut_evenly() {
+        let ms = |_: &mut rand::rngs::SmallRng| 1_000_000;
+        let (file, _) = write_runs(&[("A", 40_000, &ms), ("B", 100, &ms), ("C", 20_000, &ms)]);
+        // Groups: A alone (it passed GROUP_MIN_ROWS), then B and C. The times: one page per
+        // run, A's 40,000 rows in two of 20,000; the other columns: pages of the group.
+        for col in [2, 3, 4] {
+            assert_eq!(
+                page_starts(file.path(), col),
+                [vec![0, 20_000], vec![0, 100]]
+            );
+        }
+        for col in [0, 1, 5, 9] {
+            assert_eq!(page_starts(file.path(), col), [vec![0, 20_000], vec![0]]);
+        }
+        let r = SerializedFileReader::new(File::open(file.path()).unwrap()).unwrap();
+        assert_eq!(r.metadata().file_metadata().num_rows(), 60_100);
+    }
+
+    #[test]
+    fn each_time_column_takes_the_delta_layout_that_writes_it_smaller() {
+        // Random (exponential) gaps: the largest of 32 is narrower than the largest of 64.
+        let random = |r: &mut rand::rngs::SmallRng| 1 + (-(1.0 - r.gen::<f64>()).ln() * 5e9) as i64;
+        assert_eq!(write_runs(&[("A", 20_000, &random)]).1, [8, 8, 8]);
+        // Millisecond times with bursts and pauses, as many sources give them: whichever
+        // writes smaller, column by column.
+        let ms = |r: &mut rand::rngs::SmallRng| match r.gen_range(0..10) {
+            0 => r.gen_range(1..5_000) * 1_000_000,
+            _ => r.gen_range(0..3) * 1_000_000,
+        };
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut ts = 0i64;
+        let ns: Vec<i64> = (0..20_000)
+            .map(|_| {
+                ts += ms(&mut rng);
+                ts
+            })
+            .collect();
+        let us: Vec<i64> = ns.iter().map(|t| t / 1_000).collect();
+        let all = 0..20_000;
+        let pages = std::slice::from_ref(&all);
+        let smaller = |v: &[i64]| {
+            let b = |m| delta_column_bytes(v, pages, m, Levels::DEFAULT.times).unwrap();
+            if b(8) < b(4) {
+                8
+            } else {
+                4
+            }
+        };
+        let want = [smaller(&ns), smaller(&us), smaller(&ns)];
+        assert_eq!(write_runs(&[("A", 20_000, &ms)]).1, want);
+    }
 
     #[test]
     fn unscaling_gives_back_the_decimal_as_given() {

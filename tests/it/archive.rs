@@ -182,8 +182,15 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
         committed_ticks(&db) == 1
     });
     let opts = SqliteOptions::default();
-    let outcome =
-        archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
+    let outcome = archive::archive_day(
+        base,
+        old.day(),
+        ArchiveFormat::Parquet,
+        Some(3),
+        &opts,
+        false,
+    )
+    .unwrap();
     assert!(
         matches!(&outcome, Outcome::Skipped { why, .. } if why.contains("writer")),
         "{outcome:?}"
@@ -194,8 +201,15 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     // holds a copy of the lock's descriptor until it execs: hence a wait, not one attempt.)
     let mut outcome = None;
     wait_until(Duration::from_secs(10), "the day archived", || {
-        let o =
-            archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
+        let o = archive::archive_day(
+            base,
+            old.day(),
+            ArchiveFormat::Parquet,
+            Some(3),
+            &opts,
+            false,
+        )
+        .unwrap();
         let done = matches!(o, Outcome::Archived { .. });
         outcome = Some(o);
         done
@@ -245,8 +259,15 @@ fn leftovers_of_an_interrupted_run(format: ArchiveFormat) {
     std::fs::write(&tmp, b"half an archive").unwrap();
     assert!(!layout::list_days(base).unwrap()[0].archived);
     assert_eq!(all_rows(base, "EURUSD").len(), 1);
-    let outcome =
-        archive::archive_day(base, old.day(), format, 3, &SqliteOptions::default(), false).unwrap();
+    let outcome = archive::archive_day(
+        base,
+        old.day(),
+        format,
+        Some(3),
+        &SqliteOptions::default(),
+        false,
+    )
+    .unwrap();
     assert!(matches!(outcome, Outcome::Archived { .. }));
     assert!(
         !Path::new(&tmp).exists(),
@@ -527,7 +548,7 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
             base,
             ts(day).day(),
             ArchiveFormat::SqliteZst,
-            3,
+            Some(3),
             &SqliteOptions::default(),
             false,
         )
@@ -620,8 +641,15 @@ fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_lat
     // file until it execs, so "in use by a writer" may last a moment after our writer is gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let outcome = loop {
-        let outcome =
-            archive::archive_day(base, old.day(), ArchiveFormat::Parquet, 3, &opts, false).unwrap();
+        let outcome = archive::archive_day(
+            base,
+            old.day(),
+            ArchiveFormat::Parquet,
+            Some(3),
+            &opts,
+            false,
+        )
+        .unwrap();
         match &outcome {
             Outcome::Skipped { why, .. }
                 if why.contains("writer") && std::time::Instant::now() < deadline =>

@@ -167,7 +167,7 @@ pub fn compare_sizes(
         &zst_base,
         day,
         ArchiveFormat::SqliteZst,
-        9,
+        None,
         &opts,
         false,
     )?)?);
@@ -175,7 +175,7 @@ pub fn compare_sizes(
         &base,
         day,
         ArchiveFormat::Parquet,
-        9,
+        None,
         &opts,
         false,
     )?)?);
@@ -210,7 +210,7 @@ pub fn archive_large_day(
         "(e) archiving the large day as Parquet, then querying it…"
     )?;
     let started = Instant::now();
-    let outcome = archive::archive_day(base, day, ArchiveFormat::Parquet, 9, opts, false)?;
+    let outcome = archive::archive_day(base, day, ArchiveFormat::Parquet, None, opts, false)?;
     r.archive_seconds = started.elapsed().as_secs_f64();
     let ticks = match &outcome {
         Outcome::Archived { summary, .. } => summary.ticks,
@@ -241,7 +241,7 @@ impl std::fmt::Display for ArchiveFigures {
         let duck = self.cmp_duckdb_bytes_per_tick;
         writeln!(
             f,
-            "archive, {}-tick day, bytes/tick live {:.1}, .db.zst {:.1}, Parquet {:.1} = {:.2} x .db.zst (target <= 0.75); DuckDB Parquet {} (target: ours <= DuckDB's)",
+            "archive, {}-tick day, bytes/tick live {:.1}, .db.zst {:.1}, Parquet {:.2} = {:.3} x .db.zst (target <= 0.75); DuckDB Parquet {} (target: ours <= DuckDB's)",
             self.cmp_day_ticks,
             self.cmp_live_bytes_per_tick,
             self.cmp_db_zst_bytes_per_tick,
