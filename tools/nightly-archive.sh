@@ -11,7 +11,7 @@
 #   TICK_DB_PATH        base folder of the day files        (optional; else the config's)
 #   OLDER_THAN          archive days at least this old      (default: 7d)
 #   FORMAT              parquet or sqlite-zst               (default: parquet)
-#   LEVEL               zstd level                          (default: 9)
+#   LEVEL               zstd level of every column          (default: tickrec's own, see archive --help)
 #   DELETE_OLDER_THAN   retention, e.g. 400d                (default: unset = keep everything)
 #   LOCK_FILE           guards against overlapping runs     (default: /tmp/tickrec-archive.lock)
 #
@@ -25,7 +25,7 @@ set -uo pipefail
 
 bin="${TICKREC_BIN:-tickrec}"
 older="${OLDER_THAN:-7d}"
-level="${LEVEL:-9}"
+level="${LEVEL:-}"
 format="${FORMAT:-parquet}"
 lock="${LOCK_FILE:-/tmp/tickrec-archive.lock}"
 
@@ -52,7 +52,8 @@ log "seal: days older than 1d"
 seal_status=${PIPESTATUS[0]}
 
 args=("${common[@]}")
-args+=(archive --older-than "$older" --format "$format" --level "$level")
+args+=(archive --older-than "$older" --format "$format")
+[ -n "$level" ] && args+=(--level "$level")
 [ -n "${DELETE_OLDER_THAN:-}" ] && args+=(--delete-older-than "$DELETE_OLDER_THAN" --yes)
 
 log "start: ${args[*]}"

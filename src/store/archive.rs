@@ -30,7 +30,7 @@ use super::daylock::DayLock;
 use super::layout::{self, DayFile, Form};
 use super::{schema, SqliteOptions, StoreError};
 use crate::fsutil::{self, with_suffix};
-use crate::tick::{Decimal, Timestamp};
+use crate::tick::{Decimal, TickRow, Timestamp};
 
 const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 
@@ -135,6 +135,11 @@ pub enum Sealed {
 /// to incompressible past their 7 bits): levels 1, 3, 9 and 19 packed its directory into
 /// 0.913, 0.910, 0.909 and 0.909 bytes a tick, in 34, 37, 44 and 99 ms.
 const COVER_LEVEL: i32 = 3;
+
+/// Rows per chunk handed from the day file's reader to the Parquet encoder, and chunks in
+/// flight: a few MB at most.
+const PIPE_ROWS: usize = 4096;
+const PIPE_CHUNKS: usize = 4;
 
 /// zstd level of a `.db.zst` unless told otherwise.
 pub const SQLITE_ZST_LEVEL: i32 = 9;
@@ -477,31 +482,62 @@ fn archive_parquet(
         &dest,
         |f| {
             let mut digest = Digest::default();
-            let mut w = TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::BySymbol, levels)
+            let w = TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::BySymbol, levels)
                 .map_err(io(&dest))?;
             let mut sorted = true;
             let mut last: Option<(Arc<str>, i64)> = None;
-            let mut push_err = None;
-            let read = super::reader::scan_by_symbol(&db, opts, &mut |r| {
-                let seq = r.seq.unwrap_or(0);
-                if let Some((sym, s)) = &last {
-                    if Arc::ptr_eq(sym, &r.symbol) && *s > seq {
-                        sorted = false;
+            // Two threads: this one reads the day file (and digests), the other encodes and
+            // compresses the rows. Archiving the bench's 2M-tick random-ns day: 4.8 -> 3.6 s;
+            // its 10M-tick day, where reading by symbol is most of the time: 24.7 -> 24.0 s
+            // (three runs each way).
+            let (rows_tx, rows_rx) = crossbeam_channel::bounded::<Vec<TickRow>>(PIPE_CHUNKS);
+            let (read, w) = std::thread::scope(|s| {
+                let encoder = s.spawn(move || -> std::io::Result<_> {
+                    let mut w = w;
+                    for chunk in rows_rx {
+                        for r in &chunk {
+                            w.push(r)?;
+                        }
                     }
+                    Ok(w)
+                });
+                let mut chunk = Vec::with_capacity(PIPE_ROWS);
+                let mut read = super::reader::scan_by_symbol(&db, opts, &mut |r| {
+                    let seq = r.seq.unwrap_or(0);
+                    if let Some((sym, s)) = &last {
+                        if Arc::ptr_eq(sym, &r.symbol) && *s > seq {
+                            sorted = false;
+                        }
+                    }
+                    last = Some((r.symbol.clone(), seq));
+                    digest.add(r);
+                    chunk.push(r.clone());
+                    if chunk.len() == PIPE_ROWS {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(PIPE_ROWS));
+                        // Refused only when the encoder stopped: its error is the one told.
+                        rows_tx
+                            .send(full)
+                            .map_err(|_| std::io::Error::other("the Parquet encoder stopped"))?;
+                    }
+                    Ok(())
+                });
+                if read.is_ok() && !chunk.is_empty() && rows_tx.send(chunk).is_err() {
+                    read = Err(super::reader::ReadError::Output(std::io::Error::other(
+                        "the Parquet encoder stopped",
+                    )));
                 }
-                last = Some((r.symbol.clone(), seq));
-                digest.add(r);
-                w.push(r).inspect_err(|e| push_err = Some(e.to_string()))
+                drop(rows_tx);
+                let w = encoder
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the Parquet encoder panicked")));
+                (read, w)
             });
             written.set(digest);
+            let w = w.map_err(io(&dest))?;
             match read {
                 Ok(_) => {}
                 Err(super::reader::ReadError::Store(e)) => return Err(e),
-                Err(e) => {
-                    return Err(io(&dest)(std::io::Error::other(
-                        push_err.unwrap_or_else(|| e.to_string()),
-                    )))
-                }
+                Err(e) => return Err(io(&dest)(std::io::Error::other(e.to_string()))),
             }
             summary.seq_sorted_per_symbol = sorted;
             summary.row_digest = Some(digest.sum);

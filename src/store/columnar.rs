@@ -10,7 +10,9 @@
 //!
 //! Archive layout: rows sorted by (symbol, ts_event, seq); a row group ends at a symbol
 //! boundary once it holds [`GROUP_MIN_ROWS`], and always at [`GROUP_MAX_ROWS`]; pages hold at
-//! most [`PAGE_ROWS`] rows (data page v2, zstd), with page statistics and the page index. The
+//! most [`PAGE_ROWS`] rows (data page v2, zstd at [`Levels`]), and in the three time columns
+//! one symbol's run each; each time column's delta blocks take the layout that writes the first
+//! row group smaller; page statistics and the page index on every column. The
 //! file's key-value metadata holds the day's summary (`tickrec.summary`, the
 //! [`ArchiveSummary`] a `.db.zst` carries at its head) and the symbol index (`tickrec.index`):
 //! each symbol's row runs `(group, first row, end row)`, so a query of one symbol reads only
