@@ -316,7 +316,13 @@ impl<W: Write + Send> TickFileWriter<W> {
             let g = &self.group;
             let level = self.levels.times;
             let times = [&g.ts_event_ns, &g.ts_event_us, &g.ts_recv_ns];
-            for (i, (col, values)) in TIMES.into_iter().zip(times).enumerate() {
+            // A file without rows keeps the writer's layout.
+            let chosen = if time_pages.is_empty() {
+                0
+            } else {
+                TIMES.len()
+            };
+            for (i, (col, values)) in TIMES.into_iter().zip(times).enumerate().take(chosen) {
                 let bytes = |miniblocks| delta_column_bytes(values, time_pages, miniblocks, level);
                 if bytes(8)? < bytes(4)? {
                     self.miniblocks[i] = 8;
