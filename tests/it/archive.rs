@@ -154,6 +154,11 @@ fn archived_days_answer_queries_exactly_as_before_and_today_is_never_archived() 
 }
 
 /// The names in `day`'s month folder that belong to `day`, sorted.
+/// Archives `day` (zstd level 3: quick) with the default SQLite options.
+fn archive_at_3(base: &Path, day: chrono::NaiveDate, format: ArchiveFormat) -> Outcome {
+    archive::archive_day(base, day, format, Some(3), &SqliteOptions::default(), false).unwrap()
+}
+
 fn files_of_day(base: &Path, day: chrono::NaiveDate) -> Vec<String> {
     let folder = layout::day_path(base, day);
     let folder = folder.parent().unwrap();
@@ -181,16 +186,7 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     wait_until(Duration::from_secs(10), "the tick committed", || {
         committed_ticks(&db) == 1
     });
-    let opts = SqliteOptions::default();
-    let outcome = archive::archive_day(
-        base,
-        old.day(),
-        ArchiveFormat::Parquet,
-        Some(3),
-        &opts,
-        false,
-    )
-    .unwrap();
+    let outcome = archive_at_3(base, old.day(), ArchiveFormat::Parquet);
     assert!(
         matches!(&outcome, Outcome::Skipped { why, .. } if why.contains("writer")),
         "{outcome:?}"
@@ -201,15 +197,7 @@ fn a_day_file_a_writer_holds_is_never_archived_and_a_late_tick_restores_an_archi
     // holds a copy of the lock's descriptor until it execs: hence a wait, not one attempt.)
     let mut outcome = None;
     wait_until(Duration::from_secs(10), "the day archived", || {
-        let o = archive::archive_day(
-            base,
-            old.day(),
-            ArchiveFormat::Parquet,
-            Some(3),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let o = archive_at_3(base, old.day(), ArchiveFormat::Parquet);
         let done = matches!(o, Outcome::Archived { .. });
         outcome = Some(o);
         done
@@ -259,15 +247,7 @@ fn leftovers_of_an_interrupted_run(format: ArchiveFormat) {
     std::fs::write(&tmp, b"half an archive").unwrap();
     assert!(!layout::list_days(base).unwrap()[0].archived);
     assert_eq!(all_rows(base, "EURUSD").len(), 1);
-    let outcome = archive::archive_day(
-        base,
-        old.day(),
-        format,
-        Some(3),
-        &SqliteOptions::default(),
-        false,
-    )
-    .unwrap();
+    let outcome = archive_at_3(base, old.day(), format);
     assert!(matches!(outcome, Outcome::Archived { .. }));
     assert!(
         !Path::new(&tmp).exists(),
@@ -544,15 +524,7 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
     }
     rec.shutdown();
     for day in ["2026-10-01", "2026-10-02"] {
-        archive::archive_day(
-            base,
-            ts(day).day(),
-            ArchiveFormat::SqliteZst,
-            Some(3),
-            &SqliteOptions::default(),
-            false,
-        )
-        .unwrap();
+        archive_at_3(base, ts(day).day(), ArchiveFormat::SqliteZst);
     }
     // A bound smaller than one day: only the copy just made may stay.
     let store =
@@ -641,15 +613,7 @@ fn a_store_kept_open_follows_its_day_through_new_names_sealing_archiving_and_lat
     // file until it execs, so "in use by a writer" may last a moment after our writer is gone.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let outcome = loop {
-        let outcome = archive::archive_day(
-            base,
-            old.day(),
-            ArchiveFormat::Parquet,
-            Some(3),
-            &opts,
-            false,
-        )
-        .unwrap();
+        let outcome = archive_at_3(base, old.day(), ArchiveFormat::Parquet);
         match &outcome {
             Outcome::Skipped { why, .. }
                 if why.contains("writer") && std::time::Instant::now() < deadline =>
