@@ -136,9 +136,9 @@ pub enum Sealed {
 /// 0.913, 0.910, 0.909 and 0.909 bytes a tick, in 34, 37, 44 and 99 ms.
 const COVER_LEVEL: i32 = 3;
 
-/// Rows per chunk handed from the day file's reader to the Parquet encoder, and chunks in
-/// flight: a few MB at most.
+/// Rows per chunk handed from the day file's reader to the Parquet encoder.
 const PIPE_ROWS: usize = 4096;
+/// Chunks in flight between them: a few MB at most.
 const PIPE_CHUNKS: usize = 4;
 
 /// zstd level of a `.db.zst` unless told otherwise.

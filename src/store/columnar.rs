@@ -71,7 +71,7 @@ impl Levels {
     /// Unless told otherwise: 19 for every column but the times, 9 for them. The other columns
     /// are a fifth of a file and compress at 19 (the 2M-tick day 0.75 % smaller than at 9);
     /// the times are the rest, and at 15 they would make the bench's large day 6 % smaller
-    /// but take 27 s of the 30 s archiving budget instead of 23 (schema/parquet.md).
+    /// but take 27-30 s of its 30 s archiving budget instead of 23-24 (schema/parquet.md).
     pub const DEFAULT: Levels = Levels { times: 9, rest: 19 };
 
     /// `level` for every column when given, else [`Levels::DEFAULT`].
