@@ -187,7 +187,7 @@ fn write_parquet(
     })?;
     write_partition(path, |f| {
         let mut writer =
-            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, Levels::DEFAULT)
+            TickFileWriter::new(BufWriter::new(f), &shapes, Grouping::Plain, Levels::EXPORT)
                 .map_err(write_err_at(path))?;
         let read = store
             .range_of(&opts.symbols, start, end, &mut |r| writer.push(r))
