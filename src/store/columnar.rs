@@ -154,8 +154,9 @@ pub struct SymbolIndex {
     pub runs: BTreeMap<String, Vec<[u64; 3]>>,
 }
 
+/// The file writer is missing: opening it failed before.
 fn not_open() -> std::io::Error {
-    std::io::Error::other("tick file writer used after finishing")
+    std::io::Error::other("the tick file's writer could not be opened")
 }
 
 fn parquet_io(e: ParquetError) -> std::io::Error {
@@ -321,19 +322,17 @@ impl<W: Write + Send> TickFileWriter<W> {
             let level = self.levels.times;
             let times = [&g.ts_event_ns, &g.ts_event_us, &g.ts_recv_ns];
             // A file without rows keeps the writer's layout.
-            let chosen = if time_pages.is_empty() {
-                0
-            } else {
-                TIMES.len()
-            };
-            for (i, (col, values)) in TIMES.into_iter().zip(times).enumerate().take(chosen) {
-                let bytes = |miniblocks| delta_column_bytes(values, time_pages, miniblocks, level);
-                if bytes(8)? < bytes(4)? {
-                    self.miniblocks[i] = 8;
-                    props = props.set_column_delta_binary_packed_encoder_options(
-                        ColumnPath::from(col),
-                        DeltaBinaryPackedEncoderOptions::try_new(256, 8).map_err(parquet_io)?,
-                    );
+            if !time_pages.is_empty() {
+                for (i, (col, values)) in TIMES.into_iter().zip(times).enumerate() {
+                    let bytes =
+                        |miniblocks| delta_column_bytes(values, time_pages, miniblocks, level);
+                    if bytes(8)? < bytes(4)? {
+                        self.miniblocks[i] = 8;
+                        props = props.set_column_delta_binary_packed_encoder_options(
+                            ColumnPath::from(col),
+                            DeltaBinaryPackedEncoderOptions::try_new(256, 8).map_err(parquet_io)?,
+                        );
+                    }
                 }
             }
             self.writer = Some(
@@ -465,8 +464,9 @@ impl Columns {
     }
 
     /// The group's data pages, as row ranges: with [`Grouping::BySymbol`] one page per symbol
-    /// run (a delta block never spans two symbols, and a one-symbol read decodes only its own
-    /// rows), a run longer than [`PAGE_ROWS`] cut into equal pages no longer than that.
+    /// run (the time columns' pages: no delta block of theirs spans two symbols), else the
+    /// whole group as one run; a run longer than [`PAGE_ROWS`] cut into equal pages no longer
+    /// than that.
     fn pages(&self, grouping: Grouping) -> Vec<std::ops::Range<usize>> {
         let n = self.len();
         let mut runs = Vec::new();
@@ -507,7 +507,7 @@ impl Columns {
             defs: Option<&[i16]>,
             pages: &[std::ops::Range<usize>],
         ) -> Result<(), ParquetError> {
-            // Present values before each row (a missing decimal has a level and no value).
+            // Values written so far: a missing decimal has a definition level and no value.
             let mut at = 0;
             for p in pages {
                 let d = defs.map(|d| &d[p.clone()]);
