@@ -1,5 +1,6 @@
 //! This process's memory as the kernel counts it (`/proc/self/status`; Linux only, `None`
-//! elsewhere): figures for `bench`, `migrate` and `verify` summaries.
+//! elsewhere) and the calling thread's CPU time: figures for `bench`, `migrate` and `verify`
+//! summaries.
 
 fn status_kib(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -15,4 +16,17 @@ pub fn rss_bytes() -> Option<u64> {
 /// Peak resident memory of the process so far, bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     status_kib("VmHWM:").map(|k| k * 1024)
+}
+
+/// CPU time the calling thread has used so far (user and system).
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    let secs = u64::try_from(t.tv_sec).ok()?;
+    let nanos = u32::try_from(t.tv_nsec).ok()?;
+    (rc == 0).then(|| std::time::Duration::new(secs, nanos))
 }

@@ -87,6 +87,9 @@ pub struct BenchReport {
     pub writer_ticks_per_s_with_tails: f64,
     /// The same with the tails at nice 19 (a bulk consumer beside a recorder at full speed).
     pub writer_ticks_per_s_with_tails_nice19: f64,
+    /// CPU time a following tail spends per tick it reads and formats (the four tails of the
+    /// last run at default priority), ns: with the writer's speed, the cores four tails take.
+    pub tail_cpu_ns_per_tick: f64,
     /// `store_tick` under (c) with eight subscribers on the live fan-out (one stalled), and
     /// without, in the same stage (each the median of three runs), ns.
     pub publish_store_tick_p99_ns: u64,
@@ -382,10 +385,16 @@ fn tails_stage(
         let run = write_all(&base, &tailed, pipeline, writer_opts, input)?;
         let all = tails::caught_up(&followers, b_ticks as u64, Duration::from_secs(120));
         stop.request();
-        for (_, h) in followers {
-            let _ = h.join();
+        let mut cpu = Duration::ZERO;
+        let mut rows = 0;
+        for (n, h) in followers {
+            cpu += h.join().unwrap_or_default();
+            rows += n.load(std::sync::atomic::Ordering::Relaxed);
         }
         anyhow::ensure!(all, "the tails did not catch up with the writer");
+        if nice.is_none() && rows > 0 {
+            r.tail_cpu_ns_per_tick = cpu.as_nanos() as f64 / rows as f64;
+        }
         let best = if nice.is_some() {
             &mut r.writer_ticks_per_s_with_tails_nice19
         } else {
@@ -974,9 +983,11 @@ fn ceiling(
     }
     tx.execute("INSERT INTO sources (id, name) VALUES (0, 'SIM')", [])?;
     tx.commit()?;
+    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
     let checkpointer = match (writer_policy, writer_opts.background_checkpoint) {
         (true, Some(interval)) => {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            wal.watch(&conn)?;
             let c = Checkpointer::start(interval, writer_opts.sqlite.busy_timeout)?;
             c.add(path.clone());
             Some(c)
@@ -987,7 +998,6 @@ fn ceiling(
         }
     };
     let mut seq = 1i64;
-    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -1044,9 +1054,11 @@ impl BenchReport {
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone (target >= 0.95); tails at nice 19: {:.0} = {:.2} x; commit -> tail output p50 {:.1} ms, p99 {:.1} ms (target <= 50)",
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone (target >= 0.95; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); tails at nice 19: {:.0} = {:.2} x; commit -> tail output p50 {:.1} ms, p99 {:.1} ms (target <= 50)",
             self.writer_ticks_per_s_with_tails,
             self.writer_ticks_per_s_with_tails / self.writer_ticks_per_s,
+            self.tail_cpu_ns_per_tick,
+            4.0 * self.tail_cpu_ns_per_tick * self.writer_ticks_per_s / 1e9,
             self.writer_ticks_per_s_with_tails_nice19,
             self.writer_ticks_per_s_with_tails_nice19 / self.writer_ticks_per_s,
             self.tail_latency_p50_ms,

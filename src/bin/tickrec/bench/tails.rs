@@ -33,6 +33,10 @@ fn follow_as_json(store: Store, stop: &Shutdown, mut seen: impl FnMut(&TickRow))
     );
 }
 
+/// A following tail: the rows it has passed so far, and its thread, which returns the CPU time
+/// it used.
+pub type Follower = (Arc<AtomicU64>, std::thread::JoinHandle<Duration>);
+
 /// Starts `n` following tails of `base` (from its first tick); each counts the rows it passed.
 /// `nice`: the tails' threads run at that nice value (as `nice -n 19 tickrec tail` would).
 pub fn start(
@@ -41,7 +45,7 @@ pub fn start(
     n: usize,
     nice: Option<i32>,
     stop: &Shutdown,
-) -> Vec<(Arc<AtomicU64>, std::thread::JoinHandle<()>)> {
+) -> Vec<Follower> {
     (0..n)
         .map(|_| {
             let (store, stop) = (Store::new(base, opts.clone()), stop.clone());
@@ -58,6 +62,7 @@ pub fn start(
                 follow_as_json(store, &stop, |_| {
                     counted.fetch_add(1, Ordering::Relaxed);
                 });
+                tickrec::procstat::thread_cpu().unwrap_or_default()
             });
             (rows, handle)
         })
@@ -65,11 +70,7 @@ pub fn start(
 }
 
 /// Waits (up to `limit`) until every tail has passed `rows`; false if one has not.
-pub fn caught_up(
-    tails: &[(Arc<AtomicU64>, std::thread::JoinHandle<()>)],
-    rows: u64,
-    limit: Duration,
-) -> bool {
+pub fn caught_up(tails: &[Follower], rows: u64, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if tails.iter().all(|(n, _)| n.load(Ordering::Relaxed) >= rows) {
