@@ -88,14 +88,7 @@ const WAL_OVER_BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 /// speed alone, then 0.83–0.93 ×, median 0.84 and 0.89); alone, 0.67–0.95 s and 0.61–0.69 s.
 const RESTART_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// A WAL file's header, and each frame's header before its page (SQLite's WAL format).
-const WAL_HEADER: u64 = 32;
-const WAL_FRAME_HEADER: u64 = 24;
-
 thread_local! {
-    /// Frames in the WAL after the last commit on this thread, from SQLite's WAL hook (taken by
-    /// the [`WalBound`] that reads it).
-    static WAL_FRAMES: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
     /// Until when the WAL restart under way on this thread may wait.
     static RESTART_DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
@@ -112,36 +105,46 @@ fn poll_until_deadline(_tries: i32) -> bool {
     waiting
 }
 
+/// Checkpoints `conn`'s WAL whole and cuts it to zero (TRUNCATE), waiting at most `wait` for
+/// the background checkpointer or readers on older snapshots, looking again every
+/// [`RESTART_POLL`]; SQLite's first column: 0 done, 1 still busy at the deadline. Leaves
+/// `conn`'s busy handler cleared (the caller restores its timeout if it goes on using it).
+fn truncate_wal_within(conn: &Connection, wait: std::time::Duration) -> rusqlite::Result<i64> {
+    RESTART_DEADLINE.with(|d| d.set(Some(Instant::now() + wait)));
+    let done = conn.busy_handler(Some(poll_until_deadline)).and_then(|_| {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    RESTART_DEADLINE.with(|d| d.set(None));
+    done
+}
+
 /// Keeps one day file's WAL under `max_bytes`. The background checkpointer's PASSIVE checkpoints
 /// copy pages behind the writer but, under sustained writes, never catch up with it, and SQLite
 /// restarts a WAL only once everything in it is copied: the WAL grows without end (180 MiB in a
-/// 10M-tick run before this). After each commit the writer looks at the WAL's size; past half the
-/// bound it runs, between two commits so that no writer contends, a RESTART checkpoint: it copies
-/// the few pages PASSIVE had not and starts the WAL again from its beginning. It waits at most
-/// `WAL_RESTART_BUSY` (100 ms) for the background checkpointer or a reader on an old snapshot;
-/// past the whole bound up to `WAL_OVER_BUSY` (1 s) (the writer stalls, the queue takes the feed:
-/// a bench run on a slow disk saw 82 MiB against 64 with only the short wait). When a reader holds
-/// its snapshot longer, the next try waits until the WAL has grown by another eighth of the bound
-/// (a long wait: another half): a stuck reader costs the feed a pause per stretch of WAL, not one
-/// per commit (waiting at every commit took 100 ms of each:
-/// `faults::intake::a_reader_holding_an_old_snapshot_…`). While it waits it looks again every
-/// 100 µs (`RESTART_POLL`, `poll_until_deadline`).
+/// 10M-tick run before this). After each commit the writer looks at the WAL's size (one `stat`,
+/// about a microsecond against a commit's hundreds); past half the bound it runs, between two
+/// commits so that no writer contends, a TRUNCATE checkpoint: it copies the few pages PASSIVE had
+/// not and cuts the WAL to zero. It waits at most `WAL_RESTART_BUSY` (100 ms) for the background
+/// checkpointer or a reader on an old snapshot; past the whole bound up to `WAL_OVER_BUSY` (1 s)
+/// (the writer stalls, the queue takes the feed: a bench run on a slow disk saw 82 MiB against 64
+/// with only the short wait). When a reader holds its snapshot longer, the next try waits until
+/// the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
+/// reader costs the feed a pause per stretch of WAL, not one per commit (waiting at every commit
+/// took 100 ms of each: `faults::intake::a_reader_holding_an_old_snapshot_…`). While it waits it
+/// looks again every 100 µs (`RESTART_POLL`, `poll_until_deadline`).
 ///
-/// On a writer's connection ([`WalBound::watch`]) the size is SQLite's own count of the WAL's
-/// frames after the commit (its WAL hook, no system call), and the restarted WAL is written over
-/// in place: its file keeps its length, so the next commits reuse blocks already allocated
-/// instead of growing a truncated file again, and a full disk cannot take them.
-/// `journal_size_limit` (the bound) cuts a file a stuck reader let grow past the bound at the
-/// first commit after the restart. Truncating at every restart instead cost the writer's thread
-/// 0.59–1.10 s of restarts per 10M ticks, against 0.43–0.72 s in place (`bench --only tails`,
-/// writer alone, four runs a side); beside four `SCHED_IDLE` tails 0.72–1.10 s against
-/// 0.46–0.72 s. Elsewhere (a connection not watched) the size is the file's, and the restart
-/// truncates it.
+/// Restarting the WAL in place instead (RESTART: the file keeps its length and is written over;
+/// the size counted in frames by SQLite's WAL hook, `journal_size_limit` cutting a file a stuck
+/// reader let grow) was measured against this in full `tickrec bench` runs, two a side,
+/// alternating: the bare-loop ceiling 1.53–1.65M → 1.79–1.82M ticks/s, the writer alone
+/// 1.43–1.48M → 1.59–1.61M, but end to end unchanged (1.28–1.30M → 1.30–1.33M) and commit p99
+/// under that load 0.58 ms → 2.1–2.2 ms. The live path gains nothing and its commits get
+/// slower: the WAL is truncated.
 #[derive(Debug)]
 pub struct WalBound {
     max_bytes: u64,
-    /// Bytes per WAL frame (page plus frame header) once [`WalBound::watch`] runs.
-    frame_bytes: Option<u64>,
     /// The WAL size from which the next try is made, and the next long wait.
     next_try: u64,
     next_long: u64,
@@ -151,40 +154,15 @@ impl WalBound {
     pub fn new(max_bytes: u64) -> WalBound {
         WalBound {
             max_bytes,
-            frame_bytes: None,
             next_try: 0,
             next_long: 0,
         }
     }
 
-    /// Counts `conn`'s WAL in frames from now on (SQLite's WAL hook, on the thread that commits)
-    /// and lets a restart reuse the file in place, cut back to the bound when it grew past it.
-    /// Call after `wal_autocheckpoint` is set: that pragma replaces the hook.
-    pub fn watch(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        fn frames(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
-            WAL_FRAMES.with(|f| f.set(u64::try_from(pages).ok()));
-            Ok(())
-        }
-        let page: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        let limit = i64::try_from(self.max_bytes).unwrap_or(i64::MAX);
-        conn.pragma_update(None, "journal_size_limit", limit)?;
-        conn.wal_hook(Some(frames));
-        self.frame_bytes = Some(page + WAL_FRAME_HEADER);
-        Ok(())
-    }
-
-    /// The WAL's size after the commit just made on this thread.
-    fn wal_bytes(&self, path: &Path) -> u64 {
-        let frames = WAL_FRAMES.with(std::cell::Cell::take);
-        match (self.frame_bytes, frames) {
-            (Some(per), Some(n)) => n.saturating_mul(per).saturating_add(WAL_HEADER),
-            _ => std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len()),
-        }
-    }
-
     /// After a commit on `conn`, writing `path`; `busy` is the connection's usual timeout.
     pub fn after_commit(&mut self, conn: &Connection, path: &Path, busy: std::time::Duration) {
-        let wal = self.wal_bytes(path);
+        let wal =
+            std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
         let over = wal > self.max_bytes && wal >= self.next_long;
         if wal <= self.max_bytes / 2 || (!over && wal < self.next_try) {
             return;
@@ -194,15 +172,7 @@ impl WalBound {
         } else {
             WAL_RESTART_BUSY
         };
-        RESTART_DEADLINE.with(|d| d.set(Some(Instant::now() + wait)));
-        let restarted = conn.busy_handler(Some(poll_until_deadline)).and_then(|_| {
-            let restart = match self.frame_bytes {
-                Some(_) => "PRAGMA wal_checkpoint(RESTART)",
-                None => "PRAGMA wal_checkpoint(TRUNCATE)",
-            };
-            conn.query_row(restart, [], |r| r.get::<_, i64>(0))
-        });
-        RESTART_DEADLINE.with(|d| d.set(None));
+        let restarted = truncate_wal_within(conn, wait);
         if let Err(e) = conn.busy_timeout(busy) {
             tracing::warn!(file = %path.display(), error = %e, "restoring the busy timeout failed");
         }
@@ -577,11 +547,9 @@ impl SqliteSink {
             });
         }
         let conn = schema::open_for_write(&path, day, &self.opts.sqlite)?;
-        let mut wal = WalBound::new(self.opts.wal_max_bytes);
         if self.opts.background_checkpoint.is_some() {
             // The checkpointer thread does it, outside commits.
             conn.pragma_update(None, "wal_autocheckpoint", 0)
-                .and_then(|()| wal.watch(&conn))
                 .map_err(StoreError::sqlite(&path))?;
         }
         let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
@@ -609,7 +577,7 @@ impl SqliteSink {
             scratch: Vec::new(),
             entries: Vec::new(),
             pending: super::directory::Pending::default(),
-            wal,
+            wal: WalBound::new(self.opts.wal_max_bytes),
             path,
             _lock: lock,
         });
@@ -968,12 +936,21 @@ fn close_day(mut od: OpenDay) {
     if let Err(e) = flush_directory(&mut od) {
         tracing::warn!(day = %od.day, error = %e, "directory row not written at close; its ticks are read by scanning until the file is next written");
     }
-    // TRUNCATE: leave no WAL behind a file that is done for now.
-    if let Err(e) = od
-        .conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-    {
-        tracing::warn!(day = %od.day, error = %e, "WAL checkpoint at close failed; SQLite will replay the WAL on next open");
+    // TRUNCATE: leave no WAL behind a file that is done for now, but wait for readers no
+    // longer than a restart does: this runs on the writer's thread (at shutdown, and when the
+    // writer lets go of a day) and the other days' ticks queue behind it. With SQLite's busy
+    // handler (the 5 s busy timeout, sleeping up to 100 ms between tries) four tails reading
+    // the day kept a close waiting until shutdown gave up on the store (`bench --only tails`;
+    // `faults::intake::a_reader_on_a_day_never_holds_up_the_writer_closing_it`). A WAL left
+    // behind is read like any other and folded in by the next opening or by `seal`.
+    match truncate_wal_within(&od.conn, WAL_RESTART_BUSY) {
+        Ok(0) => {}
+        Ok(_) => {
+            tracing::info!(day = %od.day, "WAL left beside the closed day file: a reader held an older snapshot; the next opening or `seal` folds it in");
+        }
+        Err(e) => {
+            tracing::warn!(day = %od.day, error = %e, "WAL checkpoint at close failed; SQLite will replay the WAL on next open");
+        }
     }
     if let Err((_, e)) = od.conn.close() {
         tracing::warn!(day = %od.day, error = %e, "closing day file failed");
@@ -1018,38 +995,6 @@ impl Drop for SqliteSink {
 #[cfg(test)]
 mod tests {
     use super::group_by_symbol;
-
-    /// The WAL size a watched connection's frame count gives is the file's own length while
-    /// the WAL grows, and a restart reuses the file in place: the count starts again, the file
-    /// keeps its length.
-    #[test]
-    fn a_watched_wal_is_counted_in_frames_and_restarted_in_place() {
-        use super::WalBound;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        conn.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let mut bound = WalBound::new(1 << 30);
-        bound.watch(&conn).unwrap();
-        let wal = crate::fsutil::with_suffix(&path, "-wal");
-        let len = || std::fs::metadata(&wal).unwrap().len();
-        for _ in 0..20 {
-            conn.execute("INSERT INTO t VALUES (zeroblob(10000))", [])
-                .unwrap();
-            assert_eq!(bound.wal_bytes(&path), len());
-        }
-        let grown = len();
-        let restarted: i64 = conn
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(restarted, 0);
-        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
-        assert!(bound.wal_bytes(&path) < grown / 4, "counted from the start");
-        assert_eq!(len(), grown, "the file reused in place");
-    }
 
     /// A WAL restart's busy handler waits only while its restart's deadline lies ahead, and
     /// never when none is set (a handler left installed cannot wait for ever).

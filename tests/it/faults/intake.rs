@@ -467,6 +467,49 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
     );
 }
 
+/// What could go wrong: the writer folds a day's WAL into its file when it lets go of the day
+/// (at shutdown, or for another day), on its own thread. Under SQLite's busy handler that
+/// waited out the whole busy timeout (5 s) while a reader held a snapshot of the day: the
+/// writer's thread blocked, the other days' ticks queued behind it, and shutdown gave up on
+/// the store. The close waits no longer than a WAL restart does, the WAL the reader kept
+/// stays beside the file, and every tick reads back.
+#[test]
+fn a_reader_on_a_day_never_holds_up_the_writer_closing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = wal_bounded(dir.path(), 64 << 20);
+    let day = Timestamp(T0).day();
+    const N: i64 = 20_000;
+    for i in 0..N {
+        rec.store_tick(nth_tick(&rec, i)).unwrap();
+    }
+    wait_until(Duration::from_secs(60), "the ticks committed", || {
+        rec.stats().ticks_stored == N as u64
+    });
+    let reader = rusqlite::Connection::open(layout::day_path(dir.path(), day)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, N, "the reader's snapshot holds every tick");
+    let closing = Instant::now();
+    let s = rec.shutdown();
+    let took = closing.elapsed();
+    assert_eq!(s.ticks_stored, N as u64);
+    assert_eq!(accounted(&s), N as u64);
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown waited {took:?} for the reader"
+    );
+    assert!(
+        std::fs::metadata(wal_of(dir.path(), day)).map_or(0, |m| m.len()) > 0,
+        "the WAL the reader kept is left beside the file"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let rows = all_rows(dir.path(), "EURUSD");
+    assert_eq!(rows.len() as i64, N, "every tick reads back");
+}
+
 /// The `i`-th tick of the WAL tests: EURUSD, a microsecond after the one before.
 fn nth_tick(rec: &tickrec::pipeline::Recorder, i: i64) -> tickrec::tick::Tick {
     tick(

@@ -983,11 +983,9 @@ fn ceiling(
     }
     tx.execute("INSERT INTO sources (id, name) VALUES (0, 'SIM')", [])?;
     tx.commit()?;
-    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
     let checkpointer = match (writer_policy, writer_opts.background_checkpoint) {
         (true, Some(interval)) => {
             conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            wal.watch(&conn)?;
             let c = Checkpointer::start(interval, writer_opts.sqlite.busy_timeout)?;
             c.add(path.clone());
             Some(c)
@@ -998,6 +996,7 @@ fn ceiling(
         }
     };
     let mut seq = 1i64;
+    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
