@@ -427,30 +427,19 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
     let rec = wal_bounded(dir.path(), bound);
     let day = Timestamp(T0).day();
     let wal_bytes = || std::fs::metadata(wal_of(dir.path(), day)).map_or(0, |m| m.len());
-    let mut i = 0i64;
-    // Feeds n ticks and waits until every tick so far is committed.
-    let mut feed = |n: i64| {
-        for _ in 0..n {
-            rec.store_tick(nth_tick(&rec, i)).unwrap();
-            i += 1;
-        }
-        wait_until(Duration::from_secs(120), "the ticks committed", || {
-            rec.stats().ticks_stored == i as u64
-        });
-    };
-    feed(20_000);
+    feed_committed(&rec, 0..20_000);
     let reader = rusqlite::Connection::open(layout::day_path(dir.path(), day)).unwrap();
     reader.execute_batch("BEGIN").unwrap();
     let _: i64 = reader
         .query_row("SELECT count(*) FROM ticks", [], |r| r.get(0))
         .unwrap();
     let held = Instant::now();
-    feed(120_000);
+    feed_committed(&rec, 20_000..140_000);
     let during = wal_bytes();
     let took = held.elapsed();
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
-    feed(120_000);
+    feed_committed(&rec, 140_000..260_000);
     let after = wal_bytes();
     let s = rec.shutdown();
     assert_eq!(s.ticks_stored, 260_000, "every tick stored");
@@ -479,15 +468,7 @@ fn a_reader_on_a_day_never_holds_up_the_writer_closing_it() {
     let rec = wal_bounded(dir.path(), 64 << 20);
     let day = Timestamp(T0).day();
     const N: i64 = 20_000;
-    let feed = |from: i64| {
-        for i in from..from + N {
-            rec.store_tick(nth_tick(&rec, i)).unwrap();
-        }
-        wait_until(Duration::from_secs(60), "the ticks committed", || {
-            rec.stats().ticks_stored == (from + N) as u64
-        });
-    };
-    feed(0);
+    feed_committed(&rec, 0..N);
     let reader = rusqlite::Connection::open(layout::day_path(dir.path(), day)).unwrap();
     reader.execute_batch("BEGIN").unwrap();
     let seen: i64 = reader
@@ -496,7 +477,7 @@ fn a_reader_on_a_day_never_holds_up_the_writer_closing_it() {
     assert_eq!(seen, N, "the reader's snapshot holds the first ticks");
     // Commits after the snapshot: folding them in must wait for the reader, whichever part
     // of the file (the WAL or the day file alone) its snapshot reads.
-    feed(N);
+    feed_committed(&rec, N..2 * N);
     let closing = Instant::now();
     let s = rec.shutdown();
     let took = closing.elapsed();
@@ -514,6 +495,17 @@ fn a_reader_on_a_day_never_holds_up_the_writer_closing_it() {
     drop(reader);
     let rows = all_rows(dir.path(), "EURUSD");
     assert_eq!(rows.len() as i64, 2 * N, "every tick reads back");
+}
+
+/// Feeds the WAL tests' ticks `ticks` (the first tick's index is the number already fed) and
+/// waits until every tick so far is committed.
+fn feed_committed(rec: &tickrec::pipeline::Recorder, ticks: std::ops::Range<i64>) {
+    for i in ticks.clone() {
+        rec.store_tick(nth_tick(rec, i)).unwrap();
+    }
+    wait_until(Duration::from_secs(120), "the ticks committed", || {
+        rec.stats().ticks_stored == ticks.end as u64
+    });
 }
 
 /// The `i`-th tick of the WAL tests: EURUSD, a microsecond after the one before.
