@@ -11,7 +11,8 @@
 //! writer, so the WAL is never restarted and grows. The writer bounds it itself, between
 //! commits (`store::writer`, `WalBound`); a checkpoint from this thread that tried would have
 //! to win the write lock against a writer that takes it back-to-back. Files the writer closes
-//! are checkpointed (TRUNCATE) by the writer at close.
+//! are checkpointed (TRUNCATE) by the writer at close, waiting at most 100 ms for readers; a WAL
+//! a reader still holds stays for the next opening or `seal` (`store::writer::close_day`).
 //!
 //! Failures are logged once per change of state, not once per attempt.
 
