@@ -198,7 +198,9 @@ impl Tail {
         batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
         let mut passed = 0;
-        for day in self.store.days()? {
+        // Days before the cursor's first are passed: their folders are not listed.
+        let first = self.cursor.first_day().unwrap_or(NaiveDate::MIN);
+        for day in self.store.days_between(first, NaiveDate::MAX)? {
             let Some(mut after) = self.cursor.read_up_to(day.day) else {
                 continue;
             };

@@ -267,12 +267,11 @@ fn spans_of(first: i64, last: i64, dir: Option<&[u8]>, want: Want<'_>, out: &mut
 /// The tail no row covers yet: `(first, last)` when there is one.
 fn tail(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
     // The last row by its key, and the last tick by its key: two seeks.
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT coalesce((SELECT last_seq FROM batches ORDER BY first_seq DESC LIMIT 1), 0) + 1, \
                 coalesce((SELECT seq FROM ticks ORDER BY seq DESC LIMIT 1), 0)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
     .map(|(a, b): (i64, i64)| (a <= b).then_some((a, b)))
 }
 

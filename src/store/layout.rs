@@ -160,28 +160,106 @@ pub struct DayFile {
 
 /// Every day file under `base`, oldest first. A missing base is an empty store.
 pub fn list_days(base: &Path) -> std::io::Result<Vec<DayFile>> {
+    list_days_between(base, NaiveDate::MIN, NaiveDate::MAX)
+}
+
+/// The day files of `first..=last` under `base`, oldest first. Only the folders of those
+/// months are listed: a query of one day over years of history reads one month's folder.
+pub fn list_days_between(
+    base: &Path,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> std::io::Result<Vec<DayFile>> {
+    let (lo, hi) = ((first.year(), first.month()), (last.year(), last.month()));
     let mut days = Vec::new();
-    for year in sorted_subdirs(base, 4)? {
-        for month in sorted_subdirs(&year, 2)? {
-            for entry in std::fs::read_dir(&month)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                let Some((day, form)) = name.to_str().and_then(day_and_form) else {
-                    continue;
-                };
-                // A file in the wrong folder is not ours to read.
-                if path_of(base, day, form) == entry.path() {
-                    days.push(DayFile {
-                        day,
-                        path: entry.path(),
-                        archived: form != Form::Live,
-                        form,
-                    });
-                }
+    for (month, folder) in month_folders(base)? {
+        if month < lo || month > hi {
+            continue;
+        }
+        let listed = days_of_month(base, &folder)?;
+        days.extend(
+            listed
+                .into_iter()
+                .filter(|d| d.day >= first && d.day <= last),
+        );
+    }
+    Ok(days)
+}
+
+/// The day files under `base`, newest first, one month folder listed at a time as they are
+/// taken: `recent` reads the newest day or two without listing years of history.
+pub fn days_newest_first(base: &Path) -> std::io::Result<NewestFirst> {
+    Ok(NewestFirst {
+        base: base.to_owned(),
+        months: month_folders(base)?.into_iter().map(|(_, f)| f).collect(),
+        days: Vec::new(),
+    })
+}
+
+/// See [`days_newest_first`].
+pub struct NewestFirst {
+    base: PathBuf,
+    /// Month folders not listed yet, oldest first (taken from the end).
+    months: Vec<PathBuf>,
+    /// The listed month's days not taken yet, oldest first (taken from the end).
+    days: Vec<DayFile>,
+}
+
+impl Iterator for NewestFirst {
+    type Item = std::io::Result<DayFile>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(day) = self.days.pop() {
+                return Some(Ok(day));
+            }
+            let folder = self.months.pop()?;
+            match days_of_month(&self.base, &folder) {
+                Ok(days) => self.days = days,
+                Err(e) => return Some(Err(e)),
             }
         }
     }
-    // Plain before archived for the same day, then keep the first of each day.
+}
+
+/// `((year, month), folder)` of every month folder under `base`, oldest first.
+fn month_folders(base: &Path) -> std::io::Result<Vec<((i32, u32), PathBuf)>> {
+    let number = |p: &Path| -> u32 {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for year in sorted_subdirs(base, 4)? {
+        // Four digits: the number fits an i32.
+        let y = i32::try_from(number(&year)).unwrap_or(0);
+        for month in sorted_subdirs(&year, 2)? {
+            out.push(((y, number(&month)), month));
+        }
+    }
+    Ok(out)
+}
+
+/// The day files in one month folder, oldest first: a file in the wrong folder is not ours
+/// to read, and of a day both plain and archived the plain file is the one read.
+fn days_of_month(base: &Path, folder: &Path) -> std::io::Result<Vec<DayFile>> {
+    let mut days = Vec::new();
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((day, form)) = name.to_str().and_then(day_and_form) else {
+            continue;
+        };
+        if path_of(base, day, form) == entry.path() {
+            days.push(DayFile {
+                day,
+                path: entry.path(),
+                archived: form != Form::Live,
+                form,
+            });
+        }
+    }
     days.sort_by_key(|d| (d.day, d.form));
     days.dedup_by_key(|d| d.day);
     Ok(days)
@@ -254,5 +332,18 @@ mod tests {
             ["2025-01-02", "2025-01-03", "2026-02-01", "2026-11-23"]
         );
         assert!(list_days(&base.join("missing")).unwrap().is_empty());
+        // A window lists only its days; newest first walks the same days backwards.
+        let names =
+            |v: Vec<DayFile>| -> Vec<String> { v.iter().map(|d| d.day.to_string()).collect() };
+        let between = list_days_between(base, d3, NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
+        assert_eq!(names(between.unwrap()), ["2025-01-03", "2026-02-01"]);
+        let newest: Vec<DayFile> = days_newest_first(base)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut all = days;
+        all.reverse();
+        assert_eq!(names(newest), all);
+        assert_eq!(days_newest_first(&base.join("missing")).unwrap().count(), 0);
     }
 }

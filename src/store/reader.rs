@@ -295,11 +295,32 @@ impl Seen {
 
 /// Day readers kept open between queries, most recently used first: a query of a day read
 /// moments ago skips opening the file and parsing its schema (~450 µs of a 100-row `recent`).
+/// A day has one kept reader per [`Reach`].
 #[derive(Default)]
-struct OpenReaders(std::sync::Mutex<Vec<DayReader>>);
+struct OpenReaders(std::sync::Mutex<Vec<(Reach, DayReader)>>);
 
-/// Readers kept open by one [`Store`] (and its clones), at most.
-const OPEN_READERS: usize = 4;
+/// Readers kept open by one [`Store`] (and its clones), at most: both reaches of today and
+/// of yesterday, and two more.
+const OPEN_READERS: usize = 6;
+
+/// How much of a day a query reads, which picks the kept reader it runs on.
+///
+/// The first query of a connection after a commit pays for every page the connection's
+/// previous query touched: SQLite then empties its page cache and unmaps its memory map. A
+/// `recent 100` after an hour's range (about a thousand pages) spent 28 % of its CPU in
+/// `munmap` while the writer ran (`perf`, `tickrec bench --only queries`). Queries of a few
+/// pages keep a reader of their own, without the memory map (copying their pages costs less
+/// than mapping them anew at every snapshot), so they pay only for their own few pages. With
+/// the statements' plans kept (`schema::ready_for_read`), this took `recent 100` while the
+/// writer appends at full speed from 0.91-1.19 ms to 0.56-0.62 ms, and its own CPU from 0.90
+/// to 0.51-0.57 ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// A few pages: the newest ticks, a cursor's next chunk, a seq bound.
+    Few,
+    /// Many pages: a time range, a whole day.
+    Many,
+}
 
 impl std::fmt::Debug for OpenReaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -309,16 +330,16 @@ impl std::fmt::Debug for OpenReaders {
 }
 
 impl OpenReaders {
-    /// The kept reader of `path`, taken out (so no lock is held while it is used).
-    fn take(&self, path: &Path) -> Option<DayReader> {
+    /// The kept reader of `path` for `reach`, taken out (so no lock is held while it is used).
+    fn take(&self, path: &Path, reach: Reach) -> Option<DayReader> {
         let mut v = self.0.lock().ok()?;
-        let i = v.iter().position(|r| r.path == path)?;
-        Some(v.remove(i))
+        let i = v.iter().position(|(k, r)| *k == reach && r.path == path)?;
+        Some(v.remove(i).1)
     }
 
-    fn put(&self, reader: DayReader) {
+    fn put(&self, reach: Reach, reader: DayReader) {
         if let Ok(mut v) = self.0.lock() {
-            v.insert(0, reader);
+            v.insert(0, (reach, reader));
             v.truncate(OPEN_READERS);
         }
     }
@@ -759,6 +780,7 @@ impl Store {
     fn with_day<T>(
         &self,
         day: &DayFile,
+        reach: Reach,
         f: impl FnOnce(&DayReader) -> Result<T, ReadError>,
     ) -> Result<T, ReadError> {
         let path = if day.archived {
@@ -766,23 +788,37 @@ impl Store {
         } else {
             day.path.clone()
         };
-        let kept = self.readers.take(&path).filter(|r| {
+        let kept = self.readers.take(&path, reach).filter(|r| {
             // The same file, not one renamed over it since.
             file_identity(&path).is_ok_and(|id| id == r.seen.file)
         });
         let reader = match kept {
             Some(r) => r,
-            None => DayReader::open_day(&self.base, day, &path, &self.opts)?,
+            None => match reach {
+                Reach::Many => DayReader::open_day(&self.base, day, &path, &self.opts)?,
+                // Copying a few pages costs less than mapping them anew at every snapshot.
+                Reach::Few => {
+                    let opts = SqliteOptions {
+                        mmap_size: 0,
+                        ..self.opts.clone()
+                    };
+                    DayReader::open_day(&self.base, day, &path, &opts)?
+                }
+            },
         };
         let sq = StoreError::sqlite(&path);
         reader
             .conn
-            .execute_batch("BEGIN")
+            .prepare_cached("BEGIN")
+            .and_then(|mut s| s.execute([]))
             .map_err(StoreError::sqlite(&path))?;
         // On an error the reader is dropped: closing the connection ends its transaction.
         let reader = reader.refresh()?;
         let out = f(&reader);
-        let ended = reader.conn.execute_batch("ROLLBACK");
+        let ended = reader
+            .conn
+            .prepare_cached("ROLLBACK")
+            .and_then(|mut s| s.execute([]));
         // A reader whose file turned out broken is not kept; a failed output is not its fault.
         // One of an immutable file is not (it would miss what a writer adds later), and lets go
         // of the day's lock now.
@@ -790,7 +826,7 @@ impl Store {
             && ended.is_ok()
             && matches!(out, Ok(_) | Err(ReadError::Output(_)))
         {
-            self.readers.put(reader);
+            self.readers.put(reach, reader);
         }
         let out = out?;
         ended.map_err(sq)?;
@@ -803,6 +839,15 @@ impl Store {
 
     pub fn days(&self) -> Result<Vec<DayFile>, StoreError> {
         layout::list_days(&self.base).map_err(StoreError::io(&self.base))
+    }
+
+    /// The day files of `first..=last`, oldest first (only those months' folders are listed).
+    pub fn days_between(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<DayFile>, StoreError> {
+        layout::list_days_between(&self.base, first, last).map_err(StoreError::io(&self.base))
     }
 
     /// The `n` most recently recorded ticks of `symbol`, newest first: the newest day file
@@ -828,20 +873,21 @@ impl Store {
         let mut left = n as u64;
         let mut read = Read::default();
         let mut found = vec![false; symbols.len()];
-        let days = self.days()?;
+        let days = layout::days_newest_first(&self.base).map_err(StoreError::io(&self.base))?;
         let mut searched_all = true;
-        for day in days.iter().rev() {
+        for day in days {
             if left == 0 {
                 searched_all = false;
                 break;
             }
+            let day = &day.map_err(StoreError::io(&self.base))?;
             read.days.push(day.day);
             let streamed = if day.form == Form::Parquet {
                 parquet_query(day, symbols, &mut found, |pq, names| {
                     pq.recent(names, left as usize, f)
                 })
             } else {
-                self.with_day(day, |reader| {
+                self.with_day(day, Reach::Few, |reader| {
                     let limit = i64::try_from(left).unwrap_or(i64::MAX);
                     let ids = symbols.ids(reader, &mut found);
                     match ids.as_deref() {
@@ -909,7 +955,7 @@ impl Store {
             }
             return Ok(rows.len() as u64);
         }
-        self.with_day(day, |reader| {
+        self.with_day(day, Reach::Many, |reader| {
             reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
         })
     }
@@ -952,7 +998,7 @@ impl Store {
         // reset, see `store::writer::WalBound`).
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = Vec::new();
-        self.with_day(day, |reader| {
+        self.with_day(day, Reach::Few, |reader| {
             reader.stream(
                 &format!("SELECT {COLUMNS} FROM ticks WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
                 &[&after, &limit],
@@ -974,7 +1020,7 @@ impl Store {
             let s = archive::read_summary(&day.path)?;
             return Ok(i64::try_from(s.ticks).unwrap_or(i64::MAX));
         }
-        self.with_day(day, |reader| {
+        self.with_day(day, Reach::Few, |reader| {
             reader
                 .conn
                 .query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))
@@ -1026,17 +1072,14 @@ impl Store {
         }
         let mut found = vec![false; symbols.len()];
         let (first, last) = (from.day(), Timestamp(to.0.saturating_sub(1)).day());
-        for day in self.days()? {
-            if day.day < first || day.day > last {
-                continue;
-            }
+        for day in self.days_between(first, last)? {
             read.days.push(day.day);
             let streamed = if day.form == Form::Parquet {
                 parquet_query(&day, symbols, &mut found, |pq, names| {
                     pq.range(names, from.0, to.0, f)
                 })
             } else {
-                self.with_day(&day, |reader| {
+                self.with_day(&day, Reach::Many, |reader| {
                     let ids = symbols.ids(reader, &mut found);
                     if ids.as_deref() == Some(&[]) {
                         return Ok(0);

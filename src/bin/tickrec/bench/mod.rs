@@ -145,6 +145,9 @@ pub struct BenchReport {
     pub live_range_writing_first_row_ms: f64,
     pub live_range_writing_queries: u64,
     pub live_recent100_writing_p50_us: f64,
+    /// The same `recent 100`s on the reader thread's own CPU clock (how much of the time is
+    /// the reader's own work, and how much waiting for a core).
+    pub live_recent100_writing_cpu_p50_us: f64,
     pub range_ticks_per_s: f64,
     pub range_sqlite3_ticks_per_s: Option<f64>,
     pub range_rows: u64,
@@ -507,6 +510,8 @@ struct Seen {
     done: u64,
     range: Vec<(u64, Duration, Duration)>,
     recent_us: Vec<f64>,
+    /// The same on the reader thread's own CPU clock.
+    recent_cpu_us: Vec<f64>,
 }
 
 /// The middle value (the default, 0, for none).
@@ -561,7 +566,10 @@ fn writer_with_reader(
                     let sym = &names[i % names.len()];
                     i += 1;
                     // The day file appears with the first commit; until then there is nothing.
-                    let t = Instant::now();
+                    let (t, c0) = (
+                        Instant::now(),
+                        tickrec::procstat::thread_cpu().unwrap_or_default(),
+                    );
                     let mut newest = None;
                     if store
                         .recent(sym, 100, &mut |r| {
@@ -571,6 +579,9 @@ fn writer_with_reader(
                         .is_ok()
                     {
                         seen.recent_us.push(t.elapsed().as_secs_f64() * 1e6);
+                        let cpu = tickrec::procstat::thread_cpu().unwrap_or_default();
+                        seen.recent_cpu_us
+                            .push(cpu.saturating_sub(c0).as_secs_f64() * 1e6);
                     }
                     let (t, mut rows, mut first) = (Instant::now(), 0u64, None);
                     let ranged = store.range(sym, from, to, &mut |_| {
@@ -608,6 +619,7 @@ fn writer_with_reader(
     let mut firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
     r.live_range_writing_first_row_ms = median(&mut firsts);
     r.live_recent100_writing_p50_us = median(&mut seen.recent_us);
+    r.live_recent100_writing_cpu_p50_us = median(&mut seen.recent_cpu_us);
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }
@@ -1093,11 +1105,12 @@ impl BenchReport {
         )?;
         writeln!(
             f,
-            "  the same while (b) writes     {:.0} ticks/s, first row {:.1} ms ({} whole-hour queries); recent 100 p50 {:.0} us",
+            "  the same while (b) writes     {:.0} ticks/s, first row {:.1} ms ({} whole-hour queries); recent 100 p50 {:.0} us ({:.0} us of the reader's own CPU)",
             self.live_range_writing_ticks_per_s,
             self.live_range_writing_first_row_ms,
             self.live_range_writing_queries,
-            self.live_recent100_writing_p50_us
+            self.live_recent100_writing_p50_us,
+            self.live_recent100_writing_cpu_p50_us
         )?;
         writeln!(
             f,
