@@ -92,9 +92,20 @@
 -- 8 commits would halve that scan and give back the 0.4 byte/tick of page space measured above.
 -- That scan is not what costs most: with a row per commit (no tail left to scan; `bench --only
 -- queries`, same machine and hour) recent 100 while writing took 925 us against 1,211 us, and
--- the hour 0.58M against 0.54M ticks/s. The reader is short of CPU: the producer and the writer
--- keep both cores busy, and a whole-hour query took 5.7 ms of wall time for 4.1 ms on its own
--- thread's clock (CLOCK_THREAD_CPUTIME_ID; 2.5 ms once the writer is done: cache and remapping).
+-- the hour 0.58M against 0.54M ticks/s. Nor is a shortage of CPU: timed on the reader thread's
+-- own clock (CLOCK_THREAD_CPUTIME_ID), a recent 100 while writing spent 0.90 ms of its own CPU
+-- for 0.91-1.19 ms of wall time. `perf` showed where: SQLite re-prepared every statement with
+-- a bound `LIMIT ?` (14 %: it plans with the value); the first query after a commit unmapped
+-- every page the previous query, an hour's range, had mapped (28 %); and the writer and the
+-- reader met on SQLite's process-wide page-cache and allocation mutexes. Readers now keep
+-- their plans (SQLITE_DBCONFIG_ENABLE_QPSG), queries of a few pages run on a reader of their
+-- own without the memory map (src/store/reader.rs, `Reach`), and SQLite is compiled without
+-- the two mutexes (.cargo/config.toml): recent 100 while writing 0.45-0.65 ms over seven runs
+-- (five at or under 0.50), about 0.43 ms of it the reader's own CPU; once the writer is done
+-- 120 us. The hour while writing went from 0.58-0.59M to 0.44-0.55M ticks/s (1.1-1.3M once the
+-- writer is done; A/B in one sitting): unmapping the ~1,000 pages an hour maps, which the next
+-- recent paid before, is the range's own cost now. After each commit those pages are read again,
+-- because SQLite drops a connection's cache at every new snapshot.
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),

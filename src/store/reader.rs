@@ -310,10 +310,11 @@ const OPEN_READERS: usize = 6;
 /// `recent 100` after an hour's range (about a thousand pages) spent 28 % of its CPU in
 /// `munmap` while the writer ran (`perf`, `tickrec bench --only queries`). Queries of a few
 /// pages keep a reader of their own, without the memory map (copying their pages costs less
-/// than mapping them anew at every snapshot), so they pay only for their own few pages. With
-/// the statements' plans kept (`schema::ready_for_read`), this took `recent 100` while the
-/// writer appends at full speed from 0.91-1.19 ms to 0.56-0.62 ms, and its own CPU from 0.90
-/// to 0.51-0.57 ms.
+/// than mapping them anew at every snapshot), so they pay only for their own few pages. Its
+/// own reader took that `recent` from 0.91-1.19 ms to 0.71 ms, and without the map 0.56-0.62
+/// ms against 0.61-0.67 ms with it (statements' plans kept, two runs a side). With the rest of
+/// what that profile found (schema/ticks.sql, "LIVE-DAY QUERY STRUCTURE") it takes 0.45-0.47
+/// ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
     /// A few pages: the newest ticks, a cursor's next chunk, a seq bound.
