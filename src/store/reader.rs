@@ -734,8 +734,15 @@ impl DayReader {
             })
             .transpose()
         };
-        let ts_event = self.day_start_ns + r.get::<_, i64>(2).map_err(sq)?;
-        let ts_recv = ts_event.wrapping_add(r.get::<_, i64>(3).map_err(sq)?);
+        // The file's numbers are not trusted: a sum out of range is a corrupt row.
+        let (event, recv): (i64, i64) = (r.get(2).map_err(sq)?, r.get(3).map_err(sq)?);
+        let ts_event = self
+            .day_start_ns
+            .checked_add(event)
+            .ok_or_else(|| corrupt(format!("ts_event {event} is out of range")))?;
+        let ts_recv = ts_event
+            .checked_add(recv)
+            .ok_or_else(|| corrupt(format!("ts_recv {recv} is out of range")))?;
         let bid = dec(4, "bid")?;
         let ask: Option<i64> = r.get(5).map_err(sq)?;
         let ask = ask

@@ -289,6 +289,50 @@ fn a_full_disk_never_makes_a_sound_day_file_look_broken_and_repair_never_moves_o
     assert!(partition.exists());
 }
 
+/// What could go wrong: a day file that SQLite reads without complaint can still hold numbers
+/// no tickrec wrote (a bit flipped on disk, a hand edit). A time past what 64 bits hold made
+/// the reader's sum overflow: a panic, or a wrapped time passed on as if true. Each such row
+/// now makes its day a broken one, named with the row and the column, and the rest answers.
+#[test]
+fn a_row_with_numbers_out_of_range_names_its_day_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let paths = five_days(&db);
+    for (path, column, value) in [
+        (&paths[1], "ts_event", i64::MAX),
+        (&paths[2], "ts_recv", i64::MAX),
+        (&paths[3], "sym", 1 << 40),
+        (&paths[4], "bid", -1),
+    ] {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let sql = format!("UPDATE ticks SET {column} = ?1 WHERE seq = 4000");
+        assert_eq!(conn.execute(&sql, [value]).unwrap(), 1);
+    }
+    let out = super::cli::tickrec(
+        &db,
+        &[
+            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(!se.contains("panicked"), "{se}");
+    assert_eq!(
+        so.lines().count(),
+        4000,
+        "the sound day answers whole: {se}"
+    );
+    for said in [
+        "2026-11-21: corrupt row: seq 4000: ts_event 9223372036854775807 is out of range",
+        "2026-11-22: corrupt row: seq 4000: ts_recv 9223372036854775807 is out of range",
+        "2026-11-23: corrupt row: seq 4000: unknown symbol id 1099511627776",
+        "2026-11-24: corrupt row: seq 4000: bid code -1 is not a packed decimal",
+    ] {
+        assert!(se.contains(said), "{said}: {se}");
+    }
+}
+
 /// What could go wrong: SQLite cannot make a day file's `-shm` on a read-only file system (a
 /// backup or a snapshot mounted read-only), so no query could read any day of it, `check`
 /// would call every day broken, and an archived `.db.zst` day had nowhere to be decompressed
