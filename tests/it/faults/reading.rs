@@ -27,6 +27,21 @@ fn five_days(db: &Path) -> Vec<PathBuf> {
     days.into_iter().map(|d| d.path).collect()
 }
 
+/// `query recent EURUSD` for every tick of the five days, which must exit 1 (some day is
+/// broken): (stdout, stderr).
+fn every_eurusd_with_broken_days(db: &Path) -> (String, String) {
+    let out = super::cli::tickrec(
+        db,
+        &[
+            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
+        ],
+        None,
+    );
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    (so, se)
+}
+
 /// What could go wrong: one corrupt, foreign, truncated or misplaced day file used to abort
 /// `stats` for every day, break `query recent` for every symbol and any range spanning it.
 /// Now each command finishes every other day, names the broken ones and why, and exits 1;
@@ -72,15 +87,7 @@ fn broken_day_files_are_named_and_skipped_and_check_repair_salvages_what_it_can(
     assert!(se.contains("2026-11-22: not a SQLite file"), "{se}");
     assert!(se.contains("2026-11-23: is a directory"), "{se}");
 
-    let out = super::cli::tickrec(
-        &db,
-        &[
-            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
-        ],
-        None,
-    );
-    let (so, se) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{se}");
+    let (so, se) = every_eurusd_with_broken_days(&db);
     assert!(so.lines().count() >= 4000, "every readable day answers");
     assert!(
         se.contains("2026-11-22") && se.contains("2026-11-23"),
@@ -308,15 +315,7 @@ fn a_row_with_numbers_out_of_range_names_its_day_and_never_panics() {
         let sql = format!("UPDATE ticks SET {column} = ?1 WHERE seq = 4000");
         assert_eq!(conn.execute(&sql, [value]).unwrap(), 1);
     }
-    let out = super::cli::tickrec(
-        &db,
-        &[
-            "query", "recent", "EURUSD", "-n", "100000", "--format", "jsonl",
-        ],
-        None,
-    );
-    let (so, se) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{se}");
+    let (so, se) = every_eurusd_with_broken_days(&db);
     assert!(!se.contains("panicked"), "{se}");
     assert_eq!(
         so.lines().count(),
