@@ -224,18 +224,15 @@ impl Iterator for NewestFirst {
 
 /// `((year, month), folder)` of every month folder under `base`, oldest first.
 fn month_folders(base: &Path) -> std::io::Result<Vec<((i32, u32), PathBuf)>> {
-    let number = |p: &Path| -> u32 {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    // `sorted_subdirs` lists only names of four or two digits: they parse.
+    fn number<T: std::str::FromStr + Default>(p: &Path) -> T {
+        let name = p.file_name().and_then(|n| n.to_str());
+        name.and_then(|n| n.parse().ok()).unwrap_or_default()
+    }
     let mut out = Vec::new();
     for year in sorted_subdirs(base, 4)? {
-        // Four digits: the number fits an i32.
-        let y = i32::try_from(number(&year)).unwrap_or(0);
         for month in sorted_subdirs(&year, 2)? {
-            out.push(((y, number(&month)), month));
+            out.push(((number(&year), number(&month)), month));
         }
     }
     Ok(out)

@@ -323,6 +323,19 @@ enum Reach {
     Many,
 }
 
+impl Reach {
+    /// The settings its reader opens with: no memory map for a few pages.
+    fn options(self, opts: &SqliteOptions) -> SqliteOptions {
+        match self {
+            Reach::Few => SqliteOptions {
+                mmap_size: 0,
+                ..opts.clone()
+            },
+            Reach::Many => opts.clone(),
+        }
+    }
+}
+
 impl std::fmt::Debug for OpenReaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.0.lock().map_or(0, |v| v.len());
@@ -802,17 +815,7 @@ impl Store {
         });
         let reader = match kept {
             Some(r) => r,
-            None => match reach {
-                Reach::Many => DayReader::open_day(&self.base, day, &path, &self.opts)?,
-                // Copying a few pages costs less than mapping them anew at every snapshot.
-                Reach::Few => {
-                    let opts = SqliteOptions {
-                        mmap_size: 0,
-                        ..self.opts.clone()
-                    };
-                    DayReader::open_day(&self.base, day, &path, &opts)?
-                }
-            },
+            None => DayReader::open_day(&self.base, day, &path, &reach.options(&self.opts))?,
         };
         let sq = StoreError::sqlite(&path);
         reader
