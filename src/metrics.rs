@@ -138,8 +138,12 @@ impl Families {
     }
 
     fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: u64) {
+        self.counter_f64(name, help, labels, v as f64);
+    }
+
+    fn counter_f64(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
         let mut c = Counter::default();
-        c.set_value(v as f64);
+        c.set_value(v);
         let mut m = Metric::default();
         m.set_counter(c);
         self.push(name, help, MetricType::COUNTER, labels, m);
@@ -295,6 +299,39 @@ pub fn exposition(s: &Scrape) -> String {
             &l,
             if b.stalled.is_some() { 1.0 } else { 0.0 },
         );
+        // Only a backend with a WAL (SQLite) has a bound.
+        if b.wal_bound_bytes > 0 {
+            f.gauge(
+                "tickrec_wal_bytes",
+                "WAL of the day file committed last, after that commit.",
+                &l,
+                b.wal_bytes as f64,
+            );
+            f.gauge(
+                "tickrec_wal_bound_bytes",
+                "What the writer keeps the WAL under (writer.wal_max_mib).",
+                &l,
+                b.wal_bound_bytes as f64,
+            );
+            f.counter(
+                "tickrec_wal_restarts_total",
+                "WAL restarts: the WAL folded into the day file and cut to zero between commits.",
+                &l,
+                b.wal_restarts,
+            );
+            f.counter(
+                "tickrec_wal_restarts_postponed_total",
+                "WAL restarts put off because a reader held an old snapshot.",
+                &l,
+                b.wal_restarts_postponed,
+            );
+            f.counter_f64(
+                "tickrec_wal_restart_seconds_total",
+                "Writer time spent restarting the WAL or waiting for readers to let it.",
+                &l,
+                b.wal_restart_s,
+            );
+        }
     }
     f.gauge(
         "tickrec_queue_ticks",
@@ -529,6 +566,9 @@ pub fn status_json(s: &Scrape) -> String {
         "store_tick_p99_ns": st.store_tick_latency.p99_ns,
         "commit_p99_ns": st.commit_latency.p99_ns,
         "today_bytes": s.today_bytes,
+        "wal_bytes": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_bytes),
+        "wal_bound_bytes": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_bound_bytes),
+        "wal_restarts": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_restarts),
         "sessions": sessions,
         "quotes": quotes,
     })

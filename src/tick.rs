@@ -240,30 +240,32 @@ impl Decimal {
     /// Appends the exact text (as [`fmt::Display`] prints it) without the formatting machinery:
     /// the FIX encoder's hot path.
     pub fn write_ascii(self, out: &mut Vec<u8>) {
-        let k = self.k();
-        let m = self.mantissa();
+        let (k, m) = (self.k(), self.mantissa());
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(m).as_bytes();
         if k > 10 {
-            push_u64(out, m);
+            out.extend_from_slice(digits);
             if m != 0 {
                 out.extend(std::iter::repeat_n(b'0', (k - 10) as usize));
             }
             return;
         }
-        let scale = k - 1;
-        if scale == 0 {
-            return push_u64(out, m);
-        }
-        let div = 10u64.pow(scale);
-        push_u64(out, m / div);
-        out.push(b'.');
-        let frac = m % div;
-        let start = out.len();
-        push_u64(out, frac);
-        let digits = out.len() - start;
-        // Left-pad the fraction with zeros to `scale` digits.
-        let pad = scale as usize - digits;
-        if pad > 0 {
-            out.splice(start..start, std::iter::repeat_n(b'0', pad));
+        // The mantissa's digits with a point `scale` places from the right (one conversion, no
+        // division: a third of the time of dividing by 10^scale and converting both halves).
+        let scale = k.saturating_sub(1) as usize;
+        match digits.len().checked_sub(scale) {
+            _ if scale == 0 => out.extend_from_slice(digits),
+            Some(whole) if whole > 0 => {
+                out.extend_from_slice(&digits[..whole]);
+                out.push(b'.');
+                out.extend_from_slice(&digits[whole..]);
+            }
+            // 0.05: zeros between the point and the digits.
+            _ => {
+                out.extend_from_slice(b"0.");
+                out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+                out.extend_from_slice(digits);
+            }
         }
     }
 }

@@ -27,6 +27,19 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down (the latest reading wins).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// Nanosecond latencies from 1 ns to 100 s at 3 significant digits; recording never allocates.
 #[derive(Debug)]
 pub struct Latency(Mutex<Histogram<u64>>);
@@ -179,6 +192,16 @@ pub struct SinkStats {
     pub commit_latency: Latency,
     /// Set while the backend cannot write and holds its ticks (see [`Stall`]).
     pub stall: Stall,
+    /// The WAL of the day file committed last, bytes, as the writer saw it after that commit,
+    /// and its bound (`writer.wal_max_mib`; 0 for a backend without a WAL). Over the bound:
+    /// a reader holds an old snapshot (see `store::writer::WalBound`).
+    pub wal_bytes: Gauge,
+    pub wal_bound_bytes: Gauge,
+    /// WAL restarts (the WAL folded in and cut to zero between two commits), those put off
+    /// because a reader held an old snapshot, and the writer's time in both, ns.
+    pub wal_restarts: Counter,
+    pub wal_restarts_postponed: Counter,
+    pub wal_restart_ns: Counter,
 }
 
 impl SinkStats {
@@ -376,6 +399,11 @@ pub struct BackendSnapshot {
     /// `Some(reason)` while the backend is stalled.
     pub stalled: Option<String>,
     pub stalled_for_s: f64,
+    pub wal_bytes: u64,
+    pub wal_bound_bytes: u64,
+    pub wal_restarts: u64,
+    pub wal_restarts_postponed: u64,
+    pub wal_restart_s: f64,
 }
 
 impl Stats {
@@ -402,6 +430,11 @@ impl Stats {
                 commit_latency: s.commit_latency.summary(),
                 stalled_for_s: s.stall.get().map_or(0.0, |(_, d)| d.as_secs_f64()),
                 stalled: s.stall.get().map(|(r, _)| r),
+                wal_bytes: s.wal_bytes.get(),
+                wal_bound_bytes: s.wal_bound_bytes.get(),
+                wal_restarts: s.wal_restarts.get(),
+                wal_restarts_postponed: s.wal_restarts_postponed.get(),
+                wal_restart_s: s.wal_restart_ns.get() as f64 / 1e9,
             })
             .collect();
         let primary = backends.first();
@@ -422,6 +455,15 @@ impl Stats {
             }
             if b.ticks_lost > 0 {
                 problems.push(format!("{}: {} ticks lost", b.name, b.ticks_lost));
+            }
+            // Not a loss, but the disk fills while it lasts: someone has to find the reader.
+            if b.wal_bound_bytes > 0 && b.wal_bytes > b.wal_bound_bytes {
+                problems.push(format!(
+                    "{}: WAL {:.1} MiB over its bound of {:.1} MiB (a reader holds an old snapshot)",
+                    b.name,
+                    b.wal_bytes as f64 / MIB,
+                    b.wal_bound_bytes as f64 / MIB
+                ));
             }
             if b.write_errors > policy.max_write_errors {
                 problems.push(format!(
@@ -513,6 +555,8 @@ impl std::fmt::Display for StatsSnapshot {
         }
     }
 }
+
+const MIB: f64 = (1u64 << 20) as f64;
 
 /// Human-readable duration from nanoseconds: `850ns`, `12.3µs`, `4.56ms`, `1.20s`.
 pub fn fmt_ns(ns: u64) -> String {

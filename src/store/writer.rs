@@ -160,25 +160,38 @@ impl WalBound {
     }
 
     /// After a commit on `conn`, writing `path`; `busy` is the connection's usual timeout.
-    pub fn after_commit(&mut self, conn: &Connection, path: &Path, busy: std::time::Duration) {
+    pub fn after_commit(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+        busy: std::time::Duration,
+    ) -> WalSeen {
         let wal =
             std::fs::metadata(crate::fsutil::with_suffix(path, "-wal")).map_or(0, |m| m.len());
         let over = wal > self.max_bytes && wal >= self.next_long;
         if wal <= self.max_bytes / 2 || (!over && wal < self.next_try) {
-            return;
+            return WalSeen {
+                bytes: wal,
+                restart: None,
+            };
         }
         let wait = if over {
             WAL_OVER_BUSY
         } else {
             WAL_RESTART_BUSY
         };
+        let started = Instant::now();
         let restarted = truncate_wal_within(conn, wait);
+        let took = started.elapsed();
         if let Err(e) = conn.busy_timeout(busy) {
             tracing::warn!(file = %path.display(), error = %e, "restoring the busy timeout failed");
         }
         if matches!(restarted, Ok(0)) {
             (self.next_try, self.next_long) = (0, 0);
-            return;
+            return WalSeen {
+                bytes: 0,
+                restart: Some((true, took)),
+            };
         }
         self.next_try = wal.saturating_add(self.max_bytes / 8);
         if over {
@@ -191,6 +204,39 @@ impl WalBound {
             );
         } else {
             tracing::debug!(file = %path.display(), wal, "WAL restart postponed (busy)");
+        }
+        WalSeen {
+            bytes: wal,
+            restart: Some((false, took)),
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+}
+
+/// What [`WalBound::after_commit`] saw and did: the WAL's size after it, and whether it tried
+/// a restart (done or put off) and how long that took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalSeen {
+    pub bytes: u64,
+    pub restart: Option<(bool, std::time::Duration)>,
+}
+
+impl WalSeen {
+    /// Into a backend's counters (`SinkStats`'s `wal_*`).
+    pub fn record(self, bound: u64, stats: &SinkStats) {
+        stats.wal_bytes.set(self.bytes);
+        stats.wal_bound_bytes.set(bound);
+        if let Some((done, took)) = self.restart {
+            if done {
+                stats.wal_restarts.incr();
+            } else {
+                stats.wal_restarts_postponed.incr();
+            }
+            let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            stats.wal_restart_ns.add(ns);
         }
     }
 }
@@ -514,7 +560,8 @@ impl SqliteSink {
                     .commit_latency
                     .record_ns(started.elapsed().as_nanos() as u64);
                 od.wal
-                    .after_commit(&od.conn, &od.path, self.opts.sqlite.busy_timeout);
+                    .after_commit(&od.conn, &od.path, self.opts.sqlite.busy_timeout)
+                    .record(od.wal.max_bytes(), &self.stats);
                 Ok(())
             }
             Err(e) => {

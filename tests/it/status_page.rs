@@ -116,7 +116,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
             Some(
                 json!({"script": "const t = (id) => document.getElementById(id).textContent;
                 return {updates: Number(t('updates')), health: t('health'), rate: t('rate'),
-                  stored: t('stored'), queue: t('queue'), today: t('today'),
+                  stored: t('stored'), queue: t('queue'), today: t('today'), wal: t('wal'), wal_bound: t('wal-bound'),
                   sessions: [...document.querySelectorAll('#sessions tr')].map(r => r.innerText),
                   quotes: [...document.querySelectorAll('#quotes tr')].map(r => r.dataset.symbol)};",
                 "args": []}),
@@ -161,6 +161,12 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
         first["today"].as_str().unwrap_or("").contains("iB"),
         "{first}"
     );
+    // The WAL against its bound (64 MiB by default).
+    assert!(
+        first["wal"].as_str().unwrap_or("").contains("iB"),
+        "{first}"
+    );
+    assert_eq!(first["wal_bound"], "64.0 MiB", "{first}");
     // Live: the stored count moves without a reload.
     let later = loop {
         let v = read();

@@ -401,6 +401,11 @@ fn the_wal_stays_under_its_bound_through_sustained_writes() {
     }
     let s = rec.shutdown();
     assert_eq!(s.ticks_stored, N as u64);
+    let sqlite = &s.backends[0];
+    assert!(
+        sqlite.wal_restarts > 0 && sqlite.wal_restart_s > 0.0,
+        "the restarts are counted and timed: {sqlite:?}"
+    );
     let db = std::fs::metadata(layout::day_path(dir.path(), Timestamp(T0).day()))
         .unwrap()
         .len();
@@ -437,10 +442,28 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
     feed_committed(&rec, 20_000..140_000);
     let during = wal_bytes();
     let took = held.elapsed();
+    // An operator sees it: the WAL over its bound, the restarts put off, health says why.
+    let seen = rec.stats();
+    let sqlite = &seen.backends[0];
+    assert_eq!(sqlite.wal_bound_bytes, bound);
+    assert_eq!(sqlite.wal_bytes, during, "the gauge is the WAL's size");
+    assert!(sqlite.wal_restarts_postponed > 0, "{sqlite:?}");
+    assert!(
+        seen.health_problems
+            .iter()
+            .any(|p| p.contains("WAL") && p.contains("old snapshot")),
+        "{:?}",
+        seen.health_problems
+    );
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
     feed_committed(&rec, 140_000..260_000);
     let after = wal_bytes();
+    let seen = rec.stats();
+    let sqlite = &seen.backends[0];
+    assert!(sqlite.wal_restarts > 0, "{sqlite:?}");
+    assert!(sqlite.wal_bytes <= bound, "{sqlite:?}");
+    assert!(seen.healthy, "{:?}", seen.health_problems);
     let s = rec.shutdown();
     assert_eq!(s.ticks_stored, 260_000, "every tick stored");
     assert!(
