@@ -250,8 +250,9 @@ impl Decimal {
             }
             return;
         }
-        // The mantissa's digits with a point `scale` places from the right (one conversion, no
-        // division: a third of the time of dividing by 10^scale and converting both halves).
+        // The mantissa's digits with a point `scale` places from the right: one conversion and
+        // no division (converting m / 10^scale and m % 10^scale took 15.0 ns a decimal against
+        // 11.7, best of 5 over 2M, half 5-place prices, half whole sizes).
         let scale = k.saturating_sub(1) as usize;
         match digits.len().checked_sub(scale) {
             _ if scale == 0 => out.extend_from_slice(digits),
