@@ -190,7 +190,7 @@ impl WalBound {
             (self.next_try, self.next_long) = (0, 0);
             return WalSeen {
                 bytes: 0,
-                restart: Some((true, took)),
+                restart: Some(Restart { done: true, took }),
             };
         }
         self.next_try = wal.saturating_add(self.max_bytes / 8);
@@ -207,21 +207,30 @@ impl WalBound {
         }
         WalSeen {
             bytes: wal,
-            restart: Some((false, took)),
+            restart: Some(Restart { done: false, took }),
         }
     }
 
+    /// The bound (`writer.wal_max_mib`), bytes.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }
 }
 
-/// What [`WalBound::after_commit`] saw and did: the WAL's size after it, and whether it tried
-/// a restart (done or put off) and how long that took.
+/// What [`WalBound::after_commit`] saw and did: the WAL's size after it, and the restart it
+/// tried, if it tried one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalSeen {
     pub bytes: u64,
-    pub restart: Option<(bool, std::time::Duration)>,
+    pub restart: Option<Restart>,
+}
+
+/// One try at restarting the WAL: done, or put off because a reader held an old snapshot past
+/// the wait; `took` includes the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub done: bool,
+    pub took: std::time::Duration,
 }
 
 impl WalSeen {
@@ -229,7 +238,7 @@ impl WalSeen {
     pub fn record(self, bound: u64, stats: &SinkStats) {
         stats.wal_bytes.set(self.bytes);
         stats.wal_bound_bytes.set(bound);
-        if let Some((done, took)) = self.restart {
+        if let Some(Restart { done, took }) = self.restart {
             if done {
                 stats.wal_restarts.incr();
             } else {
