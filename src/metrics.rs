@@ -551,6 +551,8 @@ pub fn status_json(s: &Scrape) -> String {
         })
         .collect();
     let st = &s.stats;
+    // The SQLite store's (the only backend with a WAL).
+    let wal = st.backends.iter().find(|b| b.wal_bound_bytes > 0);
     serde_json::json!({
         "status": if s.problems.is_empty() { "ok" } else { "unhealthy" },
         "command": s.command,
@@ -566,9 +568,8 @@ pub fn status_json(s: &Scrape) -> String {
         "store_tick_p99_ns": st.store_tick_latency.p99_ns,
         "commit_p99_ns": st.commit_latency.p99_ns,
         "today_bytes": s.today_bytes,
-        "wal_bytes": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_bytes),
-        "wal_bound_bytes": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_bound_bytes),
-        "wal_restarts": st.backends.iter().find(|b| b.wal_bound_bytes > 0).map(|b| b.wal_restarts),
+        "wal_bytes": wal.map(|b| b.wal_bytes),
+        "wal_bound_bytes": wal.map(|b| b.wal_bound_bytes),
         "sessions": sessions,
         "quotes": quotes,
     })

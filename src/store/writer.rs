@@ -210,11 +210,6 @@ impl WalBound {
             restart: Some(Restart { done: false, took }),
         }
     }
-
-    /// The bound (`writer.wal_max_mib`), bytes.
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
-    }
 }
 
 /// What [`WalBound::after_commit`] saw and did: the WAL's size after it, and the restart it
@@ -235,9 +230,8 @@ pub struct Restart {
 
 impl WalSeen {
     /// Into a backend's counters (`SinkStats`'s `wal_*`).
-    pub fn record(self, bound: u64, stats: &SinkStats) {
+    pub fn record(self, stats: &SinkStats) {
         stats.wal_bytes.set(self.bytes);
-        stats.wal_bound_bytes.set(bound);
         if let Some(Restart { done, took }) = self.restart {
             if done {
                 stats.wal_restarts.incr();
@@ -318,12 +312,14 @@ fn reason(err: &StoreError) -> String {
 impl SqliteSink {
     pub fn new(base: impl Into<PathBuf>, names: Arc<Names>, opts: WriterOptions) -> SqliteSink {
         let base = base.into();
+        let stats = SinkStats::default();
+        stats.wal_bound_bytes.set(opts.wal_max_bytes);
         SqliteSink {
             set_aside: SetAside::new(&opts.dead_letter_dirs, &base),
             base,
             names,
             opts,
-            stats: Arc::new(SinkStats::default()),
+            stats: Arc::new(stats),
             open: Vec::new(),
             newest_day: None,
             checkpointer: None,
@@ -570,7 +566,7 @@ impl SqliteSink {
                     .record_ns(started.elapsed().as_nanos() as u64);
                 od.wal
                     .after_commit(&od.conn, &od.path, self.opts.sqlite.busy_timeout)
-                    .record(od.wal.max_bytes(), &self.stats);
+                    .record(&self.stats);
                 Ok(())
             }
             Err(e) => {
