@@ -459,7 +459,7 @@ impl Stats {
             // Not a loss, but the disk fills while it lasts: someone has to find the reader.
             if b.wal_bound_bytes > 0 && b.wal_bytes > b.wal_bound_bytes {
                 problems.push(format!(
-                    "{}: WAL {:.1} MiB over its bound of {:.1} MiB (a reader holds an old snapshot)",
+                    "{}: WAL at {:.1} MiB, over its bound of {:.1} MiB (a reader holds an old snapshot)",
                     b.name,
                     b.wal_bytes as f64 / MIB,
                     b.wal_bound_bytes as f64 / MIB
@@ -588,6 +588,36 @@ mod tests {
         let snap = stats.snapshot(0, 100, policy);
         assert!(!snap.healthy);
         assert!(snap.health_problems[0].contains("write errors"));
+    }
+
+    /// What could go wrong: a backend without a WAL (bound 0) reported unhealthy, a WAL at
+    /// exactly its bound reported over it, or one over it passing unnoticed.
+    #[test]
+    fn health_names_a_wal_over_its_bound_and_only_then() {
+        let mut stats = Stats::default();
+        let (sqlite, json) = (
+            Arc::new(SinkStats::default()),
+            Arc::new(SinkStats::default()),
+        );
+        stats.sinks.push(("sqlite".into(), sqlite.clone()));
+        stats.sinks.push(("json".into(), json.clone()));
+        let policy = HealthPolicy::default();
+        json.wal_bytes.set(u64::MAX);
+        assert!(
+            stats.snapshot(0, 100, policy).healthy,
+            "no bound: no WAL check"
+        );
+        sqlite.wal_bound_bytes.set(64 << 20);
+        sqlite.wal_bytes.set(64 << 20);
+        assert!(stats.snapshot(0, 100, policy).healthy, "at the bound");
+        sqlite.wal_bytes.set((64 << 20) + 1);
+        let snap = stats.snapshot(0, 100, policy);
+        assert!(!snap.healthy);
+        assert_eq!(
+            snap.health_problems,
+            ["sqlite: WAL at 64.0 MiB, over its bound of 64.0 MiB (a reader holds an old snapshot)"]
+        );
+        assert_eq!(snap.backends[0].wal_bytes, (64 << 20) + 1);
     }
 
     #[test]
