@@ -1,4 +1,4 @@
--- tickrec day file, schema version 7 (PRAGMA user_version = 7).
+-- tickrec day file, schema version 8 (PRAGMA user_version = 8).
 --
 -- One SQLite file per UTC day of ts_event: <base>/YYYY/MM/ticks_YYYY-MM-DD.db, WAL mode.
 -- This file is the single source of truth: the recorder applies it verbatim to every new day
@@ -192,6 +192,19 @@ CREATE TABLE batches (
     dir       BLOB                          -- NULL: read by scanning
 );
 CREATE INDEX batches_by_cummax ON batches (cummax);
+
+-- Symbol blocks (added in version 8: schema/upgrades/0008_blocks.sql). With each directory row
+-- the writer writes, in the same transaction, one row per symbol the directory row names: that
+-- symbol's ticks of those commits, packed (src/store/blocks.rs), keyed by the seq of its first
+-- one. A query of one symbol reads its blocks (~50 for an hour of a 10M-tick day) instead of
+-- one page per run of its ticks. A second copy, never the record: a reader uses a block only
+-- when it holds exactly the ticks the directory row gives the symbol, else it reads the rows.
+-- Invariant: the block keyed k holds, in seq order, exactly the ticks of the one symbol whose
+-- runs in one directory row start at k (tickrec check compares every block with its rows).
+CREATE TABLE blocks (
+    seq  INTEGER PRIMARY KEY,               -- seq of the symbol's first tick in the row
+    data BLOB NOT NULL
+);
 
 CREATE VIEW ticks_v AS
 SELECT

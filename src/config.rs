@@ -182,6 +182,7 @@ struct RawWriter {
     shutdown_timeout_ms: Option<u64>,
     #[serde(default)]
     dead_letter_dirs: Vec<PathBuf>,
+    symbol_blocks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -474,6 +475,7 @@ impl Options {
                 None => wd.stall_retry_max,
             },
             dead_letter_dirs: w.dead_letter_dirs.clone(),
+            symbol_blocks: w.symbol_blocks.unwrap_or(wd.symbol_blocks),
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {

@@ -106,9 +106,9 @@ fn remove_day_file(db: &Path) -> Result<(), StoreError> {
 
 /// The sealing indexes (schema/seal.sql).
 pub const SEAL_SQL: &str = include_str!("../../schema/seal.sql");
-/// Drops them again and compacts (on the copy that goes into an archive).
-const UNSEAL_SQL: &str =
-    "DROP INDEX IF EXISTS ticks_by_symbol; DROP INDEX IF EXISTS ticks_by_symbol_time; VACUUM;";
+/// Drops them again, and the symbol blocks, and compacts (on the copy that goes into an archive).
+const UNSEAL_SQL: &str = "DROP INDEX IF EXISTS ticks_by_symbol; \
+     DROP INDEX IF EXISTS ticks_by_symbol_time; DELETE FROM blocks; VACUUM;";
 
 /// Whether sealing happened, or why not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +202,9 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
             )?;
         }
         let covered = super::directory::cover(&tx, COVER_LEVEL)?;
+        // The live day's second copy goes: a closed day is queried through its directory, at
+        // its compact size (store::blocks; the compaction below gives the pages back).
+        tx.execute("DELETE FROM blocks", [])?;
         drop_seal_indexes(&tx)?;
         tx.commit()?;
         compact_if_owed(&conn)?;

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use super::daylock::DayLock;
@@ -273,6 +273,8 @@ fn check_conn(conn: &Connection, db: &Path, day: NaiveDate, out: &mut DayCheck) 
         if super::directory::present(conn) {
             if let Some(why) = directory_problem(conn, count)? {
                 p.push(format!("directory: {why}"));
+            } else if let Some(why) = blocks_problem(conn)? {
+                p.push(format!("blocks: {why}"));
             }
         }
         Ok(p)
@@ -337,6 +339,95 @@ type NameRows = [(i64, String)];
 
 /// Rows read per step of the salvage.
 const CHUNK: i64 = 10_000;
+
+/// The symbol blocks against the ticks (see `store::blocks`): every block is keyed by the
+/// first `seq` of one symbol's runs in one directory row and decodes to exactly those ticks. A
+/// missing block is no fault (readers read the rows); a block that says otherwise than the
+/// rows is. Call once the directory is found sound. One pass over the ticks.
+fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    use super::blocks;
+    let has = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !has {
+        return Ok(None);
+    }
+    let mut rows =
+        conn.prepare("SELECT first_seq, last_seq, dir FROM batches ORDER BY first_seq")?;
+    let mut ticks = conn.prepare(
+        "SELECT seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src FROM ticks \
+         WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let mut block = conn.prepare("SELECT data FROM blocks WHERE seq = ?1")?;
+    let mut spans = rows.query([])?;
+    let (mut seen, mut decoded) = (0i64, Vec::new());
+    while let Some(b) = spans.next()? {
+        let (first, last): (i64, i64) = (b.get(0)?, b.get(1)?);
+        let Some(dir) = b.get_ref(2)?.as_blob_or_null()? else {
+            continue;
+        };
+        let Ok(runs) = super::directory::runs(first, dir) else {
+            continue;
+        };
+        // Per symbol: its block's key and its ticks, in seq order.
+        let mut by_sym: Vec<(i64, i64, Vec<blocks::Row>)> = Vec::new();
+        let mut at = std::collections::HashMap::new();
+        for &(sym, a, _) in &runs {
+            at.entry(sym).or_insert_with(|| {
+                by_sym.push((sym, a, Vec::new()));
+                by_sym.len() - 1
+            });
+        }
+        let mut t = ticks.query([first, last])?;
+        while let Some(r) = t.next()? {
+            let sym: i64 = r.get(1)?;
+            if let Some(x) = at.get(&sym).and_then(|&i| by_sym.get_mut(i)) {
+                x.2.push(blocks::Row {
+                    ts_event: r.get(2)?,
+                    ts_recv: r.get(3)?,
+                    bid: r.get(4)?,
+                    ask: r.get(5)?,
+                    bid_size: r.get(6)?,
+                    ask_size: r.get(7)?,
+                    src: r.get(8)?,
+                });
+            }
+        }
+        for (sym, key, want) in &by_sym {
+            let Some(data) = block
+                .query_row([key], |r| r.get::<_, Vec<u8>>(0))
+                .optional()?
+            else {
+                continue;
+            };
+            seen += 1;
+            if blocks::decode(*key, &data, &mut decoded).is_err() {
+                return Ok(Some(format!(
+                    "block {key} (symbol id {sym}) does not decode or fails its check"
+                )));
+            }
+            if decoded != *want {
+                return Ok(Some(format!(
+                    "block {key} (symbol id {sym}) differs from its {} ticks in the rows",
+                    want.len()
+                )));
+            }
+        }
+    }
+    let all: i64 = conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))?;
+    if all != seen {
+        return Ok(Some(format!(
+            "{} blocks are keyed where no directory row starts a symbol's runs",
+            all - seen
+        )));
+    }
+    Ok(None)
+}
 
 /// Reads what it can of `broken` into a fresh day file at `db`.
 fn salvage(

@@ -275,6 +275,19 @@ fn tail(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
     .map(|(a, b): (i64, i64)| (a <= b).then_some((a, b)))
 }
 
+/// The rows whose `ts_event` bounds meet `[lo, hi)` (`?1`, `?2`): between the first row whose
+/// running max reaches lo and the first whose running max passes hi by more than any row has
+/// lagged (schema/ticks.sql).
+const ROWS_IN: &str = "SELECT first_seq, last_seq, dir FROM batches WHERE first_seq >= coalesce( \
+         (SELECT first_seq FROM batches WHERE cummax >= ?1 ORDER BY cummax LIMIT 1), \
+         9223372036854775807) \
+     AND first_seq <= coalesce( \
+         (SELECT first_seq FROM batches WHERE cummax >= ?2 + \
+             (SELECT lag FROM batches ORDER BY first_seq DESC LIMIT 1) \
+          ORDER BY cummax LIMIT 1), \
+         9223372036854775807) \
+     AND ts_max >= ?1 AND ts_min < ?2 ORDER BY first_seq";
+
 /// The spans of the wanted symbols in rows whose `ts_event` bounds meet `[lo, hi)`
 /// (day-relative ns), then the tail, in `seq` order. Call inside a read transaction (one
 /// snapshot).
@@ -284,19 +297,7 @@ pub fn spans_in(
     lo: i64,
     hi: i64,
 ) -> rusqlite::Result<Vec<Span>> {
-    // Between the first row whose running max reaches lo and the first whose running max
-    // passes hi by more than any row has lagged (schema/ticks.sql).
-    let mut stmt = conn.prepare_cached(
-        "SELECT first_seq, last_seq, dir FROM batches WHERE first_seq >= coalesce( \
-             (SELECT first_seq FROM batches WHERE cummax >= ?1 ORDER BY cummax LIMIT 1), \
-             9223372036854775807) \
-         AND first_seq <= coalesce( \
-             (SELECT first_seq FROM batches WHERE cummax >= ?2 + \
-                 (SELECT lag FROM batches ORDER BY first_seq DESC LIMIT 1) \
-              ORDER BY cummax LIMIT 1), \
-             9223372036854775807) \
-         AND ts_max >= ?1 AND ts_min < ?2 ORDER BY first_seq",
-    )?;
+    let mut stmt = conn.prepare_cached(ROWS_IN)?;
     let mut rows = stmt.query([lo, hi])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
@@ -351,6 +352,110 @@ pub fn spans_newest_first(
     Ok(())
 }
 
+/// Where the wanted symbols' ticks are, for a reader that uses blocks (`store::blocks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// One symbol's runs `(first seq, count)` in one directory row, in `seq` order: its
+    /// block is keyed by the first run's first `seq`.
+    Runs { sym: i64, runs: Vec<(i64, i64)> },
+    /// Rows to read as they are.
+    Span(Span),
+}
+
+impl Piece {
+    /// How many ticks it names at most.
+    pub fn ticks(&self) -> i64 {
+        match self {
+            Piece::Runs { runs, .. } => runs.iter().map(|r| r.1).fold(0, i64::saturating_add),
+            Piece::Span(Span::Exact(a, b) | Span::Scan(a, b)) => {
+                b.saturating_sub(*a).saturating_add(1)
+            }
+        }
+    }
+}
+
+/// The wanted symbols' pieces of one row, in the order of their first tick.
+fn pieces_of(first: i64, last: i64, dir: Option<&[u8]>, ids: &[i64], out: &mut Vec<Piece>) {
+    let Some(d) = dir else {
+        out.push(Piece::Span(Span::Scan(first, last)));
+        return;
+    };
+    let before = out.len();
+    let found = each_run(first, d, Want::Ids(ids), |sym, a, n| {
+        if n <= 0 {
+            return;
+        }
+        let known = out[before..].iter_mut().find_map(|p| match p {
+            Piece::Runs { sym: s, runs } if *s == sym => Some(runs),
+            _ => None,
+        });
+        match known {
+            Some(runs) => runs.push((a, n)),
+            None => out.push(Piece::Runs {
+                sym,
+                runs: vec![(a, n)],
+            }),
+        }
+    });
+    if found.is_err() {
+        out.truncate(before);
+        out.push(Piece::Span(Span::Scan(first, last)));
+    }
+}
+
+/// [`spans_in`] for symbols `ids`, by piece: each row's runs of each symbol, then the tail.
+pub fn pieces_in(conn: &Connection, ids: &[i64], lo: i64, hi: i64) -> rusqlite::Result<Vec<Piece>> {
+    let mut stmt = conn.prepare_cached(ROWS_IN)?;
+    let mut rows = stmt.query([lo, hi])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        pieces_of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get_ref(2)?.as_blob_or_null()?,
+            ids,
+            &mut out,
+        );
+    }
+    if let Some((a, b)) = tail(conn)? {
+        out.push(Piece::Span(Span::Scan(a, b)));
+    }
+    Ok(out)
+}
+
+/// [`spans_newest_first`] by piece: the tail, then each row's runs of `sym`, newest first.
+pub fn pieces_newest_first(
+    conn: &Connection,
+    sym: i64,
+    f: &mut dyn FnMut(Piece) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<()> {
+    if let Some((a, b)) = tail(conn)? {
+        if !f(Piece::Span(Span::Scan(a, b)))? {
+            return Ok(());
+        }
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT first_seq, last_seq, dir FROM batches ORDER BY first_seq DESC")?;
+    let mut rows = stmt.query([])?;
+    let mut pieces = Vec::new();
+    while let Some(r) = rows.next()? {
+        pieces.clear();
+        pieces_of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get_ref(2)?.as_blob_or_null()?,
+            &[sym],
+            &mut pieces,
+        );
+        for p in pieces.drain(..) {
+            if !f(p)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the writer has committed and not yet recorded in a row (see the module doc).
 #[derive(Debug, Default, Clone)]
 pub struct Pending {
@@ -360,13 +465,39 @@ pub struct Pending {
     pub ts_max: i64,
     pub commits: u32,
     pub dir: Vec<u8>,
+    /// Per file symbol id, its block of these commits (`store::blocks`; empty when untouched).
+    pub blocks: Vec<super::blocks::Builder>,
+    /// The symbols with a non-empty block, in the order of their first tick.
+    pub touched: Vec<i64>,
 }
 
 impl Pending {
-    /// Nothing pending (the directory buffer is kept for reuse).
+    /// Nothing pending (the buffers are kept for reuse).
     pub fn clear(&mut self) {
         self.commits = 0;
         self.dir.clear();
+        for &sym in &self.touched {
+            if let Some(b) = usize::try_from(sym)
+                .ok()
+                .and_then(|s| self.blocks.get_mut(s))
+            {
+                b.clear();
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// Adds the tick at `seq` to its symbol's block.
+    pub fn push_block(&mut self, sym: i64, seq: i64, row: &super::blocks::Row) {
+        let Ok(s) = usize::try_from(sym) else { return };
+        if self.blocks.len() <= s {
+            self.blocks.resize_with(s + 1, Default::default);
+        }
+        let b = &mut self.blocks[s];
+        if b.count == 0 {
+            self.touched.push(sym);
+        }
+        b.push(seq, row);
     }
 }
 

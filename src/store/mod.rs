@@ -4,6 +4,7 @@
 //! This module owns the on-disk tick format; nothing else opens a day file.
 
 pub mod archive;
+pub mod blocks;
 pub mod check;
 pub mod checkpoint;
 pub mod columnar;
@@ -176,6 +177,11 @@ pub struct WriterOptions {
     /// Where dead letters and spills go first (e.g. another volume); the base folder of the
     /// day files is always the last resort.
     pub dead_letter_dirs: Vec<PathBuf>,
+    /// Also write each symbol's ticks of a directory row as one block (`store::blocks`): a
+    /// live day's queries of one symbol read a few pages instead of one per run of its ticks,
+    /// for about a fifth of the writer's speed and half again the live file's bytes (`seal`
+    /// gives them back).
+    pub symbol_blocks: bool,
 }
 
 impl Default for WriterOptions {
@@ -189,6 +195,7 @@ impl Default for WriterOptions {
             wal_max_bytes: 64 << 20,
             stall_retry_max: Duration::from_secs(1),
             dead_letter_dirs: Vec::new(),
+            symbol_blocks: false,
         }
     }
 }

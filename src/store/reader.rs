@@ -241,6 +241,9 @@ struct DayReader {
     /// Queried through its per-transaction directory (version 5 and later, unless it has the
     /// indexes below).
     directory: bool,
+    /// Has symbol blocks (version 8 and later, with a directory): one symbol's ticks are read
+    /// from them where they are whole (`store::blocks`).
+    blocks: bool,
     /// Has the indexes of schema/seal.sql (a day an earlier version sealed): they serve its
     /// queries.
     indexed: bool,
@@ -467,6 +470,14 @@ impl DayReader {
             .is_ok();
         let rarray = rusqlite::vtab::array::load_module(&conn).is_ok();
         let directory = !sealed && rarray && super::directory::present(&conn);
+        let blocks = directory
+            && conn
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'",
+                    [],
+                    |_| Ok(()),
+                )
+                .is_ok();
         Ok(DayReader {
             path: path.to_owned(),
             conn,
@@ -475,6 +486,7 @@ impl DayReader {
             symbols,
             sources,
             directory,
+            blocks,
             indexed: sealed,
             access: Access::Shared,
         })
@@ -529,6 +541,9 @@ impl DayReader {
                 source,
             })
         };
+        if let (Some(ids), true) = (syms, self.blocks) {
+            return self.range_by_blocks(ids, lo, hi, f);
+        }
         let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
         let ticks: i64 = spans
             .iter()
@@ -555,6 +570,161 @@ impl DayReader {
             n += self.slice_by_directory(syms, spans, from, to, f)?;
         }
         Ok(n)
+    }
+
+    /// [`DayReader::range_by_directory`] of symbols `ids` in a file with blocks: the same
+    /// slices, each read from the symbols' blocks where they are whole.
+    fn range_by_blocks(
+        &self,
+        ids: &[i64],
+        lo: i64,
+        hi: i64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let sq = |source| {
+            ReadError::Store(StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+        };
+        let pieces = super::directory::pieces_in(&self.conn, ids, lo, hi).map_err(sq)?;
+        let ticks = pieces
+            .iter()
+            .map(super::directory::Piece::ticks)
+            .fold(0, i64::saturating_add);
+        let (a, b) = (lo.max(0), hi.min(NANOS_PER_DAY));
+        let slices = (ticks / SLICE_TICKS + 1).min((b - a).max(1));
+        if slices <= 1 {
+            return self.slice_by_blocks(ids, pieces, lo, hi, f);
+        }
+        let step = (b - a) / slices;
+        let mut n = 0;
+        for k in 0..slices {
+            let from = if k == 0 { lo } else { a + k * step };
+            let to = if k + 1 == slices {
+                hi
+            } else {
+                a + (k + 1) * step
+            };
+            let pieces = super::directory::pieces_in(&self.conn, ids, from, to).map_err(sq)?;
+            n += self.slice_by_blocks(ids, pieces, from, to, f)?;
+        }
+        Ok(n)
+    }
+
+    /// One slice of [`DayReader::range_by_blocks`]: each piece's block in one statement; what
+    /// has no whole block (older rows, the tail, a damaged block) is read from the rows; the
+    /// lot is sorted by `(ts_event, seq)`.
+    fn slice_by_blocks(
+        &self,
+        ids: &[i64],
+        pieces: Vec<super::directory::Piece>,
+        lo: i64,
+        hi: i64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        use super::directory::{Piece, Span};
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let keyed: Vec<(i64, usize)> = pieces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Piece::Runs { runs, .. } => runs.first().map(|r| (r.0, i)),
+                Piece::Span(_) => None,
+            })
+            .collect();
+        let mut whole = vec![false; pieces.len()];
+        let mut found = Vec::new();
+        if !keyed.is_empty() {
+            let keys: Vec<rusqlite::types::Value> = keyed
+                .iter()
+                .map(|k| rusqlite::types::Value::Integer(k.0))
+                .collect();
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT seq, data FROM blocks WHERE seq IN rarray(?1) ORDER BY seq")
+                .map_err(sq)?;
+            let mut rows = stmt.query([std::rc::Rc::new(keys)]).map_err(sq)?;
+            let (mut k, mut decoded) = (0usize, Vec::new());
+            while let Some(r) = rows.next().map_err(sq)? {
+                let key: i64 = r.get(0).map_err(sq)?;
+                while keyed.get(k).is_some_and(|&(want, _)| want < key) {
+                    k += 1;
+                }
+                let Some(&(want, i)) = keyed.get(k) else {
+                    break;
+                };
+                let Piece::Runs { sym, runs } = &pieces[i] else {
+                    continue;
+                };
+                if want != key || !self.block_rows(r, &pieces[i], &mut decoded) {
+                    continue;
+                }
+                let seqs = runs.iter().flat_map(|&(a, n)| a..a.saturating_add(n));
+                for (row, seq) in decoded.iter().zip(seqs) {
+                    if row.ts_event >= lo && row.ts_event < hi {
+                        found.push(self.tick_row(seq, *sym, row)?);
+                    }
+                }
+                whole[i] = true;
+            }
+        }
+        let mut spans: Vec<Span> = Vec::new();
+        for (piece, whole) in pieces.into_iter().zip(&whole) {
+            match piece {
+                _ if *whole => {}
+                Piece::Runs { runs, .. } => {
+                    for (a, n) in runs {
+                        // Adjacent runs (neighbouring symbols of one commit) as one span.
+                        match spans.last_mut() {
+                            Some(Span::Exact(_, b)) if *b + 1 == a => *b = a + n - 1,
+                            _ => spans.push(Span::Exact(a, a.saturating_add(n - 1))),
+                        }
+                    }
+                }
+                Piece::Span(span) => spans.push(span),
+            }
+        }
+        if !whole.contains(&true) {
+            // No blocks (the writer writes none, or not yet): the rows, sorted by SQLite.
+            return self.slice_by_directory(Some(ids), spans, lo, hi, f);
+        }
+        if !spans.is_empty() {
+            self.slice_by_directory(Some(ids), spans, lo, hi, &mut |r| {
+                found.push(r.clone());
+                Ok(())
+            })?;
+        }
+        found.sort_unstable_by_key(|r| (r.ts_event, r.seq));
+        for r in &found {
+            f(r).map_err(ReadError::Output)?;
+        }
+        Ok(found.len() as u64)
+    }
+
+    /// Decodes the block in columns 0 (key) and 1 (data) of `r` into `out`; false (read the rows instead) unless it
+    /// holds exactly as many ticks as `piece` names.
+    fn block_rows(
+        &self,
+        r: &rusqlite::Row<'_>,
+        piece: &super::directory::Piece,
+        out: &mut Vec<super::blocks::Row>,
+    ) -> bool {
+        let (Ok(key), Ok(data)) = (
+            r.get::<_, i64>(0),
+            r.get_ref(1).and_then(|v| Ok(v.as_blob()?)),
+        ) else {
+            return false;
+        };
+        let whole = super::blocks::decode(key, data, out).is_ok()
+            && i64::try_from(out.len()).is_ok_and(|n| n == piece.ticks());
+        if !whole {
+            tracing::warn!(path = %self.path.display(), "a symbol block does not match its directory row: its ticks are read from the rows (run `tickrec check`)");
+        }
+        whole
     }
 
     /// One slice of [`DayReader::range_by_directory`]: the batches that meet the window give
@@ -674,6 +844,99 @@ impl DayReader {
         Ok(done)
     }
 
+    /// [`DayReader::recent_by_directory`] in a file with blocks: the symbol's newest blocks,
+    /// newest first, after the tail (scanned); a piece without a whole block is read from
+    /// its rows, in its place.
+    fn recent_by_blocks(
+        &self,
+        sym: i64,
+        n: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        use super::directory::{Piece, Span};
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut parts = Vec::new();
+        let mut covered = 0u64;
+        super::directory::pieces_newest_first(&self.conn, sym, &mut |piece| {
+            // A span to scan holds an unknown number of the symbol's ticks: the walk goes on.
+            if let Piece::Runs { .. } | Piece::Span(Span::Exact(..)) = piece {
+                covered = covered.saturating_add(u64::try_from(piece.ticks()).unwrap_or(0));
+            }
+            parts.push(piece);
+            Ok(covered < n)
+        })
+        .map_err(sq)?;
+        let mut done = 0u64;
+        let mut decoded = Vec::new();
+        for piece in parts {
+            if done >= n {
+                break;
+            }
+            let left = n - done;
+            let limit = i64::try_from(left).unwrap_or(i64::MAX);
+            done += match &piece {
+                &Piece::Runs { sym, ref runs } => {
+                    let key = runs.first().map_or(0, |r| r.0);
+                    let mut stmt = self
+                        .conn
+                        .prepare_cached("SELECT seq, data FROM blocks WHERE seq = ?1")
+                        .map_err(sq)?;
+                    let mut rows = stmt.query([key]).map_err(sq)?;
+                    let whole = match rows.next().map_err(sq)? {
+                        Some(r) => self.block_rows(r, &piece, &mut decoded),
+                        None => false,
+                    };
+                    if whole {
+                        let seqs = runs
+                            .iter()
+                            .rev()
+                            .flat_map(|&(a, n)| (a..a.saturating_add(n)).rev());
+                        let mut k = 0u64;
+                        for (row, seq) in decoded.iter().rev().zip(seqs).take(left as usize) {
+                            f(&self.tick_row(seq, sym, row)?).map_err(ReadError::Output)?;
+                            k += 1;
+                        }
+                        k
+                    } else {
+                        let seqs: Vec<rusqlite::types::Value> = runs
+                            .iter()
+                            .flat_map(|&(a, n)| a..a.saturating_add(n))
+                            .map(rusqlite::types::Value::Integer)
+                            .collect();
+                        self.stream(
+                            &format!(
+                                "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) \
+                                 ORDER BY seq DESC LIMIT ?2"
+                            ),
+                            &[&std::rc::Rc::new(seqs), &limit],
+                            f,
+                        )?
+                    }
+                }
+                &Piece::Span(Span::Exact(a, b)) => self.stream(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                         ORDER BY seq DESC LIMIT ?3"
+                    ),
+                    &[&a, &b, &limit],
+                    f,
+                )?,
+                &Piece::Span(Span::Scan(a, b)) => self.stream(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
+                         ORDER BY seq DESC LIMIT ?4"
+                    ),
+                    &[&a, &b, &sym, &limit],
+                    f,
+                )?,
+            };
+        }
+        Ok(done)
+    }
+
     /// The newest `n` ticks of `sym`, newest first.
     fn recent_one(
         &self,
@@ -681,6 +944,9 @@ impl DayReader {
         n: u64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        if self.blocks {
+            return self.recent_by_blocks(sym, n, f);
+        }
         if self.directory {
             return self.recent_by_directory(sym, n, f);
         }
@@ -724,21 +990,37 @@ impl DayReader {
             path: self.path.clone(),
             source,
         };
-        let seq: i64 = r.get(0).map_err(sq)?;
+        let row = super::blocks::Row {
+            ts_event: r.get(2).map_err(sq)?,
+            ts_recv: r.get(3).map_err(sq)?,
+            bid: r.get(4).map_err(sq)?,
+            ask: r.get(5).map_err(sq)?,
+            bid_size: r.get(6).map_err(sq)?,
+            ask_size: r.get(7).map_err(sq)?,
+            src: r.get(8).map_err(sq)?,
+        };
+        self.tick_row(r.get(0).map_err(sq)?, r.get(1).map_err(sq)?, &row)
+    }
+
+    /// The tick stored as `row` at `seq`, of symbol id `sym`.
+    fn tick_row(
+        &self,
+        seq: i64,
+        sym: i64,
+        row: &super::blocks::Row,
+    ) -> Result<TickRow, StoreError> {
         let corrupt = |why: String| StoreError::Corrupt {
             path: self.path.clone(),
             why: format!("seq {seq}: {why}"),
         };
-        let name = |map: &[Option<Arc<str>>], col: usize, what: &str| {
-            let id: i64 = r.get(col).map_err(sq)?;
+        let name = |map: &[Option<Arc<str>>], id: i64, what: &str| {
             usize::try_from(id)
                 .ok()
                 .and_then(|i| map.get(i))
                 .and_then(Option::clone)
                 .ok_or_else(|| corrupt(format!("unknown {what} id {id}")))
         };
-        let dec = |col: usize, what: &str| -> Result<Option<Decimal>, StoreError> {
-            let code: Option<i64> = r.get(col).map_err(sq)?;
+        let dec = |code: Option<i64>, what: &str| -> Result<Option<Decimal>, StoreError> {
             code.map(|c| {
                 u64::try_from(c)
                     .ok()
@@ -748,7 +1030,7 @@ impl DayReader {
             .transpose()
         };
         // The file's numbers are not trusted: a sum out of range is a corrupt row.
-        let (event, recv): (i64, i64) = (r.get(2).map_err(sq)?, r.get(3).map_err(sq)?);
+        let (event, recv) = (row.ts_event, row.ts_recv);
         let ts_event = self
             .day_start_ns
             .checked_add(event)
@@ -756,9 +1038,9 @@ impl DayReader {
         // The inverse of the writer's wrapping difference: any receive time reads back as
         // written, however far from the event time.
         let ts_recv = ts_event.wrapping_add(recv);
-        let bid = dec(4, "bid")?;
-        let ask: Option<i64> = r.get(5).map_err(sq)?;
-        let ask = ask
+        let bid = dec(row.bid, "bid")?;
+        let ask = row
+            .ask
             .map(|c| {
                 Decimal::from_stored_ask(bid, c)
                     .ok_or_else(|| corrupt(format!("ask {c} is not an ask beside bid {bid:?}")))
@@ -766,14 +1048,14 @@ impl DayReader {
             .transpose()?;
         Ok(TickRow {
             seq: Some(seq),
-            symbol: name(&self.symbols, 1, "symbol")?,
-            source: name(&self.sources, 8, "source")?,
+            symbol: name(&self.symbols, sym, "symbol")?,
+            source: name(&self.sources, row.src, "source")?,
             ts_event: Timestamp(ts_event),
             ts_recv: Timestamp(ts_recv),
             bid,
             ask,
-            bid_size: dec(6, "bid_size")?,
-            ask_size: dec(7, "ask_size")?,
+            bid_size: dec(row.bid_size, "bid_size")?,
+            ask_size: dec(row.ask_size, "ask_size")?,
         })
     }
 }

@@ -16,7 +16,7 @@ use crate::tick::Timestamp;
 /// The schema, applied verbatim to new files.
 pub const SCHEMA_SQL: &str = include_str!("../../schema/ticks.sql");
 /// `PRAGMA user_version` of files this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 /// Upgrade steps: `UPGRADES[i]` takes a file from version `i + 1` to `i + 2`, in the same
 /// transaction that checks the version.
 const UPGRADES: &[&str] = &[
@@ -26,6 +26,7 @@ const UPGRADES: &[&str] = &[
     include_str!("../../schema/upgrades/0005_batches.sql"),
     include_str!("../../schema/upgrades/0006_ask_spread.sql"),
     include_str!("../../schema/upgrades/0007_packed_directory.sql"),
+    include_str!("../../schema/upgrades/0008_blocks.sql"),
 ];
 
 /// Opens (creating if needed) the day file for writing, upgrading an older schema.
@@ -380,6 +381,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TABLE fix_sessions; DROP TABLE imports; DROP TABLE marks; DROP TABLE batches; \
+             DROP TABLE blocks; \
              PRAGMA user_version = 1;",
         )
         .unwrap();

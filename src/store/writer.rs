@@ -40,6 +40,7 @@ const INSERT: &str =
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const BATCH: &str = "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag, dir) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const BLOCK: &str = "INSERT INTO blocks (seq, data) VALUES (?1, ?2)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
 const MARK_ORIGIN: &str = "INSERT INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3) \
@@ -68,6 +69,8 @@ struct OpenDay {
     pending: super::directory::Pending,
     /// Keeps its WAL under the bound.
     wal: WalBound,
+    /// Writes symbol blocks (`WriterOptions::symbol_blocks`).
+    blocks: bool,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -630,6 +633,7 @@ impl SqliteSink {
             entries: Vec::new(),
             pending: super::directory::Pending::default(),
             wal: WalBound::new(self.opts.wal_max_bytes),
+            blocks: self.opts.symbol_blocks,
             path,
             _lock: lock,
         });
@@ -775,6 +779,12 @@ fn insert_all(
         }
     }
     group_by_symbol(&mut od.order, &mut od.scratch);
+    // When another writer's commits came between, the pending ones get their row first.
+    // (On any error the caller drops this OpenDay: the next opening covers what has no row.)
+    if od.pending.commits > 0 && od.pending.last_seq + 1 != first {
+        record_directory(&tx, &od.pending)?;
+        od.pending.clear();
+    }
     od.entries.clear();
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
     {
@@ -785,18 +795,29 @@ fn insert_all(
                 names.source_name(t.source)
             })?;
             let code = |d: Option<Decimal>| d.map(|d| d.code() as i64);
-            let ts = t.ts_event.0 - od.day_start_ns;
-            (ts_min, ts_max) = (ts_min.min(ts), ts_max.max(ts));
+            let row = super::blocks::Row {
+                ts_event: t.ts_event.0 - od.day_start_ns,
+                ts_recv: t.ts_recv.0.wrapping_sub(t.ts_event.0),
+                bid: code(t.bid),
+                ask: Decimal::stored_ask(t.bid, t.ask),
+                bid_size: code(t.bid_size),
+                ask_size: code(t.ask_size),
+                src,
+            };
+            (ts_min, ts_max) = (ts_min.min(row.ts_event), ts_max.max(row.ts_event));
             stmt.raw_bind_parameter(1, seq)?;
             stmt.raw_bind_parameter(2, sym)?;
-            stmt.raw_bind_parameter(3, ts)?;
-            stmt.raw_bind_parameter(4, t.ts_recv.0.wrapping_sub(t.ts_event.0))?;
-            stmt.raw_bind_parameter(5, code(t.bid))?;
-            stmt.raw_bind_parameter(6, Decimal::stored_ask(t.bid, t.ask))?;
-            stmt.raw_bind_parameter(7, code(t.bid_size))?;
-            stmt.raw_bind_parameter(8, code(t.ask_size))?;
-            stmt.raw_bind_parameter(9, src)?;
+            stmt.raw_bind_parameter(3, row.ts_event)?;
+            stmt.raw_bind_parameter(4, row.ts_recv)?;
+            stmt.raw_bind_parameter(5, row.bid)?;
+            stmt.raw_bind_parameter(6, row.ask)?;
+            stmt.raw_bind_parameter(7, row.bid_size)?;
+            stmt.raw_bind_parameter(8, row.ask_size)?;
+            stmt.raw_bind_parameter(9, row.src)?;
             stmt.raw_execute()?;
+            if od.blocks {
+                od.pending.push_block(sym, seq, &row);
+            }
             seq += 1;
             match od.entries.last_mut() {
                 Some(e) if e.0 == sym => e.1 += 1,
@@ -804,15 +825,9 @@ fn insert_all(
             }
         }
     }
-    // The directory: this commit joins the pending ones; every few commits they get a row
-    // (when another writer's commits came between, the pending ones get theirs first).
-    // (On any error the caller drops this OpenDay: the next opening covers what has no row.)
+    // The directory: this commit joins the pending ones; every few commits they get a row.
     let pending = &mut od.pending;
     if seq > first {
-        if pending.commits > 0 && pending.last_seq + 1 != first {
-            record_directory(&tx, pending)?;
-            pending.clear();
-        }
         if pending.commits == 0 {
             pending.first_seq = first;
             (pending.ts_min, pending.ts_max) = (ts_min, ts_max);
@@ -927,6 +942,23 @@ pub(super) fn record_directory(
     tx.prepare_cached(BATCH)?.execute(rusqlite::params![
         start, last, ts_min, ts_max, cummax, lag, dir
     ])?;
+    if dir.is_some() {
+        // Each symbol's block, keyed by its first seq: in key order, appended at the table's
+        // right edge (store::blocks).
+        let mut keys: Vec<(i64, usize)> = pending
+            .touched
+            .iter()
+            .filter_map(|&s| usize::try_from(s).ok())
+            .filter_map(|s| pending.blocks.get(s).map(|b| (b.first_seq, s)))
+            .collect();
+        keys.sort_unstable();
+        let mut insert = tx.prepare_cached(BLOCK)?;
+        let mut data = Vec::new();
+        for (key, s) in keys {
+            pending.blocks[s].data(&mut data);
+            insert.execute(rusqlite::params![key, &data[..]])?;
+        }
+    }
     Ok(())
 }
 

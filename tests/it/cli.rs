@@ -624,8 +624,16 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
         format!("{first}{}", &second[..second_start]),
         &second[second_start..],
     );
+    // The writer writes symbol blocks, which the live answers read where they are whole.
+    let config = dir.path().join("blocks.toml");
+    std::fs::write(&config, "[writer]\nsymbol_blocks = true\n").unwrap();
+    let config = config.to_str().unwrap();
     let ingest = |input: &str, id: &str| {
-        let out = tickrec(&db, &["ingest", "--source-id", id], Some(input));
+        let out = tickrec(
+            &db,
+            &["ingest", "--config", config, "--source-id", id],
+            Some(input),
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     };
     ingest(&head, "a");
@@ -634,8 +642,8 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
     let conn = rusqlite::Connection::open(&day).unwrap();
     // (An earlier version's view stands in for the one it had.)
     conn.execute_batch(
-        "DROP TABLE batches; DROP VIEW ticks_v; CREATE VIEW ticks_v AS SELECT seq FROM ticks; \
-         PRAGMA user_version = 4;",
+        "DROP TABLE batches; DROP TABLE blocks; DROP VIEW ticks_v; \
+         CREATE VIEW ticks_v AS SELECT seq FROM ticks; PRAGMA user_version = 4;",
     )
     .unwrap();
     drop(conn);
@@ -719,6 +727,8 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
         "one scanned span from version 4, then directory rows: {rows} rows, {scanned} scanned"
     );
     drop(conn);
+    // Rows written since the upgrade have their symbols' blocks, which the live answers read.
+    assert!(sql_int(&day, "SELECT count(*) FROM blocks") > 0);
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let conn = rusqlite::Connection::open(&day).unwrap();
@@ -729,6 +739,11 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
         "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ticks_by_%'",
     );
     assert_eq!(indexed, 0, "sealed: no per-tick index");
+    assert_eq!(
+        sql_int(&day, "SELECT count(*) FROM blocks"),
+        0,
+        "sealed: the live day's blocks are gone"
+    );
     let sealed = answers("sealed");
     assert_eq!(live, sealed, "live and sealed answer alike");
     assert!(
@@ -739,6 +754,108 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
     assert!(out.status.success(), "check: {}", text(&out.stdout));
     // The file without a directory was read by scanning, as before.
     assert!(before_upgrade.iter().any(|a| a.lines().count() > 1));
+}
+
+/// What could go wrong: a symbol block that no longer matches its rows (a damaged page, a bad
+/// write, a block under another key). A block that fails its check or holds another number of
+/// ticks is passed over and the rows answer; `check` names any block that differs from its rows.
+#[test]
+fn a_damaged_symbol_block_is_passed_over_by_queries_and_named_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let lines: String = (0..20_000i64)
+        .map(|i| {
+            format!(
+                "{{\"symbol\":\"S{}\",\"bid\":1.{:04},\"ask\":1.{:04},\"ts_event\":\"2026-11-19T{:02}:{:02}:{:02}.{:03}Z\"}}\n",
+                i * 7 % 5,
+                1000 + i % 977,
+                1003 + i % 977,
+                i * 4 / 3600,
+                i * 4 / 60 % 60,
+                i * 4 % 60,
+                i % 1000
+            )
+        })
+        .collect();
+    let config = dir.path().join("blocks.toml");
+    std::fs::write(&config, "[writer]\nsymbol_blocks = true\n").unwrap();
+    let config = config.to_str().unwrap();
+    let out = tickrec(
+        &db,
+        &["ingest", "--config", config, "--source-id", "a"],
+        Some(&lines),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let day = db.join("2026/11/ticks_2026-11-19.db");
+    assert!(sql_int(&day, "SELECT count(*) FROM blocks") >= 5);
+    let ask = |args: &[&str]| {
+        let out = tickrec(&db, args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let queries: [&[&str]; 3] = [
+        &[
+            "query",
+            "range",
+            "S1",
+            "--from",
+            "2026-11-19T01:00:00Z",
+            "--to",
+            "2026-11-19T20:00:00Z",
+            "--format",
+            "csv",
+        ],
+        &["query", "recent", "S1", "-n", "3000", "--format", "csv"],
+        &[
+            "query",
+            "range",
+            "S1,S3",
+            "--from",
+            "2026-11-19T00:00:00Z",
+            "--to",
+            "2026-11-20T00:00:00Z",
+            "--format",
+            "csv",
+        ],
+    ];
+    let whole: Vec<String> = queries.iter().map(|q| ask(q)).collect();
+    assert!(whole[0].lines().count() > 2000);
+    assert!(ask(&["check"]).contains("ok"), "a sound file checks");
+    let sym1: i64 = sql_int(&day, "SELECT id FROM symbols WHERE name = 'S1'");
+    let key = |nth: i64| -> i64 {
+        // The nth block of S1: its key is the first seq of S1's runs in some directory row.
+        sql_int(
+            &day,
+            &format!(
+                "SELECT b.seq FROM blocks b JOIN ticks t ON t.seq = b.seq WHERE t.sym = {sym1} \
+                 ORDER BY b.seq LIMIT 1 OFFSET {nth}"
+            ),
+        )
+    };
+    let (cut, other) = (key(1), key(2));
+    let conn = rusqlite::Connection::open(&day).unwrap();
+    // One block cut short, one given its neighbour's bytes (a sound block under another key).
+    conn.execute(
+        "UPDATE blocks SET data = substr(data, 1, length(data) - 3) WHERE seq = ?1",
+        [cut],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE blocks SET data = (SELECT data FROM blocks WHERE seq > ?1 ORDER BY seq LIMIT 1) \
+         WHERE seq = ?1",
+        [other],
+    )
+    .unwrap();
+    drop(conn);
+    let after: Vec<String> = queries.iter().map(|q| ask(q)).collect();
+    assert_eq!(after, whole, "the rows answer where a block is damaged");
+    let out = tickrec(&db, &["check"], None);
+    assert!(!out.status.success(), "check names the damage");
+    assert!(
+        text(&out.stdout).contains("blocks: block"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// What could go wrong: two writers on one day file at once (a recording and an ingest of the

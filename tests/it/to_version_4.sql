@@ -11,5 +11,6 @@ INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, sr
     FROM arrival ORDER BY ts_event, seq;
 DROP TABLE arrival;
 DROP TABLE batches;
+DROP TABLE blocks;
 PRAGMA user_version = 4;
 VACUUM;
