@@ -877,8 +877,8 @@ impl DayReader {
             }
             let left = n - done;
             let limit = i64::try_from(left).unwrap_or(i64::MAX);
-            done += match &piece {
-                &Piece::Runs { sym, ref runs } => {
+            done += match piece {
+                Piece::Runs { sym, ref runs } => {
                     let key = runs.first().map_or(0, |r| r.0);
                     let mut stmt = self
                         .conn
@@ -916,7 +916,7 @@ impl DayReader {
                         )?
                     }
                 }
-                &Piece::Span(Span::Exact(a, b)) => self.stream(
+                Piece::Span(Span::Exact(a, b)) => self.stream(
                     &format!(
                         "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
                          ORDER BY seq DESC LIMIT ?3"
@@ -924,7 +924,7 @@ impl DayReader {
                     &[&a, &b, &limit],
                     f,
                 )?,
-                &Piece::Span(Span::Scan(a, b)) => self.stream(
+                Piece::Span(Span::Scan(a, b)) => self.stream(
                     &format!(
                         "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
                          ORDER BY seq DESC LIMIT ?4"
