@@ -265,6 +265,9 @@ pub fn run(
     let names = symbol_names(b.symbols.max(1));
     let writer_opts = WriterOptions {
         sqlite: opts.writer.sqlite.clone(),
+        // The one structural choice a configuration makes (`--config` with
+        // `[writer] symbol_blocks = true` measures the writer and the queries with blocks).
+        symbol_blocks: opts.writer.symbol_blocks,
         ..WriterOptions::default()
     };
     let batch = opts.pipeline.batch.batch_size;
