@@ -14,7 +14,7 @@
 //! salvaged or sealed-and-packed spans have no blocks). `tickrec check` compares every block
 //! with its rows.
 //!
-//! Layout of `data`: the tick count, the ticks, then a 4-byte check (see [`checksum`]); per
+//! Layout of `data`: the tick count, the ticks, then a 4-byte check (XXH3 seeded with the key); per
 //! tick, all varints (`zz` = zigzag):
 //! zz(ts_event - previous ts_event), zz(ts_recv), a shape byte (bits 0-3: bid, ask, bid_size,
 //! ask_size present; bit 4: the source differs from the previous tick's), then
