@@ -318,41 +318,8 @@ pub fn spans_in(
     Ok(out)
 }
 
-/// Calls `f` with the spans of `sym`, newest first (the tail, then rows by descending
-/// `seq`), until it returns false. Call inside a read transaction (one snapshot).
-pub fn spans_newest_first(
-    conn: &Connection,
-    sym: i64,
-    f: &mut dyn FnMut(Span) -> rusqlite::Result<bool>,
-) -> rusqlite::Result<()> {
-    if let Some((a, b)) = tail(conn)? {
-        if !f(Span::Scan(a, b))? {
-            return Ok(());
-        }
-    }
-    let mut stmt = conn
-        .prepare_cached("SELECT first_seq, last_seq, dir FROM batches ORDER BY first_seq DESC")?;
-    let mut rows = stmt.query([])?;
-    let mut spans = Vec::new();
-    while let Some(r) = rows.next()? {
-        spans.clear();
-        spans_of(
-            r.get(0)?,
-            r.get(1)?,
-            r.get_ref(2)?.as_blob_or_null()?,
-            Want::Ids(&[sym]),
-            &mut spans,
-        );
-        for s in spans.iter().rev() {
-            if !f(*s)? {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Where the wanted symbols' ticks are, for a reader that uses blocks (`store::blocks`).
+/// Where the wanted symbols' ticks are, by row: what a reader of one or a few symbols walks
+/// (their blocks, `store::blocks`, are keyed by a row's runs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
     /// One symbol's runs `(first seq, count)` in one directory row, in `seq` order: its
@@ -403,7 +370,8 @@ fn pieces_of(first: i64, last: i64, dir: Option<&[u8]>, ids: &[i64], out: &mut V
     }
 }
 
-/// [`spans_in`] for symbols `ids`, by piece: each row's runs of each symbol, then the tail.
+/// The pieces of symbols `ids` in rows whose `ts_event` bounds meet `[lo, hi)` (each row's runs
+/// of each symbol), then the tail, in `seq` order. Call inside a read transaction.
 pub fn pieces_in(conn: &Connection, ids: &[i64], lo: i64, hi: i64) -> rusqlite::Result<Vec<Piece>> {
     let mut stmt = conn.prepare_cached(ROWS_IN)?;
     let mut rows = stmt.query([lo, hi])?;
@@ -423,7 +391,8 @@ pub fn pieces_in(conn: &Connection, ids: &[i64], lo: i64, hi: i64) -> rusqlite::
     Ok(out)
 }
 
-/// [`spans_newest_first`] by piece: the tail, then each row's runs of `sym`, newest first.
+/// Calls `f` with the pieces of `sym`, newest first (the tail, then each row's runs of `sym`,
+/// by descending `seq`), until it returns false. Call inside a read transaction (one snapshot).
 pub fn pieces_newest_first(
     conn: &Connection,
     sym: i64,

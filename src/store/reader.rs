@@ -375,6 +375,28 @@ const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size
 /// what one statement sorts: see [`DayReader::range_by_directory`]).
 const SLICE_TICKS: i64 = 1 << 16;
 
+/// The time slices `[from, to)` a range over `[lo, hi)` holding about `ticks` ticks is read in
+/// (one slice when they are few; the first and last take whatever lies outside the day).
+fn time_slices(lo: i64, hi: i64, ticks: i64) -> Vec<(i64, i64)> {
+    let (a, b) = (lo.max(0), hi.min(NANOS_PER_DAY));
+    let slices = (ticks / SLICE_TICKS + 1).min((b - a).max(1));
+    if slices <= 1 {
+        return vec![(lo, hi)];
+    }
+    let step = (b - a) / slices;
+    (0..slices)
+        .map(|k| {
+            let from = if k == 0 { lo } else { a + k * step };
+            let to = if k + 1 == slices {
+                hi
+            } else {
+                a + (k + 1) * step
+            };
+            (from, to)
+        })
+        .collect()
+}
+
 /// File symbol ids as the value of an `rarray(?)` parameter.
 fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
     std::rc::Rc::new(
@@ -541,8 +563,8 @@ impl DayReader {
                 source,
             })
         };
-        if let (Some(ids), true) = (syms, self.blocks) {
-            return self.range_by_blocks(ids, lo, hi, f);
+        if let Some(ids) = syms {
+            return self.range_by_pieces(ids, lo, hi, f);
         }
         let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
         let ticks: i64 = spans
@@ -552,29 +574,21 @@ impl DayReader {
             })
             .fold(0, i64::saturating_add);
         // Slices between the day's bounds (the first and last take whatever lies outside).
-        let (a, b) = (lo.max(0), hi.min(NANOS_PER_DAY));
-        let slices = (ticks / SLICE_TICKS + 1).min((b - a).max(1));
-        if slices <= 1 {
+        let slices = time_slices(lo, hi, ticks);
+        if slices.len() <= 1 {
             return self.slice_by_directory(syms, spans, lo, hi, f);
         }
-        let step = (b - a) / slices;
         let mut n = 0;
-        for k in 0..slices {
-            let from = if k == 0 { lo } else { a + k * step };
-            let to = if k + 1 == slices {
-                hi
-            } else {
-                a + (k + 1) * step
-            };
+        for (from, to) in slices {
             let spans = super::directory::spans_in(&self.conn, want, from, to).map_err(sq)?;
             n += self.slice_by_directory(syms, spans, from, to, f)?;
         }
         Ok(n)
     }
 
-    /// [`DayReader::range_by_directory`] of symbols `ids` in a file with blocks: the same
-    /// slices, each read from the symbols' blocks where they are whole.
-    fn range_by_blocks(
+    /// [`DayReader::range_by_directory`] of symbols `ids`: the same slices, each read from the
+    /// symbols' blocks where the file has whole ones, else from the rows.
+    fn range_by_pieces(
         &self,
         ids: &[i64],
         lo: i64,
@@ -592,30 +606,22 @@ impl DayReader {
             .iter()
             .map(super::directory::Piece::ticks)
             .fold(0, i64::saturating_add);
-        let (a, b) = (lo.max(0), hi.min(NANOS_PER_DAY));
-        let slices = (ticks / SLICE_TICKS + 1).min((b - a).max(1));
-        if slices <= 1 {
-            return self.slice_by_blocks(ids, pieces, lo, hi, f);
+        let slices = time_slices(lo, hi, ticks);
+        if slices.len() <= 1 {
+            return self.slice_by_pieces(ids, pieces, lo, hi, f);
         }
-        let step = (b - a) / slices;
         let mut n = 0;
-        for k in 0..slices {
-            let from = if k == 0 { lo } else { a + k * step };
-            let to = if k + 1 == slices {
-                hi
-            } else {
-                a + (k + 1) * step
-            };
+        for (from, to) in slices {
             let pieces = super::directory::pieces_in(&self.conn, ids, from, to).map_err(sq)?;
-            n += self.slice_by_blocks(ids, pieces, from, to, f)?;
+            n += self.slice_by_pieces(ids, pieces, from, to, f)?;
         }
         Ok(n)
     }
 
-    /// One slice of [`DayReader::range_by_blocks`]: each piece's block in one statement; what
-    /// has no whole block (older rows, the tail, a damaged block) is read from the rows; the
-    /// lot is sorted by `(ts_event, seq)`.
-    fn slice_by_blocks(
+    /// One slice of [`DayReader::range_by_pieces`]: each piece's block in one statement; what
+    /// has no whole block (no blocks table, older rows, the tail, a damaged block) is read from
+    /// the rows; the lot is sorted by `(ts_event, seq)`.
+    fn slice_by_pieces(
         &self,
         ids: &[i64],
         pieces: Vec<super::directory::Piece>,
@@ -638,7 +644,7 @@ impl DayReader {
             .collect();
         let mut whole = vec![false; pieces.len()];
         let mut found = Vec::new();
-        if !keyed.is_empty() {
+        if self.blocks && !keyed.is_empty() {
             let keys: Vec<rusqlite::types::Value> = keyed
                 .iter()
                 .map(|k| rusqlite::types::Value::Integer(k.0))
@@ -783,71 +789,10 @@ impl DayReader {
         self.stream(&sql, &[&exact, &lo, &hi, &scans, &ids], f)
     }
 
-    /// The newest `n` ticks of `sym`, newest first, through the directory: the newest batches'
-    /// directories give the symbol's last `seq`s, read by rowid in one statement; a span read
-    /// by scanning is read on its own, in its place.
+    /// The newest `n` ticks of `sym`, newest first, through the directory: the tail (scanned),
+    /// then the symbol's pieces of the newest rows, each from its block where the file has a
+    /// whole one, else from its rows by `seq`.
     fn recent_by_directory(
-        &self,
-        sym: i64,
-        n: u64,
-        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
-    ) -> Result<u64, ReadError> {
-        use super::directory::Span;
-        let sq = |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
-        // Newest first: runs of exact spans, cut by scanned spans, until n ticks are covered.
-        let mut parts: Vec<Result<Vec<rusqlite::types::Value>, (i64, i64)>> = Vec::new();
-        let mut covered = 0u64;
-        super::directory::spans_newest_first(&self.conn, sym, &mut |span| {
-            match span {
-                Span::Exact(a, b) => {
-                    if !matches!(parts.last(), Some(Ok(_))) {
-                        parts.push(Ok(Vec::new()));
-                    }
-                    if let Some(Ok(v)) = parts.last_mut() {
-                        v.extend((a..=b).rev().map(rusqlite::types::Value::Integer));
-                    }
-                    covered += (b - a + 1) as u64;
-                }
-                // How many it holds is known only once read: the walk goes on past it.
-                Span::Scan(a, b) => parts.push(Err((a, b))),
-            }
-            Ok(covered < n)
-        })
-        .map_err(sq)?;
-        let mut done = 0u64;
-        for part in parts {
-            if done >= n {
-                break;
-            }
-            let left = i64::try_from(n - done).unwrap_or(i64::MAX);
-            done += match part {
-                Ok(seqs) => self.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) ORDER BY seq DESC LIMIT ?2"
-                    ),
-                    &[&std::rc::Rc::new(seqs), &left],
-                    f,
-                )?,
-                Err((a, b)) => self.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
-                         ORDER BY seq DESC LIMIT ?4"
-                    ),
-                    &[&a, &b, &sym, &left],
-                    f,
-                )?,
-            };
-        }
-        Ok(done)
-    }
-
-    /// [`DayReader::recent_by_directory`] in a file with blocks: the symbol's newest blocks,
-    /// newest first, after the tail (scanned); a piece without a whole block is read from
-    /// its rows, in its place.
-    fn recent_by_blocks(
         &self,
         sym: i64,
         n: u64,
@@ -869,72 +814,85 @@ impl DayReader {
             Ok(covered < n)
         })
         .map_err(sq)?;
-        let mut done = 0u64;
-        let mut decoded = Vec::new();
+        // Pieces read by `seq` gather into one statement until a block or a scan comes between.
+        let (mut done, mut seqs, mut decoded) = (0u64, Vec::new(), Vec::new());
         for piece in parts {
-            if done >= n {
+            if done.saturating_add(seqs.len() as u64) >= n {
                 break;
             }
-            let left = n - done;
-            let limit = i64::try_from(left).unwrap_or(i64::MAX);
-            done += match piece {
-                Piece::Runs { sym, ref runs } => {
+            let whole = match &piece {
+                Piece::Runs { runs, .. } if self.blocks => {
                     let key = runs.first().map_or(0, |r| r.0);
                     let mut stmt = self
                         .conn
                         .prepare_cached("SELECT seq, data FROM blocks WHERE seq = ?1")
                         .map_err(sq)?;
                     let mut rows = stmt.query([key]).map_err(sq)?;
-                    let whole = match rows.next().map_err(sq)? {
+                    match rows.next().map_err(sq)? {
                         Some(r) => self.block_rows(r, &piece, &mut decoded),
                         None => false,
-                    };
-                    if whole {
-                        let seqs = runs
-                            .iter()
-                            .rev()
-                            .flat_map(|&(a, n)| (a..a.saturating_add(n)).rev());
-                        let mut k = 0u64;
-                        for (row, seq) in decoded.iter().rev().zip(seqs).take(left as usize) {
-                            f(&self.tick_row(seq, sym, row)?).map_err(ReadError::Output)?;
-                            k += 1;
-                        }
-                        k
-                    } else {
-                        let seqs: Vec<rusqlite::types::Value> = runs
-                            .iter()
-                            .flat_map(|&(a, n)| a..a.saturating_add(n))
-                            .map(rusqlite::types::Value::Integer)
-                            .collect();
-                        self.stream(
-                            &format!(
-                                "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) \
-                                 ORDER BY seq DESC LIMIT ?2"
-                            ),
-                            &[&std::rc::Rc::new(seqs), &limit],
-                            f,
-                        )?
                     }
                 }
-                Piece::Span(Span::Exact(a, b)) => self.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                         ORDER BY seq DESC LIMIT ?3"
-                    ),
-                    &[&a, &b, &limit],
-                    f,
-                )?,
-                Piece::Span(Span::Scan(a, b)) => self.stream(
-                    &format!(
-                        "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
-                         ORDER BY seq DESC LIMIT ?4"
-                    ),
-                    &[&a, &b, &sym, &limit],
-                    f,
-                )?,
+                _ => false,
             };
+            match piece {
+                Piece::Runs { runs, .. } if !whole => seqs.extend(
+                    runs.iter()
+                        .flat_map(|&(a, n)| a..a.saturating_add(n))
+                        .map(rusqlite::types::Value::Integer),
+                ),
+                Piece::Span(Span::Exact(a, b)) => {
+                    seqs.extend((a..=b).map(rusqlite::types::Value::Integer));
+                }
+                Piece::Runs { sym, runs } => {
+                    done += self.by_seqs(&mut seqs, n - done, f)?;
+                    let seqs = runs
+                        .iter()
+                        .rev()
+                        .flat_map(|&(a, n)| (a..a.saturating_add(n)).rev());
+                    let left = usize::try_from(n.saturating_sub(done)).unwrap_or(usize::MAX);
+                    for (row, seq) in decoded.iter().rev().zip(seqs).take(left) {
+                        f(&self.tick_row(seq, sym, row)?).map_err(ReadError::Output)?;
+                        done += 1;
+                    }
+                }
+                Piece::Span(Span::Scan(a, b)) => {
+                    done += self.by_seqs(&mut seqs, n - done, f)?;
+                    let limit = i64::try_from(n.saturating_sub(done)).unwrap_or(i64::MAX);
+                    done += self.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
+                             ORDER BY seq DESC LIMIT ?4"
+                        ),
+                        &[&a, &b, &sym, &limit],
+                        f,
+                    )?;
+                }
+            }
         }
+        done += self.by_seqs(&mut seqs, n.saturating_sub(done), f)?;
         Ok(done)
+    }
+
+    /// The newest `left` of the ticks at `seqs` (taken), newest first.
+    fn by_seqs(
+        &self,
+        seqs: &mut Vec<rusqlite::types::Value>,
+        left: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        if seqs.is_empty() || left == 0 {
+            seqs.clear();
+            return Ok(0);
+        }
+        let limit = i64::try_from(left).unwrap_or(i64::MAX);
+        self.stream(
+            &format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) ORDER BY seq DESC LIMIT ?2"
+            ),
+            &[&std::rc::Rc::new(std::mem::take(seqs)), &limit],
+            f,
+        )
     }
 
     /// The newest `n` ticks of `sym`, newest first.
@@ -944,9 +902,6 @@ impl DayReader {
         n: u64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
-        if self.blocks {
-            return self.recent_by_blocks(sym, n, f);
-        }
         if self.directory {
             return self.recent_by_directory(sym, n, f);
         }
