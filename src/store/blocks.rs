@@ -26,8 +26,6 @@
 //! directory row start at `k`, in `seq` order (written by `writer::record_directory`, verified
 //! by `store::check`).
 
-use integer_encoding::VarInt;
-
 /// The integers of one `ticks` row (day-relative `ts_event`, `ts_recv` as stored, packed
 /// decimals, file ids), as the writer binds them and a reader decodes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +51,7 @@ fn unzz(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn put(out: &mut Vec<u8>, v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
-    }
-    let mut buf = [0u8; 10];
-    let n = v.encode_var(&mut buf);
-    out.extend_from_slice(&buf[..n]);
-}
+use super::directory::push_var as put;
 
 /// One symbol's block being built by the writer.
 #[derive(Debug, Default, Clone)]
@@ -133,20 +123,8 @@ impl Builder {
     }
 }
 
-#[inline]
 fn get(data: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
-    match data.get(*at) {
-        Some(&b) if b < 0x80 => {
-            *at += 1;
-            Ok(u64::from(b))
-        }
-        Some(_) => {
-            let (v, n) = u64::decode_var(&data[*at..]).ok_or(Undecodable)?;
-            *at += n;
-            Ok(v)
-        }
-        None => Err(Undecodable),
-    }
+    super::directory::read_var(data, at).map_err(|_| Undecodable)
 }
 
 /// The low 32 bits of XXH3, seeded with the block's key, over the count and the ticks: a block

@@ -34,7 +34,12 @@ pub enum Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Undecodable;
 
-fn push_var(out: &mut Vec<u8>, v: u64) {
+/// Appends `v` as a varint (one byte, the usual case, without the general encoder).
+pub(super) fn push_var(out: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
     let mut buf = [0u8; 10];
     let n = v.encode_var(&mut buf);
     out.extend_from_slice(&buf[..n]);
@@ -52,7 +57,7 @@ pub fn push_commit(dir: &mut Vec<u8>, entries: &[(i64, u64)]) {
 /// One varint at `*at`. Most values of a directory (symbol ids and counts below 128) are one
 /// byte, read without the general decoder: it was a third of a live-day range query's time.
 #[inline]
-fn read_var(dir: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
+pub(super) fn read_var(dir: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
     match dir.get(*at) {
         Some(&b) if b < 0x80 => {
             *at += 1;
