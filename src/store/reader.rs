@@ -241,8 +241,10 @@ struct DayReader {
     /// Queried through its per-transaction directory (version 5 and later, unless it has the
     /// indexes below).
     directory: bool,
-    /// Has symbol blocks (version 8 and later, with a directory): one symbol's ticks are read
-    /// from them where they are whole (`store::blocks`).
+    /// Has a blocks table (version 8 and later, with a directory).
+    blocks_table: bool,
+    /// Has symbol blocks: queries of a few symbols read them where they are whole
+    /// (`store::blocks`); without any, they take the directory's own path.
     blocks: bool,
     /// Has the indexes of schema/seal.sql (a day an earlier version sealed): they serve its
     /// queries.
@@ -375,6 +377,13 @@ const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size
 /// what one statement sorts: see [`DayReader::range_by_directory`]).
 const SLICE_TICKS: i64 = 1 << 16;
 
+/// Whether the file holds any symbol block (its blocks table exists).
+fn any_block(conn: &Connection) -> bool {
+    conn.prepare_cached("SELECT 1 FROM blocks LIMIT 1")
+        .and_then(|mut s| s.exists([]))
+        .unwrap_or(false)
+}
+
 /// The time slices `[from, to)` a range over `[lo, hi)` holding about `ticks` ticks is read in
 /// (one slice when they are few; the first and last take whatever lies outside the day).
 fn time_slices(lo: i64, hi: i64, ticks: i64) -> Vec<(i64, i64)> {
@@ -492,7 +501,7 @@ impl DayReader {
             .is_ok();
         let rarray = rusqlite::vtab::array::load_module(&conn).is_ok();
         let directory = !sealed && rarray && super::directory::present(&conn);
-        let blocks = directory
+        let blocks_table = directory
             && conn
                 .query_row(
                     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'",
@@ -500,6 +509,7 @@ impl DayReader {
                     |_| Ok(()),
                 )
                 .is_ok();
+        let blocks = blocks_table && any_block(&conn);
         Ok(DayReader {
             path: path.to_owned(),
             conn,
@@ -508,6 +518,7 @@ impl DayReader {
             symbols,
             sources,
             directory,
+            blocks_table,
             blocks,
             indexed: sealed,
             access: Access::Shared,
@@ -531,8 +542,10 @@ impl DayReader {
     /// Inside the query's snapshot: this reader as the file now is (loaded again if its
     /// schema or names changed since it was loaded; a file replaced under the same name needs
     /// a new connection, see [`Store::with_day`]).
-    fn refresh(self) -> Result<DayReader, StoreError> {
+    fn refresh(mut self) -> Result<DayReader, StoreError> {
         if Seen::read(&self.path, &self.conn)? == self.seen {
+            // A writer that writes blocks adds its first ones a few commits into the day.
+            self.blocks = self.blocks || (self.blocks_table && any_block(&self.conn));
             return Ok(self);
         }
         let DayReader { path, conn, .. } = self;
@@ -563,7 +576,7 @@ impl DayReader {
                 source,
             })
         };
-        if let Some(ids) = syms {
+        if let (Some(ids), true) = (syms, self.blocks) {
             return self.range_by_pieces(ids, lo, hi, f);
         }
         let spans = super::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
@@ -586,8 +599,8 @@ impl DayReader {
         Ok(n)
     }
 
-    /// [`DayReader::range_by_directory`] of symbols `ids`: the same slices, each read from the
-    /// symbols' blocks where the file has whole ones, else from the rows.
+    /// [`DayReader::range_by_directory`] of symbols `ids` in a file with blocks: the same
+    /// slices, each read from the symbols' blocks where they are whole, else from the rows.
     fn range_by_pieces(
         &self,
         ids: &[i64],
