@@ -108,13 +108,13 @@
 -- because SQLite drops a connection's cache at every new snapshot.
 -- Symbol blocks (the blocks table below; writer.symbol_blocks, off by default), on a machine
 -- half as fast as the one above (ceiling 0.87-0.91M ticks/s), blocks on / off in one sitting:
---   1 h of 1 symbol, writer done        4.69M / 0.59-0.85M ticks/s, first row 0.6 / 2.4-3.7 ms
---   the same while the writer appends   0.94M / 0.30-0.33M ticks/s, first row 3.1 / 7.1-8.0 ms
---   recent 100, writing / done          635 / 771-934 us; 76 / 165-296 us
---   writer alone (bench --only tails)   747K, 877K / 908K, 956K ticks/s (-18 %, -8 %)
---   live bytes/tick                     54.6 / 36.4 (seal drops the blocks: 36.4 sealed)
--- The blocks cost their bytes: ~18 per tick of random-ns generated data, written twice (WAL,
--- then checkpoint), half again the file's. Hence off by default: with them the writer is no
+--   1 h of 1 symbol, writer done        3.0-4.7M / 0.59-0.85M ticks/s, first row 0.6-0.9 / 2.4-3.7 ms
+--   the same while the writer appends   0.94-0.97M / 0.30-0.33M ticks/s, first row 3.1 / 7.1-8.0 ms
+--   recent 100, writing / done          564-635 / 771-934 us; 76-151 / 165-296 us
+--   writer alone (bench --only tails)   722-877K / 908-956K ticks/s (-8 to -21 %, 4 runs a side)
+--   live bytes/tick                     51.4 / 36.4 (seal drops the blocks: 36.4 sealed)
+-- The blocks cost their bytes: 15 per tick of random-ns generated data (18.2 before prices and
+-- sizes were stored as mantissa steps), written twice (WAL, then checkpoint). Hence off by default: with them the writer is no
 -- longer reliably within 0.9 of the ceiling.
 
 CREATE TABLE file_info (

@@ -1,11 +1,13 @@
 """Archive sizes on real quote ticks: each real-data file ingested into a day, then archived as
 Parquet and as .db.zst, and the same rows written by DuckDB's Parquet writer.
 
-    python tools/realdata_sizes.py TICKREC_BINARY REALDATA_DIR
+    python tools/realdata_sizes.py TICKREC_BINARY REALDATA_DIR [CONFIG]
 
 REALDATA_DIR holds tardis_quotes.csv (Tardis BTCUSDT), quote_tick_data.csv (HistData EURUSD)
 and truefx/usdjpy-ticks.csv (TrueFX USDJPY). Needs duckdb (tools/install-research.sh). Prints
 one line per file: rows, then bytes/tick of the live day file, .db.zst, Parquet and DuckDB.
+CONFIG, when given, is the configuration the ticks are ingested with (e.g. one with
+`[writer] symbol_blocks = true`, for the live file with blocks).
 """
 import datetime
 import glob
@@ -19,6 +21,7 @@ import tempfile
 import duckdb
 
 tickrec, realdata = sys.argv[1], sys.argv[2]
+config = ["--config", sys.argv[3]] if len(sys.argv) > 3 else []
 
 
 def tardis(path):
@@ -64,7 +67,7 @@ for name, rel, reader in [("Tardis BTCUSDT", "tardis_quotes.csv", tardis),
         lines = "".join(json.dumps(r) + "\n" for r in reader(os.path.join(realdata, rel)))
         rows = lines.count("\n")
         base, zbase = os.path.join(tmp, "db"), os.path.join(tmp, "zst")
-        run(tickrec, "--db", base, "ingest", "-", input=lines)
+        run(tickrec, "--db", base, "ingest", *config, "-", input=lines)
         days = sorted(glob.glob(f"{base}/*/*/ticks_*.db"))
         live = sum(os.path.getsize(d) for d in days)
         shutil.copytree(base, zbase)

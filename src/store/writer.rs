@@ -942,7 +942,7 @@ pub(super) fn record_directory(
     tx.prepare_cached(BATCH)?.execute(rusqlite::params![
         start, last, ts_min, ts_max, cummax, lag, dir
     ])?;
-    if dir.is_some() {
+    if dir.is_some() && !pending.touched.is_empty() {
         // Each symbol's block, keyed by its first seq: in key order, appended at the table's
         // right edge (store::blocks).
         let mut keys: Vec<(i64, usize)> = pending
