@@ -107,15 +107,17 @@
 -- recent paid before, is the range's own cost now. After each commit those pages are read again,
 -- because SQLite drops a connection's cache at every new snapshot.
 -- Symbol blocks (the blocks table below; writer.symbol_blocks, off by default), on a machine
--- half as fast as the one above (ceiling 0.87-0.91M ticks/s), blocks on / off in one sitting:
---   1 h of 1 symbol, writer done        3.0-4.7M / 0.59-0.85M ticks/s, first row 0.6-0.9 / 2.4-3.7 ms
---   the same while the writer appends   0.94-0.97M / 0.30-0.33M ticks/s, first row 3.1 / 7.1-8.0 ms
---   recent 100, writing / done          564-635 / 771-934 us; 76-151 / 165-296 us
---   writer alone (bench --only tails)   722-877K / 908-956K ticks/s (-8 to -21 %, 4 runs a side)
---   live bytes/tick                     51.4 / 36.4 (seal drops the blocks: 36.4 sealed)
--- The blocks cost their bytes: 15 per tick of random-ns generated data (18.2 before prices and
--- sizes were stored as mantissa steps), written twice (WAL, then checkpoint). Hence off by default: with them the writer is no
--- longer reliably within 0.9 of the ceiling.
+-- half as fast as the one above, `tickrec bench --only queries`, five runs on / five off:
+--   1 h of 1 symbol while the writer appends  0.94-1.39M (median 0.96M) / 0.30-0.40M ticks/s,
+--                                             first row 2.1-3.2 / 5.4-8.0 ms
+--   the same, writer done                     2.1-4.7M / 0.59-1.03M ticks/s
+--   recent 100, writing / done                430-635 / 645-934 us; 76-151 / 164-607 us
+--   writer alone (--only tails, 6 runs a side) 722-877K / 789-956K ticks/s (median -12 %)
+--   live bytes/tick                           50.0 / 36.4 (seal drops the blocks)
+-- The blocks cost their bytes, written twice (WAL, then checkpoint): 13.6 a tick of this
+-- random-ns day (18.2 before prices and sizes were stored as mantissa steps and times in
+-- their feed's unit). Hence off by default: with them the writer is no longer reliably
+-- within 0.9 of the ceiling.
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),

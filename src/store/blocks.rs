@@ -22,9 +22,9 @@
 //! whose k is the previous one's, the step of the mantissa: one byte for a price that moved a
 //! few points, not two), the ask as it is stored (a spread without its four zero bits), then
 //! the source id when it changed. Values are the `ticks` row's integers; "previous" starts at 0
-//! and skips absent values. On the bench's day (random nanosecond times and receive delays)
-//! blocks take 15.0 bytes a tick, 18.2 before the mantissa steps and the bare spread
-//! (`tickrec bench --only queries` with blocks on: live bytes/tick 51.4, against 36.4 without).
+//! and skips absent values. On the bench's day (random nanosecond times) blocks take 13.6 bytes
+//! a tick, 18.2 before the mantissa steps, the bare spread and the time units (`tickrec bench
+//! --only queries` with blocks on: live bytes/tick 50.0, against 36.4 without).
 //!
 //! Invariant: a block keyed `k` holds exactly the ticks of one symbol whose runs in one
 //! directory row start at `k`, in `seq` order (written by `writer::record_directory`, verified

@@ -179,7 +179,8 @@ pub struct WriterOptions {
     pub dead_letter_dirs: Vec<PathBuf>,
     /// Also write each symbol's ticks of a directory row as one block (`store::blocks`): a
     /// live day's queries of one symbol read a few pages instead of one per run of its ticks,
-    /// for 8-21 % of the writer's speed and +41 % live file bytes (`seal` gives them back).
+    /// for up to ~20 % of the writer's speed and +37 % live file bytes (`seal` gives them
+    /// back).
     pub symbol_blocks: bool,
 }
 
