@@ -264,6 +264,28 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    type Values = (
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        i64,
+    );
+
+    fn row_of((ts_event, ts_recv, bid, ask, bid_size, ask_size, src): Values) -> Row {
+        Row {
+            ts_event,
+            ts_recv,
+            bid,
+            ask,
+            bid_size,
+            ask_size,
+            src,
+        }
+    }
+
     fn row() -> impl Strategy<Value = Row> {
         (
             any::<i64>(),
@@ -274,17 +296,7 @@ mod tests {
             proptest::option::of(any::<i64>()),
             0i64..1 << 40,
         )
-            .prop_map(
-                |(ts_event, ts_recv, bid, ask, bid_size, ask_size, src)| Row {
-                    ts_event,
-                    ts_recv,
-                    bid,
-                    ask,
-                    bid_size,
-                    ask_size,
-                    src,
-                },
-            )
+            .prop_map(row_of)
     }
 
     /// Rows like a feed's: packed decimals with few k values (mantissa steps, bare spreads)
@@ -312,17 +324,7 @@ mod tests {
             proptest::option::of(code),
             0i64..3,
         )
-            .prop_map(
-                |(ts_event, ts_recv, bid, ask, bid_size, ask_size, src)| Row {
-                    ts_event,
-                    ts_recv,
-                    bid,
-                    ask,
-                    bid_size,
-                    ask_size,
-                    src,
-                },
-            )
+            .prop_map(row_of)
     }
 
     proptest! {
