@@ -699,7 +699,9 @@ impl DayReader {
                     for (a, n) in runs {
                         // Adjacent runs (neighbouring symbols of one commit) as one span.
                         match spans.last_mut() {
-                            Some(Span::Exact(_, b)) if *b + 1 == a => *b = a + n - 1,
+                            Some(Span::Exact(_, b)) if b.saturating_add(1) == a => {
+                                *b = a.saturating_add(n - 1);
+                            }
                             _ => spans.push(Span::Exact(a, a.saturating_add(n - 1))),
                         }
                     }
@@ -724,8 +726,8 @@ impl DayReader {
         Ok(found.len() as u64)
     }
 
-    /// Decodes the block in columns 0 (key) and 1 (data) of `r` into `out`; false (read the rows instead) unless it
-    /// holds exactly as many ticks as `piece` names.
+    /// Decodes the block in columns 0 (key) and 1 (data) of `r` into `out`; false (read the
+    /// rows instead) unless its check holds and it has exactly as many ticks as `piece` names.
     fn block_rows(
         &self,
         r: &rusqlite::Row<'_>,
