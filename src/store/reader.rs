@@ -939,6 +939,16 @@ impl DayReader {
         params: &[&dyn rusqlite::ToSql],
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        self.each_row(sql, params, &mut |row| f(&row))
+    }
+
+    /// [`DayReader::stream`] handing over each row (kept without a copy).
+    fn each_row(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        f: &mut dyn FnMut(TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
         // Errors map lazily: no allocation per row on the good path.
         let sq = |source| StoreError::Sqlite {
             path: self.path.clone(),
@@ -949,7 +959,7 @@ impl DayReader {
         let mut n = 0;
         while let Some(r) = rows.next().map_err(sq)? {
             let row = self.decode(r).map_err(ReadError::Store)?;
-            f(&row).map_err(ReadError::Output)?;
+            f(row).map_err(ReadError::Output)?;
             n += 1;
         }
         Ok(n)
@@ -1223,10 +1233,11 @@ impl Store {
         })
     }
 
-    /// Ticks of one day file with `seq > after`, in `seq` order (recording order): at most
-    /// `limit` rows read from a SQLite day (one snapshot), every row of an archived one. Rows
-    /// of other symbols than `symbols` are read but not passed on. Returns (rows passed on,
-    /// the highest seq read, or `after` when none).
+    /// Ticks of one day file with `seq > after`, in `seq` order (recording order): of a SQLite
+    /// day, the rows of one snapshot up to `after + limit` (every symbol: at most `limit`
+    /// rows; named symbols: SQLite skips the others' rows without decoding them), every row
+    /// of an archived one. Returns (rows passed on, the highest seq looked at, or `after` when
+    /// none).
     pub fn after_seq(
         &self,
         day: &DayFile,
@@ -1261,20 +1272,49 @@ impl Store {
         // reset, see `store::writer::WalBound`).
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut rows = Vec::new();
-        self.with_day(day, Reach::Few, |reader| {
-            reader.stream(
-                &format!("SELECT {COLUMNS} FROM ticks WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
-                &[&after, &limit],
-                &mut |r| {
-                    rows.push(r.clone());
-                    Ok(())
-                },
-            )
+        let mut keep = |r| {
+            rows.push(r);
+            Ok(())
+        };
+        let upto = self.with_day(day, Reach::Few, |reader| {
+            let mut found = vec![false; symbols.len()];
+            let Some(ids) = symbols.ids(reader, &mut found) else {
+                reader.each_row(
+                    &format!("SELECT {COLUMNS} FROM ticks WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                    &[&after, &limit],
+                    &mut keep,
+                )?;
+                return Ok(None);
+            };
+            // The same stretch of seqs as a tail of every symbol reads, up to this snapshot's
+            // end: `tail --symbols EURUSD` over a 6.9M-tick day of 128 symbols, 3.2 s → 0.75 s.
+            let end: i64 = reader
+                .conn
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM ticks")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| ReadError::Store(StoreError::sqlite(&reader.path)(e)))?;
+            let upto = end.min(after.saturating_add(limit)).max(after);
+            if !ids.is_empty() {
+                let ids = std::rc::Rc::new(
+                    ids.into_iter()
+                        .map(rusqlite::types::Value::Integer)
+                        .collect::<Vec<_>>(),
+                );
+                reader.each_row(
+                    &format!(
+                        "SELECT {COLUMNS} FROM ticks WHERE seq > ?1 AND seq <= ?2 \
+                         AND sym IN rarray(?3) ORDER BY seq"
+                    ),
+                    &[&after, &upto, &ids],
+                    &mut keep,
+                )?;
+            }
+            Ok(Some(upto))
         })?;
         for r in &rows {
             each(r).map_err(ReadError::Output)?;
         }
-        Ok((passed, last))
+        Ok((passed, upto.unwrap_or(last)))
     }
 
     /// The highest seq of one day file (its tick count).

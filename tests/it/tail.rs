@@ -218,3 +218,57 @@ fn a_tail_from_an_old_cursor_reads_archived_days_in_recording_order_then_the_liv
         text(&out.stderr)
     );
 }
+
+/// The rows a tail of `symbols` passes from the start of 2026-11-20 to now, polled until
+/// caught up: (symbol, seq) in order.
+fn tail_now(tail: &mut tickrec::tail::Tail) -> Vec<(String, i64)> {
+    let mut got = Vec::new();
+    while tail
+        .poll(
+            &mut |r| {
+                got.push((r.symbol.to_string(), r.seq.unwrap()));
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )
+        .unwrap()
+        > 0
+    {}
+    got
+}
+
+/// What could go wrong: a tail of named symbols lets SQLite skip the other symbols' rows and
+/// moves its cursor over them by seq, so it could miss rows past one snapshot's stretch of
+/// seqs, or the first rows of a symbol the day file did not know at its last poll.
+#[test]
+fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come() {
+    use tickrec::store::reader::{Store, Symbols};
+    use tickrec::tail::{Cursor, Start, Tail};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let start = || Start::After(Cursor::start_of(day));
+    let store = || Store::new(&db, Default::default());
+    // More rows than one snapshot's 4,096 seqs.
+    ingest(&db, &ticks("2026-11-20", 0, 10_000, 10));
+    let named = Symbols::parse("GBPUSD,USDJPY").unwrap();
+    let mut tail = Tail::new(store(), named, start()).unwrap();
+    let mut got = tail_now(&mut tail);
+    assert_eq!(got.len(), 5_000);
+    assert_eq!(tail.cursor().to_string(), "2026-11-20:10000");
+    // USDJPY's first rows, among others.
+    let usdjpy = ticks("2026-11-20", 0, 3, 11).replace("EURUSD", "USDJPY");
+    ingest(
+        &db,
+        &format!("{usdjpy}{}", ticks("2026-11-20", 0, 5_000, 12)),
+    );
+    got.extend(tail_now(&mut tail));
+    assert_eq!(tail.cursor().to_string(), "2026-11-20:15003");
+    let mut all = Tail::new(store(), Symbols::All, start()).unwrap();
+    let want: Vec<(String, i64)> = tail_now(&mut all)
+        .into_iter()
+        .filter(|(s, _)| s == "GBPUSD" || s == "USDJPY")
+        .collect();
+    assert_eq!(want.iter().filter(|(s, _)| s == "USDJPY").count(), 2);
+    assert_eq!(got, want);
+}
