@@ -25,7 +25,7 @@ use crate::tick::{TickRow, Timestamp};
 
 /// Days a cursor keeps watching (the newest reached and the one before).
 const WATCHED_DAYS: usize = 2;
-/// Rows read from a SQLite day per snapshot while catching up (a few milliseconds of reading:
+/// Seqs read from a SQLite day per snapshot while catching up (a few milliseconds of reading:
 /// the writer's WAL can be reset between two snapshots).
 const CHUNK: usize = 4_096;
 /// Pause between polls when nothing new was committed (commit to output stays under ~30 ms).
@@ -188,7 +188,7 @@ impl Tail {
         &self.cursor
     }
 
-    /// Reads what was committed since the last call (up to `CHUNK` rows of a SQLite day per
+    /// Reads what was committed since the last call (up to `CHUNK` seqs of a SQLite day per
     /// snapshot, until caught up), advancing the cursor after each day's rows were passed on.
     /// `batch` runs after each chunk with the cursor reached (flush output, save the cursor).
     /// Returns the rows passed on; days that cannot be read are skipped with their errors.
