@@ -1246,25 +1246,24 @@ impl Store {
         limit: usize,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<(u64, i64), ReadError> {
-        let wanted = |r: &TickRow| match symbols {
-            Symbols::All => true,
-            Symbols::Named(names) => names.iter().any(|n| **n == *r.symbol),
-        };
-        let (mut passed, mut last) = (0u64, after);
-        let mut each = |r: &TickRow| {
-            let seq = r.seq.unwrap_or(0);
-            if seq <= after {
-                return Ok(());
-            }
-            last = last.max(seq);
-            if wanted(r) {
-                passed += 1;
-                f(r)?;
-            }
-            Ok(())
-        };
         if day.archived {
-            self.scan_day(day, &mut each)?;
+            let wanted = |r: &TickRow| match symbols {
+                Symbols::All => true,
+                Symbols::Named(names) => names.iter().any(|n| **n == *r.symbol),
+            };
+            let (mut passed, mut last) = (0u64, after);
+            self.scan_day(day, &mut |r| {
+                let seq = r.seq.unwrap_or(0);
+                if seq <= after {
+                    return Ok(());
+                }
+                last = last.max(seq);
+                if wanted(r) {
+                    passed += 1;
+                    f(r)?;
+                }
+                Ok(())
+            })?;
             return Ok((passed, last));
         }
         // Rows are collected inside the snapshot and passed on after it ends: a slow consumer
@@ -1311,10 +1310,12 @@ impl Store {
             }
             Ok(Some(upto))
         })?;
+        // Every symbol: the rows end at the highest seq read; named ones: at the stretch's end.
+        let last = upto.unwrap_or_else(|| rows.last().and_then(|r| r.seq).unwrap_or(after));
         for r in &rows {
-            each(r).map_err(ReadError::Output)?;
+            f(r).map_err(ReadError::Output)?;
         }
-        Ok((passed, upto.unwrap_or(last)))
+        Ok((rows.len() as u64, last))
     }
 
     /// The highest seq of one day file (its tick count).
