@@ -866,6 +866,17 @@ impl ParquetDay {
         hi: i64,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, super::reader::ReadError> {
+        let cursors = self.cursors(symbols, lo, hi)?;
+        merge(cursors, |r| (r.ts_event.0, r.seq.unwrap_or(0)), f)
+    }
+
+    /// One cursor per symbol of `symbols` (`None`: all) with rows in `lo <= ts_event_ns < hi`.
+    fn cursors(
+        &self,
+        symbols: Option<&[&str]>,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Cursor<'_>>, StoreError> {
         let mut cursors = Vec::new();
         let names: Vec<&str> = match symbols {
             Some(s) => s.to_vec(),
@@ -877,7 +888,7 @@ impl ParquetDay {
                 cursors.push(Cursor::new(self, Arc::from(name), segs));
             }
         }
-        merge(cursors, |r| (r.ts_event.0, r.seq.unwrap_or(0)), f)
+        Ok(cursors)
     }
 
     /// Every tick: in `seq` order when [`ParquetDay::scans_in_seq_order`], else in file order
@@ -886,11 +897,16 @@ impl ParquetDay {
         &self,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, super::reader::ReadError> {
-        let mut cursors = Vec::new();
-        for name in self.symbols() {
-            let segs = self.segments(name, i64::MIN, i64::MAX)?;
-            cursors.push(Cursor::new(self, Arc::from(name), segs));
-        }
+        self.scan_symbols(None, f)
+    }
+
+    /// [`ParquetDay::scan`] of `symbols` (`None`: all): only their runs are read.
+    pub fn scan_symbols(
+        &self,
+        symbols: Option<&[&str]>,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, super::reader::ReadError> {
+        let cursors = self.cursors(symbols, i64::MIN, i64::MAX)?;
         if self.scans_in_seq_order() {
             return merge(cursors, |r| (r.seq.unwrap_or(0), 0), f);
         }

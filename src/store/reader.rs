@@ -1211,14 +1211,27 @@ impl Store {
         day: &DayFile,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
+        self.scan_day_of(day, &Symbols::All, f)
+    }
+
+    /// [`Store::scan_day`] of `symbols`: a Parquet day reads only their runs, SQLite skips the
+    /// others' rows undecoded.
+    fn scan_day_of(
+        &self,
+        day: &DayFile,
+        symbols: &Symbols,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        let mut found = vec![false; symbols.len()];
         if day.form == Form::Parquet {
             let pq = ParquetDay::open(&day.path)?;
+            let names = symbols.in_parquet(&pq, &mut found);
             if pq.scans_in_seq_order() {
-                return pq.scan(f);
+                return pq.scan_symbols(names.as_deref(), f);
             }
             // Rows whose time order is not their seq order: sorted here (memory: the day).
             let mut rows = Vec::new();
-            pq.scan(&mut |r| {
+            pq.scan_symbols(names.as_deref(), &mut |r| {
                 rows.push(r.clone());
                 Ok(())
             })?;
@@ -1229,15 +1242,31 @@ impl Store {
             return Ok(rows.len() as u64);
         }
         self.with_day(day, Reach::Many, |reader| {
-            reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f)
+            match symbols.ids(reader, &mut found) {
+                None => reader.stream(&format!("SELECT {COLUMNS} FROM ticks ORDER BY seq"), &[], f),
+                Some(ids) => {
+                    let ids = std::rc::Rc::new(
+                        ids.into_iter()
+                            .map(rusqlite::types::Value::Integer)
+                            .collect::<Vec<_>>(),
+                    );
+                    reader.stream(
+                        &format!(
+                            "SELECT {COLUMNS} FROM ticks WHERE sym IN rarray(?1) ORDER BY seq"
+                        ),
+                        &[&ids],
+                        f,
+                    )
+                }
+            }
         })
     }
 
     /// Ticks of one day file with `seq > after`, in `seq` order (recording order): of a SQLite
     /// day, the rows of one snapshot up to `after + limit` (every symbol: at most `limit`
-    /// rows; named symbols: SQLite skips the others' rows without decoding them), every row
-    /// of an archived one. Returns (rows passed on, the highest seq looked at, or `after` when
-    /// none).
+    /// rows; named symbols: SQLite skips the others' rows without decoding them); of an
+    /// archived one, all of them (only the named symbols' rows read). Returns (rows passed
+    /// on, the highest seq looked at, or `after` when none).
     pub fn after_seq(
         &self,
         day: &DayFile,
@@ -1247,23 +1276,20 @@ impl Store {
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<(u64, i64), ReadError> {
         if day.archived {
-            let wanted = |r: &TickRow| match symbols {
-                Symbols::All => true,
-                Symbols::Named(names) => names.iter().any(|n| **n == *r.symbol),
-            };
             let (mut passed, mut last) = (0u64, after);
-            self.scan_day(day, &mut |r| {
+            self.scan_day_of(day, symbols, &mut |r| {
                 let seq = r.seq.unwrap_or(0);
                 if seq <= after {
                     return Ok(());
                 }
                 last = last.max(seq);
-                if wanted(r) {
-                    passed += 1;
-                    f(r)?;
-                }
-                Ok(())
+                passed += 1;
+                f(r)
             })?;
+            // Named symbols: the cursor moves to the day's end, as over a SQLite day's rows.
+            if let Symbols::Named(_) = symbols {
+                last = last.max(self.max_seq(day)?);
+            }
             return Ok((passed, last));
         }
         // Rows are collected inside the snapshot and passed on after it ends: a slow consumer

@@ -256,14 +256,15 @@ fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come(
     let mut got = tail_now(&mut tail);
     assert_eq!(got.len(), 5_000);
     assert_eq!(tail.cursor().to_string(), "2026-11-20:10000");
-    // USDJPY's first rows, among others.
+    // USDJPY's first rows, among others; the day ends with a commit of neither symbol.
     let usdjpy = ticks("2026-11-20", 0, 3, 11).replace("EURUSD", "USDJPY");
     ingest(
         &db,
         &format!("{usdjpy}{}", ticks("2026-11-20", 0, 5_000, 12)),
     );
+    ingest(&db, &ticks("2026-11-20", 0, 1, 13));
     got.extend(tail_now(&mut tail));
-    assert_eq!(tail.cursor().to_string(), "2026-11-20:15003");
+    assert_eq!(tail.cursor().to_string(), "2026-11-20:15004");
     let mut all = Tail::new(store(), Symbols::All, start()).unwrap();
     let want: Vec<(String, i64)> = tail_now(&mut all)
         .into_iter()
@@ -271,4 +272,23 @@ fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come(
         .collect();
     assert_eq!(want.iter().filter(|(s, _)| s == "USDJPY").count(), 2);
     assert_eq!(got, want);
+    // Archived, as Parquet (only the symbols' runs read) and as .db.zst (the others' rows
+    // skipped): the same rows, and the cursor at the day's end.
+    let run = |args: &[&str]| {
+        let out = tickrec(&db, args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let check = |suffix: &str| {
+        let days = tickrec::store::layout::list_days(&db).unwrap();
+        assert!(days[0].archived && days[0].path.to_string_lossy().ends_with(suffix));
+        let named = Symbols::parse("GBPUSD,USDJPY").unwrap();
+        let mut tail = Tail::new(store(), named, start()).unwrap();
+        assert_eq!(tail_now(&mut tail), want, "{suffix}");
+        assert_eq!(tail.cursor().to_string(), "2026-11-20:15004", "{suffix}");
+    };
+    run(&["archive", "--older-than", "1d", "--format", "parquet"]);
+    check(".parquet");
+    run(&["unarchive", "2026-11-20"]);
+    run(&["archive", "--older-than", "1d", "--format", "sqlite-zst"]);
+    check(".db.zst");
 }
