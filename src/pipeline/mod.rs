@@ -351,8 +351,13 @@ impl Recorder {
     fn wait_for_room(&self, mut tick: Tick) -> bool {
         let sh = &*self.shared;
         let capacity = sh.tx.capacity().unwrap_or(usize::MAX);
-        // Woken when the writer has taken a batch, not on every tick it takes.
-        let room_for = sh.opts.batch.batch_size.clamp(1, capacity);
+        // Woken when a quarter of the channel is free (at least a batch), not on every batch
+        // the writer takes: on a virtual machine a futex wake costs the writer ~16 µs (an
+        // interrupt to the other CPU), and a feed faster than the writer had it pay one per
+        // batch, 2.5 % of its time.
+        let room_for = (capacity / 4)
+            .max(sh.opts.batch.batch_size)
+            .clamp(1, capacity);
         loop {
             sh.room.wait(
                 room_for,

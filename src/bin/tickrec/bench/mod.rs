@@ -59,6 +59,8 @@ pub struct BenchOptions {
 /// A stage `--only` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
+    /// (a), (b) and (c): the ceilings, the writer alone and end to end (the writer's ratios).
+    Writer,
     /// (e): the large day is written by the writer (not timed), then archived and queried.
     Archive,
     /// The writer alone, with four tails following at nice 19 and at default priority, in
@@ -334,6 +336,13 @@ pub fn run(
             r.writer_ticks_per_s = r.tails_writer_alone_ticks_per_s;
             return Ok(r);
         }
+        Some(Stage::Writer) => {
+            ceilings_and_writer(&inputs, &writer_base, log, &mut r)?;
+            drop(input);
+            end_to_end(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
+            let _ = std::fs::remove_dir_all(&writer_base);
+            return Ok(r);
+        }
         None => {}
     }
 
@@ -341,28 +350,36 @@ pub fn run(
     writer_with_reader(opts, &inputs, log, &mut r)?;
     tails_stage(opts, &inputs, log, &mut r)?;
     drop(input);
-
-    // (c) End to end over FIX.
-    writeln!(
-        log,
-        "(c) end to end: simulator → FIX over loopback → SQLite, {:.0}s…",
-        b.e2e_seconds
-    )?;
-    {
-        let (report, wal) = e2e(opts, dir, &names, b.e2e_seconds, None, log)?;
-        r.wal_max_bytes = r.wal_max_bytes.max(wal);
-        r.end_to_end_ticks_per_s = report.stats.ticks_stored as f64 / report.elapsed.as_secs_f64();
-        r.end_to_end_vs_ceiling = r.end_to_end_ticks_per_s / r.ceiling_ticks_per_s;
-        r.store_tick_p99_ns = report.stats.store_tick_latency.p99_ns;
-        r.store_tick_p999_ns = report.stats.store_tick_latency.p999_ns;
-        r.commit_p99_us = report.stats.commit_latency.p99_ns / 1000;
-    }
+    end_to_end(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
     publish_stage(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
 
     queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
     let _ = std::fs::remove_dir_all(&writer_base);
     Ok(r)
+}
+
+/// (c) End to end over FIX, against the ceiling of (a).
+fn end_to_end(
+    opts: &Options,
+    dir: &Path,
+    names: &[String],
+    seconds: f64,
+    log: &mut dyn Write,
+    r: &mut BenchReport,
+) -> anyhow::Result<()> {
+    writeln!(
+        log,
+        "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s…"
+    )?;
+    let (report, wal) = e2e(opts, dir, names, seconds, None, log)?;
+    r.wal_max_bytes = r.wal_max_bytes.max(wal);
+    r.end_to_end_ticks_per_s = report.stats.ticks_stored as f64 / report.elapsed.as_secs_f64();
+    r.end_to_end_vs_ceiling = r.end_to_end_ticks_per_s / r.ceiling_ticks_per_s;
+    r.store_tick_p99_ns = report.stats.store_tick_latency.p99_ns;
+    r.store_tick_p999_ns = report.stats.store_tick_latency.p999_ns;
+    r.commit_p99_us = report.stats.commit_latency.p99_ns / 1000;
+    Ok(())
 }
 
 /// Rounds of the tails stage: each runs the writer alone, with four tails at nice 19 and with
@@ -1214,7 +1231,7 @@ impl std::fmt::Display for BenchReport {
             Some(Stage::Tails) => return self.fmt_tails(f),
             Some(Stage::Publish) => return self.fmt_publish(f),
             Some(Stage::Queries) => return self.fmt_queries(f),
-            None => {}
+            Some(Stage::Writer) | None => {}
         }
         let c = self.ceiling_ticks_per_s;
         writeln!(
@@ -1238,17 +1255,19 @@ impl std::fmt::Display for BenchReport {
             "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90)",
             self.writer_ticks_per_s, self.writer_vs_ceiling
         )?;
-        writeln!(
-            f,
-            "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90; {} query pairs ran)",
-            self.writer_ticks_per_s_with_queries,
-            self.writer_ticks_per_s_with_queries / c,
-            self.queries_during_writes
-        )?;
-        self.fmt_tails(f)?;
-        writeln!(f)?;
-        self.fmt_publish(f)?;
-        writeln!(f)?;
+        if self.only.is_none() {
+            writeln!(
+                f,
+                "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90; {} query pairs ran)",
+                self.writer_ticks_per_s_with_queries,
+                self.writer_ticks_per_s_with_queries / c,
+                self.queries_during_writes
+            )?;
+            self.fmt_tails(f)?;
+            writeln!(f)?;
+            self.fmt_publish(f)?;
+            writeln!(f)?;
+        }
         writeln!(
             f,
             "end to end (FIX over loopback)  {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.75)",
@@ -1276,6 +1295,9 @@ impl std::fmt::Display for BenchReport {
             "WAL                             largest {:.1} MiB seen during (a), (b) and (c) (target <= 64, writer.wal_max_mib)",
             self.wal_max_bytes as f64 / (1 << 20) as f64
         )?;
+        if self.only.is_some() {
+            return Ok(());
+        }
         self.fmt_queries(f)?;
         write!(f, "\n{}", self.archive)
     }
