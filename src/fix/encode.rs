@@ -111,6 +111,7 @@ impl MessageBuilder {
         &self.body[self.header_end..]
     }
 
+    #[inline]
     pub fn field(&mut self, tag: u32, value: &[u8]) -> &mut Self {
         self.tag(tag);
         self.body.extend_from_slice(value);
@@ -118,12 +119,32 @@ impl MessageBuilder {
         self
     }
 
+    /// `tag=`. Tags of up to four digits (all of FIX 4.4's) are written here, where a constant
+    /// tag folds to its text once inlined: through `itoa` they were 16 % of the simulator's time.
+    #[inline(always)]
     fn tag(&mut self, tag: u32) {
-        push_u64(&mut self.body, u64::from(tag));
-        self.body.push(b'=');
+        let digits = match tag {
+            0..=9 => 1,
+            10..=99 => 2,
+            100..=999 => 3,
+            1000..=9999 => 4,
+            _ => {
+                push_u64(&mut self.body, u64::from(tag));
+                self.body.push(b'=');
+                return;
+            }
+        };
+        let mut text = [b'='; 5];
+        let mut v = tag;
+        for d in text[..digits].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.body.extend_from_slice(&text[..=digits]);
     }
 
     /// An exact decimal (price, size) as its given text.
+    #[inline]
     pub fn field_decimal(&mut self, tag: u32, value: Decimal) -> &mut Self {
         self.tag(tag);
         value.write_ascii(&mut self.body);
@@ -131,10 +152,12 @@ impl MessageBuilder {
         self
     }
 
+    #[inline]
     pub fn field_str(&mut self, tag: u32, value: &str) -> &mut Self {
         self.field(tag, value.as_bytes())
     }
 
+    #[inline]
     pub fn field_u64(&mut self, tag: u32, value: u64) -> &mut Self {
         self.tag(tag);
         push_u64(&mut self.body, value);
@@ -220,6 +243,51 @@ pub fn write_fix_time(out: &mut Vec<u8>, t: Timestamp, precision: TimePrecision)
 mod tests {
     use super::*;
     use crate::fix::frame::{check, Fields};
+
+    #[test]
+    fn tags_of_every_width_read_back() {
+        let tags = [
+            1,
+            9,
+            10,
+            55,
+            99,
+            100,
+            268,
+            999,
+            1000,
+            1128,
+            9999,
+            10_000,
+            20_001,
+            u32::MAX,
+        ];
+        let mut b = MessageBuilder::new();
+        b.start(&Header {
+            msg_type: "X",
+            sender: "LP",
+            target: "REC",
+            seq: 1,
+            sending_time: Timestamp(0),
+            poss_dup: None,
+        });
+        let header_end = b.body.len();
+        for (i, &tag) in tags.iter().enumerate() {
+            b.field_u64(tag, i as u64);
+        }
+        let got: Vec<(u32, Vec<u8>)> = Fields::new(&b.body[header_end..])
+            .take(tags.len() - 1)
+            .map(|f| f.map(|(t, v)| (t, v.to_vec())).unwrap())
+            .collect();
+        let want: Vec<(u32, Vec<u8>)> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i.to_string().into_bytes()))
+            .collect();
+        assert_eq!(got, want[..tags.len() - 1]);
+        // Past nine digits a tag is written whole, and the reader refuses it.
+        assert!(String::from_utf8_lossy(&b.body).contains("4294967295=13\x01"));
+    }
 
     #[test]
     fn built_messages_frame_and_read_back() {
