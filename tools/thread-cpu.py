@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU per committed tick of each thread in the end-to-end stage of `tickrec bench`.
 
-Runs `tickrec bench` (a short one: the end-to-end stage is what this looks at), samples
+Runs `tickrec bench --only writer` (a short one: the end-to-end stage is what this looks at), samples
 /proc/<pid>/task/*/stat every 20 ms, attributes each thread's user+system time to the stage
 the bench announced last on stderr, and divides the end-to-end stage's CPU by the ticks it
 committed.
@@ -18,7 +18,7 @@ import time
 binary = sys.argv[1] if len(sys.argv) > 1 else "./target/release/tickrec"
 secs = float(sys.argv[2]) if len(sys.argv) > 2 else 6.0
 proc = subprocess.Popen(
-    [binary, "bench", "--ticks", "300000", "--e2e-seconds", str(secs)],
+    [binary, "bench", "--only", "writer", "--ticks", "300000", "--e2e-seconds", str(secs)],
     stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 stage = ["start"]
 ticks_hz = os.sysconf("SC_CLK_TCK")

@@ -1,12 +1,12 @@
-//! Wake-ups between producers and the writer: one per batch, not one per tick.
+//! Wake-ups between producers and the writer: one per batch or less, not one per tick.
 //!
 //! The channel's own blocking calls wake a waiting writer on every tick sent, and a producer
 //! waiting for room on every tick taken: when the writer is faster than the feed it sleeps
 //! and wakes once per tick while it fills a batch (two syscalls and a context switch per
 //! tick, on the producer's `store_tick` path), and when the feed is faster the two ping-pong
 //! per tick on a full channel. A [`Doorbell`] is rung only when its waiter's condition holds:
-//! the writer asks to be woken when the rest of its batch is queued, a producer when a batch's
-//! worth of room is free.
+//! the writer asks to be woken when the rest of its batch is queued, a producer when a quarter
+//! of the channel (at least a batch) is free.
 //!
 //! Invariant (no lost wake-up): the waiter publishes what it waits for, then checks the
 //! condition, under the doorbell's lock; the other side changes the condition, then reads what

@@ -138,7 +138,7 @@ struct Shared {
     closed: AtomicBool,
     /// `store_tick` calls between their `closed` check and the end of their send.
     in_flight: AtomicUsize,
-    /// Rung for producers when a batch's worth of room is free on a full channel.
+    /// Rung for producers when a quarter of a full channel is free again.
     room: Arc<Doorbell>,
     opts: PipelineOptions,
 }
