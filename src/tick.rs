@@ -59,7 +59,53 @@ impl Decimal {
     }
 
     /// [`Decimal::parse`] over raw bytes (the FIX decoder's input), without UTF-8 checks.
+    #[inline]
     pub fn parse_bytes(text: &[u8]) -> Result<Decimal, DecimalError> {
+        match Decimal::parse_plain(text) {
+            Some(d) => Ok(d),
+            None => Decimal::parse_checked(text),
+        }
+    }
+
+    /// A well-formed decimal of up to 19 characters (every price and size a feed sends), read
+    /// without a branch per byte; `None` for anything else, which [`Decimal::parse_checked`]
+    /// then reads and names. The checked loop's branches on each byte (digit or point, in
+    /// range, past the scale) were a fifth of the FIX decoder's mispredicted branches: framing,
+    /// decoding and the book of 200,000 two-entry messages under `valgrind --tool=cachegrind
+    /// --branch-sim=yes`, 13.4M → 11.3M mispredicted for 1.100G → 1.093G instructions.
+    #[inline]
+    fn parse_plain(text: &[u8]) -> Option<Decimal> {
+        if text.is_empty() || text.len() > 19 {
+            return None;
+        }
+        let (mut mantissa, mut point, mut points, mut others) = (0u64, 0usize, 0u32, 0u32);
+        for (i, &b) in text.iter().enumerate() {
+            let d = b.wrapping_sub(b'0');
+            let digit = d < 10;
+            let is_point = b == b'.';
+            // At most 19 digits: below 10^19, inside u64.
+            mantissa = if digit {
+                mantissa * 10 + u64::from(d)
+            } else {
+                mantissa
+            };
+            point = if is_point { i } else { point };
+            points += u32::from(is_point);
+            others += u32::from(!digit && !is_point);
+        }
+        let digits = text.len() - points as usize;
+        if others != 0 || points > 1 || digits == 0 || mantissa > MAX_MANTISSA {
+            return None;
+        }
+        if points == 0 {
+            return Some(Decimal::integer(mantissa));
+        }
+        let scale = u32::try_from(text.len() - point - 1).ok()?;
+        (scale <= MAX_SCALE).then(|| Decimal::from_parts(mantissa, scale))
+    }
+
+    /// [`Decimal::parse_bytes`] a byte at a time, naming what is wrong.
+    fn parse_checked(text: &[u8]) -> Result<Decimal, DecimalError> {
         let (&first, _) = text.split_first().ok_or(DecimalError::Empty)?;
         if first == b'-' {
             return Err(DecimalError::Negative);
@@ -775,6 +821,18 @@ mod tests {
         #[test]
         fn decimal_parse_never_panics(text in "\\PC{0,24}") {
             let _ = Decimal::parse(&text);
+        }
+
+        /// What could go wrong: the fast path reading a text the checked one refuses, or
+        /// reading it as another number.
+        #[test]
+        fn the_plain_parse_agrees_with_the_checked_one(text in "[0-9.]{0,22}|[0-9.x-]{0,6}") {
+            let plain = Decimal::parse_plain(text.as_bytes());
+            let checked = Decimal::parse_checked(text.as_bytes());
+            if let Some(d) = plain {
+                prop_assert_eq!(Ok(d), checked.clone());
+            }
+            prop_assert_eq!(Decimal::parse_bytes(text.as_bytes()), checked);
         }
 
         #[test]
