@@ -195,7 +195,7 @@ impl ResendStore {
 
     fn get(&self, seq: u64) -> Option<Stored> {
         let k = self.find(seq)?;
-        let at = usize::try_from(k.start - self.base).ok()?;
+        let at = usize::try_from(k.start.checked_sub(self.base)?).ok()?;
         let mid = at + k.type_len as usize;
         let end = mid + k.body_len as usize;
         Some(Stored {
