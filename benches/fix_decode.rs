@@ -1,7 +1,13 @@
 //! FIX market-data decoding: framing check, one-pass decode and book update into ticks.
 //! Target: ≤ 300 ns for a single-entry 35=X message. `cargo bench --bench fix_decode`
+//!
+//! With `DECODE_COUNT=N` it instead frames, decodes and books N two-entry messages (1,000
+//! distinct ones, round robin) and exits: a fixed amount of work to count instructions and
+//! mispredicted branches of, where timings are too noisy to compare two builds
+//! (`cargo bench --bench fix_decode --no-run` prints the binary; then
+//! `DECODE_COUNT=200000 valgrind --tool=cachegrind --branch-sim=yes BINARY`).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
 use tickrec::fix::decode::{Decoder, MarketData};
 use tickrec::fix::frame;
@@ -48,5 +54,52 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The `DECODE_COUNT` mode (see the module doc).
+fn count(n: usize) {
+    let symbols: Vec<(String, SymbolId)> = tickrec::synth::symbol_names(128)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, SymbolId(i as u32)))
+        .collect();
+    let messages: Vec<Vec<u8>> = (0..1000u64)
+        .map(|k| {
+            let s = &symbols[(k * 37 % 128) as usize].0;
+            let px = 1.0 + (k % 97) as f64 / 1000.0;
+            framed(&format!(
+                "35=X|49=LP1|56=TICKREC|34={}|52=20261123-10:00:00.123456789|268=2|\
+                 279=1|269=0|55={s}|270={px:.5}|271={}|279=1|269=1|55={s}|270={:.5}|271=2000000|",
+                100_000 + k,
+                1_000_000 + k * 1000,
+                px + 0.0001
+            ))
+        })
+        .collect();
+    let mut decoder = Decoder::new();
+    let mut md = MarketData::new(SourceId(0), tickrec::tick::OriginId(1), &symbols);
+    let mut out: Vec<Tick> = Vec::with_capacity(8);
+    let mut ticks = 0;
+    for msg in messages.iter().cycle().take(n) {
+        let len = frame::check(black_box(msg)).expect("framed");
+        let d = decoder.decode(&msg[..len]).expect("decodes");
+        out.clear();
+        md.apply(&d, Timestamp(1), Timestamp(2), &mut out)
+            .expect("books");
+        decoder.recycle(d.entries);
+        ticks += black_box(out.len());
+    }
+    println!("{n} messages, {ticks} ticks");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("DECODE_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
