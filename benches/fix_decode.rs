@@ -21,12 +21,17 @@ fn framed(body: &str) -> Vec<u8> {
     m
 }
 
-fn bench(c: &mut Criterion) {
-    let symbols: Vec<(String, SymbolId)> = tickrec::synth::symbol_names(128)
+/// The 128 generated symbol names and their ids.
+fn symbols() -> Vec<(String, SymbolId)> {
+    tickrec::synth::symbol_names(128)
         .into_iter()
         .enumerate()
         .map(|(i, s)| (s, SymbolId(i as u32)))
-        .collect();
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let symbols = symbols();
     let one = framed(
         "35=X|49=LP1|56=TICKREC|34=123456|52=20261123-10:00:00.123456789|268=1|279=1|269=0|55=EURUSD|270=1.08502|271=1000000|",
     );
@@ -56,11 +61,7 @@ fn bench(c: &mut Criterion) {
 
 /// The `DECODE_COUNT` mode (see the module doc).
 fn count(n: usize) {
-    let symbols: Vec<(String, SymbolId)> = tickrec::synth::symbol_names(128)
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| (s, SymbolId(i as u32)))
-        .collect();
+    let symbols = symbols();
     let messages: Vec<Vec<u8>> = (0..1000u64)
         .map(|k| {
             let s = &symbols[(k * 37 % 128) as usize].0;
