@@ -205,12 +205,14 @@ CREATE TABLE batches (
 );
 CREATE INDEX batches_by_cummax ON batches (cummax);
 
--- Symbol blocks (added in version 8: schema/upgrades/0008_blocks.sql). With each directory row
--- the writer writes, in the same transaction, one row per symbol the directory row names: that
--- symbol's ticks of those commits, packed (src/store/blocks.rs), keyed by the seq of its first
--- one. A query of one symbol reads its blocks (~50 for an hour of a 10M-tick day) instead of
--- one page per run of its ticks. A second copy, never the record: a reader uses a block only
--- when it holds exactly the ticks the directory row gives the symbol, else it reads the rows.
+-- Symbol blocks (added in version 8: schema/upgrades/0008_blocks.sql): one symbol's ticks of
+-- one directory row, packed (src/store/blocks.rs), keyed by the seq of its first one, so that a
+-- query of one symbol reads ~50 blocks for an hour of a 10M-tick day instead of one page per run
+-- of its ticks. The writer now keeps them beside the file, in ticks_<day>.blocks and
+-- ticks_<day>.blockidx (src/store/blockfile.rs), built off its thread; this table holds the
+-- blocks of files written before that, and readers still read them. A second copy, never the
+-- record: a reader uses a block only when it holds exactly the ticks the directory row gives
+-- the symbol, else it reads the rows.
 -- Invariant: the block keyed k holds, in seq order, exactly the ticks of the one symbol whose
 -- runs in one directory row start at k (tickrec check compares every block with its rows).
 CREATE TABLE blocks (

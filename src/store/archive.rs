@@ -92,8 +92,10 @@ fn try_lock(base: &Path, day: NaiveDate) -> Result<Option<DayLock>, StoreError> 
     DayLock::try_exclusive(base, day).map_err(io(&layout::lock_path(base, day)))
 }
 
-/// Removes a day file with its WAL and shared memory, then makes the removal durable.
+/// Removes a day file with its WAL, shared memory and symbol block files, then makes the
+/// removal durable.
 fn remove_day_file(db: &Path) -> Result<(), StoreError> {
+    super::blockfile::remove(db).map_err(io(db))?;
     for p in [
         db.to_owned(),
         with_suffix(db, "-wal"),
@@ -175,7 +177,8 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
             why: "no day file".into(),
         });
     }
-    let bytes = || size(&db) + size(&with_suffix(&db, "-wal"));
+    let (blocks, block_index) = super::blockfile::paths(&db);
+    let bytes = || size(&db) + size(&with_suffix(&db, "-wal")) + size(&blocks) + size(&block_index);
     let bytes_before = bytes();
     if let Some(ticks) = small_old_day(&db, opts)? {
         return Ok(Sealed::Done {
@@ -213,6 +216,8 @@ pub fn seal_day(base: &Path, day: NaiveDate, opts: &SqliteOptions) -> Result<Sea
     })()
     .map_err(sq)?;
     drop(conn);
+    // The block files go with the blocks: the closed day answers from its directory.
+    super::blockfile::remove(&db).map_err(io(&db))?;
     Ok(Sealed::Done {
         ticks: ticks as u64,
         covered,
@@ -750,6 +755,8 @@ pub fn restore_locked(
             ),
         });
     }
+    // Block files left beside an archived day (a seal cut short) are no longer needed.
+    super::blockfile::remove(&db).map_err(io(&db))?;
     let Some((form, archive)) = layout::existing_archive(base, day) else {
         return Err(StoreError::Io {
             path: layout::parquet_path(base, day),

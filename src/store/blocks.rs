@@ -1,12 +1,13 @@
-//! Symbol blocks: one symbol's ticks of one directory row, packed in one `blocks` row, so that
+//! Symbol blocks: one symbol's ticks of one directory row, packed in one block, so that
 //! a query of one symbol reads a handful of pages instead of one page per run of its ticks.
 //!
 //! A live day interleaves every symbol's ticks in `seq` order: one symbol's hour of a
 //! 128-symbol, 10M-tick day is ~3,300 ticks on ~800 pages, and SQLite drops a reader's page
 //! cache at every new snapshot, so while the writer commits, every query reads its pages
-//! again. The writer therefore also writes, with each directory row and in the same
-//! transaction, one block per symbol the row holds: that symbol's ticks of those commits, in
-//! `seq` order, keyed by the `seq` of its first one. An hour is then ~50 blocks.
+//! again. Each directory row's commits therefore also get one block per symbol the row holds:
+//! that symbol's ticks of those commits, in `seq` order, keyed by the `seq` of its first one,
+//! written beside the day file by the block builder (`store::blockfile`). An hour is then ~50
+//! blocks.
 //!
 //! Blocks are a second copy, never the record: the `ticks` rows are. A reader uses a block
 //! only when its check holds and it decodes to exactly the number of ticks the directory
@@ -27,8 +28,8 @@
 //! --only queries` with blocks on: live bytes/tick 50.0, against 36.4 without).
 //!
 //! Invariant: a block keyed `k` holds exactly the ticks of one symbol whose runs in one
-//! directory row start at `k`, in `seq` order (written by `writer::record_directory`, verified
-//! by `store::check`).
+//! directory row start at `k`, in `seq` order (written by `store::blockfile`'s builder from
+//! what `writer::insert_all` hands it, verified by `store::check`).
 
 /// The integers of one `ticks` row (day-relative `ts_event`, `ts_recv` as stored, packed
 /// decimals, file ids), as the writer binds them and a reader decodes them.

@@ -273,7 +273,7 @@ fn check_conn(conn: &Connection, db: &Path, day: NaiveDate, out: &mut DayCheck) 
         if super::directory::present(conn) {
             if let Some(why) = directory_problem(conn, count)? {
                 p.push(format!("directory: {why}"));
-            } else if let Some(why) = blocks_problem(conn)? {
+            } else if let Some(why) = blocks_problem(conn, db)? {
                 p.push(format!("blocks: {why}"));
             }
         }
@@ -343,9 +343,19 @@ const CHUNK: i64 = 10_000;
 /// The symbol blocks against the ticks (see `store::blocks`): every block is keyed by the
 /// first `seq` of one symbol's runs in one directory row and decodes to exactly those ticks. A
 /// missing block is no fault (readers read the rows); a block that says otherwise than the
-/// rows is. Call once the directory is found sound. One pass over the ticks.
-fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
+/// rows is. Blocks are looked for in the day's block files (`store::blockfile`) and in its
+/// blocks table (versions that kept them there). Call once the directory is found sound. One
+/// pass over the ticks.
+fn blocks_problem(conn: &Connection, db: &Path) -> rusqlite::Result<Option<String>> {
     use super::blocks;
+    let file = super::blockfile::BlockFile::open(db);
+    let entries: std::collections::HashMap<i64, super::blockfile::Entry> = match &file {
+        None => Default::default(),
+        Some(f) => match f.entries() {
+            Ok(e) => e.into_iter().map(|e| (e.key, e)).collect(),
+            Err(e) => return Ok(Some(format!("block files not read: {e}"))),
+        },
+    };
     let has = conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'",
@@ -354,7 +364,7 @@ fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
         )
         .optional()?
         .is_some();
-    if !has {
+    if !has && file.is_none() {
         return Ok(None);
     }
     let mut rows =
@@ -363,9 +373,12 @@ fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
         "SELECT seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src FROM ticks \
          WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
     )?;
-    let mut block = conn.prepare("SELECT data FROM blocks WHERE seq = ?1")?;
+    let mut block = match has {
+        true => Some(conn.prepare("SELECT data FROM blocks WHERE seq = ?1")?),
+        false => None,
+    };
     let mut spans = rows.query([])?;
-    let (mut seen, mut decoded) = (0i64, Vec::new());
+    let (mut seen, mut seen_in_file, mut decoded) = (0i64, 0usize, Vec::new());
     while let Some(b) = spans.next()? {
         let (first, last): (i64, i64) = (b.get(0)?, b.get(1)?);
         let Some(dir) = b.get_ref(2)?.as_blob_or_null()? else {
@@ -399,13 +412,28 @@ fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
             }
         }
         for (sym, key, want) in &by_sym {
-            let Some(data) = block
-                .query_row([key], |r| r.get::<_, Vec<u8>>(0))
-                .optional()?
-            else {
-                continue;
+            let in_table = match &mut block {
+                Some(b) => b.query_row([key], |r| r.get::<_, Vec<u8>>(0)).optional()?,
+                None => None,
             };
-            seen += 1;
+            let data = match (in_table, entries.get(key), &file) {
+                (Some(data), _, _) => {
+                    seen += 1;
+                    data
+                }
+                (None, Some(e), Some(f)) => {
+                    seen_in_file += 1;
+                    match f.read(e) {
+                        Ok(data) => data,
+                        Err(err) => {
+                            return Ok(Some(format!(
+                                "block {key} (symbol id {sym}) not read from the block file: {err}"
+                            )))
+                        }
+                    }
+                }
+                _ => continue,
+            };
             if blocks::decode(*key, &data, &mut decoded).is_err() {
                 return Ok(Some(format!(
                     "block {key} (symbol id {sym}) does not decode or fails its check"
@@ -419,7 +447,17 @@ fn blocks_problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
             }
         }
     }
-    let all: i64 = conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))?;
+    if seen_in_file != entries.len() {
+        return Ok(Some(format!(
+            "{} entries of the block files are keyed where no directory row starts a symbol's runs \
+             (left by a power cut: the next writer of the day cuts them back)",
+            entries.len() - seen_in_file
+        )));
+    }
+    let all: i64 = match has {
+        true => conn.query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))?,
+        false => 0,
+    };
     if all != seen {
         return Ok(Some(format!(
             "{} blocks are keyed where no directory row starts a symbol's runs",

@@ -439,10 +439,6 @@ pub struct Pending {
     pub ts_max: i64,
     pub commits: u32,
     pub dir: Vec<u8>,
-    /// Per file symbol id, its block of these commits (`store::blocks`; empty when untouched).
-    pub blocks: Vec<super::blocks::Builder>,
-    /// The symbols with a non-empty block, in the order of their first tick.
-    pub touched: Vec<i64>,
 }
 
 impl Pending {
@@ -450,28 +446,6 @@ impl Pending {
     pub fn clear(&mut self) {
         self.commits = 0;
         self.dir.clear();
-        for &sym in &self.touched {
-            if let Some(b) = usize::try_from(sym)
-                .ok()
-                .and_then(|s| self.blocks.get_mut(s))
-            {
-                b.clear();
-            }
-        }
-        self.touched.clear();
-    }
-
-    /// Adds the tick at `seq` to its symbol's block.
-    pub fn push_block(&mut self, sym: i64, seq: i64, row: &super::blocks::Row) {
-        let Ok(s) = usize::try_from(sym) else { return };
-        if self.blocks.len() <= s {
-            self.blocks.resize_with(s + 1, Default::default);
-        }
-        let b = &mut self.blocks[s];
-        if b.count == 0 {
-            self.touched.push(sym);
-        }
-        b.push(seq, row);
     }
 }
 

@@ -4,6 +4,7 @@
 //! This module owns the on-disk tick format; nothing else opens a day file.
 
 pub mod archive;
+pub mod blockfile;
 pub mod blocks;
 pub mod check;
 pub mod checkpoint;

@@ -243,6 +243,10 @@ struct DayReader {
     directory: bool,
     /// Has a blocks table (version 8 and later, with a directory).
     blocks_table: bool,
+    /// Its blocks table holds blocks (written by versions that kept them in the day file).
+    table_blocks: bool,
+    /// The day's block files (`store::blockfile`), when it has them.
+    block_file: Option<super::blockfile::BlockFile>,
     /// Has symbol blocks: queries of a few symbols read them where they are whole
     /// (`store::blocks`); without any, they take the directory's own path.
     blocks: bool,
@@ -377,6 +381,11 @@ const COLUMNS: &str = "seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size
 /// what one statement sorts: see [`DayReader::range_by_directory`]).
 const SLICE_TICKS: i64 = 1 << 16;
 
+/// Whether block files hold any entry.
+fn has_entries(f: &super::blockfile::BlockFile) -> bool {
+    f.is_empty().is_ok_and(|e| !e)
+}
+
 /// Whether the file holds any symbol block (its blocks table exists).
 fn any_block(conn: &Connection) -> bool {
     conn.prepare_cached("SELECT 1 FROM blocks LIMIT 1")
@@ -509,7 +518,11 @@ impl DayReader {
                     |_| Ok(()),
                 )
                 .is_ok();
-        let blocks = blocks_table && any_block(&conn);
+        let table_blocks = blocks_table && any_block(&conn);
+        let block_file = directory
+            .then(|| super::blockfile::BlockFile::open(path))
+            .flatten();
+        let blocks = table_blocks || block_file.as_ref().is_some_and(has_entries);
         Ok(DayReader {
             path: path.to_owned(),
             conn,
@@ -519,6 +532,8 @@ impl DayReader {
             sources,
             directory,
             blocks_table,
+            table_blocks,
+            block_file,
             blocks,
             indexed: sealed,
             access: Access::Shared,
@@ -545,7 +560,14 @@ impl DayReader {
     fn refresh(mut self) -> Result<DayReader, StoreError> {
         if Seen::read(&self.path, &self.conn)? == self.seen {
             // A writer that writes blocks adds its first ones a few commits into the day.
-            self.blocks = self.blocks || (self.blocks_table && any_block(&self.conn));
+            if !self.blocks {
+                if self.directory && self.block_file.is_none() {
+                    self.block_file = super::blockfile::BlockFile::open(&self.path);
+                }
+                self.table_blocks = self.blocks_table && any_block(&self.conn);
+                self.blocks =
+                    self.table_blocks || self.block_file.as_ref().is_some_and(has_entries);
+            }
             return Ok(self);
         }
         let DayReader { path, conn, .. } = self;
@@ -643,11 +665,7 @@ impl DayReader {
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
         use super::directory::{Piece, Span};
-        let sq = |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
-        let keyed: Vec<(i64, usize)> = pieces
+        let mut keyed: Vec<(i64, usize)> = pieces
             .iter()
             .enumerate()
             .filter_map(|(i, p)| match p {
@@ -655,40 +673,33 @@ impl DayReader {
                 Piece::Span(_) => None,
             })
             .collect();
+        keyed.sort_unstable();
         let mut whole = vec![false; pieces.len()];
         let mut found = Vec::new();
         if self.blocks && !keyed.is_empty() {
-            let keys: Vec<rusqlite::types::Value> = keyed
-                .iter()
-                .map(|k| rusqlite::types::Value::Integer(k.0))
-                .collect();
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT seq, data FROM blocks WHERE seq IN rarray(?1) ORDER BY seq")
-                .map_err(sq)?;
-            let mut rows = stmt.query([std::rc::Rc::new(keys)]).map_err(sq)?;
-            let (mut k, mut decoded) = (0usize, Vec::new());
-            while let Some(r) = rows.next().map_err(sq)? {
-                let key: i64 = r.get(0).map_err(sq)?;
-                while keyed.get(k).is_some_and(|&(want, _)| want < key) {
-                    k += 1;
-                }
-                let Some(&(want, i)) = keyed.get(k) else {
-                    break;
-                };
+            let keys: Vec<i64> = keyed.iter().map(|k| k.0).collect();
+            let (mut decoded, mut failed) = (Vec::new(), None);
+            self.fetch_blocks(&keys, &mut |k, data| {
+                let (key, i) = keyed[k];
                 let Piece::Runs { sym, runs } = &pieces[i] else {
-                    continue;
+                    return;
                 };
-                if want != key || !self.block_rows(r, &pieces[i], &mut decoded) {
-                    continue;
+                if failed.is_some() || !self.block_rows(key, data, &pieces[i], &mut decoded) {
+                    return;
                 }
                 let seqs = runs.iter().flat_map(|&(a, n)| a..a.saturating_add(n));
                 for (row, seq) in decoded.iter().zip(seqs) {
                     if row.ts_event >= lo && row.ts_event < hi {
-                        found.push(self.tick_row(seq, *sym, row)?);
+                        match self.tick_row(seq, *sym, row) {
+                            Ok(r) => found.push(r),
+                            Err(e) => failed = Some(e),
+                        }
                     }
                 }
                 whole[i] = true;
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
             }
         }
         let mut spans: Vec<Span> = Vec::new();
@@ -726,20 +737,65 @@ impl DayReader {
         Ok(found.len() as u64)
     }
 
-    /// Decodes the block in columns 0 (key) and 1 (data) of `r` into `out`; false (read the
-    /// rows instead) unless its check holds and it has exactly as many ticks as `piece` names.
+    /// Calls `f(i, data)` for each `keys[i]` (rising) that has a block: from the block files,
+    /// then, for a file that kept blocks in its blocks table, from there. A block file that
+    /// cannot be read is passed over (the rows answer).
+    fn fetch_blocks(
+        &self,
+        keys: &[i64],
+        f: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), StoreError> {
+        let mut found = vec![false; keys.len()];
+        if let Some(file) = &self.block_file {
+            let read = file.find(keys, &mut |i, data| {
+                found[i] = true;
+                f(i, data);
+            });
+            if let Err(e) = read {
+                tracing::warn!(path = %self.path.display(), error = %e, "symbol block files not read: the rows answer");
+            }
+        }
+        if !self.table_blocks || !found.contains(&false) {
+            return Ok(());
+        }
+        let sq = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let missing: Vec<rusqlite::types::Value> = keys
+            .iter()
+            .zip(&found)
+            .filter(|k| !k.1)
+            .map(|k| rusqlite::types::Value::Integer(*k.0))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM blocks WHERE seq IN rarray(?1) ORDER BY seq")
+            .map_err(sq)?;
+        let mut rows = stmt.query([std::rc::Rc::new(missing)]).map_err(sq)?;
+        while let Some(r) = rows.next().map_err(sq)? {
+            let (Ok(key), Ok(data)) = (
+                r.get::<_, i64>(0),
+                r.get_ref(1).and_then(|v| Ok(v.as_blob()?)),
+            ) else {
+                continue;
+            };
+            if let Ok(i) = keys.binary_search(&key) {
+                f(i, data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes `data`, the block keyed `key`, into `out`; false (read the rows instead) unless
+    /// its check holds and it has exactly as many ticks as `piece` names.
     fn block_rows(
         &self,
-        r: &rusqlite::Row<'_>,
+        key: i64,
+        data: &[u8],
         piece: &super::directory::Piece,
         out: &mut Vec<super::blocks::Row>,
     ) -> bool {
-        let (Ok(key), Ok(data)) = (
-            r.get::<_, i64>(0),
-            r.get_ref(1).and_then(|v| Ok(v.as_blob()?)),
-        ) else {
-            return false;
-        };
         let whole = super::blocks::decode(key, data, out).is_ok()
             && i64::try_from(out.len()).is_ok_and(|n| n == piece.ticks());
         if !whole {
@@ -838,15 +894,11 @@ impl DayReader {
             let whole = match &piece {
                 Piece::Runs { runs, .. } if self.blocks => {
                     let key = runs.first().map_or(0, |r| r.0);
-                    let mut stmt = self
-                        .conn
-                        .prepare_cached("SELECT seq, data FROM blocks WHERE seq = ?1")
-                        .map_err(sq)?;
-                    let mut rows = stmt.query([key]).map_err(sq)?;
-                    match rows.next().map_err(sq)? {
-                        Some(r) => self.block_rows(r, &piece, &mut decoded),
-                        None => false,
-                    }
+                    let mut whole = false;
+                    self.fetch_blocks(&[key], &mut |_, data| {
+                        whole = self.block_rows(key, data, &piece, &mut decoded);
+                    })?;
+                    whole
                 }
                 _ => false,
             };

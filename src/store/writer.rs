@@ -40,7 +40,6 @@ const INSERT: &str =
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const BATCH: &str = "INSERT INTO batches (first_seq, last_seq, ts_min, ts_max, cummax, lag, dir) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const BLOCK: &str = "INSERT INTO blocks (seq, data) VALUES (?1, ?2)";
 const MARK_IMPORT: &str = "INSERT INTO imports (file, ticks) VALUES (?1, ?2) \
                            ON CONFLICT (file) DO UPDATE SET ticks = ticks + excluded.ticks";
 const MARK_ORIGIN: &str = "INSERT INTO marks (origin, next, updated_ns) VALUES (?1, ?2, ?3) \
@@ -69,8 +68,9 @@ struct OpenDay {
     pending: super::directory::Pending,
     /// Keeps its WAL under the bound.
     wal: WalBound,
-    /// Writes symbol blocks (`WriterOptions::symbol_blocks`).
-    blocks: bool,
+    /// The day's block files and their builder (`WriterOptions::symbol_blocks`, when this
+    /// writer owns them: `store::blockfile`).
+    spool: Option<super::blockfile::Spool>,
     path: PathBuf,
     /// The day's shared lock, held while open (see `store::daylock`).
     _lock: DayLock,
@@ -611,7 +611,17 @@ impl SqliteSink {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(StoreError::sqlite(&path))?;
         }
-        let (day_start_ns, max_seq) = (|| -> rusqlite::Result<(i64, i64)> {
+        let (day_start_ns, max_seq, covered) = (|| -> rusqlite::Result<(i64, i64, i64)> {
+            // What the directory rows cover before anything is added: the symbol blocks
+            // beside the file are cut back to it (store::blockfile).
+            let covered = conn
+                .query_row(
+                    "SELECT last_seq FROM batches ORDER BY first_seq DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
             // Ticks a crash left without their directory row become a span to scan, so that
             // this writer's own commits get rows of their own.
             let tx = conn.unchecked_transaction()?;
@@ -620,9 +630,24 @@ impl SqliteSink {
             Ok((
                 schema::day_start_ns(&conn)?,
                 conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
+                covered,
             ))
         })()
         .map_err(StoreError::sqlite(&path))?;
+        let spool = match self.opts.symbol_blocks {
+            false => None,
+            true => match super::blockfile::Spool::open(&path, covered) {
+                Ok(Some(spool)) => Some(spool),
+                Ok(None) => {
+                    tracing::info!(%day, "another writer owns this day's symbol blocks: this one writes none");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(%day, error = %e, "symbol block files not opened: this day's queries read its rows");
+                    None
+                }
+            },
+        };
         self.checkpoint(&path);
         self.open.push(OpenDay {
             day,
@@ -637,7 +662,7 @@ impl SqliteSink {
             entries: Vec::new(),
             pending: super::directory::Pending::default(),
             wal: WalBound::new(self.opts.wal_max_bytes),
-            blocks: self.opts.symbol_blocks,
+            spool,
             path,
             _lock: lock,
         });
@@ -783,11 +808,18 @@ fn insert_all(
         }
     }
     group_by_symbol(&mut od.order, &mut od.scratch);
+    if let Some(spool) = &mut od.spool {
+        spool.begin();
+    }
     // When another writer's commits came between, the pending ones get their row first.
-    // (On any error the caller drops this OpenDay: the next opening covers what has no row.)
+    // (On any error the caller drops this OpenDay, and its spool with it: the next opening
+    // covers what has no row, and cuts the block files back.)
     if od.pending.commits > 0 && od.pending.last_seq + 1 != first {
-        record_directory(&tx, &od.pending)?;
+        let row = record_directory(&tx, &od.pending)?;
         od.pending.clear();
+        if let (Some(spool), Some((a, b, whole))) = (&mut od.spool, row) {
+            spool.row(a, b, whole);
+        }
     }
     od.entries.clear();
     let (mut ts_min, mut ts_max) = (i64::MAX, i64::MIN);
@@ -819,8 +851,8 @@ fn insert_all(
             stmt.raw_bind_parameter(8, row.ask_size)?;
             stmt.raw_bind_parameter(9, row.src)?;
             stmt.raw_execute()?;
-            if od.blocks {
-                od.pending.push_block(sym, seq, &row);
+            if let Some(spool) = &mut od.spool {
+                spool.push(sym, seq, &row);
             }
             seq += 1;
             match od.entries.last_mut() {
@@ -828,6 +860,9 @@ fn insert_all(
                 _ => od.entries.push((sym, 1)),
             }
         }
+    }
+    if let Some(spool) = &mut od.spool {
+        spool.ticks_done();
     }
     // The directory: this commit joins the pending ones; every few commits they get a row.
     let pending = &mut od.pending;
@@ -842,8 +877,11 @@ fn insert_all(
         pending.commits += 1;
         super::directory::push_commit(&mut pending.dir, &od.entries);
         if pending.full() {
-            record_directory(&tx, pending)?;
+            let row = record_directory(&tx, pending)?;
             pending.clear();
+            if let (Some(spool), Some((a, b, whole))) = (&mut od.spool, row) {
+                spool.row(a, b, whole);
+            }
         }
     }
     if !od.marks.is_empty() {
@@ -861,6 +899,9 @@ fn insert_all(
             .execute(rusqlite::params![file, ticks.len() as i64])?;
     }
     tx.commit()?;
+    if let Some(spool) = &mut od.spool {
+        spool.committed();
+    }
     Ok(seq)
 }
 
@@ -905,11 +946,12 @@ fn group_by_symbol(order: &mut Vec<(i64, u32)>, scratch: &mut Vec<(i64, u32)>) {
 /// the last one. When that is where `pending` starts, the row holds its directory; when ticks
 /// without a row come first (another writer's pending commits, a crash's leftovers), one row
 /// to scan covers them and `pending` together; what is already covered is left alone. With an
-/// empty `pending`, covers any such ticks with a row to scan.
+/// empty `pending`, covers any such ticks with a row to scan. Returns the row written, as
+/// `(first, last, whether it holds pending's directory)`.
 pub(super) fn record_directory(
     tx: &Connection,
     pending: &super::directory::Pending,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<(i64, i64, bool)>> {
     let (covered, cummax, lag): (i64, i64, i64) = tx
         .query_row(
             "SELECT last_seq, cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
@@ -933,7 +975,7 @@ pub(super) fn record_directory(
             tx.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?
         };
         if last < start {
-            return Ok(());
+            return Ok(None);
         }
         let (lo, hi): (i64, i64) = tx.query_row(
             "SELECT min(ts_event), max(ts_event) FROM ticks WHERE seq BETWEEN ?1 AND ?2",
@@ -946,24 +988,7 @@ pub(super) fn record_directory(
     tx.prepare_cached(BATCH)?.execute(rusqlite::params![
         start, last, ts_min, ts_max, cummax, lag, dir
     ])?;
-    if dir.is_some() && !pending.touched.is_empty() {
-        // Each symbol's block, keyed by its first seq: in key order, appended at the table's
-        // right edge (store::blocks).
-        let mut keys: Vec<(i64, usize)> = pending
-            .touched
-            .iter()
-            .filter_map(|&s| usize::try_from(s).ok())
-            .filter_map(|s| pending.blocks.get(s).map(|b| (b.first_seq, s)))
-            .collect();
-        keys.sort_unstable();
-        let mut insert = tx.prepare_cached(BLOCK)?;
-        let mut data = Vec::new();
-        for (key, s) in keys {
-            pending.blocks[s].data(&mut data);
-            insert.execute(rusqlite::params![key, &data[..]])?;
-        }
-    }
-    Ok(())
+    Ok(Some((start, last, dir.is_some())))
 }
 
 /// Records the commits still pending in a directory row (at close; a failure leaves them to
@@ -975,9 +1000,13 @@ fn flush_directory(od: &mut OpenDay) -> rusqlite::Result<()> {
     let tx = od
         .conn
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
-    record_directory(&tx, &od.pending)?;
+    let row = record_directory(&tx, &od.pending)?;
     tx.commit()?;
     od.pending.clear();
+    if let (Some(spool), Some((a, b, whole))) = (&mut od.spool, row) {
+        spool.row(a, b, whole);
+        spool.committed();
+    }
     Ok(())
 }
 

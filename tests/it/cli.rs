@@ -647,6 +647,8 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
     )
     .unwrap();
     drop(conn);
+    // (Version 4 had no symbol blocks beside its files either.)
+    tickrec::store::blockfile::remove(&day).unwrap();
     let queries: Vec<Vec<String>> = (0..12)
         .map(|k| {
             let sym = syms[k % syms.len()].to_string();
@@ -728,7 +730,8 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
     );
     drop(conn);
     // Rows written since the upgrade have their symbols' blocks, which the live answers read.
-    assert!(sql_int(&day, "SELECT count(*) FROM blocks") > 0);
+    let block_files = tickrec::store::blockfile::paths(&day);
+    assert!(std::fs::metadata(&block_files.1).unwrap().len() > 0);
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let conn = rusqlite::Connection::open(&day).unwrap();
@@ -739,9 +742,8 @@ fn live_day_queries_through_the_directory_match_the_sealed_day_exactly() {
         "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ticks_by_%'",
     );
     assert_eq!(indexed, 0, "sealed: no per-tick index");
-    assert_eq!(
-        sql_int(&day, "SELECT count(*) FROM blocks"),
-        0,
+    assert!(
+        !block_files.0.exists() && !block_files.1.exists(),
         "sealed: the live day's blocks are gone"
     );
     let sealed = answers("sealed");
@@ -787,7 +789,10 @@ fn a_damaged_symbol_block_is_passed_over_by_queries_and_named_by_check() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let day = db.join("2026/11/ticks_2026-11-19.db");
-    assert!(sql_int(&day, "SELECT count(*) FROM blocks") >= 5);
+    let blocks = tickrec::store::blockfile::BlockFile::open(&day).unwrap();
+    let entries = blocks.entries().unwrap();
+    let blocks_path = tickrec::store::blockfile::paths(&day).1;
+    assert!(entries.len() >= 5);
     let ask = |args: &[&str]| {
         let out = tickrec(&db, args, None);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -822,31 +827,36 @@ fn a_damaged_symbol_block_is_passed_over_by_queries_and_named_by_check() {
     assert!(whole[0].lines().count() > 2000);
     assert!(ask(&["check"]).contains("ok"), "a sound file checks");
     let sym1: i64 = sql_int(&day, "SELECT id FROM symbols WHERE name = 'S1'");
-    let key = |nth: i64| -> i64 {
-        // The nth block of S1: its key is the first seq of S1's runs in some directory row.
-        sql_int(
-            &day,
-            &format!(
-                "SELECT b.seq FROM blocks b JOIN ticks t ON t.seq = b.seq WHERE t.sym = {sym1} \
-                 ORDER BY b.seq LIMIT 1 OFFSET {nth}"
-            ),
-        )
+    // S1's blocks: each keyed by the first seq of S1's runs in some directory row.
+    let of_s1: Vec<usize> = (0..entries.len())
+        .filter(|&i| {
+            let key = entries[i].key;
+            sql_int(&day, &format!("SELECT sym FROM ticks WHERE seq = {key}")) == sym1
+        })
+        .collect();
+    let (cut, other) = (of_s1[1], of_s1[2]);
+    // One block cut short, one given its neighbour's bytes (a sound block under another key),
+    // each through an entry whose own check holds.
+    let mut image = std::fs::read(&blocks_path).unwrap();
+    let mut put = |i: usize, e: tickrec::store::blockfile::Entry| {
+        let at = i * tickrec::store::blockfile::ENTRY;
+        image[at..at + tickrec::store::blockfile::ENTRY].copy_from_slice(&e.encode());
     };
-    let (cut, other) = (key(1), key(2));
-    let conn = rusqlite::Connection::open(&day).unwrap();
-    // One block cut short, one given its neighbour's bytes (a sound block under another key).
-    conn.execute(
-        "UPDATE blocks SET data = substr(data, 1, length(data) - 3) WHERE seq = ?1",
-        [cut],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE blocks SET data = (SELECT data FROM blocks WHERE seq > ?1 ORDER BY seq LIMIT 1) \
-         WHERE seq = ?1",
-        [other],
-    )
-    .unwrap();
-    drop(conn);
+    put(
+        cut,
+        tickrec::store::blockfile::Entry {
+            len: entries[cut].len - 3,
+            ..entries[cut]
+        },
+    );
+    put(
+        other,
+        tickrec::store::blockfile::Entry {
+            key: entries[other].key,
+            ..entries[other + 1]
+        },
+    );
+    std::fs::write(&blocks_path, &image).unwrap();
     let after: Vec<String> = queries.iter().map(|q| ask(q)).collect();
     assert_eq!(after, whole, "the rows answer where a block is damaged");
     let out = tickrec(&db, &["check"], None);

@@ -141,6 +141,8 @@ pub struct BenchReport {
     pub bytes_per_tick: f64,
     /// The same as `bytes_per_tick`, under the name the sealed figure pairs with.
     pub live_bytes_per_tick: f64,
+    /// The symbol block files beside the live day file (`[writer] symbol_blocks`; 0 without).
+    pub live_block_bytes_per_tick: f64,
     /// After `seal` (the directory serves the day: no index).
     pub sealed_bytes_per_tick: f64,
     pub sealed_recent100_p50_us: f64,
@@ -758,6 +760,9 @@ fn queries_stage(
     let db = layout::day_path(base, day);
     r.bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;
     r.live_bytes_per_tick = r.bytes_per_tick;
+    let (blocks, block_index) = tickrec::store::blockfile::paths(&db);
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    r.live_block_bytes_per_tick = (size(&blocks) + size(&block_index)) as f64 / ticks as f64;
     let started = Instant::now();
     match seal_day(base, day, &opts.writer.sqlite)? {
         Sealed::Done { .. } => {}
@@ -1188,8 +1193,8 @@ impl BenchReport {
         }
         writeln!(
             f,
-            "day file                        live {:.1} bytes/tick (target <= 40); sealed {:.1} bytes/tick (sealing took {:.1}s); with a pre-directory day's indexes {:.1}",
-            self.bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
+            "day file                        live {:.1} bytes/tick (target <= 40; block files beside it {:.1}); sealed {:.1} bytes/tick (sealing took {:.1}s); with a pre-directory day's indexes {:.1}",
+            self.bytes_per_tick, self.live_block_bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
         )?;
         writeln!(
             f,

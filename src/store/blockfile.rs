@@ -1,0 +1,658 @@
+//! The live day's block file: the symbol blocks (`store::blocks`) kept beside the day file and
+//! built by a thread of their own from each committed batch, so that they cost the writer a
+//! copy of each tick's integers instead of the encoding and a second trip through SQLite.
+//!
+//! Two files beside `ticks_<day>.db`, derived from its name alone:
+//! - `ticks_<day>.blocks`: the blocks' `data`, back to back;
+//! - `ticks_<day>.blockidx`: one 24-byte entry per block, little-endian: key (i64, the `seq` of
+//!   the block's first tick), offset (u64) and length (u32) in `.blocks`, and a check (u32, the
+//!   low bits of XXH3 over the first 20 bytes). Keys rise strictly; offsets tile `.blocks` from 0.
+//!
+//! Measured against the blocks kept in the day file (`blocks` table, schema version 8), on the
+//! same machine, `tickrec bench --only writer --ticks 3000000` with blocks on, alternating: see
+//! `schema/ticks.sql` (LIVE-DAY QUERY STRUCTURE). In the day file every block went through the
+//! WAL and again through the checkpoint, and was encoded on the writer's thread.
+//!
+//! Invariants (ARCHITECTURE.md, 17):
+//! - Every entry names a block built from committed rows of one directory row: the builder
+//!   takes a batch only after its transaction commits, and writes a directory row's blocks
+//!   only when the commits it got tile exactly that row's `seq` range.
+//! - No entry outlives its rows: at opening, under the day lock and before any commit, the
+//!   writer that owns the files cuts them back to the entries whose keys are within the last
+//!   directory row the day file holds (a power cut can take back commits the files kept) and
+//!   whose checks hold. Keys past it are written again only by this writer.
+//! - One owner: the writer holding an `flock` on `.blockidx`. Another writer of the same day
+//!   writes no blocks (its rows are read from the day file, as every row without a block is).
+//!
+//! A reader trusts nothing here further than the block's own check and its tick count against
+//! the directory row (`DayReader::block_rows`): anything else reads the rows.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::blocks::{Builder, Row};
+
+/// Bytes of one index entry.
+pub const ENTRY: usize = 24;
+
+/// The largest block a reader reads (a directory row holds at most ~3,600 bytes of directory
+/// and 16 commits: one symbol's block of it is far smaller).
+const MAX_BLOCK: u32 = 16 << 20;
+
+/// `.blocks` and `.blockidx` of the day file `db`.
+pub fn paths(db: &Path) -> (PathBuf, PathBuf) {
+    (db.with_extension("blocks"), db.with_extension("blockidx"))
+}
+
+/// Removes the block files of the day file `db` (after seal, archive or restore; the caller
+/// holds the day's exclusive lock). Absent files are no error.
+pub fn remove(db: &Path) -> io::Result<()> {
+    let (data, index) = paths(db);
+    for p in [index, data] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn entry_check(head: &[u8]) -> u32 {
+    twox_hash::XxHash3_64::oneshot(head) as u32
+}
+
+/// One index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub key: i64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Entry {
+    /// The entry as the index holds it.
+    pub fn encode(&self) -> [u8; ENTRY] {
+        let mut b = [0u8; ENTRY];
+        b[..8].copy_from_slice(&self.key.to_le_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        b[16..20].copy_from_slice(&self.len.to_le_bytes());
+        let check = entry_check(&b[..20]);
+        b[20..].copy_from_slice(&check.to_le_bytes());
+        b
+    }
+
+    /// The entry in `b` (24 bytes), when its check holds.
+    fn decode(b: &[u8]) -> Option<Entry> {
+        let b: &[u8; ENTRY] = b.try_into().ok()?;
+        let (head, check) = b.split_at(20);
+        if entry_check(head).to_le_bytes() != *check {
+            return None;
+        }
+        let mut key = [0u8; 8];
+        let mut offset = [0u8; 8];
+        let mut len = [0u8; 4];
+        key.copy_from_slice(&b[..8]);
+        offset.copy_from_slice(&b[8..16]);
+        len.copy_from_slice(&b[16..20]);
+        Some(Entry {
+            key: i64::from_le_bytes(key),
+            offset: u64::from_le_bytes(offset),
+            len: u32::from_le_bytes(len),
+        })
+    }
+
+    fn end(&self) -> u64 {
+        self.offset.saturating_add(u64::from(self.len))
+    }
+}
+
+/// The entries of an index image `bytes` that stay: the longest prefix whose checks hold, whose
+/// keys rise and are at most `covered`, and whose blocks tile a `.blocks` of `data_len` bytes
+/// from 0. Returns how many, and where their blocks end.
+fn sound_prefix(bytes: &[u8], covered: i64, data_len: u64) -> (usize, u64) {
+    let (mut n, mut end, mut last) = (0usize, 0u64, i64::MIN);
+    for chunk in bytes.chunks_exact(ENTRY) {
+        let Some(e) = Entry::decode(chunk) else { break };
+        if e.key <= last || e.key > covered || e.offset != end || e.end() > data_len {
+            break;
+        }
+        (n, end, last) = (n + 1, e.end(), e.key);
+    }
+    (n, end)
+}
+
+/// One tick of a committed batch, as the builder takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    pub sym: i64,
+    pub seq: i64,
+    pub row: Row,
+}
+
+enum Msg {
+    /// The ticks of one commit, in `seq` order.
+    Commit(Vec<Tick>),
+    /// A directory row now covers `first..=last`; `whole` when it holds its commits' directory
+    /// (else the commits are left to the rows: `writer::record_directory`).
+    Row { first: i64, last: i64, whole: bool },
+}
+
+/// What a builder did, for the writer's log at close.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Blocks written.
+    pub blocks: AtomicU64,
+    /// Directory rows left without blocks: a message the full queue could not take, a failed
+    /// write (the disk full), a row over commits this writer did not make alone.
+    pub rows_skipped: AtomicU64,
+}
+
+/// The writer's end: the owner of a day's block files and the thread that writes them.
+pub struct Spool {
+    tx: Option<crossbeam_channel::Sender<Msg>>,
+    back: crossbeam_channel::Receiver<Vec<Tick>>,
+    /// This transaction's messages, sent once it commits.
+    staged: Vec<Msg>,
+    /// This transaction's ticks (reused buffers come back from the builder).
+    ticks: Vec<Tick>,
+    stats: Arc<SpoolStats>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    index_path: PathBuf,
+}
+
+/// Messages the builder may have waiting: ~16 directory rows of 16 commits. Past that, commits
+/// are skipped (their rows get no blocks) rather than the writer waiting.
+const QUEUE: usize = 256;
+
+impl Spool {
+    /// Takes the block files of the day file `db` and starts their builder, after cutting them
+    /// back to what `covered` (the last `seq` the day file's directory rows cover, read under
+    /// the day lock before any commit) vouches for. `None` when another writer owns them.
+    pub fn open(db: &Path, covered: i64) -> io::Result<Option<Spool>> {
+        let (data_path, index_path) = paths(db);
+        let index = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&index_path)?;
+        match index.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let data = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data_path)?;
+        let image = std::fs::read(&index_path)?;
+        let data_len = data.metadata()?.len();
+        let (n, end) = sound_prefix(&image, covered, data_len);
+        let keep = (n * ENTRY) as u64;
+        if keep != image.len() as u64 || end != data_len {
+            tracing::info!(path = %index_path.display(), kept = n, dropped = image.len() / ENTRY - n, "symbol blocks cut back to what the day file's directory covers");
+            index.set_len(keep)?;
+            data.set_len(end)?;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (back_tx, back) = crossbeam_channel::bounded(QUEUE);
+        let stats = Arc::new(SpoolStats::default());
+        let files = Files {
+            data,
+            index,
+            data_len: end,
+            index_len: keep,
+            path: index_path.clone(),
+            failed: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tickrec-blocks".into())
+            .spawn({
+                let stats = stats.clone();
+                move || build(rx, back_tx, files, &stats)
+            })?;
+        Ok(Some(Spool {
+            tx: Some(tx),
+            back,
+            staged: Vec::new(),
+            ticks: Vec::new(),
+            stats,
+            thread: Some(thread),
+            index_path,
+        }))
+    }
+
+    /// A new transaction: nothing staged.
+    pub fn begin(&mut self) {
+        self.staged.clear();
+        self.ticks.clear();
+    }
+
+    /// This transaction wrote a directory row over `first..=last`.
+    pub fn row(&mut self, first: i64, last: i64, whole: bool) {
+        self.staged.push(Msg::Row { first, last, whole });
+    }
+
+    /// This transaction wrote the tick at `seq`.
+    #[inline]
+    pub fn push(&mut self, sym: i64, seq: i64, row: &Row) {
+        self.ticks.push(Tick {
+            sym,
+            seq,
+            row: *row,
+        });
+    }
+
+    /// This transaction's ticks are all pushed (directory rows recorded after them follow).
+    pub fn ticks_done(&mut self) {
+        if self.ticks.is_empty() {
+            return;
+        }
+        let next = self.back.try_recv().unwrap_or_default();
+        let ticks = std::mem::replace(&mut self.ticks, next);
+        self.staged.push(Msg::Commit(ticks));
+    }
+
+    /// The transaction committed: its ticks and rows go to the builder. Never waits: a message
+    /// the queue cannot take is dropped, and the builder, finding a gap, writes no blocks for
+    /// that directory row.
+    pub fn committed(&mut self) {
+        let Some(tx) = &self.tx else { return };
+        for msg in self.staged.drain(..) {
+            if tx.try_send(msg).is_err() {
+                self.stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stops the builder once it has written what it was sent.
+    pub fn close(&mut self) {
+        self.tx = None;
+        let Some(t) = self.thread.take() else { return };
+        if t.join().is_err() {
+            tracing::warn!(path = %self.index_path.display(), "the symbol block builder panicked; its day's rows are read from the day file");
+        }
+        tracing::debug!(
+            path = %self.index_path.display(),
+            blocks = self.stats.blocks.load(Ordering::Relaxed),
+            rows_skipped = self.stats.rows_skipped.load(Ordering::Relaxed),
+            "symbol blocks closed"
+        );
+    }
+
+    pub fn stats(&self) -> &SpoolStats {
+        &self.stats
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The builder's files and where each ends.
+struct Files {
+    data: File,
+    index: File,
+    data_len: u64,
+    index_len: u64,
+    path: PathBuf,
+    failed: bool,
+}
+
+impl Files {
+    /// Appends `blocks` (key, data) and their entries; on a failed write cuts both files back,
+    /// so that they stay a sound prefix.
+    fn append(&mut self, data: &[u8], entries: &[u8]) -> io::Result<()> {
+        let done = self
+            .data
+            .write_all_at(data, self.data_len)
+            .and_then(|()| self.index.write_all_at(entries, self.index_len));
+        match done {
+            Ok(()) => {
+                self.data_len += data.len() as u64;
+                self.index_len += entries.len() as u64;
+                if self.failed {
+                    self.failed = false;
+                    tracing::info!(path = %self.path.display(), "symbol blocks written again");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.index.set_len(self.index_len);
+                let _ = self.data.set_len(self.data_len);
+                if !self.failed {
+                    self.failed = true;
+                    tracing::warn!(path = %self.path.display(), error = %e, "symbol blocks not written (queries read those rows from the day file)");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One directory row's commits as the builder gathers them.
+#[derive(Default)]
+struct Group {
+    builders: Vec<Builder>,
+    touched: Vec<usize>,
+    first: i64,
+    /// The `seq` the next commit must start at; 0 while empty.
+    next: i64,
+    /// A commit is missing or out of order: this row gets no blocks.
+    broken: bool,
+}
+
+impl Group {
+    fn add(&mut self, ticks: &[Tick]) {
+        let Some(head) = ticks.first() else { return };
+        if self.next == 0 {
+            self.first = head.seq;
+        } else if head.seq != self.next {
+            self.broken = true;
+        }
+        for t in ticks {
+            let Ok(s) = usize::try_from(t.sym) else {
+                self.broken = true;
+                continue;
+            };
+            if self.builders.len() <= s {
+                self.builders.resize_with(s + 1, Default::default);
+            }
+            let b = &mut self.builders[s];
+            if b.count == 0 {
+                self.touched.push(s);
+            }
+            b.push(t.seq, &t.row);
+        }
+        self.next = ticks.last().map_or(self.next, |t| t.seq.saturating_add(1));
+    }
+
+    fn covers(&self, first: i64, last: i64) -> bool {
+        !self.broken && self.next != 0 && self.first == first && self.next == last.saturating_add(1)
+    }
+
+    fn clear(&mut self) {
+        for &s in &self.touched {
+            self.builders[s].clear();
+        }
+        self.touched.clear();
+        (self.first, self.next, self.broken) = (0, 0, false);
+    }
+}
+
+fn build(
+    rx: crossbeam_channel::Receiver<Msg>,
+    back: crossbeam_channel::Sender<Vec<Tick>>,
+    mut files: Files,
+    stats: &SpoolStats,
+) {
+    let mut group = Group::default();
+    let (mut data, mut entries, mut one, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for msg in rx {
+        match msg {
+            Msg::Commit(mut ticks) => {
+                group.add(&ticks);
+                ticks.clear();
+                let _ = back.try_send(ticks);
+            }
+            Msg::Row { first, last, whole } => {
+                if !(whole && group.covers(first, last)) {
+                    if group.next != 0 {
+                        stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    group.clear();
+                    continue;
+                }
+                // Each symbol's block in key order: the index's keys rise.
+                keys.clear();
+                keys.extend(
+                    group
+                        .touched
+                        .iter()
+                        .map(|&s| (group.builders[s].first_seq, s)),
+                );
+                keys.sort_unstable();
+                data.clear();
+                entries.clear();
+                for &(key, s) in &keys {
+                    group.builders[s].data(&mut one);
+                    let Ok(len) = u32::try_from(one.len()) else {
+                        continue;
+                    };
+                    let offset = files.data_len + data.len() as u64;
+                    entries.extend_from_slice(&Entry { key, offset, len }.encode());
+                    data.extend_from_slice(&one);
+                }
+                if files.append(&data, &entries).is_ok() {
+                    stats
+                        .blocks
+                        .fetch_add((entries.len() / ENTRY) as u64, Ordering::Relaxed);
+                } else {
+                    stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                group.clear();
+            }
+        }
+    }
+}
+
+/// A reader's view of a day's block files.
+#[derive(Debug)]
+pub struct BlockFile {
+    index: File,
+    data: File,
+}
+
+impl BlockFile {
+    /// The block files of the day file `db`; `None` when it has none.
+    pub fn open(db: &Path) -> Option<BlockFile> {
+        let (data, index) = paths(db);
+        Some(BlockFile {
+            index: File::open(index).ok()?,
+            data: File::open(data).ok()?,
+        })
+    }
+
+    /// How many entries the index holds now.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.index.metadata()?.len() / ENTRY as u64)
+    }
+
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    fn key_at(&self, i: u64) -> io::Result<Option<i64>> {
+        let mut b = [0u8; ENTRY];
+        self.index.read_exact_at(&mut b, i * ENTRY as u64)?;
+        Ok(Entry::decode(&b).map(|e| e.key))
+    }
+
+    /// Calls `f(i, data)` for each `keys[i]` (rising) the index names, with the block's bytes
+    /// as written (the caller checks them: `blocks::decode`).
+    pub fn find(&self, keys: &[i64], f: &mut dyn FnMut(usize, &[u8])) -> io::Result<()> {
+        let (Some(&lo_key), Some(&hi_key)) = (keys.first(), keys.last()) else {
+            return Ok(());
+        };
+        let n = self.len()?;
+        // The first entry whose key is at least lo_key (an entry that fails its check counts
+        // as lower: the search goes on past it).
+        let (mut lo, mut hi) = (0u64, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key_at(mid)? {
+                Some(k) if k >= lo_key => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        let (mut want, mut chunk, mut block) = (0usize, vec![0u8; 2730 * ENTRY], Vec::new());
+        let mut at = lo;
+        'scan: while at < n && want < keys.len() {
+            let take = (n - at).min((chunk.len() / ENTRY) as u64) as usize;
+            let buf = &mut chunk[..take * ENTRY];
+            self.index.read_exact_at(buf, at * ENTRY as u64)?;
+            for e in buf.chunks_exact(ENTRY).filter_map(Entry::decode) {
+                while keys.get(want).is_some_and(|&k| k < e.key) {
+                    want += 1;
+                }
+                if want >= keys.len() || e.key > hi_key {
+                    break 'scan;
+                }
+                if keys[want] == e.key && e.len <= MAX_BLOCK {
+                    block.resize(e.len as usize, 0);
+                    if self.data.read_exact_at(&mut block, e.offset).is_ok() {
+                        f(want, &block);
+                    }
+                    want += 1;
+                }
+            }
+            at += take as u64;
+        }
+        Ok(())
+    }
+
+    /// Every entry, in index order (for `tickrec check`), up to the first that fails its check.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+        let mut image = Vec::new();
+        io::Read::read_to_end(&mut &self.index, &mut image)?;
+        Ok(image.chunks_exact(ENTRY).map_while(Entry::decode).collect())
+    }
+
+    /// The bytes of the block `e` names.
+    pub fn read(&self, e: &Entry) -> io::Result<Vec<u8>> {
+        if e.len > MAX_BLOCK {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "block too long"));
+        }
+        let mut b = vec![0u8; e.len as usize];
+        self.data.read_exact_at(&mut b, e.offset)?;
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: i64) -> Row {
+        Row {
+            ts_event: i * 1_000,
+            ts_recv: 5_000,
+            bid: Some((100 + i) << 4 | 6),
+            ask: Some(3 << 4),
+            bid_size: None,
+            ask_size: None,
+            src: 0,
+        }
+    }
+
+    /// Commits of `per` ticks over `syms` symbols from seq `first`, `rows` directory rows of
+    /// `commits` commits each, through a spool; returns the keys written.
+    fn write(db: &Path, covered: i64, first: i64, rows: i64, commits: i64) -> Vec<i64> {
+        let mut spool = Spool::open(db, covered).unwrap().expect("owner");
+        let mut seq = first;
+        for _ in 0..rows {
+            let row_first = seq;
+            for c in 0..commits {
+                spool.begin();
+                for i in 0..10 {
+                    spool.push(i % 3, seq, &row(seq));
+                    seq += 1;
+                }
+                spool.ticks_done();
+                if c == commits - 1 {
+                    spool.row(row_first, seq - 1, true);
+                }
+                spool.committed();
+            }
+        }
+        spool.close();
+        let f = BlockFile::open(db).unwrap();
+        f.entries().unwrap().iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_and_a_second_writer_does_not_take_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ticks_2026-12-01.db");
+        let keys = write(&db, 0, 1, 2, 3);
+        // Two rows of 30 ticks, three symbols each (the groups are not reordered here).
+        assert_eq!(keys, vec![1, 2, 3, 31, 32, 33]);
+        let f = BlockFile::open(&db).unwrap();
+        let mut got = Vec::new();
+        f.find(&[2, 31, 40], &mut |i, data| {
+            let mut rows = Vec::new();
+            crate::store::blocks::decode([2, 31, 40][i], data, &mut rows).unwrap();
+            got.push((i, rows.len(), rows[0]));
+        })
+        .unwrap();
+        assert_eq!(got, vec![(0, 9, row(2)), (1, 12, row(31))]);
+        let owner = Spool::open(&db, 60).unwrap().expect("free again");
+        assert!(Spool::open(&db, 60).unwrap().is_none(), "one owner");
+        drop(owner);
+    }
+
+    #[test]
+    fn opening_cuts_the_files_back_to_what_the_day_file_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ticks_2026-12-01.db");
+        write(&db, 0, 1, 3, 2);
+        // A power cut took back the last row (seqs 41..=60): its blocks must go.
+        let keys = write(&db, 40, 41, 0, 0);
+        assert_eq!(keys, vec![1, 2, 3, 21, 22, 23]);
+        let (data, index) = paths(&db);
+        let end = BlockFile::open(&db).unwrap().entries().unwrap()[5].end();
+        assert_eq!(std::fs::metadata(&data).unwrap().len(), end);
+        // A torn entry and garbage after it are cut as well.
+        let mut image = std::fs::read(&index).unwrap();
+        image[ENTRY * 4 + 3] ^= 1;
+        std::fs::write(&index, &image).unwrap();
+        assert_eq!(write(&db, 40, 41, 0, 0), vec![1, 2, 3, 21]);
+    }
+
+    #[test]
+    fn a_gap_in_the_commits_leaves_the_row_without_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ticks_2026-12-01.db");
+        let mut spool = Spool::open(&db, 0).unwrap().unwrap();
+        for (first, dir) in [
+            (1, None),
+            (21, Some((1, 30))),
+            (31, None),
+            (41, Some((31, 50))),
+        ] {
+            spool.begin();
+            for seq in first..first + 10 {
+                spool.push(0, seq, &row(seq));
+            }
+            spool.ticks_done();
+            if let Some((a, b)) = dir {
+                spool.row(a, b, true);
+            }
+            spool.committed();
+        }
+        spool.close();
+        assert_eq!(spool.stats().rows_skipped.load(Ordering::Relaxed), 1);
+        let keys: Vec<i64> = BlockFile::open(&db)
+            .unwrap()
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![31],
+            "seqs 11..=20 never came: the first row has none"
+        );
+    }
+}
