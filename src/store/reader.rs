@@ -703,9 +703,27 @@ impl DayReader {
             }
         }
         let mut spans: Vec<Span> = Vec::new();
-        for (piece, whole) in pieces.into_iter().zip(&whole) {
+        let count = pieces.len();
+        for (k, (piece, whole)) in pieces.into_iter().zip(&whole).enumerate() {
             match piece {
                 _ if *whole => {}
+                Piece::Span(Span::Scan(a, b)) if k + 1 == count && self.block_file.is_some() => {
+                    // The tail (the last piece): the block builder's records give the
+                    // symbols' runs in the commits that meet the window; only the newest
+                    // ticks past them, if any, are scanned.
+                    let (runs, upto) = self
+                        .block_file
+                        .as_ref()
+                        .map_or((Vec::new(), a - 1), |file| {
+                            file.tail_runs(ids, (a, b), (lo, hi))
+                        });
+                    for (_, a, n) in runs {
+                        spans.push(Span::Exact(a, a.saturating_add(n - 1)));
+                    }
+                    if upto < b {
+                        spans.push(Span::Scan(upto.saturating_add(1).max(a), b));
+                    }
+                }
                 Piece::Runs { runs, .. } => {
                     for (a, n) in runs {
                         // Adjacent runs (neighbouring symbols of one commit) as one span.
@@ -887,7 +905,8 @@ impl DayReader {
         .map_err(sq)?;
         // Pieces read by `seq` gather into one statement until a block or a scan comes between.
         let (mut done, mut seqs, mut decoded) = (0u64, Vec::new(), Vec::new());
-        for piece in parts {
+        for (i, piece) in parts.into_iter().enumerate() {
+            let newest = i == 0;
             if done.saturating_add(seqs.len() as u64) >= n {
                 break;
             }
@@ -925,15 +944,30 @@ impl DayReader {
                 }
                 Piece::Span(Span::Scan(a, b)) => {
                     done += self.by_seqs(&mut seqs, n - done, f)?;
+                    // The tail (the newest piece): the block builder's records give the
+                    // symbol's runs in the commits they cover; only the newest ticks past
+                    // them, if any, are scanned.
+                    let (runs, upto) = match (&self.block_file, newest) {
+                        (Some(file), true) => file.tail_runs(&[sym], (a, b), (i64::MIN, i64::MAX)),
+                        _ => (Vec::new(), a - 1),
+                    };
+                    let a = upto.saturating_add(1).max(a);
                     let limit = i64::try_from(n.saturating_sub(done)).unwrap_or(i64::MAX);
-                    done += self.stream(
-                        &format!(
-                            "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND sym = ?3 \
-                             ORDER BY seq DESC LIMIT ?4"
-                        ),
-                        &[&a, &b, &sym, &limit],
-                        f,
-                    )?;
+                    if a <= b {
+                        done += self.stream(
+                            &format!(
+                                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                                 AND sym = ?3 ORDER BY seq DESC LIMIT ?4"
+                            ),
+                            &[&a, &b, &sym, &limit],
+                            f,
+                        )?;
+                    }
+                    seqs.extend(
+                        runs.iter()
+                            .flat_map(|&(_, a, n)| a..a.saturating_add(n))
+                            .map(rusqlite::types::Value::Integer),
+                    );
                 }
             }
         }

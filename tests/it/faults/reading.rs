@@ -482,3 +482,165 @@ fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_
         "live answers are the rows'"
     );
 }
+
+/// What could go wrong: `recent` on a live day reads the newest ticks, which no directory row
+/// covers yet, through the block builder's tail records (the runs of each commit) instead of
+/// scanning them; a record missing, torn or not yet written must never change an answer. The
+/// writer stays open (its last commits uncovered) while the answers are compared with the rows'.
+#[test]
+fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_changes_nothing() {
+    use tickrec::pipeline::Sink;
+    use tickrec::store::blockfile::{tail_path, BlockFile};
+    use tickrec::store::writer::SqliteSink;
+    use tickrec::tick::{MsgRef, Tick};
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("db");
+    let names = Arc::new(tickrec::intern::Names::new(16));
+    let opts = WriterOptions {
+        symbol_blocks: true,
+        ..WriterOptions::default()
+    };
+    let syms = ["A", "B", "C", "D"];
+    let ids: Vec<_> = syms.iter().map(|s| names.symbol(s).unwrap()).collect();
+    let src = names.source("LP1").unwrap();
+    let day0 = ts("2026-11-19T00:00:00Z").0;
+    let mut sink = SqliteSink::new(&base, names.clone(), opts);
+    let stop = tickrec::shutdown::Shutdown::new();
+    // 41 commits of 500: two directory rows of 16 commits, then 9 commits no row covers. D
+    // stops early, so its recent ticks lie in the rows and the blocks.
+    let mut i = 0i64;
+    for _ in 0..41 {
+        let batch: Vec<Tick> = (0..500)
+            .map(|_| {
+                i += 1;
+                let s = if i < 12_000 {
+                    (i * 7 % 4) as usize
+                } else {
+                    (i * 7 % 3) as usize
+                };
+                Tick {
+                    symbol: ids[s],
+                    source: src,
+                    ts_event: Timestamp(day0 + i * 1_000_000),
+                    ts_recv: Timestamp(day0 + i * 1_000_000 + 1_000),
+                    bid: dec(&format!("1.{:05}", i % 90_000 + 10_000)),
+                    ask: dec(&format!("1.{:05}", i % 90_000 + 10_002)),
+                    bid_size: None,
+                    ask_size: None,
+                    msg: MsgRef::NONE,
+                }
+            })
+            .collect();
+        sink.write_batch(&batch, &stop);
+    }
+    let db = layout::day_path(
+        &base,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+    );
+    let covered = sql_int(&db, "SELECT max(last_seq) FROM batches");
+    let last = sql_int(&db, "SELECT max(seq) FROM ticks");
+    assert_eq!((covered, last), (16_000, 20_500));
+    // The builder writes its records after the commits: wait for the last one.
+    let file = BlockFile::open(&db).unwrap();
+    wait_until(Duration::from_secs(10), "the tail records", || {
+        file.tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
+            .1
+            == last
+    });
+    // (The lists are long: the first difference is what tells.)
+    let same = |got: &[i64], want: &[i64], what: &str| {
+        let at = got.iter().zip(want).position(|(g, w)| g != w);
+        assert!(
+            got == want,
+            "{what}: {} seqs, the rows' {}; first difference at {at:?}",
+            got.len(),
+            want.len()
+        );
+    };
+    let answers = |label: &str| {
+        let store = store(&base);
+        for (k, s) in syms.iter().enumerate() {
+            let id = sql_int(&db, &format!("SELECT id FROM symbols WHERE name = '{s}'"));
+            for n in [1, 100, 1_200, 3_000] {
+                let mut got = Vec::new();
+                store
+                    .recent(s, n, &mut |r| {
+                        got.push(r.seq.unwrap());
+                        Ok(())
+                    })
+                    .unwrap();
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                let mut stmt = conn
+                    .prepare("SELECT seq FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2")
+                    .unwrap();
+                let want: Vec<i64> = stmt
+                    .query_map([id, n as i64], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                same(
+                    &got,
+                    &want,
+                    &format!("{label}: recent {n} of {s} (symbol {k})"),
+                );
+            }
+            // Windows in ms of the day: the whole of it, around the last row's end, inside
+            // the uncovered commits, and past the end.
+            for (from, to) in [
+                (0, 86_400_000),
+                (15_000, 17_000),
+                (18_000, 19_000),
+                (20_400, 30_000),
+            ] {
+                let mut got = Vec::new();
+                store
+                    .range(
+                        s,
+                        Timestamp(day0 + from * 1_000_000),
+                        Timestamp(day0 + to * 1_000_000),
+                        &mut |r| {
+                            got.push(r.seq.unwrap());
+                            Ok(())
+                        },
+                    )
+                    .unwrap();
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT seq FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
+                         ORDER BY ts_event, seq",
+                    )
+                    .unwrap();
+                let want: Vec<i64> = stmt
+                    .query_map([id, from * 1_000_000, to * 1_000_000], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                same(
+                    &got,
+                    &want,
+                    &format!("{label}: range {from}..{to} ms of {s}"),
+                );
+            }
+        }
+    };
+    answers("through the tail records");
+    // A torn record in the middle: the runs no longer tile the tail, which is scanned.
+    let tail = tail_path(&db);
+    let mut image = std::fs::read(&tail).unwrap();
+    // (41 records of about the same size: this one is among the newest nine.)
+    let mid = image.len() - image.len() / 41 * 4;
+    image[mid] ^= 0x55;
+    std::fs::write(&tail, &image).unwrap();
+    assert!(
+        file.tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
+            .1
+            < last
+    );
+    answers("with a torn record");
+    // Cut short: only the newest commits lack records, and only they are scanned.
+    std::fs::write(&tail, &image[..mid]).unwrap();
+    answers("cut short");
+    sink.close();
+    answers("closed");
+}
