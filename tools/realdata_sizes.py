@@ -5,9 +5,9 @@ Parquet and as .db.zst, and the same rows written by DuckDB's Parquet writer.
 
 REALDATA_DIR holds tardis_quotes.csv (Tardis BTCUSDT), quote_tick_data.csv (HistData EURUSD)
 and truefx/usdjpy-ticks.csv (TrueFX USDJPY). Needs duckdb (tools/install-research.sh). Prints
-one line per file: rows, then bytes/tick of the live day file, .db.zst, Parquet and DuckDB.
-CONFIG, when given, is the configuration the ticks are ingested with (e.g. one with
-`[writer] symbol_blocks = true`, for the live file with blocks).
+one line per file: rows, then bytes/tick of the live day file, the symbol block files beside
+it, .db.zst, Parquet and DuckDB. CONFIG, when given, is the configuration the ticks are
+ingested with (e.g. one with `[writer] symbol_blocks = false`, for a live day without blocks).
 """
 import datetime
 import glob
@@ -59,7 +59,7 @@ def run(*args, **kw):
     return out.stdout
 
 
-print(f"{'file':28s} {'rows':>7s} {'live':>7s} {'db.zst':>7s} {'parquet':>8s} {'duckdb':>7s}  (bytes/tick)")
+print(f"{'file':28s} {'rows':>7s} {'live':>7s} {'blocks':>7s} {'db.zst':>7s} {'parquet':>8s} {'duckdb':>7s}  (bytes/tick)")
 for name, rel, reader in [("Tardis BTCUSDT", "tardis_quotes.csv", tardis),
                           ("HistData EURUSD", "quote_tick_data.csv", histdata),
                           ("TrueFX USDJPY", "truefx/usdjpy-ticks.csv", truefx)]:
@@ -70,6 +70,8 @@ for name, rel, reader in [("Tardis BTCUSDT", "tardis_quotes.csv", tardis),
         run(tickrec, "--db", base, "ingest", *config, "-", input=lines)
         days = sorted(glob.glob(f"{base}/*/*/ticks_*.db"))
         live = sum(os.path.getsize(d) for d in days)
+        blocks = sum(os.path.getsize(p) for ext in ("blocks", "blockidx", "blocktail")
+                     for p in glob.glob(f"{base}/*/*/ticks_*.{ext}"))
         shutil.copytree(base, zbase)
         run(tickrec, "--db", zbase, "archive", "--older-than", "1d", "--format", "sqlite-zst")
         run(tickrec, "--db", base, "archive", "--older-than", "1d")
@@ -83,5 +85,5 @@ for name, rel, reader in [("Tardis BTCUSDT", "tardis_quotes.csv", tardis),
                        f"ask_size, source FROM read_parquet('{p}') ORDER BY symbol, ts_event_ns, seq) TO '{dest}' "
                        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 9, PARQUET_VERSION V2)")
             duck += os.path.getsize(dest)
-        print(f"{name:28s} {rows:7d} {live / rows:7.1f} {zst / rows:7.3f} {pq / rows:8.3f} {duck / rows:7.3f}"
+        print(f"{name:28s} {rows:7d} {live / rows:7.1f} {blocks / rows:7.1f} {zst / rows:7.3f} {pq / rows:8.3f} {duck / rows:7.3f}"
               f"  ({len(parquets)} day(s))")

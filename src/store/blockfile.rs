@@ -453,6 +453,9 @@ fn tail_record_before(buf: &[u8], end: usize) -> Option<(TailRecord, usize)> {
 #[derive(Default)]
 struct Group {
     builders: Vec<Builder>,
+    /// Per symbol, its runs `(first seq, length)`, one per commit, as the directory row
+    /// gives them: the seed of its block's check (`blocks::runs_seed`).
+    runs: Vec<Vec<(i64, i64)>>,
     touched: Vec<usize>,
     first: i64,
     /// The `seq` the next commit must start at; 0 while empty.
@@ -476,12 +479,25 @@ impl Group {
             };
             if self.builders.len() <= s {
                 self.builders.resize_with(s + 1, Default::default);
+                self.runs.resize_with(s + 1, Default::default);
             }
             let b = &mut self.builders[s];
             if b.count == 0 {
                 self.touched.push(s);
             }
             b.push(t.seq, &t.row);
+        }
+        // One run per symbol per commit (the commit is grouped by symbol).
+        let mut at = 0;
+        while let Some(t) = ticks.get(at) {
+            let n = ticks[at..].iter().take_while(|u| u.sym == t.sym).count();
+            if let Some(runs) = usize::try_from(t.sym)
+                .ok()
+                .and_then(|s| self.runs.get_mut(s))
+            {
+                runs.push((t.seq, n as i64));
+            }
+            at += n;
         }
         self.next = ticks.last().map_or(self.next, |t| t.seq.saturating_add(1));
     }
@@ -493,6 +509,7 @@ impl Group {
     fn clear(&mut self) {
         for &s in &self.touched {
             self.builders[s].clear();
+            self.runs[s].clear();
         }
         self.touched.clear();
         (self.first, self.next, self.broken) = (0, 0, false);
@@ -537,7 +554,8 @@ fn build(
                 data.clear();
                 entries.clear();
                 for &(key, s) in &keys {
-                    group.builders[s].data(&mut one);
+                    let seed = super::blocks::runs_seed(&group.runs[s]);
+                    group.builders[s].data_seeded(seed, &mut one);
                     let Ok(len) = u32::try_from(one.len()) else {
                         continue;
                     };
@@ -557,6 +575,10 @@ fn build(
         }
     }
 }
+
+/// The runs `(sym, first seq, length)` the tail records give, and the last `seq` they account
+/// for (see [`BlockFile::tail_runs`]).
+pub type TailRuns = (Vec<(i64, i64, i64)>, i64);
 
 /// A reader's view of a day's block files.
 #[derive(Debug)]
@@ -586,12 +608,7 @@ impl BlockFile {
     /// commits whose `ts_event` bounds miss `[lo, hi)`; and the last `seq` the records account
     /// for: `from - 1` when they do not tile `from..` without a gap (a record missing, torn, or
     /// not written yet). The ticks past it are the caller's to scan.
-    pub fn tail_runs(
-        &self,
-        ids: &[i64],
-        (from, to): (i64, i64),
-        (lo, hi): (i64, i64),
-    ) -> (Vec<(i64, i64, i64)>, i64) {
+    pub fn tail_runs(&self, ids: &[i64], (from, to): (i64, i64), (lo, hi): (i64, i64)) -> TailRuns {
         let none = (Vec::new(), from.saturating_sub(1));
         let Some(tail) = &self.tail else { return none };
         let Ok(len) = tail.metadata().map(|m| m.len()) else {
@@ -747,8 +764,9 @@ mod tests {
             let row_first = seq;
             for c in 0..commits {
                 spool.begin();
+                // Grouped by symbol, as the writer commits: 4 of symbol 0, 3 of 1, 3 of 2.
                 for i in 0..10 {
-                    spool.push(i % 3, seq, &row(seq));
+                    spool.push([0, 0, 0, 0, 1, 1, 1, 2, 2, 2][i], seq, &row(seq));
                     seq += 1;
                 }
                 spool.ticks_done();
@@ -768,17 +786,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ticks_2026-12-01.db");
         let keys = write(&db, 0, 1, 2, 3);
-        // Two rows of 30 ticks, three symbols each (the groups are not reordered here).
-        assert_eq!(keys, vec![1, 2, 3, 31, 32, 33]);
+        // Two rows of 30 ticks, three symbols each.
+        assert_eq!(keys, vec![1, 5, 8, 31, 35, 38]);
         let f = BlockFile::open(&db).unwrap();
         let mut got = Vec::new();
-        f.find(&[2, 31, 40], &mut |i, data| {
+        // Symbol 1's runs in the first row (three commits of ten), symbol 0's in the second.
+        let seeds = [
+            crate::store::blocks::runs_seed(&[(5, 3), (15, 3), (25, 3)]),
+            crate::store::blocks::runs_seed(&[(31, 4), (41, 4), (51, 4)]),
+        ];
+        f.find(&[5, 31, 40], &mut |i, data| {
             let mut rows = Vec::new();
-            crate::store::blocks::decode([2, 31, 40][i], data, &mut rows).unwrap();
+            crate::store::blocks::decode_seeded(seeds[i], data, &mut rows).unwrap();
             got.push((i, rows.len(), rows[0]));
+            // Under runs the directory does not give, the block does not check.
+            let other = crate::store::blocks::runs_seed(&[(31, 4), (41, 4), (51, 3)]);
+            assert!(crate::store::blocks::decode_seeded(other, data, &mut rows).is_err());
         })
         .unwrap();
-        assert_eq!(got, vec![(0, 9, row(2)), (1, 12, row(31))]);
+        assert_eq!(got, vec![(0, 9, row(5)), (1, 12, row(31))]);
         let owner = Spool::open(&db, 60).unwrap().expect("free again");
         assert!(Spool::open(&db, 60).unwrap().is_none(), "one owner");
         drop(owner);
@@ -791,7 +817,7 @@ mod tests {
         write(&db, 0, 1, 3, 2);
         // A power cut took back the last row (seqs 41..=60): its blocks must go.
         let keys = write(&db, 40, 41, 0, 0);
-        assert_eq!(keys, vec![1, 2, 3, 21, 22, 23]);
+        assert_eq!(keys, vec![1, 5, 8, 21, 25, 28]);
         let (data, index) = paths(&db);
         let end = BlockFile::open(&db).unwrap().entries().unwrap()[5].end();
         assert_eq!(std::fs::metadata(&data).unwrap().len(), end);
@@ -799,7 +825,7 @@ mod tests {
         let mut image = std::fs::read(&index).unwrap();
         image[ENTRY * 4 + 3] ^= 1;
         std::fs::write(&index, &image).unwrap();
-        assert_eq!(write(&db, 40, 41, 0, 0), vec![1, 2, 3, 21]);
+        assert_eq!(write(&db, 40, 41, 0, 0), vec![1, 5, 8, 21]);
     }
 
     #[test]

@@ -168,12 +168,17 @@ impl Builder {
         }
     }
 
-    /// The block's `data`: the count, the ticks, the check.
+    /// The block's `data`: the count, the ticks, the check (seeded with the key).
     pub fn data(&self, out: &mut Vec<u8>) {
+        self.data_seeded(self.first_seq as u64, out);
+    }
+
+    /// The same, the check seeded with `seed` (a block file's: [`runs_seed`]).
+    pub fn data_seeded(&self, seed: u64, out: &mut Vec<u8>) {
         out.clear();
         put(out, self.count);
         out.extend_from_slice(&self.body);
-        let check = checksum(self.first_seq, out);
+        let check = checksum(seed, out);
         out.extend_from_slice(&check.to_le_bytes());
     }
 }
@@ -185,16 +190,29 @@ fn get(data: &[u8], at: &mut usize) -> Result<u64, Undecodable> {
 /// The low 32 bits of XXH3, seeded with the block's key, over the count and the ticks: a block
 /// damaged in any way, or found under another key, is passed over, not read (SQLite keeps no
 /// checksum of its pages). 0.1 us for a 1 KB block.
-fn checksum(key: i64, bytes: &[u8]) -> u32 {
-    twox_hash::XxHash3_64::oneshot_with_seed(key as u64, bytes) as u32
+fn checksum(seed: u64, bytes: &[u8]) -> u32 {
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, bytes) as u32
 }
 
-/// The count and ticks of `data`, the block keyed `key`, once its check holds.
-fn checked(key: i64, data: &[u8]) -> Result<&[u8], Undecodable> {
+/// The seed of a block file's check: XXH3 of its symbol's runs `(first seq, length)` in the
+/// directory row, little-endian. A block checks only against the very `seq`s it was built
+/// for: a directory rewritten since (a salvage, a seal covering what had no row) that gives
+/// the symbol other runs from the same key finds no block, and reads the rows.
+pub fn runs_seed(runs: &[(i64, i64)]) -> u64 {
+    let mut bytes = Vec::with_capacity(runs.len() * 16);
+    for &(a, n) in runs {
+        bytes.extend_from_slice(&a.to_le_bytes());
+        bytes.extend_from_slice(&n.to_le_bytes());
+    }
+    twox_hash::XxHash3_64::oneshot(&bytes)
+}
+
+/// The count and ticks of `data`, a block whose check is seeded with `seed`, once it holds.
+fn checked(seed: u64, data: &[u8]) -> Result<&[u8], Undecodable> {
     let split = data.len().checked_sub(4).ok_or(Undecodable)?;
     let (body, check) = data.split_at(split);
     let check = u32::from_le_bytes(check.try_into().map_err(|_| Undecodable)?);
-    if checksum(key, body) != check {
+    if checksum(seed, body) != check {
         return Err(Undecodable);
     }
     Ok(body)
@@ -203,8 +221,13 @@ fn checked(key: i64, data: &[u8]) -> Result<&[u8], Undecodable> {
 /// Decodes every tick of the block keyed `key` into `out` (cleared first); the whole block or
 /// nothing.
 pub fn decode(key: i64, data: &[u8], out: &mut Vec<Row>) -> Result<(), Undecodable> {
+    decode_seeded(key as u64, data, out)
+}
+
+/// [`decode`] of a block whose check is seeded with `seed` (a block file's: [`runs_seed`]).
+pub fn decode_seeded(seed: u64, data: &[u8], out: &mut Vec<Row>) -> Result<(), Undecodable> {
     out.clear();
-    let data = checked(key, data)?;
+    let data = checked(seed, data)?;
     let mut at = 0usize;
     let n = get(data, &mut at)?;
     // Every tick takes at least three bytes: a count past that is a damaged block.

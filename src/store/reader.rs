@@ -679,12 +679,14 @@ impl DayReader {
         if self.blocks && !keyed.is_empty() {
             let keys: Vec<i64> = keyed.iter().map(|k| k.0).collect();
             let (mut decoded, mut failed) = (Vec::new(), None);
-            self.fetch_blocks(&keys, &mut |k, data| {
+            self.fetch_blocks(&keys, &mut |k, data, in_file| {
                 let (key, i) = keyed[k];
                 let Piece::Runs { sym, runs } = &pieces[i] else {
                     return;
                 };
-                if failed.is_some() || !self.block_rows(key, data, &pieces[i], &mut decoded) {
+                if failed.is_some()
+                    || !self.block_rows((key, data, in_file), &pieces[i], &mut decoded)
+                {
                     return;
                 }
                 let seqs = runs.iter().flat_map(|&(a, n)| a..a.saturating_add(n));
@@ -711,12 +713,7 @@ impl DayReader {
                     // The tail (the last piece): the block builder's records give the
                     // symbols' runs in the commits that meet the window; only the newest
                     // ticks past them, if any, are scanned.
-                    let (runs, upto) = self
-                        .block_file
-                        .as_ref()
-                        .map_or((Vec::new(), a - 1), |file| {
-                            file.tail_runs(ids, (a, b), (lo, hi))
-                        });
+                    let (runs, upto) = self.tail_runs(ids, (a, b), (lo, hi))?;
                     for (_, a, n) in runs {
                         spans.push(Span::Exact(a, a.saturating_add(n - 1)));
                     }
@@ -755,19 +752,20 @@ impl DayReader {
         Ok(found.len() as u64)
     }
 
-    /// Calls `f(i, data)` for each `keys[i]` (rising) that has a block: from the block files,
-    /// then, for a file that kept blocks in its blocks table, from there. A block file that
-    /// cannot be read is passed over (the rows answer).
+    /// Calls `f(i, data, in_file)` for each `keys[i]` (rising) that has a block: from the
+    /// block files (`in_file`: its check is seeded with its runs), then, for a file that kept
+    /// blocks in its blocks table, from there (seeded with its key). A block file that cannot
+    /// be read is passed over (the rows answer).
     fn fetch_blocks(
         &self,
         keys: &[i64],
-        f: &mut dyn FnMut(usize, &[u8]),
+        f: &mut dyn FnMut(usize, &[u8], bool),
     ) -> Result<(), StoreError> {
         let mut found = vec![false; keys.len()];
         if let Some(file) = &self.block_file {
             let read = file.find(keys, &mut |i, data| {
                 found[i] = true;
-                f(i, data);
+                f(i, data, true);
             });
             if let Err(e) = read {
                 tracing::warn!(path = %self.path.display(), error = %e, "symbol block files not read: the rows answer");
@@ -799,23 +797,74 @@ impl DayReader {
                 continue;
             };
             if let Ok(i) = keys.binary_search(&key) {
-                f(i, data);
+                f(i, data, false);
             }
         }
         Ok(())
     }
 
-    /// Decodes `data`, the block keyed `key`, into `out`; false (read the rows instead) unless
-    /// its check holds and it has exactly as many ticks as `piece` names.
+    /// [`BlockFile::tail_runs`](super::blockfile::BlockFile::tail_runs) of the tail `a..=b`,
+    /// once the rows agree: every `seq` they name holds one of the symbols `ids`. Records that
+    /// describe other rows (a day file replaced or renumbered behind them) are passed over,
+    /// and the tail is scanned.
+    fn tail_runs(
+        &self,
+        ids: &[i64],
+        (a, b): (i64, i64),
+        window: (i64, i64),
+    ) -> Result<super::blockfile::TailRuns, StoreError> {
+        let none = (Vec::new(), a - 1);
+        let Some(file) = &self.block_file else {
+            return Ok(none);
+        };
+        let (runs, upto) = file.tail_runs(ids, (a, b), window);
+        if runs.is_empty() {
+            return Ok((runs, upto));
+        }
+        let seqs: Vec<rusqlite::types::Value> = runs
+            .iter()
+            .flat_map(|&(_, a, n)| a..a.saturating_add(n))
+            .map(rusqlite::types::Value::Integer)
+            .collect();
+        let want = seqs.len() as i64;
+        let held: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM ticks WHERE seq IN rarray(?1) AND sym IN rarray(?2)",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    rusqlite::params![std::rc::Rc::new(seqs), ids_value(ids)],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        if held != want {
+            tracing::warn!(path = %self.path.display(), "the symbol block tail records do not match the rows: the tail is scanned (run `tickrec check`)");
+            return Ok(none);
+        }
+        Ok((runs, upto))
+    }
+
+    /// Decodes `data`, the block keyed `key` (from a block file when `in_file`), into `out`;
+    /// false (read the rows instead) unless its check holds and it has exactly as many ticks
+    /// as `piece` names.
     fn block_rows(
         &self,
-        key: i64,
-        data: &[u8],
+        (key, data, in_file): (i64, &[u8], bool),
         piece: &super::directory::Piece,
         out: &mut Vec<super::blocks::Row>,
     ) -> bool {
-        let whole = super::blocks::decode(key, data, out).is_ok()
-            && i64::try_from(out.len()).is_ok_and(|n| n == piece.ticks());
+        let decoded = match piece {
+            super::directory::Piece::Runs { runs, .. } if in_file => {
+                super::blocks::decode_seeded(super::blocks::runs_seed(runs), data, out)
+            }
+            _ => super::blocks::decode(key, data, out),
+        };
+        let whole = decoded.is_ok() && i64::try_from(out.len()).is_ok_and(|n| n == piece.ticks());
         if !whole {
             tracing::warn!(path = %self.path.display(), "a symbol block does not match its directory row: its ticks are read from the rows (run `tickrec check`)");
         }
@@ -914,8 +963,8 @@ impl DayReader {
                 Piece::Runs { runs, .. } if self.blocks => {
                     let key = runs.first().map_or(0, |r| r.0);
                     let mut whole = false;
-                    self.fetch_blocks(&[key], &mut |_, data| {
-                        whole = self.block_rows(key, data, &piece, &mut decoded);
+                    self.fetch_blocks(&[key], &mut |_, data, in_file| {
+                        whole = self.block_rows((key, data, in_file), &piece, &mut decoded);
                     })?;
                     whole
                 }
@@ -947,9 +996,9 @@ impl DayReader {
                     // The tail (the newest piece): the block builder's records give the
                     // symbol's runs in the commits they cover; only the newest ticks past
                     // them, if any, are scanned.
-                    let (runs, upto) = match (&self.block_file, newest) {
-                        (Some(file), true) => file.tail_runs(&[sym], (a, b), (i64::MIN, i64::MAX)),
-                        _ => (Vec::new(), a - 1),
+                    let (runs, upto) = match newest {
+                        true => self.tail_runs(&[sym], (a, b), (i64::MIN, i64::MAX))?,
+                        false => (Vec::new(), a - 1),
                     };
                     let a = upto.saturating_add(1).max(a);
                     let limit = i64::try_from(n.saturating_sub(done)).unwrap_or(i64::MAX);

@@ -280,7 +280,7 @@ pub fn run(
     let writer_opts = WriterOptions {
         sqlite: opts.writer.sqlite.clone(),
         // The one structural choice a configuration makes (`--config` with
-        // `[writer] symbol_blocks = true` measures the writer and the queries with blocks).
+        // `[writer] symbol_blocks = false` measures the writer and the queries without blocks).
         symbol_blocks: opts.writer.symbol_blocks,
         ..WriterOptions::default()
     };
