@@ -106,18 +106,31 @@
 -- writer is done; A/B in one sitting): unmapping the ~1,000 pages an hour maps, which the next
 -- recent paid before, is the range's own cost now. After each commit those pages are read again,
 -- because SQLite drops a connection's cache at every new snapshot.
--- Symbol blocks (the blocks table below; writer.symbol_blocks, off by default), on a machine
--- half as fast as the one above, `tickrec bench --only queries`, five runs on / five off:
---   1 h of 1 symbol while the writer appends  0.94-1.39M (median 0.96M) / 0.30-0.40M ticks/s,
---                                             first row 2.1-3.2 / 5.4-8.0 ms
---   the same, writer done                     2.1-4.7M / 0.59-1.03M ticks/s
---   recent 100, writing / done                430-635 / 645-934 us; 76-151 / 164-607 us
---   writer alone (--only tails, 6 runs a side) 722-877K / 789-956K ticks/s (median -12 %)
---   live bytes/tick                           50.0 / 36.4 (seal drops the blocks)
--- The blocks cost their bytes, written twice (WAL, then checkpoint): 13.6 a tick of this
--- random-ns day (18.2 before prices and sizes were stored as mantissa steps and times in
--- their feed's unit). Hence off by default: with them the writer is no longer reliably
--- within 0.9 of the ceiling.
+-- Symbol blocks (writer.symbol_blocks), where they are kept, on a machine half as fast as the
+-- one above:
+--   in this file (the blocks table below, written in the commit's transaction), `tickrec bench
+--   --only queries`, five runs on / five off:
+--     1 h of 1 symbol while the writer appends  0.94-1.39M (median 0.96M) / 0.30-0.40M ticks/s,
+--                                               first row 2.1-3.2 / 5.4-8.0 ms
+--     the same, writer done                     2.1-4.7M / 0.59-1.03M ticks/s
+--     recent 100, writing / done                430-635 / 645-934 us; 76-151 / 164-607 us
+--     writer alone (--only tails, 6 runs a side) 722-877K / 789-956K ticks/s (median -12 %;
+--                                               --only writer, later: 0.70-0.72 x the ceiling
+--                                               against 0.90-0.91)
+--     live bytes/tick                           50.0 / 36.4 (seal deletes the blocks: 3-4 s)
+--   The blocks cost their bytes written twice (WAL, then checkpoint), 13.6 a tick of this
+--   random-ns day, and their encoding on the writer's thread. Hence they were off by default.
+--   beside this file (ticks_<day>.blocks, .blockidx, .blocktail: src/store/blockfile.rs),
+--   built by a thread of their own from each committed batch, plus per-commit runs for the
+--   ticks no directory row covers yet (this, on by default); three runs on / off, alternating:
+--     1 h of 1 symbol while the writer appends  1.04-1.21M / 0.30-0.37M ticks/s,
+--                                               first row 2.4 / 6.1-7.0 ms
+--     the same, writer done                     2.9-3.5M / 0.73-1.00M ticks/s
+--     recent 100, writing / done                471-544 / 698-830 us; 127-173 / 168-206 us
+--     writer alone (--only writer, 3M ticks)    947-982K / 925-993K ticks/s (median -2 %)
+--     live bytes/tick                           36.4 + 12.6 beside it / 36.4 (seal removes them)
+--   The writer copies each tick's integers for the builder (its CPU per tick unchanged within
+--   the noise); end to end the builder spends 79-98 ns of CPU a tick (tools/thread-cpu.py).
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
