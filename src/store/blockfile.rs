@@ -183,29 +183,29 @@ pub struct Spool {
 /// are skipped (their rows get no blocks) rather than the writer waiting.
 const QUEUE: usize = 256;
 
+/// `path` opened to read and write, created if absent, emptied when `empty`.
+fn open_rw(path: &Path, empty: bool) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(empty)
+        .open(path)
+}
+
 impl Spool {
     /// Takes the block files of the day file `db` and starts their builder, after cutting them
     /// back to what `covered` (the last `seq` the day file's directory rows cover, read under
     /// the day lock before any commit) vouches for. `None` when another writer owns them.
     pub fn open(db: &Path, covered: i64) -> io::Result<Option<Spool>> {
         let (data_path, index_path) = paths(db);
-        let index = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&index_path)?;
+        let index = open_rw(&index_path, false)?;
         match index.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
-        let data = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&data_path)?;
+        let data = open_rw(&data_path, false)?;
         let image = std::fs::read(&index_path)?;
         let data_len = data.metadata()?.len();
         let (n, end) = sound_prefix(&image, covered, data_len);
@@ -215,12 +215,7 @@ impl Spool {
             index.set_len(keep)?;
             data.set_len(end)?;
         }
-        let tail = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tail_path(db))?;
+        let tail = open_rw(&tail_path(db), true)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (back_tx, back) = crossbeam_channel::bounded(QUEUE);
         let stats = Arc::new(SpoolStats::default());

@@ -371,6 +371,24 @@ fn days_on_a_read_only_file_system_answer_as_ever() {
     }
 }
 
+/// A scratch folder, its base folder of day files, a names table and writer options with
+/// symbol blocks, for the tests that drive a `SqliteSink` directly.
+fn blocks_sink_setup() -> (
+    tempfile::TempDir,
+    PathBuf,
+    Arc<tickrec::intern::Names>,
+    WriterOptions,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("db");
+    let names = Arc::new(tickrec::intern::Names::new(16));
+    let opts = WriterOptions {
+        symbol_blocks: true,
+        ..WriterOptions::default()
+    };
+    (dir, base, names, opts)
+}
+
 /// What could go wrong: a power cut takes back the day file's last commits (WAL, `synchronous
 /// = NORMAL`) but not the symbol block files written after them, and the same seqs are then
 /// written again with other ticks. The writer that opens the day next cuts the block files
@@ -383,13 +401,7 @@ fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_
     use tickrec::store::blockfile::{paths, BlockFile};
     use tickrec::store::writer::SqliteSink;
     use tickrec::tick::{MsgRef, Tick};
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("db");
-    let names = Arc::new(tickrec::intern::Names::new(16));
-    let opts = WriterOptions {
-        symbol_blocks: true,
-        ..WriterOptions::default()
-    };
+    let (dir, base, names, opts) = blocks_sink_setup();
     let (sym, src) = (
         names.symbol("EURUSD").unwrap(),
         names.source("LP1").unwrap(),
@@ -499,13 +511,7 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
     use tickrec::store::blockfile::{tail_path, BlockFile};
     use tickrec::store::writer::SqliteSink;
     use tickrec::tick::{MsgRef, Tick};
-    let dir = tempfile::tempdir().unwrap();
-    let base = dir.path().join("db");
-    let names = Arc::new(tickrec::intern::Names::new(16));
-    let opts = WriterOptions {
-        symbol_blocks: true,
-        ..WriterOptions::default()
-    };
+    let (_dir, base, names, opts) = blocks_sink_setup();
     let syms = ["A", "B", "C", "D"];
     let ids: Vec<_> = syms.iter().map(|s| names.symbol(s).unwrap()).collect();
     let src = names.source("LP1").unwrap();
