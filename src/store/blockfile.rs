@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::blocks::{Builder, Row};
+use super::blocks::{unzz, zz, Builder, Row};
 
 /// Bytes of one index entry.
 pub const ENTRY: usize = 24;
@@ -368,6 +368,18 @@ impl Files {
     }
 }
 
+/// The runs `(sym, first seq, length)` of one commit's `ticks` (in `seq` order, grouped by
+/// symbol): one per symbol, as its directory entry gives them.
+fn commit_runs(ticks: &[Tick]) -> impl Iterator<Item = (i64, i64, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let t = ticks.get(at)?;
+        let n = ticks[at..].iter().take_while(|u| u.sym == t.sym).count();
+        at += n;
+        Some((t.sym, t.seq, n))
+    })
+}
+
 /// The tail record of the commit `ticks` (in `seq` order) into `out`.
 fn tail_record(ticks: &[Tick], out: &mut Vec<u8>) {
     use super::directory::push_var;
@@ -382,27 +394,15 @@ fn tail_record(ticks: &[Tick], out: &mut Vec<u8>) {
     });
     push_var(out, zz(lo));
     push_var(out, zz(hi));
-    let runs = 1 + ticks.windows(2).filter(|w| w[0].sym != w[1].sym).count();
-    push_var(out, runs as u64);
-    let mut at = 0;
-    while let Some(t) = ticks.get(at) {
-        let n = ticks[at..].iter().take_while(|u| u.sym == t.sym).count();
-        push_var(out, t.sym as u64);
+    push_var(out, commit_runs(ticks).count() as u64);
+    for (sym, _, n) in commit_runs(ticks) {
+        push_var(out, sym as u64);
         push_var(out, n as u64);
-        at += n;
     }
     let check = twox_hash::XxHash3_64::oneshot(out) as u32;
     let len = out.len() as u32;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&check.to_le_bytes());
-}
-
-fn zz(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzz(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// One parsed tail record.
@@ -482,17 +482,10 @@ impl Group {
             }
             b.push(t.seq, &t.row);
         }
-        // One run per symbol per commit (the commit is grouped by symbol).
-        let mut at = 0;
-        while let Some(t) = ticks.get(at) {
-            let n = ticks[at..].iter().take_while(|u| u.sym == t.sym).count();
-            if let Some(runs) = usize::try_from(t.sym)
-                .ok()
-                .and_then(|s| self.runs.get_mut(s))
-            {
-                runs.push((t.seq, n as i64));
+        for (sym, first, n) in commit_runs(ticks) {
+            if let Some(runs) = usize::try_from(sym).ok().and_then(|s| self.runs.get_mut(s)) {
+                runs.push((first, n as i64));
             }
-            at += n;
         }
         self.next = ticks.last().map_or(self.next, |t| t.seq.saturating_add(1));
     }

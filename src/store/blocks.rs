@@ -56,11 +56,12 @@ const SIZES_SAME_K: u8 = 1 << 7;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Undecodable;
 
-fn zz(v: i64) -> u64 {
+/// Zigzag: small magnitudes of either sign as small varints.
+pub(super) fn zz(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzz(v: u64) -> i64 {
+pub(super) fn unzz(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 

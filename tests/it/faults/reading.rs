@@ -559,6 +559,15 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
             .1
             == last
     });
+    // The seqs the rows give, read by SQL.
+    let rows_seqs = |sql: &str, params: &[i64]| -> Vec<i64> {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
     // (The lists are long: the first difference is what tells.)
     let same = |got: &[i64], want: &[i64], what: &str| {
         let at = got.iter().zip(want).position(|(g, w)| g != w);
@@ -581,15 +590,10 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
                         Ok(())
                     })
                     .unwrap();
-                let conn = rusqlite::Connection::open(&db).unwrap();
-                let mut stmt = conn
-                    .prepare("SELECT seq FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2")
-                    .unwrap();
-                let want: Vec<i64> = stmt
-                    .query_map([id, n as i64], |r| r.get(0))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect();
+                let want = rows_seqs(
+                    "SELECT seq FROM ticks WHERE sym = ?1 ORDER BY seq DESC LIMIT ?2",
+                    &[id, n as i64],
+                );
                 same(
                     &got,
                     &want,
@@ -616,18 +620,11 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
                         },
                     )
                     .unwrap();
-                let conn = rusqlite::Connection::open(&db).unwrap();
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT seq FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
-                         ORDER BY ts_event, seq",
-                    )
-                    .unwrap();
-                let want: Vec<i64> = stmt
-                    .query_map([id, from * 1_000_000, to * 1_000_000], |r| r.get(0))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect();
+                let want = rows_seqs(
+                    "SELECT seq FROM ticks WHERE sym = ?1 AND ts_event >= ?2 AND ts_event < ?3 \
+                     ORDER BY ts_event, seq",
+                    &[id, from * 1_000_000, to * 1_000_000],
+                );
                 same(
                     &got,
                     &want,
