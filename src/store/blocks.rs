@@ -169,7 +169,9 @@ impl Builder {
         }
     }
 
-    /// The block's `data`: the count, the ticks, the check (seeded with the key).
+    /// The block's `data` as the `blocks` table of earlier versions holds it: the count, the
+    /// ticks, the check seeded with the key (what [`decode`] reads; only tests write it now).
+    #[cfg(test)]
     pub fn data(&self, out: &mut Vec<u8>) {
         self.data_seeded(self.first_seq as u64, out);
     }
