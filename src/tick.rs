@@ -331,7 +331,40 @@ pub fn push_i64(out: &mut Vec<u8>, v: i64) {
 
 /// Appends the decimal digits of `v`.
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
+    // Nanosecond times from 2001 to 2286 have 19 digits: a copy of known length, inlined (a
+    // copy of `itoa`'s slice is a call to `memcpy`). With `Timestamp::iso_bytes` by pairs,
+    // `tail --format jsonl` of a 2M-tick day took 0.61 s of CPU against 0.66 (medians of six
+    // runs each, alternating).
+    if (1_000_000_000_000_000_000..10_000_000_000_000_000_000).contains(&v) {
+        return out.extend_from_slice(&digits::<19>(v));
+    }
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// The ASCII digits of 0..100, two by two.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// The last `N` decimal digits of `v`, zero-padded, two at a time.
+fn digits<const N: usize>(mut v: u64) -> [u8; N] {
+    let mut out = [b'0'; N];
+    let mut i = N;
+    while i >= 2 {
+        out[i - 2..i].copy_from_slice(&PAIRS[(v % 100) as usize]);
+        v /= 100;
+        i -= 2;
+    }
+    if i == 1 {
+        out[0] = b'0' + (v % 10) as u8;
+    }
+    out
 }
 
 impl fmt::Display for Decimal {
@@ -514,19 +547,15 @@ impl Timestamp {
     pub fn iso_bytes(self) -> [u8; 30] {
         let (y, m, d, secs, nanos) = self.civil();
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
-        let mut put = |at: usize, width: usize, mut v: i64| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, y);
-        put(5, 2, m);
-        put(8, 2, d);
-        put(11, 2, secs / 3600);
-        put(14, 2, secs / 60 % 60);
-        put(17, 2, secs % 60);
-        put(20, 9, nanos);
+        // (Every part is within its width: a year outside 0..=9999 keeps its last four digits.)
+        let part = |v: i64| v.rem_euclid(10_000) as u64;
+        out[0..4].copy_from_slice(&digits::<4>(part(y)));
+        out[5..7].copy_from_slice(&digits::<2>(part(m)));
+        out[8..10].copy_from_slice(&digits::<2>(part(d)));
+        out[11..13].copy_from_slice(&digits::<2>(part(secs / 3600)));
+        out[14..16].copy_from_slice(&digits::<2>(part(secs / 60 % 60)));
+        out[17..19].copy_from_slice(&digits::<2>(part(secs % 60)));
+        out[20..29].copy_from_slice(&digits::<9>(nanos.rem_euclid(NANOS_PER_SEC) as u64));
         out
     }
 }
@@ -685,6 +714,9 @@ mod tests {
             99,
             100,
             12_345,
+            10u64.pow(18) - 1,
+            10u64.pow(18),
+            1_795_428_000_000_009_011,
             10u64.pow(19) - 1,
             10u64.pow(19),
             u64::MAX,
