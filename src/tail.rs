@@ -33,7 +33,8 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// A following tail leaves at least this many newly committed ticks that no symbol block holds
 /// yet (the last few commits before the writer's next directory row, and the block builder's
 /// lag behind it) for up to [`HOLD`], and reads them from their blocks once they are written:
-/// blocks cost a third of the CPU per tick of rows. Fewer, or after that, it reads the rows.
+/// blocks cost a little over half the CPU per tick of rows. Fewer, or after that, it reads the
+/// rows.
 pub const HOLD_TICKS: i64 = 512;
 /// See [`HOLD_TICKS`]: at a million ticks a second the writer records a directory row every
 /// ~8 ms; commit to output stays under ~40 ms.
@@ -141,8 +142,6 @@ pub struct Tail {
     /// not changed since is not queried again (an idle follower makes two `stat`s per watched
     /// day per poll, no query), an archive never again.
     seen: std::collections::HashMap<NaiveDate, (FileMark, Instant)>,
-    /// Following ([`Tail::follow`]): new ticks may wait for their blocks (see [`HOLD_TICKS`]).
-    following: bool,
     /// Per day whose newest ticks wait for their blocks: the cursor's `seq` then, and since
     /// when.
     held: std::collections::HashMap<NaiveDate, (i64, Instant)>,
@@ -195,7 +194,6 @@ impl Tail {
             symbols,
             cursor,
             seen: Default::default(),
-            following: false,
             held: Default::default(),
             bufs: Default::default(),
         })
@@ -211,6 +209,17 @@ impl Tail {
     /// Returns the rows passed on; days that cannot be read are skipped with their errors.
     pub fn poll(
         &mut self,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+        batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        self.poll_as(false, f, batch)
+    }
+
+    /// [`Tail::poll`]; `following` ([`Tail::follow`]): new ticks may wait for their blocks
+    /// (see [`HOLD_TICKS`]).
+    fn poll_as(
+        &mut self,
+        following: bool,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
         batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
@@ -232,7 +241,7 @@ impl Tail {
             // Once the newest ticks have waited [`HOLD`] for their blocks, the rows answer.
             let mut waited = false;
             let held = loop {
-                let blocks_only = self.following && !waited;
+                let blocks_only = following && !waited;
                 let got = self.store.after_seq(
                     &day,
                     &self.symbols,
@@ -289,10 +298,9 @@ impl Tail {
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
         batch: &mut dyn FnMut(&Cursor) -> std::io::Result<()>,
     ) -> Result<u64, ReadError> {
-        self.following = true;
         let mut passed = 0;
         while !stop.is_requested() {
-            let n = self.poll(f, batch)?;
+            let n = self.poll_as(true, f, batch)?;
             passed += n;
             let pause = self
                 .held
@@ -303,7 +311,6 @@ impl Tail {
                 break;
             }
         }
-        self.following = false;
         Ok(passed)
     }
 }
