@@ -543,19 +543,40 @@ impl Timestamp {
     }
 
     /// ISO-8601 UTC with nanoseconds, `2026-11-23T10:00:00.123456789Z`, without a formatter
-    /// (query output prints one per row).
+    /// (query output prints one per row). The date of the last day this thread formatted is
+    /// kept: a row's time costs its time of day only (`tail --format jsonl` of a 2M-tick day,
+    /// 0.53 s of CPU against 0.62, medians of 14 runs each, alternating).
     pub fn iso_bytes(self) -> [u8; 30] {
-        let (y, m, d, secs, nanos) = self.civil();
+        thread_local! {
+            /// (day since the epoch, its `YYYY-MM-DD`)
+            static DATE: std::cell::Cell<(i64, [u8; 10])> =
+                const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+        }
+        let days = self.0.div_euclid(NANOS_PER_DAY);
+        let in_day = self.0.rem_euclid(NANOS_PER_DAY);
+        let date = DATE.with(|c| match c.get() {
+            (d, date) if d == days => date,
+            _ => {
+                let (y, m, d) = crate::civil::civil_from_days(days);
+                let mut date = *b"0000-00-00";
+                // (A year outside 0..=9999 keeps its last four digits.)
+                date[0..4].copy_from_slice(&digits::<4>(y.rem_euclid(10_000) as u64));
+                date[5..7].copy_from_slice(&digits::<2>(m as u64));
+                date[8..10].copy_from_slice(&digits::<2>(d as u64));
+                c.set((days, date));
+                date
+            }
+        });
+        let (secs, nanos) = (
+            (in_day / NANOS_PER_SEC) as u64,
+            (in_day % NANOS_PER_SEC) as u64,
+        );
         let mut out = *b"0000-00-00T00:00:00.000000000Z";
-        // (Every part is within its width: a year outside 0..=9999 keeps its last four digits.)
-        let part = |v: i64| v.rem_euclid(10_000) as u64;
-        out[0..4].copy_from_slice(&digits::<4>(part(y)));
-        out[5..7].copy_from_slice(&digits::<2>(part(m)));
-        out[8..10].copy_from_slice(&digits::<2>(part(d)));
-        out[11..13].copy_from_slice(&digits::<2>(part(secs / 3600)));
-        out[14..16].copy_from_slice(&digits::<2>(part(secs / 60 % 60)));
-        out[17..19].copy_from_slice(&digits::<2>(part(secs % 60)));
-        out[20..29].copy_from_slice(&digits::<9>(nanos.rem_euclid(NANOS_PER_SEC) as u64));
+        out[0..10].copy_from_slice(&date);
+        out[11..13].copy_from_slice(&digits::<2>(secs / 3600));
+        out[14..16].copy_from_slice(&digits::<2>(secs / 60 % 60));
+        out[17..19].copy_from_slice(&digits::<2>(secs % 60));
+        out[20..29].copy_from_slice(&digits::<9>(nanos));
         out
     }
 }
