@@ -346,14 +346,21 @@ impl Piece {
     }
 }
 
-/// The wanted symbols' pieces of one row, in the order of their first tick.
-fn pieces_of(first: i64, last: i64, dir: Option<&[u8]>, ids: &[i64], out: &mut Vec<Piece>) {
+/// The wanted symbols' pieces of one row, in the order of their first tick (a row without a
+/// directory, or one that does not decode, is one span to scan).
+pub(super) fn pieces_of(
+    first: i64,
+    last: i64,
+    dir: Option<&[u8]>,
+    want: Want<'_>,
+    out: &mut Vec<Piece>,
+) {
     let Some(d) = dir else {
         out.push(Piece::Span(Span::Scan(first, last)));
         return;
     };
     let before = out.len();
-    let found = each_run(first, d, Want::Ids(ids), |sym, a, n| {
+    let found = each_run(first, d, want, |sym, a, n| {
         if n <= 0 {
             return;
         }
@@ -386,7 +393,7 @@ pub fn pieces_in(conn: &Connection, ids: &[i64], lo: i64, hi: i64) -> rusqlite::
             r.get(0)?,
             r.get(1)?,
             r.get_ref(2)?.as_blob_or_null()?,
-            ids,
+            Want::Ids(ids),
             &mut out,
         );
     }
@@ -418,7 +425,7 @@ pub fn pieces_newest_first(
             r.get(0)?,
             r.get(1)?,
             r.get_ref(2)?.as_blob_or_null()?,
-            &[sym],
+            Want::Ids(&[sym]),
             &mut pieces,
         );
         for p in pieces.drain(..) {

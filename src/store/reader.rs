@@ -863,17 +863,17 @@ impl DayReader {
             )
             .map_err(sq)?;
         let mut rows = stmt.query([after.saturating_add(1)]).map_err(sq)?;
-        let mut reached = None;
-        let mut by_sym: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
+        let (mut reached, mut pieces) = (None, Vec::new());
+        let want = match ids {
+            Some(ids) => super::directory::Want::Ids(ids),
+            None => super::directory::Want::All,
+        };
         while let Some(r) = rows.next().map_err(sq)? {
             let (first, last): (i64, i64) = (r.get(0).map_err(sq)?, r.get(1).map_err(sq)?);
-            let Some(dir) = r
+            let dir = r
                 .get_ref(2)
                 .and_then(|v| Ok(v.as_blob_or_null()?))
-                .map_err(sq)?
-            else {
-                break;
-            };
+                .map_err(sq)?;
             // The file's numbers are not trusted: a span no writer writes ends the block path.
             let Some(span) = last
                 .checked_sub(first)
@@ -886,30 +886,28 @@ impl DayReader {
             if last <= after {
                 continue;
             }
-            let walked =
-                super::directory::each_run(first, dir, super::directory::Want::All, |s, a, n| {
-                    if n > 0 && ids.is_none_or(|ids| ids.contains(&s)) {
-                        by_sym.entry(s).or_default().push((a, n));
-                    }
-                });
-            if walked.is_err() {
-                break;
-            }
-            let mut pieces: Vec<(i64, Piece)> = std::mem::take(&mut by_sym)
-                .into_iter()
-                .filter_map(|(sym, runs)| Some((runs.first()?.0, Piece::Runs { sym, runs })))
+            pieces.clear();
+            super::directory::pieces_of(first, last, dir, want, &mut pieces);
+            // (A row without a directory, or one that does not decode, is a span: the rows.)
+            let keys: Option<Vec<i64>> = pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Runs { runs, .. } => runs.first().map(|r| r.0),
+                    Piece::Span(_) => None,
+                })
                 .collect();
-            pieces.sort_unstable_by_key(|p| p.0);
-            let keys: Vec<i64> = pieces.iter().map(|p| p.0).collect();
+            let Some(keys) = keys else {
+                break;
+            };
             slots.clear();
             slots.resize(span, None);
             let mut whole = 0usize;
             self.fetch_blocks(&keys, &mut |i, data, in_file| {
-                let (key, piece) = &pieces[i];
+                let piece = &pieces[i];
                 let Piece::Runs { sym, runs } = piece else {
                     return;
                 };
-                if !self.block_rows((*key, data, in_file), piece, decoded) {
+                if !self.block_rows((keys[i], data, in_file), piece, decoded) {
                     return;
                 }
                 let seqs = runs.iter().flat_map(|&(a, n)| a..a.saturating_add(n));
