@@ -51,7 +51,8 @@ pub struct Options {
     pub metrics_listen: Option<String>,
     /// `host:port` of the live subscriber fan-out of `record` (`[publish] listen`); off when absent.
     pub publish_listen: Option<String>,
-    /// Ticks a subscriber may have queued before it is disconnected (`[publish] queue_ticks`).
+    /// Ticks a subscriber may have queued before it is disconnected (`[publish] queue_ticks`),
+    /// counted over every symbol of the commits queued (each is queued once for everyone).
     pub publish_queue_ticks: usize,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
