@@ -133,7 +133,7 @@ fn drop_policy_counts_what_a_full_channel_refused_and_stores_the_rest() {
     rec.store_tick(tick(&rec, "EURUSD", t0, "1.1", "1.2"))
         .unwrap();
     let db = layout::day_path(dir.path(), t0.day());
-    wait_until(Duration::from_secs(5), "the tick committed", || {
+    wait_until(Duration::from_secs(30), "the tick committed", || {
         committed_ticks(&db) == 1
     });
     let blocker = rusqlite::Connection::open(&db).unwrap();
@@ -210,7 +210,7 @@ fn a_partial_batch_is_committed_by_the_deadline() {
         .unwrap();
     // 1 tick, far below the 500-tick batch: the 100 ms deadline commits it while running.
     let db = layout::day_path(dir.path(), t0.day());
-    wait_until(Duration::from_secs(5), "the tick committed", || {
+    wait_until(Duration::from_secs(30), "the tick committed", || {
         committed_ticks(&db) == 1
     });
     assert_eq!(rec.stats().batches_committed, 1);

@@ -85,9 +85,9 @@ impl Follower {
         }
     }
 
-    /// Waits (10 s at most) until `n` lines in all have come.
+    /// Waits (30 s at most) until `n` lines in all have come.
     fn until(&mut self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.got.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -108,9 +108,13 @@ impl Follower {
             .unwrap();
         assert!(status.success());
         assert!(self.child.wait().unwrap().success());
-        // Whatever it flushed before it ended.
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.got.push(l);
+        // Whatever it flushed before it ended: the reader thread ends at the pipe's end.
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) => self.got.push(l),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("its output never ended"),
+            }
         }
         self.got
     }
