@@ -9,7 +9,10 @@
 //!   low bits of XXH3 over the first 20 bytes). Keys rise strictly; offsets tile `.blocks` from 0.
 //! - `ticks_<day>.blocktail`: per commit, its runs: varints first `seq`, tick count, smallest
 //!   and largest `ts_event` (zigzag), run count, then per run its file symbol id and length, in
-//!   `seq` order; then the payload's length (u32) and its check (u32, XXH3). The ticks no
+//!   `seq` order; then the payload's length (u32) and its check (u32, XXH3 seeded with the day
+//!   file's `file_info.created_ns`, so that records never describe the rows of another file put
+//!   in its place: a check that only covered the record let another day file's well-formed
+//!   records, with the same commits, name a subset of a symbol's ticks). The ticks no
 //!   directory row covers yet (up to 16 commits, ~8,000 ticks) are what `recent` reads newest
 //!   first, and what a range reads after its rows; without these records they are scanned for
 //!   the symbol (~0.5 ms of a live `recent 100`), with them its runs are read by `seq`, and a
@@ -196,8 +199,10 @@ fn open_rw(path: &Path, empty: bool) -> io::Result<File> {
 impl Spool {
     /// Takes the block files of the day file `db` and starts their builder, after cutting them
     /// back to what `covered` (the last `seq` the day file's directory rows cover, read under
-    /// the day lock before any commit) vouches for. `None` when another writer owns them.
-    pub fn open(db: &Path, covered: i64) -> io::Result<Option<Spool>> {
+    /// the day lock before any commit) vouches for. `seed`: the day file's
+    /// [`tail seed`](tail_seed), which binds the tail records to it. `None` when another writer
+    /// owns them.
+    pub fn open(db: &Path, covered: i64, seed: u64) -> io::Result<Option<Spool>> {
         let (data_path, index_path) = paths(db);
         let index = open_rw(&index_path, false)?;
         match index.try_lock() {
@@ -226,6 +231,7 @@ impl Spool {
             index_len: keep,
             tail,
             tail_len: 0,
+            seed,
             path: index_path.clone(),
             failed: false,
         };
@@ -323,6 +329,8 @@ struct Files {
     index_len: u64,
     tail: File,
     tail_len: u64,
+    /// The day file's tail seed.
+    seed: u64,
     path: PathBuf,
     failed: bool,
 }
@@ -381,7 +389,7 @@ fn commit_runs(ticks: &[Tick]) -> impl Iterator<Item = (i64, i64, usize)> + '_ {
 }
 
 /// The tail record of the commit `ticks` (in `seq` order) into `out`.
-fn tail_record(ticks: &[Tick], out: &mut Vec<u8>) {
+fn tail_record(ticks: &[Tick], seed: u64, out: &mut Vec<u8>) {
     use super::directory::push_var;
     out.clear();
     let (Some(head), Some(last)) = (ticks.first(), ticks.last()) else {
@@ -399,7 +407,7 @@ fn tail_record(ticks: &[Tick], out: &mut Vec<u8>) {
         push_var(out, sym as u64);
         push_var(out, n as u64);
     }
-    let check = twox_hash::XxHash3_64::oneshot(out) as u32;
+    let check = twox_hash::XxHash3_64::oneshot_with_seed(seed, out) as u32;
     let len = out.len() as u32;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&check.to_le_bytes());
@@ -416,14 +424,14 @@ struct TailRecord {
 }
 
 /// The record ending at `end` of `buf` and where it starts, when whole and its check holds.
-fn tail_record_before(buf: &[u8], end: usize) -> Option<(TailRecord, usize)> {
+fn tail_record_before(buf: &[u8], end: usize, seed: u64) -> Option<(TailRecord, usize)> {
     use super::directory::read_var;
     let trailer = buf.get(end.checked_sub(8)?..end)?;
     let len = u32::from_le_bytes(trailer[..4].try_into().ok()?) as usize;
     let check = u32::from_le_bytes(trailer[4..].try_into().ok()?);
     let start = end.checked_sub(8)?.checked_sub(len)?;
     let payload = buf.get(start..end - 8)?;
-    if twox_hash::XxHash3_64::oneshot(payload) as u32 != check {
+    if twox_hash::XxHash3_64::oneshot_with_seed(seed, payload) as u32 != check {
         return None;
     }
     let mut at = 0;
@@ -517,7 +525,7 @@ fn build(
         match msg {
             Msg::Commit(mut ticks) => {
                 group.add(&ticks);
-                tail_record(&ticks, &mut one);
+                tail_record(&ticks, files.seed, &mut one);
                 files.append_tail(&one);
                 ticks.clear();
                 let _ = back.try_send(ticks);
@@ -574,20 +582,37 @@ pub struct BlockFile {
     index: File,
     data: File,
     tail: Option<File>,
+    /// The day file's tail seed.
+    seed: u64,
 }
+
+/// What seeds the checks of a day file's tail records: its `file_info.created_ns` (0 when it
+/// has none).
+pub fn tail_seed(conn: &rusqlite::Connection) -> rusqlite::Result<u64> {
+    use rusqlite::OptionalExtension;
+    let created: Option<i64> = conn
+        .query_row("SELECT created_ns FROM file_info", [], |r| r.get(0))
+        .optional()?;
+    Ok(created.unwrap_or(0) as u64)
+}
+
+/// Index entries [`BlockFile::find`] reads at once, at most (64 KiB).
+const FIND_CHUNK: usize = 2730;
 
 /// The most of `.blocktail` a reader reads back from its end (16 commits of 500 ticks over
 /// 128 symbols take ~8 KB).
 const TAIL_READ: u64 = 1 << 20;
 
 impl BlockFile {
-    /// The block files of the day file `db`; `None` when it has none.
-    pub fn open(db: &Path) -> Option<BlockFile> {
+    /// The block files of the day file `db`, whose [`tail seed`](tail_seed) is `seed`; `None`
+    /// when it has none.
+    pub fn open(db: &Path, seed: u64) -> Option<BlockFile> {
         let (data, index) = paths(db);
         Some(BlockFile {
             index: File::open(index).ok()?,
             data: File::open(data).ok()?,
             tail: File::open(tail_path(db)).ok(),
+            seed,
         })
     }
 
@@ -613,7 +638,7 @@ impl BlockFile {
             // passed over; the rest must tile down to `from`.
             let (mut end, mut next, mut upto, mut runs) =
                 (buf.len(), None::<i64>, None, Vec::new());
-            while let Some((rec, start)) = tail_record_before(&buf, end) {
+            while let Some((rec, start)) = tail_record_before(&buf, end, self.seed) {
                 end = start;
                 let last = rec.first.saturating_add(rec.count).saturating_sub(1);
                 if rec.first > to {
@@ -683,11 +708,17 @@ impl BlockFile {
                 _ => lo = mid + 1,
             }
         }
-        let (mut want, mut chunk, mut block) = (0usize, vec![0u8; 2730 * ENTRY], Vec::new());
+        // Entries are read in chunks from the first, sized to the keys and growing: one key
+        // (`recent`'s newest block) reads 16 entries, not the 2,730 (64 KiB) a whole directory
+        // row's blocks may take.
+        let (mut want, mut chunk, mut block) = (0usize, Vec::new(), Vec::new());
+        let mut entries = keys.len().clamp(16, FIND_CHUNK);
         let mut at = lo;
         'scan: while at < n && want < keys.len() {
-            let take = (n - at).min((chunk.len() / ENTRY) as u64) as usize;
-            let buf = &mut chunk[..take * ENTRY];
+            let take = (n - at).min(entries as u64) as usize;
+            entries = entries.saturating_mul(4).min(FIND_CHUNK);
+            chunk.resize(take * ENTRY, 0);
+            let buf = &mut chunk[..];
             self.index.read_exact_at(buf, at * ENTRY as u64)?;
             for e in buf.chunks_exact(ENTRY).filter_map(Entry::decode) {
                 while keys.get(want).is_some_and(|&k| k < e.key) {
@@ -746,7 +777,7 @@ mod tests {
     /// Commits of `per` ticks over `syms` symbols from seq `first`, `rows` directory rows of
     /// `commits` commits each, through a spool; returns the keys written.
     fn write(db: &Path, covered: i64, first: i64, rows: i64, commits: i64) -> Vec<i64> {
-        let mut spool = Spool::open(db, covered).unwrap().expect("owner");
+        let mut spool = Spool::open(db, covered, 7).unwrap().expect("owner");
         let mut seq = first;
         for _ in 0..rows {
             let row_first = seq;
@@ -765,7 +796,7 @@ mod tests {
             }
         }
         spool.close();
-        let f = BlockFile::open(db).unwrap();
+        let f = BlockFile::open(db, 7).unwrap();
         f.entries().unwrap().iter().map(|e| e.key).collect()
     }
 
@@ -776,7 +807,7 @@ mod tests {
         let keys = write(&db, 0, 1, 2, 3);
         // Two rows of 30 ticks, three symbols each.
         assert_eq!(keys, vec![1, 5, 8, 31, 35, 38]);
-        let f = BlockFile::open(&db).unwrap();
+        let f = BlockFile::open(&db, 7).unwrap();
         let mut got = Vec::new();
         // Symbol 1's runs in the first row (three commits of ten), symbol 0's in the second.
         let seeds = [
@@ -793,8 +824,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(got, vec![(0, 9, row(5)), (1, 12, row(31))]);
-        let owner = Spool::open(&db, 60).unwrap().expect("free again");
-        assert!(Spool::open(&db, 60).unwrap().is_none(), "one owner");
+        let owner = Spool::open(&db, 60, 7).unwrap().expect("free again");
+        assert!(Spool::open(&db, 60, 7).unwrap().is_none(), "one owner");
         drop(owner);
     }
 
@@ -807,7 +838,7 @@ mod tests {
         let keys = write(&db, 40, 41, 0, 0);
         assert_eq!(keys, vec![1, 5, 8, 21, 25, 28]);
         let (data, index) = paths(&db);
-        let end = BlockFile::open(&db).unwrap().entries().unwrap()[5].end();
+        let end = BlockFile::open(&db, 7).unwrap().entries().unwrap()[5].end();
         assert_eq!(std::fs::metadata(&data).unwrap().len(), end);
         // A torn entry and garbage after it are cut as well.
         let mut image = std::fs::read(&index).unwrap();
@@ -820,7 +851,7 @@ mod tests {
     fn a_gap_in_the_commits_leaves_the_row_without_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ticks_2026-12-01.db");
-        let mut spool = Spool::open(&db, 0).unwrap().unwrap();
+        let mut spool = Spool::open(&db, 0, 7).unwrap().unwrap();
         for (first, dir) in [
             (1, None),
             (21, Some((1, 30))),
@@ -839,7 +870,7 @@ mod tests {
         }
         spool.close();
         assert_eq!(spool.stats().rows_skipped.load(Ordering::Relaxed), 1);
-        let keys: Vec<i64> = BlockFile::open(&db)
+        let keys: Vec<i64> = BlockFile::open(&db, 7)
             .unwrap()
             .entries()
             .unwrap()

@@ -350,7 +350,7 @@ const CHUNK: i64 = 10_000;
 /// pass over the ticks.
 fn blocks_problem(conn: &Connection, db: &Path) -> rusqlite::Result<Option<String>> {
     use super::blocks;
-    let file = super::blockfile::BlockFile::open(db);
+    let file = super::blockfile::BlockFile::open(db, super::blockfile::tail_seed(conn)?);
     let entries: std::collections::HashMap<i64, super::blockfile::Entry> = match &file {
         None => Default::default(),
         Some(f) => match f.entries() {

@@ -298,6 +298,9 @@ struct Seen {
     file: (u64, u64),
     schema_version: i64,
     max_ids: (Option<i64>, Option<i64>),
+    /// `file_info.created_ns`: another file put in its place (even over the same inode) is
+    /// another file, and seeds its tail records' checks (`blockfile::tail_seed`).
+    created_ns: Option<i64>,
 }
 
 /// (device, inode) of a file.
@@ -307,19 +310,28 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 }
 
 impl Seen {
+    /// What seeds the file's tail records' checks (as `blockfile::tail_seed` reads it).
+    fn tail_seed(&self) -> u64 {
+        self.created_ns.unwrap_or(0) as u64
+    }
+
     fn read(path: &Path, conn: &Connection) -> Result<Seen, StoreError> {
         let file = file_identity(path).map_err(StoreError::io(path))?;
-        let (schema_version, max_ids) = conn
+        let (schema_version, max_ids, created_ns) = conn
             .prepare_cached(
                 "SELECT (SELECT schema_version FROM pragma_schema_version), \
-                        (SELECT max(id) FROM symbols), (SELECT max(id) FROM sources)",
+                        (SELECT max(id) FROM symbols), (SELECT max(id) FROM sources), \
+                        (SELECT created_ns FROM file_info)",
             )
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))))
+            .and_then(|mut s| {
+                s.query_row([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?), r.get(3)?)))
+            })
             .map_err(StoreError::sqlite(path))?;
         Ok(Seen {
             file,
             schema_version,
             max_ids,
+            created_ns,
         })
     }
 }
@@ -542,7 +554,7 @@ impl DayReader {
                 .is_ok();
         let table_blocks = blocks_table && any_block(&conn);
         let block_file = directory
-            .then(|| super::blockfile::BlockFile::open(path))
+            .then(|| super::blockfile::BlockFile::open(path, seen.tail_seed()))
             .flatten();
         let blocks = table_blocks || block_file.as_ref().is_some_and(has_entries);
         Ok(DayReader {
@@ -584,7 +596,8 @@ impl DayReader {
             // A writer that writes blocks adds its first ones a few commits into the day.
             if !self.blocks {
                 if self.directory && self.block_file.is_none() {
-                    self.block_file = super::blockfile::BlockFile::open(&self.path);
+                    self.block_file =
+                        super::blockfile::BlockFile::open(&self.path, self.seen.tail_seed());
                 }
                 self.table_blocks = self.blocks_table && any_block(&self.conn);
                 self.blocks =
@@ -1131,32 +1144,95 @@ impl DayReader {
                     // The tail (the newest piece): the block builder's records give the
                     // symbol's runs in the commits they cover; only the newest ticks past
                     // them, if any, are scanned.
-                    let (runs, upto) = match newest {
-                        true => self.tail_runs(&[sym], (a, b), (i64::MIN, i64::MAX))?,
-                        false => (Vec::new(), a - 1),
+                    let (runs, upto) = match (newest, &self.block_file) {
+                        (true, Some(file)) => file.tail_runs(&[sym], (a, b), (i64::MIN, i64::MAX)),
+                        _ => (Vec::new(), a - 1),
                     };
-                    let a = upto.saturating_add(1).max(a);
-                    let limit = i64::try_from(n.saturating_sub(done)).unwrap_or(i64::MAX);
-                    if a <= b {
-                        done += self.stream(
-                            &format!(
-                                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
-                                 AND sym = ?3 ORDER BY seq DESC LIMIT ?4"
-                            ),
-                            &[&a, &b, &sym, &limit],
-                            f,
-                        )?;
-                    }
-                    seqs.extend(
-                        runs.iter()
-                            .flat_map(|&(_, a, n)| a..a.saturating_add(n))
-                            .map(rusqlite::types::Value::Integer),
-                    );
+                    let past = upto.saturating_add(1).max(a);
+                    done += self.scan_newest(sym, (past, b), n.saturating_sub(done), f)?;
+                    done +=
+                        self.recent_of_runs(sym, &runs, (a, upto), n.saturating_sub(done), f)?;
                 }
             }
         }
         done += self.by_seqs(&mut seqs, n.saturating_sub(done), f)?;
         Ok(done)
+    }
+
+    /// The newest `left` ticks of `sym` among `a..=b`, by scanning, newest first.
+    fn scan_newest(
+        &self,
+        sym: i64,
+        (a, b): (i64, i64),
+        left: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        if a > b || left == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(left).unwrap_or(i64::MAX);
+        self.stream(
+            &format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq BETWEEN ?1 AND ?2 \
+                 AND sym = ?3 ORDER BY seq DESC LIMIT ?4"
+            ),
+            &[&a, &b, &sym, &limit],
+            f,
+        )
+    }
+
+    /// The newest `left` ticks of `sym` in the tail `a..=upto`, read by `seq` from the tail
+    /// records' `runs`, newest first. The rows are checked as they are read, before any is
+    /// passed on: each `seq` wanted must come back, of `sym` (a record that describes other
+    /// rows, a day file replaced or renumbered behind it, fails that). If they do not, the
+    /// span is scanned instead. (Checking with a count beforehand read every row twice: a
+    /// fifth of a `recent 100` while the writer ran.)
+    fn recent_of_runs(
+        &self,
+        sym: i64,
+        runs: &[(i64, i64, i64)],
+        (a, upto): (i64, i64),
+        left: u64,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        if runs.is_empty() || left == 0 {
+            return Ok(0);
+        }
+        let take = usize::try_from(left).unwrap_or(usize::MAX);
+        let wanted: Vec<i64> = runs
+            .iter()
+            .rev()
+            .flat_map(|&(_, a, n)| (a..a.saturating_add(n)).rev())
+            .take(take)
+            .collect();
+        let seqs: Vec<rusqlite::types::Value> = wanted
+            .iter()
+            .map(|&q| rusqlite::types::Value::Integer(q))
+            .collect();
+        let mut rows = Vec::with_capacity(wanted.len());
+        self.each_row(
+            &format!(
+                "SELECT {COLUMNS} FROM ticks WHERE seq IN rarray(?1) AND sym = ?2 \
+                 ORDER BY seq DESC"
+            ),
+            &[&std::rc::Rc::new(seqs), &sym],
+            &mut |row| {
+                rows.push(row);
+                Ok(())
+            },
+        )?;
+        if !rows
+            .iter()
+            .map(|r| r.seq)
+            .eq(wanted.iter().map(|&q| Some(q)))
+        {
+            tracing::warn!(path = %self.path.display(), "the symbol block tail records do not match the rows: the tail is scanned (run `tickrec check`)");
+            return self.scan_newest(sym, (a, upto), left, f);
+        }
+        for row in &rows {
+            f(row).map_err(ReadError::Output)?;
+        }
+        Ok(rows.len() as u64)
     }
 
     /// The newest `left` of the ticks at `seqs` (taken), newest first.

@@ -611,32 +611,34 @@ impl SqliteSink {
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(StoreError::sqlite(&path))?;
         }
-        let (day_start_ns, max_seq, covered) = (|| -> rusqlite::Result<(i64, i64, i64)> {
-            // What the directory rows cover before anything is added: the symbol blocks
-            // beside the file are cut back to it (store::blockfile).
-            let covered = conn
-                .query_row(
-                    "SELECT last_seq FROM batches ORDER BY first_seq DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            // Ticks a crash left without their directory row become a span to scan, so that
-            // this writer's own commits get rows of their own.
-            let tx = conn.unchecked_transaction()?;
-            record_directory(&tx, &super::directory::Pending::default())?;
-            tx.commit()?;
-            Ok((
-                schema::day_start_ns(&conn)?,
-                conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
-                covered,
-            ))
-        })()
-        .map_err(StoreError::sqlite(&path))?;
+        let (day_start_ns, max_seq, covered, seed) =
+            (|| -> rusqlite::Result<(i64, i64, i64, u64)> {
+                // What the directory rows cover before anything is added: the symbol blocks
+                // beside the file are cut back to it (store::blockfile).
+                let covered = conn
+                    .query_row(
+                        "SELECT last_seq FROM batches ORDER BY first_seq DESC LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0);
+                // Ticks a crash left without their directory row become a span to scan, so that
+                // this writer's own commits get rows of their own.
+                let tx = conn.unchecked_transaction()?;
+                record_directory(&tx, &super::directory::Pending::default())?;
+                tx.commit()?;
+                Ok((
+                    schema::day_start_ns(&conn)?,
+                    conn.query_row("SELECT coalesce(max(seq), 0) FROM ticks", [], |r| r.get(0))?,
+                    covered,
+                    super::blockfile::tail_seed(&conn)?,
+                ))
+            })()
+            .map_err(StoreError::sqlite(&path))?;
         let spool = match self.opts.symbol_blocks {
             false => None,
-            true => match super::blockfile::Spool::open(&path, covered) {
+            true => match super::blockfile::Spool::open(&path, covered, seed) {
                 Ok(Some(spool)) => Some(spool),
                 Ok(None) => {
                     tracing::info!(%day, "another writer owns this day's symbol blocks: this one writes none");

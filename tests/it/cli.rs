@@ -789,7 +789,7 @@ fn a_damaged_symbol_block_is_passed_over_by_queries_and_named_by_check() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let day = db.join("2026/11/ticks_2026-11-19.db");
-    let blocks = tickrec::store::blockfile::BlockFile::open(&day).unwrap();
+    let blocks = super::util::block_file(&day).unwrap();
     let entries = blocks.entries().unwrap();
     let blocks_path = tickrec::store::blockfile::paths(&day).1;
     assert!(entries.len() >= 5);

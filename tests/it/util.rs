@@ -146,3 +146,10 @@ pub fn sql_int(path: &Path, sql: &str) -> i64 {
         .query_row(sql, [], |r| r.get(0))
         .unwrap()
 }
+
+/// The block files of the day file `db`, as a reader of it opens them (with its tail seed).
+pub fn block_file(db: &Path) -> Option<tickrec::store::blockfile::BlockFile> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let seed = tickrec::store::blockfile::tail_seed(&conn).unwrap();
+    tickrec::store::blockfile::BlockFile::open(db, seed)
+}

@@ -398,7 +398,7 @@ fn blocks_sink_setup() -> (
 #[test]
 fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_answer() {
     use tickrec::pipeline::Sink;
-    use tickrec::store::blockfile::{paths, BlockFile};
+    use tickrec::store::blockfile::paths;
     use tickrec::store::writer::SqliteSink;
     use tickrec::tick::{MsgRef, Tick};
     let (dir, base, names, opts) = blocks_sink_setup();
@@ -442,14 +442,14 @@ fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_
     std::fs::copy(&db, &snap).unwrap();
     let (blocks, index) = paths(&db);
     write(ticks(40_000, 40_000, 1));
-    let before = BlockFile::open(&db).unwrap().entries().unwrap().len();
+    let before = block_file(&db).unwrap().entries().unwrap().len();
     // The power cut: the day file as it was, the block files as they are.
     std::fs::copy(&snap, &db).unwrap();
     let _ = std::fs::remove_file(&wal);
     let _ = std::fs::remove_file(db.with_extension("db-shm"));
     let lost_index = std::fs::metadata(&index).unwrap().len();
     write(ticks(40_000, 40_000, 7));
-    let after = BlockFile::open(&db).unwrap().entries().unwrap().len();
+    let after = block_file(&db).unwrap().entries().unwrap().len();
     assert_eq!(after, before, "the rewritten rows have as many blocks");
     assert_eq!(std::fs::metadata(&index).unwrap().len(), lost_index);
     let ask = |args: &[&str]| {
@@ -503,48 +503,55 @@ fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_
 
 /// What could go wrong: `recent` on a live day reads the newest ticks, which no directory row
 /// covers yet, through the block builder's tail records (the runs of each commit) instead of
-/// scanning them; a record missing, torn or not yet written must never change an answer. The
-/// writer stays open (its last commits uncovered) while the answers are compared with the rows'.
+/// scanning them; a record missing, torn, not yet written, or well-formed but describing other
+/// rows (a day file replaced behind them) must never change an answer. The writer stays open
+/// (its last commits uncovered) while the answers are compared with the rows'.
 #[test]
 fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_changes_nothing() {
     use tickrec::pipeline::Sink;
-    use tickrec::store::blockfile::{tail_path, BlockFile};
+    use tickrec::store::blockfile::tail_path;
     use tickrec::store::writer::SqliteSink;
     use tickrec::tick::{MsgRef, Tick};
-    let (_dir, base, names, opts) = blocks_sink_setup();
     let syms = ["A", "B", "C", "D"];
-    let ids: Vec<_> = syms.iter().map(|s| names.symbol(s).unwrap()).collect();
-    let src = names.source("LP1").unwrap();
     let day0 = ts("2026-11-19T00:00:00Z").0;
-    let mut sink = SqliteSink::new(&base, names.clone(), opts);
     let stop = tickrec::shutdown::Shutdown::new();
-    // 41 commits of 500: two directory rows of 16 commits, then 9 commits no row covers. D
-    // stops early, so its recent ticks lie in the rows and the blocks.
-    let mut i = 0i64;
-    for _ in 0..41 {
-        let batch: Vec<Tick> = (0..500)
-            .map(|_| {
-                i += 1;
-                let s = if i < 12_000 {
-                    (i * 7 % 4) as usize
-                } else {
-                    (i * 7 % 3) as usize
-                };
-                Tick {
-                    symbol: ids[s],
-                    source: src,
-                    ts_event: Timestamp(day0 + i * 1_000_000),
-                    ts_recv: Timestamp(day0 + i * 1_000_000 + 1_000),
-                    bid: dec(&format!("1.{:05}", i % 90_000 + 10_000)),
-                    ask: dec(&format!("1.{:05}", i % 90_000 + 10_002)),
-                    bid_size: None,
-                    ask_size: None,
-                    msg: MsgRef::NONE,
-                }
-            })
-            .collect();
-        sink.write_batch(&batch, &stop);
-    }
+    // 41 commits of 500 (`pick` gives tick i's symbol): two directory rows of 16 commits,
+    // then 9 commits no row covers.
+    let write_day = |pick: &dyn Fn(i64) -> usize| {
+        let (dir, base, names, opts) = blocks_sink_setup();
+        let ids: Vec<_> = syms.iter().map(|s| names.symbol(s).unwrap()).collect();
+        let src = names.source("LP1").unwrap();
+        let mut sink = SqliteSink::new(&base, names.clone(), opts);
+        let mut i = 0i64;
+        for _ in 0..41 {
+            let batch: Vec<Tick> = (0..500)
+                .map(|_| {
+                    i += 1;
+                    Tick {
+                        symbol: ids[pick(i)],
+                        source: src,
+                        ts_event: Timestamp(day0 + i * 1_000_000),
+                        ts_recv: Timestamp(day0 + i * 1_000_000 + 1_000),
+                        bid: dec(&format!("1.{:05}", i % 90_000 + 10_000)),
+                        ask: dec(&format!("1.{:05}", i % 90_000 + 10_002)),
+                        bid_size: None,
+                        ask_size: None,
+                        msg: MsgRef::NONE,
+                    }
+                })
+                .collect();
+            sink.write_batch(&batch, &stop);
+        }
+        (dir, base, sink)
+    };
+    // D stops early, so its recent ticks lie in the rows and the blocks.
+    let (_dir, base, mut sink) = write_day(&|i| {
+        if i < 12_000 {
+            (i * 7 % 4) as usize
+        } else {
+            (i * 7 % 3) as usize
+        }
+    });
     let db = layout::day_path(
         &base,
         chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
@@ -553,7 +560,7 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
     let last = sql_int(&db, "SELECT max(seq) FROM ticks");
     assert_eq!((covered, last), (16_000, 20_500));
     // The builder writes its records after the commits: wait for the last one.
-    let file = BlockFile::open(&db).unwrap();
+    let file = block_file(&db).unwrap();
     wait_until(Duration::from_secs(10), "the tail records", || {
         file.tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
             .1
@@ -650,6 +657,35 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
     // Cut short: only the newest commits lack records, and only they are scanned.
     std::fs::write(&tail, &image[..mid]).unwrap();
     answers("cut short");
+    // Well-formed records of another day file with the same commits and other symbols (a
+    // file put in this one's place, its records left behind): they tile the tail, but they
+    // name a subset of some symbols' ticks, which a check of the rows they name passes
+    // (`recent 1200 of A` missed ticks so). Their checks are seeded with their own file's
+    // creation time, so they fail here and the tail is scanned.
+    let (_other_dir, other_base, mut other) = write_day(&|i| (i * 5 % 4) as usize);
+    let other_db = layout::day_path(
+        &other_base,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+    );
+    let other_file = block_file(&other_db).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the other day's tail records",
+        || {
+            other_file
+                .tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
+                .1
+                == last
+        },
+    );
+    other.close();
+    std::fs::copy(tail_path(&other_db), &tail).unwrap();
+    assert!(
+        file.tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
+            .1
+            < last
+    );
+    answers("with another day's records");
     sink.close();
     answers("closed");
 }
