@@ -709,7 +709,8 @@ impl BlockFile {
         let last = n.min(NEWEST_ENTRIES);
         if last > 0 {
             let mut buf = vec![0u8; last as usize * ENTRY];
-            self.index.read_exact_at(&mut buf, (n - last) * ENTRY as u64)?;
+            self.index
+                .read_exact_at(&mut buf, (n - last) * ENTRY as u64)?;
             let mut newest = buf.chunks_exact(ENTRY).map(Entry::decode);
             match newest.next().flatten() {
                 Some(e) if e.key < lo_key => {

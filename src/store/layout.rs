@@ -222,15 +222,123 @@ impl Iterator for NewestFirst {
     }
 }
 
+/// The month folders and the newest month's day files as a [`Store`](super::reader::Store)
+/// last listed them, taken again while no folder they came from has changed: `recent` asked
+/// 50 times a second listed the base and year folders at every call, ~15 % of a live `recent
+/// 100`'s CPU while the writer ran (`perf`, `tickrec bench --only queries`).
+///
+/// A folder's identity and modification time move whenever an entry is added, removed or
+/// renamed in it, and each is read before the folder is listed. A listing is kept only when
+/// every folder it read had been left alone for [`SETTLE`] before the listing began: a change
+/// during or after it then bears a later time even on a file system that stamps times as
+/// coarsely as 2 s, and the next call sees that time differ.
+#[derive(Debug, Default)]
+pub struct Listings(std::sync::Mutex<Option<Listing>>);
+
+#[derive(Debug)]
+struct Listing {
+    /// Every folder read (the base, each year, the newest month) and its stamp.
+    stamps: Vec<(PathBuf, Stamp)>,
+    /// Every month folder, oldest first.
+    months: Vec<PathBuf>,
+    /// The newest month's day files, oldest first.
+    newest: Vec<DayFile>,
+}
+
+/// (device, inode, modification time in ns since 1970) of a folder.
+type Stamp = (u64, u64, i128);
+
+/// How long the folders of a listing must have been left alone for it to be kept.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn stamp(folder: &Path) -> std::io::Result<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(folder)?;
+    Ok((
+        m.dev(),
+        m.ino(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    ))
+}
+
+impl Listings {
+    /// [`days_newest_first`], from the kept listing when its folders are as they were.
+    pub fn days_newest_first(&self, base: &Path) -> std::io::Result<NewestFirst> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = kept.as_ref() {
+            if l.stamps.iter().all(|(f, s)| stamp(f).ok() == Some(*s)) {
+                return Ok(NewestFirst {
+                    base: base.to_owned(),
+                    months: l.months[..l.months.len().saturating_sub(1)].to_vec(),
+                    days: l.newest.clone(),
+                });
+            }
+        }
+        *kept = None;
+        let began = std::time::SystemTime::now();
+        let mut stamps = Vec::new();
+        let mut stamped = |f: &Path| match stamp(f) {
+            Ok(s) => stamps.push((f.to_owned(), s)),
+            // Not kept: a folder whose time cannot be read.
+            Err(_) => stamps.push((PathBuf::new(), (0, 0, i128::MAX))),
+        };
+        let mut months: Vec<PathBuf> = month_folders_stamped(base, &mut stamped)?
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        let Some(newest) = months.pop() else {
+            return Ok(NewestFirst {
+                base: base.to_owned(),
+                months,
+                days: Vec::new(),
+            });
+        };
+        stamped(&newest);
+        let days = days_of_month(base, &newest)?;
+        let settled = began
+            .checked_sub(SETTLE)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|t| t.as_nanos() as i128);
+        if settled.is_some_and(|t| {
+            stamps
+                .iter()
+                .all(|(f, s)| !f.as_os_str().is_empty() && s.2 < t)
+        }) {
+            let mut all = months.clone();
+            all.push(newest);
+            *kept = Some(Listing {
+                stamps,
+                months: all,
+                newest: days.clone(),
+            });
+        }
+        Ok(NewestFirst {
+            base: base.to_owned(),
+            months,
+            days,
+        })
+    }
+}
+
 /// `((year, month), folder)` of every month folder under `base`, oldest first.
 fn month_folders(base: &Path) -> std::io::Result<Vec<((i32, u32), PathBuf)>> {
+    month_folders_stamped(base, &mut |_| {})
+}
+
+/// [`month_folders`], calling `stamp` with the base and each year folder before listing it.
+fn month_folders_stamped(
+    base: &Path,
+    stamp: &mut dyn FnMut(&Path),
+) -> std::io::Result<Vec<((i32, u32), PathBuf)>> {
     // `sorted_subdirs` lists only names of four or two digits: they parse.
     fn number<T: std::str::FromStr + Default>(p: &Path) -> T {
         let name = p.file_name().and_then(|n| n.to_str());
         name.and_then(|n| n.parse().ok()).unwrap_or_default()
     }
     let mut out = Vec::new();
+    stamp(base);
     for year in sorted_subdirs(base, 4)? {
+        stamp(&year);
         for month in sorted_subdirs(&year, 2)? {
             out.push(((number(&year), number(&month)), month));
         }
@@ -286,6 +394,82 @@ fn sorted_subdirs(dir: &Path, digits: usize) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What could go wrong: a kept listing that misses a day file, a month or a year added
+    /// since, or a listing kept while its folders were still changing.
+    #[test]
+    fn a_kept_listing_is_taken_again_only_while_its_folders_are_as_they_were() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("db");
+        let touch = |day: &str| {
+            let p = day_path(&base, NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap());
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"").unwrap();
+        };
+        let set_time = |folder: &Path, t: SystemTime| {
+            std::fs::File::open(folder)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let settle = || {
+            for year in sorted_subdirs(&base, 4).unwrap() {
+                for month in sorted_subdirs(&year, 2).unwrap() {
+                    set_time(&month, old);
+                }
+                set_time(&year, old);
+            }
+            set_time(&base, old);
+        };
+        let days = |l: &Listings| -> Vec<String> {
+            l.days_newest_first(&base)
+                .unwrap()
+                .map(|d| d.unwrap().day.to_string())
+                .collect()
+        };
+        let month = base.join("2026/11");
+        touch("2026-11-20");
+        settle();
+        let l = Listings::default();
+        assert_eq!(days(&l), ["2026-11-20"]);
+        // Kept: a file slipped in with the month's time put back is not seen by it, while a
+        // listing of its own sees it.
+        touch("2026-11-21");
+        set_time(&month, old);
+        assert_eq!(days(&l), ["2026-11-20"]);
+        assert_eq!(days(&Listings::default()), ["2026-11-21", "2026-11-20"]);
+        // A day added as usual is seen at once.
+        touch("2026-11-22");
+        assert_eq!(days(&l), ["2026-11-22", "2026-11-21", "2026-11-20"]);
+        // That listing is not kept (the month had changed within SETTLE of it): a file
+        // slipped in with the month's new time put back is seen.
+        let t = std::fs::metadata(&month).unwrap().modified().unwrap();
+        touch("2026-11-23");
+        set_time(&month, t);
+        assert_eq!(days(&l)[0], "2026-11-23");
+        // A new month, then a new year, each seen at once by a kept listing.
+        settle();
+        assert_eq!(days(&l).len(), 4);
+        touch("2026-12-01");
+        assert_eq!(days(&l)[0], "2026-12-01");
+        settle();
+        assert_eq!(days(&l).len(), 5);
+        touch("2027-01-02");
+        assert_eq!(days(&l)[..2], ["2027-01-02", "2026-12-01"]);
+        // Archived: the plain file gone, the archive in its place (the month changes).
+        settle();
+        assert_eq!(days(&l).len(), 6);
+        let jan = base.join("2027/01");
+        std::fs::rename(
+            jan.join("ticks_2027-01-02.db"),
+            jan.join("ticks_2027-01-02.db.zst"),
+        )
+        .unwrap();
+        let first = l.days_newest_first(&base).unwrap().next().unwrap().unwrap();
+        assert_eq!(first.form, Form::SqliteZst);
+    }
 
     #[test]
     fn day_files_live_under_year_and_month() {

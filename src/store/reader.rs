@@ -40,6 +40,8 @@ pub struct Store {
     /// Decompressed archived days (see `archive::ArchiveCache`).
     cache: ArchiveCache,
     readers: Arc<OpenReaders>,
+    /// The folders as `recent` last listed them.
+    listings: Arc<layout::Listings>,
 }
 
 /// Default bound of the archive cache.
@@ -1402,6 +1404,7 @@ impl Store {
             base,
             opts,
             readers: Arc::default(),
+            listings: Arc::default(),
         }
     }
 
@@ -1500,7 +1503,10 @@ impl Store {
         let mut left = n as u64;
         let mut read = Read::default();
         let mut found = vec![false; symbols.len()];
-        let days = layout::days_newest_first(&self.base).map_err(StoreError::io(&self.base))?;
+        let days = self
+            .listings
+            .days_newest_first(&self.base)
+            .map_err(StoreError::io(&self.base))?;
         let mut searched_all = true;
         for day in days {
             if left == 0 {
