@@ -186,17 +186,7 @@ pub fn list_days_between(
     Ok(days)
 }
 
-/// The day files under `base`, newest first, one month folder listed at a time as they are
-/// taken: `recent` reads the newest day or two without listing years of history.
-pub fn days_newest_first(base: &Path) -> std::io::Result<NewestFirst> {
-    Ok(NewestFirst {
-        base: base.to_owned(),
-        months: month_folders(base)?.into_iter().map(|(_, f)| f).collect(),
-        days: Vec::new(),
-    })
-}
-
-/// See [`days_newest_first`].
+/// See [`Listings::days_newest_first`].
 pub struct NewestFirst {
     base: PathBuf,
     /// Month folders not listed yet, oldest first (taken from the end).
@@ -262,7 +252,9 @@ fn stamp(folder: &Path) -> std::io::Result<Stamp> {
 }
 
 impl Listings {
-    /// [`days_newest_first`], from the kept listing when its folders are as they were.
+    /// The day files under `base`, newest first, one month folder listed at a time as they
+    /// are taken (`recent` reads the newest day or two without listing years of history):
+    /// from the kept listing when its folders are as they were.
     pub fn days_newest_first(&self, base: &Path) -> std::io::Result<NewestFirst> {
         let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = kept.as_ref() {
@@ -276,11 +268,11 @@ impl Listings {
         }
         *kept = None;
         let began = std::time::SystemTime::now();
-        let mut stamps = Vec::new();
-        let mut stamped = |f: &Path| match stamp(f) {
-            Ok(s) => stamps.push((f.to_owned(), s)),
-            // Not kept: a folder whose time cannot be read.
-            Err(_) => stamps.push((PathBuf::new(), (0, 0, i128::MAX))),
+        // `None` once a folder's stamp cannot be read: the listing is then not kept.
+        let mut stamps = Some(Vec::new());
+        let mut stamped = |f: &Path| match (stamp(f), stamps.as_mut()) {
+            (Ok(s), Some(v)) => v.push((f.to_owned(), s)),
+            _ => stamps = None,
         };
         let mut months: Vec<PathBuf> = month_folders_stamped(base, &mut stamped)?
             .into_iter()
@@ -299,11 +291,8 @@ impl Listings {
             .checked_sub(SETTLE)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|t| t.as_nanos() as i128);
-        if settled.is_some_and(|t| {
-            stamps
-                .iter()
-                .all(|(f, s)| !f.as_os_str().is_empty() && s.2 < t)
-        }) {
+        let stamps = stamps.filter(|v| settled.is_some_and(|t| v.iter().all(|(_, s)| s.2 < t)));
+        if let Some(stamps) = stamps {
             let mut all = months.clone();
             all.push(newest);
             *kept = Some(Listing {
@@ -518,13 +507,15 @@ mod tests {
             |v: Vec<DayFile>| -> Vec<String> { v.iter().map(|d| d.day.to_string()).collect() };
         let between = list_days_between(base, d3, NaiveDate::from_ymd_opt(2026, 2, 1).unwrap());
         assert_eq!(names(between.unwrap()), ["2025-01-03", "2026-02-01"]);
-        let newest: Vec<DayFile> = days_newest_first(base)
+        let newest: Vec<DayFile> = Listings::default()
+            .days_newest_first(base)
             .unwrap()
             .map(Result::unwrap)
             .collect();
         let mut all = days;
         all.reverse();
         assert_eq!(names(newest), all);
-        assert_eq!(days_newest_first(&base.join("missing")).unwrap().count(), 0);
+        let missing = Listings::default().days_newest_first(&base.join("missing"));
+        assert_eq!(missing.unwrap().count(), 0);
     }
 }
