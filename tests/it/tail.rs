@@ -118,6 +118,30 @@ impl Follower {
         }
         self.got
     }
+
+    /// Waits (30 s at most) for it to end by itself, successfully; every line it wrote.
+    fn ended(mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            match self.child.try_wait().unwrap() {
+                Some(s) => break s,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                None => panic!("it did not end by itself"),
+            }
+        };
+        assert!(status.success(), "{status}");
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(30)) {
+            self.got.push(l);
+        }
+        self.got
+    }
+
+    /// Its scheduling policy (`/proc/PID/stat`, the 41st field; 5 is `SCHED_IDLE`).
+    fn policy(&self) -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(38).unwrap().parse().unwrap()
+    }
 }
 
 /// What could go wrong: a tail that stops at midnight, moves to the new day and misses the late
@@ -417,4 +441,59 @@ fn a_tail_through_the_symbol_blocks_passes_exactly_the_rows_and_a_damaged_block_
     through_blocks("a damaged block");
     tickrec::store::blockfile::remove(&day.path).unwrap();
     through_blocks("no block files");
+}
+
+/// What could go wrong: a tail told to stop after N ticks that reads past them and leaves its
+/// cursor beyond what it passed (a resumed consumer then skips ticks), one that never stops
+/// while following, or a tail that takes the recorder's CPU at its own priority.
+#[test]
+fn a_tail_stops_after_max_ticks_with_its_cursor_on_the_last_and_runs_idle_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    // Ten commits of ten: each commit's EURUSD ticks, then its GBPUSD ones.
+    for k in 0..10 {
+        ingest(&db, &ticks("2026-11-20", k * 10, 10, 10));
+    }
+    let seqs_of = |args: &[&str]| {
+        let out = tickrec(&db, args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        let seqs: Vec<i64> = keys(&lines).into_iter().map(|k| k.1).collect();
+        (seqs, text(&out.stderr))
+    };
+    let from = ["tail", "--from", "2026-11-20:0", "--symbols", "EURUSD"];
+    let (all, _) = seqs_of(&from);
+    assert_eq!(all.len(), 50);
+    // The 7th EURUSD tick is past the first commit's GBPUSD ticks.
+    let (first, said) = seqs_of(&[&from[..], &["--max-ticks", "7"]].concat());
+    assert_eq!(first, all[..7]);
+    assert!(all[6] > 10, "{all:?}");
+    assert!(
+        said.contains(&format!("7 ticks; cursor 2026-11-20:{}\n", all[6])),
+        "{said}"
+    );
+    let cursor = format!("2026-11-20:{}", all[6]);
+    let (rest, _) = seqs_of(&["tail", "--from", &cursor, "--symbols", "EURUSD"]);
+    assert_eq!(rest, all[7..]);
+
+    // Following: it waits for ticks not yet committed, then ends by itself at the 30th.
+    let tail = Follower::start(&db, &["--from", "2026-11-20:100", "--max-ticks", "30"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tail.policy() != libc::SCHED_IDLE {
+        assert!(Instant::now() < deadline, "policy {}", tail.policy());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ingest(&db, &ticks("2026-11-20", 100, 50, 10));
+    let got = tail.ended();
+    let seqs = |lines: &[String]| keys(lines).into_iter().map(|k| k.1).collect::<Vec<_>>();
+    assert_eq!(seqs(&got), (101..=130).collect::<Vec<i64>>());
+
+    // At `--priority normal` it keeps the policy it was started with (this test's).
+    // SAFETY: sched_getscheduler reads this thread's policy.
+    let ours = unsafe { libc::sched_getscheduler(0) };
+    let mut tail = Follower::start(&db, &["--from", "2026-11-20:149", "--priority", "normal"]);
+    tail.until(1);
+    assert_eq!(tail.policy(), ours);
+    assert_ne!(ours, libc::SCHED_IDLE);
+    assert_eq!(seqs(&tail.stop()), vec![150]);
 }

@@ -47,13 +47,15 @@ use tickrec::synth::{symbol_names, QuoteGen};
 use tickrec::tick::{SymbolId, Tick, Timestamp, NANOS_PER_DAY};
 
 /// Bench parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub ticks: usize,
     pub symbols: usize,
     pub e2e_seconds: f64,
     /// Only one stage (and what it needs).
     pub only: Option<Stage>,
+    /// The configuration file the bench was given, for the processes it starts.
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// A stage `--only` runs.
@@ -63,8 +65,8 @@ pub enum Stage {
     Writer,
     /// (e): the large day is written by the writer (not timed), then archived and queried.
     Archive,
-    /// The writer alone, with four tails following at nice 19 and at default priority, in
-    /// rounds; then the tail latency.
+    /// The writer alone, with four `tickrec tail` processes following at their default
+    /// priority (`SCHED_IDLE`) and at `--priority normal`, in rounds; then the tail latency.
     Tails,
     /// (c) without and with eight subscribers on the live fan-out.
     Publish,
@@ -89,24 +91,26 @@ pub struct BenchReport {
     /// The writer alone in the tails stage's rounds (median), beside which its figures with
     /// tails are measured.
     pub tails_writer_alone_ticks_per_s: f64,
-    /// The writer while four tails follow every tick (median of the rounds).
+    /// The writer while four `tickrec tail --follow` processes, at the priority they take
+    /// (`SCHED_IDLE`), follow every tick (median of the rounds): the figure the 0.95 target is
+    /// held against.
     pub writer_ticks_per_s_with_tails: f64,
-    /// The same with the tails at nice 19 (a bulk consumer beside a recorder at full speed).
-    pub writer_ticks_per_s_with_tails_nice19: f64,
-    /// With tails over alone, round by round, and the median of the rounds: the figures the
-    /// 0.95 target is held against.
+    /// The same with the tails at `--priority normal`.
+    pub writer_ticks_per_s_with_tails_normal_priority: f64,
+    /// With tails over alone, round by round, and the median of the rounds.
     pub writer_with_tails_ratio: f64,
     pub writer_with_tails_ratios: Vec<f64>,
-    pub writer_with_tails_nice19_ratio: f64,
-    pub writer_with_tails_nice19_ratios: Vec<f64>,
+    pub writer_with_tails_normal_priority_ratio: f64,
+    pub writer_with_tails_normal_priority_ratios: Vec<f64>,
     /// The writer's time in WAL restarts (waits for readers on old snapshots included), s, in
-    /// the tails stage's runs alone, with four tails, with four tails at nice 19 (medians):
+    /// the tails stage's runs alone, with four tails, with four at normal priority (medians):
     /// what readers cost the writer other than CPU.
     pub writer_wal_restart_s: f64,
     pub writer_wal_restart_s_with_tails: f64,
-    pub writer_wal_restart_s_with_tails_nice19: f64,
-    /// CPU time a following tail spends per tick it reads and formats (the four tails of the
-    /// last run at default priority), ns: with the writer's speed, the cores four tails take.
+    pub writer_wal_restart_s_with_tails_normal_priority: f64,
+    /// CPU time a following tail spends per tick it reads and formats (the four processes of
+    /// the last run at `--priority normal`, start-up included), ns: with the writer's speed,
+    /// the cores four tails take.
     pub tail_cpu_ns_per_tick: f64,
     /// `store_tick` under (c) with eight subscribers on the live fan-out (one stalled), and
     /// without, in the same stage (each the median of three runs), ns.
@@ -338,7 +342,7 @@ pub fn run(
             return Ok(r);
         }
         Some(Stage::Tails) => {
-            tails_stage(opts, &inputs, log, &mut r)?;
+            tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
             r.writer_ticks_per_s = r.tails_writer_alone_ticks_per_s;
             return Ok(r);
         }
@@ -354,7 +358,7 @@ pub fn run(
 
     ceilings_and_writer(&inputs, &writer_base, log, &mut r)?;
     writer_with_reader(opts, &inputs, log, &mut r)?;
-    tails_stage(opts, &inputs, log, &mut r)?;
+    tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
     drop(input);
     end_to_end(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
     publish_stage(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
@@ -388,17 +392,19 @@ fn end_to_end(
     Ok(())
 }
 
-/// Rounds of the tails stage: each runs the writer alone, with four tails at nice 19 and with
-/// four at default priority (in a rotated order), and its ratios pair runs of one round.
-const TAIL_ROUNDS: usize = 3;
+/// Rounds of the tails stage: each runs the writer alone, with four tails at their default
+/// priority (`SCHED_IDLE`) and with four at `--priority normal` (in a rotated order), and its ratios
+/// pair runs of one round.
+const TAIL_ROUNDS: usize = 5;
 
-/// (b) with four tails following, at default priority and at nice 19, against the writer alone
+/// (b) with four tails following, at their default priority and at normal priority, against the writer alone
 /// in the same round ([`TAIL_ROUNDS`], medians of the rounds' ratios: one run against another
 /// here differs by up to a fifth), and the commit-to-output latency of one following tail.
 ///
 /// Long (~90 lines) on purpose: the rounds and what they report live beside each other.
 fn tails_stage(
     opts: &Options,
+    config: Option<&Path>,
     inputs: &Inputs<'_>,
     log: &mut dyn Write,
     r: &mut BenchReport,
@@ -412,12 +418,12 @@ fn tails_stage(
         ..
     } = *inputs;
     let b_ticks = input.len();
-    // Per round: (ticks/s, WAL restart s) alone, with tails at nice 19, with tails.
+    // Per round: (ticks/s, WAL restart s) alone, with tails, with tails at normal priority.
     let mut runs = [[(0.0f64, 0.0f64); 3]; TAIL_ROUNDS];
     let what = [
         "alone",
-        "four tails following every tick at nice 19",
-        "four tails following every tick",
+        "four tails following every tick (their default priority, SCHED_IDLE)",
+        "four tails following every tick at --priority normal",
     ];
     for (round, slots) in runs.iter_mut().enumerate() {
         for k in 0..3 {
@@ -429,11 +435,11 @@ fn tails_stage(
                 round + 1
             )?;
             let base = dir.join("writer-tailed");
-            let stop = Shutdown::new();
+            std::fs::create_dir_all(&base)?;
             let followers = match mode {
-                0 => Vec::new(),
-                1 => tails::start(&base, &opts.writer.sqlite, 4, Some(19), &stop),
-                _ => tails::start(&base, &opts.writer.sqlite, 4, None, &stop),
+                0 => None,
+                1 => Some(tails::start(&base, config, 4, b_ticks as u64, true)?),
+                _ => Some(tails::start(&base, config, 4, b_ticks as u64, false)?),
             };
             let tailed = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
             for n in names {
@@ -442,19 +448,14 @@ fn tails_stage(
             tailed.source("SIM")?;
             let wal = WalWatch::start(&base);
             let run = write_all(&base, &tailed, pipeline, writer_opts, input)?;
-            let all = tails::caught_up(&followers, b_ticks as u64, Duration::from_secs(120));
+            let cpu = followers
+                .map(|f| f.finish(Duration::from_secs(120)))
+                .transpose()
+                .map_err(|e| e.context("the tails did not follow the writer to its last tick"))?;
             let wal = wal.finish();
             r.wal_max_bytes = r.wal_max_bytes.max(wal);
-            stop.request();
-            let mut cpu = Duration::ZERO;
-            let mut rows = 0;
-            for (n, h) in followers {
-                cpu += h.join().unwrap_or_default();
-                rows += n.load(std::sync::atomic::Ordering::Relaxed);
-            }
-            anyhow::ensure!(all, "the tails did not catch up with the writer");
-            if mode == 2 && rows > 0 {
-                r.tail_cpu_ns_per_tick = cpu.as_nanos() as f64 / rows as f64;
+            if let (2, Some(cpu)) = (mode, cpu) {
+                r.tail_cpu_ns_per_tick = cpu.as_nanos() as f64 / (4 * b_ticks) as f64;
             }
             if let Some(b) = run.stats.backends.first() {
                 writeln!(
@@ -476,14 +477,14 @@ fn tails_stage(
     };
     r.tails_writer_alone_ticks_per_s = of(0, |run, _| run.0);
     r.writer_wal_restart_s = of(0, |run, _| run.1);
-    r.writer_ticks_per_s_with_tails_nice19 = of(1, |run, _| run.0);
-    r.writer_wal_restart_s_with_tails_nice19 = of(1, |run, _| run.1);
-    r.writer_ticks_per_s_with_tails = of(2, |run, _| run.0);
-    r.writer_wal_restart_s_with_tails = of(2, |run, _| run.1);
-    r.writer_with_tails_ratio = of(2, |run, alone| run.0 / alone.0);
-    r.writer_with_tails_nice19_ratio = of(1, |run, alone| run.0 / alone.0);
-    r.writer_with_tails_nice19_ratios = runs.iter().map(|s| s[1].0 / s[0].0).collect();
-    r.writer_with_tails_ratios = runs.iter().map(|s| s[2].0 / s[0].0).collect();
+    r.writer_ticks_per_s_with_tails = of(1, |run, _| run.0);
+    r.writer_wal_restart_s_with_tails = of(1, |run, _| run.1);
+    r.writer_with_tails_ratio = of(1, |run, alone| run.0 / alone.0);
+    r.writer_with_tails_ratios = runs.iter().map(|s| s[1].0 / s[0].0).collect();
+    r.writer_ticks_per_s_with_tails_normal_priority = of(2, |run, _| run.0);
+    r.writer_wal_restart_s_with_tails_normal_priority = of(2, |run, _| run.1);
+    r.writer_with_tails_normal_priority_ratio = of(2, |run, alone| run.0 / alone.0);
+    r.writer_with_tails_normal_priority_ratios = runs.iter().map(|s| s[2].0 / s[0].0).collect();
     writeln!(
         log,
         "(b) tail latency: 3,000 ticks at 1,000/s, one tail following…"
@@ -1161,18 +1162,18 @@ impl BenchReport {
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {TAIL_ROUNDS}: {}; target >= 0.95; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); tails at nice 19: {:.0} = {:.2} x ({}); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s at nice 19; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {TAIL_ROUNDS}: {}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
             self.writer_ticks_per_s_with_tails,
             self.writer_with_tails_ratio,
             ratios(&self.writer_with_tails_ratios),
+            self.writer_ticks_per_s_with_tails_normal_priority,
+            self.writer_with_tails_normal_priority_ratio,
+            ratios(&self.writer_with_tails_normal_priority_ratios),
             self.tail_cpu_ns_per_tick,
             4.0 * self.tail_cpu_ns_per_tick * self.tails_writer_alone_ticks_per_s / 1e9,
-            self.writer_ticks_per_s_with_tails_nice19,
-            self.writer_with_tails_nice19_ratio,
-            ratios(&self.writer_with_tails_nice19_ratios),
             self.writer_wal_restart_s,
             self.writer_wal_restart_s_with_tails,
-            self.writer_wal_restart_s_with_tails_nice19,
+            self.writer_wal_restart_s_with_tails_normal_priority,
             self.tail_latency_p50_ms,
             self.tail_latency_p99_ms,
             self.tail_latency_50k_p50_ms,

@@ -1,9 +1,8 @@
-//! (b) with subscribers: the writer while four `tail --follow` readers stream every committed
-//! tick (formatted as JSON Lines into a sink), and the latency from accepting a tick to a
-//! following tail passing it on.
+//! (b) with subscribers: the writer while four `tickrec tail --follow` processes stream every
+//! committed tick (formatted as JSON Lines to `/dev/null`), and the latency from accepting a
+//! tick to a following tail passing it on.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +10,127 @@ use tickrec::clock::Clock;
 use tickrec::format::{row_writer, OutputFormat};
 use tickrec::shutdown::Shutdown;
 use tickrec::store::reader::{Store, Symbols};
-use tickrec::store::SqliteOptions;
 use tickrec::tail::{Start, Tail};
 use tickrec::tick::TickRow;
 
+/// Four `tickrec tail --follow --format jsonl > /dev/null` processes, as a desk runs them
+/// beside a recorder: each its own process (its own allocator, address space and SQLite
+/// connection), started before the writer's first tick and stopping once it has passed every
+/// one (`--max-ticks`).
+pub struct Followers {
+    children: Vec<std::process::Child>,
+    rows: u64,
+    /// CPU time of this process's reaped children when the tails started.
+    cpu_before: Duration,
+}
+
+/// CPU time (user and system) of the reaped children of this process.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    let of = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    of(u.ru_utime) + of(u.ru_stime)
+}
+
+/// Starts `n` following tails of `base` (which must exist), each to pass `rows` ticks from the
+/// first; `idle`: at the tail's default priority (`SCHED_IDLE`), else with `--priority normal`.
+/// `config`: the bench's own configuration file, so the tails read with its SQLite settings.
+pub fn start(
+    base: &Path,
+    config: Option<&Path>,
+    n: usize,
+    rows: u64,
+    idle: bool,
+) -> anyhow::Result<Followers> {
+    let exe = std::env::current_exe()?;
+    let cpu_before = children_cpu();
+    let mut children = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut cmd = std::process::Command::new(&exe);
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--db")
+            .arg(base)
+            .args(["tail", "--follow", "--format", "jsonl", "--priority"])
+            .arg(if idle { "idle" } else { "normal" })
+            .arg("--max-ticks")
+            .arg(rows.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn()?);
+    }
+    Ok(Followers {
+        children,
+        rows,
+        cpu_before,
+    })
+}
+
+impl Followers {
+    /// Waits (up to `limit`) for every tail to pass its rows and exit; their CPU time in all.
+    /// An error when one has not in time (it is killed) or ended otherwise than having passed
+    /// exactly its rows.
+    pub fn finish(mut self, limit: Duration) -> anyhow::Result<Duration> {
+        let deadline = Instant::now() + limit;
+        let mut failed = None;
+        for child in &mut self.children {
+            let status = loop {
+                match child.try_wait()? {
+                    Some(status) => break Some(status),
+                    None if Instant::now() >= deadline => break None,
+                    None => std::thread::sleep(Duration::from_millis(5)),
+                }
+            };
+            let mut err = String::new();
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            let passed = format!("tail: {} ticks;", self.rows);
+            match status {
+                Some(s) if s.success() && err.contains(&passed) => {}
+                Some(s) => failed = Some(format!("a tail ended with {s}: {}", err.trim())),
+                None => {
+                    failed = Some(format!(
+                        "a tail had not passed {} ticks in {limit:?}: {}",
+                        self.rows,
+                        err.trim()
+                    ))
+                }
+            }
+        }
+        self.children.clear();
+        if let Some(why) = failed {
+            anyhow::bail!(why);
+        }
+        Ok(children_cpu().saturating_sub(self.cpu_before))
+    }
+}
+
+impl Drop for Followers {
+    /// A round that failed before [`Followers::finish`] leaves no process behind.
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// What `tickrec tail --follow --format jsonl > /dev/null` does, from the newest day of `store`
-/// until `stop`: every committed row formatted, then passed to `seen`.
+/// until `stop`: every committed row formatted, then passed to `seen` (in this process, for the
+/// latency: the instant a row is passed on is compared with its commit's).
 fn follow_as_json(store: Store, stop: &Shutdown, mut seen: impl FnMut(&TickRow)) {
     let Ok(mut tail) = Tail::new(store, Symbols::All, Start::NewestDay) else {
         return;
@@ -31,54 +145,6 @@ fn follow_as_json(store: Store, stop: &Shutdown, mut seen: impl FnMut(&TickRow))
         },
         &mut |_| Ok(()),
     );
-}
-
-/// A following tail: the rows it has passed so far, and its thread, which returns the CPU time
-/// it used.
-pub type Follower = (Arc<AtomicU64>, std::thread::JoinHandle<Duration>);
-
-/// Starts `n` following tails of `base` (from its first tick); each counts the rows it passed.
-/// `nice`: the tails' threads run at that nice value (as `nice -n 19 tickrec tail` would).
-pub fn start(
-    base: &Path,
-    opts: &SqliteOptions,
-    n: usize,
-    nice: Option<i32>,
-    stop: &Shutdown,
-) -> Vec<Follower> {
-    (0..n)
-        .map(|_| {
-            let (store, stop) = (Store::new(base, opts.clone()), stop.clone());
-            let rows = Arc::new(AtomicU64::new(0));
-            let counted = rows.clone();
-            let handle = std::thread::spawn(move || {
-                if let Some(n) = nice {
-                    // SAFETY: plain syscalls on this thread's own id.
-                    unsafe {
-                        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                        libc::setpriority(libc::PRIO_PROCESS, tid, n);
-                    }
-                }
-                follow_as_json(store, &stop, |_| {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                });
-                tickrec::procstat::thread_cpu().unwrap_or_default()
-            });
-            (rows, handle)
-        })
-        .collect()
-}
-
-/// Waits (up to `limit`) until every tail has passed `rows`; false if one has not.
-pub fn caught_up(tails: &[Follower], rows: u64, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if tails.iter().all(|(n, _)| n.load(Ordering::Relaxed) >= rows) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 /// The instant each seq was committed (a one-day run).

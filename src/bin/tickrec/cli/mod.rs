@@ -444,6 +444,22 @@ pub struct TailArgs {
     /// csv or jsonl (a table cannot be streamed)
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     pub format: OutputFormat,
+    /// CPU priority: `idle` (the default, Linux's SCHED_IDLE) runs only on CPU time the
+    /// recorder and every other process leave; `normal` keeps the priority the tail was started
+    /// with (a consumer whose latency matters more than the recorder's headroom)
+    #[arg(long, value_enum, default_value_t = TailPriority::Idle)]
+    pub priority: TailPriority,
+    /// Stop after this many ticks (with --follow, once they have been committed); the cursor
+    /// is left on the last of them
+    #[arg(long, value_name = "N")]
+    pub max_ticks: Option<u64>,
+}
+
+/// See [`TailArgs::priority`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TailPriority {
+    Idle,
+    Normal,
 }
 
 #[derive(Debug, Args)]
@@ -513,6 +529,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
                     only: a.only,
+                    config: cli.config.clone(),
                 },
                 scratch.path(),
                 &mut log,

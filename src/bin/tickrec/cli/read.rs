@@ -43,6 +43,12 @@ pub(super) fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitC
 
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
+    // Before any thread starts (a thread's nice value is its own; new ones take it).
+    if a.priority == super::TailPriority::Idle {
+        if let Err(e) = tickrec::tail::idle_priority() {
+            tracing::warn!(error = %e, "tail: could not take the idle CPU priority; it runs at the one it was given");
+        }
+    }
     anyhow::ensure!(
         a.format != OutputFormat::Table,
         "--format: tail prints csv or jsonl (a table is aligned only once it is complete)"
@@ -71,6 +77,9 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     };
     let store = service::open_store(opts);
     let mut tail = Tail::new(store, symbols, start)?;
+    if let Some(n) = a.max_ticks {
+        tail = tail.limit(n);
+    }
     let stop = tickrec::shutdown::Shutdown::new();
     if a.follow {
         stop.install_signal_handler()?;
