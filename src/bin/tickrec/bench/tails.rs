@@ -168,8 +168,8 @@ impl tickrec::store::writer::CommitObserver for CommitTimes {
     }
 }
 
-/// (p50, p99) in ms from a tick's commit to a following tail passing it on: `n` ticks at
-/// `rate` per second through a Recorder under `base`.
+/// (p50, p99) in ms from a tick's commit to a following tail (under `SCHED_IDLE`, as `tickrec
+/// tail` runs) passing it on: `n` ticks at `rate` per second through a Recorder under `base`.
 ///
 /// Long (~100 lines) on purpose: one measurement from set-up to teardown.
 pub fn latency_ms(
@@ -204,6 +204,10 @@ pub fn latency_ms(
             outputs.clone(),
         );
         std::thread::spawn(move || {
+            // As `tickrec tail` runs unless told otherwise.
+            if let Err(e) = tickrec::tail::idle_priority() {
+                tracing::warn!(error = %e, "the following tail runs at normal priority");
+            }
             follow_as_json(store, &stop, |r| {
                 if let Ok(mut v) = outputs.lock() {
                     v.push((r.seq.unwrap_or(0), Instant::now()));
