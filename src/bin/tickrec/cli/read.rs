@@ -43,7 +43,8 @@ pub(super) fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitC
 
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
-    // Before any thread starts (a thread's nice value is its own; new ones take it).
+    // Before any thread starts (a thread's scheduling policy is its own; the threads it starts
+    // take it).
     if a.priority == super::TailPriority::Idle {
         if let Err(e) = tickrec::tail::idle_priority() {
             tracing::warn!(error = %e, "tail: could not take the idle CPU priority; it runs at the one it was given");
