@@ -121,8 +121,9 @@
 --   The blocks cost their bytes written twice (WAL, then checkpoint), 13.6 a tick of this
 --   random-ns day, and their encoding on the writer's thread. Hence they were off by default.
 --   beside this file (ticks_<day>.blocks, .blockidx, .blocktail: src/store/blockfile.rs),
---   built by a thread of their own from each committed batch, plus per-commit runs for the
---   ticks no directory row covers yet (this, on by default); three runs on / off, alternating:
+--   built by a thread of their own from each directory row's committed batches, plus per-commit
+--   runs for the ticks no directory row covers yet, appended by the writer after each commit
+--   (this, on by default); three runs on / off, alternating:
 --     1 h of 1 symbol while the writer appends  1.04-1.21M / 0.30-0.37M ticks/s,
 --                                               first row 2.4 / 6.1-7.0 ms
 --     the same, writer done                     2.9-3.5M / 0.73-1.00M ticks/s

@@ -502,7 +502,7 @@ fn block_files_ahead_of_their_day_file_after_a_power_cut_are_cut_back_and_never_
 }
 
 /// What could go wrong: `recent` on a live day reads the newest ticks, which no directory row
-/// covers yet, through the block builder's tail records (the runs of each commit) instead of
+/// covers yet, through the writer's tail records (the runs of each commit) instead of
 /// scanning them; a record missing, torn, not yet written, or well-formed but describing other
 /// rows (a day file replaced behind them) must never change an answer. The writer stays open
 /// (its last commits uncovered) while the answers are compared with the rows'.
@@ -559,13 +559,14 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
     let covered = sql_int(&db, "SELECT max(last_seq) FROM batches");
     let last = sql_int(&db, "SELECT max(seq) FROM ticks");
     assert_eq!((covered, last), (16_000, 20_500));
-    // The builder writes its records after the commits: wait for the last one.
+    // The writer appends each commit's record before `write_batch` returns: no wait.
     let file = block_file(&db).unwrap();
-    wait_until(Duration::from_secs(10), "the tail records", || {
+    assert_eq!(
         file.tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
-            .1
-            == last
-    });
+            .1,
+        last,
+        "the records cover every commit as soon as it is made"
+    );
     // The seqs the rows give, read by SQL.
     let rows_seqs = |sql: &str, params: &[i64]| -> Vec<i64> {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -668,15 +669,11 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
         chrono::NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
     );
     let other_file = block_file(&other_db).unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the other day's tail records",
-        || {
-            other_file
-                .tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
-                .1
-                == last
-        },
+    assert_eq!(
+        other_file
+            .tail_runs(&[0], (covered + 1, last), (i64::MIN, i64::MAX))
+            .1,
+        last
     );
     other.close();
     std::fs::copy(tail_path(&other_db), &tail).unwrap();
