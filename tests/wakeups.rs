@@ -13,6 +13,10 @@ use tickrec::tick::Timestamp;
 #[path = "it/util.rs"]
 mod util;
 
+/// Held by each test: both look for their thread by name, and each test's recorder or sink
+/// starts threads of both names.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Threads of this process named `name` (other tests run beside this one: several may be).
 fn threads_named(name: &str) -> Vec<std::path::PathBuf> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -41,6 +45,7 @@ fn voluntary_switches(task: &std::path::Path) -> Option<u64> {
 /// wake far less often than once per tick: it polls with sleeps sized to its batch.
 #[test]
 fn a_moderate_feed_never_has_to_wake_the_writer() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let rec = util::default_recorder(dir.path());
     // The one writer of this process (its own test binary); a new thread takes its name a
@@ -72,5 +77,73 @@ fn a_moderate_feed_never_has_to_wake_the_writer() {
     assert!(
         woke < u64::from(n) / 10,
         "the writer slept and woke {woke} times for {n} ticks"
+    );
+}
+
+/// What could go wrong: a writer that hands its block builder each commit as it makes it wakes
+/// the builder (a futex wake, an interrupt to the other CPU) once per commit: 3.3 % of the
+/// writer thread's time at full speed, and the writer kept 0.84 × the ceiling instead of 0.94
+/// (`bench --only writer`, six runs a side). It hands over a directory row's commits (16) in one
+/// message once the row is written, and appends the tail records itself: 96 commits of 500
+/// make six rows, so the builder may wake about six times, not ninety-six.
+#[test]
+fn the_block_builder_wakes_once_per_directory_row_not_once_per_commit() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    use tickrec::pipeline::Sink;
+    use tickrec::store::writer::SqliteSink;
+    use tickrec::store::WriterOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let names = std::sync::Arc::new(tickrec::intern::Names::new(16));
+    let ids: Vec<_> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|s| names.symbol(s).unwrap())
+        .collect();
+    let src = names.source("LP1").unwrap();
+    let opts = WriterOptions {
+        symbol_blocks: true,
+        ..WriterOptions::default()
+    };
+    let mut sink = SqliteSink::new(dir.path(), names.clone(), opts);
+    let stop = tickrec::shutdown::Shutdown::new();
+    let day0 = Timestamp::parse("2026-11-19T00:00:00Z").unwrap().0;
+    let mut i = 0i64;
+    let mut batch = |sink: &mut SqliteSink| {
+        let ticks: Vec<_> = (0..500)
+            .map(|_| {
+                i += 1;
+                tickrec::tick::Tick {
+                    symbol: ids[(i % 4) as usize],
+                    source: src,
+                    ts_event: Timestamp(day0 + i * 1_000_000),
+                    ts_recv: Timestamp(day0 + i * 1_000_000 + 1_000),
+                    bid: util::dec("1.1"),
+                    ask: util::dec("1.2"),
+                    bid_size: None,
+                    ask_size: None,
+                    msg: tickrec::tick::MsgRef::NONE,
+                }
+            })
+            .collect();
+        sink.write_batch(&ticks, &stop);
+    };
+    // The first commit opens the day and starts the builder.
+    batch(&mut sink);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let builder = loop {
+        if let [b] = threads_named("tickrec-blocks").as_slice() {
+            break b.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no block builder");
+        std::thread::yield_now();
+    };
+    let before = voluntary_switches(&builder).expect("the builder is running");
+    for _ in 1..96 {
+        batch(&mut sink);
+    }
+    let woke = voluntary_switches(&builder).expect("still running") - before;
+    sink.close();
+    assert!(
+        woke <= 12,
+        "the builder woke {woke} times for 95 commits (six directory rows)"
     );
 }

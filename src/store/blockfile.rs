@@ -159,6 +159,8 @@ enum Msg {
     /// A directory row now covers `first..=last`; `whole` when it holds its commits' directory
     /// (else the commits are left to the rows: `writer::record_directory`).
     Row { first: i64, last: i64, whole: bool },
+    /// Commits and rows, in order, handed over together (see [`Spool::committed`]).
+    Held(Vec<Msg>),
 }
 
 /// What a builder did, for the writer's log at close.
@@ -302,8 +304,8 @@ impl Spool {
     /// a directory row is among them, then all go to the builder: it writes blocks only for
     /// whole rows, and one wake-up per row instead of one per commit spares the writer ~3 % of
     /// its time (a futex wake, an interrupt to the other CPU: `perf` of `bench --only writer`).
-    /// Never waits: a message the queue cannot take is dropped, and the builder, finding a
-    /// gap, writes no blocks for that directory row.
+    /// Never waits: what the queue cannot take is dropped, and those directory rows get no
+    /// blocks.
     pub fn committed(&mut self) {
         if !self.record.is_empty() {
             self.tail.append(&self.record);
@@ -318,10 +320,15 @@ impl Spool {
             self.held.clear();
             return;
         };
-        for msg in self.held.drain(..) {
-            if tx.try_send(msg).is_err() {
-                self.stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
-            }
+        // One message: the builder wakes once for all of it.
+        if let Err(e) = tx.try_send(Msg::Held(std::mem::take(&mut self.held))) {
+            let Msg::Held(lost) = e.into_inner() else {
+                return;
+            };
+            let rows = lost.iter().filter(|m| matches!(m, Msg::Row { .. })).count();
+            self.stats
+                .rows_skipped
+                .fetch_add(rows as u64, Ordering::Relaxed);
         }
     }
 
@@ -551,14 +558,54 @@ impl Group {
 fn build(
     rx: crossbeam_channel::Receiver<Msg>,
     back: crossbeam_channel::Sender<Vec<Tick>>,
-    mut files: Files,
+    files: Files,
     stats: &SpoolStats,
 ) {
-    let mut group = Group::default();
-    let (mut data, mut entries, mut one, mut keys) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut b = Building {
+        group: Group::default(),
+        data: Vec::new(),
+        entries: Vec::new(),
+        one: Vec::new(),
+        keys: Vec::new(),
+        files,
+        back,
+        stats,
+    };
     for msg in rx {
+        b.take(msg);
+    }
+}
+
+/// The builder thread's state: the commits of the directory row under way, and room reused.
+struct Building<'a> {
+    group: Group,
+    data: Vec<u8>,
+    entries: Vec<u8>,
+    one: Vec<u8>,
+    keys: Vec<(i64, usize)>,
+    files: Files,
+    back: crossbeam_channel::Sender<Vec<Tick>>,
+    stats: &'a SpoolStats,
+}
+
+impl Building<'_> {
+    fn take(&mut self, msg: Msg) {
+        let Building {
+            group,
+            data,
+            entries,
+            one,
+            keys,
+            files,
+            back,
+            stats,
+        } = self;
         match msg {
+            Msg::Held(msgs) => {
+                for m in msgs {
+                    self.take(m);
+                }
+            }
             Msg::Commit(mut ticks) => {
                 group.add(&ticks);
                 ticks.clear();
@@ -570,7 +617,7 @@ fn build(
                         stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
                     }
                     group.clear();
-                    continue;
+                    return;
                 }
                 // Each symbol's block in key order: the index's keys rise.
                 keys.clear();
@@ -583,17 +630,17 @@ fn build(
                 keys.sort_unstable();
                 data.clear();
                 entries.clear();
-                for &(key, s) in &keys {
+                for &(key, s) in keys.iter() {
                     let seed = super::blocks::runs_seed(&group.runs[s]);
-                    group.builders[s].data_seeded(seed, &mut one);
+                    group.builders[s].data_seeded(seed, one);
                     let Ok(len) = u32::try_from(one.len()) else {
                         continue;
                     };
                     let offset = files.data_len + data.len() as u64;
                     entries.extend_from_slice(&Entry { key, offset, len }.encode());
-                    data.extend_from_slice(&one);
+                    data.extend_from_slice(one);
                 }
-                if files.append(&data, &entries).is_ok() {
+                if files.append(data, entries).is_ok() {
                     stats
                         .blocks
                         .fetch_add((entries.len() / ENTRY) as u64, Ordering::Relaxed);
