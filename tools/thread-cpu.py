@@ -3,8 +3,8 @@
 
 Runs `tickrec bench --only writer` (a short one: the end-to-end stage is what this looks at), samples
 /proc/<pid>/task/*/stat every 20 ms, attributes each thread's user+system time to the stage
-the bench announced last on stderr, and divides the end-to-end stage's CPU by the ticks it
-committed.
+the bench announced last on stderr, and divides the end-to-end stage's CPU by the ticks its
+runs committed (the bench logs each run's count).
 
     python3 tools/thread-cpu.py [path/to/tickrec] [e2e seconds]
 """
@@ -21,6 +21,7 @@ proc = subprocess.Popen(
     [binary, "bench", "--only", "writer", "--ticks", "300000", "--e2e-seconds", str(secs)],
     stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 stage = ["start"]
+committed = []
 ticks_hz = os.sysconf("SC_CLK_TCK")
 
 
@@ -28,9 +29,13 @@ def follow_stages():
     for line in proc.stderr:
         if line.startswith("("):
             stage[0] = line[:3]
+        m = re.match(r"\s+(\d+) ticks committed, (\d+) ticks/s", line)
+        if m and stage[0] == "(c)":
+            committed.append((int(m.group(1)), int(m.group(2))))
 
 
-threading.Thread(target=follow_stages, daemon=True).start()
+follower = threading.Thread(target=follow_stages, daemon=True)
+follower.start()
 seen, cpu = {}, {}
 while proc.poll() is None:
     try:
@@ -50,12 +55,12 @@ while proc.poll() is None:
         cpu[key] = cpu.get(key, 0) + total - seen.get(tid, 0)
         seen[tid] = total
     time.sleep(0.02)
-out = proc.stdout.read()
-m = re.search(r"end to end \(FIX over loopback\)\s+(\d+) ticks/s", out)
-if not m:
-    sys.exit("no end-to-end figure in the bench output")
-rate = int(m.group(1))
-ticks = rate * secs
+proc.stdout.read()
+follower.join(timeout=10)
+if not committed:
+    sys.exit("no end-to-end run in the bench's log")
+ticks = sum(n for n, _ in committed)
+rate = "/".join(str(r) for _, r in committed)
 total = 0.0
 for (st, name), t in sorted(cpu.items()):
     if st == "(c)" and t > 0:

@@ -12,7 +12,8 @@
 //!     then again with a reader running `recent 100` and a one-hour range on the live day 50
 //!     times a second;
 //! (c) end to end: the FIX simulator → FIX over loopback → committed, 128 symbols, the
-//!     simulator on the same cores;
+//!     simulator on the same cores; run twice, the better run kept, as the ceiling and the
+//!     writer keep theirs;
 //! (d) queries on the day file written by (b), live then sealed: `recent 100` of one symbol and
 //!     a one-hour range of one symbol; the sealed ones also run by the `sqlite3` shell on the
 //!     same file, timed inside the shell (its start-up measured apart and subtracted);
@@ -378,17 +379,26 @@ fn end_to_end(
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
-    writeln!(
-        log,
-        "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s…"
-    )?;
-    let (report, wal) = e2e(opts, dir, names, seconds, None, log)?;
-    r.wal_max_bytes = r.wal_max_bytes.max(wal);
-    r.end_to_end_ticks_per_s = report.stats.ticks_stored as f64 / report.elapsed.as_secs_f64();
+    for round in 0..2 {
+        writeln!(
+            log,
+            "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s (run {} of 2)…",
+            round + 1
+        )?;
+        let (report, wal) = e2e(opts, dir, names, seconds, None, log)?;
+        r.wal_max_bytes = r.wal_max_bytes.max(wal);
+        let stored = report.stats.ticks_stored;
+        let rate = stored as f64 / report.elapsed.as_secs_f64();
+        // (`tools/thread-cpu.py` divides the stage's CPU by these.)
+        writeln!(log, "    {stored} ticks committed, {rate:.0} ticks/s")?;
+        if rate > r.end_to_end_ticks_per_s {
+            r.end_to_end_ticks_per_s = rate;
+            r.store_tick_p99_ns = report.stats.store_tick_latency.p99_ns;
+            r.store_tick_p999_ns = report.stats.store_tick_latency.p999_ns;
+            r.commit_p99_us = report.stats.commit_latency.p99_ns / 1000;
+        }
+    }
     r.end_to_end_vs_ceiling = r.end_to_end_ticks_per_s / r.ceiling_ticks_per_s;
-    r.store_tick_p99_ns = report.stats.store_tick_latency.p99_ns;
-    r.store_tick_p999_ns = report.stats.store_tick_latency.p999_ns;
-    r.commit_p99_us = report.stats.commit_latency.p99_ns / 1000;
     Ok(())
 }
 
@@ -1255,7 +1265,7 @@ impl std::fmt::Display for BenchReport {
         let c = self.ceiling_ticks_per_s;
         writeln!(
             f,
-            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of 2, interleaved",
+            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of 2, interleaved; end to end best of 2",
             self.ticks, self.symbols
         )?;
         writeln!(
