@@ -11,7 +11,8 @@
 //!   low bits of XXH3 over the first 20 bytes). Keys rise strictly; offsets tile `.blocks` from 0.
 //! - `ticks_<day>.blocktail`: per commit, appended by the writer right after it commits (there
 //!   as soon as the commit is), its runs: varints first `seq`, tick count, smallest and largest
-//!   `ts_event` (zigzag), run count, then per run its file symbol id and length, in `seq` order; then the payload's length (u32) and its check (u32, XXH3 seeded with the day
+//!   `ts_event` (zigzag), run count, then per run its file symbol id and length, in `seq` order;
+//!   then the payload's length (u32) and its check (u32, XXH3 seeded with the day
 //!   file's `file_info.created_ns`, so that records never describe the rows of another file put
 //!   in its place: a check that only covered the record let another day file's well-formed
 //!   records, with the same commits, name a subset of a symbol's ticks). The ticks no
@@ -192,9 +193,13 @@ pub struct Spool {
     index_path: PathBuf,
 }
 
-/// Messages the builder may have waiting: ~16 directory rows of 16 commits. Past that, commits
-/// are skipped (their rows get no blocks) rather than the writer waiting.
-const QUEUE: usize = 256;
+/// Messages the builder may have waiting, each a directory row's commits (~16 of 500 ticks,
+/// ~0.8 MB). Past that, rows are skipped (they get no blocks: their ticks are read from the
+/// day file) rather than the writer waiting.
+const QUEUE: usize = 32;
+
+/// Emptied tick buffers the builder may hand back for reuse (it hands back ~16 a row).
+const BACK: usize = 64;
 
 /// `path` opened to read and write, created if absent, emptied when `empty`.
 fn open_rw(path: &Path, empty: bool) -> io::Result<File> {
@@ -236,7 +241,7 @@ impl Spool {
             seed,
         };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let (back_tx, back) = crossbeam_channel::bounded(QUEUE);
+        let (back_tx, back) = crossbeam_channel::bounded(BACK);
         let stats = Arc::new(SpoolStats::default());
         let files = Files {
             data,
@@ -938,8 +943,12 @@ mod tests {
     fn find_returns_exactly_the_blocks_asked_for_among_the_newest_entries_and_before_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("ticks_2026-12-01.db");
-        // 100 rows of one commit: 300 entries, keys 1, 5, 8, 11, 15, 18, ...
-        let keys = write(&db, 0, 1, 100, 1);
+        // 100 rows of one commit: 300 entries, keys 1, 5, 8, 11, 15, 18, ... Written by four
+        // writers in turn: one writes faster than its builder takes [`QUEUE`] rows.
+        let mut keys = Vec::new();
+        for k in 0..4 {
+            keys = write(&db, k * 250, k * 250 + 1, 25, 1);
+        }
         assert_eq!(keys.len(), 300);
         let f = BlockFile::open(&db, 7).unwrap();
         let entries = f.entries().unwrap();
