@@ -30,6 +30,22 @@ fn threads_named(name: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The one thread of this process named `name` (the tests take turns); a new thread takes its
+/// name a moment after it starts: waits for it, with a deadline.
+fn the_thread_named(name: &str) -> std::path::PathBuf {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let [t] = threads_named(name).as_slice() {
+            return t.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no thread named {name}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Voluntary context switches of one thread (each is a sleep it woke from).
 fn voluntary_switches(task: &std::path::Path) -> Option<u64> {
     std::fs::read_to_string(task.join("status"))
@@ -48,16 +64,7 @@ fn a_moderate_feed_never_has_to_wake_the_writer() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let rec = util::default_recorder(dir.path());
-    // The one writer of this process (its own test binary); a new thread takes its name a
-    // moment after it starts: wait for it, with a deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let writer = loop {
-        if let [w] = threads_named("tickrec-writer").as_slice() {
-            break w.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no writer thread");
-        std::thread::yield_now();
-    };
+    let writer = the_thread_named("tickrec-writer");
     let t0 = Timestamp::parse("2026-11-23T09:00:00Z").unwrap();
     let before = voluntary_switches(&writer).expect("the writer is running");
     let started = std::time::Instant::now();
@@ -128,14 +135,7 @@ fn the_block_builder_wakes_once_per_directory_row_not_once_per_commit() {
     };
     // The first commit opens the day and starts the builder.
     batch(&mut sink);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let builder = loop {
-        if let [b] = threads_named("tickrec-blocks").as_slice() {
-            break b.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no block builder");
-        std::thread::yield_now();
-    };
+    let builder = the_thread_named("tickrec-blocks");
     let before = voluntary_switches(&builder).expect("the builder is running");
     for _ in 1..96 {
         batch(&mut sink);
