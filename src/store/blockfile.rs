@@ -160,8 +160,6 @@ enum Msg {
     /// A directory row now covers `first..=last`; `whole` when it holds its commits' directory
     /// (else the commits are left to the rows: `writer::record_directory`).
     Row { first: i64, last: i64, whole: bool },
-    /// Commits and rows, in order, handed over together (see [`Spool::committed`]).
-    Held(Vec<Msg>),
 }
 
 /// What a builder did, for the writer's log at close.
@@ -176,7 +174,8 @@ pub struct SpoolStats {
 
 /// The writer's end: the owner of a day's block files and the thread that writes them.
 pub struct Spool {
-    tx: Option<crossbeam_channel::Sender<Msg>>,
+    /// Commits and rows, in order, handed over together (see [`Spool::committed`]).
+    tx: Option<crossbeam_channel::Sender<Vec<Msg>>>,
     back: crossbeam_channel::Receiver<Vec<Tick>>,
     /// This transaction's messages, held once it commits.
     staged: Vec<Msg>,
@@ -326,10 +325,8 @@ impl Spool {
             return;
         };
         // One message: the builder wakes once for all of it.
-        if let Err(e) = tx.try_send(Msg::Held(std::mem::take(&mut self.held))) {
-            let Msg::Held(lost) = e.into_inner() else {
-                return;
-            };
+        if let Err(e) = tx.try_send(std::mem::take(&mut self.held)) {
+            let lost = e.into_inner();
             let rows = lost.iter().filter(|m| matches!(m, Msg::Row { .. })).count();
             self.stats
                 .rows_skipped
@@ -561,56 +558,16 @@ impl Group {
 }
 
 fn build(
-    rx: crossbeam_channel::Receiver<Msg>,
+    rx: crossbeam_channel::Receiver<Vec<Msg>>,
     back: crossbeam_channel::Sender<Vec<Tick>>,
-    files: Files,
+    mut files: Files,
     stats: &SpoolStats,
 ) {
-    let mut b = Building {
-        group: Group::default(),
-        data: Vec::new(),
-        entries: Vec::new(),
-        one: Vec::new(),
-        keys: Vec::new(),
-        files,
-        back,
-        stats,
-    };
-    for msg in rx {
-        b.take(msg);
-    }
-}
-
-/// The builder thread's state: the commits of the directory row under way, and room reused.
-struct Building<'a> {
-    group: Group,
-    data: Vec<u8>,
-    entries: Vec<u8>,
-    one: Vec<u8>,
-    keys: Vec<(i64, usize)>,
-    files: Files,
-    back: crossbeam_channel::Sender<Vec<Tick>>,
-    stats: &'a SpoolStats,
-}
-
-impl Building<'_> {
-    fn take(&mut self, msg: Msg) {
-        let Building {
-            group,
-            data,
-            entries,
-            one,
-            keys,
-            files,
-            back,
-            stats,
-        } = self;
+    let mut group = Group::default();
+    let (mut data, mut entries, mut one, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for msg in rx.into_iter().flatten() {
         match msg {
-            Msg::Held(msgs) => {
-                for m in msgs {
-                    self.take(m);
-                }
-            }
             Msg::Commit(mut ticks) => {
                 group.add(&ticks);
                 ticks.clear();
@@ -622,7 +579,7 @@ impl Building<'_> {
                         stats.rows_skipped.fetch_add(1, Ordering::Relaxed);
                     }
                     group.clear();
-                    return;
+                    continue;
                 }
                 // Each symbol's block in key order: the index's keys rise.
                 keys.clear();
@@ -635,17 +592,17 @@ impl Building<'_> {
                 keys.sort_unstable();
                 data.clear();
                 entries.clear();
-                for &(key, s) in keys.iter() {
+                for &(key, s) in &keys {
                     let seed = super::blocks::runs_seed(&group.runs[s]);
-                    group.builders[s].data_seeded(seed, one);
+                    group.builders[s].data_seeded(seed, &mut one);
                     let Ok(len) = u32::try_from(one.len()) else {
                         continue;
                     };
                     let offset = files.data_len + data.len() as u64;
                     entries.extend_from_slice(&Entry { key, offset, len }.encode());
-                    data.extend_from_slice(one);
+                    data.extend_from_slice(&one);
                 }
-                if files.append(data, entries).is_ok() {
+                if files.append(&data, &entries).is_ok() {
                     stats
                         .blocks
                         .fetch_add((entries.len() / ENTRY) as u64, Ordering::Relaxed);
