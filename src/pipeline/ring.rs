@@ -66,6 +66,21 @@ impl Ring {
         self.buf[self.head] = tick;
         self.head = (self.head + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
+        // The next slot, into the cache now: this symbol's next tick comes a few hundred
+        // ticks of other symbols later, and its slot was last written a full ring ago (the
+        // rings of 128 symbols hold 82 MB, past any cache), so each push wrote a line missing
+        // from every cache, and the mutex's release waited for it. With the prefetch,
+        // `bench --only publish --e2e-seconds 5`, five runs a side, alternating: store_tick p99
+        // under end to end 491–621 ns (median 551) → 441–521 (461), p99.9 median 972 → 861 ns.
+        #[cfg(target_arch = "x86_64")]
+        {
+            // Its last byte: the line its first bytes share with this slot's last is cached.
+            let next = std::ptr::from_ref(&self.buf[self.head])
+                .cast::<i8>()
+                .wrapping_add(std::mem::size_of::<Tick>() - 1);
+            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch never faults.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(next) };
+        }
     }
 
     pub fn len(&self) -> usize {
