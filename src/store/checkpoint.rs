@@ -14,6 +14,11 @@
 //! are checkpointed (TRUNCATE) by the writer at close, waiting at most 100 ms for readers; a WAL
 //! a reader still holds stays for the next opening or `seal` (`store::writer::close_day`).
 //!
+//! While a pass runs, the file it is on is known (`Passing`). A restart of the writer's that
+//! meets it is busy at once (SQLite calls no busy handler when another checkpoint holds the
+//! file) and tries again until its deadline; one past the bound waits the pass out, however
+//! long, rather than give up as it would on a reader.
+//!
 //! Failures are logged once per change of state, not once per attempt.
 
 use std::path::{Path, PathBuf};
@@ -29,25 +34,50 @@ use crate::shutdown::Shutdown;
 #[derive(Debug)]
 pub struct Checkpointer {
     targets: Arc<Mutex<Vec<PathBuf>>>,
+    passing: Arc<Passing>,
     stop: Shutdown,
     handle: Option<JoinHandle<()>>,
+}
+
+/// The file a checkpointer's pass is on, while it is on one. A WAL restart that would
+/// otherwise give up waits out such a pass, which ends, where it gives up on a reader, who may
+/// not (`store::writer::WalBound`).
+#[derive(Debug, Default)]
+pub struct Passing(Mutex<Option<PathBuf>>);
+
+impl Passing {
+    /// A pass on `path` is under way.
+    pub fn on(&self, path: &Path) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(path)
+    }
+
+    fn set(&self, path: Option<&Path>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = path.map(Path::to_owned);
+    }
 }
 
 impl Checkpointer {
     pub fn start(interval: Duration, busy_timeout: Duration) -> std::io::Result<Checkpointer> {
         let targets: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+        let passing: Arc<Passing> = Arc::default();
         let stop = Shutdown::new();
         let handle = {
-            let (targets, stop) = (targets.clone(), stop.clone());
+            let (targets, passing, stop) = (targets.clone(), passing.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-checkpoint".into())
-                .spawn(move || run(&targets, &stop, interval, busy_timeout))?
+                .spawn(move || run(&targets, &passing, &stop, interval, busy_timeout))?
         };
         Ok(Checkpointer {
             targets,
+            passing,
             stop,
             handle: Some(handle),
         })
+    }
+
+    /// Where its passes are.
+    pub fn passing(&self) -> Arc<Passing> {
+        Arc::clone(&self.passing)
     }
 
     /// Keeps `path` checkpointed from now on (the writer opened it).
@@ -65,7 +95,13 @@ impl Checkpointer {
     }
 }
 
-fn run(targets: &Mutex<Vec<PathBuf>>, stop: &Shutdown, interval: Duration, busy: Duration) {
+fn run(
+    targets: &Mutex<Vec<PathBuf>>,
+    passing: &Passing,
+    stop: &Shutdown,
+    interval: Duration,
+    busy: Duration,
+) {
     let mut conns: Vec<(PathBuf, Connection)> = Vec::new();
     let mut failing: Vec<PathBuf> = Vec::new();
     while !stop.wait_timeout(interval) {
@@ -88,7 +124,10 @@ fn run(targets: &Mutex<Vec<PathBuf>>, stop: &Shutdown, interval: Duration, busy:
                 },
             };
             let c = &conns[i].1;
-            match c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            passing.set(Some(&path));
+            let passed = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            passing.set(None);
+            match passed {
                 Ok(()) => report(&mut failing, &path, None),
                 Err(e) => {
                     report(&mut failing, &path, Some(&e));

@@ -565,7 +565,15 @@ fn ceilings_and_writer(
             input.len(),
             round + 1
         )?;
-        r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ceiling_run("ceiling", true)?);
+        let (ticks_per_s, wal) = ceiling_run("ceiling", true)?;
+        writeln!(
+            log,
+            "    {ticks_per_s:.0} ticks/s; WAL restarts: {} done, {} put off, {:.2} s",
+            wal.wal_restarts.get(),
+            wal.wal_restarts_postponed.get(),
+            wal.wal_restart_ns.get() as f64 / 1e9
+        )?;
+        r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ticks_per_s);
         writeln!(
             log,
             "(b) writer: Recorder fed from memory (run {} of 2)…",
@@ -596,7 +604,7 @@ fn ceilings_and_writer(
     r.wal_max_bytes = wal.finish();
     r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
     writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
-    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?;
+    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?.0;
     Ok(())
 }
 
@@ -1080,7 +1088,8 @@ fn write_all(
 /// writer's clock covers too, from creating the file to the last tick durable (the closing
 /// `wal_checkpoint(TRUNCATE)` the writer does when it closes a day). `writer_policy`: the
 /// writer's checkpoints (automatic ones off, the background checkpointer on the file, the WAL
-/// bound after each commit); otherwise SQLite's automatic checkpoint every 1000 pages.
+/// bound after each commit); otherwise SQLite's automatic checkpoint every 1000 pages. Returns
+/// the rate and the WAL restarts counted as the writer counts its own (`wal_*`).
 fn ceiling(
     base: &Path,
     day: chrono::NaiveDate,
@@ -1089,7 +1098,7 @@ fn ceiling(
     batch: usize,
     writer_opts: &WriterOptions,
     writer_policy: bool,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, tickrec::pipeline::SinkStats)> {
     let path = layout::day_path(base, day);
     let started = Instant::now();
     let mut conn = schema::open_for_write(&path, day, &writer_opts.sqlite)?;
@@ -1115,7 +1124,11 @@ fn ceiling(
         }
     };
     let mut seq = 1i64;
-    let mut wal = tickrec::store::writer::WalBound::new(writer_opts.wal_max_bytes);
+    let restarts = tickrec::pipeline::SinkStats::default();
+    let mut wal = tickrec::store::writer::WalBound::new(
+        writer_opts.wal_max_bytes,
+        checkpointer.as_ref().map(Checkpointer::passing),
+    );
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -1140,7 +1153,8 @@ fn ceiling(
         }
         tx.commit()?;
         if checkpointer.is_some() {
-            wal.after_commit(&conn, &path, writer_opts.sqlite.busy_timeout);
+            wal.after_commit(&conn, &path, writer_opts.sqlite.busy_timeout)
+                .record(&restarts);
         }
     }
     drop(checkpointer);
@@ -1148,7 +1162,7 @@ fn ceiling(
     let ticks_per_s = input.len() as f64 / started.elapsed().as_secs_f64();
     drop(conn);
     let _ = std::fs::remove_dir_all(base);
-    Ok(ticks_per_s)
+    Ok((ticks_per_s, restarts))
 }
 
 impl BenchReport {
