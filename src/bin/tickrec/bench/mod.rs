@@ -10,7 +10,7 @@
 //!     ceiling the ratios use — and once with SQLite's automatic checkpoint, printed beside it;
 //! (b) writer: the Recorder fed the rows from memory (store_tick → channel → batch writer),
 //!     then again with a reader running `recent 100` and a one-hour range on the live day 50
-//!     times a second;
+//!     times a second (twice, the better run kept);
 //! (c) end to end: the FIX simulator → FIX over loopback → committed, 128 symbols, the
 //!     simulator on the same cores; run twice, the better run kept, as the ceiling and the
 //!     writer keep theirs;
@@ -625,16 +625,55 @@ fn median<T: Copy + Default + PartialOrd>(v: &mut [T]) -> T {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-/// (b) The writer while a reader queries the live day 50 times a second; the reader's
-/// queries are timed too.
-///
-/// Long (~90 lines) on purpose: the reader thread and its timing live beside the run they measure.
+/// (b) The writer while a reader queries the live day 50 times a second, twice, one run after
+/// the other: the better run is kept, with its reader's timings, as the ceiling and the writer
+/// alone keep theirs.
 fn writer_with_reader(
     opts: &Options,
     inputs: &Inputs<'_>,
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
+    let mut best: Option<(f64, Seen)> = None;
+    for round in 0..2 {
+        writeln!(
+            log,
+            "(b) writer again, with a reader querying the live day (run {} of 2)…",
+            round + 1
+        )?;
+        let (ticks_per_s, seen) = writer_with_reader_once(opts, inputs)?;
+        writeln!(
+            log,
+            "    {ticks_per_s:.0} ticks/s, {} query pairs",
+            seen.done
+        )?;
+        if best.as_ref().is_none_or(|b| ticks_per_s > b.0) {
+            best = Some((ticks_per_s, seen));
+        }
+    }
+    let Some((ticks_per_s, mut seen)) = best else {
+        return Ok(());
+    };
+    r.queries_during_writes = seen.done;
+    r.writer_ticks_per_s_with_queries = ticks_per_s;
+    let (rows, time) = seen.range.iter().fold((0, 0.0), |(n, t), (rows, took, _)| {
+        (n + rows, t + took.as_secs_f64())
+    });
+    if time > 0.0 {
+        r.live_range_writing_ticks_per_s = rows as f64 / time;
+    }
+    r.live_range_writing_queries = seen.range.len() as u64;
+    let mut firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
+    r.live_range_writing_first_row_ms = median(&mut firsts);
+    r.live_recent100_writing_p50_us = median(&mut seen.recent_us);
+    r.live_recent100_writing_cpu_p50_us = median(&mut seen.recent_cpu_us);
+    Ok(())
+}
+
+/// One run of [`writer_with_reader`]: the writer's rate and what its reader saw.
+///
+/// Long (~70 lines) on purpose: the reader thread and its timing live beside the run they measure.
+fn writer_with_reader_once(opts: &Options, inputs: &Inputs<'_>) -> anyhow::Result<(f64, Seen)> {
     let Inputs {
         dir,
         names,
@@ -643,10 +682,6 @@ fn writer_with_reader(
         input,
         ..
     } = *inputs;
-    writeln!(
-        log,
-        "(b) writer again, with a reader querying the live day…"
-    )?;
     let base = dir.join("writer-queried");
     let stop = Shutdown::new();
     let reader = {
@@ -711,22 +746,9 @@ fn writer_with_reader(
     queried.source("SIM")?;
     let run = write_all(&base, &queried, pipeline, writer_opts, input)?;
     stop.request();
-    let mut seen = reader.join().unwrap_or_default();
-    r.queries_during_writes = seen.done;
-    r.writer_ticks_per_s_with_queries = run.ticks_per_s;
-    let (rows, time) = seen.range.iter().fold((0, 0.0), |(n, t), (rows, took, _)| {
-        (n + rows, t + took.as_secs_f64())
-    });
-    if time > 0.0 {
-        r.live_range_writing_ticks_per_s = rows as f64 / time;
-    }
-    r.live_range_writing_queries = seen.range.len() as u64;
-    let mut firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
-    r.live_range_writing_first_row_ms = median(&mut firsts);
-    r.live_recent100_writing_p50_us = median(&mut seen.recent_us);
-    r.live_recent100_writing_cpu_p50_us = median(&mut seen.recent_cpu_us);
+    let seen = reader.join().unwrap_or_default();
     let _ = std::fs::remove_dir_all(&base);
-    Ok(())
+    Ok((run.ticks_per_s, seen))
 }
 
 /// (d) Queries on the writer's day file under `base`: live first, then sealed, then the same
@@ -1279,7 +1301,7 @@ impl std::fmt::Display for BenchReport {
         let c = self.ceiling_ticks_per_s;
         writeln!(
             f,
-            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of 2, interleaved; end to end best of 2",
+            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of 2, interleaved; writer with the live-day reader and end to end best of 2",
             self.ticks, self.symbols
         )?;
         writeln!(
