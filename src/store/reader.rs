@@ -1306,7 +1306,6 @@ impl DayReader {
         find_id(&self.symbols, name)
     }
 
-    /// The highest seq in this reader's snapshot (0: no tick).
     /// Runs `f` outside any snapshot: ends the reader's read transaction, runs `f` (which must
     /// not read the file through `conn`), then begins another, whose snapshot the next read
     /// takes (`Store::with_day` ends it).
@@ -1323,6 +1322,7 @@ impl DayReader {
         Ok(out)
     }
 
+    /// The highest seq in this reader's snapshot (0: no tick).
     fn max_seq(&self) -> Result<i64, ReadError> {
         self.conn
             .prepare_cached("SELECT coalesce(max(seq), 0) FROM ticks")

@@ -181,8 +181,9 @@ fn truncate_wal_within(
 /// checkpointer or a reader on an old snapshot; once the next commit (as large as the larger of
 /// the last two) would pass the whole bound, it waits out any pass of the checkpointer on the
 /// file, then up to `WAL_OVER_BUSY` (1 s) for readers (the writer stalls, the queue takes the
-/// feed: a bench run on a slow disk saw 82 MiB against 64 with only the short wait). When a reader holds its snapshot longer, the next try
-/// waits until the WAL has grown by another eighth of the bound (a long wait: another half): a stuck
+/// feed: a bench run on a slow disk saw 82 MiB against 64 with only the short wait). When a
+/// reader holds its snapshot longer, the next try waits until the WAL has grown by another
+/// eighth of the bound (a long wait: another half): a stuck
 /// reader costs the feed a pause per stretch of WAL, not one per commit (waiting at every commit
 /// took 100 ms of each: `faults::intake::a_reader_holding_an_old_snapshot_…`). While it waits it
 /// looks again every 100 µs (`RESTART_POLL`, `poll_until_deadline`).
