@@ -1122,6 +1122,7 @@ fn ceiling(
     writer_policy: bool,
 ) -> anyhow::Result<(f64, tickrec::pipeline::SinkStats)> {
     let path = layout::day_path(base, day);
+    let restarts = tickrec::pipeline::SinkStats::default();
     let started = Instant::now();
     let mut conn = schema::open_for_write(&path, day, &writer_opts.sqlite)?;
     let tx = conn.transaction()?;
@@ -1146,7 +1147,6 @@ fn ceiling(
         }
     };
     let mut seq = 1i64;
-    let restarts = tickrec::pipeline::SinkStats::default();
     let mut wal = tickrec::store::writer::WalBound::new(
         writer_opts.wal_max_bytes,
         checkpointer.as_ref().map(Checkpointer::passing),
