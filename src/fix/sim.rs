@@ -26,6 +26,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::decode::{Decoder, HeaderView};
+use super::encode::{Header, MessageBuilder};
 use super::frame::{self, Fields, FrameError};
 use super::session::{Inbound, ResendStore, Role, Session, SessionConfig, State};
 use super::tags;
@@ -63,6 +64,9 @@ pub struct SimOptions {
     pub outage_messages: u64,
     /// Application messages kept for resend.
     pub resend_capacity: usize,
+    /// Incrementals encoded ahead, sent instead of making them as it goes (benchmarks; no
+    /// journal with one: `run` refuses the pair).
+    pub script: Option<Arc<Script>>,
 }
 
 impl Default for SimOptions {
@@ -82,6 +86,7 @@ impl Default for SimOptions {
             drop_after: None,
             outage_messages: 0,
             resend_capacity: 2_000_000,
+            script: None,
         }
     }
 }
@@ -149,6 +154,12 @@ pub fn run(
     opts: SimOptions,
     shutdown: Shutdown,
 ) -> std::io::Result<SimReport> {
+    if opts.script.is_some() && opts.journal.is_some() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "a simulator replaying a script keeps no journal (its books do not move)",
+        ));
+    }
     let journal = match &opts.journal {
         Some(p) => Some(std::sync::Mutex::new(BufWriter::new(
             std::fs::File::create(p)?,
@@ -248,11 +259,9 @@ fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<
 struct Simulator {
     opts: SimOptions,
     session: Session,
-    names: Vec<String>,
-    gen: QuoteGen,
-    rng: SmallRng,
-    /// Current top of book per symbol, as sent.
-    books: Vec<Quote>,
+    feed: Feed,
+    /// The next message of `opts.script` (when set).
+    script_at: usize,
     subscribed: Vec<usize>,
     /// MDReqID → the symbols that request subscribed (263=2 ends them).
     requests: HashMap<String, Vec<usize>>,
@@ -264,9 +273,7 @@ struct Simulator {
 impl Simulator {
     fn new(shared: &Arc<Shared>) -> Simulator {
         let opts = shared.opts.clone();
-        let names = symbol_names(opts.symbols.max(1));
-        let mut gen = QuoteGen::new(names.len(), opts.seed).with_clear_probability(0.0);
-        let books = (0..names.len()).map(|i| gen.next_quote(i)).collect();
+        let feed = Feed::new(&opts);
         let session = Session::new(
             SessionConfig {
                 reset_on_logon: opts.reset_on_logon,
@@ -280,12 +287,10 @@ impl Simulator {
             ResendStore::new(opts.resend_capacity),
         );
         Simulator {
-            rng: SmallRng::seed_from_u64(opts.seed ^ 0x5eed),
             opts,
             session,
-            names,
-            gen,
-            books,
+            feed,
+            script_at: 0,
             subscribed: Vec::new(),
             requests: HashMap::new(),
             shared: Arc::clone(shared),
@@ -448,7 +453,7 @@ impl Simulator {
         for f in Fields::new(msg).filter_map(Result::ok) {
             if f.0 == tags::SYMBOL {
                 let name = String::from_utf8_lossy(f.1).into_owned();
-                match self.names.iter().position(|n| *n == name) {
+                match self.feed.names.iter().position(|n| *n == name) {
                     Some(i) if !named.contains(&i) => named.push(i),
                     Some(_) => {}
                     None => unknown.push(name),
@@ -486,9 +491,9 @@ impl Simulator {
 
     fn send_snapshots(&mut self, symbols: &[usize]) {
         for &i in symbols {
-            let q = self.books[i];
+            let q = self.feed.books[i];
             let now = self.now();
-            let name = self.names[i].clone();
+            let name = self.feed.names[i].clone();
             self.session.send_app("W", now, |b| {
                 b.field_str(tags::SYMBOL, &name);
                 let n = u64::from(q.bid.is_some()) + u64::from(q.ask.is_some());
@@ -509,32 +514,131 @@ impl Simulator {
     }
 
     fn send_incremental(&mut self) {
-        let n_symbols =
-            if self.subscribed.len() > 1 && self.rng.gen_bool(self.opts.multi_symbol_prob) {
-                self.rng.gen_range(2..=3.min(self.subscribed.len()))
-            } else {
-                1
-            };
+        let now = self.now();
+        if let Some(script) = self.opts.script.as_deref() {
+            if self.subscribed.len() == script.symbols {
+                let (fields, ticks) = script.message(self.script_at);
+                self.script_at = (self.script_at + 1) % script.len();
+                self.session.send_app("X", now, |b| {
+                    b.raw_fields(fields);
+                });
+                let mut report = self.shared.report();
+                report.md_messages += 1;
+                report.ticks_implied += u64::from(ticks);
+                return;
+            }
+        }
+        let inc = self.feed.next_incremental(&self.subscribed);
+        let feed = &self.feed;
+        self.session.send_app("X", now, |b| feed.encode(&inc, b));
+        for &i in inc.symbols() {
+            self.journal_tick(i, now);
+        }
+        self.shared.report().md_messages += 1;
+    }
+
+    fn journal_tick(&mut self, i: usize, at: Timestamp) {
+        self.shared.report().ticks_implied += 1;
+        let Some(j) = &self.shared.journal else {
+            return;
+        };
+        let mut j = j.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let q = self.feed.books[i];
+        let row = TickRow {
+            seq: None,
+            symbol: self.feed.names[i].as_str().into(),
+            source: self.opts.sender_comp_id.as_str().into(),
+            ts_event: at,
+            ts_recv: at,
+            bid: q.bid,
+            ask: q.ask,
+            bid_size: q.bid_size,
+            ask_size: q.ask_size,
+        };
+        if let Err(e) = write_json_row(&mut *j, &row, None) {
+            tracing::error!(error = %e, "journal write failed");
+        }
+    }
+
+    fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let out = self.session.take_output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let r = stream.write_all(out);
+        out.clear();
+        r
+    }
+}
+
+/// The random walk the simulator streams: each symbol's top of book as sent, and the draws
+/// that pick what the next incremental touches. The live simulator and a [`Script`] made from
+/// the same options produce the same messages.
+struct Feed {
+    names: Vec<String>,
+    gen: QuoteGen,
+    rng: SmallRng,
+    /// Current top of book per symbol, as sent.
+    books: Vec<Quote>,
+    multi_symbol_prob: f64,
+    delete_prob: f64,
+}
+
+/// One 35=X incremental: the symbols it touches and its entries (action, side, symbol index,
+/// that symbol's quote after it).
+struct Incremental {
+    touched: [usize; 3],
+    n_symbols: usize,
+    entries: [(u8, u8, usize, Quote); 6],
+    n_entries: usize,
+}
+
+impl Incremental {
+    fn symbols(&self) -> &[usize] {
+        &self.touched[..self.n_symbols]
+    }
+}
+
+impl Feed {
+    fn new(opts: &SimOptions) -> Feed {
+        let names = symbol_names(opts.symbols.max(1));
+        let mut gen = QuoteGen::new(names.len(), opts.seed).with_clear_probability(0.0);
+        let books = (0..names.len()).map(|i| gen.next_quote(i)).collect();
+        Feed {
+            names,
+            gen,
+            rng: SmallRng::seed_from_u64(opts.seed ^ 0x5eed),
+            books,
+            multi_symbol_prob: opts.multi_symbol_prob,
+            delete_prob: opts.delete_prob,
+        }
+    }
+
+    /// The next incremental over `subscribed` (not empty), its symbols' books moved on.
+    fn next_incremental(&mut self, subscribed: &[usize]) -> Incremental {
+        let n_symbols = if subscribed.len() > 1 && self.rng.gen_bool(self.multi_symbol_prob) {
+            self.rng.gen_range(2..=3.min(subscribed.len()))
+        } else {
+            1
+        };
         let mut touched: [usize; 3] = [usize::MAX; 3];
         for k in 0..n_symbols {
             loop {
-                let i = self.subscribed[self.rng.gen_range(0..self.subscribed.len())];
+                let i = subscribed[self.rng.gen_range(0..subscribed.len())];
                 if !touched[..k].contains(&i) {
                     touched[k] = i;
                     break;
                 }
             }
         }
-        let now = self.now();
-        // Entries: (action, side, symbol index, quote after).
         let mut entries: [(u8, u8, usize, Quote); 6] = [(0, 0, 0, self.books[0]); 6];
         let mut n = 0;
         for &i in touched.iter().take(n_symbols) {
             let old = self.books[i];
             let mut new = self.gen.next_quote(i);
             for (side, del) in [
-                (b'0', self.rng.gen_bool(self.opts.delete_prob)),
-                (b'1', self.rng.gen_bool(self.opts.delete_prob)),
+                (b'0', self.rng.gen_bool(self.delete_prob)),
+                (b'1', self.rng.gen_bool(self.delete_prob)),
             ] {
                 let had = if side == b'0' {
                     old.bid.is_some()
@@ -557,65 +661,109 @@ impl Simulator {
             }
             self.books[i] = new;
         }
-        let names = &self.names;
-        self.session.send_app("X", now, |b| {
-            b.field_u64(tags::NO_MD_ENTRIES, n as u64);
-            for &(action, side, i, q) in &entries[..n] {
-                b.field(tags::MD_UPDATE_ACTION, &[action])
-                    .field(tags::MD_ENTRY_TYPE, &[side])
-                    .field_str(tags::SYMBOL, &names[i]);
-                if action != b'2' {
-                    let (px, sz) = if side == b'0' {
-                        (q.bid, q.bid_size)
-                    } else {
-                        (q.ask, q.ask_size)
-                    };
-                    if let Some(px) = px {
-                        b.field_decimal(tags::MD_ENTRY_PX, px);
-                    }
-                    if let Some(sz) = sz {
-                        b.field_decimal(tags::MD_ENTRY_SIZE, sz);
-                    }
+        Incremental {
+            touched,
+            n_symbols,
+            entries,
+            n_entries: n,
+        }
+    }
+
+    /// `inc`'s application fields, after the header `b` was started with.
+    fn encode(&self, inc: &Incremental, b: &mut MessageBuilder) {
+        b.field_u64(tags::NO_MD_ENTRIES, inc.n_entries as u64);
+        for &(action, side, i, q) in &inc.entries[..inc.n_entries] {
+            b.field(tags::MD_UPDATE_ACTION, &[action])
+                .field(tags::MD_ENTRY_TYPE, &[side])
+                .field_str(tags::SYMBOL, &self.names[i]);
+            if action != b'2' {
+                let (px, sz) = if side == b'0' {
+                    (q.bid, q.bid_size)
+                } else {
+                    (q.ask, q.ask_size)
+                };
+                if let Some(px) = px {
+                    b.field_decimal(tags::MD_ENTRY_PX, px);
+                }
+                if let Some(sz) = sz {
+                    b.field_decimal(tags::MD_ENTRY_SIZE, sz);
                 }
             }
-        });
-        for &i in touched.iter().take(n_symbols) {
-            self.journal_tick(i, now);
-        }
-        self.shared.report().md_messages += 1;
-    }
-
-    fn journal_tick(&mut self, i: usize, at: Timestamp) {
-        self.shared.report().ticks_implied += 1;
-        let Some(j) = &self.shared.journal else {
-            return;
-        };
-        let mut j = j.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let q = self.books[i];
-        let row = TickRow {
-            seq: None,
-            symbol: self.names[i].as_str().into(),
-            source: self.opts.sender_comp_id.as_str().into(),
-            ts_event: at,
-            ts_recv: at,
-            bid: q.bid,
-            ask: q.ask,
-            bid_size: q.bid_size,
-            ask_size: q.ask_size,
-        };
-        if let Err(e) = write_json_row(&mut *j, &row, None) {
-            tracing::error!(error = %e, "journal write failed");
         }
     }
+}
 
-    fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
-        let out = self.session.take_output();
-        if out.is_empty() {
-            return Ok(());
+/// Market data encoded ahead of time, for a benchmark whose clock should not count making it:
+/// the application fields of the 35=X incrementals the simulator would stream over all of its
+/// symbols, from the same options and seed, sent in a loop. The header (MsgSeqNum,
+/// SendingTime), BodyLength and CheckSum are still made as each is sent, the session keeps it
+/// for resend, and the snapshots on subscription are live. Used only when the initiator
+/// subscribes to every symbol; otherwise the simulator makes its messages as it goes.
+pub struct Script {
+    fields: Vec<u8>,
+    /// Per message: where its fields end in `fields`, and how many symbols (ticks) it touches.
+    messages: Vec<(usize, u8)>,
+    symbols: usize,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("messages", &self.messages.len())
+            .field("bytes", &self.fields.len())
+            .field("symbols", &self.symbols)
+            .finish()
+    }
+}
+
+impl Script {
+    /// The first `messages` (at least one) incrementals `opts` makes once every symbol is
+    /// subscribed.
+    pub fn generate(opts: &SimOptions, messages: usize) -> Script {
+        let mut feed = Feed::new(opts);
+        let all: Vec<usize> = (0..feed.names.len()).collect();
+        let mut b = MessageBuilder::new();
+        let header = Header {
+            msg_type: "X",
+            sender: "",
+            target: "",
+            seq: 1,
+            sending_time: Timestamp(0),
+            poss_dup: None,
+        };
+        let mut script = Script {
+            fields: Vec::new(),
+            messages: Vec::with_capacity(messages.max(1)),
+            symbols: all.len(),
+        };
+        for _ in 0..messages.max(1) {
+            let inc = feed.next_incremental(&all);
+            b.start(&header);
+            feed.encode(&inc, &mut b);
+            script.fields.extend_from_slice(b.body_fields());
+            // At most three symbols a message.
+            script
+                .messages
+                .push((script.fields.len(), inc.n_symbols as u8));
         }
-        let r = stream.write_all(out);
-        out.clear();
-        r
+        script
+    }
+
+    /// Messages in the loop.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Never: a script has at least one message.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Message `i`'s fields and its ticks.
+    fn message(&self, i: usize) -> (&[u8], u8) {
+        let start = i.checked_sub(1).map_or(0, |p| self.messages[p].0);
+        let (end, ticks) = self.messages[i];
+        (&self.fields[start..end], ticks)
     }
 }
 
@@ -673,4 +821,60 @@ fn spawn_reader(mut stream: TcpStream) -> std::io::Result<crossbeam_channel::Rec
 
 fn msg_type(msg: &[u8]) -> &[u8] {
     super::session::field_bytes(msg, tags::MSG_TYPE).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> SimOptions {
+        SimOptions {
+            symbols: 5,
+            multi_symbol_prob: 0.5,
+            delete_prob: 0.2,
+            ..SimOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_script_holds_the_messages_the_live_feed_makes() {
+        let script = Script::generate(&opts(), 300);
+        assert_eq!(script.len(), 300);
+        let mut feed = Feed::new(&opts());
+        let all: Vec<usize> = (0..5).collect();
+        let mut b = MessageBuilder::new();
+        let (mut several, mut deletes) = (0, 0);
+        for i in 0..300 {
+            let inc = feed.next_incremental(&all);
+            b.start(&Header {
+                msg_type: "X",
+                sender: "SIM",
+                target: "REC",
+                seq: i as u64 + 1,
+                sending_time: Timestamp(0),
+                poss_dup: None,
+            });
+            feed.encode(&inc, &mut b);
+            let (fields, ticks) = script.message(i);
+            assert_eq!(fields, b.body_fields(), "message {i}");
+            assert_eq!(usize::from(ticks), inc.symbols().len(), "message {i}");
+            several += usize::from(ticks > 1);
+            deletes += usize::from(fields.windows(6).any(|w| w == b"\x01279=2"));
+        }
+        // The draws the options ask for are in it.
+        assert!(several > 50 && deletes > 10, "{several} {deletes}");
+    }
+
+    #[test]
+    fn a_scripted_simulator_keeps_no_journal() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let opts = SimOptions {
+            script: Some(Arc::new(Script::generate(&opts(), 10))),
+            journal: Some(PathBuf::from("never-written.jsonl")),
+            ..opts()
+        };
+        let err = run(listener, opts, Shutdown::new()).expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(!std::path::Path::new("never-written.jsonl").exists());
+    }
 }

@@ -176,6 +176,36 @@ fn a_connection_cut_mid_stream_is_filled_by_resend_exactly_once() {
     assert_eq!(stored_quotes(&db, &symbols(6)), journal_quotes(&journal));
 }
 
+/// The benchmark's simulator replays market data encoded ahead, in a loop: every tick of it
+/// is stored, across a cut connection and the resend that fills it.
+#[test]
+fn a_scripted_simulator_loops_and_every_tick_it_sent_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = SimOptions {
+        symbols: 6,
+        rate: Some(3000),
+        duration: Some(Duration::from_millis(2000)),
+        drop_after: Some(1500),
+        outage_messages: 700,
+        ..SimOptions::default()
+    };
+    let script = sim::Script::generate(&base, 500);
+    let (addr, sim, _) = start_sim(SimOptions {
+        script: Some(std::sync::Arc::new(script)),
+        ..base
+    });
+    let db = dir.path().join("db");
+    let (sent, rec) = record_until(sim, &db, gateway(&addr, &db, &symbols(6)));
+    // Past the script's end several times, and over a cut.
+    assert!(sent.md_messages > 2_000, "{sent:?}");
+    assert_eq!(sent.connections, 2, "{sent:?}");
+    let s = &rec.sessions[0];
+    assert!(s.resend_requests >= 1, "{s}");
+    assert_eq!((s.malformed, s.framing_errors), (0, 0), "{s}");
+    assert_eq!(rec.stats.ticks_stored, sent.ticks_implied, "{s}");
+    assert_eq!(rec.stats.dead_lettered, 0);
+}
+
 #[test]
 fn an_unknown_symbol_gets_a_reject_and_the_rest_keeps_flowing() {
     let dir = tempfile::tempdir().unwrap();
