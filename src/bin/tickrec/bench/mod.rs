@@ -386,6 +386,7 @@ fn end_to_end(
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
     let (dir, names) = (inputs.dir, inputs.names);
+    let script = sim_script(names);
     for round in 0..2 {
         let ceiling = ceiling_beside(inputs, "end to end", log)?;
         r.end_to_end_ceiling_ticks_per_s = r.end_to_end_ceiling_ticks_per_s.max(ceiling);
@@ -394,7 +395,7 @@ fn end_to_end(
             "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s (run {} of 2)…",
             round + 1
         )?;
-        let (report, wal) = e2e(opts, dir, names, seconds, None, log)?;
+        let (report, wal) = e2e(opts, dir, names, &script, seconds, None, log)?;
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
         let stored = report.stats.ticks_stored;
         let rate = stored as f64 / report.elapsed.as_secs_f64();
@@ -898,32 +899,44 @@ fn queries_stage(
     Ok(())
 }
 
-/// (c) once: the simulator → FIX over loopback → committed for `seconds`, with `subscribers`
-/// (readers, stalled) on the live fan-out when given. Returns the run's report and the
-/// largest WAL seen.
 /// Incrementals the end-to-end simulator loops over (~25 MB of FIX fields): past what a CPU's
 /// caches hold, as a live feed's messages are.
 const SCRIPT_MESSAGES: usize = 1 << 18;
 
-fn e2e(
-    opts: &Options,
-    dir: &Path,
-    names: &[String],
-    seconds: f64,
-    subscribers: Option<(usize, usize)>,
-    log: &mut dyn Write,
-) -> anyhow::Result<(tickrec::record::RecordReport, u64)> {
-    let mut sim_opts = SimOptions {
+/// The end-to-end simulator's settings, without its script.
+fn sim_options(names: &[String]) -> SimOptions {
+    SimOptions {
         symbols: names.len(),
         rate: None,
         // Keep the simulator's resend memory out of the recorder's RSS picture.
         resend_capacity: 1_000,
         ..SimOptions::default()
-    };
-    // The quotes are made before the clock starts, as every stage's input is; the simulator
-    // stamps each message's header, length and checksum as it sends it.
-    sim_opts.script = Some(Arc::new(sim::Script::generate(&sim_opts, SCRIPT_MESSAGES)));
-    let (addr, sim_thread, sim_stop) = sim::spawn_local(sim_opts)?;
+    }
+}
+
+/// The market data the end-to-end simulator sends, made before any of its runs: the quotes
+/// are generated outside the clock, as every stage's input is; the simulator stamps each
+/// message's header, length and checksum as it sends it.
+fn sim_script(names: &[String]) -> Arc<sim::Script> {
+    Arc::new(sim::Script::generate(&sim_options(names), SCRIPT_MESSAGES))
+}
+
+/// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for
+/// `seconds`, with `subscribers` (readers, stalled) on the live fan-out when given. Returns the
+/// run's report and the largest WAL seen.
+fn e2e(
+    opts: &Options,
+    dir: &Path,
+    names: &[String],
+    script: &Arc<sim::Script>,
+    seconds: f64,
+    subscribers: Option<(usize, usize)>,
+    log: &mut dyn Write,
+) -> anyhow::Result<(tickrec::record::RecordReport, u64)> {
+    let (addr, sim_thread, sim_stop) = sim::spawn_local(SimOptions {
+        script: Some(Arc::clone(script)),
+        ..sim_options(names)
+    })?;
     let mut e2e_opts = opts.clone();
     e2e_opts.db_path = dir.join("e2e");
     let publish = match subscribers {
@@ -981,6 +994,7 @@ fn publish_stage(
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
+    let script = sim_script(names);
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved.
     let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
     for round in 0..PUBLISH_ROUNDS {
@@ -995,7 +1009,7 @@ fn publish_stage(
                 },
                 round + 1
             )?;
-            let (report, _) = e2e(opts, dir, names, seconds, subs, log)?;
+            let (report, _) = e2e(opts, dir, names, &script, seconds, subs, log)?;
             let l = &report.stats.store_tick_latency;
             if subs.is_some() {
                 &mut with
