@@ -132,6 +132,15 @@
 --     live bytes/tick                           36.4 + 12.6 beside it / 36.4 (seal removes them)
 --   The writer copies each tick's integers for the builder (its CPU per tick unchanged within
 --   the noise); end to end the builder spends 79-98 ns of CPU a tick (tools/thread-cpu.py).
+-- Query readers with and without SQLite's memory map (the writer keeps its own), with the
+-- blocks beside the file, `tickrec bench --only queries --ticks 3000000`, three runs a side,
+-- alternating; without is kept (src/store/reader.rs, `Reach`): every change to the process's
+-- mappings, made anew at each snapshot of a growing file, interrupts the writer's CPU.
+--     1 h of 1 symbol while the writer appends  0.93-1.18M / 1.38-1.73M ticks/s,
+--                                               first row 0.77-0.82 / 0.53-0.59 ms
+--     the same, writer done                     2.0-2.6M / 2.7-3.7M ticks/s
+--     recent 100 while writing                  324-367 / 342-354 us
+--     the writer beside that reader             0.80-0.90 / 0.91-0.96 x its ceiling
 
 CREATE TABLE file_info (
     id           INTEGER PRIMARY KEY CHECK (id = 1),

@@ -351,15 +351,22 @@ const OPEN_READERS: usize = 6;
 /// How much of a day a query reads, which picks the kept reader it runs on.
 ///
 /// The first query of a connection after a commit pays for every page the connection's
-/// previous query touched: SQLite then empties its page cache and unmaps its memory map. A
+/// previous query touched: SQLite then empties its page cache (and unmaps its memory map). A
 /// `recent 100` after an hour's range (about a thousand pages) spent 28 % of its CPU in
 /// `munmap` while the writer ran (`perf`, `tickrec bench --only queries`). Queries of a few
-/// pages keep a reader of their own, without the memory map (copying their pages costs less
-/// than mapping them anew at every snapshot), so they pay only for their own few pages. Its
-/// own reader took that `recent` from 0.91-1.19 ms to 0.71 ms, and without the map 0.56-0.62
-/// ms against 0.61-0.67 ms with it (statements' plans kept, two runs a side). With the rest of
-/// what that profile found (schema/ticks.sql, "LIVE-DAY QUERY STRUCTURE") it takes 0.45-0.47
-/// ms.
+/// pages keep a reader of their own, so they pay only for their own few pages. Its own reader
+/// took that `recent` from 0.91-1.19 ms to 0.71 ms; with the rest of what that profile found
+/// (schema/ticks.sql, "LIVE-DAY QUERY STRUCTURE") it takes 0.45-0.47 ms.
+///
+/// No reader maps the file: it reads pages into its cache instead. A map is set up and torn
+/// down anew at every snapshot of a growing file, and each change to the process's mappings
+/// interrupts the other CPU, where the writer runs, to flush its TLB. A `recent` paid less
+/// without the map first (0.56-0.62 ms against 0.61-0.67, two runs a side); then the ranges
+/// too: `bench --only queries --ticks 3000000`, three runs a side, alternating, the writer
+/// beside the live-day reader 0.80-0.90 × its ceiling with the map, 0.91-0.96 × without; the
+/// live hour meanwhile 0.93-1.18M ticks/s against 1.38-1.73M, first row 0.77-0.82 ms against
+/// 0.53-0.59; alone, 2.0-2.6M against 2.7-3.7M ticks/s. The writer keeps its map
+/// (`sqlite.mmap_size_mib`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
     /// A few pages: the newest ticks, a cursor's next chunk, a seq bound.
@@ -368,16 +375,11 @@ enum Reach {
     Many,
 }
 
-impl Reach {
-    /// The settings its reader opens with: no memory map for a few pages.
-    fn options(self, opts: &SqliteOptions) -> SqliteOptions {
-        match self {
-            Reach::Few => SqliteOptions {
-                mmap_size: 0,
-                ..opts.clone()
-            },
-            Reach::Many => opts.clone(),
-        }
+/// The settings a query reader opens with: `opts` without the memory map (see [`Reach`]).
+fn reader_options(opts: &SqliteOptions) -> SqliteOptions {
+    SqliteOptions {
+        mmap_size: 0,
+        ..opts.clone()
     }
 }
 
@@ -1476,7 +1478,7 @@ impl Store {
         });
         let reader = match kept {
             Some(r) => r,
-            None => DayReader::open_day(&self.base, day, &path, &reach.options(&self.opts))?,
+            None => DayReader::open_day(&self.base, day, &path, &reader_options(&self.opts))?,
         };
         let sq = StoreError::sqlite(&path);
         reader
