@@ -13,7 +13,8 @@
 //! is closed.
 //!
 //! Optionally it journals, as tick JSON Lines, the top of book each sent message implies:
-//! exactly what a correct recorder must store.
+//! exactly what a correct recorder must store. A benchmark may instead give it a [`Script`]:
+//! the incrementals made ahead of time, replayed in a loop.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, ErrorKind, Read, Write};
@@ -154,11 +155,17 @@ pub fn run(
     opts: SimOptions,
     shutdown: Shutdown,
 ) -> std::io::Result<SimReport> {
-    if opts.script.is_some() && opts.journal.is_some() {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidInput,
-            "a simulator replaying a script keeps no journal (its books do not move)",
-        ));
+    if let Some(script) = &opts.script {
+        let why = if opts.journal.is_some() {
+            "a simulator replaying a script keeps no journal (its books do not move)"
+        } else if script.symbols != opts.symbols.max(1) {
+            "the script was made for another number of symbols"
+        } else {
+            ""
+        };
+        if !why.is_empty() {
+            return Err(std::io::Error::new(ErrorKind::InvalidInput, why));
+        }
     }
     let journal = match &opts.journal {
         Some(p) => Some(std::sync::Mutex::new(BufWriter::new(
@@ -876,5 +883,17 @@ mod tests {
         let err = run(listener, opts, Shutdown::new()).expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         assert!(!std::path::Path::new("never-written.jsonl").exists());
+    }
+
+    #[test]
+    fn a_script_made_for_other_symbols_is_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let opts = SimOptions {
+            script: Some(Arc::new(Script::generate(&opts(), 10))),
+            symbols: 6,
+            ..opts()
+        };
+        let err = run(listener, opts, Shutdown::new()).expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
     }
 }
