@@ -360,7 +360,8 @@ const OPEN_READERS: usize = 6;
 ///
 /// No reader maps the file: it reads pages into its cache instead. A map is set up and torn
 /// down anew at every snapshot of a growing file, and each change to the process's mappings
-/// interrupts the other CPU, where the writer runs, to flush its TLB. A `recent` paid less
+/// interrupts the other CPU, where the writer runs, to flush its TLB (`perf` of the reader
+/// thread: `smp_call_function_many_cond`). A `recent` paid less
 /// without the map first (0.56-0.62 ms against 0.61-0.67, two runs a side); then the ranges
 /// too: `bench --only queries --ticks 3000000`, three runs a side, alternating, the writer
 /// beside the live-day reader 0.80-0.90 × its ceiling with the map, 0.91-0.96 × without; the
