@@ -155,17 +155,17 @@ pub fn run(
     opts: SimOptions,
     shutdown: Shutdown,
 ) -> std::io::Result<SimReport> {
-    if let Some(script) = &opts.script {
-        let why = if opts.journal.is_some() {
-            "a simulator replaying a script keeps no journal (its books do not move)"
-        } else if script.symbols != opts.symbols.max(1) {
-            "the script was made for another number of symbols"
-        } else {
-            ""
-        };
-        if !why.is_empty() {
-            return Err(std::io::Error::new(ErrorKind::InvalidInput, why));
+    let refused = match &opts.script {
+        Some(_) if opts.journal.is_some() => {
+            Some("a simulator replaying a script keeps no journal (its books do not move)")
         }
+        Some(s) if s.symbols != opts.symbols.max(1) => {
+            Some("the script was made for another number of symbols")
+        }
+        _ => None,
+    };
+    if let Some(why) = refused {
+        return Err(std::io::Error::new(ErrorKind::InvalidInput, why));
     }
     let journal = match &opts.journal {
         Some(p) => Some(std::sync::Mutex::new(BufWriter::new(
