@@ -246,10 +246,14 @@ impl WalBound {
                 restart: None,
             };
         }
-        let (wait, pass) = match &self.passing {
-            _ if !over => (WAL_RESTART_BUSY, None),
-            Some(p) => (self.over_busy, Some((Arc::clone(p), path.to_owned()))),
-            None => (self.over_busy, None),
+        let (wait, pass) = if over {
+            let pass = self
+                .passing
+                .as_ref()
+                .map(|p| (Arc::clone(p), path.to_owned()));
+            (self.over_busy, pass)
+        } else {
+            (WAL_RESTART_BUSY, None)
         };
         let started = Instant::now();
         let restarted = truncate_wal_within(conn, wait, pass);
