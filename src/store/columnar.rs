@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
-use parquet::column::writer::ColumnWriter;
+use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
 use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
     Int64Type,
@@ -43,7 +43,7 @@ use parquet::file::properties::{
 };
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,10 @@ use super::archive::ArchiveSummary;
 use super::StoreError;
 use crate::tick::{Decimal, TickRow, Timestamp, MAX_MANTISSA, MAX_SCALE};
 
+/// Threads encoding a row group's columns at most (the machine's CPUs, when fewer). Beside a
+/// recorder, the nightly archive runs at nice 10 (`tools/systemd/tickrec-archive.service`):
+/// these threads then take the CPU the recorder leaves.
+pub const ENCODE_THREADS: usize = 4;
 /// A row group ends at the next symbol boundary once it holds this many rows.
 pub const GROUP_MIN_ROWS: usize = 1 << 14;
 /// A row group never holds more rows than this (bounds the memory of writing and reading).
@@ -71,7 +75,8 @@ impl Levels {
     /// Unless told otherwise: 19 for every column but the times, 9 for them. The other columns
     /// are a fifth of a file and compress at 19 (the 2M-tick day 0.75 % smaller than at 9);
     /// the times are the rest, and at 15 they would make the bench's large day 6 % smaller
-    /// but take 27-30 s of its 30 s archiving budget instead of 23-24 (schema/parquet.md).
+    /// but take 27-30 s of its 30 s archiving budget instead of 23-24 on one thread, and still
+    /// 29.5-33.9 s against 23.5-24.8 with the columns encoded side by side (schema/parquet.md).
     pub const DEFAULT: Levels = Levels { times: 9, rest: 19 };
 
     /// Exports: 9 for every column. Rows in time order compress less at 19 and cost more: a
@@ -494,6 +499,10 @@ impl Columns {
 
     /// Writes the buffered rows as one row group, each column in `pages`, and empties the
     /// buffers. (The writer cuts a page after every batch: see [`TickFileWriter::new`].)
+    ///
+    /// The columns are encoded and compressed apart, on up to [`ENCODE_THREADS`] threads
+    /// (each takes the next column not yet taken), then appended in order: zstd is most of an
+    /// archive's time, and one column's pages do not depend on another's.
     fn write<W: Write + Send>(
         &mut self,
         writer: &mut SerializedFileWriter<W>,
@@ -501,6 +510,72 @@ impl Columns {
         time_pages: &[std::ops::Range<usize>],
         pages: &[std::ops::Range<usize>],
     ) -> std::io::Result<()> {
+        let schema = writer.schema_descr();
+        let props = writer.properties();
+        let n = schema.num_columns();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, ENCODE_THREADS.min(n));
+        let this = &*self;
+        let encode_some = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return done;
+                }
+                let chunk = this.encode_column(
+                    i,
+                    schema.column(i),
+                    props.clone(),
+                    shapes,
+                    time_pages,
+                    pages,
+                );
+                done.push((i, chunk));
+            }
+        };
+        let mut chunks: Vec<Option<std::io::Result<(bytes::Bytes, ColumnCloseResult)>>> =
+            (0..n).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(encode_some)).collect();
+            let mut all = encode_some();
+            for h in helpers {
+                match h.join() {
+                    Ok(done) => all.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            for (i, chunk) in all {
+                if let Some(slot) = chunks.get_mut(i) {
+                    *slot = Some(chunk);
+                }
+            }
+        });
+        let mut group = writer.next_row_group().map_err(parquet_io)?;
+        for (column, chunk) in chunks.into_iter().enumerate() {
+            let (bytes, close) = chunk.ok_or_else(|| {
+                std::io::Error::other(format!("tick file column {column} was not encoded"))
+            })??;
+            group.append_column(&bytes, close).map_err(parquet_io)?;
+        }
+        group.close().map_err(parquet_io)?;
+        *self = Columns::default();
+        Ok(())
+    }
+
+    /// Column `column` of the buffered rows, encoded and compressed on its own: its bytes and
+    /// what the row group needs to append them.
+    fn encode_column(
+        &self,
+        column: usize,
+        descr: parquet::schema::types::ColumnDescPtr,
+        props: parquet::file::properties::WriterPropertiesPtr,
+        shapes: &[DecimalShape; 4],
+        time_pages: &[std::ops::Range<usize>],
+        pages: &[std::ops::Range<usize>],
+    ) -> std::io::Result<(bytes::Bytes, ColumnCloseResult)> {
         fn each<T: DataType>(
             w: &mut parquet::column::writer::ColumnWriterImpl<'_, T>,
             values: &[T::T],
@@ -517,10 +592,11 @@ impl Columns {
             }
             Ok(())
         }
-        let mut group = writer.next_row_group().map_err(parquet_io)?;
-        let mut column = 0usize;
-        while let Some(mut col) = group.next_column().map_err(parquet_io)? {
-            let written = match (col.untyped(), column) {
+        let mut sink = TrackedWrite::new(Vec::new());
+        let close = {
+            let mut col =
+                get_column_writer(descr, props, Box::new(SerializedPageWriter::new(&mut sink)));
+            let written = match (&mut col, column) {
                 (ColumnWriter::Int64ColumnWriter(w), 0) => each(w, &self.seq, None, pages),
                 (ColumnWriter::ByteArrayColumnWriter(w), 1) => each(w, &self.symbol, None, pages),
                 (ColumnWriter::Int64ColumnWriter(w), 2) => {
@@ -555,12 +631,12 @@ impl Columns {
                 }
             };
             written.map_err(parquet_io)?;
-            col.close().map_err(parquet_io)?;
-            column += 1;
-        }
-        group.close().map_err(parquet_io)?;
-        *self = Columns::default();
-        Ok(())
+            col.close().map_err(parquet_io)?
+        };
+        Ok((
+            bytes::Bytes::from(sink.into_inner().map_err(parquet_io)?),
+            close,
+        ))
     }
 }
 
