@@ -501,8 +501,9 @@ impl Columns {
     /// buffers. (The writer cuts a page after every batch: see [`TickFileWriter::new`].)
     ///
     /// The columns are encoded and compressed apart, on up to [`ENCODE_THREADS`] threads
-    /// (each takes the next column not yet taken), then appended in order: zstd is most of an
-    /// archive's time, and one column's pages do not depend on another's.
+    /// (each takes the next column not yet taken), then appended in order: no column's pages
+    /// depend on another's, and the file is the same to the byte. On two CPUs the bench's
+    /// large day archived in 23.5-24.8 s against 30.7-30.8 s on one thread (schema/parquet.md).
     fn write<W: Write + Send>(
         &mut self,
         writer: &mut SerializedFileWriter<W>,

@@ -622,6 +622,12 @@ fn ceilings_and_writer(
             dir.join("writer-2")
         };
         let run = write_all(&base, names_table, pipeline, writer_opts, input)?;
+        writeln!(
+            log,
+            "    {:.0} ticks/s; the writer's WAL restarts took {:.2} s",
+            run.ticks_per_s,
+            run.wal_restart_s()
+        )?;
         if round == 0 {
             r.rss_bytes = run
                 .rss_bytes
@@ -680,10 +686,10 @@ fn writer_with_reader(
             "(b) writer again, with a reader querying the live day (run {} of 2)…",
             round + 1
         )?;
-        let (ticks_per_s, seen) = writer_with_reader_once(opts, inputs)?;
+        let (ticks_per_s, seen, wal_restart_s) = writer_with_reader_once(opts, inputs)?;
         writeln!(
             log,
-            "    {ticks_per_s:.0} ticks/s, {} query pairs",
+            "    {ticks_per_s:.0} ticks/s, {} query pairs; the writer's WAL restarts took {wal_restart_s:.2} s",
             seen.done
         )?;
         if best.as_ref().is_none_or(|b| ticks_per_s > b.0) {
@@ -710,10 +716,14 @@ fn writer_with_reader(
     Ok(())
 }
 
-/// One run of [`writer_with_reader`]: the writer's rate and what its reader saw.
+/// One run of [`writer_with_reader`]: the writer's rate, what its reader saw, and the writer's
+/// time in WAL restarts (s).
 ///
 /// Long (~70 lines) on purpose: the reader thread and its timing live beside the run they measure.
-fn writer_with_reader_once(opts: &Options, inputs: &Inputs<'_>) -> anyhow::Result<(f64, Seen)> {
+fn writer_with_reader_once(
+    opts: &Options,
+    inputs: &Inputs<'_>,
+) -> anyhow::Result<(f64, Seen, f64)> {
     let Inputs {
         dir,
         names,
@@ -788,7 +798,7 @@ fn writer_with_reader_once(opts: &Options, inputs: &Inputs<'_>) -> anyhow::Resul
     stop.request();
     let seen = reader.join().unwrap_or_default();
     let _ = std::fs::remove_dir_all(&base);
-    Ok((run.ticks_per_s, seen))
+    Ok((run.ticks_per_s, seen, run.wal_restart_s()))
 }
 
 /// (d) Queries on the writer's day file under `base`: live first, then sealed, then the same
