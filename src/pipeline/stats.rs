@@ -266,6 +266,9 @@ pub struct Stats {
     /// spanning two days is committed a day at a time, and a stall on the second leaves the
     /// first one's ticks stored, no longer in the writer.
     pub in_writer_base: AtomicU64,
+    /// CPU time of the writer thread so far, ns (after each batch): its rate is how busy the
+    /// writer is, near one second a second when it is what limits the recorder.
+    pub writer_cpu_ns: AtomicU64,
 }
 
 impl Stats {
@@ -376,6 +379,8 @@ pub struct StatsSnapshot {
     pub batches_committed: u64,
     pub queue_size: usize,
     pub queue_capacity: usize,
+    /// CPU time of the writer thread so far, s.
+    pub writer_cpu_s: f64,
     pub store_tick_latency: LatencySummary,
     pub commit_latency: LatencySummary,
     pub backends: Vec<BackendSnapshot>,
@@ -488,6 +493,7 @@ impl Stats {
             batches_committed: field(|b| b.batches_committed),
             queue_size,
             queue_capacity,
+            writer_cpu_s: self.writer_cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
             store_tick_latency: self.store_tick_latency.summary(),
             commit_latency: primary.map(|b| b.commit_latency).unwrap_or_default(),
             healthy: problems.is_empty(),

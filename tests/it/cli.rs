@@ -283,8 +283,25 @@ fn bench_reports_every_figure_as_json() {
         "live_range_first_row_ms",
         "live_recent100_p50_us",
         "wal_max_bytes",
+        "writer_vs_ceiling_paired",
+        "writer_with_queries_vs_ceiling_paired",
+        "end_to_end_vs_ceiling_paired",
+        "ceiling_cpu_ns_per_tick",
+        "writer_cpu_ns_per_tick",
+        "end_to_end_cpu_ns_per_tick",
+        "ceiling_thread_cpu_ns_per_tick",
+        "writer_thread_cpu_ns_per_tick",
     ] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    // Each ratio's rounds, one per round.
+    for key in [
+        "writer_vs_ceiling_rounds",
+        "writer_with_queries_vs_ceiling_rounds",
+        "end_to_end_vs_ceiling_rounds",
+    ] {
+        let rounds = v[key].as_array().map_or(0, Vec::len);
+        assert_eq!(rounds, 3, "{key}: {}", v[key]);
     }
     assert!(v["range_rows"].as_u64().unwrap() > 0);
 }

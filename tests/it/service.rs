@@ -121,6 +121,7 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         "tickrec_wal_restart_seconds_total{backend=\"sqlite\"} ",
         "tickrec_queue_ticks ",
         "tickrec_queue_capacity_ticks ",
+        "tickrec_writer_cpu_seconds_total ",
         "tickrec_store_tick_latency_seconds_count ",
         "tickrec_commit_latency_seconds_count{backend=\"sqlite\"} ",
         "tickrec_feed_latency_seconds_count{source=\"SIM\"} ",
@@ -135,6 +136,8 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         sample(&second, "tickrec_ticks_received_total ")
             > sample(&first, "tickrec_ticks_received_total ")
     );
+    // The writer has committed between the two scrapes: its thread has run.
+    assert!(sample(&second, "tickrec_writer_cpu_seconds_total ") > 0.0);
     assert_eq!(
         sample(
             &second,

@@ -165,6 +165,12 @@ pub struct BenchReport {
     /// over the bare loop, apart from how fast the machine is at the moment.
     pub ceiling_cpu_ns_per_tick: f64,
     pub writer_cpu_ns_per_tick: f64,
+    /// The same for the inserting thread alone: the ceiling's loop and the writer thread
+    /// (`tickrec_writer_cpu_seconds_total`), medians of the rounds, ns. With the other core
+    /// free, the writer thread is what bounds the writer's rate: this is the writer's cost over
+    /// the bare loop where it counts.
+    pub ceiling_thread_cpu_ns_per_tick: f64,
+    pub writer_thread_cpu_ns_per_tick: f64,
     pub writer_store_tick_p99_ns: u64,
     pub writer_commit_p99_us: u64,
     pub end_to_end_ticks_per_s: f64,
@@ -642,6 +648,7 @@ fn ceilings_and_writer(
     };
     let wal = WalWatch::start(dir);
     let (mut ceiling_cpu, mut writer_cpu) = (Vec::new(), Vec::new());
+    let (mut ceiling_thread_cpu, mut writer_thread_cpu) = (Vec::new(), Vec::new());
     for round in 0..RATIO_ROUNDS {
         writeln!(
             log,
@@ -653,15 +660,17 @@ fn ceilings_and_writer(
         let wal = &ceiling.wal;
         writeln!(
             log,
-            "    {:.0} ticks/s; CPU {:.0} ns a tick; WAL restarts: {} done, {} put off, {:.2} s",
+            "    {:.0} ticks/s; CPU {:.0} ns a tick, its thread {:.0}; WAL restarts: {} done, {} put off, {:.2} s",
             ceiling.ticks_per_s,
             ceiling.cpu_ns_per_tick,
+            ceiling.thread_cpu_ns_per_tick,
             wal.wal_restarts.get(),
             wal.wal_restarts_postponed.get(),
             wal.wal_restart_ns.get() as f64 / 1e9
         )?;
         r.ceiling_ticks_per_s = r.ceiling_ticks_per_s.max(ceiling.ticks_per_s);
         ceiling_cpu.push(ceiling.cpu_ns_per_tick);
+        ceiling_thread_cpu.push(ceiling.thread_cpu_ns_per_tick);
         writeln!(
             log,
             "(b) writer: Recorder fed from memory (run {} of {RATIO_ROUNDS})…",
@@ -676,12 +685,14 @@ fn ceilings_and_writer(
         let run = write_all(&base, names_table, pipeline, writer_opts, input)?;
         writeln!(
             log,
-            "    {:.0} ticks/s; CPU {:.0} ns a tick; the writer's WAL restarts took {:.2} s",
+            "    {:.0} ticks/s; CPU {:.0} ns a tick, the writer thread {:.0}; the writer's WAL restarts took {:.2} s",
             run.ticks_per_s,
             run.cpu_ns_per_tick,
+            run.thread_cpu_ns_per_tick(),
             run.wal_restart_s()
         )?;
         writer_cpu.push(run.cpu_ns_per_tick);
+        writer_thread_cpu.push(run.thread_cpu_ns_per_tick());
         r.writer_vs_ceiling_rounds
             .push(run.ticks_per_s / ceiling.ticks_per_s);
         if round == 0 {
@@ -704,6 +715,8 @@ fn ceilings_and_writer(
     r.writer_vs_ceiling_paired = median(&mut r.writer_vs_ceiling_rounds.clone());
     r.ceiling_cpu_ns_per_tick = median(&mut ceiling_cpu);
     r.writer_cpu_ns_per_tick = median(&mut writer_cpu);
+    r.ceiling_thread_cpu_ns_per_tick = median(&mut ceiling_thread_cpu);
+    r.writer_thread_cpu_ns_per_tick = median(&mut writer_thread_cpu);
     writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
     r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?.ticks_per_s;
     Ok(())
@@ -1227,6 +1240,11 @@ struct WriterRun {
 }
 
 impl WriterRun {
+    /// The writer thread's CPU time per tick, ns.
+    fn thread_cpu_ns_per_tick(&self) -> f64 {
+        self.stats.writer_cpu_s * 1e9 / self.stats.ticks_stored.max(1) as f64
+    }
+
     /// The writer's time in WAL restarts, waits for readers included, s.
     fn wal_restart_s(&self) -> f64 {
         self.stats.backends.first().map_or(0.0, |b| b.wal_restart_s)
@@ -1271,6 +1289,8 @@ struct CeilingRun {
     ticks_per_s: f64,
     /// The whole process's CPU time per tick over the same span, ns.
     cpu_ns_per_tick: f64,
+    /// The inserting thread's alone (what the writer thread's is held against), ns.
+    thread_cpu_ns_per_tick: f64,
     /// The WAL restarts, counted as the writer counts its own (`wal_*`).
     wal: tickrec::pipeline::SinkStats,
 }
@@ -1300,6 +1320,7 @@ fn ceiling(
     let path = layout::day_path(base, day);
     let restarts = tickrec::pipeline::SinkStats::default();
     let (started, cpu0) = (Instant::now(), tickrec::procstat::process_cpu());
+    let thread_cpu0 = tickrec::procstat::thread_cpu();
     let mut conn = schema::open_for_write(&path, day, &writer_opts.sqlite)?;
     let tx = conn.transaction()?;
     for (i, n) in names.iter().enumerate() {
@@ -1359,11 +1380,16 @@ fn ceiling(
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     let ticks_per_s = input.len() as f64 / started.elapsed().as_secs_f64();
     let cpu_ns_per_tick = cpu_ns_per_tick(cpu0, input.len() as u64);
+    let thread_cpu_ns_per_tick = match (thread_cpu0, tickrec::procstat::thread_cpu()) {
+        (Some(a), Some(b)) => b.saturating_sub(a).as_nanos() as f64 / input.len().max(1) as f64,
+        _ => 0.0,
+    };
     drop(conn);
     let _ = std::fs::remove_dir_all(base);
     Ok(CeilingRun {
         ticks_per_s,
         cpu_ns_per_tick,
+        thread_cpu_ns_per_tick,
         wal: restarts,
     })
 }
@@ -1515,6 +1541,13 @@ impl std::fmt::Display for BenchReport {
             self.ceiling_cpu_ns_per_tick,
             self.writer_cpu_ns_per_tick,
             self.writer_cpu_ns_per_tick / self.ceiling_cpu_ns_per_tick.max(1.0)
+        )?;
+        writeln!(
+            f,
+            "CPU a tick, inserting thread    ceiling {:.0} ns, writer {:.0} ns = {:.2} x   (medians; the thread that bounds each rate)",
+            self.ceiling_thread_cpu_ns_per_tick,
+            self.writer_thread_cpu_ns_per_tick,
+            self.writer_thread_cpu_ns_per_tick / self.ceiling_thread_cpu_ns_per_tick.max(1.0)
         )?;
         if self.only.is_none() {
             writeln!(
