@@ -241,12 +241,15 @@ pub fn exposition(s: &Scrape) -> String {
     for (name, help, v) in intake {
         f.counter(name, help, &[], v);
     }
-    f.counter_f64(
-        "tickrec_writer_cpu_seconds_total",
-        "CPU time of the writer thread: near one second a second when the writer limits the recorder.",
-        &[],
-        st.writer_cpu_s,
-    );
+    // Only where a writer thread runs (`migrate` imports on its own thread).
+    if st.writer_cpu_s > 0.0 {
+        f.counter_f64(
+            "tickrec_writer_cpu_seconds_total",
+            "CPU time of the writer thread: near one second a second when the writer limits the recorder.",
+            &[],
+            st.writer_cpu_s,
+        );
+    }
     for b in &st.backends {
         let l = [("backend", b.name.as_str())];
         let per_backend: [(&str, &str, u64); 9] = [
