@@ -217,7 +217,8 @@ fn write_all(sinks: &mut [Box<dyn Sink>], batch: &[Tick], ctl: &WriterControl) {
 }
 
 /// Records the writer thread's CPU time so far: one system call a batch (the thread's CPU
-/// clock has no fast path), under 1 ns a tick.
+/// clock has no fast path: 0.72–0.79 µs a call here), under 2 ns a tick of a 500-tick batch,
+/// a tenth of a percent of the writer thread's time.
 fn note_cpu(stats: &Stats) {
     if let Some(cpu) = crate::procstat::thread_cpu() {
         let ns = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);

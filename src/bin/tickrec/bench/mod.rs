@@ -432,7 +432,7 @@ fn end_to_end(
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
         let stored = report.stats.ticks_stored;
         let rate = stored as f64 / report.elapsed.as_secs_f64();
-        cpu.push(cpu_ns_per_tick(cpu0, stored));
+        cpu.push(ns_per_tick(cpu0, tickrec::procstat::process_cpu(), stored));
         r.end_to_end_vs_ceiling_rounds
             .push(rate / ceiling.ticks_per_s);
         // (`tools/thread-cpu.py` divides the stage's CPU by these.)
@@ -1277,7 +1277,7 @@ fn write_all(
     let ticks_per_s = stats.ticks_stored as f64 / started.elapsed().as_secs_f64();
     Ok(WriterRun {
         ticks_per_s,
-        cpu_ns_per_tick: cpu_ns_per_tick(cpu0, stats.ticks_stored),
+        cpu_ns_per_tick: ns_per_tick(cpu0, tickrec::procstat::process_cpu(), stats.ticks_stored),
         stats,
         rss_bytes,
         ring_bytes,
@@ -1295,9 +1295,10 @@ struct CeilingRun {
     wal: tickrec::pipeline::SinkStats,
 }
 
-/// The process's CPU time per tick since `cpu0`, ns (0 where the clock cannot be read).
-fn cpu_ns_per_tick(cpu0: Option<Duration>, ticks: u64) -> f64 {
-    match (cpu0, tickrec::procstat::process_cpu()) {
+/// CPU time per tick between two readings of a CPU clock (`procstat`), ns (0 where either
+/// could not be read).
+fn ns_per_tick(from: Option<Duration>, to: Option<Duration>, ticks: u64) -> f64 {
+    match (from, to) {
         (Some(a), Some(b)) => b.saturating_sub(a).as_nanos() as f64 / ticks.max(1) as f64,
         _ => 0.0,
     }
@@ -1379,11 +1380,9 @@ fn ceiling(
     drop(checkpointer);
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     let ticks_per_s = input.len() as f64 / started.elapsed().as_secs_f64();
-    let cpu_ns_per_tick = cpu_ns_per_tick(cpu0, input.len() as u64);
-    let thread_cpu_ns_per_tick = match (thread_cpu0, tickrec::procstat::thread_cpu()) {
-        (Some(a), Some(b)) => b.saturating_sub(a).as_nanos() as f64 / input.len().max(1) as f64,
-        _ => 0.0,
-    };
+    let ticks = input.len() as u64;
+    let cpu_ns_per_tick = ns_per_tick(cpu0, tickrec::procstat::process_cpu(), ticks);
+    let thread_cpu_ns_per_tick = ns_per_tick(thread_cpu0, tickrec::procstat::thread_cpu(), ticks);
     drop(conn);
     let _ = std::fs::remove_dir_all(base);
     Ok(CeilingRun {
