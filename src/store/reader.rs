@@ -1629,7 +1629,7 @@ impl Store {
     ) -> Result<u64, ReadError> {
         let mut found = vec![false; symbols.len()];
         if day.form == Form::Parquet {
-            let pq = ParquetDay::open(&day.path)?;
+            let pq = ParquetDay::open_for_queries(&day.path)?;
             let names = symbols.in_parquet(&pq, &mut found);
             if pq.scans_in_seq_order() {
                 return pq.scan_symbols(names.as_deref(), f);
@@ -1982,7 +1982,7 @@ fn parquet_query(
     found: &mut [bool],
     query: impl FnOnce(&ParquetDay, Option<&[&str]>) -> Result<u64, ReadError>,
 ) -> Result<u64, ReadError> {
-    let pq = ParquetDay::open(&day.path)?;
+    let pq = ParquetDay::open_for_queries(&day.path)?;
     match symbols.in_parquet(&pq, found) {
         Some(names) if names.is_empty() => Ok(0),
         names => query(&pq, names.as_deref()),
