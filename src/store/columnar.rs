@@ -1243,9 +1243,10 @@ impl<'a> Cursor<'a> {
             return;
         }
         for i in 0..4 {
-            if self.chunk.defs[i].get(self.at).copied() == Some(1) {
-                self.next[i] += 1;
-            }
+            // Without a branch: whether a size is given is as good as random (`parquet_scan`,
+            // medians, alternating: 5.25, 5.62, 5.27M ticks/s with it, 5.95, 6.09, 6.72M without).
+            let given = self.chunk.defs[i].get(self.at).copied() == Some(1);
+            self.next[i] += usize::from(given);
         }
         self.at += 1;
         self.built = false;
