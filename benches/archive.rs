@@ -11,13 +11,7 @@ use tickrec::store::{layout, SqliteOptions};
 use tickrec::tick::Timestamp;
 
 mod common;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::env;
 
 /// (recent 100 of one symbol, one hour of one symbol) on `store`, in milliseconds, and rows.
 fn time_queries(store: &Store, day0: i64) -> (f64, f64, u64) {

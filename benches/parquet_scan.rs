@@ -12,13 +12,7 @@ use tickrec::store::{layout, SqliteOptions};
 use tickrec::tick::{Timestamp, NANOS_PER_DAY};
 
 mod common;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::env;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps = env("REPS", 20).max(1);

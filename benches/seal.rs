@@ -26,13 +26,7 @@ use tickrec::store::layout;
 use tickrec::tick::Timestamp;
 
 mod common;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::env;
 
 /// What version 4 wrote, made of a day this version wrote (see the module doc).
 const TO_VERSION_4: &str = include_str!("../tests/it/to_version_4.sql");

@@ -694,7 +694,7 @@ impl MsgRef {
 }
 
 /// A tick with its names resolved, as stored (with its `seq`) or as read from text.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct TickRow {
     /// Position in its day file; `None` before it is stored.
     pub seq: Option<i64>,

@@ -10,6 +10,14 @@ use tickrec::store::WriterOptions;
 use tickrec::synth::{symbol_names, QuoteGen};
 use tickrec::tick::{Timestamp, NANOS_PER_DAY};
 
+/// The number in environment variable `name`, or `default`.
+pub fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// 2026-11-20T00:00:00Z: an old day (archivable, sealable).
 pub const DAY0: i64 = 1_795_132_800_000_000_000;
 

@@ -1206,15 +1206,8 @@ impl<'a> Cursor<'a> {
             at: 0,
             built: false,
             row: TickRow {
-                seq: None,
                 symbol,
-                source: Arc::from(""),
-                ts_event: Timestamp(0),
-                ts_recv: Timestamp(0),
-                bid: None,
-                ask: None,
-                bid_size: None,
-                ask_size: None,
+                ..TickRow::default()
             },
             next: [0; 4],
             source_at: None,
