@@ -1164,7 +1164,8 @@ struct Chunk {
     /// Every row's source, when the column was not decoded.
     one_source: Option<Arc<str>>,
     scales: Vec<i32>,
-    /// Rows decoded.
+    /// Rows decoded and checked: 0 until every column holds all of them (not the length of
+    /// any one column, which a failed decode can leave part-filled).
     len: usize,
 }
 
