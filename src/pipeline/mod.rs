@@ -25,7 +25,7 @@ pub mod ring;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use doorbell::Doorbell;
 
 pub use batch::BatchPolicy;
-use ring::Ring;
+use ring::{Ring, RingLine};
 pub use stats::{HealthPolicy, Latency, SinkStats, Stats, StatsSnapshot, WeeklyWindow};
 
 use crate::intern::Names;
@@ -128,7 +128,7 @@ pub enum StoreTickError {
 struct Shared {
     names: Arc<Names>,
     /// One ring per symbol id, created on the symbol's first tick.
-    rings: Box<[OnceLock<Mutex<Ring>>]>,
+    rings: Box<[RingLine]>,
     tx: Sender<Tick>,
     stats: Arc<Stats>,
     /// Set when shutdown gives up on a stalled store: producers waiting for room are refused,
@@ -229,7 +229,9 @@ impl Recorder {
             stats.sinks.push((s.name().to_owned(), s.stats()));
         }
         let stats = Arc::new(stats);
-        let rings = (0..names.max_symbols()).map(|_| OnceLock::new()).collect();
+        let rings = (0..names.max_symbols())
+            .map(|_| RingLine::default())
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let abort = Shutdown::new();
         let room = Arc::new(Doorbell::default());
@@ -295,13 +297,14 @@ impl Recorder {
         let slot = sh
             .rings
             .get(tick.symbol.0 as usize)
+            .map(|r| &r.0)
             .ok_or(StoreTickError::UnknownSymbol(tick.symbol.0))?;
         if let Err(e) = sh.opts.time_window.check(tick.ts_event, tick.ts_recv) {
             sh.stats.intake.ticks_rejected_time.incr();
             return Err(e.into());
         }
         {
-            let ring = slot.get_or_init(|| Mutex::new(Ring::new(sh.opts.ring_capacity)));
+            let ring = slot.get_or_init(|| self.new_ring());
             let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
             if !ring.admit(&tick, sh.opts.throttle_ns) {
                 sh.stats.intake.ticks_throttled.incr();
@@ -389,7 +392,7 @@ impl Recorder {
             .shared
             .rings
             .get(symbol.0 as usize)
-            .and_then(OnceLock::get)
+            .and_then(|r| r.0.get())
         {
             Some(ring) => {
                 let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
@@ -404,8 +407,12 @@ impl Recorder {
     /// symbols it subscribes to before its first tick.
     pub fn prepare(&self, symbol: SymbolId) {
         if let Some(slot) = self.shared.rings.get(symbol.0 as usize) {
-            slot.get_or_init(|| Mutex::new(Ring::new(self.shared.opts.ring_capacity)));
+            slot.0.get_or_init(|| self.new_ring());
         }
+    }
+
+    fn new_ring(&self) -> Mutex<Ring> {
+        Mutex::new(Ring::new(self.shared.opts.ring_capacity))
     }
 
     /// The latest tick of every symbol with one, by symbol id, with names resolved.
@@ -461,10 +468,10 @@ impl Recorder {
             .shared
             .rings
             .iter()
-            .filter(|r| r.get().is_some())
+            .filter(|r| r.0.get().is_some())
             .count();
         live * Ring::footprint_bytes(self.shared.opts.ring_capacity)
-            + self.shared.rings.len() * std::mem::size_of::<OnceLock<Mutex<Ring>>>()
+            + self.shared.rings.len() * std::mem::size_of::<RingLine>()
     }
 
     /// Stops intake, waits for in-flight `store_tick` calls, drains the channel into every
