@@ -187,6 +187,27 @@ mod tests {
         assert_eq!(std::mem::size_of::<RingLine>(), 64);
     }
 
+    proptest::proptest! {
+        /// Whatever the capacity and however many pushes, the ring answers as a list that
+        /// keeps the last `capacity` ticks.
+        #[test]
+        fn a_ring_answers_as_the_last_capacity_ticks(
+            capacity in 1usize..100,
+            pushes in 0i64..400,
+            n in 0usize..120,
+        ) {
+            let mut ring = Ring::new(capacity);
+            for t in 0..pushes {
+                ring.push(tick(t));
+            }
+            let kept = (pushes as usize).min(capacity);
+            let want: Vec<i64> = (0..pushes).rev().take(kept.min(n)).collect();
+            let got: Vec<i64> = ring.newest(n).map(|t| t.ts_recv.0).collect();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(ring.len(), kept);
+        }
+    }
+
     #[test]
     fn throttle_keeps_one_tick_per_interval() {
         let mut ring = Ring::new(4);
