@@ -13,7 +13,7 @@ use crate::tick::{MsgRef, SourceId, SymbolId, Tick, Timestamp};
 /// Invariants: `len <= buf.len()` ticks are held; once `len == buf.len()`, `head` is the
 /// index of the oldest tick and the next one to be overwritten; before that, `head == len`.
 ///
-/// Its state fits one cache line beside its lock ([`RingLine`]), and each slot is one line: a
+/// Its state fits one cache line beside its lock (`RingLine`), and each slot is one line: a
 /// push writes two lines, and [`Ring::push`]'s prefetch covers the second. (With 72-byte ring
 /// entries and slots at any 8-byte offset, a push wrote three or four. `bench --only publish
 /// --e2e-seconds 5`, two runs a side, alternating, medians of five: `store_tick` p99 without
@@ -36,7 +36,7 @@ struct Slot(Tick);
 /// A ring and its lock on one cache line of their own.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
-pub struct RingLine(pub std::sync::OnceLock<std::sync::Mutex<Ring>>);
+pub(crate) struct RingLine(pub(crate) std::sync::OnceLock<std::sync::Mutex<Ring>>);
 
 /// What the slots hold before a tick is written there.
 const EMPTY: Slot = Slot(Tick {
