@@ -261,9 +261,7 @@ impl Gateway {
             .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(name_err)?;
-        for &(_, id) in &symbols {
-            recorder.prepare(id);
-        }
+        recorder.prepare_all(&symbols.iter().map(|&(_, id)| id).collect::<Vec<_>>());
         let origin = names.origin(&opts.origin()).map_err(name_err)?;
         let next_in = opts
             .recovered_next_inbound(store)

@@ -403,11 +403,28 @@ impl Recorder {
     }
 
     /// Makes `symbol`'s ring now; otherwise it is made on the symbol's first tick, inside
-    /// `store_tick` (a one-time cost: writing the ring's memory). A feed calls this for the
-    /// symbols it subscribes to before its first tick.
+    /// `store_tick` (a one-time cost: writing the ring's memory).
     pub fn prepare(&self, symbol: SymbolId) {
-        if let Some(slot) = self.shared.rings.get(symbol.0 as usize) {
-            slot.0.get_or_init(|| self.new_ring());
+        self.prepare_all(&[symbol]);
+    }
+
+    /// Makes the rings of `symbols` that have none yet, now and from one allocation (under
+    /// huge pages where the kernel offers them: see `pipeline/ring.rs`). A feed calls this with
+    /// the symbols it subscribes to before its first tick. Unknown ids are ignored.
+    pub fn prepare_all(&self, symbols: &[SymbolId]) {
+        let rings = &self.shared.rings;
+        let mut fresh: Vec<usize> = symbols
+            .iter()
+            .map(|s| s.0 as usize)
+            .filter(|&i| rings.get(i).is_some_and(|r| r.0.get().is_none()))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        let made = Ring::many(fresh.len(), self.shared.opts.ring_capacity);
+        for (i, ring) in fresh.into_iter().zip(made) {
+            // A symbol whose first tick came meanwhile has its own ring; this one's piece then
+            // stays unused in the arena.
+            let _ = rings[i].0.set(Mutex::new(ring));
         }
     }
 

@@ -1264,9 +1264,8 @@ fn write_all(
         .sink(|names| Box::new(SqliteSink::new(base, names, writer_opts.clone())))
         .start()?;
     // As a feed does for the symbols it subscribes to (see `Recorder::prepare`).
-    for t in input.iter().take(100_000) {
-        rec.prepare(t.symbol);
-    }
+    let first: Vec<_> = input.iter().take(100_000).map(|t| t.symbol).collect();
+    rec.prepare_all(&first);
     let (started, cpu0) = (Instant::now(), tickrec::procstat::process_cpu());
     for t in input {
         rec.store_tick(*t)?;
