@@ -7,7 +7,7 @@
 //! feed: 160 per symbol at the default capacity).
 //!
 //! Rings made together (a feed's symbols, before its first tick: [`Ring::many`]) share one
-//! allocation, an [`Arena`], which on Linux is asked for transparent huge pages when it spans
+//! allocation, an arena (`Arena`), which on Linux is asked for transparent huge pages when it spans
 //! at least one. A push touches a line of its ring a few hundred ticks of other symbols after
 //! the last one; over 82 MB of rings in 4 KB pages that line's page translation was gone too.
 //! `bench --only publish --e2e-seconds 5`, three stages a side, alternating, medians of five
@@ -73,7 +73,7 @@ impl Ring {
             .expect("`Arena::carve` makes one piece per ring asked for")
     }
 
-    /// `n` rings of `capacity` ticks each (at least 1), carved from one [`Arena`].
+    /// `n` rings of `capacity` ticks each (at least 1), carved from one allocation (see the module doc).
     pub fn many(n: usize, capacity: usize) -> Vec<Ring> {
         Arena::carve(n, capacity.max(1))
             .into_iter()
