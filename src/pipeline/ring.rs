@@ -7,14 +7,14 @@
 //! feed: 160 per symbol at the default capacity).
 //!
 //! Rings made together (a feed's symbols, before its first tick: [`Ring::many`]) share one
-//! allocation, an arena (`Arena`), which on Linux is asked for transparent huge pages when it spans
-//! at least one. A push touches a line of its ring a few hundred ticks of other symbols after
-//! the last one; over 82 MB of rings in 4 KB pages that line's page translation was gone too.
+//! allocation (`Arena`), which on Linux is asked for transparent huge pages when it spans at
+//! least one. A push touches a line of its ring a few hundred ticks of other symbols after the
+//! last one; over 82 MB of rings in 4 KB pages that line's page translation was gone too.
 //! `bench --only publish --e2e-seconds 5`, three stages a side, alternating, medians of five
 //! runs each: `store_tick` p99 without subscribers 491, 530, 581 ns → 310, 400, 390; p99.9 881,
 //! 931, 1,072 → 581, 721, 741 (with eight subscribers 561, 581, 671 → 350, 470, 440 and 961,
 //! 1,032, 1,242 → 671, 821, 791). Making 128 rings of 10,000: 11 ms (82 ms the first time in
-//! the process's life), against 49 ms one by one.
+//! a process), against 49 ms one by one.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
@@ -73,7 +73,8 @@ impl Ring {
             .expect("`Arena::carve` makes one piece per ring asked for")
     }
 
-    /// `n` rings of `capacity` ticks each (at least 1), carved from one allocation (see the module doc).
+    /// `n` rings of `capacity` ticks each (at least 1), carved from one allocation (see the
+    /// module doc).
     pub fn many(n: usize, capacity: usize) -> Vec<Ring> {
         Arena::carve(n, capacity.max(1))
             .into_iter()
