@@ -86,6 +86,58 @@ fn recent_answers_from_the_ring_while_recording() {
     assert!(rec.recent_by_name("GBPUSD", 5).is_empty());
 }
 
+/// Rings made up front (a feed's symbols, in one allocation) serve as rings made on a first
+/// tick do, and making them again, or for a symbol that already has one, keeps what it holds.
+#[test]
+fn rings_made_up_front_keep_every_symbols_ticks_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recorder(
+        dir.path(),
+        PipelineOptions {
+            ring_capacity: 40_000, // 2.5 MB a ring: the up-front ones span huge pages
+            ..PipelineOptions::default()
+        },
+        WriterOptions::default(),
+    );
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let early = tick(&rec, "EURUSD", t0, "1.1", "1.2");
+    rec.store_tick(early).unwrap();
+    let names = ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"];
+    let ids: Vec<_> = names
+        .iter()
+        .map(|s| rec.names().symbol(s).unwrap())
+        .collect();
+    rec.prepare_all(&[ids.clone(), ids.clone()].concat());
+    assert_eq!(
+        rec.recent_by_name("EURUSD", 5),
+        vec![early],
+        "its ring was kept"
+    );
+    assert!(rec.recent_by_name("GBPUSD", 5).is_empty());
+    for i in 1..=50_000i64 {
+        for (k, s) in names.iter().enumerate() {
+            let bid = format!("{}.{i}", k + 1);
+            rec.store_tick(tick(&rec, s, Timestamp(t0.0 + i), &bid, "9"))
+                .unwrap();
+        }
+    }
+    rec.prepare_all(&ids);
+    for (k, s) in names.iter().enumerate() {
+        let got: Vec<String> = rec
+            .recent_by_name(s, 3)
+            .iter()
+            .map(|t| t.bid.unwrap().to_string())
+            .collect();
+        let want: Vec<String> = (49_998..=50_000)
+            .rev()
+            .map(|i| format!("{}.{i}", k + 1))
+            .collect();
+        assert_eq!(got, want, "{s}");
+        assert_eq!(rec.recent_by_name(s, 100_000).len(), 40_000, "{s}");
+    }
+    rec.shutdown();
+}
+
 #[test]
 fn throttle_keeps_one_tick_per_interval_per_symbol_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
