@@ -10,6 +10,15 @@ use tickrec::tick::{Timestamp, NANOS_PER_SEC};
 
 use super::util::*;
 
+/// A recorder whose rings keep `capacity` ticks a symbol.
+fn with_rings_of(base: &std::path::Path, capacity: usize) -> tickrec::pipeline::Recorder {
+    let pipeline = PipelineOptions {
+        ring_capacity: capacity,
+        ..PipelineOptions::default()
+    };
+    recorder(base, pipeline, WriterOptions::default())
+}
+
 #[test]
 fn every_accepted_tick_is_stored_once_in_order_with_exact_prices() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,14 +63,7 @@ fn every_accepted_tick_is_stored_once_in_order_with_exact_prices() {
 #[test]
 fn recent_answers_from_the_ring_while_recording() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = recorder(
-        dir.path(),
-        PipelineOptions {
-            ring_capacity: 3,
-            ..PipelineOptions::default()
-        },
-        WriterOptions::default(),
-    );
+    let rec = with_rings_of(dir.path(), 3);
     let t0 = ts("2026-11-23T09:00:00Z");
     for i in 0..10 {
         rec.store_tick(tick(
@@ -91,14 +93,7 @@ fn recent_answers_from_the_ring_while_recording() {
 #[test]
 fn rings_made_up_front_keep_every_symbols_ticks_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let rec = recorder(
-        dir.path(),
-        PipelineOptions {
-            ring_capacity: 40_000, // 2.5 MB a ring: the up-front ones span huge pages
-            ..PipelineOptions::default()
-        },
-        WriterOptions::default(),
-    );
+    let rec = with_rings_of(dir.path(), 40_000); // 2.5 MB a ring: four span huge pages
     let t0 = ts("2026-11-23T09:00:00Z");
     let early = tick(&rec, "EURUSD", t0, "1.1", "1.2");
     rec.store_tick(early).unwrap();
