@@ -1263,7 +1263,7 @@ fn write_all(
     let rec = Recorder::builder_with(pipeline.clone(), names.clone())
         .sink(|names| Box::new(SqliteSink::new(base, names, writer_opts.clone())))
         .start()?;
-    // As a feed does for the symbols it subscribes to (see `Recorder::prepare`).
+    // As a feed does for the symbols it subscribes to (see `Recorder::prepare_all`).
     let first: Vec<_> = input.iter().take(100_000).map(|t| t.symbol).collect();
     rec.prepare_all(&first);
     let (started, cpu0) = (Instant::now(), tickrec::procstat::process_cpu());
