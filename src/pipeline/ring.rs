@@ -9,7 +9,8 @@
 //! Rings made together (a feed's symbols, before its first tick: [`Ring::many`]) share one
 //! allocation (`Arena`), which on Linux is asked for transparent huge pages when it spans at
 //! least one. A push touches a line of its ring a few hundred ticks of other symbols after the
-//! last one; over 82 MB of rings in 4 KB pages that line's page translation was gone too.
+//! last one; over 82 MB of rings in 4 KB pages that line's page translation was likely gone
+//! from the TLB too (the figures below fit that; no counter here shows TLB misses).
 //! `bench --only publish --e2e-seconds 5`, three stages a side, alternating, medians of five
 //! runs each: `store_tick` p99 without subscribers 491, 530, 581 ns → 310, 400, 390; p99.9 881,
 //! 931, 1,072 → 581, 721, 741 (with eight subscribers 561, 581, 671 → 350, 470, 440 and 961,
