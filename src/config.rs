@@ -34,6 +34,17 @@ pub const DEFAULT_JSON_PATH: &str = "./data/ticks/json";
 /// Default source name for ticks that carry none.
 pub const DEFAULT_BROKER_ID: &str = "default";
 
+// Upper bounds of the sizes allocated up front (see README, Configuration).
+
+/// Ticks queued between `store_tick` and the writer (about 1.2 GB of channel at the bound).
+pub const MAX_CHANNEL_CAPACITY: usize = 1 << 24;
+/// Recent ticks kept per symbol (64 MB a symbol at the bound).
+pub const MAX_RING_CAPACITY: usize = 1_000_000;
+/// Distinct symbols one process accepts.
+pub const MAX_SYMBOLS: usize = 1 << 20;
+/// Ticks in one transaction.
+pub const MAX_BATCH_SIZE: usize = 100_000;
+
 /// Everything a command needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -334,6 +345,19 @@ impl Options {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        // Sizes that are allocated up front: past these bounds a typo (an extra zero or three)
+        // would fail as an allocation at start, or when a symbol's first tick makes its ring.
+        let within = |key: &'static str, v: Option<usize>, default: usize, max: usize| match v {
+            Some(v) if !(1..=max).contains(&v) => Err(invalid(
+                key,
+                format!(
+                    "must be 1..={max}, got {v} ({} bytes a tick)",
+                    std::mem::size_of::<crate::tick::Tick>()
+                ),
+            )),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
         let batch_timeout_ms = w.batch_timeout_ms.unwrap_or(100);
         if batch_timeout_ms == 0 || batch_timeout_ms > 60_000 {
             return Err(invalid(
@@ -375,24 +399,31 @@ impl Options {
             ));
         }
         let pipeline = PipelineOptions {
-            channel_capacity: positive(
+            channel_capacity: within(
                 "recorder.channel_capacity",
                 r.channel_capacity,
                 defaults.channel_capacity,
+                MAX_CHANNEL_CAPACITY,
             )?,
-            ring_capacity: positive(
+            ring_capacity: within(
                 "recorder.ring_capacity",
                 r.ring_capacity,
                 defaults.ring_capacity,
+                MAX_RING_CAPACITY,
             )?,
-            max_symbols: positive("recorder.max_symbols", r.max_symbols, defaults.max_symbols)?,
+            max_symbols: within(
+                "recorder.max_symbols",
+                r.max_symbols,
+                defaults.max_symbols,
+                MAX_SYMBOLS,
+            )?,
             overflow: r.overflow.unwrap_or_default(),
             throttle_ns: i64::try_from(r.throttle_interval_us.unwrap_or(0))
                 .ok()
                 .and_then(|us| us.checked_mul(1000))
                 .ok_or_else(|| invalid("recorder.throttle_interval_us", "too large".into()))?,
             batch: BatchPolicy {
-                batch_size: positive("writer.batch_size", w.batch_size, 500)?,
+                batch_size: within("writer.batch_size", w.batch_size, 500, MAX_BATCH_SIZE)?,
                 batch_timeout: Duration::from_millis(batch_timeout_ms),
             },
             health,
@@ -822,6 +853,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch_sise"), "unknown keys are errors: {err}");
+    }
+
+    #[test]
+    fn sizes_allocated_up_front_are_bounded_with_the_limit_in_the_error() {
+        let load = |text: &str| {
+            let f = file(text);
+            Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+                .map_err(|e| e.to_string())
+        };
+        for (section, key, max) in [
+            ("recorder", "channel_capacity", MAX_CHANNEL_CAPACITY),
+            ("recorder", "ring_capacity", MAX_RING_CAPACITY),
+            ("recorder", "max_symbols", MAX_SYMBOLS),
+            ("writer", "batch_size", MAX_BATCH_SIZE),
+        ] {
+            let o = load(&format!("[{section}]\n{key} = {max}\n"))
+                .unwrap_or_else(|e| panic!("{key} at its bound: {e}"));
+            let got = match key {
+                "channel_capacity" => o.pipeline.channel_capacity,
+                "ring_capacity" => o.pipeline.ring_capacity,
+                "max_symbols" => o.pipeline.max_symbols,
+                _ => o.pipeline.batch.batch_size,
+            };
+            assert_eq!(got, max, "{key}");
+            for bad in [0, max + 1, max * 1000] {
+                let err = load(&format!("[{section}]\n{key} = {bad}\n")).unwrap_err();
+                assert!(
+                    err.contains(&format!("{section}.{key}"))
+                        && err.contains(&format!("1..={max}"))
+                        && err.contains(&format!("got {bad}")),
+                    "{err}"
+                );
+            }
+        }
     }
 
     #[test]
