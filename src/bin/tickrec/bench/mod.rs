@@ -53,6 +53,9 @@ pub struct BenchOptions {
     pub ticks: usize,
     pub symbols: usize,
     pub e2e_seconds: f64,
+    /// The simulator's market-data messages a second in the subscribers' stage; `None`: as
+    /// fast as the connection takes them, as in every other end-to-end run.
+    pub publish_rate: Option<u64>,
     /// Only one stage (and what it needs).
     pub only: Option<Stage>,
     /// The configuration file the bench was given, for the processes it starts.
@@ -127,6 +130,9 @@ pub struct BenchReport {
     /// in the medians above cancels here.
     pub publish_store_tick_p99_paired_ratio: f64,
     pub publish_store_tick_p999_paired_ratio: f64,
+    /// The simulator's rate in that stage, market-data messages a second (`--publish-rate`);
+    /// 0: as fast as the connection took them.
+    pub publish_rate_msgs_per_s: u64,
     /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
     pub tail_latency_p50_ms: f64,
     pub tail_latency_p99_ms: f64,
@@ -376,7 +382,17 @@ pub fn run(
         }
         Some(Stage::Publish) => {
             drop(input);
-            publish_stage(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
+            publish_stage(
+                opts,
+                dir,
+                &names,
+                E2eRun {
+                    seconds: b.e2e_seconds,
+                    rate: b.publish_rate,
+                },
+                log,
+                &mut r,
+            )?;
             return Ok(r);
         }
         Some(Stage::Tails) => {
@@ -398,7 +414,17 @@ pub fn run(
     tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
     end_to_end(opts, &inputs, b.e2e_seconds, log, &mut r)?;
     drop(input);
-    publish_stage(opts, dir, &names, b.e2e_seconds, log, &mut r)?;
+    publish_stage(
+        opts,
+        dir,
+        &names,
+        E2eRun {
+            seconds: b.e2e_seconds,
+            rate: b.publish_rate,
+        },
+        log,
+        &mut r,
+    )?;
 
     queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
@@ -428,7 +454,11 @@ fn end_to_end(
             round + 1
         )?;
         let cpu0 = tickrec::procstat::process_cpu();
-        let (report, wal) = e2e(opts, dir, names, &script, seconds, None, log)?;
+        let run = E2eRun {
+            seconds,
+            rate: None,
+        };
+        let (report, wal) = e2e(opts, dir, names, &script, run, None, log)?;
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
         let stored = report.stats.ticks_stored;
         let rate = stored as f64 / report.elapsed.as_secs_f64();
@@ -996,10 +1026,10 @@ fn queries_stage(
 const SCRIPT_MESSAGES: usize = 1 << 18;
 
 /// The end-to-end simulator's settings, without its script.
-fn sim_options(names: &[String]) -> SimOptions {
+fn sim_options(names: &[String], rate: Option<u64>) -> SimOptions {
     SimOptions {
         symbols: names.len(),
-        rate: None,
+        rate,
         // Keep the simulator's resend memory out of the recorder's RSS picture.
         resend_capacity: 1_000,
         ..SimOptions::default()
@@ -1010,24 +1040,35 @@ fn sim_options(names: &[String]) -> SimOptions {
 /// are generated outside the clock, as every stage's input is; the simulator stamps each
 /// message's header, length and checksum as it sends it.
 fn sim_script(names: &[String]) -> Arc<sim::Script> {
-    Arc::new(sim::Script::generate(&sim_options(names), SCRIPT_MESSAGES))
+    Arc::new(sim::Script::generate(
+        &sim_options(names, None),
+        SCRIPT_MESSAGES,
+    ))
 }
 
-/// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for
-/// `seconds`, with `subscribers` (readers, stalled) on the live fan-out when given. Returns the
+/// How long an end-to-end run lasts, and how fast its simulator sends.
+#[derive(Debug, Clone, Copy)]
+struct E2eRun {
+    seconds: f64,
+    /// Market-data messages a second; `None`: as fast as the connection takes them.
+    rate: Option<u64>,
+}
+
+/// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for `run`'s
+/// seconds, with `subscribers` (readers, stalled) on the live fan-out when given. Returns the
 /// run's report and the largest WAL seen.
 fn e2e(
     opts: &Options,
     dir: &Path,
     names: &[String],
     script: &Arc<sim::Script>,
-    seconds: f64,
+    run: E2eRun,
     subscribers: Option<(usize, usize)>,
     log: &mut dyn Write,
 ) -> anyhow::Result<(tickrec::record::RecordReport, u64)> {
     let (addr, sim_thread, sim_stop) = sim::spawn_local(SimOptions {
         script: Some(Arc::clone(script)),
-        ..sim_options(names)
+        ..sim_options(names, run.rate)
     })?;
     let mut e2e_opts = opts.clone();
     e2e_opts.db_path = dir.join("e2e");
@@ -1048,7 +1089,7 @@ fn e2e(
     let stop = Shutdown::new();
     let timer = {
         let stop = stop.clone();
-        let secs = seconds.max(0.5);
+        let secs = run.seconds.max(0.5);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs_f64(secs));
             stop.request();
@@ -1085,26 +1126,32 @@ fn publish_stage(
     opts: &Options,
     dir: &Path,
     names: &[String],
-    seconds: f64,
+    run: E2eRun,
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
     let script = sim_script(names);
+    r.publish_rate_msgs_per_s = run.rate.unwrap_or(0);
+    let pace = match run.rate {
+        Some(rate) => format!(", the simulator at {rate} messages/s"),
+        None => String::new(),
+    };
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved.
     let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
     for round in 0..PUBLISH_ROUNDS {
         for subs in [None, Some((7, 1))] {
             writeln!(
                 log,
-                "(c) end to end {}, {seconds:.0}s (run {} of {PUBLISH_ROUNDS})…",
+                "(c) end to end {}, {:.0}s{pace} (run {} of {PUBLISH_ROUNDS})…",
                 if subs.is_some() {
                     "with 8 subscribers, one stalled"
                 } else {
                     "without subscribers"
                 },
+                run.seconds,
                 round + 1
             )?;
-            let (report, _) = e2e(opts, dir, names, &script, seconds, subs, log)?;
+            let (report, _) = e2e(opts, dir, names, &script, run, subs, log)?;
             let l = &report.stats.store_tick_latency;
             let stored = report.stats.ticks_stored;
             writeln!(
@@ -1409,7 +1456,15 @@ impl BenchReport {
             (self.publish_store_tick_p999_paired_ratio - 1.0) * 100.0,
             self.plain_store_tick_p99_range_ns.0,
             self.plain_store_tick_p99_range_ns.1
-        )
+        )?;
+        if self.publish_rate_msgs_per_s > 0 {
+            write!(
+                f,
+                " (the simulator at {} messages/s)",
+                self.publish_rate_msgs_per_s
+            )?;
+        }
+        Ok(())
     }
 
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -115,6 +115,10 @@ pub struct BenchArgs {
     /// Seconds of the end-to-end FIX run
     #[arg(long, default_value_t = 10.0)]
     pub e2e_seconds: f64,
+    /// Market-data messages a second the simulator sends in the subscribers' stage [default:
+    /// as fast as the connection takes them]
+    #[arg(long, value_name = "MSGS")]
+    pub publish_rate: Option<u64>,
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -528,6 +532,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ticks: a.ticks.max(1000),
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
+                    publish_rate: a.publish_rate.filter(|&r| r > 0),
                     only: a.only,
                     config: cli.config.clone(),
                 },
