@@ -306,6 +306,42 @@ fn bench_reports_every_figure_as_json() {
     assert!(v["range_rows"].as_u64().unwrap() > 0);
 }
 
+/// `--publish-rate` holds the subscribers' stage's simulator to its rate: every run of the
+/// stage commits at most what that rate can carry (an incremental holds up to three symbols),
+/// and the report says the rate it ran at.
+#[test]
+fn the_subscribers_stage_runs_at_the_rate_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickrec(
+        dir.path(),
+        &[
+            "bench",
+            "--only",
+            "publish",
+            "--symbols",
+            "4",
+            "--e2e-seconds",
+            "0.5",
+            "--publish-rate",
+            "2000",
+            "--json",
+        ],
+        None,
+    );
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["publish_rate_msgs_per_s"], 2000, "{v}");
+    assert!(log.contains("the simulator at 2000 messages/s"), "{log}");
+    let rates: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("ticks committed"))
+        .filter_map(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(rates.len(), 10, "five rounds of two runs: {log}");
+    assert!(rates.iter().all(|&r| r > 0.0 && r <= 6000.0), "{rates:?}");
+}
+
 /// What could go wrong: a year-1900 tick or one a year ahead of its receive time (a bad LP
 /// clock, a garbled field) used to land in its own strange day file, and a far-future one
 /// became the writer's "today". Both are refused at the edge with a named reason and counted;
