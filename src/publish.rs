@@ -45,7 +45,7 @@ use crate::shutdown::Shutdown;
 use crate::store::reader::{Store, Symbols};
 use crate::store::writer::CommitObserver;
 use crate::tail::{Cursor, Start, Tail};
-use crate::tick::{SymbolId, Tick, TickRow};
+use crate::tick::{SourceId, SymbolId, Tick, TickRow};
 
 /// Ticks a subscriber may have queued before it is disconnected as too slow, by default
 /// (`[publish] queue_ticks`).
@@ -185,11 +185,15 @@ fn encode_and_fan_out(
     max_queued: usize,
 ) {
     let mut woke = std::time::Instant::now();
+    let mut cache = NameCache::default();
     while let Ok(first) = rx.recv() {
         // Wakes at most once per FAN_OUT_PACE: the commits that came meanwhile go out together.
         pace(&mut woke);
         let batches: Vec<Arc<Batch>> = std::iter::once(first).chain(rx.try_iter()).collect();
-        let encoded: Vec<Arc<Encoded>> = batches.iter().map(|b| encode(&names, b)).collect();
+        let encoded: Vec<Arc<Encoded>> = batches
+            .iter()
+            .map(|b| encode(&names, &mut cache, b))
+            .collect();
         let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
         let subs: Vec<Arc<Queue>> = subscribers
             .lock()
@@ -221,22 +225,57 @@ fn encode_and_fan_out(
 }
 
 /// One commit as JSON lines, once for every subscriber.
-fn encode(names: &Names, batch: &Batch) -> Arc<Encoded> {
+fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
     let mut enc = Encoded {
         day: batch.day,
         bytes: Vec::with_capacity(batch.ticks.len() * 240),
         lines: Vec::with_capacity(batch.ticks.len()),
     };
     for (seq, t) in &batch.ticks {
-        let Some(row) = row_of(names, t, Some(*seq)) else {
+        let (Some(symbol), Some(source)) = (
+            cache
+                .symbols
+                .name(t.symbol.0, |i| names.symbol_name(SymbolId(i))),
+            cache
+                .sources
+                .name(t.source.0, |i| names.source_name(SourceId(i))),
+        ) else {
             continue;
         };
         let start = enc.bytes.len() as u32;
-        crate::format::jsonl::encode_json_row(&mut enc.bytes, &row, None);
+        crate::format::jsonl::encode_json_tick(&mut enc.bytes, t, Some(*seq), symbol, source);
         enc.lines
             .push((start, enc.bytes.len() as u32, *seq, t.symbol));
     }
     Arc::new(enc)
+}
+
+/// The encoder thread's copy of the names it has met, by id: an id's name never changes
+/// ([`Names`] only ever adds). Taking both names from the shared table for every tick (a read
+/// lock and a reference count each) made encoding 277 ns a tick against 243 with this cache
+/// (500,000 ticks of 128 symbols, six rounds, one process).
+#[derive(Default)]
+struct NameCache {
+    symbols: IdNames,
+    sources: IdNames,
+}
+
+#[derive(Default)]
+struct IdNames(Vec<Option<Arc<str>>>);
+
+impl IdNames {
+    /// `id`'s name, from `fetch` the first time.
+    fn name(&mut self, id: u32, fetch: impl FnOnce(u32) -> Option<Arc<str>>) -> Option<&str> {
+        let i = id as usize;
+        if self.0.get(i).is_none_or(Option::is_none) {
+            let name = fetch(id)?;
+            if self.0.len() <= i {
+                self.0.resize(i + 1, None);
+            }
+            self.0[i] = Some(name);
+        }
+        self.0.get(i)?.as_deref()
+    }
 }
 
 /// The fan-out's threads (the encoder, each subscriber's) wake at most once per this, taking
