@@ -364,6 +364,10 @@ pub fn run(
         input: &input,
         batch,
     };
+    let publish_run = E2eRun {
+        seconds: b.e2e_seconds,
+        rate: b.publish_rate,
+    };
     match b.only {
         Some(Stage::Archive) => {
             writeln!(log, "writing the {}-tick day…", b.ticks)?;
@@ -382,17 +386,7 @@ pub fn run(
         }
         Some(Stage::Publish) => {
             drop(input);
-            publish_stage(
-                opts,
-                dir,
-                &names,
-                E2eRun {
-                    seconds: b.e2e_seconds,
-                    rate: b.publish_rate,
-                },
-                log,
-                &mut r,
-            )?;
+            publish_stage(opts, dir, &names, publish_run, log, &mut r)?;
             return Ok(r);
         }
         Some(Stage::Tails) => {
@@ -414,17 +408,7 @@ pub fn run(
     tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
     end_to_end(opts, &inputs, b.e2e_seconds, log, &mut r)?;
     drop(input);
-    publish_stage(
-        opts,
-        dir,
-        &names,
-        E2eRun {
-            seconds: b.e2e_seconds,
-            rate: b.publish_rate,
-        },
-        log,
-        &mut r,
-    )?;
+    publish_stage(opts, dir, &names, publish_run, log, &mut r)?;
 
     queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
