@@ -348,13 +348,9 @@ impl Options {
         // Sizes that are allocated up front: past these bounds a typo (an extra zero or three)
         // would fail as an allocation at start, or when a symbol's first tick makes its ring.
         let within = |key: &'static str, v: Option<usize>, default: usize, max: usize| match v {
-            Some(v) if !(1..=max).contains(&v) => Err(invalid(
-                key,
-                format!(
-                    "must be 1..={max}, got {v} ({} bytes a tick)",
-                    std::mem::size_of::<crate::tick::Tick>()
-                ),
-            )),
+            Some(v) if !(1..=max).contains(&v) => {
+                Err(invalid(key, format!("must be 1..={max}, got {v}")))
+            }
             Some(v) => Ok(v),
             None => Ok(default),
         };
