@@ -280,7 +280,7 @@ impl IdNames {
 
 /// The fan-out's threads (the encoder, each subscriber's) wake at most once per this, taking
 /// everything that came meanwhile: at one wake per commit (2,400 a second at full speed, nine
-/// threads) the switches reached the gateway thread's `store_tick` (see README, Performance).
+/// threads) the switches reached the gateway thread's `store_tick` (see README, Performance log).
 const FAN_OUT_PACE: Duration = Duration::from_millis(2);
 
 /// Waits until [`FAN_OUT_PACE`] has passed since `woke`, then marks now.
