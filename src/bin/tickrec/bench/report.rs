@@ -1,0 +1,379 @@
+//! Every figure of one bench run ([`BenchReport`]): the JSON object `--json` prints, and the
+//! table printed without it, each figure beside its target.
+
+use serde::Serialize;
+
+use super::e2e::PUBLISH_ROUNDS;
+use super::{archive, Stage, RATIO_ROUNDS, TAIL_ROUNDS};
+
+/// Every figure of one run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BenchReport {
+    pub ticks: usize,
+    pub symbols: usize,
+    /// Bare insert loop with the writer's checkpoint policy: the ceiling ratios use.
+    pub ceiling_ticks_per_s: f64,
+    /// Bare insert loop with SQLite's automatic checkpoint (1000 pages).
+    pub ceiling_autocheckpoint_ticks_per_s: f64,
+    pub writer_ticks_per_s: f64,
+    /// The writer while a reader runs `recent 100` and a one-hour range on the live day, 50
+    /// times a second.
+    pub writer_ticks_per_s_with_queries: f64,
+    /// The writer alone in the tails stage's rounds (median), beside which its figures with
+    /// tails are measured.
+    pub tails_writer_alone_ticks_per_s: f64,
+    /// The writer while four `tickrec tail --follow` processes, at the priority they take
+    /// (`SCHED_IDLE`), follow every tick (median of the rounds): the figure the 0.95 target is
+    /// held against.
+    pub writer_ticks_per_s_with_tails: f64,
+    /// The same with the tails at `--priority normal`.
+    pub writer_ticks_per_s_with_tails_normal_priority: f64,
+    /// With tails over alone, round by round, and the median of the rounds.
+    pub writer_with_tails_ratio: f64,
+    pub writer_with_tails_ratios: Vec<f64>,
+    pub writer_with_tails_normal_priority_ratio: f64,
+    pub writer_with_tails_normal_priority_ratios: Vec<f64>,
+    /// The writer's time in WAL restarts (waits for readers on old snapshots included), s, in
+    /// the tails stage's runs alone, with four tails, with four at normal priority (medians):
+    /// what readers cost the writer other than CPU.
+    pub writer_wal_restart_s: f64,
+    pub writer_wal_restart_s_with_tails: f64,
+    pub writer_wal_restart_s_with_tails_normal_priority: f64,
+    /// CPU time a following tail spends per tick it reads and formats (the four processes of
+    /// the last run at `--priority normal`, start-up included), ns: with the writer's speed,
+    /// the cores four tails take.
+    pub tail_cpu_ns_per_tick: f64,
+    /// `store_tick` under (c) with eight subscribers on the live fan-out (one stalled), and
+    /// without, in the same stage (each the median of [`PUBLISH_ROUNDS`] runs), ns.
+    pub publish_store_tick_p99_ns: u64,
+    pub publish_store_tick_p999_ns: u64,
+    pub plain_store_tick_p99_ns: u64,
+    pub plain_store_tick_p999_ns: u64,
+    /// The lowest and highest store_tick p99 of the runs without subscribers: how far two runs
+    /// of the same thing fall apart here.
+    pub plain_store_tick_p99_range_ns: (u64, u64),
+    /// Each round's run with subscribers over its run without (the two run back to back), the
+    /// median of the rounds, for p99 and p99.9: what the machine's drift between rounds moves
+    /// in the medians above cancels here.
+    pub publish_store_tick_p99_paired_ratio: f64,
+    pub publish_store_tick_p999_paired_ratio: f64,
+    /// The simulator's rate in that stage, market-data messages a second (`--publish-rate`);
+    /// 0: as fast as the connection took them.
+    pub publish_rate_msgs_per_s: u64,
+    /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
+    pub tail_latency_p50_ms: f64,
+    pub tail_latency_p99_ms: f64,
+    /// The same at 50,000 ticks/s (100,000 ticks): a following tail then leaves the newest
+    /// ticks to their blocks for up to `tail::HOLD` before it reads the rows.
+    pub tail_latency_50k_p50_ms: f64,
+    pub tail_latency_50k_p99_ms: f64,
+    /// Queries the reader completed during that run.
+    pub queries_during_writes: u64,
+    /// The ceiling again, run right before each run of the writer beside the live-day reader
+    /// (the better of two), and that writer's over it: the machine's speed drifts by a fifth
+    /// within minutes here, so each ratio's two halves are measured side by side.
+    pub writer_with_queries_ceiling_ticks_per_s: f64,
+    pub writer_with_queries_vs_ceiling: f64,
+    /// Each round's writer-with-reader run over the ceiling run right before it, and their
+    /// median (see [`RATIO_ROUNDS`]).
+    pub writer_with_queries_vs_ceiling_rounds: Vec<f64>,
+    pub writer_with_queries_vs_ceiling_paired: f64,
+    /// The same for end to end: a ceiling run right before each of its runs.
+    pub end_to_end_ceiling_ticks_per_s: f64,
+    /// End to end over its own ceiling (`end_to_end_ceiling_ticks_per_s`).
+    pub end_to_end_vs_ceiling: f64,
+    /// Each round's end-to-end run over the ceiling run right before it, and their median.
+    pub end_to_end_vs_ceiling_rounds: Vec<f64>,
+    pub end_to_end_vs_ceiling_paired: f64,
+    /// The process's CPU time per tick committed end to end (the simulator, which shares the
+    /// process and the two cores, included), ns, the median of the rounds: two cores' worth of
+    /// it bounds the rate.
+    pub end_to_end_cpu_ns_per_tick: f64,
+    pub writer_vs_ceiling: f64,
+    /// Each round's writer run over that round's ceiling run, and their median.
+    pub writer_vs_ceiling_rounds: Vec<f64>,
+    pub writer_vs_ceiling_paired: f64,
+    /// The process's CPU time per tick in the ceiling's runs and in the writer's (producer,
+    /// writer, block builder and checkpointer), ns, medians of the rounds: what the writer costs
+    /// over the bare loop, apart from how fast the machine is at the moment.
+    pub ceiling_cpu_ns_per_tick: f64,
+    pub writer_cpu_ns_per_tick: f64,
+    /// The same for the inserting thread alone: the ceiling's loop and the writer thread
+    /// (`tickrec_writer_cpu_seconds_total`), medians of the rounds, ns. With the other core
+    /// free, the writer thread is what bounds the writer's rate: this is the writer's cost over
+    /// the bare loop where it counts.
+    pub ceiling_thread_cpu_ns_per_tick: f64,
+    pub writer_thread_cpu_ns_per_tick: f64,
+    pub writer_store_tick_p99_ns: u64,
+    pub writer_commit_p99_us: u64,
+    pub end_to_end_ticks_per_s: f64,
+    /// store_tick latency under the end-to-end load.
+    pub store_tick_p99_ns: u64,
+    pub store_tick_p999_ns: u64,
+    /// Commit latency under the end-to-end load.
+    pub commit_p99_us: u64,
+    /// Resident memory at the end of the writer run, without the pre-generated input rows,
+    /// and the rings' share of it.
+    pub rss_bytes: u64,
+    pub ring_bytes: u64,
+    /// Live day file (no per-symbol index).
+    pub bytes_per_tick: f64,
+    /// The same as `bytes_per_tick`, under the name the sealed figure pairs with.
+    pub live_bytes_per_tick: f64,
+    /// The symbol block files beside the live day file (`[writer] symbol_blocks`; 0 without).
+    pub live_block_bytes_per_tick: f64,
+    /// After `seal` (the directory serves the day: no index).
+    pub sealed_bytes_per_tick: f64,
+    pub sealed_recent100_p50_us: f64,
+    pub sealed_range_ticks_per_s: f64,
+    /// With the indexes a day from before the directory gets when sealed (schema/seal.sql; the
+    /// `sqlite3` comparison).
+    pub indexed_bytes_per_tick: f64,
+    pub seal_seconds: f64,
+    pub recent100_p50_us: f64,
+    pub recent100_sqlite3_p50_us: Option<f64>,
+    pub recent100_live_p50_us: f64,
+    /// `recent 100` on the live (unsealed) day, same as `recent100_live_p50_us`.
+    pub live_recent100_p50_us: f64,
+    /// One symbol over one hour on the live day, streamed (rows/s) and its first row (ms).
+    pub live_range_ticks_per_s: f64,
+    pub live_range_first_row_ms: f64,
+    /// The same two queries timed while the writer appends at full speed (the reader's pace
+    /// of (b)): the hour once the writer has passed it, and `recent 100`.
+    pub live_range_writing_ticks_per_s: f64,
+    pub live_range_writing_first_row_ms: f64,
+    pub live_range_writing_queries: u64,
+    pub live_recent100_writing_p50_us: f64,
+    /// The same `recent 100`s on the reader thread's own CPU clock (how much of the time is
+    /// the reader's own work, and how much waiting for a core).
+    pub live_recent100_writing_cpu_p50_us: f64,
+    pub range_ticks_per_s: f64,
+    pub range_sqlite3_ticks_per_s: Option<f64>,
+    pub range_rows: u64,
+    /// Largest WAL seen under the writer's (tails' runs included) and the end-to-end run's day
+    /// files (sampled every 10 ms); bounded by `writer.wal_max_mib`.
+    pub wal_max_bytes: u64,
+    #[serde(flatten)]
+    pub archive: archive::ArchiveFigures,
+    #[serde(skip)]
+    pub(super) only: Option<Stage>,
+}
+
+impl BenchReport {
+    fn fmt_publish(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |a: u64, b: u64| (a as f64 / b.max(1) as f64 - 1.0) * 100.0;
+        write!(
+            f,
+            "store_tick, 8 subscribers       p99 {} ns, p99.9 {} ns; without p99 {} ns, p99.9 {} ns ({:+.0}%, {:+.0}%; target within 10%; medians of {}; median of the rounds' ratios {:+.0}%, {:+.0}%; the runs without moved {}-{} ns at p99)",
+            self.publish_store_tick_p99_ns,
+            self.publish_store_tick_p999_ns,
+            self.plain_store_tick_p99_ns,
+            self.plain_store_tick_p999_ns,
+            pct(self.publish_store_tick_p99_ns, self.plain_store_tick_p99_ns),
+            pct(self.publish_store_tick_p999_ns, self.plain_store_tick_p999_ns),
+            PUBLISH_ROUNDS,
+            (self.publish_store_tick_p99_paired_ratio - 1.0) * 100.0,
+            (self.publish_store_tick_p999_paired_ratio - 1.0) * 100.0,
+            self.plain_store_tick_p99_range_ns.0,
+            self.plain_store_tick_p99_range_ns.1
+        )?;
+        if self.publish_rate_msgs_per_s > 0 {
+            write!(
+                f,
+                " (the simulator at {} messages/s)",
+                self.publish_rate_msgs_per_s
+            )?;
+        }
+        Ok(())
+    }
+
+    fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {TAIL_ROUNDS}: {}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
+            self.writer_ticks_per_s_with_tails,
+            self.writer_with_tails_ratio,
+            ratios(&self.writer_with_tails_ratios),
+            self.writer_ticks_per_s_with_tails_normal_priority,
+            self.writer_with_tails_normal_priority_ratio,
+            ratios(&self.writer_with_tails_normal_priority_ratios),
+            self.tail_cpu_ns_per_tick,
+            4.0 * self.tail_cpu_ns_per_tick * self.tails_writer_alone_ticks_per_s / 1e9,
+            self.writer_wal_restart_s,
+            self.writer_wal_restart_s_with_tails,
+            self.writer_wal_restart_s_with_tails_normal_priority,
+            self.tail_latency_p50_ms,
+            self.tail_latency_p99_ms,
+            self.tail_latency_50k_p50_ms,
+            self.tail_latency_50k_p99_ms
+        )
+    }
+}
+
+/// Ratios of rounds as `0.93, 0.97, 1.01`.
+fn ratios(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl BenchReport {
+    /// (d): the day file's sizes and the queries on it, live and sealed.
+    fn fmt_queries(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sqlite3 shell's figure and its ratio to ours ("-" without the shell).
+        let shell = |theirs: Option<f64>, unit: &str, ours: f64| match theirs {
+            Some(v) => format!("{v:.0} {unit} -> {:.2}x", v / ours),
+            None => "- -> -".into(),
+        };
+        if self.only == Some(Stage::Queries) {
+            writeln!(
+                f,
+                "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} ({} query pairs ran)",
+                self.writer_ticks_per_s_with_queries,
+                self.writer_with_queries_vs_ceiling,
+                self.writer_with_queries_ceiling_ticks_per_s,
+                self.queries_during_writes
+            )?;
+        }
+        writeln!(
+            f,
+            "day file                        live {:.1} bytes/tick (target <= 40; block files beside it {:.1}); sealed {:.1} bytes/tick (sealing took {:.1}s); with a pre-directory day's indexes {:.1}",
+            self.bytes_per_tick, self.live_block_bytes_per_tick, self.sealed_bytes_per_tick, self.seal_seconds, self.indexed_bytes_per_tick
+        )?;
+        writeln!(
+            f,
+            "live day, range 1 h one symbol  {:.0} ticks/s (target >= 1000000), first row {:.1} ms (target <= 20)",
+            self.live_range_ticks_per_s, self.live_range_first_row_ms
+        )?;
+        writeln!(
+            f,
+            "  the same while (b) writes     {:.0} ticks/s, first row {:.1} ms ({} whole-hour queries); recent 100 p50 {:.0} us ({:.0} us of the reader's own CPU)",
+            self.live_range_writing_ticks_per_s,
+            self.live_range_writing_first_row_ms,
+            self.live_range_writing_queries,
+            self.live_recent100_writing_p50_us,
+            self.live_recent100_writing_cpu_p50_us
+        )?;
+        writeln!(
+            f,
+            "recent 100, one symbol          p50 {:.0} us live (target <= 500), {:.0} us sealed; indexed {:.0} us, sqlite3 shell (indexed) {}",
+            self.live_recent100_p50_us,
+            self.sealed_recent100_p50_us,
+            self.recent100_p50_us,
+            shell(self.recent100_sqlite3_p50_us, "us", self.recent100_p50_us),
+        )?;
+        write!(
+            f,
+            "range 1 h, one symbol           sealed {:.0} ticks/s as CSV; indexed {:.0} over {} rows, sqlite3 shell (indexed) {} of ours",
+            self.sealed_range_ticks_per_s,
+            self.range_ticks_per_s,
+            self.range_rows,
+            shell(self.range_sqlite3_ticks_per_s, "ticks/s", self.range_ticks_per_s),
+        )
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.only {
+            Some(Stage::Archive) => return write!(f, "{}", self.archive),
+            Some(Stage::Tails) => return self.fmt_tails(f),
+            Some(Stage::Publish) => return self.fmt_publish(f),
+            Some(Stage::Queries) => return self.fmt_queries(f),
+            Some(Stage::Writer) | None => {}
+        }
+        let c = self.ceiling_ticks_per_s;
+        writeln!(
+            f,
+            "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of {r}, interleaved; writer with the live-day reader and end to end best of {r}, each run right after a ceiling run of its own (their ratios use the bests; \"rounds\" is the median of each round's run over its ceiling run)",
+            self.ticks, self.symbols, r = RATIO_ROUNDS
+        )?;
+        writeln!(
+            f,
+            "ceiling, writer's checkpoints   {:>12.0} ticks/s   (bare insert loop; the writer's ratio uses it, the later stages run their own beside them)",
+            c
+        )?;
+        writeln!(
+            f,
+            "ceiling, SQLite autocheckpoint  {:>12.0} ticks/s   = {:.2} x",
+            self.ceiling_autocheckpoint_ticks_per_s,
+            self.ceiling_autocheckpoint_ticks_per_s / c
+        )?;
+        writeln!(
+            f,
+            "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90); rounds {:.2} x ({})",
+            self.writer_ticks_per_s,
+            self.writer_vs_ceiling,
+            self.writer_vs_ceiling_paired,
+            ratios(&self.writer_vs_ceiling_rounds)
+        )?;
+        writeln!(
+            f,
+            "CPU a tick, whole process       ceiling {:.0} ns, writer {:.0} ns = {:.2} x   (medians; the writer's producer, block builder and checkpointer included)",
+            self.ceiling_cpu_ns_per_tick,
+            self.writer_cpu_ns_per_tick,
+            self.writer_cpu_ns_per_tick / self.ceiling_cpu_ns_per_tick.max(1.0)
+        )?;
+        writeln!(
+            f,
+            "CPU a tick, inserting thread    ceiling {:.0} ns, writer {:.0} ns = {:.2} x   (medians; the thread that bounds each rate)",
+            self.ceiling_thread_cpu_ns_per_tick,
+            self.writer_thread_cpu_ns_per_tick,
+            self.writer_thread_cpu_ns_per_tick / self.ceiling_thread_cpu_ns_per_tick.max(1.0)
+        )?;
+        if self.only.is_none() {
+            writeln!(
+                f,
+                "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.90; {} query pairs ran); rounds {:.2} x ({})",
+                self.writer_ticks_per_s_with_queries,
+                self.writer_with_queries_vs_ceiling,
+                self.writer_with_queries_ceiling_ticks_per_s,
+                self.queries_during_writes,
+                self.writer_with_queries_vs_ceiling_paired,
+                ratios(&self.writer_with_queries_vs_ceiling_rounds)
+            )?;
+            self.fmt_tails(f)?;
+            writeln!(f)?;
+            self.fmt_publish(f)?;
+            writeln!(f)?;
+        }
+        writeln!(
+            f,
+            "end to end (FIX over loopback)  {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.75); rounds {:.2} x ({}); CPU {:.0} ns a tick, the simulator's included",
+            self.end_to_end_ticks_per_s,
+            self.end_to_end_vs_ceiling,
+            self.end_to_end_ceiling_ticks_per_s,
+            self.end_to_end_vs_ceiling_paired,
+            ratios(&self.end_to_end_vs_ceiling_rounds),
+            self.end_to_end_cpu_ns_per_tick
+        )?;
+        writeln!(
+            f,
+            "store_tick under e2e load       p99 {} ns, p99.9 {} ns   (targets <= 500, <= 2000)",
+            self.store_tick_p99_ns, self.store_tick_p999_ns
+        )?;
+        writeln!(
+            f,
+            "commit under e2e load           p99 {} us   (target <= 5000); writer run p99 {} us",
+            self.commit_p99_us, self.writer_commit_p99_us
+        )?;
+        writeln!(
+            f,
+            "memory                          RSS {:.1} MB without the input rows, of which rings {:.1} MB   (target RSS - rings <= 48 MB: {:.1} MB)",
+            self.rss_bytes as f64 / 1e6,
+            self.ring_bytes as f64 / 1e6,
+            self.rss_bytes.saturating_sub(self.ring_bytes) as f64 / 1e6
+        )?;
+        writeln!(
+            f,
+            "WAL                             largest {:.1} MiB seen during (a), (b) and (c) (target <= 64, writer.wal_max_mib)",
+            self.wal_max_bytes as f64 / (1 << 20) as f64
+        )?;
+        if self.only.is_some() {
+            return Ok(());
+        }
+        self.fmt_queries(f)?;
+        write!(f, "\n{}", self.archive)
+    }
+}
