@@ -239,6 +239,58 @@ fn block_policy_loses_nothing_with_a_tiny_channel_and_two_producers() {
     assert_eq!(all_rows(dir.path(), "GBPUSD").len(), 10_000);
 }
 
+/// Shutdown while producers are mid-`store_tick` on other threads: every tick a producer was
+/// told was accepted is stored, and the counts agree (the in-flight count of
+/// `Recorder::shutdown`: no accepted tick slips in behind the writer's last drain).
+#[test]
+fn producers_racing_shutdown_lose_no_accepted_tick() {
+    // Rounds stopping at different points of the producers' run. With shutdown's wait for the
+    // calls in flight removed, 6 runs of this test out of 6 failed (1 of 3 with 5 rounds).
+    for round in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Arc::new(recorder(
+            dir.path(),
+            PipelineOptions {
+                channel_capacity: 1024,
+                ..PipelineOptions::default()
+            },
+            WriterOptions::default(),
+        ));
+        let t0 = ts("2026-11-23T09:00:00Z");
+        let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+        let producers: Vec<_> = symbols
+            .into_iter()
+            .map(|symbol| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    let mut accepted = 0u64;
+                    for i in 0.. {
+                        let t = tick(&rec, symbol, Timestamp(t0.0 + i), "1.1", "1.2");
+                        match rec.store_tick(t) {
+                            Ok(Outcome::Accepted) => accepted += 1,
+                            Err(StoreTickError::Closed) => break,
+                            other => panic!("{symbol}: {other:?}"),
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        // Shut down with the producers under way.
+        wait_until(Duration::from_secs(30), "ticks accepted", || {
+            rec.stats().ticks_accepted >= 2_000 + (round % 25) * 200
+        });
+        let stats = rec.shutdown();
+        let told: Vec<u64> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+        let total: u64 = told.iter().sum();
+        assert_eq!(stats.ticks_accepted, total, "round {round}");
+        assert_eq!(stats.ticks_stored, total, "round {round}");
+        for (symbol, n) in symbols.iter().zip(&told) {
+            assert_eq!(all_rows(dir.path(), symbol).len() as u64, *n, "{symbol}");
+        }
+    }
+}
+
 #[test]
 fn a_stopped_recorder_refuses_ticks_instead_of_losing_them() {
     let dir = tempfile::tempdir().unwrap();
