@@ -332,6 +332,13 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
     assert!(out.status.success(), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["publish_rate_msgs_per_s"], 2000, "{v}");
+    // The clock's step is measured, so a reader can tell a p99 a step or two long.
+    assert!(
+        v["store_tick_clock_step_ns"]
+            .as_f64()
+            .is_some_and(|ns| ns > 0.0 && ns < 1_000.0),
+        "{v}"
+    );
     assert!(log.contains("the simulator at 2000 messages/s"), "{log}");
     let rates: Vec<f64> = log
         .lines()
