@@ -65,6 +65,9 @@ pub struct Options {
     /// Ticks a subscriber may have queued before it is disconnected (`[publish] queue_ticks`),
     /// counted over every symbol of the commits queued (each is queued once for everyone).
     pub publish_queue_ticks: usize,
+    /// Seconds of silence after which a subscriber gets a heartbeat line
+    /// (`[publish] heartbeat_secs`).
+    pub publish_heartbeat_secs: u32,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -241,6 +244,8 @@ struct RawPublish {
     listen: Option<String>,
     /// Ticks a subscriber may have waiting before it is disconnected as too slow.
     queue_ticks: Option<usize>,
+    /// Seconds of silence on a subscriber's stream before it gets a heartbeat line.
+    heartbeat_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -567,6 +572,16 @@ impl Options {
             Some(0) => return Err(invalid("publish.queue_ticks", "must be at least 1".into())),
             Some(n) => n,
         };
+        let publish_heartbeat_secs = raw
+            .publish
+            .heartbeat_secs
+            .unwrap_or(crate::publish::HEARTBEAT_SECS);
+        if !(1..=3600).contains(&publish_heartbeat_secs) {
+            return Err(invalid(
+                "publish.heartbeat_secs",
+                format!("must be 1..=3600, got {publish_heartbeat_secs}"),
+            ));
+        }
         let metrics_listen = raw.metrics.listen;
         if let Some(addr) = &metrics_listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {
@@ -588,6 +603,7 @@ impl Options {
             metrics_listen,
             publish_listen,
             publish_queue_ticks,
+            publish_heartbeat_secs,
             archive_cache_bytes,
             fix_sessions,
         })
@@ -784,6 +800,9 @@ mod tests {
             "[metrics]\nlisten = \"localhost\"\n",
             "[log]\nformat = \"xml\"\n",
             "[health]\ntrading_hours = \"weekdays\"\n",
+            "[publish]\nqueue_ticks = 0\n",
+            "[publish]\nheartbeat_secs = 0\n",
+            "[publish]\nheartbeat_secs = 3601\n",
         ];
         for text in bad {
             let f = file(text);
@@ -807,6 +826,7 @@ mod tests {
         assert_eq!(o.pipeline.ring_capacity, 10_000);
         assert_eq!(o.pipeline.overflow, OverflowPolicy::Block);
         assert_eq!(o.writer.sqlite.synchronous, Synchronous::Normal);
+        assert_eq!(o.publish_heartbeat_secs, 1);
     }
 
     #[test]

@@ -10,7 +10,15 @@
 //!    rows have no `seq`: accepted, perhaps not yet committed), then
 //!    `{"event":"snapshot_end"}`;
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
-//!    their `seq` (the day is the UTC day of `ts_event`).
+//!    their `seq` (the day is the UTC day of `ts_event`);
+//! 5. after `[publish] heartbeat_secs` ([`HEARTBEAT_SECS`] by default) with nothing else sent,
+//!    `{"event":"heartbeat","time":…,"cursor":…}`: the recorder's clock, and the cursor of the
+//!    last commit this subscriber has been given (every tick of its symbols up to there), so
+//!    that a quiet subscription tells a live recorder from a dead connection, and a consumer
+//!    restarted from that cursor replays only what came after it. (The cursor is absent until
+//!    a commit or a replay has passed.) A heartbeat is also a write: a connection whose peer
+//!    is gone fails at one (at once on a reset, after TCP's retransmissions otherwise)
+//!    instead of staying open in silence.
 //!
 //! Where ticks come from: the SQLite writer tells the publisher what each commit holds, with
 //! the `seq` each tick got ([`CommitObserver`]), so a published tick is one the store holds, in
@@ -54,6 +62,9 @@ pub const MAX_QUEUED_TICKS: usize = 200_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write to a subscriber may block before it counts as stalled.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Seconds of silence before a subscriber gets a heartbeat line, by default
+/// (`[publish] heartbeat_secs`).
+pub const HEARTBEAT_SECS: u32 = 1;
 
 /// One commit's ticks, in seq order.
 struct Batch {
@@ -67,6 +78,8 @@ struct Encoded {
     day: NaiveDate,
     bytes: Vec<u8>,
     lines: Vec<(u32, u32, i64, SymbolId)>,
+    /// The commit's last `seq` (a subscriber that got this commit has passed it).
+    last_seq: Option<i64>,
 }
 
 /// Counters of the publisher (for /metrics and the final report).
@@ -127,6 +140,8 @@ pub struct Publisher {
     stats: Arc<PublishStats>,
     /// Commits on their way to the encoder thread.
     to_encoder: crossbeam_channel::Sender<Arc<Batch>>,
+    /// Silence on a subscriber's stream after which it gets a heartbeat line.
+    heartbeat: Duration,
 }
 
 /// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
@@ -230,6 +245,7 @@ fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
         day: batch.day,
         bytes: Vec::with_capacity(batch.ticks.len() * 240),
         lines: Vec::with_capacity(batch.ticks.len()),
+        last_seq: batch.ticks.last().map(|t| t.0),
     };
     for (seq, t) in &batch.ticks {
         let (Some(symbol), Some(source)) = (
@@ -312,8 +328,12 @@ struct Request {
 
 impl Publisher {
     /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
-    /// is disconnected.
-    pub fn new(names: Arc<Names>, max_queued: usize) -> std::io::Result<Arc<Publisher>> {
+    /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line.
+    pub fn new(
+        names: Arc<Names>,
+        max_queued: usize,
+        heartbeat: Duration,
+    ) -> std::io::Result<Arc<Publisher>> {
         let (to_encoder, rx) = crossbeam_channel::bounded(ENCODER_BACKLOG);
         let subscribers: Arc<Mutex<Vec<Arc<Queue>>>> = Arc::default();
         let stats: Arc<PublishStats> = Arc::default();
@@ -330,6 +350,7 @@ impl Publisher {
             subscribers,
             stats,
             to_encoder,
+            heartbeat,
         }))
     }
 
@@ -535,6 +556,9 @@ impl Publisher {
         // Per symbol id: whether this subscriber wants it.
         let mut known: std::collections::HashMap<u32, bool> = Default::default();
         let mut woke = std::time::Instant::now();
+        // The commits this subscriber has been given, for its heartbeats.
+        let mut passed = replayed.clone();
+        let mut last_write = woke;
         loop {
             pace(&mut woke);
             if stop.is_requested() {
@@ -548,7 +572,13 @@ impl Publisher {
                     .clone();
                 return Ok(why.unwrap_or_else(|| "closed".into()));
             }
+            let wrote = sent;
             for enc in queue.take(Duration::from_millis(100)) {
+                if let Some(last) = enc.last_seq {
+                    passed
+                        .get_or_insert_with(|| Cursor::at(enc.day, last))
+                        .advance(enc.day, last);
+                }
                 let skip_upto = replayed.as_ref().map(|c| c.position(enc.day));
                 let everything = wanted.is_none()
                     && enc
@@ -575,6 +605,18 @@ impl Publisher {
                     rows.inner().write_all(&enc.bytes[a as usize..b as usize])?;
                     sent += 1;
                 }
+            }
+            if sent > wrote {
+                last_write = woke;
+            } else if woke.duration_since(last_write) >= self.heartbeat {
+                let time = crate::clock::Clock::now(&crate::clock::SystemClock).to_string();
+                let cursor = passed.as_ref().map(Cursor::to_string);
+                let mut fields = vec![("time", time.as_str())];
+                if let Some(c) = &cursor {
+                    fields.push(("cursor", c.as_str()));
+                }
+                event(rows.inner(), "heartbeat", &fields)?;
+                last_write = woke;
             }
             rows.inner().flush()?;
             self.stats

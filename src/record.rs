@@ -352,6 +352,7 @@ fn start(opts: &Options) -> Result<Started, RecordError> {
         Some(_) => Some(crate::publish::Publisher::new(
             names.clone(),
             opts.publish_queue_ticks,
+            Duration::from_secs(opts.publish_heartbeat_secs.into()),
         )?),
         None => None,
     };

@@ -89,7 +89,8 @@ impl Cursor {
         }
     }
 
-    fn advance(&mut self, day: NaiveDate, seq: i64) {
+    /// `day` read up to `seq` (if further than before).
+    pub(crate) fn advance(&mut self, day: NaiveDate, seq: i64) {
         let e = self.0.entry(day).or_insert(0);
         *e = (*e).max(seq);
         while self.0.len() > WATCHED_DAYS {

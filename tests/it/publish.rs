@@ -1,7 +1,8 @@
 //! `record --publish`: subscribers over real TCP beside a real FIX session (the simulator):
 //! snapshot then live ticks of the symbols asked, a stalled subscriber cut off without
 //! holding anyone else up, and a subscriber with a cursor handed from the day files to live
-//! ticks with no gap and no duplicate.
+//! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
+//! cursor resumes exactly.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -36,11 +37,23 @@ fn subscribe(port: u16, request: &str) -> BufReader<TcpStream> {
     BufReader::new(s)
 }
 
-fn next_json(r: &mut BufReader<TcpStream>) -> serde_json::Value {
+/// The next line, heartbeats included.
+fn next_line(r: &mut BufReader<TcpStream>) -> serde_json::Value {
     let mut line = String::new();
     let n = r.read_line(&mut line).expect("a line before the timeout");
     assert!(n > 0, "the publisher closed the connection");
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+/// The next line that is not a heartbeat (one comes whenever the machine held the stream up
+/// for a second).
+fn next_json(r: &mut BufReader<TcpStream>) -> serde_json::Value {
+    loop {
+        let v = next_line(r);
+        if v["event"] != "heartbeat" {
+            return v;
+        }
+    }
 }
 
 fn record(db: &Path, fix: u16, publish: u16, metrics: u16, config: &Path, log: &Path) -> Reaped {
@@ -193,4 +206,104 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
         }
     }
     assert!(expect - from > 2000);
+}
+
+/// What could go wrong: a subscription to a symbol that does not trade hears nothing at all (a
+/// dead recorder and a quiet market look the same), or a heartbeat's cursor is not the last
+/// commit the subscriber was given, so that a consumer restarted from it skips ticks or gets
+/// some twice.
+#[test]
+fn a_quiet_subscription_gets_heartbeats_whose_cursor_is_the_last_commit_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let config = dir.path().join("tickrec.toml");
+    std::fs::write(&config, "[publish]\nheartbeat_secs = 1\n").unwrap();
+    let log = dir.path().join("record.log");
+    let (fix, publish, metrics) = (free_port(), free_port(), free_port());
+    let sim = Reaped(
+        Command::new(BIN)
+            .args([
+                "simulate",
+                "--port",
+                &fix.to_string(),
+                "--symbols",
+                "3",
+                "--rate",
+                "2000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _rec = record(&db, fix, publish, metrics, &config, &log);
+    // The newest (day, seq) of a heartbeat's cursor (one day, unless the test runs across
+    // UTC midnight), or `None` before any commit passed the subscriber.
+    let heartbeat = |v: &serde_json::Value| -> Option<(String, i64)> {
+        assert_eq!(v["event"], "heartbeat", "{v}");
+        assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+        let newest = v["cursor"].as_str()?.rsplit(',').next()?;
+        let (day, seq) = newest.split_once(':')?;
+        Some((day.to_owned(), seq.parse().ok()?))
+    };
+
+    // A symbol the feed never quotes: no snapshot row, no tick, heartbeats whose cursor the
+    // others' commits move on.
+    let mut quiet = subscribe(publish, r#"{"symbols": ["XAUUSD"]}"#);
+    assert_eq!(next_line(&mut quiet)["event"], "subscribed");
+    assert_eq!(next_line(&mut quiet)["event"], "snapshot_end");
+    let mut cursors: Vec<(String, i64)> = Vec::new();
+    while cursors.len() < 2 || cursors[cursors.len() - 2] == cursors[cursors.len() - 1] {
+        assert!(cursors.len() < 60, "the cursor does not move: {cursors:?}");
+        match heartbeat(&next_line(&mut quiet)) {
+            Some(at) => {
+                assert!(
+                    cursors.last().is_none_or(|prev| at >= *prev),
+                    "{at:?} after {cursors:?}"
+                );
+                cursors.push(at);
+            }
+            None => assert!(cursors.is_empty(), "a heartbeat lost its cursor"),
+        }
+    }
+
+    // Every symbol, then the feed stops: once its last commit is out, the heartbeats name it,
+    // on this stream and on the quiet one.
+    let mut all = subscribe(publish, r#"{"symbols": ["*"]}"#);
+    let mut rows = 0;
+    while rows < 200 {
+        if next_json(&mut all)["seq"].is_i64() {
+            rows += 1;
+        }
+    }
+    drop(sim);
+    // Until two heartbeats in a row: the feed has stopped, not just been held up.
+    let (mut last_row, mut beats) = (None, 0);
+    while beats < 2 {
+        let v = next_line(&mut all);
+        if v["event"] == "heartbeat" {
+            let given = heartbeat(&v);
+            assert_eq!(
+                given, last_row,
+                "the heartbeat's cursor is not the last tick given"
+            );
+            beats += 1;
+        } else if let Some(seq) = v["seq"].as_i64() {
+            last_row = Some((v["ts_event"].as_str().unwrap()[..10].to_owned(), seq));
+            beats = 0;
+        }
+    }
+    assert!(last_row.is_some(), "no tick after the 200th");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let at = heartbeat(&next_line(&mut quiet));
+        if at == last_row {
+            break;
+        }
+        assert!(at < last_row, "{at:?} past the last commit {last_row:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the quiet stream stays at {at:?}"
+        );
+    }
 }
