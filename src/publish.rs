@@ -7,8 +7,8 @@
 //! 2. with a cursor: the committed ticks after it, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
-//!    rows have no `seq`: accepted, perhaps not yet committed), then
-//!    `{"event":"snapshot_end"}`;
+//!    rows have no `seq`: accepted, perhaps not yet committed), and each FIX session's
+//!    `{"event":"session",…}` line (below), then `{"event":"snapshot_end"}`;
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
 //!    their `seq` (the day is the UTC day of `ts_event`);
 //! 5. after `[publish] heartbeat_secs` ([`HEARTBEAT_SECS`] by default) with nothing else sent,
@@ -19,6 +19,11 @@
 //!    a commit or a replay has passed.) A heartbeat is also a write: a connection whose peer
 //!    is gone fails at one (at once on a reset, after TCP's retransmissions otherwise)
 //!    instead of staying open in silence.
+//!
+//! Whenever a FIX session goes down or comes back up (as `record`'s watch loop sees it, every
+//! 200 ms), every subscriber gets `{"event":"session","session":…,"source":…,"up":…,
+//! "state":…,"time":…,"symbols":[…]}`, after what was already queued for it: quotes of a
+//! session that is down are stale, whatever the snapshot or the last tick says.
 //!
 //! Where ticks come from: the SQLite writer tells the publisher what each commit holds, with
 //! the `seq` each tick got ([`CommitObserver`]), so a published tick is one the store holds, in
@@ -80,6 +85,21 @@ struct Encoded {
     lines: Vec<(u32, u32, i64, SymbolId)>,
     /// The commit's last `seq` (a subscriber that got this commit has passed it).
     last_seq: Option<i64>,
+    /// A control line for everyone in `bytes`, not a commit.
+    control: bool,
+}
+
+impl Encoded {
+    /// A control line for every subscriber (no ticks).
+    fn control(day: NaiveDate, line: Vec<u8>) -> Encoded {
+        Encoded {
+            day,
+            bytes: line,
+            lines: Vec::new(),
+            last_seq: None,
+            control: true,
+        }
+    }
 }
 
 /// Counters of the publisher (for /metrics and the final report).
@@ -142,6 +162,8 @@ pub struct Publisher {
     to_encoder: crossbeam_channel::Sender<Arc<Batch>>,
     /// Silence on a subscriber's stream after which it gets a heartbeat line.
     heartbeat: Duration,
+    /// Each FIX session's latest up-or-down line, by session name, in the order first seen.
+    sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
 }
 
 /// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
@@ -246,6 +268,7 @@ fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
         bytes: Vec::with_capacity(batch.ticks.len() * 240),
         lines: Vec::with_capacity(batch.ticks.len()),
         last_seq: batch.ticks.last().map(|t| t.0),
+        control: false,
     };
     for (seq, t) in &batch.ticks {
         let (Some(symbol), Some(source)) = (
@@ -351,6 +374,7 @@ impl Publisher {
             stats,
             to_encoder,
             heartbeat,
+            sessions: Mutex::default(),
         }))
     }
 
@@ -550,6 +574,16 @@ impl Publisher {
                 }
             }
         }
+        let sessions: Vec<Arc<Encoded>> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, _, line)| line.clone())
+            .collect();
+        for line in sessions {
+            rows.inner().write_all(&line.bytes)?;
+        }
         event(rows.inner(), "snapshot_end", &[])?;
         rows.inner().flush()?;
         let mut sent = 0u64;
@@ -572,8 +606,13 @@ impl Publisher {
                     .clone();
                 return Ok(why.unwrap_or_else(|| "closed".into()));
             }
-            let wrote = sent;
+            let mut wrote = false;
             for enc in queue.take(Duration::from_millis(100)) {
+                if enc.control {
+                    rows.inner().write_all(&enc.bytes)?;
+                    wrote = true;
+                    continue;
+                }
                 if let Some(last) = enc.last_seq {
                     passed
                         .get_or_insert_with(|| Cursor::at(enc.day, last))
@@ -588,6 +627,7 @@ impl Publisher {
                 if everything {
                     rows.inner().write_all(&enc.bytes)?;
                     sent += enc.lines.len() as u64;
+                    wrote |= !enc.lines.is_empty();
                     continue;
                 }
                 for &(a, b, seq, sym) in &enc.lines {
@@ -604,9 +644,10 @@ impl Publisher {
                     }
                     rows.inner().write_all(&enc.bytes[a as usize..b as usize])?;
                     sent += 1;
+                    wrote = true;
                 }
             }
-            if sent > wrote {
+            if wrote {
                 last_write = woke;
             } else if woke.duration_since(last_write) >= self.heartbeat {
                 let time = crate::clock::Clock::now(&crate::clock::SystemClock).to_string();
@@ -622,6 +663,57 @@ impl Publisher {
             self.stats
                 .ticks_sent_total
                 .fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
+        }
+    }
+
+    /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up
+    /// (or is seen for the first time), every subscriber gets a `session` line at once, and
+    /// later subscribers get its latest one before their `snapshot_end`.
+    pub fn session_state(
+        &self,
+        session: &str,
+        source: &str,
+        state: &str,
+        up: bool,
+        symbols: &[String],
+    ) {
+        let mut known = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let at = known.iter().position(|(name, _, _)| name == session);
+        if at.is_some_and(|i| known[i].1 == up) {
+            return;
+        }
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        let line = serde_json::json!({
+            "event": "session",
+            "session": session,
+            "source": source,
+            "up": up,
+            "state": state,
+            "time": now.to_string(),
+            "symbols": symbols,
+        });
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        let enc = Arc::new(Encoded::control(now.day(), bytes));
+        match at {
+            Some(i) => known[i] = (session.to_owned(), up, enc.clone()),
+            None => known.push((session.to_owned(), up, enc.clone())),
+        }
+        // Under the sessions' lock: every subscriber sees one session's lines in order, and
+        // one that registers meanwhile finds this line in `sessions` or in its queue (or in
+        // both: a state line may repeat).
+        let subs = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for q in subs {
+            q.batches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+                .push_back(enc.clone());
+            q.ready.notify_one();
         }
     }
 

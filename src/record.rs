@@ -110,6 +110,7 @@ pub fn run(
             statuses: &statuses,
             identities: &identities,
             session_problems: &session_problems,
+            publisher: publisher.as_deref(),
             started,
         },
     );
@@ -397,6 +398,8 @@ struct Watched<'a> {
     identities: &'a [GatewayOptions],
     /// What the loop finds wrong beyond the pipeline's own verdict; /health reads it.
     session_problems: &'a Arc<Mutex<Vec<String>>>,
+    /// Told when a session goes down or comes up (its subscribers' `session` lines).
+    publisher: Option<&'a crate::publish::Publisher>,
     started: Instant,
 }
 
@@ -418,9 +421,12 @@ fn watch(opts: &Options, shutdown: &Shutdown, report_every: Duration, w: &Watche
         let now = Instant::now();
         let mut problems = recorder.stats().health_problems;
         let mut extra = stale_symbols(recorder, identities, &opts.pipeline.health, started);
-        for (st, since) in statuses.iter().zip(down_since.iter_mut()) {
+        for ((st, since), g) in statuses.iter().zip(down_since.iter_mut()).zip(identities) {
             let st = snapshot(st);
             let up = st.state == "logged on" || st.state == "resending";
+            if let Some(p) = w.publisher {
+                p.session_state(&st.name, &g.source, &st.state, up, &g.symbols);
+            }
             match (up, *since) {
                 (true, _) => *since = None,
                 (false, None) => *since = Some(now),

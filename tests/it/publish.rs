@@ -2,7 +2,7 @@
 //! snapshot then live ticks of the symbols asked, a stalled subscriber cut off without
 //! holding anyone else up, and a subscriber with a cursor handed from the day files to live
 //! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
-//! cursor resumes exactly.
+//! cursor resumes exactly, and told when the FIX session goes down.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -45,12 +45,12 @@ fn next_line(r: &mut BufReader<TcpStream>) -> serde_json::Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
 }
 
-/// The next line that is not a heartbeat (one comes whenever the machine held the stream up
-/// for a second).
+/// The next line that is neither a heartbeat (one comes whenever the machine held the stream
+/// up for a second) nor a FIX session's state.
 fn next_json(r: &mut BufReader<TcpStream>) -> serde_json::Value {
     loop {
         let v = next_line(r);
-        if v["event"] != "heartbeat" {
+        if v["event"] != "heartbeat" && v["event"] != "session" {
             return v;
         }
     }
@@ -208,12 +208,37 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
     assert!(expect - from > 2000);
 }
 
+/// The next heartbeat's newest (day, seq) of its cursor (one day, unless the test runs across
+/// UTC midnight; `None` before any commit passed the subscriber), noting the FIX session's
+/// lines on the way in `ups`.
+fn next_heartbeat(r: &mut BufReader<TcpStream>, ups: &mut Vec<bool>) -> Option<(String, i64)> {
+    let v = loop {
+        let v = next_line(r);
+        if v["event"] != "session" {
+            break v;
+        }
+        assert_eq!(v["session"], "REC->SIM", "{v}");
+        assert_eq!(
+            v["symbols"],
+            serde_json::json!(["EURUSD", "GBPUSD", "USDJPY"])
+        );
+        ups.push(v["up"].as_bool().unwrap());
+    };
+    assert_eq!(v["event"], "heartbeat", "{v}");
+    assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    let newest = v["cursor"].as_str()?.rsplit(',').next()?;
+    let (day, seq) = newest.split_once(':')?;
+    Some((day.to_owned(), seq.parse().ok()?))
+}
+
 /// What could go wrong: a subscription to a symbol that does not trade hears nothing at all (a
-/// dead recorder and a quiet market look the same), or a heartbeat's cursor is not the last
-/// commit the subscriber was given, so that a consumer restarted from it skips ticks or gets
-/// some twice.
+/// dead recorder, a dead feed and a quiet market look the same), or a heartbeat's cursor is not
+/// the last commit the subscriber was given, so that a consumer restarted from it skips ticks
+/// or gets some twice.
+///
+/// (Long on purpose: one scenario end to end, the feed stopping half way.)
 #[test]
-fn a_quiet_subscription_gets_heartbeats_whose_cursor_is_the_last_commit_given() {
+fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_session_going_down() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let config = dir.path().join("tickrec.toml");
@@ -237,25 +262,18 @@ fn a_quiet_subscription_gets_heartbeats_whose_cursor_is_the_last_commit_given() 
             .unwrap(),
     );
     let _rec = record(&db, fix, publish, metrics, &config, &log);
-    // The newest (day, seq) of a heartbeat's cursor (one day, unless the test runs across
-    // UTC midnight), or `None` before any commit passed the subscriber.
-    let heartbeat = |v: &serde_json::Value| -> Option<(String, i64)> {
-        assert_eq!(v["event"], "heartbeat", "{v}");
-        assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
-        let newest = v["cursor"].as_str()?.rsplit(',').next()?;
-        let (day, seq) = newest.split_once(':')?;
-        Some((day.to_owned(), seq.parse().ok()?))
-    };
+    // Whether the session was up, in each of its lines on the quiet stream.
+    let mut ups: Vec<bool> = Vec::new();
 
     // A symbol the feed never quotes: no snapshot row, no tick, heartbeats whose cursor the
     // others' commits move on.
     let mut quiet = subscribe(publish, r#"{"symbols": ["XAUUSD"]}"#);
     assert_eq!(next_line(&mut quiet)["event"], "subscribed");
-    assert_eq!(next_line(&mut quiet)["event"], "snapshot_end");
+    assert_eq!(next_json(&mut quiet)["event"], "snapshot_end");
     let mut cursors: Vec<(String, i64)> = Vec::new();
     while cursors.len() < 2 || cursors[cursors.len() - 2] == cursors[cursors.len() - 1] {
         assert!(cursors.len() < 60, "the cursor does not move: {cursors:?}");
-        match heartbeat(&next_line(&mut quiet)) {
+        match next_heartbeat(&mut quiet, &mut ups) {
             Some(at) => {
                 assert!(
                     cursors.last().is_none_or(|prev| at >= *prev),
@@ -270,6 +288,18 @@ fn a_quiet_subscription_gets_heartbeats_whose_cursor_is_the_last_commit_given() 
     // Every symbol, then the feed stops: once its last commit is out, the heartbeats name it,
     // on this stream and on the quiet one.
     let mut all = subscribe(publish, r#"{"symbols": ["*"]}"#);
+    assert_eq!(next_line(&mut all)["event"], "subscribed");
+    // The snapshot: the session's line as of joining, up.
+    let mut joined = Vec::new();
+    loop {
+        let v = next_line(&mut all);
+        match v["event"].as_str() {
+            Some("snapshot_end") => break,
+            Some("session") => joined.push(v["up"].clone()),
+            _ => assert!(v["seq"].is_null(), "a snapshot row has no seq: {v}"),
+        }
+    }
+    assert_eq!(joined, [true], "the session's lines before snapshot_end");
     let mut rows = 0;
     while rows < 200 {
         if next_json(&mut all)["seq"].is_i64() {
@@ -278,32 +308,50 @@ fn a_quiet_subscription_gets_heartbeats_whose_cursor_is_the_last_commit_given() 
     }
     drop(sim);
     // Until two heartbeats in a row: the feed has stopped, not just been held up.
-    let (mut last_row, mut beats) = (None, 0);
-    while beats < 2 {
+    let (mut last_row, mut beats, mut down) = (None, 0, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while beats < 2 || !down {
+        assert!(
+            Instant::now() < deadline,
+            "the session's going down never came"
+        );
         let v = next_line(&mut all);
         if v["event"] == "heartbeat" {
-            let given = heartbeat(&v);
+            let given = v["cursor"]
+                .as_str()
+                .and_then(|c| c.rsplit(',').next())
+                .map(str::to_owned);
+            let seen = last_row
+                .as_ref()
+                .map(|(day, seq): &(String, i64)| format!("{day}:{seq}"));
             assert_eq!(
-                given, last_row,
+                given, seen,
                 "the heartbeat's cursor is not the last tick given"
             );
             beats += 1;
+        } else if v["event"] == "session" {
+            // (A line may repeat a state: one that came as this subscriber joined.)
+            down |= v["up"] == false;
         } else if let Some(seq) = v["seq"].as_i64() {
             last_row = Some((v["ts_event"].as_str().unwrap()[..10].to_owned(), seq));
             beats = 0;
         }
     }
     assert!(last_row.is_some(), "no tick after the 200th");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The quiet stream: the session went down, and its heartbeats reach the last commit.
     loop {
-        let at = heartbeat(&next_line(&mut quiet));
-        if at == last_row {
+        let at = next_heartbeat(&mut quiet, &mut ups);
+        if at == last_row && ups.last() == Some(&false) {
             break;
         }
-        assert!(at < last_row, "{at:?} past the last commit {last_row:?}");
+        assert!(at <= last_row, "{at:?} past the last commit {last_row:?}");
         assert!(
             Instant::now() < deadline,
-            "the quiet stream stays at {at:?}"
+            "the quiet stream stays at {at:?}, sessions {ups:?}"
         );
     }
+    assert!(
+        ups.contains(&true),
+        "never told the session was up: {ups:?}"
+    );
 }
