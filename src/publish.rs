@@ -3,7 +3,8 @@
 //! Protocol (JSON Lines both ways, one stable schema; see README, "Live subscribers"): the
 //! subscriber sends one line, `{"symbols": ["EURUSD", "GBPUSD"]}` (`["*"]` for every symbol),
 //! optionally with `"from": "DAY:SEQ"` (a `tickrec tail` cursor). It receives
-//! 1. `{"event":"subscribed",…}`;
+//! 1. `{"event":"subscribed","unknown":[…]}`, `unknown` the names asked that no session of
+//!    this recorder records (a typo, most often: names are case-sensitive);
 //! 2. with a cursor: the committed ticks after it, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
@@ -534,7 +535,25 @@ impl Publisher {
         stop: &Shutdown,
     ) -> std::io::Result<String> {
         let mut rows = JsonlWriter::new(&mut *out);
-        event(rows.inner(), "subscribed", &[])?;
+        // The names asked that this recorder's sessions do not record: most often a typo
+        // (names are case-sensitive), whose ticks would never come.
+        let unknown: Vec<&str> = match symbols {
+            Symbols::All => Vec::new(),
+            Symbols::Named(asked) => asked
+                .iter()
+                .filter(|s| self.names.find_symbol(s).is_none())
+                .map(String::as_str)
+                .collect(),
+        };
+        if !unknown.is_empty() {
+            tracing::info!(
+                ?unknown,
+                "publish: a subscriber asked for symbols no session records"
+            );
+        }
+        let subscribed = serde_json::json!({"event": "subscribed", "unknown": unknown});
+        serde_json::to_writer(&mut *rows.inner(), &subscribed)?;
+        rows.inner().write_all(b"\n")?;
         // Replay from the cursor until caught up, then register for live batches, then one
         // more pass for what was committed in between: live batches at or below the cursor
         // reached are skipped below.

@@ -123,7 +123,9 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
 
     // One symbol: the snapshot, then only its ticks, seq rising.
     let mut one = subscribe(publish, r#"{"symbols": ["EURUSD"]}"#);
-    assert_eq!(next_json(&mut one)["event"], "subscribed");
+    let subscribed = next_json(&mut one);
+    assert_eq!(subscribed["event"], "subscribed");
+    assert_eq!(subscribed["unknown"], serde_json::json!([]), "{subscribed}");
     let mut snapshot = 0;
     loop {
         let v = next_json(&mut one);
@@ -265,10 +267,16 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
     // Whether the session was up, in each of its lines on the quiet stream.
     let mut ups: Vec<bool> = Vec::new();
 
-    // A symbol the feed never quotes: no snapshot row, no tick, heartbeats whose cursor the
-    // others' commits move on.
+    // A symbol the feed never quotes (told so at once): no snapshot row, no tick, heartbeats
+    // whose cursor the others' commits move on.
     let mut quiet = subscribe(publish, r#"{"symbols": ["XAUUSD"]}"#);
-    assert_eq!(next_line(&mut quiet)["event"], "subscribed");
+    let subscribed = next_line(&mut quiet);
+    assert_eq!(subscribed["event"], "subscribed");
+    assert_eq!(
+        subscribed["unknown"],
+        serde_json::json!(["XAUUSD"]),
+        "{subscribed}"
+    );
     assert_eq!(next_json(&mut quiet)["event"], "snapshot_end");
     let mut cursors: Vec<(String, i64)> = Vec::new();
     while cursors.len() < 2 || cursors[cursors.len() - 2] == cursors[cursors.len() - 1] {
