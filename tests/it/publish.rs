@@ -293,6 +293,29 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
         }
     }
 
+    // A quiet subscriber that goes away without a word: its heartbeats find the connection
+    // gone within seconds (without them, only its queue running over would, ~100 s here).
+    let mut gone = subscribe(publish, r#"{"symbols": ["XAUUSD"]}"#);
+    while next_json(&mut gone)["event"] != "snapshot_end" {}
+    let gone_peer = gone.get_ref().local_addr().unwrap().to_string();
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text
+            .lines()
+            .any(|l| l.contains("subscriber left") && l.contains(&gone_peer))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a closed subscriber was never let go:\n{text}"
+        );
+        // The quiet subscriber's heartbeats pace the wait.
+        next_heartbeat(&mut quiet, &mut ups);
+    }
+
     // Every symbol, then the feed stops: once its last commit is out, the heartbeats name it,
     // on this stream and on the quiet one.
     let mut all = subscribe(publish, r#"{"symbols": ["*"]}"#);
