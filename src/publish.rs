@@ -2,10 +2,12 @@
 //!
 //! Protocol (JSON Lines both ways, one stable schema; see README, "Live subscribers"): the
 //! subscriber sends one line, `{"symbols": ["EURUSD", "GBPUSD"]}` (`["*"]` for every symbol),
-//! optionally with `"from": "DAY:SEQ"` (a `tickrec tail` cursor). It receives
+//! optionally with `"from": "DAY:SEQ"` (a `tickrec tail` cursor) or `"from_time": T` (RFC
+//! 3339, as `tail --from-time`: from the first tick, in recording order, of T's day whose
+//! event time is T or later). It receives
 //! 1. `{"event":"subscribed","unknown":[…]}`, `unknown` the names asked that no session of
 //!    this recorder records (a typo, most often: names are case-sensitive);
-//! 2. with a cursor: the committed ticks after it, read from the day files, then
+//! 2. with a cursor or a time: the committed ticks from there, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
 //!    rows have no `seq`: accepted, perhaps not yet committed), and each FIX session's
@@ -348,6 +350,8 @@ struct Request {
     symbols: Vec<String>,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    from_time: Option<String>,
 }
 
 impl Publisher {
@@ -446,7 +450,7 @@ impl Publisher {
             .map_err(|e| e.to_string())
             .and_then(|_| serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()))
             .and_then(|r| self.parse(r));
-        let (symbols, ids, cursor) = match request {
+        let (symbols, ids, start) = match request {
             Ok(r) => r,
             Err(why) => {
                 self.stats
@@ -459,13 +463,13 @@ impl Publisher {
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
         self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, symbols = ?symbols, from = ?cursor.as_ref().map(|c| c.to_string()), "publish: subscriber joined");
+        tracing::info!(%peer, symbols = ?symbols, from = ?start, "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
         let result = self.serve_one(
             &mut out,
             &symbols,
             ids.as_ref(),
-            cursor,
+            start,
             &queue,
             recorder,
             store,
@@ -499,17 +503,25 @@ impl Publisher {
         tracing::info!(%peer, %why, "publish: subscriber left");
     }
 
-    /// The request's symbols (names, ids known so far or `None` for every symbol) and cursor.
+    /// The request's symbols (names, ids known so far or `None` for every symbol) and where
+    /// its replay starts, if it asked for one.
     #[allow(clippy::type_complexity)]
     fn parse(
         &self,
         r: Request,
-    ) -> Result<(Symbols, Option<HashSet<String>>, Option<Cursor>), String> {
+    ) -> Result<(Symbols, Option<HashSet<String>>, Option<Start>), String> {
         if r.symbols.is_empty() {
             return Err("\"symbols\" is empty: name some, or [\"*\"] for every symbol".into());
         }
         let all = r.symbols.iter().any(|s| s == "*");
-        let cursor = r.from.map(|c| c.parse::<Cursor>()).transpose()?;
+        let cursor = match (r.from, r.from_time) {
+            (Some(_), Some(_)) => return Err("give \"from\" or \"from_time\", not both".into()),
+            (Some(c), None) => Some(Start::After(c.parse::<Cursor>()?)),
+            (None, Some(t)) => Some(Start::Time(
+                crate::tick::Timestamp::parse(&t).map_err(|e| format!("\"from_time\": {e}"))?,
+            )),
+            (None, None) => None,
+        };
         if all {
             return Ok((Symbols::All, None, cursor));
         }
@@ -520,15 +532,15 @@ impl Publisher {
     /// Serves one subscriber whose request was read; returns why its stream ended.
     ///
     /// Long (~100 lines) on purpose: one subscriber from request to close (request, snapshot,
-    /// catch-up from its cursor, hand-over to live ticks), one sequence sharing the connection and
-    /// the cursor.
+    /// catch-up from where it asked, hand-over to live ticks), one sequence sharing the connection
+    /// and the cursor.
     #[allow(clippy::too_many_arguments)]
     fn serve_one(
         &self,
         out: &mut BufWriter<TcpStream>,
         symbols: &Symbols,
         wanted: Option<&HashSet<String>>,
-        cursor: Option<Cursor>,
+        start: Option<Start>,
         queue: &Arc<Queue>,
         recorder: &Recorder,
         store: Store,
@@ -554,13 +566,13 @@ impl Publisher {
         let subscribed = serde_json::json!({"event": "subscribed", "unknown": unknown});
         serde_json::to_writer(&mut *rows.inner(), &subscribed)?;
         rows.inner().write_all(b"\n")?;
-        // Replay from the cursor until caught up, then register for live batches, then one
+        // Replay from where it asked until caught up, then register for live batches, then one
         // more pass for what was committed in between: live batches at or below the cursor
         // reached are skipped below.
         let mut replayed: Option<Cursor> = None;
-        if let Some(c) = cursor {
-            let mut tail = Tail::new(store, symbols.clone(), Start::After(c))
-                .map_err(std::io::Error::other)?;
+        if let Some(start) = start {
+            let mut tail =
+                Tail::new(store, symbols.clone(), start).map_err(std::io::Error::other)?;
             loop {
                 let n = tail
                     .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))

@@ -331,10 +331,12 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
         }
     }
     assert_eq!(joined, [true], "the session's lines before snapshot_end");
-    let mut rows = 0;
-    while rows < 200 {
-        if next_json(&mut all)["seq"].is_i64() {
-            rows += 1;
+    // (seq, ts_event) of the live rows.
+    let mut rows: Vec<(i64, String)> = Vec::new();
+    while rows.len() < 200 {
+        let v = next_json(&mut all);
+        if let Some(seq) = v["seq"].as_i64() {
+            rows.push((seq, v["ts_event"].as_str().unwrap().to_owned()));
         }
     }
     drop(sim);
@@ -384,5 +386,46 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
     assert!(
         ups.contains(&true),
         "never told the session was up: {ups:?}"
+    );
+
+    // From a time: the replay starts at the first tick of that time or later (in recording
+    // order), then every seq once up to the last commit.
+    let (mark_seq, mark_time) = rows[100].clone();
+    let request = format!(r#"{{"symbols": ["*"], "from_time": "{mark_time}"}}"#);
+    let mut timed = subscribe(publish, &request);
+    assert_eq!(next_line(&mut timed)["event"], "subscribed");
+    let first = next_json(&mut timed);
+    let mut seq = first["seq"].as_i64().expect("a replayed row first");
+    assert!(
+        seq <= mark_seq,
+        "{first} after the tick at {mark_time}, seq {mark_seq}"
+    );
+    assert!(
+        first["ts_event"].as_str().unwrap() >= mark_time.as_str(),
+        "{first}"
+    );
+    let replayed = loop {
+        let v = next_json(&mut timed);
+        match v["seq"].as_i64() {
+            Some(next) => assert_eq!(next, seq + 1, "{v}"),
+            None => break v,
+        }
+        seq += 1;
+    };
+    assert_eq!(replayed["event"], "replayed", "{replayed}");
+    assert_eq!(Some(seq), last_row.as_ref().map(|r| r.1));
+    // A request that asks for both is refused, naming why.
+    let mut both = subscribe(
+        publish,
+        &format!(
+            r#"{{"symbols": ["*"], "from": "{}:1", "from_time": "{mark_time}"}}"#,
+            &mark_time[..10]
+        ),
+    );
+    let refused = next_line(&mut both);
+    assert_eq!(refused["event"], "error", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("not both"),
+        "{refused}"
     );
 }
