@@ -562,6 +562,8 @@ pub fn status_json(s: &Scrape) -> String {
     let st = &s.stats;
     // The SQLite store's (the only backend with a WAL).
     let wal = st.backends.iter().find(|b| b.wal_bound_bytes > 0);
+    // The live fan-out's, when `record` publishes (`null` otherwise).
+    let extra = |name: &str| s.extra.iter().find(|e| e.0 == name).map(|e| e.3 as u64);
     serde_json::json!({
         "status": if s.problems.is_empty() { "ok" } else { "unhealthy" },
         "command": s.command,
@@ -581,6 +583,8 @@ pub fn status_json(s: &Scrape) -> String {
         "wal_bound_bytes": wal.map(|b| b.wal_bound_bytes),
         "sessions": sessions,
         "quotes": quotes,
+        "subscribers": extra("tickrec_publish_subscribers"),
+        "subscribers_cut_off": extra("tickrec_publish_subscribers_cut_off_total"),
     })
     .to_string()
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{free_port, Reaped};
+use super::util::{free_port, wait_for, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
 
@@ -170,6 +170,17 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
         let v = next_json(&mut one);
         assert_eq!(v["symbol"], "EURUSD", "{v}");
     }
+    // The status page's data counts both: one subscriber connected, one cut off.
+    wait_for(
+        &format!("http://127.0.0.1:{metrics}/status.json"),
+        30,
+        |code, body| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            code == 200
+                && v["subscribers"].as_u64() >= Some(1)
+                && v["subscribers_cut_off"].as_u64() >= Some(1)
+        },
+    );
     // Its connection ends (after what the kernel had buffered).
     let mut rest = Vec::new();
     let mut s = stalled.into_inner();

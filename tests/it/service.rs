@@ -2,39 +2,11 @@
 //! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
 //! shell completions. Real processes over real TCP.
 
-use super::util::{free_port, Reaped};
+use super::util::{free_port, wait_for, Reaped};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
-
-/// GET `url`: (status, body); `None` while nothing listens.
-fn get(url: &str) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let r = agent.get(url).call().ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.into_body().read_to_string().ok()?))
-}
-
-/// Polls `url` until `ok` holds for what it answers, or fails after `secs`.
-fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let last = get(url);
-        if let Some((code, body)) = &last {
-            if ok(*code, body) {
-                return (*code, body.clone());
-            }
-        }
-        assert!(Instant::now() < deadline, "{url}: last answer {last:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn simulator(port: u16) -> Reaped {
     Reaped(

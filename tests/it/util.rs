@@ -1,6 +1,7 @@
 //! Shared helpers: recorders over temporary folders, tick builders, reading rows back.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tickrec::pipeline::{PipelineOptions, Recorder};
 use tickrec::store::reader::Store;
@@ -152,4 +153,31 @@ pub fn block_file(db: &Path) -> Option<tickrec::store::blockfile::BlockFile> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let seed = tickrec::store::blockfile::tail_seed(&conn).unwrap();
     tickrec::store::blockfile::BlockFile::open(db, seed)
+}
+
+/// GET `url`: (status, body); `None` while nothing listens.
+pub fn get(url: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let r = agent.get(url).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.into_body().read_to_string().ok()?))
+}
+
+/// Polls `url` until `ok` holds for what it answers, or fails after `secs`.
+pub fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let last = get(url);
+        if let Some((code, body)) = &last {
+            if ok(*code, body) {
+                return (*code, body.clone());
+            }
+        }
+        assert!(Instant::now() < deadline, "{url}: last answer {last:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
