@@ -6,11 +6,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{free_port, wait_for, Reaped};
+use super::util::{free_port, simulator, wait_for, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
 
@@ -56,13 +56,31 @@ fn next_json(r: &mut BufReader<TcpStream>) -> serde_json::Value {
     }
 }
 
-fn record(db: &Path, fix: u16, publish: u16, metrics: u16, config: &Path, log: &Path) -> Reaped {
-    Reaped(
+/// A simulated feed of three symbols and a `record` of it that publishes (stopped, and its
+/// directory removed, when dropped: the processes first).
+struct Feed {
+    _rec: Reaped,
+    sim: Reaped,
+    publish: u16,
+    metrics: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// [`Feed`] at `rate` messages a second, `config` the text of `record`'s configuration file.
+fn feed(config: &str, rate: u32) -> Feed {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("tickrec.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = dir.path().join("record.log");
+    let (fix, publish, metrics) = (free_port(), free_port(), free_port());
+    let sim = simulator(fix, 3, rate);
+    let rec = Reaped(
         Command::new(BIN)
             .arg("--db")
-            .arg(db)
+            .arg(dir.path().join("db"))
             .arg("--config")
-            .arg(config)
+            .arg(&config_path)
             .args([
                 "record",
                 "--connect",
@@ -80,10 +98,18 @@ fn record(db: &Path, fix: u16, publish: u16, metrics: u16, config: &Path, log: &
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
-    )
+    );
+    Feed {
+        _rec: rec,
+        sim,
+        publish,
+        metrics,
+        log,
+        _dir: dir,
+    }
 }
 
 /// What could go wrong: a subscriber that gets other symbols, misses the snapshot, sees a tick
@@ -94,32 +120,11 @@ fn record(db: &Path, fix: u16, publish: u16, metrics: u16, config: &Path, log: &
 #[test]
 fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cursor_hands_over_exactly(
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let config = dir.path().join("tickrec.toml");
     // A queue counts every symbol's ticks: 100,000 is five seconds of this feed, so a
     // subscriber that reads is not cut off when the machine is busy, while one that never
     // reads is, by its blocked write (two seconds) once the socket buffers are full.
-    std::fs::write(&config, "[publish]\nqueue_ticks = 100000\n").unwrap();
-    let log = dir.path().join("record.log");
-    let (fix, publish, metrics) = (free_port(), free_port(), free_port());
-    let _sim = Reaped(
-        Command::new(BIN)
-            .args([
-                "simulate",
-                "--port",
-                &fix.to_string(),
-                "--symbols",
-                "3",
-                "--rate",
-                "20000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _rec = record(&db, fix, publish, metrics, &config, &log);
+    let feed = feed("[publish]\nqueue_ticks = 100000\n", 20_000);
+    let (publish, metrics, log) = (feed.publish, feed.metrics, &feed.log);
 
     // One symbol: the snapshot, then only its ticks, seq rising.
     let mut one = subscribe(publish, r#"{"symbols": ["EURUSD"]}"#);
@@ -155,7 +160,7 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
     loop {
         if looked.elapsed() >= Duration::from_millis(50) {
             looked = Instant::now();
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
             let cut_off =
                 |line: &&str| line.contains("fell behind") && line.contains(&stalled_peer);
             if text.lines().any(|line| cut_off(&line)) {
@@ -252,29 +257,8 @@ fn next_heartbeat(r: &mut BufReader<TcpStream>, ups: &mut Vec<bool>) -> Option<(
 /// (Long on purpose: one scenario end to end, the feed stopping half way.)
 #[test]
 fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_session_going_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db");
-    let config = dir.path().join("tickrec.toml");
-    std::fs::write(&config, "[publish]\nheartbeat_secs = 1\n").unwrap();
-    let log = dir.path().join("record.log");
-    let (fix, publish, metrics) = (free_port(), free_port(), free_port());
-    let sim = Reaped(
-        Command::new(BIN)
-            .args([
-                "simulate",
-                "--port",
-                &fix.to_string(),
-                "--symbols",
-                "3",
-                "--rate",
-                "2000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let _rec = record(&db, fix, publish, metrics, &config, &log);
+    let feed = feed("[publish]\nheartbeat_secs = 1\n", 2_000);
+    let (publish, log) = (feed.publish, &feed.log);
     // Whether the session was up, in each of its lines on the quiet stream.
     let mut ups: Vec<bool> = Vec::new();
 
@@ -312,7 +296,7 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
     drop(gone);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         if text
             .lines()
             .any(|l| l.contains("subscriber left") && l.contains(&gone_peer))
@@ -350,7 +334,7 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
             rows.push((seq, v["ts_event"].as_str().unwrap().to_owned()));
         }
     }
-    drop(sim);
+    drop(feed.sim);
     // Until two heartbeats in a row: the feed has stopped, not just been held up.
     let (mut last_row, mut beats, mut down) = (None, 0, false);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -2,30 +2,11 @@
 //! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
 //! shell completions. Real processes over real TCP.
 
-use super::util::{free_port, wait_for, Reaped};
+use super::util::{free_port, simulator, wait_for, Reaped};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
-
-fn simulator(port: u16) -> Reaped {
-    Reaped(
-        Command::new(BIN)
-            .args([
-                "simulate",
-                "--port",
-                &port.to_string(),
-                "--symbols",
-                "4",
-                "--rate",
-                "2000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) -> Reaped {
     let mut c = Command::new(BIN);
@@ -66,7 +47,7 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
     });
     let dir = tempfile::tempdir().unwrap();
     let (fix, http) = (free_port(), free_port());
-    let _sim = simulator(fix);
+    let _sim = simulator(fix, 4, 2000);
     let _rec = recorder(&dir.path().join("db"), fix, http, None);
     let base = format!("http://127.0.0.1:{http}");
     wait_for(&format!("{base}/health"), 20, |code, body| {
@@ -297,7 +278,7 @@ fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
     )
     .unwrap();
     let (fix, http) = (free_port(), free_port());
-    let _sim = simulator(fix);
+    let _sim = simulator(fix, 4, 2000);
     let mut c = Command::new(BIN);
     c.arg("--db")
         .arg(dir.path().join("db"))

@@ -181,3 +181,24 @@ pub fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, S
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `tickrec simulate` on `port`: a FIX acceptor quoting `symbols` symbols at `rate` messages a
+/// second (stopped when dropped).
+pub fn simulator(port: u16, symbols: u32, rate: u32) -> Reaped {
+    Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .args([
+                "simulate",
+                "--port",
+                &port.to_string(),
+                "--symbols",
+                &symbols.to_string(),
+                "--rate",
+                &rate.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
