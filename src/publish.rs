@@ -698,8 +698,9 @@ impl Publisher {
     }
 
     /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up
-    /// (or is seen for the first time), every subscriber gets a `session` line at once, and
-    /// later subscribers get its latest one before their `snapshot_end`.
+    /// (or is seen for the first time), every subscriber gets a `session` line, after what is
+    /// already queued for it, and later subscribers get its latest one before their
+    /// `snapshot_end`.
     pub fn session_state(
         &self,
         session: &str,
