@@ -424,3 +424,42 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
         "{refused}"
     );
 }
+
+/// What could go wrong: `demo --publish` (what README offers a newcomer to try subscribing
+/// with) that does not publish, or publishes names its own sessions do not record.
+#[test]
+fn the_demo_publishes_with_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let publish = free_port();
+    let _demo = Reaped(
+        Command::new(BIN)
+            .arg("--db")
+            .arg(dir.path().join("db"))
+            .args([
+                "demo",
+                "--seconds",
+                "60",
+                "--symbols",
+                "4",
+                "--rate",
+                "2000",
+                "--publish",
+                &format!("127.0.0.1:{publish}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut all = subscribe(publish, r#"{"symbols": ["*"]}"#);
+    let subscribed = next_line(&mut all);
+    assert_eq!(subscribed["event"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["unknown"], serde_json::json!([]), "{subscribed}");
+    let row = loop {
+        let v = next_json(&mut all);
+        if v["seq"].is_i64() {
+            break v;
+        }
+    };
+    assert!(row["symbol"].is_string() && row["bid"].is_number(), "{row}");
+}

@@ -231,6 +231,9 @@ pub struct DemoArgs {
     pub seed: u64,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Serve live subscribers on this HOST:PORT [default: config `[publish] listen`, off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub publish: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> {
     let shutdown = signal_latch()?;
-    let opts = &with_metrics(opts, &a.metrics);
+    let opts = &with_publish(with_metrics(opts, &a.metrics), a.publish.as_deref())?;
     demo::run(
         opts,
         DemoOptions {
@@ -17,6 +17,18 @@ pub(super) fn run_demo(opts: &Options, a: DemoArgs) -> anyhow::Result<ExitCode> 
         std::io::stdout().lock(),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `opts` with `--publish HOST:PORT` (when given) in place of `[publish] listen`.
+fn with_publish(mut opts: Options, publish: Option<&str>) -> anyhow::Result<Options> {
+    if let Some(addr) = publish {
+        anyhow::ensure!(
+            addr.parse::<std::net::SocketAddr>().is_ok(),
+            "--publish: must be host:port with an IP address, got {addr:?}"
+        );
+        opts.publish_listen = Some(addr.to_owned());
+    }
+    Ok(opts)
 }
 
 pub(super) fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCode> {
@@ -41,15 +53,7 @@ pub(super) fn run_record(opts: &Options, a: RecordArgs) -> anyhow::Result<ExitCo
         !sessions.is_empty(),
         "no FIX session: give --connect/--sender-comp-id/--target-comp-id/--symbols, or [[fix.sessions]] in --config"
     );
-    let mut opts = with_metrics(opts, &a.metrics);
-    if let Some(addr) = &a.publish {
-        anyhow::ensure!(
-            addr.parse::<std::net::SocketAddr>().is_ok(),
-            "--publish: must be host:port with an IP address, got {addr:?}"
-        );
-        opts.publish_listen = Some(addr.clone());
-    }
-    let opts = &opts;
+    let opts = &with_publish(with_metrics(opts, &a.metrics), a.publish.as_deref())?;
     let report = tickrec::record::run(
         opts,
         sessions,
