@@ -11,7 +11,9 @@
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
 //!    rows have no `seq`: accepted, perhaps not yet committed), and each FIX session's
-//!    `{"event":"session",…}` line (below), then `{"event":"snapshot_end"}`;
+//!    `{"event":"session",…}` line (below), then `{"event":"snapshot_end"}`. A snapshot row
+//!    can be newer than its symbol's first live rows (accepted before the subscriber joined,
+//!    committed after; their `ts_recv_ns` is at or before the snapshot row's);
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
 //!    their `seq` (the day is the UTC day of `ts_event`);
 //! 5. after `[publish] heartbeat_secs` ([`HEARTBEAT_SECS`] by default) with nothing else sent,
