@@ -459,7 +459,7 @@ impl Publisher {
                     .rejected_requests_total
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, %why, "publish: refused a subscription request");
-                let _ = event(&mut out, "error", &[("reason", &why)]);
+                let _ = event(&mut out, "error", &[("reason", why.as_str().into())]);
                 return;
             }
         };
@@ -501,7 +501,7 @@ impl Publisher {
             }
             Err(e) => format!("connection failed: {e}"),
         };
-        let _ = event(&mut out, "disconnected", &[("reason", &why)]);
+        let _ = event(&mut out, "disconnected", &[("reason", why.as_str().into())]);
         tracing::info!(%peer, %why, "publish: subscriber left");
     }
 
@@ -565,9 +565,7 @@ impl Publisher {
                 "publish: a subscriber asked for symbols no session records"
             );
         }
-        let subscribed = serde_json::json!({"event": "subscribed", "unknown": unknown});
-        serde_json::to_writer(&mut *rows.inner(), &subscribed)?;
-        rows.inner().write_all(b"\n")?;
+        event(rows.inner(), "subscribed", &[("unknown", unknown.into())])?;
         // Replay from where it asked until caught up, then register for live batches, then one
         // more pass for what was committed in between: live batches at or below the cursor
         // reached are skipped below.
@@ -587,7 +585,7 @@ impl Publisher {
             tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
                 .map_err(std::io::Error::other)?;
             let reached = tail.cursor().to_string();
-            event(rows.inner(), "replayed", &[("cursor", &reached)])?;
+            event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
             replayed = Some(tail.cursor().clone());
         } else {
             self.register(queue);
@@ -684,10 +682,9 @@ impl Publisher {
                 last_write = woke;
             } else if woke.duration_since(last_write) >= self.heartbeat {
                 let time = crate::clock::Clock::now(&crate::clock::SystemClock).to_string();
-                let cursor = passed.as_ref().map(Cursor::to_string);
-                let mut fields = vec![("time", time.as_str())];
-                if let Some(c) = &cursor {
-                    fields.push(("cursor", c.as_str()));
+                let mut fields = vec![("time", time.into())];
+                if let Some(c) = &passed {
+                    fields.push(("cursor", c.to_string().into()));
                 }
                 event(rows.inner(), "heartbeat", &fields)?;
                 last_write = woke;
@@ -717,17 +714,18 @@ impl Publisher {
             return;
         }
         let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-        let line = serde_json::json!({
-            "event": "session",
-            "session": session,
-            "source": source,
-            "up": up,
-            "state": state,
-            "time": now.to_string(),
-            "symbols": symbols,
-        });
-        let mut bytes = line.to_string().into_bytes();
-        bytes.push(b'\n');
+        let mut bytes = Vec::new();
+        let fields = [
+            ("session", session.into()),
+            ("source", source.into()),
+            ("up", up.into()),
+            ("state", state.into()),
+            ("time", now.to_string().into()),
+            ("symbols", symbols.into()),
+        ];
+        if event(&mut bytes, "session", &fields).is_err() {
+            return; // (writing to a Vec cannot fail)
+        }
         let enc = Arc::new(Encoded::control(now.day(), bytes));
         match at {
             Some(i) => known[i] = (session.to_owned(), up, enc.clone()),
@@ -759,12 +757,16 @@ impl Publisher {
     }
 }
 
-/// A control line: `{"event": name, key: value, …}`.
-fn event(out: &mut impl Write, name: &str, fields: &[(&str, &str)]) -> std::io::Result<()> {
+/// A control line: `{"event": name, key: value, …}`, flushed.
+fn event(
+    out: &mut impl Write,
+    name: &str,
+    fields: &[(&str, serde_json::Value)],
+) -> std::io::Result<()> {
     let mut obj = serde_json::Map::new();
     obj.insert("event".into(), name.into());
     for (k, v) in fields {
-        obj.insert((*k).into(), (*v).into());
+        obj.insert((*k).into(), v.clone());
     }
     serde_json::to_writer(&mut *out, &obj)?;
     out.write_all(b"\n")?;
