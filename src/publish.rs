@@ -30,6 +30,15 @@
 //! "state":…,"time":…,"symbols":[…]}`, after what was already queued for it: quotes of a
 //! session that is down are stale, whatever the snapshot or the last tick says.
 //!
+//! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
+//! its symbols become those, from the next commit it is given on (a symbol kept loses no tick
+//! and gets none twice). It gets `subscribed` again, the snapshot of the symbols it did not
+//! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time` (a
+//! replay needs a connection of its own) or one that is not a request gets
+//! `{"event":"error","reason":…}` and changes nothing. Those lines are read on a thread of
+//! the subscriber's own; the end of its sending half (a client that only listens may close
+//! it) is not the end of its subscription, a reset is.
+//!
 //! Where ticks come from: the SQLite writer tells the publisher what each commit holds, with
 //! the `seq` each tick got ([`CommitObserver`]), so a published tick is one the store holds, in
 //! recording order, and the handover from replay to live is exact: the subscriber is
@@ -124,6 +133,9 @@ struct Queue {
     /// Set when it fell behind (or the publisher stops): its thread ends the connection.
     closed: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// The subscriber's later request lines, parsed (or why not), for its thread to apply
+    /// between two commits.
+    changes: Mutex<Vec<Result<Request, String>>>,
 }
 
 impl Queue {
@@ -133,7 +145,19 @@ impl Queue {
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
             reason: Mutex::new(None),
+            changes: Mutex::default(),
         }
+    }
+
+    /// A later request line came: queued for the subscriber's thread, which is woken.
+    fn change(&self, request: Result<Request, String>) {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request);
+        // Under the batches' lock, so that a thread about to wait sees it or is woken.
+        let _held = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        self.ready.notify_all();
     }
 
     fn close(&self, why: String) {
@@ -146,7 +170,14 @@ impl Queue {
     /// The next batches, waiting up to `wait`; empty when closed or nothing came.
     fn take(&self, wait: Duration) -> Vec<Arc<Encoded>> {
         let mut q = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        if q.0.is_empty() && !self.closed.load(Ordering::SeqCst) {
+        let changed = || {
+            !self
+                .changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        };
+        if q.0.is_empty() && !self.closed.load(Ordering::SeqCst) && !changed() {
             q = self
                 .ready
                 .wait_timeout(q, wait)
@@ -356,6 +387,36 @@ struct Request {
     from_time: Option<String>,
 }
 
+/// The symbols a subscriber wants: by name (`None`: every symbol), and what that says of each
+/// symbol id met so far.
+struct Wants {
+    names: Option<HashSet<String>>,
+    ids: std::collections::HashMap<u32, bool>,
+}
+
+impl Wants {
+    fn new(names: Option<HashSet<String>>) -> Wants {
+        Wants {
+            names,
+            ids: Default::default(),
+        }
+    }
+
+    fn wants_name(&self, name: &str) -> bool {
+        self.names.as_ref().is_none_or(|w| w.contains(name))
+    }
+
+    fn wants(&mut self, names: &Names, id: SymbolId) -> bool {
+        let Some(w) = &self.names else {
+            return true;
+        };
+        *self
+            .ids
+            .entry(id.0)
+            .or_insert_with(|| names.symbol_name(id).is_some_and(|n| w.contains(&*n)))
+    }
+}
+
 impl Publisher {
     /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
     /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line.
@@ -446,12 +507,12 @@ impl Publisher {
             return;
         };
         let mut out = BufWriter::with_capacity(1 << 16, stream);
-        let mut line = String::new();
-        let request = BufReader::new(std::io::Read::take(read_half, 64 * 1024))
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())
-            .and_then(|_| serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()))
-            .and_then(|r| self.parse(r));
+        let mut lines = BufReader::new(read_half);
+        let request = match read_request(&mut lines) {
+            Ok(Some(r)) => r.and_then(|r| self.parse(r)),
+            Ok(None) => Err("the connection closed before a request line".into()),
+            Err(e) => Err(e.to_string()),
+        };
         let (symbols, ids, start) = match request {
             Ok(r) => r,
             Err(why) => {
@@ -467,15 +528,20 @@ impl Publisher {
         self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?start, "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
+        // Its later lines (changes of symbols) are read on a thread of their own, which ends
+        // when the connection does (shut down below).
+        let _ = lines.get_ref().set_read_timeout(None);
+        let reader = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("tickrec-subscriber-requests".into())
+                .spawn(move || read_changes(lines, &queue, peer))
+        };
+        if let Err(e) = &reader {
+            tracing::warn!(%peer, error = %e, "publish: a subscriber's later lines will not be read");
+        }
         let result = self.serve_one(
-            &mut out,
-            &symbols,
-            ids.as_ref(),
-            start,
-            &queue,
-            recorder,
-            store,
-            stop,
+            &mut out, &symbols, ids, start, &queue, recorder, store, stop, peer,
         );
         self.subscribers
             .lock()
@@ -502,6 +568,12 @@ impl Publisher {
             Err(e) => format!("connection failed: {e}"),
         };
         let _ = event(&mut out, "disconnected", &[("reason", why.as_str().into())]);
+        // Both halves: the peer sees the end (the reader's copy of the socket would keep it
+        // open), and the reader's blocked read returns.
+        let _ = out.get_ref().shutdown(std::net::Shutdown::Both);
+        if let Ok(reader) = reader {
+            let _ = reader.join();
+        }
         tracing::info!(%peer, %why, "publish: subscriber left");
     }
 
@@ -533,39 +605,24 @@ impl Publisher {
 
     /// Serves one subscriber whose request was read; returns why its stream ended.
     ///
-    /// Long (~100 lines) on purpose: one subscriber from request to close (request, snapshot,
-    /// catch-up from where it asked, hand-over to live ticks), one sequence sharing the connection
-    /// and the cursor.
+    /// Long (~120 lines) on purpose: one subscriber from request to close (request, snapshot,
+    /// catch-up from where it asked, hand-over to live ticks, later changes of its symbols), one
+    /// sequence sharing the connection and the cursor.
     #[allow(clippy::too_many_arguments)]
     fn serve_one(
         &self,
         out: &mut BufWriter<TcpStream>,
         symbols: &Symbols,
-        wanted: Option<&HashSet<String>>,
+        wanted: Option<HashSet<String>>,
         start: Option<Start>,
         queue: &Arc<Queue>,
         recorder: &Recorder,
         store: Store,
         stop: &Shutdown,
+        peer: std::net::SocketAddr,
     ) -> std::io::Result<String> {
         let mut rows = JsonlWriter::new(&mut *out);
-        // The names asked that this recorder's sessions do not record: most often a typo
-        // (names are case-sensitive), whose ticks would never come.
-        let unknown: Vec<&str> = match symbols {
-            Symbols::All => Vec::new(),
-            Symbols::Named(asked) => asked
-                .iter()
-                .filter(|s| self.names.find_symbol(s).is_none())
-                .map(String::as_str)
-                .collect(),
-        };
-        if !unknown.is_empty() {
-            tracing::info!(
-                ?unknown,
-                "publish: a subscriber asked for symbols no session records"
-            );
-        }
-        event(rows.inner(), "subscribed", &[("unknown", unknown.into())])?;
+        self.subscribed(rows.inner(), symbols)?;
         // Replay from where it asked until caught up, then register for live batches, then one
         // more pass for what was committed in between: live batches at or below the cursor
         // reached are skipped below.
@@ -590,36 +647,12 @@ impl Publisher {
         } else {
             self.register(queue);
         }
-        // The snapshot: the latest tick of each symbol asked, from the rings.
-        for id in 0..self.names.max_symbols() {
-            let id = SymbolId(id as u32);
-            let Some(name) = self.names.symbol_name(id) else {
-                break;
-            };
-            if wanted.is_some_and(|w| !w.contains(&*name)) {
-                continue;
-            }
-            if let Some(t) = recorder.recent(id, 1).first() {
-                if let Some(row) = row_of(&self.names, t, None) {
-                    rows.write_row(&row)?;
-                }
-            }
-        }
-        let sessions: Vec<Arc<Encoded>> = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(_, _, line)| line.clone())
-            .collect();
-        for line in sessions {
-            rows.inner().write_all(&line.bytes)?;
-        }
-        event(rows.inner(), "snapshot_end", &[])?;
+        self.snapshot(&mut rows, recorder, |name| {
+            wanted.as_ref().is_none_or(|w| w.contains(name))
+        })?;
         rows.inner().flush()?;
+        let mut wants = Wants::new(wanted);
         let mut sent = 0u64;
-        // Per symbol id: whether this subscriber wants it.
-        let mut known: std::collections::HashMap<u32, bool> = Default::default();
         let mut woke = std::time::Instant::now();
         // The commits this subscriber has been given, for its heartbeats.
         let mut passed = replayed.clone();
@@ -637,8 +670,15 @@ impl Publisher {
                     .clone();
                 return Ok(why.unwrap_or_else(|| "closed".into()));
             }
-            let mut wrote = false;
-            for enc in queue.take(Duration::from_millis(100)) {
+            let taken = queue.take(Duration::from_millis(100));
+            // Later request lines apply from the next commit on (those just taken included).
+            let changes =
+                std::mem::take(&mut *queue.changes.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut wrote = !changes.is_empty();
+            for change in changes {
+                self.change(&mut rows, &mut wants, change, recorder, peer)?;
+            }
+            for enc in taken {
                 if enc.control {
                     rows.inner().write_all(&enc.bytes)?;
                     wrote = true;
@@ -650,7 +690,7 @@ impl Publisher {
                         .advance(enc.day, last);
                 }
                 let skip_upto = replayed.as_ref().map(|c| c.position(enc.day));
-                let everything = wanted.is_none()
+                let everything = wants.names.is_none()
                     && enc
                         .lines
                         .first()
@@ -662,16 +702,8 @@ impl Publisher {
                     continue;
                 }
                 for &(a, b, seq, sym) in &enc.lines {
-                    if skip_upto.is_some_and(|s| seq <= s) {
+                    if skip_upto.is_some_and(|s| seq <= s) || !wants.wants(&self.names, sym) {
                         continue;
-                    }
-                    if let Some(w) = wanted {
-                        let keep = *known.entry(sym.0).or_insert_with(|| {
-                            self.names.symbol_name(sym).is_some_and(|n| w.contains(&*n))
-                        });
-                        if !keep {
-                            continue;
-                        }
                     }
                     rows.inner().write_all(&enc.bytes[a as usize..b as usize])?;
                     sent += 1;
@@ -694,6 +726,99 @@ impl Publisher {
                 .ticks_sent_total
                 .fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
         }
+    }
+
+    /// `{"event":"subscribed","unknown":[…]}`: the names asked that this recorder's sessions do
+    /// not record, most often a typo (names are case-sensitive) whose ticks would never come.
+    fn subscribed(&self, out: &mut impl Write, symbols: &Symbols) -> std::io::Result<()> {
+        let unknown: Vec<&str> = match symbols {
+            Symbols::All => Vec::new(),
+            Symbols::Named(asked) => asked
+                .iter()
+                .filter(|s| self.names.find_symbol(s).is_none())
+                .map(String::as_str)
+                .collect(),
+        };
+        if !unknown.is_empty() {
+            tracing::info!(
+                ?unknown,
+                "publish: a subscriber asked for symbols no session records"
+            );
+        }
+        event(out, "subscribed", &[("unknown", unknown.into())])
+    }
+
+    /// The snapshot: the latest tick from the rings of each symbol `take` accepts, each FIX
+    /// session's latest line, then `{"event":"snapshot_end"}`.
+    fn snapshot<W: Write>(
+        &self,
+        rows: &mut JsonlWriter<W>,
+        recorder: &Recorder,
+        take: impl Fn(&str) -> bool,
+    ) -> std::io::Result<()> {
+        for id in 0..self.names.max_symbols() {
+            let id = SymbolId(id as u32);
+            let Some(name) = self.names.symbol_name(id) else {
+                break;
+            };
+            if !take(&name) {
+                continue;
+            }
+            if let Some(t) = recorder.recent(id, 1).first() {
+                if let Some(row) = row_of(&self.names, t, None) {
+                    rows.write_row(&row)?;
+                }
+            }
+        }
+        let sessions: Vec<Arc<Encoded>> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, _, line)| line.clone())
+            .collect();
+        for line in sessions {
+            rows.inner().write_all(&line.bytes)?;
+        }
+        event(rows.inner(), "snapshot_end", &[])
+    }
+
+    /// A later request line: the subscriber's symbols become those it names, from the next
+    /// commit on. It gets `subscribed` again, the snapshot of the symbols it did not have
+    /// (and the sessions' lines), `snapshot_end`. A replay needs a connection of its own: a
+    /// line with `from` or `from_time`, or one that is not a request, gets an `error` line and
+    /// changes nothing.
+    fn change<W: Write>(
+        &self,
+        rows: &mut JsonlWriter<W>,
+        wants: &mut Wants,
+        change: Result<Request, String>,
+        recorder: &Recorder,
+        peer: std::net::SocketAddr,
+    ) -> std::io::Result<()> {
+        let parsed = change.and_then(|r| self.parse(r)).and_then(|p| match p {
+            (_, _, Some(_)) => Err("\"from\" and \"from_time\" go in the first request line \
+                 only: a replay needs a connection of its own"
+                .to_string()),
+            (symbols, names, None) => Ok((symbols, names)),
+        });
+        let (symbols, names) = match parsed {
+            Ok(p) => p,
+            Err(why) => {
+                self.stats
+                    .rejected_requests_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, %why, "publish: refused a change of symbols");
+                let why = format!("{why} (the subscription is unchanged)");
+                return event(rows.inner(), "error", &[("reason", why.into())]);
+            }
+        };
+        tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
+        self.subscribed(rows.inner(), &symbols)?;
+        let before = std::mem::replace(wants, Wants::new(names));
+        self.snapshot(rows, recorder, |name| {
+            wants.wants_name(name) && !before.wants_name(name)
+        })
     }
 
     /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up
@@ -771,4 +896,48 @@ fn event(
     serde_json::to_writer(&mut *out, &obj)?;
     out.write_all(b"\n")?;
     out.flush()
+}
+
+/// Longest request line a subscriber may send.
+const MAX_REQUEST_LINE: u64 = 64 * 1024;
+
+/// The subscriber's next request line, parsed (or why it is not a request); `None` at the end
+/// of its stream. An I/O error (a reset, a timeout) ends the reading.
+fn read_request(
+    lines: &mut BufReader<TcpStream>,
+) -> std::io::Result<Option<Result<Request, String>>> {
+    let mut line = String::new();
+    let n = std::io::Read::take(&mut *lines, MAX_REQUEST_LINE).read_line(&mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if !line.ends_with('\n') && n as u64 >= MAX_REQUEST_LINE {
+        // The rest of an overlong line is not a request either: the reading ends.
+        return Err(std::io::Error::other(format!(
+            "a request line longer than {MAX_REQUEST_LINE} bytes"
+        )));
+    }
+    Ok(Some(
+        serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()),
+    ))
+}
+
+/// A subscriber's later lines, each a change of its symbols, handed to its thread through
+/// `queue` until the connection ends. The end of the subscriber's stream (a client that only
+/// listens may close its sending half) ends the reading, not the subscription; a failed read
+/// (the peer reset the connection) ends the subscription at once.
+fn read_changes(mut lines: BufReader<TcpStream>, queue: &Queue, peer: std::net::SocketAddr) {
+    loop {
+        match read_request(&mut lines) {
+            Ok(Some(request)) => queue.change(request),
+            Ok(None) => return,
+            Err(e) => {
+                if !queue.closed.load(Ordering::SeqCst) {
+                    tracing::debug!(%peer, error = %e, "publish: a subscriber's stream failed");
+                    queue.close(format!("connection failed: {e}"));
+                }
+                return;
+            }
+        }
+    }
 }

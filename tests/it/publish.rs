@@ -2,7 +2,8 @@
 //! snapshot then live ticks of the symbols asked, a stalled subscriber cut off without
 //! holding anyone else up, and a subscriber with a cursor handed from the day files to live
 //! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
-//! cursor resumes exactly, and told when the FIX session goes down.
+//! cursor resumes exactly, and told when the FIX session goes down; a subscriber changing its
+//! symbols on the same connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -64,6 +65,7 @@ struct Feed {
     publish: u16,
     metrics: u16,
     log: PathBuf,
+    db: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -108,6 +110,7 @@ fn feed(config: &str, rate: u32) -> Feed {
         publish,
         metrics,
         log,
+        db: dir.path().join("db"),
         _dir: dir,
     }
 }
@@ -462,4 +465,134 @@ fn the_demo_publishes_with_publish() {
         }
     };
     assert!(row["symbol"].is_string() && row["bid"].is_number(), "{row}");
+}
+
+/// `line` sent on the subscriber's connection.
+fn send(r: &mut BufReader<TcpStream>, line: &str) {
+    r.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
+}
+
+/// What could go wrong: a change of symbols that a subscriber's stream does not take (it needs
+/// a new connection, and so a new replay), that loses or repeats ticks of a symbol it keeps,
+/// that sends no snapshot of the symbols added or one of those it had, or a bad change line
+/// that ends a stream which was fine.
+#[test]
+fn a_subscriber_changes_its_symbols_on_the_same_connection() {
+    // Commits of ten ticks, every half millisecond: a change nearly always comes with
+    // commits waiting for the subscriber, whose ticks must not be lost or sent twice.
+    let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
+    let mut sub = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
+    assert_eq!(next_json(&mut sub)["event"], "subscribed");
+    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    // Every EURUSD seq the stream gives, across the changes.
+    let mut eurusd: Vec<i64> = Vec::new();
+    let mut day = String::new();
+    while eurusd.len() < 20 {
+        let v = next_json(&mut sub);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        eurusd.push(v["seq"].as_i64().unwrap());
+        day = v["ts_event"].as_str().unwrap()[..10].to_owned();
+    }
+
+    // EURUSD and GBPUSD: rows of EURUSD alone until the change is taken, then its snapshot
+    // (GBPUSD only: EURUSD it had), then both.
+    send(&mut sub, r#"{"symbols": ["EURUSD", "GBPUSD", "XAUUSD"]}"#);
+    let subscribed = loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "subscribed" {
+            break v;
+        }
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        eurusd.push(v["seq"].as_i64().unwrap());
+    };
+    assert_eq!(subscribed["unknown"], serde_json::json!(["XAUUSD"]));
+    let mut snapshot = Vec::new();
+    loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "snapshot_end" {
+            break;
+        }
+        assert!(v["seq"].is_null(), "a snapshot row has no seq: {v}");
+        snapshot.push(v["symbol"].clone());
+    }
+    assert_eq!(snapshot, ["GBPUSD"], "the snapshot of the symbol added");
+    let mut gbpusd = 0;
+    while gbpusd < 20 {
+        let v = next_json(&mut sub);
+        match v["symbol"].as_str() {
+            Some("EURUSD") => eurusd.push(v["seq"].as_i64().unwrap()),
+            Some("GBPUSD") => gbpusd += 1,
+            _ => panic!("{v}"),
+        }
+    }
+
+    // A line that is not a request, and a replay asked on a running stream: each refused with
+    // the reason, and the stream goes on unchanged.
+    send(&mut sub, "{\"symbols\": ");
+    send(
+        &mut sub,
+        r#"{"symbols": ["USDJPY"], "from": "2026-01-01:0"}"#,
+    );
+    let mut refused = Vec::new();
+    while refused.len() < 2 {
+        let v = next_json(&mut sub);
+        match (v["event"].as_str(), v["symbol"].as_str()) {
+            (Some("error"), _) => refused.push(v["reason"].as_str().unwrap().to_owned()),
+            (None, Some("EURUSD")) => eurusd.push(v["seq"].as_i64().unwrap()),
+            (None, Some("GBPUSD")) => {}
+            _ => panic!("{v}"),
+        }
+    }
+    assert!(refused[0].contains("unchanged"), "{refused:?}");
+    assert!(refused[1].contains("connection of its own"), "{refused:?}");
+
+    // USDJPY alone: after its snapshot, nothing else.
+    send(&mut sub, r#"{"symbols": ["USDJPY"]}"#);
+    loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "subscribed" {
+            break;
+        }
+        match v["symbol"].as_str() {
+            Some("EURUSD") => eurusd.push(v["seq"].as_i64().unwrap()),
+            Some("GBPUSD") => {}
+            _ => panic!("{v}"),
+        }
+    }
+    let mut usdjpy = 0;
+    while usdjpy < 20 {
+        let v = next_json(&mut sub);
+        if v["event"] == "snapshot_end" {
+            continue;
+        }
+        assert_eq!(v["symbol"], "USDJPY", "{v}");
+        usdjpy += 1;
+    }
+
+    // The EURUSD ticks given, across two changes, are the store's from the first one given,
+    // each once: as many as `tail` reads from there.
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&feed.db)
+        .args(["tail", "--symbols", "EURUSD", "--from"])
+        .arg(format!("{day}:{}", eurusd[0] - 1))
+        .args(["--max-ticks", &eurusd.len().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(eurusd, stored);
 }
