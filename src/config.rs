@@ -68,6 +68,8 @@ pub struct Options {
     /// Seconds of silence after which a subscriber gets a heartbeat line
     /// (`[publish] heartbeat_secs`).
     pub publish_heartbeat_secs: u32,
+    /// Subscriber connections served at once (`[publish] max_subscribers`).
+    pub publish_max_subscribers: usize,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -246,6 +248,8 @@ struct RawPublish {
     queue_ticks: Option<usize>,
     /// Seconds of silence on a subscriber's stream before it gets a heartbeat line.
     heartbeat_secs: Option<u32>,
+    /// Subscriber connections served at once; one more is refused.
+    max_subscribers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -582,6 +586,16 @@ impl Options {
                 format!("must be 1..=3600, got {publish_heartbeat_secs}"),
             ));
         }
+        let publish_max_subscribers = raw
+            .publish
+            .max_subscribers
+            .unwrap_or(crate::publish::MAX_SUBSCRIBERS);
+        if !(1..=10_000).contains(&publish_max_subscribers) {
+            return Err(invalid(
+                "publish.max_subscribers",
+                format!("must be 1..=10000, got {publish_max_subscribers}"),
+            ));
+        }
         let metrics_listen = raw.metrics.listen;
         if let Some(addr) = &metrics_listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {
@@ -604,6 +618,7 @@ impl Options {
             publish_listen,
             publish_queue_ticks,
             publish_heartbeat_secs,
+            publish_max_subscribers,
             archive_cache_bytes,
             fix_sessions,
         })
@@ -803,6 +818,8 @@ mod tests {
             "[publish]\nqueue_ticks = 0\n",
             "[publish]\nheartbeat_secs = 0\n",
             "[publish]\nheartbeat_secs = 3601\n",
+            "[publish]\nmax_subscribers = 0\n",
+            "[publish]\nmax_subscribers = 10001\n",
         ];
         for text in bad {
             let f = file(text);
@@ -827,6 +844,7 @@ mod tests {
         assert_eq!(o.pipeline.overflow, OverflowPolicy::Block);
         assert_eq!(o.writer.sqlite.synchronous, Synchronous::Normal);
         assert_eq!(o.publish_heartbeat_secs, 1);
+        assert_eq!(o.publish_max_subscribers, 64);
     }
 
     #[test]

@@ -594,6 +594,9 @@ const STATUS_HTML: &str = include_str!("status.html");
 
 /// Seconds between two status messages on `/events`.
 const EVENT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Status pages streaming at once (each a thread and a scrape every [`EVENT_EVERY`]); one
+/// more gets 503 and the reason.
+const MAX_EVENT_STREAMS: usize = 32;
 
 /// The HTTP listener; stops when dropped.
 pub struct Server {
@@ -668,6 +671,7 @@ fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdow
         tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
             .unwrap_or_else(|()| unreachable!("constant header"))
     };
+    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for req in http.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("").to_owned();
         let response = match (req.method(), path.as_str()) {
@@ -678,12 +682,27 @@ fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdow
                     .with_header(header("application/json"))
             }
             (tiny_http::Method::Get, "/events") => {
+                use std::sync::atomic::Ordering::SeqCst;
+                let open = streams
+                    .fetch_update(SeqCst, SeqCst, |n| (n < MAX_EVENT_STREAMS).then_some(n + 1));
+                if open.is_err() {
+                    let why = format!(
+                        "{MAX_EVENT_STREAMS} status pages are streaming, the most this recorder serves"
+                    );
+                    let _ =
+                        req.respond(tiny_http::Response::from_string(why).with_status_code(503));
+                    continue;
+                }
                 // A stream per page, on a thread of its own (this one keeps answering).
-                let (scrape, stop) = (Arc::clone(scrape), stop.clone());
+                let (scrape, stop, mine) = (Arc::clone(scrape), stop.clone(), Arc::clone(&streams));
                 let spawned = std::thread::Builder::new()
                     .name("tickrec-events".into())
-                    .spawn(move || stream_events(req, &*scrape, &stop));
+                    .spawn(move || {
+                        stream_events(req, &*scrape, &stop);
+                        mine.fetch_sub(1, SeqCst);
+                    });
                 if let Err(e) = spawned {
+                    streams.fetch_sub(1, SeqCst);
                     tracing::warn!(error = %e, "status page: cannot stream events");
                 }
                 continue;

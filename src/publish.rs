@@ -52,12 +52,14 @@
 //! its symbols). These threads wake at most every 2 ms (`FAN_OUT_PACE`) and take what came
 //! meanwhile, so a subscriber sees a tick within a few ms of its commit. Each has a bounded queue
 //! (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is disconnected with the reason
-//! (`{"event":"disconnected","reason":…}`, best effort) and counted. Loopback by default.
+//! (`{"event":"disconnected","reason":…}`, best effort) and counted. At most
+//! `[publish] max_subscribers` connections are served at once (one more is told why and
+//! closed). Loopback by default.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -84,6 +86,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Seconds of silence before a subscriber gets a heartbeat line, by default
 /// (`[publish] heartbeat_secs`).
 pub const HEARTBEAT_SECS: u32 = 1;
+/// Connections served at once (each holds two threads), by default (`[publish]
+/// max_subscribers`); one more is refused with the reason.
+pub const MAX_SUBSCRIBERS: usize = 64;
 
 /// One commit's ticks, in seq order.
 struct Batch {
@@ -200,6 +205,30 @@ pub struct Publisher {
     heartbeat: Duration,
     /// Each FIX session's latest up-or-down line, by session name, in the order first seen.
     sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
+    /// Connections being served (from accept, request line included) and how many may be.
+    connections: Arc<AtomicUsize>,
+    max_connections: usize,
+}
+
+/// One connection's place among [`Publisher::max_connections`], given back when dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place, if fewer than `max` are taken.
+    fn take(taken: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        taken
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(taken.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
@@ -419,11 +448,13 @@ impl Wants {
 
 impl Publisher {
     /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
-    /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line.
+    /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line, and
+    /// a connection past `max_subscribers` is refused.
     pub fn new(
         names: Arc<Names>,
         max_queued: usize,
         heartbeat: Duration,
+        max_subscribers: usize,
     ) -> std::io::Result<Arc<Publisher>> {
         let (to_encoder, rx) = crossbeam_channel::bounded(ENCODER_BACKLOG);
         let subscribers: Arc<Mutex<Vec<Arc<Queue>>>> = Arc::default();
@@ -443,6 +474,8 @@ impl Publisher {
             to_encoder,
             heartbeat,
             sessions: Mutex::default(),
+            connections: Arc::default(),
+            max_connections: max_subscribers.max(1),
         }))
     }
 
@@ -467,11 +500,19 @@ impl Publisher {
                 while !stop.is_requested() {
                     match listener.accept() {
                         Ok((stream, peer)) => {
+                            let Some(slot) = Slot::take(&me.connections, me.max_connections)
+                            else {
+                                me.refuse_past_max(stream, peer);
+                                continue;
+                            };
                             let (me, rec, store, stop) =
                                 (me.clone(), recorder.clone(), store.clone(), stop.clone());
                             let spawned = std::thread::Builder::new()
                                 .name("tickrec-subscriber".into())
-                                .spawn(move || me.subscriber(stream, peer, &rec, store, &stop));
+                                .spawn(move || {
+                                    let _slot = slot;
+                                    me.subscriber(stream, peer, &rec, store, &stop)
+                                });
                             if let Err(e) = spawned {
                                 tracing::warn!(%peer, error = %e, "publish: cannot serve a subscriber");
                             }
@@ -489,6 +530,26 @@ impl Publisher {
                     q.close("the recorder is shutting down".into());
                 }
             })
+    }
+
+    /// A connection past `max_connections`: told why, counted, closed.
+    fn refuse_past_max(&self, stream: TcpStream, peer: std::net::SocketAddr) {
+        self.stats
+            .rejected_requests_total
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, max = self.max_connections, "publish: refused a subscriber past [publish] max_subscribers");
+        let why = format!(
+            "{} subscribers are connected, the most this recorder serves ([publish] max_subscribers)",
+            self.max_connections
+        );
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = event(&mut &stream, "error", &[("reason", why.into())]);
+        // Its request line read before the close (at most a short wait on this thread), so
+        // that the close is an orderly end, not a reset that could lose the reason.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+        let _ = std::io::Read::read(&mut &stream, &mut [0u8; 4096]);
     }
 
     fn subscriber(

@@ -354,6 +354,7 @@ fn start(opts: &Options) -> Result<Started, RecordError> {
             names.clone(),
             opts.publish_queue_ticks,
             Duration::from_secs(opts.publish_heartbeat_secs.into()),
+            opts.publish_max_subscribers,
         )?),
         None => None,
     };

@@ -596,3 +596,77 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         .collect();
     assert_eq!(eurusd, stored);
 }
+
+/// The status line of a `GET /events` on `port`, and its connection.
+fn open_events(port: u16) -> (String, BufReader<TcpStream>) {
+    let mut s = connect(port);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    (status, r)
+}
+
+/// What could go wrong: connections without a bound (a subscriber holds two threads of the
+/// recorder, a status page's stream one and a scrape twice a second), or a bound whose places
+/// are not given back as they leave.
+#[test]
+fn connections_past_their_bounds_are_refused_until_one_leaves() {
+    let feed = feed("[publish]\nmax_subscribers = 2\n", 2_000);
+    let mut first = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
+    let mut second = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
+    assert_eq!(next_line(&mut first)["event"], "subscribed");
+    assert_eq!(next_line(&mut second)["event"], "subscribed");
+    let mut third = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
+    let refused = next_line(&mut third);
+    assert_eq!(refused["event"], "error", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_subscribers"),
+        "{refused}"
+    );
+    let mut rest = String::new();
+    third
+        .read_to_string(&mut rest)
+        .expect("closed after the reason");
+    assert_eq!(rest, "");
+    // The first leaves: its place is given back once the recorder's next write finds it gone.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut again = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
+        if next_line(&mut again)["event"] == "subscribed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The one that stayed was never held up.
+    while next_json(&mut second)["event"] != "snapshot_end" {}
+    let live = next_json(&mut second);
+    assert!(live["symbol"] == "EURUSD" && live["seq"].is_i64(), "{live}");
+
+    // The status page's streams: 32 at once, the next refused with 503 until one closes.
+    let mut open: Vec<BufReader<TcpStream>> = (0..32)
+        .map(|_| {
+            let (status, r) = open_events(feed.metrics);
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            r
+        })
+        .collect();
+    let (status, _) = open_events(feed.metrics);
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !open_events(feed.metrics).0.starts_with("HTTP/1.1 200") {
+        assert!(
+            Instant::now() < deadline,
+            "the stream's place was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
