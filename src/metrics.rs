@@ -49,6 +49,20 @@ pub struct Scrape {
     pub quotes: Vec<crate::tick::TickRow>,
     /// Today's day file with its WAL, bytes (when the command writes one).
     pub today_bytes: Option<u64>,
+    /// The live fan-out's subscribers, when the command publishes.
+    pub subscribers: Option<Vec<SubscriberStatus>>,
+}
+
+/// One subscriber of the live fan-out, as the status page lists it.
+#[derive(Debug, Clone)]
+pub struct SubscriberStatus {
+    pub peer: String,
+    /// The symbols it asked for, as it named them (`*`: every symbol).
+    pub symbols: Vec<String>,
+    pub since: Timestamp,
+    pub ticks_sent: u64,
+    /// Ticks of commits waiting for its thread (against `[publish] queue_ticks`).
+    pub queued_ticks: u64,
 }
 
 impl Scrape {
@@ -70,6 +84,7 @@ impl Scrape {
             now: crate::clock::Clock::now(&crate::clock::SystemClock),
             quotes: Vec::new(),
             today_bytes: None,
+            subscribers: None,
         }
     }
 
@@ -585,6 +600,19 @@ pub fn status_json(s: &Scrape) -> String {
         "quotes": quotes,
         "subscribers": extra("tickrec_publish_subscribers"),
         "subscribers_cut_off": extra("tickrec_publish_subscribers_cut_off_total"),
+        "subscriber_list": s.subscribers.as_ref().map(|list| {
+            list.iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "peer": c.peer,
+                        "symbols": c.symbols,
+                        "since": c.since.to_string(),
+                        "ticks_sent": c.ticks_sent,
+                        "queued_ticks": c.queued_ticks,
+                    })
+                })
+                .collect::<Vec<_>>()
+        }),
     })
     .to_string()
 }

@@ -205,9 +205,21 @@ pub struct Publisher {
     heartbeat: Duration,
     /// Each FIX session's latest up-or-down line, by session name, in the order first seen.
     sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
+    /// The subscribers whose request was taken, for the status page.
+    connected: Mutex<Vec<Arc<Connection>>>,
     /// Connections being served (from accept, request line included) and how many may be.
     connections: Arc<AtomicUsize>,
     max_connections: usize,
+}
+
+/// A subscriber as the status page lists it.
+struct Connection {
+    peer: std::net::SocketAddr,
+    since: crate::tick::Timestamp,
+    /// As it named them, changes included.
+    symbols: Mutex<Vec<String>>,
+    ticks_sent: AtomicU64,
+    queue: Arc<Queue>,
 }
 
 /// One connection's place among [`Publisher::max_connections`], given back when dropped.
@@ -474,6 +486,7 @@ impl Publisher {
             to_encoder,
             heartbeat,
             sessions: Mutex::default(),
+            connected: Mutex::default(),
             connections: Arc::default(),
             max_connections: max_subscribers.max(1),
         }))
@@ -481,6 +494,26 @@ impl Publisher {
 
     pub fn stats(&self) -> Arc<PublishStats> {
         self.stats.clone()
+    }
+
+    /// Each subscriber now: who, what it asked for, since when, what it was sent and has
+    /// waiting.
+    pub fn subscriber_list(&self) -> Vec<crate::metrics::SubscriberStatus> {
+        let connected = self
+            .connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        connected
+            .iter()
+            .map(|c| crate::metrics::SubscriberStatus {
+                peer: c.peer.to_string(),
+                symbols: c.symbols.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                since: c.since,
+                ticks_sent: c.ticks_sent.load(Ordering::Relaxed),
+                queued_ticks: c.queue.batches.lock().unwrap_or_else(|e| e.into_inner()).1 as u64,
+            })
+            .collect()
     }
 
     /// Listens on `addr` until `stop`; one thread per subscriber.
@@ -589,6 +622,17 @@ impl Publisher {
         self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?start, "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
+        let conn = Arc::new(Connection {
+            peer,
+            since: crate::clock::Clock::now(&crate::clock::SystemClock),
+            symbols: Mutex::new(as_named(&symbols)),
+            ticks_sent: AtomicU64::new(0),
+            queue: queue.clone(),
+        });
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn.clone());
         // Its later lines (changes of symbols) are read on a thread of their own, which ends
         // when the connection does (shut down below).
         let _ = lines.get_ref().set_read_timeout(None);
@@ -601,9 +645,11 @@ impl Publisher {
         if let Err(e) = &reader {
             tracing::warn!(%peer, error = %e, "publish: a subscriber's later lines will not be read");
         }
-        let result = self.serve_one(
-            &mut out, &symbols, ids, start, &queue, recorder, store, stop, peer,
-        );
+        let result = self.serve_one(&mut out, &symbols, ids, start, &conn, recorder, store, stop);
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, &conn));
         self.subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -676,12 +722,12 @@ impl Publisher {
         symbols: &Symbols,
         wanted: Option<HashSet<String>>,
         start: Option<Start>,
-        queue: &Arc<Queue>,
+        me: &Connection,
         recorder: &Recorder,
         store: Store,
         stop: &Shutdown,
-        peer: std::net::SocketAddr,
     ) -> std::io::Result<String> {
+        let queue = &me.queue;
         let mut rows = JsonlWriter::new(&mut *out);
         self.subscribed(rows.inner(), symbols)?;
         // Replay from where it asked until caught up, then register for live batches, then one
@@ -737,7 +783,7 @@ impl Publisher {
                 std::mem::take(&mut *queue.changes.lock().unwrap_or_else(|e| e.into_inner()));
             let mut wrote = !changes.is_empty();
             for change in changes {
-                self.change(&mut rows, &mut wants, change, recorder, peer)?;
+                self.change(&mut rows, &mut wants, change, recorder, me)?;
             }
             for enc in taken {
                 if enc.control {
@@ -783,6 +829,7 @@ impl Publisher {
                 last_write = woke;
             }
             rows.inner().flush()?;
+            me.ticks_sent.fetch_add(sent, Ordering::Relaxed);
             self.stats
                 .ticks_sent_total
                 .fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
@@ -855,8 +902,9 @@ impl Publisher {
         wants: &mut Wants,
         change: Result<Request, String>,
         recorder: &Recorder,
-        peer: std::net::SocketAddr,
+        me: &Connection,
     ) -> std::io::Result<()> {
+        let peer = me.peer;
         let parsed = change.and_then(|r| self.parse(r)).and_then(|p| match p {
             (_, _, Some(_)) => Err("\"from\" and \"from_time\" go in the first request line \
                  only: a replay needs a connection of its own"
@@ -875,6 +923,7 @@ impl Publisher {
             }
         };
         tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
+        *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&symbols);
         self.subscribed(rows.inner(), &symbols)?;
         let before = std::mem::replace(wants, Wants::new(names));
         self.snapshot(rows, recorder, |name| {
@@ -957,6 +1006,14 @@ fn event(
     serde_json::to_writer(&mut *out, &obj)?;
     out.write_all(b"\n")?;
     out.flush()
+}
+
+/// The symbols as a subscriber named them (`*` for every symbol).
+fn as_named(symbols: &Symbols) -> Vec<String> {
+    match symbols {
+        Symbols::All => vec!["*".to_owned()],
+        Symbols::Named(names) => names.clone(),
+    }
 }
 
 /// Longest request line a subscriber may send.

@@ -88,7 +88,7 @@ pub fn run(
                 &statuses,
                 &feed,
                 &session_problems,
-                publisher.as_ref().map(|p| p.stats()),
+                publisher.clone(),
                 opts.db_path.clone(),
             );
             match crate::metrics::Server::start(addr, scrape) {
@@ -251,7 +251,7 @@ fn scrape_fn(
     statuses: &[StatusHandle],
     feed: &[(String, Arc<Latency>)],
     problems: &Arc<Mutex<Vec<String>>>,
-    publish: Option<Arc<crate::publish::PublishStats>>,
+    publisher: Option<Arc<crate::publish::Publisher>>,
     db_path: std::path::PathBuf,
 ) -> Arc<ScrapeFn> {
     let (recorder, statuses, feed, problems) = (
@@ -265,7 +265,9 @@ fn scrape_fn(
         let today = crate::store::layout::day_path(&db_path, s.now.day());
         let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         s.today_bytes = Some(size(&today) + size(&crate::fsutil::with_suffix(&today, "-wal")));
-        if let Some(p) = &publish {
+        if let Some(publisher) = &publisher {
+            s.subscribers = Some(publisher.subscriber_list());
+            let p = publisher.stats();
             use std::sync::atomic::Ordering::Relaxed;
             let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
             s.extra.extend([
@@ -289,7 +291,7 @@ fn scrape_fn(
                 ),
                 (
                     "tickrec_publish_requests_refused_total",
-                    "Subscription requests refused (malformed)",
+                    "Subscription requests refused (not valid, or past [publish] max_subscribers)",
                     true,
                     v(&p.rejected_requests_total),
                 ),

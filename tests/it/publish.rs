@@ -178,15 +178,25 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
         let v = next_json(&mut one);
         assert_eq!(v["symbol"], "EURUSD", "{v}");
     }
-    // The status page's data counts both: one subscriber connected, one cut off.
+    // The status page's data counts both: one subscriber connected, one cut off; and lists
+    // the one connected, with its symbols and the ticks sent to it.
+    let one_peer = one.get_ref().local_addr().unwrap().to_string();
     wait_for(
         &format!("http://127.0.0.1:{metrics}/status.json"),
         30,
         |code, body| {
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let listed = v["subscriber_list"].as_array().is_some_and(|list| {
+                list.iter().any(|c| {
+                    c["peer"] == one_peer.as_str()
+                        && c["symbols"] == serde_json::json!(["EURUSD"])
+                        && c["ticks_sent"].as_u64() >= Some(300)
+                })
+            });
             code == 200
                 && v["subscribers"].as_u64() >= Some(1)
                 && v["subscribers_cut_off"].as_u64() >= Some(1)
+                && listed
         },
     );
     // Its connection ends (after what the kernel had buffered).

@@ -51,7 +51,7 @@ fn wait_up(url: &str) {
 }
 
 /// What could go wrong: a page that needs the network (a CDN), never updates, or shows
-/// nothing of the sessions, rates and quotes it claims to.
+/// nothing of the sessions, rates, quotes and subscribers it claims to.
 ///
 /// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
@@ -62,7 +62,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
         .find(|b| Command::new(b).arg("--version").output().is_ok())
         .unwrap_or_else(|| panic!("chromedriver not found: this test {NEEDS}"));
     let dir = tempfile::tempdir().unwrap();
-    let (http, wd) = (free_port(), free_port());
+    let (http, wd, publish) = (free_port(), free_port(), free_port());
     let _demo = Reaped(
         Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .arg("--db")
@@ -77,6 +77,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
                 "2000",
             ])
             .args(["--metrics-listen", &format!("127.0.0.1:{http}")])
+            .args(["--publish", &format!("127.0.0.1:{publish}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -93,6 +94,19 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
     let page = format!("http://127.0.0.1:{http}/");
     let driver = format!("http://127.0.0.1:{wd}");
     wait_up(&format!("{page}health"));
+    // A subscriber, read on a thread of its own until the demo ends, for the page to list.
+    let subscriber = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", publish)).unwrap();
+        s.write_all(b"{\"symbols\": [\"EURUSD\", \"GBPUSD\"]}\n")
+            .unwrap();
+        let peer = s.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1 << 16];
+            while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+        });
+        peer
+    };
     wait_up(&format!("{driver}/status"));
     let session = call(
         "POST",
@@ -118,6 +132,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
                 return {updates: Number(t('updates')), health: t('health'), rate: t('rate'),
                   stored: t('stored'), queue: t('queue'), today: t('today'), wal: t('wal'), wal_bound: t('wal-bound'),
                   sessions: [...document.querySelectorAll('#sessions tr')].map(r => r.innerText),
+                  subscribers: [...document.querySelectorAll('#subscriber-list tr')].map(r => r.innerText),
                   quotes: [...document.querySelectorAll('#quotes tr')].map(r => r.dataset.symbol)};",
                 "args": []}),
             ),
@@ -168,9 +183,20 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
     );
     assert_eq!(first["wal_bound"], "64.0 MiB", "{first}");
     // Live: the stored count moves without a reload.
+    // The subscriber, by its address, with what it asked for and ticks sent to it.
+    let listed = |v: &Value| -> Option<u64> {
+        let row = v["subscribers"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r.as_str())
+            .find(|r| r.contains(&subscriber))?
+            .to_owned();
+        assert!(row.contains("EURUSD, GBPUSD"), "{row}");
+        row.split('\t').nth(3)?.replace(',', "").parse().ok()
+    };
     let later = loop {
         let v = read();
-        if number(&v, "stored") > number(&first, "stored") {
+        if number(&v, "stored") > number(&first, "stored") && listed(&v).is_some_and(|n| n > 0) {
             break v;
         }
         assert!(Instant::now() < deadline, "the page stopped updating: {v}");
