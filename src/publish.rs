@@ -154,12 +154,21 @@ impl Queue {
         }
     }
 
-    /// A later request line came: queued for the subscriber's thread, which is woken.
+    /// A later request line came: queued for the subscriber's thread, which is woken. Past
+    /// [`MAX_WAITING_CHANGES`] not yet taken, the subscriber is cut off instead (a client
+    /// sending lines faster than it reads the answers would grow the list without bound).
     fn change(&self, request: Result<Request, String>) {
-        self.changes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(request);
+        {
+            let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+            if changes.len() >= MAX_WAITING_CHANGES {
+                drop(changes);
+                self.close(format!(
+                    "more than {MAX_WAITING_CHANGES} request lines waiting to be taken"
+                ));
+                return;
+            }
+            changes.push(request);
+        }
         // Under the batches' lock, so that a thread about to wait sees it or is woken.
         let _held = self.batches.lock().unwrap_or_else(|e| e.into_inner());
         self.ready.notify_all();
@@ -1016,6 +1025,9 @@ fn as_named(symbols: &Symbols) -> Vec<String> {
     }
 }
 
+/// Request lines of a subscriber that may wait for its thread.
+const MAX_WAITING_CHANGES: usize = 64;
+
 /// Longest request line a subscriber may send.
 const MAX_REQUEST_LINE: u64 = 64 * 1024;
 
@@ -1047,7 +1059,12 @@ fn read_request(
 fn read_changes(mut lines: BufReader<TcpStream>, queue: &Queue, peer: std::net::SocketAddr) {
     loop {
         match read_request(&mut lines) {
-            Ok(Some(request)) => queue.change(request),
+            Ok(Some(request)) => {
+                queue.change(request);
+                if queue.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
             Ok(None) => return,
             Err(e) => {
                 if !queue.closed.load(Ordering::SeqCst) {

@@ -581,6 +581,25 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         usdjpy += 1;
     }
 
+    // A client that sends lines far faster than it reads the answers: cut off once 64 wait,
+    // not let grow the recorder's memory without bound.
+    let mut flood = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
+    let flood_peer = flood.get_ref().local_addr().unwrap().to_string();
+    send(&mut flood, &"{}\n".repeat(5000));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&feed.log).unwrap_or_default();
+        let cut = |l: &&str| l.contains(&flood_peer) && l.contains("request lines waiting");
+        if text.lines().any(|l| cut(&l)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a flood of lines was never cut off:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // The EURUSD ticks given, across two changes, are the store's from the first one given,
     // each once: as many as `tail` reads from there.
     let out = Command::new(BIN)
