@@ -10,10 +10,11 @@
 //! 2. with a cursor or a time: the committed ticks from there, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
-//!    rows have no `seq`: accepted, perhaps not yet committed), and each FIX session's
-//!    `{"event":"session",…}` line (below), then `{"event":"snapshot_end"}`. A snapshot row
-//!    can be newer than its symbol's first live rows (accepted before the subscriber joined,
-//!    committed after; their `ts_recv_ns` is at or before the snapshot row's);
+//!    rows have no `seq`: accepted, perhaps not yet committed), and the
+//!    `{"event":"session",…}` line (below) of each FIX session that records one of them, then
+//!    `{"event":"snapshot_end"}`. A snapshot row can be newer than its symbol's first live
+//!    rows (accepted before the subscriber joined, committed after; their `ts_recv_ns` is at
+//!    or before the snapshot row's);
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
 //!    their `seq` (the day is the UTC day of `ts_event`);
 //! 5. after `[publish] heartbeat_secs` ([`HEARTBEAT_SECS`] by default) with nothing else sent,
@@ -26,9 +27,10 @@
 //!    instead of staying open in silence.
 //!
 //! Whenever a FIX session goes down or comes back up (as `record`'s watch loop sees it, every
-//! 200 ms), every subscriber gets `{"event":"session","session":…,"source":…,"up":…,
-//! "state":…,"time":…,"symbols":[…]}`, after what was already queued for it: quotes of a
-//! session that is down are stale, whatever the snapshot or the last tick says.
+//! 200 ms), every subscriber of a symbol it records (and of every symbol) gets
+//! `{"event":"session","session":…,"source":…,"up":…,"state":…,"time":…,"symbols":[…]}`,
+//! after what was already queued for it: quotes of a session that is down are stale, whatever
+//! the snapshot or the last tick says.
 //!
 //! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
 //! its symbols become those, from the next commit it is given on (a symbol kept loses no tick
@@ -104,19 +106,20 @@ struct Encoded {
     lines: Vec<(u32, u32, i64, SymbolId)>,
     /// The commit's last `seq` (a subscriber that got this commit has passed it).
     last_seq: Option<i64>,
-    /// A control line for everyone in `bytes`, not a commit.
-    control: bool,
+    /// A control line in `bytes`, not a commit: for the subscribers of any of these symbols
+    /// (of every symbol when there are none).
+    control: Option<Vec<String>>,
 }
 
 impl Encoded {
-    /// A control line for every subscriber (no ticks).
-    fn control(day: NaiveDate, line: Vec<u8>) -> Encoded {
+    /// A control line (no ticks) about `symbols`.
+    fn control(day: NaiveDate, line: Vec<u8>, symbols: &[String]) -> Encoded {
         Encoded {
             day,
             bytes: line,
             lines: Vec::new(),
             last_seq: None,
-            control: true,
+            control: Some(symbols.to_vec()),
         }
     }
 }
@@ -354,7 +357,7 @@ fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
         bytes: Vec::with_capacity(batch.ticks.len() * 240),
         lines: Vec::with_capacity(batch.ticks.len()),
         last_seq: batch.ticks.last().map(|t| t.0),
-        control: false,
+        control: None,
     };
     for (seq, t) in &batch.ticks {
         let (Some(symbol), Some(source)) = (
@@ -454,6 +457,12 @@ impl Wants {
 
     fn wants_name(&self, name: &str) -> bool {
         self.names.as_ref().is_none_or(|w| w.contains(name))
+    }
+
+    /// Whether a line about `symbols` is for this subscriber: about one of its symbols, or
+    /// about no symbol in particular.
+    fn any(&self, symbols: &[String]) -> bool {
+        symbols.is_empty() || symbols.iter().any(|s| self.wants_name(s))
     }
 
     fn wants(&mut self, names: &Names, id: SymbolId) -> bool {
@@ -763,11 +772,9 @@ impl Publisher {
         } else {
             self.register(queue);
         }
-        self.snapshot(&mut rows, recorder, |name| {
-            wanted.as_ref().is_none_or(|w| w.contains(name))
-        })?;
-        rows.inner().flush()?;
         let mut wants = Wants::new(wanted);
+        self.snapshot(&mut rows, recorder, |name| wants.wants_name(name), &wants)?;
+        rows.inner().flush()?;
         let mut sent = 0u64;
         let mut woke = std::time::Instant::now();
         // The commits this subscriber has been given, for its heartbeats.
@@ -795,9 +802,11 @@ impl Publisher {
                 self.change(&mut rows, &mut wants, change, recorder, me)?;
             }
             for enc in taken {
-                if enc.control {
-                    rows.inner().write_all(&enc.bytes)?;
-                    wrote = true;
+                if let Some(about) = &enc.control {
+                    if wants.any(about) {
+                        rows.inner().write_all(&enc.bytes)?;
+                        wrote = true;
+                    }
                     continue;
                 }
                 if let Some(last) = enc.last_seq {
@@ -865,13 +874,15 @@ impl Publisher {
         event(out, "subscribed", &[("unknown", unknown.into())])
     }
 
-    /// The snapshot: the latest tick from the rings of each symbol `take` accepts, each FIX
-    /// session's latest line, then `{"event":"snapshot_end"}`.
+    /// The snapshot: the latest tick from the rings of each symbol `take` accepts, the latest
+    /// line of each FIX session that records a symbol of `wants`, then
+    /// `{"event":"snapshot_end"}`.
     fn snapshot<W: Write>(
         &self,
         rows: &mut JsonlWriter<W>,
         recorder: &Recorder,
         take: impl Fn(&str) -> bool,
+        wants: &Wants,
     ) -> std::io::Result<()> {
         for id in 0..self.names.max_symbols() {
             let id = SymbolId(id as u32);
@@ -895,7 +906,9 @@ impl Publisher {
             .map(|(_, _, line)| line.clone())
             .collect();
         for line in sessions {
-            rows.inner().write_all(&line.bytes)?;
+            if line.control.as_ref().is_none_or(|about| wants.any(about)) {
+                rows.inner().write_all(&line.bytes)?;
+            }
         }
         event(rows.inner(), "snapshot_end", &[])
     }
@@ -935,14 +948,18 @@ impl Publisher {
         *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&symbols);
         self.subscribed(rows.inner(), &symbols)?;
         let before = std::mem::replace(wants, Wants::new(names));
-        self.snapshot(rows, recorder, |name| {
-            wants.wants_name(name) && !before.wants_name(name)
-        })
+        self.snapshot(
+            rows,
+            recorder,
+            |name| wants.wants_name(name) && !before.wants_name(name),
+            wants,
+        )
     }
 
     /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up
-    /// (or is seen for the first time), every subscriber gets a `session` line, after what is
-    /// already queued for it, and later subscribers get its latest one before their
+    /// (or is seen for the first time), every subscriber of one of `symbols` (or of every
+    /// symbol; of all when `symbols` is empty) gets a `session` line, after what is already
+    /// queued for it, and later such subscribers get its latest one before their
     /// `snapshot_end`.
     pub fn session_state(
         &self,
@@ -970,7 +987,7 @@ impl Publisher {
         if event(&mut bytes, "session", &fields).is_err() {
             return; // (writing to a Vec cannot fail)
         }
-        let enc = Arc::new(Encoded::control(now.day(), bytes));
+        let enc = Arc::new(Encoded::control(now.day(), bytes, symbols));
         match at {
             Some(i) => known[i] = (session.to_owned(), up, enc.clone()),
             None => known.push((session.to_owned(), up, enc.clone())),
