@@ -576,26 +576,18 @@ impl Options {
             Some(0) => return Err(invalid("publish.queue_ticks", "must be at least 1".into())),
             Some(n) => n,
         };
-        let publish_heartbeat_secs = raw
-            .publish
-            .heartbeat_secs
-            .unwrap_or(crate::publish::HEARTBEAT_SECS);
-        if !(1..=3600).contains(&publish_heartbeat_secs) {
-            return Err(invalid(
-                "publish.heartbeat_secs",
-                format!("must be 1..=3600, got {publish_heartbeat_secs}"),
-            ));
-        }
-        let publish_max_subscribers = raw
-            .publish
-            .max_subscribers
-            .unwrap_or(crate::publish::MAX_SUBSCRIBERS);
-        if !(1..=10_000).contains(&publish_max_subscribers) {
-            return Err(invalid(
-                "publish.max_subscribers",
-                format!("must be 1..=10000, got {publish_max_subscribers}"),
-            ));
-        }
+        let publish_heartbeat_secs = within(
+            "publish.heartbeat_secs",
+            raw.publish.heartbeat_secs.map(|s| s as usize),
+            crate::publish::HEARTBEAT_SECS as usize,
+            3600,
+        )? as u32;
+        let publish_max_subscribers = within(
+            "publish.max_subscribers",
+            raw.publish.max_subscribers,
+            crate::publish::MAX_SUBSCRIBERS,
+            10_000,
+        )?;
         let metrics_listen = raw.metrics.listen;
         if let Some(addr) = &metrics_listen {
             if addr.parse::<std::net::SocketAddr>().is_err() {

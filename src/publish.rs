@@ -583,6 +583,21 @@ impl Publisher {
             })
     }
 
+    /// A request line refused (`what` it was): counted, logged, and the subscriber told why.
+    fn refuse(
+        &self,
+        out: &mut impl Write,
+        peer: std::net::SocketAddr,
+        why: String,
+        what: &str,
+    ) -> std::io::Result<()> {
+        self.stats
+            .rejected_requests_total
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, %why, "publish: refused {what}");
+        event(out, "error", &[("reason", why.into())])
+    }
+
     /// A connection past `max_connections`: told why, counted, closed.
     fn refuse_past_max(&self, stream: TcpStream, peer: std::net::SocketAddr) {
         self.stats
@@ -628,11 +643,7 @@ impl Publisher {
         let (symbols, ids, start) = match request {
             Ok(r) => r,
             Err(why) => {
-                self.stats
-                    .rejected_requests_total
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, %why, "publish: refused a subscription request");
-                let _ = event(&mut out, "error", &[("reason", why.as_str().into())]);
+                let _ = self.refuse(&mut out, peer, why, "a subscription request");
                 return;
             }
         };
@@ -936,12 +947,8 @@ impl Publisher {
         let (symbols, names) = match parsed {
             Ok(p) => p,
             Err(why) => {
-                self.stats
-                    .rejected_requests_total
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, %why, "publish: refused a change of symbols");
                 let why = format!("{why} (the subscription is unchanged)");
-                return event(rows.inner(), "error", &[("reason", why.into())]);
+                return self.refuse(rows.inner(), peer, why, "a change of symbols");
             }
         };
         tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
