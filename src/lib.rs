@@ -6,8 +6,9 @@
 //! `query`. Text formats live in `format`; `ingest` feeds text through the pipeline; `record`
 //! runs FIX gateways into a recorder; `synth` generates quotes. Readers of committed ticks:
 //! `query`, `export`, `bars`, `tail`; `publish` fans commits out to subscribers. The edge
-//! (`config`, `service`, `shutdown`, `metrics`) turns files and signals into typed options for
-//! the core. The command line, the demo and the bench live in the binary (`src/bin/tickrec/`).
+//! (`config`, `service`, `shutdown`, `metrics`, `slots`) turns files and signals into typed
+//! options for the core and bounds what connections may take. The command line, the demo and
+//! the bench live in the binary (`src/bin/tickrec/`).
 
 pub mod bars;
 pub mod civil;
@@ -30,6 +31,7 @@ pub mod query;
 pub mod record;
 pub mod service;
 pub mod shutdown;
+pub mod slots;
 pub mod spill;
 pub mod store;
 pub mod synth;

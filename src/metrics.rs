@@ -699,7 +699,7 @@ fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdow
         tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
             .unwrap_or_else(|()| unreachable!("constant header"))
     };
-    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let streams = crate::slots::Slots::new(MAX_EVENT_STREAMS);
     for req in http.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("").to_owned();
         let response = match (req.method(), path.as_str()) {
@@ -710,27 +710,23 @@ fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdow
                     .with_header(header("application/json"))
             }
             (tiny_http::Method::Get, "/events") => {
-                use std::sync::atomic::Ordering::SeqCst;
-                let open = streams
-                    .fetch_update(SeqCst, SeqCst, |n| (n < MAX_EVENT_STREAMS).then_some(n + 1));
-                if open.is_err() {
+                let Some(slot) = streams.take() else {
                     let why = format!(
                         "{MAX_EVENT_STREAMS} status pages are streaming, the most this recorder serves"
                     );
                     let _ =
                         req.respond(tiny_http::Response::from_string(why).with_status_code(503));
                     continue;
-                }
+                };
                 // A stream per page, on a thread of its own (this one keeps answering).
-                let (scrape, stop, mine) = (Arc::clone(scrape), stop.clone(), Arc::clone(&streams));
+                let (scrape, stop) = (Arc::clone(scrape), stop.clone());
                 let spawned = std::thread::Builder::new()
                     .name("tickrec-events".into())
                     .spawn(move || {
-                        stream_events(req, &*scrape, &stop);
-                        mine.fetch_sub(1, SeqCst);
+                        let _slot = slot;
+                        stream_events(req, &*scrape, &stop)
                     });
                 if let Err(e) = spawned {
-                    streams.fetch_sub(1, SeqCst);
                     tracing::warn!(error = %e, "status page: cannot stream events");
                 }
                 continue;

@@ -61,7 +61,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -219,9 +219,8 @@ pub struct Publisher {
     sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
     /// The subscribers whose request was taken, for the status page.
     connected: Mutex<Vec<Arc<Connection>>>,
-    /// Connections being served (from accept, request line included) and how many may be.
-    connections: Arc<AtomicUsize>,
-    max_connections: usize,
+    /// Places of the connections being served (from accept, request line included).
+    connections: crate::slots::Slots,
 }
 
 /// A subscriber as the status page lists it.
@@ -232,27 +231,6 @@ struct Connection {
     symbols: Mutex<Vec<String>>,
     ticks_sent: AtomicU64,
     queue: Arc<Queue>,
-}
-
-/// One connection's place among [`Publisher::max_connections`], given back when dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    /// A place, if fewer than `max` are taken.
-    fn take(taken: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        taken
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(taken.clone()))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
@@ -505,8 +483,7 @@ impl Publisher {
             heartbeat,
             sessions: Mutex::default(),
             connected: Mutex::default(),
-            connections: Arc::default(),
-            max_connections: max_subscribers.max(1),
+            connections: crate::slots::Slots::new(max_subscribers),
         }))
     }
 
@@ -551,8 +528,7 @@ impl Publisher {
                 while !stop.is_requested() {
                     match listener.accept() {
                         Ok((stream, peer)) => {
-                            let Some(slot) = Slot::take(&me.connections, me.max_connections)
-                            else {
+                            let Some(slot) = me.connections.take() else {
                                 me.refuse_past_max(stream, peer);
                                 continue;
                             };
@@ -598,15 +574,15 @@ impl Publisher {
         event(out, "error", &[("reason", why.into())])
     }
 
-    /// A connection past `max_connections`: told why, counted, closed.
+    /// A connection past `[publish] max_subscribers`: told why, counted, closed.
     fn refuse_past_max(&self, stream: TcpStream, peer: std::net::SocketAddr) {
         self.stats
             .rejected_requests_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, max = self.max_connections, "publish: refused a subscriber past [publish] max_subscribers");
+        let max = self.connections.max();
+        tracing::warn!(%peer, max, "publish: refused a subscriber past [publish] max_subscribers");
         let why = format!(
-            "{} subscribers are connected, the most this recorder serves ([publish] max_subscribers)",
-            self.max_connections
+            "{max} subscribers are connected, the most this recorder serves ([publish] max_subscribers)"
         );
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
