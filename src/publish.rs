@@ -127,7 +127,6 @@ impl Encoded {
 /// Counters of the publisher (for /metrics and the final report).
 #[derive(Debug, Default)]
 pub struct PublishStats {
-    pub subscribers: AtomicU64,
     pub connected_total: AtomicU64,
     pub disconnected_slow_total: AtomicU64,
     pub rejected_requests_total: AtomicU64,
@@ -624,7 +623,6 @@ impl Publisher {
             }
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
-        self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?start, "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
         let conn = Arc::new(Connection {
@@ -659,7 +657,6 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|q| !Arc::ptr_eq(q, &queue));
-        self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
         let why = match result {
             Ok(why) => why,
             Err(e)

@@ -266,7 +266,9 @@ fn scrape_fn(
         let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
         s.today_bytes = Some(size(&today) + size(&crate::fsutil::with_suffix(&today, "-wal")));
         if let Some(publisher) = &publisher {
-            s.subscribers = Some(publisher.subscriber_list());
+            let list = publisher.subscriber_list();
+            let connected = list.len() as f64;
+            s.subscribers = Some(list);
             let p = publisher.stats();
             use std::sync::atomic::Ordering::Relaxed;
             let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
@@ -275,7 +277,7 @@ fn scrape_fn(
                     "tickrec_publish_subscribers",
                     "Subscribers connected to the live fan-out",
                     false,
-                    v(&p.subscribers),
+                    connected,
                 ),
                 (
                     "tickrec_publish_subscribers_connected_total",
