@@ -94,13 +94,30 @@ pub fn seqs(db: &Path) -> Vec<i64> {
         .collect()
 }
 
-/// A TCP port free on 127.0.0.1 when asked (another process may take it before it is bound).
+/// A TCP port free on 127.0.0.1 when asked, for a process started next to bind. It is taken
+/// below the kernel's ephemeral range (`ip_local_port_range`): a port from that range (what
+/// binding port 0 gives) can be handed to any outgoing connection of this suite before the
+/// process binds it, which then fails to start. Ports are tried in turn from a point that
+/// differs between runs, and each is checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, span) = (10_000u32, ephemeral_low.saturating_sub(10_000).max(1));
+    let start = std::process::id();
+    for _ in 0..span {
+        let port = low + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span)
 }
 
 /// The Python of a tool's virtualenv (`env_var`, else `~/.cache/tickrec/<venv>`) that runs
