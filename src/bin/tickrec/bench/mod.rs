@@ -44,7 +44,7 @@ use tickrec::intern::Names;
 use tickrec::pipeline::{PipelineOptions, Recorder};
 use tickrec::shutdown::Shutdown;
 use tickrec::store::checkpoint::Checkpointer;
-use tickrec::store::writer::SqliteSink;
+use tickrec::store::writer::{insert_rows, SqliteSink, ROWS_PER_INSERT};
 use tickrec::store::{layout, schema, WriterOptions};
 use tickrec::synth::{symbol_names, QuoteGen};
 use tickrec::tick::{SymbolId, Tick, Timestamp, NANOS_PER_DAY};
@@ -288,7 +288,7 @@ fn ceiling_beside(
         inputs.input,
         inputs.batch,
         inputs.writer_opts,
-        true,
+        Form::WRITER,
     )?;
     writeln!(
         log,
@@ -449,17 +449,10 @@ fn ceilings_and_writer(
     // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
     // and the writer (the Recorder fed from memory), each run RATIO_ROUNDS times, interleaved
     // so that what the machine does meanwhile (writeback of earlier runs, other load) falls on
-    // both alike; each keeps its best run. The ceiling with SQLite's own checkpoints runs once.
-    let ceiling_run = |sub: &str, writer_policy: bool| {
-        ceiling(
-            &dir.join(sub),
-            day,
-            names,
-            input,
-            batch,
-            writer_opts,
-            writer_policy,
-        )
+    // both alike; each keeps its best run. The ceiling with SQLite's own checkpoints, and the
+    // one with one row a statement, run once.
+    let ceiling_run = |sub: &str, form: Form| {
+        ceiling(&dir.join(sub), day, names, input, batch, writer_opts, form)
     };
     let wal = WalWatch::start(dir);
     let (mut ceiling_cpu, mut writer_cpu) = (Vec::new(), Vec::new());
@@ -471,7 +464,7 @@ fn ceilings_and_writer(
             input.len(),
             round + 1
         )?;
-        let ceiling = ceiling_run("ceiling", true)?;
+        let ceiling = ceiling_run("ceiling", Form::WRITER)?;
         let wal = &ceiling.wal;
         writeln!(
             log,
@@ -533,7 +526,17 @@ fn ceilings_and_writer(
     r.ceiling_thread_cpu_ns_per_tick = median(&mut ceiling_thread_cpu);
     r.writer_thread_cpu_ns_per_tick = median(&mut writer_thread_cpu);
     writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
-    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", false)?.ticks_per_s;
+    let auto = Form {
+        writer_policy: false,
+        ..Form::WRITER
+    };
+    r.ceiling_autocheckpoint_ticks_per_s = ceiling_run("ceiling-auto", auto)?.ticks_per_s;
+    writeln!(log, "(a) ceiling with one row a statement…")?;
+    let one_row = Form {
+        rows_per_insert: 1,
+        ..Form::WRITER
+    };
+    r.ceiling_one_row_ticks_per_s = ceiling_run("ceiling-one-row", one_row)?.ticks_per_s;
     Ok(())
 }
 
@@ -640,11 +643,29 @@ fn ns_per_tick(from: Option<Duration>, to: Option<Duration>, ticks: u64) -> f64 
     }
 }
 
+/// How the bare loop inserts and checkpoints.
+#[derive(Debug, Clone, Copy)]
+struct Form {
+    /// The writer's checkpoints (automatic ones off, the background checkpointer on the file,
+    /// the WAL bound after each commit); otherwise SQLite's automatic checkpoint every 1000
+    /// pages.
+    writer_policy: bool,
+    /// Rows one `INSERT` statement takes (the writer's: [`ROWS_PER_INSERT`]).
+    rows_per_insert: usize,
+}
+
+impl Form {
+    /// The writer's: its checkpoints and its statements.
+    const WRITER: Form = Form {
+        writer_policy: true,
+        rows_per_insert: ROWS_PER_INSERT,
+    };
+}
+
 /// The bare insert loop over `input` into a fresh day file under `base`: ticks/s over what the
 /// writer's clock covers too, from creating the file to the last tick durable (the closing
-/// `wal_checkpoint(TRUNCATE)` the writer does when it closes a day). `writer_policy`: the
-/// writer's checkpoints (automatic ones off, the background checkpointer on the file, the WAL
-/// bound after each commit); otherwise SQLite's automatic checkpoint every 1000 pages.
+/// `wal_checkpoint(TRUNCATE)` the writer does when it closes a day), inserting and
+/// checkpointing as `form` says.
 fn ceiling(
     base: &Path,
     day: chrono::NaiveDate,
@@ -652,8 +673,12 @@ fn ceiling(
     input: &[Tick],
     batch: usize,
     writer_opts: &WriterOptions,
-    writer_policy: bool,
+    form: Form,
 ) -> anyhow::Result<CeilingRun> {
+    let Form {
+        writer_policy,
+        rows_per_insert,
+    } = form;
     let path = layout::day_path(base, day);
     let restarts = tickrec::pipeline::SinkStats::default();
     let (started, cpu0) = (Instant::now(), tickrec::procstat::process_cpu());
@@ -680,6 +705,8 @@ fn ceiling(
             None
         }
     };
+    let rows_per_insert = rows_per_insert.max(1);
+    let (many_sql, one_sql) = (insert_rows(rows_per_insert), insert_rows(1));
     let mut seq = 1i64;
     let mut wal = tickrec::store::writer::WalBound::new(
         writer_opts.wal_max_bytes,
@@ -688,22 +715,30 @@ fn ceiling(
     for chunk in input.chunks(batch.max(1)) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for t in chunk {
+            // As the writer does: whole statements of `rows_per_insert` rows, then one row at
+            // a time.
+            let mut many = tx.prepare_cached(&many_sql)?;
+            let mut one = tx.prepare_cached(&one_sql)?;
+            let whole = chunk.len() - chunk.len() % rows_per_insert;
+            for (n, t) in chunk.iter().enumerate() {
+                let (stmt, at) = if n < whole {
+                    (&mut many, (n % rows_per_insert) * 9)
+                } else {
+                    (&mut one, 0)
+                };
                 let code = |d: Option<tickrec::tick::Decimal>| d.map(|d| d.code() as i64);
-                stmt.raw_bind_parameter(1, seq)?;
-                stmt.raw_bind_parameter(2, i64::from(t.symbol.0))?;
-                stmt.raw_bind_parameter(3, t.ts_event.0 - DAY0)?;
-                stmt.raw_bind_parameter(4, t.ts_recv.0 - t.ts_event.0)?;
-                stmt.raw_bind_parameter(5, code(t.bid))?;
-                stmt.raw_bind_parameter(6, tickrec::tick::Decimal::stored_ask(t.bid, t.ask))?;
-                stmt.raw_bind_parameter(7, code(t.bid_size))?;
-                stmt.raw_bind_parameter(8, code(t.ask_size))?;
-                stmt.raw_bind_parameter(9, i64::from(t.source.0))?;
-                stmt.raw_execute()?;
+                stmt.raw_bind_parameter(at + 1, seq)?;
+                stmt.raw_bind_parameter(at + 2, i64::from(t.symbol.0))?;
+                stmt.raw_bind_parameter(at + 3, t.ts_event.0 - DAY0)?;
+                stmt.raw_bind_parameter(at + 4, t.ts_recv.0 - t.ts_event.0)?;
+                stmt.raw_bind_parameter(at + 5, code(t.bid))?;
+                stmt.raw_bind_parameter(at + 6, tickrec::tick::Decimal::stored_ask(t.bid, t.ask))?;
+                stmt.raw_bind_parameter(at + 7, code(t.bid_size))?;
+                stmt.raw_bind_parameter(at + 8, code(t.ask_size))?;
+                stmt.raw_bind_parameter(at + 9, i64::from(t.source.0))?;
+                if n >= whole || n % rows_per_insert == rows_per_insert - 1 {
+                    stmt.raw_execute()?;
+                }
                 seq += 1;
             }
         }

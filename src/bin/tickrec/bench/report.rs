@@ -2,6 +2,7 @@
 //! table printed without it, each figure beside its target.
 
 use serde::Serialize;
+use tickrec::store::writer::ROWS_PER_INSERT;
 
 use super::e2e::PUBLISH_ROUNDS;
 use super::{archive, Stage, RATIO_ROUNDS, TAIL_ROUNDS};
@@ -15,6 +16,9 @@ pub struct BenchReport {
     pub ceiling_ticks_per_s: f64,
     /// Bare insert loop with SQLite's automatic checkpoint (1000 pages).
     pub ceiling_autocheckpoint_ticks_per_s: f64,
+    /// Bare insert loop with the writer's checkpoints and one row a statement (the writer's
+    /// statements until it took `ROWS_PER_INSERT` rows in each).
+    pub ceiling_one_row_ticks_per_s: f64,
     pub writer_ticks_per_s: f64,
     /// The writer while a reader runs `recent 100` and a one-hour range on the live day, 50
     /// times a second.
@@ -303,6 +307,12 @@ impl std::fmt::Display for BenchReport {
             "ceiling, SQLite autocheckpoint  {:>12.0} ticks/s   = {:.2} x",
             self.ceiling_autocheckpoint_ticks_per_s,
             self.ceiling_autocheckpoint_ticks_per_s / c
+        )?;
+        writeln!(
+            f,
+            "ceiling, one row a statement    {:>12.0} ticks/s   = {:.2} x (the ceiling and the writer insert {ROWS_PER_INSERT} rows a statement)",
+            self.ceiling_one_row_ticks_per_s,
+            self.ceiling_one_row_ticks_per_s / c
         )?;
         writeln!(
             f,
