@@ -1300,6 +1300,104 @@ mod tests {
         );
     }
 
+    /// Commits of every size around [`super::ROWS_PER_INSERT`] (whole statements of it, then
+    /// one row a statement) store each tick once, with its own values, `seq` gap-free, each
+    /// symbol's ticks in arrival order.
+    #[test]
+    fn commits_of_whole_statements_and_single_rows_store_every_tick_once() {
+        use crate::pipeline::Sink;
+        use crate::tick::{Decimal, MsgRef, Tick, Timestamp};
+        let dir = tempfile::tempdir().unwrap();
+        let names = std::sync::Arc::new(crate::intern::Names::new(8));
+        let syms: Vec<_> = ["EURUSD", "GBPUSD", "USDJPY"]
+            .iter()
+            .map(|n| names.symbol(n).unwrap())
+            .collect();
+        let source = names.source("LP1").unwrap();
+        let mut sink = super::SqliteSink::new(
+            dir.path(),
+            names.clone(),
+            super::super::WriterOptions::default(),
+        );
+        let day0 =
+            1_795_000_000_000_000_000 / crate::tick::NANOS_PER_DAY * crate::tick::NANOS_PER_DAY;
+        let mut k = 0u64;
+        let mut want = Vec::new();
+        let abort = crate::shutdown::Shutdown::new();
+        for size in [1usize, 99, 100, 101, 250, 300, 500, 7] {
+            let batch: Vec<Tick> = (0..size)
+                .map(|_| {
+                    k += 1;
+                    let symbol = syms[(k * 7 % 3) as usize];
+                    let ts = Timestamp(day0 + k as i64 * 1_000_000);
+                    want.push((names.symbol_name(symbol).unwrap().to_string(), ts.0, k));
+                    Tick {
+                        symbol,
+                        source,
+                        ts_event: ts,
+                        ts_recv: Timestamp(ts.0 + 5_000),
+                        bid: Some(Decimal::from_parts(k, 5)),
+                        ask: Some(Decimal::from_parts(k + 2, 5)),
+                        bid_size: Some(Decimal::from_parts(k % 1000 + 1, 0)),
+                        ask_size: None,
+                        msg: MsgRef::NONE,
+                    }
+                })
+                .collect();
+            sink.write_batch(&batch, &abort);
+        }
+        sink.close();
+        let stats = sink.stats();
+        assert_eq!(stats.ticks_stored.get(), k);
+        // Each batch in one commit, none failed and split (a split would store a bad
+        // statement's rows one at a time and hide it).
+        assert_eq!(stats.batches_committed.get(), 8);
+        assert_eq!(stats.write_errors.get() + stats.commit_retries.get(), 0);
+        let day = Timestamp(day0).day();
+        let conn = rusqlite::Connection::open(super::layout::day_path(dir.path(), day)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT seq, symbol, ts_event_ns, bid, ask, bid_size, ask_size FROM ticks_v ORDER BY seq")
+            .unwrap();
+        let mut got: Vec<(String, i64, u64)> = Vec::new();
+        let mut seqs = Vec::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, f64>(3)?,
+                    r.get::<_, f64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .unwrap()
+        {
+            let (seq, symbol, ts, bid, ask, bid_size, ask_size) = row.unwrap();
+            let k = ((ts - day0) / 1_000_000) as u64;
+            assert_eq!((bid * 1e5).round() as u64, k, "seq {seq}");
+            assert_eq!((ask * 1e5).round() as u64, k + 2, "seq {seq}");
+            assert_eq!(bid_size as u64, k % 1000 + 1, "seq {seq}");
+            assert_eq!(ask_size, None, "seq {seq}");
+            seqs.push(seq);
+            got.push((symbol, ts, k));
+        }
+        assert_eq!(seqs, (1..=k as i64).collect::<Vec<_>>());
+        // Each symbol's ticks in arrival order; all of them, once.
+        for s in ["EURUSD", "GBPUSD", "USDJPY"] {
+            let of = |v: &[(String, i64, u64)]| {
+                v.iter()
+                    .filter(|r| r.0 == s)
+                    .map(|r| r.2)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(of(&got), of(&want), "{s}");
+        }
+        got.sort_by_key(|r| r.2);
+        assert_eq!(got, want);
+    }
+
     proptest::proptest! {
         #[test]
         fn grouping_by_symbol_keeps_arrival_order_within_a_symbol(
