@@ -844,21 +844,18 @@ fn rebuild_day(
                 let sym = id_of(0, &r.symbol)?;
                 let src = id_of(1, &r.source)?;
                 let code = |d: Option<Decimal>| d.map(|d| d.code() as i64);
-                conn.prepare_cached(
-                    "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(rusqlite::params![
-                    r.seq,
-                    sym,
-                    r.ts_event.0.wrapping_sub(start),
-                    r.ts_recv.0.wrapping_sub(r.ts_event.0),
-                    code(r.bid),
-                    Decimal::stored_ask(r.bid, r.ask),
-                    code(r.bid_size),
-                    code(r.ask_size),
-                    src
-                ])?;
+                conn.prepare_cached(super::writer::INSERT)?
+                    .execute(rusqlite::params![
+                        r.seq,
+                        sym,
+                        r.ts_event.0.wrapping_sub(start),
+                        r.ts_recv.0.wrapping_sub(r.ts_event.0),
+                        code(r.bid),
+                        Decimal::stored_ask(r.bid, r.ask),
+                        code(r.bid_size),
+                        code(r.ask_size),
+                        src
+                    ])?;
                 in_tx += 1;
                 if in_tx >= 100_000 {
                     in_tx = 0;

@@ -520,10 +520,7 @@ fn salvage(
         }
     }
     let mut ins = tx
-        .prepare(
-            "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
+        .prepare(super::writer::INSERT)
         .map_err(StoreError::sqlite(db))?;
     let limit = claimed.unwrap_or(i64::MAX);
     let written = copy_readable(&old, &mut ins, db, (&symbols, &sources), limit)?;

@@ -35,9 +35,15 @@ use crate::shutdown::Shutdown;
 use crate::spill::{Kind, SetAside};
 use crate::tick::{Decimal, OriginId, Tick, NANOS_PER_DAY};
 
-const INSERT: &str =
-    "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) \
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// The one place the `ticks` columns are named for an insert.
+macro_rules! insert_into_ticks {
+    () => {
+        "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) VALUES "
+    };
+}
+/// The `INSERT` of one `ticks` row (also the archive's rebuild and `check --repair`).
+pub(super) const INSERT: &str =
+    concat!(insert_into_ticks!(), "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
 /// Rows one `INSERT` statement takes ([`insert_rows`]): the statement's own cost (opening the
 /// table's cursor, seeking the end, the step and the reset) is paid once for all of them. A
 /// loop of 500-row transactions over 3M rows took 601–620 ns of its thread's CPU a row at 100
@@ -51,9 +57,7 @@ static INSERT_MANY: std::sync::LazyLock<String> =
 
 /// The `INSERT` of `rows` rows of `ticks` at once (`?` numbered in order, row after row).
 pub fn insert_rows(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO ticks (seq, sym, ts_event, ts_recv, bid, ask, bid_size, ask_size, src) VALUES ",
-    );
+    let mut sql = String::from(insert_into_ticks!());
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
