@@ -306,9 +306,47 @@ fn bench_reports_every_figure_as_json() {
     assert!(v["range_rows"].as_u64().unwrap() > 0);
 }
 
+/// `--rounds` sets how many rounds the ratio stages run (each a ceiling run and the run held
+/// against it), and the table sums more than five up by their quartiles.
+#[test]
+fn the_ratio_stages_run_the_rounds_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--only",
+        "writer",
+        "--ticks",
+        "5000",
+        "--symbols",
+        "4",
+        "--e2e-seconds",
+        "0.3",
+        "--rounds",
+        "6",
+    ];
+    let out = tickrec(dir.path(), &args, None);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(table.contains("best of 6"), "{table}");
+    let summed = table
+        .lines()
+        .filter(|l| l.contains("quartiles") && l.contains("(6 rounds)"))
+        .count();
+    assert_eq!(summed, 2, "the writer's and end to end's rounds: {table}");
+    let out = tickrec(dir.path(), &[&args[..], &["--json"]].concat(), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ratio_rounds"], 6, "{v}");
+    for key in ["writer_vs_ceiling_rounds", "end_to_end_vs_ceiling_rounds"] {
+        assert_eq!(v[key].as_array().map_or(0, Vec::len), 6, "{key}: {v}");
+    }
+    let out = tickrec(dir.path(), &["bench", "--rounds", "0"], None);
+    assert!(!out.status.success());
+}
+
 /// `--publish-rate` holds the subscribers' stage's simulator to its rate: every run of the
 /// stage commits at most what that rate can carry (an incremental holds up to three symbols),
-/// and the report says the rate it ran at.
+/// and the report says the rate it ran at; `--rounds` sets the stage's rounds (five by default).
 #[test]
 fn the_subscribers_stage_runs_at_the_rate_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +362,8 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
             "0.5",
             "--publish-rate",
             "2000",
+            "--rounds",
+            "3",
             "--json",
         ],
         None,
@@ -332,6 +372,7 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
     assert!(out.status.success(), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["publish_rate_msgs_per_s"], 2000, "{v}");
+    assert_eq!(v["publish_rounds"], 3, "{v}");
     // The clock's step is measured, so a reader can tell a p99 a step or two long.
     assert!(
         v["store_tick_clock_step_ns"]
@@ -345,7 +386,7 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
         .filter(|l| l.contains("ticks committed"))
         .filter_map(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
         .collect();
-    assert_eq!(rates.len(), 10, "five rounds of two runs: {log}");
+    assert_eq!(rates.len(), 6, "three rounds of two runs: {log}");
     assert!(rates.iter().all(|&r| r > 0.0 && r <= 6000.0), "{rates:?}");
 }
 

@@ -13,11 +13,12 @@ use tickrec::fix::sim::{self, SimOptions};
 use tickrec::shutdown::Shutdown;
 
 use super::{
-    ceiling_beside, median, ns_per_tick, subscribers, BenchReport, Inputs, WalWatch, RATIO_ROUNDS,
+    ceiling_beside, median, ns_per_tick, quantile, subscribers, BenchReport, Inputs, WalWatch,
+    RATIO_ROUNDS,
 };
 
-/// (c) End to end over FIX, twice, each run right after a ceiling run: the better of each
-/// over the better of the other.
+/// (c) End to end over FIX, in rounds, each run right after a ceiling run: the better of each
+/// over the better of the other, and the median of the rounds' ratios.
 pub(super) fn end_to_end(
     opts: &Options,
     inputs: &Inputs<'_>,
@@ -28,13 +29,14 @@ pub(super) fn end_to_end(
     let (dir, names) = (inputs.dir, inputs.names);
     let script = sim_script(names);
     let mut cpu = Vec::new();
-    for round in 0..RATIO_ROUNDS {
+    let rounds = inputs.rounds_or(RATIO_ROUNDS);
+    for round in 0..rounds {
         let ceiling = ceiling_beside(inputs, "end to end", log)?;
         r.end_to_end_ceiling_ticks_per_s =
             r.end_to_end_ceiling_ticks_per_s.max(ceiling.ticks_per_s);
         writeln!(
             log,
-            "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s (run {} of {RATIO_ROUNDS})…",
+            "(c) end to end: simulator → FIX over loopback → SQLite, {seconds:.0}s (run {} of {rounds})…",
             round + 1
         )?;
         let cpu0 = tickrec::procstat::process_cpu();
@@ -63,7 +65,7 @@ pub(super) fn end_to_end(
         }
     }
     r.end_to_end_vs_ceiling = r.end_to_end_ticks_per_s / r.end_to_end_ceiling_ticks_per_s;
-    r.end_to_end_vs_ceiling_paired = median(&mut r.end_to_end_vs_ceiling_rounds.clone());
+    r.end_to_end_vs_ceiling_paired = quantile(&r.end_to_end_vs_ceiling_rounds, 0.5);
     r.end_to_end_cpu_ns_per_tick = median(&mut cpu);
     Ok(())
 }
@@ -160,13 +162,14 @@ fn e2e(
     Ok((report, wal))
 }
 
-/// Rounds of (c), each a run without subscribers then one with; the figures are medians.
+/// Rounds of (c), each a run without subscribers then one with, by default (`--rounds`); the
+/// figures are medians.
 /// Five, not three: here the same run's p99 moved by a fifth between rounds minutes apart, and
 /// once fell from ~550 to ~70 ns within a sitting as the machine's load changed.
 pub(super) const PUBLISH_ROUNDS: usize = 5;
 
 /// (c) again without and with eight subscribers on the live fan-out (seven reading, one
-/// stalled), [`PUBLISH_ROUNDS`] rounds of one run each: `store_tick`'s p99 and p99.9, the
+/// stalled), [`PUBLISH_ROUNDS`] rounds (or `rounds`) of one run each: `store_tick`'s p99 and p99.9, the
 /// median run of each side, the median of each round's ratio, and the spread of the runs
 /// without (the noise floor).
 pub(super) fn publish_stage(
@@ -174,10 +177,13 @@ pub(super) fn publish_stage(
     dir: &Path,
     names: &[String],
     run: E2eRun,
+    rounds: Option<usize>,
     log: &mut dyn Write,
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
     let script = sim_script(names);
+    let rounds = rounds.unwrap_or(PUBLISH_ROUNDS).max(1);
+    r.publish_rounds = rounds;
     r.publish_rate_msgs_per_s = run.rate.unwrap_or(0);
     let pace = match run.rate {
         Some(rate) => format!(", the simulator at {rate} messages/s"),
@@ -185,11 +191,11 @@ pub(super) fn publish_stage(
     };
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved.
     let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
-    for round in 0..PUBLISH_ROUNDS {
+    for round in 0..rounds {
         for subs in [None, Some((7, 1))] {
             writeln!(
                 log,
-                "(c) end to end {}, {:.0}s{pace} (run {} of {PUBLISH_ROUNDS})…",
+                "(c) end to end {}, {:.0}s{pace} (run {} of {rounds})…",
                 if subs.is_some() {
                     "with 8 subscribers, one stalled"
                 } else {
@@ -220,12 +226,12 @@ pub(super) fn publish_stage(
         median(&mut runs.iter().map(pick).collect::<Vec<u64>>())
     };
     let paired = |pick: fn(&(u64, u64)) -> u64| {
-        let mut ratios: Vec<f64> = plain
+        let ratios: Vec<f64> = plain
             .iter()
             .zip(&with)
             .map(|(p, w)| pick(w) as f64 / pick(p).max(1) as f64)
             .collect();
-        median(&mut ratios)
+        quantile(&ratios, 0.5)
     };
     r.store_tick_clock_step_ns = clock_step_ns();
     r.publish_store_tick_p99_paired_ratio = paired(|r| r.0);

@@ -62,6 +62,9 @@ pub struct BenchOptions {
     /// The simulator's market-data messages a second in the subscribers' stage; `None`: as
     /// fast as the connection takes them, as in every other end-to-end run.
     pub publish_rate: Option<u64>,
+    /// Rounds of every stage that pairs runs (`--rounds`); `None`: each stage's own default
+    /// ([`RATIO_ROUNDS`], [`TAIL_ROUNDS`], [`e2e::PUBLISH_ROUNDS`]).
+    pub rounds: Option<usize>,
     /// Only one stage (and what it needs).
     pub only: Option<Stage>,
     /// The configuration file the bench was given, for the processes it starts.
@@ -179,6 +182,7 @@ pub fn run(
     let mut r = BenchReport {
         ticks: b.ticks,
         symbols: b.symbols,
+        ratio_rounds: b.rounds.unwrap_or(RATIO_ROUNDS).max(1),
         ..BenchReport::default()
     };
     let names = symbol_names(b.symbols.max(1));
@@ -216,6 +220,7 @@ pub fn run(
         writer_opts: &writer_opts,
         input: &input,
         batch,
+        rounds: b.rounds,
     };
     let publish_run = E2eRun {
         seconds: b.e2e_seconds,
@@ -239,7 +244,7 @@ pub fn run(
         }
         Some(Stage::Publish) => {
             drop(input);
-            publish_stage(opts, dir, &names, publish_run, log, &mut r)?;
+            publish_stage(opts, dir, &names, publish_run, b.rounds, log, &mut r)?;
             return Ok(r);
         }
         Some(Stage::Tails) => {
@@ -261,7 +266,7 @@ pub fn run(
     tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
     end_to_end(opts, &inputs, b.e2e_seconds, log, &mut r)?;
     drop(input);
-    publish_stage(opts, dir, &names, publish_run, log, &mut r)?;
+    publish_stage(opts, dir, &names, publish_run, b.rounds, log, &mut r)?;
 
     queries_stage(opts, b.ticks, &writer_base, &names, log, &mut r)?;
     archive_stage(opts, &b, dir, &writer_base, &names, log, &mut r)?;
@@ -298,12 +303,14 @@ fn ceiling_beside(
     Ok(run)
 }
 
-/// Rounds of (a, b), of the writer beside the live-day reader and of end to end: each round
-/// runs the ceiling, then the run held against it. A side's figure is its best run; the median
-/// of the rounds' own ratios is reported beside the ratio of the bests. Three, not two: one run
-/// here differs from the next by up to a fifth (the ceiling read 687K and 823K ticks/s one
-/// after the other), which is wider than the targets' margins, and two runs a side cannot tell
-/// a slow run from a slow build.
+/// Rounds of (a, b), of the writer beside the live-day reader and of end to end by default
+/// (`--rounds`): each round runs the ceiling, then the run held against it. A side's figure is
+/// its best run; the median of the rounds' own ratios is reported beside the ratio of the
+/// bests, and from five rounds on its quartiles. Three, not two: one run here differs from the
+/// next by up to a fifth (the ceiling read 687K and 823K ticks/s one after the other), which is
+/// wider than the targets' margins, and two runs a side cannot tell a slow run from a slow
+/// build. Three rounds still leave the median to one phase of the machine: a figure to hold a
+/// target to takes more (`--rounds 15`).
 const RATIO_ROUNDS: usize = 3;
 
 /// Rounds of the tails stage: each runs the writer alone, with four tails at their default
@@ -312,7 +319,7 @@ const RATIO_ROUNDS: usize = 3;
 const TAIL_ROUNDS: usize = 5;
 
 /// (b) with four tails following, at their default priority and at normal priority, against the writer alone
-/// in the same round ([`TAIL_ROUNDS`], medians of the rounds' ratios: one run against another
+/// in the same round ([`TAIL_ROUNDS`] by default, medians of the rounds' ratios: one run against another
 /// here differs by up to a fifth), and the commit-to-output latency of one following tail.
 ///
 /// Long (~90 lines) on purpose: the rounds and what they report live beside each other.
@@ -332,8 +339,9 @@ fn tails_stage(
         ..
     } = *inputs;
     let b_ticks = input.len();
+    let rounds = inputs.rounds_or(TAIL_ROUNDS);
     // Per round: (ticks/s, WAL restart s) alone, with tails, with tails at normal priority.
-    let mut runs = [[(0.0f64, 0.0f64); 3]; TAIL_ROUNDS];
+    let mut runs = vec![[(0.0f64, 0.0f64); 3]; rounds];
     let what = [
         "alone",
         "four tails following every tick (their default priority, SCHED_IDLE)",
@@ -344,7 +352,7 @@ fn tails_stage(
             let mode = (round + k) % 3;
             writeln!(
                 log,
-                "(b) writer, {} (round {} of {TAIL_ROUNDS})…",
+                "(b) writer, {} (round {} of {rounds})…",
                 what[mode],
                 round + 1
             )?;
@@ -387,7 +395,10 @@ fn tails_stage(
         }
     }
     let of = |mode: usize, f: fn((f64, f64), (f64, f64)) -> f64| {
-        median(&mut runs.iter().map(|s| f(s[mode], s[0])).collect::<Vec<f64>>())
+        quantile(
+            &runs.iter().map(|s| f(s[mode], s[0])).collect::<Vec<f64>>(),
+            0.5,
+        )
     };
     r.tails_writer_alone_ticks_per_s = of(0, |run, _| run.0);
     r.writer_wal_restart_s = of(0, |run, _| run.1);
@@ -426,6 +437,15 @@ struct Inputs<'a> {
     writer_opts: &'a WriterOptions,
     input: &'a [Tick],
     batch: usize,
+    /// Rounds of the stages that pair runs (`--rounds`), when given.
+    rounds: Option<usize>,
+}
+
+impl Inputs<'_> {
+    /// Rounds of a stage whose own default is `default`.
+    fn rounds_or(&self, default: usize) -> usize {
+        self.rounds.unwrap_or(default).max(1)
+    }
 }
 
 /// (a) and (b): the ceilings and the writer alone; the writer's first day file, under `base0`,
@@ -444,10 +464,12 @@ fn ceilings_and_writer(
         writer_opts,
         input,
         batch,
+        ..
     } = *inputs;
+    let rounds = inputs.rounds_or(RATIO_ROUNDS);
     let day = Timestamp(DAY0).day();
     // (a, b) The ceiling (the same rows, schema, pragmas and transaction size, no pipeline)
-    // and the writer (the Recorder fed from memory), each run RATIO_ROUNDS times, interleaved
+    // and the writer (the Recorder fed from memory), each run `rounds` times, interleaved
     // so that what the machine does meanwhile (writeback of earlier runs, other load) falls on
     // both alike; each keeps its best run. The ceiling with SQLite's own checkpoints, and the
     // one with one row a statement, run once.
@@ -457,10 +479,10 @@ fn ceilings_and_writer(
     let wal = WalWatch::start(dir);
     let (mut ceiling_cpu, mut writer_cpu) = (Vec::new(), Vec::new());
     let (mut ceiling_thread_cpu, mut writer_thread_cpu) = (Vec::new(), Vec::new());
-    for round in 0..RATIO_ROUNDS {
+    for round in 0..rounds {
         writeln!(
             log,
-            "(a) ceiling: bare insert loop, {} ticks (run {} of {RATIO_ROUNDS})…",
+            "(a) ceiling: bare insert loop, {} ticks (run {} of {rounds})…",
             input.len(),
             round + 1
         )?;
@@ -481,7 +503,7 @@ fn ceilings_and_writer(
         ceiling_thread_cpu.push(ceiling.thread_cpu_ns_per_tick);
         writeln!(
             log,
-            "(b) writer: Recorder fed from memory (run {} of {RATIO_ROUNDS})…",
+            "(b) writer: Recorder fed from memory (run {} of {rounds})…",
             round + 1
         )?;
         // The first run's day file is the one (d) queries.
@@ -520,7 +542,7 @@ fn ceilings_and_writer(
     }
     r.wal_max_bytes = wal.finish();
     r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
-    r.writer_vs_ceiling_paired = median(&mut r.writer_vs_ceiling_rounds.clone());
+    r.writer_vs_ceiling_paired = quantile(&r.writer_vs_ceiling_rounds, 0.5);
     r.ceiling_cpu_ns_per_tick = median(&mut ceiling_cpu);
     r.writer_cpu_ns_per_tick = median(&mut writer_cpu);
     r.ceiling_thread_cpu_ns_per_tick = median(&mut ceiling_thread_cpu);
@@ -538,6 +560,20 @@ fn ceilings_and_writer(
     };
     r.ceiling_one_row_ticks_per_s = ceiling_run("ceiling-one-row", one_row)?.ticks_per_s;
     Ok(())
+}
+
+/// The `q` quantile of `v` (0 ≤ q ≤ 1), linear between the two values around it (as R's and
+/// NumPy's default): the middle value of an odd count for 0.5, the mean of the two middle
+/// values of an even count. 0 for none.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let Some(last) = v.len().checked_sub(1) else {
+        return 0.0;
+    };
+    let at = q.clamp(0.0, 1.0) * last as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
 }
 
 /// The middle value (the default, 0, for none).
@@ -762,4 +798,24 @@ fn ceiling(
         thread_cpu_ns_per_tick,
         wal: restarts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_interpolate_between_the_values_around_them() {
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        assert_eq!(quantile(&[0.8], 0.25), 0.8);
+        // Odd count: the middle value; even: the mean of the two middle ones.
+        assert_eq!(quantile(&[0.9, 0.7, 0.8], 0.5), 0.8);
+        assert!((quantile(&[0.9, 0.7, 0.8, 1.0], 0.5) - 0.85).abs() < 1e-12);
+        // Quartiles of 0..=8 (unsorted): 2 and 6; the ends are the range.
+        let v = [8.0, 0.0, 4.0, 2.0, 6.0, 1.0, 7.0, 3.0, 5.0];
+        assert_eq!(quantile(&v, 0.25), 2.0);
+        assert_eq!(quantile(&v, 0.75), 6.0);
+        assert_eq!((quantile(&v, 0.0), quantile(&v, 1.0)), (0.0, 8.0));
+        assert!((quantile(&[1.0, 2.0], 0.25) - 1.25).abs() < 1e-12);
+    }
 }

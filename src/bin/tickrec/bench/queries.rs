@@ -16,7 +16,7 @@ use tickrec::store::layout;
 use tickrec::store::reader::{Store, Symbols};
 use tickrec::tick::Timestamp;
 
-use super::{ceiling_beside, median, write_all, BenchReport, Inputs, DAY0, RATIO_ROUNDS};
+use super::{ceiling_beside, median, quantile, write_all, BenchReport, Inputs, DAY0, RATIO_ROUNDS};
 
 /// What the reader of (b) saw: queries done, `(rows, time, first row)` of each whole-hour
 /// range, each `recent 100`'s time (µs).
@@ -29,7 +29,7 @@ struct Seen {
     recent_cpu_us: Vec<f64>,
 }
 
-/// (b) The writer while a reader queries the live day 50 times a second, [`RATIO_ROUNDS`] times,
+/// (b) The writer while a reader queries the live day 50 times a second, in rounds (`--rounds`),
 /// each run right after a ceiling run: the best run is kept, with its reader's timings, and held
 /// against the best of those ceilings.
 pub(super) fn writer_with_reader(
@@ -39,14 +39,15 @@ pub(super) fn writer_with_reader(
     r: &mut BenchReport,
 ) -> anyhow::Result<()> {
     let mut best: Option<(f64, Seen)> = None;
-    for round in 0..RATIO_ROUNDS {
+    let rounds = inputs.rounds_or(RATIO_ROUNDS);
+    for round in 0..rounds {
         let ceiling = ceiling_beside(inputs, "the writer with the live-day reader", log)?;
         r.writer_with_queries_ceiling_ticks_per_s = r
             .writer_with_queries_ceiling_ticks_per_s
             .max(ceiling.ticks_per_s);
         writeln!(
             log,
-            "(b) writer again, with a reader querying the live day (run {} of {RATIO_ROUNDS})…",
+            "(b) writer again, with a reader querying the live day (run {} of {rounds})…",
             round + 1
         )?;
         let (ticks_per_s, seen, wal_restart_s) = writer_with_reader_once(opts, inputs)?;
@@ -68,7 +69,7 @@ pub(super) fn writer_with_reader(
     r.writer_ticks_per_s_with_queries = ticks_per_s;
     r.writer_with_queries_vs_ceiling = ticks_per_s / r.writer_with_queries_ceiling_ticks_per_s;
     r.writer_with_queries_vs_ceiling_paired =
-        median(&mut r.writer_with_queries_vs_ceiling_rounds.clone());
+        quantile(&r.writer_with_queries_vs_ceiling_rounds, 0.5);
     let (rows, time) = seen.range.iter().fold((0, 0.0), |(n, t), (rows, took, _)| {
         (n + rows, t + took.as_secs_f64())
     });

@@ -4,14 +4,17 @@
 use serde::Serialize;
 use tickrec::store::writer::ROWS_PER_INSERT;
 
-use super::e2e::PUBLISH_ROUNDS;
-use super::{archive, Stage, RATIO_ROUNDS, TAIL_ROUNDS};
+use super::{archive, quantile, Stage};
 
 /// Every figure of one run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BenchReport {
     pub ticks: usize,
     pub symbols: usize,
+    /// Rounds of the ratio stages (`--rounds`): the length of each `*_rounds` list.
+    pub ratio_rounds: usize,
+    /// Rounds of the subscribers' stage (each a run without and one with them).
+    pub publish_rounds: usize,
     /// Bare insert loop with the writer's checkpoint policy: the ceiling ratios use.
     pub ceiling_ticks_per_s: f64,
     /// Bare insert loop with SQLite's automatic checkpoint (1000 pages).
@@ -48,7 +51,7 @@ pub struct BenchReport {
     /// the cores four tails take.
     pub tail_cpu_ns_per_tick: f64,
     /// `store_tick` under (c) with eight subscribers on the live fan-out (one stalled), and
-    /// without, in the same stage (each the median of [`PUBLISH_ROUNDS`] runs), ns.
+    /// without, in the same stage (each the median of `publish_rounds` runs), ns.
     pub publish_store_tick_p99_ns: u64,
     pub publish_store_tick_p999_ns: u64,
     pub plain_store_tick_p99_ns: u64,
@@ -82,7 +85,7 @@ pub struct BenchReport {
     pub writer_with_queries_ceiling_ticks_per_s: f64,
     pub writer_with_queries_vs_ceiling: f64,
     /// Each round's writer-with-reader run over the ceiling run right before it, and their
-    /// median (see [`RATIO_ROUNDS`]).
+    /// median (see [`super::RATIO_ROUNDS`]).
     pub writer_with_queries_vs_ceiling_rounds: Vec<f64>,
     pub writer_with_queries_vs_ceiling_paired: f64,
     /// The same for end to end: a ceiling run right before each of its runs.
@@ -178,7 +181,7 @@ impl BenchReport {
             self.plain_store_tick_p999_ns,
             pct(self.publish_store_tick_p99_ns, self.plain_store_tick_p99_ns),
             pct(self.publish_store_tick_p999_ns, self.plain_store_tick_p999_ns),
-            PUBLISH_ROUNDS,
+            self.publish_rounds,
             (self.publish_store_tick_p99_paired_ratio - 1.0) * 100.0,
             (self.publish_store_tick_p999_paired_ratio - 1.0) * 100.0,
             self.plain_store_tick_p99_range_ns.0,
@@ -198,9 +201,10 @@ impl BenchReport {
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {TAIL_ROUNDS}: {}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {}: {}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
             self.writer_ticks_per_s_with_tails,
             self.writer_with_tails_ratio,
+            self.writer_with_tails_ratios.len(),
             ratios(&self.writer_with_tails_ratios),
             self.writer_ticks_per_s_with_tails_normal_priority,
             self.writer_with_tails_normal_priority_ratio,
@@ -224,6 +228,23 @@ fn ratios(v: &[f64]) -> String {
         .map(|x| format!("{x:.2}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The median of the rounds' ratios and how they spread: `0.95 x (0.93, 0.97, 1.01)` for up to
+/// five rounds, `0.95 x, quartiles 0.91–0.98, range 0.84–1.03 (15 rounds)` for more.
+fn rounds(v: &[f64]) -> String {
+    let median = quantile(v, 0.5);
+    if v.len() <= 5 {
+        return format!("{median:.2} x ({})", ratios(v));
+    }
+    format!(
+        "{median:.2} x, quartiles {:.2}–{:.2}, range {:.2}–{:.2} ({} rounds)",
+        quantile(v, 0.25),
+        quantile(v, 0.75),
+        quantile(v, 0.0),
+        quantile(v, 1.0),
+        v.len()
+    )
 }
 
 impl BenchReport {
@@ -295,7 +316,7 @@ impl std::fmt::Display for BenchReport {
         writeln!(
             f,
             "{} ticks, {} symbols, one run; rows generated before every clock; ceiling and writer best of {r}, interleaved; writer with the live-day reader and end to end best of {r}, each run right after a ceiling run of its own (their ratios use the bests; \"rounds\" is the median of each round's run over its ceiling run)",
-            self.ticks, self.symbols, r = RATIO_ROUNDS
+            self.ticks, self.symbols, r = self.ratio_rounds
         )?;
         writeln!(
             f,
@@ -316,11 +337,10 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90); rounds {:.2} x ({})",
+            "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90); rounds {}",
             self.writer_ticks_per_s,
             self.writer_vs_ceiling,
-            self.writer_vs_ceiling_paired,
-            ratios(&self.writer_vs_ceiling_rounds)
+            rounds(&self.writer_vs_ceiling_rounds)
         )?;
         writeln!(
             f,
@@ -339,13 +359,12 @@ impl std::fmt::Display for BenchReport {
         if self.only.is_none() {
             writeln!(
                 f,
-                "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.90; {} query pairs ran); rounds {:.2} x ({})",
+                "writer, live-day reader 50/s    {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.90; {} query pairs ran); rounds {}",
                 self.writer_ticks_per_s_with_queries,
                 self.writer_with_queries_vs_ceiling,
                 self.writer_with_queries_ceiling_ticks_per_s,
                 self.queries_during_writes,
-                self.writer_with_queries_vs_ceiling_paired,
-                ratios(&self.writer_with_queries_vs_ceiling_rounds)
+                rounds(&self.writer_with_queries_vs_ceiling_rounds)
             )?;
             self.fmt_tails(f)?;
             writeln!(f)?;
@@ -354,12 +373,11 @@ impl std::fmt::Display for BenchReport {
         }
         writeln!(
             f,
-            "end to end (FIX over loopback)  {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.75); rounds {:.2} x ({}); CPU {:.0} ns a tick, the simulator's included",
+            "end to end (FIX over loopback)  {:>12.0} ticks/s   = {:.2} x its ceiling {:.0} (target >= 0.75); rounds {}; CPU {:.0} ns a tick, the simulator's included",
             self.end_to_end_ticks_per_s,
             self.end_to_end_vs_ceiling,
             self.end_to_end_ceiling_ticks_per_s,
-            self.end_to_end_vs_ceiling_paired,
-            ratios(&self.end_to_end_vs_ceiling_rounds),
+            rounds(&self.end_to_end_vs_ceiling_rounds),
             self.end_to_end_cpu_ns_per_tick
         )?;
         writeln!(
@@ -389,5 +407,20 @@ impl std::fmt::Display for BenchReport {
         }
         self.fmt_queries(f)?;
         write!(f, "\n{}", self.archive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounds;
+
+    #[test]
+    fn up_to_five_rounds_are_listed_and_more_are_summed_up_by_quartiles() {
+        assert_eq!(rounds(&[0.83, 0.99, 0.82]), "0.83 x (0.83, 0.99, 0.82)");
+        let v: Vec<f64> = (0..9).map(|i| 0.80 + 0.01 * f64::from(i)).collect();
+        assert_eq!(
+            rounds(&v),
+            "0.84 x, quartiles 0.82–0.86, range 0.80–0.88 (9 rounds)"
+        );
     }
 }

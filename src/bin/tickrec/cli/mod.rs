@@ -119,6 +119,13 @@ pub struct BenchArgs {
     /// as fast as the connection takes them]
     #[arg(long, value_name = "MSGS")]
     pub publish_rate: Option<u64>,
+    /// Rounds of every stage that pairs runs (each round runs the ceiling, or the run without
+    /// tails or subscribers, then the run held against it): more give the median of the
+    /// rounds' ratios and its quartiles on a machine whose speed drifts [default: 3 for the
+    /// writer, the writer beside the live-day reader and end to end; 5 for the tails and the
+    /// subscribers]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub rounds: Option<u32>,
     /// Print one JSON object instead of the table
     #[arg(long)]
     pub json: bool,
@@ -536,6 +543,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
                     publish_rate: a.publish_rate.filter(|&r| r > 0),
+                    rounds: a.rounds.map(|n| n as usize),
                     only: a.only,
                     config: cli.config.clone(),
                 },
