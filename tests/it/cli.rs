@@ -387,7 +387,10 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
         .filter_map(|l| l.split(", ").nth(1)?.split(' ').next()?.parse().ok())
         .collect();
     assert_eq!(rates.len(), 6, "three rounds of two runs: {log}");
-    assert!(rates.iter().all(|&r| r > 0.0 && r <= 6000.0), "{rates:?}");
+    // A run of half a second on a loaded machine may end before its session has logged on
+    // (none committed): what no run may do is pass the rate.
+    assert!(rates.iter().all(|&r| r <= 6000.0), "{rates:?}");
+    assert!(rates.iter().any(|&r| r > 0.0), "{log}");
 }
 
 /// What could go wrong: a year-1900 tick or one a year ahead of its receive time (a bad LP
