@@ -169,9 +169,9 @@ fn e2e(
 pub(super) const PUBLISH_ROUNDS: usize = 5;
 
 /// (c) again without and with eight subscribers on the live fan-out (seven reading, one
-/// stalled), [`PUBLISH_ROUNDS`] rounds (or `rounds`) of one run each: `store_tick`'s p99 and p99.9, the
-/// median run of each side, the median of each round's ratio, and the spread of the runs
-/// without (the noise floor).
+/// stalled), `rounds` ([`PUBLISH_ROUNDS`] by default) rounds of one run each: `store_tick`'s
+/// p99 and p99.9, the median run of each side, the median of each round's ratio, and the
+/// spread of the runs without (the noise floor).
 pub(super) fn publish_stage(
     opts: &Options,
     dir: &Path,

@@ -318,9 +318,10 @@ const RATIO_ROUNDS: usize = 3;
 /// pair runs of one round.
 const TAIL_ROUNDS: usize = 5;
 
-/// (b) with four tails following, at their default priority and at normal priority, against the writer alone
-/// in the same round ([`TAIL_ROUNDS`] by default, medians of the rounds' ratios: one run against another
-/// here differs by up to a fifth), and the commit-to-output latency of one following tail.
+/// (b) with four tails following, at their default priority and at normal priority, against
+/// the writer alone in the same round ([`TAIL_ROUNDS`] rounds by default, medians of the
+/// rounds' ratios: one run against another here differs by up to a fifth), and the
+/// commit-to-output latency of one following tail.
 ///
 /// Long (~90 lines) on purpose: the rounds and what they report live beside each other.
 fn tails_stage(

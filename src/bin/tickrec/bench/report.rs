@@ -11,7 +11,8 @@ use super::{archive, quantile, Stage};
 pub struct BenchReport {
     pub ticks: usize,
     pub symbols: usize,
-    /// Rounds of the ratio stages (`--rounds`): the length of each `*_rounds` list.
+    /// Rounds of the ratio stages (`--rounds`): the length of the three `*_vs_ceiling_rounds`
+    /// lists.
     pub ratio_rounds: usize,
     /// Rounds of the subscribers' stage (each a run without and one with them).
     pub publish_rounds: usize,
