@@ -13,8 +13,7 @@ use tickrec::fix::sim::{self, SimOptions};
 use tickrec::shutdown::Shutdown;
 
 use super::{
-    ceiling_beside, median, ns_per_tick, quantile, subscribers, BenchReport, Inputs, WalWatch,
-    RATIO_ROUNDS,
+    ceiling_beside, median, ns_per_tick, subscribers, BenchReport, Inputs, WalWatch, RATIO_ROUNDS,
 };
 
 /// (c) End to end over FIX, in rounds, each run right after a ceiling run: the better of each
@@ -65,8 +64,8 @@ pub(super) fn end_to_end(
         }
     }
     r.end_to_end_vs_ceiling = r.end_to_end_ticks_per_s / r.end_to_end_ceiling_ticks_per_s;
-    r.end_to_end_vs_ceiling_paired = quantile(&r.end_to_end_vs_ceiling_rounds, 0.5);
-    r.end_to_end_cpu_ns_per_tick = median(&mut cpu);
+    r.end_to_end_vs_ceiling_paired = median(&r.end_to_end_vs_ceiling_rounds);
+    r.end_to_end_cpu_ns_per_tick = median(&cpu);
     Ok(())
 }
 
@@ -223,7 +222,7 @@ pub(super) fn publish_stage(
         }
     }
     let of = |runs: &[(u64, u64)], pick: fn(&(u64, u64)) -> u64| {
-        median(&mut runs.iter().map(pick).collect::<Vec<u64>>())
+        median(&runs.iter().map(|r| pick(r) as f64).collect::<Vec<f64>>()).round() as u64
     };
     let paired = |pick: fn(&(u64, u64)) -> u64| {
         let ratios: Vec<f64> = plain
@@ -231,7 +230,7 @@ pub(super) fn publish_stage(
             .zip(&with)
             .map(|(p, w)| pick(w) as f64 / pick(p).max(1) as f64)
             .collect();
-        quantile(&ratios, 0.5)
+        median(&ratios)
     };
     r.store_tick_clock_step_ns = clock_step_ns();
     r.publish_store_tick_p99_paired_ratio = paired(|r| r.0);

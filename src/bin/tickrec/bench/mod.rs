@@ -396,10 +396,7 @@ fn tails_stage(
         }
     }
     let of = |mode: usize, f: fn((f64, f64), (f64, f64)) -> f64| {
-        quantile(
-            &runs.iter().map(|s| f(s[mode], s[0])).collect::<Vec<f64>>(),
-            0.5,
-        )
+        median(&runs.iter().map(|s| f(s[mode], s[0])).collect::<Vec<f64>>())
     };
     r.tails_writer_alone_ticks_per_s = of(0, |run, _| run.0);
     r.writer_wal_restart_s = of(0, |run, _| run.1);
@@ -543,11 +540,11 @@ fn ceilings_and_writer(
     }
     r.wal_max_bytes = wal.finish();
     r.writer_vs_ceiling = r.writer_ticks_per_s / r.ceiling_ticks_per_s;
-    r.writer_vs_ceiling_paired = quantile(&r.writer_vs_ceiling_rounds, 0.5);
-    r.ceiling_cpu_ns_per_tick = median(&mut ceiling_cpu);
-    r.writer_cpu_ns_per_tick = median(&mut writer_cpu);
-    r.ceiling_thread_cpu_ns_per_tick = median(&mut ceiling_thread_cpu);
-    r.writer_thread_cpu_ns_per_tick = median(&mut writer_thread_cpu);
+    r.writer_vs_ceiling_paired = median(&r.writer_vs_ceiling_rounds);
+    r.ceiling_cpu_ns_per_tick = median(&ceiling_cpu);
+    r.writer_cpu_ns_per_tick = median(&writer_cpu);
+    r.ceiling_thread_cpu_ns_per_tick = median(&ceiling_thread_cpu);
+    r.writer_thread_cpu_ns_per_tick = median(&writer_thread_cpu);
     writeln!(log, "(a) ceiling with SQLite's automatic checkpoints…")?;
     let auto = Form {
         writer_policy: false,
@@ -577,10 +574,10 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
 }
 
-/// The middle value (the default, 0, for none).
-fn median<T: Copy + Default + PartialOrd>(v: &mut [T]) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v.get(v.len() / 2).copied().unwrap_or_default()
+/// The median of `v`: its 0.5 [`quantile`] (the mean of the two middle values of an even
+/// count), for every median the bench reports. 0 for none.
+fn median(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
 }
 
 /// (e): the size comparison on its own day, then the large day under `base` archived.

@@ -16,7 +16,7 @@ use tickrec::store::layout;
 use tickrec::store::reader::{Store, Symbols};
 use tickrec::tick::Timestamp;
 
-use super::{ceiling_beside, median, quantile, write_all, BenchReport, Inputs, DAY0, RATIO_ROUNDS};
+use super::{ceiling_beside, median, write_all, BenchReport, Inputs, DAY0, RATIO_ROUNDS};
 
 /// What the reader of (b) saw: queries done, `(rows, time, first row)` of each whole-hour
 /// range, each `recent 100`'s time (µs).
@@ -62,14 +62,13 @@ pub(super) fn writer_with_reader(
             best = Some((ticks_per_s, seen));
         }
     }
-    let Some((ticks_per_s, mut seen)) = best else {
+    let Some((ticks_per_s, seen)) = best else {
         return Ok(());
     };
     r.queries_during_writes = seen.done;
     r.writer_ticks_per_s_with_queries = ticks_per_s;
     r.writer_with_queries_vs_ceiling = ticks_per_s / r.writer_with_queries_ceiling_ticks_per_s;
-    r.writer_with_queries_vs_ceiling_paired =
-        quantile(&r.writer_with_queries_vs_ceiling_rounds, 0.5);
+    r.writer_with_queries_vs_ceiling_paired = median(&r.writer_with_queries_vs_ceiling_rounds);
     let (rows, time) = seen.range.iter().fold((0, 0.0), |(n, t), (rows, took, _)| {
         (n + rows, t + took.as_secs_f64())
     });
@@ -77,10 +76,10 @@ pub(super) fn writer_with_reader(
         r.live_range_writing_ticks_per_s = rows as f64 / time;
     }
     r.live_range_writing_queries = seen.range.len() as u64;
-    let mut firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
-    r.live_range_writing_first_row_ms = median(&mut firsts);
-    r.live_recent100_writing_p50_us = median(&mut seen.recent_us);
-    r.live_recent100_writing_cpu_p50_us = median(&mut seen.recent_cpu_us);
+    let firsts: Vec<f64> = seen.range.iter().map(|q| q.2.as_secs_f64() * 1e3).collect();
+    r.live_range_writing_first_row_ms = median(&firsts);
+    r.live_recent100_writing_p50_us = median(&seen.recent_us);
+    r.live_recent100_writing_cpu_p50_us = median(&seen.recent_cpu_us);
     Ok(())
 }
 
@@ -225,7 +224,7 @@ pub(super) fn queries_stage(
             first_ms.push(first.unwrap_or_default().as_secs_f64() * 1e3);
         }
         r.live_range_ticks_per_s = rows as f64 / started.elapsed().as_secs_f64();
-        r.live_range_first_row_ms = median(&mut first_ms);
+        r.live_range_first_row_ms = median(&first_ms);
     }
     let db = layout::day_path(base, day);
     r.bytes_per_tick = std::fs::metadata(&db)?.len() as f64 / ticks as f64;

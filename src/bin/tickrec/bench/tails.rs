@@ -251,7 +251,7 @@ pub fn latency_ms(
         outputs.len()
     );
     let committed = commits.0.lock().map(|m| m.clone()).unwrap_or_default();
-    let mut v: Vec<f64> = outputs
+    let v: Vec<f64> = outputs
         .iter()
         .filter_map(|(seq, at)| Some(at.duration_since(*committed.get(seq)?).as_secs_f64() * 1e3))
         .collect();
@@ -260,6 +260,5 @@ pub fn latency_ms(
         "commit times missing for {} ticks",
         n - v.len()
     );
-    v.sort_by(f64::total_cmp);
-    Ok((v[n / 2], v[n * 99 / 100]))
+    Ok((super::quantile(&v, 0.5), super::quantile(&v, 0.99)))
 }
