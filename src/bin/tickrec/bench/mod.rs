@@ -383,8 +383,10 @@ fn tails_stage(
             if let Some(b) = run.stats.backends.first() {
                 writeln!(
                     log,
-                    "    {:.0} ticks/s; WAL restarts: {} done, {} put off, {:.2} s; WAL up to {:.1} MiB",
+                    "    {:.0} ticks/s; CPU {:.0} ns a tick, the writer thread {:.0}; WAL restarts: {} done, {} put off, {:.2} s; WAL up to {:.1} MiB",
                     run.ticks_per_s,
+                    run.cpu_ns_per_tick,
+                    run.thread_cpu_ns_per_tick(),
                     b.wal_restarts,
                     b.wal_restarts_postponed,
                     b.wal_restart_s,
