@@ -205,15 +205,27 @@ impl MessageBuilder {
 
     /// Completes the message and returns its bytes (valid until the next `start`).
     pub fn finish(&mut self) -> &[u8] {
-        self.out.clear();
-        self.out.extend_from_slice(b"8=");
-        self.out.extend_from_slice(BEGIN_STRING.as_bytes());
-        self.out.extend_from_slice(b"\x019=");
-        push_u64(&mut self.out, self.body.len() as u64);
-        self.out.push(SOH);
-        self.out.extend_from_slice(&self.body);
-        let sum = checksum(&self.out) as u8;
-        self.out.extend_from_slice(&[
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.finish_into(&mut out);
+        self.out = out;
+        &self.out
+    }
+
+    /// Completes the message and appends its bytes to `out`: a session writes each message
+    /// straight into its output, with no copy in between (the simulator's CPU a committed
+    /// tick in `bench`'s end to end, `tools/thread-cpu.py`, three runs a side, alternating:
+    /// 134, 139, 136 ns through [`MessageBuilder::finish`] and a copy, 127, 122, 104 ns).
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(b"8=");
+        out.extend_from_slice(BEGIN_STRING.as_bytes());
+        out.extend_from_slice(b"\x019=");
+        push_u64(out, self.body.len() as u64);
+        out.push(SOH);
+        out.extend_from_slice(&self.body);
+        let sum = checksum(&out[start..]) as u8;
+        out.extend_from_slice(&[
             b'1',
             b'0',
             b'=',
@@ -222,7 +234,6 @@ impl MessageBuilder {
             b'0' + sum % 10,
             SOH,
         ]);
-        &self.out
     }
 }
 

@@ -451,8 +451,7 @@ impl Session {
             poss_dup,
         });
         body(&mut self.builder);
-        let bytes = self.builder.finish();
-        self.out.extend_from_slice(bytes);
+        self.builder.finish_into(&mut self.out);
         if poss_dup.is_none() || seq >= self.next_out {
             self.next_out = seq + 1;
         }
