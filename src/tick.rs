@@ -77,6 +77,9 @@ impl Decimal {
     /// branches alias differently), and 13.4M to 11.3M in a driver of its own.
     #[inline]
     fn parse_plain(text: &[u8]) -> Option<Decimal> {
+        if (4..=8).contains(&text.len()) {
+            return Decimal::parse_word(text);
+        }
         if text.is_empty() || text.len() > 19 {
             return None;
         }
@@ -104,6 +107,60 @@ impl Decimal {
         }
         let scale = u32::try_from(text.len() - point - 1).ok()?;
         (scale <= MAX_SCALE).then(|| Decimal::from_parts(mantissa, scale))
+    }
+
+    /// [`Decimal::parse_plain`] of 4 to 8 characters (most prices and sizes), in one 64-bit
+    /// word: the non-digits found and the point cut out with masks, the digits summed by three
+    /// multiplications. `None` for anything else. Framing, decoding and the book of 200,000
+    /// two-entry messages (`DECODE_COUNT` in `benches/fix_decode.rs`) under cachegrind:
+    /// 1.018G → 0.959G instructions, 13.05M → 12.05M mispredicted branches; 3M messages timed,
+    /// two series of six and eight runs a side, alternating: medians 359 → 350 and 422 → 409 ns
+    /// a message.
+    #[inline]
+    fn parse_word(text: &[u8]) -> Option<Decimal> {
+        const ASCII_ZERO: u64 = u64::from_ne_bytes([b'0'; 8]);
+        const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        const PAST_NINE: u64 = u64::from_ne_bytes([0x76; 8]);
+        let n = text.len();
+        let (Some(first), Some(last)) = (text.first_chunk::<4>(), text.last_chunk::<4>()) else {
+            return None;
+        };
+        // Bytes 0..n of `text` as bytes 0..n of a little-endian word, zeros past them.
+        let (lo, hi) = (
+            u64::from(u32::from_le_bytes(*first)),
+            u64::from(u32::from_le_bytes(*last)),
+        );
+        let word = lo | ((hi >> (8 * (8 - n))) << 32);
+        let in_text = u64::MAX >> (8 * (8 - n));
+        // Each byte's value as a digit; a byte that is not a digit gets its high bit flagged.
+        let x = (word ^ ASCII_ZERO) & in_text;
+        let not_digit = (((x & LOW7) + PAST_NINE) | x) & HIGH & in_text;
+        let (digits, scale) = match not_digit.count_ones() {
+            0 => (x, 0),
+            1 => {
+                let p = (not_digit.trailing_zeros() / 8) as usize;
+                if text.get(p) != Some(&b'.') {
+                    return None;
+                }
+                // Cut the point out: the digits after it move down a byte.
+                let below = x & ((1u64 << (8 * p)) - 1);
+                let above = x.checked_shr(8 * (p as u32 + 1)).unwrap_or(0);
+                (below | (above << (8 * p)), (n - p - 1) as u32)
+            }
+            _ => return None,
+        };
+        let count = n - usize::from(not_digit != 0);
+        if count == 0 {
+            return None;
+        }
+        // The first digit is the most significant: right-align them in the word, then pairs,
+        // quads, and the eight.
+        let mut v = digits << (8 * (8 - count));
+        v = (v * 10 + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+        v = (v * 100 + (v >> 16)) & 0x0000_ffff_0000_ffff;
+        v = (v * 10_000 + (v >> 32)) & 0x0000_0000_ffff_ffff;
+        Some(Decimal::from_parts(v, scale))
     }
 
     /// [`Decimal::parse_bytes`] a byte at a time, naming what is wrong.
@@ -908,7 +965,9 @@ mod tests {
         /// What could go wrong: the fast path reading a text the checked one refuses, or
         /// reading it as another number.
         #[test]
-        fn the_plain_parse_agrees_with_the_checked_one(text in "[0-9.]{0,22}|[0-9.x-]{0,6}") {
+        fn the_plain_parse_agrees_with_the_checked_one(
+            text in "[0-9.]{0,22}|[0-9.x-]{0,6}|[0-9./:\u{e9}]{0,9}"
+        ) {
             let plain = Decimal::parse_plain(text.as_bytes());
             let checked = Decimal::parse_checked(text.as_bytes());
             if let Some(d) = plain {
