@@ -214,17 +214,48 @@ impl<'a> Iterator for Fields<'a> {
             s.pos = s.buf.len();
             Some(Err(FieldSyntaxError { offset: start }))
         };
-        let mut tag: u32 = 0;
-        let mut i = start;
-        loop {
-            match self.buf.get(i) {
-                Some(&b'=') if i > start => break,
-                Some(&d @ b'0'..=b'9') if i - start < 9 => tag = tag * 10 + u32::from(d - b'0'),
-                _ => return bad(self),
+        // Tags of one to four digits (all of FIX 4.4's) without a loop; longer ones a byte at
+        // a time. A byte is a digit when its distance from '0' is below 10. Against the loop
+        // alone, in the `DECODE_COUNT` count of `benches/fix_decode.rs`: under cachegrind
+        // 0.959G → 0.915G instructions, 12.05M → 10.65M mispredicted branches; 3M messages
+        // timed, two series of eight runs a side, alternating: medians 310 → 293 and 327 → 299
+        // ns a message. (One 8-byte word a tag, with multiplications, had cost more: README,
+        // *Performance log*, "Measured after run 54".)
+        let d = |b: &u8| b.wrapping_sub(b'0');
+        let n = |b: &u8| u32::from(d(b));
+        let (tag, width, digits) = match &self.buf[start..] {
+            [a, b'=', ..] => (n(a), 1, d(a) < 10),
+            [a, b, b'=', ..] => (n(a) * 10 + n(b), 2, d(a).max(d(b)) < 10),
+            [a, b, c, b'=', ..] => (
+                n(a) * 100 + n(b) * 10 + n(c),
+                3,
+                d(a).max(d(b)).max(d(c)) < 10,
+            ),
+            [a, b, c, e, b'=', ..] => (
+                n(a) * 1000 + n(b) * 100 + n(c) * 10 + n(e),
+                4,
+                d(a).max(d(b)).max(d(c)).max(d(e)) < 10,
+            ),
+            _ => {
+                let mut tag: u32 = 0;
+                let mut i = start;
+                loop {
+                    match self.buf.get(i) {
+                        Some(&b'=') if i > start => break,
+                        Some(&d @ b'0'..=b'9') if i - start < 9 => {
+                            tag = tag * 10 + u32::from(d - b'0')
+                        }
+                        _ => return bad(self),
+                    }
+                    i += 1;
+                }
+                (tag, i - start, true)
             }
-            i += 1;
+        };
+        if !digits {
+            return bad(self);
         }
-        let value_start = i + 1;
+        let value_start = start + width + 1;
         let Some(len) = find_soh_from(&self.buf[value_start..]) else {
             return bad(self);
         };
