@@ -7,9 +7,6 @@
 //! open (the writer adds and removes them; which files those are depends on what was written,
 //! never on the newest `ts_event` seen). PASSIVE never waits for the writer.
 //!
-//! After each pass it syncs the database file itself (`flush_copied`), so that the writer's WAL
-//! restart finds little left to write.
-//!
 //! PASSIVE alone does not bound the WAL: under sustained writes it never catches up with the
 //! writer, so the WAL is never restarted and grows. The writer bounds it itself, between
 //! commits (`store::writer`, `WalBound`); a checkpoint from this thread that tried would have
@@ -105,19 +102,19 @@ fn run(
     interval: Duration,
     busy: Duration,
 ) {
-    let mut conns: Vec<(PathBuf, Connection, Option<std::fs::File>)> = Vec::new();
+    let mut conns: Vec<(PathBuf, Connection)> = Vec::new();
     let mut failing: Vec<PathBuf> = Vec::new();
     while !stop.wait_timeout(interval) {
         let want = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        conns.retain(|(p, _, _)| want.contains(p));
+        conns.retain(|(p, _)| want.contains(p));
         failing.retain(|p| want.contains(p));
         for path in want {
-            let i = match conns.iter().position(|(p, _, _)| *p == path) {
+            let i = match conns.iter().position(|(p, _)| *p == path) {
                 Some(i) => i,
                 None => match Connection::open(&path).and_then(|c| c.busy_timeout(busy).map(|_| c))
                 {
                     Ok(c) => {
-                        conns.push((path.clone(), c, std::fs::File::open(&path).ok()));
+                        conns.push((path.clone(), c));
                         conns.len() - 1
                     }
                     Err(e) => {
@@ -126,41 +123,17 @@ fn run(
                     }
                 },
             };
-            let (_, c, file) = &mut conns[i];
+            let c = &conns[i].1;
             passing.set(Some(&path));
             let passed = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
             passing.set(None);
             match passed {
-                Ok(()) => {
-                    report(&mut failing, &path, None);
-                    flush_copied(file, &path);
-                }
+                Ok(()) => report(&mut failing, &path, None),
                 Err(e) => {
                     report(&mut failing, &path, Some(&e));
                     conns.remove(i);
                 }
             }
-        }
-    }
-}
-
-/// Writes the pages a pass copied into the database file to disk, here rather than in the
-/// writer's next WAL restart. A pass that does not reach the WAL's end (under sustained writes,
-/// none does) leaves them in the page cache, and the restart's `fsync` of the database wrote
-/// them all while the writer waited: 0.85–1.26 s of each 10M-tick writer run in `bench` (run
-/// 55), 18 or 19 restarts. `bench --only writer --rounds 3`, two runs a side, alternating: the
-/// restarts of a 10M-tick run took 0.82–1.26 s (median 0.89) before, 0.66–0.86 s (median 0.72)
-/// after; the writer 1.08M–1.40M ticks/s (median 1.34M) against 1.22M–1.56M (1.42M), the
-/// ceiling's loop, which keeps the same checkpointer, 1.28M–1.49M (1.44M) against 1.46M–1.61M
-/// (1.55M); end to end 1.02M–1.27M against 0.96M–1.25M (medians 1.09M and 1.11M). One more
-/// `fsync` of a file SQLite syncs anyway adds no durability and takes none away (Linux reports
-/// a failed write-back to every descriptor open on the file, SQLite's included), so a failure
-/// here is logged, not acted on: SQLite's own sync reports it to the writer.
-fn flush_copied(file: &mut Option<std::fs::File>, path: &Path) {
-    if let Some(f) = file.as_ref() {
-        if let Err(e) = f.sync_data() {
-            tracing::warn!(file = %path.display(), error = %e, "checkpointer: syncing the database file failed");
-            *file = None;
         }
     }
 }
