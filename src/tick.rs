@@ -123,7 +123,9 @@ impl Decimal {
         const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
         const PAST_NINE: u64 = u64::from_ne_bytes([0x76; 8]);
         let n = text.len();
-        let (Some(first), Some(last)) = (text.first_chunk::<4>(), text.last_chunk::<4>()) else {
+        let (Some(first), Some(last), true) =
+            (text.first_chunk::<4>(), text.last_chunk::<4>(), n <= 8)
+        else {
             return None;
         };
         // Bytes 0..n of `text` as bytes 0..n of a little-endian word, zeros past them.
