@@ -659,7 +659,8 @@ mod tests {
                     }
                 }
             }
-            let msg = b.finish().to_vec();
+            let mut msg = Vec::new();
+            b.finish_into(&mut msg);
             proptest::prop_assert_eq!(crate::fix::frame::check(&msg), Ok(msg.len()));
             let mut d = Decoder::new();
             let decoded = d.decode(&msg).unwrap();
