@@ -22,7 +22,7 @@
 //! SQLite syncs the database at the end of a checkpoint only when the checkpoint reached the
 //! WAL's end, which a PASSIVE pass under sustained writes never does: the pages it copied would
 //! stay dirty in the kernel until the writer's restart had to `fsync` them all, asleep. So after
-//! each pass that copied something, this thread syncs the database itself, through the file
+//! each pass that copied something new, this thread syncs the database itself, through the file
 //! handle of its own SQLite connection (`sync_database`; a descriptor opened outside SQLite would
 //! drop the process's POSIX locks on the file when closed). A restart then finds little to flush.
 //!
@@ -109,19 +109,20 @@ fn run(
     interval: Duration,
     busy: Duration,
 ) {
-    let mut conns: Vec<(PathBuf, Connection)> = Vec::new();
+    // Each file's connection, and the frames its WAL had backfilled when it was last synced.
+    let mut conns: Vec<(PathBuf, Connection, i64)> = Vec::new();
     let mut failing: Vec<PathBuf> = Vec::new();
     while !stop.wait_timeout(interval) {
         let want = targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        conns.retain(|(p, _)| want.contains(p));
+        conns.retain(|(p, _, _)| want.contains(p));
         failing.retain(|p| want.contains(p));
         for path in want {
-            let i = match conns.iter().position(|(p, _)| *p == path) {
+            let i = match conns.iter().position(|(p, _, _)| *p == path) {
                 Some(i) => i,
                 None => match Connection::open(&path).and_then(|c| c.busy_timeout(busy).map(|_| c))
                 {
                     Ok(c) => {
-                        conns.push((path.clone(), c));
+                        conns.push((path.clone(), c, 0));
                         conns.len() - 1
                     }
                     Err(e) => {
@@ -130,13 +131,22 @@ fn run(
                     }
                 },
             };
-            let c = &conns[i].1;
+            let (_, c, synced) = &mut conns[i];
             passing.set(Some(&path));
-            // (busy, frames in the WAL, frames checkpointed); -1s when not in WAL mode.
-            let passed = c
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2))
-                .and_then(|copied| if copied > 0 { sync_database(c) } else { Ok(()) });
+            // (busy, frames in the WAL, frames of it backfilled so far); -1s when not in WAL
+            // mode or when another checkpoint holds the file.
+            let pass = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2));
             passing.set(None);
+            // The sync holds no SQLite lock, so a restart need not wait it out (`Passing`): a
+            // restart that did, beside a reader on an old snapshot, saw a pass at nearly every
+            // look and kept pushing its deadline back. Nothing newly backfilled, no sync.
+            let passed = pass.and_then(|backfilled| {
+                if backfilled > 0 && backfilled != *synced {
+                    sync_database(c)?;
+                    *synced = backfilled;
+                }
+                Ok(())
+            });
             match passed {
                 Ok(()) => report(&mut failing, &path, None),
                 Err(e) => {

@@ -119,8 +119,12 @@ struct OpenDay {
 const WAL_RESTART_BUSY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How long it may wait past the whole bound for a reader on an old snapshot. A pass of the
-/// background checkpointer on the file is waited out however long it takes (its copy, then its
-/// `fsync` on a slow disk), and this wait starts again after it: a pass ends, a reader may not.
+/// background checkpointer on the file is waited out however long it takes (its copy on a slow
+/// disk), and the time it holds the file does not count against this wait: a pass ends, a
+/// reader may not. (This wait once started again after every pass it met; beside a reader on an
+/// old snapshot, with passes every 200 ms, a restart that met most of them waited on for
+/// seconds: `faults::intake::a_reader_holding_an_old_snapshot_…` took 16 s where ~7 is its
+/// own.)
 /// A restart that met a pass used to be put off at once (SQLite calls no busy handler when
 /// another checkpoint holds the file), and a WAL with no reader beside it reached 72 MiB
 /// against 64 (`tickrec bench`, the bare loop of its ceiling).
@@ -141,15 +145,16 @@ thread_local! {
 /// A WAL restart's wait (see [`poll_until_deadline`]).
 struct Waiting {
     deadline: Instant,
-    wait: std::time::Duration,
+    /// When the restart last looked (the time since, if a pass is on, moves the deadline).
+    looked: Instant,
     /// The background checkpointer's passes, and the file restarted: set when the restart
     /// waits out a pass on it.
     pass: Option<(Arc<Passing>, PathBuf)>,
 }
 
 /// The busy handler of a WAL restart: tries again every [`RESTART_POLL`] until the deadline the
-/// restart set, which a pass of the checkpointer on the file pushes back to `wait` after the
-/// pass (SQLite passes only the number of tries; a plain `fn` cannot hold the deadline).
+/// restart set, which a pass of the checkpointer on the file pushes back by the time it is seen
+/// on (SQLite passes only the number of tries; a plain `fn` cannot hold the deadline).
 fn poll_until_deadline(_tries: i32) -> bool {
     let waiting = RESTART.with_borrow_mut(|w| {
         let Some(w) = w else {
@@ -157,8 +162,9 @@ fn poll_until_deadline(_tries: i32) -> bool {
         };
         let now = Instant::now();
         if w.pass.as_ref().is_some_and(|(p, path)| p.on(path)) {
-            w.deadline = w.deadline.max(now + w.wait);
+            w.deadline += now.saturating_duration_since(w.looked);
         }
+        w.looked = now;
         now < w.deadline
     });
     if waiting {
@@ -169,8 +175,8 @@ fn poll_until_deadline(_tries: i32) -> bool {
 
 /// Checkpoints `conn`'s WAL whole and cuts it to zero (TRUNCATE), waiting at most `wait` for
 /// readers on older snapshots and for another checkpoint of the file, looking again every
-/// [`RESTART_POLL`]; with `pass`, a pass of the background checkpointer on the file pushes the
-/// deadline back to `wait` after the pass. SQLite's first column: 0 done, 1 still busy.
+/// [`RESTART_POLL`]; with `pass`, the time a pass of the background checkpointer on the file is
+/// seen on does not count. SQLite's first column: 0 done, 1 still busy.
 /// Leaves `conn`'s busy handler cleared (the caller restores its timeout if it goes on using
 /// it).
 fn truncate_wal_within(
@@ -178,9 +184,10 @@ fn truncate_wal_within(
     wait: std::time::Duration,
     pass: Option<(Arc<Passing>, PathBuf)>,
 ) -> rusqlite::Result<i64> {
+    let now = Instant::now();
     RESTART.set(Some(Waiting {
-        deadline: Instant::now() + wait,
-        wait,
+        deadline: now + wait,
+        looked: now,
         pass,
     }));
     let done = conn
@@ -1233,7 +1240,7 @@ mod tests {
         let until = |deadline| {
             RESTART.set(Some(Waiting {
                 deadline,
-                wait: Duration::ZERO,
+                looked: Instant::now(),
                 pass: None,
             }))
         };
