@@ -137,9 +137,9 @@ fn run(
             // mode or when another checkpoint holds the file.
             let pass = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2));
             passing.set(None);
-            // The sync holds no SQLite lock, so a restart need not wait it out (`Passing`): a
-            // restart that did, beside a reader on an old snapshot, saw a pass at nearly every
-            // look and kept pushing its deadline back. Nothing newly backfilled, no sync.
+            // The sync holds no SQLite lock: it comes after the pass, which a restart waits
+            // out (`Passing`), so that no restart waits for it. Nothing newly backfilled (a
+            // reader on an old snapshot holds the copy back, say), no sync.
             let passed = pass.and_then(|backfilled| {
                 if backfilled > 0 && backfilled != *synced {
                     sync_database(c)?;

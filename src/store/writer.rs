@@ -121,10 +121,11 @@ const WAL_RESTART_BUSY: std::time::Duration = std::time::Duration::from_millis(1
 /// How long it may wait past the whole bound for a reader on an old snapshot. A pass of the
 /// background checkpointer on the file is waited out however long it takes (its copy on a slow
 /// disk), and the time it holds the file does not count against this wait: a pass ends, a
-/// reader may not. (This wait once started again after every pass it met; beside a reader on an
-/// old snapshot, with passes every 200 ms, a restart that met most of them waited on for
-/// seconds: `faults::intake::a_reader_holding_an_old_snapshot_…` took 16 s where ~7 is its
-/// own.)
+/// reader may not. (This wait once started again after every pass it met. When passes grew long
+/// enough to be seen at most looks, in a form of the checkpointer that synced the database
+/// inside them, a restart beside a reader on an old snapshot waited on from pass to pass:
+/// `faults::intake::a_reader_holding_an_old_snapshot_…` took 16 s in CI, where its own waits
+/// come to 7.)
 /// A restart that met a pass used to be put off at once (SQLite calls no busy handler when
 /// another checkpoint holds the file), and a WAL with no reader beside it reached 72 MiB
 /// against 64 (`tickrec bench`, the bare loop of its ceiling).
