@@ -58,7 +58,7 @@ impl Passing {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(path)
     }
 
-    fn set(&self, path: Option<&Path>) {
+    pub(super) fn set(&self, path: Option<&Path>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = path.map(Path::to_owned);
     }
 }

@@ -1255,6 +1255,44 @@ mod tests {
         RESTART.set(None);
     }
 
+    /// What could go wrong: a restart that started its wait for readers again after each pass
+    /// of the checkpointer it saw waited on from pass to pass beside a reader that never lets
+    /// go (passes come every 200 ms). The time a pass is seen on moves the deadline by that
+    /// time, no more; without a pass, nothing moves it.
+    #[test]
+    fn a_checkpointers_pass_moves_a_restarts_deadline_by_its_own_time_only() {
+        use super::super::checkpoint::Passing;
+        use super::{poll_until_deadline, Waiting, RESTART};
+        use std::path::PathBuf;
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let (passing, path) = (Arc::new(Passing::default()), PathBuf::from("day.db"));
+        let deadline_now = || RESTART.with_borrow(|w| w.as_ref().map(|w| w.deadline));
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(3);
+        // Seen on a pass 10 ms after the last look: the deadline moves by those 10 ms and the
+        // time to the look, not to a fresh wait.
+        passing.set(Some(&path));
+        RESTART.set(Some(Waiting {
+            deadline,
+            looked: now - Duration::from_millis(10),
+            pass: Some((Arc::clone(&passing), path.clone())),
+        }));
+        assert!(poll_until_deadline(0));
+        let moved = deadline_now().map(|d| d - deadline);
+        assert!(
+            moved.is_some_and(|m| m >= Duration::from_millis(10) && m < Duration::from_secs(1)),
+            "{moved:?}"
+        );
+        // The pass over: the next looks leave the deadline where it is.
+        passing.set(None);
+        let before = deadline_now();
+        assert!(poll_until_deadline(0));
+        assert!(poll_until_deadline(1));
+        assert_eq!(deadline_now(), before);
+        RESTART.set(None);
+    }
+
     /// What could go wrong: a restart that meets the background checkpointer's pass is busy at
     /// once (SQLite calls no busy handler when another checkpoint holds the file), or gives up
     /// when the pass (its copy, then its `fsync` on a slow disk) outlasts its wait; it is put
