@@ -333,12 +333,32 @@ fn the_ratio_stages_run_the_rounds_asked() {
         .filter(|l| l.contains("quartiles") && l.contains("(6 rounds)"))
         .count();
     assert_eq!(summed, 2, "the writer's and end to end's rounds: {table}");
+    // Six rounds are the fewest that give the median an interval at 95 % (their range), and
+    // the table says where each target falls against it.
+    let judged = table
+        .lines()
+        .filter(|l| l.contains("at 95 %: target"))
+        .count();
+    assert_eq!(judged, 2, "{table}");
     let out = tickrec(dir.path(), &[&args[..], &["--json"]].concat(), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ratio_rounds"], 6, "{v}");
-    for key in ["writer_vs_ceiling_rounds", "end_to_end_vs_ceiling_rounds"] {
-        assert_eq!(v[key].as_array().map_or(0, Vec::len), 6, "{key}: {v}");
+    for (key, ci) in [
+        ("writer_vs_ceiling_rounds", "writer_vs_ceiling_median_ci95"),
+        (
+            "end_to_end_vs_ceiling_rounds",
+            "end_to_end_vs_ceiling_median_ci95",
+        ),
+    ] {
+        let rounds: Vec<f64> = v[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default();
+        assert_eq!(rounds.len(), 6, "{key}: {v}");
+        let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(v[ci], serde_json::json!([lo, hi]), "{ci}: {v}");
     }
     let out = tickrec(dir.path(), &["bench", "--rounds", "0"], None);
     assert!(!out.status.success());

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use tickrec::store::writer::ROWS_PER_INSERT;
 
-use super::{archive, quantile, Stage};
+use super::{archive, median_interval, quantile, Stage};
 
 /// Every figure of one run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -164,13 +164,59 @@ pub struct BenchReport {
     /// Largest WAL seen under the writer's (tails' runs included) and the end-to-end run's day
     /// files (sampled every 10 ms); bounded by `writer.wal_max_mib`.
     pub wal_max_bytes: u64,
+    /// The sign test's interval for the median of each ratio's rounds, at 95 % or more
+    /// (`[lo, hi]`; null under six rounds): where the median of what a round measures lies,
+    /// beside the one fifteen rounds gave. A target below `lo` is met, one above `hi` missed,
+    /// one inside is not settled by this many rounds (see [`Verdict`]).
+    pub writer_vs_ceiling_median_ci95: Option<[f64; 2]>,
+    pub writer_with_queries_vs_ceiling_median_ci95: Option<[f64; 2]>,
+    pub end_to_end_vs_ceiling_median_ci95: Option<[f64; 2]>,
+    pub writer_with_tails_median_ci95: Option<[f64; 2]>,
     #[serde(flatten)]
     pub archive: archive::ArchiveFigures,
     #[serde(skip)]
     pub(super) only: Option<Stage>,
 }
 
+/// What a ratio's rounds say of its target, at 95 % (the sign test's interval for the median).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The whole interval is at or above the target.
+    Met,
+    /// The whole interval is below it.
+    Missed,
+    /// The target lies inside the interval: these rounds do not tell.
+    Unsettled,
+}
+
+impl Verdict {
+    pub fn of(interval: Option<[f64; 2]>, target: f64) -> Option<Verdict> {
+        let [lo, hi] = interval?;
+        Some(if lo >= target {
+            Verdict::Met
+        } else if hi < target {
+            Verdict::Missed
+        } else {
+            Verdict::Unsettled
+        })
+    }
+}
+
+/// `v`'s interval for the median at 95 %, as the report keeps it.
+fn interval(v: &[f64]) -> Option<[f64; 2]> {
+    median_interval(v, 0.95).map(|(lo, hi, _)| [lo, hi])
+}
+
 impl BenchReport {
+    /// Fills in what is computed from the rounds once every stage has run.
+    pub fn settle(&mut self) {
+        self.writer_vs_ceiling_median_ci95 = interval(&self.writer_vs_ceiling_rounds);
+        self.writer_with_queries_vs_ceiling_median_ci95 =
+            interval(&self.writer_with_queries_vs_ceiling_rounds);
+        self.end_to_end_vs_ceiling_median_ci95 = interval(&self.end_to_end_vs_ceiling_rounds);
+        self.writer_with_tails_median_ci95 = interval(&self.writer_with_tails_ratios);
+    }
+
     fn fmt_publish(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |a: u64, b: u64| (a as f64 / b.max(1) as f64 - 1.0) * 100.0;
         write!(
@@ -202,11 +248,12 @@ impl BenchReport {
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {}: {}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {}: {}{}; target >= 0.95; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
             self.writer_ticks_per_s_with_tails,
             self.writer_with_tails_ratio,
             self.writer_with_tails_ratios.len(),
             ratios(&self.writer_with_tails_ratios),
+            settled(interval(&self.writer_with_tails_ratios), 0.95),
             self.writer_ticks_per_s_with_tails_normal_priority,
             self.writer_with_tails_normal_priority_ratio,
             ratios(&self.writer_with_tails_normal_priority_ratios),
@@ -232,20 +279,36 @@ fn ratios(v: &[f64]) -> String {
 }
 
 /// The median of the rounds' ratios and how they spread: `0.95 x (0.93, 0.97, 1.01)` for up to
-/// five rounds, `0.95 x, quartiles 0.91–0.98, range 0.84–1.03 (15 rounds)` for more.
-fn rounds(v: &[f64]) -> String {
+/// five rounds, `0.95 x, quartiles 0.91–0.98, range 0.84–1.03 (15 rounds); median within
+/// 0.93–0.97 at 95 %: target met` for more (see [`Verdict`]).
+fn rounds(v: &[f64], target: f64) -> String {
     let median = quantile(v, 0.5);
     if v.len() <= 5 {
         return format!("{median:.2} x ({})", ratios(v));
     }
-    format!(
+    let mut s = format!(
         "{median:.2} x, quartiles {:.2}–{:.2}, range {:.2}–{:.2} ({} rounds)",
         quantile(v, 0.25),
         quantile(v, 0.75),
         quantile(v, 0.0),
         quantile(v, 1.0),
         v.len()
-    )
+    );
+    s.push_str(&settled(interval(v), target));
+    s
+}
+
+/// `; median within 0.93–0.97 at 95 %: target met` (nothing without an interval).
+fn settled(interval: Option<[f64; 2]>, target: f64) -> String {
+    let (Some([lo, hi]), Some(verdict)) = (interval, Verdict::of(interval, target)) else {
+        return String::new();
+    };
+    let said = match verdict {
+        Verdict::Met => "target met",
+        Verdict::Missed => "target missed",
+        Verdict::Unsettled => "target inside it: not settled by these rounds",
+    };
+    format!("; median within {lo:.3}–{hi:.3} at 95 %: {said}")
 }
 
 impl BenchReport {
@@ -341,7 +404,7 @@ impl std::fmt::Display for BenchReport {
             "writer (Recorder from memory)   {:>12.0} ticks/s   = {:.2} x ceiling (target >= 0.90); rounds {}",
             self.writer_ticks_per_s,
             self.writer_vs_ceiling,
-            rounds(&self.writer_vs_ceiling_rounds)
+            rounds(&self.writer_vs_ceiling_rounds, 0.90)
         )?;
         writeln!(
             f,
@@ -365,7 +428,7 @@ impl std::fmt::Display for BenchReport {
                 self.writer_with_queries_vs_ceiling,
                 self.writer_with_queries_ceiling_ticks_per_s,
                 self.queries_during_writes,
-                rounds(&self.writer_with_queries_vs_ceiling_rounds)
+                rounds(&self.writer_with_queries_vs_ceiling_rounds, 0.90)
             )?;
             self.fmt_tails(f)?;
             writeln!(f)?;
@@ -378,7 +441,7 @@ impl std::fmt::Display for BenchReport {
             self.end_to_end_ticks_per_s,
             self.end_to_end_vs_ceiling,
             self.end_to_end_ceiling_ticks_per_s,
-            rounds(&self.end_to_end_vs_ceiling_rounds),
+            rounds(&self.end_to_end_vs_ceiling_rounds, 0.75),
             self.end_to_end_cpu_ns_per_tick
         )?;
         writeln!(
@@ -413,15 +476,46 @@ impl std::fmt::Display for BenchReport {
 
 #[cfg(test)]
 mod tests {
-    use super::rounds;
+    use super::{rounds, BenchReport, Verdict};
 
     #[test]
     fn up_to_five_rounds_are_listed_and_more_are_summed_up_by_quartiles() {
-        assert_eq!(rounds(&[0.83, 0.99, 0.82]), "0.83 x (0.83, 0.99, 0.82)");
-        let v: Vec<f64> = (0..9).map(|i| 0.80 + 0.01 * f64::from(i)).collect();
         assert_eq!(
-            rounds(&v),
-            "0.84 x, quartiles 0.82–0.86, range 0.80–0.88 (9 rounds)"
+            rounds(&[0.83, 0.99, 0.82], 0.9),
+            "0.83 x (0.83, 0.99, 0.82)"
         );
+        let v: Vec<f64> = (0..9).map(|i| 0.80 + 0.01 * f64::from(i)).collect();
+        // Nine rounds: the 2nd and 8th values, at 96.1 %.
+        assert_eq!(
+            rounds(&v, 0.9),
+            "0.84 x, quartiles 0.82–0.86, range 0.80–0.88 (9 rounds); median within 0.810–0.870 at 95 %: target missed"
+        );
+        assert!(rounds(&v, 0.85).ends_with("target inside it: not settled by these rounds"));
+        assert!(rounds(&v, 0.81).ends_with("target met"));
+    }
+
+    #[test]
+    fn settling_gives_each_ratio_its_interval_and_the_verdict_follows_it() {
+        let mut r = BenchReport {
+            writer_vs_ceiling_rounds: vec![0.91, 0.93, 0.92, 0.95, 0.94, 0.96],
+            end_to_end_vs_ceiling_rounds: vec![0.7, 0.8, 0.75],
+            ..BenchReport::default()
+        };
+        r.settle();
+        assert_eq!(r.writer_vs_ceiling_median_ci95, Some([0.91, 0.96]));
+        assert_eq!(r.end_to_end_vs_ceiling_median_ci95, None);
+        assert_eq!(
+            Verdict::of(r.writer_vs_ceiling_median_ci95, 0.9),
+            Some(Verdict::Met)
+        );
+        assert_eq!(
+            Verdict::of(r.writer_vs_ceiling_median_ci95, 0.97),
+            Some(Verdict::Missed)
+        );
+        assert_eq!(
+            Verdict::of(r.writer_vs_ceiling_median_ci95, 0.95),
+            Some(Verdict::Unsettled)
+        );
+        assert_eq!(Verdict::of(None, 0.9), None);
     }
 }

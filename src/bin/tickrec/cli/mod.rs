@@ -536,7 +536,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => {
             let scratch = tempfile::Builder::new().prefix("tickrec-bench").tempdir()?;
             let mut log = std::io::stderr();
-            let r = crate::bench::run(
+            let mut r = crate::bench::run(
                 &opts,
                 crate::bench::BenchOptions {
                     ticks: a.ticks.max(1000),
@@ -550,6 +550,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scratch.path(),
                 &mut log,
             )?;
+            r.settle();
             if a.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
