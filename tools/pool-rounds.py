@@ -21,6 +21,11 @@ RATIOS = [
     ("end_to_end_vs_ceiling_rounds", "end to end over its ceiling", 0.75),
     ("writer_with_tails_ratios", "writer with four tails over alone", 0.95),
 ]
+# Ratios held within a bound: store_tick with eight subscribers over without, round by round.
+BOUNDS = [
+    ("publish_store_tick_p99_ratios", "store_tick p99, 8 subscribers over none", 1.10),
+    ("publish_store_tick_p999_ratios", "store_tick p99.9, 8 subscribers over none", 1.10),
+]
 
 
 def quantile(v, q):
@@ -45,23 +50,25 @@ def median_interval(v, confidence=0.95):
     return best
 
 
-def verdict(interval, target):
+def verdict(interval, target, bound=False):
+    """A target the median must reach, or (bound) one it must stay within."""
     if interval is None:
         return "fewer than six rounds: no interval"
     lo, hi, _ = interval
-    if lo >= target:
+    if (hi <= target) if bound else (lo >= target):
         return "met"
-    if hi < target:
+    if (lo > target) if bound else (hi < target):
         return "missed"
     return "not settled (the target is inside the interval)"
 
 
-def line(v, target):
+def line(v, target, bound=False):
     ci = median_interval(v)
     span = "" if ci is None else ", median within %.3f–%.3f (%.1f %%)" % (ci[0], ci[1], 100 * ci[2])
-    at_or_above = sum(x >= target for x in v)
-    return "%3d rounds, median %.4f%s, %d at or above %.2f: %s" % (
-        len(v), quantile(v, 0.5), span, at_or_above, target, verdict(ci, target))
+    on_side = sum((x <= target) if bound else (x >= target) for x in v)
+    side = "at or below" if bound else "at or above"
+    return "%3d rounds, median %.4f%s, %d %s %.2f: %s" % (
+        len(v), quantile(v, 0.5), span, on_side, side, target, verdict(ci, target, bound))
 
 
 def main(paths):
@@ -74,16 +81,16 @@ def main(paths):
                 runs.append((p, json.load(f)))
         except (OSError, ValueError) as e:
             sys.exit(f"{p}: {e}")
-    for key, what, target in RATIOS:
+    for key, what, target, bound in [r + (False,) for r in RATIOS] + [b + (True,) for b in BOUNDS]:
         pooled = []
-        print(f"{what} (target >= {target:.2f}):")
+        print(f"{what} (target {'<=' if bound else '>='} {target:.2f}):")
         for p, d in runs:
             v = [x for x in d.get(key) or [] if isinstance(x, (int, float))]
             if v:
-                print(f"  {p}: {line(v, target)}")
+                print(f"  {p}: {line(v, target, bound)}")
             pooled += v
         if pooled:
-            print(f"  pooled: {line(pooled, target)}")
+            print(f"  pooled: {line(pooled, target, bound)}")
 
 
 if __name__ == "__main__":

@@ -224,17 +224,18 @@ pub(super) fn publish_stage(
     let of = |runs: &[(u64, u64)], pick: fn(&(u64, u64)) -> u64| {
         median(&runs.iter().map(|r| pick(r) as f64).collect::<Vec<f64>>()).round() as u64
     };
-    let paired = |pick: fn(&(u64, u64)) -> u64| {
-        let ratios: Vec<f64> = plain
+    let paired = |pick: fn(&(u64, u64)) -> u64| -> Vec<f64> {
+        plain
             .iter()
             .zip(&with)
             .map(|(p, w)| pick(w) as f64 / pick(p).max(1) as f64)
-            .collect();
-        median(&ratios)
+            .collect()
     };
     r.store_tick_clock_step_ns = clock_step_ns();
-    r.publish_store_tick_p99_paired_ratio = paired(|r| r.0);
-    r.publish_store_tick_p999_paired_ratio = paired(|r| r.1);
+    r.publish_store_tick_p99_ratios = paired(|r| r.0);
+    r.publish_store_tick_p999_ratios = paired(|r| r.1);
+    r.publish_store_tick_p99_paired_ratio = median(&r.publish_store_tick_p99_ratios);
+    r.publish_store_tick_p999_paired_ratio = median(&r.publish_store_tick_p999_ratios);
     let with = (of(&with, |r| r.0), of(&with, |r| r.1));
     r.plain_store_tick_p99_range_ns = (
         plain.iter().map(|r| r.0).min().unwrap_or(0),

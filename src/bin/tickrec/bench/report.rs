@@ -65,6 +65,9 @@ pub struct BenchReport {
     /// in the medians above cancels here.
     pub publish_store_tick_p99_paired_ratio: f64,
     pub publish_store_tick_p999_paired_ratio: f64,
+    /// Those ratios round by round.
+    pub publish_store_tick_p99_ratios: Vec<f64>,
+    pub publish_store_tick_p999_ratios: Vec<f64>,
     /// The step of the clock `store_tick`'s latency is read with, ns (see `e2e::clock_step_ns`):
     /// a p99 a few steps long cannot resolve 10 %.
     pub store_tick_clock_step_ns: f64,
@@ -172,6 +175,8 @@ pub struct BenchReport {
     pub writer_with_queries_vs_ceiling_median_ci95: Option<[f64; 2]>,
     pub end_to_end_vs_ceiling_median_ci95: Option<[f64; 2]>,
     pub writer_with_tails_median_ci95: Option<[f64; 2]>,
+    pub publish_store_tick_p99_median_ci95: Option<[f64; 2]>,
+    pub publish_store_tick_p999_median_ci95: Option<[f64; 2]>,
     #[serde(flatten)]
     pub archive: archive::ArchiveFigures,
     #[serde(skip)]
@@ -190,6 +195,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Of a target the median must reach (`≥ target`).
     pub fn of(interval: Option<[f64; 2]>, target: f64) -> Option<Verdict> {
         let [lo, hi] = interval?;
         Some(if lo >= target {
@@ -199,6 +205,26 @@ impl Verdict {
         } else {
             Verdict::Unsettled
         })
+    }
+
+    /// Of a bound the median must stay within (`≤ bound`).
+    pub fn of_bound(interval: Option<[f64; 2]>, bound: f64) -> Option<Verdict> {
+        let [lo, hi] = interval?;
+        Some(if hi <= bound {
+            Verdict::Met
+        } else if lo > bound {
+            Verdict::Missed
+        } else {
+            Verdict::Unsettled
+        })
+    }
+
+    fn said(self) -> &'static str {
+        match self {
+            Verdict::Met => "target met",
+            Verdict::Missed => "target missed",
+            Verdict::Unsettled => "target inside it: not settled by these rounds",
+        }
     }
 }
 
@@ -215,13 +241,15 @@ impl BenchReport {
             interval(&self.writer_with_queries_vs_ceiling_rounds);
         self.end_to_end_vs_ceiling_median_ci95 = interval(&self.end_to_end_vs_ceiling_rounds);
         self.writer_with_tails_median_ci95 = interval(&self.writer_with_tails_ratios);
+        self.publish_store_tick_p99_median_ci95 = interval(&self.publish_store_tick_p99_ratios);
+        self.publish_store_tick_p999_median_ci95 = interval(&self.publish_store_tick_p999_ratios);
     }
 
     fn fmt_publish(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |a: u64, b: u64| (a as f64 / b.max(1) as f64 - 1.0) * 100.0;
         write!(
             f,
-            "store_tick, 8 subscribers       p99 {} ns, p99.9 {} ns; without p99 {} ns, p99.9 {} ns ({:+.0}%, {:+.0}%; target within 10%; medians of {}; median of the rounds' ratios {:+.0}%, {:+.0}%; the runs without moved {}-{} ns at p99; the clock's step {:.1} ns)",
+            "store_tick, 8 subscribers       p99 {} ns, p99.9 {} ns; without p99 {} ns, p99.9 {} ns ({:+.0}%, {:+.0}%; target within 10%; medians of {}; median of the rounds' ratios {:+.0}%, {:+.0}%{}; the runs without moved {}-{} ns at p99; the clock's step {:.1} ns)",
             self.publish_store_tick_p99_ns,
             self.publish_store_tick_p999_ns,
             self.plain_store_tick_p99_ns,
@@ -231,6 +259,10 @@ impl BenchReport {
             self.publish_rounds,
             (self.publish_store_tick_p99_paired_ratio - 1.0) * 100.0,
             (self.publish_store_tick_p999_paired_ratio - 1.0) * 100.0,
+            settled_band(
+                interval(&self.publish_store_tick_p99_ratios),
+                interval(&self.publish_store_tick_p999_ratios)
+            ),
             self.plain_store_tick_p99_range_ns.0,
             self.plain_store_tick_p99_range_ns.1,
             self.store_tick_clock_step_ns
@@ -303,12 +335,32 @@ fn settled(interval: Option<[f64; 2]>, target: f64) -> String {
     let (Some([lo, hi]), Some(verdict)) = (interval, Verdict::of(interval, target)) else {
         return String::new();
     };
-    let said = match verdict {
-        Verdict::Met => "target met",
-        Verdict::Missed => "target missed",
-        Verdict::Unsettled => "target inside it: not settled by these rounds",
+    format!(
+        "; median within {lo:.3}–{hi:.3} at 95 %: {}",
+        verdict.said()
+    )
+}
+
+/// The subscribers' rounds' ratios against the 10 % band: `; rounds' ratios' medians within
+/// +2–+14 % and −3–+9 % at 95 %: target not settled…` (nothing under six rounds).
+fn settled_band(p99: Option<[f64; 2]>, p999: Option<[f64; 2]>) -> String {
+    let (Some([a, b]), Some([c, d])) = (p99, p999) else {
+        return String::new();
     };
-    format!("; median within {lo:.3}–{hi:.3} at 95 %: {said}")
+    let pct = |x: f64| (x - 1.0) * 100.0;
+    let worst = match (Verdict::of_bound(p99, 1.10), Verdict::of_bound(p999, 1.10)) {
+        (Some(Verdict::Met), Some(Verdict::Met)) => Verdict::Met,
+        (Some(Verdict::Missed), _) | (_, Some(Verdict::Missed)) => Verdict::Missed,
+        _ => Verdict::Unsettled,
+    };
+    format!(
+        "; the rounds' ratios' medians within {:+.0}–{:+.0} % and {:+.0}–{:+.0} % at 95 %: {}",
+        pct(a),
+        pct(b),
+        pct(c),
+        pct(d),
+        worst.said()
+    )
 }
 
 impl BenchReport {
@@ -517,5 +569,25 @@ mod tests {
             Some(Verdict::Unsettled)
         );
         assert_eq!(Verdict::of(None, 0.9), None);
+        // A bound: met when the whole interval is within it.
+        assert_eq!(
+            Verdict::of_bound(Some([0.95, 1.08]), 1.1),
+            Some(Verdict::Met)
+        );
+        assert_eq!(
+            Verdict::of_bound(Some([1.12, 1.3]), 1.1),
+            Some(Verdict::Missed)
+        );
+        assert_eq!(
+            Verdict::of_bound(Some([1.0, 1.3]), 1.1),
+            Some(Verdict::Unsettled)
+        );
+        let band = super::settled_band(Some([0.98, 1.04]), Some([1.02, 1.2]));
+        assert!(
+            band.contains("−2–+4 %") || band.contains("-2–+4 %"),
+            "{band}"
+        );
+        assert!(band.ends_with("not settled by these rounds"), "{band}");
+        assert!(super::settled_band(Some([0.98, 1.04]), None).is_empty());
     }
 }
