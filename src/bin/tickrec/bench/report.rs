@@ -168,9 +168,9 @@ pub struct BenchReport {
     /// files (sampled every 10 ms); bounded by `writer.wal_max_mib`.
     pub wal_max_bytes: u64,
     /// The sign test's interval for the median of each ratio's rounds, at 95 % or more
-    /// (`[lo, hi]`; null under six rounds): where the median of what a round measures lies,
-    /// beside the one fifteen rounds gave. A target below `lo` is met, one above `hi` missed,
-    /// one inside is not settled by this many rounds (see [`Verdict`]).
+    /// (`[lo, hi]`; null under six rounds). A target at or below `lo` is met, one above `hi`
+    /// missed, one between is not settled by these rounds (see [`Verdict`]); the subscribers'
+    /// two are held the other way, against their band's 1.10.
     pub writer_vs_ceiling_median_ci95: Option<[f64; 2]>,
     pub writer_with_queries_vs_ceiling_median_ci95: Option<[f64; 2]>,
     pub end_to_end_vs_ceiling_median_ci95: Option<[f64; 2]>,
@@ -341,8 +341,8 @@ fn settled(interval: Option<[f64; 2]>, target: f64) -> String {
     )
 }
 
-/// The subscribers' rounds' ratios against the 10 % band: `; rounds' ratios' medians within
-/// +2–+14 % and −3–+9 % at 95 %: target not settled…` (nothing under six rounds).
+/// The subscribers' rounds' ratios against the 10 % band: `; the rounds' ratios' medians
+/// within +2–+14 % and -3–+9 % at 95 %: target inside it: …` (nothing under six rounds).
 fn settled_band(p99: Option<[f64; 2]>, p999: Option<[f64; 2]>) -> String {
     let (Some([a, b]), Some([c, d])) = (p99, p999) else {
         return String::new();
