@@ -360,6 +360,30 @@ fn the_ratio_stages_run_the_rounds_asked() {
         let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         assert_eq!(v[ci], serde_json::json!([lo, hi]), "{ci}: {v}");
     }
+    // `--pool` reads such outputs back: the same file twice pools twelve rounds of each ratio
+    // the run measured, and names every file it read.
+    let json = dir.path().join("run.json");
+    std::fs::write(&json, &out.stdout).unwrap();
+    let json = json.to_str().unwrap();
+    let out = tickrec(dir.path(), &["bench", "--pool", json, json], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pooled = text(&out.stdout);
+    let lines: Vec<&str> = pooled.lines().filter(|l| l.contains("pooled:")).collect();
+    assert_eq!(lines.len(), 2, "the writer's and end to end's: {pooled}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" 12 rounds") && l.contains(" at 9")),
+        "{pooled}"
+    );
+    assert_eq!(pooled.matches(json).count(), 4, "{pooled}");
+    let out = tickrec(dir.path(), &["bench", "--pool", "no-such.json"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no-such.json"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = tickrec(dir.path(), &["bench", "--rounds", "0"], None);
     assert!(!out.status.success());
 }

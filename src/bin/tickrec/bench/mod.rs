@@ -27,6 +27,7 @@
 
 mod archive;
 mod e2e;
+pub mod pool;
 mod queries;
 mod report;
 mod subscribers;

@@ -219,7 +219,7 @@ impl Verdict {
         })
     }
 
-    fn said(self) -> &'static str {
+    pub fn said(self) -> &'static str {
         match self {
             Verdict::Met => "target met",
             Verdict::Missed => "target missed",

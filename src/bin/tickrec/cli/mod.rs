@@ -133,6 +133,10 @@ pub struct BenchArgs {
     /// publish (end to end with subscribers)
     #[arg(long, value_enum)]
     pub only: Option<crate::bench::Stage>,
+    /// Measure nothing: pool the rounds of these `bench --json` outputs, ratio by ratio (each
+    /// file's median, the pooled one, their intervals at 95 % and what they settle)
+    #[arg(long, value_name = "OUT.json", num_args = 1.., conflicts_with_all = ["json", "only"])]
+    pub pool: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -531,6 +535,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "tickrec",
                 &mut std::io::stdout(),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) if !a.pool.is_empty() => {
+            crate::bench::pool::run(&a.pool, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {
