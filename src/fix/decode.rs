@@ -437,6 +437,11 @@ impl MarketData {
         Ok(())
     }
 
+    /// The recorder's id of a subscribed symbol's FIX name.
+    pub fn symbol_id(&self, symbol: &[u8]) -> Option<SymbolId> {
+        self.index.get(symbol).map(|&i| self.symbols[i])
+    }
+
     fn lookup(&self, symbol: &[u8]) -> Result<usize, DecodeError> {
         self.index
             .get(symbol)

@@ -48,10 +48,16 @@ pub struct Ring {
 #[repr(C, align(64))]
 struct Slot(Tick);
 
-/// A ring and its lock on one cache line of their own.
+/// A ring and its lock on one cache line of their own, and on the next line the address of the
+/// slot its next tick will take (null until its first push), which a feed reads without the
+/// lock to ask for that slot's line before it stores the tick ([`Ring::next_slot`],
+/// `Recorder::prefetch_ring`).
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
-pub(crate) struct RingLine(pub(crate) std::sync::OnceLock<std::sync::Mutex<Ring>>);
+pub(crate) struct RingLine(
+    pub(crate) std::sync::OnceLock<std::sync::Mutex<Ring>>,
+    pub(crate) std::sync::atomic::AtomicPtr<u8>,
+);
 
 /// What the slots hold before a tick is written there.
 const EMPTY: Slot = Slot(Tick {
@@ -117,6 +123,12 @@ impl Ring {
         // `bench --only publish --e2e-seconds 5`, five runs a side, alternating: store_tick p99
         // under end to end 491–621 ns (median 551) → 441–521 (461), p99.9 median 972 → 861 ns.
         prefetch_for_write(std::ptr::from_ref(&self.buf[self.head]).cast());
+    }
+
+    /// Where the next tick will be written: a hint for a prefetch, never read or written
+    /// through.
+    pub(crate) fn next_slot(&mut self) -> *mut u8 {
+        std::ptr::from_mut(&mut self.buf[self.head]).cast()
     }
 
     pub fn len(&self) -> usize {
@@ -240,7 +252,7 @@ impl std::ops::DerefMut for Slots {
 
 /// Asks for the cache line at `p` ahead of a write to it.
 #[inline]
-fn prefetch_for_write(p: *const i8) {
+pub(crate) fn prefetch_for_write(p: *const i8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE is part of the x86_64 baseline, and a prefetch never faults.
     unsafe {
@@ -254,6 +266,18 @@ fn prefetch_for_write(p: *const i8) {
 mod tests {
     use super::*;
     use crate::tick::{MsgRef, SourceId, SymbolId, Timestamp};
+
+    #[test]
+    fn the_next_slot_is_the_one_the_next_push_writes_round_and_round() {
+        let mut ring = Ring::new(3);
+        for i in 0..7 {
+            let hint = ring.next_slot() as usize;
+            ring.push(tick(i));
+            let written = std::ptr::from_ref(&ring.buf[i as usize % 3]) as usize;
+            assert_eq!(hint, written, "push {i}");
+            assert_eq!(ring.newest(1).next().map(|t| t.ts_recv), Some(Timestamp(i)));
+        }
+    }
 
     fn tick(recv: i64) -> Tick {
         Tick {
@@ -304,15 +328,24 @@ mod tests {
         );
     }
 
-    /// A slot and a ring's state with its lock are one cache line each (Linux's lock is a
-    /// futex word; elsewhere the entry may take two).
+    /// A slot and a ring's state with its lock are one cache line each, the next slot's
+    /// address the line after the state (Linux's lock is a futex word; elsewhere the state may
+    /// take two).
     #[test]
     fn a_slot_and_a_rings_state_are_one_cache_line_each() {
         assert_eq!(std::mem::size_of::<Slot>(), 64, "a Tick is 64 bytes");
         let ring = Ring::new(3);
         assert_eq!(ring.buf.as_ptr() as usize % 64, 0);
         #[cfg(target_os = "linux")]
-        assert_eq!(std::mem::size_of::<RingLine>(), 64);
+        {
+            let line = RingLine::default();
+            let (at, hint) = (
+                std::ptr::from_ref(&line) as usize,
+                std::ptr::from_ref(&line.1) as usize,
+            );
+            assert_eq!(std::mem::size_of::<RingLine>(), 128);
+            assert_eq!(hint - at, 64, "the state fills the first line");
+        }
     }
 
     /// Rings carved from one arena keep to their own slots, and an arena spanning a huge
