@@ -402,15 +402,18 @@ impl Recorder {
         }
     }
 
-    /// Asks for the line of `symbol`'s ring that its next tick will be written to, ahead of
-    /// `store_tick`: the FIX gateway calls this as soon as a message is decoded, so that the
-    /// line comes in while the session checks the message and the book is updated. The rings
-    /// of 128 symbols hold 82 MB, and the ring's own prefetch a push ahead does not keep that
-    /// line in the cache once other threads share the core: `store_tick` waited for memory.
-    /// Never blocks; unknown ids and symbols whose ring has had no tick yet are ignored.
+    /// Asks for the lines `store_tick` will write for `symbol`'s next tick: the ring's lock and
+    /// state, and the slot the tick will take. The FIX gateway calls this as soon as a message
+    /// is decoded, so that they come in while the session checks the message and the book is
+    /// updated. The rings of 128 symbols hold 82 MB, and the ring's own prefetch a push ahead
+    /// does not keep the slot's line in the cache once other threads share the core:
+    /// `store_tick` waited for memory (README, *Performance log*, "Taken after run 58" and
+    /// "Taken after run 59"). Never blocks; unknown ids are ignored, and so is the slot of a
+    /// symbol whose ring has had no tick yet.
     #[inline]
     pub fn prefetch_ring(&self, symbol: SymbolId) {
         if let Some(line) = self.shared.rings.get(symbol.0 as usize) {
+            ring::prefetch_for_write(std::ptr::from_ref(&line.0).cast());
             let at = line.1.load(Ordering::Relaxed);
             if !at.is_null() {
                 ring::prefetch_for_write(at.cast_const().cast());
