@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::report::Verdict;
+use super::report::{Verdict, END_TO_END_TARGET, SUBSCRIBERS_BAND, TAILS_TARGET, WRITER_TARGET};
 use super::{median_interval, quantile};
 
 /// The ratios with a target: (key of the rounds, what they are, target, whether the target is
@@ -16,37 +16,37 @@ const RATIOS: [(&str, &str, f64, bool); 6] = [
     (
         "writer_vs_ceiling_rounds",
         "writer over the ceiling",
-        0.90,
+        WRITER_TARGET,
         false,
     ),
     (
         "writer_with_queries_vs_ceiling_rounds",
         "writer beside the live-day reader over its ceiling",
-        0.90,
+        WRITER_TARGET,
         false,
     ),
     (
         "end_to_end_vs_ceiling_rounds",
         "end to end over its ceiling",
-        0.75,
+        END_TO_END_TARGET,
         false,
     ),
     (
         "writer_with_tails_ratios",
         "writer with four tails over alone",
-        0.95,
+        TAILS_TARGET,
         false,
     ),
     (
         "publish_store_tick_p99_ratios",
         "store_tick p99, 8 subscribers over none",
-        1.10,
+        SUBSCRIBERS_BAND,
         true,
     ),
     (
         "publish_store_tick_p999_ratios",
         "store_tick p99.9, 8 subscribers over none",
-        1.10,
+        SUBSCRIBERS_BAND,
         true,
     ),
 ];
