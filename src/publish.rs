@@ -52,11 +52,12 @@
 //! encoder thread, which writes them as JSON lines once and queues a pointer to them for every
 //! subscriber. Each subscriber has its own thread (it writes the shared bytes, or the lines of
 //! its symbols). These threads wake at most every 5 ms (`FAN_OUT_PACE`) and take what came
-//! meanwhile: when commits come closer together than that (above ~100,000 ticks a second), a
-//! subscriber sees a tick within about 10 ms of its commit (the encoder's pace, then its own);
-//! further apart, as soon as the threads are scheduled. Each has a bounded queue
-//! (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is disconnected with the reason
-//! (`{"event":"disconnected","reason":…}`, best effort) and counted. At most
+//! meanwhile: when commits come closer together than that (above ~100,000 ticks a second with
+//! 500-tick batches), a subscriber sees a tick within about 10 ms of its commit (the encoder's
+//! pace, then its own); further apart, as soon as the threads are scheduled. Each has a bounded
+//! queue (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is
+//! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
+//! counted. At most
 //! `[publish] max_subscribers` connections are served at once (one more is told why and
 //! closed). Loopback by default.
 
