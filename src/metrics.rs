@@ -641,6 +641,20 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// Logs a warning when `bound` (a listener of `what`) takes connections from beyond this host:
+/// neither the metrics listener nor the subscribers' port authenticates a peer or encrypts its
+/// stream (README, *Deploy*).
+pub fn warn_beyond_loopback(bound: SocketAddr, what: &str) {
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            addr = %bound,
+            "{what}: listening beyond loopback, where any host that reaches this address is \
+             served unauthenticated and in clear; keep it on a trusted network or reach it through \
+             an SSH tunnel or a TLS proxy"
+        );
+    }
+}
+
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("metrics listener on {addr}: {why}")]
@@ -671,6 +685,7 @@ impl Server {
                 .map_err(|e| err(e.to_string()))?
         };
         tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
+        warn_beyond_loopback(bound, "metrics, health and status page");
         Ok(Server {
             http,
             thread: Some(thread),

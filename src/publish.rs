@@ -525,6 +525,9 @@ impl Publisher {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
+        if let Ok(bound) = listener.local_addr() {
+            crate::metrics::warn_beyond_loopback(bound, "live subscribers (publish)");
+        }
         let me = self.clone();
         std::thread::Builder::new()
             .name("tickrec-publish".into())

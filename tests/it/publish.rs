@@ -492,6 +492,46 @@ fn the_demo_publishes_with_publish() {
     assert!(row["symbol"].is_string() && row["bid"].is_number(), "{row}");
 }
 
+/// What could go wrong: a recorder taking subscribers from other hosts without a word, when
+/// neither its subscribers' port nor its metrics listener authenticates a peer or encrypts a
+/// stream; or a listener on every address that loopback cannot reach.
+#[test]
+fn listeners_beyond_loopback_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (publish, http, log) = (free_port(), free_port(), dir.path().join("demo.log"));
+    let _demo = Reaped(
+        Command::new(BIN)
+            .arg("--db")
+            .arg(dir.path().join("db"))
+            .args(["demo", "--seconds", "60", "--symbols", "2", "--rate", "200"])
+            .arg("--publish")
+            .arg(format!("0.0.0.0:{publish}"))
+            .arg("--metrics-listen")
+            .arg(format!("0.0.0.0:{http}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut all = subscribe(publish, r#"{"symbols": ["*"]}"#);
+    assert_eq!(next_line(&mut all)["event"], "subscribed");
+    // Served on loopback too (an answer of either kind).
+    wait_for(&format!("http://127.0.0.1:{http}/health"), 20, |_, _| true);
+    let warned = |what: &str, port: u16| {
+        std::fs::read_to_string(&log).is_ok_and(|t| {
+            t.lines().any(|l| {
+                l.contains("WARN")
+                    && l.contains(&format!("{what}: listening beyond loopback"))
+                    && l.contains(&format!("0.0.0.0:{port}"))
+            })
+        })
+    };
+    super::util::wait_until(Duration::from_secs(20), "both warnings in the log", || {
+        warned("live subscribers (publish)", publish)
+            && warned("metrics, health and status page", http)
+    });
+}
+
 /// `line` sent on the subscriber's connection.
 fn send(r: &mut BufReader<TcpStream>, line: &str) {
     r.get_mut()
