@@ -643,7 +643,7 @@ impl std::fmt::Debug for Server {
 
 /// Logs a warning when `bound` (a listener of `what`) takes connections from beyond this host:
 /// neither the metrics listener nor the subscribers' port authenticates a peer or encrypts its
-/// stream (README, *Deploy*).
+/// stream (README, *Live subscribers*: how to reach them from elsewhere).
 pub fn warn_beyond_loopback(bound: SocketAddr, what: &str) {
     if !bound.ip().is_loopback() {
         tracing::warn!(

@@ -59,7 +59,8 @@
 //! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
 //! counted. At most
 //! `[publish] max_subscribers` connections are served at once (one more is told why and
-//! closed). Loopback by default.
+//! closed). Loopback by default: nothing here authenticates a peer or encrypts a stream, and a
+//! listener beyond loopback is logged as a warning.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
