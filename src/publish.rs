@@ -391,7 +391,7 @@ impl IdNames {
 /// everything that came meanwhile: at one wake per commit (2,400 a second at full speed, nine
 /// threads) the switches reached the gateway thread's `store_tick`. At 2 ms, beside eight
 /// subscribers, its p99.9 read 240–250 ns against 215–240 at 5 ms, in four pairs of runs
-/// (README, *Performance log*, "Taken after run 61").
+/// (`data/performance-log.md`, "Taken after run 61").
 const FAN_OUT_PACE: Duration = Duration::from_millis(5);
 
 /// Waits until [`FAN_OUT_PACE`] has passed since `woke`, then marks now.

@@ -28,8 +28,8 @@ use crate::tick::{TickRow, Timestamp};
 /// CPU from it at once (at nice 19 it waits out the tail's slice first). Beside a writer at full
 /// speed on two cores, four tails at normal priority, each reading and formatting ~0.45 µs of
 /// CPU a tick, left it 0.65–0.70 × of its speed alone; at nice 19, 0.82–1.07 × (medians of
-/// three stages of rounds); under `SCHED_IDLE`, 0.95–0.99 × (four; README, *Tails, subscribers
-/// and archives*). No privilege is needed to take it; to leave it, one is.
+/// three stages of rounds); under `SCHED_IDLE`, 0.95–0.99 × (four; `data/performance-log.md`,
+/// *Tails, subscribers and archives*). No privilege is needed to take it; to leave it, one is.
 pub fn idle_priority() -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is valid for the call; pid 0 is the calling thread.

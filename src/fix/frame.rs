@@ -224,8 +224,8 @@ impl<'a> Iterator for Fields<'a> {
         // alone, in the `DECODE_COUNT` count of `benches/fix_decode.rs`: under cachegrind
         // 0.959G → 0.915G instructions, 12.05M → 10.65M mispredicted branches; 3M messages
         // timed, two series of eight runs a side, alternating: medians 310 → 293 and 327 → 299
-        // ns a message. (One 8-byte word a tag, with multiplications, had cost more: README,
-        // *Performance log*, "Measured after run 54".)
+        // ns a message. (One 8-byte word a tag, with multiplications, had cost more:
+        // `data/performance-log.md`, "Measured after run 54".)
         let d = |b: &u8| b.wrapping_sub(b'0');
         let n = |b: &u8| u32::from(d(b));
         let (tag, width, digits) = match &self.buf[start..] {

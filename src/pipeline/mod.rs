@@ -407,7 +407,7 @@ impl Recorder {
     /// is decoded, so that they come in while the session checks the message and the book is
     /// updated. The rings of 128 symbols hold 82 MB, and the ring's own prefetch a push ahead
     /// does not keep the slot's line in the cache once other threads share the core:
-    /// `store_tick` waited for memory (README, *Performance log*, "Taken after run 58" and
+    /// `store_tick` waited for memory (`data/performance-log.md`, "Taken after run 58" and
     /// "Taken after run 59"). Never blocks; unknown ids are ignored, and so is the slot of a
     /// symbol whose ring has had no tick yet.
     #[inline]

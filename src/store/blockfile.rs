@@ -309,7 +309,7 @@ impl Spool {
     /// This transaction's ticks are all pushed (directory rows recorded after them follow).
     /// Its tail record comes from what [`Spool::push`] kept: taken from the ticks again, in
     /// three passes over them, it cost the writer thread 14 ns a tick, now 1.5 (`perf` of
-    /// `tickrec bench --only writer`; README, "Measured after run 41").
+    /// `tickrec bench --only writer`; `data/performance-log.md`, "Measured after run 41").
     pub fn ticks_done(&mut self) {
         let (Some(head), Some(last)) = (self.ticks.first(), self.ticks.last()) else {
             return;
