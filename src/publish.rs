@@ -57,10 +57,9 @@
 //! pace, then its own); further apart, as soon as the threads are scheduled. Each has a bounded
 //! queue (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is
 //! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
-//! counted. At most
-//! `[publish] max_subscribers` connections are served at once (one more is told why and
-//! closed). Loopback by default: nothing here authenticates a peer or encrypts a stream, and a
-//! listener beyond loopback is logged as a warning.
+//! counted. At most `[publish] max_subscribers` connections are served at once (one more is
+//! told why and closed). Loopback by default: nothing here authenticates a peer or encrypts a
+//! stream, and a listener beyond loopback is logged as a warning.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
