@@ -661,7 +661,6 @@ impl SqliteSink {
         let idx = self.open_day(day)?;
         let names = &self.names;
         let od = &mut self.open[idx];
-        let path = layout::day_path(&self.base, day);
         let result = insert_all(od, names, ticks, import_file);
         match result {
             Ok(next_seq) => {
@@ -685,7 +684,10 @@ impl SqliteSink {
                 if let Some(c) = &self.checkpointer {
                     c.remove(&od.path);
                 }
-                Err(StoreError::Sqlite { path, source: e })
+                Err(StoreError::Sqlite {
+                    path: od.path.clone(),
+                    source: e,
+                })
             }
         }
     }
@@ -1072,11 +1074,10 @@ pub(super) fn record_directory(
     pending: &super::directory::Pending,
 ) -> rusqlite::Result<Option<(i64, i64, bool)>> {
     let (covered, cummax, lag): (i64, i64, i64) = tx
-        .query_row(
+        .prepare_cached(
             "SELECT last_seq, cummax, lag FROM batches ORDER BY first_seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?
         .unwrap_or((0, i64::MIN, 0));
     let start = covered + 1;
