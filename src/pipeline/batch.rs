@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use super::queue::{Consumer, Pop};
 
 use super::{Sink, Stats};
 use crate::shutdown::Shutdown;
@@ -109,44 +109,44 @@ impl OpenMessages {
 /// Long (~90 lines) on purpose: the writer thread's loop; the stall and retry state it carries
 /// stays local to it.
 pub(crate) fn run_writer(
-    rx: Receiver<Tick>,
+    mut rx: Consumer,
     mut sinks: Vec<Box<dyn Sink>>,
     policy: BatchPolicy,
     ctl: WriterControl,
 ) {
     let stop = &ctl.stop;
     let batch_size = policy.batch_size.max(1);
-    let capacity = rx.capacity().unwrap_or(usize::MAX).max(1);
+    let capacity = rx.capacity().max(1);
     let mut batch: Vec<Tick> = Vec::with_capacity(batch_size);
     let mut open = OpenMessages::default();
     let mut idle = Backoff::default();
     'outer: loop {
         // Wait for the batch's first tick: polled, so that no producer has a writer to wake.
-        match rx.try_recv() {
+        match rx.try_pop() {
             Ok(t) => {
                 idle = Backoff::default();
                 take(&mut batch, &mut open, t);
             }
-            Err(TryRecvError::Empty) => {
+            Err(Pop::Empty) => {
                 if stop.load(Ordering::Acquire) {
                     break 'outer;
                 }
                 std::thread::sleep(idle.next());
                 continue;
             }
-            Err(TryRecvError::Disconnected) => break 'outer,
+            Err(Pop::Disconnected) => break 'outer,
         }
         let started = Instant::now();
         let deadline = started + policy.batch_timeout;
         while batch.len() < batch_size {
             // Take what is already queued; only then wait.
-            match rx.try_recv() {
+            match rx.try_pop() {
                 Ok(t) => {
                     take(&mut batch, &mut open, t);
                     continue;
                 }
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
+                Err(Pop::Disconnected) => break,
+                Err(Pop::Empty) => {}
             }
             let now = Instant::now();
             if stop.load(Ordering::Acquire) || now >= deadline {
@@ -169,9 +169,9 @@ pub(crate) fn run_writer(
         // message is microseconds behind.
         let tail_deadline = Instant::now() + MESSAGE_TAIL_WAIT;
         while open.any() {
-            match rx.try_recv() {
+            match rx.try_pop() {
                 Ok(t) => take(&mut batch, &mut open, t),
-                Err(TryRecvError::Empty) if Instant::now() < tail_deadline => {
+                Err(Pop::Empty) if Instant::now() < tail_deadline => {
                     std::thread::sleep(MIN_POLL);
                 }
                 Err(_) => break,
@@ -183,7 +183,7 @@ pub(crate) fn run_writer(
     // Drain: nothing more can arrive, so write whatever is still queued.
     loop {
         while batch.len() < batch_size || open.any() {
-            match rx.try_recv() {
+            match rx.try_pop() {
                 Ok(t) => take(&mut batch, &mut open, t),
                 Err(_) => break,
             }

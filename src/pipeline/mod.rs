@@ -1,5 +1,5 @@
-//! The recorder: ticks in (`store_tick`), per-symbol rings and a bounded channel, one writer
-//! thread out to the storage backends.
+//! The recorder: ticks in (`store_tick`), per-symbol rings and a bounded channel (`queue`),
+//! one writer thread out to the storage backends.
 //!
 //! `store_tick` is the hot path. In steady state it takes one uncontended per-symbol lock and
 //! its own thread's latency histogram lock (no lock is shared between producers; a scrape of
@@ -21,6 +21,7 @@
 
 pub mod batch;
 mod doorbell;
+mod queue;
 pub mod ring;
 pub mod stats;
 
@@ -29,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use doorbell::Doorbell;
+use queue::Push;
 
 pub use batch::BatchPolicy;
 use ring::{Ring, RingLine};
@@ -129,7 +130,7 @@ struct Shared {
     names: Arc<Names>,
     /// One ring per symbol id, created on the symbol's first tick.
     rings: Box<[RingLine]>,
-    tx: Sender<Tick>,
+    tx: queue::Producer,
     stats: Arc<Stats>,
     /// Set when shutdown gives up on a stalled store: producers waiting for room are refused,
     /// and backends spill instead of retrying.
@@ -222,8 +223,7 @@ impl Recorder {
         names: Arc<Names>,
         sinks: Vec<Box<dyn Sink>>,
     ) -> std::io::Result<Recorder> {
-        let (tx, rx): (Sender<Tick>, Receiver<Tick>) =
-            crossbeam_channel::bounded(opts.channel_capacity.max(1));
+        let (tx, rx) = queue::bounded(opts.channel_capacity.max(1));
         let mut stats = Stats::default();
         for s in &sinks {
             stats.sinks.push((s.name().to_owned(), s.stats()));
@@ -313,18 +313,18 @@ impl Recorder {
             line.1.store(ring.next_slot(), Ordering::Relaxed);
         }
         let sent = match sh.opts.overflow {
-            OverflowPolicy::Block => match sh.tx.try_send(tick) {
+            OverflowPolicy::Block => match sh.tx.try_push(tick) {
                 Ok(()) => true,
-                Err(TrySendError::Full(t)) => self.wait_for_room(t),
-                Err(TrySendError::Disconnected(_)) => false,
+                Err(Push::Full(t)) => self.wait_for_room(t),
+                Err(Push::Disconnected) => false,
             },
-            OverflowPolicy::Drop => match sh.tx.try_send(tick) {
+            OverflowPolicy::Drop => match sh.tx.try_push(tick) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
+                Err(Push::Full(_)) => {
                     sh.stats.intake.ticks_dropped.incr();
                     return Ok(Outcome::Dropped);
                 }
-                Err(TrySendError::Disconnected(_)) => false,
+                Err(Push::Disconnected) => false,
             },
         };
         if !sent {
@@ -359,7 +359,7 @@ impl Recorder {
     #[cold]
     fn wait_for_room(&self, mut tick: Tick) -> bool {
         let sh = &*self.shared;
-        let capacity = sh.tx.capacity().unwrap_or(usize::MAX);
+        let capacity = sh.tx.capacity();
         // Woken when a quarter of the channel is free (at least a batch), not on every batch
         // the writer takes: on a virtual machine a futex wake costs the writer ~16 µs (an
         // interrupt to the other CPU), and a feed faster than the writer had it pay one per
@@ -373,15 +373,15 @@ impl Recorder {
                 || capacity.saturating_sub(sh.tx.len()) >= room_for,
                 Instant::now() + Duration::from_millis(20),
             );
-            match sh.tx.try_send(tick) {
+            match sh.tx.try_push(tick) {
                 Ok(()) => return true,
-                Err(TrySendError::Full(t)) => {
+                Err(Push::Full(t)) => {
                     if sh.abort.is_requested() {
                         return false;
                     }
                     tick = t;
                 }
-                Err(TrySendError::Disconnected(_)) => return false,
+                Err(Push::Disconnected) => return false,
             }
         }
     }
@@ -403,13 +403,14 @@ impl Recorder {
     }
 
     /// Asks for the lines `store_tick` will write for `symbol`'s next tick: the ring's lock and
-    /// state, and the slot the tick will take. The FIX gateway calls this as soon as a message
-    /// is decoded, so that they come in while the session checks the message and the book is
-    /// updated. The rings of 128 symbols hold 82 MB, and the ring's own prefetch a push ahead
-    /// does not keep the slot's line in the cache once other threads share the core:
-    /// `store_tick` waited for memory (`data/performance-log.md`, "Taken after run 58" and
-    /// "Taken after run 59"). Never blocks; unknown ids are ignored, and so is the slot of a
-    /// symbol whose ring has had no tick yet.
+    /// state, the slot the tick will take, and the channel's next slot. The FIX gateway calls
+    /// this as soon as a message is decoded, so that they come in while the session checks the
+    /// message and the book is updated. The rings of 128 symbols hold 82 MB, and the ring's own
+    /// prefetch a push ahead does not keep the slot's line in the cache once other threads share
+    /// the core: `store_tick` waited for memory (`data/performance-log.md`, "Taken after run 58",
+    /// "Taken after run 59" and, for the channel's slot, "Taken after run 64"). Never blocks;
+    /// unknown ids are ignored, and so is the ring slot of a symbol whose ring has had no tick
+    /// yet.
     #[inline]
     pub fn prefetch_ring(&self, symbol: SymbolId) {
         if let Some(line) = self.shared.rings.get(symbol.0 as usize) {
@@ -419,6 +420,7 @@ impl Recorder {
                 ring::prefetch_for_write(at.cast_const().cast());
             }
         }
+        self.shared.tx.prefetch();
     }
 
     /// Makes `symbol`'s ring now; otherwise it is made on the symbol's first tick, inside
@@ -478,7 +480,7 @@ impl Recorder {
     pub fn stats(&self) -> StatsSnapshot {
         let sh = &*self.shared;
         sh.stats
-            .snapshot(sh.tx.len(), sh.tx.capacity().unwrap_or(0), sh.opts.health)
+            .snapshot(sh.tx.len(), sh.tx.capacity(), sh.opts.health)
     }
 
     /// The latency histograms (ns), for exposition: `store_tick`, every producer merged, and

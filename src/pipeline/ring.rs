@@ -46,7 +46,7 @@ pub struct Ring {
 /// One tick on a cache line of its own (a `Tick` is 64 bytes).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
-struct Slot(Tick);
+pub(crate) struct Slot(Tick);
 
 /// A ring and its lock on one cache line of their own, and on the next line the address of the
 /// slot its next tick will take (null until its first push), which a feed reads without the
@@ -222,9 +222,17 @@ impl Drop for Arena {
     }
 }
 
+/// `capacity` tick slots (at least 1) in an allocation of their own, made as the rings' are
+/// (written once, in huge pages when they span one): the writer's queue's.
+pub(crate) fn slots(capacity: usize) -> Slots {
+    Arena::carve(1, capacity.max(1))
+        .pop()
+        .expect("`Arena::carve` makes one piece per ring asked for")
+}
+
 /// One ring's slots: a piece of an [`Arena`] that no other piece overlaps.
 #[derive(Debug)]
-struct Slots {
+pub(crate) struct Slots {
     ptr: NonNull<Slot>,
     len: usize,
     _arena: Arc<Arena>,
@@ -234,6 +242,14 @@ struct Slots {
 unsafe impl Send for Slots {}
 // SAFETY: shared access gives only `&[Slot]`.
 unsafe impl Sync for Slots {}
+
+impl Slots {
+    /// The first slot's tick, for a user that never makes references into the slots (the
+    /// writer's queue: its producers write while its consumer reads).
+    pub(crate) fn as_ptr(&self) -> *mut Tick {
+        self.ptr.as_ptr().cast()
+    }
+}
 
 impl std::ops::Deref for Slots {
     type Target = [Slot];
