@@ -1,12 +1,17 @@
 //! The bounded queue from producers (`store_tick`) to the writer thread: many producers, one
 //! consumer, fixed capacity, no allocation after it is made.
 //!
-//! Why not a channel crate: a producer must be able to ask for the line its next tick will be
-//! written to before it writes it ([`Producer::prefetch`]), as it does for the ring's slot, and
-//! the slots live in huge pages, as the rings do. In end to end the queue stands full and each
-//! send writes a slot the writer emptied up to three quarters of a lap earlier (18 MB behind,
-//! in 4 KB pages with a channel crate): that write was most of `store_tick`'s p99.9
-//! (`data/performance-log.md`, "Measured after run 64").
+//! Why not a channel crate: a producer asks for the line its next tick will be written to
+//! before it writes it ([`Producer::prefetch`], from `Recorder::prefetch_ring` as a message is
+//! decoded), as it does for the ring's slot, and the slots are made as the rings' are, in huge
+//! pages. In end to end the queue stands full, and a producer waits for a quarter of it to be
+//! free, then writes slots the writer emptied up to a quarter of a lap (4 MB of ticks)
+//! earlier, out of its core's cache by then: the send was most of `store_tick`'s p99.9
+//! (`data/performance-log.md`, "Measured after run 64"). With this queue, `bench --only
+//! publish`, alternating: `store_tick` p99 50 → 40 ns and p99.9 170–185 → 140–165 ns beside
+//! eight subscribers; end to end against its ceiling 0.728 → 0.758 × ("Taken after run 64").
+//! One consumer also spares the writer a compare-and-swap a tick, and the doorbell, not the
+//! queue, does the waking.
 //!
 //! The algorithm is the array queue of Dmitry Vyukov as `crossbeam` builds it: every slot has
 //! a stamp, `lap | index`; a producer claims the slot at `tail` by moving `tail` on (CAS) when
