@@ -254,21 +254,7 @@ impl Drop for Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{MsgRef, SourceId, SymbolId, Timestamp};
-
-    fn tick(source: u32, n: i64) -> Tick {
-        Tick {
-            symbol: SymbolId(0),
-            source: SourceId(source),
-            ts_event: Timestamp(n),
-            ts_recv: Timestamp(n),
-            bid: None,
-            ask: None,
-            bid_size: None,
-            ask_size: None,
-            msg: MsgRef::NONE,
-        }
-    }
+    use crate::pipeline::ring::blank_tick as tick;
 
     #[test]
     fn first_in_first_out_over_many_laps_of_an_odd_capacity() {

@@ -72,6 +72,17 @@ const EMPTY: Slot = Slot(Tick {
     msg: MsgRef::NONE,
 });
 
+/// A tick with no prices from `source` at `recv` (event and receive time): for tests.
+#[cfg(test)]
+pub(crate) fn blank_tick(source: u32, recv: i64) -> Tick {
+    Tick {
+        source: SourceId(source),
+        ts_event: Timestamp(recv),
+        ts_recv: Timestamp(recv),
+        ..EMPTY.0
+    }
+}
+
 impl Ring {
     /// One ring of `capacity` ticks (at least 1) in an allocation of its own.
     pub fn new(capacity: usize) -> Ring {
@@ -240,7 +251,9 @@ pub(crate) struct Slots {
 
 // SAFETY: a piece owns its slots exclusively (`Arena`'s invariant), as a `Box<[Slot]>` would.
 unsafe impl Send for Slots {}
-// SAFETY: shared access gives only `&[Slot]`.
+// SAFETY: shared access gives `&[Slot]`, or the raw pointer of `as_ptr`, through which only the
+// writer's queue writes, each slot by one thread at a time under its stamps (`queue.rs`,
+// invariant 1), never making a reference into them.
 unsafe impl Sync for Slots {}
 
 impl Slots {
@@ -281,7 +294,7 @@ pub(crate) fn prefetch_for_write(p: *const i8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{MsgRef, SourceId, SymbolId, Timestamp};
+    use crate::tick::Timestamp;
 
     #[test]
     fn the_next_slot_is_the_one_the_next_push_writes_round_and_round() {
@@ -296,17 +309,7 @@ mod tests {
     }
 
     fn tick(recv: i64) -> Tick {
-        Tick {
-            symbol: SymbolId(0),
-            source: SourceId(0),
-            ts_event: Timestamp(recv),
-            ts_recv: Timestamp(recv),
-            bid: None,
-            ask: None,
-            bid_size: None,
-            ask_size: None,
-            msg: MsgRef::NONE,
-        }
+        blank_tick(0, recv)
     }
 
     #[test]
