@@ -474,9 +474,10 @@ impl Gateway {
             },
         };
         if let Ok(d) = &decoded {
-            // The ring lines this message's ticks will be written to, asked for now: the
-            // session's checks and the book's update run while they come in
-            // (`Recorder::prefetch_ring`; `data/performance-log.md`, "Taken after run 58").
+            // The ring and channel lines this message's ticks will be written to, asked for
+            // now: the session's checks and the book's update run while they come in
+            // (`Recorder::prefetch_ring`, `Recorder::prefetch_channel`).
+            self.recorder.prefetch_channel();
             if let Some(sym) = d.snapshot_symbol.and_then(|s| self.md.symbol_id(s)) {
                 self.recorder.prefetch_ring(sym);
             }

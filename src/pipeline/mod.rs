@@ -403,14 +403,13 @@ impl Recorder {
     }
 
     /// Asks for the lines `store_tick` will write for `symbol`'s next tick: the ring's lock and
-    /// state, the slot the tick will take, and the channel's next slot. The FIX gateway calls
-    /// this as soon as a message is decoded, so that they come in while the session checks the
-    /// message and the book is updated. The rings of 128 symbols hold 82 MB, and the ring's own
-    /// prefetch a push ahead does not keep the slot's line in the cache once other threads share
-    /// the core: `store_tick` waited for memory (`data/performance-log.md`, "Taken after run 58",
-    /// "Taken after run 59" and, for the channel's slot, "Taken after run 64"). Never blocks;
-    /// unknown ids are ignored, and so is the ring slot of a symbol whose ring has had no tick
-    /// yet.
+    /// state, and the slot the tick will take. The FIX gateway calls this as soon as a message
+    /// is decoded, so that they come in while the session checks the message and the book is
+    /// updated. The rings of 128 symbols hold 82 MB, and the ring's own prefetch a push ahead
+    /// does not keep the slot's line in the cache once other threads share the core:
+    /// `store_tick` waited for memory (`data/performance-log.md`, "Taken after run 58" and
+    /// "Taken after run 59"). Never blocks; unknown ids are ignored, and so is the slot of a
+    /// symbol whose ring has had no tick yet.
     #[inline]
     pub fn prefetch_ring(&self, symbol: SymbolId) {
         if let Some(line) = self.shared.rings.get(symbol.0 as usize) {
@@ -420,6 +419,14 @@ impl Recorder {
                 ring::prefetch_for_write(at.cast_const().cast());
             }
         }
+    }
+
+    /// Asks for the lines the channel's next slot will take, as [`Recorder::prefetch_ring`] does
+    /// for a ring: once a message, however many ticks it carries (the next ones follow on the
+    /// same lines or the next). The channel's slot was most of `store_tick`'s p99.9
+    /// (`data/performance-log.md`, "Taken after run 64"). Never blocks.
+    #[inline]
+    pub fn prefetch_channel(&self) {
         self.shared.tx.prefetch();
     }
 

@@ -2,9 +2,9 @@
 //! consumer, fixed capacity, no allocation after it is made.
 //!
 //! Why not a channel crate: a producer asks for the line its next tick will be written to
-//! before it writes it ([`Producer::prefetch`], from `Recorder::prefetch_ring` as a message is
-//! decoded), as it does for the ring's slot, and the slots are made as the rings' are, in huge
-//! pages. In end to end the queue stands full, and a producer waits for a quarter of it to be
+//! before it writes it ([`Producer::prefetch`], from `Recorder::prefetch_channel` as a
+//! message is decoded), as it does for the ring's slot, and the slots are made as the rings'
+//! are, in huge pages. In end to end the queue stands full, and a producer waits for a quarter of it to be
 //! free, then writes slots the writer emptied up to a quarter of a lap (4 MB of ticks)
 //! earlier, out of its core's cache by then: the send was most of `store_tick`'s p99.9
 //! (`data/performance-log.md`, "Measured after run 64"). With this queue, `bench --only

@@ -102,8 +102,10 @@ fn rings_made_up_front_keep_every_symbols_ticks_apart() {
         .iter()
         .map(|s| rec.names().symbol(s).unwrap())
         .collect();
-    // Asking for a ring's next line (as the FIX gateway does before each store) changes
-    // nothing, for a symbol with no ring, an unknown id, or a ring not yet written to.
+    // Asking for a ring's or the channel's next line (as the FIX gateway does before each
+    // store) changes nothing, for a symbol with no ring, an unknown id, or a ring not yet
+    // written to.
+    rec.prefetch_channel();
     rec.prefetch_ring(ids[1]);
     rec.prefetch_ring(tickrec::tick::SymbolId(u32::MAX));
     rec.prepare_all(&[ids.clone(), ids.clone()].concat());
@@ -118,6 +120,7 @@ fn rings_made_up_front_keep_every_symbols_ticks_apart() {
         for (k, s) in names.iter().enumerate() {
             let bid = format!("{}.{i}", k + 1);
             rec.prefetch_ring(ids[k]);
+            rec.prefetch_channel();
             rec.store_tick(tick(&rec, s, Timestamp(t0.0 + i), &bid, "9"))
                 .unwrap();
         }
