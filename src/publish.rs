@@ -623,7 +623,16 @@ impl Publisher {
             Ok(None) => Err("the connection closed before a request line".into()),
             Err(e) => Err(e.to_string()),
         };
-        let (symbols, ids, start) = match request {
+        // A replay's start is resolved before the subscription is confirmed: a cursor past
+        // what the store holds is refused like a malformed request.
+        let request = request.and_then(|(symbols, ids, start)| {
+            let tail = start
+                .map(|start| Tail::new(store, symbols.clone(), start))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            Ok((symbols, ids, tail))
+        });
+        let (symbols, ids, tail) = match request {
             Ok(r) => r,
             Err(why) => {
                 let _ = self.refuse(&mut out, peer, why, "a subscription request");
@@ -631,7 +640,7 @@ impl Publisher {
             }
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, symbols = ?symbols, from = ?start, "publish: subscriber joined");
+        tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
         let conn = Arc::new(Connection {
             peer,
@@ -656,7 +665,7 @@ impl Publisher {
         if let Err(e) = &reader {
             tracing::warn!(%peer, error = %e, "publish: a subscriber's later lines will not be read");
         }
-        let result = self.serve_one(&mut out, &symbols, ids, start, &conn, recorder, store, stop);
+        let result = self.serve_one(&mut out, &symbols, ids, tail, &conn, recorder, stop);
         self.connected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -731,10 +740,9 @@ impl Publisher {
         out: &mut BufWriter<TcpStream>,
         symbols: &Symbols,
         wanted: Option<HashSet<String>>,
-        start: Option<Start>,
+        tail: Option<Tail>,
         me: &Connection,
         recorder: &Recorder,
-        store: Store,
         stop: &Shutdown,
     ) -> std::io::Result<String> {
         let queue = &me.queue;
@@ -744,9 +752,7 @@ impl Publisher {
         // more pass for what was committed in between: live batches at or below the cursor
         // reached are skipped below.
         let mut replayed: Option<Cursor> = None;
-        if let Some(start) = start {
-            let mut tail =
-                Tail::new(store, symbols.clone(), start).map_err(std::io::Error::other)?;
+        if let Some(mut tail) = tail {
             loop {
                 let n = tail
                     .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))

@@ -190,12 +190,59 @@ fn file_mark(db: &std::path::Path) -> FileMark {
     [one(db), one(&crate::fsutil::with_suffix(db, "-wal"))]
 }
 
+/// Refuses a cursor past what the store holds: its day file ends before the cursor's `seq`, or
+/// the store has no such day and none after it. Read on from there, a tail would pass over the
+/// ticks that the day's next commits record under the seqs in between, without a word: the day
+/// file was replaced by an older copy, ticks a reader had seen were lost (a power cut takes
+/// back the last commits of a WAL that was not yet synced), or the cursor is another store's.
+/// Seq 0 of any day starts at its beginning and skips nothing of it. A day without a file before
+/// the newest (retention removed it, or it had no ticks) is passed over as before: nothing of it
+/// is left to skip. A day that cannot be read now is left to the first poll, which reports it.
+fn check_cursor(
+    store: &Store,
+    days: &[crate::store::layout::DayFile],
+    cursor: &Cursor,
+) -> Result<(), ReadError> {
+    let newest = days.last().map(|d| d.day);
+    for (&day, &seq) in &cursor.0 {
+        if seq == 0 {
+            continue;
+        }
+        let held = match days.iter().find(|d| d.day == day) {
+            Some(d) => match store.max_seq(d) {
+                Ok(held) => held,
+                Err(_) => continue,
+            },
+            None if newest.is_some_and(|n| day < n) => continue,
+            None => 0,
+        };
+        if seq > held {
+            let holds = if held == 0 {
+                format!("the store holds no tick of {day}")
+            } else {
+                format!("the store's last tick of {day} is {day}:{held}")
+            };
+            return Err(ReadError::CursorAhead(format!(
+                "cursor {day}:{seq} is past what the store holds ({holds}): reading on from it \
+                 would skip the ticks recorded next under the seqs in between. Was the day file \
+                 replaced by an older copy, were ticks lost after a reader saw them, or is the \
+                 cursor another store's? Resume from a cursor at or before {day}:{held}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Tail {
-    /// Resolves `start` against the store's day files now.
+    /// Resolves `start` against the store's day files now. A cursor past what the store holds
+    /// is refused (see [`check_cursor`]).
     pub fn new(store: Store, symbols: Symbols, start: Start) -> Result<Tail, ReadError> {
         let days = store.days()?;
         let cursor = match start {
-            Start::After(c) => c,
+            Start::After(c) => {
+                check_cursor(&store, &days, &c)?;
+                c
+            }
             Start::Time(t) => match days.iter().find(|d| d.day >= t.day()) {
                 Some(d) if d.day == t.day() => Cursor::at(d.day, store.seq_before_time(d, t)?),
                 Some(d) => Cursor::start_of(d.day),

@@ -30,6 +30,9 @@ pub enum ReadError {
     Store(#[from] StoreError),
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// A reader's cursor names a position the store does not hold (see `tail::Tail::new`).
+    #[error("{0}")]
+    CursorAhead(String),
 }
 
 /// Read access to the day files under one base folder.

@@ -237,6 +237,25 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
         }
     }
     assert!(expect - from > 2000);
+
+    // A cursor past every commit (a store restored from an older copy, another store's
+    // cursor) is refused, naming where the store ends, rather than skipping what comes next.
+    let ahead = expect + 50_000_000;
+    let mut refused = subscribe(
+        publish,
+        &format!(r#"{{"symbols": ["*"], "from": "{day}:{ahead}"}}"#),
+    );
+    let v = next_line(&mut refused);
+    assert_eq!(v["event"], "error", "{v}");
+    let why = v["reason"].as_str().unwrap();
+    assert!(why.contains("is past what the store holds"), "{why}");
+    assert!(
+        why.contains(&format!("last tick of {day} is {day}:")),
+        "{why}"
+    );
+    let mut rest = String::new();
+    refused.read_to_string(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest}");
 }
 
 /// The next heartbeat's newest (day, seq) of its cursor (one day, unless the test runs across

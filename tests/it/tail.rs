@@ -497,3 +497,58 @@ fn a_tail_stops_after_max_ticks_with_its_cursor_on_the_last_and_runs_idle_unless
     assert_ne!(ours, libc::SCHED_IDLE);
     assert_eq!(seqs(&tail.stop()), vec![150]);
 }
+
+/// What could go wrong: a consumer whose cursor is past what the store holds (the day file
+/// restored from an older copy, ticks lost after it saw them, another store's cursor) resumes
+/// without a word, and the ticks the day's next commits record under those seqs never reach it.
+#[test]
+fn a_cursor_past_what_the_store_holds_is_refused_and_names_where_the_store_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest(&db, &ticks("2026-11-20", 0, 20, 10));
+    ingest(&db, &ticks("2026-11-22", 0, 10, 10));
+    let refused = |args: &[&str], names: &str| {
+        let out = tickrec(&db, args, None);
+        let said = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was not refused: {said}");
+        assert!(said.contains("is past what the store holds"), "{said}");
+        assert!(said.contains(names), "{said}");
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    };
+    let passed = |args: &[&str]| {
+        let out = tickrec(&db, args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        keys(
+            &text(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        )
+    };
+    // One past a day's last tick, in a listed day or the day before the newest.
+    refused(
+        &["tail", "--from", "2026-11-22:11"],
+        "last tick of 2026-11-22 is 2026-11-22:10",
+    );
+    refused(
+        &["tail", "--from", "2026-11-20:21,2026-11-22:3"],
+        "2026-11-20:20",
+    );
+    // A day after the newest, past its start; from a cursor file as from `--from`.
+    refused(
+        &["tail", "--from", "2026-11-23:1"],
+        "holds no tick of 2026-11-23",
+    );
+    let cur = dir.path().join("cursor").to_string_lossy().into_owned();
+    std::fs::write(&cur, "2026-11-22:4000\n").unwrap();
+    refused(&["tail", "--cursor-file", &cur], "2026-11-22:10");
+    // The last tick, the start of a later day and a day without a file before the newest
+    // (retention, or no ticks) skip nothing.
+    assert!(passed(&["tail", "--from", "2026-11-22:10"]).is_empty());
+    assert!(passed(&["tail", "--from", "2026-11-23:0"]).is_empty());
+    let after_gap = passed(&["tail", "--from", "2026-11-21:7"]);
+    assert_eq!(after_gap.len(), 10);
+    assert_eq!(after_gap[0], ("2026-11-22".to_owned(), 1));
+    let both = passed(&["tail", "--from", "2026-11-20:20,2026-11-22:9"]);
+    assert_eq!(both, vec![("2026-11-22".to_owned(), 10)]);
+}
