@@ -1771,6 +1771,26 @@ impl Store {
         })
     }
 
+    /// The named symbols of which `day` holds no tick (names are case-sensitive); none when
+    /// `symbols` is every symbol.
+    pub fn unknown_symbols(
+        &self,
+        day: &DayFile,
+        symbols: &Symbols,
+    ) -> Result<Vec<String>, ReadError> {
+        let mut found = vec![false; symbols.len()];
+        if day.form == Form::Parquet {
+            let pq = ParquetDay::open_for_queries(&day.path)?;
+            symbols.in_parquet(&pq, &mut found);
+        } else {
+            self.with_day(day, Reach::Few, |reader| {
+                symbols.ids(reader, &mut found);
+                Ok(())
+            })?;
+        }
+        Ok(symbols.unknown(&found))
+    }
+
     /// The highest seq of one day file (its tick count).
     pub fn max_seq(&self, day: &DayFile) -> Result<i64, ReadError> {
         if day.archived {

@@ -333,6 +333,17 @@ fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come(
         .collect();
     assert_eq!(want.iter().filter(|(s, _)| s == "USDJPY").count(), 2);
     assert_eq!(got, want);
+    let live = &tickrec::store::layout::list_days(&db).unwrap()[0];
+    assert_eq!(
+        store()
+            .unknown_symbols(live, &Symbols::parse("EURUSD,NOPE").unwrap())
+            .unwrap(),
+        vec!["NOPE".to_owned()]
+    );
+    assert!(store()
+        .unknown_symbols(live, &Symbols::All)
+        .unwrap()
+        .is_empty());
     // Archived, as Parquet (only the symbols' runs read) and as .db.zst (the others' rows
     // skipped): the same rows, and the cursor at the day's end.
     let run = |args: &[&str]| {
@@ -342,6 +353,32 @@ fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come(
     let check = |suffix: &str| {
         let days = tickrec::store::layout::list_days(&db).unwrap();
         assert!(days[0].archived && days[0].path.to_string_lossy().ends_with(suffix));
+        // A name the day has no tick of (here in the wrong case) is said, and the rest flows.
+        let typo = Symbols::parse("GBPUSD,usdjpy,USDJPY").unwrap();
+        assert_eq!(
+            store().unknown_symbols(&days[0], &typo).unwrap(),
+            vec!["usdjpy".to_owned()],
+            "{suffix}"
+        );
+        let out = tickrec(
+            &db,
+            &[
+                "tail",
+                "--from",
+                "2026-11-20:0",
+                "--symbols",
+                "USDJPY,usdjpy",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr)
+                .contains("tail: no tick of usdjpy in the newest day file (2026-11-20;"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).lines().count(), 2, "{suffix}");
         let named = Symbols::parse("GBPUSD,USDJPY").unwrap();
         let mut tail = Tail::new(store(), named, start()).unwrap();
         assert_eq!(tail_now(&mut tail), want, "{suffix}");

@@ -41,6 +41,25 @@ pub(super) fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitC
     Ok(report_broken(&read.broken))
 }
 
+/// Names a tail asks for that the newest day file has no tick of (a typo, or the wrong case:
+/// names are case-sensitive) are said on stderr; the tail goes on (a symbol may come later).
+fn warn_unknown_symbols(
+    store: &tickrec::store::reader::Store,
+    symbols: &tickrec::store::reader::Symbols,
+) {
+    let Ok(days) = store.days() else { return };
+    let Some(newest) = days.last() else { return };
+    if let Ok(unknown) = store.unknown_symbols(newest, symbols) {
+        if !unknown.is_empty() {
+            eprintln!(
+                "tail: no tick of {} in the newest day file ({}; names are case-sensitive)",
+                unknown.join(", "),
+                newest.day
+            );
+        }
+    }
+}
+
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
     // Before any thread starts (a thread's scheduling policy is its own; the threads it starts
@@ -77,6 +96,7 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         Start::NewestDay
     };
     let store = service::open_store(opts);
+    warn_unknown_symbols(&store, &symbols);
     let mut tail = Tail::new(store, symbols, start)?;
     if let Some(n) = a.max_ticks {
         tail = tail.limit(n);
