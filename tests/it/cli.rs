@@ -377,6 +377,12 @@ fn the_ratio_stages_run_the_rounds_asked() {
         "{pooled}"
     );
     assert_eq!(pooled.matches(json).count(), 4, "{pooled}");
+    // The ratios of stages this run did not take say so (the tails', the subscribers').
+    assert_eq!(
+        pooled.matches("  no rounds of it in these files").count(),
+        4,
+        "{pooled}"
+    );
     let out = tickrec(dir.path(), &["bench", "--pool", "no-such.json"], None);
     assert!(!out.status.success());
     assert!(

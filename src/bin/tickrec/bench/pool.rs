@@ -105,7 +105,10 @@ pub fn run(files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "  {}: {}", f.display(), line(&rounds, target, bound))?;
             pooled.extend(rounds);
         }
-        if !pooled.is_empty() {
+        if pooled.is_empty() {
+            // A stage none of the files ran (`--only`), or files of another tool.
+            writeln!(out, "  no rounds of it in these files")?;
+        } else {
             writeln!(out, "  pooled: {}", line(&pooled, target, bound))?;
         }
     }
