@@ -235,7 +235,8 @@ fn check_cursor(
 
 impl Tail {
     /// Resolves `start` against the store's day files now. A cursor past what the store holds
-    /// is refused (see [`check_cursor`]).
+    /// is refused ([`ReadError::CursorAhead`]): its day file ends before the cursor's `seq`, or
+    /// the store has no such day and none after it (`seq` 0 of any day skips nothing).
     pub fn new(store: Store, symbols: Symbols, start: Start) -> Result<Tail, ReadError> {
         let days = store.days()?;
         let cursor = match start {
