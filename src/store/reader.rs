@@ -1336,6 +1336,54 @@ impl DayReader {
             .map_err(|e| ReadError::Store(StoreError::sqlite(&self.path)(e)))
     }
 
+    /// [`Store::seq_before_time`] through the directory, in the caller's snapshot; `None`
+    /// without one. The rows' running max (`cummax`) never decreases along `seq`, so the first
+    /// row whose running max reaches `t` is the first whose `ts_max` does: every tick of the
+    /// rows before it is earlier than `t`, and it holds the first tick at or after `t`. Without
+    /// such a row, that tick is in the tail no row covers yet, or nowhere. A 10.7M-tick live
+    /// day: 2.3–2.6 s scanned (`tail --from-time`, whole process), 0.01 s through the
+    /// directory.
+    fn seq_before_time_by_directory(&self, t: Timestamp) -> Result<Option<i64>, ReadError> {
+        if !self.directory {
+            return Ok(None);
+        }
+        let sq = |e| ReadError::Store(StoreError::sqlite(&self.path)(e));
+        let at = t.0.saturating_sub(self.day_start_ns);
+        let row: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT first_seq, last_seq FROM batches WHERE first_seq = \
+                 (SELECT min(first_seq) FROM batches WHERE cummax >= ?1)",
+            )
+            .and_then(|mut s| s.query_row([at], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(sq)?;
+        let (from, to) = match row {
+            Some(span) => span,
+            None => {
+                let covered: i64 = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT coalesce((SELECT last_seq FROM batches \
+                         ORDER BY first_seq DESC LIMIT 1), 0)",
+                    )
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                    .map_err(sq)?;
+                (covered.saturating_add(1), i64::MAX)
+            }
+        };
+        let first: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT min(seq) FROM ticks WHERE seq BETWEEN ?1 AND ?2 AND ts_event >= ?3",
+            )
+            .and_then(|mut s| s.query_row([from, to, at], |r| r.get(0)))
+            .map_err(sq)?;
+        match first {
+            Some(f) => Ok(Some(f.saturating_sub(1))),
+            None => self.max_seq().map(Some),
+        }
+    }
+
     /// Runs `sql` (selecting [`COLUMNS`]) and feeds each decoded row to `f`; returns the count.
     fn stream(
         &self,
@@ -1801,8 +1849,17 @@ impl Store {
     }
 
     /// The seq just before the first tick (in recording order) of one day file whose event
-    /// time is at or after `t`; the highest seq when there is none.
+    /// time is at or after `t`; the highest seq when there is none. A SQLite day with a
+    /// directory answers from it (`DayReader::seq_before_time_by_directory`); others are
+    /// scanned.
     pub fn seq_before_time(&self, day: &DayFile, t: Timestamp) -> Result<i64, ReadError> {
+        if day.form == Form::Live {
+            if let Some(seq) =
+                self.with_day(day, Reach::Few, |r| r.seq_before_time_by_directory(t))?
+            {
+                return Ok(seq);
+            }
+        }
         let mut first: Option<i64> = None;
         let mut last = 0i64;
         self.scan_day(day, &mut |r| {

@@ -589,3 +589,65 @@ fn a_cursor_past_what_the_store_holds_is_refused_and_names_where_the_store_ends(
     let both = passed(&["tail", "--from", "2026-11-20:20,2026-11-22:9"]);
     assert_eq!(both, vec![("2026-11-22".to_owned(), 10)]);
 }
+
+/// What could go wrong: `--from-time` (and a subscriber's `from_time`) on a live day answered
+/// from the directory starts after the first tick at or after the time, when a late tick (an
+/// earlier time recorded after later ones) or the tail no directory row covers yet holds it.
+#[test]
+fn a_start_time_found_through_the_directory_is_the_one_a_scan_finds() {
+    use tickrec::store::reader::{Store, Symbols};
+    use tickrec::tail::{Cursor, Start, Tail};
+    use tickrec::tick::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    // Rows of several commits each, then late ticks (09:xx after 10:xx and 11:xx), then more.
+    ingest(&db, &ticks("2026-11-20", 0, 9_000, 10));
+    ingest(&db, &ticks("2026-11-20", 0, 300, 9));
+    ingest(&db, &ticks("2026-11-20", 0, 6_000, 11));
+    let store = || Store::new(&db, Default::default());
+    let days = tickrec::store::layout::list_days(&db).unwrap();
+    let live = &days[0];
+    let mut all = Tail::new(store(), Symbols::All, Start::After(Cursor::start_of(day))).unwrap();
+    let rows: Vec<(i64, i64)> = poll_rows(&mut all)
+        .iter()
+        .map(|r| (r.seq.unwrap(), r.ts_event.0))
+        .collect();
+    assert_eq!(rows.len(), 15_300);
+    let scanned = |t: i64| {
+        rows.iter()
+            .filter(|&&(_, ts)| ts >= t)
+            .map(|&(seq, _)| seq - 1)
+            .min()
+            .unwrap_or(15_300)
+    };
+    let mut times: Vec<i64> = rows.iter().step_by(97).map(|r| r.1).collect();
+    times.extend(times.clone().iter().flat_map(|t| [t - 1, t + 1]));
+    let start = rows.iter().map(|r| r.1).min().unwrap();
+    let end = rows.iter().map(|r| r.1).max().unwrap();
+    times.extend([start - 1, start, end, end + 1, i64::MIN, i64::MAX]);
+    let check = |what: &str| {
+        for &t in &times {
+            assert_eq!(
+                store().seq_before_time(live, Timestamp(t)).unwrap(),
+                scanned(t),
+                "{what}: {t}"
+            );
+        }
+    };
+    let conn = rusqlite::Connection::open(&live.path).unwrap();
+    let directory_rows: i64 = conn
+        .query_row("SELECT count(*) FROM batches", [], |r| r.get(0))
+        .unwrap();
+    assert!(directory_rows >= 3, "{directory_rows}");
+    check("every tick under a directory row");
+    // The last two rows gone (a writer that died before writing them): their ticks are the
+    // tail, read by scanning.
+    conn.execute(
+        "DELETE FROM batches WHERE first_seq >= \
+         (SELECT first_seq FROM batches ORDER BY first_seq DESC LIMIT 1 OFFSET 1)",
+        [],
+    )
+    .unwrap();
+    check("the last rows' ticks in the tail");
+}
