@@ -6,6 +6,14 @@
 //! partitions it finds (`overwrite` writes them again). Memory is bounded: rows stream from
 //! the store, and Parquet buffers one row group at a time.
 //!
+//! What each partition holds (its symbols, its window of that day, ticks or which bars) is
+//! recorded in `<out>/_tickrec_export.json` before the partition is written (research engines
+//! pass over files whose names start with `_`). A partition found is skipped only when it holds
+//! what this export asks of that day; one that holds something else (another `--symbols`, a
+//! different window, bars) is refused unless `overwrite`, rather than left in an export that
+//! would then not hold what was asked. A partition the record does not name (an export of an
+//! earlier version) is skipped, as before.
+//!
 //! Parquet columns are the `ticks_v` columns (schema/parquet.md): `seq`, `symbol`,
 //! `ts_event_ns`, `ts_event` (a UTC timestamp in microseconds, for engines without
 //! nanoseconds), `ts_recv_ns`, `bid`, `ask`, `bid_size`, `ask_size` (DECIMAL: exact; the
@@ -83,6 +91,71 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} holds {held}, and this export asks for {asked}: give another --out, or \
+         --overwrite to write it again"
+    )]
+    OtherSelection {
+        path: PathBuf,
+        held: String,
+        asked: String,
+    },
+}
+
+/// The record of what each partition of an export folder holds, by its path under the folder.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    partitions: std::collections::BTreeMap<String, Held>,
+}
+
+/// What one partition holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Held {
+    /// Sorted names, or `["*"]` for every symbol.
+    symbols: Vec<String>,
+    from: String,
+    to: String,
+    /// `None` for ticks.
+    bars: Option<String>,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} from {} to {}",
+            self.bars.as_deref().unwrap_or("ticks"),
+            self.symbols.join(","),
+            self.from,
+            self.to
+        )
+    }
+}
+
+const MANIFEST: &str = "_tickrec_export.json";
+
+impl Manifest {
+    /// The folder's record; empty when there is none.
+    fn read(out: &Path) -> Result<Manifest, ExportError> {
+        let path = out.join(MANIFEST);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExportError::Write {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(source) => Err(ExportError::Write { path, source }),
+        }
+    }
+
+    fn write(&self, out: &Path) -> Result<(), ExportError> {
+        let path = out.join(MANIFEST);
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            .map_err(write_err_at(&path))?;
+        fsutil::write_atomic(&path, |f| std::io::Write::write_all(f, &text))
+            .map_err(write_err_at(&path))
+    }
 }
 
 /// Exports every day of the range that has a day file; `progress(done, total)` after each.
@@ -110,21 +183,58 @@ pub fn run(
         .filter(|d| (first..=last).contains(d))
         .collect();
     days.dedup();
+    let mut manifest = Manifest::read(&opts.out)?;
+    let symbols = match &opts.symbols {
+        Symbols::All => vec!["*".to_owned()],
+        Symbols::Named(names) => {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    let bars = opts
+        .bars
+        .map(|(interval, side)| format!("{interval:?} {side:?} bars"));
     let mut found = Vec::new();
     for (i, day) in days.iter().enumerate() {
         let dir = opts.out.join(format!("date={day}"));
-        let path = dir.join(format!("part-0.{}", opts.format.extension()));
-        if path.exists() && !opts.overwrite {
-            report.skipped.push(path);
-            progress(i + 1, days.len());
-            continue;
-        }
+        let name = format!("date={day}/part-0.{}", opts.format.extension());
+        let path = opts.out.join(&name);
         let start = Timestamp::start_of_day(*day).max(opts.from);
         let end = Timestamp::checked_start_of_day(day.succ_opt().unwrap_or(*day))
             .unwrap_or(Timestamp(i64::MAX))
             .min(opts.to);
+        let asked = Held {
+            symbols: symbols.clone(),
+            from: start.to_string(),
+            to: end.to_string(),
+            bars: bars.clone(),
+        };
+        if path.exists() && !opts.overwrite {
+            match manifest.partitions.get(&name) {
+                Some(held) if *held != asked => {
+                    return Err(ExportError::OtherSelection {
+                        path,
+                        held: held.to_string(),
+                        asked: asked.to_string(),
+                    })
+                }
+                _ => {
+                    report.skipped.push(path);
+                    progress(i + 1, days.len());
+                    continue;
+                }
+            }
+        }
         std::fs::create_dir_all(&dir).map_err(write_err_at(&path))?;
         fsutil::sync_dir(&opts.out).map_err(write_err_at(&path))?;
+        // Recorded before the partition is written: a partition is never there without its
+        // record (an interrupted write leaves a record and no partition, written next time).
+        if manifest.partitions.get(&name) != Some(&asked) {
+            manifest.partitions.insert(name.clone(), asked);
+            manifest.write(&opts.out)?;
+        }
         let (rows, read) = match (opts.bars, opts.format) {
             (Some((interval, side)), format) => {
                 write_bars(store, opts, (start, end), &path, (interval, side), format)?

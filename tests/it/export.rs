@@ -201,9 +201,71 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     assert_eq!(exported, text(&json.stdout));
 
     // One symbol; an unknown one is an error.
-    let out = export(&db, &dir.path().join("t2"), &["--symbols", "NOPE"]);
+    let t2 = dir.path().join("t2");
+    let out = export(&db, &t2, &["--symbols", "NOPE"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no such symbol NOPE"));
+
+    // What could go wrong next: the typo's empty partitions taken for the corrected export's,
+    // which then holds nothing, without a word. A partition is skipped only when it holds what
+    // is asked of its day (symbols, window, ticks or bars); else refused, or written again with
+    // --overwrite.
+    let out = export(&db, &t2, &["--symbols", "EURUSD"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("holds ticks of NOPE from 2026-11-18T23:10:00")
+            && said.contains("this export asks for ticks of EURUSD from 2026-11-18T23:10:00")
+            && said.contains("--overwrite"),
+        "{said}"
+    );
+    let out = export(&db, &t2, &["--symbols", "EURUSD", "--overwrite"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("into 2 file(s)"));
+    // The same selection resumes (names in another order); another window of a day does not.
+    let out = export(&db, &t2, &["--symbols", "EURUSD,EURUSD"]);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("2 partition(s) already there"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = tickrec(
+        &db,
+        &[
+            "export",
+            "--from",
+            "2026-11-18T23:00:00Z",
+            "--to",
+            TO,
+            "--out",
+            &t2.to_string_lossy(),
+            "--symbols",
+            "EURUSD",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("date=2026-11-18"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The record sits beside the partitions, where research engines do not look.
+    let record = std::fs::read_to_string(t2.join("_tickrec_export.json")).unwrap();
+    assert!(
+        record.contains("date=2026-11-19/part-0.parquet"),
+        "{record}"
+    );
+    // An export folder of an earlier version (partitions, no record) resumes as before.
+    std::fs::remove_file(t2.join("_tickrec_export.json")).unwrap();
+    let out = export(&db, &t2, &["--symbols", "GBPUSD"]);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("2 partition(s) already there"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// What could go wrong: an archive that the research engines read differently from `tickrec
