@@ -393,9 +393,11 @@ fn archive_unarchive_and_export_on_a_full_disk_fail_cleanly_and_succeed_once_the
         1,
         "said once: {said}"
     );
+    // The record of what the partition is to hold is written before it (`export.rs`), and
+    // names no file an engine reads.
     let left: Vec<String> = files_under(fs.path())
         .into_iter()
-        .filter(|f| f.starts_with("export"))
+        .filter(|f| f.starts_with("export") && f != "export/_tickrec_export.json")
         .collect();
     assert!(left.is_empty(), "no partition, whole or half: {left:?}");
     fs.grow(used_kib(fs.path()) + live_kib * 4);
