@@ -223,13 +223,16 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("into 2 file(s)"));
     // The same selection resumes (names in another order); another window of a day does not.
-    let out = export(&db, &t2, &["--symbols", "EURUSD,EURUSD"]);
-    assert!(
-        out.status.success() && text(&out.stdout).contains("2 partition(s) already there"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let resumes = |symbols: &str| {
+        let out = export(&db, &t2, &["--symbols", symbols]);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("2 partition(s) already there"),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    resumes("EURUSD,EURUSD");
     let out = tickrec(
         &db,
         &[
@@ -259,13 +262,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     );
     // An export folder of an earlier version (partitions, no record) resumes as before.
     std::fs::remove_file(t2.join("_tickrec_export.json")).unwrap();
-    let out = export(&db, &t2, &["--symbols", "GBPUSD"]);
-    assert!(
-        out.status.success() && text(&out.stdout).contains("2 partition(s) already there"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    resumes("GBPUSD");
 }
 
 /// What could go wrong: an archive that the research engines read differently from `tickrec
