@@ -135,14 +135,22 @@ impl std::fmt::Display for Held {
 const MANIFEST: &str = "_tickrec_export.json";
 
 impl Manifest {
-    /// The folder's record; empty when there is none.
-    fn read(out: &Path) -> Result<Manifest, ExportError> {
+    /// The folder's record; empty when there is none, or when `overwrite` writes every
+    /// partition again anyway (a record that does not parse would otherwise stop it too).
+    fn read(out: &Path, overwrite: bool) -> Result<Manifest, ExportError> {
         let path = out.join(MANIFEST);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExportError::Write {
-                path,
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            }),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(m) => Ok(m),
+                Err(_) if overwrite => Ok(Manifest::default()),
+                Err(e) => Err(ExportError::Write {
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("not the record of an export ({e}): remove it, or --overwrite"),
+                    ),
+                }),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
             Err(source) => Err(ExportError::Write { path, source }),
         }
@@ -183,7 +191,7 @@ pub fn run(
         .filter(|d| (first..=last).contains(d))
         .collect();
     days.dedup();
-    let mut manifest = Manifest::read(&opts.out)?;
+    let mut manifest = Manifest::read(&opts.out, opts.overwrite)?;
     let symbols = match &opts.symbols {
         Symbols::All => vec!["*".to_owned()],
         Symbols::Named(names) => {

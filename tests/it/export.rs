@@ -260,6 +260,18 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
         record.contains("date=2026-11-19/part-0.parquet"),
         "{record}"
     );
+    // A record that does not parse stops a rerun, saying what to do; --overwrite replaces it.
+    std::fs::write(t2.join("_tickrec_export.json"), "{").unwrap();
+    let out = export(&db, &t2, &["--symbols", "EURUSD"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("not the record of an export"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = export(&db, &t2, &["--symbols", "EURUSD", "--overwrite"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    resumes("EURUSD");
     // An export folder of an earlier version (partitions, no record) resumes as before.
     std::fs::remove_file(t2.join("_tickrec_export.json")).unwrap();
     resumes("GBPUSD");
