@@ -23,24 +23,6 @@ use crate::shutdown::Shutdown;
 use crate::store::reader::{AfterSeqBuffers, ReadError, Store, Symbols};
 use crate::tick::{TickRow, Timestamp};
 
-/// Puts the calling thread (and the threads it starts after) under `SCHED_IDLE`: it then runs
-/// only on CPU time no other thread wants, and a thread of the recorder that wakes takes the
-/// CPU from it at once (at nice 19 it waits out the tail's slice first). Beside a writer at full
-/// speed on two cores, four tails at normal priority, each reading and formatting ~0.45 µs of
-/// CPU a tick, left it 0.65–0.70 × of its speed alone; at nice 19, 0.82–1.07 × (medians of
-/// three stages of rounds); under `SCHED_IDLE`, 0.95–0.99 × (four; `data/performance-log.md`,
-/// *Tails, subscribers and archives*). No privilege is needed to take it; to leave it, one is.
-pub fn idle_priority() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is valid for the call; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Days a cursor keeps watching (the newest reached and the one before).
 const WATCHED_DAYS: usize = 2;
 /// Seqs read from a SQLite day per snapshot while catching up (a few milliseconds of reading:

@@ -136,12 +136,31 @@ impl Follower {
         self.got
     }
 
-    /// Its scheduling policy (`/proc/PID/stat`, the 41st field; 5 is `SCHED_IDLE`).
+    /// The scheduling policy of the process that reads: this one, or the child it runs the
+    /// tail in when its session is shared (5 is `SCHED_IDLE`).
     fn policy(&self) -> i32 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        after_name.split(' ').nth(38).unwrap().parse().unwrap()
+        let pid = children(self.child.id())
+            .first()
+            .copied()
+            .unwrap_or(self.child.id());
+        stat_field(pid, 41).map_or(-1, |p| p.parse().unwrap())
     }
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`; `None` once the process is gone.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    after_name.split(' ').nth(n - 3).map(str::to_owned)
+}
+
+/// The children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect()
 }
 
 /// What could go wrong: a tail that stops at midnight, moves to the new day and misses the late
@@ -650,4 +669,150 @@ fn a_start_time_found_through_the_directory_is_the_one_a_scan_finds() {
     )
     .unwrap();
     check("the last rows' ticks in the tail");
+}
+
+/// A tail as started with `args`, and what it is once it reads: (the reading process, its
+/// session, its policy, its session's group and nice).
+fn reading(child: &Child) -> (u32, String, String, String) {
+    let mut found = None;
+    super::util::wait_until(
+        Duration::from_secs(30),
+        "the tail reading at SCHED_IDLE",
+        || {
+            let pid = children(child.id()).first().copied().unwrap_or(child.id());
+            found = stat_field(pid, 41)
+                .filter(|p| p == "5")
+                .and_then(|p| Some((pid, stat_field(pid, 6)?, p)));
+            found.is_some()
+        },
+    );
+    let (pid, session, policy) = found.unwrap();
+    let group = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap_or_default();
+    (pid, session, policy, group.trim().to_owned())
+}
+
+/// Whether `pid` has ended (gone, or a zombie no one has reaped yet).
+fn ended(pid: u32) -> bool {
+    stat_field(pid, 3).is_none_or(|state| state == "Z")
+}
+
+/// What could go wrong: a tail started from another terminal than the recorder's is weighed
+/// by the kernel in its own session's group, where its `SCHED_IDLE` yields only to itself: it
+/// then takes the recorder's CPU as if at normal priority. Or, to get a group of its own, it
+/// lowers its shell's, or stops answering Ctrl-C, or outlives a killed parent, or moves out of
+/// the recorder's own session, where `SCHED_IDLE` alone serves best.
+#[test]
+fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_signals() {
+    use tickrec::priority::{cpu_group, CpuGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest(&db, &ticks("2026-11-20", 0, 10, 10));
+    let cursor = dir.path().join("cursor");
+    let start = |args: &[&str], own_session: bool| {
+        std::fs::remove_file(&cursor).ok();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickrec"));
+        cmd.arg("--db")
+            .arg(&db)
+            .args(["tail", "--follow", "--cursor-file"]);
+        cmd.arg(&cursor).args(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        if own_session {
+            // SAFETY: setsid is async-signal-safe and the closure does not allocate.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    (libc::setsid() >= 0)
+                        .then_some(())
+                        .ok_or_else(std::io::Error::last_os_error)
+                });
+            }
+        }
+        cmd.spawn().unwrap()
+    };
+    let group = cpu_group();
+    if group != CpuGroup::SharedSession {
+        // Where the kernel does not group by session (or a cgroup decides), the tail reads in
+        // the process it was started as.
+        let mut tail = start(&[], false);
+        let (pid, ..) = reading(&tail);
+        assert_eq!(pid, tail.id(), "{group:?}");
+        tail.kill().unwrap();
+        tail.wait().unwrap();
+        eprintln!("this machine weighs processes as {group:?}: the session cases are not run");
+        return;
+    }
+    let my_session = stat_field(std::process::id(), 6).unwrap();
+
+    // From this test's session, with no writer in it: the tail reads in a child that leads a
+    // session of its own, at nice 19; this process's group is left as it was.
+    let my_group = std::fs::read_to_string("/proc/self/autogroup").unwrap();
+    let mut tail = start(&[], false);
+    let (reader, session, _, group) = reading(&tail);
+    assert_ne!(reader, tail.id());
+    assert_eq!(session, reader.to_string());
+    assert!(group.ends_with("nice 19"), "{group}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/autogroup").unwrap(),
+        my_group
+    );
+    assert_eq!(stat_field(tail.id(), 6).unwrap(), my_session);
+    // Ctrl-C reaches the process started, which passes it on: the reader stops after its
+    // batch, and the exit status is its (not 143, as when SIGTERM ends a process).
+    super::util::wait_until(Duration::from_secs(30), "the cursor saved", || {
+        cursor.exists()
+    });
+    // SAFETY: kill takes no pointers; the pid is the test's own child.
+    unsafe { libc::kill(tail.id() as libc::pid_t, libc::SIGINT) };
+    assert!(tail.wait().unwrap().success());
+    super::util::wait_until(Duration::from_secs(30), "the reader to end", || {
+        ended(reader)
+    });
+    assert_eq!(
+        std::fs::read_to_string(&cursor).unwrap().trim(),
+        "2026-11-20:10"
+    );
+    // Killed outright, the process started takes the reader with it.
+    let mut tail = start(&[], false);
+    let (reader, ..) = reading(&tail);
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    super::util::wait_until(
+        Duration::from_secs(30),
+        "the orphaned reader to end",
+        || ended(reader),
+    );
+
+    // Started in a session of its own (a terminal, a service): it lowers that session's group.
+    let mut tail = start(&[], true);
+    let (reader, session, _, group) = reading(&tail);
+    assert_eq!(reader, tail.id());
+    assert_eq!(session, reader.to_string());
+    assert!(group.ends_with("nice 19"), "{group}");
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+
+    // Beside a writer in this session (it holds the newest day's lock), the group is the
+    // writer's too: the tail stays in it, under SCHED_IDLE.
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let lock = tickrec::store::daylock::DayLock::shared(&db, day, Duration::from_secs(5)).unwrap();
+    let mut tail = start(&[], false);
+    let (reader, session, ..) = reading(&tail);
+    assert_eq!(reader, tail.id());
+    assert_eq!(session, my_session);
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{reader}/autogroup")).unwrap(),
+        my_group
+    );
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    drop(lock);
+
+    // At --priority normal, none of it.
+    let mut tail = start(&["--priority", "normal"], false);
+    super::util::wait_until(Duration::from_secs(30), "the tail to have read", || {
+        cursor.exists()
+    });
+    assert!(children(tail.id()).is_empty());
+    assert_ne!(stat_field(tail.id(), 41).unwrap(), "5");
+    tail.kill().unwrap();
+    tail.wait().unwrap();
 }

@@ -15,8 +15,10 @@ use tickrec::tick::TickRow;
 
 /// Four `tickrec tail --follow --format jsonl > /dev/null` processes, as a desk runs them
 /// beside a recorder: each its own process (its own allocator, address space and SQLite
-/// connection), started before the writer's first tick and stopping once it has passed every
-/// one (`--max-ticks`).
+/// connection) in a session of its own, as when started from another terminal or as a service
+/// (where the kernel groups CPU time by session, its weight against the writer's is its
+/// session's: `tickrec::priority`), started before the writer's first tick and stopping once it
+/// has passed every one (`--max-ticks`).
 pub struct Followers {
     children: Vec<std::process::Child>,
     rows: u64,
@@ -65,6 +67,15 @@ pub fn start(
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
+        // SAFETY: setsid is async-signal-safe and the closure does not allocate.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         children.push(cmd.spawn()?);
     }
     Ok(Followers {
@@ -205,7 +216,7 @@ pub fn latency_ms(
         );
         std::thread::spawn(move || {
             // As `tickrec tail` runs unless told otherwise.
-            if let Err(e) = tickrec::tail::idle_priority() {
+            if let Err(e) = tickrec::priority::idle_priority() {
                 tracing::warn!(error = %e, "the following tail runs at normal priority");
             }
             follow_as_json(store, &stop, |r| {

@@ -462,9 +462,11 @@ pub struct TailArgs {
     /// csv or jsonl (a table cannot be streamed)
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     pub format: OutputFormat,
-    /// CPU priority: `idle` (the default, Linux's SCHED_IDLE) runs only on CPU time the
-    /// recorder and every other process leave; `normal` keeps the priority the tail was started
-    /// with (a consumer whose latency matters more than the recorder's headroom)
+    /// CPU priority: `idle` (the default) runs under Linux's SCHED_IDLE, in a session group at
+    /// nice 19 of its own unless a writer of the store is in its session (from a shell it runs
+    /// itself in a child for that), so that it takes little CPU the recorder wants; `normal`
+    /// keeps the priority and group the tail was started with (a consumer whose latency matters
+    /// more than the recorder's headroom)
     #[arg(long, value_enum, default_value_t = TailPriority::Idle)]
     pub priority: TailPriority,
     /// Stop after this many ticks (with --follow, once they have been committed); the cursor

@@ -60,13 +60,105 @@ fn warn_unknown_symbols(
     }
 }
 
+/// Set in the environment of a tail that [`in_own_session`] started: it does not start another.
+const OWN_SESSION_ENV: &str = "TICKREC_TAIL_OWN_SESSION";
+
+/// Leaves the recorder the CPU (see `tickrec::priority`): `SCHED_IDLE`, and a group that weighs
+/// next to nothing against the recorder's. `Some(exit code)` when this process has run the tail
+/// in a child that leads a session of its own instead: its session is shared (with a shell, a
+/// script) and no writer of `store`'s newest day is in it. Beside a writer in the same session,
+/// the group is theirs, and `SCHED_IDLE` alone yields to it at once.
+fn yield_cpu(store: &tickrec::store::reader::Store) -> anyhow::Result<Option<ExitCode>> {
+    use tickrec::priority::{self, CpuGroup};
+    match priority::cpu_group() {
+        CpuGroup::One | CpuGroup::Cgroup { idle: true, .. } => {}
+        CpuGroup::OwnSession => {
+            if let Err(e) = priority::lower_own_session() {
+                tracing::warn!(error = %e, "tail: could not lower its session's CPU weight: beside a recorder in another session, it competes with it at full weight");
+            }
+        }
+        CpuGroup::SharedSession if writer_in_this_session(store) => {}
+        CpuGroup::SharedSession if std::env::var_os(OWN_SESSION_ENV).is_none() => {
+            return in_own_session().map(Some);
+        }
+        CpuGroup::SharedSession => {
+            tracing::warn!("tail: could not lead a session of its own: beside a recorder in another session, it competes with it at its shell's weight");
+        }
+        CpuGroup::Cgroup { path, idle: false } => {
+            tracing::warn!(cgroup = %path, "tail: the kernel weighs this process's CPU in its cgroup against the recorder's, and SCHED_IDLE yields only within it: unless the recorder runs in the same cgroup, start the tail in one marked idle (systemd-run --scope -p CPUWeight=idle tickrec tail …)");
+        }
+    }
+    if let Err(e) = priority::idle_priority() {
+        tracing::warn!(error = %e, "tail: could not take the idle CPU priority; it runs at the one it was given");
+    }
+    Ok(None)
+}
+
+/// Whether a process that writes the newest day of `store` (it holds the day's lock) is in
+/// this process's session.
+fn writer_in_this_session(store: &tickrec::store::reader::Store) -> bool {
+    let Some(newest) = store.days().ok().and_then(|d| d.last().map(|d| d.day)) else {
+        return false;
+    };
+    let lock = tickrec::store::layout::lock_path(store.base(), newest);
+    tickrec::priority::flock_holders(&lock)
+        .into_iter()
+        .any(tickrec::priority::in_my_session)
+}
+
+/// Runs this command line again in a child that leads a session of its own, whose group can
+/// then be lowered without lowering the shell's. This process stays where it was started (a
+/// terminal's foreground, a script's process group): it passes SIGINT, SIGTERM and SIGHUP on to
+/// the child as SIGTERM (a following tail stops after its batch, its cursor saved), the child
+/// gets SIGTERM if this process dies, and the child's exit status is this one's (128 + the
+/// signal that ended it, as a shell says).
+fn in_own_session() -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let exe = std::env::current_exe()
+        .context("finding this program to run the tail in a session of its own")?;
+    // SAFETY: getpid takes no pointers.
+    let parent = unsafe { libc::getpid() };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(OWN_SESSION_ENV, "1");
+    // SAFETY: between fork and exec the closure makes only async-signal-safe calls and does not
+    // allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Had this process died before the line above, nothing would signal the child.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .context("starting the tail in a session of its own")?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    ctrlc::set_handler(move || {
+        // SAFETY: kill takes no pointers; the pid is the child's until this process reaps it.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    })?;
+    let status = child.wait()?;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
     // Before any thread starts (a thread's scheduling policy is its own; the threads it starts
     // take it).
     if a.priority == super::TailPriority::Idle {
-        if let Err(e) = tickrec::tail::idle_priority() {
-            tracing::warn!(error = %e, "tail: could not take the idle CPU priority; it runs at the one it was given");
+        if let Some(code) = yield_cpu(&service::open_store(opts))? {
+            return Ok(code);
         }
     }
     anyhow::ensure!(
