@@ -216,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_this_process_holds_is_found_and_it_is_in_its_own_session() {
+    fn a_lock_this_process_holds_is_found_and_names_a_process_of_this_session() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("day.lock");
         let file = std::fs::File::create(&path).expect("the lock file");
