@@ -151,6 +151,13 @@ fn holders_of(locks: &str, ino: u64) -> Vec<libc::pid_t> {
         .collect()
 }
 
+/// Whether process `pid` is in the caller's cgroups (`/proc/PID/cgroup` reads the same).
+pub fn in_my_cgroup(pid: libc::pid_t) -> bool {
+    let mine = std::fs::read_to_string("/proc/self/cgroup");
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup"));
+    matches!((mine, theirs), (Ok(a), Ok(b)) if a == b)
+}
+
 /// Whether process `pid` is in the caller's session (where autogroups are on, its group).
 pub fn in_my_session(pid: libc::pid_t) -> bool {
     // SAFETY: getsid takes no pointers.
@@ -230,5 +237,7 @@ mod tests {
         assert!(flock_holders(&path).contains(&me));
         assert!(in_my_session(me));
         assert!(!in_my_session(-1));
+        assert!(in_my_cgroup(me));
+        assert!(!in_my_cgroup(-1));
     }
 }

@@ -816,3 +816,108 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
     tail.kill().unwrap();
     tail.wait().unwrap();
 }
+
+/// A cgroup of the CPU controller's hierarchy for one test, removed when dropped.
+struct CpuCgroup(std::path::PathBuf);
+
+impl CpuCgroup {
+    /// Under the hierarchy with the `cpu` controller (v1, or v2 with it enabled at the root).
+    /// Needs root, which CI has; without it the test fails and says so.
+    fn new() -> CpuCgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let mut r = right.split_whitespace();
+                let (fstype, _, options) = (r.next()?, r.next()?, r.next()?);
+                let dir = std::path::PathBuf::from(left.split_whitespace().nth(4)?);
+                let v1 = fstype == "cgroup" && options.split(',').any(|o| o == "cpu");
+                let v2 = fstype == "cgroup2"
+                    && std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+                        .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu"));
+                (v1 || v2).then_some(dir)
+            })
+            .expect("a cgroup hierarchy with the cpu controller (v1's cpu, or v2 with +cpu at its root)");
+        let dir = root.join(format!("tickrec-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "creating {} (run the tests as root, as CI does): {e}",
+                dir.display()
+            )
+        });
+        CpuCgroup(dir)
+    }
+
+    /// `cmd`, run by `sh` once it has moved itself into this cgroup.
+    fn sh(&self, cmd: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {cmd}",
+            self.0.display()
+        ));
+        c
+    }
+}
+
+impl Drop for CpuCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// What could go wrong: under systemd's cgroups the kernel weighs a tail's cgroup against the
+/// recorder's, its `SCHED_IDLE` yields only within its own, and nothing tells the operator; or
+/// the tail warns where there is nothing to fix (its cgroup marked idle, or the recorder's own).
+#[test]
+#[ignore = "needs root to make a cgroup; .ci/run runs it (--include-ignored)"]
+fn a_tail_in_a_cpu_cgroup_says_so_unless_it_is_idle_or_holds_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest(&db, &ticks("2026-11-20", 0, 10, 10));
+    let group = CpuCgroup::new();
+    let bin = env!("CARGO_BIN_EXE_tickrec");
+    let tail = || {
+        let out = group
+            .sh(&format!("{bin} --db {} tail --max-ticks 1", db.display()))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let warning = "weighs this process's CPU in its cgroup";
+    let said = tail();
+    assert!(said.contains(warning), "{said}");
+    assert!(said.contains("CPUWeight=idle"), "{said}");
+
+    // Marked idle: it yields to every cgroup that is not.
+    let idle = group.0.join("cpu.idle");
+    if idle.exists() {
+        std::fs::write(&idle, "1").unwrap();
+        let said = tail();
+        assert!(!said.contains(warning), "{said}");
+        std::fs::write(&idle, "0").unwrap();
+    }
+
+    // A writer of the newest day in the same cgroup (it holds the day's lock): SCHED_IDLE
+    // yields to it there.
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let lock = tickrec::store::layout::lock_path(&db, day);
+    // It holds the lock until its standard input closes.
+    let mut writer = group
+        .sh(&format!("flock -s -o {} cat", lock.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    super::util::wait_until(
+        Duration::from_secs(30),
+        "the writer holding the lock",
+        || !tickrec::priority::flock_holders(&lock).is_empty(),
+    );
+    let said = tail();
+    assert!(!said.contains(warning), "{said}");
+    drop(writer.stdin.take());
+    assert!(writer.wait().unwrap().success());
+}

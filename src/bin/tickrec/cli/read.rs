@@ -66,8 +66,8 @@ const OWN_SESSION_ENV: &str = "TICKREC_TAIL_OWN_SESSION";
 /// Leaves the recorder the CPU (see `tickrec::priority`): `SCHED_IDLE`, and a group that weighs
 /// next to nothing against the recorder's. `Some(exit code)` when this process has run the tail
 /// in a child that leads a session of its own instead: its session is shared (with a shell, a
-/// script) and no writer of `store`'s newest day is in it. Beside a writer in the same session,
-/// the group is theirs, and `SCHED_IDLE` alone yields to it at once.
+/// script) and no writer of `store`'s newest day is in it. Beside a writer in the same session
+/// (or cgroup), the group is theirs, and `SCHED_IDLE` alone yields to it at once.
 fn yield_cpu(store: &tickrec::store::reader::Store) -> anyhow::Result<Option<ExitCode>> {
     use tickrec::priority::{self, CpuGroup};
     match priority::cpu_group() {
@@ -77,13 +77,15 @@ fn yield_cpu(store: &tickrec::store::reader::Store) -> anyhow::Result<Option<Exi
                 tracing::warn!(error = %e, "tail: could not lower its session's CPU weight: beside a recorder in another session, it competes with it at full weight");
             }
         }
-        CpuGroup::SharedSession if writer_in_this_session(store) => {}
+        CpuGroup::SharedSession if writers(store).any(tickrec::priority::in_my_session) => {}
         CpuGroup::SharedSession if std::env::var_os(OWN_SESSION_ENV).is_none() => {
             return in_own_session().map(Some);
         }
         CpuGroup::SharedSession => {
             tracing::warn!("tail: could not lead a session of its own: beside a recorder in another session, it competes with it at its shell's weight");
         }
+        CpuGroup::Cgroup { idle: false, .. }
+            if writers(store).any(tickrec::priority::in_my_cgroup) => {}
         CpuGroup::Cgroup { path, idle: false } => {
             tracing::warn!(cgroup = %path, "tail: the kernel weighs this process's CPU in its cgroup against the recorder's, and SCHED_IDLE yields only within it: unless the recorder runs in the same cgroup, start the tail in one marked idle (systemd-run --scope -p CPUWeight=idle tickrec tail …)");
         }
@@ -94,16 +96,16 @@ fn yield_cpu(store: &tickrec::store::reader::Store) -> anyhow::Result<Option<Exi
     Ok(None)
 }
 
-/// Whether a process that writes the newest day of `store` (it holds the day's lock) is in
-/// this process's session.
-fn writer_in_this_session(store: &tickrec::store::reader::Store) -> bool {
-    let Some(newest) = store.days().ok().and_then(|d| d.last().map(|d| d.day)) else {
-        return false;
-    };
-    let lock = tickrec::store::layout::lock_path(store.base(), newest);
-    tickrec::priority::flock_holders(&lock)
+/// The processes that write the newest day of `store` (they hold the day's lock).
+fn writers(store: &tickrec::store::reader::Store) -> impl Iterator<Item = libc::pid_t> {
+    let newest = store.days().ok().and_then(|d| d.last().map(|d| d.day));
+    newest
+        .map(|day| {
+            let lock = tickrec::store::layout::lock_path(store.base(), day);
+            tickrec::priority::flock_holders(&lock)
+        })
+        .unwrap_or_default()
         .into_iter()
-        .any(tickrec::priority::in_my_session)
 }
 
 /// Runs this command line again in a child that leads a session of its own, whose group can
