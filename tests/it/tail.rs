@@ -755,6 +755,18 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
         my_group
     );
     assert_eq!(stat_field(tail.id(), 6).unwrap(), my_session);
+    // Ctrl-Z stops the process started, and the reader with it; `fg` continues both.
+    let state = |pid: u32| stat_field(pid, 3).unwrap_or_default();
+    // SAFETY: kill takes no pointers; the pid is the test's own child.
+    unsafe { libc::kill(tail.id() as libc::pid_t, libc::SIGTSTP) };
+    super::util::wait_until(Duration::from_secs(30), "both stopped", || {
+        state(tail.id()) == "T" && state(reader) == "T"
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(tail.id() as libc::pid_t, libc::SIGCONT) };
+    super::util::wait_until(Duration::from_secs(30), "both going on", || {
+        state(tail.id()) != "T" && state(reader) != "T"
+    });
     // Ctrl-C reaches the process started, which passes it on: the reader stops after its
     // batch, and the exit status is its (not 143, as when SIGTERM ends a process).
     super::util::wait_until(Duration::from_secs(30), "the cursor saved", || {

@@ -108,12 +108,30 @@ fn writers(store: &tickrec::store::reader::Store) -> impl Iterator<Item = libc::
         .into_iter()
 }
 
+/// The child [`in_own_session`] runs the tail in, for [`pass_stop_and_continue`].
+static READER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// SIGTSTP: stops the child, then this process, as the terminal asked; SIGCONT: lets the child
+/// go on with it.
+extern "C" fn pass_stop_and_continue(signal: libc::c_int) {
+    let reader = READER.load(std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: kill and raise are async-signal-safe and take no pointers.
+    unsafe {
+        if signal == libc::SIGTSTP {
+            libc::kill(reader, libc::SIGSTOP);
+            libc::raise(libc::SIGSTOP);
+        } else {
+            libc::kill(reader, libc::SIGCONT);
+        }
+    }
+}
+
 /// Runs this command line again in a child that leads a session of its own, whose group can
 /// then be lowered without lowering the shell's. This process stays where it was started (a
 /// terminal's foreground, a script's process group): it passes SIGINT, SIGTERM and SIGHUP on to
-/// the child as SIGTERM (a following tail stops after its batch, its cursor saved), the child
-/// gets SIGTERM if this process dies, and the child's exit status is this one's (128 + the
-/// signal that ended it, as a shell says).
+/// the child as SIGTERM (a following tail stops after its batch, its cursor saved), stops and
+/// continues it with itself (Ctrl-Z), the child gets SIGTERM if this process dies, and the
+/// child's exit status is this one's (128 + the signal that ended it, as a shell says).
 fn in_own_session() -> anyhow::Result<ExitCode> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let exe = std::env::current_exe()
@@ -145,6 +163,15 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
         // SAFETY: kill takes no pointers; the pid is the child's until this process reaps it.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     })?;
+    // Ctrl-Z stops the terminal's foreground, this process: the child stops with it, and goes
+    // on when it does (`fg`, `bg`).
+    READER.store(pid, std::sync::atomic::Ordering::Relaxed);
+    let handler: extern "C" fn(libc::c_int) = pass_stop_and_continue;
+    // SAFETY: the handler makes only async-signal-safe calls.
+    unsafe {
+        libc::signal(libc::SIGTSTP, handler as libc::sighandler_t);
+        libc::signal(libc::SIGCONT, handler as libc::sighandler_t);
+    }
     let status = child.wait()?;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
