@@ -232,7 +232,15 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         std::io::BufWriter::new(stdout.lock()),
     ));
     let cursor_file = a.cursor_file.clone();
-    let mut rows = |r: &tickrec::tick::TickRow| out.borrow_mut().write_row(r);
+    // At idle priority, a tail hands the CPU over every few hundred rows to whatever waits.
+    let mut yielder =
+        (a.priority == super::TailPriority::Idle).then(tickrec::priority::YieldEvery::default);
+    let mut rows = |r: &tickrec::tick::TickRow| {
+        if let Some(y) = yielder.as_mut() {
+            y.row();
+        }
+        out.borrow_mut().write_row(r)
+    };
     // After each batch: the rows flushed first, then the cursor saved.
     let mut batch = |c: &Cursor| -> std::io::Result<()> {
         out.borrow_mut().finish()?;
