@@ -15,7 +15,9 @@
 //! (`data/performance-log.md`, *Tails in sessions of their own*). [`cpu_group`] says where this
 //! process is weighed, and [`lower_own_session`] sets a session's group to the lowest weight
 //! there is (nice 19) when the process leads that session, so that nothing else is lowered with
-//! it; the command line runs a tail in a session of its own for that (`tickrec tail`).
+//! it; the command line runs a tail in a session of its own for that (`tickrec tail`). Even at
+//! the lowest weight, a woken recorder thread waits for a tail of another group until the
+//! scheduler's fairness lets it in: [`YieldEvery`] hands the CPU over every few hundred rows.
 
 use std::path::{Path, PathBuf};
 
