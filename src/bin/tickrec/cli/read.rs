@@ -183,10 +183,11 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
 
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
+    let store = service::open_store(opts);
     // Before any thread starts (a thread's scheduling policy is its own; the threads it starts
     // take it).
     if a.priority == super::TailPriority::Idle {
-        if let Some(code) = yield_cpu(&service::open_store(opts))? {
+        if let Some(code) = yield_cpu(&store)? {
             return Ok(code);
         }
     }
@@ -216,7 +217,6 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     } else {
         Start::NewestDay
     };
-    let store = service::open_store(opts);
     warn_unknown_symbols(&store, &symbols);
     let mut tail = Tail::new(store, symbols, start)?;
     if let Some(n) = a.max_ticks {
