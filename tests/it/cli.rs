@@ -394,6 +394,34 @@ fn the_ratio_stages_run_the_rounds_asked() {
     assert!(!out.status.success());
 }
 
+/// `bench --tails-cgroup` names the cgroup its tails could not join before any stage runs.
+#[test]
+fn the_tails_cgroup_is_checked_before_the_bench_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-cgroup");
+    let out = tickrec(
+        dir.path(),
+        &[
+            "bench",
+            "--only",
+            "tails",
+            "--ticks",
+            "5000",
+            "--tails-cgroup",
+            missing.to_str().unwrap(),
+        ],
+        None,
+    );
+    let log = text(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    let named = missing.join("cgroup.procs");
+    assert!(
+        log.contains(&format!("--tails-cgroup: {}", named.display())),
+        "{log}"
+    );
+    assert!(!log.contains("(b) writer"), "no stage ran: {log}");
+}
+
 /// `--publish-rate` holds the subscribers' stage's simulator to its rate: every run of the
 /// stage commits at most what that rate can carry (an incremental holds up to three symbols),
 /// and the report says the rate it ran at; `--rounds` sets the stage's rounds (five by default).

@@ -70,6 +70,8 @@ pub struct BenchOptions {
     pub only: Option<Stage>,
     /// The configuration file the bench was given, for the processes it starts.
     pub config: Option<std::path::PathBuf>,
+    /// The CPU cgroup the tails stage starts its tails in (`--tails-cgroup`).
+    pub tails_cgroup: Option<std::path::PathBuf>,
 }
 
 /// A stage `--only` runs.
@@ -249,7 +251,7 @@ pub fn run(
             return Ok(r);
         }
         Some(Stage::Tails) => {
-            tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
+            tails_stage(opts, tails_setting(&b), &inputs, log, &mut r)?;
             r.writer_ticks_per_s = r.tails_writer_alone_ticks_per_s;
             return Ok(r);
         }
@@ -264,7 +266,7 @@ pub fn run(
 
     ceilings_and_writer(&inputs, &writer_base, log, &mut r)?;
     writer_with_reader(opts, &inputs, log, &mut r)?;
-    tails_stage(opts, b.config.as_deref(), &inputs, log, &mut r)?;
+    tails_stage(opts, tails_setting(&b), &inputs, log, &mut r)?;
     end_to_end(opts, &inputs, b.e2e_seconds, log, &mut r)?;
     drop(input);
     publish_stage(opts, dir, &names, publish_run, b.rounds, log, &mut r)?;
@@ -319,6 +321,14 @@ const RATIO_ROUNDS: usize = 3;
 /// pair runs of one round.
 const TAIL_ROUNDS: usize = 5;
 
+/// Where the tails stage starts its tails.
+fn tails_setting(b: &BenchOptions) -> tails::Setting<'_> {
+    tails::Setting {
+        config: b.config.as_deref(),
+        cgroup: b.tails_cgroup.as_deref(),
+    }
+}
+
 /// (b) with four tails following, at their default priority and at normal priority, against
 /// the writer alone in the same round ([`TAIL_ROUNDS`] rounds by default, medians of the
 /// rounds' ratios: one run against another here differs by up to a fifth), and the
@@ -327,7 +337,7 @@ const TAIL_ROUNDS: usize = 5;
 /// Long (~90 lines) on purpose: the rounds and what they report live beside each other.
 fn tails_stage(
     opts: &Options,
-    config: Option<&Path>,
+    setting: tails::Setting<'_>,
     inputs: &Inputs<'_>,
     log: &mut dyn Write,
     r: &mut BenchReport,
@@ -362,8 +372,8 @@ fn tails_stage(
             std::fs::create_dir_all(&base)?;
             let followers = match mode {
                 0 => None,
-                1 => Some(tails::start(&base, config, 4, b_ticks as u64, true)?),
-                _ => Some(tails::start(&base, config, 4, b_ticks as u64, false)?),
+                1 => Some(tails::start(&base, setting, 4, b_ticks as u64, true)?),
+                _ => Some(tails::start(&base, setting, 4, b_ticks as u64, false)?),
             };
             let tailed = Arc::new(Names::new(opts.pipeline.max_symbols.max(names.len())));
             for n in names {

@@ -40,12 +40,21 @@ fn children_cpu() -> Duration {
     of(u.ru_utime) + of(u.ru_stime)
 }
 
+/// Where the tails run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setting<'a> {
+    /// The bench's own configuration file, so the tails read with its SQLite settings.
+    pub config: Option<&'a Path>,
+    /// A CPU cgroup (its folder) each tail joins before it starts (`bench --tails-cgroup`), as
+    /// under `systemd-run --scope -p CPUWeight=idle`; `None`: the bench's own.
+    pub cgroup: Option<&'a Path>,
+}
+
 /// Starts `n` following tails of `base` (which must exist), each to pass `rows` ticks from the
 /// first; `idle`: at the tail's default priority (`SCHED_IDLE`), else with `--priority normal`.
-/// `config`: the bench's own configuration file, so the tails read with its SQLite settings.
 pub fn start(
     base: &Path,
-    config: Option<&Path>,
+    setting: Setting<'_>,
     n: usize,
     rows: u64,
     idle: bool,
@@ -53,6 +62,21 @@ pub fn start(
     let exe = std::env::current_exe()?;
     let cpu_before = children_cpu();
     let mut children = Vec::with_capacity(n);
+    let config = setting.config;
+    // Opened here, written by each child between fork and exec (no allocation there): "0"
+    // moves the writing process.
+    let procs = match setting.cgroup {
+        Some(dir) => {
+            let path = dir.join("cgroup.procs");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(file)
+        }
+        None => None,
+    };
+    let procs_fd = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     for _ in 0..n {
         let mut cmd = std::process::Command::new(&exe);
         if let Some(c) = config {
@@ -67,11 +91,17 @@ pub fn start(
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        // SAFETY: setsid is async-signal-safe and the closure does not allocate.
+        // SAFETY: setsid and write are async-signal-safe, `procs_fd` stays open until after
+        // the spawn, and the closure does not allocate.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = procs_fd {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

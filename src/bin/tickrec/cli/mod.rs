@@ -133,6 +133,11 @@ pub struct BenchArgs {
     /// publish (end to end with subscribers)
     #[arg(long, value_enum)]
     pub only: Option<crate::bench::Stage>,
+    /// The tails stage starts its tails in this CPU cgroup (its folder, e.g. one whose
+    /// `cpu.idle` is 1, as `systemd-run --scope -p CPUWeight=idle` makes), each still in a
+    /// session of its own [default: the bench's cgroup]
+    #[arg(long, value_name = "DIR")]
+    pub tails_cgroup: Option<PathBuf>,
     /// Measure nothing: pool the rounds of these `bench --json` outputs, ratio by ratio (each
     /// file's median, the pooled one, their intervals at 95 % and what they settle)
     #[arg(long, value_name = "OUT.json", num_args = 1.., conflicts_with_all = ["json", "only"])]
@@ -544,6 +549,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {
+            if let Some(dir) = &a.tails_cgroup {
+                // Before any stage: a cgroup the tails cannot join fails now, not minutes in.
+                let procs = dir.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .map_err(|e| anyhow::anyhow!("--tails-cgroup: {}: {e}", procs.display()))?;
+            }
             let scratch = tempfile::Builder::new().prefix("tickrec-bench").tempdir()?;
             let mut log = std::io::stderr();
             let mut r = crate::bench::run(
@@ -556,6 +569,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rounds: a.rounds.map(|n| n as usize),
                     only: a.only,
                     config: cli.config.clone(),
+                    tails_cgroup: a.tails_cgroup.clone(),
                 },
                 scratch.path(),
                 &mut log,
