@@ -835,7 +835,8 @@ struct CpuCgroup(std::path::PathBuf);
 impl CpuCgroup {
     /// Under the hierarchy with the `cpu` controller (v1, or v2 with it enabled at the root).
     /// Needs root, which CI has; without it the test fails and says so.
-    fn new() -> CpuCgroup {
+    /// `name` tells apart the cgroups of tests running at once.
+    fn new(name: &str) -> CpuCgroup {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = mounts
             .lines()
@@ -851,7 +852,7 @@ impl CpuCgroup {
                 (v1 || v2).then_some(dir)
             })
             .expect("a cgroup hierarchy with the cpu controller (v1's cpu, or v2 with +cpu at its root)");
-        let dir = root.join(format!("tickrec-test-{}", std::process::id()));
+        let dir = root.join(format!("tickrec-test-{}-{name}", std::process::id()));
         std::fs::create_dir(&dir).unwrap_or_else(|e| {
             panic!(
                 "creating {} (run the tests as root, as CI does): {e}",
@@ -887,7 +888,7 @@ fn a_tail_in_a_cpu_cgroup_says_so_unless_it_is_idle_or_holds_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     ingest(&db, &ticks("2026-11-20", 0, 10, 10));
-    let group = CpuCgroup::new();
+    let group = CpuCgroup::new("warn");
     let bin = env!("CARGO_BIN_EXE_tickrec");
     let tail = || {
         let out = group
@@ -932,4 +933,51 @@ fn a_tail_in_a_cpu_cgroup_says_so_unless_it_is_idle_or_holds_the_writer() {
     assert!(!said.contains(warning), "{said}");
     drop(writer.stdin.take());
     assert!(writer.wait().unwrap().success());
+}
+
+/// What could go wrong: `bench --tails-cgroup` measures tails that never joined the cgroup it
+/// names, and the figure said to be of tails in an idle cgroup is of another setting.
+#[test]
+#[ignore = "needs root to make a cgroup; .ci/run runs it (--include-ignored)"]
+fn the_bench_starts_its_tails_in_the_cgroup_it_is_given() {
+    let group = CpuCgroup::new("bench");
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("bench.log")).unwrap();
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_tickrec"))
+        .arg("--db")
+        .arg(dir.path().join("db"))
+        .args([
+            "bench", "--only", "tails", "--rounds", "1", "--ticks", "400000",
+        ])
+        .args(["--symbols", "8", "--tails-cgroup"])
+        .arg(&group.0)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // A tail (a `tickrec … tail` process) among the cgroup's processes while the stage runs.
+    let a_tail_in_it = || {
+        let procs = std::fs::read_to_string(group.0.join("cgroup.procs")).unwrap_or_default();
+        procs.lines().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"tail"))
+        })
+    };
+    // Until one is seen, or the bench has ended without one.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let seen = loop {
+        if a_tail_in_it() {
+            break true;
+        }
+        if bench.try_wait().unwrap().is_some() {
+            break a_tail_in_it();
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the bench");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = bench.wait().unwrap();
+    let said = std::fs::read_to_string(dir.path().join("bench.log")).unwrap();
+    assert!(status.success(), "{said}");
+    assert!(seen, "no tail was seen in {}: {said}", group.0.display());
+    assert!(said.contains("four tails following every tick"), "{said}");
 }
