@@ -31,7 +31,7 @@ pub mod pool;
 mod queries;
 mod report;
 mod subscribers;
-mod tails;
+pub mod tails;
 
 use std::io::Write;
 use std::path::Path;

@@ -50,6 +50,16 @@ pub struct Setting<'a> {
     pub cgroup: Option<&'a Path>,
 }
 
+/// The cgroup `dir`'s list of processes, open for writing (close-on-exec, as std opens files).
+/// The CLI opens it before any stage, so that a cgroup the tails cannot join fails at once.
+pub fn cgroup_procs(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("cgroup.procs");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("--tails-cgroup: {}: {e}", path.display()))
+}
+
 /// Starts `n` following tails of `base` (which must exist), each to pass `rows` ticks from the
 /// first; `idle`: at the tail's default priority (`SCHED_IDLE`), else with `--priority normal`.
 pub fn start(
@@ -65,17 +75,7 @@ pub fn start(
     let config = setting.config;
     // Opened here, written by each child between fork and exec (no allocation there): "0"
     // moves the writing process.
-    let procs = match setting.cgroup {
-        Some(dir) => {
-            let path = dir.join("cgroup.procs");
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Some(file)
-        }
-        None => None,
-    };
+    let procs = setting.cgroup.map(cgroup_procs).transpose()?;
     let procs_fd = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     for _ in 0..n {
         let mut cmd = std::process::Command::new(&exe);

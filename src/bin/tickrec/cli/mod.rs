@@ -551,11 +551,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => {
             if let Some(dir) = &a.tails_cgroup {
                 // Before any stage: a cgroup the tails cannot join fails now, not minutes in.
-                let procs = dir.join("cgroup.procs");
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&procs)
-                    .map_err(|e| anyhow::anyhow!("--tails-cgroup: {}: {e}", procs.display()))?;
+                crate::bench::tails::cgroup_procs(dir)?;
             }
             let scratch = tempfile::Builder::new().prefix("tickrec-bench").tempdir()?;
             let mut log = std::io::stderr();
