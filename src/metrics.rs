@@ -264,6 +264,12 @@ pub fn exposition(s: &Scrape) -> String {
             &[],
             st.writer_cpu_s,
         );
+        f.counter_f64(
+            "tickrec_writer_cpu_wait_seconds_total",
+            "Time the writer thread was ready to run but waited for a CPU another thread or process had.",
+            &[],
+            st.writer_cpu_wait_s,
+        );
     }
     for b in &st.backends {
         let l = [("backend", b.name.as_str())];

@@ -120,6 +120,9 @@ pub(crate) fn run_writer(
     let mut batch: Vec<Tick> = Vec::with_capacity(batch_size);
     let mut open = OpenMessages::default();
     let mut idle = Backoff::default();
+    ctl.stats
+        .writer_tid
+        .store(crate::procstat::thread_id(), Ordering::Release);
     'outer: loop {
         // Wait for the batch's first tick: polled, so that no producer has a writer to wake.
         match rx.try_pop() {
@@ -198,6 +201,11 @@ pub(crate) fn run_writer(
         sink.close();
     }
     note_cpu(&ctl.stats);
+    // Kept for snapshots after the thread has gone (the wait is read before the id is let go).
+    let wait = ctl.stats.writer_cpu_wait();
+    let ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+    ctl.stats.writer_wait_ns.store(ns, Ordering::Release);
+    ctl.stats.writer_tid.store(0, Ordering::Release);
 }
 
 fn take(batch: &mut Vec<Tick>, open: &mut OpenMessages, t: Tick) {

@@ -269,6 +269,11 @@ pub struct Stats {
     /// CPU time of the writer thread so far, ns (after each batch): its rate is how busy the
     /// writer is, near one second a second when it is what limits the recorder.
     pub writer_cpu_ns: AtomicU64,
+    /// The writer thread's id while it runs (0 before it starts and once it has ended), for
+    /// [`Stats::writer_cpu_wait`].
+    pub writer_tid: std::sync::atomic::AtomicI32,
+    /// The writer thread's wait for a CPU when it ended, ns.
+    pub writer_wait_ns: AtomicU64,
 }
 
 impl Stats {
@@ -277,6 +282,20 @@ impl Stats {
         let resolved = self.sinks.first().map_or(0, |(_, s)| s.resolved());
         self.in_writer_base.store(resolved, Ordering::Relaxed);
         self.in_writer.store(len as u64, Ordering::Release);
+    }
+
+    /// How long the writer thread has been ready to run but waited for a CPU: read from the
+    /// kernel while the thread runs (no cost to it), what it read at its end after. Other
+    /// threads and processes on the writer's cores (readers, subscribers, a neighbour) show
+    /// here before they show as a slower writer.
+    pub fn writer_cpu_wait(&self) -> std::time::Duration {
+        let tid = self.writer_tid.load(Ordering::Acquire);
+        (tid != 0)
+            .then(|| crate::procstat::thread_cpu_wait(tid))
+            .flatten()
+            .unwrap_or_else(|| {
+                std::time::Duration::from_nanos(self.writer_wait_ns.load(Ordering::Acquire))
+            })
     }
 
     /// Ticks of the open batch the primary backend has not resolved yet.
@@ -381,6 +400,8 @@ pub struct StatsSnapshot {
     pub queue_capacity: usize,
     /// CPU time of the writer thread so far, s.
     pub writer_cpu_s: f64,
+    /// The writer thread's wait for a CPU so far, s ([`Stats::writer_cpu_wait`]).
+    pub writer_cpu_wait_s: f64,
     pub store_tick_latency: LatencySummary,
     pub commit_latency: LatencySummary,
     pub backends: Vec<BackendSnapshot>,
@@ -494,6 +515,7 @@ impl Stats {
             queue_size,
             queue_capacity,
             writer_cpu_s: self.writer_cpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            writer_cpu_wait_s: self.writer_cpu_wait().as_secs_f64(),
             store_tick_latency: self.store_tick_latency.summary(),
             commit_latency: primary.map(|b| b.commit_latency).unwrap_or_default(),
             healthy: problems.is_empty(),

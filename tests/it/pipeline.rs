@@ -355,3 +355,56 @@ proptest! {
         }
     }
 }
+
+/// What could go wrong: a wait that reads 0 however busy the writer's cores are, or one lost
+/// when the thread ends (the final statistics would then say the writer never waited).
+#[test]
+fn the_writers_wait_for_a_cpu_shows_busy_neighbours_and_outlives_its_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = default_recorder(dir.path());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let mut i = 0i64;
+    wait_until(
+        Duration::from_secs(30),
+        "the writer to wait for a CPU",
+        || {
+            // The writer sleeps between batches, and each wake finds the cores taken.
+            for _ in 0..500 {
+                let t = tick(
+                    &rec,
+                    "EURUSD",
+                    Timestamp(t0.0 + i * 1_000),
+                    "1.08500",
+                    "1.08510",
+                );
+                assert_eq!(rec.store_tick(t), Ok(Outcome::Accepted));
+                i += 1;
+            }
+            rec.stats().writer_cpu_wait_s > 0.0
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    let seen = rec.stats().writer_cpu_wait_s;
+    let stats = rec.shutdown();
+    assert!(
+        stats.writer_cpu_wait_s >= seen,
+        "{} s after the writer ended, {seen} s while it ran",
+        stats.writer_cpu_wait_s
+    );
+    assert_eq!(stats.ticks_stored, i as u64);
+}

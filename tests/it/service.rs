@@ -75,6 +75,7 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         "tickrec_queue_ticks ",
         "tickrec_queue_capacity_ticks ",
         "tickrec_writer_cpu_seconds_total ",
+        "tickrec_writer_cpu_wait_seconds_total ",
         "tickrec_store_tick_latency_seconds_count ",
         "tickrec_commit_latency_seconds_count{backend=\"sqlite\"} ",
         "tickrec_feed_latency_seconds_count{source=\"SIM\"} ",

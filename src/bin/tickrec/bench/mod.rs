@@ -352,8 +352,9 @@ fn tails_stage(
     } = *inputs;
     let b_ticks = input.len();
     let rounds = inputs.rounds_or(TAIL_ROUNDS);
-    // Per round: (ticks/s, WAL restart s) alone, with tails, with tails at normal priority.
-    let mut runs = vec![[(0.0f64, 0.0f64); 3]; rounds];
+    // Per round: (ticks/s, WAL restart s, the writer thread's wait for a CPU s) alone, with
+    // tails, with tails at normal priority.
+    let mut runs = vec![[(0.0f64, 0.0f64, 0.0f64); 3]; rounds];
     let what = [
         "alone",
         "four tails following every tick (their default priority, SCHED_IDLE)",
@@ -394,21 +395,27 @@ fn tails_stage(
             if let Some(b) = run.stats.backends.first() {
                 writeln!(
                     log,
-                    "    {:.0} ticks/s; CPU {:.0} ns a tick, the writer thread {:.0}; WAL restarts: {} done, {} put off, {:.2} s; WAL up to {:.1} MiB",
+                    "    {:.0} ticks/s; CPU {:.0} ns a tick, the writer thread {:.0} (it waited {:.3} s for a CPU); WAL restarts: {} done, {} put off, {:.2} s; WAL up to {:.1} MiB",
                     run.ticks_per_s,
                     run.cpu_ns_per_tick,
                     run.thread_cpu_ns_per_tick(),
+                    run.stats.writer_cpu_wait_s,
                     b.wal_restarts,
                     b.wal_restarts_postponed,
                     b.wal_restart_s,
                     wal as f64 / f64::from(1 << 20)
                 )?;
             }
-            slots[mode] = (run.ticks_per_s, run.wal_restart_s());
+            slots[mode] = (
+                run.ticks_per_s,
+                run.wal_restart_s(),
+                run.stats.writer_cpu_wait_s,
+            );
             let _ = std::fs::remove_dir_all(&base);
         }
     }
-    let of = |mode: usize, f: fn((f64, f64), (f64, f64)) -> f64| {
+    type Run = (f64, f64, f64);
+    let of = |mode: usize, f: fn(Run, Run) -> f64| {
         median(&runs.iter().map(|s| f(s[mode], s[0])).collect::<Vec<f64>>())
     };
     r.tails_writer_alone_ticks_per_s = of(0, |run, _| run.0);
@@ -419,6 +426,9 @@ fn tails_stage(
     r.writer_with_tails_ratios = runs.iter().map(|s| s[1].0 / s[0].0).collect();
     r.writer_ticks_per_s_with_tails_normal_priority = of(2, |run, _| run.0);
     r.writer_wal_restart_s_with_tails_normal_priority = of(2, |run, _| run.1);
+    r.writer_cpu_wait_s = of(0, |run, _| run.2);
+    r.writer_cpu_wait_s_with_tails = of(1, |run, _| run.2);
+    r.writer_cpu_wait_s_with_tails_normal_priority = of(2, |run, _| run.2);
     r.writer_with_tails_normal_priority_ratio = of(2, |run, alone| run.0 / alone.0);
     r.writer_with_tails_normal_priority_ratios = runs.iter().map(|s| s[2].0 / s[0].0).collect();
     writeln!(

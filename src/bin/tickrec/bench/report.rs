@@ -56,6 +56,12 @@ pub struct BenchReport {
     pub writer_wal_restart_s: f64,
     pub writer_wal_restart_s_with_tails: f64,
     pub writer_wal_restart_s_with_tails_normal_priority: f64,
+    /// The writer thread's time ready to run but waiting for a CPU, s, in the same three runs
+    /// (medians; `tickrec_writer_cpu_wait_seconds_total`): how much of the cores the tails took
+    /// from it, apart from what they cost it in caches.
+    pub writer_cpu_wait_s: f64,
+    pub writer_cpu_wait_s_with_tails: f64,
+    pub writer_cpu_wait_s_with_tails_normal_priority: f64,
     /// CPU time a following tail spends per tick it reads and formats (the four processes of
     /// the last run at `--priority normal`, start-up included), ns: with the writer's speed,
     /// the cores four tails take.
@@ -290,7 +296,7 @@ impl BenchReport {
     fn fmt_tails(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {}: {}{}; target >= {TAILS_TARGET:.2}; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
+            "writer, 4 tails following       {:>12.0} ticks/s   = {:.2} x the writer alone in the same round (median of {}: {}{}; target >= {TAILS_TARGET:.2}; tails at their default priority, SCHED_IDLE); at --priority normal: {:.0} = {:.2} x ({}; each tail {:.0} ns of CPU per tick: four at the writer's speed alone would take {:.1} cores); the writer's WAL restarts took {:.2} s alone, {:.2} s with the tails, {:.2} s with them at normal priority; its thread waited for a CPU {:.3} s alone, {:.3} s with the tails, {:.3} s with them at normal priority; commit -> tail output p50 {:.1} ms, p99 {:.1} ms at 1,000 ticks/s, {:.1} / {:.1} ms at 50,000 (target <= 50)",
             self.writer_ticks_per_s_with_tails,
             self.writer_with_tails_ratio,
             self.writer_with_tails_ratios.len(),
@@ -304,6 +310,9 @@ impl BenchReport {
             self.writer_wal_restart_s,
             self.writer_wal_restart_s_with_tails,
             self.writer_wal_restart_s_with_tails_normal_priority,
+            self.writer_cpu_wait_s,
+            self.writer_cpu_wait_s_with_tails,
+            self.writer_cpu_wait_s_with_tails_normal_priority,
             self.tail_latency_p50_ms,
             self.tail_latency_p99_ms,
             self.tail_latency_50k_p50_ms,
