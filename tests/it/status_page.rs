@@ -83,9 +83,14 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
             .spawn()
             .unwrap(),
     );
+    // Chromium's profile and its singleton files go under TMPDIR: the test's own folder, so
+    // that a run leaves nothing in /tmp (dropped after the driver is).
+    let browser_tmp = dir.path().join("browser-tmp");
+    std::fs::create_dir(&browser_tmp).unwrap();
     let _driver = Reaped(
         Command::new(driver_bin)
             .arg(format!("--port={wd}"))
+            .env("TMPDIR", &browser_tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
