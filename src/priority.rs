@@ -18,6 +18,9 @@
 //! it; the command line runs a tail in a session of its own for that (`tickrec tail`). Even at
 //! the lowest weight, a woken recorder thread waits for a tail of another group until the
 //! scheduler's fairness lets it in: [`YieldEvery`] hands the CPU over every few hundred rows.
+//! What is left is the group's share: a tail always runnable still takes turns of about
+//! 0.45 ms on the writer's core (`tickrec_writer_cpu_wait_seconds_total` shows them;
+//! `data/performance-log.md`, "Measured after run 69").
 
 use std::path::{Path, PathBuf};
 
