@@ -599,6 +599,9 @@ pub fn status_json(s: &Scrape) -> String {
         "queue_capacity": st.queue_capacity,
         "store_tick_p99_ns": st.store_tick_latency.p99_ns,
         "commit_p99_ns": st.commit_latency.p99_ns,
+        // Where a writer thread runs (not `migrate`): its CPU and its wait for one so far, s.
+        "writer_cpu_s": (st.writer_cpu_s > 0.0).then_some(st.writer_cpu_s),
+        "writer_cpu_wait_s": (st.writer_cpu_s > 0.0).then_some(st.writer_cpu_wait_s),
         "today_bytes": s.today_bytes,
         "wal_bytes": wal.map(|b| b.wal_bytes),
         "wal_bound_bytes": wal.map(|b| b.wal_bound_bytes),

@@ -136,6 +136,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
                 json!({"script": "const t = (id) => document.getElementById(id).textContent;
                 return {updates: Number(t('updates')), health: t('health'), rate: t('rate'),
                   stored: t('stored'), queue: t('queue'), today: t('today'), wal: t('wal'), wal_bound: t('wal-bound'),
+                  writer: t('writer'),
                   sessions: [...document.querySelectorAll('#sessions tr')].map(r => r.innerText),
                   subscribers: [...document.querySelectorAll('#subscriber-list tr')].map(r => r.innerText),
                   quotes: [...document.querySelectorAll('#quotes tr')].map(r => r.dataset.symbol)};",
@@ -187,6 +188,16 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
         "{first}"
     );
     assert_eq!(first["wal_bound"], "64.0 MiB", "{first}");
+    // The writer thread's shares of the last interval, busy and waiting for a CPU.
+    let writer = first["writer"].as_str().unwrap_or("");
+    let shares: Vec<&str> = writer.split(" / ").collect();
+    assert!(
+        shares.len() == 2
+            && shares.iter().all(|p| p
+                .strip_suffix(" %")
+                .is_some_and(|n| n.parse::<f64>().is_ok())),
+        "{first}"
+    );
     // Live: the stored count moves without a reload.
     // The subscriber, by its address, with what it asked for and ticks sent to it.
     let listed = |v: &Value| -> Option<u64> {
