@@ -7,6 +7,9 @@
 //! One broken day file never hides the others: a day that cannot be opened or read is skipped
 //! and returned as a [`BrokenDay`] (which day, which file, why in plain words) beside the rows
 //! of every other day; the caller reports it and fails at the end.
+//!
+//! A day is not broken for having been archived or restored between the folder's listing and
+//! the file's opening: it is listed again and read in its new form (`Store::as_listed_now`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +49,11 @@ pub struct Store {
     /// The folders as `recent` last listed them.
     listings: Arc<layout::Listings>,
 }
+
+/// Reads of one day, in all, when its file is renamed away between its listing and the read
+/// (see `Store::as_listed_now`): archiving and restoring the same day back to back can move it
+/// twice while a reader lists and opens it once.
+const RENAMED_ATTEMPTS: usize = 4;
 
 /// Default bound of the archive cache.
 pub const DEFAULT_ARCHIVE_CACHE_BYTES: u64 = 2 << 30;
@@ -1510,6 +1518,69 @@ impl Store {
         self
     }
 
+    /// Runs `read` on `day`; when it fails with `retry` true of its error because the day's
+    /// file is no longer there (archiving, `unarchive` or a late tick's restore renamed the day
+    /// into another form after it was listed: the same ticks under the same seqs, invariants
+    /// 13 and 16 of ARCHITECTURE.md), runs it again on the day's file as its folder lists it
+    /// now, up to [`RENAMED_ATTEMPTS`] times in all. A day whose file is gone with no other in
+    /// its place (deleted) keeps the error.
+    fn as_listed_now<T, E>(
+        &self,
+        day: &DayFile,
+        mut read: impl FnMut(&DayFile) -> Result<T, E>,
+        retry: impl Fn(&E) -> bool,
+    ) -> Result<T, E> {
+        let mut now = std::borrow::Cow::Borrowed(day);
+        for _ in 1..RENAMED_ATTEMPTS {
+            match read(&now) {
+                Err(e) if retry(&e) => match self.renamed(&now) {
+                    Some(next) => now = std::borrow::Cow::Owned(next),
+                    None => return Err(e),
+                },
+                out => return out,
+            }
+        }
+        read(&now)
+    }
+
+    /// [`Store::as_listed_now`] for a read that passes rows to `f`: read again only when it
+    /// failed on the store before passing on a row (a row passed twice would be a duplicate).
+    fn rows_as_listed_now<T>(
+        &self,
+        day: &DayFile,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+        mut read: impl FnMut(
+            &DayFile,
+            &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+        ) -> Result<T, ReadError>,
+    ) -> Result<T, ReadError> {
+        let passed = std::cell::Cell::new(false);
+        self.as_listed_now(
+            day,
+            |d| {
+                read(d, &mut |r| {
+                    passed.set(true);
+                    f(r)
+                })
+            },
+            |e| matches!(e, ReadError::Store(_)) && !passed.get(),
+        )
+    }
+
+    /// `day` as its folder lists it now, when the file listed before is gone and another file
+    /// holds the day.
+    fn renamed(&self, day: &DayFile) -> Option<DayFile> {
+        let gone = matches!(std::fs::symlink_metadata(&day.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if !gone {
+            return None;
+        }
+        self.days_between(day.day, day.day)
+            .ok()?
+            .into_iter()
+            .find(|d| d.day == day.day && d.path != day.path)
+    }
+
     /// Runs `f` on a reader of `day` (an archived day through the cache) inside one read
     /// transaction: every statement of `f` sees one snapshot. The reader is kept open for the
     /// next query of the day (see [`OpenReaders`]).
@@ -1611,11 +1682,12 @@ impl Store {
             }
             let day = &day.map_err(StoreError::io(&self.base))?;
             read.days.push(day.day);
-            let streamed = if day.form == Form::Parquet {
-                parquet_query(day, symbols, &mut found, |pq, names| {
-                    pq.recent(names, left as usize, f)
-                })
-            } else {
+            let streamed = self.rows_as_listed_now(day, f, |day, f| {
+                if day.form == Form::Parquet {
+                    return parquet_query(day, symbols, &mut found, |pq, names| {
+                        pq.recent(names, left as usize, f)
+                    });
+                }
                 self.with_day(day, Reach::Few, |reader| {
                     let limit = i64::try_from(left).unwrap_or(i64::MAX);
                     let ids = symbols.ids(reader, &mut found);
@@ -1644,7 +1716,7 @@ impl Store {
                         }
                     }
                 })
-            };
+            });
             match streamed {
                 Ok(k) => left -= k,
                 Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(day, &e)),
@@ -1673,6 +1745,16 @@ impl Store {
     /// [`Store::scan_day`] of `symbols`: a Parquet day reads only their runs, SQLite skips the
     /// others' rows undecoded.
     fn scan_day_of(
+        &self,
+        day: &DayFile,
+        symbols: &Symbols,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReadError> {
+        self.rows_as_listed_now(day, f, |day, f| self.scan_listed_day(day, symbols, f))
+    }
+
+    /// [`Store::scan_day_of`] of the day's file as listed.
+    fn scan_listed_day(
         &self,
         day: &DayFile,
         symbols: &Symbols,
@@ -1734,9 +1816,24 @@ impl Store {
         bufs: &mut AfterSeqBuffers,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<AfterSeq, ReadError> {
+        self.rows_as_listed_now(day, f, |day, f| {
+            self.after_seq_of_listed(day, symbols, (after, limit), blocks_only, bufs, f)
+        })
+    }
+
+    /// [`Store::after_seq`] of the day's file as listed.
+    fn after_seq_of_listed(
+        &self,
+        day: &DayFile,
+        symbols: &Symbols,
+        (after, limit): (i64, usize),
+        blocks_only: bool,
+        bufs: &mut AfterSeqBuffers,
+        f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
+    ) -> Result<AfterSeq, ReadError> {
         if day.archived {
             let (mut passed, mut last) = (0u64, after);
-            self.scan_day_of(day, symbols, &mut |r| {
+            self.scan_listed_day(day, symbols, &mut |r| {
                 let seq = r.seq.unwrap_or(0);
                 if seq <= after {
                     return Ok(());
@@ -1841,11 +1938,17 @@ impl Store {
 
     /// The highest seq of one day file (its tick count).
     pub fn max_seq(&self, day: &DayFile) -> Result<i64, ReadError> {
-        if day.archived {
-            let s = archive::read_summary(&day.path)?;
-            return Ok(i64::try_from(s.ticks).unwrap_or(i64::MAX));
-        }
-        self.with_day(day, Reach::Few, DayReader::max_seq)
+        self.as_listed_now(
+            day,
+            |day| {
+                if day.archived {
+                    let s = archive::read_summary(&day.path)?;
+                    return Ok(i64::try_from(s.ticks).unwrap_or(i64::MAX));
+                }
+                self.with_day(day, Reach::Few, DayReader::max_seq)
+            },
+            |e| matches!(e, ReadError::Store(_)),
+        )
     }
 
     /// The seq just before the first tick (in recording order) of one day file whose event
@@ -1853,12 +1956,16 @@ impl Store {
     /// directory answers from it (`DayReader::seq_before_time_by_directory`); others are
     /// scanned.
     pub fn seq_before_time(&self, day: &DayFile, t: Timestamp) -> Result<i64, ReadError> {
-        if day.form == Form::Live {
-            if let Some(seq) =
-                self.with_day(day, Reach::Few, |r| r.seq_before_time_by_directory(t))?
-            {
-                return Ok(seq);
-            }
+        let by_directory = self.as_listed_now(
+            day,
+            |day| match day.form {
+                Form::Live => self.with_day(day, Reach::Few, |r| r.seq_before_time_by_directory(t)),
+                _ => Ok(None),
+            },
+            |e| matches!(e, ReadError::Store(_)),
+        )?;
+        if let Some(seq) = by_directory {
+            return Ok(seq);
         }
         let mut first: Option<i64> = None;
         let mut last = 0i64;
@@ -1903,12 +2010,13 @@ impl Store {
         let (first, last) = (from.day(), Timestamp(to.0.saturating_sub(1)).day());
         for day in self.days_between(first, last)? {
             read.days.push(day.day);
-            let streamed = if day.form == Form::Parquet {
-                parquet_query(&day, symbols, &mut found, |pq, names| {
-                    pq.range(names, from.0, to.0, f)
-                })
-            } else {
-                self.with_day(&day, Reach::Many, |reader| {
+            let streamed = self.rows_as_listed_now(&day, f, |day, f| {
+                if day.form == Form::Parquet {
+                    return parquet_query(day, symbols, &mut found, |pq, names| {
+                        pq.range(names, from.0, to.0, f)
+                    });
+                }
+                self.with_day(day, Reach::Many, |reader| {
                     let ids = symbols.ids(reader, &mut found);
                     if ids.as_deref() == Some(&[]) {
                         return Ok(0);
@@ -1953,7 +2061,7 @@ impl Store {
                         ),
                     }
                 })
-            };
+            });
             match streamed {
                 Ok(k) => read.rows += k,
                 Err(ReadError::Store(e)) => read.broken.push(BrokenDay::new(&day, &e)),
@@ -1980,13 +2088,19 @@ impl Store {
             }
         };
         for day in self.days()? {
-            if day.archived {
-                let summary = archive::read_summary(&day.path)?;
-                consider(summary.marks.get(origin).copied());
-                continue;
-            }
-            let (conn, _access) = open_day_conn(&self.base, &day, &day.path, &self.opts)?;
-            consider(read_mark(&conn, origin).map_err(StoreError::sqlite(&day.path))?);
+            let mark = self.as_listed_now(
+                &day,
+                |day| {
+                    if day.archived {
+                        let summary = archive::read_summary(&day.path)?;
+                        return Ok(summary.marks.get(origin).copied());
+                    }
+                    let (conn, _access) = open_day_conn(&self.base, day, &day.path, &self.opts)?;
+                    read_mark(&conn, origin).map_err(StoreError::sqlite(&day.path))
+                },
+                |_| true,
+            )?;
+            consider(mark);
         }
         Ok(best.and_then(|(_, next)| u64::try_from(next).ok()))
     }
@@ -2026,7 +2140,7 @@ impl Store {
     pub fn day_stats(&self) -> Result<DayStatsReport, StoreError> {
         let mut report = DayStatsReport::default();
         for d in self.days()? {
-            match self.one_day_stats(&d) {
+            match self.as_listed_now(&d, |d| self.one_day_stats(d), |_| true) {
                 Ok(s) => report.days.push(s),
                 Err(e) => report.broken.push(BrokenDay::new(&d, &e)),
             }

@@ -981,3 +981,100 @@ fn the_bench_starts_its_tails_in_the_cgroup_it_is_given() {
     assert!(seen, "no tail was seen in {}: {said}", group.0.display());
     assert!(said.contains("four tails following every tick"), "{said}");
 }
+
+/// What could go wrong: the nightly `archive` (or `unarchive`) renames a day into its other
+/// form between a reader's listing of the folder and its opening of the file. A following tail
+/// watching that day ended with "unable to open database file", and a range query skipped the
+/// day (about one query in 300 while the day was archived and restored in a loop). Yesterday
+/// is archived, to Parquet and to `.db.zst` in turn, and restored in a loop while a tail
+/// follows it and today and range queries and `recent` run: the tail keeps following and
+/// passes every tick once in recording order, and every answer is whole.
+#[test]
+fn a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whole() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tickrec::store::reader::{Store, Symbols};
+    use tickrec::tick::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest(&db, &ticks("2026-11-20", 0, 2000, 10));
+    let today = chrono::Utc::now().date_naive();
+    ingest(&db, &ticks(&today.to_string(), 0, 500, 0));
+    let mut tail = Follower::start(&db, &["--from", "2026-11-20:0"]);
+    tail.until(2500);
+    let stop = Arc::new(AtomicBool::new(false));
+    let archiver = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut cycles = 0u32;
+            while started.elapsed() < Duration::from_secs(6) && !stop.load(Ordering::Relaxed) {
+                let format = ["parquet", "sqlite-zst"][cycles as usize % 2];
+                let out = tickrec(
+                    &db,
+                    &["archive", "--older-than", "1d", "--format", format],
+                    None,
+                );
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                let out = tickrec(&db, &["unarchive", "2026-11-20"], None);
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                cycles += 1;
+            }
+            cycles
+        })
+    };
+    let store = Store::new(&db, Default::default());
+    let (from, to) = (
+        Timestamp::parse("2026-11-20T00:00:00Z").unwrap(),
+        Timestamp::parse(&format!("{}T00:00:00Z", today + chrono::Days::new(1))).unwrap(),
+    );
+    let mut queries = 0u32;
+    while !archiver.is_finished() {
+        let mut rows = 0u64;
+        let read = store
+            .range_of(&Symbols::All, from, to, &mut |_| {
+                rows += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert!(read.broken.is_empty(), "query {queries}: {:?}", read.broken);
+        assert_eq!(rows, 2500, "query {queries}");
+        let mut newest = Vec::new();
+        let read = store
+            .recent_of(&Symbols::All, 600, &mut |r| {
+                newest.push(r.ts_event);
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            read.broken.is_empty(),
+            "recent {queries}: {:?}",
+            read.broken
+        );
+        assert_eq!(newest.len(), 600, "recent {queries}");
+        queries += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let cycles = archiver.join().unwrap();
+    assert!(
+        cycles >= 10,
+        "the race ran: {cycles} cycles, {queries} queries"
+    );
+    // Late ticks for yesterday after the loop: the tail, still following, passes them.
+    ingest(&db, &ticks("2026-11-20", 3000, 10, 23));
+    tail.until(2510);
+    let got = keys(&tail.stop());
+    let want: Vec<(String, i64)> = (1..=2010)
+        .map(|s| ("2026-11-20".to_owned(), s))
+        .chain((1..=500).map(|s| (today.to_string(), s)))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    assert_eq!(sorted, want, "every tick once ({cycles} cycles)");
+    let yesterday: Vec<i64> = got
+        .iter()
+        .filter(|k| k.0 == "2026-11-20")
+        .map(|k| k.1)
+        .collect();
+    assert!(yesterday.windows(2).all(|w| w[0] < w[1]), "recording order");
+}
