@@ -71,8 +71,23 @@ pub struct Repair {
 
 /// Checks one day (plain or archived) of the store at `base`. Never changes anything; an
 /// archive is decompressed to a scratch file beside it (in the temporary folder when it is on
-/// a read-only file system).
-pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
+/// a read-only file system). A day archived or restored after it was listed is checked in its
+/// new form ([`layout::relisted`]): the verdict and the file it names are that form's.
+pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> (DayFile, DayCheck) {
+    let mut day = day.clone();
+    for _ in 1..super::reader::RENAMED_ATTEMPTS {
+        let c = check_listed_day(base, &day, opts);
+        match layout::relisted(base, &day) {
+            Some(now) if !c.ok() => day = now,
+            _ => return (day, c),
+        }
+    }
+    let c = check_listed_day(base, &day, opts);
+    (day, c)
+}
+
+/// [`check_day`] of the day's file as listed.
+fn check_listed_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
     let mut out = DayCheck {
         day: day.day,
         file: day.path.clone(),
@@ -81,6 +96,11 @@ pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> DayCheck {
         problems: Vec::new(),
         unchecked: None,
     };
+    if std::fs::symlink_metadata(&day.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        out.unchecked = Some("gone since its folder was listed (deleted meanwhile)".into());
+        return out;
+    }
     if !day.path.is_file() {
         out.problems.push(if day.path.is_dir() {
             "is a directory, not a day file".into()

@@ -158,6 +158,22 @@ pub struct DayFile {
     pub form: Form,
 }
 
+/// `day` as its folder lists it now, when the file listed before is gone and another file
+/// holds the day: archiving, `unarchive` or a late tick's restore renamed the day into its
+/// other form since it was listed (the same ticks under the same seqs). `None` while the file
+/// listed is there, or when no file holds the day any more (it was deleted).
+pub fn relisted(base: &Path, day: &DayFile) -> Option<DayFile> {
+    let gone = matches!(std::fs::symlink_metadata(&day.path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if !gone {
+        return None;
+    }
+    list_days_between(base, day.day, day.day)
+        .ok()?
+        .into_iter()
+        .find(|d| d.day == day.day && d.path != day.path)
+}
+
 /// Every day file under `base`, oldest first. A missing base is an empty store.
 pub fn list_days(base: &Path) -> std::io::Result<Vec<DayFile>> {
     list_days_between(base, NaiveDate::MIN, NaiveDate::MAX)

@@ -53,7 +53,7 @@ pub struct Store {
 /// Reads of one day, in all, when its file is renamed away between its listing and the read
 /// (see `Store::as_listed_now`): archiving and restoring the same day back to back can move it
 /// twice while a reader lists and opens it once.
-const RENAMED_ATTEMPTS: usize = 4;
+pub(crate) const RENAMED_ATTEMPTS: usize = 4;
 
 /// Default bound of the archive cache.
 pub const DEFAULT_ARCHIVE_CACHE_BYTES: u64 = 2 << 30;
@@ -1533,7 +1533,7 @@ impl Store {
         let mut now = std::borrow::Cow::Borrowed(day);
         for _ in 1..RENAMED_ATTEMPTS {
             match read(&now) {
-                Err(e) if retry(&e) => match self.renamed(&now) {
+                Err(e) if retry(&e) => match layout::relisted(&self.base, &now) {
                     Some(next) => now = std::borrow::Cow::Owned(next),
                     None => return Err(e),
                 },
@@ -1565,20 +1565,6 @@ impl Store {
             },
             |e| matches!(e, ReadError::Store(_)) && !passed.get(),
         )
-    }
-
-    /// `day` as its folder lists it now, when the file listed before is gone and another file
-    /// holds the day.
-    fn renamed(&self, day: &DayFile) -> Option<DayFile> {
-        let gone = matches!(std::fs::symlink_metadata(&day.path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        if !gone {
-            return None;
-        }
-        self.days_between(day.day, day.day)
-            .ok()?
-            .into_iter()
-            .find(|d| d.day == day.day && d.path != day.path)
     }
 
     /// Runs `f` on a reader of `day` (an archived day through the cache) inside one read

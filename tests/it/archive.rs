@@ -705,3 +705,96 @@ fn a_damaged_parquet_archive_is_reported_by_check_and_queries_never_pass_it_off(
         "today's rows still come"
     );
 }
+
+/// What could go wrong: a reader lists a day, then archiving (or `unarchive`) renames the day
+/// into its other form before the reader opens the file. Reads of the day as listed failed
+/// ("unable to open database file"), and `check` called it "not a regular file", BROKEN, which
+/// `--repair` acts on. Each must answer from the day's new form, the same rows; a day deleted
+/// meanwhile is an error of the read and a day `check` could not check, never a broken one.
+#[test]
+fn a_day_archived_or_restored_after_it_was_listed_is_read_and_checked_in_its_new_form() {
+    use tickrec::store::check;
+    use tickrec::store::layout::Form;
+    use tickrec::store::reader::{AfterSeqBuffers, Store, Symbols};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(10);
+    let listed = || {
+        layout::list_days(&db)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.day == day)
+            .unwrap()
+    };
+    let store = Store::new(&db, Default::default());
+    let scan = |d: &layout::DayFile| {
+        let mut rows = Vec::new();
+        store
+            .scan_day(d, &mut |r| {
+                rows.push(r.clone());
+                Ok(())
+            })
+            .map(|_| rows)
+    };
+    let plain = listed();
+    assert_eq!(plain.form, Form::Live);
+    let want = scan(&plain).unwrap();
+    assert_eq!(want.len(), 300);
+    let opts = SqliteOptions::default();
+    // Each step renames the day listed before it into another form.
+    let steps = [
+        ("archived to Parquet", Form::Parquet),
+        ("restored", Form::Live),
+        ("archived to .db.zst", Form::SqliteZst),
+    ];
+    for (what, form) in steps {
+        let stale = listed();
+        match form {
+            Form::Live => {
+                archive::restore_day(&db, day, &opts).unwrap();
+            }
+            Form::Parquet => {
+                archive_at_3(&db, day, ArchiveFormat::Parquet);
+            }
+            Form::SqliteZst => {
+                archive_at_3(&db, day, ArchiveFormat::SqliteZst);
+            }
+        }
+        assert!(!stale.path.exists(), "{what}: the listed file is gone");
+        assert_eq!(scan(&stale).unwrap(), want, "{what}: scan");
+        assert_eq!(store.max_seq(&stale).unwrap(), 300, "{what}: max_seq");
+        let mut seqs = Vec::new();
+        let got = store
+            .after_seq(
+                &stale,
+                &Symbols::All,
+                (100, 4096),
+                false,
+                &mut AfterSeqBuffers::default(),
+                &mut |r| {
+                    seqs.push(r.seq.unwrap());
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(seqs, (101..=300).collect::<Vec<i64>>(), "{what}: after_seq");
+        assert_eq!(got.last, 300, "{what}");
+        let (checked, verdict) = check::check_day(&db, &stale, &opts);
+        assert!(verdict.ok(), "{what}: {verdict:?}");
+        assert_eq!((checked.form, verdict.archived), (form, form != Form::Live));
+        assert_eq!(
+            verdict.file,
+            listed().path,
+            "{what}: the file checked is named"
+        );
+    }
+    let stale = listed();
+    assert!(archive::delete_day(&db, day).unwrap());
+    assert!(scan(&stale).is_err(), "a deleted day is an error, not rows");
+    let (_, verdict) = check::check_day(&db, &stale, &opts);
+    assert!(
+        verdict.problems.is_empty() && verdict.unchecked.is_some(),
+        "a deleted day is not checked, not broken: {verdict:?}"
+    );
+}

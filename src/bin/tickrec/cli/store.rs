@@ -10,7 +10,9 @@ pub(super) fn run_check(opts: &Options, repair: bool) -> anyhow::Result<ExitCode
     let mut out = std::io::stdout().lock();
     let (mut broken, mut unresolved, mut unchecked) = (0, 0, 0);
     for d in &days {
-        let c = check::check_day(&opts.db_path, d, &opts.writer.sqlite);
+        // The day as checked: in its new form if it was archived or restored meanwhile.
+        let (d, c) = check::check_day(&opts.db_path, d, &opts.writer.sqlite);
+        let d = &d;
         let form = if d.archived { " (archive)" } else { "" };
         if c.ok() {
             writeln!(out, "{}: ok{form}, {} ticks", d.day, c.ticks.unwrap_or(0))?;
