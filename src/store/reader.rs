@@ -1802,18 +1802,15 @@ impl Store {
         bufs: &mut AfterSeqBuffers,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<AfterSeq, ReadError> {
-        self.rows_as_listed_now(day, f, |day, f| {
-            self.after_seq_of_listed(day, symbols, (after, limit), blocks_only, bufs, f)
-        })
+        let ask = (symbols, after, limit, blocks_only);
+        self.rows_as_listed_now(day, f, |day, f| self.after_seq_of_listed(day, ask, bufs, f))
     }
 
-    /// [`Store::after_seq`] of the day's file as listed.
+    /// [`Store::after_seq`] of the day's file as listed (`symbols, after, limit, blocks_only`).
     fn after_seq_of_listed(
         &self,
         day: &DayFile,
-        symbols: &Symbols,
-        (after, limit): (i64, usize),
-        blocks_only: bool,
+        (symbols, after, limit, blocks_only): (&Symbols, i64, usize, bool),
         bufs: &mut AfterSeqBuffers,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,
     ) -> Result<AfterSeq, ReadError> {
