@@ -35,9 +35,12 @@
 //! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
 //! its symbols become those, from the next commit it is given on (a symbol kept loses no tick
 //! and gets none twice). It gets `subscribed` again, the snapshot of the symbols it did not
-//! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time` (a
-//! replay needs a connection of its own) or one that is not a request gets
-//! `{"event":"error","reason":…}` and changes nothing. Those lines are read on a thread of
+//! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time`
+//! starts the subscription over on this connection, as a first line would (`subscribed`, the
+//! replay, `replayed`, the snapshot, `snapshot_end`, then live ticks): what was queued for it
+//! and not yet sent is dropped, the replay holding what it asked of it. One that is not a
+//! request, or whose cursor is past what the store holds, gets `{"event":"error","reason":…}`
+//! and changes nothing. Those lines are read on a thread of
 //! the subscriber's own; the end of its sending half (a client that only listens may close
 //! it) is not the end of its subscription, a reset is.
 //!
@@ -625,13 +628,7 @@ impl Publisher {
         };
         // A replay's start is resolved before the subscription is confirmed: a cursor past
         // what the store holds is refused like a malformed request.
-        let request = request.and_then(|(symbols, ids, start)| {
-            let tail = start
-                .map(|start| Tail::new(store, symbols.clone(), start))
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            Ok((symbols, ids, tail))
-        });
+        let request = request.and_then(|r| resolve(&store, r));
         let (symbols, ids, tail) = match request {
             Ok(r) => r,
             Err(why) => {
@@ -665,7 +662,8 @@ impl Publisher {
         if let Err(e) = &reader {
             tracing::warn!(%peer, error = %e, "publish: a subscriber's later lines will not be read");
         }
-        let result = self.serve_one(&mut out, &symbols, ids, tail, &conn, recorder, stop);
+        let start = (symbols, ids, tail);
+        let result = self.serve_one(&mut out, start, &conn, recorder, &store, stop);
         self.connected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -729,50 +727,25 @@ impl Publisher {
         Ok((Symbols::Named(r.symbols), Some(names), cursor))
     }
 
-    /// Serves one subscriber whose request was read; returns why its stream ended.
+    /// Serves one subscriber whose request was read (its symbols, their names, its replay);
+    /// returns why its stream ended.
     ///
-    /// Long (~120 lines) on purpose: one subscriber from request to close (request, snapshot,
-    /// catch-up from where it asked, hand-over to live ticks, later changes of its symbols), one
-    /// sequence sharing the connection and the cursor.
-    #[allow(clippy::too_many_arguments)]
+    /// Long (~100 lines) on purpose: one subscriber from request to close (its start, live
+    /// ticks, later changes of its symbols or starts over), one sequence sharing the
+    /// connection and the cursor.
     fn serve_one(
         &self,
         out: &mut BufWriter<TcpStream>,
-        symbols: &Symbols,
-        wanted: Option<HashSet<String>>,
-        tail: Option<Tail>,
+        (symbols, wanted, tail): (Symbols, Option<HashSet<String>>, Option<Tail>),
         me: &Connection,
         recorder: &Recorder,
+        store: &Store,
         stop: &Shutdown,
     ) -> std::io::Result<String> {
         let queue = &me.queue;
         let mut rows = JsonlWriter::new(&mut *out);
-        self.subscribed(rows.inner(), symbols)?;
-        // Replay from where it asked until caught up, then register for live batches, then one
-        // more pass for what was committed in between: live batches at or below the cursor
-        // reached are skipped below.
-        let mut replayed: Option<Cursor> = None;
-        if let Some(mut tail) = tail {
-            loop {
-                let n = tail
-                    .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
-                    .map_err(std::io::Error::other)?;
-                if n == 0 {
-                    break;
-                }
-            }
-            self.register(queue);
-            tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
-                .map_err(std::io::Error::other)?;
-            let reached = tail.cursor().to_string();
-            event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
-            replayed = Some(tail.cursor().clone());
-        } else {
-            self.register(queue);
-        }
-        let mut wants = Wants::new(wanted);
-        self.snapshot(&mut rows, recorder, |name| wants.wants_name(name), &wants)?;
-        rows.inner().flush()?;
+        let (mut wants, mut replayed) =
+            self.start(&mut rows, queue, &symbols, wanted, tail, recorder)?;
         let mut sent = 0u64;
         let mut woke = std::time::Instant::now();
         // The commits this subscriber has been given, for its heartbeats.
@@ -797,7 +770,14 @@ impl Publisher {
                 std::mem::take(&mut *queue.changes.lock().unwrap_or_else(|e| e.into_inner()));
             let mut wrote = !changes.is_empty();
             for change in changes {
-                self.change(&mut rows, &mut wants, change, recorder, me)?;
+                let at = (recorder, store);
+                if let Some(start) = self.change(&mut rows, &mut wants, change, at, me)? {
+                    // Started over from a cursor: the batches just taken were committed
+                    // before its replay's last pass, which sent what it wants of them; the
+                    // cursor reached skips them below.
+                    (wants, replayed) = self.start_over(&mut rows, queue, start, recorder)?;
+                    passed = replayed.clone();
+                }
             }
             for enc in taken {
                 if let Some(about) = &enc.control {
@@ -850,6 +830,65 @@ impl Publisher {
                 .ticks_sent_total
                 .fetch_add(std::mem::take(&mut sent), Ordering::Relaxed);
         }
+    }
+
+    /// A subscription's start, from its first request line or a later one with a cursor:
+    /// `subscribed`; with a replay, the committed ticks from where it asked until caught up,
+    /// then registered for live batches, one more pass for what was committed in between and
+    /// `replayed` (live batches at or below the cursor reached are skipped); otherwise
+    /// registered; then the snapshot of its symbols and `snapshot_end`. Returns what it wants
+    /// and the cursor its replay reached.
+    fn start<W: Write>(
+        &self,
+        rows: &mut JsonlWriter<W>,
+        queue: &Arc<Queue>,
+        symbols: &Symbols,
+        wanted: Option<HashSet<String>>,
+        tail: Option<Tail>,
+        recorder: &Recorder,
+    ) -> std::io::Result<(Wants, Option<Cursor>)> {
+        self.subscribed(rows.inner(), symbols)?;
+        let mut replayed: Option<Cursor> = None;
+        if let Some(mut tail) = tail {
+            loop {
+                let n = tail
+                    .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+                    .map_err(std::io::Error::other)?;
+                if n == 0 {
+                    break;
+                }
+            }
+            self.register(queue);
+            tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+                .map_err(std::io::Error::other)?;
+            let reached = tail.cursor().to_string();
+            event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
+            replayed = Some(tail.cursor().clone());
+        } else {
+            self.register(queue);
+        }
+        let wants = Wants::new(wanted);
+        self.snapshot(rows, recorder, |name| wants.wants_name(name), &wants)?;
+        rows.inner().flush()?;
+        Ok((wants, replayed))
+    }
+
+    /// A later request line with a cursor: the subscription starts over as [`Publisher::start`]
+    /// on this connection. It leaves the live batches first (none queue up for it while it
+    /// replays; those waiting are dropped: the replay holds what it wants of them).
+    fn start_over<W: Write>(
+        &self,
+        rows: &mut JsonlWriter<W>,
+        queue: &Arc<Queue>,
+        (symbols, wanted, tail): (Symbols, Option<HashSet<String>>, Tail),
+        recorder: &Recorder,
+    ) -> std::io::Result<(Wants, Option<Cursor>)> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|q| !Arc::ptr_eq(q, queue));
+        *queue.batches.lock().unwrap_or_else(|e| e.into_inner()) = (VecDeque::new(), 0);
+        self.start(rows, queue, &symbols, wanted, Some(tail), recorder)
     }
 
     /// `{"event":"subscribed","unknown":[…]}`: the names asked that this recorder's sessions do
@@ -913,33 +952,38 @@ impl Publisher {
 
     /// A later request line: the subscriber's symbols become those it names, from the next
     /// commit on. It gets `subscribed` again, the snapshot of the symbols it did not have
-    /// (and the sessions' lines), `snapshot_end`. A replay needs a connection of its own: a
-    /// line with `from` or `from_time`, or one that is not a request, gets an `error` line and
-    /// changes nothing.
+    /// (and the sessions' lines), `snapshot_end`. A line with `from` or `from_time` starts the
+    /// subscription over: returned, with its replay resolved, for [`Publisher::start_over`].
+    /// One that is not a request, or whose cursor is past what the store holds, gets an
+    /// `error` line and changes nothing.
+    #[allow(clippy::type_complexity)]
     fn change<W: Write>(
         &self,
         rows: &mut JsonlWriter<W>,
         wants: &mut Wants,
         change: Result<Request, String>,
-        recorder: &Recorder,
+        (recorder, store): (&Recorder, &Store),
         me: &Connection,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Option<(Symbols, Option<HashSet<String>>, Tail)>> {
         let peer = me.peer;
-        let parsed = change.and_then(|r| self.parse(r)).and_then(|p| match p {
-            (_, _, Some(_)) => Err("\"from\" and \"from_time\" go in the first request line \
-                 only: a replay needs a connection of its own"
-                .to_string()),
-            (symbols, names, None) => Ok((symbols, names)),
-        });
-        let (symbols, names) = match parsed {
+        let parsed = change
+            .and_then(|r| self.parse(r))
+            .and_then(|r| resolve(store, r));
+        let (symbols, names, tail) = match parsed {
             Ok(p) => p,
             Err(why) => {
                 let why = format!("{why} (the subscription is unchanged)");
-                return self.refuse(rows.inner(), peer, why, "a change of symbols");
+                self.refuse(rows.inner(), peer, why, "a change of symbols")?;
+                return Ok(None);
             }
         };
-        tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
         *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&symbols);
+        if let Some(tail) = tail {
+            let from = tail.cursor().to_string();
+            tracing::info!(%peer, symbols = ?symbols, %from, "publish: a subscriber started over");
+            return Ok(Some((symbols, names, tail)));
+        }
+        tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
         self.subscribed(rows.inner(), &symbols)?;
         let before = std::mem::replace(wants, Wants::new(names));
         self.snapshot(
@@ -947,7 +991,8 @@ impl Publisher {
             recorder,
             |name| wants.wants_name(name) && !before.wants_name(name),
             wants,
-        )
+        )?;
+        Ok(None)
     }
 
     /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up
@@ -1010,6 +1055,20 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .push(queue.clone());
     }
+}
+
+/// A parsed request with its replay's start resolved against the store (a cursor past what it
+/// holds is refused, with the reason).
+#[allow(clippy::type_complexity)]
+fn resolve(
+    store: &Store,
+    (symbols, names, start): (Symbols, Option<HashSet<String>>, Option<Start>),
+) -> Result<(Symbols, Option<HashSet<String>>, Option<Tail>), String> {
+    let tail = start
+        .map(|start| Tail::new(store.clone(), symbols.clone(), start))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok((symbols, names, tail))
 }
 
 /// A control line: `{"event": name, key: value, …}`, flushed.

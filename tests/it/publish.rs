@@ -3,7 +3,7 @@
 //! holding anyone else up, and a subscriber with a cursor handed from the day files to live
 //! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
 //! cursor resumes exactly, and told when the FIX session goes down; a subscriber changing its
-//! symbols on the same connection.
+//! symbols, or starting over from a cursor, on the same connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -558,8 +558,8 @@ fn send(r: &mut BufReader<TcpStream>, line: &str) {
         .unwrap();
 }
 
-/// What could go wrong: a change of symbols that a subscriber's stream does not take (it needs
-/// a new connection, and so a new replay), that loses or repeats ticks of a symbol it keeps,
+/// What could go wrong: a change of symbols that a subscriber's stream does not take (it would
+/// need a new connection), that loses or repeats ticks of a symbol it keeps,
 /// that sends no snapshot of the symbols added or one of those it had, or a bad change line
 /// that ends a stream which was fine.
 #[test]
@@ -612,12 +612,12 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         }
     }
 
-    // A line that is not a request, and a replay asked on a running stream: each refused with
-    // the reason, and the stream goes on unchanged.
+    // A line that is not a request, and a replay from past what the store holds: each refused
+    // with the reason, and the stream goes on unchanged.
     send(&mut sub, "{\"symbols\": ");
     send(
         &mut sub,
-        r#"{"symbols": ["USDJPY"], "from": "2026-01-01:0"}"#,
+        &format!(r#"{{"symbols": ["USDJPY"], "from": "{day}:999999999"}}"#),
     );
     let mut refused = Vec::new();
     while refused.len() < 2 {
@@ -630,7 +630,10 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         }
     }
     assert!(refused[0].contains("unchanged"), "{refused:?}");
-    assert!(refused[1].contains("connection of its own"), "{refused:?}");
+    assert!(
+        refused[1].contains("is past what the store holds") && refused[1].contains("unchanged"),
+        "{refused:?}"
+    );
 
     // USDJPY alone: after its snapshot, nothing else.
     send(&mut sub, r#"{"symbols": ["USDJPY"]}"#);
@@ -676,12 +679,18 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
 
     // The EURUSD ticks given, across two changes, are the store's from the first one given,
     // each once: as many as `tail` reads from there.
+    let from = format!("{day}:{}", eurusd[0] - 1);
+    assert_eq!(eurusd, stored_seqs(&feed, "EURUSD", &from, eurusd.len()));
+}
+
+/// The seqs of the first `n` ticks of `symbols` the store holds after `from`, as `tail` reads
+/// them.
+fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
     let out = Command::new(BIN)
         .arg("--db")
         .arg(&feed.db)
-        .args(["tail", "--symbols", "EURUSD", "--from"])
-        .arg(format!("{day}:{}", eurusd[0] - 1))
-        .args(["--max-ticks", &eurusd.len().to_string()])
+        .args(["tail", "--symbols", symbols, "--from", from])
+        .args(["--max-ticks", &n.to_string()])
         .output()
         .unwrap();
     assert!(
@@ -689,15 +698,88 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
                 .as_i64()
                 .unwrap()
         })
-        .collect();
-    assert_eq!(eurusd, stored);
+        .collect()
+}
+
+/// What could go wrong: a subscriber that asks on a running stream for its symbols again from
+/// a cursor gets the replay mixed with live ticks it was already given, a gap or a tick twice
+/// at the handover back to live, or live ticks piling up in its queue while it replays.
+#[test]
+fn a_subscriber_starts_over_from_a_cursor_on_the_same_connection() {
+    let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
+    let mut sub = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
+    assert_eq!(next_json(&mut sub)["event"], "subscribed");
+    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    let mut first = Vec::new();
+    while first.len() < 200 {
+        let v = next_json(&mut sub);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        first.push((
+            v["ts_event"].as_str().unwrap()[..10].to_owned(),
+            v["seq"].as_i64().unwrap(),
+        ));
+    }
+    // From the tenth tick given on, two symbols.
+    let (day, from) = first[9].clone();
+    send(
+        &mut sub,
+        &format!(r#"{{"symbols": ["EURUSD", "GBPUSD"], "from": "{day}:{from}"}}"#),
+    );
+    loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "subscribed" {
+            break;
+        }
+        assert_eq!(v["symbol"], "EURUSD", "before the start over: {v}");
+    }
+    // The replay, `replayed`, the snapshot, then live: every seq of the two symbols once, in
+    // order, from the cursor on.
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut phase = "replay";
+    let mut live = 0;
+    while live < 500 {
+        let v = next_json(&mut sub);
+        match (v["event"].as_str(), phase) {
+            (Some("replayed"), "replay") => {
+                phase = "snapshot";
+                let cursor = v["cursor"].as_str().unwrap();
+                let last = seqs.last().copied().unwrap_or(from);
+                assert!(cursor_seq(cursor) >= last, "{v} after {last}");
+            }
+            (Some("snapshot_end"), "snapshot") => phase = "live",
+            (None, "snapshot") => assert!(v["seq"].is_null(), "{v}"),
+            (None, _) => {
+                let symbol = v["symbol"].as_str().unwrap();
+                assert!(symbol == "EURUSD" || symbol == "GBPUSD", "{v}");
+                assert_eq!(&v["ts_event"].as_str().unwrap()[..10], day, "{v}");
+                let seq = v["seq"].as_i64().unwrap();
+                assert!(seq > seqs.last().copied().unwrap_or(from), "{phase}: {v}");
+                seqs.push(seq);
+                live += usize::from(phase == "live");
+            }
+            _ => panic!("{phase}: {v}"),
+        }
+    }
+    assert!(
+        seqs.len() > 500 + 190,
+        "the replay sent the ticks from the cursor: {}",
+        seqs.len()
+    );
+    // Exactly the store's ticks of the two symbols from the cursor, as `tail` reads them.
+    let stored = stored_seqs(&feed, "EURUSD,GBPUSD", &format!("{day}:{from}"), seqs.len());
+    assert_eq!(seqs, stored);
+}
+
+/// The seq of a cursor's newest day (`DAY:SEQ[,DAY:SEQ]`).
+fn cursor_seq(cursor: &str) -> i64 {
+    cursor.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 /// The status line of a `GET /events` on `port`, and its connection.
