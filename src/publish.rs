@@ -414,6 +414,10 @@ fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
     ))
 }
 
+/// What a request asks, parsed: its symbols, their names (`None`: every symbol), and where its
+/// replay starts (`R`: a [`Start`], then the [`Tail`] resolved from it), if it asked for one.
+type Asked<R> = (Symbols, Option<HashSet<String>>, R);
+
 /// What a subscriber asks for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -703,11 +707,7 @@ impl Publisher {
 
     /// The request's symbols (names, ids known so far or `None` for every symbol) and where
     /// its replay starts, if it asked for one.
-    #[allow(clippy::type_complexity)]
-    fn parse(
-        &self,
-        r: Request,
-    ) -> Result<(Symbols, Option<HashSet<String>>, Option<Start>), String> {
+    fn parse(&self, r: Request) -> Result<Asked<Option<Start>>, String> {
         if r.symbols.is_empty() {
             return Err("\"symbols\" is empty: name some, or [\"*\"] for every symbol".into());
         }
@@ -736,7 +736,7 @@ impl Publisher {
     fn serve_one(
         &self,
         out: &mut BufWriter<TcpStream>,
-        (symbols, wanted, tail): (Symbols, Option<HashSet<String>>, Option<Tail>),
+        (symbols, wanted, tail): Asked<Option<Tail>>,
         me: &Connection,
         recorder: &Recorder,
         store: &Store,
@@ -880,7 +880,7 @@ impl Publisher {
         &self,
         rows: &mut JsonlWriter<W>,
         queue: &Arc<Queue>,
-        (symbols, wanted, tail): (Symbols, Option<HashSet<String>>, Tail),
+        (symbols, wanted, tail): Asked<Tail>,
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
         self.subscribers
@@ -956,7 +956,6 @@ impl Publisher {
     /// subscription over: returned, with its replay resolved, for [`Publisher::start_over`].
     /// One that is not a request, or whose cursor is past what the store holds, gets an
     /// `error` line and changes nothing.
-    #[allow(clippy::type_complexity)]
     fn change<W: Write>(
         &self,
         rows: &mut JsonlWriter<W>,
@@ -964,7 +963,7 @@ impl Publisher {
         change: Result<Request, String>,
         (recorder, store): (&Recorder, &Store),
         me: &Connection,
-    ) -> std::io::Result<Option<(Symbols, Option<HashSet<String>>, Tail)>> {
+    ) -> std::io::Result<Option<Asked<Tail>>> {
         let peer = me.peer;
         let parsed = change
             .and_then(|r| self.parse(r))
@@ -1059,11 +1058,10 @@ impl Publisher {
 
 /// A parsed request with its replay's start resolved against the store (a cursor past what it
 /// holds is refused, with the reason).
-#[allow(clippy::type_complexity)]
 fn resolve(
     store: &Store,
-    (symbols, names, start): (Symbols, Option<HashSet<String>>, Option<Start>),
-) -> Result<(Symbols, Option<HashSet<String>>, Option<Tail>), String> {
+    (symbols, names, start): Asked<Option<Start>>,
+) -> Result<Asked<Option<Tail>>, String> {
     let tail = start
         .map(|start| Tail::new(store.clone(), symbols.clone(), start))
         .transpose()

@@ -74,16 +74,16 @@ pub struct Repair {
 /// a read-only file system). A day archived or restored after it was listed is checked in its
 /// new form ([`layout::relisted`]): the verdict and the file it names are that form's.
 pub fn check_day(base: &Path, day: &DayFile, opts: &SqliteOptions) -> (DayFile, DayCheck) {
-    let mut day = day.clone();
-    for _ in 1..super::reader::RENAMED_ATTEMPTS {
-        let c = check_listed_day(base, &day, opts);
-        match layout::relisted(base, &day) {
-            Some(now) if !c.ok() => day = now,
-            _ => return (day, c),
+    // A verdict other than sound is the "error" that looks for the day's new form.
+    let checked = |d: &DayFile| {
+        let c = check_listed_day(base, d, opts);
+        if c.ok() {
+            Ok((d.clone(), c))
+        } else {
+            Err(Box::new((d.clone(), c)))
         }
-    }
-    let c = check_listed_day(base, &day, opts);
-    (day, c)
+    };
+    layout::as_listed_now(base, day, checked, |_| true).unwrap_or_else(|verdict| *verdict)
 }
 
 /// [`check_day`] of the day's file as listed.

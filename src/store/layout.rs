@@ -158,6 +158,36 @@ pub struct DayFile {
     pub form: Form,
 }
 
+/// Reads of one day, in all, when its file is renamed away between its listing and the read
+/// (see [`as_listed_now`]): archiving and restoring the same day back to back can move it
+/// twice while a reader lists and opens it once.
+pub const RENAMED_ATTEMPTS: usize = 4;
+
+/// Runs `read` on `day`; when it fails with `retry` true of its error and the day's file is no
+/// longer there ([`relisted`]: archiving, `unarchive` or a late tick's restore renamed the day
+/// into another form after it was listed: the same ticks under the same seqs, invariants 13 and
+/// 16 of ARCHITECTURE.md), runs it again on the day's file as its folder lists it now, up to
+/// [`RENAMED_ATTEMPTS`] times in all. A day whose file is gone with no other in its place
+/// (deleted) keeps the error.
+pub fn as_listed_now<T, E>(
+    base: &Path,
+    day: &DayFile,
+    mut read: impl FnMut(&DayFile) -> Result<T, E>,
+    retry: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut now = std::borrow::Cow::Borrowed(day);
+    for _ in 1..RENAMED_ATTEMPTS {
+        match read(&now) {
+            Err(e) if retry(&e) => match relisted(base, &now) {
+                Some(next) => now = std::borrow::Cow::Owned(next),
+                None => return Err(e),
+            },
+            out => return out,
+        }
+    }
+    read(&now)
+}
+
 /// `day` as its folder lists it now, when the file listed before is gone and another file
 /// holds the day: archiving, `unarchive` or a late tick's restore renamed the day into its
 /// other form since it was listed (the same ticks under the same seqs). `None` while the file

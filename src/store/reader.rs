@@ -9,7 +9,7 @@
 //! of every other day; the caller reports it and fails at the end.
 //!
 //! A day is not broken for having been archived or restored between the folder's listing and
-//! the file's opening: it is listed again and read in its new form (`Store::as_listed_now`).
+//! the file's opening: it is listed again and read in its new form (`layout::as_listed_now`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,11 +49,6 @@ pub struct Store {
     /// The folders as `recent` last listed them.
     listings: Arc<layout::Listings>,
 }
-
-/// Reads of one day, in all, when its file is renamed away between its listing and the read
-/// (see `Store::as_listed_now`): archiving and restoring the same day back to back can move it
-/// twice while a reader lists and opens it once.
-pub(crate) const RENAMED_ATTEMPTS: usize = 4;
 
 /// Default bound of the archive cache.
 pub const DEFAULT_ARCHIVE_CACHE_BYTES: u64 = 2 << 30;
@@ -1518,29 +1513,14 @@ impl Store {
         self
     }
 
-    /// Runs `read` on `day`; when it fails with `retry` true of its error because the day's
-    /// file is no longer there (archiving, `unarchive` or a late tick's restore renamed the day
-    /// into another form after it was listed: the same ticks under the same seqs, invariants
-    /// 13 and 16 of ARCHITECTURE.md), runs it again on the day's file as its folder lists it
-    /// now, up to [`RENAMED_ATTEMPTS`] times in all. A day whose file is gone with no other in
-    /// its place (deleted) keeps the error.
+    /// [`layout::as_listed_now`] in this store.
     fn as_listed_now<T, E>(
         &self,
         day: &DayFile,
-        mut read: impl FnMut(&DayFile) -> Result<T, E>,
+        read: impl FnMut(&DayFile) -> Result<T, E>,
         retry: impl Fn(&E) -> bool,
     ) -> Result<T, E> {
-        let mut now = std::borrow::Cow::Borrowed(day);
-        for _ in 1..RENAMED_ATTEMPTS {
-            match read(&now) {
-                Err(e) if retry(&e) => match layout::relisted(&self.base, &now) {
-                    Some(next) => now = std::borrow::Cow::Owned(next),
-                    None => return Err(e),
-                },
-                out => return out,
-            }
-        }
-        read(&now)
+        layout::as_listed_now(&self.base, day, read, retry)
     }
 
     /// [`Store::as_listed_now`] for a read that passes rows to `f`: read again only when it

@@ -710,7 +710,7 @@ fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
 
 /// What could go wrong: a subscriber that asks on a running stream for its symbols again from
 /// a cursor gets the replay mixed with live ticks it was already given, a gap or a tick twice
-/// at the handover back to live, or live ticks piling up in its queue while it replays.
+/// at the handover back to live, or every live tick twice (its queue registered again).
 #[test]
 fn a_subscriber_starts_over_from_a_cursor_on_the_same_connection() {
     let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
