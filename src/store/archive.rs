@@ -954,6 +954,11 @@ impl ArchiveCache {
         ArchiveCache { dir, max_bytes }
     }
 
+    /// The folder the copies are made in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A readable SQLite file with the content of `archive`.
     pub fn materialize(&self, archive: &DayFile) -> Result<PathBuf, StoreError> {
         let meta = std::fs::metadata(&archive.path).map_err(io(&archive.path))?;

@@ -368,6 +368,19 @@ fn days_on_a_read_only_file_system_answer_as_ever() {
         assert!(stats.contains("20000"), "{form}: {stats}");
         let said = String::from_utf8_lossy(&succeeds(&db, &["check"])).into_owned();
         assert!(said.contains("2026-11-02: ok"), "{form}: {said}");
+        // The archived day was read through a copy in the temporary folder; this test's
+        // store is gone after it, so is its copy.
+        let cache = tickrec::store::archive::ArchiveCache::new(&db, 0);
+        let cache = cache.dir();
+        assert_eq!(cache.exists(), form == "sqlite-zst", "{}", cache.display());
+        if form == "sqlite-zst" {
+            assert!(
+                cache.starts_with(std::env::temp_dir()),
+                "{}",
+                cache.display()
+            );
+            std::fs::remove_dir_all(cache).unwrap();
+        }
     }
 }
 
