@@ -17,12 +17,16 @@
 //! there is (nice 19) when the process leads that session, so that nothing else is lowered with
 //! it; the command line runs a tail in a session of its own for that (`tickrec tail`). Even at
 //! the lowest weight, a woken recorder thread waits for a tail of another group until the
-//! scheduler's fairness lets it in: [`YieldEvery`] hands the CPU over every few hundred rows.
+//! scheduler's fairness lets it in: [`GiveWay`] hands the CPU over every few hundred rows.
 //! What is left is the group's share: a tail always runnable still takes turns of about
 //! 0.45 ms on the writer's core (`tickrec_writer_cpu_wait_seconds_total` shows them;
-//! `data/performance-log.md`, "Measured after run 69").
+//! `data/performance-log.md`, "Measured after run 69"). So a tail also watches the recorder
+//! (the process holding the newest day's lock): when the recorder's threads waited for a CPU
+//! since its last look, it steps off the CPU for a while ([`GiveWay`]). That works whatever
+//! group the tail is in, a cgroup that is not marked idle too.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Puts the calling thread (and the threads it starts after) under `SCHED_IDLE`: it then runs
 /// only on CPU time no other thread of its group wants, and a thread of the recorder that wakes
@@ -44,40 +48,214 @@ pub fn idle_priority() -> std::io::Result<()> {
     }
 }
 
-/// Rows a reader passes on between two [`YieldEvery::row`] yields.
+/// Rows a reader passes on between two of [`GiveWay`]'s turns.
 pub const YIELD_EVERY: u32 = 512;
 
-/// Yields the CPU (`sched_yield`) every [`YIELD_EVERY`] rows a reader passes on: about 90 µs of
-/// a tail's work. Across groups (a tail in a session of its own) a woken recorder thread takes
-/// the CPU from a tail only when the scheduler's fairness lets it, else at the end of the tail's
-/// slice; a yield lets the scheduler choose again, and a recorder thread waiting for the CPU
-/// gets it then. Where nothing waits, the call returns at once (a system call every 512 rows:
-/// the tails' CPU a tick read 172–177 ns without, 175–183 ns with). Four tails each in a
-/// session of its own kept 0.904 × of the writer alone without it and 0.958 × with it (medians
-/// of fifteen rounds a side, in stages of five; `data/performance-log.md`, "Taken after run
-/// 67").
-#[derive(Debug)]
-pub struct YieldEvery {
+/// How long a reader sleeps when the recorder's threads waited for a CPU since its last turn;
+/// twice the last sleep when they waited again within its length of the reader coming back, up
+/// to [`STEP_ASIDE_MOST`].
+pub const STEP_ASIDE: Duration = Duration::from_millis(10);
+
+/// The longest a reader sleeps at one turn: a recorder at full speed for minutes keeps a reader
+/// off the CPU but for a turn's work every 100 ms, and one that slows down is followed again
+/// within 100 ms.
+pub const STEP_ASIDE_MOST: Duration = Duration::from_millis(100);
+
+/// What the recorder's threads may wait for a CPU between two turns before a reader steps
+/// aside: this much, and a twentieth of the time between the turns. Under it lie the wake-ups
+/// of a recorder that has the CPU it wants (a few µs each); a turn a tail took from the writer
+/// lasts ~0.45 ms.
+pub const WAIT_FLOOR: Duration = Duration::from_micros(50);
+
+/// A reader's turns: every [`YIELD_EVERY`] rows it passes on (about 90 µs of a tail's work) it
+/// yields the CPU (`sched_yield`), and, when it watches a recorder ([`GiveWay::watching`]) whose
+/// threads waited for a CPU since the last turn (past [`WAIT_FLOOR`]), sleeps [`STEP_ASIDE`] (or
+/// longer, while they keep waiting).
+///
+/// The yield: across groups (a tail in a session of its own) a woken recorder thread takes the
+/// CPU from a tail only when the scheduler's fairness lets it, else at the end of the tail's
+/// slice; a yield lets the scheduler choose again. Four tails each in a session of its own kept
+/// 0.904 × of the writer alone without it and 0.958 × with it (`data/performance-log.md`,
+/// "Taken after run 67").
+///
+/// The sleep: a yield does not give up the group's turn, and a group at the lowest weight still
+/// gets its share of a CPU it is runnable on, so the writer kept waiting for the tails' turns
+/// (39–293 ms a run of ~2.3 s beside four, against 16–58 ms alone). Off the run queue, a tail
+/// takes no turn at all: the writer waited a median of ~60 ms beside four tails that step aside,
+/// ~145 ms beside four that did not (`data/performance-log.md`, "Measured after run 71"). It
+/// works in any group, a cgroup not marked idle too, where `SCHED_IDLE` yields to nothing. The
+/// recorder's threads' waits are their run delays (`/proc/<pid>/task/<tid>/schedstat`, its
+/// second field), read at each turn (~0.5 µs a thread; a tail's CPU a tick did not move).
+#[derive(Default)]
+pub struct GiveWay {
     left: u32,
+    recorder: Option<RecorderWait>,
+    /// The last sleep's length.
+    pause: Duration,
+    /// When the last sleep ended.
+    back_at: Option<Instant>,
+    stepped_aside: (u64, Duration),
 }
 
-impl Default for YieldEvery {
-    fn default() -> YieldEvery {
-        YieldEvery { left: YIELD_EVERY }
+impl std::fmt::Debug for GiveWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GiveWay")
+            .field("left", &self.left)
+            .field("watching", &self.recorder.is_some())
+            .field("pause", &self.pause)
+            .field("stepped_aside", &self.stepped_aside)
+            .finish()
     }
 }
 
-impl YieldEvery {
+impl GiveWay {
+    /// Yields every [`YIELD_EVERY`] rows and steps aside for the recorder `find` names (its
+    /// process id, looked up again every second and whenever none is known, at most every
+    /// 50 ms: a recorder may start after the reader, or restart). `skip`: a thread of that
+    /// process not to count (the reader's own, when it runs in the recorder's process).
+    pub fn watching(
+        find: Box<dyn FnMut() -> Option<libc::pid_t>>,
+        skip: Option<libc::pid_t>,
+    ) -> GiveWay {
+        GiveWay {
+            left: YIELD_EVERY,
+            recorder: Some(RecorderWait {
+                find,
+                skip,
+                threads: Vec::new(),
+                listed: None,
+                last: None,
+            }),
+            pause: STEP_ASIDE,
+            back_at: None,
+            stepped_aside: (0, Duration::ZERO),
+        }
+    }
+
     /// After each row passed on.
     #[inline]
     pub fn row(&mut self) {
-        self.left -= 1;
-        if self.left == 0 {
-            self.left = YIELD_EVERY;
-            // SAFETY: sched_yield takes no arguments.
-            unsafe { libc::sched_yield() };
+        if self.left > 1 {
+            self.left -= 1;
+            return;
+        }
+        self.left = YIELD_EVERY;
+        self.turn();
+    }
+
+    #[cold]
+    fn turn(&mut self) {
+        // SAFETY: sched_yield takes no arguments.
+        unsafe { libc::sched_yield() };
+        let Some(recorder) = self.recorder.as_mut() else {
+            return;
+        };
+        if !recorder.waited_past_floor() {
+            return;
+        }
+        // Twice as long when the recorder waited again within the last sleep's length of this
+        // reader coming back.
+        let again = self.back_at.is_some_and(|at| at.elapsed() < self.pause);
+        self.pause = if again {
+            (self.pause * 2).min(STEP_ASIDE_MOST)
+        } else {
+            STEP_ASIDE
+        };
+        std::thread::sleep(self.pause);
+        self.back_at = Some(Instant::now());
+        self.stepped_aside.0 += 1;
+        self.stepped_aside.1 += self.pause;
+        // What the recorder waited while this reader slept was not for it.
+        recorder.restart();
+    }
+
+    /// How many times this reader has stepped aside, and for how long in all.
+    pub fn stepped_aside(&self) -> (u64, Duration) {
+        self.stepped_aside
+    }
+}
+
+/// The recorder [`GiveWay`] watches: its threads' `schedstat` files, open, and what they read
+/// at the last turn.
+struct RecorderWait {
+    find: Box<dyn FnMut() -> Option<libc::pid_t>>,
+    skip: Option<libc::pid_t>,
+    threads: Vec<std::fs::File>,
+    listed: Option<Instant>,
+    /// When, and the threads' summed run delay (ns) then.
+    last: Option<(Instant, u64)>,
+}
+
+impl RecorderWait {
+    /// Whether the recorder's threads waited for a CPU past the floor since the last turn.
+    fn waited_past_floor(&mut self) -> bool {
+        let now = Instant::now();
+        let relist = if self.threads.is_empty() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
+        if self.listed.is_none_or(|t| now.duration_since(t) >= relist) {
+            self.list(now);
+        }
+        let Some(sum) = self.run_delay() else {
+            // A thread ended (or the recorder did): listed again at the next turn.
+            self.threads.clear();
+            self.last = None;
+            return false;
+        };
+        let past = self.last.replace((now, sum));
+        let Some((then, before)) = past else {
+            return false;
+        };
+        let waited = Duration::from_nanos(sum.saturating_sub(before));
+        waited >= WAIT_FLOOR + now.duration_since(then) / 20
+    }
+
+    fn restart(&mut self) {
+        self.last = self.run_delay().map(|sum| (Instant::now(), sum));
+    }
+
+    fn list(&mut self, now: Instant) {
+        self.listed = Some(now);
+        self.threads.clear();
+        self.last = None;
+        let Some(pid) = (self.find)() else { return };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+            if tid.is_some() && tid == self.skip {
+                continue;
+            }
+            if let Ok(f) = std::fs::File::open(task.path().join("schedstat")) {
+                self.threads.push(f);
+            }
         }
     }
+
+    /// The threads' run delays summed, ns; `None` when one can no longer be read.
+    fn run_delay(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let mut sum = 0u64;
+        for f in &self.threads {
+            let n = f.read_at(&mut buf, 0).ok()?;
+            sum = sum.saturating_add(run_delay_of(buf.get(..n)?)?);
+        }
+        Some(sum)
+    }
+}
+
+/// The run delay (ns) in a `schedstat` file's text: `<on CPU ns> <run delay ns> <timeslices>`.
+fn run_delay_of(schedstat: &[u8]) -> Option<u64> {
+    std::str::from_utf8(schedstat)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Where the kernel weighs this process's CPU time against other processes'.
@@ -209,6 +387,57 @@ pub fn in_my_session(pid: libc::pid_t) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader watching a process whose threads wait for a CPU (more of them spinning than
+    /// there are CPUs) steps aside, longer each time they wait again; one watching nothing
+    /// only yields. The test's own thread is not counted, as a tail in the recorder's process
+    /// does not count itself.
+    #[test]
+    fn a_reader_steps_aside_while_the_watched_threads_wait_for_a_cpu() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spinners: Vec<_> = (0..cpus + 2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let pid = libc::pid_t::try_from(std::process::id()).ok();
+        let me = crate::procstat::thread_id();
+        let mut watching = GiveWay::watching(Box::new(move || pid), Some(me));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watching.stepped_aside().0 < 3 && Instant::now() < deadline {
+            watching.row();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for s in spinners {
+            s.join().expect("a spinner ends");
+        }
+        let (times, slept) = watching.stepped_aside();
+        assert!(times >= 3, "stepped aside {times} times in 30 s");
+        assert!(
+            slept >= STEP_ASIDE * 7,
+            "{slept:?}: the sleeps double while they keep waiting (10, 20, 40 ms…)"
+        );
+        let mut blind = GiveWay::default();
+        for _ in 0..10 * YIELD_EVERY {
+            blind.row();
+        }
+        assert_eq!(blind.stepped_aside(), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn the_run_delay_is_the_second_field_of_schedstat() {
+        assert_eq!(run_delay_of(b"8123 456 7\n"), Some(456));
+        assert_eq!(run_delay_of(b"8123\n"), None);
+        assert_eq!(run_delay_of(b"a b c"), None);
+        assert_eq!(run_delay_of(&[0xff, b' ', b'1']), None);
+    }
 
     const MOUNTS: &str = "\
 24 30 0:22 / /sys rw,nosuid shared:7 - sysfs sysfs rw

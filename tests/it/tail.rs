@@ -829,6 +829,91 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
     tail.wait().unwrap();
 }
 
+/// Threads spinning at normal priority, one more than there are CPUs, until dropped: this
+/// process's threads then wait for a CPU, as a recorder's do beside a reader that takes turns.
+struct Spinners(
+    Vec<std::thread::JoinHandle<()>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl Spinners {
+    fn start() -> Spinners {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..=cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Spinners(threads, stop)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.0.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What could go wrong: a tail in a group of its own still takes turns on the CPU while the
+/// recorder's threads wait for one (a group at the lowest weight gets its share; a cgroup not
+/// marked idle, its full weight). Beside a process holding the newest day's lock (the
+/// recorder) whose threads wait for a CPU, a tail steps aside and says so; with no recorder,
+/// the same load leaves it reading as ever. Either way it passes every tick, once.
+#[test]
+fn a_tail_steps_aside_while_the_recorder_waits_for_a_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    ingest(&db, &ticks("2026-11-20", 0, 5_000, 10));
+    let tail = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickrec"));
+        cmd.arg("--db")
+            .arg(&db)
+            .args(["tail", "--from", "2026-11-20:0", "--format", "jsonl"])
+            .env("RUST_LOG", "warn");
+        // In a session of its own, as from another terminal: its group at nice 19.
+        // SAFETY: setsid is async-signal-safe and the closure does not allocate.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                (libc::setsid() >= 0)
+                    .then_some(())
+                    .ok_or_else(std::io::Error::last_os_error)
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        let seqs: Vec<i64> = keys(&lines).into_iter().map(|(_, seq)| seq).collect();
+        assert_eq!(seqs, (1..=5_000).collect::<Vec<i64>>());
+        text(&out.stderr)
+    };
+    let spinning = Spinners::start();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let lock = tickrec::store::daylock::DayLock::shared(&db, day, Duration::from_secs(5)).unwrap();
+    let said = tail();
+    assert!(said.contains("tail: stepped aside "), "{said}");
+    assert!(
+        said.contains("while the recorder waited for a CPU"),
+        "{said}"
+    );
+    drop(lock);
+    let said = tail();
+    drop(spinning);
+    assert!(!said.contains("stepped aside"), "{said}");
+    assert!(
+        said.contains("tail: 5000 ticks; cursor 2026-11-20:5000"),
+        "{said}"
+    );
+}
+
 /// A cgroup of the CPU controller's hierarchy for one test, removed when dropped.
 struct CpuCgroup(std::path::PathBuf);
 

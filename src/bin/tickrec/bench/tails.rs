@@ -177,9 +177,17 @@ fn follow_as_json(store: Store, stop: &Shutdown, mut seen: impl FnMut(&TickRow))
         return;
     };
     let mut out = row_writer(OutputFormat::Jsonl, std::io::sink());
+    // Its turns as `tickrec tail` takes them, the recorder being this process (less this
+    // thread).
+    let pid = libc::pid_t::try_from(std::process::id()).ok();
+    let mut give_way = tickrec::priority::GiveWay::watching(
+        Box::new(move || pid),
+        Some(tickrec::procstat::thread_id()),
+    );
     let _ = tail.follow(
         stop,
         &mut |r| {
+            give_way.row();
             out.write_row(r)?;
             seen(r);
             Ok(())
@@ -209,8 +217,8 @@ impl tickrec::store::writer::CommitObserver for CommitTimes {
     }
 }
 
-/// (p50, p99) in ms from a tick's commit to a following tail (under `SCHED_IDLE`, as `tickrec
-/// tail` runs) passing it on: `n` ticks at `rate` per second through a Recorder under `base`.
+/// (p50, p99) in ms from a tick's commit to a following tail (under `SCHED_IDLE`, stepping aside
+/// for the recorder, as `tickrec tail` runs) passing it on: `n` ticks at `rate` per second through a Recorder under `base`.
 ///
 /// Long (~100 lines) on purpose: one measurement from set-up to teardown.
 pub fn latency_ms(

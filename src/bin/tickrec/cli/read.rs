@@ -232,12 +232,15 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         std::io::BufWriter::new(stdout.lock()),
     ));
     let cursor_file = a.cursor_file.clone();
-    // At idle priority, a tail hands the CPU over every few hundred rows to whatever waits.
-    let mut yielder =
-        (a.priority == super::TailPriority::Idle).then(tickrec::priority::YieldEvery::default);
+    // At idle priority, a tail hands the CPU over every few hundred rows to whatever waits, and
+    // steps aside while the recorder's threads wait for a CPU.
+    let mut give_way = (a.priority == super::TailPriority::Idle).then(|| {
+        let watched = service::open_store(opts);
+        tickrec::priority::GiveWay::watching(Box::new(move || writers(&watched).next()), None)
+    });
     let mut rows = |r: &tickrec::tick::TickRow| {
-        if let Some(y) = yielder.as_mut() {
-            y.row();
+        if let Some(g) = give_way.as_mut() {
+            g.row();
         }
         out.borrow_mut().write_row(r)
     };
@@ -280,6 +283,13 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         Err(e) => return Err(e.into()),
     };
     flushed?;
+    let (times, slept) = give_way.map(|g| g.stepped_aside()).unwrap_or_default();
+    if times > 0 {
+        eprintln!(
+            "tail: stepped aside {times} times ({:.2} s) while the recorder waited for a CPU",
+            slept.as_secs_f64()
+        );
+    }
     eprintln!("tail: {passed} ticks; cursor {}", tail.cursor());
     Ok(ExitCode::SUCCESS)
 }
