@@ -87,7 +87,7 @@ fn yield_cpu(store: &tickrec::store::reader::Store) -> anyhow::Result<Option<Exi
         CpuGroup::Cgroup { idle: false, .. }
             if writers(store).any(tickrec::priority::in_my_cgroup) => {}
         CpuGroup::Cgroup { path, idle: false } => {
-            tracing::warn!(cgroup = %path, "tail: the kernel weighs this process's CPU in its cgroup against the recorder's, and SCHED_IDLE yields only within it: unless the recorder runs in the same cgroup, start the tail in one marked idle (systemd-run --scope -p CPUWeight=idle tickrec tail …)");
+            tracing::warn!(cgroup = %path, "tail: the kernel weighs this process's CPU in its cgroup against the recorder's, and SCHED_IDLE yields only within it: the tail steps aside while the recorder waits for a CPU, but to leave it only idle time, unless the recorder runs in the same cgroup, start the tail in one marked idle (systemd-run --scope -p CPUWeight=idle tickrec tail …)");
         }
     }
     if let Err(e) = priority::idle_priority() {
