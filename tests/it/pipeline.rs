@@ -362,18 +362,8 @@ proptest! {
 fn the_writers_wait_for_a_cpu_shows_busy_neighbours_and_outlives_its_thread() {
     let dir = tempfile::tempdir().unwrap();
     let rec = default_recorder(dir.path());
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let spinners: Vec<_> = (0..2 * cores)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        })
-        .collect();
+    let spinners = super::util::Spinners::start(2 * cores);
     let t0 = ts("2026-11-23T09:00:00Z");
     let mut i = 0i64;
     wait_until(
@@ -395,10 +385,7 @@ fn the_writers_wait_for_a_cpu_shows_busy_neighbours_and_outlives_its_thread() {
             rec.stats().writer_cpu_wait_s > 0.0
         },
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in spinners {
-        s.join().unwrap();
-    }
+    drop(spinners);
     let seen = rec.stats().writer_cpu_wait_s;
     let stats = rec.shutdown();
     assert!(

@@ -829,40 +829,6 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
     tail.wait().unwrap();
 }
 
-/// Threads spinning at normal priority, one more than there are CPUs, until dropped: this
-/// process's threads then wait for a CPU, as a recorder's do beside a reader that takes turns.
-struct Spinners(
-    Vec<std::thread::JoinHandle<()>>,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-);
-
-impl Spinners {
-    fn start() -> Spinners {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads = (0..=cpus)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
-        Spinners(threads, stop)
-    }
-}
-
-impl Drop for Spinners {
-    fn drop(&mut self) {
-        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
-        for t in self.0.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 /// What could go wrong: a tail in a group of its own still takes turns on the CPU while the
 /// recorder's threads wait for one (a group at the lowest weight gets its share; a cgroup not
 /// marked idle, its full weight). Beside a process holding the newest day's lock (the
@@ -895,7 +861,8 @@ fn a_tail_steps_aside_while_the_recorder_waits_for_a_cpu() {
         assert_eq!(seqs, (1..=5_000).collect::<Vec<i64>>());
         text(&out.stderr)
     };
-    let spinning = Spinners::start();
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinning = super::util::Spinners::start(cpus + 1);
     let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
     let lock = tickrec::store::daylock::DayLock::shared(&db, day, Duration::from_secs(5)).unwrap();
     let said = tail();

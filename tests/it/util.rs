@@ -219,3 +219,36 @@ pub fn simulator(port: u16, symbols: u32, rate: u32) -> Reaped {
             .unwrap(),
     )
 }
+
+/// `n` threads spinning at normal priority until dropped: with more of them than there are
+/// CPUs, this process's threads wait for one, as a recorder's do beside busy neighbours.
+pub struct Spinners(
+    Vec<std::thread::JoinHandle<()>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl Spinners {
+    pub fn start(n: usize) -> Spinners {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Spinners(threads, stop)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.0.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
