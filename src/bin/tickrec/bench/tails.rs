@@ -218,7 +218,8 @@ impl tickrec::store::writer::CommitObserver for CommitTimes {
 }
 
 /// (p50, p99) in ms from a tick's commit to a following tail (under `SCHED_IDLE`, stepping aside
-/// for the recorder, as `tickrec tail` runs) passing it on: `n` ticks at `rate` per second through a Recorder under `base`.
+/// for the recorder, as `tickrec tail` runs) passing it on: `n` ticks at `rate` per second
+/// through a Recorder under `base`.
 ///
 /// Long (~100 lines) on purpose: one measurement from set-up to teardown.
 pub fn latency_ms(
