@@ -164,14 +164,7 @@ impl GiveWay {
         if !recorder.waited_past_floor() {
             return;
         }
-        // Twice as long when the recorder waited again within the last sleep's length of this
-        // reader coming back.
-        let again = self.back_at.is_some_and(|at| at.elapsed() < self.pause);
-        self.pause = if again {
-            (self.pause * 2).min(STEP_ASIDE_MOST)
-        } else {
-            STEP_ASIDE
-        };
+        self.pause = next_pause(self.pause, self.back_at.map(|at| at.elapsed()));
         std::thread::sleep(self.pause);
         self.back_at = Some(Instant::now());
         self.stepped_aside.0 += 1;
@@ -183,6 +176,15 @@ impl GiveWay {
     /// How many times this reader has stepped aside, and for how long in all.
     pub fn stepped_aside(&self) -> (u64, Duration) {
         self.stepped_aside
+    }
+}
+
+/// The sleep after one of `last`: twice as long (at most [`STEP_ASIDE_MOST`]) when the recorder
+/// waited again within `last` of the reader coming back (`since_back` ago), else [`STEP_ASIDE`].
+fn next_pause(last: Duration, since_back: Option<Duration>) -> Duration {
+    match since_back {
+        Some(since) if since < last => (last * 2).min(STEP_ASIDE_MOST),
+        _ => STEP_ASIDE,
     }
 }
 
@@ -427,9 +429,10 @@ mod tests {
     use super::*;
 
     /// A reader watching a process whose threads wait for a CPU (more of them spinning than
-    /// there are CPUs) steps aside, longer each time they wait again; one watching nothing
-    /// only yields. The test's own thread is not counted, as a tail in the recorder's process
-    /// does not count itself.
+    /// there are CPUs) steps aside; one watching nothing only yields. The test's own thread is
+    /// not counted, as a tail in the recorder's process does not count itself. (How long each
+    /// sleep is: [`next_pause`]'s test; here this thread may itself wait past a sleep's length
+    /// for a CPU, when the doubling rightly starts over.)
     #[test]
     fn a_reader_steps_aside_while_the_watched_threads_wait_for_a_cpu() {
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -458,15 +461,24 @@ mod tests {
         }
         let (times, slept) = watching.stepped_aside();
         assert!(times >= 3, "stepped aside {times} times in 30 s");
-        assert!(
-            slept >= STEP_ASIDE * 7,
-            "{slept:?}: the sleeps double while they keep waiting (10, 20, 40 ms…)"
-        );
+        assert!(slept >= STEP_ASIDE * 3, "{slept:?}");
         let mut blind = GiveWay::default();
         for _ in 0..10 * YIELD_EVERY {
             blind.row();
         }
         assert_eq!(blind.stepped_aside(), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_sleep_doubles_while_the_recorder_waits_again_soon_after_and_starts_over_otherwise() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_pause(ms(10), None), STEP_ASIDE);
+        assert_eq!(next_pause(ms(10), Some(ms(1))), ms(20));
+        assert_eq!(next_pause(ms(20), Some(ms(19))), ms(40));
+        assert_eq!(next_pause(ms(80), Some(ms(1))), STEP_ASIDE_MOST);
+        assert_eq!(next_pause(STEP_ASIDE_MOST, Some(ms(1))), STEP_ASIDE_MOST);
+        assert_eq!(next_pause(ms(40), Some(ms(40))), STEP_ASIDE);
+        assert_eq!(next_pause(STEP_ASIDE_MOST, Some(ms(500))), STEP_ASIDE);
     }
 
     #[test]
