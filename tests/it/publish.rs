@@ -38,6 +38,15 @@ fn subscribe(port: u16, request: &str) -> BufReader<TcpStream> {
     BufReader::new(s)
 }
 
+/// A subscription of `request` that has said `subscribed` and passed its snapshot: the next
+/// line is a live tick (or a later event).
+fn subscribed_live(port: u16, request: &str) -> BufReader<TcpStream> {
+    let mut sub = subscribe(port, request);
+    assert_eq!(next_json(&mut sub)["event"], "subscribed");
+    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    sub
+}
+
 /// The next line, heartbeats included.
 fn next_line(r: &mut BufReader<TcpStream>) -> serde_json::Value {
     let mut line = String::new();
@@ -567,9 +576,7 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
     // Commits of ten ticks, every half millisecond: a change nearly always comes with
     // commits waiting for the subscriber, whose ticks must not be lost or sent twice.
     let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
-    let mut sub = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
-    assert_eq!(next_json(&mut sub)["event"], "subscribed");
-    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    let mut sub = subscribed_live(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
     // Every EURUSD seq the stream gives, across the changes.
     let mut eurusd: Vec<i64> = Vec::new();
     let mut day = String::new();
@@ -714,9 +721,7 @@ fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
 #[test]
 fn a_subscriber_starts_over_from_a_cursor_on_the_same_connection() {
     let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
-    let mut sub = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
-    assert_eq!(next_json(&mut sub)["event"], "subscribed");
-    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    let mut sub = subscribed_live(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
     let mut first = Vec::new();
     while first.len() < 200 {
         let v = next_json(&mut sub);
