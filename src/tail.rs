@@ -270,7 +270,9 @@ impl Tail {
     /// Reads what was committed since the last call (up to `CHUNK` seqs of a SQLite day per
     /// snapshot, until caught up), advancing the cursor after each day's rows were passed on.
     /// `batch` runs after each chunk with the cursor reached (flush output, save the cursor).
-    /// Returns the rows passed on; days that cannot be read are skipped with their errors.
+    /// Returns the rows passed on. A day that cannot be read ends the poll with its error, the
+    /// cursor on the last tick passed on (a day whose files changed under the read, archived or
+    /// restored, is read again first: `layout::as_listed_now`).
     pub fn poll(
         &mut self,
         f: &mut dyn FnMut(&TickRow) -> std::io::Result<()>,

@@ -9,7 +9,9 @@
 //! of every other day; the caller reports it and fails at the end.
 //!
 //! A day is not broken for having been archived or restored between the folder's listing and
-//! the file's opening: it is listed again and read in its new form (`layout::as_listed_now`).
+//! the file's opening, nor for being archived and restored back to back as it was opened (its
+//! `-wal` and `-shm` gone from under the opening): it is listed again and read in its form now
+//! (`layout::as_listed_now`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

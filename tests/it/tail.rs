@@ -53,10 +53,13 @@ struct Follower {
     child: Child,
     lines: mpsc::Receiver<String>,
     got: Vec<String>,
+    /// Its stderr, told when it fails.
+    said: tempfile::NamedTempFile,
 }
 
 impl Follower {
     fn start(db: &Path, args: &[&str]) -> Follower {
+        let said = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .arg("--db")
             .arg(db)
@@ -65,7 +68,7 @@ impl Follower {
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(said.reopen().unwrap())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -82,7 +85,19 @@ impl Follower {
             child,
             lines,
             got: Vec::new(),
+            said,
         }
+    }
+
+    /// Whether it still runs, and what it said on stderr.
+    fn state(&mut self) -> String {
+        let status = match self.child.try_wait() {
+            Ok(None) => "still running".to_owned(),
+            Ok(Some(s)) => format!("ended: {s}"),
+            Err(e) => format!("unknown: {e}"),
+        };
+        let said = std::fs::read_to_string(self.said.path()).unwrap_or_default();
+        format!("{status}; stderr: {said}")
     }
 
     /// Waits (30 s at most) until `n` lines in all have come.
@@ -92,11 +107,14 @@ impl Follower {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(l) => self.got.push(l),
-                Err(_) => panic!(
-                    "{} of {n} lines came: {:?}",
-                    self.got.len(),
-                    self.got.last()
-                ),
+                Err(_) => {
+                    let state = self.state();
+                    panic!(
+                        "{} of {n} lines came: {:?}; the tail {state}",
+                        self.got.len(),
+                        self.got.last(),
+                    )
+                }
             }
         }
     }
@@ -107,7 +125,9 @@ impl Follower {
             .status()
             .unwrap();
         assert!(status.success());
-        assert!(self.child.wait().unwrap().success());
+        let ended = self.child.wait().unwrap();
+        let said = std::fs::read_to_string(self.said.path()).unwrap_or_default();
+        assert!(ended.success(), "{ended}; stderr: {said}");
         // Whatever it flushed before it ended: the reader thread ends at the pipe's end.
         loop {
             match self.lines.recv_timeout(Duration::from_secs(30)) {
@@ -129,7 +149,7 @@ impl Follower {
                 None => panic!("it did not end by itself"),
             }
         };
-        assert!(status.success(), "{status}");
+        assert!(status.success(), "{}", self.state());
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(30)) {
             self.got.push(l);
         }
@@ -1105,6 +1125,11 @@ fn a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whol
         );
         assert_eq!(newest.len(), 600, "recent {queries}");
         queries += 1;
+        assert!(
+            tail.child.try_wait().is_ok_and(|s| s.is_none()),
+            "the tail {}",
+            tail.state()
+        );
     }
     stop.store(true, Ordering::Relaxed);
     let cycles = archiver.join().unwrap();
