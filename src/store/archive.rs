@@ -923,7 +923,7 @@ fn rebuild_day(
 
 /// Decompressed copies of archived days for queries, in `<base>/.archive-cache/` (see
 /// [`ArchiveCache::new`] for a store on a read-only file system), at most
-/// `max_bytes` in all (least recently used evicted first). Each copy is covered by the
+/// `max_bytes` in all (least recently used evicted first, none used within [`JUST_USED`]). Each copy is covered by the
 /// directory as `seal` covers a day when it is made (a day written with the directory needs
 /// nothing).
 ///
@@ -937,6 +937,14 @@ pub struct ArchiveCache {
 }
 
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
+
+/// A copy made or found within this long is not evicted: its reader (in this process or
+/// another) opens it right after [`ArchiveCache::materialize`] returns, and a copy removed
+/// before that failed the read, though the archive is whole. Once open, an evicted copy reads
+/// on (its file is removed from the folder, not from under the connection). So the cache may
+/// hold more than its bound for as long as this, while readers of more days than it holds
+/// start at once.
+const JUST_USED: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ArchiveCache {
     /// The cache of the store at `base`: its `.archive-cache/`, or, when the store is on a
@@ -1024,8 +1032,11 @@ impl ArchiveCache {
             .collect();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         files.sort();
-        for (_, len, path) in files {
-            if total <= self.max_bytes {
+        let fresh = std::time::SystemTime::now()
+            .checked_sub(JUST_USED)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        for (used, len, path) in files {
+            if total <= self.max_bytes || used >= fresh {
                 break;
             }
             if path != keep && std::fs::remove_file(&path).is_ok() {

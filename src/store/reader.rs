@@ -471,6 +471,10 @@ fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
     )
 }
 
+/// Copies of an archived day made, in all, for one read, when other readers' copies evict them
+/// before they are opened (see `Store::with_day`).
+const EVICTED_ATTEMPTS: u32 = 4;
+
 /// A read-only connection to `day`'s file at `path`, and how it was opened.
 ///
 /// SQLite cannot make the `-shm` of a file nobody has open on a full disk, nor any file on a
@@ -1558,7 +1562,7 @@ impl Store {
         reach: Reach,
         f: impl FnOnce(&DayReader) -> Result<T, ReadError>,
     ) -> Result<T, ReadError> {
-        let path = if day.archived {
+        let mut path = if day.archived {
             self.cache.materialize(day)?
         } else {
             day.path.clone()
@@ -1569,7 +1573,21 @@ impl Store {
         });
         let reader = match kept {
             Some(r) => r,
-            None => DayReader::open_day(&self.base, day, &path, &reader_options(&self.opts))?,
+            None => {
+                let opts = reader_options(&self.opts);
+                let mut attempts = 1;
+                loop {
+                    match DayReader::open_day(&self.base, day, &path, &opts) {
+                        // Another reader's copy, made meanwhile, evicted this one between its
+                        // making and its opening (the cache holds less than both): made again.
+                        Err(_) if day.archived && !path.exists() && attempts < EVICTED_ATTEMPTS => {
+                            attempts += 1;
+                            path = self.cache.materialize(day)?;
+                        }
+                        opened => break opened?,
+                    }
+                }
+            }
         };
         let sq = StoreError::sqlite(&path);
         reader

@@ -512,7 +512,7 @@ fn a_small_day_from_before_the_directory_is_sealed_as_it_is() {
 pub(crate) const TO_VERSION_4: &str = include_str!("to_version_4.sql");
 
 #[test]
-fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
+fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     let rec = default_recorder(base);
@@ -530,13 +530,15 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
     for day in ["2026-10-01", "2026-10-02"] {
         archive_at_3(base, ts(day).day(), ArchiveFormat::SqliteZst);
     }
-    // A bound smaller than one day: only the copy just made may stay.
+    // A bound smaller than one day: a copy used in the last 10 s stays (its reader, here or in
+    // another process, may not have opened it yet); an older one goes as the next is made.
     let store =
         tickrec::store::reader::Store::new(base, SqliteOptions::default()).with_archive_cache(1);
-    let cached = || {
+    let copies = || -> Vec<std::path::PathBuf> {
         std::fs::read_dir(base.join(".archive-cache"))
             .unwrap()
-            .count()
+            .map(|e| e.unwrap().path())
+            .collect()
     };
     let mut n = 0;
     store
@@ -546,7 +548,27 @@ fn the_read_cache_stays_within_its_bound_and_keeps_what_it_just_made() {
         })
         .unwrap();
     assert_eq!(n, 2, "both archived days answer");
-    assert_eq!(cached(), 1, "the older copy was evicted");
+    assert_eq!(copies().len(), 2, "both just used: kept");
+    let a_minute_ago = std::time::SystemTime::now() - Duration::from_secs(60);
+    for copy in copies() {
+        let f = std::fs::File::options().write(true).open(&copy).unwrap();
+        f.set_modified(a_minute_ago).unwrap();
+    }
+    let of = |day: &str| {
+        copies()
+            .into_iter()
+            .filter(|c| c.file_name().unwrap().to_string_lossy().starts_with(day))
+            .collect::<Vec<_>>()
+    };
+    let days = layout::list_days(base).unwrap();
+    // The second day's copy made again: the first's, last used a minute ago, goes.
+    std::fs::remove_file(&of("2026-10-02")[0]).unwrap();
+    store.scan_day(&days[1], &mut |_| Ok(())).unwrap();
+    assert_eq!(of("2026-10-01").len(), 0, "{:?}", copies());
+    assert_eq!(of("2026-10-02").len(), 1, "{:?}", copies());
+    // The first day's made again: the second's, just made, stays beside it.
+    store.scan_day(&days[0], &mut |_| Ok(())).unwrap();
+    assert_eq!(copies().len(), 2, "{:?}", copies());
 }
 
 /// What could go wrong: a `Store` keeps its day readers open between queries; one that kept
@@ -796,5 +818,63 @@ fn a_day_archived_or_restored_after_it_was_listed_is_read_and_checked_in_its_new
     assert!(
         verdict.problems.is_empty() && verdict.unchecked.is_some(),
         "a deleted day is not checked, not broken: {verdict:?}"
+    );
+}
+
+/// What could go wrong: readers of archived days whose copies do not fit the cache together,
+/// in two processes (or two stores): each copy made evicts the others, and a copy evicted
+/// between its making and its opening failed the read ("unable to open database file"), and
+/// with it a query or a following tail, though the archive is whole.
+#[test]
+fn readers_whose_archived_copies_evict_each_other_still_read_every_day() {
+    use std::time::Instant;
+    use tickrec::store::reader::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    fill(&db);
+    let today = chrono::Utc::now().date_naive();
+    for back in [10, 9] {
+        archive_at_3(
+            &db,
+            today - chrono::Days::new(back),
+            ArchiveFormat::SqliteZst,
+        );
+    }
+    let days: Vec<layout::DayFile> = layout::list_days(&db)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.archived)
+        .collect();
+    assert_eq!(days.len(), 2);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let reads: Vec<u32> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|k| {
+                let (db, days) = (&db, &days);
+                s.spawn(move || {
+                    // A cache of one byte: every copy made evicts every other.
+                    let store = Store::new(db, Default::default()).with_archive_cache(1);
+                    let mut reads = 0u32;
+                    while Instant::now() < deadline {
+                        let day = &days[(reads as usize + k) % 2];
+                        let mut rows = 0;
+                        store
+                            .scan_day(day, &mut |_| {
+                                rows += 1;
+                                Ok(())
+                            })
+                            .unwrap_or_else(|e| panic!("read {reads} of {}: {e}", day.day));
+                        assert_eq!(rows, 300);
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(
+        reads.iter().all(|&n| n >= 20),
+        "the race ran: {reads:?} reads"
     );
 }
