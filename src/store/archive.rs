@@ -938,6 +938,15 @@ pub struct ArchiveCache {
 
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
+/// The process that makes the cache's scratch file `name` (`.<day>-<pid>-<n>.tmp`), if it is one.
+fn scratch_owner(name: &str) -> Option<libc::pid_t> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '-');
+    let (_n, pid) = (parts.next()?, parts.next()?);
+    NaiveDate::parse_from_str(parts.next()?, "%Y-%m-%d").ok()?;
+    pid.parse().ok().filter(|&p| p > 0)
+}
+
 /// A copy made or found within this long is not evicted: its reader (in this process or
 /// another) opens it right after [`ArchiveCache::materialize`] returns, and a copy removed
 /// before that failed the read, though the archive is whole. Once open, an evicted copy reads
@@ -1018,12 +1027,26 @@ impl ArchiveCache {
         Ok(cached)
     }
 
+    /// Evicts copies, least recently used first, until the cache is within its bound (but for
+    /// `keep` and the copies used within [`JUST_USED`]), and removes the scratch files of
+    /// processes that ended while making a copy (a crash, a kill: nothing else ever would).
     fn evict(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+        for e in &entries {
+            if let Some(pid) = scratch_owner(&e.file_name().to_string_lossy()) {
+                // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists.
+                let gone = unsafe { libc::kill(pid, 0) } != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+                if gone {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-            .flatten()
+            .iter()
             .filter(|e| e.path().extension().is_some_and(|x| x == "db"))
             .filter_map(|e| {
                 let m = e.metadata().ok()?;

@@ -511,6 +511,9 @@ fn a_small_day_from_before_the_directory_is_sealed_as_it_is() {
 /// What version 4 wrote, made of a day this version wrote (to_version_4.sql).
 pub(crate) const TO_VERSION_4: &str = include_str!("to_version_4.sql");
 
+/// What could go wrong: the cache of decompressed archived days grows past its bound; or it
+/// evicts a copy another reader has just made and not yet opened; or the scratch file of a
+/// process killed while decompressing a day stays there for good, hundreds of megabytes each.
 #[test]
 fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
     let dir = tempfile::tempdir().unwrap();
@@ -538,6 +541,7 @@ fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
         std::fs::read_dir(base.join(".archive-cache"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "db"))
             .collect()
     };
     let mut n = 0;
@@ -561,11 +565,25 @@ fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
             .collect::<Vec<_>>()
     };
     let days = layout::list_days(base).unwrap();
-    // The second day's copy made again: the first's, last used a minute ago, goes.
+    // Scratch files of copies being made: by a process that ended (killed while making it) and
+    // by this one (still making it, as far as anyone can tell).
+    let ended = std::process::Command::new("true").spawn().unwrap();
+    let ended_pid = ended.id();
+    let mut ended = ended;
+    ended.wait().unwrap();
+    let scratch = |pid: u32| base.join(format!(".archive-cache/.2026-10-01-{pid}-7.tmp"));
+    for pid in [ended_pid, std::process::id()] {
+        std::fs::write(scratch(pid), b"half a copy").unwrap();
+    }
+    // The second day's copy made again: the first's, last used a minute ago, goes, and so does
+    // the scratch file of the process that ended.
     std::fs::remove_file(&of("2026-10-02")[0]).unwrap();
     store.scan_day(&days[1], &mut |_| Ok(())).unwrap();
     assert_eq!(of("2026-10-01").len(), 0, "{:?}", copies());
     assert_eq!(of("2026-10-02").len(), 1, "{:?}", copies());
+    assert!(!scratch(ended_pid).exists());
+    assert!(scratch(std::process::id()).exists());
+    std::fs::remove_file(scratch(std::process::id())).unwrap();
     // The first day's made again: the second's, just made, stays beside it.
     store.scan_day(&days[0], &mut |_| Ok(())).unwrap();
     assert_eq!(copies().len(), 2, "{:?}", copies());
