@@ -158,7 +158,7 @@ pub struct DayFile {
     pub form: Form,
 }
 
-/// Reads of one day, in all, when its files change under the read (see [`as_listed_now`]):
+/// Reads of one day, in all, when its file changes under the read (see [`as_listed_now`]):
 /// archiving and restoring the same day back to back can move it twice while a reader lists
 /// and opens it once.
 pub const RENAMED_ATTEMPTS: usize = 4;
@@ -169,14 +169,13 @@ pub const RENAMED_ATTEMPTS: usize = 4;
 ///   restore renamed the day into another form after it was listed: the same ticks under the
 ///   same seqs, invariants 13 and 16 of ARCHITECTURE.md): read again in the form its folder
 ///   lists now;
-/// - the file is there, but it, its write-ahead log or its shared memory was created, removed
-///   or replaced while the read ran ([`Files`]): the day archived and restored back to back
-///   puts another file under the same name, and the `-wal` and `-shm` that a read-only opening
-///   of the one listed looked for are gone (SQLite answers "unable to open database file");
+/// - another file is there under the name since the read began ([`file_now`]): the day
+///   archived and restored back to back while a read-only opening ran, which found the `-wal`
+///   and `-shm` of the file it opened gone (SQLite answers "unable to open database file"):
 ///   read again as it is now.
 ///
-/// A day whose file is gone with no other in its place (deleted), or whose files did not
-/// change, keeps the error.
+/// A day whose file is gone with no other in its place (deleted), or is the one the read
+/// began on, keeps the error.
 pub fn as_listed_now<T, E>(
     base: &Path,
     day: &DayFile,
@@ -185,11 +184,11 @@ pub fn as_listed_now<T, E>(
 ) -> Result<T, E> {
     let mut now = std::borrow::Cow::Borrowed(day);
     for _ in 1..RENAMED_ATTEMPTS {
-        let before = Files::of(&now.path);
+        let before = file_now(&now.path);
         match read(&now) {
             Err(e) if retry(&e) => match relisted(base, &now) {
                 Some(next) => now = std::borrow::Cow::Owned(next),
-                None if now.path.exists() && Files::of(&now.path) != before => {}
+                None if now.path.exists() && file_now(&now.path) != before => {}
                 None => return Err(e),
             },
             out => return out,
@@ -198,27 +197,16 @@ pub fn as_listed_now<T, E>(
     read(&now)
 }
 
-/// Which files a day file is made of now: the file, its `-wal` and its `-shm`, each by
-/// (device, inode, creation time) when it exists. Appending to them changes nothing here;
-/// creating, removing or renaming one over another does (a creation time tells apart a file
-/// made again under an inode number just freed, where the file system records one).
-#[derive(Debug, PartialEq, Eq)]
-struct Files([Option<(u64, u64, Option<std::time::SystemTime>)>; 3]);
+/// The file at `path` now, by (device, inode, creation time): another file put under the
+/// name reads differently, the same file appended to does not (a creation time tells apart a
+/// file made again under an inode number just freed, where the file system records one).
+type FileNow = Option<(u64, u64, Option<std::time::SystemTime>)>;
 
-impl Files {
-    fn of(db: &Path) -> Files {
-        use std::os::unix::fs::MetadataExt;
-        let one = |p: &Path| {
-            std::fs::symlink_metadata(p)
-                .ok()
-                .map(|m| (m.dev(), m.ino(), m.created().ok()))
-        };
-        Files([
-            one(db),
-            one(&crate::fsutil::with_suffix(db, "-wal")),
-            one(&crate::fsutil::with_suffix(db, "-shm")),
-        ])
-    }
+fn file_now(path: &Path) -> FileNow {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.created().ok()))
 }
 
 /// `day` as its folder lists it now, when the file listed before is gone and another file
@@ -599,25 +587,23 @@ mod tests {
     }
 
     /// What could go wrong: the day is archived and restored back to back while a read-only
-    /// opening of it runs: its `-wal` and `-shm` are gone ("unable to open database file"), and
-    /// since a file is there under the name listed, a following tail ended (seen once in a CI
-    /// run of `tail::a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whole`,
-    /// and within a minute of that race run three at once). Or a read that fails on files
-    /// nobody touched (or only appended to, as a writer does) is tried again and again; or a
-    /// deleted day is.
+    /// opening of it runs: the `-wal` and `-shm` of the file it opened are gone ("unable to
+    /// open database file"), and since a file is there under the name listed, a following tail
+    /// ended (seen once in a CI run of
+    /// `tail::a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whole`,
+    /// and within a minute of that race run three at once). Or a read that fails on the file
+    /// it began on (appended to, as a writer does, or left alone) is tried again and again; or
+    /// a deleted day is.
     #[test]
-    fn a_read_is_tried_again_when_the_days_files_changed_under_it_and_only_then() {
+    fn a_read_is_tried_again_when_another_file_took_the_name_under_it_and_only_then() {
         use std::cell::Cell;
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("db");
         let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
         let db = day_path(&base, day);
-        let (wal, shm) = (
-            crate::fsutil::with_suffix(&db, "-wal"),
-            crate::fsutil::with_suffix(&db, "-shm"),
-        );
+        let wal = crate::fsutil::with_suffix(&db, "-wal");
         std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-        for p in [&db, &wal, &shm] {
+        for p in [&db, &wal] {
             std::fs::write(p, b"x").unwrap();
         }
         let listed = list_days(&base).unwrap().remove(0);
@@ -638,26 +624,19 @@ mod tests {
                 |_| true,
             )
         };
-        // Another file put under the name, without the WAL and shared memory, under the first
-        // read: read again, and it answers.
-        let closed = || {
+        // Another file renamed over the name, its WAL gone, under the first read: read again,
+        // and it answers.
+        let restored = || {
             std::fs::remove_file(&wal).unwrap();
-            std::fs::remove_file(&shm).unwrap();
             let new = crate::fsutil::with_suffix(&db, ".new");
             std::fs::write(&new, b"x").unwrap();
             std::fs::rename(&new, &db).unwrap();
         };
-        assert_eq!(reading(&closed), Ok(2));
-        // Made again (a writer opens the day): a change too.
-        let opened = || {
-            std::fs::write(&wal, b"").unwrap();
-            std::fs::write(&shm, b"").unwrap();
-        };
-        assert_eq!(reading(&opened), Ok(2));
+        assert_eq!(reading(&restored), Ok(2));
         // Appended to, or left alone: the error stands after one read.
         let appended = || {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
+            let mut f = std::fs::OpenOptions::new().append(true).open(&db).unwrap();
             f.write_all(b"more").unwrap();
         };
         assert_eq!(reading(&appended), Err("unable to open database file"));
