@@ -938,6 +938,11 @@ pub struct ArchiveCache {
 
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
 
+/// A scratch file is left for good only when its process is gone and it has not been written
+/// for this long: a process of another PID namespace (another container sharing the store)
+/// looks gone from here while it writes its copy.
+const SCRATCH_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The process that makes the cache's scratch file `name` (`.<day>-<pid>-<n>.tmp`), if it is one.
 fn scratch_owner(name: &str) -> Option<libc::pid_t> {
     let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
@@ -1029,20 +1034,29 @@ impl ArchiveCache {
 
     /// Evicts copies, least recently used first, until the cache is within its bound (but for
     /// `keep` and the copies used within [`JUST_USED`]), and removes the scratch files of
-    /// processes that ended while making a copy (a crash, a kill: nothing else ever would).
+    /// processes that ended while making a copy (a crash, a kill: nothing else ever would),
+    /// once they have not been written for [`SCRATCH_IDLE`].
     fn evict(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         let entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+        let idle_since = std::time::SystemTime::now()
+            .checked_sub(SCRATCH_IDLE)
+            .unwrap_or(std::time::UNIX_EPOCH);
         for e in &entries {
-            if let Some(pid) = scratch_owner(&e.file_name().to_string_lossy()) {
-                // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists.
-                let gone = unsafe { libc::kill(pid, 0) } != 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-                if gone {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            let Some(pid) = scratch_owner(&e.file_name().to_string_lossy()) else {
+                continue;
+            };
+            // SAFETY: kill with signal 0 sends nothing; it only asks whether `pid` exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            let idle = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < idle_since);
+            if gone && idle {
+                let _ = std::fs::remove_file(e.path());
             }
         }
         let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries

@@ -571,9 +571,19 @@ fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
     let ended_pid = ended.id();
     let mut ended = ended;
     ended.wait().unwrap();
-    let scratch = |pid: u32| base.join(format!(".archive-cache/.2026-10-01-{pid}-7.tmp"));
-    for pid in [ended_pid, std::process::id()] {
-        std::fs::write(scratch(pid), b"half a copy").unwrap();
+    let scratch = |pid: u32, n: u32| base.join(format!(".archive-cache/.2026-10-01-{pid}-{n}.tmp"));
+    // (Last written two minutes ago, but for the ended process's second: as if a process of
+    // another PID namespace, which looks ended from here, were still writing it.)
+    let two_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(120);
+    for (pid, n) in [(ended_pid, 7), (std::process::id(), 7), (ended_pid, 8)] {
+        std::fs::write(scratch(pid, n), b"half a copy").unwrap();
+        if n == 7 {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(scratch(pid, n))
+                .unwrap();
+            f.set_modified(a_minute_ago).unwrap();
+        }
     }
     // The second day's copy made again: the first's, last used a minute ago, goes, and so does
     // the scratch file of the process that ended.
@@ -581,9 +591,11 @@ fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
     store.scan_day(&days[1], &mut |_| Ok(())).unwrap();
     assert_eq!(of("2026-10-01").len(), 0, "{:?}", copies());
     assert_eq!(of("2026-10-02").len(), 1, "{:?}", copies());
-    assert!(!scratch(ended_pid).exists());
-    assert!(scratch(std::process::id()).exists());
-    std::fs::remove_file(scratch(std::process::id())).unwrap();
+    assert!(!scratch(ended_pid, 7).exists());
+    for (pid, n) in [(std::process::id(), 7), (ended_pid, 8)] {
+        assert!(scratch(pid, n).exists());
+        std::fs::remove_file(scratch(pid, n)).unwrap();
+    }
     // The first day's made again: the second's, just made, stays beside it.
     store.scan_day(&days[0], &mut |_| Ok(())).unwrap();
     assert_eq!(copies().len(), 2, "{:?}", copies());
