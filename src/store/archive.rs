@@ -922,10 +922,10 @@ fn rebuild_day(
 }
 
 /// Decompressed copies of archived days for queries, in `<base>/.archive-cache/` (see
-/// [`ArchiveCache::new`] for a store on a read-only file system), at most
-/// `max_bytes` in all (least recently used evicted first, none used within [`JUST_USED`]). Each copy is covered by the
-/// directory as `seal` covers a day when it is made (a day written with the directory needs
-/// nothing).
+/// [`ArchiveCache::new`] for a store on a read-only file system), at most `max_bytes` in all
+/// (least recently used evicted first, none used in the last 10 s). Each copy is covered
+/// by the directory as `seal` covers a day when it is made (a day written with the directory
+/// needs nothing).
 ///
 /// On disk rather than in memory: a decompressed day can be hundreds of megabytes, SQLite pages
 /// through a file without holding it, and a repeated query of the same old day then costs one

@@ -169,7 +169,7 @@ pub const RENAMED_ATTEMPTS: usize = 4;
 ///   restore renamed the day into another form after it was listed: the same ticks under the
 ///   same seqs, invariants 13 and 16 of ARCHITECTURE.md): read again in the form its folder
 ///   lists now;
-/// - another file is there under the name since the read began ([`file_now`]): the day
+/// - another file is there under the name since the read began (`file_now`): the day
 ///   archived and restored back to back while a read-only opening ran, which found the `-wal`
 ///   and `-shm` of the file it opened gone (SQLite answers "unable to open database file"):
 ///   read again as it is now.

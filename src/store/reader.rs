@@ -472,7 +472,7 @@ fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
 }
 
 /// Copies of an archived day made, in all, for one read, when other readers' copies evict them
-/// before they are opened (see `Store::with_day`).
+/// before they are opened (see `Store::with_day` and `archive::JUST_USED`).
 const EVICTED_ATTEMPTS: u32 = 4;
 
 /// A read-only connection to `day`'s file at `path`, and how it was opened.
@@ -1578,8 +1578,10 @@ impl Store {
                 let mut attempts = 1;
                 loop {
                     match DayReader::open_day(&self.base, day, &path, &opts) {
-                        // Another reader's copy, made meanwhile, evicted this one between its
-                        // making and its opening (the cache holds less than both): made again.
+                        // Evicted between its making and its opening by another reader's
+                        // copy (the cache holds less than both; a copy is kept for
+                        // `JUST_USED` after its last use, but an eviction that read its time
+                        // just before this reader's use may still remove it): made again.
                         Err(_) if day.archived && !path.exists() && attempts < EVICTED_ATTEMPTS => {
                             attempts += 1;
                             path = self.cache.materialize(day)?;

@@ -582,7 +582,7 @@ fn the_read_cache_stays_within_its_bound_but_for_the_copies_just_used() {
                 .write(true)
                 .open(scratch(pid, n))
                 .unwrap();
-            f.set_modified(a_minute_ago).unwrap();
+            f.set_modified(two_minutes_ago).unwrap();
         }
     }
     // The second day's copy made again: the first's, last used a minute ago, goes, and so does
