@@ -169,7 +169,7 @@ pub const RENAMED_ATTEMPTS: usize = 4;
 ///   restore renamed the day into another form after it was listed: the same ticks under the
 ///   same seqs, invariants 13 and 16 of ARCHITECTURE.md): read again in the form its folder
 ///   lists now;
-/// - another file is there under the name since the read began (`file_now`): the day
+/// - another file is there under the name since the read began (`FileId`): the day
 ///   archived and restored back to back while a read-only opening ran, which found the `-wal`
 ///   and `-shm` of the file it opened gone (SQLite answers "unable to open database file"):
 ///   read again as it is now.
@@ -184,11 +184,11 @@ pub fn as_listed_now<T, E>(
 ) -> Result<T, E> {
     let mut now = std::borrow::Cow::Borrowed(day);
     for _ in 1..RENAMED_ATTEMPTS {
-        let before = file_now(&now.path);
+        let before = file_identity(&now.path).ok();
         match read(&now) {
             Err(e) if retry(&e) => match relisted(base, &now) {
                 Some(next) => now = std::borrow::Cow::Owned(next),
-                None if now.path.exists() && file_now(&now.path) != before => {}
+                None if now.path.exists() && file_identity(&now.path).ok() != before => {}
                 None => return Err(e),
             },
             out => return out,
@@ -197,16 +197,15 @@ pub fn as_listed_now<T, E>(
     read(&now)
 }
 
-/// The file at `path` now, by (device, inode, creation time): another file put under the
-/// name reads differently, the same file appended to does not (a creation time tells apart a
-/// file made again under an inode number just freed, where the file system records one).
-type FileNow = Option<(u64, u64, Option<std::time::SystemTime>)>;
+/// Which file is at a path: (device, inode, creation time). Another file put under the name
+/// reads differently, the same file appended to does not (a creation time tells apart a file
+/// made again under an inode number just freed, where the file system records one).
+pub(crate) type FileId = (u64, u64, Option<std::time::SystemTime>);
 
-fn file_now(path: &Path) -> FileNow {
+/// The [`FileId`] of the file at `path` now (a link followed).
+pub(crate) fn file_identity(path: &Path) -> std::io::Result<FileId> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.dev(), m.ino(), m.created().ok()))
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino(), m.created().ok()))
 }
 
 /// `day` as its folder lists it now, when the file listed before is gone and another file

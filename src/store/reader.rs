@@ -301,22 +301,16 @@ pub(crate) enum Access {
     Immutable { _lock: Option<DayLock> },
 }
 
-/// The file (device, inode), its schema cookie and its largest name ids: a file replaced by
-/// rename, re-indexed or vacuumed, or given new names changes one of them.
+/// The file (`layout::FileId`), its schema cookie and its largest name ids: a file replaced
+/// by rename, re-indexed or vacuumed, or given new names changes one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
-    file: (u64, u64),
+    file: layout::FileId,
     schema_version: i64,
     max_ids: (Option<i64>, Option<i64>),
     /// `file_info.created_ns`: another file put in its place (even over the same inode) is
     /// another file, and seeds its tail records' checks (`blockfile::tail_seed`).
     created_ns: Option<i64>,
-}
-
-/// (device, inode) of a file.
-fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 impl Seen {
@@ -326,7 +320,7 @@ impl Seen {
     }
 
     fn read(path: &Path, conn: &Connection) -> Result<Seen, StoreError> {
-        let file = file_identity(path).map_err(StoreError::io(path))?;
+        let file = layout::file_identity(path).map_err(StoreError::io(path))?;
         let (schema_version, max_ids, created_ns) = conn
             .prepare_cached(
                 "SELECT (SELECT schema_version FROM pragma_schema_version), \
@@ -1569,7 +1563,7 @@ impl Store {
         };
         let kept = self.readers.take(&path, reach).filter(|r| {
             // The same file, not one renamed over it since.
-            file_identity(&path).is_ok_and(|id| id == r.seen.file)
+            layout::file_identity(&path).is_ok_and(|id| id == r.seen.file)
         });
         let reader = match kept {
             Some(r) => r,
