@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::cli::tickrec;
+use super::util::Reaped;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -50,7 +51,9 @@ fn keys(lines: &[String]) -> Vec<(String, i64)> {
 }
 
 struct Follower {
-    child: Child,
+    /// Killed if the test fails before it stops the tail (the tail's own child, in a session
+    /// of its own, gets SIGTERM when its parent dies): no process outlives the test.
+    child: Reaped,
     lines: mpsc::Receiver<String>,
     got: Vec<String>,
     /// Its stderr, told when it fails.
@@ -82,7 +85,7 @@ impl Follower {
             }
         });
         Follower {
-            child,
+            child: Reaped(child),
             lines,
             got: Vec::new(),
             said,
@@ -91,7 +94,7 @@ impl Follower {
 
     /// Whether it still runs, and what it said on stderr.
     fn state(&mut self) -> String {
-        let status = match self.child.try_wait() {
+        let status = match self.child.0.try_wait() {
             Ok(None) => "still running".to_owned(),
             Ok(Some(s)) => format!("ended: {s}"),
             Err(e) => format!("unknown: {e}"),
@@ -121,11 +124,11 @@ impl Follower {
 
     fn stop(mut self) -> Vec<String> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let ended = self.child.wait().unwrap();
+        let ended = self.child.0.wait().unwrap();
         let said = std::fs::read_to_string(self.said.path()).unwrap_or_default();
         assert!(ended.success(), "{ended}; stderr: {said}");
         // Whatever it flushed before it ended: the reader thread ends at the pipe's end.
@@ -136,14 +139,14 @@ impl Follower {
                 Err(mpsc::RecvTimeoutError::Timeout) => panic!("its output never ended"),
             }
         }
-        self.got
+        std::mem::take(&mut self.got)
     }
 
     /// Waits (30 s at most) for it to end by itself, successfully; every line it wrote.
     fn ended(mut self) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
-            match self.child.try_wait().unwrap() {
+            match self.child.0.try_wait().unwrap() {
                 Some(s) => break s,
                 None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 None => panic!("it did not end by itself"),
@@ -153,16 +156,16 @@ impl Follower {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(30)) {
             self.got.push(l);
         }
-        self.got
+        std::mem::take(&mut self.got)
     }
 
     /// The scheduling policy of the process that reads: this one, or the child it runs the
     /// tail in when its session is shared (5 is `SCHED_IDLE`).
     fn policy(&self) -> i32 {
-        let pid = children(self.child.id())
+        let pid = children(self.child.0.id())
             .first()
             .copied()
-            .unwrap_or(self.child.id());
+            .unwrap_or(self.child.0.id());
         stat_field(pid, 41).map_or(-1, |p| p.parse().unwrap())
     }
 }
@@ -1126,7 +1129,7 @@ fn a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whol
         assert_eq!(newest.len(), 600, "recent {queries}");
         queries += 1;
         assert!(
-            tail.child.try_wait().is_ok_and(|s| s.is_none()),
+            tail.child.0.try_wait().is_ok_and(|s| s.is_none()),
             "the tail {}",
             tail.state()
         );
