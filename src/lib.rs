@@ -5,7 +5,8 @@
 //! channel, batch writer) → `store` (daily SQLite files: layout, schema, writer, reader) →
 //! `query`. Text formats live in `format`; `ingest` feeds text through the pipeline; `record`
 //! runs FIX gateways into a recorder; `synth` generates quotes. Readers of committed ticks:
-//! `query`, `export`, `bars`, `tail` (which yields the CPU, and steps aside while the recorder waits for one, through `priority`); `publish` fans commits out to subscribers. The edge
+//! `query`, `export`, `bars`, `tail` (which yields the CPU, and steps aside while the recorder
+//! waits for one, through `priority`); `publish` fans commits out to subscribers. The edge
 //! (`config`, `service`, `shutdown`, `metrics`, `slots`) turns files and signals into typed
 //! options for the core and bounds what connections may take. The command line, the demo and
 //! the bench live in the binary (`src/bin/tickrec/`).

@@ -188,7 +188,7 @@ pub fn as_listed_now<T, E>(
         match read(&now) {
             Err(e) if retry(&e) => match relisted(base, &now) {
                 Some(next) => now = std::borrow::Cow::Owned(next),
-                None if now.path.exists() && file_identity(&now.path).ok() != before => {}
+                None if file_identity(&now.path).is_ok_and(|id| Some(id) != before) => {}
                 None => return Err(e),
             },
             out => return out,

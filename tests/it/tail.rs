@@ -129,8 +129,7 @@ impl Follower {
             .unwrap();
         assert!(status.success());
         let ended = self.child.0.wait().unwrap();
-        let said = std::fs::read_to_string(self.said.path()).unwrap_or_default();
-        assert!(ended.success(), "{ended}; stderr: {said}");
+        assert!(ended.success(), "{}", self.state());
         // Whatever it flushed before it ended: the reader thread ends at the pipe's end.
         loop {
             match self.lines.recv_timeout(Duration::from_secs(30)) {
