@@ -12,7 +12,7 @@
 //!
 //! The test prints the table; every definition must pass but those the README makes N/A.
 
-use super::util::free_port;
+use super::util::{free_port, Reaped};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -343,11 +343,9 @@ fn run_definition(name: &str, text: &str) -> Verdict {
     }
     let dir = tempfile::tempdir().unwrap();
     // The probe connection of start_acceptor is dropped at once; the acceptor serves the next.
-    let (mut acceptor, port) = start_acceptor(&dir.path().join("db"));
-    let verdict = play(name, &parse(text), port);
-    let _ = acceptor.kill();
-    let _ = acceptor.wait();
-    verdict
+    let (acceptor, port) = start_acceptor(&dir.path().join("db"));
+    let _acceptor = Reaped(acceptor);
+    play(name, &parse(text), port)
 }
 
 /// (Long on purpose: one scenario end to end, its steps sharing what it builds.)

@@ -232,7 +232,7 @@ fn an_unknown_symbol_gets_a_reject_and_the_rest_keeps_flowing() {
 /// the restart asks for exactly what is missing.
 #[test]
 fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("sent.jsonl");
     let db = dir.path().join("db");
@@ -245,16 +245,18 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
         journal: Some(journal.clone()),
         ..SimOptions::default()
     });
-    let spawn = || -> Child {
-        Command::new(env!("CARGO_BIN_EXE_tickrec"))
-            .args(["--db", db.to_str().unwrap(), "record", "--connect", &addr])
-            .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
-            .args(["--symbols", &syms.join(",")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    let spawn = || {
+        Reaped(
+            Command::new(env!("CARGO_BIN_EXE_tickrec"))
+                .args(["--db", db.to_str().unwrap(), "record", "--connect", &addr])
+                .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
+                .args(["--symbols", &syms.join(",")])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut first = spawn();
     wait_until(

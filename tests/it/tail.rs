@@ -748,7 +748,7 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
                 });
             }
         }
-        cmd.spawn().unwrap()
+        Reaped(cmd.spawn().unwrap())
     };
     let group = cpu_group();
     if group != CpuGroup::SharedSession {

@@ -157,6 +157,19 @@ impl Drop for Reaped {
     }
 }
 
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
 /// The single integer `sql` returns from the SQLite file at `path` (a count, a pragma).
 pub fn sql_int(path: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(path)
