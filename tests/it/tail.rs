@@ -830,7 +830,15 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
     let lock = tickrec::store::daylock::DayLock::shared(&db, day, Duration::from_secs(5)).unwrap();
     let mut tail = start(&[], false);
     let (reader, session, ..) = reading(&tail);
-    assert_eq!(reader, tail.id());
+    assert_eq!(
+        reader,
+        tail.id(),
+        "the tail left the writer's session: the lock file's inode {:?}, this process {} in \
+         session {my_session}; /proc/locks:\n{}",
+        std::fs::metadata(lock.path()).map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
+        std::process::id(),
+        std::fs::read_to_string("/proc/locks").unwrap_or_default()
+    );
     assert_eq!(session, my_session);
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{reader}/autogroup")).unwrap(),

@@ -112,16 +112,35 @@ fn writers(store: &tickrec::store::reader::Store) -> impl Iterator<Item = libc::
 static READER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// SIGTSTP: stops the child, then this process, as the terminal asked; SIGCONT: lets the child
-/// go on with it.
+/// go on with it. (With no child known, only this process stops: `kill(0, …)` would signal
+/// the whole process group.)
 extern "C" fn pass_stop_and_continue(signal: libc::c_int) {
     let reader = READER.load(std::sync::atomic::Ordering::Relaxed);
     // SAFETY: kill and raise are async-signal-safe and take no pointers.
     unsafe {
         if signal == libc::SIGTSTP {
-            libc::kill(reader, libc::SIGSTOP);
+            if reader > 0 {
+                libc::kill(reader, libc::SIGSTOP);
+            }
             libc::raise(libc::SIGSTOP);
-        } else {
+        } else if reader > 0 {
             libc::kill(reader, libc::SIGCONT);
+        }
+    }
+}
+
+/// SIGTSTP and SIGCONT, held back (`how` = `SIG_BLOCK`) or let through (`SIG_UNBLOCK`) on the
+/// calling thread.
+fn hold_stop_and_continue(how: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask only reads it.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGTSTP);
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGCONT);
+        match libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut()) {
+            0 => Ok(()),
+            e => Err(std::io::Error::from_raw_os_error(e)),
         }
     }
 }
@@ -152,26 +171,34 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
             if libc::getppid() != parent {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
-            Ok(())
+            // The child takes Ctrl-Z and `fg` as its signals come, not held as they are here.
+            hold_stop_and_continue(libc::SIG_UNBLOCK)
         });
     }
-    let mut child = cmd
-        .spawn()
-        .context("starting the tail in a session of its own")?;
-    let pid = libc::pid_t::try_from(child.id())?;
-    ctrlc::set_handler(move || {
-        // SAFETY: kill takes no pointers; the pid is the child's until this process reaps it.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    })?;
     // Ctrl-Z stops the terminal's foreground, this process: the child stops with it, and goes
-    // on when it does (`fg`, `bg`).
-    READER.store(pid, std::sync::atomic::Ordering::Relaxed);
+    // on when it does (`fg`, `bg`). A Ctrl-Z that comes before the handler knows the child
+    // waits until it does: otherwise it would stop this process alone, the child reading on.
+    hold_stop_and_continue(libc::SIG_BLOCK).context("holding Ctrl-Z while the tail starts")?;
     let handler: extern "C" fn(libc::c_int) = pass_stop_and_continue;
     // SAFETY: the handler makes only async-signal-safe calls.
     unsafe {
         libc::signal(libc::SIGTSTP, handler as libc::sighandler_t);
         libc::signal(libc::SIGCONT, handler as libc::sighandler_t);
     }
+    let spawned = cmd.spawn();
+    if let Ok(child) = &spawned {
+        READER.store(
+            libc::pid_t::try_from(child.id()).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    hold_stop_and_continue(libc::SIG_UNBLOCK).context("letting Ctrl-Z through")?;
+    let mut child = spawned.context("starting the tail in a session of its own")?;
+    let pid = libc::pid_t::try_from(child.id())?;
+    ctrlc::set_handler(move || {
+        // SAFETY: kill takes no pointers; the pid is the child's until this process reaps it.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    })?;
     let status = child.wait()?;
     let code = match (status.code(), status.signal()) {
         (Some(c), _) => c,
