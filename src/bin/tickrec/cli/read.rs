@@ -186,15 +186,13 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
         libc::signal(libc::SIGCONT, handler as libc::sighandler_t);
     }
     let spawned = cmd.spawn();
-    if let Ok(child) = &spawned {
-        READER.store(
-            libc::pid_t::try_from(child.id()).unwrap_or(0),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
+    let pid = spawned
+        .as_ref()
+        .map_or(0, |c| libc::pid_t::try_from(c.id()).unwrap_or(0));
+    READER.store(pid, std::sync::atomic::Ordering::Relaxed);
     hold_stop_and_continue(libc::SIG_UNBLOCK).context("letting Ctrl-Z through")?;
     let mut child = spawned.context("starting the tail in a session of its own")?;
-    let pid = libc::pid_t::try_from(child.id())?;
+    anyhow::ensure!(pid > 0, "the tail's child has no usable process id");
     ctrlc::set_handler(move || {
         // SAFETY: kill takes no pointers; the pid is the child's until this process reaps it.
         unsafe { libc::kill(pid, libc::SIGTERM) };
