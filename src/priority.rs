@@ -391,7 +391,7 @@ pub fn flock_holders(path: &Path) -> Vec<libc::pid_t> {
         return Vec::new();
     };
     // Read twice: past a page of records a read still takes several walks (see
-    // `proc_locks`), and a holder one of them skipped, the other has.
+    // `proc_locks`), and a holder one read skipped, the other most likely saw.
     let mut pids = holders_of(&proc_locks(), ino);
     for pid in holders_of(&proc_locks(), ino) {
         if !pids.contains(&pid) {
