@@ -98,7 +98,10 @@ pub fn seqs(db: &Path) -> Vec<i64> {
 /// below the kernel's ephemeral range (`ip_local_port_range`): a port from that range (what
 /// binding port 0 gives) can be handed to any outgoing connection of this suite before the
 /// process binds it, which then fails to start. Ports are tried in turn from a point that
-/// differs between runs, and each is checked free.
+/// differs between runs, and each is checked free. The point is the process id spread over
+/// the range: suites started together have ids one apart, and stepping from neighbouring
+/// points they handed each other's processes the same ports (three suites at once: a
+/// subscriber was reset at its first line, most likely by another suite's listener).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -107,7 +110,7 @@ pub fn free_port() -> u16 {
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
         .unwrap_or(32768);
     let (low, span) = (10_000u32, ephemeral_low.saturating_sub(10_000).max(1));
-    let start = std::process::id();
+    let start = std::process::id().wrapping_mul(2_654_435_761);
     for _ in 0..span {
         let port = low + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
         let Ok(port) = u16::try_from(port) else {
