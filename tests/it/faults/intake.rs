@@ -458,10 +458,10 @@ fn a_reader_holding_an_old_snapshot_delays_the_wal_restart_but_never_the_feed_fo
     reader.execute_batch("COMMIT").unwrap();
     drop(reader);
     // The feed goes on, and a restart after the reader let go finds no old snapshot. 120,000
-    // ticks are enough here; on a machine whose disk other work keeps busy, a pass of the
-    // background checkpointer held the restarts past their waits for all of them (three test
-    // suites at once: 7.3 MB of WAL, 24 restarts put off): the feed then goes on, in steps of
-    // 20,000 ticks, until the WAL is back under its bound or a deadline.
+    // ticks are enough here; on a machine that other work keeps busy the restarts were put off
+    // past their waits for all of them (three test suites at once: 7.3 MB of WAL, 24 restarts
+    // put off; most likely the background checkpointer's passes held them): the feed then goes
+    // on, in steps of 20,000 ticks, until the WAL is back under its bound or a deadline.
     let mut fed = 140_000;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
