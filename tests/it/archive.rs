@@ -796,22 +796,25 @@ fn a_day_archived_or_restored_after_it_was_listed_is_read_and_checked_in_its_new
     let opts = SqliteOptions::default();
     // Each step renames the day listed before it into another form.
     let steps = [
-        ("archived to Parquet", Form::Parquet),
-        ("restored", Form::Live),
-        ("archived to .db.zst", Form::SqliteZst),
+        (
+            "archived to Parquet",
+            Form::Parquet,
+            Some(ArchiveFormat::Parquet),
+        ),
+        ("restored", Form::Live, None),
+        (
+            "archived to .db.zst",
+            Form::SqliteZst,
+            Some(ArchiveFormat::SqliteZst),
+        ),
     ];
-    for (what, form) in steps {
+    for (what, form, archived_as) in steps {
         let stale = listed();
-        match form {
-            Form::Live => {
+        match archived_as {
+            None => {
                 archive::restore_day(&db, day, &opts).unwrap();
             }
-            Form::Parquet | Form::SqliteZst => {
-                let format = if form == Form::Parquet {
-                    ArchiveFormat::Parquet
-                } else {
-                    ArchiveFormat::SqliteZst
-                };
+            Some(format) => {
                 // No writer holds the day, but for a moment another process may: a child that
                 // another test of this process forks between two steps holds a copy of every
                 // descriptor until it runs its program, the restore's lock among them (once in
