@@ -193,15 +193,15 @@ fn next_pause(last: Duration, since_back: Option<Duration>) -> Duration {
 struct RecorderWait {
     find: Box<dyn FnMut() -> Option<libc::pid_t>>,
     skip: Option<libc::pid_t>,
-    /// The busy threads' files (see [`BUSY`]).
-    threads: Vec<std::fs::File>,
+    /// The busy threads' files (see [`BUSY`]), each with its run delay (ns) at the last look.
+    threads: Vec<(std::fs::File, u64)>,
     /// The process listed last, and each of its threads' time on a CPU (ns) then.
     ran: (libc::pid_t, std::collections::HashMap<libc::pid_t, u64>),
     /// Whether the last listing knew the process from the one before.
     judged: bool,
     listed: Option<Instant>,
-    /// When, and the threads' summed run delay (ns) then.
-    last: Option<(Instant, u64)>,
+    /// When the threads were last looked at.
+    last: Option<Instant>,
 }
 
 impl RecorderWait {
@@ -218,22 +218,39 @@ impl RecorderWait {
         if self.listed.is_none_or(|t| now.duration_since(t) >= relist) {
             self.list(now);
         }
-        let Some(sum) = self.run_delay() else {
-            // A thread ended (or the recorder did): listed again at the next turn.
-            self.threads.clear();
-            self.last = None;
+        let waited = Duration::from_nanos(self.waited());
+        let Some(then) = self.last.replace(now) else {
             return false;
         };
-        let past = self.last.replace((now, sum));
-        let Some((then, before)) = past else {
-            return false;
-        };
-        let waited = Duration::from_nanos(sum.saturating_sub(before));
         waited >= WAIT_FLOOR + now.duration_since(then) / 20
     }
 
+    /// Looks at the threads again from here.
     fn restart(&mut self) {
-        self.last = self.run_delay().map(|sum| (Instant::now(), sum));
+        self.waited();
+        self.last = Some(Instant::now());
+    }
+
+    /// What the threads waited for a CPU since the last look (ns), summed over those still
+    /// there: a thread that ended (a subscriber's, a query's) is dropped from the watch, and
+    /// the others' waits still count (the recorder's threads come and go while it runs).
+    fn waited(&mut self) -> u64 {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 96];
+        let mut sum = 0u64;
+        self.threads.retain_mut(|(f, before)| {
+            let Some((_, delay)) = f
+                .read_at(&mut buf, 0)
+                .ok()
+                .and_then(|n| schedstat_of(buf.get(..n)?))
+            else {
+                return false;
+            };
+            sum = sum.saturating_add(delay.saturating_sub(*before));
+            *before = delay;
+            true
+        });
+        sum
     }
 
     /// Lists the recorder's busy threads: those that ran [`BUSY`] or more since the last
@@ -262,32 +279,22 @@ impl RecorderWait {
             let Ok(f) = std::fs::File::open(task.path().join("schedstat")) else {
                 continue;
             };
-            let ran = f
+            let Some((ran, delay)) = f
                 .read_at(&mut buf, 0)
                 .ok()
                 .and_then(|n| schedstat_of(buf.get(..n)?))
-                .map_or(0, |(ran, _)| ran);
+            else {
+                continue;
+            };
             self.ran.1.insert(tid, ran);
             let busy = match before.get(&tid) {
                 Some(&was) if same => ran.saturating_sub(was) >= BUSY.as_nanos() as u64,
                 _ => true,
             };
             if busy {
-                self.threads.push(f);
+                self.threads.push((f, delay));
             }
         }
-    }
-
-    /// The threads' run delays summed, ns; `None` when one can no longer be read.
-    fn run_delay(&self) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 96];
-        let mut sum = 0u64;
-        for f in &self.threads {
-            let n = f.read_at(&mut buf, 0).ok()?;
-            sum = sum.saturating_add(schedstat_of(buf.get(..n)?)?.1);
-        }
-        Some(sum)
     }
 }
 
@@ -536,6 +543,63 @@ mod tests {
             blind.row();
         }
         assert_eq!(blind.stepped_aside(), (0, Duration::ZERO));
+    }
+
+    /// What could go wrong: the recorder's threads come and go while it runs (a subscriber's,
+    /// a query's), and a reader that lost sight of all of them when one ended stopped
+    /// stepping aside until it listed them again. Here busy threads end every few
+    /// milliseconds beside the spinning ones, and each of many short readers (5,120 rows of
+    /// about half a microsecond's work, as a tail over 5,000 ticks) must step aside.
+    #[test]
+    fn a_reader_keeps_watching_while_the_recorders_threads_come_and_go() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spin = |stop: std::sync::Arc<AtomicBool>, for_: Option<Duration>| {
+            let start = Instant::now();
+            while !stop.load(Ordering::Relaxed) && for_.is_none_or(|d| start.elapsed() < d) {
+                std::hint::spin_loop();
+            }
+        };
+        let mut threads: Vec<_> = (0..cpus + 1)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || spin(stop, None))
+            })
+            .collect();
+        threads.extend((0..2).map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || spin(stop, Some(Duration::from_millis(3))))
+                        .join()
+                        .expect("a short-lived thread ends");
+                }
+            })
+        }));
+        let pid = libc::pid_t::try_from(std::process::id()).ok();
+        let me = crate::procstat::thread_id();
+        const TRIALS: u32 = 20;
+        let mut blind = 0;
+        for _ in 0..TRIALS {
+            let mut watching = GiveWay::watching(Box::new(move || pid), Some(me));
+            for _ in 0..10 * YIELD_EVERY {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_nanos(500) {
+                    std::hint::spin_loop();
+                }
+                watching.row();
+            }
+            if watching.stepped_aside().0 == 0 {
+                blind += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().expect("a thread ends");
+        }
+        assert_eq!(blind, 0, "readers that never stepped aside, of {TRIALS}");
     }
 
     #[test]
