@@ -593,23 +593,25 @@ fn record_against_an_lp_that_never_answers_is_unhealthy_and_exits_non_zero() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
-        .arg("--db")
-        .arg(dir.path())
-        .args(["record", "--connect", &format!("127.0.0.1:{port}")])
-        .args([
-            "--sender-comp-id",
-            "REC",
-            "--target-comp-id",
-            "LP",
-            "--symbols",
-            "EURUSD",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = super::util::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(dir.path())
+            .args(["record", "--connect", &format!("127.0.0.1:{port}")])
+            .args([
+                "--sender-comp-id",
+                "REC",
+                "--target-comp-id",
+                "LP",
+                "--symbols",
+                "EURUSD",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Wait until it has tried (the connection refusal is logged), then stop it.
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -634,7 +636,7 @@ fn record_against_an_lp_that_never_answers_is_unhealthy_and_exits_non_zero() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.output().unwrap();
     let (so, se) = (text(&out.stdout), log.join().unwrap());
     assert_eq!(out.status.code(), Some(1), "{so}{se}");
     assert!(

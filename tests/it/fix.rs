@@ -395,9 +395,9 @@ fn malformed_market_data_is_counted_and_skipped_and_the_session_stays_up() {
 }
 
 /// `tickrec record --config CFG`, as a child; stdout and stderr captured.
-fn record_child(db: &Path, cfg: &Path) -> std::process::Child {
+fn record_child(db: &Path, cfg: &Path) -> Reaped {
     use std::process::{Command, Stdio};
-    Command::new(env!("CARGO_BIN_EXE_tickrec"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
         .args([
             "--db",
             db.to_str().unwrap(),
@@ -409,7 +409,8 @@ fn record_child(db: &Path, cfg: &Path) -> std::process::Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Reaped(child)
 }
 
 fn session_toml(addr: &str, target: &str, source: &str, syms: &[String]) -> String {
@@ -431,13 +432,13 @@ fn count(db: &Path, syms: &[String]) -> u64 {
     syms.iter().map(|s| all_rows(db, s).len() as u64).sum()
 }
 
-fn interrupt(child: std::process::Child) -> std::process::Output {
+fn interrupt(child: Reaped) -> std::process::Output {
     let st = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
-    child.wait_with_output().unwrap()
+    child.output().unwrap()
 }
 
 /// What could go wrong: a primary and a backup session to one LP, both with `source = "LP1"`,

@@ -7,7 +7,7 @@
 //! README's test command (and CI) installs it and runs them with `--include-ignored`. Run
 //! without QuickFIX, they fail with the install command: they never pass without running.
 
-use super::util::free_port;
+use super::util::{free_port, Reaped};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,20 +49,22 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
     let journal = dir.path().join("sent.jsonl");
     let db = dir.path().join("db");
     let port = free_port();
-    let acceptor = Command::new(python)
-        .arg(script("acceptor.py"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--workdir",
-            dir.path().to_str().unwrap(),
-        ])
-        .args(["--journal", journal.to_str().unwrap()])
-        .args(["--before", "1500", "--outage", "400", "--after", "800"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let acceptor = Reaped(
+        Command::new(python)
+            .arg(script("acceptor.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--workdir",
+                dir.path().to_str().unwrap(),
+            ])
+            .args(["--journal", journal.to_str().unwrap()])
+            .args(["--before", "1500", "--outage", "400", "--after", "800"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let symbols: Vec<String> = ["EURUSD", "USDJPY", "GBPUSD", "AUDUSD"]
         .map(String::from)
         .to_vec();
@@ -76,7 +78,7 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
         db_path: db.clone(),
     };
     let (stop, recorder) = record_in_background(&db, gateway);
-    let out = acceptor.wait_with_output().unwrap();
+    let out = acceptor.output().unwrap();
     stop.request();
     let report = recorder.join().unwrap();
     assert!(

@@ -160,6 +160,35 @@ impl Drop for Reaped {
     }
 }
 
+impl Reaped {
+    /// Waits for the child to end and collects what it wrote to its pipes, as
+    /// `Child::wait_with_output` does (a test that fails before this still kills it).
+    pub fn output(mut self) -> std::io::Result<std::process::Output> {
+        fn drain<R: std::io::Read + Send + 'static>(
+            pipe: Option<R>,
+        ) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    pipe.read_to_end(&mut bytes)?;
+                }
+                Ok(bytes)
+            })
+        }
+        let (out, err) = (drain(self.0.stdout.take()), drain(self.0.stderr.take()));
+        let status = self.0.wait()?;
+        let joined = |h: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| {
+            h.join()
+                .map_err(|_| std::io::Error::other("a pipe's reader panicked"))?
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: joined(out)?,
+            stderr: joined(err)?,
+        })
+    }
+}
+
 impl std::ops::Deref for Reaped {
     type Target = std::process::Child;
     fn deref(&self) -> &std::process::Child {
