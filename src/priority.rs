@@ -504,6 +504,16 @@ mod tests {
         assert_eq!(missed, 0, "of 20,000 looks");
     }
 
+    /// Keeps a CPU busy until `stop` is set, or for `most` when given.
+    fn spin(stop: &std::sync::atomic::AtomicBool, most: Option<Duration>) {
+        let start = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && most.is_none_or(|d| start.elapsed() < d)
+        {
+            std::hint::spin_loop();
+        }
+    }
+
     /// A reader watching a process whose threads wait for a CPU (more of them spinning than
     /// there are CPUs) steps aside; one watching nothing only yields. The test's own thread is
     /// not counted, as a tail in the recorder's process does not count itself. (How long each
@@ -517,11 +527,7 @@ mod tests {
         let spinners: Vec<_> = (0..cpus + 2)
             .map(|_| {
                 let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
+                std::thread::spawn(move || spin(&stop, None))
             })
             .collect();
         let pid = libc::pid_t::try_from(std::process::id()).ok();
@@ -555,16 +561,10 @@ mod tests {
         use std::sync::atomic::{AtomicBool, Ordering};
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let spin = |stop: std::sync::Arc<AtomicBool>, for_: Option<Duration>| {
-            let start = Instant::now();
-            while !stop.load(Ordering::Relaxed) && for_.is_none_or(|d| start.elapsed() < d) {
-                std::hint::spin_loop();
-            }
-        };
         let mut threads: Vec<_> = (0..cpus + 1)
             .map(|_| {
                 let stop = stop.clone();
-                std::thread::spawn(move || spin(stop, None))
+                std::thread::spawn(move || spin(&stop, None))
             })
             .collect();
         threads.extend((0..2).map(|_| {
@@ -572,7 +572,7 @@ mod tests {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let stop = stop.clone();
-                    std::thread::spawn(move || spin(stop, Some(Duration::from_millis(3))))
+                    std::thread::spawn(move || spin(&stop, Some(Duration::from_millis(3))))
                         .join()
                         .expect("a short-lived thread ends");
                 }
@@ -585,10 +585,7 @@ mod tests {
         for _ in 0..TRIALS {
             let mut watching = GiveWay::watching(Box::new(move || pid), Some(me));
             for _ in 0..10 * YIELD_EVERY {
-                let start = Instant::now();
-                while start.elapsed() < Duration::from_nanos(500) {
-                    std::hint::spin_loop();
-                }
+                spin(&AtomicBool::new(false), Some(Duration::from_nanos(500)));
                 watching.row();
             }
             if watching.stepped_aside().0 == 0 {
