@@ -344,7 +344,7 @@ fn run_definition(name: &str, text: &str) -> Verdict {
     let dir = tempfile::tempdir().unwrap();
     // The probe connection of start_acceptor is dropped at once; the acceptor serves the next.
     let (acceptor, port) = start_acceptor(&dir.path().join("db"));
-    let _acceptor = Reaped(acceptor);
+    let _acceptor = Reaped::new(acceptor);
     play(name, &parse(text), port)
 }
 

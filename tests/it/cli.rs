@@ -593,7 +593,7 @@ fn record_against_an_lp_that_never_answers_is_unhealthy_and_exits_non_zero() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = super::util::Reaped(
+    let mut child = super::util::Reaped::new(
         Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .arg("--db")
             .arg(dir.path())

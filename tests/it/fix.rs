@@ -246,7 +246,7 @@ fn kill_9_and_restart_loses_no_tick_and_stores_none_twice() {
         ..SimOptions::default()
     });
     let spawn = || {
-        Reaped(
+        Reaped::new(
             Command::new(env!("CARGO_BIN_EXE_tickrec"))
                 .args(["--db", db.to_str().unwrap(), "record", "--connect", &addr])
                 .args(["--sender-comp-id", "REC", "--target-comp-id", "SIM"])
@@ -410,7 +410,7 @@ fn record_child(db: &Path, cfg: &Path) -> Reaped {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Reaped(child)
+    Reaped::new(child)
 }
 
 fn session_toml(addr: &str, target: &str, source: &str, syms: &[String]) -> String {

@@ -86,7 +86,7 @@ fn feed(config: &str, rate: u32) -> Feed {
     let log = dir.path().join("record.log");
     let (fix, publish, metrics) = (free_port(), free_port(), free_port());
     let sim = simulator(fix, 3, rate);
-    let rec = Reaped(
+    let rec = Reaped::new(
         Command::new(BIN)
             .arg("--db")
             .arg(dir.path().join("db"))
@@ -487,7 +487,7 @@ fn a_quiet_subscription_gets_heartbeats_with_the_last_commit_given_and_the_sessi
 fn the_demo_publishes_with_publish() {
     let dir = tempfile::tempdir().unwrap();
     let publish = free_port();
-    let _demo = Reaped(
+    let _demo = Reaped::new(
         Command::new(BIN)
             .arg("--db")
             .arg(dir.path().join("db"))
@@ -527,7 +527,7 @@ fn the_demo_publishes_with_publish() {
 fn listeners_beyond_loopback_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let (publish, http, log) = (free_port(), free_port(), dir.path().join("demo.log"));
-    let _demo = Reaped(
+    let _demo = Reaped::new(
         Command::new(BIN)
             .arg("--db")
             .arg(dir.path().join("db"))

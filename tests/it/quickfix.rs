@@ -49,7 +49,7 @@ fn recorder_stores_exactly_what_a_quickfix_acceptor_sent_across_a_disconnect() {
     let journal = dir.path().join("sent.jsonl");
     let db = dir.path().join("db");
     let port = free_port();
-    let acceptor = Reaped(
+    let acceptor = Reaped::new(
         Command::new(python)
             .arg(script("acceptor.py"))
             .args([

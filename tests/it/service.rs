@@ -29,7 +29,7 @@ fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) 
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    Reaped(c.spawn().unwrap())
+    Reaped::new(c.spawn().unwrap())
 }
 
 fn sample(metrics: &str, name_and_labels: &str) -> f64 {
@@ -152,8 +152,8 @@ fn health_is_503_with_the_reason_while_a_session_is_down_and_the_probe_says_so()
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let _ = rec.0.kill();
-    let _ = rec.0.wait();
+    let _ = rec.kill();
+    let _ = rec.wait();
     let out = probe(&url);
     assert_eq!(out.status.code(), Some(2), "nothing listening: unreachable");
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreachable"));
@@ -301,7 +301,7 @@ fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let _rec = Reaped(c.spawn().unwrap());
+    let _rec = Reaped::new(c.spawn().unwrap());
     let (_, body) = wait_for(
         &format!("http://127.0.0.1:{http}/health"),
         20,

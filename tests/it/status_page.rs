@@ -63,7 +63,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
         .unwrap_or_else(|| panic!("chromedriver not found: this test {NEEDS}"));
     let dir = tempfile::tempdir().unwrap();
     let (http, wd, publish) = (free_port(), free_port(), free_port());
-    let _demo = Reaped(
+    let _demo = Reaped::new(
         Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .arg("--db")
             .arg(dir.path().join("db"))
@@ -87,7 +87,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
     // that a run leaves nothing in /tmp (dropped after the driver is).
     let browser_tmp = dir.path().join("browser-tmp");
     std::fs::create_dir(&browser_tmp).unwrap();
-    let _driver = Reaped(
+    let _driver = Reaped::new(
         Command::new(driver_bin)
             .arg(format!("--port={wd}"))
             .env("TMPDIR", &browser_tmp)

@@ -85,7 +85,7 @@ impl Follower {
             }
         });
         Follower {
-            child: Reaped(child),
+            child: Reaped::new(child),
             lines,
             got: Vec::new(),
             said,
@@ -94,7 +94,7 @@ impl Follower {
 
     /// Whether it still runs, and what it said on stderr.
     fn state(&mut self) -> String {
-        let status = match self.child.0.try_wait() {
+        let status = match self.child.try_wait() {
             Ok(None) => "still running".to_owned(),
             Ok(Some(s)) => format!("ended: {s}"),
             Err(e) => format!("unknown: {e}"),
@@ -124,11 +124,11 @@ impl Follower {
 
     fn stop(mut self) -> Vec<String> {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
+            .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let ended = self.child.0.wait().unwrap();
+        let ended = self.child.wait().unwrap();
         assert!(ended.success(), "{}", self.state());
         // Whatever it flushed before it ended: the reader thread ends at the pipe's end.
         loop {
@@ -145,7 +145,7 @@ impl Follower {
     fn ended(mut self) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
-            match self.child.0.try_wait().unwrap() {
+            match self.child.try_wait().unwrap() {
                 Some(s) => break s,
                 None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
                 None => panic!("it did not end by itself"),
@@ -161,10 +161,10 @@ impl Follower {
     /// The scheduling policy of the process that reads: this one, or the child it runs the
     /// tail in when its session is shared (5 is `SCHED_IDLE`).
     fn policy(&self) -> i32 {
-        let pid = children(self.child.0.id())
+        let pid = children(self.child.id())
             .first()
             .copied()
-            .unwrap_or(self.child.0.id());
+            .unwrap_or(self.child.id());
         stat_field(pid, 41).map_or(-1, |p| p.parse().unwrap())
     }
 }
@@ -748,7 +748,7 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
                 });
             }
         }
-        Reaped(cmd.spawn().unwrap())
+        Reaped::new(cmd.spawn().unwrap())
     };
     let group = cpu_group();
     if group != CpuGroup::SharedSession {
@@ -1136,7 +1136,7 @@ fn a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whol
         assert_eq!(newest.len(), 600, "recent {queries}");
         queries += 1;
         assert!(
-            tail.child.0.try_wait().is_ok_and(|s| s.is_none()),
+            tail.child.try_wait().is_ok_and(|s| s.is_none()),
             "the tail {}",
             tail.state()
         );

@@ -151,54 +151,46 @@ pub fn venv_python(env_var: &str, venv: &str, import: &str, needs: &str) -> std:
 }
 
 /// A child process killed when the test ends, however it ends.
-pub struct Reaped(pub std::process::Child);
+pub struct Reaped(Option<std::process::Child>);
 
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Reaped {
+    pub fn new(child: std::process::Child) -> Reaped {
+        Reaped(Some(child))
+    }
+
+    /// Waits for the child to end and collects what it wrote to its pipes
+    /// (`Child::wait_with_output`); a test that fails before this still kills it.
+    pub fn output(mut self) -> std::io::Result<std::process::Output> {
+        self.0
+            .take()
+            .expect("a Reaped holds its child until this")
+            .wait_with_output()
     }
 }
 
-impl Reaped {
-    /// Waits for the child to end and collects what it wrote to its pipes, as
-    /// `Child::wait_with_output` does (a test that fails before this still kills it).
-    pub fn output(mut self) -> std::io::Result<std::process::Output> {
-        fn drain<R: std::io::Read + Send + 'static>(
-            pipe: Option<R>,
-        ) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                if let Some(mut pipe) = pipe {
-                    pipe.read_to_end(&mut bytes)?;
-                }
-                Ok(bytes)
-            })
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let (out, err) = (drain(self.0.stdout.take()), drain(self.0.stderr.take()));
-        let status = self.0.wait()?;
-        let joined = |h: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| {
-            h.join()
-                .map_err(|_| std::io::Error::other("a pipe's reader panicked"))?
-        };
-        Ok(std::process::Output {
-            status,
-            stdout: joined(out)?,
-            stderr: joined(err)?,
-        })
     }
 }
 
 impl std::ops::Deref for Reaped {
     type Target = std::process::Child;
     fn deref(&self) -> &std::process::Child {
-        &self.0
+        self.0
+            .as_ref()
+            .expect("a Reaped holds its child until output()")
     }
 }
 
 impl std::ops::DerefMut for Reaped {
     fn deref_mut(&mut self) -> &mut std::process::Child {
-        &mut self.0
+        self.0
+            .as_mut()
+            .expect("a Reaped holds its child until output()")
     }
 }
 
@@ -247,7 +239,7 @@ pub fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, S
 /// `tickrec simulate` on `port`: a FIX acceptor quoting `symbols` symbols at `rate` messages a
 /// second (stopped when dropped).
 pub fn simulator(port: u16, symbols: u32, rate: u32) -> Reaped {
-    Reaped(
+    Reaped::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .args([
                 "simulate",
