@@ -235,15 +235,9 @@ impl RecorderWait {
     /// there: a thread that ended (a subscriber's, a query's) is dropped from the watch, and
     /// the others' waits still count (the recorder's threads come and go while it runs).
     fn waited(&mut self) -> u64 {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 96];
         let mut sum = 0u64;
         self.threads.retain_mut(|(f, before)| {
-            let Some((_, delay)) = f
-                .read_at(&mut buf, 0)
-                .ok()
-                .and_then(|n| schedstat_of(buf.get(..n)?))
-            else {
+            let Some((_, delay)) = read_schedstat(f) else {
                 return false;
             };
             sum = sum.saturating_add(delay.saturating_sub(*before));
@@ -256,7 +250,6 @@ impl RecorderWait {
     /// Lists the recorder's busy threads: those that ran [`BUSY`] or more since the last
     /// listing, or were not there then.
     fn list(&mut self, now: Instant) {
-        use std::os::unix::fs::FileExt;
         self.listed = Some(now);
         self.threads.clear();
         self.last = None;
@@ -268,7 +261,6 @@ impl RecorderWait {
         let same = self.ran.0 == pid;
         self.ran.0 = pid;
         self.judged = same;
-        let mut buf = [0u8; 96];
         for task in tasks.flatten() {
             let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
                 continue;
@@ -279,11 +271,7 @@ impl RecorderWait {
             let Ok(f) = std::fs::File::open(task.path().join("schedstat")) else {
                 continue;
             };
-            let Some((ran, delay)) = f
-                .read_at(&mut buf, 0)
-                .ok()
-                .and_then(|n| schedstat_of(buf.get(..n)?))
-            else {
+            let Some((ran, delay)) = read_schedstat(&f) else {
                 continue;
             };
             self.ran.1.insert(tid, ran);
@@ -296,6 +284,15 @@ impl RecorderWait {
             }
         }
     }
+}
+
+/// The time on a CPU and the run delay (ns) of a thread, read from its open `schedstat` file;
+/// `None` once the thread has ended.
+fn read_schedstat(file: &std::fs::File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 96];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    schedstat_of(buf.get(..n)?)
 }
 
 /// The time on a CPU and the run delay (ns) in a `schedstat` file's text: `<on CPU ns> <run
