@@ -72,7 +72,9 @@ def stage(binary, secs, arm):
             out = subprocess.run(
                 [binary, "bench", "--db", db, "--only", "publish", "--rounds", "2",
                  "--e2e-seconds", str(secs), "--json"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if out.returncode != 0:
+            sys.exit(f"bench failed ({out.returncode}):\n" + "\n".join(out.stderr.splitlines()[-20:]))
     finally:
         if beside is not None:
             beside.kill()
