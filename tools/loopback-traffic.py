@@ -57,6 +57,7 @@ def traffic(connections, size, pace):
         accepted, _ = server.accept()
         threading.Thread(target=send, args=(accepted,), daemon=True).start()
         threading.Thread(target=read, args=(client,), daemon=True).start()
+    print("flowing", flush=True)
     while True:
         time.sleep(3600)
 
@@ -65,8 +66,9 @@ def stage(binary, secs, arm):
     """One `bench --only publish` of two rounds; its runs as (subscribers, p99, p99.9)."""
     beside = None
     if arm is not None:
-        beside = subprocess.Popen([sys.executable, __file__, "--traffic", *map(str, arm)])
-        time.sleep(1)
+        beside = subprocess.Popen([sys.executable, __file__, "--traffic", *map(str, arm)],
+                                  stdout=subprocess.PIPE, text=True)
+        beside.stdout.readline()  # every connection open and its threads started
     try:
         with tempfile.TemporaryDirectory() as db:
             out = subprocess.run(
