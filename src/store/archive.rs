@@ -307,7 +307,8 @@ pub enum ArchiveFormat {
 }
 
 impl ArchiveFormat {
-    fn form(self) -> Form {
+    /// The form of a day archived in this format.
+    pub fn form(self) -> Form {
         match self {
             ArchiveFormat::Parquet => Form::Parquet,
             ArchiveFormat::SqliteZst => Form::SqliteZst,

@@ -796,19 +796,12 @@ fn a_day_archived_or_restored_after_it_was_listed_is_read_and_checked_in_its_new
     let opts = SqliteOptions::default();
     // Each step renames the day listed before it into another form.
     let steps = [
-        (
-            "archived to Parquet",
-            Form::Parquet,
-            Some(ArchiveFormat::Parquet),
-        ),
-        ("restored", Form::Live, None),
-        (
-            "archived to .db.zst",
-            Form::SqliteZst,
-            Some(ArchiveFormat::SqliteZst),
-        ),
+        ("archived to Parquet", Some(ArchiveFormat::Parquet)),
+        ("restored", None),
+        ("archived to .db.zst", Some(ArchiveFormat::SqliteZst)),
     ];
-    for (what, form, archived_as) in steps {
+    for (what, archived_as) in steps {
+        let form = archived_as.map_or(Form::Live, ArchiveFormat::form);
         let stale = listed();
         match archived_as {
             None => {
