@@ -70,6 +70,11 @@ pub struct Options {
     pub publish_heartbeat_secs: u32,
     /// Subscriber connections served at once (`[publish] max_subscribers`).
     pub publish_max_subscribers: usize,
+    /// The token a subscriber must send (`[publish] token_file`); `None`: none asked.
+    pub publish_token: Option<crate::auth::Token>,
+    /// The token the status page and /metrics ask for (`[metrics] token_file`; /health stays
+    /// open); `None`: none asked.
+    pub metrics_token: Option<crate::auth::Token>,
     /// Bound of the on-disk cache of decompressed archived days.
     pub archive_cache_bytes: u64,
     /// FIX initiator sessions for `tickrec record`.
@@ -250,6 +255,8 @@ struct RawPublish {
     heartbeat_secs: Option<u32>,
     /// Subscriber connections served at once; one more is refused.
     max_subscribers: Option<usize>,
+    /// A file whose first line is the token each subscriber must send.
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +264,8 @@ struct RawPublish {
 struct RawMetrics {
     /// `host:port` of /metrics and /health; absent: no listener.
     listen: Option<String>,
+    /// A file whose first line is the token the status page and /metrics ask for.
+    token_file: Option<PathBuf>,
 }
 
 /// How log lines are written to stderr.
@@ -597,6 +606,13 @@ impl Options {
                 ));
             }
         }
+        let token = |key: &str, file: Option<PathBuf>| {
+            file.map(|f| crate::auth::Token::load(&f))
+                .transpose()
+                .map_err(|e| invalid(key, e.to_string()))
+        };
+        let publish_token = token("publish.token_file", raw.publish.token_file)?;
+        let metrics_token = token("metrics.token_file", raw.metrics.token_file)?;
         Ok(Options {
             backend,
             db_path,
@@ -611,6 +627,8 @@ impl Options {
             publish_queue_ticks,
             publish_heartbeat_secs,
             publish_max_subscribers,
+            publish_token,
+            metrics_token,
             archive_cache_bytes,
             fix_sessions,
         })
@@ -825,6 +843,35 @@ mod tests {
         assert_eq!(o.log_format, LogFormat::Json);
         assert_eq!(o.pipeline.health.stale_after, Some(Duration::from_secs(5)));
         assert_eq!(o.metrics_listen, None, "no listener unless configured");
+    }
+
+    #[test]
+    fn token_files_are_read_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, short) = (dir.path().join("good"), dir.path().join("short"));
+        std::fs::write(&good, "0123456789abcdef\n").unwrap();
+        std::fs::write(&short, "0123\n").unwrap();
+        let load = |key: &str, path: &Path| {
+            let f = file(&format!(
+                "[{key}]\ntoken_file = {:?}\n",
+                path.display().to_string()
+            ));
+            Options::load(Some(f.path()), &env_of(&[]), &FlagOverrides::default())
+        };
+        let o = load("publish", &good).unwrap();
+        assert!(o
+            .publish_token
+            .is_some_and(|t| t.matches(b"0123456789abcdef")));
+        assert!(o.metrics_token.is_none());
+        let o = load("metrics", &good).unwrap();
+        assert!(o.metrics_token.is_some() && o.publish_token.is_none());
+        for (key, path) in [("publish", &short), ("metrics", &dir.path().join("absent"))] {
+            let e = load(key, path).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{key}.token_file")) && e.contains(&*path.to_string_lossy()),
+                "{e}"
+            );
+        }
     }
 
     #[test]

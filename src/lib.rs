@@ -7,10 +7,11 @@
 //! runs FIX gateways into a recorder; `synth` generates quotes. Readers of committed ticks:
 //! `query`, `export`, `bars`, `tail` (which yields the CPU, and steps aside while the recorder
 //! waits for one, through `priority`); `publish` fans commits out to subscribers. The edge
-//! (`config`, `service`, `shutdown`, `metrics`, `slots`) turns files and signals into typed
-//! options for the core and bounds what connections may take. The command line, the demo and
-//! the bench live in the binary (`src/bin/tickrec/`).
+//! (`config`, `service`, `shutdown`, `metrics`, `auth`, `slots`) turns files and signals into
+//! typed options for the core, checks the token of who connects and bounds what connections
+//! may take. The command line, the demo and the bench live in the binary (`src/bin/tickrec/`).
 
+pub mod auth;
 pub mod bars;
 pub mod civil;
 pub mod clock;

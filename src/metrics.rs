@@ -8,6 +8,13 @@
 //! * `GET /health` — `200` and a JSON body when healthy, `503` and the same body with the
 //!   reasons when not (see [`Scrape::problems`]).
 //!
+//! With a token (`[metrics] token_file`, [`crate::auth`]), every path but `/health` answers
+//! `401` unless the request carries it, as `Authorization: Bearer TOKEN` (Prometheus's
+//! `authorization: credentials_file`) or as the password of HTTP basic authentication (a
+//! browser asks for it; any user name). `/health` stays open to what probes it: it tells
+//! whether the recorder is well and why not, and no quote. Refusals are counted
+//! (`tickrec_http_unauthorized_total`).
+//!
 //! Names follow Prometheus conventions: `tickrec_` prefix, base units in the name (`_seconds`,
 //! `_ticks`), `_total` on counters.
 
@@ -653,13 +660,22 @@ impl std::fmt::Debug for Server {
 /// Logs a warning when `bound` (a listener of `what`) takes connections from beyond this host:
 /// neither the metrics listener nor the subscribers' port authenticates a peer or encrypts its
 /// stream (README, *Live subscribers*: how to reach them from elsewhere).
-pub fn warn_beyond_loopback(bound: SocketAddr, what: &str) {
-    if !bound.ip().is_loopback() {
+pub fn warn_beyond_loopback(bound: SocketAddr, what: &str, token: bool) {
+    if bound.ip().is_loopback() {
+        return;
+    }
+    if token {
+        tracing::warn!(
+            addr = %bound,
+            "{what}: listening beyond loopback, asking for its token but in clear (the token \
+             too); keep it on a trusted network or reach it through an SSH tunnel or a TLS proxy"
+        );
+    } else {
         tracing::warn!(
             addr = %bound,
             "{what}: listening beyond loopback, where any host that reaches this address is \
-             served unauthenticated and in clear; keep it on a trusted network or reach it through \
-             an SSH tunnel or a TLS proxy"
+             served unauthenticated and in clear; set its token_file, keep it on a trusted \
+             network or reach it through an SSH tunnel or a TLS proxy"
         );
     }
 }
@@ -673,8 +689,13 @@ pub struct ListenError {
 }
 
 impl Server {
-    /// Listens on `addr` (`host:port`) and answers from `scrape`.
-    pub fn start(addr: &str, scrape: Arc<ScrapeFn>) -> Result<Server, ListenError> {
+    /// Listens on `addr` (`host:port`) and answers from `scrape`; with `token`, only to
+    /// requests that carry it (but `/health`).
+    pub fn start(
+        addr: &str,
+        scrape: Arc<ScrapeFn>,
+        token: Option<crate::auth::Token>,
+    ) -> Result<Server, ListenError> {
         let err = |why: String| ListenError {
             addr: addr.to_owned(),
             why,
@@ -686,15 +707,16 @@ impl Server {
             .ok_or_else(|| err("not an IP listener".into()))?;
         let http = Arc::new(http);
         let stop = crate::shutdown::Shutdown::new();
+        let has_token = token.is_some();
         let thread = {
             let (http, stop) = (Arc::clone(&http), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-metrics".into())
-                .spawn(move || serve(&http, &scrape, &stop))
+                .spawn(move || serve(&http, &scrape, token.as_ref(), &stop))
                 .map_err(|e| err(e.to_string()))?
         };
         tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
-        warn_beyond_loopback(bound, "metrics, health and status page");
+        warn_beyond_loopback(bound, "metrics, health and status page", has_token);
         Ok(Server {
             http,
             thread: Some(thread),
@@ -718,14 +740,62 @@ impl Drop for Server {
     }
 }
 
-fn serve(http: &tiny_http::Server, scrape: &Arc<ScrapeFn>, stop: &crate::shutdown::Shutdown) {
+fn serve(
+    http: &tiny_http::Server,
+    scrape: &Arc<ScrapeFn>,
+    token: Option<&crate::auth::Token>,
+    stop: &crate::shutdown::Shutdown,
+) {
     let header = |v: &str| {
         tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
             .unwrap_or_else(|()| unreachable!("constant header"))
     };
     let streams = crate::slots::Slots::new(MAX_EVENT_STREAMS);
+    let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // What is scraped shows the refusals too, when a token is asked.
+    let scrape: Arc<ScrapeFn> = match token {
+        None => Arc::clone(scrape),
+        Some(_) => {
+            let (inner, unauthorized) = (Arc::clone(scrape), Arc::clone(&unauthorized));
+            Arc::new(move || {
+                let mut s = inner();
+                s.extra.push((
+                    "tickrec_http_unauthorized_total",
+                    "Requests to this listener refused for a missing or wrong token",
+                    true,
+                    unauthorized.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                ));
+                s
+            })
+        }
+    };
+    let scrape = &scrape;
     for req in http.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("").to_owned();
+        if let Some(token) = token.filter(|_| path != "/health") {
+            let given = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str());
+            if !token.allows_http(given) {
+                unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(peer = ?req.remote_addr(), %path, "metrics listener: a request without the token");
+                let challenge = tiny_http::Header::from_bytes(
+                    &b"WWW-Authenticate"[..],
+                    &b"Basic realm=\"tickrec\", charset=\"UTF-8\""[..],
+                )
+                .unwrap_or_else(|()| unreachable!("constant header"));
+                let response = tiny_http::Response::from_string(
+                    "unauthorized: this recorder asks for its token ([metrics] token_file), as \
+                     `Authorization: Bearer TOKEN` or as the password of basic authentication\n",
+                )
+                .with_status_code(401)
+                .with_header(challenge);
+                let _ = req.respond(response);
+                continue;
+            }
+        }
         let response = match (req.method(), path.as_str()) {
             (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(STATUS_HTML)
                 .with_header(header("text/html; charset=utf-8")),

@@ -61,8 +61,10 @@
 //! queue (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is
 //! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
 //! counted. At most `[publish] max_subscribers` connections are served at once (one more is
-//! told why and closed). Loopback by default: nothing here authenticates a peer or encrypts a
-//! stream, and a listener beyond loopback is logged as a warning.
+//! told why and closed). Loopback by default. With `[publish] token_file`, a first request
+//! line must carry `"token"`, the file's first line ([`crate::auth`]), or it is refused,
+//! counted and logged; nothing here encrypts a stream, and a listener beyond loopback is
+//! logged as a warning.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -136,6 +138,8 @@ pub struct PublishStats {
     pub connected_total: AtomicU64,
     pub disconnected_slow_total: AtomicU64,
     pub rejected_requests_total: AtomicU64,
+    /// First lines refused for a missing or wrong token (also in `rejected_requests_total`).
+    pub unauthorized_total: AtomicU64,
     pub ticks_sent_total: AtomicU64,
 }
 
@@ -226,6 +230,8 @@ pub struct Publisher {
     connected: Mutex<Vec<Arc<Connection>>>,
     /// Places of the connections being served (from accept, request line included).
     connections: crate::slots::Slots,
+    /// The token a first request line must carry (`[publish] token_file`), if any.
+    token: Option<crate::auth::Token>,
 }
 
 /// A subscriber as the status page lists it.
@@ -427,6 +433,10 @@ struct Request {
     from: Option<String>,
     #[serde(default)]
     from_time: Option<String>,
+    /// The `[publish] token_file` secret, asked of a first line when one is configured (a
+    /// later line's is not looked at: the connection is already let in).
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// The symbols a subscriber wants: by name (`None`: every symbol), and what that says of each
@@ -467,13 +477,15 @@ impl Wants {
 
 impl Publisher {
     /// A publisher of `names`' ticks; a subscriber with more than `max_queued` ticks waiting
-    /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line, and
-    /// a connection past `max_subscribers` is refused.
+    /// is disconnected, one that was sent nothing for `heartbeat` gets a heartbeat line, a
+    /// connection past `max_subscribers` is refused, and so is a first request line without
+    /// `token` (when there is one).
     pub fn new(
         names: Arc<Names>,
         max_queued: usize,
         heartbeat: Duration,
         max_subscribers: usize,
+        token: Option<crate::auth::Token>,
     ) -> std::io::Result<Arc<Publisher>> {
         let (to_encoder, rx) = crossbeam_channel::bounded(ENCODER_BACKLOG);
         let subscribers: Arc<Mutex<Vec<Arc<Queue>>>> = Arc::default();
@@ -495,6 +507,7 @@ impl Publisher {
             sessions: Mutex::default(),
             connected: Mutex::default(),
             connections: crate::slots::Slots::new(max_subscribers),
+            token,
         }))
     }
 
@@ -533,7 +546,8 @@ impl Publisher {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         if let Ok(bound) = listener.local_addr() {
-            crate::metrics::warn_beyond_loopback(bound, "live subscribers (publish)");
+            let token = self.token.is_some();
+            crate::metrics::warn_beyond_loopback(bound, "live subscribers (publish)", token);
         }
         let me = self.clone();
         std::thread::Builder::new()
@@ -626,7 +640,9 @@ impl Publisher {
         let mut out = BufWriter::with_capacity(1 << 16, stream);
         let mut lines = BufReader::new(read_half);
         let request = match read_request(&mut lines) {
-            Ok(Some(r)) => r.and_then(|r| self.parse(r)),
+            Ok(Some(r)) => r
+                .and_then(|r| self.let_in(r, peer))
+                .and_then(|r| self.parse(r)),
             Ok(None) => Err("the connection closed before a request line".into()),
             Err(e) => Err(e.to_string()),
         };
@@ -703,6 +719,24 @@ impl Publisher {
             let _ = reader.join();
         }
         tracing::info!(%peer, %why, "publish: subscriber left");
+    }
+
+    /// A first request line, when it carries the token this publisher asks for (if any);
+    /// otherwise why not (counted and logged as a warning: someone without the secret tried).
+    fn let_in(&self, r: Request, peer: std::net::SocketAddr) -> Result<Request, String> {
+        let Some(token) = &self.token else {
+            return Ok(r);
+        };
+        let why = match &r.token {
+            Some(given) if token.matches(given.as_bytes()) => return Ok(r),
+            Some(_) => "wrong \"token\"",
+            None => "this recorder asks each subscriber for a \"token\" ([publish] token_file)",
+        };
+        self.stats
+            .unauthorized_total
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, why, "publish: a subscriber without the token");
+        Err(why.into())
     }
 
     /// The request's symbols (names, ids known so far or `None` for every symbol) and where

@@ -91,7 +91,7 @@ pub fn run(
                 publisher.clone(),
                 opts.db_path.clone(),
             );
-            match crate::metrics::Server::start(addr, scrape) {
+            match crate::metrics::Server::start(addr, scrape, opts.metrics_token.clone()) {
                 Ok(server) => Some(server),
                 Err(e) => {
                     abandon(&stop, threads, &recorder);
@@ -298,6 +298,12 @@ fn scrape_fn(
                     v(&p.rejected_requests_total),
                 ),
                 (
+                    "tickrec_publish_unauthorized_total",
+                    "Subscription requests refused for a missing or wrong token",
+                    true,
+                    v(&p.unauthorized_total),
+                ),
+                (
                     "tickrec_publish_ticks_sent_total",
                     "Live ticks sent to subscribers",
                     true,
@@ -359,6 +365,7 @@ fn start(opts: &Options) -> Result<Started, RecordError> {
             opts.publish_queue_ticks,
             Duration::from_secs(opts.publish_heartbeat_secs.into()),
             opts.publish_max_subscribers,
+            opts.publish_token.clone(),
         )?),
         None => None,
     };

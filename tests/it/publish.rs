@@ -860,3 +860,106 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An HTTP `GET path` on `port` with `authorization` (the header's value), as (status line,
+/// headers and body).
+fn http_get(port: u16, path: &str, authorization: Option<&str>) -> (String, String) {
+    let mut s = connect(port);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (status, rest) = answer.split_once("\r\n").unwrap_or((&answer, ""));
+    (status.to_owned(), rest.to_owned())
+}
+
+/// The next line of a refused subscription: its reason, then the end of the connection.
+fn refused(mut sub: BufReader<TcpStream>) -> String {
+    let line = next_line(&mut sub);
+    assert_eq!(line["event"], "error", "{line}");
+    let mut rest = String::new();
+    sub.read_to_string(&mut rest)
+        .expect("closed after the reason");
+    assert_eq!(rest, "", "nothing after the refusal");
+    line["reason"].as_str().unwrap().to_owned()
+}
+
+/// What could go wrong: a subscriber or a page let in without the token, or with a wrong one;
+/// one with it kept out; a later line asked for it again; a refusal that is not counted; or
+/// `/health`, which probes read, closed to them.
+#[test]
+fn listeners_with_a_token_let_in_only_who_sends_it() {
+    let secrets = tempfile::tempdir().unwrap();
+    let (publish_token, metrics_token) = ("p-0123456789abcdef", "m-0123456789abcdef");
+    let write = |name: &str, token: &str| {
+        let path = secrets.path().join(name);
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path.display().to_string()
+    };
+    let config = format!(
+        "[publish]\ntoken_file = {:?}\n[metrics]\ntoken_file = {:?}\n",
+        write("publish.token", publish_token),
+        write("metrics.token", metrics_token)
+    );
+    let feed = feed(&config, 2_000);
+
+    let missing = refused(subscribe(feed.publish, r#"{"symbols": ["*"]}"#));
+    assert!(missing.contains("token_file"), "{missing}");
+    let wrong = r#"{"symbols": ["*"], "token": "p-0123456789abcdeX"}"#;
+    assert!(refused(subscribe(feed.publish, wrong)).contains("wrong"));
+    let good = format!(r#"{{"symbols": ["EURUSD"], "token": "{publish_token}"}}"#);
+    let mut sub = subscribed_live(feed.publish, &good);
+    let live = next_json(&mut sub);
+    assert!(live["symbol"] == "EURUSD" && live["seq"].is_i64(), "{live}");
+    // A later line changes the symbols without the token: the connection is already in.
+    send(&mut sub, r#"{"symbols": ["GBPUSD"]}"#);
+    while next_json(&mut sub)["event"] != "subscribed" {}
+    while next_json(&mut sub)["event"] != "snapshot_end" {}
+    let live = next_json(&mut sub);
+    assert!(live["symbol"] == "GBPUSD" && live["seq"].is_i64(), "{live}");
+
+    // The status page and /metrics: 401 with a challenge a browser answers, then a bearer or a
+    // basic password; /health open.
+    for path in ["/", "/metrics", "/status.json", "/events"] {
+        let (status, rest) = http_get(feed.metrics, path, None);
+        assert!(status.starts_with("HTTP/1.1 401"), "{path}: {status}");
+        assert!(
+            rest.contains("WWW-Authenticate: Basic realm=\"tickrec\""),
+            "{rest}"
+        );
+    }
+    let (status, _) = http_get(feed.metrics, "/metrics", Some("Bearer m-0123456789abcdeX"));
+    assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+    let (status, _) = http_get(feed.metrics, "/health", None);
+    assert!(
+        status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.1 503"),
+        "{status}"
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("desk:{metrics_token}"));
+    let (status, page) = http_get(feed.metrics, "/", Some(&format!("Basic {basic}")));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(page.contains("<html"), "{page}");
+    let (status, metrics) = http_get(
+        feed.metrics,
+        "/metrics",
+        Some(&format!("Bearer {metrics_token}")),
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        metrics.contains("tickrec_http_unauthorized_total 5"),
+        "four paths and a wrong bearer refused: {metrics}"
+    );
+    assert!(
+        metrics.contains("tickrec_publish_unauthorized_total 2"),
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(&feed.log).unwrap();
+    assert!(
+        !log.contains(publish_token) && !log.contains(metrics_token),
+        "a token in the log"
+    );
+}

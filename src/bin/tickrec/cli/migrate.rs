@@ -127,6 +127,7 @@ pub(super) fn run_migrate(opts: &Options, a: MigrateArgs) -> anyhow::Result<Exit
             Some(tickrec::metrics::Server::start(
                 addr,
                 std::sync::Arc::new(move || c.scrape()),
+                opts.metrics_token.clone(),
             )?)
         }
         None => None,

@@ -147,6 +147,7 @@ pub(super) fn run_ingest(opts: &Options, a: IngestArgs) -> anyhow::Result<ExitCo
             Some(tickrec::metrics::Server::start(
                 addr,
                 std::sync::Arc::new(move || tickrec::metrics::Scrape::of_recorder("ingest", &r)),
+                opts.metrics_token.clone(),
             )?)
         }
         None => None,
