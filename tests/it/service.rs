@@ -1,6 +1,7 @@
-//! Running as a service: /metrics checked by a real `promtool`, /health and `tickrec health`
-//! as a shell probe sees them, the systemd unit checked by `systemd-analyze verify`, JSON logs,
-//! shell completions. Real processes over real TCP.
+//! Running as a service: /metrics checked by a real `promtool` and scraped, behind its token,
+//! by a real Prometheus; /health and `tickrec health` as a shell probe sees them, the systemd
+//! unit checked by `systemd-analyze verify`, JSON logs, shell completions. Real processes over
+//! real TCP.
 
 use super::util::{free_port, simulator, wait_for, Reaped};
 use std::path::Path;
@@ -120,6 +121,97 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What could go wrong: a `[metrics] token_file` that a real Prometheus cannot scrape with the
+/// scrape job README gives (`authorization: {credentials_file: …}`), or that one without it
+/// can.
+#[test]
+fn prometheus_scrapes_a_recorder_that_asks_for_a_token_with_the_token_only() {
+    let prometheus = which("prometheus").unwrap_or_else(|| {
+        panic!("prometheus not found: apt-get install prometheus (Debian's package)")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("tickrec.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = dir.path().join("tickrec.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\ntoken_file = {:?}\n",
+            token.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (fix, http, web) = (free_port(), free_port(), free_port());
+    let _sim = simulator(fix, 4, 2000);
+    let _rec = recorder(&dir.path().join("db"), fix, http, Some(&config));
+    wait_for(
+        &format!("http://127.0.0.1:{http}/health"),
+        20,
+        |code, body| code == 200 && body.contains("\"logged on\""),
+    );
+    let scrape = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &scrape,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n\
+             \x20 - job_name: with_token\n\
+             \x20   static_configs: [{{targets: [\"127.0.0.1:{http}\"]}}]\n\
+             \x20   authorization: {{credentials_file: {:?}}}\n\
+             \x20 - job_name: without\n\
+             \x20   static_configs: [{{targets: [\"127.0.0.1:{http}\"]}}]\n",
+            token.display().to_string()
+        ),
+    )
+    .unwrap();
+    let _prometheus = Reaped::new(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", scrape.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Each job's verdict on its last scrape, from Prometheus's own view of its targets.
+    let health = |targets: &str, job: &str| -> Option<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(targets).ok()?;
+        let t = v["data"]["activeTargets"]
+            .as_array()?
+            .iter()
+            .find(|t| t["labels"]["job"] == job)?
+            .clone();
+        Some((
+            t["health"].as_str()?.to_owned(),
+            t["lastError"].as_str()?.to_owned(),
+        ))
+    };
+    let (_, targets) = wait_for(
+        &format!("http://127.0.0.1:{web}/api/v1/targets"),
+        60,
+        |_, b| {
+            health(b, "with_token").is_some_and(|(h, _)| h == "up")
+                && health(b, "without").is_some_and(|(h, _)| h == "down")
+        },
+    );
+    let (_, why) = health(&targets, "without").unwrap();
+    assert!(why.contains("401"), "{why}");
+    // And the recorder counted the job without the token.
+    let query =
+        format!("http://127.0.0.1:{web}/api/v1/query?query=tickrec_http_unauthorized_total");
+    wait_for(&query, 60, |_, b| {
+        serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
+            v["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|n| n.parse::<f64>().ok())
+                .is_some_and(|n| n >= 1.0)
+        })
+    });
 }
 
 /// What could go wrong: a probe that says "ok" while an LP never answered.
