@@ -658,8 +658,9 @@ impl std::fmt::Debug for Server {
 }
 
 /// Logs a warning when `bound` (a listener of `what`) takes connections from beyond this host:
-/// neither the metrics listener nor the subscribers' port authenticates a peer or encrypts its
-/// stream (README, *Live subscribers*: how to reach them from elsewhere).
+/// neither the metrics listener nor the subscribers' port encrypts its stream, and without a
+/// `token` neither authenticates a peer (README, *Live subscribers*: how to reach them from
+/// elsewhere).
 pub fn warn_beyond_loopback(bound: SocketAddr, what: &str, token: bool) {
     if bound.ip().is_loopback() {
         return;
