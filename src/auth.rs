@@ -39,17 +39,23 @@ pub enum TokenError {
 }
 
 impl Token {
-    /// The token in `path`: its first line, without surrounding spaces. A file whose mode lets
-    /// other users read it is logged as a warning (the secret is theirs too).
+    /// The token in `path`: its first line (within the file's first 4 KiB), without surrounding
+    /// spaces. A file whose mode lets other users read it is logged as a warning (the secret is
+    /// theirs too). Read once, when a command starts: a new token takes a restart.
     pub fn load(path: &Path) -> Result<Token, TokenError> {
         let invalid = |why: String| TokenError::Invalid {
             path: path.to_owned(),
             why,
         };
-        let text = std::fs::read(path).map_err(|source| TokenError::Read {
+        let read = |source| TokenError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        // Its first line only: a file given by mistake (a key, a log) is not read whole.
+        let mut text = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut text))
+            .map_err(read)?;
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let token = line.trim_ascii();
         if token.len() < MIN_TOKEN_BYTES {
