@@ -56,6 +56,9 @@ impl Token {
         std::fs::File::open(path)
             .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut text))
             .map_err(read)?;
+        if text.len() == 4096 && !text.contains(&b'\n') {
+            return Err(invalid("the file's first line is longer than 4 KiB".into()));
+        }
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let token = line.trim_ascii();
         if token.len() < MIN_TOKEN_BYTES {
@@ -154,6 +157,9 @@ mod tests {
         std::fs::write(&path, "0123456789 abcdef0123\n").unwrap();
         let e = Token::load(&path).unwrap_err().to_string();
         assert!(e.contains("0x20"), "{e}");
+        std::fs::write(&path, "x".repeat(5000)).unwrap();
+        let e = Token::load(&path).unwrap_err().to_string();
+        assert!(e.contains("4 KiB"), "{e}");
         let e = Token::load(&dir.path().join("absent"))
             .unwrap_err()
             .to_string();
