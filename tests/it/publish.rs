@@ -894,17 +894,9 @@ fn refused(mut sub: BufReader<TcpStream>) -> String {
 fn listeners_with_a_token_let_in_only_who_sends_it() {
     let secrets = tempfile::tempdir().unwrap();
     let (publish_token, metrics_token) = ("p-0123456789abcdef", "m-0123456789abcdef");
-    let write = |name: &str, token: &str| {
-        let path = secrets.path().join(name);
-        std::fs::write(&path, format!("{token}\n")).unwrap();
-        path.display().to_string()
-    };
-    let config = format!(
-        "[publish]\ntoken_file = {:?}\n[metrics]\ntoken_file = {:?}\n",
-        write("publish.token", publish_token),
-        write("metrics.token", metrics_token)
-    );
-    let feed = feed(&config, 2_000);
+    let tokens = [("publish", publish_token), ("metrics", metrics_token)];
+    let config = super::util::token_config(secrets.path(), &tokens);
+    let feed = feed(&std::fs::read_to_string(config).unwrap(), 2_000);
 
     let missing = refused(subscribe(feed.publish, r#"{"symbols": ["*"]}"#));
     assert!(missing.contains("token_file"), "{missing}");

@@ -132,17 +132,11 @@ fn prometheus_scrapes_a_recorder_that_asks_for_a_token_with_the_token_only() {
         panic!("prometheus not found: apt-get install prometheus (Debian's package)")
     });
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("tickrec.token");
-    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
-    let config = dir.path().join("tickrec.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[metrics]\ntoken_file = {:?}\n",
-            token.display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = super::util::token_config(
+        dir.path(),
+        &[("metrics", "0123456789abcdef0123456789abcdef")],
+    );
+    let token = dir.path().join("metrics.token");
     let (fix, http, web) = (free_port(), free_port(), free_port());
     let _sim = simulator(fix, 4, 2000);
     let _rec = recorder(&dir.path().join("db"), fix, http, Some(&config));

@@ -263,14 +263,7 @@ fn the_status_page_shows_sessions_rates_and_quotes_updating_live_in_headless_chr
 fn the_status_page_behind_a_token_opens_and_updates_with_the_token_only() {
     let dir = tempfile::tempdir().unwrap();
     let token = "0123456789abcdef0123456789abcdef";
-    let token_file = dir.path().join("metrics.token");
-    std::fs::write(&token_file, token).unwrap();
-    let config = dir.path().join("tickrec.toml");
-    let text = format!(
-        "[metrics]\ntoken_file = {:?}\n",
-        token_file.display().to_string()
-    );
-    std::fs::write(&config, text).unwrap();
+    let config = super::util::token_config(dir.path(), &[("metrics", token)]);
     let http = free_port();
     let _demo = Reaped::new(
         Command::new(env!("CARGO_BIN_EXE_tickrec"))

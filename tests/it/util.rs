@@ -289,3 +289,20 @@ impl Drop for Spinners {
         }
     }
 }
+
+/// A configuration in `dir` whose `[SECTION] token_file` names a file of its own holding
+/// `token`, for each `(section, token)`: the configuration's path.
+pub fn token_config(dir: &Path, tokens: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (section, token) in tokens {
+        let file = dir.join(format!("{section}.token"));
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        text += &format!(
+            "[{section}]\ntoken_file = {:?}\n",
+            file.display().to_string()
+        );
+    }
+    let config = dir.join("tickrec.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
