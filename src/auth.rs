@@ -17,7 +17,11 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 
 /// A shared secret read from a file. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(Vec<u8>);
+pub struct Token {
+    secret: Vec<u8>,
+    /// The file it was read from, when every user of the host may read that file too.
+    readable_by_all: Option<PathBuf>,
+}
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,8 +44,8 @@ pub enum TokenError {
 
 impl Token {
     /// The token in `path`: its first line (within the file's first 4 KiB), without surrounding
-    /// spaces. A file whose mode lets other users read it is logged as a warning (the secret is
-    /// theirs too). Read once, when a command starts: a new token takes a restart.
+    /// spaces. Read once, when a command starts: a new token takes a restart. A file whose mode
+    /// lets every user read it is remembered for [`Token::warn_if_readable_by_all`].
     pub fn load(path: &Path) -> Result<Token, TokenError> {
         let invalid = |why: String| TokenError::Invalid {
             path: path.to_owned(),
@@ -60,46 +64,52 @@ impl Token {
             return Err(invalid("the file's first line is longer than 4 KiB".into()));
         }
         let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
-        let token = line.trim_ascii();
-        if token.len() < MIN_TOKEN_BYTES {
-            return Err(invalid(format!(
-                "the token (the file's first line) is {} bytes; at least {MIN_TOKEN_BYTES} are \
-                 needed (`openssl rand -hex 32` makes one)",
-                token.len()
-            )));
-        }
-        if let Some(b) = token.iter().find(|b| !b.is_ascii_graphic()) {
-            return Err(invalid(format!(
-                "the token holds byte {b:#04x}: only printable ASCII without spaces can be sent \
-                 in a JSON line and an HTTP header alike"
-            )));
-        }
+        let mut token = Token::new(line.trim_ascii()).map_err(invalid)?;
         #[cfg(unix)]
         if let Ok(meta) = std::fs::metadata(path) {
             use std::os::unix::fs::PermissionsExt as _;
-            if meta.permissions().mode() & 0o007 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    "the token file can be read by every user of this host; `chmod 600` it"
-                );
+            if meta.permissions().mode() & 0o004 != 0 {
+                token.readable_by_all = Some(path.to_owned());
             }
         }
-        Ok(Token(token.to_vec()))
+        Ok(token)
     }
 
-    /// A token of these bytes (tests and embedders; the same rules as [`Token::load`]).
-    pub fn new(token: &str) -> Result<Token, String> {
-        if token.len() < MIN_TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    /// A token of these bytes: at least [`MIN_TOKEN_BYTES`] of printable ASCII without spaces.
+    pub fn new(secret: &[u8]) -> Result<Token, String> {
+        if secret.len() < MIN_TOKEN_BYTES {
             return Err(format!(
-                "a token is at least {MIN_TOKEN_BYTES} bytes of printable ASCII without spaces"
+                "the token is {} bytes; at least {MIN_TOKEN_BYTES} are needed (`openssl rand -hex \
+                 32` makes one)",
+                secret.len()
             ));
         }
-        Ok(Token(token.as_bytes().to_vec()))
+        if let Some(b) = secret.iter().find(|b| !b.is_ascii_graphic()) {
+            return Err(format!(
+                "the token holds byte {b:#04x}: only printable ASCII without spaces can be sent \
+                 in a JSON line and an HTTP header alike"
+            ));
+        }
+        Ok(Token {
+            secret: secret.to_vec(),
+            readable_by_all: None,
+        })
     }
 
     /// Whether `given` is this token, in time independent of where they differ.
     pub fn matches(&self, given: &[u8]) -> bool {
-        constant_time_eq::constant_time_eq(&self.0, given)
+        constant_time_eq::constant_time_eq(&self.secret, given)
+    }
+
+    /// Logs a warning when the file this token came from may be read by every user of the
+    /// host (called as the listener of `what` starts, once logging is set up).
+    pub fn warn_if_readable_by_all(&self, what: &str) {
+        if let Some(path) = &self.readable_by_all {
+            tracing::warn!(
+                path = %path.display(),
+                "{what}: its token file can be read by every user of this host; `chmod 600` it"
+            );
+        }
     }
 
     /// Whether an HTTP `Authorization` header's value carries this token: `Bearer TOKEN` (as
@@ -153,7 +163,7 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "short\n").unwrap();
         let e = Token::load(&path).unwrap_err().to_string();
-        assert!(e.contains("token") && e.contains("5 bytes"), "{e}");
+        assert!(e.contains("token is 5 bytes"), "{e}");
         std::fs::write(&path, "0123456789 abcdef0123\n").unwrap();
         let e = Token::load(&path).unwrap_err().to_string();
         assert!(e.contains("0x20"), "{e}");
@@ -164,12 +174,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("absent"), "{e}");
-        assert!(Token::new("short").is_err());
+        assert!(Token::new(b"short").is_err());
     }
 
     #[test]
     fn http_takes_a_bearer_or_a_basic_password() {
-        let token = Token::new(SECRET).unwrap();
+        let token = Token::new(SECRET.as_bytes()).unwrap();
         assert!(token.allows_http(Some(&format!("Bearer {SECRET}"))));
         assert!(token.allows_http(Some(&format!("bearer  {SECRET} "))));
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("desk:{SECRET}"));

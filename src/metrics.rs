@@ -708,7 +708,11 @@ impl Server {
             .ok_or_else(|| err("not an IP listener".into()))?;
         let http = Arc::new(http);
         let stop = crate::shutdown::Shutdown::new();
+        const WHAT: &str = "metrics, health and status page";
         let has_token = token.is_some();
+        if let Some(token) = &token {
+            token.warn_if_readable_by_all(WHAT);
+        }
         let thread = {
             let (http, stop) = (Arc::clone(&http), stop.clone());
             std::thread::Builder::new()
@@ -717,7 +721,7 @@ impl Server {
                 .map_err(|e| err(e.to_string()))?
         };
         tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
-        warn_beyond_loopback(bound, "metrics, health and status page", has_token);
+        warn_beyond_loopback(bound, WHAT, has_token);
         Ok(Server {
             http,
             thread: Some(thread),

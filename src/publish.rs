@@ -545,9 +545,12 @@ impl Publisher {
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
+        const WHAT: &str = "live subscribers (publish)";
         if let Ok(bound) = listener.local_addr() {
-            let token = self.token.is_some();
-            crate::metrics::warn_beyond_loopback(bound, "live subscribers (publish)", token);
+            crate::metrics::warn_beyond_loopback(bound, WHAT, self.token.is_some());
+        }
+        if let Some(token) = &self.token {
+            token.warn_if_readable_by_all(WHAT);
         }
         let me = self.clone();
         std::thread::Builder::new()

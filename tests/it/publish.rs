@@ -896,6 +896,12 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
     let (publish_token, metrics_token) = ("p-0123456789abcdef", "m-0123456789abcdef");
     let tokens = [("publish", publish_token), ("metrics", metrics_token)];
     let config = super::util::token_config(secrets.path(), &tokens);
+    // One kept to its owner, one every user may read (a warning when its listener starts).
+    use std::os::unix::fs::PermissionsExt as _;
+    for (file, mode) in [("publish.token", 0o600), ("metrics.token", 0o644)] {
+        let perms = std::fs::Permissions::from_mode(mode);
+        std::fs::set_permissions(secrets.path().join(file), perms).unwrap();
+    }
     let feed = feed(&std::fs::read_to_string(config).unwrap(), 2_000);
 
     let missing = refused(subscribe(feed.publish, r#"{"symbols": ["*"]}"#));
@@ -954,4 +960,11 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
         !log.contains(publish_token) && !log.contains(metrics_token),
         "a token in the log"
     );
+    let warned = |what: &str| {
+        let warning = format!("{what}: its token file can be read by every user");
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(&warning))
+    };
+    assert!(warned("metrics, health and status page"), "{log}");
+    assert!(!warned("live subscribers (publish)"), "{log}");
 }
