@@ -785,7 +785,9 @@ fn serve(
                 .map(|h| h.value.as_str());
             if !token.allows_http(given) {
                 unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(peer = ?req.remote_addr(), %path, "metrics listener: a request without the token");
+                // Info, not a warning: a browser's first request is refused so that it asks
+                // for the password. The counter is what to alert on.
+                tracing::info!(peer = ?req.remote_addr(), %path, "metrics listener: a request without the token");
                 let challenge = tiny_http::Header::from_bytes(
                     &b"WWW-Authenticate"[..],
                     &b"Basic realm=\"tickrec\", charset=\"UTF-8\""[..],
