@@ -548,6 +548,20 @@ mod tests {
         assert_eq!(blind.stepped_aside(), (0, Duration::ZERO));
     }
 
+    /// Spins as [`spin`] does, giving the CPU up every 20 µs, as a recorder's threads block and
+    /// wake: a thread's run delay shows in `schedstat` only when it is next put on a CPU, so
+    /// threads that never give a CPU up may show none for a whole time slice (milliseconds),
+    /// longer than a short reader.
+    fn spin_yielding(stop: &std::sync::atomic::AtomicBool, most: Option<Duration>) {
+        let start = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && most.is_none_or(|d| start.elapsed() < d)
+        {
+            spin(stop, Some(Duration::from_micros(20)));
+            std::thread::yield_now();
+        }
+    }
+
     /// What could go wrong: the recorder's threads come and go while it runs (a subscriber's,
     /// a query's), and a reader that lost sight of all of them when one ended stopped
     /// stepping aside until it listed them again. Here busy threads end every few
@@ -561,7 +575,7 @@ mod tests {
         let mut threads: Vec<_> = (0..cpus + 1)
             .map(|_| {
                 let stop = stop.clone();
-                std::thread::spawn(move || spin(&stop, None))
+                std::thread::spawn(move || spin_yielding(&stop, None))
             })
             .collect();
         threads.extend((0..2).map(|_| {
@@ -569,7 +583,8 @@ mod tests {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let stop = stop.clone();
-                    std::thread::spawn(move || spin(&stop, Some(Duration::from_millis(3))))
+                    let most = Some(Duration::from_millis(3));
+                    std::thread::spawn(move || spin_yielding(&stop, most))
                         .join()
                         .expect("a short-lived thread ends");
                 }
