@@ -89,7 +89,7 @@ use crate::tick::{SourceId, SymbolId, Tick, TickRow};
 /// Ticks a subscriber may have queued before it is disconnected as too slow, by default
 /// (`[publish] queue_ticks`).
 pub const MAX_QUEUED_TICKS: usize = 200_000;
-/// How long a subscriber has to send its request line.
+/// How long a subscriber has to send its whole request line, however its bytes trickle in.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one write to a subscriber may block before it counts as stalled.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -634,14 +634,13 @@ impl Publisher {
         stop: &Shutdown,
     ) {
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
         let _ = stream.set_nodelay(true);
         let Ok(read_half) = stream.try_clone() else {
             return;
         };
         let mut out = BufWriter::with_capacity(1 << 16, stream);
-        let mut lines = BufReader::new(read_half);
+        let mut lines = BufReader::new(Incoming::within(read_half, REQUEST_TIMEOUT));
         let request = match read_request(&mut lines) {
             Ok(Some(r)) => r
                 .and_then(|r| self.let_in(r, peer))
@@ -675,7 +674,7 @@ impl Publisher {
             .push(conn.clone());
         // Its later lines (changes of symbols) are read on a thread of their own, which ends
         // when the connection does (shut down below).
-        let _ = lines.get_ref().set_read_timeout(None);
+        lines.get_mut().lift_deadline();
         let reader = {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -1136,10 +1135,63 @@ const MAX_WAITING_CHANGES: usize = 64;
 /// Longest request line a subscriber may send.
 const MAX_REQUEST_LINE: u64 = 64 * 1024;
 
+/// A subscriber's socket as its request lines are read: everything read before the deadline
+/// is lifted must come by then, so that a peer trickling a byte at a time cannot keep a place
+/// past [`REQUEST_TIMEOUT`] without ever sending a request.
+struct Incoming {
+    stream: TcpStream,
+    deadline: Option<(std::time::Instant, Duration)>,
+}
+
+impl Incoming {
+    fn within(stream: TcpStream, limit: Duration) -> Incoming {
+        Incoming {
+            stream,
+            deadline: Some((std::time::Instant::now() + limit, limit)),
+        }
+    }
+
+    /// From here on, reads wait as long as the peer takes.
+    fn lift_deadline(&mut self) {
+        self.deadline = None;
+        let _ = self.stream.set_read_timeout(None);
+    }
+}
+
+impl std::io::Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some((deadline, limit)) = self.deadline else {
+            return self.stream.read(buf);
+        };
+        let late = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no whole request line within {} s", limit.as_secs_f64()),
+            )
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        match self.stream.read(buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(late())
+            }
+            r => r,
+        }
+    }
+}
+
 /// The subscriber's next request line, parsed (or why it is not a request); `None` at the end
-/// of its stream. An I/O error (a reset, a timeout) ends the reading.
+/// of its stream. An I/O error (a reset, the first line's deadline) ends the reading.
 fn read_request(
-    lines: &mut BufReader<TcpStream>,
+    lines: &mut BufReader<Incoming>,
 ) -> std::io::Result<Option<Result<Request, String>>> {
     let mut line = String::new();
     let n = std::io::Read::take(&mut *lines, MAX_REQUEST_LINE).read_line(&mut line)?;
@@ -1161,7 +1213,7 @@ fn read_request(
 /// `queue` until the connection ends. The end of the subscriber's stream (a client that only
 /// listens may close its sending half) ends the reading, not the subscription; a failed read
 /// (the peer reset the connection) ends the subscription at once.
-fn read_changes(mut lines: BufReader<TcpStream>, queue: &Queue, peer: std::net::SocketAddr) {
+fn read_changes(mut lines: BufReader<Incoming>, queue: &Queue, peer: std::net::SocketAddr) {
     loop {
         match read_request(&mut lines) {
             Ok(Some(request)) => {
@@ -1179,5 +1231,68 @@ fn read_changes(mut lines: BufReader<TcpStream>, queue: &Queue, peer: std::net::
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What could go wrong: a peer that trickles a byte now and then, never a whole line,
+    /// keeping a subscriber's place (and two threads) for as long as it likes.
+    #[test]
+    fn a_first_line_must_come_whole_within_its_limit_however_it_trickles() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let trickle = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // A byte every 50 ms, for at most 30 s, never a newline.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    if peer.write_all(b" ").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let limit = Duration::from_millis(300);
+        let mut lines = BufReader::new(Incoming::within(accepted, limit));
+        let e = read_request(&mut lines).expect_err("no line came");
+        stop.store(true, Ordering::Relaxed);
+        trickle.join().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("within 0.3 s"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// What could go wrong: the deadline, once lifted, still ending a quiet subscriber's
+    /// later lines.
+    #[test]
+    fn after_the_first_line_reads_wait_as_long_as_the_peer_takes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        peer.write_all(b"{\"symbols\": [\"*\"]}\n").unwrap();
+        let mut lines = BufReader::new(Incoming::within(accepted, Duration::from_millis(300)));
+        assert!(matches!(read_request(&mut lines), Ok(Some(Ok(_)))));
+        lines.get_mut().lift_deadline();
+        let writer = std::thread::spawn(move || {
+            // Past the first line's limit.
+            std::thread::sleep(Duration::from_millis(600));
+            peer.write_all(b"{\"symbols\": [\"EURUSD\"]}\n").unwrap();
+            peer
+        });
+        let r = read_request(&mut lines).unwrap().unwrap().unwrap();
+        assert_eq!(r.symbols, ["EURUSD"]);
+        drop(writer.join().unwrap());
     }
 }
