@@ -548,67 +548,58 @@ mod tests {
         assert_eq!(blind.stepped_aside(), (0, Duration::ZERO));
     }
 
-    /// Spins as [`spin`] does, giving the CPU up every 20 µs, as a recorder's threads block and
-    /// wake: a thread's run delay shows in `schedstat` only when it is next put on a CPU, so
-    /// threads that never give a CPU up may show none for a whole time slice (milliseconds),
-    /// longer than a short reader.
-    fn spin_yielding(stop: &std::sync::atomic::AtomicBool, most: Option<Duration>) {
-        let start = Instant::now();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed)
-            && most.is_none_or(|d| start.elapsed() < d)
-        {
-            spin(stop, Some(Duration::from_micros(20)));
-            std::thread::yield_now();
-        }
-    }
-
     /// What could go wrong: the recorder's threads come and go while it runs (a subscriber's,
     /// a query's), and a reader that lost sight of all of them when one ended stopped
-    /// stepping aside until it listed them again. Here busy threads end every few
-    /// milliseconds beside the spinning ones, and each of many short readers (5,120 rows of
-    /// about half a microsecond's work, as a tail over 5,000 ticks) must step aside.
+    /// stepping aside until it listed them again, a second later. Told without timing: which
+    /// threads are watched, before and after one of them ends.
     #[test]
-    fn a_reader_keeps_watching_while_the_recorders_threads_come_and_go() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let mut threads: Vec<_> = (0..cpus + 1)
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || spin_yielding(&stop, None))
-            })
-            .collect();
-        threads.extend((0..2).map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let stop = stop.clone();
-                    let most = Some(Duration::from_millis(3));
-                    std::thread::spawn(move || spin_yielding(&stop, most))
-                        .join()
-                        .expect("a short-lived thread ends");
-                }
-            })
-        }));
+    fn a_thread_that_ends_leaves_the_others_watched() {
         let pid = libc::pid_t::try_from(std::process::id()).ok();
         let me = crate::procstat::thread_id();
-        const TRIALS: u32 = 20;
-        let mut blind = 0;
-        for _ in 0..TRIALS {
-            let mut watching = GiveWay::watching(Box::new(move || pid), Some(me));
-            for _ in 0..10 * YIELD_EVERY {
-                spin(&AtomicBool::new(false), Some(Duration::from_nanos(500)));
-                watching.row();
-            }
-            if watching.stepped_aside().0 == 0 {
-                blind += 1;
-            }
-        }
-        stop.store(true, Ordering::Relaxed);
-        for t in threads {
-            t.join().expect("a thread ends");
-        }
-        assert_eq!(blind, 0, "readers that never stepped aside, of {TRIALS}");
+        // Two threads parked until told to end, each telling its id first.
+        let parked = || {
+            let (ids, id) = std::sync::mpsc::channel();
+            let (end, ended) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                ids.send(crate::procstat::thread_id())
+                    .expect("the test listens");
+                let _ = ended.recv();
+            });
+            (id.recv().expect("the thread's id"), end, t)
+        };
+        let (first, end_first, first_thread) = parked();
+        let (second, _end_second, _second_thread) = parked();
+        let mut watching = GiveWay::watching(Box::new(move || pid), Some(me));
+        let wait = watching.recorder.as_mut().expect("it watches");
+        wait.list(Instant::now());
+        // Each watched thread's id, read from its own open file (`/proc/<pid>/task/<tid>` is
+        // a directory of that thread's; its `stat` starts with the id).
+        let watched = |wait: &RecorderWait| -> Vec<libc::pid_t> {
+            wait.threads
+                .iter()
+                .filter_map(|(f, _)| {
+                    use std::os::unix::io::AsRawFd;
+                    let link = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()));
+                    let link = link.ok()?;
+                    link.parent()?.file_name()?.to_str()?.parse().ok()
+                })
+                .collect()
+        };
+        let before = watched(wait);
+        assert!(
+            before.contains(&first) && before.contains(&second),
+            "{before:?}"
+        );
+        assert!(!before.contains(&me), "a reader never watches itself");
+        drop(end_first);
+        first_thread.join().expect("the first thread ends");
+        wait.waited();
+        let after = watched(wait);
+        assert!(!after.contains(&first), "{after:?}");
+        assert!(
+            after.contains(&second),
+            "the others left the watch with it: {after:?}"
+        );
     }
 
     #[test]
