@@ -60,11 +60,14 @@
 //! pace, then its own); further apart, as soon as the threads are scheduled. Each has a bounded
 //! queue (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is
 //! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
-//! counted. At most `[publish] max_subscribers` connections are served at once (one more is
-//! told why and closed). Loopback by default. With `[publish] token_file`, a first request
-//! line must carry `"token"`, the file's first line ([`crate::auth`]), or it is refused,
-//! counted and logged; nothing here encrypts a stream, and a listener beyond loopback is
-//! logged as a warning.
+//! counted. At most `[publish] max_subscribers` subscribers are served at once (one more is
+//! told why and closed). A connection waits for its first request line apart from them
+//! ([`MAX_WAITING`] in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback, within
+//! 10 s), so peers that send no request, or one without the token, cannot take their places.
+//! Loopback by default. With `[publish] token_file`, a first request line must carry
+//! `"token"`, the file's first line ([`crate::auth`]), or it is refused and counted;
+//! refusals are logged at most once a second. Nothing here encrypts a stream, and a listener
+//! beyond loopback is logged as a warning.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -99,6 +102,14 @@ pub const HEARTBEAT_SECS: u32 = 1;
 /// Connections served at once (each holds two threads), by default (`[publish]
 /// max_subscribers`); one more is refused with the reason.
 pub const MAX_SUBSCRIBERS: usize = 64;
+
+/// Connections whose first request line is awaited, at most, in all: one more is refused at
+/// once, so that peers which never send a request cannot take the places of those that do.
+pub const MAX_WAITING: usize = 64;
+
+/// Connections from one address (loopback excepted) whose first request line is awaited, at
+/// most.
+pub const MAX_WAITING_PER_ADDRESS: usize = 8;
 
 /// One commit's ticks, in seq order.
 struct Batch {
@@ -228,10 +239,38 @@ pub struct Publisher {
     sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
     /// The subscribers whose request was taken, for the status page.
     connected: Mutex<Vec<Arc<Connection>>>,
-    /// Places of the connections being served (from accept, request line included).
+    /// Places of the subscribers being served, taken once a request is let in.
     connections: crate::slots::Slots,
+    /// Places of the connections whose first request line is awaited ([`MAX_WAITING`] in all,
+    /// [`MAX_WAITING_PER_ADDRESS`] from one address but loopback).
+    waiting: crate::slots::Waiting,
     /// The token a first request line must carry (`[publish] token_file`), if any.
     token: Option<crate::auth::Token>,
+    /// Warnings of refused connections, at most one a second (a flood costs a count each, not
+    /// a log line each).
+    refusals_logged: Throttle,
+}
+
+/// At most one event a second let through, with how many were held back since the last.
+#[derive(Default)]
+struct Throttle(Mutex<(Option<std::time::Instant>, u64)>);
+
+impl Throttle {
+    /// `Some(held back since the last)` when a second has passed since the last let through.
+    fn let_through(&self) -> Option<u64> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+                state.1 = state.1.saturating_add(1);
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
 }
 
 /// A subscriber as the status page lists it.
@@ -507,7 +546,9 @@ impl Publisher {
             sessions: Mutex::default(),
             connected: Mutex::default(),
             connections: crate::slots::Slots::new(max_subscribers),
+            waiting: crate::slots::Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS),
             token,
+            refusals_logged: Throttle::default(),
         }))
     }
 
@@ -559,17 +600,19 @@ impl Publisher {
                 while !stop.is_requested() {
                     match listener.accept() {
                         Ok((stream, peer)) => {
-                            let Some(slot) = me.connections.take() else {
-                                me.refuse_past_max(stream, peer);
-                                continue;
+                            let waiting = match me.waiting.take(peer.ip()) {
+                                Ok(place) => place,
+                                Err(why) => {
+                                    me.refuse_waiting(stream, peer, why);
+                                    continue;
+                                }
                             };
                             let (me, rec, store, stop) =
                                 (me.clone(), recorder.clone(), store.clone(), stop.clone());
                             let spawned = std::thread::Builder::new()
                                 .name("tickrec-subscriber".into())
                                 .spawn(move || {
-                                    let _slot = slot;
-                                    me.subscriber(stream, peer, &rec, store, &stop)
+                                    me.subscriber(stream, peer, waiting, &rec, store, &stop)
                                 });
                             if let Err(e) = spawned {
                                 tracing::warn!(%peer, error = %e, "publish: cannot serve a subscriber");
@@ -601,27 +644,29 @@ impl Publisher {
         self.stats
             .rejected_requests_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, %why, "publish: refused {what}");
+        self.warn_refused(peer, &why, what);
         event(out, "error", &[("reason", why.into())])
     }
 
-    /// A connection past `[publish] max_subscribers`: told why, counted, closed.
-    fn refuse_past_max(&self, stream: TcpStream, peer: std::net::SocketAddr) {
+    /// A warning of a refusal, unless one was logged less than a second ago (`held_back`:
+    /// those refused since the last one logged).
+    fn warn_refused(&self, peer: std::net::SocketAddr, why: &str, what: &str) {
+        if let Some(held_back) = self.refusals_logged.let_through() {
+            tracing::warn!(%peer, why, held_back, "publish: refused {what}");
+        }
+    }
+
+    /// A connection past [`MAX_WAITING`] (or [`MAX_WAITING_PER_ADDRESS`]): told why if its
+    /// socket takes the line at once, counted, closed, without holding up the listener.
+    fn refuse_waiting(&self, stream: TcpStream, peer: std::net::SocketAddr, why: String) {
         self.stats
             .rejected_requests_total
             .fetch_add(1, Ordering::Relaxed);
-        let max = self.connections.max();
-        tracing::warn!(%peer, max, "publish: refused a subscriber past [publish] max_subscribers");
-        let why = format!(
-            "{max} subscribers are connected, the most this recorder serves ([publish] max_subscribers)"
-        );
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        self.warn_refused(peer, &why, "a connection");
+        let _ = stream.set_nonblocking(true);
         let _ = event(&mut &stream, "error", &[("reason", why.into())]);
-        // Its request line read before the close (at most a short wait on this thread), so
-        // that the close is an orderly end, not a reset that could lose the reason.
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+        // What it sent already, read, so that the close is an orderly end where it can be.
         let _ = std::io::Read::read(&mut &stream, &mut [0u8; 4096]);
     }
 
@@ -629,6 +674,7 @@ impl Publisher {
         &self,
         stream: TcpStream,
         peer: std::net::SocketAddr,
+        waiting: crate::slots::WaitingSlot,
         recorder: &Recorder,
         store: Store,
         stop: &Shutdown,
@@ -642,9 +688,7 @@ impl Publisher {
         let mut out = BufWriter::with_capacity(1 << 16, stream);
         let mut lines = BufReader::new(Incoming::within(read_half, REQUEST_TIMEOUT));
         let request = match read_request(&mut lines) {
-            Ok(Some(r)) => r
-                .and_then(|r| self.let_in(r, peer))
-                .and_then(|r| self.parse(r)),
+            Ok(Some(r)) => r.and_then(|r| self.let_in(r)).and_then(|r| self.parse(r)),
             Ok(None) => Err("the connection closed before a request line".into()),
             Err(e) => Err(e.to_string()),
         };
@@ -657,6 +701,17 @@ impl Publisher {
                 let _ = self.refuse(&mut out, peer, why, "a subscription request");
                 return;
             }
+        };
+        // Let in: it leaves the waiting connections for a subscriber's place, if one is free.
+        drop(waiting);
+        let Some(_place) = self.connections.take() else {
+            let max = self.connections.max();
+            let why = format!(
+                "{max} subscribers are connected, the most this recorder serves ([publish] \
+                 max_subscribers)"
+            );
+            let _ = self.refuse(&mut out, peer, why, "a subscriber past max_subscribers");
+            return;
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
@@ -724,8 +779,8 @@ impl Publisher {
     }
 
     /// A first request line, when it carries the token this publisher asks for (if any);
-    /// otherwise why not (counted and logged as a warning: someone without the secret tried).
-    fn let_in(&self, r: Request, peer: std::net::SocketAddr) -> Result<Request, String> {
+    /// otherwise why not (counted here; refused, and logged, by the caller).
+    fn let_in(&self, r: Request) -> Result<Request, String> {
         let Some(token) = &self.token else {
             return Ok(r);
         };
@@ -737,7 +792,6 @@ impl Publisher {
         self.stats
             .unauthorized_total
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, why, "publish: a subscriber without the token");
         Err(why.into())
     }
 

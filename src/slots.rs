@@ -1,9 +1,13 @@
 //! Places for connections served at once (the live fan-out's subscribers, the status page's
 //! event streams): taken when one is accepted, given back when its guard is dropped, so that a
-//! flood of connections costs a refusal each, not a thread each.
+//! flood of connections costs a refusal each, not a thread each. [`Waiting`] bounds the
+//! connections not yet let in, in all and from one address, so that peers which never send a
+//! request (or send one without the token) cannot take the places of those that do.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// At most `max` places, shared by every clone.
 #[derive(Debug, Clone)]
@@ -47,6 +51,81 @@ impl Drop for Slot {
     }
 }
 
+/// Connections waiting, by address (addresses with none are removed).
+type ByAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Places for connections that have not yet been let in: at most `max` in all, and at most
+/// `per_address` from one address other than loopback (a host's own programs share one
+/// address, and a local user is trusted with more than a place).
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    all: Slots,
+    per_address: usize,
+    by_address: ByAddress,
+}
+
+/// One place of [`Waiting`], given back when dropped.
+#[derive(Debug)]
+pub struct WaitingSlot {
+    _all: Slot,
+    address: Option<(IpAddr, ByAddress)>,
+}
+
+impl Waiting {
+    /// `max` places in all (at least one), `per_address` (at least one) for each address.
+    pub fn new(max: usize, per_address: usize) -> Waiting {
+        Waiting {
+            all: Slots::new(max),
+            per_address: per_address.max(1),
+            by_address: Arc::default(),
+        }
+    }
+
+    /// A place for a connection from `peer`, or why there is none.
+    pub fn take(&self, peer: IpAddr) -> Result<WaitingSlot, String> {
+        let all = self.all.take().ok_or_else(|| {
+            format!(
+                "{} connections are waiting to send their request, the most this recorder holds",
+                self.all.max()
+            )
+        })?;
+        if peer.is_loopback() {
+            return Ok(WaitingSlot {
+                _all: all,
+                address: None,
+            });
+        }
+        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let n = by_address.entry(peer).or_default();
+        if *n >= self.per_address {
+            return Err(format!(
+                "{} connections from {peer} are waiting to send their request, the most one \
+                 address may hold",
+                self.per_address
+            ));
+        }
+        *n += 1;
+        Ok(WaitingSlot {
+            _all: all,
+            address: Some((peer, self.by_address.clone())),
+        })
+    }
+}
+
+impl Drop for WaitingSlot {
+    fn drop(&mut self) {
+        if let Some((peer, by_address)) = &self.address {
+            let mut by_address = by_address.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = by_address.get_mut(peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    by_address.remove(peer);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +138,28 @@ mod tests {
         assert!(slots.take().is_none());
         drop(a);
         assert!(slots.clone().take().is_some());
+    }
+
+    #[test]
+    fn waiting_places_are_bounded_in_all_and_per_address_but_loopback() {
+        let waiting = Waiting::new(4, 2);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let a1 = waiting.take(a).unwrap();
+        let _a2 = waiting.take(a).unwrap();
+        let e = waiting.take(a).unwrap_err();
+        assert!(e.contains("from 192.0.2.1"), "{e}");
+        let _b1 = waiting.take(b).unwrap();
+        drop(a1);
+        let _a3 = waiting.take(a).unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let _l1 = waiting.take(local).unwrap();
+        let e = waiting.take(local).unwrap_err();
+        assert!(e.contains("4 connections are waiting"), "{e}");
+        drop(_b1);
+        assert!(
+            waiting.take(local).is_ok(),
+            "loopback is bounded only in all"
+        );
+        assert!(waiting.by_address.lock().unwrap().values().all(|&n| n > 0));
     }
 }

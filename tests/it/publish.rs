@@ -800,30 +800,33 @@ fn open_events(port: u16) -> (String, BufReader<TcpStream>) {
 }
 
 /// What could go wrong: connections without a bound (a subscriber holds two threads of the
-/// recorder, a status page's stream one and a scrape twice a second), or a bound whose places
-/// are not given back as they leave.
+/// recorder, a status page's stream one and a scrape twice a second), a bound whose places
+/// are not given back as they leave, or connections that never send a request (a scan, a
+/// peer without the token) taking the subscribers' places.
 #[test]
 fn connections_past_their_bounds_are_refused_until_one_leaves() {
     let feed = feed("[publish]\nmax_subscribers = 2\n", 2_000);
+    // Silent connections wait apart: they leave both subscribers' places free.
+    let mut silent: Vec<TcpStream> = (0..62).map(|_| connect(feed.publish)).collect();
     let mut first = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
     let mut second = subscribe(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
     assert_eq!(next_line(&mut first)["event"], "subscribed");
     assert_eq!(next_line(&mut second)["event"], "subscribed");
-    let mut third = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
-    let refused = next_line(&mut third);
-    assert_eq!(refused["event"], "error", "{refused}");
+    let third = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
+    assert!(refused(third).contains("max_subscribers"));
+    // The waiting ones have a bound of their own, and one past it is refused at once.
+    silent.extend((0..2).map(|_| connect(feed.publish)));
+    // (It sends nothing: the refusal does not wait for a request, and one arriving after the
+    // close could reset the connection before the reason is read.)
+    let past = connect(feed.publish);
+    past.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let why = refused(BufReader::new(past));
     assert!(
-        refused["reason"]
-            .as_str()
-            .unwrap()
-            .contains("max_subscribers"),
-        "{refused}"
+        why.contains("64 connections are waiting to send their request"),
+        "{why}"
     );
-    let mut rest = String::new();
-    third
-        .read_to_string(&mut rest)
-        .expect("closed after the reason");
-    assert_eq!(rest, "");
+    drop(silent);
     // The first leaves: its place is given back once the recorder's next write finds it gone.
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -955,10 +958,47 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
         metrics.contains("tickrec_publish_unauthorized_total 2"),
         "{metrics}"
     );
+
+    // Both tokens rotated while the recorder runs (a new file renamed over each): the old ones
+    // are refused from the next connection on, the new ones let in, and the subscriber let in
+    // before stays.
+    let (new_publish, new_metrics) = ("p-fedcba9876543210", "m-fedcba9876543210");
+    for (file, secret) in [
+        ("publish.token", new_publish),
+        ("metrics.token", new_metrics),
+    ] {
+        let staged = secrets.path().join(format!("{file}.new"));
+        std::fs::write(&staged, format!("{secret}\n")).unwrap();
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&staged, secrets.path().join(file)).unwrap();
+    }
+    assert!(refused(subscribe(feed.publish, &good)).contains("wrong"));
+    let rotated = format!(r#"{{"symbols": ["EURUSD"], "token": "{new_publish}"}}"#);
+    let mut second = subscribed_live(feed.publish, &rotated);
+    assert_eq!(next_json(&mut second)["symbol"], "EURUSD");
+    let live = next_json(&mut sub);
+    assert!(live["symbol"] == "GBPUSD" && live["seq"].is_i64(), "{live}");
+    let old = format!("Bearer {metrics_token}");
+    assert!(http_get(feed.metrics, "/metrics", Some(&old))
+        .0
+        .starts_with("HTTP/1.1 401"));
+    let new = format!("Bearer {new_metrics}");
+    assert!(http_get(feed.metrics, "/metrics", Some(&new))
+        .0
+        .starts_with("HTTP/1.1 200"));
+
     let log = std::fs::read_to_string(&feed.log).unwrap();
     assert!(
-        !log.contains(publish_token) && !log.contains(metrics_token),
+        [publish_token, metrics_token, new_publish, new_metrics]
+            .iter()
+            .all(|t| !log.contains(t)),
         "a token in the log"
+    );
+    assert_eq!(
+        log.matches("token file changed: its new token is asked")
+            .count(),
+        2,
+        "{log}"
     );
     let warned = |what: &str| {
         let warning = format!("{what}: its token file can be read by every user");
