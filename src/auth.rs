@@ -115,6 +115,30 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// The token in `path` (its digest) and whether every user may read the file.
 fn read_token(path: &Path) -> Result<([u8; 32], bool), TokenError> {
+    let (secret, file) = first_line(path)?;
+    #[cfg(unix)]
+    let readable_by_all = {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+    };
+    #[cfg(not(unix))]
+    let readable_by_all = {
+        let _ = file;
+        false
+    };
+    Ok((digest(secret.as_bytes()), readable_by_all))
+}
+
+/// The token in `path` as text, for a client that sends it (`tickrec subscribe --token-file`):
+/// the same first line, under the same rules, as a listener reads.
+pub fn read_secret(path: &Path) -> Result<String, TokenError> {
+    first_line(path).map(|(secret, _)| secret)
+}
+
+/// The first line of `path` (within its first 4 KiB), trimmed and checked as a token, and the
+/// open file.
+fn first_line(path: &Path) -> Result<(String, std::fs::File), TokenError> {
     let invalid = |why: String| TokenError::Invalid {
         path: path.to_owned(),
         why,
@@ -137,15 +161,9 @@ fn read_token(path: &Path) -> Result<([u8; 32], bool), TokenError> {
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let secret = line.trim_ascii();
     check(secret).map_err(invalid)?;
-    #[cfg(unix)]
-    let readable_by_all = {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.metadata()
-            .is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
-    };
-    #[cfg(not(unix))]
-    let readable_by_all = false;
-    Ok((digest(secret), readable_by_all))
+    // Printable ASCII, checked above.
+    let secret = String::from_utf8_lossy(secret).into_owned();
+    Ok((secret, file))
 }
 
 /// Whether `secret` may be a token: at least [`MIN_TOKEN_BYTES`] of printable ASCII without
@@ -311,6 +329,7 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, format!("  {SECRET}\r\nsecond line\n")).unwrap();
         let token = Token::load(&path).unwrap();
+        assert_eq!(read_secret(&path).unwrap(), SECRET);
         assert!(token.matches(SECRET.as_bytes()));
         assert!(!token.matches(b"0123456789abcdef0124"));
         assert!(!token.matches(b"0123456789abcdef012"));

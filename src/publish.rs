@@ -6,7 +6,8 @@
 //! 3339, as `tail --from-time`: from the first tick, in recording order, of T's day whose
 //! event time is T or later). It receives
 //! 1. `{"event":"subscribed","unknown":[…]}`, `unknown` the names asked that no session of
-//!    this recorder records (a typo, most often: names are case-sensitive);
+//!    this recorder records (a typo, most often: names are case-sensitive); with a cursor or a
+//!    time, also `"cursor"`, where its replay starts (what a time resolved to);
 //! 2. with a cursor or a time: the committed ticks from there, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
@@ -937,7 +938,7 @@ impl Publisher {
         tail: Option<Tail>,
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
-        self.subscribed(rows.inner(), symbols)?;
+        self.subscribed(rows.inner(), symbols, tail.as_ref().map(Tail::cursor))?;
         let mut replayed: Option<Cursor> = None;
         if let Some(mut tail) = tail {
             loop {
@@ -982,8 +983,15 @@ impl Publisher {
     }
 
     /// `{"event":"subscribed","unknown":[…]}`: the names asked that this recorder's sessions do
-    /// not record, most often a typo (names are case-sensitive) whose ticks would never come.
-    fn subscribed(&self, out: &mut impl Write, symbols: &Symbols) -> std::io::Result<()> {
+    /// not record, most often a typo (names are case-sensitive) whose ticks would never come;
+    /// with a replay, `"cursor"`, where it starts (what a `from_time` resolved to), so that a
+    /// consumer holds a cursor from its first line on.
+    fn subscribed(
+        &self,
+        out: &mut impl Write,
+        symbols: &Symbols,
+        replay_from: Option<&Cursor>,
+    ) -> std::io::Result<()> {
         let unknown: Vec<&str> = match symbols {
             Symbols::All => Vec::new(),
             Symbols::Named(asked) => asked
@@ -998,7 +1006,11 @@ impl Publisher {
                 "publish: a subscriber asked for symbols no session records"
             );
         }
-        event(out, "subscribed", &[("unknown", unknown.into())])
+        let mut fields = vec![("unknown", serde_json::Value::from(unknown))];
+        if let Some(c) = replay_from {
+            fields.push(("cursor", c.to_string().into()));
+        }
+        event(out, "subscribed", &fields)
     }
 
     /// The snapshot: the latest tick from the rings of each symbol `take` accepts, the latest
@@ -1073,7 +1085,7 @@ impl Publisher {
             return Ok(Some((symbols, names, tail)));
         }
         tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
-        self.subscribed(rows.inner(), &symbols)?;
+        self.subscribed(rows.inner(), &symbols, None)?;
         let before = std::mem::replace(wants, Wants::new(names));
         self.snapshot(
             rows,

@@ -71,8 +71,13 @@ impl Cursor {
         }
     }
 
+    /// Each day it holds and the highest `seq` read of it, oldest first.
+    pub fn days(&self) -> impl Iterator<Item = (NaiveDate, i64)> + '_ {
+        self.0.iter().map(|(d, s)| (*d, *s))
+    }
+
     /// `day` read up to `seq` (if further than before).
-    pub(crate) fn advance(&mut self, day: NaiveDate, seq: i64) {
+    pub fn advance(&mut self, day: NaiveDate, seq: i64) {
         let e = self.0.entry(day).or_insert(0);
         *e = (*e).max(seq);
         while self.0.len() > WATCHED_DAYS {

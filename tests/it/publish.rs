@@ -987,6 +987,27 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
         .0
         .starts_with("HTTP/1.1 200"));
 
+    // `subscribe` sends the token its file holds now, and without it ends with the reason.
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["subscribe", &format!("127.0.0.1:{}", feed.publish)])
+            .args(["--max-ticks", "5", "--give-up-after", "30"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let token_file = secrets.path().join("publish.token");
+    let with = run(&["--token-file", token_file.to_str().unwrap()]);
+    assert!(with.status.success(), "{with:?}");
+    assert_eq!(String::from_utf8_lossy(&with.stdout).lines().count(), 5);
+    let without = run(&[]);
+    let said = String::from_utf8_lossy(&without.stderr);
+    assert_eq!(without.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("refused the subscription") && said.contains("token_file"),
+        "{said}"
+    );
+
     let log = std::fs::read_to_string(&feed.log).unwrap();
     assert!(
         [publish_token, metrics_token, new_publish, new_metrics]
@@ -1007,4 +1028,133 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
     };
     assert!(warned("metrics, health and status page"), "{log}");
     assert!(!warned("live subscribers (publish)"), "{log}");
+}
+
+/// `tickrec subscribe` of every symbol, printing to `out`, its cursor in `cursor`.
+fn subscribe_command(port: u16, dir: &std::path::Path, out: &str, extra: &[&str]) -> Reaped {
+    Reaped::new(
+        Command::new(BIN)
+            .args(["subscribe", &format!("127.0.0.1:{port}"), "--cursor-file"])
+            .arg(dir.join("cursor"))
+            .args(extra)
+            .stdout(std::fs::File::create(dir.join(out)).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("{out}.err"))).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until `file` has at least `n` whole lines.
+fn wait_for_lines(file: &std::path::Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.matches('\n').count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: fewer than {n} lines",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What could go wrong: a consumer that skips ticks or prints some twice when the recorder cuts
+/// it off (it was stopped, as a process paging or a laptop sleeping is) and it connects again,
+/// or when it is stopped and started again from its cursor file; or a cursor file behind or
+/// ahead of what was printed.
+#[test]
+fn subscribe_resumes_exactly_after_a_cut_off_and_a_restart() {
+    // A small queue: a consumer that stops reading is cut off within seconds.
+    let feed = feed("[publish]\nqueue_ticks = 2000\n", 20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let first = subscribe_command(feed.publish, dir.path(), "first", &[]);
+    wait_for_lines(&dir.path().join("first"), 1_000);
+
+    // Stopped until the recorder has cut it off, then continued: it connects again from its
+    // cursor.
+    let pid = first.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let metrics = format!("http://127.0.0.1:{}/metrics", feed.metrics);
+    wait_for(&metrics, 60, |_, body| {
+        body.lines().any(|l| {
+            l.starts_with("tickrec_publish_subscribers_cut_off_total ") && !l.ends_with(" 0")
+        })
+    });
+    signal("-CONT");
+    let err = dir.path().join("first.err");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // (Its start may have come before the recorder listened: those lines say "cannot connect".)
+    let lost = |said: &str| {
+        said.lines()
+            .any(|l| l.contains("connecting again") && !l.contains("cannot connect"))
+    };
+    while !lost(&std::fs::read_to_string(&err).unwrap()) {
+        assert!(Instant::now() < deadline, "it never connected again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let printed = std::fs::read_to_string(dir.path().join("first")).unwrap();
+    wait_for_lines(
+        &dir.path().join("first"),
+        printed.matches('\n').count() + 1_000,
+    );
+    signal("-TERM");
+    let status = first.output().unwrap().status;
+    assert!(status.success(), "{status}");
+    let said = std::fs::read_to_string(&err).unwrap();
+    let reached = said
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("; cursor ").map(|(_, c)| c.to_owned()))
+        .unwrap_or_else(|| panic!("no cursor said: {said}"));
+    let saved = std::fs::read_to_string(dir.path().join("cursor")).unwrap();
+    assert_eq!(
+        saved.trim(),
+        reached,
+        "the cursor file is the cursor reached"
+    );
+
+    // Started again from its cursor file.
+    let second = subscribe_command(feed.publish, dir.path(), "second", &["--max-ticks", "2000"]);
+    let status = second.output().unwrap().status;
+    assert!(status.success(), "{status}");
+
+    // Every seq of each day from the first printed to the last, once, in order within a day.
+    let mut seen: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for out in ["first", "second"] {
+        for line in std::fs::read_to_string(dir.path().join(out))
+            .unwrap()
+            .lines()
+        {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let day = row["ts_event"].as_str().unwrap()[..10].to_owned();
+            seen.entry(day)
+                .or_default()
+                .push(row["seq"].as_i64().unwrap());
+        }
+    }
+    let total: usize = seen.values().map(Vec::len).sum();
+    assert!(total >= 4_000, "{total} ticks");
+    for (day, seqs) in &seen {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seqs.len(), "{day}: a tick printed twice");
+        let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+        assert_eq!(
+            sorted.len() as i64,
+            hi - lo + 1,
+            "{day}: ticks missing between seq {lo} and {hi}"
+        );
+    }
+    assert!(
+        said.contains("cut this subscriber off") || said.contains("closed the connection"),
+        "{said}"
+    );
 }

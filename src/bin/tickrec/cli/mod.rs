@@ -14,6 +14,7 @@ mod migrate;
 mod read;
 mod record;
 mod store;
+mod subscribe;
 use clap::{Args, Parser, Subcommand};
 
 use crate::demo::{self, DemoOptions};
@@ -60,6 +61,9 @@ pub enum Command {
     Query(QueryCommand),
     /// Stream committed ticks in recording order from a resumable cursor; --follow keeps going
     Tail(TailArgs),
+    /// Print a recorder's live fan-out (record --publish) from a resumable cursor, on its host
+    /// or another, reconnecting with the cursor whenever the connection ends
+    Subscribe(subscribe::SubscribeArgs),
     /// Per-day figures: ticks, symbols, bytes, first and last event time
     Stats(StatsArgs),
     /// Write a time range as a Hive-partitioned tree (date=YYYY-MM-DD/part-0.*) for research engines
@@ -524,6 +528,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => migrate::run_migrate(&opts, a),
         Command::Verify(a) => migrate::run_verify(&opts, a),
         Command::Tail(a) => read::run_tail(&opts, a),
+        Command::Subscribe(a) => subscribe::run_subscribe(a),
         Command::Archive(a) => store::run_archive(&opts, a),
         Command::Unarchive { day } => {
             let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
@@ -605,6 +610,7 @@ fn db_use(c: &Command) -> DbUse {
         | Command::Simulate(_)
         | Command::Bench(_)
         | Command::Health { .. }
+        | Command::Subscribe(_)
         | Command::Completions { .. } => DbUse::None,
         Command::Query(_)
         | Command::Tail(_)

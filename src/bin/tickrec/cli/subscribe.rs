@@ -1,0 +1,412 @@
+//! `tickrec subscribe`: a consumer of a recorder's live fan-out (`record --publish`), on its
+//! host or another. It prints the committed ticks of its symbols as `tail` prints them and
+//! keeps their cursor; whenever the connection ends (the recorder restarted, this consumer cut
+//! off as too slow, the network gone) it connects again with that cursor, so that what it
+//! prints has no gap and no tick twice.
+//!
+//! The cursor comes from the stream itself: the `subscribed` line of a replay says where it
+//! starts (it always asks for one: `--from`, `--from-time`, the cursor file, or else the time
+//! it started), each tick row advances it (the row's `seq` in the day of its `ts_event`), and
+//! `replayed` and heartbeats carry the recorder's. Rows without a `seq` (the snapshot's) are
+//! not printed: they may not be committed yet.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use tickrec::format::{OutputFormat, RowWriter};
+use tickrec::shutdown::Shutdown;
+use tickrec::tail::Cursor;
+use tickrec::tick::Timestamp;
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The recorder's fan-out (HOST:PORT, its [publish] listen)
+    #[arg(value_name = "HOST:PORT")]
+    pub addr: String,
+    /// Symbols: A,B or all
+    #[arg(long, default_value = "all", value_name = "A,B|all")]
+    pub symbols: String,
+    /// Resume after this cursor (DAY:SEQ, or the DAY:SEQ,DAY:SEQ a tail or subscribe printed)
+    #[arg(long, value_name = "DAY:SEQ", conflicts_with = "from_time")]
+    pub from: Option<String>,
+    /// Start at the first tick recorded with an event time at or after this (RFC 3339 or a
+    /// date); with neither this, --from nor a cursor file, the time it starts
+    #[arg(long, value_name = "TIME")]
+    pub from_time: Option<String>,
+    /// Read the starting cursor from this file when it exists (unless --from… is given), and
+    /// write the cursor reached to it (atomically) at most every 100 ms, at each reconnection
+    /// and at the end
+    #[arg(long, value_name = "FILE")]
+    pub cursor_file: Option<PathBuf>,
+    /// A file whose first line is the token the recorder asks for ([publish] token_file), read
+    /// again at each connection
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// csv or jsonl
+    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
+    pub format: OutputFormat,
+    /// Stop after this many ticks
+    #[arg(long, value_name = "N")]
+    pub max_ticks: Option<u64>,
+    /// Give up (exit 2) when no connection has held for this many seconds; by default it keeps
+    /// trying until SIGINT/SIGTERM
+    #[arg(long, value_name = "SECS")]
+    pub give_up_after: Option<u64>,
+}
+
+/// A connection's first read waits at most this long for the recorder's answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reads wake this often to see whether to stop and to save the cursor.
+const READ_WAKE: Duration = Duration::from_millis(100);
+/// The cursor file is written at most this often while ticks flow.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// Waits between connections: doubling from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MOST: Duration = Duration::from_secs(5);
+/// A line longer than this is not the recorder's.
+const MAX_LINE: usize = 1 << 20;
+
+/// How a connection ended.
+enum End {
+    /// Stopped (a signal, `--max-ticks`): the command ends.
+    Done,
+    /// Lost, why; whether it had been let in (then the waits start over).
+    Lost(String, bool),
+}
+
+/// What the command holds across connections.
+struct Consumer<'w> {
+    out: Box<dyn RowWriter + 'w>,
+    /// Where the next connection resumes; `None` before the first `subscribed`.
+    cursor: Option<Cursor>,
+    /// `--from-time` (or the start time) until a cursor is known.
+    from_time: String,
+    printed: u64,
+    max_ticks: Option<u64>,
+    cursor_file: Option<PathBuf>,
+    saved: Option<(Cursor, Instant)>,
+    unknown_told: bool,
+}
+
+pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.format != OutputFormat::Table,
+        "--format: subscribe prints csv or jsonl (a table is aligned only once it is complete)"
+    );
+    let symbols: Vec<String> = if a.symbols.trim() == "all" {
+        vec!["*".into()]
+    } else {
+        a.symbols
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    anyhow::ensure!(!symbols.is_empty(), "--symbols: name some, or all");
+    let saved = match &a.cursor_file {
+        Some(f) if f.exists() => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--cursor-file {}", f.display()))?
+                .parse::<Cursor>()
+                .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))?,
+        ),
+        _ => None,
+    };
+    let cursor = match &a.from {
+        Some(c) => Some(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?),
+        None if a.from_time.is_some() => None,
+        None => saved,
+    };
+    let from_time = match &a.from_time {
+        Some(t) => Timestamp::parse(t).context("--from-time")?.to_string(),
+        None => tickrec::clock::Clock::now(&tickrec::clock::SystemClock).to_string(),
+    };
+    let stop = Shutdown::new();
+    stop.install_signal_handler()?;
+    let stdout = std::io::stdout();
+    let mut me = Consumer {
+        out: tickrec::format::row_writer(a.format, std::io::BufWriter::new(stdout.lock())),
+        cursor,
+        from_time,
+        printed: 0,
+        max_ticks: a.max_ticks,
+        cursor_file: a.cursor_file.clone(),
+        saved: None,
+        unknown_told: false,
+    };
+    let give_up = a.give_up_after.map(Duration::from_secs);
+    let mut wait = RETRY_FIRST;
+    let mut held_since = Instant::now();
+    let result = loop {
+        if stop.is_requested() {
+            break Ok(());
+        }
+        let end = match me.connection(&a, &symbols, &stop) {
+            Ok(end) => end,
+            Err(e) => break Err(e),
+        };
+        match end {
+            End::Done => break Ok(()),
+            End::Lost(why, let_in) => {
+                if let_in {
+                    wait = RETRY_FIRST;
+                    held_since = Instant::now();
+                }
+                if let Some(limit) = give_up.filter(|l| held_since.elapsed() >= *l) {
+                    break Err(anyhow::anyhow!(
+                        "{}: no connection held for {} s, the last: {why}",
+                        a.addr,
+                        limit.as_secs()
+                    ));
+                }
+                let from = me.cursor.as_ref().map_or_else(
+                    || format!("the time {}", me.from_time),
+                    |c| format!("cursor {c}"),
+                );
+                eprintln!(
+                    "subscribe: {why}; connecting again in {} ms from {from}",
+                    wait.as_millis()
+                );
+                if let Err(e) = me.save(true) {
+                    break Err(e);
+                }
+                if stop.wait_timeout(wait) {
+                    break Ok(());
+                }
+                wait = (wait * 2).min(RETRY_MOST);
+            }
+        }
+    };
+    let flushed = me.out.finish().context("writing the ticks");
+    let saved = me.save(true);
+    eprintln!(
+        "subscribe: {} ticks; cursor {}",
+        me.printed,
+        me.cursor_text()
+    );
+    result.and(flushed).and(saved)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Consumer<'_> {
+    fn cursor_text(&self) -> String {
+        self.cursor
+            .as_ref()
+            .map_or_else(|| "none yet".into(), ToString::to_string)
+    }
+
+    /// One connection, from its request to its end. An error ends the command: the recorder
+    /// refused the request (a wrong token, a cursor past what it holds), or the output failed.
+    fn connection(
+        &mut self,
+        a: &SubscribeArgs,
+        symbols: &[String],
+        stop: &Shutdown,
+    ) -> anyhow::Result<End> {
+        let stream = match connect(&a.addr) {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(End::Lost(
+                    format!("cannot connect to {}: {e}", a.addr),
+                    false,
+                ))
+            }
+        };
+        let mut request = serde_json::json!({ "symbols": symbols });
+        match &self.cursor {
+            Some(c) => request["from"] = c.to_string().into(),
+            None => request["from_time"] = self.from_time.clone().into(),
+        }
+        if let Some(f) = &a.token_file {
+            let token = tickrec::auth::read_secret(f).context("--token-file")?;
+            request["token"] = token.into();
+        }
+        let mut line = request.to_string().into_bytes();
+        line.push(b'\n');
+        if let Err(e) = (&stream).write_all(&line) {
+            return Ok(End::Lost(format!("sending the request: {e}"), false));
+        }
+        let mut reader = BufReader::with_capacity(1 << 16, stream);
+        let mut line = Vec::with_capacity(512);
+        let mut let_in = false;
+        let answered_by = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            if stop.is_requested() {
+                return Ok(End::Done);
+            }
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => {
+                    return Ok(End::Lost(
+                        "the recorder closed the connection".into(),
+                        let_in,
+                    ))
+                }
+                Ok(_) if line.last() != Some(&b'\n') => {
+                    return Ok(End::Lost(
+                        "the connection ended within a line".into(),
+                        let_in,
+                    ))
+                }
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    match self.line(text.trim_end(), &mut let_in)? {
+                        Some(end) => return Ok(end),
+                        None => line.clear(),
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // What was read of a line stays in `line`.
+                    if !let_in && Instant::now() > answered_by {
+                        return Ok(End::Lost(
+                            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                            false,
+                        ));
+                    }
+                }
+                Err(e) => return Ok(End::Lost(format!("reading: {e}"), let_in)),
+            }
+            if line.len() > MAX_LINE {
+                return Ok(End::Lost(
+                    format!("a line longer than {MAX_LINE} bytes"),
+                    let_in,
+                ));
+            }
+            if reader.buffer().is_empty() {
+                self.out.finish().context("writing the ticks")?;
+                self.save(false)?;
+            }
+        }
+    }
+
+    /// One line from the recorder: `Some` when it ends the connection.
+    fn line(&mut self, line: &str, let_in: &mut bool) -> anyhow::Result<Option<End>> {
+        if line.starts_with("{\"seq\":") {
+            let row = tickrec::format::jsonl::parse_row(line)
+                .map_err(|e| anyhow::anyhow!("a tick line from the recorder: {e}: {line}"))?;
+            let seq = row.seq.unwrap_or_default();
+            let day = row.ts_event.day();
+            match &mut self.cursor {
+                Some(c) => c.advance(day, seq),
+                None => self.cursor = Some(Cursor::at(day, seq)),
+            }
+            self.out.write_row(&row).context("writing the ticks")?;
+            self.printed += 1;
+            if self.max_ticks.is_some_and(|n| self.printed >= n) {
+                return Ok(Some(End::Done));
+            }
+            return Ok(None);
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("a line from the recorder is not JSON: {e}: {line}"))?;
+        let text = |key: &str| v.get(key).and_then(serde_json::Value::as_str);
+        let cursor = |key: &str| -> anyhow::Result<Option<Cursor>> {
+            text(key)
+                .map(|c| {
+                    c.parse::<Cursor>()
+                        .map_err(|e| anyhow::anyhow!("the recorder's {key} {c:?}: {e}"))
+                })
+                .transpose()
+        };
+        match text("event") {
+            Some("subscribed") => {
+                *let_in = true;
+                if self.cursor.is_none() {
+                    self.cursor = cursor("cursor")?;
+                }
+                let unknown = v.get("unknown").and_then(serde_json::Value::as_array);
+                if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !self.unknown_told) {
+                    self.unknown_told = true;
+                    eprintln!(
+                        "subscribe: no session of the recorder records {}",
+                        serde_json::Value::from(unknown.clone())
+                    );
+                }
+            }
+            // Every tick of its symbols up to there was sent before it: the cursor only moves
+            // on, day by day.
+            Some("replayed" | "heartbeat") => {
+                if let Some(theirs) = cursor("cursor")? {
+                    let mut mine = self.cursor.take().unwrap_or_else(|| theirs.clone());
+                    for (day, seq) in theirs.days() {
+                        mine.advance(day, seq);
+                    }
+                    self.cursor = Some(mine);
+                }
+            }
+            Some("session") => eprintln!(
+                "subscribe: session {} is {}",
+                text("session").unwrap_or("?"),
+                text("state").unwrap_or("?")
+            ),
+            Some("disconnected") => {
+                return Ok(Some(End::Lost(
+                    format!(
+                        "the recorder cut this subscriber off: {}",
+                        text("reason").unwrap_or("no reason given")
+                    ),
+                    *let_in,
+                )))
+            }
+            Some("error") => anyhow::bail!(
+                "the recorder refused the subscription: {}",
+                text("reason").unwrap_or("no reason given")
+            ),
+            // The snapshot (rows without a seq) and its end, and lines of later versions.
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// Writes the cursor file when the cursor moved since it was last written: at once with
+    /// `now`, else at most every [`SAVE_EVERY`]. The rows before it are flushed first.
+    fn save(&mut self, now: bool) -> anyhow::Result<()> {
+        let (Some(file), Some(cursor)) = (&self.cursor_file, &self.cursor) else {
+            return Ok(());
+        };
+        if let Some((saved, at)) = &self.saved {
+            if saved == cursor || (!now && at.elapsed() < SAVE_EVERY) {
+                return Ok(());
+            }
+        }
+        self.out.finish().context("writing the ticks")?;
+        tickrec::fsutil::write_atomic(file, |f| writeln!(f, "{cursor}")).with_context(|| {
+            // The rows are out, their cursor is not saved: a restart from the saved one
+            // prints them again.
+            format!(
+                "saving the cursor {cursor} to --cursor-file {}",
+                file.display()
+            )
+        })?;
+        self.saved = Some((cursor.clone(), Instant::now()));
+        Ok(())
+    }
+}
+
+/// A connection to `addr` (each of its addresses in turn), reading with a short timeout.
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_read_timeout(Some(READ_WAKE))?;
+                s.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+    }))
+}
