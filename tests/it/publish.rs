@@ -1154,7 +1154,8 @@ fn subscribe_resumes_exactly_after_a_cut_off_and_a_restart() {
         );
     }
     assert!(
-        said.contains("cut this subscriber off") || said.contains("closed the connection"),
+        said.contains("ended the subscription: fell behind")
+            || said.contains("closed the connection"),
         "{said}"
     );
 }

@@ -351,7 +351,7 @@ impl Consumer<'_> {
             Some("disconnected") => {
                 return Ok(Some(End::Lost(
                     format!(
-                        "the recorder cut this subscriber off: {}",
+                        "the recorder ended the subscription: {}",
                         text("reason").unwrap_or("no reason given")
                     ),
                     *let_in,
