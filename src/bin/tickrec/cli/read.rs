@@ -206,6 +206,39 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// The cursor in `--cursor-file` (of `tail` and `subscribe`), when it names one that exists.
+pub(super) fn saved_cursor(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<tickrec::tail::Cursor>> {
+    let Some(f) = file.filter(|f| f.exists()) else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("--cursor-file {}", f.display()))?;
+    text.parse()
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))
+}
+
+/// Writes `c` to `--cursor-file` `f`, atomically; call it once the rows before it are flushed.
+pub(super) fn save_cursor(f: &std::path::Path, c: &tickrec::tail::Cursor) -> std::io::Result<()> {
+    tickrec::fsutil::write_atomic(f, |file| {
+        use std::io::Write;
+        writeln!(file, "{c}")
+    })
+    .map_err(|e| {
+        // The rows are out, their cursor is not saved: a restart from the saved one prints
+        // them again. Said with the file, so the operator knows which.
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "saving the cursor {c} to --cursor-file {}: {e}",
+                f.display()
+            ),
+        )
+    })
+}
+
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
     let store = service::open_store(opts);
@@ -222,15 +255,7 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     );
     let symbols = tickrec::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
-    let saved = match &a.cursor_file {
-        Some(f) if f.exists() => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("--cursor-file {}", f.display()))?
-                .parse::<Cursor>()
-                .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))?,
-        ),
-        _ => None,
-    };
+    let saved = saved_cursor(a.cursor_file.as_deref())?;
     let start = if let Some(c) = &a.from {
         Start::After(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?)
     } else if let Some(t) = &a.from_time {
@@ -273,21 +298,7 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     let mut batch = |c: &Cursor| -> std::io::Result<()> {
         out.borrow_mut().finish()?;
         if let Some(f) = &cursor_file {
-            tickrec::fsutil::write_atomic(f, |file| {
-                use std::io::Write;
-                writeln!(file, "{c}")
-            })
-            .map_err(|e| {
-                // The rows are out, their cursor is not saved: a restart from the saved one
-                // prints them again. Said with the file, so the operator knows which.
-                std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "saving the cursor {c} to --cursor-file {}: {e}",
-                        f.display()
-                    ),
-                )
-            })?;
+            save_cursor(f, c)?;
         }
         Ok(())
     };

@@ -108,15 +108,7 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
             .collect()
     };
     anyhow::ensure!(!symbols.is_empty(), "--symbols: name some, or all");
-    let saved = match &a.cursor_file {
-        Some(f) if f.exists() => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("--cursor-file {}", f.display()))?
-                .parse::<Cursor>()
-                .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))?,
-        ),
-        _ => None,
-    };
+    let saved = super::read::saved_cursor(a.cursor_file.as_deref())?;
     let cursor = match &a.from {
         Some(c) => Some(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?),
         None if a.from_time.is_some() => None,
@@ -379,14 +371,7 @@ impl Consumer<'_> {
             }
         }
         self.out.finish().context("writing the ticks")?;
-        tickrec::fsutil::write_atomic(file, |f| writeln!(f, "{cursor}")).with_context(|| {
-            // The rows are out, their cursor is not saved: a restart from the saved one
-            // prints them again.
-            format!(
-                "saving the cursor {cursor} to --cursor-file {}",
-                file.display()
-            )
-        })?;
+        super::read::save_cursor(file, cursor)?;
         self.saved = Some((cursor.clone(), Instant::now()));
         Ok(())
     }
