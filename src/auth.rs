@@ -267,6 +267,12 @@ impl Token {
         state.digest
     }
 
+    /// Whether a token is asked now (`false`: the file changed into one without a usable
+    /// token, and no one is let in until it holds one again).
+    pub fn usable(&self) -> bool {
+        self.current().is_some()
+    }
+
     /// Whether `given` is the token now asked, in time that depends neither on where they
     /// differ nor on the token's length.
     pub fn matches(&self, given: &[u8]) -> bool {

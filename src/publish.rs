@@ -557,6 +557,11 @@ impl Publisher {
         self.stats.clone()
     }
 
+    /// With a token asked, whether its file holds a usable one now (`None`: none asked).
+    pub fn token_usable(&self) -> Option<bool> {
+        self.token.as_ref().map(crate::auth::Token::usable)
+    }
+
     /// Each subscriber now: who, what it asked for, since when, what it was sent and has
     /// waiting.
     pub fn subscriber_list(&self) -> Vec<crate::metrics::SubscriberStatus> {

@@ -310,6 +310,14 @@ fn scrape_fn(
                     v(&p.ticks_sent_total),
                 ),
             ]);
+            if let Some(usable) = publisher.token_usable() {
+                s.extra.push((
+                    "tickrec_publish_token_usable",
+                    "1 while [publish] token_file holds a usable token; 0: no subscriber is let in",
+                    false,
+                    f64::from(u8::from(usable)),
+                ));
+            }
         }
         s
     })

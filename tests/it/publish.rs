@@ -1008,6 +1008,16 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
         "{said}"
     );
 
+    // A token file emptied lets no one in, and says so on /metrics.
+    let usable = |want: u8| {
+        let (_, m) = http_get(feed.metrics, "/metrics", Some(&new));
+        m.contains(&format!("\ntickrec_publish_token_usable {want}\n"))
+    };
+    assert!(usable(1));
+    std::fs::write(&token_file, "").unwrap();
+    assert!(refused(subscribe(feed.publish, &rotated)).contains("wrong"));
+    assert!(usable(0));
+
     let log = std::fs::read_to_string(&feed.log).unwrap();
     assert!(
         [publish_token, metrics_token, new_publish, new_metrics]
@@ -1019,6 +1029,10 @@ fn listeners_with_a_token_let_in_only_who_sends_it() {
         log.matches("token file changed: its new token is asked")
             .count(),
         2,
+        "{log}"
+    );
+    assert!(
+        log.contains("holds no usable token: no one is let in"),
         "{log}"
     );
     let warned = |what: &str| {
