@@ -644,7 +644,8 @@ const MAX_EVENT_STREAMS: usize = 32;
 
 /// The HTTP listener; stops when dropped.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    /// The HTTP server now listening (another one after its accept loop ended, see [`serve`]).
+    http: Arc<std::sync::Mutex<Arc<tiny_http::Server>>>,
     thread: Option<JoinHandle<()>>,
     addr: SocketAddr,
     /// Ends the `/events` streams.
@@ -706,7 +707,7 @@ impl Server {
             .server_addr()
             .to_ip()
             .ok_or_else(|| err("not an IP listener".into()))?;
-        let http = Arc::new(http);
+        let http = Arc::new(std::sync::Mutex::new(Arc::new(http)));
         let stop = crate::shutdown::Shutdown::new();
         const WHAT: &str = "metrics, health and status page";
         let has_token = token.is_some();
@@ -717,7 +718,7 @@ impl Server {
             let (http, stop) = (Arc::clone(&http), stop.clone());
             std::thread::Builder::new()
                 .name("tickrec-metrics".into())
-                .spawn(move || serve(&http, &scrape, token.as_ref(), &stop))
+                .spawn(move || serve(&http, bound, &scrape, token.as_ref(), &stop))
                 .map_err(|e| err(e.to_string()))?
         };
         tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
@@ -738,23 +739,30 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.request();
-        self.http.unblock();
+        self.http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
+/// Answers the requests of the HTTP server in `http` until `stop`. The server's accept loop
+/// ends at a failed accept (with an error) or at a failed copy of an accepted socket (with a
+/// panic of its thread, unseen here), both out of file descriptors for instance, and closes
+/// the listener either way. So once a second without a request the address is tried: when it
+/// can be bound, no one listens there any more, and a new server listens on it (tried every
+/// second until it can), so that a passing fault does not leave `/health` and `/metrics` dark
+/// for the rest of the run.
 fn serve(
-    http: &tiny_http::Server,
+    http: &std::sync::Mutex<Arc<tiny_http::Server>>,
+    bound: SocketAddr,
     scrape: &Arc<ScrapeFn>,
     token: Option<&crate::auth::Token>,
     stop: &crate::shutdown::Shutdown,
 ) {
-    let header = |v: &str| {
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
-            .unwrap_or_else(|()| unreachable!("constant header"))
-    };
     let streams = crate::slots::Slots::new(MAX_EVENT_STREAMS);
     let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // What is scraped shows the refusals too, when a token is asked.
@@ -775,7 +783,69 @@ fn serve(
         }
     };
     let scrape = &scrape;
-    for req in http.incoming_requests() {
+    loop {
+        let server = Arc::clone(&*http.lock().unwrap_or_else(|e| e.into_inner()));
+        let (why, mut listener) =
+            serve_until_it_ends(&server, bound, scrape, token, stop, &streams, &unauthorized);
+        if stop.is_requested() {
+            return;
+        }
+        drop(server);
+        tracing::error!(addr = %bound, "metrics listener: {why}; listening again");
+        let again = loop {
+            let bound_again = match listener.take() {
+                Some(l) => Ok(l),
+                None => {
+                    if stop.wait_timeout(std::time::Duration::from_secs(1)) {
+                        return;
+                    }
+                    std::net::TcpListener::bind(bound)
+                }
+            };
+            match bound_again
+                .map_err(|e| e.to_string())
+                .and_then(|l| tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string()))
+            {
+                Ok(again) => break again,
+                Err(e) => {
+                    tracing::warn!(error = %e, addr = %bound, "metrics listener: cannot listen again yet")
+                }
+            }
+        };
+        let mut current = http.lock().unwrap_or_else(|e| e.into_inner());
+        if stop.is_requested() {
+            return;
+        }
+        *current = Arc::new(again);
+        tracing::info!(addr = %bound, "metrics listener: listening again");
+    }
+}
+
+/// Answers `http`'s requests until its accept loop ends (or it is unblocked); returns why, and
+/// the address bound anew when that is how its end was found.
+fn serve_until_it_ends(
+    http: &tiny_http::Server,
+    bound: SocketAddr,
+    scrape: &Arc<ScrapeFn>,
+    token: Option<&crate::auth::Token>,
+    stop: &crate::shutdown::Shutdown,
+    streams: &crate::slots::Slots,
+    unauthorized: &std::sync::atomic::AtomicU64,
+) -> (String, Option<std::net::TcpListener>) {
+    let header = |v: &str| {
+        tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
+            .unwrap_or_else(|()| unreachable!("constant header"))
+    };
+    loop {
+        let req = match http.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(Some(req)) => req,
+            Ok(None) => match std::net::TcpListener::bind(bound) {
+                Ok(l) => return ("its accept loop ended".into(), Some(l)),
+                // In use: by this server's listener, alive.
+                Err(_) => continue,
+            },
+            Err(e) => return (format!("its accept loop ended: {e}"), None),
+        };
         let path = req.url().split('?').next().unwrap_or("").to_owned();
         if let Some(token) = token.filter(|_| path != "/health") {
             let given = req

@@ -396,3 +396,66 @@ fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
     assert!(body.contains("no tick for"), "{body}");
     assert!(!body.contains("symbol EURUSD"), "EURUSD ticks: {body}");
 }
+
+/// What could go wrong: the HTTP server's accept loop, which ends at its first failed accept
+/// (here: the recorder out of file descriptors for a moment), leaving `/health` and `/metrics`
+/// dark for the rest of the run, so that a probe restarts a recorder that was recording.
+#[test]
+fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fix, http) = (free_port(), free_port());
+    let _sim = simulator(fix, 2, 1_000);
+    let rec = recorder(&dir.path().join("db"), fix, http, None);
+    let url = format!("http://127.0.0.1:{http}/health");
+    let answers = |code: u16, _: &str| code == 200 || code == 503;
+    wait_for(&url, 20, answers);
+
+    // Its soft limit on descriptors lowered to those it has open now and two more.
+    let pid = libc::pid_t::try_from(rec.id()).unwrap();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let mut before = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both pointers are to live rlimit values; a null new limit only reads.
+    let read = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut before) };
+    assert_eq!(read, 0, "{}", std::io::Error::last_os_error());
+    let low = libc::rlimit {
+        rlim_cur: libc::rlim_t::try_from(open + 2).unwrap(),
+        rlim_max: before.rlim_max,
+    };
+    let set_limit = |limit: &libc::rlimit| {
+        // SAFETY: `limit` is a live rlimit; the old one is not asked for.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, limit, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    };
+    set_limit(&low);
+    // Connections until one is refused: the accept loop has ended and closed its listener.
+    let mut held = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", http)) {
+            Ok(c) => held.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never stopped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    set_limit(&before);
+    drop(held);
+    // It listens again, and the recorder recorded on.
+    let (_, body) = wait_for(&url, 20, answers);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["sessions"][0]["state"], "logged on", "{body}");
+    let stored = v["ticks_stored"].as_u64().unwrap();
+    wait_for(&url, 20, |_, body| {
+        serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|v| v["ticks_stored"].as_u64() > Some(stored))
+    });
+}
