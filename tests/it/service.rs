@@ -453,6 +453,7 @@ fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
     let (_, body) = wait_for(&url, 20, answers);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sessions"][0]["state"], "logged on", "{body}");
+    assert_eq!(v["ticks_lost"], 0, "{body}");
     let stored = v["ticks_stored"].as_u64().unwrap();
     wait_for(&url, 20, |_, body| {
         serde_json::from_str::<serde_json::Value>(body)
