@@ -839,6 +839,8 @@ fn serve_until_it_ends(
     loop {
         let req = match http.recv_timeout(std::time::Duration::from_secs(1)) {
             Ok(Some(req)) => req,
+            // Unblocked (the listener stopping), or a second without a request.
+            Ok(None) if stop.is_requested() => return ("stopped".into(), None),
             Ok(None) => match std::net::TcpListener::bind(bound) {
                 Ok(l) => return ("its accept loop ended".into(), Some(l)),
                 // In use: by this server's listener, alive.

@@ -405,7 +405,7 @@ fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let (fix, http) = (free_port(), free_port());
     let _sim = simulator(fix, 2, 1_000);
-    let rec = recorder(&dir.path().join("db"), fix, http, None);
+    let mut rec = recorder(&dir.path().join("db"), fix, http, None);
     let url = format!("http://127.0.0.1:{http}/health");
     let answers = |code: u16, _: &str| code == 200 || code == 503;
     wait_for(&url, 20, answers);
@@ -459,4 +459,23 @@ fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
         serde_json::from_str::<serde_json::Value>(body)
             .is_ok_and(|v| v["ticks_stored"].as_u64() > Some(stored))
     });
+
+    // And it stops on SIGTERM, as a service manager stops it: its listener with it.
+    let term = Command::new("kill")
+        .args(["-TERM", &rec.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = rec.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "record still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }
