@@ -763,8 +763,12 @@ fn serve(
     token: Option<&crate::auth::Token>,
     stop: &crate::shutdown::Shutdown,
 ) {
-    let streams = crate::slots::Slots::new(MAX_EVENT_STREAMS);
     let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let kept = Kept {
+        streams: crate::slots::Slots::new(MAX_EVENT_STREAMS),
+        unauthorized: Arc::clone(&unauthorized),
+        refusals_logged: crate::slots::Throttle::default(),
+    };
     // What is scraped shows the refusals too, when a token is asked.
     let scrape: Arc<ScrapeFn> = match token {
         None => Arc::clone(scrape),
@@ -785,8 +789,7 @@ fn serve(
     let scrape = &scrape;
     loop {
         let server = Arc::clone(&*http.lock().unwrap_or_else(|e| e.into_inner()));
-        let (why, mut listener) =
-            serve_until_it_ends(&server, bound, scrape, token, stop, &streams, &unauthorized);
+        let (why, mut listener) = serve_until_it_ends(&server, bound, scrape, token, stop, &kept);
         if stop.is_requested() {
             return;
         }
@@ -821,6 +824,16 @@ fn serve(
     }
 }
 
+/// What the listener keeps across the HTTP servers it runs in turn.
+struct Kept {
+    /// Places of the status pages' event streams.
+    streams: crate::slots::Slots,
+    /// Requests refused for a missing or wrong token.
+    unauthorized: Arc<std::sync::atomic::AtomicU64>,
+    /// The log lines of those refusals, at most one a second.
+    refusals_logged: crate::slots::Throttle,
+}
+
 /// Answers `http`'s requests until its accept loop ends (or it is unblocked); returns why, and
 /// the address bound anew when that is how its end was found.
 fn serve_until_it_ends(
@@ -829,8 +842,7 @@ fn serve_until_it_ends(
     scrape: &Arc<ScrapeFn>,
     token: Option<&crate::auth::Token>,
     stop: &crate::shutdown::Shutdown,
-    streams: &crate::slots::Slots,
-    unauthorized: &std::sync::atomic::AtomicU64,
+    kept: &Kept,
 ) -> (String, Option<std::net::TcpListener>) {
     let header = |v: &str| {
         tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
@@ -856,10 +868,14 @@ fn serve_until_it_ends(
                 .find(|h| h.field.equiv("Authorization"))
                 .map(|h| h.value.as_str());
             if !token.allows_http(given) {
-                unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                kept.unauthorized
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Info, not a warning: a browser's first request is refused so that it asks
-                // for the password. The counter is what to alert on.
-                tracing::info!(peer = ?req.remote_addr(), %path, "metrics listener: a request without the token");
+                // for the password. The counter is what to alert on; the log says it at most
+                // once a second (`held_back`: those refused since).
+                if let Some(held_back) = kept.refusals_logged.let_through() {
+                    tracing::info!(peer = ?req.remote_addr(), %path, held_back, "metrics listener: a request without the token");
+                }
                 let challenge = tiny_http::Header::from_bytes(
                     &b"WWW-Authenticate"[..],
                     &b"Basic realm=\"tickrec\", charset=\"UTF-8\""[..],
@@ -883,7 +899,7 @@ fn serve_until_it_ends(
                     .with_header(header("application/json"))
             }
             (tiny_http::Method::Get, "/events") => {
-                let Some(slot) = streams.take() else {
+                let Some(slot) = kept.streams.take() else {
                     let why = format!(
                         "{MAX_EVENT_STREAMS} status pages are streaming, the most this recorder serves"
                     );

@@ -249,29 +249,7 @@ pub struct Publisher {
     token: Option<crate::auth::Token>,
     /// Warnings of refused connections, at most one a second (a flood costs a count each, not
     /// a log line each).
-    refusals_logged: Throttle,
-}
-
-/// At most one event a second let through, with how many were held back since the last.
-#[derive(Default)]
-struct Throttle(Mutex<(Option<std::time::Instant>, u64)>);
-
-impl Throttle {
-    /// `Some(held back since the last)` when a second has passed since the last let through.
-    fn let_through(&self) -> Option<u64> {
-        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        match state.0 {
-            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
-                state.1 = state.1.saturating_add(1);
-                None
-            }
-            _ => {
-                state.0 = Some(now);
-                Some(std::mem::take(&mut state.1))
-            }
-        }
-    }
+    refusals_logged: crate::slots::Throttle,
 }
 
 /// A subscriber as the status page lists it.
@@ -549,7 +527,7 @@ impl Publisher {
             connections: crate::slots::Slots::new(max_subscribers),
             waiting: crate::slots::Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS),
             token,
-            refusals_logged: Throttle::default(),
+            refusals_logged: crate::slots::Throttle::default(),
         }))
     }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// At most `max` places, shared by every clone.
 #[derive(Debug, Clone)]
@@ -126,6 +127,32 @@ impl Drop for WaitingSlot {
     }
 }
 
+/// At most one event a second let through, with how many were held back since the last: the
+/// log lines of refused peers, so that a flood costs a count each, not a line each.
+#[derive(Debug, Default)]
+pub struct Throttle(Mutex<(Option<Instant>, u64)>);
+
+impl Throttle {
+    /// `Some(held back since the last)` when a second has passed since the last let through.
+    pub fn let_through(&self) -> Option<u64> {
+        self.let_through_at(Instant::now())
+    }
+
+    fn let_through_at(&self, now: Instant) -> Option<u64> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match state.0 {
+            Some(last) if now.duration_since(last) < Duration::from_secs(1) => {
+                state.1 = state.1.saturating_add(1);
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +188,26 @@ mod tests {
             "loopback is bounded only in all"
         );
         assert!(waiting.by_address.lock().unwrap().values().all(|&n| n > 0));
+    }
+
+    #[test]
+    fn a_throttle_lets_one_through_a_second_and_counts_the_rest() {
+        let throttle = Throttle::default();
+        let start = Instant::now();
+        assert_eq!(throttle.let_through_at(start), Some(0));
+        for ms in [1, 500, 999] {
+            assert_eq!(
+                throttle.let_through_at(start + Duration::from_millis(ms)),
+                None
+            );
+        }
+        assert_eq!(
+            throttle.let_through_at(start + Duration::from_secs(1)),
+            Some(3)
+        );
+        assert_eq!(
+            throttle.let_through_at(start + Duration::from_secs(3)),
+            Some(0)
+        );
     }
 }
