@@ -113,8 +113,20 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// The token in `path` as [`read_token`] reads it, and the file's stamp when the file did not
+/// change while it was read (otherwise `None`: it is read again at the next check).
+fn read_stamped(path: &Path) -> (Option<Stamp>, Result<Read, TokenError>) {
+    let before = Stamp::of(path).ok();
+    let read = read_token(path);
+    let stamp = before.filter(|b| Stamp::of(path).ok().as_ref() == Some(b));
+    (stamp, read)
+}
+
+/// A token file as read: the token's digest, and whether every user may read the file.
+type Read = ([u8; 32], bool);
+
 /// The token in `path` (its digest) and whether every user may read the file.
-fn read_token(path: &Path) -> Result<([u8; 32], bool), TokenError> {
+fn read_token(path: &Path) -> Result<Read, TokenError> {
     let (secret, file) = first_line(path)?;
     #[cfg(unix)]
     let readable_by_all = {
@@ -191,12 +203,8 @@ impl Token {
     /// command starts; later, when the file changes, it is read again (see the module's
     /// documentation).
     pub fn load(path: &Path) -> Result<Token, TokenError> {
-        let stamp = Stamp::of(path).map_err(|source| TokenError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let (digest, readable_by_all) = read_token(path)?;
-        let stamp = (Stamp::of(path).ok().as_ref() == Some(&stamp)).then_some(stamp);
+        let (stamp, read) = read_stamped(path);
+        let (digest, readable_by_all) = read?;
         Ok(Token(Arc::new(Inner {
             path: Some(path.to_owned()),
             state: Mutex::new(State {
@@ -228,21 +236,15 @@ impl Token {
         let Some(path) = &self.0.path else {
             return state.digest;
         };
-        let before = Stamp::of(path).ok();
-        if before.is_some() && before == state.stamp {
+        let now = Stamp::of(path).ok();
+        if now.is_some() && now == state.stamp {
             return state.digest;
         }
-        if before.is_none() && state.stamp.is_none() && state.digest.is_none() {
+        if now.is_none() && state.stamp.is_none() && state.digest.is_none() {
             // Still absent, and already told.
             return None;
         }
-        let read = match &before {
-            Some(_) => read_token(path),
-            None => Err(TokenError::Invalid {
-                path: path.clone(),
-                why: "the file is gone".into(),
-            }),
-        };
+        let (stamp, read) = read_stamped(path);
         match read {
             Ok((digest, readable_by_all)) => {
                 if state.digest != Some(digest) {
@@ -255,15 +257,13 @@ impl Token {
                 }
             }
             Err(e) => {
-                if state.digest.is_some() || state.stamp != before {
+                if state.digest.is_some() || state.stamp != now {
                     tracing::error!(error = %e, "token file changed and holds no usable token: no one is let in until it does");
                 }
                 state.digest = None;
             }
         }
-        // Remembered only when the file did not change while it was read: otherwise it is
-        // read again at the next check.
-        state.stamp = before.filter(|b| Stamp::of(path).ok().as_ref() == Some(b));
+        state.stamp = stamp;
         state.digest
     }
 
