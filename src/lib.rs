@@ -20,6 +20,7 @@ pub mod export;
 pub mod fix;
 pub mod format;
 pub mod fsutil;
+pub mod http;
 pub mod ingest;
 pub mod intern;
 pub mod json_archive;

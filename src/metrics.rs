@@ -1,5 +1,6 @@
 //! What a running `record`, `ingest` or `migrate` shows an operator over HTTP, on one listener
-//! (loopback unless configured otherwise), served by a thread of its own:
+//! (loopback unless configured otherwise), served by [`crate::http`] (its own threads, and
+//! bounds on what a peer holds):
 //!
 //! * `GET /metrics` — Prometheus metrics in the classic text exposition format (written by the
 //!   `prometheus` crate's encoder): counters, gauges, latency histograms, per FIX session and
@@ -21,7 +22,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use hdrhistogram::Histogram as Hdr;
 use prometheus::proto::{
@@ -638,23 +638,18 @@ const STATUS_HTML: &str = include_str!("status.html");
 
 /// Seconds between two status messages on `/events`.
 const EVENT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-/// Status pages streaming at once (each a thread and a scrape every [`EVENT_EVERY`]); one
-/// more gets 503 and the reason.
+/// Status pages streaming at once (each a thread, a connection and a scrape every
+/// [`EVENT_EVERY`]); one more gets 503 and the reason.
 const MAX_EVENT_STREAMS: usize = 32;
 
 /// The HTTP listener; stops when dropped.
 pub struct Server {
-    /// The HTTP server now listening (another one after its accept loop ended, see [`serve`]).
-    http: Arc<std::sync::Mutex<Arc<tiny_http::Server>>>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
-    /// Ends the `/events` streams.
-    stop: crate::shutdown::Shutdown,
+    http: crate::http::Server,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "metrics::Server({})", self.addr)
+        write!(f, "metrics::Server({})", self.http.addr())
     }
 }
 
@@ -702,253 +697,154 @@ impl Server {
             addr: addr.to_owned(),
             why,
         };
-        let http = tiny_http::Server::http(addr).map_err(|e| err(e.to_string()))?;
-        let bound = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| err("not an IP listener".into()))?;
-        let http = Arc::new(std::sync::Mutex::new(Arc::new(http)));
-        let stop = crate::shutdown::Shutdown::new();
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| err(e.to_string()))?;
+        let bound = listener.local_addr().map_err(|e| err(e.to_string()))?;
         const WHAT: &str = "metrics, health and status page";
         let has_token = token.is_some();
         if let Some(token) = &token {
             token.warn_if_readable_by_all(WHAT);
         }
-        let thread = {
-            let (http, stop) = (Arc::clone(&http), stop.clone());
-            std::thread::Builder::new()
-                .name("tickrec-metrics".into())
-                .spawn(move || serve(&http, bound, &scrape, token.as_ref(), &stop))
-                .map_err(|e| err(e.to_string()))?
+        let stop = crate::shutdown::Shutdown::new();
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let handler = Handler {
+            scrape: with_listener_counts(scrape, has_token, &refused, &unauthorized),
+            token,
+            streams: crate::slots::Slots::new(MAX_EVENT_STREAMS),
+            unauthorized,
+            refusals_logged: crate::slots::Throttle::default(),
+            stop: stop.clone(),
         };
+        let handler: Arc<crate::http::Handler> = Arc::new(move |req| handler.answer(req));
+        let http = crate::http::Server::start(
+            listener,
+            "metrics listener",
+            crate::http::Limits::default(),
+            handler,
+            stop,
+            refused,
+        )
+        .map_err(|e| err(e.to_string()))?;
         tracing::info!(addr = %bound, "metrics, health and status page listening (/metrics, /health, /)");
         warn_beyond_loopback(bound, WHAT, has_token);
-        Ok(Server {
-            http,
-            thread: Some(thread),
-            addr: bound,
-            stop,
-        })
+        Ok(Server { http })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.request();
-        self.http
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// `scrape`, and what the listener itself counts: connections refused for want of a place,
+/// and (with a token) requests refused for a missing or wrong one.
+fn with_listener_counts(
+    scrape: Arc<ScrapeFn>,
+    token: bool,
+    refused: &Arc<std::sync::atomic::AtomicU64>,
+    unauthorized: &Arc<std::sync::atomic::AtomicU64>,
+) -> Arc<ScrapeFn> {
+    let (refused, unauthorized) = (Arc::clone(refused), Arc::clone(unauthorized));
+    Arc::new(move || {
+        let mut s = scrape();
+        let count =
+            |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        s.extra.push((
+            "tickrec_http_connections_refused_total",
+            "Connections to this listener refused for want of a place (too many waiting for \
+             their next request, in all or from one address)",
+            true,
+            count(&refused),
+        ));
+        if token {
+            s.extra.push((
+                "tickrec_http_unauthorized_total",
+                "Requests to this listener refused for a missing or wrong token",
+                true,
+                count(&unauthorized),
+            ));
         }
-    }
+        s
+    })
 }
 
-/// Answers the requests of the HTTP server in `http` until `stop`. The server's accept loop
-/// ends at a failed accept (with an error) or at a failed copy of an accepted socket (with a
-/// panic of its thread, unseen here), both out of file descriptors for instance, and closes
-/// the listener either way. So once a second without a request the address is tried: when it
-/// can be bound, no one listens there any more, and a new server listens on it (tried every
-/// second until it can), so that a passing fault does not leave `/health` and `/metrics` dark
-/// for the rest of the run.
-fn serve(
-    http: &std::sync::Mutex<Arc<tiny_http::Server>>,
-    bound: SocketAddr,
-    scrape: &Arc<ScrapeFn>,
-    token: Option<&crate::auth::Token>,
-    stop: &crate::shutdown::Shutdown,
-) {
-    let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let kept = Kept {
-        streams: crate::slots::Slots::new(MAX_EVENT_STREAMS),
-        unauthorized: Arc::clone(&unauthorized),
-        refusals_logged: crate::slots::Throttle::default(),
-    };
-    // What is scraped shows the refusals too, when a token is asked.
-    let scrape: Arc<ScrapeFn> = match token {
-        None => Arc::clone(scrape),
-        Some(_) => {
-            let (inner, unauthorized) = (Arc::clone(scrape), Arc::clone(&unauthorized));
-            Arc::new(move || {
-                let mut s = inner();
-                s.extra.push((
-                    "tickrec_http_unauthorized_total",
-                    "Requests to this listener refused for a missing or wrong token",
-                    true,
-                    unauthorized.load(std::sync::atomic::Ordering::Relaxed) as f64,
-                ));
-                s
-            })
-        }
-    };
-    let scrape = &scrape;
-    loop {
-        let server = Arc::clone(&*http.lock().unwrap_or_else(|e| e.into_inner()));
-        let (why, mut listener) = serve_until_it_ends(&server, bound, scrape, token, stop, &kept);
-        if stop.is_requested() {
-            return;
-        }
-        drop(server);
-        tracing::error!(addr = %bound, "metrics listener: {why}; listening again");
-        let again = loop {
-            let bound_again = match listener.take() {
-                Some(l) => Ok(l),
-                None => {
-                    if stop.wait_timeout(std::time::Duration::from_secs(1)) {
-                        return;
-                    }
-                    std::net::TcpListener::bind(bound)
-                }
-            };
-            match bound_again
-                .map_err(|e| e.to_string())
-                .and_then(|l| tiny_http::Server::from_listener(l, None).map_err(|e| e.to_string()))
-            {
-                Ok(again) => break again,
-                Err(e) => {
-                    tracing::warn!(error = %e, addr = %bound, "metrics listener: cannot listen again yet")
-                }
-            }
-        };
-        let mut current = http.lock().unwrap_or_else(|e| e.into_inner());
-        if stop.is_requested() {
-            return;
-        }
-        *current = Arc::new(again);
-        tracing::info!(addr = %bound, "metrics listener: listening again");
-    }
-}
-
-/// What the listener keeps across the HTTP servers it runs in turn.
-struct Kept {
+/// Answers the listener's requests.
+struct Handler {
+    scrape: Arc<ScrapeFn>,
+    token: Option<crate::auth::Token>,
     /// Places of the status pages' event streams.
     streams: crate::slots::Slots,
     /// Requests refused for a missing or wrong token.
     unauthorized: Arc<std::sync::atomic::AtomicU64>,
     /// The log lines of those refusals, at most one a second.
     refusals_logged: crate::slots::Throttle,
+    /// Ends the event streams.
+    stop: crate::shutdown::Shutdown,
 }
 
-/// Answers `http`'s requests until its accept loop ends (or it is unblocked); returns why, and
-/// the address bound anew when that is how its end was found.
-fn serve_until_it_ends(
-    http: &tiny_http::Server,
-    bound: SocketAddr,
-    scrape: &Arc<ScrapeFn>,
-    token: Option<&crate::auth::Token>,
-    stop: &crate::shutdown::Shutdown,
-    kept: &Kept,
-) -> (String, Option<std::net::TcpListener>) {
-    let header = |v: &str| {
-        tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes())
-            .unwrap_or_else(|()| unreachable!("constant header"))
-    };
-    loop {
-        let req = match http.recv_timeout(std::time::Duration::from_secs(1)) {
-            Ok(Some(req)) => req,
-            // Unblocked (the listener stopping), or a second without a request.
-            Ok(None) if stop.is_requested() => return ("stopped".into(), None),
-            Ok(None) => match std::net::TcpListener::bind(bound) {
-                Ok(l) => return ("its accept loop ended".into(), Some(l)),
-                // In use: by this server's listener, alive.
-                Err(_) => continue,
-            },
-            Err(e) => return (format!("its accept loop ended: {e}"), None),
-        };
-        let path = req.url().split('?').next().unwrap_or("").to_owned();
-        if let Some(token) = token.filter(|_| path != "/health") {
-            let given = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.as_str());
-            if !token.allows_http(given) {
-                kept.unauthorized
+impl Handler {
+    fn answer(&self, req: &crate::http::Request) -> crate::http::Response {
+        use crate::http::Response;
+        let path = req.path.as_str();
+        if let Some(token) = self.token.as_ref().filter(|_| path != "/health") {
+            if !token.allows_http(req.authorization.as_deref()) {
+                self.unauthorized
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Info, not a warning: a browser's first request is refused so that it asks
                 // for the password. The counter is what to alert on; the log says it at most
                 // once a second (`held_back`: those refused since).
-                if let Some(held_back) = kept.refusals_logged.let_through() {
-                    tracing::info!(peer = ?req.remote_addr(), %path, held_back, "metrics listener: a request without the token");
+                if let Some(held_back) = self.refusals_logged.let_through() {
+                    tracing::info!(peer = %req.peer, %path, held_back, "metrics listener: a request without the token");
                 }
-                let challenge = tiny_http::Header::from_bytes(
-                    &b"WWW-Authenticate"[..],
-                    &b"Basic realm=\"tickrec\", charset=\"UTF-8\""[..],
-                )
-                .unwrap_or_else(|()| unreachable!("constant header"));
-                let response = tiny_http::Response::from_string(
+                return Response::new(
+                    401,
+                    TEXT,
                     "unauthorized: this recorder asks for its token ([metrics] token_file), as \
                      `Authorization: Bearer TOKEN` or as the password of basic authentication\n",
                 )
-                .with_status_code(401)
-                .with_header(challenge);
-                let _ = req.respond(response);
-                continue;
+                .with_header(
+                    "WWW-Authenticate",
+                    "Basic realm=\"tickrec\", charset=\"UTF-8\"",
+                );
             }
         }
-        let response = match (req.method(), path.as_str()) {
-            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(STATUS_HTML)
-                .with_header(header("text/html; charset=utf-8")),
-            (tiny_http::Method::Get, "/status.json") => {
-                tiny_http::Response::from_string(status_json(&scrape()))
-                    .with_header(header("application/json"))
-            }
-            (tiny_http::Method::Get, "/events") => {
-                let Some(slot) = kept.streams.take() else {
-                    let why = format!(
-                        "{MAX_EVENT_STREAMS} status pages are streaming, the most this recorder serves"
+        match path {
+            "/" => Response::new(200, "text/html; charset=utf-8", STATUS_HTML),
+            "/status.json" => Response::new(200, "application/json", status_json(&(self.scrape)())),
+            "/events" => {
+                let Some(slot) = self.streams.take() else {
+                    return Response::new(
+                        503,
+                        TEXT,
+                        format!(
+                            "{MAX_EVENT_STREAMS} status pages are streaming, the most this recorder serves\n"
+                        ),
                     );
-                    let _ =
-                        req.respond(tiny_http::Response::from_string(why).with_status_code(503));
-                    continue;
                 };
-                // A stream per page, on a thread of its own (this one keeps answering).
-                let (scrape, stop) = (Arc::clone(scrape), stop.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("tickrec-events".into())
-                    .spawn(move || {
+                let (scrape, stop) = (Arc::clone(&self.scrape), self.stop.clone());
+                Response::stream(
+                    "text/event-stream",
+                    Box::new(move |w| {
                         let _slot = slot;
-                        stream_events(req, &*scrape, &stop)
-                    });
-                if let Err(e) = spawned {
-                    tracing::warn!(error = %e, "status page: cannot stream events");
-                }
-                continue;
+                        stream_events(w, &*scrape, &stop)
+                    }),
+                )
             }
-            (tiny_http::Method::Get, "/metrics") => {
-                tiny_http::Response::from_string(exposition(&scrape()))
-                    .with_header(header(prometheus::TEXT_FORMAT))
-            }
-            (tiny_http::Method::Get, "/health") => {
-                let s = scrape();
+            "/metrics" => Response::new(200, prometheus::TEXT_FORMAT, exposition(&(self.scrape)())),
+            "/health" => {
+                let s = (self.scrape)();
                 let code = if s.problems.is_empty() { 200 } else { 503 };
-                tiny_http::Response::from_string(health_json(&s))
-                    .with_status_code(code)
-                    .with_header(header("application/json"))
+                Response::new(code, "application/json", health_json(&s))
             }
-            _ => tiny_http::Response::from_string("not found: try /, /metrics or /health\n")
-                .with_status_code(404),
-        };
-        if let Err(e) = req.respond(response) {
-            tracing::debug!(error = %e, "metrics client went away");
+            _ => Response::new(404, TEXT, "not found: try /, /metrics or /health\n"),
         }
     }
 }
 
+const TEXT: &str = "text/plain; charset=utf-8";
+
 /// Server-sent events: the status every [`EVENT_EVERY`] until the page goes away or the
-/// server stops. Written on the raw connection, each message flushed as it is made.
-fn stream_events(req: tiny_http::Request, scrape: &ScrapeFn, stop: &crate::shutdown::Shutdown) {
-    use std::io::Write as _;
-    let mut w = req.into_writer();
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
-    if w.write_all(head.as_bytes()).is_err() {
-        return;
-    }
+/// server stops, each message flushed as it is made.
+fn stream_events(w: &mut dyn std::io::Write, scrape: &ScrapeFn, stop: &crate::shutdown::Shutdown) {
     loop {
         let msg = format!("data: {}\n\n", status_json(&scrape()));
         if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {

@@ -397,11 +397,11 @@ fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
     assert!(!body.contains("symbol EURUSD"), "EURUSD ticks: {body}");
 }
 
-/// What could go wrong: the HTTP server's accept loop, which ends at its first failed accept
-/// (here: the recorder out of file descriptors for a moment), leaving `/health` and `/metrics`
-/// dark for the rest of the run, so that a probe restarts a recorder that was recording.
+/// What could go wrong: the HTTP listener giving up at a failed accept (here: the recorder out
+/// of file descriptors for a moment), leaving `/health` and `/metrics` dark for the rest of
+/// the run, so that a probe restarts a recorder that was recording.
 #[test]
-fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
+fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let (fix, http) = (free_port(), free_port());
     let _sim = simulator(fix, 2, 1_000);
@@ -432,24 +432,45 @@ fn the_metrics_listener_listens_again_after_running_out_of_file_descriptors() {
         assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     };
     set_limit(&low);
-    // Connections until one is refused: the accept loop has ended and closed its listener.
+    // Kept-alive connections, each answered once, until one is not answered: the recorder
+    // cannot accept it, and it waits in the listener's backlog.
+    let ask = |c: &mut std::net::TcpStream| {
+        use std::io::Write as _;
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    };
+    let status_line = |c: &std::net::TcpStream, wait: u64| {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(wait)))
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(c), &mut line).map(|_| line)
+    };
     let mut held = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match std::net::TcpStream::connect(("127.0.0.1", http)) {
-            Ok(c) => held.push(c),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
-            Err(e) => panic!("{e}"),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pending = loop {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", http))
+            .unwrap_or_else(|e| panic!("the listener ended at the fault: {e}"));
+        ask(&mut c);
+        match status_line(&c, 2) {
+            Ok(line) if line.starts_with("HTTP/1.1 ") => held.push(c),
+            Ok(line) => panic!("answered {line:?}"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break c,
+            Err(e) => panic!("the listener ended at the fault: {e}"),
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the listener never stopped"
+            "every connection was answered: the limit did not hold"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    };
     set_limit(&before);
     drop(held);
-    // It listens again, and the recorder recorded on.
+    // The connection that waited is answered once descriptors are back,
+    let line = status_line(&pending, 20).unwrap();
+    assert!(
+        line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.1 503"),
+        "{line:?}"
+    );
+    // the listener answers on, and the recorder recorded on.
     let (_, body) = wait_for(&url, 20, answers);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sessions"][0]["state"], "logged on", "{body}");
