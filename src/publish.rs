@@ -65,6 +65,9 @@
 //! told why and closed). A connection waits for its first request line apart from them
 //! ([`MAX_WAITING`] in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback, within
 //! 10 s), so peers that send no request, or one without the token, cannot take their places.
+//! A refusal for want of a place, of either kind, says `"retry": true` in its `error` line:
+//! the same request may be let in later (`tickrec subscribe` tries again, as after a
+//! disconnection); the others will not be.
 //! Loopback by default. With `[publish] token_file`, a first request line must carry
 //! `"token"`, the file's first line ([`crate::auth`]), or it is refused and counted;
 //! refusals are logged at most once a second. Nothing here encrypts a stream, and a listener
@@ -632,6 +635,26 @@ impl Publisher {
         event(out, "error", &[("reason", why.into())])
     }
 
+    /// A refusal for want of a place: as [`Publisher::refuse`], with `"retry": true` (the
+    /// same request may be let in once a place is free).
+    fn refuse_for_now(
+        &self,
+        out: &mut impl Write,
+        peer: std::net::SocketAddr,
+        why: String,
+        what: &str,
+    ) -> std::io::Result<()> {
+        self.stats
+            .rejected_requests_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.warn_refused(peer, &why, what);
+        event(
+            out,
+            "error",
+            &[("reason", why.into()), ("retry", true.into())],
+        )
+    }
+
     /// A warning of a refusal, unless one was logged less than a second ago (`held_back`:
     /// those refused since the last one logged).
     fn warn_refused(&self, peer: std::net::SocketAddr, why: &str, what: &str) {
@@ -648,7 +671,11 @@ impl Publisher {
             .fetch_add(1, Ordering::Relaxed);
         self.warn_refused(peer, &why, "a connection");
         let _ = stream.set_nonblocking(true);
-        let _ = event(&mut &stream, "error", &[("reason", why.into())]);
+        let _ = event(
+            &mut &stream,
+            "error",
+            &[("reason", why.into()), ("retry", true.into())],
+        );
         let _ = stream.shutdown(std::net::Shutdown::Write);
         // What it sent already, read, so that the close is an orderly end where it can be.
         let _ = std::io::Read::read(&mut &stream, &mut [0u8; 4096]);
@@ -694,7 +721,7 @@ impl Publisher {
                 "{max} subscribers are connected, the most this recorder serves ([publish] \
                  max_subscribers)"
             );
-            let _ = self.refuse(&mut out, peer, why, "a subscriber past max_subscribers");
+            let _ = self.refuse_for_now(&mut out, peer, why, "a subscriber past max_subscribers");
             return;
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);

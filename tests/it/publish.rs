@@ -813,7 +813,20 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
     assert_eq!(next_line(&mut first)["event"], "subscribed");
     assert_eq!(next_line(&mut second)["event"], "subscribed");
     let third = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
-    assert!(refused(third).contains("max_subscribers"));
+    let (why, retry) = refusal(third);
+    assert!(why.contains("max_subscribers") && retry, "{why}");
+    // `subscribe`, refused for want of a place, tries again rather than giving up.
+    let dir = tempfile::tempdir().unwrap();
+    let mut waiting_sub = subscribe_command(
+        feed.publish,
+        dir.path(),
+        "out",
+        &["--symbols", "EURUSD", "--max-ticks", "50"],
+    );
+    let err = dir.path().join("out.err");
+    wait_for_text(&err, "no place free");
+    wait_for_text(&err, "connecting again");
+    assert!(waiting_sub.try_wait().unwrap().is_none(), "it gave up");
     // The waiting ones have a bound of their own, and one past it is refused at once.
     silent.extend((0..2).map(|_| connect(feed.publish)));
     // (It sends nothing: the refusal does not wait for a request, and one arriving after the
@@ -821,9 +834,9 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
     let past = connect(feed.publish);
     past.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let why = refused(BufReader::new(past));
+    let (why, retry) = refusal(BufReader::new(past));
     assert!(
-        why.contains("64 connections are waiting to send their request"),
+        why.contains("64 connections are waiting to send their request") && retry,
         "{why}"
     );
     drop(silent);
@@ -842,6 +855,12 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
     while next_json(&mut second)["event"] != "snapshot_end" {}
     let live = next_json(&mut second);
     assert!(live["symbol"] == "EURUSD" && live["seq"].is_i64(), "{live}");
+    // With that one gone too, the `subscribe` trying again gets its place and its ticks.
+    let done = waiting_sub.wait_until(Duration::from_secs(60));
+    let said = std::fs::read_to_string(&err).unwrap();
+    assert!(done.success(), "{done}: {said}");
+    let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
+    assert_eq!(out.lines().count(), 50, "{said}");
 
     // The status page's streams: 32 at once, the next refused with 503 until one closes.
     let mut open: Vec<BufReader<TcpStream>> = (0..32)
@@ -879,15 +898,44 @@ fn http_get(port: u16, path: &str, authorization: Option<&str>) -> (String, Stri
     (status.to_owned(), rest.to_owned())
 }
 
-/// The next line of a refused subscription: its reason, then the end of the connection.
-fn refused(mut sub: BufReader<TcpStream>) -> String {
+/// The next line of a refused subscription: its reason and whether it says to try again
+/// (`"retry": true`), then the end of the connection.
+fn refusal(mut sub: BufReader<TcpStream>) -> (String, bool) {
     let line = next_line(&mut sub);
     assert_eq!(line["event"], "error", "{line}");
     let mut rest = String::new();
     sub.read_to_string(&mut rest)
         .expect("closed after the reason");
     assert_eq!(rest, "", "nothing after the refusal");
-    line["reason"].as_str().unwrap().to_owned()
+    let retry = match line.get("retry") {
+        None => false,
+        Some(v) => v.as_bool().unwrap_or_else(|| panic!("retry: {line}")),
+    };
+    (line["reason"].as_str().unwrap().to_owned(), retry)
+}
+
+/// The reason of a refusal that is not for want of a place (no `retry`).
+fn refused(sub: BufReader<TcpStream>) -> String {
+    let (why, retry) = refusal(sub);
+    assert!(!retry, "{why}: said to try again");
+    why
+}
+
+/// Waits until `file` holds `text`.
+fn wait_for_text(file: &std::path::Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(file).unwrap_or_default();
+        if now.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {text:?} in {now}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What could go wrong: a subscriber or a page let in without the token, or with a wrong one;

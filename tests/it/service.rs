@@ -487,16 +487,6 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
         .status()
         .unwrap();
     assert!(term.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = rec.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "record still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = rec.wait_until(std::time::Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }

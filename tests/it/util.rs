@@ -166,6 +166,21 @@ impl Reaped {
             .expect("a Reaped holds its child until this")
             .wait_with_output()
     }
+
+    /// Waits for the child to end, at most `limit` (then the test fails, naming the limit).
+    pub fn wait_until(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_wait().expect("the child's status") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Reaped {

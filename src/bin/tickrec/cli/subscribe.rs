@@ -193,7 +193,8 @@ impl Consumer<'_> {
     }
 
     /// One connection, from its request to its end. An error ends the command: the recorder
-    /// refused the request (a wrong token, a cursor past what it holds), or the output failed.
+    /// refused the request for good (a wrong token, a cursor past what it holds), or the output
+    /// failed. A refusal for want of a place is an end like a disconnection.
     fn connection(
         &mut self,
         a: &SubscribeArgs,
@@ -347,6 +348,16 @@ impl Consumer<'_> {
                         text("reason").unwrap_or("no reason given")
                     ),
                     *let_in,
+                )))
+            }
+            // Refused for want of a place: tried again, as after a disconnection.
+            Some("error") if v.get("retry") == Some(&serde_json::Value::Bool(true)) => {
+                return Ok(Some(End::Lost(
+                    format!(
+                        "the recorder has no place free: {}",
+                        text("reason").unwrap_or("no reason given")
+                    ),
+                    false,
                 )))
             }
             Some("error") => anyhow::bail!(
