@@ -115,6 +115,14 @@ pub const MAX_WAITING: usize = 64;
 /// most.
 pub const MAX_WAITING_PER_ADDRESS: usize = 8;
 
+/// Whether a refused request may be let in later as it is: refused for want of a place, it
+/// may (its `error` line says `"retry": true`); for what it is, it will not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Never,
+    WhenAPlaceIsFree,
+}
+
 /// One commit's ticks, in seq order.
 struct Batch {
     day: NaiveDate,
@@ -620,39 +628,25 @@ impl Publisher {
             })
     }
 
-    /// A request line refused (`what` it was): counted, logged, and the subscriber told why.
+    /// A request line refused (`what` it was): counted, logged, and the subscriber told why,
+    /// and whether the same request may be let in later (`"retry": true`).
     fn refuse(
         &self,
         out: &mut impl Write,
         peer: std::net::SocketAddr,
         why: String,
         what: &str,
+        retry: Retry,
     ) -> std::io::Result<()> {
         self.stats
             .rejected_requests_total
             .fetch_add(1, Ordering::Relaxed);
         self.warn_refused(peer, &why, what);
-        event(out, "error", &[("reason", why.into())])
-    }
-
-    /// A refusal for want of a place: as [`Publisher::refuse`], with `"retry": true` (the
-    /// same request may be let in once a place is free).
-    fn refuse_for_now(
-        &self,
-        out: &mut impl Write,
-        peer: std::net::SocketAddr,
-        why: String,
-        what: &str,
-    ) -> std::io::Result<()> {
-        self.stats
-            .rejected_requests_total
-            .fetch_add(1, Ordering::Relaxed);
-        self.warn_refused(peer, &why, what);
-        event(
-            out,
-            "error",
-            &[("reason", why.into()), ("retry", true.into())],
-        )
+        let mut fields = vec![("reason", why.into())];
+        if retry == Retry::WhenAPlaceIsFree {
+            fields.push(("retry", true.into()));
+        }
+        event(out, "error", &fields)
     }
 
     /// A warning of a refusal, unless one was logged less than a second ago (`held_back`:
@@ -709,7 +703,7 @@ impl Publisher {
         let (symbols, ids, tail) = match request {
             Ok(r) => r,
             Err(why) => {
-                let _ = self.refuse(&mut out, peer, why, "a subscription request");
+                let _ = self.refuse(&mut out, peer, why, "a subscription request", Retry::Never);
                 return;
             }
         };
@@ -721,7 +715,13 @@ impl Publisher {
                 "{max} subscribers are connected, the most this recorder serves ([publish] \
                  max_subscribers)"
             );
-            let _ = self.refuse_for_now(&mut out, peer, why, "a subscriber past max_subscribers");
+            let _ = self.refuse(
+                &mut out,
+                peer,
+                why,
+                "a subscriber past max_subscribers",
+                Retry::WhenAPlaceIsFree,
+            );
             return;
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
@@ -1084,7 +1084,7 @@ impl Publisher {
             Ok(p) => p,
             Err(why) => {
                 let why = format!("{why} (the subscription is unchanged)");
-                self.refuse(rows.inner(), peer, why, "a change of symbols")?;
+                self.refuse(rows.inner(), peer, why, "a change of symbols", Retry::Never)?;
                 return Ok(None);
             }
         };

@@ -923,19 +923,7 @@ fn refused(sub: BufReader<TcpStream>) -> String {
 
 /// Waits until `file` holds `text`.
 fn wait_for_text(file: &std::path::Path, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = std::fs::read_to_string(file).unwrap_or_default();
-        if now.contains(text) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: no {text:?} in {now}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_file(file, &format!("{text:?}"), |now| now.contains(text));
 }
 
 /// What could go wrong: a subscriber or a page let in without the token, or with a wrong one;
@@ -1108,15 +1096,22 @@ fn subscribe_command(port: u16, dir: &std::path::Path, out: &str, extra: &[&str]
 
 /// Waits until `file` has at least `n` whole lines.
 fn wait_for_lines(file: &std::path::Path, n: usize) {
+    wait_for_file(file, &format!("{n} lines"), |now| {
+        now.matches('\n').count() >= n
+    });
+}
+
+/// Waits, at most 60 s, until what `file` holds is `ok` (`want` says what it waits for).
+fn wait_for_file(file: &std::path::Path, want: &str, ok: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if text.matches('\n').count() >= n {
+        let now = std::fs::read_to_string(file).unwrap_or_default();
+        if ok(&now) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{}: fewer than {n} lines",
+            "{}: no {want} in {now}",
             file.display()
         );
         std::thread::sleep(Duration::from_millis(50));
