@@ -13,7 +13,8 @@
 //! day files need.
 //!
 //! An accept that fails (the process out of file descriptors, for instance) is logged at most
-//! once a second and tried again 50 ms later: the listener ends only with its [`Server`].
+//! once a second and tried again 50 ms later: the listener ends only with its [`Server`]
+//! ([`crate::slots::accept_loop`], shared with the subscribers' port).
 //!
 //! What it serves: `GET` and `HEAD` without a body, kept alive (HTTP/1.1's default; an
 //! HTTP/1.0 request is answered and the connection closed), pipelined requests in turn.
@@ -21,7 +22,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -150,7 +150,6 @@ struct Shared {
     /// Connections refused for want of a place.
     refused: Arc<AtomicU64>,
     refusals_logged: Throttle,
-    faults_logged: Throttle,
     /// What the listener is, in its log lines.
     what: &'static str,
 }
@@ -175,12 +174,27 @@ impl Server {
             stop: stop.clone(),
             refused,
             refusals_logged: Throttle::default(),
-            faults_logged: Throttle::default(),
             what,
         });
         let thread = std::thread::Builder::new()
             .name("tickrec-http".into())
-            .spawn(move || accept_loop(&listener, &shared))?;
+            .spawn(move || {
+                let waiting = shared.waiting.clone();
+                let (stop, what) = (shared.stop.clone(), shared.what);
+                let refuse = {
+                    let shared = Arc::clone(&shared);
+                    move |stream, peer, why: String| shared.refuse(stream, peer, &why)
+                };
+                crate::slots::accept_loop(
+                    &listener,
+                    &waiting,
+                    &stop,
+                    what,
+                    "tickrec-http-conn",
+                    refuse,
+                    move |stream, peer, place| connection(stream, peer, place, &shared),
+                );
+            })?;
         Ok(Server {
             addr,
             stop,
@@ -200,58 +214,6 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
-}
-
-fn accept_loop(listener: &TcpListener, sh: &Arc<Shared>) {
-    while !sh.stop.is_requested() {
-        if !readable(listener, STOP_CHECK) {
-            continue;
-        }
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let place = match sh.waiting.take(peer.ip()) {
-                    Ok(place) => place,
-                    Err(why) => {
-                        sh.refuse(stream, peer, &why);
-                        continue;
-                    }
-                };
-                let shared = Arc::clone(sh);
-                let spawned = std::thread::Builder::new()
-                    .name("tickrec-http-conn".into())
-                    .spawn(move || connection(stream, peer, place, &shared));
-                if let Err(e) = spawned {
-                    if let Some(held_back) = sh.faults_logged.let_through() {
-                        tracing::warn!(%peer, error = %e, held_back, "{}: cannot serve a connection", sh.what);
-                    }
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                // Out of file descriptors, most often: the connection waits in the backlog.
-                if let Some(held_back) = sh.faults_logged.let_through() {
-                    tracing::error!(error = %e, held_back, "{}: accept failed; trying again", sh.what);
-                }
-                sh.stop.wait_timeout(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-/// Whether `listener` has a connection to accept within `timeout`.
-fn readable(listener: &TcpListener, timeout: Duration) -> bool {
-    let mut fd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one live pollfd, and its count is 1.
-    unsafe { libc::poll(&mut fd, 1, ms) > 0 }
 }
 
 impl Shared {

@@ -592,36 +592,22 @@ impl Publisher {
         std::thread::Builder::new()
             .name("tickrec-publish".into())
             .spawn(move || {
-                while !stop.is_requested() {
-                    match listener.accept() {
-                        Ok((stream, peer)) => {
-                            let waiting = match me.waiting.take(peer.ip()) {
-                                Ok(place) => place,
-                                Err(why) => {
-                                    me.refuse_waiting(stream, peer, why);
-                                    continue;
-                                }
-                            };
-                            let (me, rec, store, stop) =
-                                (me.clone(), recorder.clone(), store.clone(), stop.clone());
-                            let spawned = std::thread::Builder::new()
-                                .name("tickrec-subscriber".into())
-                                .spawn(move || {
-                                    me.subscriber(stream, peer, waiting, &rec, store, &stop)
-                                });
-                            if let Err(e) = spawned {
-                                tracing::warn!(%peer, error = %e, "publish: cannot serve a subscriber");
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            stop.wait_timeout(Duration::from_millis(50));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "publish: accept failed");
-                            stop.wait_timeout(Duration::from_millis(50));
-                        }
+                let refuse = |stream, peer, why| me.refuse_waiting(stream, peer, why);
+                let serve = {
+                    let (me, stop) = (me.clone(), stop.clone());
+                    move |stream, peer, waiting| {
+                        me.subscriber(stream, peer, waiting, &recorder, store.clone(), &stop)
                     }
-                }
+                };
+                crate::slots::accept_loop(
+                    &listener,
+                    &me.waiting,
+                    &stop,
+                    "publish",
+                    "tickrec-subscriber",
+                    refuse,
+                    serve,
+                );
                 for q in me.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                     q.close("the recorder is shutting down".into());
                 }

@@ -3,12 +3,89 @@
 //! flood of connections costs a refusal each, not a thread each. [`Waiting`] bounds the
 //! connections not yet let in, in all and from one address, so that peers which never send a
 //! request (or send one without the token) cannot take the places of those that do.
+//! [`accept_loop`] is how both listeners (the subscribers' port and the metrics listener) hand
+//! those places out.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::shutdown::Shutdown;
+
+/// How long the accepting thread waits for a connection before it looks at its stop again.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+
+/// Accepts `listener`'s connections until `stop`. Each takes a place of `waiting` and is
+/// handed to `serve` on a thread of its own named `thread`, or, with no place for it, to
+/// `refuse` with the reason (on this thread: it must not block). An accept that fails (the
+/// process out of file descriptors, most often: the connection waits in the backlog) is logged
+/// at most once a second and tried again 50 ms later, so the listener never ends but with
+/// `stop`. `what` names the listener in the log.
+pub fn accept_loop<S>(
+    listener: &TcpListener,
+    waiting: &Waiting,
+    stop: &Shutdown,
+    what: &str,
+    thread: &str,
+    refuse: impl Fn(TcpStream, SocketAddr, String),
+    serve: S,
+) where
+    S: Fn(TcpStream, SocketAddr, WaitingSlot) + Send + Sync + 'static,
+{
+    let serve = Arc::new(serve);
+    let faults = Throttle::default();
+    while !stop.is_requested() {
+        if !acceptable(listener, STOP_CHECK) {
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let place = match waiting.take(peer.ip()) {
+                    Ok(place) => place,
+                    Err(why) => {
+                        refuse(stream, peer, why);
+                        continue;
+                    }
+                };
+                let serve = Arc::clone(&serve);
+                let spawned = std::thread::Builder::new()
+                    .name(thread.into())
+                    .spawn(move || serve(stream, peer, place));
+                if let Err(e) = spawned {
+                    if let Some(held_back) = faults.let_through() {
+                        tracing::warn!(%peer, error = %e, held_back, "{what}: cannot serve a connection");
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                if let Some(held_back) = faults.let_through() {
+                    tracing::error!(error = %e, held_back, "{what}: accept failed; trying again");
+                }
+                stop.wait_timeout(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Whether `listener` has a connection to accept within `timeout` (or an error to report).
+fn acceptable(listener: &TcpListener, timeout: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one live pollfd, and its count is 1.
+    unsafe { libc::poll(&mut fd, 1, ms) > 0 }
+}
 
 /// At most `max` places, shared by every clone.
 #[derive(Debug, Clone)]
