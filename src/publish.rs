@@ -608,7 +608,12 @@ impl Publisher {
                     refuse,
                     serve,
                 );
-                for q in me.subscribers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                for q in me
+                    .subscribers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                {
                     q.close("the recorder is shutting down".into());
                 }
             })

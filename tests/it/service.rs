@@ -10,6 +10,14 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
 
 fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) -> Reaped {
+    let mut c = recorder_command(db, fix_port, metrics_port, config);
+    c.stderr(Stdio::null());
+    Reaped::new(c.spawn().unwrap())
+}
+
+/// `record` of EURUSD and GBPUSD from the simulator on `fix_port`, its metrics listener on
+/// `metrics_port`, its output dropped (its log too, unless set otherwise).
+fn recorder_command(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--db").arg(db);
     if let Some(cfg) = config {
@@ -30,7 +38,7 @@ fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) 
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    Reaped::new(c.spawn().unwrap())
+    c
 }
 
 fn sample(metrics: &str, name_and_labels: &str) -> f64 {
@@ -405,7 +413,13 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let (fix, http) = (free_port(), free_port());
     let _sim = simulator(fix, 2, 1_000);
-    let mut rec = recorder(&dir.path().join("db"), fix, http, None);
+    let log = dir.path().join("record.log");
+    let mut rec = Reaped::new(
+        recorder_command(&dir.path().join("db"), fix, http, None)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{http}/health");
     let answers = |code: u16, _: &str| code == 200 || code == 503;
     wait_for(&url, 20, answers);
@@ -462,6 +476,18 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
             "every connection was answered: the limit did not hold"
         );
     };
+    // The fault is the one meant: accepts failing, said in the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("metrics listener: accept failed; trying again")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed accept in the log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     set_limit(&before);
     drop(held);
     // The connection that waited is answered once descriptors are back,
