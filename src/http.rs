@@ -1,16 +1,18 @@
 //! The HTTP/1.1 server behind the metrics listener (`/metrics`, `/health`, the status page):
 //! one thread that accepts, and one per connection.
 //!
-//! What a connection costs is bounded. While it waits for a request, its first or the next
-//! on a kept-alive connection, it holds a place of [`crate::slots::Waiting`] ([`MAX_WAITING`]
-//! in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback), for at most
-//! [`Limits::first_request`] before its first request and [`Limits::idle`] between two. One
-//! more connection is answered `503` with the reason and closed at once, counted, and logged
-//! at most once a second. A response that lasts (the status page's event stream) gives its
-//! waiting place up when it starts: whoever hands it out bounds those ([`Response::stream`]).
-//! So peers that connect and send nothing cost a refusal each past the bound, not a thread and
-//! a file descriptor each for as long as they like, and the recorder keeps the descriptors its
-//! day files need.
+//! What a connection costs is bounded. It holds a place of [`crate::slots::Waiting`]
+//! ([`MAX_WAITING`] in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback) from
+//! when it is accepted, and waits for a request at most [`Limits::first_request`] before its
+//! first and [`Limits::idle`] between two. With no place free, the connection that has waited
+//! longest without sending is closed to make room (one being answered never is), so peers
+//! that connect and send nothing cannot keep out a probe or a scrape that sends its request at
+//! once; one that finds every place being answered is answered `503` with the reason and
+//! closed at once. Both are counted, and logged at most once a second. A response that lasts
+//! (the status page's event stream) gives its place up when it starts: whoever hands it out
+//! bounds those ([`Response::stream`]). So a flood costs a closed connection each, not a
+//! thread and a file descriptor each for as long as it likes, and the recorder keeps the
+//! descriptors its day files need.
 //!
 //! An accept that fails (the process out of file descriptors, for instance) is logged at most
 //! once a second and tried again 50 ms later: the listener ends only with its [`Server`]
@@ -155,12 +157,15 @@ struct Shared {
 }
 
 impl Server {
-    /// Serves `listener` with `handler` until dropped or `stop`; counts the connections it
-    /// refuses in `refused`. `what` names the listener in the log.
+    /// Serves `listener` with `handler` until dropped or `stop`, each connection holding a
+    /// place of `waiting` (by default `Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS)`)
+    /// while it waits for a request; counts the connections it refuses in `refused`. `what`
+    /// names the listener in the log.
     pub fn start(
         listener: TcpListener,
         what: &'static str,
         limits: Limits,
+        waiting: Waiting,
         handler: Arc<Handler>,
         stop: Shutdown,
         refused: Arc<AtomicU64>,
@@ -170,7 +175,7 @@ impl Server {
         let shared = Arc::new(Shared {
             handler,
             limits,
-            waiting: Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS),
+            waiting,
             stop: stop.clone(),
             refused,
             refusals_logged: Throttle::default(),
@@ -260,7 +265,10 @@ fn connection(
     let mut deadline = Instant::now() + sh.limits.first_request;
     loop {
         let head = match read_head(&mut stream, &mut buf, deadline, &sh.stop) {
-            Ok(Some(head)) => head,
+            Ok(Some(head)) => {
+                place.busy();
+                head
+            }
             Ok(None) => return,
             Err(Refusal(status, why)) => {
                 let r = Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"));
@@ -313,7 +321,10 @@ fn connection(
             return;
         }
         match write_response(&mut stream, response, keep_alive, method == Method::Head) {
-            Ok(_) if keep_alive => deadline = Instant::now() + sh.limits.idle,
+            Ok(_) if keep_alive => {
+                place.waiting();
+                deadline = Instant::now() + sh.limits.idle;
+            }
             Ok(_) => {
                 close_after_reading(stream);
                 return;
@@ -502,6 +513,7 @@ mod tests {
             listener,
             "test listener",
             limits,
+            Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS),
             handler,
             Shutdown::new(),
             refused.clone(),
@@ -638,55 +650,58 @@ mod tests {
         assert_eq!(rest, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
     }
 
-    /// What could go wrong: connections that send nothing holding a thread and a descriptor
-    /// each for as long as they stay, until the process has none left for its day files.
+    /// What could go wrong: connections that send nothing keeping out a client that sends its
+    /// request at once (a health probe), or holding a thread and a descriptor each for as long
+    /// as they like, until the process has none left for its day files.
     #[test]
-    fn silent_connections_are_bounded_and_closed_when_their_time_is_up() {
-        // Long enough for the 65th to be accepted while the first 64 wait, on a loaded host.
-        let limits = Limits {
-            first_request: Duration::from_secs(2),
-            idle: Duration::from_secs(2),
-            write: Duration::from_secs(5),
+    fn silent_connections_make_room_for_a_request_and_are_closed_when_their_time_is_up() {
+        // Places all taken by connections that send nothing, for longer than the test lasts.
+        let patient = Limits {
+            first_request: Duration::from_secs(60),
+            ..Limits::default()
         };
-        let (s, refused) = server(limits);
-        let silent: Vec<TcpStream> = (0..MAX_WAITING)
+        let (s, refused) = server(patient);
+        let mut silent: Vec<TcpStream> = (0..MAX_WAITING)
             .map(|_| TcpStream::connect(s.addr()).unwrap())
             .collect();
-        // One more is refused at once, with the reason (the silent ones are served first: the
-        // accepting thread takes connections in turn).
-        let (_c, mut r) = connect(&s);
+        // One that sends its request at once is answered (the accepting thread takes
+        // connections in turn: the silent ones have their places first), and the longest
+        // waiting made room for it.
+        let (mut c, mut r) = connect(&s);
+        c.write_all(b"GET /probe HTTP/1.1\r\n\r\n").unwrap();
         let (status, _, body) = response(&mut r);
-        assert!(status.starts_with("HTTP/1.1 503 "), "{status}");
-        assert!(body.unwrap().contains("64 connections are waiting"));
-        assert_eq!(refused.load(Ordering::Relaxed), 1);
-        // Past their time the silent ones are closed, and their places come back.
-        let started = Instant::now();
-        for mut c in silent {
-            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body.as_deref(), Some("/probe\n"));
+        silent[0]
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut end = Vec::new();
+        silent[0].read_to_end(&mut end).unwrap();
+        assert!(end.is_empty());
+        assert_eq!(refused.load(Ordering::Relaxed), 0);
+        // The others still wait (nothing to read yet).
+        silent[1].set_nonblocking(true).unwrap();
+        let e = silent[1].read(&mut [0u8; 1]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        drop(silent);
+        drop(s);
+
+        // Past their time, connections that send nothing are closed, and so is a kept-alive
+        // one that stays quiet.
+        let brief = Limits {
+            first_request: Duration::from_millis(500),
+            idle: Duration::from_millis(500),
+            write: Duration::from_secs(5),
+        };
+        let (s, _) = server(brief);
+        for mut quiet in (0..3).map(|_| TcpStream::connect(s.addr()).unwrap()) {
+            quiet
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
             let mut end = Vec::new();
-            c.read_to_end(&mut end).unwrap();
+            quiet.read_to_end(&mut end).unwrap();
             assert!(end.is_empty());
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let (mut c, mut r) = connect(&s);
-            c.write_all(b"GET /back HTTP/1.1\r\n\r\n").unwrap();
-            let (status, _, body) = response(&mut r);
-            if status == "HTTP/1.1 200 OK" {
-                assert_eq!(body.as_deref(), Some("/back\n"));
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "places never came back: {status}"
-            );
-        }
-        // A kept-alive connection that stays quiet is closed past its idle time too.
         let (mut c, mut r) = connect(&s);
         c.write_all(b"GET /a HTTP/1.1\r\n\r\n").unwrap();
         response(&mut r);

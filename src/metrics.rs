@@ -707,8 +707,12 @@ impl Server {
         let stop = crate::shutdown::Shutdown::new();
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let unauthorized = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let waiting = crate::slots::Waiting::new(
+            crate::http::MAX_WAITING,
+            crate::http::MAX_WAITING_PER_ADDRESS,
+        );
         let handler = Handler {
-            scrape: with_listener_counts(scrape, has_token, &refused, &unauthorized),
+            scrape: with_listener_counts(scrape, has_token, &refused, &unauthorized, &waiting),
             token,
             streams: crate::slots::Slots::new(MAX_EVENT_STREAMS),
             unauthorized,
@@ -720,6 +724,7 @@ impl Server {
             listener,
             "metrics listener",
             crate::http::Limits::default(),
+            waiting,
             handler,
             stop,
             refused,
@@ -735,25 +740,34 @@ impl Server {
     }
 }
 
-/// `scrape`, and what the listener itself counts: connections refused for want of a place,
-/// and (with a token) requests refused for a missing or wrong one.
+/// `scrape`, and what the listener itself counts: connections refused for want of a place or
+/// closed to make room, and (with a token) requests refused for a missing or wrong one.
 fn with_listener_counts(
     scrape: Arc<ScrapeFn>,
     token: bool,
     refused: &Arc<std::sync::atomic::AtomicU64>,
     unauthorized: &Arc<std::sync::atomic::AtomicU64>,
+    waiting: &crate::slots::Waiting,
 ) -> Arc<ScrapeFn> {
     let (refused, unauthorized) = (Arc::clone(refused), Arc::clone(unauthorized));
+    let waiting = waiting.clone();
     Arc::new(move || {
         let mut s = scrape();
         let count =
             |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed) as f64;
         s.extra.push((
             "tickrec_http_connections_refused_total",
-            "Connections to this listener refused for want of a place (too many waiting for \
-             their next request, in all or from one address)",
+            "Connections to this listener refused for want of a place (every place, in all or \
+             of their address, held by connections being answered)",
             true,
             count(&refused),
+        ));
+        s.extra.push((
+            "tickrec_http_connections_closed_for_room_total",
+            "Connections to this listener that waited longest without sending a request, \
+             closed to make room for a new one",
+            true,
+            waiting.closed_for_room() as f64,
         ));
         if token {
             s.extra.push((

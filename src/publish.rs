@@ -65,6 +65,10 @@
 //! told why and closed). A connection waits for its first request line apart from them
 //! ([`MAX_WAITING`] in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback, within
 //! 10 s), so peers that send no request, or one without the token, cannot take their places.
+//! With every waiting place taken, the connection that has waited longest without sending a
+//! request line is closed to make room for a new one (one whose line is being read and
+//! checked never is); so connections that send nothing cannot keep out a subscriber that
+//! sends its request at once.
 //! A refusal for want of a place, of either kind, says `"retry": true` in its `error` line:
 //! the same request may be let in later (`tickrec subscribe` tries again, as after a
 //! disconnection); the others will not be.
@@ -542,6 +546,12 @@ impl Publisher {
         }))
     }
 
+    /// Connections that waited longest without sending a request line, closed to make room
+    /// for a new one ([`crate::slots::Waiting`]).
+    pub fn closed_for_room(&self) -> u64 {
+        self.waiting.closed_for_room()
+    }
+
     pub fn stats(&self) -> Arc<PublishStats> {
         self.stats.clone()
     }
@@ -684,7 +694,11 @@ impl Publisher {
         let mut out = BufWriter::with_capacity(1 << 16, stream);
         let mut lines = BufReader::new(Incoming::within(read_half, REQUEST_TIMEOUT));
         let request = match read_request(&mut lines) {
-            Ok(Some(r)) => r.and_then(|r| self.let_in(r)).and_then(|r| self.parse(r)),
+            Ok(Some(r)) => {
+                // Being served: not closed to make room for another.
+                waiting.busy();
+                r.and_then(|r| self.let_in(r)).and_then(|r| self.parse(r))
+            }
             Ok(None) => Err("the connection closed before a request line".into()),
             Err(e) => Err(e.to_string()),
         };

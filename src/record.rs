@@ -298,6 +298,13 @@ fn scrape_fn(
                     v(&p.rejected_requests_total),
                 ),
                 (
+                    "tickrec_publish_connections_closed_for_room_total",
+                    "Connections that waited longest without sending a request line, closed to \
+                     make room for a new one",
+                    true,
+                    publisher.closed_for_room() as f64,
+                ),
+                (
                     "tickrec_publish_unauthorized_total",
                     "Subscription requests refused for a missing or wrong token",
                     true,

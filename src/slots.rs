@@ -43,7 +43,7 @@ pub fn accept_loop<S>(
         }
         match listener.accept() {
             Ok((stream, peer)) => {
-                let place = match waiting.take(peer.ip()) {
+                let place = match waiting.take(peer.ip(), &stream) {
                     Ok(place) => place,
                     Err(why) => {
                         refuse(stream, peer, why);
@@ -129,78 +129,183 @@ impl Drop for Slot {
     }
 }
 
-/// Connections waiting, by address (addresses with none are removed).
-type ByAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// Places for connections that have not yet been let in: at most `max` in all, and at most
-/// `per_address` from one address other than loopback (a host's own programs share one
-/// address, and a local user is trusted with more than a place).
+/// Places for connections that wait for a request (not yet let in, or idle between two
+/// requests): at most `max` in all, and at most `per_address` from one address other than
+/// loopback (a host's own programs share one address, and a local user is trusted with more
+/// than a place).
+///
+/// With no place free, the connection that has waited longest without sending (from the same
+/// address, when that address holds all of its own) is closed to make room: its socket is
+/// shut down, so its thread's read ends at once and gives its place back. So a flood of
+/// connections that send nothing cannot keep out a client that sends its request as soon as
+/// it connects (a health probe, a scrape, a subscriber): the flood only cycles its own. A
+/// connection marked [`WaitingSlot::busy`] (being answered) is never closed this way. Threads
+/// of closed connections that have not yet ended count too, up to `max` more; past that a new
+/// connection is refused.
 #[derive(Debug, Clone)]
 pub struct Waiting {
-    all: Slots,
+    max: usize,
     per_address: usize,
-    by_address: ByAddress,
+    state: Arc<Mutex<WaitingState>>,
+}
+
+#[derive(Debug, Default)]
+struct WaitingState {
+    /// Places handed out and not given back (closed connections' included).
+    alive: usize,
+    /// Connections holding a place, by id.
+    held: HashMap<u64, Held>,
+    /// Of those, how many from each address but loopback (addresses with none removed).
+    by_address: HashMap<IpAddr, usize>,
+    /// The next id, and the order in which connections started to wait.
+    next: u64,
+    /// Connections closed to make room.
+    closed: u64,
+}
+
+#[derive(Debug)]
+struct Held {
+    peer: IpAddr,
+    /// A handle on its socket, to shut it down.
+    socket: TcpStream,
+    /// Since when it waits (the order of `next`), or `None` while it is answered.
+    waiting_since: Option<u64>,
 }
 
 /// One place of [`Waiting`], given back when dropped.
 #[derive(Debug)]
 pub struct WaitingSlot {
-    _all: Slot,
-    address: Option<(IpAddr, ByAddress)>,
+    id: u64,
+    state: Arc<Mutex<WaitingState>>,
 }
 
 impl Waiting {
     /// `max` places in all (at least one), `per_address` (at least one) for each address.
     pub fn new(max: usize, per_address: usize) -> Waiting {
         Waiting {
-            all: Slots::new(max),
+            max: max.max(1),
             per_address: per_address.max(1),
-            by_address: Arc::default(),
+            state: Arc::default(),
         }
     }
 
-    /// A place for a connection from `peer`, or why there is none.
-    pub fn take(&self, peer: IpAddr) -> Result<WaitingSlot, String> {
-        let all = self.all.take().ok_or_else(|| {
-            format!(
-                "{} connections are waiting to send their request, the most this recorder holds",
-                self.all.max()
-            )
-        })?;
-        if peer.is_loopback() {
-            return Ok(WaitingSlot {
-                _all: all,
-                address: None,
-            });
-        }
-        let mut by_address = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let n = by_address.entry(peer).or_default();
-        if *n >= self.per_address {
+    /// A place for `socket`, a connection from `peer`, making room if need be; or why there
+    /// is none.
+    pub fn take(&self, peer: IpAddr, socket: &TcpStream) -> Result<WaitingSlot, String> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.alive >= self.max * 2 {
             return Err(format!(
-                "{} connections from {peer} are waiting to send their request, the most one \
-                 address may hold",
+                "{} connections are waiting to send their request, or closing, the most this \
+                 recorder holds",
+                st.alive
+            ));
+        }
+        let local = peer.is_loopback();
+        let full_here = !local
+            && st
+                .by_address
+                .get(&peer)
+                .is_some_and(|&n| n >= self.per_address);
+        if full_here && !st.close_longest_waiting(|h| h.peer == peer) {
+            return Err(format!(
+                "{} connections from {peer} are being served, the most one address may hold",
                 self.per_address
             ));
         }
-        *n += 1;
+        if st.held.len() >= self.max && !st.close_longest_waiting(|_| true) {
+            return Err(format!(
+                "{} connections are being served, the most this recorder holds",
+                self.max
+            ));
+        }
+        let socket = socket
+            .try_clone()
+            .map_err(|e| format!("no handle on the connection: {e}"))?;
+        let id = st.next;
+        st.next += 1;
+        st.held.insert(
+            id,
+            Held {
+                peer,
+                socket,
+                waiting_since: Some(id),
+            },
+        );
+        if !local {
+            *st.by_address.entry(peer).or_default() += 1;
+        }
+        st.alive += 1;
         Ok(WaitingSlot {
-            _all: all,
-            address: Some((peer, self.by_address.clone())),
+            id,
+            state: Arc::clone(&self.state),
         })
+    }
+
+    /// Connections closed to make room so far.
+    pub fn closed_for_room(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed
+    }
+}
+
+impl WaitingState {
+    /// Shuts down the connection that has waited longest among those `which` picks, and takes
+    /// it off the places; false when there is none (all being answered).
+    fn close_longest_waiting(&mut self, which: impl Fn(&Held) -> bool) -> bool {
+        let longest = self
+            .held
+            .iter()
+            .filter(|(_, h)| which(h))
+            .filter_map(|(id, h)| h.waiting_since.map(|since| (since, *id)))
+            .min();
+        let Some((_, id)) = longest else {
+            return false;
+        };
+        if let Some(h) = self.forget(id) {
+            let _ = h.socket.shutdown(std::net::Shutdown::Both);
+        }
+        self.closed += 1;
+        true
+    }
+
+    /// Takes connection `id` off the places.
+    fn forget(&mut self, id: u64) -> Option<Held> {
+        let h = self.held.remove(&id)?;
+        if let Some(n) = self.by_address.get_mut(&h.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_address.remove(&h.peer);
+            }
+        }
+        Some(h)
+    }
+}
+
+impl WaitingSlot {
+    /// Being answered: not to be closed to make room until [`WaitingSlot::waiting`].
+    pub fn busy(&self) {
+        self.set_waiting(false);
+    }
+
+    /// Waiting again (for its next request): the longest waiting is the first closed.
+    pub fn waiting(&self) {
+        self.set_waiting(true);
+    }
+
+    fn set_waiting(&self, waiting: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let since = waiting.then_some(st.next);
+        if let Some(h) = st.held.get_mut(&self.id) {
+            h.waiting_since = since;
+            st.next += 1;
+        }
     }
 }
 
 impl Drop for WaitingSlot {
     fn drop(&mut self) {
-        if let Some((peer, by_address)) = &self.address {
-            let mut by_address = by_address.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = by_address.get_mut(peer) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    by_address.remove(peer);
-                }
-            }
-        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.forget(self.id);
+        st.alive = st.alive.saturating_sub(1);
     }
 }
 
@@ -244,27 +349,80 @@ mod tests {
         assert!(slots.clone().take().is_some());
     }
 
+    /// A connection's two ends: the one a peer holds, and the one accepted.
+    fn connection(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (peer, accepted)
+    }
+
+    /// Whether the peer's end has been closed (a read ends at once).
+    fn closed(peer: &mut TcpStream) -> bool {
+        peer.set_nonblocking(true).unwrap();
+        let mut byte = [0u8];
+        let r = std::io::Read::read(peer, &mut byte);
+        peer.set_nonblocking(false).unwrap();
+        matches!(r, Ok(0))
+    }
+
+    /// What could go wrong: a flood of connections that send nothing keeping out a client that
+    /// sends its request at once; a connection being answered closed under it; a place never
+    /// given back; or threads of closed connections piling up without a bound.
     #[test]
-    fn waiting_places_are_bounded_in_all_and_per_address_but_loopback() {
+    fn the_longest_waiting_connection_makes_room_and_the_places_stay_bounded() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let waiting = Waiting::new(4, 2);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let a1 = waiting.take(a).unwrap();
-        let _a2 = waiting.take(a).unwrap();
-        let e = waiting.take(a).unwrap_err();
-        assert!(e.contains("from 192.0.2.1"), "{e}");
-        let _b1 = waiting.take(b).unwrap();
-        drop(a1);
-        let _a3 = waiting.take(a).unwrap();
         let local: IpAddr = "127.0.0.1".parse().unwrap();
-        let _l1 = waiting.take(local).unwrap();
-        let e = waiting.take(local).unwrap_err();
-        assert!(e.contains("4 connections are waiting"), "{e}");
-        drop(_b1);
+        let take = |from: IpAddr| {
+            let (peer, accepted) = connection(&listener);
+            (peer, waiting.take(from, &accepted))
+        };
+        // An address holding its own places makes room among its own.
+        let (mut a1, a1_slot) = take(a);
+        let (_a2, a2_slot) = take(a);
+        let a2_slot = a2_slot.unwrap();
+        let (mut a3, a3_slot) = take(a);
         assert!(
-            waiting.take(local).is_ok(),
-            "loopback is bounded only in all"
+            a3_slot.is_ok() && closed(&mut a1),
+            "the longest waiting of 192.0.2.1 closed"
         );
-        assert!(waiting.by_address.lock().unwrap().values().all(|&n| n > 0));
+        // One being answered is never closed for room.
+        a2_slot.busy();
+        let (_a4, a4_slot) = take(a);
+        let a4_slot = a4_slot.unwrap();
+        assert!(closed(&mut a3));
+        a4_slot.busy();
+        let (_, e) = take(a);
+        let e = e.unwrap_err();
+        assert!(e.contains("from 192.0.2.1 are being served"), "{e}");
+        // In all: the longest waiting of any address (not loopback's own bound: there is none).
+        let (mut b1, b1_slot) = take(b);
+        let (mut l1, l1_slot) = take(local);
+        let (_l2, l2_slot) = take(local);
+        assert!(
+            l2_slot.is_ok() && closed(&mut b1),
+            "the longest waiting in all closed"
+        );
+        assert!(!closed(&mut l1));
+        // Closed connections whose threads have not ended count, up to as many again.
+        let (_l3, l3_slot) = take(local);
+        assert!(l3_slot.is_ok() && closed(&mut l1));
+        let (_, e) = take(local);
+        let e = e.unwrap_err();
+        assert!(e.contains("or closing"), "{e}");
+        drop((a1_slot, a3_slot, b1_slot, l1_slot));
+        let (_l4, l4_slot) = take(local);
+        assert!(l4_slot.is_ok(), "places of ended threads come back");
+        assert_eq!(waiting.closed_for_room(), 5);
+        // Waiting again, a connection is the newest in line.
+        a2_slot.waiting();
+        a4_slot.waiting();
+        let st = waiting.state.lock().unwrap();
+        assert!(st.by_address.values().all(|&n| n > 0));
+        assert_eq!(st.held.len(), 4);
     }
 
     #[test]
