@@ -36,7 +36,7 @@ pub fn accept_loop<S>(
     S: Fn(TcpStream, SocketAddr, WaitingSlot) + Send + Sync + 'static,
 {
     let serve = Arc::new(serve);
-    let faults = Throttle::default();
+    let (faults, room_made) = (Throttle::default(), Throttle::default());
     while !stop.is_requested() {
         if !acceptable(listener, STOP_CHECK) {
             continue;
@@ -44,7 +44,19 @@ pub fn accept_loop<S>(
         match listener.accept() {
             Ok((stream, peer)) => {
                 let place = match waiting.take(peer.ip(), &stream) {
-                    Ok(place) => place,
+                    Ok((place, None)) => place,
+                    Ok((place, Some(closed))) => {
+                        if let Some(held_back) = room_made.let_through() {
+                            tracing::warn!(
+                                %closed,
+                                %peer,
+                                held_back,
+                                "{what}: closed the connection that had waited longest without \
+                                 a request, to make room"
+                            );
+                        }
+                        place
+                    }
                     Err(why) => {
                         refuse(stream, peer, why);
                         continue;
@@ -189,9 +201,13 @@ impl Waiting {
         }
     }
 
-    /// A place for `socket`, a connection from `peer`, making room if need be; or why there
-    /// is none.
-    pub fn take(&self, peer: IpAddr, socket: &TcpStream) -> Result<WaitingSlot, String> {
+    /// A place for `socket`, a connection from `peer`, making room if need be (with the
+    /// address of the connection closed for it); or why there is none.
+    pub fn take(
+        &self,
+        peer: IpAddr,
+        socket: &TcpStream,
+    ) -> Result<(WaitingSlot, Option<IpAddr>), String> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.alive >= self.max * 2 {
             return Err(format!(
@@ -206,17 +222,24 @@ impl Waiting {
                 .by_address
                 .get(&peer)
                 .is_some_and(|&n| n >= self.per_address);
-        if full_here && !st.close_longest_waiting(|h| h.peer == peer) {
-            return Err(format!(
-                "{} connections from {peer} are being served, the most one address may hold",
-                self.per_address
-            ));
+        let mut closed = None;
+        if full_here {
+            closed = st.close_longest_waiting(|h| h.peer == peer);
+            if closed.is_none() {
+                return Err(format!(
+                    "{} connections from {peer} are being served, the most one address may hold",
+                    self.per_address
+                ));
+            }
         }
-        if st.held.len() >= self.max && !st.close_longest_waiting(|_| true) {
-            return Err(format!(
-                "{} connections are being served, the most this recorder holds",
-                self.max
-            ));
+        if st.held.len() >= self.max {
+            closed = st.close_longest_waiting(|_| true);
+            if closed.is_none() {
+                return Err(format!(
+                    "{} connections are being served, the most this recorder holds",
+                    self.max
+                ));
+            }
         }
         let socket = socket
             .try_clone()
@@ -235,10 +258,11 @@ impl Waiting {
             *st.by_address.entry(peer).or_default() += 1;
         }
         st.alive += 1;
-        Ok(WaitingSlot {
+        let slot = WaitingSlot {
             id,
             state: Arc::clone(&self.state),
-        })
+        };
+        Ok((slot, closed))
     }
 
     /// Connections closed to make room so far.
@@ -249,22 +273,19 @@ impl Waiting {
 
 impl WaitingState {
     /// Shuts down the connection that has waited longest among those `which` picks, and takes
-    /// it off the places; false when there is none (all being answered).
-    fn close_longest_waiting(&mut self, which: impl Fn(&Held) -> bool) -> bool {
+    /// it off the places: its address, or `None` when there is none (all being served).
+    fn close_longest_waiting(&mut self, which: impl Fn(&Held) -> bool) -> Option<IpAddr> {
         let longest = self
             .held
             .iter()
             .filter(|(_, h)| which(h))
             .filter_map(|(id, h)| h.waiting_since.map(|since| (since, *id)))
             .min();
-        let Some((_, id)) = longest else {
-            return false;
-        };
-        if let Some(h) = self.forget(id) {
-            let _ = h.socket.shutdown(std::net::Shutdown::Both);
-        }
+        let (_, id) = longest?;
+        let h = self.forget(id)?;
+        let _ = h.socket.shutdown(std::net::Shutdown::Both);
         self.closed += 1;
-        true
+        Some(h.peer)
     }
 
     /// Takes connection `id` off the places.
@@ -376,9 +397,14 @@ mod tests {
         let waiting = Waiting::new(4, 2);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let taken = std::cell::RefCell::new(Vec::new());
         let take = |from: IpAddr| {
             let (peer, accepted) = connection(&listener);
-            (peer, waiting.take(from, &accepted))
+            let place = waiting.take(from, &accepted).map(|(slot, closed)| {
+                taken.borrow_mut().push(closed);
+                slot
+            });
+            (peer, place)
         };
         // An address holding its own places makes room among its own.
         let (mut a1, a1_slot) = take(a);
@@ -417,6 +443,9 @@ mod tests {
         let (_l4, l4_slot) = take(local);
         assert!(l4_slot.is_ok(), "places of ended threads come back");
         assert_eq!(waiting.closed_for_room(), 5);
+        // Each place taken says whose connection was closed for it.
+        let closed_for: Vec<_> = taken.borrow().iter().flatten().copied().collect();
+        assert_eq!(closed_for, [a, a, b, local, local]);
         // Waiting again, a connection is the newest in line.
         a2_slot.waiting();
         a4_slot.waiting();
