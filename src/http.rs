@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use crate::shutdown::Shutdown;
 use crate::slots::{Throttle, Waiting};
 
-/// Connections waiting for their next request, at most, in all.
+/// Connections held at once (waiting for a request or being answered), at most, in all.
 pub const MAX_WAITING: usize = 64;
-/// Connections from one address (loopback excepted) waiting for their next request, at most.
+/// Connections from one address (loopback excepted) held at once, at most.
 pub const MAX_WAITING_PER_ADDRESS: usize = 8;
 /// A request head's size, at most (a scrape's or a browser's is well under 2 KiB).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -158,9 +158,9 @@ struct Shared {
 
 impl Server {
     /// Serves `listener` with `handler` until dropped or `stop`, each connection holding a
-    /// place of `waiting` (by default `Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS)`)
-    /// while it waits for a request; counts the connections it refuses in `refused`. `what`
-    /// names the listener in the log.
+    /// place of `waiting` (`Waiting::new(MAX_WAITING, MAX_WAITING_PER_ADDRESS)` for the
+    /// metrics listener) for as long as it lasts (a stream gives it up when it starts);
+    /// counts the connections it refuses in `refused`. `what` names the listener in the log.
     pub fn start(
         listener: TcpListener,
         what: &'static str,

@@ -1,8 +1,9 @@
 //! Places for connections served at once (the live fan-out's subscribers, the status page's
 //! event streams): taken when one is accepted, given back when its guard is dropped, so that a
 //! flood of connections costs a refusal each, not a thread each. [`Waiting`] bounds the
-//! connections not yet let in, in all and from one address, so that peers which never send a
-//! request (or send one without the token) cannot take the places of those that do.
+//! connections not yet let in, in all and from one address, closing the one that has waited
+//! longest to make room, so that peers which never send a request (or send one without the
+//! token) cannot take the places of those that do.
 //! [`accept_loop`] is how both listeners (the subscribers' port and the metrics listener) hand
 //! those places out.
 
@@ -141,10 +142,10 @@ impl Drop for Slot {
     }
 }
 
-/// Places for connections that wait for a request (not yet let in, or idle between two
-/// requests): at most `max` in all, and at most `per_address` from one address other than
-/// loopback (a host's own programs share one address, and a local user is trusted with more
-/// than a place).
+/// Places for connections that wait for a request or are being served (a would-be
+/// subscriber's until it is let in; a metrics listener's connection for as long as it lasts):
+/// at most `max` in all, and at most `per_address` from one address other than loopback (a
+/// host's own programs share one address, and a local user is trusted with more than a place).
 ///
 /// With no place free, the connection that has waited longest without sending (from the same
 /// address, when that address holds all of its own) is closed to make room: its socket is
