@@ -152,7 +152,8 @@ impl Drop for Slot {
 /// shut down, so its thread's read ends at once and gives its place back. So a flood of
 /// connections that send nothing cannot keep out a client that sends its request as soon as
 /// it connects (a health probe, a scrape, a subscriber): the flood only cycles its own. A
-/// connection marked [`WaitingSlot::busy`] (being answered) is never closed this way. Threads
+/// connection marked [`WaitingSlot::busy`] (being answered) is never closed this way, nor one
+/// taken when the process had no descriptor left for a second handle on it. Threads
 /// of closed connections that have not yet ended count too, up to `max` more; past that a new
 /// connection is refused.
 #[derive(Debug, Clone)]
@@ -179,8 +180,9 @@ struct WaitingState {
 #[derive(Debug)]
 struct Held {
     peer: IpAddr,
-    /// A handle on its socket, to shut it down.
-    socket: TcpStream,
+    /// A handle on its socket, to shut it down (none when the process had no descriptor
+    /// left for one).
+    socket: Option<TcpStream>,
     /// Since when it waits (the order of `next`), or `None` while it is answered.
     waiting_since: Option<u64>,
 }
@@ -242,9 +244,8 @@ impl Waiting {
                 ));
             }
         }
-        let socket = socket
-            .try_clone()
-            .map_err(|e| format!("no handle on the connection: {e}"))?;
+        // Out of descriptors, it is served without one: it just cannot be closed for room.
+        let socket = socket.try_clone().ok();
         let id = st.next;
         st.next += 1;
         st.held.insert(
@@ -279,12 +280,14 @@ impl WaitingState {
         let longest = self
             .held
             .iter()
-            .filter(|(_, h)| which(h))
+            .filter(|(_, h)| h.socket.is_some() && which(h))
             .filter_map(|(id, h)| h.waiting_since.map(|since| (since, *id)))
             .min();
         let (_, id) = longest?;
         let h = self.forget(id)?;
-        let _ = h.socket.shutdown(std::net::Shutdown::Both);
+        if let Some(socket) = &h.socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
         self.closed += 1;
         Some(h.peer)
     }

@@ -422,7 +422,12 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
     );
     let url = format!("http://127.0.0.1:{http}/health");
     let answers = |code: u16, _: &str| code == 200 || code == 503;
-    wait_for(&url, 20, answers);
+    // Recording: its session logged on and ticks stored.
+    wait_for(&url, 30, |_, body| {
+        serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+            v["sessions"][0]["state"] == "logged on" && v["ticks_stored"].as_u64() > Some(0)
+        })
+    });
 
     // Its soft limit on descriptors lowered to those it has open now and two more.
     let pid = libc::pid_t::try_from(rec.id()).unwrap();
@@ -462,8 +467,13 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
     let mut held = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pending = loop {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", http))
-            .unwrap_or_else(|e| panic!("the listener ended at the fault: {e}"));
+        let mut c = match std::net::TcpStream::connect(("127.0.0.1", http)) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                panic!("the listener ended at the fault: {e}")
+            }
+            Err(e) => panic!("connecting: {e}"),
+        };
         ask(&mut c);
         match status_line(&c, 2) {
             Ok(line) if line.starts_with("HTTP/1.1 ") => held.push(c),
@@ -472,8 +482,9 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
             Err(e) => panic!("the listener ended at the fault: {e}"),
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "every connection was answered: the limit did not hold"
+            std::time::Instant::now() < deadline && held.len() < 100,
+            "{} connections answered: the limit did not hold",
+            held.len()
         );
     };
     // The fault is the one meant: accepts failing, said in the log.
@@ -496,7 +507,7 @@ fn the_metrics_listener_answers_again_after_running_out_of_file_descriptors() {
         line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.1 503"),
         "{line:?}"
     );
-    // the listener answers on, and the recorder recorded on.
+    // the listener answers on, and the recorder recorded on, its session never dropped.
     let (_, body) = wait_for(&url, 20, answers);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["sessions"][0]["state"], "logged on", "{body}");
