@@ -236,7 +236,7 @@ impl Shared {
     }
 }
 
-/// Why a request head could not be read (answered with the status, then closed).
+/// Why a request is not served (answered with the status and the reason, then closed).
 struct Refusal(u16, &'static str);
 
 /// One request head, parsed.
@@ -264,44 +264,23 @@ fn connection(
     let mut buf = Vec::with_capacity(1024);
     let mut deadline = Instant::now() + sh.limits.first_request;
     loop {
-        let head = match read_head(&mut stream, &mut buf, deadline, &sh.stop) {
+        let read = read_head(&mut stream, &mut buf, deadline, &sh.stop);
+        let (head, method) = match read.and_then(|head| head.map(served).transpose()) {
             Ok(Some(head)) => {
                 place.busy();
                 head
             }
             Ok(None) => return,
             Err(Refusal(status, why)) => {
-                let r = Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"));
+                let mut r = Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"));
+                if status == 405 {
+                    r = r.with_header("Allow", "GET, HEAD");
+                }
                 let _ = write_response(&mut stream, r, false, false);
                 close_after_reading(stream);
                 return;
             }
         };
-        let method = match head.method.as_str() {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            _ => {
-                let r = Response::new(
-                    405,
-                    "text/plain; charset=utf-8",
-                    "method not allowed: this listener answers GET and HEAD\n",
-                )
-                .with_header("Allow", "GET, HEAD");
-                let _ = write_response(&mut stream, r, false, false);
-                close_after_reading(stream);
-                return;
-            }
-        };
-        if head.body {
-            let r = Response::new(
-                413,
-                "text/plain; charset=utf-8",
-                "a request with a body: this listener reads none\n",
-            );
-            let _ = write_response(&mut stream, r, false, false);
-            close_after_reading(stream);
-            return;
-        }
         let keep_alive = head.http11 && !head.close;
         let request = Request {
             method,
@@ -335,6 +314,27 @@ fn connection(
             }
         }
     }
+}
+
+/// `head` with its method, if this server serves it.
+fn served(head: Head) -> Result<(Head, Method), Refusal> {
+    let method = match head.method.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        _ => {
+            return Err(Refusal(
+                405,
+                "method not allowed: this listener answers GET and HEAD",
+            ))
+        }
+    };
+    if head.body {
+        return Err(Refusal(
+            413,
+            "a request with a body: this listener reads none",
+        ));
+    }
+    Ok((head, method))
 }
 
 /// Reads until `buf` holds a whole request head, and takes it out of `buf` (what follows it,
