@@ -10,10 +10,6 @@ use tickrec::tick::Timestamp;
 use super::cli::tickrec;
 use super::util::*;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Ticks on three days: two old ones and today.
 fn fill(db: &Path) {
     let today = chrono::Utc::now().date_naive();
@@ -273,7 +269,7 @@ fn retention_deletes_only_with_confirmation() {
         None,
     );
     assert_eq!(out.status.code(), Some(2), "no terminal, no --yes: refuse");
-    assert!(text(&out.stderr).contains("--yes"), "{}", text(&out.stderr));
+    assert_says(&out.stderr, "--yes");
     assert_eq!(layout::list_days(&db).unwrap().len(), 3);
     let out = tickrec(
         &db,
@@ -321,11 +317,7 @@ fn the_nightly_job_archives_logs_a_line_per_day_is_idempotent_and_reports_by_exi
     assert!(log.contains("done: exit 0"), "{log}");
     let again = run();
     assert_eq!(again.status.code(), Some(0));
-    assert!(
-        text(&again.stdout).contains("0 archived"),
-        "{}",
-        text(&again.stdout)
-    );
+    assert_says(&again.stdout, "0 archived");
     // An overlapping run backs off with 75.
     let held = std::fs::File::create(&lock).unwrap();
     held.lock().unwrap();
@@ -419,11 +411,7 @@ fn sealing_never_grows_a_day_and_changes_no_answer() {
     assert_eq!(queries(&db), before, "the covering index answers alike");
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("the query directory now names 300 ticks"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "the query directory now names 300 ticks");
     let now = size(old) + size(&wal(old));
     assert!(now < covering, "{covering} -> {now}");
     assert!(now <= live, "live {live} -> sealed {now}");
@@ -485,11 +473,7 @@ fn a_small_day_from_before_the_directory_is_sealed_as_it_is() {
     drop(conn);
     let out = tickrec(&db, &["seal", "--older-than", "1d"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("too small for one to pay"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "too small for one to pay");
     let size = std::fs::metadata(old).unwrap().len();
     assert!(size <= live, "live {live} -> sealed {size}");
     assert_eq!(
@@ -747,10 +731,9 @@ fn a_damaged_parquet_archive_is_reported_by_check_and_queries_never_pass_it_off(
         None,
     );
     assert_ne!(out.status.code(), Some(0));
-    assert!(
-        text(&out.stderr).contains(&b.path.file_name().unwrap().to_string_lossy().to_string()),
-        "{}",
-        text(&out.stderr)
+    assert_says(
+        &out.stderr,
+        &b.path.file_name().unwrap().to_string_lossy().to_string(),
     );
     assert!(
         text(&out.stdout).lines().count() > 1,

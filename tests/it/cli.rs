@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use super::util::sql_int;
+use super::util::{assert_says, sql_int, text};
 
 pub fn tickrec(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickrec"))
@@ -32,10 +32,6 @@ pub fn tickrec(db: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     out
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 const GOOD_AND_BAD: &str = r#"{"symbol":"EURUSD","bid":1.08502,"ask":1.08510,"bid_size":1000000,"ask_size":2000000,"source":"LP1","ts_event":"2026-11-23T10:00:00.000000001Z"}
 {"symbol":"EURUSD","bid":"abc","ts_event":"2026-11-23T10:00:01Z"}
 {"symbol":"EURUSD","bid":1.08503,"ask":null,"ts_event":1795428001500000000}
@@ -52,11 +48,7 @@ fn ingest_reports_bad_lines_by_number_stores_the_rest_and_fails_the_exit_code() 
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 2: field `bid`"), "{err}");
     assert!(err.contains("line 5: field `bid`: negative"), "{err}");
-    assert!(
-        text(&out.stdout).contains("accepted 3 rejected 2"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "accepted 3 rejected 2");
 
     let out = tickrec(
         dir.path(),
@@ -200,11 +192,7 @@ fn environment_chooses_the_database_unless_a_flag_does() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     let out = tickrec(&env_db, &["query", "recent", "X", "--format", "csv"], None);
-    assert!(
-        text(&out.stdout).contains(",ENVBROKER"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, ",ENVBROKER");
 }
 
 #[test]
@@ -385,11 +373,7 @@ fn the_ratio_stages_run_the_rounds_asked() {
     );
     let out = tickrec(dir.path(), &["bench", "--pool", "no-such.json"], None);
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("no-such.json"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "no-such.json");
     let out = tickrec(dir.path(), &["bench", "--rounds", "0"], None);
     assert!(!out.status.success());
 }
@@ -516,16 +500,8 @@ fn event_times_outside_the_window_are_refused_with_a_reason_and_never_make_a_day
         None,
     );
     assert_eq!(out.status.code(), Some(2), "an error, not an empty answer");
-    assert!(
-        text(&out.stderr).contains("--from"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("outside 1677..2262"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "--from");
+    assert_says(&out.stderr, "outside 1677..2262");
 }
 
 /// What could go wrong: a `--db` whose parent is a regular file used to let `record` idle with
@@ -564,22 +540,14 @@ fn an_unusable_db_folder_is_refused_before_any_work_with_its_path_and_reason() {
     }
     let out = tickrec(&file, &["stats"], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("exists but is not a directory"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "exists but is not a directory");
     let out = tickrec(
         &dir.path().join("missing"),
         &["query", "recent", "EURUSD"],
         None,
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("no such directory"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "no such directory");
 }
 
 /// What could go wrong: `record` against an LP that never answers retried, then printed
@@ -743,11 +711,7 @@ fn ingest_resumes_after_its_committed_lines_so_each_line_is_stored_exactly_once(
     // The same file grown: only the new lines.
     std::fs::write(&file, lines(600_100, 0)).unwrap();
     let out = tickrec(&db, &["ingest", f], None);
-    assert!(
-        text(&out.stdout).contains("accepted 100 "),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "accepted 100 ");
     assert_eq!(stored(&db).len(), 600_100);
 
     // Standard input needs a name to resume.
@@ -764,11 +728,7 @@ fn ingest_resumes_after_its_committed_lines_so_each_line_is_stored_exactly_once(
         &["ingest", "-", "--source-id", "feed-a", "--force"],
         Some(&more),
     );
-    assert!(
-        text(&out.stdout).contains("accepted 50 "),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "accepted 50 ");
     assert_eq!(stored(&db).len(), 600_200);
 }
 
@@ -1045,11 +1005,7 @@ fn a_damaged_symbol_block_is_passed_over_by_queries_and_named_by_check() {
     assert_eq!(after, whole, "the rows answer where a block is damaged");
     let out = tickrec(&db, &["check"], None);
     assert!(!out.status.success(), "check names the damage");
-    assert!(
-        text(&out.stdout).contains("blocks: block"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "blocks: block");
 }
 
 /// What could go wrong: two writers on one day file at once (a recording and an ingest of the
@@ -1227,19 +1183,14 @@ fn several_symbols_or_all_read_as_the_merge_of_their_single_symbol_answers() {
         None,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("no such symbol eurusd in 2026-11-18..2026-11-19 (2 day files)"),
-        "{}",
-        text(&out.stderr)
+    assert_says(
+        &out.stderr,
+        "no such symbol eurusd in 2026-11-18..2026-11-19 (2 day files)",
     );
-    assert!(text(&out.stdout).contains("EURUSD"));
+    assert_says(&out.stdout, "EURUSD");
     let out = tickrec(&db, &["query", "recent", "NOPE"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("no such symbol NOPE"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "no such symbol NOPE");
 }
 
 /// What could go wrong: bars that lose a tick at an interval or day boundary, round a price,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cli::tickrec;
+use super::util::{assert_says, text};
 
 const NEEDS_ENGINES: &str = "needs DuckDB, pyarrow and polars: `bash tools/install-research.sh`, \
                              then `cargo test -- --include-ignored`";
@@ -17,10 +18,6 @@ fn research_python() -> PathBuf {
         "import duckdb, pyarrow.parquet, polars",
         NEEDS_ENGINES,
     )
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Two days of ticks with what trips exporters: decimals of several scales in one column
@@ -90,11 +87,7 @@ fn an_exported_parquet_tree_reads_the_same_in_duckdb_pyarrow_and_polars() {
     let tree = dir.path().join("tree");
     let out = export(&db, &tree, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("into 2 file(s)"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "into 2 file(s)");
     for day in ["2026-11-18", "2026-11-19"] {
         assert!(tree.join(format!("date={day}/part-0.parquet")).is_file());
     }
@@ -204,7 +197,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     let t2 = dir.path().join("t2");
     let out = export(&db, &t2, &["--symbols", "NOPE"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no such symbol NOPE"));
+    assert_says(&out.stderr, "no such symbol NOPE");
 
     // What could go wrong next: the typo's empty partitions taken for the corrected export's,
     // which then holds nothing, without a word. A partition is skipped only when it holds what
@@ -221,7 +214,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     );
     let out = export(&db, &t2, &["--symbols", "EURUSD", "--overwrite"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("into 2 file(s)"));
+    assert_says(&out.stdout, "into 2 file(s)");
     // The same selection resumes (names in another order); another window of a day does not.
     let resumes = |symbols: &str| {
         let out = export(&db, &t2, &["--symbols", symbols]);
@@ -249,11 +242,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains("date=2026-11-18"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "date=2026-11-18");
     // The record sits beside the partitions, where research engines do not look.
     let record = std::fs::read_to_string(t2.join("_tickrec_export.json")).unwrap();
     assert!(
@@ -264,11 +253,7 @@ fn exports_resume_by_partition_and_text_trees_equal_the_query_output() {
     std::fs::write(t2.join("_tickrec_export.json"), "{").unwrap();
     let out = export(&db, &t2, &["--symbols", "EURUSD"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains("not the record of an export"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "not the record of an export");
     let out = export(&db, &t2, &["--symbols", "EURUSD", "--overwrite"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     resumes("EURUSD");

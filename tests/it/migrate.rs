@@ -6,10 +6,6 @@ use std::process::{Command, Output, Stdio};
 use super::cli::tickrec;
 use super::util::*;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn run(db: &Path, args: &[&str]) -> Output {
     tickrec(db, args, None)
 }
@@ -171,11 +167,7 @@ fn a_dry_run_writes_nothing() {
         "{}",
         text(&out.stdout)
     );
-    assert!(
-        text(&out.stdout).contains("would import 5 ticks"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "would import 5 ticks");
     assert!(!db.exists());
 }
 
@@ -304,11 +296,7 @@ fn archive_json_refuses_when_verification_fails() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("not archiving"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "not archiving");
     assert_eq!(
         tickrec::migrate::input_files(&input).unwrap().len(),
         2,
@@ -492,17 +480,9 @@ fn verify_is_scoped_to_the_json_tree_unless_asked_for_all() {
         "{\"symbol\":\"GBPUSD\",\"bid\":1.2,\"ask\":1.3,\"ts_event\":\"2026-11-25T10:00:00Z\"}\n";
     assert!(tickrec(&db, &["ingest"], Some(live)).status.success());
     let out = run(&db, &["verify", "--json-dir", input_arg]);
-    assert!(
-        text(&out.stdout).contains(": 0 differ;"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, ": 0 differ;");
     let out = run(&db, &["verify", "--json-dir", input_arg, "--all"]);
-    assert!(
-        text(&out.stdout).contains("(all): 1 differ;"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "(all): 1 differ;");
 }
 
 /// Peak memory of a `migrate` or `verify` run, from its summary.

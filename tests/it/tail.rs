@@ -10,11 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::cli::tickrec;
-use super::util::Reaped;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use super::util::{assert_says, text, Reaped};
 
 /// `n` ticks of `day` from second `first`, alternating two symbols.
 fn ticks(day: &str, first: u32, n: u32, hour: u32) -> String {
@@ -306,11 +302,7 @@ fn a_tail_from_an_old_cursor_reads_archived_days_in_recording_order_then_the_liv
     want.sort();
     assert_eq!(want.len(), 51 + 15);
     assert_eq!(got, want);
-    assert!(
-        text(&out.stderr).contains(&format!("cursor 2026-11-20:101,{today}:30")),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, &format!("cursor 2026-11-20:101,{today}:30"));
 }
 
 /// Every row `tail` passes, polled until caught up.

@@ -321,3 +321,16 @@ pub fn token_config(dir: &Path, tokens: &[(&str, &str)]) -> std::path::PathBuf {
     std::fs::write(&config, text).unwrap();
     config
 }
+
+/// A process's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts that a process's output (stdout or stderr) says `needle`, showing the output when
+/// it does not.
+#[track_caller]
+pub fn assert_says(out: &[u8], needle: &str) {
+    let t = text(out);
+    assert!(t.contains(needle), "expected {needle:?} in:\n{t}");
+}

@@ -248,11 +248,7 @@ fn sigterm_while_stalled_spills_every_uncommitted_tick_and_exits_in_time() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text(&out.stdout).contains(&format!("already-stored {stored}")),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, &format!("already-stored {stored}"));
     let rows = all_rows(&db, "EURUSD");
     let mut ts: Vec<i64> = rows.iter().map(|r| r.ts_event.0).collect();
     ts.sort_unstable();

@@ -88,10 +88,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `tickrec --db db args…`, which must succeed; its stdout.
 fn succeeds(db: &Path, args: &[&str]) -> Vec<u8> {
     let out = super::cli::tickrec(db, args, None);

@@ -468,9 +468,10 @@ pub struct TailArgs {
     /// write the cursor reached to it after every batch (atomically)
     #[arg(long, value_name = "FILE")]
     pub cursor_file: Option<std::path::PathBuf>,
-    /// csv or jsonl (a table cannot be streamed)
-    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
-    pub format: OutputFormat,
+    /// How rows are printed, as they come (so not as a table, which is aligned only once
+    /// it is complete)
+    #[arg(long, value_enum, default_value_t = StreamFormat::Jsonl)]
+    pub format: StreamFormat,
     /// CPU priority: `idle` (the default) runs under Linux's SCHED_IDLE, in a session group at
     /// nice 19 of its own unless a writer of the store is in its session (from a shell it runs
     /// itself in a child for that), so that it takes little CPU the recorder wants; `normal`
@@ -482,6 +483,25 @@ pub struct TailArgs {
     /// is left on the last of them
     #[arg(long, value_name = "N")]
     pub max_ticks: Option<u64>,
+}
+
+/// What `tail` and `subscribe` print: the formats that can be written row by row (a table is
+/// aligned only once it is complete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamFormat {
+    /// CSV with a header row of the `ticks_v` column names.
+    Csv,
+    /// One JSON object per line, keys as the `ticks_v` columns.
+    Jsonl,
+}
+
+impl From<StreamFormat> for OutputFormat {
+    fn from(f: StreamFormat) -> OutputFormat {
+        match f {
+            StreamFormat::Csv => OutputFormat::Csv,
+            StreamFormat::Jsonl => OutputFormat::Jsonl,
+        }
+    }
 }
 
 /// See [`TailArgs::priority`].

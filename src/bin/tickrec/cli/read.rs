@@ -249,10 +249,6 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
             return Ok(code);
         }
     }
-    anyhow::ensure!(
-        a.format != OutputFormat::Table,
-        "--format: tail prints csv or jsonl (a table is aligned only once it is complete)"
-    );
     let symbols = tickrec::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
     let saved = saved_cursor(a.cursor_file.as_deref())?;
@@ -278,7 +274,7 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     }
     let stdout = std::io::stdout();
     let out = std::cell::RefCell::new(tickrec::format::row_writer(
-        a.format,
+        a.format.into(),
         std::io::BufWriter::new(stdout.lock()),
     ));
     let cursor_file = a.cursor_file.clone();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use tickrec::format::{OutputFormat, RowWriter};
+use tickrec::format::RowWriter;
 use tickrec::shutdown::Shutdown;
 use tickrec::tail::Cursor;
 use tickrec::tick::Timestamp;
@@ -47,9 +47,10 @@ pub struct SubscribeArgs {
     /// again at each connection
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// csv or jsonl
-    #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
-    pub format: OutputFormat,
+    /// How rows are printed, as they come (so not as a table, which is aligned only once
+    /// it is complete)
+    #[arg(long, value_enum, default_value_t = super::StreamFormat::Jsonl)]
+    pub format: super::StreamFormat,
     /// Stop after this many ticks
     #[arg(long, value_name = "N")]
     pub max_ticks: Option<u64>,
@@ -94,10 +95,6 @@ struct Consumer<'w> {
 }
 
 pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        a.format != OutputFormat::Table,
-        "--format: subscribe prints csv or jsonl (a table is aligned only once it is complete)"
-    );
     let symbols: Vec<String> = if a.symbols.trim() == "all" {
         vec!["*".into()]
     } else {
@@ -122,7 +119,7 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
     stop.install_signal_handler()?;
     let stdout = std::io::stdout();
     let mut me = Consumer {
-        out: tickrec::format::row_writer(a.format, std::io::BufWriter::new(stdout.lock())),
+        out: tickrec::format::row_writer(a.format.into(), std::io::BufWriter::new(stdout.lock())),
         cursor,
         from_time,
         printed: 0,
