@@ -733,7 +733,7 @@ fn a_damaged_parquet_archive_is_reported_by_check_and_queries_never_pass_it_off(
     assert_ne!(out.status.code(), Some(0));
     assert_says(
         &out.stderr,
-        &b.path.file_name().unwrap().to_string_lossy().to_string(),
+        b.path.file_name().unwrap().to_string_lossy().as_ref(),
     );
     assert!(
         text(&out.stdout).lines().count() > 1,
