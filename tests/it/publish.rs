@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{free_port, simulator, wait_for, Reaped};
+use super::util::{free_port, record_command, simulator, wait_for, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
 
@@ -87,28 +87,12 @@ fn feed(config: &str, rate: u32) -> Feed {
     let (fix, publish, metrics) = (free_port(), free_port(), free_port());
     let sim = simulator(fix, 3, rate);
     let rec = Reaped::new(
-        Command::new(BIN)
-            .arg("--db")
-            .arg(dir.path().join("db"))
+        record_command(&dir.path().join("db"), fix, "EURUSD,GBPUSD,USDJPY")
             .arg("--config")
             .arg(&config_path)
-            .args([
-                "record",
-                "--connect",
-                &format!("127.0.0.1:{fix}"),
-                "--sender-comp-id",
-                "REC",
-                "--target-comp-id",
-                "SIM",
-                "--symbols",
-                "EURUSD,GBPUSD,USDJPY",
-                "--publish",
-                &format!("127.0.0.1:{publish}"),
-                "--metrics-listen",
-                &format!("127.0.0.1:{metrics}"),
-            ])
+            .args(["--publish", &format!("127.0.0.1:{publish}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),

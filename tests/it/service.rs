@@ -3,7 +3,7 @@
 //! unit checked by `systemd-analyze verify`, JSON logs, shell completions. Real processes over
 //! real TCP.
 
-use super::util::{free_port, simulator, wait_for, Reaped};
+use super::util::{free_port, record_command, simulator, wait_for, Reaped};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -18,26 +18,11 @@ fn recorder(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) 
 /// `record` of EURUSD and GBPUSD from the simulator on `fix_port`, its metrics listener on
 /// `metrics_port`, its output dropped (its log too, unless set otherwise).
 fn recorder_command(db: &Path, fix_port: u16, metrics_port: u16, config: Option<&Path>) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--db").arg(db);
+    let mut c = record_command(db, fix_port, "EURUSD,GBPUSD");
     if let Some(cfg) = config {
         c.arg("--config").arg(cfg);
     }
-    c.args([
-        "record",
-        "--connect",
-        &format!("127.0.0.1:{fix_port}"),
-        "--sender-comp-id",
-        "REC",
-        "--target-comp-id",
-        "SIM",
-        "--symbols",
-        "EURUSD,GBPUSD",
-        "--metrics-listen",
-        &format!("127.0.0.1:{metrics_port}"),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    c.args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
     c
 }
 
@@ -374,27 +359,10 @@ fn a_subscribed_symbol_without_ticks_makes_health_503_within_trading_hours() {
     .unwrap();
     let (fix, http) = (free_port(), free_port());
     let _sim = simulator(fix, 4, 2000);
-    let mut c = Command::new(BIN);
-    c.arg("--db")
-        .arg(dir.path().join("db"))
-        .arg("--config")
-        .arg(&cfg)
-        .args([
-            "record",
-            "--connect",
-            &format!("127.0.0.1:{fix}"),
-            "--sender-comp-id",
-            "REC",
-            "--target-comp-id",
-            "SIM",
-            // The simulator has EURUSD but not XAUXAG: that one never ticks.
-            "--symbols",
-            "EURUSD,XAUXAG",
-            "--metrics-listen",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    // The simulator has EURUSD but not XAUXAG: that one never ticks.
+    let mut c = record_command(&dir.path().join("db"), fix, "EURUSD,XAUXAG");
+    c.arg("--config").arg(&cfg);
+    c.args(["--metrics-listen", &format!("127.0.0.1:{http}")]);
     let _rec = Reaped::new(c.spawn().unwrap());
     let (_, body) = wait_for(
         &format!("http://127.0.0.1:{http}/health"),

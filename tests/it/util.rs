@@ -334,3 +334,23 @@ pub fn assert_says(out: &[u8], needle: &str) {
     let t = text(out);
     assert!(t.contains(needle), "expected {needle:?} in:\n{t}");
 }
+
+/// `tickrec --db db record` of `symbols` (A,B) from the simulator on `fix_port` (REC to SIM),
+/// its output dropped; a test adds its listeners, configuration and log.
+pub fn record_command(db: &Path, fix_port: u16, symbols: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tickrec"));
+    c.arg("--db").arg(db).args([
+        "record",
+        "--connect",
+        &format!("127.0.0.1:{fix_port}"),
+        "--sender-comp-id",
+        "REC",
+        "--target-comp-id",
+        "SIM",
+        "--symbols",
+        symbols,
+    ]);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
