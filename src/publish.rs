@@ -164,6 +164,8 @@ impl Encoded {
 pub struct PublishStats {
     pub connected_total: AtomicU64,
     pub disconnected_slow_total: AtomicU64,
+    /// Requests refused, and connections that ended or failed before a request line (not
+    /// those closed to make room: `closed_for_room`).
     pub rejected_requests_total: AtomicU64,
     /// First lines refused for a missing or wrong token (also in `rejected_requests_total`).
     pub unauthorized_total: AtomicU64,
@@ -699,6 +701,8 @@ impl Publisher {
                 waiting.busy();
                 r.and_then(|r| self.let_in(r)).and_then(|r| self.parse(r))
             }
+            // Closed to make room: counted as such, and nothing more can be said to it.
+            Ok(None) | Err(_) if waiting.closed_for_room() => return,
             Ok(None) => Err("the connection closed before a request line".into()),
             Err(e) => Err(e.to_string()),
         };

@@ -316,6 +316,12 @@ impl WaitingSlot {
         self.set_waiting(true);
     }
 
+    /// Whether it was closed to make room for another (its place taken back while held).
+    pub fn closed_for_room(&self) -> bool {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        !st.held.contains_key(&self.id)
+    }
+
     fn set_waiting(&self, waiting: bool) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let since = waiting.then_some(st.next);
@@ -437,6 +443,12 @@ mod tests {
             "the longest waiting in all closed"
         );
         assert!(!closed(&mut l1));
+        // A place closed for room knows it (its thread counts it as such, not as a refusal).
+        let closed_flags: Vec<bool> = [&a1_slot, &a3_slot, &b1_slot, &l1_slot]
+            .iter()
+            .map(|s| s.as_ref().unwrap().closed_for_room())
+            .collect();
+        assert_eq!(closed_flags, [true, true, true, false]);
         // Closed connections whose threads have not ended count, up to as many again.
         let (_l3, l3_slot) = take(local);
         assert!(l3_slot.is_ok() && closed(&mut l1));

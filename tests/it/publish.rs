@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{free_port, record_command, simulator, wait_for, Reaped};
+use super::util::{free_port, record_command, sample, simulator, wait_for, Reaped};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tickrec");
 
@@ -799,18 +799,6 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
     let third = subscribe(feed.publish, r#"{"symbols": ["*"]}"#);
     let (why, retry) = refusal(third);
     assert!(why.contains("max_subscribers") && retry, "{why}");
-    // `subscribe`, refused for want of a place, tries again rather than giving up.
-    let dir = tempfile::tempdir().unwrap();
-    let mut waiting_sub = subscribe_command(
-        feed.publish,
-        dir.path(),
-        "out",
-        &["--symbols", "EURUSD", "--max-ticks", "50"],
-    );
-    let err = dir.path().join("out.err");
-    wait_for_text(&err, "no place free");
-    wait_for_text(&err, "connecting again");
-    assert!(waiting_sub.try_wait().unwrap().is_none(), "it gave up");
     // The waiting ones have a bound of their own: with every place taken by connections that
     // send nothing, the one that has waited longest is closed to make room for the next.
     silent.extend((0..2).map(|_| connect(feed.publish)));
@@ -828,11 +816,25 @@ fn connections_past_their_bounds_are_refused_until_one_leaves() {
     past.set_nonblocking(true).unwrap();
     let still = (&past).read(&mut [0u8; 1]).unwrap_err();
     assert_eq!(still.kind(), std::io::ErrorKind::WouldBlock, "{still}");
+    // Counted as closed for room, and not as a refusal too (the third's is the only one).
     let (_, m) = http_get(feed.metrics, "/metrics", None);
-    assert!(
-        !m.contains("\ntickrec_publish_connections_closed_for_room_total 0\n"),
-        "{m}"
+    assert_eq!(
+        sample(&m, "tickrec_publish_connections_closed_for_room_total "),
+        1.0
     );
+    assert_eq!(sample(&m, "tickrec_publish_requests_refused_total "), 1.0);
+    // `subscribe`, refused for want of a place, tries again rather than giving up.
+    let dir = tempfile::tempdir().unwrap();
+    let mut waiting_sub = subscribe_command(
+        feed.publish,
+        dir.path(),
+        "out",
+        &["--symbols", "EURUSD", "--max-ticks", "50"],
+    );
+    let err = dir.path().join("out.err");
+    wait_for_text(&err, "no place free");
+    wait_for_text(&err, "connecting again");
+    assert!(waiting_sub.try_wait().unwrap().is_none(), "it gave up");
     drop((silent, past));
     // The first leaves: its place is given back once the recorder's next write finds it gone.
     drop(first);

@@ -3,7 +3,7 @@
 //! unit checked by `systemd-analyze verify`, JSON logs, shell completions. Real processes over
 //! real TCP.
 
-use super::util::{free_port, record_command, simulator, wait_for, Reaped};
+use super::util::{free_port, record_command, sample, simulator, wait_for, Reaped};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -24,13 +24,6 @@ fn recorder_command(db: &Path, fix_port: u16, metrics_port: u16, config: Option<
     }
     c.args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")]);
     c
-}
-
-fn sample(metrics: &str, name_and_labels: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics:\n{metrics}"))
 }
 
 /// What could go wrong: an endpoint a Prometheus server rejects, or counters that never move.

@@ -354,3 +354,11 @@ pub fn record_command(db: &Path, fix_port: u16, symbols: &str) -> std::process::
         .stderr(std::process::Stdio::null());
     c
 }
+
+/// The value of a sample of a Prometheus text exposition, by its name and labels.
+pub fn sample(metrics: &str, name_and_labels: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} not in /metrics:\n{metrics}"))
+}
