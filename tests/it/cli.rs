@@ -507,6 +507,27 @@ fn event_times_outside_the_window_are_refused_with_a_reason_and_never_make_a_day
 /// What could go wrong: a `--db` whose parent is a regular file used to let `record` idle with
 /// `health: ok` and exit 0, `ingest` log every tick, and `seal` say `Not a directory` with no
 /// path. Every command now checks the folder first and names it with the reason.
+/// What could go wrong: a stream asked for as a table (aligned only once complete) starting
+/// and printing nothing, or the help offering it.
+#[test]
+fn tail_and_subscribe_print_csv_or_jsonl_and_refuse_a_table_as_they_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["tail", "--format", "table"][..],
+        &["subscribe", "127.0.0.1:9", "--format", "table"],
+    ] {
+        let out = tickrec(dir.path(), args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_says(&out.stderr, "[possible values: csv, jsonl]");
+        let help = tickrec(dir.path(), &[args[0], "--help"], None);
+        let help = text(&help.stdout);
+        assert!(
+            help.contains("- jsonl:") && !help.contains("- table:"),
+            "{help}"
+        );
+    }
+}
+
 #[test]
 fn an_unusable_db_folder_is_refused_before_any_work_with_its_path_and_reason() {
     let dir = tempfile::tempdir().unwrap();
