@@ -522,9 +522,8 @@ mod tests {
         (s, refused)
     }
 
-    /// Reads one response: its status line, its headers, its body of Content-Length bytes
-    /// (`None` when there is no such header).
-    fn response(r: &mut impl BufRead) -> (String, Vec<String>, Option<String>) {
+    /// Reads one response's head: its status line and its headers.
+    fn head(r: &mut impl BufRead) -> (String, Vec<String>) {
         let mut status = String::new();
         r.read_line(&mut status).unwrap();
         let mut headers = Vec::new();
@@ -536,6 +535,13 @@ mod tests {
             }
             headers.push(line.trim_end().to_owned());
         }
+        (status.trim_end().to_owned(), headers)
+    }
+
+    /// Reads one response: its head, then its body of Content-Length bytes (`None` when there
+    /// is no such header).
+    fn response(r: &mut impl BufRead) -> (String, Vec<String>, Option<String>) {
+        let (status, headers) = head(r);
         let len = headers
             .iter()
             .find_map(|h| h.strip_prefix("Content-Length: "))
@@ -545,7 +551,7 @@ mod tests {
             r.read_exact(&mut b).unwrap();
             String::from_utf8(b).unwrap()
         });
-        (status.trim_end().to_owned(), headers, body)
+        (status, headers, body)
     }
 
     fn connect(s: &Server) -> (TcpStream, std::io::BufReader<TcpStream>) {
@@ -577,18 +583,11 @@ mod tests {
             .unwrap();
         assert_eq!(response(&mut r).2.as_deref(), Some("/b\n"));
         // HEAD: the length of what GET would send, and no body.
-        let mut status = String::new();
-        r.read_line(&mut status).unwrap();
-        let mut rest = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            rest.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        assert!(rest.contains("Content-Length: 3\r\n"), "{rest}");
+        let (_, headers) = head(&mut r);
+        assert!(
+            headers.contains(&"Content-Length: 3".to_owned()),
+            "{headers:?}"
+        );
         c.write_all(b"GET /d HTTP/1.1\r\nConnection: close\r\n\r\n")
             .unwrap();
         let (_, headers, body) = response(&mut r);
