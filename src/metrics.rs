@@ -517,6 +517,7 @@ const SESSION_STATES: &[&str] = &[
 fn session_json(ss: &SessionStatus) -> serde_json::Map<String, serde_json::Value> {
     serde_json::Map::from_iter([
         ("session".into(), serde_json::json!(ss.name)),
+        ("source".into(), serde_json::json!(ss.source)),
         ("state".into(), serde_json::json!(ss.state)),
         (
             "next_inbound_seq".into(),
@@ -576,6 +577,17 @@ pub fn status_json(s: &Scrape) -> String {
         .quotes
         .iter()
         .map(|q| {
+            // Whether a session that records this source is up (`null` where no session
+            // does, as for `ingest`): a quote of a source whose sessions are all down is stale.
+            let mut of_source = s
+                .sessions
+                .iter()
+                .filter(|ss| *ss.source == *q.source)
+                .peekable();
+            let session_up = of_source
+                .peek()
+                .is_some()
+                .then(|| of_source.any(|ss| ss.is_up()));
             serde_json::json!({
                 "symbol": &*q.symbol,
                 "bid": opt(q.bid),
@@ -584,6 +596,9 @@ pub fn status_json(s: &Scrape) -> String {
                 "ask_size": opt(q.ask_size),
                 "ts_event": q.ts_event.to_string(),
                 "source": &*q.source,
+                // Since it was received, by the recorder's clock.
+                "age_s": s.now.0.saturating_sub(q.ts_recv.0).max(0) as f64 / 1e9,
+                "session_up": session_up,
             })
         })
         .collect();
@@ -867,5 +882,64 @@ fn stream_events(w: &mut dyn std::io::Write, scrape: &ScrapeFn, stop: &crate::sh
         if stop.wait_timeout(EVENT_EVERY) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(name: &str, source: &str, state: &str) -> SessionStatus {
+        SessionStatus {
+            name: name.into(),
+            source: source.into(),
+            state: state.into(),
+            ..SessionStatus::default()
+        }
+    }
+
+    fn quote(symbol: &str, source: &str, ts_recv: i64) -> crate::tick::TickRow {
+        crate::tick::TickRow {
+            seq: None,
+            symbol: symbol.into(),
+            source: source.into(),
+            ts_event: Timestamp(ts_recv - 1_000_000),
+            ts_recv: Timestamp(ts_recv),
+            bid: None,
+            ask: None,
+            bid_size: None,
+            ask_size: None,
+        }
+    }
+
+    #[test]
+    fn a_quote_says_its_age_and_whether_a_session_of_its_source_is_up() {
+        let mut s = Scrape::new("record", StatsSnapshot::default());
+        s.now = Timestamp(10_000_000_000);
+        s.sessions = vec![
+            session("REC->LP1", "LP1", "disconnected"),
+            session("REC->LP2", "LP2", "backing off"),
+            session("REC->LP2B", "LP2", "resending"),
+        ];
+        s.quotes = vec![
+            quote("EURUSD", "LP1", 9_750_000_000),
+            quote("GBPUSD", "LP2", 8_000_000_000),
+            quote("USDJPY", "FILE", 1_000_000_000),
+            // A receive time ahead of the clock that reads it (a clock stepped back).
+            quote("AUDUSD", "LP2", 11_000_000_000),
+        ];
+        let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
+        let q = |i: usize, k: &str| v["quotes"][i][k].clone();
+        assert_eq!(q(0, "age_s"), 0.25);
+        assert_eq!(q(0, "session_up"), false, "LP1's only session is down");
+        assert_eq!(q(1, "age_s"), 2.0);
+        assert_eq!(q(1, "session_up"), true, "one of LP2's two sessions is up");
+        assert_eq!(
+            q(2, "session_up"),
+            serde_json::Value::Null,
+            "no session records FILE"
+        );
+        assert_eq!(q(3, "age_s"), 0.0);
+        assert_eq!(v["sessions"][1]["source"], "LP2");
     }
 }

@@ -450,7 +450,7 @@ fn watch(opts: &Options, shutdown: &Shutdown, report_every: Duration, w: &Watche
         let mut extra = stale_symbols(recorder, identities, &opts.pipeline.health, started);
         for ((st, since), g) in statuses.iter().zip(down_since.iter_mut()).zip(identities) {
             let st = snapshot(st);
-            let up = st.state == "logged on" || st.state == "resending";
+            let up = st.is_up();
             if let Some(p) = w.publisher {
                 p.session_state(&st.name, &g.source, &st.state, up, &g.symbols);
             }

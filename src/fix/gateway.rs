@@ -94,6 +94,8 @@ impl GatewayOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SessionStatus {
     pub name: String,
+    /// The `source` its ticks carry.
+    pub source: String,
     pub state: String,
     pub last_message: Option<Timestamp>,
     pub next_inbound_seq: u64,
@@ -113,6 +115,13 @@ pub struct SessionStatus {
     pub resend_requests: u64,
     pub duplicates_ignored: u64,
     pub last_error: Option<String>,
+}
+
+impl SessionStatus {
+    /// Logged on (or filling a gap): its quotes are live.
+    pub fn is_up(&self) -> bool {
+        self.state == "logged on" || self.state == "resending"
+    }
 }
 
 impl std::fmt::Display for SessionStatus {
@@ -197,6 +206,7 @@ pub fn spawn(
     );
     let status = Arc::new(Mutex::new(SessionStatus {
         name: name.clone(),
+        source: opts.source.clone(),
         state: "starting".into(),
         ..SessionStatus::default()
     }));

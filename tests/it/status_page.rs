@@ -1,7 +1,8 @@
 //! The status page (`/` of the metrics listener) in a real headless Chromium, driven over
 //! WebDriver (chromedriver), against a running `demo`: it loads with no network access beyond
 //! the recorder, and its content follows the recorder live (server-sent events); behind a
-//! token, it opens and updates with the token as a password, and not without it.
+//! token, it opens and updates with the token as a password, and not without it; a quote whose
+//! sessions are all down is shown stale.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -323,4 +324,70 @@ fn the_status_page_behind_a_token_opens_and_updates_with_the_token_only() {
         assert!(Instant::now() < deadline, "the page did not update: {v}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// What could go wrong: quotes of a feed that went away shown as if live, because nothing on
+/// the page ties a quote to the session that records it.
+#[test]
+#[ignore = "needs Chromium and chromedriver (Debian chromium, chromium-driver); run by CI with --include-ignored"]
+fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fix, http) = (free_port(), free_port());
+    let simulator = super::util::simulator(fix, 4, 500);
+    let _record = Reaped::new(
+        super::util::record_command(&dir.path().join("db"), fix, "EURUSD,GBPUSD")
+            .args(["--metrics-listen", &format!("127.0.0.1:{http}")])
+            .spawn()
+            .unwrap(),
+    );
+    wait_up(&format!("http://127.0.0.1:{http}/health"));
+    let browser = Browser::start(dir.path());
+    browser.open(&format!("http://127.0.0.1:{http}/"));
+    let rows = || {
+        browser.run(
+            "return [...document.querySelectorAll('#quotes tr')].map(r => ({
+               symbol: r.dataset.symbol, stale: r.className === 'stale',
+               cells: [...r.cells].map(c => c.textContent)}));",
+        )
+    };
+    // Columns: symbol, bid, ask, bid size, ask size, event time, age, source.
+    let seconds = |age: &Value| -> f64 {
+        age.as_str()
+            .and_then(|a| a.strip_suffix(" s"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(f64::MAX)
+    };
+    let wait = |what: &str, ok: &dyn Fn(&[Value]) -> bool| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = rows();
+            let list = v.as_array().cloned().unwrap_or_default();
+            if list.len() == 2 && ok(&list) {
+                return list;
+            }
+            assert!(Instant::now() < deadline, "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let live = wait("both quotes, live", &|list| {
+        list.iter()
+            .all(|r| r["stale"] == false && r["cells"][7] == "SIM" && seconds(&r["cells"][6]) < 5.0)
+    });
+    assert_eq!(
+        live[0]["cells"].as_array().map(Vec::len),
+        Some(8),
+        "{live:?}"
+    );
+    drop(simulator);
+    let stale = wait("both quotes stale once the session is down", &|list| {
+        list.iter()
+            .all(|r| r["stale"] == true && r["cells"][7] == "SIM (session down)")
+    });
+    // Their age goes on growing from their last receive time.
+    let before: Vec<f64> = stale.iter().map(|r| seconds(&r["cells"][6])).collect();
+    wait("the stale quotes' age growing", &|list| {
+        list.iter()
+            .zip(&before)
+            .all(|(r, b)| r["stale"] == true && seconds(&r["cells"][6]) > b + 0.5)
+    });
 }
