@@ -42,6 +42,7 @@ pub(super) fn end_to_end(
         let run = E2eRun {
             seconds,
             rate: None,
+            symbols_each: None,
         };
         let (report, wal) = e2e(opts, dir, names, &script, run, None, log)?;
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
@@ -100,6 +101,8 @@ pub(super) struct E2eRun {
     pub(super) seconds: f64,
     /// Market-data messages a second; `None`: as fast as the connection takes them.
     pub(super) rate: Option<u64>,
+    /// Symbols each subscriber asks for; `None`: every symbol (`["*"]`).
+    pub(super) symbols_each: Option<usize>,
 }
 
 /// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for `run`'s
@@ -144,7 +147,10 @@ fn e2e(
         })
     };
     let subs = match (subscribers, &publish) {
-        (Some((readers, stalled)), Some(addr)) => subscribers::start(addr, readers, stalled, &stop),
+        (Some((readers, stalled)), Some(addr)) => {
+            let asked = subscribers::requests(names, readers + stalled, run.symbols_each);
+            subscribers::start(addr, readers, &asked, &stop)
+        }
         _ => Vec::new(),
     };
     let report = tickrec::record::run(&e2e_opts, vec![gateway], &stop, Duration::from_secs(3600))?;
@@ -184,6 +190,7 @@ pub(super) fn publish_stage(
     let rounds = rounds.unwrap_or(PUBLISH_ROUNDS).max(1);
     r.publish_rounds = rounds;
     r.publish_rate_msgs_per_s = run.rate.unwrap_or(0);
+    r.publish_symbols_each = run.symbols_each.unwrap_or(0);
     let pace = match run.rate {
         Some(rate) => format!(", the simulator at {rate} messages/s"),
         None => String::new(),

@@ -63,6 +63,8 @@ pub struct BenchOptions {
     /// The simulator's market-data messages a second in the subscribers' stage; `None`: as
     /// fast as the connection takes them, as in every other end-to-end run.
     pub publish_rate: Option<u64>,
+    /// Symbols each subscriber asks for in that stage (`--publish-symbols`); `None`: every one.
+    pub publish_symbols: Option<usize>,
     /// Rounds of every stage that pairs runs (`--rounds`); `None`: each stage's own default
     /// ([`RATIO_ROUNDS`], [`TAIL_ROUNDS`], [`e2e::PUBLISH_ROUNDS`]).
     pub rounds: Option<usize>,
@@ -228,6 +230,7 @@ pub fn run(
     let publish_run = E2eRun {
         seconds: b.e2e_seconds,
         rate: b.publish_rate,
+        symbols_each: b.publish_symbols,
     };
     match b.only {
         Some(Stage::Archive) => {

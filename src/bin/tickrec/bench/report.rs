@@ -89,6 +89,8 @@ pub struct BenchReport {
     /// The simulator's rate in that stage, market-data messages a second (`--publish-rate`);
     /// 0: as fast as the connection took them.
     pub publish_rate_msgs_per_s: u64,
+    /// Symbols each subscriber asked for in that stage (`--publish-symbols`); 0: every one.
+    pub publish_symbols_each: usize,
     /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
     pub tail_latency_p50_ms: f64,
     pub tail_latency_p99_ms: f64,
@@ -288,6 +290,13 @@ impl BenchReport {
                 f,
                 " (the simulator at {} messages/s)",
                 self.publish_rate_msgs_per_s
+            )?;
+        }
+        if self.publish_symbols_each > 0 {
+            write!(
+                f,
+                " (each subscriber of {} symbols)",
+                self.publish_symbols_each
             )?;
         }
         Ok(())

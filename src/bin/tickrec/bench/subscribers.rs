@@ -9,17 +9,43 @@ use std::time::{Duration, Instant};
 
 use tickrec::shutdown::Shutdown;
 
-/// Connects `readers` reading and `stalled` never-reading subscribers to `addr` (retrying
-/// until it listens), each on a thread that ends with `stop`.
+/// The request line of each of `n` subscribers: every symbol (`["*"]`), or `each` of `names`
+/// apiece, subscriber `i` from the `i * each`-th on (wrapping round), so that together they
+/// spread over the symbols as strategies that each want a few do.
+pub fn requests(names: &[String], n: usize, each: Option<usize>) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let symbols: Vec<&str> = match each {
+                Some(k) if !names.is_empty() => {
+                    let k = k.min(names.len());
+                    (0..k)
+                        .map(|j| names[(i * k + j) % names.len()].as_str())
+                        .collect()
+                }
+                _ => vec!["*"],
+            };
+            let mut line = serde_json::json!({ "symbols": symbols })
+                .to_string()
+                .into_bytes();
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
+/// Connects a subscriber for each of `requests` to `addr` (retrying until it listens), the
+/// first `readers` reading and the rest never reading, each on a thread that ends with `stop`.
 pub fn start(
     addr: &str,
     readers: usize,
-    stalled: usize,
+    requests: &[Vec<u8>],
     stop: &Shutdown,
 ) -> Vec<std::thread::JoinHandle<()>> {
-    (0..readers + stalled)
-        .map(|i| {
-            let (addr, stop) = (addr.to_owned(), stop.clone());
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let (addr, stop, request) = (addr.to_owned(), stop.clone(), request.clone());
             let reads = i < readers;
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -36,7 +62,7 @@ pub fn start(
                     Ok(w) => w,
                     Err(_) => return,
                 };
-                if w.write_all(b"{\"symbols\": [\"*\"]}\n").is_err() {
+                if w.write_all(&request).is_err() {
                     return;
                 }
                 if !reads {
@@ -61,4 +87,34 @@ pub fn start(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requests;
+
+    #[test]
+    fn subscribers_ask_for_every_symbol_or_each_for_its_own_run_of_them() {
+        let names: Vec<String> = ["A", "B", "C", "D", "E"].map(String::from).to_vec();
+        let lines = |each| -> Vec<String> {
+            requests(&names, 3, each)
+                .into_iter()
+                .map(|l| String::from_utf8(l).unwrap())
+                .collect()
+        };
+        assert_eq!(lines(None), vec!["{\"symbols\":[\"*\"]}\n"; 3]);
+        assert_eq!(
+            lines(Some(2)),
+            [
+                "{\"symbols\":[\"A\",\"B\"]}\n",
+                "{\"symbols\":[\"C\",\"D\"]}\n",
+                "{\"symbols\":[\"E\",\"A\"]}\n"
+            ]
+        );
+        // More than there are: each asks for every one once.
+        assert_eq!(
+            lines(Some(9))[1],
+            "{\"symbols\":[\"A\",\"B\",\"C\",\"D\",\"E\"]}\n"
+        );
+    }
 }

@@ -123,6 +123,10 @@ pub struct BenchArgs {
     /// as fast as the connection takes them]
     #[arg(long, value_name = "MSGS")]
     pub publish_rate: Option<u64>,
+    /// Symbols each subscriber of the subscribers' stage asks for, each subscriber its own run
+    /// of them (as strategies that each want a few) [default: every symbol, `["*"]`]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_symbols: Option<u32>,
     /// Rounds of every stage that pairs runs (each round runs the ceiling, or the run without
     /// tails or subscribers, then the run held against it): more give the median of the
     /// rounds' ratios and its quartiles on a machine whose speed drifts [default: 3 for the
@@ -587,6 +591,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     symbols: a.symbols.max(1),
                     e2e_seconds: a.e2e_seconds,
                     publish_rate: a.publish_rate.filter(|&r| r > 0),
+                    publish_symbols: a.publish_symbols.map(|n| n as usize),
                     rounds: a.rounds.map(|n| n as usize),
                     only: a.only,
                     config: cli.config.clone(),
