@@ -408,7 +408,8 @@ fn the_tails_cgroup_is_checked_before_the_bench_starts() {
 
 /// `--publish-rate` holds the subscribers' stage's simulator to its rate: every run of the
 /// stage commits at most what that rate can carry (an incremental holds up to three symbols),
-/// and the report says the rate it ran at; `--rounds` sets the stage's rounds (five by default).
+/// and the report says the rate it ran at; `--rounds` sets the stage's rounds (five by default);
+/// `--publish-symbols` has each subscriber ask for that many symbols.
 #[test]
 fn the_subscribers_stage_runs_at_the_rate_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -424,6 +425,8 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
             "0.5",
             "--publish-rate",
             "2000",
+            "--publish-symbols",
+            "2",
             "--rounds",
             "3",
             "--json",
@@ -434,6 +437,12 @@ fn the_subscribers_stage_runs_at_the_rate_asked() {
     assert!(out.status.success(), "{log}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["publish_rate_msgs_per_s"], 2000, "{v}");
+    // Each subscriber asked for two symbols, not every one.
+    assert_eq!(v["publish_symbols_each"], 2, "{v}");
+    assert!(
+        log.contains("with 8 subscribers of 2 symbols each"),
+        "{log}"
+    );
     assert_eq!(v["publish_rounds"], 3, "{v}");
     // The clock's step is measured, so a reader can tell a p99 a step or two long.
     assert!(

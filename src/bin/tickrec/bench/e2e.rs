@@ -195,6 +195,10 @@ pub(super) fn publish_stage(
         Some(rate) => format!(", the simulator at {rate} messages/s"),
         None => String::new(),
     };
+    let with_subscribers = match run.symbols_each {
+        Some(n) => format!("with 8 subscribers of {n} symbols each, one stalled"),
+        None => "with 8 subscribers of every symbol, one stalled".into(),
+    };
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved.
     let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());
     for round in 0..rounds {
@@ -203,7 +207,7 @@ pub(super) fn publish_stage(
                 log,
                 "(c) end to end {}, {:.0}s{pace} (run {} of {rounds})…",
                 if subs.is_some() {
-                    "with 8 subscribers, one stalled"
+                    &with_subscribers
                 } else {
                     "without subscribers"
                 },
