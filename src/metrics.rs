@@ -519,6 +519,7 @@ fn session_json(ss: &SessionStatus) -> serde_json::Map<String, serde_json::Value
         ("session".into(), serde_json::json!(ss.name)),
         ("source".into(), serde_json::json!(ss.source)),
         ("state".into(), serde_json::json!(ss.state)),
+        ("up".into(), serde_json::json!(ss.is_up())),
         (
             "next_inbound_seq".into(),
             serde_json::json!(ss.next_inbound_seq),
@@ -941,5 +942,7 @@ mod tests {
         );
         assert_eq!(q(3, "age_s"), 0.0);
         assert_eq!(v["sessions"][1]["source"], "LP2");
+        assert_eq!(v["sessions"][1]["up"], false);
+        assert_eq!(v["sessions"][2]["up"], true, "resending is up");
     }
 }

@@ -1,8 +1,8 @@
 //! The status page (`/` of the metrics listener) in a real headless Chromium, driven over
-//! WebDriver (chromedriver), against a running `demo`: it loads with no network access beyond
-//! the recorder, and its content follows the recorder live (server-sent events); behind a
-//! token, it opens and updates with the token as a password, and not without it; a quote whose
-//! sessions are all down is shown stale.
+//! WebDriver (chromedriver), against a running `demo` or `record`: it loads with no network
+//! access beyond the recorder, and its content follows the recorder live (server-sent events);
+//! behind a token, it opens and updates with the token as a password, and not without it; a
+//! quote whose sessions are all down is shown stale.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -378,11 +378,16 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
         Some(8),
         "{live:?}"
     );
+    // The session's state is drawn as up or down from what the recorder says of it.
+    let state_class =
+        || browser.run("return document.querySelector('#sessions tr td:nth-child(2)').className;");
+    assert_eq!(state_class(), "state-ok");
     drop(simulator);
     let stale = wait("both quotes stale once the session is down", &|list| {
         list.iter()
             .all(|r| r["stale"] == true && r["cells"][7] == "SIM (session down)")
     });
+    assert_eq!(state_class(), "state-bad");
     // Their age goes on growing from their last receive time.
     let before: Vec<f64> = stale.iter().map(|r| seconds(&r["cells"][6])).collect();
     wait("the stale quotes' age growing", &|list| {
