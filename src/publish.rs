@@ -179,6 +179,13 @@ struct Queue {
     /// Set when it fell behind (or the publisher stops): its thread ends the connection.
     closed: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// When `closed` was set. A thread held in a write to a peer that takes a few bytes now
+    /// and then (a blocking write times out only after [`WRITE_TIMEOUT`] without any) would
+    /// keep its place for seconds: the encoder shuts its socket down this long after.
+    closed_at: std::sync::OnceLock<std::time::Instant>,
+    /// The connection, for that shutdown, and whether it was done.
+    socket: std::sync::OnceLock<TcpStream>,
+    ended: AtomicBool,
     /// The subscriber's later request lines, parsed (or why not), for its thread to apply
     /// between two commits.
     changes: Mutex<Vec<Result<Request, String>>>,
@@ -191,6 +198,9 @@ impl Queue {
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
             reason: Mutex::new(None),
+            closed_at: std::sync::OnceLock::new(),
+            socket: std::sync::OnceLock::new(),
+            ended: AtomicBool::new(false),
             changes: Mutex::default(),
         }
     }
@@ -215,11 +225,42 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    fn close(&self, why: String) {
-        if !self.closed.swap(true, Ordering::SeqCst) {
-            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    /// Closed for `why`, unless it already was (for another reason, which stays): whether
+    /// this call closed it.
+    fn close(&self, why: String) -> bool {
+        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        let first = reason.is_none();
+        if first {
+            *reason = Some(why);
+            let _ = self.closed_at.set(std::time::Instant::now());
+            self.closed.store(true, Ordering::SeqCst);
         }
+        drop(reason);
         self.ready.notify_all();
+        first
+    }
+
+    /// Why it was closed, once it is.
+    fn closed_because(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Closed [`WRITE_TIMEOUT`] ago and its thread still not gone (held in a write): its
+    /// socket is shut down, which ends the write.
+    fn end_if_held(&self) {
+        if self
+            .closed_at
+            .get()
+            .is_some_and(|t| t.elapsed() >= WRITE_TIMEOUT)
+            && !self.ended.swap(true, Ordering::Relaxed)
+        {
+            if let Some(s) = self.socket.get() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 
     /// The next batches, waiting up to `wait`; empty when closed or nothing came.
@@ -293,12 +334,22 @@ impl CommitObserver for Publisher {
     /// On the writer thread: one copy of the commit's ticks in seq order, handed to the
     /// encoder thread (nothing at all without subscribers).
     fn committed(&self, day: NaiveDate, first_seq: i64, ticks: &[Tick], order: &[(i64, u32)]) {
-        if self
+        // Nothing for subscribers already cut off whose threads have not yet left (the encoder
+        // does not wake for them: their sockets are ended from here).
+        let open = self
             .subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
+            .iter()
+            .filter(|q| {
+                let closed = q.closed.load(Ordering::Relaxed);
+                if closed {
+                    q.end_if_held();
+                }
+                !closed
+            })
+            .count();
+        if open == 0 {
             return;
         }
         let batch = Arc::new(Batch {
@@ -351,6 +402,7 @@ fn encode_and_fan_out(
             .clone();
         for q in subs {
             if q.closed.load(Ordering::Relaxed) {
+                q.end_if_held();
                 continue;
             }
             let mut held = q.batches.lock().unwrap_or_else(|e| e.into_inner());
@@ -745,6 +797,9 @@ impl Publisher {
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
+        if let Ok(s) = out.get_ref().try_clone() {
+            let _ = queue.socket.set(s);
+        }
         let conn = Arc::new(Connection {
             peer,
             since: crate::clock::Clock::now(&crate::clock::SystemClock),
@@ -778,8 +833,12 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|q| !Arc::ptr_eq(q, &queue));
-        let why = match result {
-            Ok(why) => why,
+        // The first reason it was closed for is the one said, and counted where it was given
+        // (a cut-off counted by the encoder is not counted again when its write then fails).
+        match result {
+            Ok(why) => {
+                queue.close(why);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -787,16 +846,21 @@ impl Publisher {
                 ) =>
             {
                 // Not reading: as slow as a queue running over.
-                self.stats
-                    .disconnected_slow_total
-                    .fetch_add(1, Ordering::Relaxed);
-                format!(
+                let why = format!(
                     "fell behind: a write blocked for {}s",
                     WRITE_TIMEOUT.as_secs()
-                )
+                );
+                if queue.close(why) {
+                    self.stats
+                        .disconnected_slow_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
-            Err(e) => format!("connection failed: {e}"),
-        };
+            Err(e) => {
+                queue.close(format!("connection failed: {e}"));
+            }
+        }
+        let why = queue.closed_because().unwrap_or_default();
         let _ = event(&mut out, "disconnected", &[("reason", why.as_str().into())]);
         // Both halves: the peer sees the end (the reader's copy of the socket would keep it
         // open), and the reader's blocked read returns.
