@@ -183,9 +183,8 @@ struct Queue {
     /// and then (a blocking write times out only after [`WRITE_TIMEOUT`] without any) would
     /// keep its place for seconds: the encoder shuts its socket down this long after.
     closed_at: std::sync::OnceLock<std::time::Instant>,
-    /// The connection, for that shutdown, and whether it was done.
-    socket: std::sync::OnceLock<TcpStream>,
-    ended: AtomicBool,
+    /// The connection, for that shutdown (taken when it is done).
+    socket: Mutex<Option<TcpStream>>,
     /// The subscriber's later request lines, parsed (or why not), for its thread to apply
     /// between two commits.
     changes: Mutex<Vec<Result<Request, String>>>,
@@ -199,8 +198,7 @@ impl Queue {
             closed: AtomicBool::new(false),
             reason: Mutex::new(None),
             closed_at: std::sync::OnceLock::new(),
-            socket: std::sync::OnceLock::new(),
-            ended: AtomicBool::new(false),
+            socket: Mutex::new(None),
             changes: Mutex::default(),
         }
     }
@@ -255,9 +253,8 @@ impl Queue {
             .closed_at
             .get()
             .is_some_and(|t| t.elapsed() >= WRITE_TIMEOUT)
-            && !self.ended.swap(true, Ordering::Relaxed)
         {
-            if let Some(s) = self.socket.get() {
+            if let Some(s) = self.socket.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
         }
@@ -797,9 +794,7 @@ impl Publisher {
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
         let queue = Arc::new(Queue::new());
-        if let Ok(s) = out.get_ref().try_clone() {
-            let _ = queue.socket.set(s);
-        }
+        *queue.socket.lock().unwrap_or_else(|e| e.into_inner()) = out.get_ref().try_clone().ok();
         let conn = Arc::new(Connection {
             peer,
             since: crate::clock::Clock::now(&crate::clock::SystemClock),
