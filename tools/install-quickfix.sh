@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the QuickFIX reference engine (Python bindings to the C++ engine) into a virtualenv
 # used by the interoperability tests. Idempotent: does nothing when it is already importable.
-# The build compiles QuickFIX from source: about 12 minutes on a 2-core machine.
+# The build compiles QuickFIX from source: about 5 minutes on a 2-core machine.
 #
 # Usage: tools/install-quickfix.sh [VENV_DIR]   (default: $HOME/.cache/tickrec/quickfix-venv)
 # Prints the venv's python path on the last line.
