@@ -76,16 +76,20 @@
 //! `"token"`, the file's first line ([`crate::auth`]), or it is refused and counted;
 //! refusals are logged at most once a second. Nothing here encrypts a stream, and a listener
 //! beyond loopback is logged as a warning.
+//!
+//! Here: the listener, letting connections in, and each subscriber's thread (replay, snapshot,
+//! live lines, heartbeats, changes). `fanout.rs`: the encoder thread and the subscribers'
+//! bounded queues, where cut-offs happen. `request.rs`: request lines, read within their
+//! bounds and parsed, and what a subscriber's symbols say of each tick.
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use serde::Deserialize;
 
 use crate::format::jsonl::JsonlWriter;
 use crate::format::RowWriter;
@@ -95,7 +99,13 @@ use crate::shutdown::Shutdown;
 use crate::store::reader::{Store, Symbols};
 use crate::store::writer::CommitObserver;
 use crate::tail::{Cursor, Start, Tail};
-use crate::tick::{SourceId, SymbolId, Tick, TickRow};
+use crate::tick::{SymbolId, Tick, TickRow};
+
+mod fanout;
+mod request;
+
+use fanout::{encode_and_fan_out, pace, Batch, Encoded, Queue};
+use request::{as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants};
 
 /// Ticks a subscriber may have queued before it is disconnected as too slow, by default
 /// (`[publish] queue_ticks`).
@@ -127,38 +137,6 @@ enum Retry {
     WhenAPlaceIsFree,
 }
 
-/// One commit's ticks, in seq order.
-struct Batch {
-    day: NaiveDate,
-    ticks: Vec<(i64, Tick)>,
-}
-
-/// One commit's ticks as JSON lines, encoded once for every subscriber: `lines[i]` is the
-/// byte range, `seq` and symbol of tick `i` within `bytes`.
-struct Encoded {
-    day: NaiveDate,
-    bytes: Vec<u8>,
-    lines: Vec<(u32, u32, i64, SymbolId)>,
-    /// The commit's last `seq` (a subscriber that got this commit has passed it).
-    last_seq: Option<i64>,
-    /// A control line in `bytes`, not a commit: for the subscribers of any of these symbols
-    /// (of every symbol when there are none).
-    control: Option<Vec<String>>,
-}
-
-impl Encoded {
-    /// A control line (no ticks) about `symbols`.
-    fn control(day: NaiveDate, line: Vec<u8>, symbols: &[String]) -> Encoded {
-        Encoded {
-            day,
-            bytes: line,
-            lines: Vec::new(),
-            last_seq: None,
-            control: Some(symbols.to_vec()),
-        }
-    }
-}
-
 /// Counters of the publisher (for /metrics and the final report).
 #[derive(Debug, Default)]
 pub struct PublishStats {
@@ -170,116 +148,6 @@ pub struct PublishStats {
     /// First lines refused for a missing or wrong token (also in `rejected_requests_total`).
     pub unauthorized_total: AtomicU64,
     pub ticks_sent_total: AtomicU64,
-}
-
-/// A subscriber's queue of committed batches.
-struct Queue {
-    batches: Mutex<(VecDeque<Arc<Encoded>>, usize)>,
-    ready: Condvar,
-    /// Set when it fell behind (or the publisher stops): its thread ends the connection.
-    closed: AtomicBool,
-    reason: Mutex<Option<String>>,
-    /// When `closed` was set. A thread held in a write to a peer that takes a few bytes now
-    /// and then (a blocking write times out only after [`WRITE_TIMEOUT`] without any) would
-    /// keep its place for seconds: the encoder shuts its socket down this long after.
-    closed_at: std::sync::OnceLock<std::time::Instant>,
-    /// The connection, for that shutdown (taken when it is done).
-    socket: Mutex<Option<TcpStream>>,
-    /// The subscriber's later request lines, parsed (or why not), for its thread to apply
-    /// between two commits.
-    changes: Mutex<Vec<Result<Request, String>>>,
-}
-
-impl Queue {
-    fn new() -> Queue {
-        Queue {
-            batches: Mutex::new((VecDeque::new(), 0)),
-            ready: Condvar::new(),
-            closed: AtomicBool::new(false),
-            reason: Mutex::new(None),
-            closed_at: std::sync::OnceLock::new(),
-            socket: Mutex::new(None),
-            changes: Mutex::default(),
-        }
-    }
-
-    /// A later request line came: queued for the subscriber's thread, which is woken. Past
-    /// [`MAX_WAITING_CHANGES`] not yet taken, the subscriber is cut off instead (a client
-    /// sending lines faster than it reads the answers would grow the list without bound).
-    fn change(&self, request: Result<Request, String>) {
-        {
-            let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-            if changes.len() >= MAX_WAITING_CHANGES {
-                drop(changes);
-                self.close(format!(
-                    "more than {MAX_WAITING_CHANGES} request lines waiting to be taken"
-                ));
-                return;
-            }
-            changes.push(request);
-        }
-        // Under the batches' lock, so that a thread about to wait sees it or is woken.
-        let _held = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        self.ready.notify_all();
-    }
-
-    /// Closed for `why`, unless it already was (for another reason, which stays): whether
-    /// this call closed it.
-    fn close(&self, why: String) -> bool {
-        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        let first = reason.is_none();
-        if first {
-            *reason = Some(why);
-            let _ = self.closed_at.set(std::time::Instant::now());
-            self.closed.store(true, Ordering::SeqCst);
-        }
-        drop(reason);
-        self.ready.notify_all();
-        first
-    }
-
-    /// Why it was closed, once it is.
-    fn closed_because(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Closed [`WRITE_TIMEOUT`] ago and its thread still not gone (held in a write): its
-    /// socket is shut down, which ends the write.
-    fn end_if_held(&self) {
-        if self
-            .closed_at
-            .get()
-            .is_some_and(|t| t.elapsed() >= WRITE_TIMEOUT)
-        {
-            if let Some(s) = self.socket.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-
-    /// The next batches, waiting up to `wait`; empty when closed or nothing came.
-    fn take(&self, wait: Duration) -> Vec<Arc<Encoded>> {
-        let mut q = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = || {
-            !self
-                .changes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-        };
-        if q.0.is_empty() && !self.closed.load(Ordering::SeqCst) && !changed() {
-            q = self
-                .ready
-                .wait_timeout(q, wait)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        q.1 = 0;
-        q.0.drain(..).collect()
-    }
 }
 
 /// The fan-out: the writer's [`CommitObserver`], and the listener serving subscribers.
@@ -373,128 +241,6 @@ impl CommitObserver for Publisher {
     }
 }
 
-/// The encoder thread: each commit as JSON lines once, then a pointer to it queued for every
-/// subscriber (cut off past `max_queued` ticks).
-fn encode_and_fan_out(
-    rx: crossbeam_channel::Receiver<Arc<Batch>>,
-    names: Arc<Names>,
-    subscribers: Arc<Mutex<Vec<Arc<Queue>>>>,
-    stats: Arc<PublishStats>,
-    max_queued: usize,
-) {
-    let mut woke = std::time::Instant::now();
-    let mut cache = NameCache::default();
-    while let Ok(first) = rx.recv() {
-        // Wakes at most once per FAN_OUT_PACE: the commits that came meanwhile go out together.
-        pace(&mut woke);
-        let batches: Vec<Arc<Batch>> = std::iter::once(first).chain(rx.try_iter()).collect();
-        let encoded: Vec<Arc<Encoded>> = batches
-            .iter()
-            .map(|b| encode(&names, &mut cache, b))
-            .collect();
-        let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
-        let subs: Vec<Arc<Queue>> = subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for q in subs {
-            if q.closed.load(Ordering::Relaxed) {
-                q.end_if_held();
-                continue;
-            }
-            let mut held = q.batches.lock().unwrap_or_else(|e| e.into_inner());
-            if held.1 + n > max_queued {
-                held.0.clear();
-                held.1 = 0;
-                drop(held);
-                stats
-                    .disconnected_slow_total
-                    .fetch_add(1, Ordering::Relaxed);
-                q.close(format!(
-                    "fell behind: more than {max_queued} ticks queued for it"
-                ));
-                continue;
-            }
-            held.0.extend(encoded.iter().cloned());
-            held.1 += n;
-            drop(held);
-            q.ready.notify_one();
-        }
-    }
-}
-
-/// One commit as JSON lines, once for every subscriber.
-fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
-    let mut enc = Encoded {
-        day: batch.day,
-        bytes: Vec::with_capacity(batch.ticks.len() * 240),
-        lines: Vec::with_capacity(batch.ticks.len()),
-        last_seq: batch.ticks.last().map(|t| t.0),
-        control: None,
-    };
-    for (seq, t) in &batch.ticks {
-        let (Some(symbol), Some(source)) = (
-            cache
-                .symbols
-                .name(t.symbol.0, |i| names.symbol_name(SymbolId(i))),
-            cache
-                .sources
-                .name(t.source.0, |i| names.source_name(SourceId(i))),
-        ) else {
-            continue;
-        };
-        let start = enc.bytes.len() as u32;
-        crate::format::jsonl::encode_json_tick(&mut enc.bytes, t, Some(*seq), symbol, source);
-        enc.lines
-            .push((start, enc.bytes.len() as u32, *seq, t.symbol));
-    }
-    Arc::new(enc)
-}
-
-/// The encoder thread's copy of the names it has met, by id: an id's name never changes
-/// ([`Names`] only ever adds). Taking both names from the shared table for every tick (a read
-/// lock and a reference count each) made encoding 277 ns a tick against 243 with this cache
-/// (500,000 ticks of 128 symbols, six rounds, one process).
-#[derive(Default)]
-struct NameCache {
-    symbols: IdNames,
-    sources: IdNames,
-}
-
-#[derive(Default)]
-struct IdNames(Vec<Option<Arc<str>>>);
-
-impl IdNames {
-    /// `id`'s name, from `fetch` the first time.
-    fn name(&mut self, id: u32, fetch: impl FnOnce(u32) -> Option<Arc<str>>) -> Option<&str> {
-        let i = id as usize;
-        if self.0.get(i).is_none_or(Option::is_none) {
-            let name = fetch(id)?;
-            if self.0.len() <= i {
-                self.0.resize(i + 1, None);
-            }
-            self.0[i] = Some(name);
-        }
-        self.0.get(i)?.as_deref()
-    }
-}
-
-/// The fan-out's threads (the encoder, each subscriber's) wake at most once per this, taking
-/// everything that came meanwhile: at one wake per commit (2,400 a second at full speed, nine
-/// threads) the switches reached the gateway thread's `store_tick`. At 2 ms, beside eight
-/// subscribers, its p99.9 read 240–250 ns against 215–240 at 5 ms, in four pairs of runs
-/// (`data/performance-log.md`, "Taken after run 61").
-const FAN_OUT_PACE: Duration = Duration::from_millis(5);
-
-/// Waits until [`FAN_OUT_PACE`] has passed since `woke`, then marks now.
-fn pace(woke: &mut std::time::Instant) {
-    let since = woke.elapsed();
-    if since < FAN_OUT_PACE {
-        std::thread::sleep(FAN_OUT_PACE - since);
-    }
-    *woke = std::time::Instant::now();
-}
-
 fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
     Some(TickRow::from_tick(
         t,
@@ -502,70 +248,6 @@ fn row_of(names: &Names, t: &Tick, seq: Option<i64>) -> Option<TickRow> {
         names.source_name(t.source)?,
         seq,
     ))
-}
-
-/// What a request asks, parsed: its symbols, their names (`None`: every symbol), and where its
-/// replay starts (`R`: a [`Start`], then the [`Tail`] resolved from it), if it asked for one.
-type Asked<R> = (Symbols, Option<HashSet<String>>, R);
-
-/// What a subscriber asks for.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    symbols: Vec<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    from_time: Option<String>,
-    /// The `[publish] token_file` secret, asked of a first line when one is configured (a
-    /// later line's is not looked at: the connection is already let in).
-    #[serde(default)]
-    token: Option<String>,
-}
-
-/// The symbols a subscriber wants: by name (`None`: every symbol), and what that says of each
-/// symbol id met so far, by id (ids are dense from 0, bounded by the recorder's symbols). A
-/// `HashMap` by id took 6.4 ns a lookup against 0.6 (128 ids, 12M lookups, one thread): eight
-/// subscribers of named symbols beside a feed of 1.5M ticks a second ask 12M times a second.
-struct Wants {
-    names: Option<HashSet<String>>,
-    ids: Vec<Option<bool>>,
-}
-
-impl Wants {
-    fn new(names: Option<HashSet<String>>) -> Wants {
-        Wants {
-            names,
-            ids: Default::default(),
-        }
-    }
-
-    fn wants_name(&self, name: &str) -> bool {
-        self.names.as_ref().is_none_or(|w| w.contains(name))
-    }
-
-    /// Whether a line about `symbols` is for this subscriber: about one of its symbols, or
-    /// about no symbol in particular.
-    fn any(&self, symbols: &[String]) -> bool {
-        symbols.is_empty() || symbols.iter().any(|s| self.wants_name(s))
-    }
-
-    /// Asked of every line of every commit by each subscriber thread of named symbols.
-    fn wants(&mut self, names: &Names, id: SymbolId) -> bool {
-        let Some(w) = &self.names else {
-            return true;
-        };
-        let i = id.0 as usize;
-        if let Some(Some(known)) = self.ids.get(i) {
-            return *known;
-        }
-        let known = names.symbol_name(id).is_some_and(|n| w.contains(&*n));
-        if self.ids.len() <= i {
-            self.ids.resize(i + 1, None);
-        }
-        self.ids[i] = Some(known);
-        known
-    }
 }
 
 impl Publisher {
@@ -1245,19 +927,6 @@ impl Publisher {
     }
 }
 
-/// A parsed request with its replay's start resolved against the store (a cursor past what it
-/// holds is refused, with the reason).
-fn resolve(
-    store: &Store,
-    (symbols, names, start): Asked<Option<Start>>,
-) -> Result<Asked<Option<Tail>>, String> {
-    let tail = start
-        .map(|start| Tail::new(store.clone(), symbols.clone(), start))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok((symbols, names, tail))
-}
-
 /// A control line: `{"event": name, key: value, …}`, flushed.
 fn event(
     out: &mut impl Write,
@@ -1274,122 +943,10 @@ fn event(
     out.flush()
 }
 
-/// The symbols as a subscriber named them (`*` for every symbol).
-fn as_named(symbols: &Symbols) -> Vec<String> {
-    match symbols {
-        Symbols::All => vec!["*".to_owned()],
-        Symbols::Named(names) => names.clone(),
-    }
-}
-
-/// Request lines of a subscriber that may wait for its thread.
-const MAX_WAITING_CHANGES: usize = 64;
-
-/// Longest request line a subscriber may send.
-const MAX_REQUEST_LINE: u64 = 64 * 1024;
-
-/// A subscriber's socket as its request lines are read: everything read before the deadline
-/// is lifted must come by then, so that a peer trickling a byte at a time cannot keep a place
-/// past [`REQUEST_TIMEOUT`] without ever sending a request.
-struct Incoming {
-    stream: TcpStream,
-    deadline: Option<(std::time::Instant, Duration)>,
-}
-
-impl Incoming {
-    fn within(stream: TcpStream, limit: Duration) -> Incoming {
-        Incoming {
-            stream,
-            deadline: Some((std::time::Instant::now() + limit, limit)),
-        }
-    }
-
-    /// From here on, reads wait as long as the peer takes.
-    fn lift_deadline(&mut self) {
-        self.deadline = None;
-        let _ = self.stream.set_read_timeout(None);
-    }
-}
-
-impl std::io::Read for Incoming {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let Some((deadline, limit)) = self.deadline else {
-            return self.stream.read(buf);
-        };
-        let late = || {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no whole request line within {} s", limit.as_secs_f64()),
-            )
-        };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(late());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        match self.stream.read(buf) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(late())
-            }
-            r => r,
-        }
-    }
-}
-
-/// The subscriber's next request line, parsed (or why it is not a request); `None` at the end
-/// of its stream. An I/O error (a reset, the first line's deadline) ends the reading.
-fn read_request(
-    lines: &mut BufReader<Incoming>,
-) -> std::io::Result<Option<Result<Request, String>>> {
-    let mut line = String::new();
-    let n = std::io::Read::take(&mut *lines, MAX_REQUEST_LINE).read_line(&mut line)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if !line.ends_with('\n') && n as u64 >= MAX_REQUEST_LINE {
-        // The rest of an overlong line is not a request either: the reading ends.
-        return Err(std::io::Error::other(format!(
-            "a request line longer than {MAX_REQUEST_LINE} bytes"
-        )));
-    }
-    Ok(Some(
-        serde_json::from_str::<Request>(&line).map_err(|e| e.to_string()),
-    ))
-}
-
-/// A subscriber's later lines, each a change of its symbols, handed to its thread through
-/// `queue` until the connection ends. The end of the subscriber's stream (a client that only
-/// listens may close its sending half) ends the reading, not the subscription; a failed read
-/// (the peer reset the connection) ends the subscription at once.
-fn read_changes(mut lines: BufReader<Incoming>, queue: &Queue, peer: std::net::SocketAddr) {
-    loop {
-        match read_request(&mut lines) {
-            Ok(Some(request)) => {
-                queue.change(request);
-                if queue.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                if !queue.closed.load(Ordering::SeqCst) {
-                    tracing::debug!(%peer, error = %e, "publish: a subscriber's stream failed");
-                    queue.close(format!("connection failed: {e}"));
-                }
-                return;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     /// What could go wrong: a peer that trickles a byte now and then, never a whole line,
     /// keeping a subscriber's place (and two threads) for as long as it likes.
