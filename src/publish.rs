@@ -232,10 +232,12 @@ impl CommitObserver for Publisher {
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
             {
-                self.stats
-                    .disconnected_slow_total
-                    .fetch_add(1, Ordering::Relaxed);
-                q.close("the fan-out fell behind the writer".into());
+                // Counted once: not a subscriber already cut off whose thread has not left.
+                if q.close("the fan-out fell behind the writer".into()) {
+                    self.stats
+                        .disconnected_slow_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -947,6 +949,55 @@ fn event(
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+
+    /// What could go wrong: the encoder falls a whole backlog of commits behind the writer
+    /// while a subscriber already cut off (its thread not yet gone) is still listed. Every
+    /// open subscriber is cut off for it; one already cut off keeps its first reason and is
+    /// not counted a second time.
+    #[test]
+    fn an_encoder_backlog_cuts_off_the_open_subscribers_and_counts_each_once() {
+        let names = Arc::new(Names::new(8));
+        let publisher = Publisher::new(names, 1_000_000, Duration::from_secs(60), 8, None).unwrap();
+        let (open, gone) = (Arc::new(Queue::new()), Arc::new(Queue::new()));
+        assert!(gone.close("fell behind: earlier".into()));
+        publisher
+            .subscribers
+            .lock()
+            .unwrap()
+            .extend([open.clone(), gone.clone()]);
+        let tick = crate::pipeline::ring::blank_tick(0, 1);
+        let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        // The encoder stops at the open queue's lock with its first commits: the rest fill its
+        // backlog.
+        let held = open.batches.lock().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut commits = 0;
+        while open.closed_because().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{commits} commits and the backlog never ran over"
+            );
+            publisher.committed(day, 1, &[tick], &[(0, 0)]);
+            commits += 1;
+        }
+        drop(held);
+        assert!(commits > ENCODER_BACKLOG, "{commits} commits");
+        assert_eq!(
+            open.closed_because().as_deref(),
+            Some("the fan-out fell behind the writer")
+        );
+        assert_eq!(
+            gone.closed_because().as_deref(),
+            Some("fell behind: earlier")
+        );
+        assert_eq!(
+            publisher
+                .stats
+                .disconnected_slow_total
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
 
     /// What could go wrong: a peer that trickles a byte now and then, never a whole line,
     /// keeping a subscriber's place (and two threads) for as long as it likes.

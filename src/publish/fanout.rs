@@ -195,12 +195,14 @@ pub(super) fn encode_and_fan_out(
                 held.0.clear();
                 held.1 = 0;
                 drop(held);
-                stats
-                    .disconnected_slow_total
-                    .fetch_add(1, Ordering::Relaxed);
-                q.close(format!(
+                // Counted once: not if its thread closed it meanwhile (a failed write).
+                if q.close(format!(
                     "fell behind: more than {max_queued} ticks queued for it"
-                ));
+                )) {
+                    stats
+                        .disconnected_slow_total
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 continue;
             }
             held.0.extend(encoded.iter().cloned());
