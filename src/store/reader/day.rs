@@ -214,6 +214,27 @@ fn time_slices(lo: i64, hi: i64, ticks: i64) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// `[lo, hi)` read in the time slices of [`time_slices`] (one when they hold few ticks): `list`
+/// gives what a window holds (the directory's spans or pieces), `ticks` counts each, and `read`
+/// reads one window from its list. Returns the ticks read.
+fn in_slices<P>(
+    (lo, hi): (i64, i64),
+    list: impl Fn(i64, i64) -> Result<Vec<P>, ReadError>,
+    ticks: impl Fn(&P) -> i64,
+    mut read: impl FnMut(Vec<P>, i64, i64) -> Result<u64, ReadError>,
+) -> Result<u64, ReadError> {
+    let whole = list(lo, hi)?;
+    let slices = time_slices(lo, hi, whole.iter().map(ticks).fold(0, i64::saturating_add));
+    if slices.len() <= 1 {
+        return read(whole, lo, hi);
+    }
+    let mut n = 0;
+    for (from, to) in slices {
+        n += read(list(from, to)?, from, to)?;
+    }
+    Ok(n)
+}
+
 /// File symbol ids as the value of an `rarray(?)` parameter.
 fn ids_value(ids: &[i64]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
     std::rc::Rc::new(
@@ -608,25 +629,14 @@ impl DayReader {
         if let (Some(ids), true) = (syms, self.blocks) {
             return self.range_by_pieces(ids, lo, hi, f);
         }
-        let spans = crate::store::directory::spans_in(&self.conn, want, lo, hi).map_err(sq)?;
-        let ticks: i64 = spans
-            .iter()
-            .map(|s| match *s {
+        in_slices(
+            (lo, hi),
+            |from, to| crate::store::directory::spans_in(&self.conn, want, from, to).map_err(sq),
+            |s| match *s {
                 Span::Exact(a, b) | Span::Scan(a, b) => b.saturating_sub(a).saturating_add(1),
-            })
-            .fold(0, i64::saturating_add);
-        // Slices between the day's bounds (the first and last take whatever lies outside).
-        let slices = time_slices(lo, hi, ticks);
-        if slices.len() <= 1 {
-            return self.slice_by_directory(syms, spans, lo, hi, f);
-        }
-        let mut n = 0;
-        for (from, to) in slices {
-            let spans =
-                crate::store::directory::spans_in(&self.conn, want, from, to).map_err(sq)?;
-            n += self.slice_by_directory(syms, spans, from, to, f)?;
-        }
-        Ok(n)
+            },
+            |spans, from, to| self.slice_by_directory(syms, spans, from, to, f),
+        )
     }
 
     /// [`DayReader::range_by_directory`] of symbols `ids` in a file with blocks: the same
@@ -644,22 +654,12 @@ impl DayReader {
                 source,
             })
         };
-        let pieces = crate::store::directory::pieces_in(&self.conn, ids, lo, hi).map_err(sq)?;
-        let ticks = pieces
-            .iter()
-            .map(crate::store::directory::Piece::ticks)
-            .fold(0, i64::saturating_add);
-        let slices = time_slices(lo, hi, ticks);
-        if slices.len() <= 1 {
-            return self.slice_by_pieces(ids, pieces, lo, hi, f);
-        }
-        let mut n = 0;
-        for (from, to) in slices {
-            let pieces =
-                crate::store::directory::pieces_in(&self.conn, ids, from, to).map_err(sq)?;
-            n += self.slice_by_pieces(ids, pieces, from, to, f)?;
-        }
-        Ok(n)
+        in_slices(
+            (lo, hi),
+            |from, to| crate::store::directory::pieces_in(&self.conn, ids, from, to).map_err(sq),
+            crate::store::directory::Piece::ticks,
+            |pieces, from, to| self.slice_by_pieces(ids, pieces, from, to, f),
+        )
     }
 
     /// One slice of [`DayReader::range_by_pieces`]: each piece's block in one statement; what
