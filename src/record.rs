@@ -28,6 +28,9 @@ pub struct RecordReport {
     /// Per session (by identity): the inbound MsgSeqNum the next start will request from, as
     /// committed in the store; `None` when nothing of it is committed.
     pub resume: Vec<(String, Option<u64>)>,
+    /// Every `store_tick` call's latency (ns), all producers merged: for figures finer than
+    /// the percentiles in `stats` (`tickrec bench`).
+    pub store_tick_latency: hdrhistogram::Histogram<u64>,
 }
 
 /// Why recording could not start.
@@ -117,6 +120,7 @@ pub fn run(
     stop.request();
     join_gateways(opts, threads, &identities, &recorder);
     let mut stats = recorder.shutdown();
+    let store_tick_latency = recorder.latency_histograms().0;
     // Until the last counted tick is committed: the drain is part of the run.
     let elapsed = started.elapsed();
     publish_stop.request();
@@ -138,6 +142,7 @@ pub fn run(
         stats,
         sessions: sessions_now,
         resume,
+        store_tick_latency,
     })
 }
 
