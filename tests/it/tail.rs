@@ -860,7 +860,10 @@ fn a_tail_yields_the_cpu_to_a_recorder_in_another_session_and_still_answers_sign
 fn a_tail_steps_aside_while_the_recorder_waits_for_a_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    ingest(&db, &ticks("2026-11-20", 0, 5_000, 10));
+    // Enough rows that the tail's watch judges the recorder before the tail is done: it knows
+    // which threads are busy only from a second listing 50 ms after the first, and a tail of
+    // 5,000 rows given the CPU in one burst (three suites at once) could end before it.
+    ingest(&db, &ticks("2026-11-20", 0, 20_000, 10));
     let tail = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickrec"));
         cmd.arg("--db")
@@ -880,7 +883,7 @@ fn a_tail_steps_aside_while_the_recorder_waits_for_a_cpu() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
         let seqs: Vec<i64> = keys(&lines).into_iter().map(|(_, seq)| seq).collect();
-        assert_eq!(seqs, (1..=5_000).collect::<Vec<i64>>());
+        assert_eq!(seqs, (1..=20_000).collect::<Vec<i64>>());
         text(&out.stderr)
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -898,7 +901,7 @@ fn a_tail_steps_aside_while_the_recorder_waits_for_a_cpu() {
     drop(spinning);
     assert!(!said.contains("stepped aside"), "{said}");
     assert!(
-        said.contains("tail: 5000 ticks; cursor 2026-11-20:5000"),
+        said.contains("tail: 20000 ticks; cursor 2026-11-20:20000"),
         "{said}"
     );
 }
