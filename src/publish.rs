@@ -82,7 +82,7 @@
 //! bounded queues, where cut-offs happen. `request.rs`: request lines, read within their
 //! bounds and parsed, and what a subscriber's symbols say of each tick.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -207,7 +207,7 @@ impl CommitObserver for Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter(|q| {
-                let closed = q.closed.load(Ordering::Relaxed);
+                let closed = q.is_closed();
                 if closed {
                     q.end_if_held();
                 }
@@ -320,7 +320,7 @@ impl Publisher {
                 symbols: c.symbols.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                 since: c.since,
                 ticks_sent: c.ticks_sent.load(Ordering::Relaxed),
-                queued_ticks: c.queue.batches.lock().unwrap_or_else(|e| e.into_inner()).1 as u64,
+                queued_ticks: c.queue.queued_ticks() as u64,
             })
             .collect()
     }
@@ -477,8 +477,7 @@ impl Publisher {
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
-        let queue = Arc::new(Queue::new());
-        *queue.socket.lock().unwrap_or_else(|e| e.into_inner()) = out.get_ref().try_clone().ok();
+        let queue = Arc::new(Queue::new(out.get_ref().try_clone().ok()));
         let conn = Arc::new(Connection {
             peer,
             since: crate::clock::Clock::now(&crate::clock::SystemClock),
@@ -618,18 +617,12 @@ impl Publisher {
             if stop.is_requested() {
                 return Ok("the recorder is shutting down".into());
             }
-            if queue.closed.load(Ordering::SeqCst) {
-                let why = queue
-                    .reason
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                return Ok(why.unwrap_or_else(|| "closed".into()));
+            if let Some(why) = queue.closed_because() {
+                return Ok(why);
             }
             let taken = queue.take(Duration::from_millis(100));
             // Later request lines apply from the next commit on (those just taken included).
-            let changes =
-                std::mem::take(&mut *queue.changes.lock().unwrap_or_else(|e| e.into_inner()));
+            let changes = queue.take_changes();
             let mut wrote = !changes.is_empty();
             for change in changes {
                 let at = (recorder, store);
@@ -749,7 +742,7 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|q| !Arc::ptr_eq(q, queue));
-        *queue.batches.lock().unwrap_or_else(|e| e.into_inner()) = (VecDeque::new(), 0);
+        queue.drop_queued();
         self.start(rows, queue, &symbols, wanted, Some(tail), recorder)
     }
 
@@ -912,12 +905,7 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         for q in subs {
-            q.batches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .0
-                .push_back(enc.clone());
-            q.ready.notify_one();
+            q.push_control(enc.clone());
         }
     }
 
@@ -958,7 +946,7 @@ mod tests {
     fn an_encoder_backlog_cuts_off_the_open_subscribers_and_counts_each_once() {
         let names = Arc::new(Names::new(8));
         let publisher = Publisher::new(names, 1_000_000, Duration::from_secs(60), 8, None).unwrap();
-        let (open, gone) = (Arc::new(Queue::new()), Arc::new(Queue::new()));
+        let (open, gone) = (Arc::new(Queue::new(None)), Arc::new(Queue::new(None)));
         assert!(gone.close("fell behind: earlier".into()));
         publisher
             .subscribers
@@ -969,7 +957,7 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
         // The encoder stops at the open queue's lock with its first commits: the rest fill its
         // backlog.
-        let held = open.batches.lock().unwrap();
+        let held = open.hold();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut commits = 0;
         while open.closed_because().is_none() {

@@ -50,33 +50,72 @@ impl Encoded {
 
 /// A subscriber's queue of committed batches.
 pub(super) struct Queue {
-    pub(super) batches: Mutex<(VecDeque<Arc<Encoded>>, usize)>,
-    pub(super) ready: Condvar,
+    batches: Mutex<(VecDeque<Arc<Encoded>>, usize)>,
+    ready: Condvar,
     /// Set when it fell behind (or the publisher stops): its thread ends the connection.
-    pub(super) closed: AtomicBool,
-    pub(super) reason: Mutex<Option<String>>,
+    closed: AtomicBool,
+    reason: Mutex<Option<String>>,
     /// When `closed` was set. A thread held in a write to a peer that takes a few bytes now
     /// and then (a blocking write times out only after [`WRITE_TIMEOUT`] without any) would
     /// keep its place for seconds: the encoder shuts its socket down this long after.
-    pub(super) closed_at: std::sync::OnceLock<std::time::Instant>,
+    closed_at: std::sync::OnceLock<std::time::Instant>,
     /// The connection, for that shutdown (taken when it is done).
-    pub(super) socket: Mutex<Option<TcpStream>>,
+    socket: Mutex<Option<TcpStream>>,
     /// The subscriber's later request lines, parsed (or why not), for its thread to apply
     /// between two commits.
-    pub(super) changes: Mutex<Vec<Result<Request, String>>>,
+    changes: Mutex<Vec<Result<Request, String>>>,
 }
 
 impl Queue {
-    pub(super) fn new() -> Queue {
+    /// The queue of a subscriber connected by `socket` (shut down when it is held in a write
+    /// past its cut-off; `None`: nothing to shut down).
+    pub(super) fn new(socket: Option<TcpStream>) -> Queue {
         Queue {
             batches: Mutex::new((VecDeque::new(), 0)),
             ready: Condvar::new(),
             closed: AtomicBool::new(false),
             reason: Mutex::new(None),
             closed_at: std::sync::OnceLock::new(),
-            socket: Mutex::new(None),
+            socket: Mutex::new(socket),
             changes: Mutex::default(),
         }
+    }
+
+    /// Whether it was closed (cut off, or the publisher stops).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Ticks waiting for the subscriber's thread.
+    pub(super) fn queued_ticks(&self) -> usize {
+        self.batches.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Drops what waits (a subscription started over from a cursor: its replay holds it).
+    pub(super) fn drop_queued(&self) {
+        *self.batches.lock().unwrap_or_else(|e| e.into_inner()) = (VecDeque::new(), 0);
+    }
+
+    /// Queues a control line (no ticks: it does not count against the bound) and wakes the
+    /// subscriber's thread.
+    pub(super) fn push_control(&self, line: Arc<Encoded>) {
+        self.batches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push_back(line);
+        self.ready.notify_one();
+    }
+
+    /// The later request lines that came since the last call, in order.
+    pub(super) fn take_changes(&self) -> Vec<Result<Request, String>> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Holds the queue's lock: the encoder waits at this queue meanwhile (for tests).
+    #[cfg(test)]
+    pub(super) fn hold(&self) -> std::sync::MutexGuard<'_, (VecDeque<Arc<Encoded>>, usize)> {
+        self.batches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A later request line came: queued for the subscriber's thread, which is woken. Past
@@ -159,7 +198,7 @@ impl Queue {
 }
 
 /// Request lines of a subscriber that may wait for its thread.
-pub(super) const MAX_WAITING_CHANGES: usize = 64;
+const MAX_WAITING_CHANGES: usize = 64;
 
 /// The encoder thread: each commit as JSON lines once, then a pointer to it queued for every
 /// subscriber (cut off past `max_queued` ticks).
@@ -274,7 +313,7 @@ impl IdNames {
 /// threads) the switches reached the gateway thread's `store_tick`. At 2 ms, beside eight
 /// subscribers, its p99.9 read 240–250 ns against 215–240 at 5 ms, in four pairs of runs
 /// (`data/performance-log.md`, "Taken after run 61").
-pub(super) const FAN_OUT_PACE: Duration = Duration::from_millis(5);
+const FAN_OUT_PACE: Duration = Duration::from_millis(5);
 
 /// Waits until [`FAN_OUT_PACE`] has passed since `woke`, then marks now.
 pub(super) fn pace(woke: &mut std::time::Instant) {

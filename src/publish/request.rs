@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -191,13 +190,13 @@ pub(super) fn read_changes(
         match read_request(&mut lines) {
             Ok(Some(request)) => {
                 queue.change(request);
-                if queue.closed.load(Ordering::SeqCst) {
+                if queue.is_closed() {
                     return;
                 }
             }
             Ok(None) => return,
             Err(e) => {
-                if !queue.closed.load(Ordering::SeqCst) {
+                if !queue.is_closed() {
                     tracing::debug!(%peer, error = %e, "publish: a subscriber's stream failed");
                     queue.close(format!("connection failed: {e}"));
                 }
