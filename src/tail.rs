@@ -12,7 +12,8 @@
 //! A consumer that needs "nothing twice" across its own crashes records the cursor with what it
 //! did with the rows (every row carries its day, the UTC day of `ts_event`, and its `seq`);
 //! `--cursor-file` is written after each batch is flushed, so a `tail` killed between the two
-//! repeats at most that batch.
+//! repeats at most that batch; `--out FILE` is such a consumer for a file (the cursor file
+//! keeps FILE's length beside the cursor, and a restart cuts FILE back to it).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

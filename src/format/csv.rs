@@ -88,6 +88,14 @@ impl<W: Write> CsvWriter<W> {
         }
     }
 
+    /// Rows after those already in `out`, header included.
+    pub fn continuing(out: W) -> CsvWriter<W> {
+        CsvWriter {
+            header_done: true,
+            ..CsvWriter::new(out)
+        }
+    }
+
     fn header(&mut self) -> io::Result<()> {
         if !self.header_done {
             self.out.write_all(COLUMNS.join(",").as_bytes())?;

@@ -177,6 +177,18 @@ pub fn row_writer<'w, W: Write + 'w>(format: OutputFormat, out: W) -> Box<dyn Ro
     }
 }
 
+/// [`row_writer`] for an output that already holds rows of `format` (a file resumed): no CSV
+/// header again.
+pub fn row_writer_continuing<'w, W: Write + 'w>(
+    format: OutputFormat,
+    out: W,
+) -> Box<dyn RowWriter + 'w> {
+    match format {
+        OutputFormat::Csv => Box::new(csv::CsvWriter::continuing(out)),
+        _ => row_writer(format, out),
+    }
+}
+
 /// Text of an optional decimal: empty when absent.
 pub(crate) fn opt_text(d: Option<Decimal>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()

@@ -1235,3 +1235,90 @@ fn a_subscriber_cut_off_mid_write_is_counted_once_for_the_first_reason() {
     );
     assert_eq!(sample(&metrics, "tickrec_publish_subscribers "), 0.0);
 }
+
+/// What could go wrong: `subscribe --out` killed without warning (kill -9, a power loss) leaves
+/// rows in its file after the cursor it last saved, or half a row, and the restart appends
+/// after them: ticks twice, or a broken line.
+#[test]
+fn subscribe_into_a_file_killed_without_warning_resumes_it_with_every_tick_once() {
+    let feed = feed("", 20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ticks.jsonl");
+    let start = |round: usize, extra: &[&str]| {
+        Reaped::new(
+            Command::new(BIN)
+                .args(["subscribe", &format!("127.0.0.1:{}", feed.publish)])
+                .arg("--cursor-file")
+                .arg(dir.path().join("cursor"))
+                .arg("--out")
+                .arg(&out)
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("said-{round}"))).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .matches('\n')
+            .count()
+    };
+    // What the cursor file accounts for of the file.
+    let saved_bytes = || {
+        std::fs::read_to_string(dir.path().join("cursor"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("out_bytes ")?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    for round in 0..3 {
+        let mut s = start(round, &[]);
+        // Killed once it has saved its cursor past what it started from, and written more.
+        let (bytes, written) = (saved_bytes(), lines());
+        super::util::wait_until(Duration::from_secs(60), "a later save", || {
+            saved_bytes() > bytes
+        });
+        wait_for_lines(&out, written + 2_000);
+        s.kill().unwrap();
+        s.wait().unwrap();
+        if round == 0 {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+            f.write_all(b"{\"seq\":99999999,\"symbol\":\"EUR").unwrap();
+        }
+    }
+    let last = start(3, &["--max-ticks", "2000"]);
+    let status = last.output().unwrap().status;
+    assert!(status.success(), "{status}");
+    let said = std::fs::read_to_string(dir.path().join("said-1")).unwrap();
+    assert!(
+        said.contains("written after its cursor was last saved"),
+        "{said}"
+    );
+
+    // Every seq of each day from the first written to the last, once, in order.
+    let mut seen: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let row: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line {line}: {e}"));
+        let day = row["ts_event"].as_str().unwrap()[..10].to_owned();
+        seen.entry(day)
+            .or_default()
+            .push(row["seq"].as_i64().unwrap());
+    }
+    let total: usize = seen.values().map(Vec::len).sum();
+    assert!(
+        total > 2_000,
+        "{total} ticks: nothing kept of the runs killed"
+    );
+    for (day, seqs) in &seen {
+        let (lo, hi) = (seqs[0], seqs[seqs.len() - 1]);
+        assert_eq!(
+            *seqs,
+            (lo..=hi).collect::<Vec<_>>(),
+            "{day}: not every seq from {lo} to {hi} once, in order"
+        );
+    }
+}

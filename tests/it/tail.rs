@@ -1160,3 +1160,124 @@ fn a_following_tail_and_queries_read_a_day_archived_and_restored_under_them_whol
         .collect();
     assert!(yesterday.windows(2).all(|w| w[0] < w[1]), "recording order");
 }
+
+/// What could go wrong: a tail writing into a file, killed mid-write (kill -9, a power loss),
+/// leaves rows its cursor file does not account for, or half a row, and the next run appends
+/// after them: ticks twice, a broken row, or a second CSV header.
+#[test]
+fn a_tail_into_a_file_killed_at_any_moment_resumes_it_with_every_tick_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let chunk = 50_000u32;
+    ingest(&db, &ticks("2026-11-20", 0, chunk, 10));
+    let (out, cursor) = (dir.path().join("ticks.csv"), dir.path().join("cursor"));
+    let size = || std::fs::metadata(&out).map_or(0, |m| m.len());
+    let start = |said: &Path| {
+        Reaped::new(
+            Command::new(env!("CARGO_BIN_EXE_tickrec"))
+                .arg("--db")
+                .arg(&db)
+                .args([
+                    "tail",
+                    "--follow",
+                    "--priority",
+                    "normal",
+                    "--format",
+                    "csv",
+                ])
+                .arg("--out")
+                .arg(&out)
+                .arg("--cursor-file")
+                .arg(&cursor)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(said).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // Four times: a following tail, more ticks committed as it writes, killed once it has
+    // written more; half a row left behind once.
+    let mut n = chunk;
+    for round in 0..4u32 {
+        let before = size();
+        let said = dir.path().join(format!("said-{round}"));
+        let mut tail = start(&said);
+        ingest(&db, &ticks("2026-11-20", n, chunk, 11 + round));
+        n += chunk;
+        super::util::wait_until(Duration::from_secs(60), "more written", || size() > before);
+        assert!(tail.try_wait().unwrap().is_none(), "a following tail ended");
+        tail.kill().unwrap();
+        tail.wait().unwrap();
+        if round == 1 {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+            f.write_all(b"77777,EURUSD,17951688").unwrap();
+        }
+    }
+    let last = tickrec(
+        &db,
+        &[
+            "tail",
+            "--priority",
+            "normal",
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().unwrap(),
+            "--cursor-file",
+            cursor.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    // The run after the half row cut it off (and what its kill left unsaved).
+    let said = std::fs::read_to_string(dir.path().join("said-2")).unwrap() + &text(&last.stderr);
+    assert!(
+        said.contains("written after its cursor was last saved"),
+        "{said}"
+    );
+
+    let written = std::fs::read_to_string(&out).unwrap();
+    let mut lines = written.lines();
+    assert!(lines.next().unwrap().starts_with("seq,symbol,"));
+    let seqs: Vec<i64> = lines
+        .map(|l| {
+            assert_eq!(l.split(',').count(), 10, "a broken row: {l}");
+            l.split(',').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=i64::from(n)).collect::<Vec<_>>());
+    let saved = std::fs::read_to_string(&cursor).unwrap();
+    assert_eq!(
+        saved,
+        format!("2026-11-20:{n}\nout_bytes {}\n", written.len())
+    );
+
+    // A file its cursor file does not account for is refused, and so is one cut short.
+    let refused = |args: &[&str], why: &str| {
+        let o = tickrec(&db, args, None);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains(why), "{}", text(&o.stderr));
+    };
+    let (o, c) = (out.to_str().unwrap(), cursor.to_str().unwrap());
+    refused(
+        &[
+            "tail",
+            "--out",
+            o,
+            "--cursor-file",
+            c,
+            "--from",
+            "2026-11-20:0",
+        ],
+        "that no cursor file accounts for",
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&out)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    refused(&["tail", "--out", o, "--cursor-file", c], "fewer than the");
+    refused(&["tail", "--out", o], "--cursor-file");
+}

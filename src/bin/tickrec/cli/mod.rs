@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 mod migrate;
+mod output;
 mod read;
 mod record;
 mod store;
@@ -469,9 +470,16 @@ pub struct TailArgs {
     #[arg(long)]
     pub follow: bool,
     /// Read the starting cursor from this file when it exists (unless --from… is given), and
-    /// write the cursor reached to it after every batch (atomically)
+    /// write the cursor reached to it after every batch (atomically; with --out at most every
+    /// 100 ms, and at the end)
     #[arg(long, value_name = "FILE")]
     pub cursor_file: Option<std::path::PathBuf>,
+    /// Append the rows to this file instead of standard output, kept in step with
+    /// --cursor-file: on a restart, what was written after the cursor was last saved is cut
+    /// off and written again, so the file holds every tick once even after a kill -9 or a
+    /// power loss
+    #[arg(long, value_name = "FILE", requires = "cursor_file")]
+    pub out: Option<std::path::PathBuf>,
     /// How rows are printed, as they come (so not as a table, which is aligned only once
     /// it is complete)
     #[arg(long, value_enum, default_value_t = StreamFormat::Jsonl)]

@@ -206,38 +206,8 @@ fn in_own_session() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// The cursor in `--cursor-file` (of `tail` and `subscribe`), when it names one that exists.
-pub(super) fn saved_cursor(
-    file: Option<&std::path::Path>,
-) -> anyhow::Result<Option<tickrec::tail::Cursor>> {
-    let Some(f) = file.filter(|f| f.exists()) else {
-        return Ok(None);
-    };
-    let text =
-        std::fs::read_to_string(f).with_context(|| format!("--cursor-file {}", f.display()))?;
-    text.parse()
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("--cursor-file {}: {e}", f.display()))
-}
-
-/// Writes `c` to `--cursor-file` `f`, atomically; call it once the rows before it are flushed.
-pub(super) fn save_cursor(f: &std::path::Path, c: &tickrec::tail::Cursor) -> std::io::Result<()> {
-    tickrec::fsutil::write_atomic(f, |file| {
-        use std::io::Write;
-        writeln!(file, "{c}")
-    })
-    .map_err(|e| {
-        // The rows are out, their cursor is not saved: a restart from the saved one prints
-        // them again. Said with the file, so the operator knows which.
-        std::io::Error::new(
-            e.kind(),
-            format!(
-                "saving the cursor {c} to --cursor-file {}: {e}",
-                f.display()
-            ),
-        )
-    })
-}
+/// How often a tail into `--out` saves its cursor (each save syncs the file).
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> {
     use tickrec::tail::{Cursor, Start, Tail};
@@ -251,15 +221,17 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     }
     let symbols = tickrec::store::reader::Symbols::parse(&a.symbols)
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
-    let saved = saved_cursor(a.cursor_file.as_deref())?;
+    let saved = super::output::read_saved(a.cursor_file.as_deref())?;
+    let resumed = saved.filter(|_| a.from.is_none() && a.from_time.is_none() && !a.from_now);
+    let out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
     let start = if let Some(c) = &a.from {
         Start::After(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?)
     } else if let Some(t) = &a.from_time {
         Start::Time(Timestamp::parse(t).context("--from-time")?)
     } else if a.from_now {
         Start::Now
-    } else if let Some(c) = saved {
-        Start::After(c)
+    } else if let Some(s) = resumed {
+        Start::After(s.cursor)
     } else {
         Start::NewestDay
     };
@@ -268,15 +240,17 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     if let Some(n) = a.max_ticks {
         tail = tail.limit(n);
     }
+    let mut out = out;
+    // Into --out, the cursor file accounts for the file before its first row: killed at any
+    // moment, the tail leaves nothing a restart cannot place.
+    if let Some(f) = a.cursor_file.as_ref().filter(|_| out.to_file()) {
+        out.save(f, tail.cursor())?;
+    }
     let stop = tickrec::shutdown::Shutdown::new();
     if a.follow {
         stop.install_signal_handler()?;
     }
-    let stdout = std::io::stdout();
-    let out = std::cell::RefCell::new(tickrec::format::row_writer(
-        a.format.into(),
-        std::io::BufWriter::new(stdout.lock()),
-    ));
+    let out = std::cell::RefCell::new(out);
     let cursor_file = a.cursor_file.clone();
     // At idle priority, a tail hands the CPU over every few hundred rows to whatever waits, and
     // steps aside while the recorder's threads wait for a CPU.
@@ -290,13 +264,19 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         }
         out.borrow_mut().write_row(r)
     };
-    // After each batch: the rows flushed first, then the cursor saved.
+    // After each batch: the rows flushed first, then the cursor saved (into a file, the rows
+    // synced first, at most every SAVE_EVERY: a restart cuts the file back to its last save).
+    let mut last_save: Option<std::time::Instant> = None;
     let mut batch = |c: &Cursor| -> std::io::Result<()> {
-        out.borrow_mut().finish()?;
-        if let Some(f) = &cursor_file {
-            save_cursor(f, c)?;
+        let mut out = out.borrow_mut();
+        match &cursor_file {
+            Some(f) if !out.to_file() || last_save.is_none_or(|t| t.elapsed() >= SAVE_EVERY) => {
+                out.save(f, c)?;
+                last_save = Some(std::time::Instant::now());
+                Ok(())
+            }
+            _ => out.finish(),
         }
-        Ok(())
     };
     let result = if a.follow {
         tail.follow(&stop, &mut rows, &mut batch)
@@ -315,6 +295,10 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         Err(e) => return Err(e.into()),
     };
     flushed?;
+    let mut out = out.into_inner();
+    if let Some(f) = a.cursor_file.as_ref().filter(|_| out.to_file()) {
+        out.save(f, tail.cursor())?;
+    }
     let (times, slept) = give_way.map(|g| g.stepped_aside()).unwrap_or_default();
     if times > 0 {
         eprintln!(

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use tickrec::format::RowWriter;
 use tickrec::shutdown::Shutdown;
 use tickrec::tail::Cursor;
 use tickrec::tick::Timestamp;
@@ -43,6 +42,12 @@ pub struct SubscribeArgs {
     /// and at the end
     #[arg(long, value_name = "FILE")]
     pub cursor_file: Option<PathBuf>,
+    /// Append the rows to this file instead of standard output, kept in step with
+    /// --cursor-file: on a restart, what was written after the cursor was last saved is cut
+    /// off and written again, so the file holds every tick once even after a kill -9 or a
+    /// power loss
+    #[arg(long, value_name = "FILE", requires = "cursor_file")]
+    pub out: Option<PathBuf>,
     /// A file whose first line is the token the recorder asks for ([publish] token_file), read
     /// again at each connection
     #[arg(long, value_name = "FILE")]
@@ -81,8 +86,8 @@ enum End {
 }
 
 /// What the command holds across connections.
-struct Consumer<'w> {
-    out: Box<dyn RowWriter + 'w>,
+struct Consumer {
+    out: super::output::Output,
     /// Where the next connection resumes; `None` before the first `subscribed`.
     cursor: Option<Cursor>,
     /// `--from-time` (or the start time) until a cursor is known.
@@ -105,11 +110,12 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
             .collect()
     };
     anyhow::ensure!(!symbols.is_empty(), "--symbols: name some, or all");
-    let saved = super::read::saved_cursor(a.cursor_file.as_deref())?;
+    let saved = super::output::read_saved(a.cursor_file.as_deref())?;
+    let resumed = saved.filter(|_| a.from.is_none() && a.from_time.is_none());
+    let out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
     let cursor = match &a.from {
         Some(c) => Some(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?),
-        None if a.from_time.is_some() => None,
-        None => saved,
+        None => resumed.map(|s| s.cursor),
     };
     let from_time = match &a.from_time {
         Some(t) => Timestamp::parse(t).context("--from-time")?.to_string(),
@@ -117,9 +123,8 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
     };
     let stop = Shutdown::new();
     stop.install_signal_handler()?;
-    let stdout = std::io::stdout();
     let mut me = Consumer {
-        out: tickrec::format::row_writer(a.format.into(), std::io::BufWriter::new(stdout.lock())),
+        out,
         cursor,
         from_time,
         printed: 0,
@@ -182,7 +187,7 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-impl Consumer<'_> {
+impl Consumer {
     fn cursor_text(&self) -> String {
         self.cursor
             .as_ref()
@@ -313,6 +318,10 @@ impl Consumer<'_> {
                 if self.cursor.is_none() {
                     self.cursor = cursor("cursor")?;
                 }
+                // Into --out, the cursor file accounts for the file before its first row.
+                if self.out.to_file() && self.saved.is_none() {
+                    self.save(true)?;
+                }
                 let unknown = v.get("unknown").and_then(serde_json::Value::as_array);
                 if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !self.unknown_told) {
                     self.unknown_told = true;
@@ -378,8 +387,7 @@ impl Consumer<'_> {
                 return Ok(());
             }
         }
-        self.out.finish().context("writing the ticks")?;
-        super::read::save_cursor(file, cursor)?;
+        self.out.save(file, cursor)?;
         self.saved = Some((cursor.clone(), Instant::now()));
         Ok(())
     }
