@@ -88,7 +88,7 @@ impl<W: Write> CsvWriter<W> {
         }
     }
 
-    /// Rows after those already in `out`, header included.
+    /// Rows appended to `out`, which holds the header and rows already (a file resumed).
     pub fn continuing(out: W) -> CsvWriter<W> {
         CsvWriter {
             header_done: true,

@@ -1206,6 +1206,12 @@ fn a_tail_into_a_file_killed_at_any_moment_resumes_it_with_every_tick_once() {
         n += chunk;
         super::util::wait_until(Duration::from_secs(60), "more written", || size() > before);
         assert!(tail.try_wait().unwrap().is_none(), "a following tail ended");
+        if round == 0 {
+            let (o, c) = (out.to_str().unwrap(), cursor.to_str().unwrap());
+            let second = tickrec(&db, &["tail", "--out", o, "--cursor-file", c], None);
+            assert!(!second.status.success());
+            assert_says(&second.stderr, "is writing to it");
+        }
         tail.kill().unwrap();
         tail.wait().unwrap();
         if round == 1 {

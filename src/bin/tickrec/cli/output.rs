@@ -7,7 +7,7 @@
 //! rows flushed, the file synced, then the cursor file replaced atomically. Opening is: the
 //! file cut back to `N` (rows written after the last save are written again, from the cursor);
 //! a file shorter than `N` lost rows the cursor has passed and is refused, as is one holding
-//! rows no cursor file accounts for.
+//! rows no cursor file accounts for. The file is locked (`flock`) while one process writes it.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, Write};
@@ -34,7 +34,7 @@ pub(super) fn read_saved(file: Option<&Path>) -> anyhow::Result<Option<Saved>> {
     };
     let text =
         std::fs::read_to_string(f).with_context(|| format!("--cursor-file {}", f.display()))?;
-    let mut lines = text.lines();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let cursor = lines
         .next()
         .unwrap_or_default()
@@ -86,6 +86,15 @@ impl Output {
             .truncate(false)
             .open(path)
             .with_context(named)?;
+        // One writer at a time: two would interleave their rows and cut each other's.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "{}: another `tail` or `subscribe` is writing to it",
+                named()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).with_context(named),
+        }
         let len = file.metadata().with_context(named)?.len();
         let keep = match saved.and_then(|s| s.out_bytes) {
             Some(n) if len < n => anyhow::bail!(

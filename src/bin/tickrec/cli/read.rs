@@ -223,7 +223,7 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         .map_err(|e| anyhow::anyhow!("--symbols: {e}"))?;
     let saved = super::output::read_saved(a.cursor_file.as_deref())?;
     let resumed = saved.filter(|_| a.from.is_none() && a.from_time.is_none() && !a.from_now);
-    let out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
+    let mut out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
     let start = if let Some(c) = &a.from {
         Start::After(c.parse().map_err(|e| anyhow::anyhow!("--from: {e}"))?)
     } else if let Some(t) = &a.from_time {
@@ -240,7 +240,6 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     if let Some(n) = a.max_ticks {
         tail = tail.limit(n);
     }
-    let mut out = out;
     // Into --out, the cursor file accounts for the file before its first row: killed at any
     // moment, the tail leaves nothing a restart cannot place.
     if let Some(f) = a.cursor_file.as_ref().filter(|_| out.to_file()) {
