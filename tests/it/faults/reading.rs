@@ -699,3 +699,63 @@ fn recent_through_the_tail_records_answers_as_the_rows_do_and_a_torn_record_chan
     sink.close();
     answers("closed");
 }
+
+/// What could go wrong: `tail --out` into a file on a disk that fills keeps going with rows
+/// lost, or stops without saying which file, or leaves a partial row and a cursor that the
+/// next run appends after: ticks skipped or twice once room is made.
+#[test]
+fn a_tail_into_a_file_on_a_full_disk_stops_naming_it_and_resumes_exactly_once_room_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let day0: i64 = 1_795_132_800_000_000_000; // 2026-11-20T00:00:00Z
+    let n = 60_000i64;
+    let input: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"symbol\":\"EURUSD\",\"bid\":\"1.{:05}\",\"ask\":2,\"ts_event\":{}}}\n",
+                i % 100_000,
+                day0 + 36_000_000_000_000 + i * 1_000_000
+            )
+        })
+        .collect();
+    let ingested = super::cli::tickrec(&db, &["ingest", "-"], Some(&input));
+    assert!(ingested.status.success(), "{}", text(&ingested.stderr));
+
+    // Room for about a fifth of the rows (each about 200 bytes as JSON Lines).
+    let disk = Tmpfs::mount(2048, false);
+    let out = disk.path().join("ticks.jsonl");
+    let cursor = disk.path().join("ticks.cursor");
+    let (o, c) = (out.to_str().unwrap(), cursor.to_str().unwrap());
+    let args = [
+        "tail",
+        "--priority",
+        "normal",
+        "--out",
+        o,
+        "--cursor-file",
+        c,
+    ];
+    let full = super::cli::tickrec(&db, &args, None);
+    assert!(!full.status.success(), "a tail into a full disk succeeded");
+    let said = text(&full.stderr);
+    assert!(
+        said.contains("No space left on device")
+            && (said.contains(&format!("--out {o}"))
+                || said.contains(&format!("--cursor-file {c}"))),
+        "{said}"
+    );
+
+    disk.grow(64 * 1024);
+    let rest = super::cli::tickrec(&db, &args, None);
+    assert!(rest.status.success(), "{}", text(&rest.stderr));
+    let seqs: Vec<i64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("a broken line {l}: {e}"));
+            row["seq"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+}

@@ -124,7 +124,13 @@ impl Output {
         }
         file.seek(std::io::SeekFrom::End(0)).with_context(named)?;
         let handle = file.try_clone().with_context(named)?;
-        let w = BufWriter::with_capacity(1 << 16, file);
+        let w = BufWriter::with_capacity(
+            1 << 16,
+            Named {
+                file,
+                path: path.to_owned(),
+            },
+        );
         let rows = if keep > 0 {
             tickrec::format::row_writer_continuing(format, w)
         } else {
@@ -182,5 +188,27 @@ impl Output {
                 ),
             )
         })
+    }
+}
+
+/// `--out`'s file, whose write errors name it (a full disk says which file it filled).
+struct Named {
+    file: File,
+    path: PathBuf,
+}
+
+impl Named {
+    fn said(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("--out {}: {e}", self.path.display()))
+    }
+}
+
+impl Write for Named {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| self.said(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.said(e))
     }
 }
