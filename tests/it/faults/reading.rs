@@ -721,7 +721,7 @@ fn a_tail_into_a_file_on_a_full_disk_stops_naming_it_and_resumes_exactly_once_ro
     let ingested = super::cli::tickrec(&db, &["ingest", "-"], Some(&input));
     assert!(ingested.status.success(), "{}", text(&ingested.stderr));
 
-    // Room for about a fifth of the rows (each about 200 bytes as JSON Lines).
+    // Room for about a sixth of the rows (each about 200 bytes as JSON Lines: 12 MB in all).
     let disk = Tmpfs::mount(2048, false);
     let out = disk.path().join("ticks.jsonl");
     let cursor = disk.path().join("ticks.cursor");
