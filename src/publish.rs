@@ -27,6 +27,14 @@
 //!    is gone fails at one (at once on a reset, after TCP's retransmissions otherwise)
 //!    instead of staying open in silence.
 //!
+//! With `"conflate_ms": N` (10–60,000, and without `from`/`from_time`), the subscription is
+//! conflated ([`conflate`]): of each of its symbols, only the latest committed tick since its
+//! last lines, written at most once in N ms (in recording order; at once before a session's
+//! line or the answer to a later request line). For a screen, not a stream to resume: it
+//! leaves ticks out, so it has no replay, and its heartbeats' cursor says how far the commits
+//! given to it went, not that every tick up to there was sent. `subscribed` says
+//! `"conflate_ms"`.
+//!
 //! Whenever a FIX session goes down or comes back up (as `record`'s watch loop sees it, every
 //! 200 ms), every subscriber of a symbol it records (and of every symbol) gets
 //! `{"event":"session","session":…,"source":…,"up":…,"state":…,"time":…,"symbols":[…]}`,
@@ -34,7 +42,8 @@
 //! the snapshot or the last tick says.
 //!
 //! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
-//! its symbols become those, from the next commit it is given on (a symbol kept loses no tick
+//! its symbols (and its conflation: none, without `conflate_ms`) become those, from the next
+//! commit it is given on (a symbol kept loses no tick
 //! and gets none twice). It gets `subscribed` again, the snapshot of the symbols it did not
 //! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time`
 //! starts the subscription over on this connection, as a first line would (`subscribed`, the
@@ -80,7 +89,8 @@
 //! Here: the listener, letting connections in, and each subscriber's thread (replay, snapshot,
 //! live lines, heartbeats, changes). `fanout.rs`: the encoder thread and the subscribers'
 //! bounded queues, where cut-offs happen. `request.rs`: request lines, read within their
-//! bounds and parsed, and what a subscriber's symbols say of each tick.
+//! bounds and parsed, and what a subscriber's symbols say of each tick. `conflate.rs`: the
+//! latest line of each symbol a conflated subscription holds between its writes.
 
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Write};
@@ -101,9 +111,11 @@ use crate::store::writer::CommitObserver;
 use crate::tail::{Cursor, Start, Tail};
 use crate::tick::{SymbolId, Tick, TickRow};
 
+mod conflate;
 mod fanout;
 mod request;
 
+use conflate::{Conflated, CONFLATE_MS};
 use fanout::{encode_and_fan_out, pace, Batch, Encoded, Queue};
 use request::{as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants};
 
@@ -181,8 +193,21 @@ struct Connection {
     since: crate::tick::Timestamp,
     /// As it named them, changes included.
     symbols: Mutex<Vec<String>>,
+    /// Its conflation interval, changes included (0: every tick).
+    conflate_ms: AtomicU64,
     ticks_sent: AtomicU64,
     queue: Arc<Queue>,
+}
+
+/// What a subscriber's later request line did.
+enum Changed {
+    /// Refused: the subscription is as it was.
+    Not,
+    /// Its symbols, and its conflation (`None`: every tick), from the next commit on.
+    Symbols(Option<Duration>),
+    /// It starts over from a cursor, on the same connection (boxed: a [`Tail`] is large,
+    /// and this is rare).
+    StartOver(Box<Asked<Tail>>),
 }
 
 /// Commits the encoder thread may have waiting; past it, every subscriber is cut off (it
@@ -318,6 +343,7 @@ impl Publisher {
             .map(|c| crate::metrics::SubscriberStatus {
                 peer: c.peer.to_string(),
                 symbols: c.symbols.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                conflate_ms: Some(c.conflate_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0),
                 since: c.since,
                 ticks_sent: c.ticks_sent.load(Ordering::Relaxed),
                 queued_ticks: c.queue.queued_ticks() as u64,
@@ -451,7 +477,7 @@ impl Publisher {
         // A replay's start is resolved before the subscription is confirmed: a cursor past
         // what the store holds is refused like a malformed request.
         let request = request.and_then(|r| resolve(&store, r));
-        let (symbols, ids, tail) = match request {
+        let asked = match request {
             Ok(r) => r,
             Err(why) => {
                 let _ = self.refuse(&mut out, peer, why, "a subscription request", Retry::Never);
@@ -476,12 +502,15 @@ impl Publisher {
             return;
         };
         self.stats.connected_total.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, symbols = ?symbols, from = ?tail.as_ref().map(|t| t.cursor().to_string()), "publish: subscriber joined");
+        let from = asked.start.as_ref().map(|t| t.cursor().to_string());
+        let conflate_ms = asked.conflate.map(|d| d.as_millis() as u64);
+        tracing::info!(%peer, symbols = ?asked.symbols, ?from, ?conflate_ms, "publish: subscriber joined");
         let queue = Arc::new(Queue::new(out.get_ref().try_clone().ok()));
         let conn = Arc::new(Connection {
             peer,
             since: crate::clock::Clock::now(&crate::clock::SystemClock),
-            symbols: Mutex::new(as_named(&symbols)),
+            symbols: Mutex::new(as_named(&asked.symbols)),
+            conflate_ms: AtomicU64::new(conflate_ms.unwrap_or(0)),
             ticks_sent: AtomicU64::new(0),
             queue: queue.clone(),
         });
@@ -501,8 +530,7 @@ impl Publisher {
         if let Err(e) = &reader {
             tracing::warn!(%peer, error = %e, "publish: a subscriber's later lines will not be read");
         }
-        let start = (symbols, ids, tail);
-        let result = self.serve_one(&mut out, start, &conn, recorder, &store, stop);
+        let result = self.serve_one(&mut out, asked, &conn, recorder, &store, stop);
         self.connected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -581,15 +609,37 @@ impl Publisher {
             )),
             (None, None) => None,
         };
-        if all {
-            return Ok((Symbols::All, None, cursor));
-        }
-        let names: HashSet<String> = r.symbols.iter().cloned().collect();
-        Ok((Symbols::Named(r.symbols), Some(names), cursor))
+        let conflate = match r.conflate_ms {
+            None => None,
+            Some(ms) if !CONFLATE_MS.contains(&ms) => {
+                let (lo, hi) = (CONFLATE_MS.start(), CONFLATE_MS.end());
+                return Err(format!("\"conflate_ms\": {ms} is not within {lo}–{hi}"));
+            }
+            Some(_) if cursor.is_some() => {
+                return Err(
+                    "\"conflate_ms\" leaves ticks out, so a conflated subscription has no \
+                            replay: give \"from\" or \"from_time\", or \"conflate_ms\", not both"
+                        .into(),
+                )
+            }
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
+        let (symbols, names) = if all {
+            (Symbols::All, None)
+        } else {
+            let names: HashSet<String> = r.symbols.iter().cloned().collect();
+            (Symbols::Named(r.symbols), Some(names))
+        };
+        Ok(Asked {
+            symbols,
+            names,
+            start: cursor,
+            conflate,
+        })
     }
 
-    /// Serves one subscriber whose request was read (its symbols, their names, its replay);
-    /// returns why its stream ended.
+    /// Serves one subscriber whose request was read (its symbols, their names, its replay,
+    /// its conflation); returns why its stream ended.
     ///
     /// Long (~100 lines) on purpose: one subscriber from request to close (its start, live
     /// ticks, later changes of its symbols or starts over), one sequence sharing the
@@ -597,7 +647,7 @@ impl Publisher {
     fn serve_one(
         &self,
         out: &mut BufWriter<TcpStream>,
-        (symbols, wanted, tail): Asked<Option<Tail>>,
+        asked: Asked<Option<Tail>>,
         me: &Connection,
         recorder: &Recorder,
         store: &Store,
@@ -605,8 +655,8 @@ impl Publisher {
     ) -> std::io::Result<String> {
         let queue = &me.queue;
         let mut rows = JsonlWriter::new(&mut *out);
-        let (mut wants, mut replayed) =
-            self.start(&mut rows, queue, &symbols, wanted, tail, recorder)?;
+        let mut conflated = asked.conflate.map(Conflated::new);
+        let (mut wants, mut replayed) = self.start(&mut rows, queue, asked, recorder)?;
         let mut sent = 0u64;
         let mut woke = std::time::Instant::now();
         // The commits this subscriber has been given, for its heartbeats.
@@ -620,55 +670,75 @@ impl Publisher {
             if let Some(why) = queue.closed_because() {
                 return Ok(why);
             }
-            let taken = queue.take(Duration::from_millis(100));
+            // Lines a conflated subscription holds wait no longer than their interval.
+            let idle = Duration::from_millis(100);
+            let wait = conflated
+                .as_ref()
+                .and_then(|c| c.due_in(woke))
+                .map_or(idle, |d| d.min(idle));
+            let taken = queue.take(wait);
             // Later request lines apply from the next commit on (those just taken included).
             let changes = queue.take_changes();
             let mut wrote = !changes.is_empty();
+            if let (Some(c), true) = (&mut conflated, wrote) {
+                // Held from commits before the change: written before its answer.
+                sent += c.write(rows.inner(), true)?;
+            }
             for change in changes {
                 let at = (recorder, store);
-                if let Some(start) = self.change(&mut rows, &mut wants, change, at, me)? {
-                    // Started over from a cursor: the batches just taken were committed
-                    // before its replay's last pass, which sent what it wants of them; the
-                    // cursor reached skips them below.
-                    (wants, replayed) = self.start_over(&mut rows, queue, start, recorder)?;
-                    passed = replayed.clone();
+                match self.change(&mut rows, &mut wants, change, at, me)? {
+                    Changed::Not => {}
+                    Changed::Symbols(conflate) => conflated = conflate.map(Conflated::new),
+                    Changed::StartOver(start) => {
+                        // The batches just taken were committed before its replay's last
+                        // pass, which sent what it wants of them; the cursor reached skips
+                        // them below.
+                        conflated = None;
+                        (wants, replayed) = self.start_over(&mut rows, queue, *start, recorder)?;
+                        passed = replayed.clone();
+                    }
                 }
             }
-            for enc in taken {
-                if let Some(about) = &enc.control {
-                    if wants.any(about) {
-                        rows.inner().write_all(&enc.bytes)?;
-                        wrote = true;
+            // Commits in runs between control lines (which are alone in theirs).
+            for run in taken.chunk_by(|a, b| a.control.is_none() && b.control.is_none()) {
+                for enc in run {
+                    if let Some(last) = enc.last_seq {
+                        passed
+                            .get_or_insert_with(|| Cursor::at(enc.day, last))
+                            .advance(enc.day, last);
                     }
-                    continue;
                 }
-                if let Some(last) = enc.last_seq {
-                    passed
-                        .get_or_insert_with(|| Cursor::at(enc.day, last))
-                        .advance(enc.day, last);
-                }
-                let skip_upto = replayed.as_ref().map(|c| c.position(enc.day));
-                let everything = wants.names.is_none()
-                    && enc
-                        .lines
-                        .first()
-                        .is_none_or(|l| skip_upto.is_none_or(|s| l.2 > s));
-                if everything {
-                    rows.inner().write_all(&enc.bytes)?;
-                    sent += enc.lines.len() as u64;
-                    wrote |= !enc.lines.is_empty();
-                    continue;
-                }
-                for &(a, b, seq, sym) in &enc.lines {
-                    if skip_upto.is_some_and(|s| seq <= s) || !wants.wants(&self.names, sym) {
+                if let [enc] = run {
+                    if let Some(about) = &enc.control {
+                        if wants.any(about) {
+                            if let Some(c) = &mut conflated {
+                                // A session's line does not overtake the ticks before it.
+                                sent += c.write(rows.inner(), true)?;
+                            }
+                            rows.inner().write_all(&enc.bytes)?;
+                            wrote = true;
+                        }
                         continue;
                     }
-                    rows.inner().write_all(&enc.bytes[a as usize..b as usize])?;
-                    sent += 1;
-                    wrote = true;
+                }
+                let skip = |day: NaiveDate, seq: i64| {
+                    replayed.as_ref().is_some_and(|c| seq <= c.position(day))
+                };
+                match &mut conflated {
+                    Some(c) => c.take(run, |day, sym, seq| {
+                        !skip(day, seq) && wants.wants(&self.names, sym)
+                    }),
+                    None => {
+                        for enc in run {
+                            sent += self.send_commit(rows.inner(), enc, &mut wants, &skip)?;
+                        }
+                    }
                 }
             }
-            if wrote {
+            if let Some(c) = &mut conflated {
+                sent += c.write(rows.inner(), false)?;
+            }
+            if wrote || sent > 0 {
                 last_write = woke;
             } else if woke.duration_since(last_write) >= self.heartbeat {
                 let time = crate::clock::Clock::now(&crate::clock::SystemClock).to_string();
@@ -687,6 +757,33 @@ impl Publisher {
         }
     }
 
+    /// Writes to `out` the lines of one commit that `wants` asks for and `skip` (the replay's
+    /// cursor) does not pass over: all of its bytes at once when it asks for every symbol and
+    /// none is skipped. Returns how many it wrote.
+    fn send_commit(
+        &self,
+        out: &mut impl Write,
+        enc: &Encoded,
+        wants: &mut Wants,
+        skip: &impl Fn(NaiveDate, i64) -> bool,
+    ) -> std::io::Result<u64> {
+        let everything =
+            wants.names.is_none() && enc.lines.first().is_none_or(|l| !skip(enc.day, l.2));
+        if everything {
+            out.write_all(&enc.bytes)?;
+            return Ok(enc.lines.len() as u64);
+        }
+        let mut n = 0;
+        for &(a, b, seq, sym) in &enc.lines {
+            if skip(enc.day, seq) || !wants.wants(&self.names, sym) {
+                continue;
+            }
+            out.write_all(&enc.bytes[a as usize..b as usize])?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// A subscription's start, from its first request line or a later one with a cursor:
     /// `subscribed`; with a replay, the committed ticks from where it asked until caught up,
     /// then registered for live batches, one more pass for what was committed in between and
@@ -697,14 +794,13 @@ impl Publisher {
         &self,
         rows: &mut JsonlWriter<W>,
         queue: &Arc<Queue>,
-        symbols: &Symbols,
-        wanted: Option<HashSet<String>>,
-        tail: Option<Tail>,
+        asked: Asked<Option<Tail>>,
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
-        self.subscribed(rows.inner(), symbols, tail.as_ref().map(Tail::cursor))?;
+        let replay_from = asked.start.as_ref().map(Tail::cursor);
+        self.subscribed(rows.inner(), &asked.symbols, replay_from, asked.conflate)?;
         let mut replayed: Option<Cursor> = None;
-        if let Some(mut tail) = tail {
+        if let Some(mut tail) = asked.start {
             loop {
                 let n = tail
                     .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
@@ -722,7 +818,7 @@ impl Publisher {
         } else {
             self.register(queue);
         }
-        let wants = Wants::new(wanted);
+        let wants = Wants::new(asked.names);
         self.snapshot(rows, recorder, |name| wants.wants_name(name), &wants)?;
         rows.inner().flush()?;
         Ok((wants, replayed))
@@ -735,7 +831,7 @@ impl Publisher {
         &self,
         rows: &mut JsonlWriter<W>,
         queue: &Arc<Queue>,
-        (symbols, wanted, tail): Asked<Tail>,
+        asked: Asked<Tail>,
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
         self.subscribers
@@ -743,18 +839,25 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|q| !Arc::ptr_eq(q, queue));
         queue.drop_queued();
-        self.start(rows, queue, &symbols, wanted, Some(tail), recorder)
+        let asked = Asked {
+            symbols: asked.symbols,
+            names: asked.names,
+            start: Some(asked.start),
+            conflate: asked.conflate,
+        };
+        self.start(rows, queue, asked, recorder)
     }
 
     /// `{"event":"subscribed","unknown":[…]}`: the names asked that this recorder's sessions do
     /// not record, most often a typo (names are case-sensitive) whose ticks would never come;
     /// with a replay, `"cursor"`, where it starts (what a `from_time` resolved to), so that a
-    /// consumer holds a cursor from its first line on.
+    /// consumer holds a cursor from its first line on; conflated, `"conflate_ms"`.
     fn subscribed(
         &self,
         out: &mut impl Write,
         symbols: &Symbols,
         replay_from: Option<&Cursor>,
+        conflate: Option<Duration>,
     ) -> std::io::Result<()> {
         let unknown: Vec<&str> = match symbols {
             Symbols::All => Vec::new(),
@@ -773,6 +876,9 @@ impl Publisher {
         let mut fields = vec![("unknown", serde_json::Value::from(unknown))];
         if let Some(c) = replay_from {
             fields.push(("cursor", c.to_string().into()));
+        }
+        if let Some(every) = conflate {
+            fields.push(("conflate_ms", (every.as_millis() as u64).into()));
         }
         event(out, "subscribed", &fields)
     }
@@ -829,35 +935,44 @@ impl Publisher {
         change: Result<Request, String>,
         (recorder, store): (&Recorder, &Store),
         me: &Connection,
-    ) -> std::io::Result<Option<Asked<Tail>>> {
+    ) -> std::io::Result<Changed> {
         let peer = me.peer;
         let parsed = change
             .and_then(|r| self.parse(r))
             .and_then(|r| resolve(store, r));
-        let (symbols, names, tail) = match parsed {
+        let asked = match parsed {
             Ok(p) => p,
             Err(why) => {
                 let why = format!("{why} (the subscription is unchanged)");
                 self.refuse(rows.inner(), peer, why, "a change of symbols", Retry::Never)?;
-                return Ok(None);
+                return Ok(Changed::Not);
             }
         };
-        *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&symbols);
-        if let Some(tail) = tail {
+        *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&asked.symbols);
+        let conflate_ms = asked.conflate.map(|d| d.as_millis() as u64);
+        me.conflate_ms
+            .store(conflate_ms.unwrap_or(0), Ordering::Relaxed);
+        let symbols = &asked.symbols;
+        if let Some(tail) = asked.start {
             let from = tail.cursor().to_string();
-            tracing::info!(%peer, symbols = ?symbols, %from, "publish: a subscriber started over");
-            return Ok(Some((symbols, names, tail)));
+            tracing::info!(%peer, ?symbols, %from, "publish: a subscriber started over");
+            return Ok(Changed::StartOver(Box::new(Asked {
+                symbols: asked.symbols,
+                names: asked.names,
+                start: tail,
+                conflate: asked.conflate,
+            })));
         }
-        tracing::info!(%peer, symbols = ?symbols, "publish: a subscriber changed its symbols");
-        self.subscribed(rows.inner(), &symbols, None)?;
-        let before = std::mem::replace(wants, Wants::new(names));
+        tracing::info!(%peer, ?symbols, ?conflate_ms, "publish: a subscriber changed its symbols");
+        self.subscribed(rows.inner(), symbols, None, asked.conflate)?;
+        let before = std::mem::replace(wants, Wants::new(asked.names));
         self.snapshot(
             rows,
             recorder,
             |name| wants.wants_name(name) && !before.wants_name(name),
             wants,
         )?;
-        Ok(None)
+        Ok(Changed::Symbols(asked.conflate))
     }
 
     /// A FIX session's state as `record`'s watch loop sees it: when it went down or came up

@@ -15,9 +15,17 @@ use crate::store::reader::{Store, Symbols};
 use crate::tail::{Start, Tail};
 use crate::tick::SymbolId;
 
-/// What a request asks, parsed: its symbols, their names (`None`: every symbol), and where its
-/// replay starts (`R`: a [`Start`], then the [`Tail`] resolved from it), if it asked for one.
-pub(super) type Asked<R> = (Symbols, Option<HashSet<String>>, R);
+/// What a request asks, parsed.
+pub(super) struct Asked<R> {
+    pub(super) symbols: Symbols,
+    /// Their names (`None`: every symbol).
+    pub(super) names: Option<HashSet<String>>,
+    /// Where its replay starts (`R`: a [`Start`], then the [`Tail`] resolved from it).
+    pub(super) start: R,
+    /// Conflated: each symbol's latest committed tick at most this often (never with a
+    /// replay: it leaves ticks out).
+    pub(super) conflate: Option<Duration>,
+}
 
 /// What a subscriber asks for.
 #[derive(Debug, Deserialize)]
@@ -32,6 +40,10 @@ pub(super) struct Request {
     /// later line's is not looked at: the connection is already let in).
     #[serde(default)]
     pub(super) token: Option<String>,
+    /// Conflated ([`super::conflate`]): each symbol's latest committed tick at most once in
+    /// this many milliseconds instead of every tick.
+    #[serde(default)]
+    pub(super) conflate_ms: Option<u64>,
 }
 
 /// The symbols a subscriber wants: by name (`None`: every symbol), and what that says of each
@@ -83,13 +95,19 @@ impl Wants {
 /// holds is refused, with the reason).
 pub(super) fn resolve(
     store: &Store,
-    (symbols, names, start): Asked<Option<Start>>,
+    asked: Asked<Option<Start>>,
 ) -> Result<Asked<Option<Tail>>, String> {
-    let tail = start
-        .map(|start| Tail::new(store.clone(), symbols.clone(), start))
+    let start = asked
+        .start
+        .map(|start| Tail::new(store.clone(), asked.symbols.clone(), start))
         .transpose()
         .map_err(|e| e.to_string())?;
-    Ok((symbols, names, tail))
+    Ok(Asked {
+        symbols: asked.symbols,
+        names: asked.names,
+        start,
+        conflate: asked.conflate,
+    })
 }
 
 /// The symbols as a subscriber named them (`*` for every symbol).

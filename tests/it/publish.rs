@@ -768,6 +768,272 @@ fn a_subscriber_starts_over_from_a_cursor_on_the_same_connection() {
 }
 
 /// The seq of a cursor's newest day (`DAY:SEQ[,DAY:SEQ]`).
+/// The tick rows of a subscription, gathered by a thread of their own.
+#[derive(Default)]
+struct Gathered {
+    /// Each row's line, by its place in recording order.
+    lines: std::collections::HashMap<(String, i64), String>,
+    /// (symbol, place) of each row, in the order they came.
+    order: Vec<(String, (String, i64))>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Gathered>>;
+
+/// Every tick row of `sub` from here on, gathered on a thread of its own until the connection
+/// ends (read as it comes, so that the publisher never finds this subscriber slow).
+fn gather(mut sub: BufReader<TcpStream>) -> Shared {
+    let gathered = Shared::default();
+    let into = gathered.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while sub.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["seq"].is_i64() {
+                let mut g = into.lock().unwrap();
+                g.order
+                    .push((v["symbol"].as_str().unwrap().to_owned(), place(&v)));
+                g.lines.insert(place(&v), std::mem::take(&mut line));
+            }
+            line.clear();
+        }
+    });
+    gathered
+}
+
+/// The line `gathered` has at `at`, once its thread has read it (within 30 s).
+fn gathered_line(gathered: &Shared, at: &(String, i64)) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(line) = gathered.lock().unwrap().lines.get(at) {
+            return line.clone();
+        }
+        assert!(Instant::now() < deadline, "{at:?} never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The next line of `sub`, parsed and as it came.
+fn next_raw(sub: &mut BufReader<TcpStream>) -> (serde_json::Value, String) {
+    let mut line = String::new();
+    assert!(sub.read_line(&mut line).unwrap() > 0, "closed");
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    (v, line)
+}
+
+/// A tick row's place in recording order: (day, seq).
+fn place(v: &serde_json::Value) -> (String, i64) {
+    let day = v["ts_event"].as_str().unwrap_or_else(|| panic!("{v}"))[..10].to_owned();
+    (day, v["seq"].as_i64().unwrap_or_else(|| panic!("{v}")))
+}
+
+/// What could go wrong: a conflated subscription that sends a symbol more often than its
+/// interval, a line the store does not hold or out of recording order, or that keeps back a
+/// symbol's last tick once the feed stops (a screen left showing a stale quote); a change of
+/// the subscription that leaves the old way on (a line without `conflate_ms` gives every tick
+/// again); a conflation with a replay (it has none) or out of range let through; the status
+/// page not saying it.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
+#[test]
+fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_interval() {
+    let feed = feed("[writer]\nbatch_size = 10\n", 5_000);
+    // Every tick, from before the conflated one joins: what its lines are checked against.
+    let every = gather(subscribed_live(feed.publish, r#"{"symbols": ["*"]}"#));
+    for (request, why) in [
+        (
+            r#"{"symbols": ["*"], "conflate_ms": 200, "from_time": "2026-01-01"}"#,
+            "has no replay",
+        ),
+        (
+            r#"{"symbols": ["*"], "conflate_ms": 5}"#,
+            "is not within 10–60000",
+        ),
+        (r#"{"symbols": ["*"], "conflate_ms": -1}"#, "expected u64"),
+    ] {
+        let why_given = refused(subscribe(feed.publish, request));
+        assert!(why_given.contains(why), "{request}: {why_given}");
+    }
+
+    // Two seconds of every symbol at most once in 200 ms.
+    let started = Instant::now();
+    let mut conf = subscribe(feed.publish, r#"{"symbols": ["*"], "conflate_ms": 200}"#);
+    let subscribed = next_json(&mut conf);
+    assert_eq!(subscribed["event"], "subscribed", "{subscribed}");
+    assert_eq!(subscribed["conflate_ms"], 200, "{subscribed}");
+    while next_json(&mut conf)["event"] != "snapshot_end" {}
+    let peer = conf.get_ref().local_addr().unwrap().to_string();
+    let mut rows: Vec<(serde_json::Value, String)> = Vec::new();
+    let read_row = |conf: &mut BufReader<TcpStream>| loop {
+        let (v, line) = next_raw(conf);
+        if v["event"] != "heartbeat" && v["event"] != "session" {
+            return (v, line);
+        }
+    };
+    while started.elapsed() < Duration::from_secs(2) {
+        rows.push(read_row(&mut conf));
+    }
+    let span = started.elapsed();
+    // The status page says how it is served.
+    wait_for(
+        &format!("http://127.0.0.1:{}/status.json", feed.metrics),
+        30,
+        |_, body| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            v["subscriber_list"].as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|c| c["peer"] == peer.as_str() && c["conflate_ms"] == 200)
+            })
+        },
+    );
+    let most = (span.as_millis() / 200 + 1) as usize;
+    for symbol in ["EURUSD", "GBPUSD", "USDJPY"] {
+        let n = rows.iter().filter(|(v, _)| v["symbol"] == symbol).count();
+        assert!((1..=most).contains(&n), "{n} rows of {symbol} in {span:?}");
+    }
+
+    // `tickrec subscribe --conflate-ms`: the same stream, printed; no cursor file with it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["subscribe", &format!("127.0.0.1:{}", feed.publish)])
+        .args([
+            "--symbols",
+            "EURUSD,GBPUSD",
+            "--conflate-ms",
+            "100",
+            "--max-ticks",
+            "6",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("subscribe: 6 ticks"), "{stderr}");
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 6);
+    for symbol in ["EURUSD", "GBPUSD"] {
+        let of: Vec<_> = printed
+            .iter()
+            .filter(|v| v["symbol"] == symbol)
+            .map(place)
+            .collect();
+        assert!(
+            of.len() >= 2 && of.windows(2).all(|w| w[0] < w[1]),
+            "{of:?}"
+        );
+    }
+    for (args, why) in [
+        (
+            &["--conflate-ms", "100", "--cursor-file", "c"][..],
+            "cannot be used with",
+        ),
+        (&["--conflate-ms", "5"][..], "5 is not in 10..=60000"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["subscribe", "127.0.0.1:1"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+
+    // Every tick of EURUSD again, from the next commit on; what was held before it first.
+    send(&mut conf, r#"{"symbols": ["EURUSD"]}"#);
+    loop {
+        let (v, line) = read_row(&mut conf);
+        if v["event"] == "subscribed" {
+            assert!(v.get("conflate_ms").is_none(), "{v}");
+            break;
+        }
+        rows.push((v, line));
+    }
+    assert_eq!(next_json(&mut conf)["event"], "snapshot_end");
+    let mut eurusd = Vec::new();
+    while eurusd.len() < 50 {
+        let (v, line) = read_row(&mut conf);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        assert_eq!(gathered_line(&every, &place(&v)), line);
+        eurusd.push(place(&v));
+    }
+    let every_eurusd: Vec<(String, i64)> = every
+        .lock()
+        .unwrap()
+        .order
+        .iter()
+        .filter(|(symbol, at)| symbol == "EURUSD" && *at >= eurusd[0] && *at <= eurusd[49])
+        .map(|(_, at)| at.clone())
+        .collect();
+    assert_eq!(eurusd, every_eurusd, "every EURUSD tick, none left out");
+
+    // Conflated again, two symbols at 100 ms; then the feed stops.
+    send(
+        &mut conf,
+        r#"{"symbols": ["EURUSD", "GBPUSD"], "conflate_ms": 100}"#,
+    );
+    let mut after = Vec::new();
+    loop {
+        let (v, _) = read_row(&mut conf);
+        if v["event"] == "subscribed" {
+            assert_eq!(v["conflate_ms"], 100, "{v}");
+            break;
+        }
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+    }
+    while next_json(&mut conf)["event"] != "snapshot_end" {}
+    while after.len() < 6 {
+        after.push(read_row(&mut conf));
+    }
+    drop(feed.sim);
+    // Once the commits stop, a heartbeat: nothing is held back.
+    loop {
+        let (v, line) = next_raw(&mut conf);
+        if v["event"] == "heartbeat" {
+            break;
+        }
+        if v["event"] != "session" {
+            after.push((v, line));
+        }
+    }
+    let day = place(&after[0].0).0;
+    for symbol in ["EURUSD", "GBPUSD"] {
+        let last = after.iter().rev().find(|(v, _)| v["symbol"] == symbol);
+        let last = last.unwrap_or_else(|| panic!("no {symbol}"));
+        let stored = Command::new(BIN)
+            .arg("--db")
+            .arg(&feed.db)
+            .args(["tail", "--symbols", symbol, "--from", &format!("{day}:0")])
+            .output()
+            .unwrap();
+        let stored = String::from_utf8_lossy(&stored.stdout);
+        let stored: serde_json::Value =
+            serde_json::from_str(stored.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            last.0, stored,
+            "{symbol}'s last line is its last committed tick"
+        );
+    }
+    assert!(after.iter().all(|(v, _)| v["symbol"] != "USDJPY"));
+
+    // Every conflated line is the store's, byte for byte, in recording order.
+    rows.extend(after);
+    for pair in rows.windows(2) {
+        assert!(
+            place(&pair[0].0) < place(&pair[1].0),
+            "{} then {}",
+            pair[0].1,
+            pair[1].1
+        );
+    }
+    for (v, line) in &rows {
+        assert_eq!(&gathered_line(&every, &place(v)), line);
+    }
+}
+
 fn cursor_seq(cursor: &str) -> i64 {
     cursor.rsplit(':').next().unwrap().parse().unwrap()
 }

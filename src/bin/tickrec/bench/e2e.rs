@@ -43,6 +43,7 @@ pub(super) fn end_to_end(
             seconds,
             rate: None,
             symbols_each: None,
+            conflate_ms: None,
         };
         let (report, wal) = e2e(opts, dir, names, &script, run, None, log)?;
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
@@ -103,6 +104,8 @@ pub(super) struct E2eRun {
     pub(super) rate: Option<u64>,
     /// Symbols each subscriber asks for; `None`: every symbol (`["*"]`).
     pub(super) symbols_each: Option<usize>,
+    /// Conflation each subscriber asks for, ms; `None`: every tick.
+    pub(super) conflate_ms: Option<u64>,
 }
 
 /// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for `run`'s
@@ -148,7 +151,8 @@ fn e2e(
     };
     let subs = match (subscribers, &publish) {
         (Some((readers, stalled)), Some(addr)) => {
-            let asked = subscribers::requests(names, readers + stalled, run.symbols_each);
+            let asked =
+                subscribers::requests(names, readers + stalled, run.symbols_each, run.conflate_ms);
             subscribers::start(addr, readers, &asked, &stop)
         }
         _ => Vec::new(),
@@ -191,14 +195,18 @@ pub(super) fn publish_stage(
     r.publish_rounds = rounds;
     r.publish_rate_msgs_per_s = run.rate.unwrap_or(0);
     r.publish_symbols_each = run.symbols_each.unwrap_or(0);
+    r.publish_conflate_ms = run.conflate_ms.unwrap_or(0);
     let pace = match run.rate {
         Some(rate) => format!(", the simulator at {rate} messages/s"),
         None => String::new(),
     };
-    let with_subscribers = match run.symbols_each {
+    let mut with_subscribers = match run.symbols_each {
         Some(n) => format!("with 8 subscribers of {n} symbols each, one stalled"),
         None => "with 8 subscribers of every symbol, one stalled".into(),
     };
+    if let Some(ms) = run.conflate_ms {
+        with_subscribers += &format!(", conflated at {ms} ms");
+    }
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved, and p99.9 read
     // between the clock's steps.
     let (mut plain, mut with) = (Vec::<(u64, u64)>::new(), Vec::<(u64, u64)>::new());

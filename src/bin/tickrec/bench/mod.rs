@@ -65,6 +65,9 @@ pub struct BenchOptions {
     pub publish_rate: Option<u64>,
     /// Symbols each subscriber asks for in that stage (`--publish-symbols`); `None`: every one.
     pub publish_symbols: Option<usize>,
+    /// Conflation each subscriber asks for in that stage, ms (`--publish-conflate-ms`);
+    /// `None`: every tick.
+    pub publish_conflate_ms: Option<u64>,
     /// Rounds of every stage that pairs runs (`--rounds`); `None`: each stage's own default
     /// ([`RATIO_ROUNDS`], [`TAIL_ROUNDS`], [`e2e::PUBLISH_ROUNDS`]).
     pub rounds: Option<usize>,
@@ -231,6 +234,7 @@ pub fn run(
         seconds: b.e2e_seconds,
         rate: b.publish_rate,
         symbols_each: b.publish_symbols,
+        conflate_ms: b.publish_conflate_ms,
     };
     match b.only {
         Some(Stage::Archive) => {

@@ -94,6 +94,9 @@ pub struct BenchReport {
     pub publish_rate_msgs_per_s: u64,
     /// Symbols each subscriber asked for in that stage (`--publish-symbols`); 0: every one.
     pub publish_symbols_each: usize,
+    /// Conflation each subscriber asked for in that stage, ms (`--publish-conflate-ms`); 0:
+    /// every tick.
+    pub publish_conflate_ms: u64,
     /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
     pub tail_latency_p50_ms: f64,
     pub tail_latency_p99_ms: f64,
@@ -301,6 +304,9 @@ impl BenchReport {
                 " (each subscriber of {} symbols)",
                 self.publish_symbols_each
             )?;
+        }
+        if self.publish_conflate_ms > 0 {
+            write!(f, " (conflated at {} ms)", self.publish_conflate_ms)?;
         }
         if !self.publish_store_tick_p999_fine_ratios.is_empty() {
             write!(

@@ -11,8 +11,14 @@ use tickrec::shutdown::Shutdown;
 
 /// The request line of each of `n` subscribers: every symbol (`["*"]`), or `each` of `names`
 /// apiece, subscriber `i` from the `i * each`-th on (wrapping round), so that together they
-/// spread over the symbols as strategies that each want a few do.
-pub fn requests(names: &[String], n: usize, each: Option<usize>) -> Vec<Vec<u8>> {
+/// spread over the symbols as strategies that each want a few do; conflated at
+/// `conflate_ms` when given.
+pub fn requests(
+    names: &[String],
+    n: usize,
+    each: Option<usize>,
+    conflate_ms: Option<u64>,
+) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let symbols: Vec<&str> = match each {
@@ -24,9 +30,11 @@ pub fn requests(names: &[String], n: usize, each: Option<usize>) -> Vec<Vec<u8>>
                 }
                 _ => vec!["*"],
             };
-            let mut line = serde_json::json!({ "symbols": symbols })
-                .to_string()
-                .into_bytes();
+            let mut request = serde_json::json!({ "symbols": symbols });
+            if let Some(ms) = conflate_ms {
+                request["conflate_ms"] = ms.into();
+            }
+            let mut line = request.to_string().into_bytes();
             line.push(b'\n');
             line
         })
@@ -97,12 +105,16 @@ mod tests {
     fn subscribers_ask_for_every_symbol_or_each_for_its_own_run_of_them() {
         let names: Vec<String> = ["A", "B", "C", "D", "E"].map(String::from).to_vec();
         let lines = |each| -> Vec<String> {
-            requests(&names, 3, each)
+            requests(&names, 3, each, None)
                 .into_iter()
                 .map(|l| String::from_utf8(l).unwrap())
                 .collect()
         };
         assert_eq!(lines(None), vec!["{\"symbols\":[\"*\"]}\n"; 3]);
+        assert_eq!(
+            String::from_utf8(requests(&names, 1, None, Some(100)).remove(0)).unwrap(),
+            "{\"conflate_ms\":100,\"symbols\":[\"*\"]}\n"
+        );
         assert_eq!(
             lines(Some(2)),
             [

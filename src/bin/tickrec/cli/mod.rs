@@ -128,6 +128,10 @@ pub struct BenchArgs {
     /// of them (as strategies that each want a few) [default: every symbol, `["*"]`]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_symbols: Option<u32>,
+    /// The subscribers of the subscribers' stage ask for a conflated stream: each symbol's
+    /// latest tick at most once in this many milliseconds (10–60000) [default: every tick]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub publish_conflate_ms: Option<u64>,
     /// Rounds of every stage that pairs runs (each round runs the ceiling, or the run without
     /// tails or subscribers, then the run held against it): more give the median of the
     /// rounds' ratios and its quartiles on a machine whose speed drifts [default: 3 for the
@@ -600,6 +604,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     e2e_seconds: a.e2e_seconds,
                     publish_rate: a.publish_rate.filter(|&r| r > 0),
                     publish_symbols: a.publish_symbols.map(|n| n as usize),
+                    publish_conflate_ms: a.publish_conflate_ms,
                     rounds: a.rounds.map(|n| n as usize),
                     only: a.only,
                     config: cli.config.clone(),

@@ -4,6 +4,10 @@
 //! off as too slow, the network gone) it connects again with that cursor, so that what it
 //! prints has no gap and no tick twice.
 //!
+//! With `--conflate-ms`, it asks for a conflated stream (each symbol's latest committed tick
+//! at most once an interval) and, reconnecting, starts again from the live ticks: a
+//! conflated stream leaves ticks out, so it has no cursor to resume from.
+//!
 //! The cursor comes from the stream itself: the `subscribed` line of a replay says where it
 //! starts (it always asks for one: `--from`, `--from-time`, the cursor file, or else the time
 //! it started), each tick row advances it (the row's `seq` in the day of its `ts_event`), and
@@ -59,6 +63,16 @@ pub struct SubscribeArgs {
     /// Stop after this many ticks
     #[arg(long, value_name = "N")]
     pub max_ticks: Option<u64>,
+    /// Only each symbol's latest committed tick, at most once in this many milliseconds
+    /// (10–60000): for a screen, not a stream to resume (it leaves ticks out, so it has no
+    /// cursor to start from and starts again from the live ticks when it reconnects)
+    #[arg(
+        long,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(10..=60_000),
+        conflicts_with_all = ["from", "from_time", "cursor_file"]
+    )]
+    pub conflate_ms: Option<u64>,
     /// Give up (exit 2) when no connection has held for this many seconds; by default it keeps
     /// trying until SIGINT/SIGTERM
     #[arg(long, value_name = "SECS")]
@@ -158,10 +172,11 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
                         limit.as_secs()
                     ));
                 }
-                let from = me.cursor.as_ref().map_or_else(
-                    || format!("the time {}", me.from_time),
-                    |c| format!("cursor {c}"),
-                );
+                let from = match (&me.cursor, a.conflate_ms) {
+                    (_, Some(_)) => "the live ticks (conflated)".to_owned(),
+                    (Some(c), None) => format!("cursor {c}"),
+                    (None, None) => format!("the time {}", me.from_time),
+                };
                 eprintln!(
                     "subscribe: {why}; connecting again in {} ms from {from}",
                     wait.as_millis()
@@ -213,9 +228,10 @@ impl Consumer {
             }
         };
         let mut request = serde_json::json!({ "symbols": symbols });
-        match &self.cursor {
-            Some(c) => request["from"] = c.to_string().into(),
-            None => request["from_time"] = self.from_time.clone().into(),
+        match (a.conflate_ms, &self.cursor) {
+            (Some(ms), _) => request["conflate_ms"] = ms.into(),
+            (None, Some(c)) => request["from"] = c.to_string().into(),
+            (None, None) => request["from_time"] = self.from_time.clone().into(),
         }
         if let Some(f) = &a.token_file {
             let token = tickrec::auth::read_secret(f).context("--token-file")?;
