@@ -721,16 +721,16 @@ impl Publisher {
                         continue;
                     }
                 }
-                let skip = |day: NaiveDate, seq: i64| {
-                    replayed.as_ref().is_some_and(|c| seq <= c.position(day))
-                };
+                // Live ticks at or below the replay's cursor were replayed.
+                let upto = |day: NaiveDate| replayed.as_ref().map(|c| c.position(day));
                 match &mut conflated {
                     Some(c) => c.take(run, |day, sym, seq| {
-                        !skip(day, seq) && wants.wants(&self.names, sym)
+                        upto(day).is_none_or(|s| seq > s) && wants.wants(&self.names, sym)
                     }),
                     None => {
                         for enc in run {
-                            sent += self.send_commit(rows.inner(), enc, &mut wants, &skip)?;
+                            let upto = upto(enc.day);
+                            sent += self.send_commit(rows.inner(), enc, &mut wants, upto)?;
                         }
                     }
                 }
@@ -757,25 +757,28 @@ impl Publisher {
         }
     }
 
-    /// Writes to `out` the lines of one commit that `wants` asks for and `skip` (the replay's
-    /// cursor) does not pass over: all of its bytes at once when it asks for every symbol and
-    /// none is skipped. Returns how many it wrote.
+    /// Writes to `out` the lines of one commit that `wants` asks for past `upto` (the replay's
+    /// cursor in the commit's day): all of its bytes at once when it asks for every symbol and
+    /// none was replayed. Returns how many it wrote.
     fn send_commit(
         &self,
         out: &mut impl Write,
         enc: &Encoded,
         wants: &mut Wants,
-        skip: &impl Fn(NaiveDate, i64) -> bool,
+        upto: Option<i64>,
     ) -> std::io::Result<u64> {
-        let everything =
-            wants.names.is_none() && enc.lines.first().is_none_or(|l| !skip(enc.day, l.2));
+        let everything = wants.names.is_none()
+            && enc
+                .lines
+                .first()
+                .is_none_or(|l| upto.is_none_or(|s| l.2 > s));
         if everything {
             out.write_all(&enc.bytes)?;
             return Ok(enc.lines.len() as u64);
         }
         let mut n = 0;
         for &(a, b, seq, sym) in &enc.lines {
-            if skip(enc.day, seq) || !wants.wants(&self.names, sym) {
+            if upto.is_some_and(|s| seq <= s) || !wants.wants(&self.names, sym) {
                 continue;
             }
             out.write_all(&enc.bytes[a as usize..b as usize])?;
