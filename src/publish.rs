@@ -171,6 +171,8 @@ pub struct Publisher {
     to_encoder: crossbeam_channel::Sender<Arc<Batch>>,
     /// Silence on a subscriber's stream after which it gets a heartbeat line.
     heartbeat: Duration,
+    /// Ticks a subscriber may have waiting before it is cut off (`[publish] queue_ticks`).
+    max_queued: usize,
     /// Each FIX session's latest up-or-down line, by session name, in the order first seen.
     sessions: Mutex<Vec<(String, bool, Arc<Encoded>)>>,
     /// The subscribers whose request was taken, for the status page.
@@ -306,6 +308,7 @@ impl Publisher {
             stats,
             to_encoder,
             heartbeat,
+            max_queued,
             sessions: Mutex::default(),
             connected: Mutex::default(),
             connections: crate::slots::Slots::new(max_subscribers),
@@ -323,6 +326,11 @@ impl Publisher {
 
     pub fn stats(&self) -> Arc<PublishStats> {
         self.stats.clone()
+    }
+
+    /// Ticks a subscriber may have waiting before it is cut off (`[publish] queue_ticks`).
+    pub fn max_queued(&self) -> usize {
+        self.max_queued
     }
 
     /// With a token asked, whether its file holds a usable one now (`None`: none asked).

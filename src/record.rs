@@ -273,6 +273,7 @@ fn scrape_fn(
         if let Some(publisher) = &publisher {
             let list = publisher.subscriber_list();
             let connected = list.len() as f64;
+            let furthest_behind = list.iter().map(|c| c.queued_ticks).max().unwrap_or(0);
             s.subscribers = Some(list);
             let p = publisher.stats();
             use std::sync::atomic::Ordering::Relaxed;
@@ -320,6 +321,20 @@ fn scrape_fn(
                     "Live ticks sent to subscribers",
                     true,
                     v(&p.ticks_sent_total),
+                ),
+                (
+                    "tickrec_publish_queued_ticks_max",
+                    "Ticks waiting for the subscriber furthest behind (cut off past \
+                     tickrec_publish_queue_ticks_bound)",
+                    false,
+                    furthest_behind as f64,
+                ),
+                (
+                    "tickrec_publish_queue_ticks_bound",
+                    "Ticks a subscriber may have waiting before it is cut off ([publish] \
+                     queue_ticks)",
+                    false,
+                    publisher.max_queued() as f64,
                 ),
             ]);
             if let Some(usable) = publisher.token_usable() {

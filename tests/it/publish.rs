@@ -153,6 +153,9 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut looked = Instant::now();
+    // The most ticks /metrics showed waiting for a subscriber before the cut-off: the stalled
+    // one falling behind shows while it does (it is cut off 2 s after its socket is full).
+    let mut furthest_behind = 0.0f64;
     loop {
         if looked.elapsed() >= Duration::from_millis(50) {
             looked = Instant::now();
@@ -161,6 +164,12 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
                 |line: &&str| line.contains("fell behind") && line.contains(&stalled_peer);
             if text.lines().any(|line| cut_off(&line)) {
                 break;
+            }
+            if let Some((200, m)) = super::util::get(&format!("http://127.0.0.1:{metrics}/metrics"))
+            {
+                assert_eq!(sample(&m, "tickrec_publish_queue_ticks_bound "), 100_000.0);
+                furthest_behind =
+                    furthest_behind.max(sample(&m, "tickrec_publish_queued_ticks_max "));
             }
             assert!(
                 Instant::now() < deadline,
@@ -171,6 +180,10 @@ fn subscribers_get_a_snapshot_then_live_ticks_a_stalled_one_is_cut_off_and_a_cur
         let v = next_json(&mut one);
         assert_eq!(v["symbol"], "EURUSD", "{v}");
     }
+    assert!(
+        furthest_behind >= 1000.0,
+        "the stalled subscriber never showed falling behind: {furthest_behind}"
+    );
     // The status page's data counts both: one subscriber connected, one cut off (once); and lists
     // the one connected, with its symbols and the ticks sent to it.
     let one_peer = one.get_ref().local_addr().unwrap().to_string();
