@@ -1,5 +1,5 @@
 //! Running as a service: /metrics checked by a real `promtool` and scraped, behind its token,
-//! by a real Prometheus; /health and `tickrec health` as a shell probe sees them, the systemd
+//! by a real Prometheus; the alert rules checked and played by `promtool`; /health and `tickrec health` as a shell probe sees them, the systemd
 //! unit checked by `systemd-analyze verify`, JSON logs, shell completions. Real processes over
 //! real TCP.
 
@@ -29,9 +29,7 @@ fn recorder_command(db: &Path, fix_port: u16, metrics_port: u16, config: Option<
 /// What could go wrong: an endpoint a Prometheus server rejects, or counters that never move.
 #[test]
 fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
-    let promtool = which("promtool").unwrap_or_else(|| {
-        panic!("promtool not found: apt-get install prometheus (Debian's package ships promtool)")
-    });
+    let promtool = promtool();
     let dir = tempfile::tempdir().unwrap();
     let (fix, http) = (free_port(), free_port());
     let _sim = simulator(fix, 4, 2000);
@@ -86,6 +84,18 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         ),
         1.0
     );
+    promtool_accepts(&promtool, &second);
+}
+
+/// `promtool`, or the test fails with how to install it.
+fn promtool() -> std::path::PathBuf {
+    which("promtool").unwrap_or_else(|| {
+        panic!("promtool not found: apt-get install prometheus (Debian's package ships promtool)")
+    })
+}
+
+/// `promtool check metrics` passes `metrics` (a scrape of /metrics).
+fn promtool_accepts(promtool: &Path, metrics: &str) {
     let mut check = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -98,7 +108,7 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         .stdin
         .take()
         .unwrap()
-        .write_all(second.as_bytes())
+        .write_all(metrics.as_bytes())
         .unwrap();
     let out = check.wait_with_output().unwrap();
     assert!(
@@ -107,6 +117,74 @@ fn record_serves_metrics_that_promtool_accepts_and_its_counters_move() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What could go wrong: an alert rule README points to that Prometheus refuses, one that does
+/// not fire (or fires while all is well) on the series it watches, or one naming a metric the
+/// recorder does not serve (a typo, a metric renamed since): that one would never fire.
+#[test]
+fn the_alert_rules_load_fire_as_their_tests_say_and_name_only_metrics_a_recorder_serves() {
+    let promtool = promtool();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/prometheus");
+    for args in [
+        ["check", "rules", "tickrec-alerts.yml"],
+        ["test", "rules", "tickrec-alerts.test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&rules)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A recorder serving every metric the rules can name: a FIX session, subscribers with a
+    // token.
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("publish.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = dir.path().join("tickrec.toml");
+    let toml = format!(
+        "[publish]\ntoken_file = {:?}\n",
+        token.display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let (fix, http, publish) = (free_port(), free_port(), free_port());
+    let _sim = simulator(fix, 4, 2000);
+    let mut record = recorder_command(&dir.path().join("db"), fix, http, Some(&config));
+    record.args(["--publish", &format!("127.0.0.1:{publish}")]);
+    let _rec = Reaped::new(record.stderr(Stdio::null()).spawn().unwrap());
+    let (_, metrics) = wait_for(
+        &format!("http://127.0.0.1:{http}/metrics"),
+        20,
+        |code, m| code == 200 && m.contains("\ntickrec_publish_token_usable 1\n"),
+    );
+    promtool_accepts(&promtool, &metrics);
+    let served: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let text = std::fs::read_to_string(rules.join("tickrec-alerts.yml")).unwrap();
+    let named: std::collections::BTreeSet<&str> = text
+        .match_indices("tickrec_")
+        .map(|(i, _)| {
+            let rest = &text[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(named.len() >= 12, "{named:?}");
+    for name in named {
+        assert!(served.contains(name), "{name} is not served:\n{metrics}");
+    }
 }
 
 /// What could go wrong: a `[metrics] token_file` that a real Prometheus cannot scrape with the
