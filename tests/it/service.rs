@@ -110,10 +110,14 @@ fn promtool_accepts(promtool: &Path, metrics: &str) {
         .unwrap()
         .write_all(metrics.as_bytes())
         .unwrap();
-    let out = check.wait_with_output().unwrap();
+    succeeded(&check.wait_with_output().unwrap(), "promtool check metrics");
+}
+
+/// That a tool which ran succeeded (`what` names it in the failure, with what it printed).
+fn succeeded(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
-        "promtool check metrics: {}{}",
+        "{what}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -133,14 +137,8 @@ fn the_alert_rules_load_fire_as_their_tests_say_and_name_only_metrics_a_recorder
         let out = Command::new(&promtool)
             .args(args)
             .current_dir(&rules)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .output();
+        succeeded(&out.unwrap(), &format!("promtool {args:?}"));
     }
 
     // A recorder serving every metric the rules can name: a FIX session, subscribers with a
@@ -345,17 +343,8 @@ fn the_recorder_unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("tickrec-record.service");
     std::fs::write(&copy, text.replace("/usr/local/bin/tickrec", BIN)).unwrap();
-    let out = Command::new(analyze)
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(analyze).arg("verify").arg(&copy).output();
+    succeeded(&out.unwrap(), "systemd-analyze verify");
 }
 
 #[test]
