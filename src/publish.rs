@@ -28,7 +28,7 @@
 //!    instead of staying open in silence.
 //!
 //! With `"conflate_ms": N` (10–60,000, and without `from`/`from_time`), the subscription is
-//! conflated ([`conflate`]): of each of its symbols, only the latest committed tick since its
+//! conflated (`conflate.rs`): of each of its symbols, only the latest committed tick since its
 //! last lines, written at most once in N ms (in recording order; at once before a session's
 //! line or the answer to a later request line). For a screen, not a stream to resume: it
 //! leaves ticks out, so it has no replay, and its heartbeats' cursor says how far the commits
