@@ -3,7 +3,8 @@
 //! holding anyone else up, and a subscriber with a cursor handed from the day files to live
 //! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
 //! cursor resumes exactly, and told when the FIX session goes down; a subscriber changing its
-//! symbols, or starting over from a cursor, on the same connection.
+//! symbols, or starting over from a cursor, on the same connection; a conflated subscription,
+//! each symbol's latest tick at most once an interval, never left on an older one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -780,7 +781,6 @@ fn a_subscriber_starts_over_from_a_cursor_on_the_same_connection() {
     assert_eq!(seqs, stored);
 }
 
-/// The seq of a cursor's newest day (`DAY:SEQ[,DAY:SEQ]`).
 /// The tick rows of a subscription, gathered by a thread of their own.
 #[derive(Default)]
 struct Gathered {
@@ -1047,6 +1047,7 @@ fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_inte
     }
 }
 
+/// The seq of a cursor's newest day (`DAY:SEQ[,DAY:SEQ]`).
 fn cursor_seq(cursor: &str) -> i64 {
     cursor.rsplit(':').next().unwrap().parse().unwrap()
 }
