@@ -115,7 +115,8 @@ mod conflate;
 mod fanout;
 mod request;
 
-use conflate::{Conflated, CONFLATE_MS};
+use conflate::Conflated;
+pub use conflate::CONFLATE_MS;
 use fanout::{encode_and_fan_out, pace, Batch, Encoded, Queue};
 use request::{as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants};
 
@@ -688,8 +689,8 @@ impl Publisher {
             // Later request lines apply from the next commit on (those just taken included).
             let changes = queue.take_changes();
             let mut wrote = !changes.is_empty();
-            if let (Some(c), true) = (&mut conflated, wrote) {
-                // Held from commits before the change: written before its answer.
+            // Held from commits before a change: written before its answer.
+            if let Some(c) = conflated.as_mut().filter(|_| wrote) {
                 sent += c.write(rows.inner(), true)?;
             }
             for change in changes {

@@ -19,7 +19,7 @@ use crate::tick::SymbolId;
 
 /// Intervals a request may ask for, in milliseconds: below the fan-out's own pace (5 ms) there
 /// is nothing to leave out; an interval longer than a minute is a poll, not a subscription.
-pub(super) const CONFLATE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+pub const CONFLATE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
 
 /// One symbol's latest line, while held.
 #[derive(Default)]

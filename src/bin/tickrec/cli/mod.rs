@@ -130,7 +130,7 @@ pub struct BenchArgs {
     pub publish_symbols: Option<u32>,
     /// The subscribers of the subscribers' stage ask for a conflated stream: each symbol's
     /// latest tick at most once in this many milliseconds (10–60000) [default: every tick]
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(tickrec::publish::CONFLATE_MS))]
     pub publish_conflate_ms: Option<u64>,
     /// Rounds of every stage that pairs runs (each round runs the ceiling, or the run without
     /// tails or subscribers, then the run held against it): more give the median of the

@@ -69,7 +69,7 @@ pub struct SubscribeArgs {
     #[arg(
         long,
         value_name = "MS",
-        value_parser = clap::value_parser!(u64).range(10..=60_000),
+        value_parser = clap::value_parser!(u64).range(tickrec::publish::CONFLATE_MS),
         conflicts_with_all = ["from", "from_time", "cursor_file"]
     )]
     pub conflate_ms: Option<u64>,
