@@ -10,12 +10,13 @@
 //!    time, also `"cursor"`, where its replay starts (what a time resolved to);
 //! 2. with a cursor or a time: the committed ticks from there, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
-//! 3. the snapshot: the latest tick of each of its symbols from the recorder's rings (these
-//!    rows have no `seq`: accepted, perhaps not yet committed), and the
-//!    `{"event":"session",…}` line (below) of each FIX session that records one of them, then
-//!    `{"event":"snapshot_end"}`. A snapshot row can be newer than its symbol's first live
-//!    rows (accepted before the subscriber joined, committed after; their `ts_recv_ns` is at
-//!    or before the snapshot row's);
+//! 3. the snapshot: the latest tick of each of its symbols from each source (each liquidity
+//!    provider quoting it), from the recorder's rings, a symbol's newest last (these rows have
+//!    no `seq`: accepted, perhaps not yet committed), and the `{"event":"session",…}` line
+//!    (below) of each FIX session that records one of them, then `{"event":"snapshot_end"}`.
+//!    A snapshot row can be newer than the first live rows of its symbol and source (accepted
+//!    before the subscriber joined, committed after; their `ts_recv_ns` is at or before the
+//!    snapshot row's);
 //! 4. every tick of its symbols as the writer commits it, rows of the `ticks_v` columns with
 //!    their `seq` (the day is the UTC day of `ts_event`);
 //! 5. after `[publish] heartbeat_secs` ([`HEARTBEAT_SECS`] by default) with nothing else sent,
@@ -28,9 +29,10 @@
 //!    instead of staying open in silence.
 //!
 //! With `"conflate_ms": N` (10–60,000, and without `from`/`from_time`), the subscription is
-//! conflated (`conflate.rs`): of each of its symbols, only the latest committed tick since its
-//! last lines, written at most once in N ms (in recording order; at once before a session's
-//! line or the answer to a later request line). For a screen, not a stream to resume: it
+//! conflated (`conflate.rs`): of each of its symbols, only the latest committed tick of each
+//! source since its last lines, written at most once in N ms (in recording order; at once
+//! before a session's line or the answer to a later request line). For a screen, not a stream
+//! to resume: it
 //! leaves ticks out, so it has no replay, and its heartbeats' cursor says how far the commits
 //! given to it went, not that every tick up to there was sent. `subscribed` says
 //! `"conflate_ms"`.
@@ -90,7 +92,7 @@
 //! live lines, heartbeats, changes). `fanout.rs`: the encoder thread and the subscribers'
 //! bounded queues, where cut-offs happen. `request.rs`: request lines, read within their
 //! bounds and parsed, and what a subscriber's symbols say of each tick. `conflate.rs`: the
-//! latest line of each symbol a conflated subscription holds between its writes.
+//! latest line of each symbol and source a conflated subscription holds between its writes.
 
 use std::collections::HashSet;
 use std::io::{BufReader, BufWriter, Write};
@@ -780,18 +782,20 @@ impl Publisher {
             && enc
                 .lines
                 .first()
-                .is_none_or(|l| upto.is_none_or(|s| l.2 > s));
+                .is_none_or(|l| upto.is_none_or(|s| l.seq > s));
         if everything {
             out.write_all(&enc.bytes)?;
             return Ok(enc.lines.len() as u64);
         }
         let mut n = 0;
-        for &(a, b, seq, sym) in &enc.lines {
-            if upto.is_some_and(|s| seq <= s) || !wants.wants(&self.names, sym) {
+        for line in &enc.lines {
+            if upto.is_some_and(|s| line.seq <= s) || !wants.wants(&self.names, line.symbol) {
                 continue;
             }
-            out.write_all(&enc.bytes[a as usize..b as usize])?;
-            n += 1;
+            if let Some(bytes) = enc.bytes_of(line) {
+                out.write_all(bytes)?;
+                n += 1;
+            }
         }
         Ok(n)
     }
@@ -895,9 +899,9 @@ impl Publisher {
         event(out, "subscribed", &fields)
     }
 
-    /// The snapshot: the latest tick from the rings of each symbol `take` accepts, the latest
-    /// line of each FIX session that records a symbol of `wants`, then
-    /// `{"event":"snapshot_end"}`.
+    /// The snapshot: the latest tick of each source of each symbol `take` accepts, from the
+    /// rings ([`Recorder::latest_of_each_source`]; a symbol's newest last), the latest line of
+    /// each FIX session that records a symbol of `wants`, then `{"event":"snapshot_end"}`.
     fn snapshot<W: Write>(
         &self,
         rows: &mut JsonlWriter<W>,
@@ -913,8 +917,8 @@ impl Publisher {
             if !take(&name) {
                 continue;
             }
-            if let Some(t) = recorder.recent(id, 1).first() {
-                if let Some(row) = row_of(&self.names, t, None) {
+            for t in recorder.latest_of_each_source(id) {
+                if let Some(row) = row_of(&self.names, &t, None) {
                     rows.write_row(&row)?;
                 }
             }

@@ -271,7 +271,10 @@ impl Gateway {
             .map(|s| names.symbol(s).map(|id| (s.clone(), id)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(name_err)?;
-        recorder.prepare_all(&symbols.iter().map(|&(_, id)| id).collect::<Vec<_>>());
+        recorder.prepare_feed(
+            source,
+            &symbols.iter().map(|&(_, id)| id).collect::<Vec<_>>(),
+        );
         let origin = names.origin(&opts.origin()).map_err(name_err)?;
         let next_in = opts
             .recovered_next_inbound(store)

@@ -39,7 +39,7 @@ pub use stats::{HealthPolicy, Latency, SinkStats, Stats, StatsSnapshot, WeeklyWi
 
 use crate::intern::Names;
 use crate::shutdown::Shutdown;
-use crate::tick::{SymbolId, Tick, TimeWindow, TimeWindowError};
+use crate::tick::{SourceId, SymbolId, Tick, TimeWindow, TimeWindowError};
 
 /// A storage backend driven by the writer thread.
 ///
@@ -155,7 +155,25 @@ pub struct Recorder {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// By symbol id, what [`Recorder::latest_of_each_source`] looks for and has met. Never
+    /// touched by `store_tick`.
+    sources_of: Mutex<Vec<Known>>,
 }
+
+/// Of one symbol: the sources of the feeds that record it ([`Recorder::prepare_feed`]), and
+/// what [`Recorder::latest_of_each_source`] met when it last read its ring.
+#[derive(Default)]
+struct Known {
+    declared: Vec<SourceId>,
+    /// The ring's newest tick then: the ticks from it back were read.
+    newest: Option<Tick>,
+    /// The latest tick of each source met.
+    latest: Vec<Tick>,
+}
+
+/// Ticks of a ring read under one hold of its lock, at most, by
+/// [`Recorder::latest_of_each_source`] (about 16 KB).
+const SCAN_STEP: usize = 256;
 
 /// Builds a [`Recorder`] and its storage backends around one symbol and source table: the
 /// builder owns the table and hands it to every sink it makes, so the ids `store_tick` is given
@@ -262,6 +280,7 @@ impl Recorder {
             }),
             stop,
             writer: Mutex::new(Some(writer)),
+            sources_of: Mutex::default(),
         })
     }
 
@@ -456,16 +475,102 @@ impl Recorder {
         }
     }
 
+    /// [`Recorder::prepare_all`] for a feed of `source`'s quotes of `symbols`, which it also
+    /// declares: [`Recorder::latest_of_each_source`] then looks for `source`'s latest quote of
+    /// each of them.
+    pub fn prepare_feed(&self, source: SourceId, symbols: &[SymbolId]) {
+        self.prepare_all(symbols);
+        let mut of = self.sources_of.lock().unwrap_or_else(|e| e.into_inner());
+        for s in symbols {
+            let i = s.0 as usize;
+            if i >= self.shared.rings.len() {
+                continue;
+            }
+            if of.len() <= i {
+                of.resize_with(i + 1, Known::default);
+            }
+            if !of[i].declared.contains(&source) {
+                of[i].declared.push(source);
+            }
+        }
+    }
+
+    /// The latest tick of each source of `symbol`, oldest first (the symbol's latest tick
+    /// last): what a screen showing every liquidity provider's quote starts from, where
+    /// [`Recorder::recent`]`(symbol, 1)` is the one source that quoted last.
+    ///
+    /// Read from the symbol's ring, from the newest tick back until every source declared for
+    /// the symbol ([`Recorder::prepare_feed`]) has been met, or the ticks read by the last
+    /// call for the symbol are reached (what they held is remembered), or the ring's end. So a
+    /// source that has gone quiet keeps its last quote here after the ring has moved past it,
+    /// unless the ring moved past it between two calls (its whole
+    /// [`PipelineOptions::ring_capacity`] in between). The ring's lock is held for at most
+    /// [`SCAN_STEP`] ticks at a time, so `store_tick` never waits longer for it than for a
+    /// short `recent`.
+    pub fn latest_of_each_source(&self, symbol: SymbolId) -> Vec<Tick> {
+        let i = symbol.0 as usize;
+        let Some(ring) = self.shared.rings.get(i).and_then(|r| r.0.get()) else {
+            return Vec::new();
+        };
+        let mut known = self.sources_of.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() <= i {
+            known.resize_with(i + 1, Known::default);
+        }
+        let known = &mut known[i];
+        let mut latest: Vec<Tick> = Vec::new();
+        let met = |latest: &[Tick], s: SourceId| latest.iter().any(|l| l.source == s);
+        let (mut skip, mut step) = (0, 16);
+        let mut newest = None;
+        'scan: loop {
+            let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+            if skip >= ring.len() {
+                break;
+            }
+            // Ticks pushed since the last step move the older ones further back: some are
+            // met twice (a source already met is passed over), none is missed.
+            for t in ring.newest_after(skip, step) {
+                newest.get_or_insert(*t);
+                if known.newest.as_ref() == Some(t) {
+                    break 'scan;
+                }
+                if !met(&latest, t.source) {
+                    latest.push(*t);
+                    // A symbol of one source: its newest tick, as `recent(symbol, 1)` reads.
+                    if known.declared.iter().all(|&s| met(&latest, s)) {
+                        break 'scan;
+                    }
+                }
+            }
+            drop(ring);
+            skip += step;
+            step = (step * 2).min(SCAN_STEP);
+        }
+        // What earlier calls met (oldest first), of sources not met since: pushed before
+        // every tick read now.
+        for t in known.latest.iter().rev() {
+            if !met(&latest, t.source) {
+                latest.push(*t);
+            }
+        }
+        latest.reverse();
+        if newest.is_some() {
+            known.newest = newest;
+        }
+        known.latest.clone_from(&latest);
+        latest
+    }
+
     fn new_ring(&self) -> Mutex<Ring> {
         Mutex::new(Ring::new(self.shared.opts.ring_capacity))
     }
 
-    /// The latest tick of every symbol with one, by symbol id, with names resolved.
+    /// The latest tick of every symbol with one from each of its sources
+    /// ([`Recorder::latest_of_each_source`]), by symbol id, with names resolved.
     pub fn latest_quotes(&self) -> Vec<crate::tick::TickRow> {
         let names = &self.shared.names;
         (0..self.shared.rings.len())
-            .filter_map(|i| {
-                let t = *self.recent(SymbolId(i as u32), 1).first()?;
+            .flat_map(|i| self.latest_of_each_source(SymbolId(i as u32)))
+            .filter_map(|t| {
                 Some(crate::tick::TickRow::from_tick(
                     &t,
                     names.symbol_name(t.symbol)?,

@@ -152,9 +152,15 @@ impl Ring {
 
     /// Up to `n` ticks, newest first.
     pub fn newest(&self, n: usize) -> impl Iterator<Item = &Tick> + '_ {
+        self.newest_after(0, n)
+    }
+
+    /// Up to `n` ticks, newest first, past the `skip` newest.
+    pub fn newest_after(&self, skip: usize, n: usize) -> impl Iterator<Item = &Tick> + '_ {
         let cap = self.buf.len();
+        let end = skip.saturating_add(n).min(self.len);
         // The newest tick sits just before `head` (cyclically).
-        (0..n.min(self.len)).map(move |i| &self.buf[(self.head + cap - 1 - i) % cap].0)
+        (skip.min(end)..end).map(move |i| &self.buf[(self.head + cap - 1 - i) % cap].0)
     }
 
     /// Bytes this ring's slots take.
@@ -321,6 +327,10 @@ mod tests {
         let got: Vec<i64> = ring.newest(10).map(|t| t.ts_recv.0).collect();
         assert_eq!(got, vec![5, 4, 3]);
         assert_eq!(ring.newest(2).count(), 2);
+        let past: Vec<i64> = ring.newest_after(1, 10).map(|t| t.ts_recv.0).collect();
+        assert_eq!(past, vec![4, 3]);
+        assert_eq!(ring.newest_after(3, 10).count(), 0);
+        assert_eq!(ring.newest_after(usize::MAX, usize::MAX).count(), 0);
     }
 
     #[test]

@@ -22,12 +22,12 @@ pub(super) struct Batch {
     pub(super) ticks: Vec<(i64, Tick)>,
 }
 
-/// One commit's ticks as JSON lines, encoded once for every subscriber: `lines[i]` is the
-/// byte range, `seq` and symbol of tick `i` within `bytes`.
+/// One commit's ticks as JSON lines, encoded once for every subscriber: `lines[i]` is tick
+/// `i`'s line within `bytes`.
 pub(super) struct Encoded {
     pub(super) day: NaiveDate,
     pub(super) bytes: Vec<u8>,
-    pub(super) lines: Vec<(u32, u32, i64, SymbolId)>,
+    pub(super) lines: Vec<Line>,
     /// The commit's last `seq` (a subscriber that got this commit has passed it).
     pub(super) last_seq: Option<i64>,
     /// A control line in `bytes`, not a commit: for the subscribers of any of these symbols
@@ -35,7 +35,23 @@ pub(super) struct Encoded {
     pub(super) control: Option<Vec<String>>,
 }
 
+/// One tick's line in an [`Encoded`]'s bytes, and what a subscription picks it by.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Line {
+    /// Its byte range.
+    pub(super) start: u32,
+    pub(super) end: u32,
+    pub(super) seq: i64,
+    pub(super) symbol: SymbolId,
+    pub(super) source: SourceId,
+}
+
 impl Encoded {
+    /// The bytes of `line`, one of its own.
+    pub(super) fn bytes_of(&self, line: &Line) -> Option<&[u8]> {
+        self.bytes.get(line.start as usize..line.end as usize)
+    }
+
     /// A control line (no ticks) about `symbols`.
     pub(super) fn control(day: NaiveDate, line: Vec<u8>, symbols: &[String]) -> Encoded {
         Encoded {
@@ -274,8 +290,13 @@ fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
         };
         let start = enc.bytes.len() as u32;
         crate::format::jsonl::encode_json_tick(&mut enc.bytes, t, Some(*seq), symbol, source);
-        enc.lines
-            .push((start, enc.bytes.len() as u32, *seq, t.symbol));
+        enc.lines.push(Line {
+            start,
+            end: enc.bytes.len() as u32,
+            seq: *seq,
+            symbol: t.symbol,
+            source: t.source,
+        });
     }
     Arc::new(enc)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tickrec::pipeline::{Outcome, OverflowPolicy, PipelineOptions, StoreTickError};
 use tickrec::store::{layout, WriterOptions};
-use tickrec::tick::{Timestamp, NANOS_PER_SEC};
+use tickrec::tick::{Tick, Timestamp, NANOS_PER_SEC};
 
 use super::util::*;
 
@@ -86,6 +86,81 @@ fn recent_answers_from_the_ring_while_recording() {
         "newest first, ring capacity 3"
     );
     assert!(rec.recent_by_name("GBPUSD", 5).is_empty());
+}
+
+/// What could go wrong: two liquidity providers quote one symbol and a screen's first look
+/// (a subscriber's snapshot, the status page) shows only the one that quoted last, or loses a
+/// provider gone quiet once its last quote leaves the ring.
+#[test]
+fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = with_rings_of(dir.path(), 1_000);
+    let t0 = ts("2026-11-23T09:00:00Z");
+    let n = rec.names();
+    let (eurusd, gbpusd) = (n.symbol("EURUSD").unwrap(), n.symbol("GBPUSD").unwrap());
+    let [lp1, lp2, lp3, lp9] = ["LP1", "LP2", "LP3", "LP9"].map(|s| n.source(s).unwrap());
+    // LP3 is asked for EURUSD and never quotes it (an LP that rejects the symbol).
+    rec.prepare_feed(lp1, &[eurusd, gbpusd]);
+    rec.prepare_feed(lp2, &[eurusd]);
+    rec.prepare_feed(lp3, &[eurusd]);
+    let mut at = 0i64;
+    let mut push = |source, symbol, bid: &str| {
+        at += 1;
+        let t = Tick {
+            symbol,
+            source,
+            ..tick(&rec, "EURUSD", Timestamp(t0.0 + at), bid, "9")
+        };
+        rec.store_tick(t).unwrap();
+        t
+    };
+    let quiet = push(lp2, eurusd, "2.0");
+    let mut lp1_last = quiet;
+    for i in 0..900 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    assert_eq!(rec.latest_of_each_source(eurusd), vec![quiet, lp1_last]);
+    // LP2's quote leaves the ring: it is still its latest.
+    for i in 0..2_000 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    assert_eq!(rec.recent(eurusd, 1_000).len(), 1_000);
+    assert!(!rec.recent(eurusd, 1_000).contains(&quiet));
+    assert_eq!(rec.latest_of_each_source(eurusd), vec![quiet, lp1_last]);
+    // A source no feed declared (ticks stored through the library) is met too.
+    let other = push(lp9, eurusd, "3.0");
+    for i in 0..10 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    assert_eq!(
+        rec.latest_of_each_source(eurusd),
+        vec![quiet, other, lp1_last]
+    );
+    // A symbol of one source, or with no tick, or unknown.
+    let g = push(lp1, gbpusd, "4.0");
+    assert_eq!(rec.latest_of_each_source(gbpusd), vec![g]);
+    let usdjpy = n.symbol("USDJPY").unwrap();
+    assert!(rec.latest_of_each_source(usdjpy).is_empty());
+    assert!(rec
+        .latest_of_each_source(tickrec::tick::SymbolId(u32::MAX))
+        .is_empty());
+    let quotes: Vec<(String, String, String)> = rec
+        .latest_quotes()
+        .iter()
+        .map(|q| {
+            let bid = q.bid.unwrap().to_string();
+            (q.symbol.to_string(), q.source.to_string(), bid)
+        })
+        .collect();
+    let want = [
+        ("EURUSD", "LP2", "2.0"),
+        ("EURUSD", "LP9", "3.0"),
+        ("EURUSD", "LP1", "1.9"),
+        ("GBPUSD", "LP1", "4.0"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(quotes, want);
+    rec.shutdown();
 }
 
 /// Rings made up front (a feed's symbols, in one allocation) serve as rings made on a first

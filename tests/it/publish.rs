@@ -4,7 +4,9 @@
 //! ticks with no gap and no duplicate; a quiet subscription kept alive by heartbeats whose
 //! cursor resumes exactly, and told when the FIX session goes down; a subscriber changing its
 //! symbols, or starting over from a cursor, on the same connection; a conflated subscription,
-//! each symbol's latest tick at most once an interval, never left on an older one.
+//! each symbol's latest tick at most once an interval, never left on an older one; a second
+//! liquidity provider's quotes of the same symbols in snapshots, conflated screens and the
+//! status page.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -1044,6 +1046,152 @@ fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_inte
     }
     for (v, line) in &rows {
         assert_eq!(&gathered_line(&every, &place(v)), line);
+    }
+}
+
+/// What could go wrong: two liquidity providers quote the same symbols and a subscriber sees
+/// only the one that quotes more: a snapshot holding whichever quoted last, a conflated screen
+/// whose rows of a symbol are always the busier LP's (the other's quote never shown, nor its
+/// last one once it stops), a status page with one quote a symbol.
+///
+/// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
+#[test]
+fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    let (lp1, lp2, publish, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+    let config = dir.path().join("tickrec.toml");
+    std::fs::write(&config, super::util::two_lps_config(lp1, lp2, &symbols)).unwrap();
+    // LP1 quotes each symbol hundreds of times a second, LP2 a few times.
+    let _lp1 = simulator(lp1, 3, 2_000);
+    let lp2_sim = super::util::simulator_as("LPB", lp2, 3, 5);
+    let db = dir.path().join("db");
+    let _rec = Reaped::new(
+        Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .arg("record")
+            .arg("--config")
+            .arg(&config)
+            .args(["--publish", &format!("127.0.0.1:{publish}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pair = |v: &serde_json::Value| {
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        (text("symbol"), text("source"))
+    };
+    let every_pair: BTreeSet<(String, String)> = symbols
+        .iter()
+        .flat_map(|s| ["LP1", "LP2"].map(|lp| (s.to_string(), lp.to_owned())))
+        .collect();
+    // The status page: each symbol's quote from each LP, by whether its session is up.
+    let status = format!("http://127.0.0.1:{metrics}/status.json");
+    let quotes = |body: &str| -> BTreeMap<(String, String), serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let list = v["quotes"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(|q| (pair(q), q["session_up"].clone()))
+            .collect()
+    };
+    let up = |body: &str, lp2_up: bool| {
+        let q = quotes(body);
+        q.keys().cloned().collect::<BTreeSet<_>>() == every_pair
+            && q.iter().all(|((_, lp), up)| *up == (lp == "LP1" || lp2_up))
+    };
+    wait_for(&status, 30, |_, body| up(body, true));
+
+    // A subscriber's snapshot: the same quotes, accepted rows without `seq`.
+    let mut sub = subscribe(publish, r#"{"symbols": ["*"]}"#);
+    assert_eq!(next_json(&mut sub)["event"], "subscribed");
+    let mut snapshot = Vec::new();
+    loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "snapshot_end" {
+            break;
+        }
+        assert!(v.get("seq").is_none(), "{v}");
+        snapshot.push(pair(&v));
+    }
+    assert_eq!(snapshot.len(), 6, "{snapshot:?}");
+    assert_eq!(snapshot.into_iter().collect::<BTreeSet<_>>(), every_pair);
+    drop(sub);
+
+    // A screen at 100 ms: each symbol's quote of each LP at most once an interval.
+    let started = Instant::now();
+    let mut screen = subscribed_live(publish, r#"{"symbols": ["*"], "conflate_ms": 100}"#);
+    let mut rows = Vec::new();
+    while started.elapsed() < Duration::from_secs(2) {
+        rows.push(next_json(&mut screen));
+    }
+    let most = (started.elapsed().as_millis() / 100 + 1) as usize;
+    for p in &every_pair {
+        let n = rows.iter().filter(|v| pair(v) == *p).count();
+        assert!(n <= most, "{n} rows of {p:?} in {:?}", started.elapsed());
+    }
+    let day = place(&rows[0]).0;
+    let mut shown: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let show = |shown: &mut BTreeMap<_, _>, v: serde_json::Value| {
+        if v["source"] == "LP2" {
+            shown.insert(pair(&v).0, v);
+        }
+    };
+    for v in rows {
+        show(&mut shown, v);
+    }
+
+    // LP2 stops; LP1 goes on. Its quotes stay on the status page, marked down.
+    drop(lp2_sim);
+    wait_for(&status, 30, |_, body| up(body, false));
+    // Every LP2 tick was accepted before its session was seen down: once the store holds an
+    // LP1 tick received after that, it holds LP2's last ones.
+    let seen_down = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let out = Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .args(["tail", "--from", &format!("{day}:0")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if rows.last().and_then(|r| r["ts_recv_ns"].as_i64()) > Some(seen_down) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tick received after LP2 went down"
+        );
+    };
+    let last_lp2: BTreeMap<String, serde_json::Value> = stored
+        .into_iter()
+        .filter(|v| v["source"] == "LP2")
+        .map(|v| (pair(&v).0, v))
+        .collect();
+    assert_eq!(last_lp2.len(), 3, "{last_lp2:?}");
+    // The screen shows each symbol's last LP2 quote, though LP1 quotes it on and on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shown != last_lp2 {
+        assert!(
+            Instant::now() < deadline,
+            "LP2's last quotes never shown: {shown:?} against {last_lp2:?}"
+        );
+        show(&mut shown, next_json(&mut screen));
     }
 }
 

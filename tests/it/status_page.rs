@@ -327,16 +327,29 @@ fn the_status_page_behind_a_token_opens_and_updates_with_the_token_only() {
 }
 
 /// What could go wrong: quotes of a feed that went away shown as if live, because nothing on
-/// the page ties a quote to the session that records it.
+/// the page ties a quote to the session that records it; or, with two liquidity providers
+/// quoting the same symbols, one row a symbol (whichever quoted last), so that one provider's
+/// quotes are never on the page or the one gone away hides the live one.
 #[test]
 #[ignore = "needs Chromium and chromedriver (Debian chromium, chromium-driver); run by CI with --include-ignored"]
 fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let (fix, http) = (free_port(), free_port());
-    let simulator = super::util::simulator(fix, 4, 500);
+    let (lp1, lp2, http) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("tickrec.toml");
+    let symbols = ["EURUSD", "GBPUSD"];
+    std::fs::write(&config, super::util::two_lps_config(lp1, lp2, &symbols)).unwrap();
+    let _lp1 = super::util::simulator(lp1, 4, 500);
+    let lp2_sim = super::util::simulator_as("LPB", lp2, 4, 50);
     let _record = Reaped::new(
-        super::util::record_command(&dir.path().join("db"), fix, "EURUSD,GBPUSD")
+        Command::new(env!("CARGO_BIN_EXE_tickrec"))
+            .arg("--db")
+            .arg(dir.path().join("db"))
+            .arg("record")
+            .arg("--config")
+            .arg(&config)
             .args(["--metrics-listen", &format!("127.0.0.1:{http}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -346,7 +359,7 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
     let rows = || {
         browser.run(
             "return [...document.querySelectorAll('#quotes tr')].map(r => ({
-               symbol: r.dataset.symbol, stale: r.className === 'stale',
+               symbol: r.dataset.symbol, source: r.dataset.source, stale: r.className === 'stale',
                cells: [...r.cells].map(c => c.textContent)}));",
         )
     };
@@ -357,42 +370,74 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
             .and_then(|n| n.parse().ok())
             .unwrap_or(f64::MAX)
     };
-    let wait = |what: &str, ok: &dyn Fn(&[Value]) -> bool| -> Vec<Value> {
+    // Each symbol's quote from each provider, LP2's as `lp2` says.
+    let wait = |what: &str, lp2: &dyn Fn(&Value) -> bool| -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let v = rows();
             let list = v.as_array().cloned().unwrap_or_default();
-            if list.len() == 2 && ok(&list) {
-                return list;
+            let mut pairs: Vec<(&str, &str)> = list
+                .iter()
+                .map(|r| {
+                    (
+                        r["symbol"].as_str().unwrap_or(""),
+                        r["source"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect();
+            pairs.sort();
+            let every = pairs
+                == [
+                    ("EURUSD", "LP1"),
+                    ("EURUSD", "LP2"),
+                    ("GBPUSD", "LP1"),
+                    ("GBPUSD", "LP2"),
+                ];
+            let lp1_live = |r: &Value| {
+                r["stale"] == false && r["cells"][7] == "LP1" && seconds(&r["cells"][6]) < 5.0
+            };
+            if every
+                && list.iter().all(|r| {
+                    if r["source"] == "LP1" {
+                        lp1_live(r)
+                    } else {
+                        lp2(r)
+                    }
+                })
+            {
+                return list.into_iter().filter(|r| r["source"] == "LP2").collect();
             }
             assert!(Instant::now() < deadline, "{what}: {v}");
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    let live = wait("both quotes, live", &|list| {
-        list.iter()
-            .all(|r| r["stale"] == false && r["cells"][7] == "SIM" && seconds(&r["cells"][6]) < 5.0)
+    let live = wait("every quote, live", &|r| {
+        r["stale"] == false && r["cells"][7] == "LP2" && seconds(&r["cells"][6]) < 5.0
     });
     assert_eq!(
         live[0]["cells"].as_array().map(Vec::len),
         Some(8),
         "{live:?}"
     );
-    // The session's state is drawn as up or down from what the recorder says of it.
-    let state_class =
-        || browser.run("return document.querySelector('#sessions tr td:nth-child(2)').className;");
-    assert_eq!(state_class(), "state-ok");
-    drop(simulator);
-    let stale = wait("both quotes stale once the session is down", &|list| {
-        list.iter()
-            .all(|r| r["stale"] == true && r["cells"][7] == "SIM (session down)")
-    });
-    assert_eq!(state_class(), "state-bad");
+    // The sessions' states are drawn as up or down from what the recorder says of them.
+    let state_classes = || {
+        browser.run(
+            "return [...document.querySelectorAll('#sessions tr td:nth-child(2)')].map(c => c.className);",
+        )
+    };
+    assert_eq!(state_classes(), json!(["state-ok", "state-ok"]));
+    drop(lp2_sim);
+    let stale = wait(
+        "LP2's quotes stale once its session is down, LP1's live",
+        &|r| r["stale"] == true && r["cells"][7] == "LP2 (session down)",
+    );
+    let mut classes: Vec<Value> = state_classes().as_array().cloned().unwrap_or_default();
+    classes.sort_by_key(Value::to_string);
+    assert_eq!(classes, [json!("state-bad"), json!("state-ok")]);
     // Their age goes on growing from their last receive time.
     let before: Vec<f64> = stale.iter().map(|r| seconds(&r["cells"][6])).collect();
-    wait("the stale quotes' age growing", &|list| {
-        list.iter()
-            .zip(&before)
-            .all(|(r, b)| r["stale"] == true && seconds(&r["cells"][6]) > b + 0.5)
+    wait("the stale quotes' age growing", &|r| {
+        let b = before[usize::from(r["symbol"] != stale[0]["symbol"])];
+        r["stale"] == true && seconds(&r["cells"][6]) > b + 0.5
     });
 }

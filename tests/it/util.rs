@@ -254,6 +254,11 @@ pub fn wait_for(url: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> (u16, S
 /// `tickrec simulate` on `port`: a FIX acceptor quoting `symbols` symbols at `rate` messages a
 /// second (stopped when dropped).
 pub fn simulator(port: u16, symbols: u32, rate: u32) -> Reaped {
+    simulator_as("SIM", port, symbols, rate)
+}
+
+/// [`simulator`] whose CompID is `comp_id`: a second liquidity provider beside the first.
+pub fn simulator_as(comp_id: &str, port: u16, symbols: u32, rate: u32) -> Reaped {
     Reaped::new(
         std::process::Command::new(env!("CARGO_BIN_EXE_tickrec"))
             .args([
@@ -264,6 +269,8 @@ pub fn simulator(port: u16, symbols: u32, rate: u32) -> Reaped {
                 &symbols.to_string(),
                 "--rate",
                 &rate.to_string(),
+                "--sender-comp-id",
+                comp_id,
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -337,6 +344,20 @@ pub fn assert_says(out: &[u8], needle: &str) {
 
 /// `tickrec --db db record` of `symbols` (A,B) from the simulator on `fix_port` (REC to SIM),
 /// its output dropped; a test adds its listeners, configuration and log.
+/// `record`'s configuration for two liquidity providers quoting the same `symbols`: source
+/// "LP1" from the simulator on `lp1` (CompID SIM), "LP2" from the one on `lp2` (CompID LPB).
+pub fn two_lps_config(lp1: u16, lp2: u16, symbols: &[&str]) -> String {
+    [(lp1, "SIM", "LP1"), (lp2, "LPB", "LP2")]
+        .map(|(port, target, source)| {
+            format!(
+                "[[fix.sessions]]\nconnect = \"127.0.0.1:{port}\"\nsender_comp_id = \"REC\"\n\
+                 target_comp_id = \"{target}\"\nsource = \"{source}\"\nsymbols = {symbols:?}\n\
+                 reconnect_interval_ms = 50\nmax_reconnect_interval_ms = 200\n"
+            )
+        })
+        .concat()
+}
+
 pub fn record_command(db: &Path, fix_port: u16, symbols: &str) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tickrec"));
     c.arg("--db").arg(db).args([
