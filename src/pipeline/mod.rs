@@ -565,20 +565,28 @@ impl Recorder {
     }
 
     /// The latest tick of every symbol with one from each of its sources
-    /// ([`Recorder::latest_of_each_source`]), by symbol id, with names resolved.
+    /// ([`Recorder::latest_of_each_source`]), by symbol id, then by source name (a screen's
+    /// rows stay in place), with names resolved.
     pub fn latest_quotes(&self) -> Vec<crate::tick::TickRow> {
         let names = &self.shared.names;
-        (0..self.shared.rings.len())
-            .flat_map(|i| self.latest_of_each_source(SymbolId(i as u32)))
-            .filter_map(|t| {
-                Some(crate::tick::TickRow::from_tick(
-                    &t,
-                    names.symbol_name(t.symbol)?,
-                    names.source_name(t.source)?,
-                    None,
-                ))
-            })
-            .collect()
+        let mut rows = Vec::new();
+        for i in 0..self.shared.rings.len() {
+            let first = rows.len();
+            rows.extend(
+                self.latest_of_each_source(SymbolId(i as u32))
+                    .iter()
+                    .filter_map(|t| {
+                        Some(crate::tick::TickRow::from_tick(
+                            t,
+                            names.symbol_name(t.symbol)?,
+                            names.source_name(t.source)?,
+                            None,
+                        ))
+                    }),
+            );
+            rows[first..].sort_by(|a, b| a.source.cmp(&b.source));
+        }
+        rows
     }
 
     /// [`Recorder::recent`] by symbol name.

@@ -152,10 +152,11 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
             (q.symbol.to_string(), q.source.to_string(), bid)
         })
         .collect();
+    // By symbol, then source (a screen's rows stay in place).
     let want = [
+        ("EURUSD", "LP1", "1.9"),
         ("EURUSD", "LP2", "2.0"),
         ("EURUSD", "LP9", "3.0"),
-        ("EURUSD", "LP1", "1.9"),
         ("GBPUSD", "LP1", "4.0"),
     ]
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));

@@ -370,7 +370,7 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
             .and_then(|n| n.parse().ok())
             .unwrap_or(f64::MAX)
     };
-    // Each symbol's quote from each provider, LP2's as `lp2` says.
+    // Each symbol's quote from each provider, in place, LP2's as `lp2` says.
     let wait = |what: &str, lp2: &dyn Fn(&Value) -> bool| -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -385,7 +385,7 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
                     )
                 })
                 .collect();
-            pairs.sort();
+            // By symbol, then source: rows stay in place whichever quoted last.
             let every = pairs
                 == [
                     ("EURUSD", "LP1"),
