@@ -166,6 +166,11 @@ impl Names {
         self.symbols.lookup(name).map(SymbolId)
     }
 
+    /// The id of a source already seen, without interning it.
+    pub fn find_source(&self, name: &str) -> Option<SourceId> {
+        self.sources.lookup(name).map(SourceId)
+    }
+
     pub fn symbol_name(&self, id: SymbolId) -> Option<Arc<str>> {
         self.symbols.name(id.0)
     }

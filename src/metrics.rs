@@ -66,6 +66,8 @@ pub struct SubscriberStatus {
     pub peer: String,
     /// The symbols it asked for, as it named them (`*`: every symbol).
     pub symbols: Vec<String>,
+    /// The sources it asked for (empty: every source).
+    pub sources: Vec<String>,
     /// Conflated: each symbol's latest tick at most once in this many milliseconds.
     pub conflate_ms: Option<u64>,
     pub since: Timestamp,
@@ -640,6 +642,7 @@ pub fn status_json(s: &Scrape) -> String {
                     serde_json::json!({
                         "peer": c.peer,
                         "symbols": c.symbols,
+                        "sources": c.sources,
                         "conflate_ms": c.conflate_ms,
                         "since": c.since.to_string(),
                         "ticks_sent": c.ticks_sent,

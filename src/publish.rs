@@ -2,12 +2,14 @@
 //!
 //! Protocol (JSON Lines both ways, one stable schema; see README, "Live subscribers"): the
 //! subscriber sends one line, `{"symbols": ["EURUSD", "GBPUSD"]}` (`["*"]` for every symbol),
-//! optionally with `"from": "DAY:SEQ"` (a `tickrec tail` cursor) or `"from_time": T` (RFC
-//! 3339, as `tail --from-time`: from the first tick, in recording order, of T's day whose
+//! optionally with `"sources": ["LP1"]` (only those liquidity providers' ticks, and their
+//! sessions' lines), with `"from": "DAY:SEQ"` (a `tickrec tail` cursor) or `"from_time": T`
+//! (RFC 3339, as `tail --from-time`: from the first tick, in recording order, of T's day whose
 //! event time is T or later). It receives
 //! 1. `{"event":"subscribed","unknown":[…]}`, `unknown` the names asked that no session of
-//!    this recorder records (a typo, most often: names are case-sensitive); with a cursor or a
-//!    time, also `"cursor"`, where its replay starts (what a time resolved to);
+//!    this recorder records (a typo, most often: names are case-sensitive); with sources,
+//!    also `"sources"` and `"unknown_sources"`; with a cursor or a time, also `"cursor"`,
+//!    where its replay starts (what a time resolved to);
 //! 2. with a cursor or a time: the committed ticks from there, read from the day files, then
 //!    `{"event":"replayed","cursor":…}`;
 //! 3. the snapshot: the latest tick of each of its symbols from each source (each liquidity
@@ -38,15 +40,16 @@
 //! `"conflate_ms"`.
 //!
 //! Whenever a FIX session goes down or comes back up (as `record`'s watch loop sees it, every
-//! 200 ms), every subscriber of a symbol it records (and of every symbol) gets
+//! 200 ms), every subscriber of a symbol it records (and of every symbol), unless it named
+//! sources without the session's, gets
 //! `{"event":"session","session":…,"source":…,"up":…,"state":…,"time":…,"symbols":[…]}`,
 //! after what was already queued for it: quotes of a session that is down are stale, whatever
 //! the snapshot or the last tick says.
 //!
 //! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
-//! its symbols (and its conflation: none, without `conflate_ms`) become those, from the next
-//! commit it is given on (a symbol kept loses no tick
-//! and gets none twice). It gets `subscribed` again, the snapshot of the symbols it did not
+//! its symbols and sources (and its conflation: none, without `conflate_ms`) become those,
+//! from the next commit it is given on (a symbol kept loses no tick and gets none twice). It
+//! gets `subscribed` again, the snapshot of the symbols (and sources) it did not
 //! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time`
 //! starts the subscription over on this connection, as a first line would (`subscribed`, the
 //! replay, `replayed`, the snapshot, `snapshot_end`, then live ticks): what was queued for it
@@ -120,7 +123,9 @@ mod request;
 use conflate::Conflated;
 pub use conflate::CONFLATE_MS;
 use fanout::{encode_and_fan_out, pace, Batch, Encoded, Queue};
-use request::{as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants};
+use request::{
+    as_listed, as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants,
+};
 
 /// Ticks a subscriber may have queued before it is disconnected as too slow, by default
 /// (`[publish] queue_ticks`).
@@ -198,6 +203,8 @@ struct Connection {
     since: crate::tick::Timestamp,
     /// As it named them, changes included.
     symbols: Mutex<Vec<String>>,
+    /// The sources it named, changes included (empty: every source).
+    sources: Mutex<Vec<String>>,
     /// Its conflation interval, changes included (0: every tick).
     conflate_ms: AtomicU64,
     ticks_sent: AtomicU64,
@@ -354,6 +361,7 @@ impl Publisher {
             .map(|c| crate::metrics::SubscriberStatus {
                 peer: c.peer.to_string(),
                 symbols: c.symbols.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                sources: c.sources.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                 conflate_ms: Some(c.conflate_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0),
                 since: c.since,
                 ticks_sent: c.ticks_sent.load(Ordering::Relaxed),
@@ -521,6 +529,7 @@ impl Publisher {
             peer,
             since: crate::clock::Clock::now(&crate::clock::SystemClock),
             symbols: Mutex::new(as_named(&asked.symbols)),
+            sources: Mutex::new(as_listed(&asked.sources)),
             conflate_ms: AtomicU64::new(conflate_ms.unwrap_or(0)),
             ticks_sent: AtomicU64::new(0),
             queue: queue.clone(),
@@ -641,9 +650,20 @@ impl Publisher {
             let names: HashSet<String> = r.symbols.iter().cloned().collect();
             (Symbols::Named(r.symbols), Some(names))
         };
+        let sources = match r.sources {
+            Some(s) if s.is_empty() => {
+                return Err(
+                    "\"sources\" is empty: name some, or leave it out for every source".into(),
+                )
+            }
+            Some(s) if s.iter().any(|s| s == "*") => None,
+            Some(s) => Some(s.into_iter().collect()),
+            None => None,
+        };
         Ok(Asked {
             symbols,
             names,
+            sources,
             start: cursor,
             conflate,
         })
@@ -720,8 +740,8 @@ impl Publisher {
                     }
                 }
                 if let [enc] = run {
-                    if let Some(about) = &enc.control {
-                        if wants.any(about) {
+                    if let Some((symbols, source)) = &enc.control {
+                        if wants.any(symbols, source.as_deref()) {
                             if let Some(c) = &mut conflated {
                                 // A session's line does not overtake the ticks before it.
                                 sent += c.write(rows.inner(), true)?;
@@ -735,8 +755,9 @@ impl Publisher {
                 // Live ticks at or below the replay's cursor were replayed.
                 let upto = |day: NaiveDate| replayed.as_ref().map(|c| c.position(day));
                 match &mut conflated {
-                    Some(c) => c.take(run, |day, sym, seq| {
-                        upto(day).is_none_or(|s| seq > s) && wants.wants(&self.names, sym)
+                    Some(c) => c.take(run, |day, line| {
+                        upto(day).is_none_or(|s| line.seq > s)
+                            && wants.wants(&self.names, line.symbol, line.source)
                     }),
                     None => {
                         for enc in run {
@@ -778,7 +799,7 @@ impl Publisher {
         wants: &mut Wants,
         upto: Option<i64>,
     ) -> std::io::Result<u64> {
-        let everything = wants.names.is_none()
+        let everything = wants.everything()
             && enc
                 .lines
                 .first()
@@ -789,7 +810,9 @@ impl Publisher {
         }
         let mut n = 0;
         for line in &enc.lines {
-            if upto.is_some_and(|s| line.seq <= s) || !wants.wants(&self.names, line.symbol) {
+            if upto.is_some_and(|s| line.seq <= s)
+                || !wants.wants(&self.names, line.symbol, line.source)
+            {
                 continue;
             }
             if let Some(bytes) = enc.bytes_of(line) {
@@ -814,19 +837,31 @@ impl Publisher {
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
         let replay_from = asked.start.as_ref().map(Tail::cursor);
-        self.subscribed(rows.inner(), &asked.symbols, replay_from, asked.conflate)?;
+        let wants = Wants::new(asked.names, asked.sources);
+        self.subscribed(
+            rows.inner(),
+            &asked.symbols,
+            &wants,
+            replay_from,
+            asked.conflate,
+        )?;
         let mut replayed: Option<Cursor> = None;
+        // The replay's rows of the sources it wants (a tail reads by symbol).
+        let mut write = |r: &TickRow| match wants.wants_source_name(&r.source) {
+            true => rows.write_row(r),
+            false => Ok(()),
+        };
         if let Some(mut tail) = asked.start {
             loop {
                 let n = tail
-                    .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+                    .poll(&mut write, &mut |_| Ok(()))
                     .map_err(std::io::Error::other)?;
                 if n == 0 {
                     break;
                 }
             }
             self.register(queue);
-            tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
+            tail.poll(&mut write, &mut |_| Ok(()))
                 .map_err(std::io::Error::other)?;
             let reached = tail.cursor().to_string();
             event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
@@ -834,8 +869,10 @@ impl Publisher {
         } else {
             self.register(queue);
         }
-        let wants = Wants::new(asked.names);
-        self.snapshot(rows, recorder, |name| wants.wants_name(name), &wants)?;
+        let take = |symbol: &str, source: &str| {
+            wants.wants_name(symbol) && wants.wants_source_name(source)
+        };
+        self.snapshot(rows, recorder, take, &wants)?;
         rows.inner().flush()?;
         Ok((wants, replayed))
     }
@@ -858,6 +895,7 @@ impl Publisher {
         let asked = Asked {
             symbols: asked.symbols,
             names: asked.names,
+            sources: asked.sources,
             start: Some(asked.start),
             conflate: asked.conflate,
         };
@@ -866,12 +904,14 @@ impl Publisher {
 
     /// `{"event":"subscribed","unknown":[…]}`: the names asked that this recorder's sessions do
     /// not record, most often a typo (names are case-sensitive) whose ticks would never come;
-    /// with a replay, `"cursor"`, where it starts (what a `from_time` resolved to), so that a
+    /// with named sources, `"sources"` and `"unknown_sources"` (those no session records); with
+    /// a replay, `"cursor"`, where it starts (what a `from_time` resolved to), so that a
     /// consumer holds a cursor from its first line on; conflated, `"conflate_ms"`.
     fn subscribed(
         &self,
         out: &mut impl Write,
         symbols: &Symbols,
+        wants: &Wants,
         replay_from: Option<&Cursor>,
         conflate: Option<Duration>,
     ) -> std::io::Result<()> {
@@ -890,6 +930,23 @@ impl Publisher {
             );
         }
         let mut fields = vec![("unknown", serde_json::Value::from(unknown))];
+        if let Some(sources) = &wants.sources {
+            let mut named: Vec<&str> = sources.iter().map(String::as_str).collect();
+            named.sort_unstable();
+            let unknown: Vec<&str> = named
+                .iter()
+                .copied()
+                .filter(|s| self.names.find_source(s).is_none())
+                .collect();
+            if !unknown.is_empty() {
+                tracing::info!(
+                    ?unknown,
+                    "publish: a subscriber asked for sources no session records"
+                );
+            }
+            fields.push(("sources", named.into()));
+            fields.push(("unknown_sources", unknown.into()));
+        }
         if let Some(c) = replay_from {
             fields.push(("cursor", c.to_string().into()));
         }
@@ -906,7 +963,7 @@ impl Publisher {
         &self,
         rows: &mut JsonlWriter<W>,
         recorder: &Recorder,
-        take: impl Fn(&str) -> bool,
+        take: impl Fn(&str, &str) -> bool,
         wants: &Wants,
     ) -> std::io::Result<()> {
         for id in 0..self.names.max_symbols() {
@@ -914,12 +971,14 @@ impl Publisher {
             let Some(name) = self.names.symbol_name(id) else {
                 break;
             };
-            if !take(&name) {
+            if !wants.wants_name(&name) {
                 continue;
             }
             for t in recorder.latest_of_each_source(id) {
                 if let Some(row) = row_of(&self.names, &t, None) {
-                    rows.write_row(&row)?;
+                    if take(&row.symbol, &row.source) {
+                        rows.write_row(&row)?;
+                    }
                 }
             }
         }
@@ -931,7 +990,8 @@ impl Publisher {
             .map(|(_, _, line)| line.clone())
             .collect();
         for line in sessions {
-            if line.control.as_ref().is_none_or(|about| wants.any(about)) {
+            let about = line.control.as_ref();
+            if about.is_none_or(|(symbols, source)| wants.any(symbols, source.as_deref())) {
                 rows.inner().write_all(&line.bytes)?;
             }
         }
@@ -965,6 +1025,7 @@ impl Publisher {
             }
         };
         *me.symbols.lock().unwrap_or_else(|e| e.into_inner()) = as_named(&asked.symbols);
+        *me.sources.lock().unwrap_or_else(|e| e.into_inner()) = as_listed(&asked.sources);
         let conflate_ms = asked.conflate.map(|d| d.as_millis() as u64);
         me.conflate_ms
             .store(conflate_ms.unwrap_or(0), Ordering::Relaxed);
@@ -975,17 +1036,21 @@ impl Publisher {
             return Ok(Changed::StartOver(Box::new(Asked {
                 symbols: asked.symbols,
                 names: asked.names,
+                sources: asked.sources,
                 start: tail,
                 conflate: asked.conflate,
             })));
         }
         tracing::info!(%peer, ?symbols, ?conflate_ms, "publish: a subscriber changed its symbols");
-        self.subscribed(rows.inner(), symbols, None, asked.conflate)?;
-        let before = std::mem::replace(wants, Wants::new(asked.names));
+        let before = std::mem::replace(wants, Wants::new(asked.names, asked.sources));
+        self.subscribed(rows.inner(), symbols, wants, None, asked.conflate)?;
+        let wanted = |w: &Wants, symbol: &str, source: &str| {
+            w.wants_name(symbol) && w.wants_source_name(source)
+        };
         self.snapshot(
             rows,
             recorder,
-            |name| wants.wants_name(name) && !before.wants_name(name),
+            |symbol, source| wanted(wants, symbol, source) && !wanted(&before, symbol, source),
             wants,
         )?;
         Ok(Changed::Symbols(asked.conflate))
@@ -1022,7 +1087,7 @@ impl Publisher {
         if event(&mut bytes, "session", &fields).is_err() {
             return; // (writing to a Vec cannot fail)
         }
-        let enc = Arc::new(Encoded::control(now.day(), bytes, symbols));
+        let enc = Arc::new(Encoded::control(now.day(), bytes, symbols, Some(source)));
         match at {
             Some(i) => known[i] = (session.to_owned(), up, enc.clone()),
             None => known.push((session.to_owned(), up, enc.clone())),

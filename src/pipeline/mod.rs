@@ -505,7 +505,7 @@ impl Recorder {
     /// source that has gone quiet keeps its last quote here after the ring has moved past it,
     /// unless the ring moved past it between two calls (its whole
     /// [`PipelineOptions::ring_capacity`] in between). The ring's lock is held for at most
-    /// [`SCAN_STEP`] ticks at a time, so `store_tick` never waits longer for it than for a
+    /// 256 ticks at a time, so `store_tick` never waits longer for it than for a
     /// short `recent`.
     pub fn latest_of_each_source(&self, symbol: SymbolId) -> Vec<Tick> {
         let i = symbol.0 as usize;

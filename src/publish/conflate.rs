@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 
-use super::fanout::Encoded;
-use crate::tick::{SourceId, SymbolId};
+use super::fanout::{Encoded, Line};
+use crate::tick::SourceId;
 
 /// Intervals a request may ask for, in milliseconds: below the fan-out's own pace (5 ms) there
 /// is nothing to leave out; an interval longer than a minute is a poll, not a subscription.
@@ -63,14 +63,14 @@ impl Conflated {
         }
     }
 
-    /// Takes consecutive commits (in the order they were committed): of each symbol for which
-    /// `wants(day, symbol, seq)` holds, the latest line of each source is held, in place of
+    /// Takes consecutive commits (in the order they were committed): of the lines for which
+    /// `wants(day, line)` holds, the latest of each symbol and source is held, in place of
     /// one held before. Read from the newest line back, so that a symbol's source is copied
     /// once a group however many lines of it the group holds.
     pub(super) fn take(
         &mut self,
         commits: &[Arc<Encoded>],
-        mut wants: impl FnMut(NaiveDate, SymbolId, i64) -> bool,
+        mut wants: impl FnMut(NaiveDate, &Line) -> bool,
     ) {
         self.groups += 1;
         let group = self.groups;
@@ -100,7 +100,7 @@ impl Conflated {
                 }
                 // Looked at in this group, wanted or not: an older line of it is not newer.
                 h.group = group;
-                if !wants(enc.day, line.symbol, line.seq) {
+                if !wants(enc.day, line) {
                     continue;
                 }
                 let Some(bytes) = enc.bytes_of(line) else {
@@ -150,8 +150,8 @@ impl Conflated {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fanout::Line;
     use super::*;
+    use crate::tick::SymbolId;
 
     /// A commit of `lines` (seq, symbol id) from source 0, each line `seq,symbol\n`.
     fn commit(lines: &[(i64, u32)]) -> Arc<Encoded> {
@@ -199,9 +199,9 @@ mod tests {
         let mut c = Conflated::new(Duration::from_secs(3600));
         c.take(
             &[commit(&[(1, 0), (2, 1), (3, 0)]), commit(&[(4, 2), (5, 1)])],
-            |_, _, _| true,
+            |_, _| true,
         );
-        c.take(&[commit(&[(6, 2), (7, 3)])], |_, sym, _| sym.0 != 3);
+        c.take(&[commit(&[(6, 2), (7, 3)])], |_, l| l.symbol.0 != 3);
         // Not yet due: nothing goes unless asked at once.
         assert_eq!(written(&mut c, false), "");
         assert!(c.due_in(Instant::now()).unwrap() > Duration::from_secs(3000));
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(c.due_in(Instant::now()), None, "nothing held after a write");
         assert_eq!(written(&mut c, true), "");
         // A symbol's older line in a later group is still its latest one after the write.
-        c.take(&[commit(&[(8, 1)])], |_, _, _| true);
+        c.take(&[commit(&[(8, 1)])], |_, _| true);
         assert_eq!(written(&mut c, true), "8,1\n");
     }
 
@@ -222,20 +222,19 @@ mod tests {
                 commit_of(&[(1, 0, 1), (2, 0, 0), (3, 1, 0)]),
                 commit_of(&[(4, 0, 0), (5, 0, 0)]),
             ],
-            |_, _, _| true,
+            |_, _| true,
         );
         assert_eq!(written(&mut c, true), "1,0,1\n3,1\n5,0\n");
-        c.take(
-            &[commit_of(&[(6, 0, 2), (7, 0, 0), (8, 0, 2)])],
-            |_, _, _| true,
-        );
+        c.take(&[commit_of(&[(6, 0, 2), (7, 0, 0), (8, 0, 2)])], |_, _| {
+            true
+        });
         assert_eq!(written(&mut c, true), "7,0\n8,0,2\n");
     }
 
     #[test]
     fn lines_go_without_asking_once_the_interval_has_passed() {
         let mut c = Conflated::new(Duration::from_millis(10));
-        c.take(&[commit(&[(1, 0)])], |_, _, _| true);
+        c.take(&[commit(&[(1, 0)])], |_, _| true);
         let deadline = Instant::now() + Duration::from_secs(10);
         while c.due_in(Instant::now()) != Some(Duration::ZERO) {
             assert!(Instant::now() < deadline, "never due");

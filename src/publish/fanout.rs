@@ -31,8 +31,8 @@ pub(super) struct Encoded {
     /// The commit's last `seq` (a subscriber that got this commit has passed it).
     pub(super) last_seq: Option<i64>,
     /// A control line in `bytes`, not a commit: for the subscribers of any of these symbols
-    /// (of every symbol when there are none).
-    pub(super) control: Option<Vec<String>>,
+    /// (of every symbol when there are none) and of this source (of every source when none).
+    pub(super) control: Option<(Vec<String>, Option<String>)>,
 }
 
 /// One tick's line in an [`Encoded`]'s bytes, and what a subscription picks it by.
@@ -52,14 +52,19 @@ impl Encoded {
         self.bytes.get(line.start as usize..line.end as usize)
     }
 
-    /// A control line (no ticks) about `symbols`.
-    pub(super) fn control(day: NaiveDate, line: Vec<u8>, symbols: &[String]) -> Encoded {
+    /// A control line (no ticks) about `symbols` of `source`.
+    pub(super) fn control(
+        day: NaiveDate,
+        line: Vec<u8>,
+        symbols: &[String],
+        source: Option<&str>,
+    ) -> Encoded {
         Encoded {
             day,
             bytes: line,
             lines: Vec::new(),
             last_seq: None,
-            control: Some(symbols.to_vec()),
+            control: Some((symbols.to_vec(), source.map(str::to_owned))),
         }
     }
 }

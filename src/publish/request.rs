@@ -1,6 +1,6 @@
 //! What a subscriber asks for: its request lines, read within their bounds (a deadline for the
 //! first, a length for each), parsed, and resolved against the store; and what its symbols
-//! say of each tick's symbol, asked for every line it is sent.
+//! and sources say of each tick, asked for every line it is sent.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -13,13 +13,15 @@ use super::fanout::Queue;
 use crate::intern::Names;
 use crate::store::reader::{Store, Symbols};
 use crate::tail::{Start, Tail};
-use crate::tick::SymbolId;
+use crate::tick::{SourceId, SymbolId};
 
 /// What a request asks, parsed.
 pub(super) struct Asked<R> {
     pub(super) symbols: Symbols,
     /// Their names (`None`: every symbol).
     pub(super) names: Option<HashSet<String>>,
+    /// The sources (liquidity providers) whose ticks it wants (`None`: every source).
+    pub(super) sources: Option<HashSet<String>>,
     /// Where its replay starts (`R`: a [`Start`], then the [`Tail`] resolved from it).
     pub(super) start: R,
     /// Conflated: each symbol's latest committed tick at most this often (never with a
@@ -32,6 +34,10 @@ pub(super) struct Asked<R> {
 #[serde(deny_unknown_fields)]
 pub(super) struct Request {
     pub(super) symbols: Vec<String>,
+    /// Only the ticks of these sources (`source`, the liquidity provider's name); absent or
+    /// `["*"]`: every source.
+    #[serde(default)]
+    pub(super) sources: Option<Vec<String>>,
     #[serde(default)]
     pub(super) from: Option<String>,
     #[serde(default)]
@@ -46,49 +52,78 @@ pub(super) struct Request {
     pub(super) conflate_ms: Option<u64>,
 }
 
-/// The symbols a subscriber wants: by name (`None`: every symbol), and what that says of each
-/// symbol id met so far, by id (ids are dense from 0, bounded by the recorder's symbols). A
+/// The symbols and sources a subscriber wants: by name (`None`: every one), and what that
+/// says of each id met so far, by id (ids are dense from 0, bounded by the recorder's names). A
 /// `HashMap` by id took 6.4 ns a lookup against 0.6 (128 ids, 12M lookups, one thread): eight
 /// subscribers of named symbols beside a feed of 1.5M ticks a second ask 12M times a second.
 pub(super) struct Wants {
     pub(super) names: Option<HashSet<String>>,
     pub(super) ids: Vec<Option<bool>>,
+    pub(super) sources: Option<HashSet<String>>,
+    source_ids: Vec<Option<bool>>,
 }
 
 impl Wants {
-    pub(super) fn new(names: Option<HashSet<String>>) -> Wants {
+    pub(super) fn new(names: Option<HashSet<String>>, sources: Option<HashSet<String>>) -> Wants {
         Wants {
             names,
             ids: Default::default(),
+            sources,
+            source_ids: Default::default(),
         }
+    }
+
+    /// Every tick of every symbol and source.
+    pub(super) fn everything(&self) -> bool {
+        self.names.is_none() && self.sources.is_none()
     }
 
     pub(super) fn wants_name(&self, name: &str) -> bool {
         self.names.as_ref().is_none_or(|w| w.contains(name))
     }
 
-    /// Whether a line about `symbols` is for this subscriber: about one of its symbols, or
-    /// about no symbol in particular.
-    pub(super) fn any(&self, symbols: &[String]) -> bool {
-        symbols.is_empty() || symbols.iter().any(|s| self.wants_name(s))
+    pub(super) fn wants_source_name(&self, name: &str) -> bool {
+        self.sources.as_ref().is_none_or(|w| w.contains(name))
     }
 
-    /// Asked of every line of every commit by each subscriber thread of named symbols.
-    pub(super) fn wants(&mut self, names: &Names, id: SymbolId) -> bool {
-        let Some(w) = &self.names else {
-            return true;
-        };
-        let i = id.0 as usize;
-        if let Some(Some(known)) = self.ids.get(i) {
-            return *known;
-        }
-        let known = names.symbol_name(id).is_some_and(|n| w.contains(&*n));
-        if self.ids.len() <= i {
-            self.ids.resize(i + 1, None);
-        }
-        self.ids[i] = Some(known);
-        known
+    /// Whether a line about `symbols` (and `source`) is for this subscriber: about one of its
+    /// symbols, or about no symbol in particular, and not about a source it does not want.
+    pub(super) fn any(&self, symbols: &[String], source: Option<&str>) -> bool {
+        (symbols.is_empty() || symbols.iter().any(|s| self.wants_name(s)))
+            && source.is_none_or(|s| self.wants_source_name(s))
     }
+
+    /// Asked of every line of every commit by each subscriber thread of named symbols or
+    /// sources.
+    pub(super) fn wants(&mut self, names: &Names, id: SymbolId, source: SourceId) -> bool {
+        known(&self.names, &mut self.ids, id.0, |i| {
+            names.symbol_name(SymbolId(i))
+        }) && known(&self.sources, &mut self.source_ids, source.0, |i| {
+            names.source_name(SourceId(i))
+        })
+    }
+}
+
+/// Whether `want` takes the name of id `i` (`None`: every name), from `memo` once it was met.
+fn known(
+    want: &Option<HashSet<String>>,
+    memo: &mut Vec<Option<bool>>,
+    i: u32,
+    name: impl FnOnce(u32) -> Option<std::sync::Arc<str>>,
+) -> bool {
+    let Some(w) = want else {
+        return true;
+    };
+    let at = i as usize;
+    if let Some(Some(known)) = memo.get(at) {
+        return *known;
+    }
+    let known = name(i).is_some_and(|n| w.contains(&*n));
+    if memo.len() <= at {
+        memo.resize(at + 1, None);
+    }
+    memo[at] = Some(known);
+    known
 }
 
 /// A parsed request with its replay's start resolved against the store (a cursor past what it
@@ -105,6 +140,7 @@ pub(super) fn resolve(
     Ok(Asked {
         symbols: asked.symbols,
         names: asked.names,
+        sources: asked.sources,
         start,
         conflate: asked.conflate,
     })
@@ -116,6 +152,13 @@ pub(super) fn as_named(symbols: &Symbols) -> Vec<String> {
         Symbols::All => vec!["*".to_owned()],
         Symbols::Named(names) => names.clone(),
     }
+}
+
+/// Named sources, sorted (none: every source).
+pub(super) fn as_listed(sources: &Option<HashSet<String>>) -> Vec<String> {
+    let mut listed: Vec<String> = sources.iter().flatten().cloned().collect();
+    listed.sort_unstable();
+    listed
 }
 
 /// Longest request line a subscriber may send.

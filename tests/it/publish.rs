@@ -1052,7 +1052,9 @@ fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_inte
 /// What could go wrong: two liquidity providers quote the same symbols and a subscriber sees
 /// only the one that quotes more: a snapshot holding whichever quoted last, a conflated screen
 /// whose rows of a symbol are always the busier LP's (the other's quote never shown, nor its
-/// last one once it stops), a status page with one quote a symbol.
+/// last one once it stops), a status page with one quote a symbol; a subscriber of one
+/// provider's quotes (`"sources"`) given the other's, in its snapshot, live, replayed or
+/// after a change, or told of the other's session.
 ///
 /// (Long on purpose: one scenario end to end, its steps sharing what it builds.)
 #[test]
@@ -1143,6 +1145,114 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
     for v in rows {
         show(&mut shown, v);
     }
+
+    // One provider's quotes only: its snapshot row, its session's line, its live ticks.
+    let mut lp2_only = subscribe(publish, r#"{"symbols": ["EURUSD"], "sources": ["LP2"]}"#);
+    let subscribed = next_json(&mut lp2_only);
+    assert_eq!(
+        subscribed["sources"],
+        serde_json::json!(["LP2"]),
+        "{subscribed}"
+    );
+    assert_eq!(subscribed["unknown_sources"], serde_json::json!([]));
+    let mut sessions = Vec::new();
+    let mut snapshot = Vec::new();
+    loop {
+        let v = next_line(&mut lp2_only);
+        match v["event"].as_str() {
+            Some("snapshot_end") => break,
+            Some("session") => sessions.push(v["source"].clone()),
+            Some(_) => {}
+            None => snapshot.push(pair(&v)),
+        }
+    }
+    assert_eq!(snapshot, [("EURUSD".to_owned(), "LP2".to_owned())]);
+    assert_eq!(sessions, ["LP2"]);
+    for _ in 0..3 {
+        let v = next_json(&mut lp2_only);
+        assert_eq!(pair(&v), ("EURUSD".to_owned(), "LP2".to_owned()), "{v}");
+    }
+    let peer = lp2_only.get_ref().local_addr().unwrap().to_string();
+    wait_for(&status, 30, |_, body| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["subscriber_list"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|c| c["peer"] == peer.as_str() && c["sources"] == serde_json::json!(["LP2"]))
+        })
+    });
+    // A change adds LP1: the snapshot of what it did not have, then both.
+    send(
+        &mut lp2_only,
+        r#"{"symbols": ["EURUSD"], "sources": ["LP1", "LP2"]}"#,
+    );
+    let mut added = Vec::new();
+    loop {
+        let v = next_json(&mut lp2_only);
+        match v["event"].as_str() {
+            Some("subscribed") => added.clear(),
+            Some("snapshot_end") => break,
+            _ => added.push(pair(&v)),
+        }
+    }
+    assert_eq!(added, [("EURUSD".to_owned(), "LP1".to_owned())]);
+    let mut from = BTreeSet::new();
+    while from.len() < 2 {
+        let v = next_json(&mut lp2_only);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        from.insert(pair(&v).1);
+    }
+    drop(lp2_only);
+    // A replay of one provider's ticks: every one the store holds up to where it ended.
+    let mut replay = subscribe(
+        publish,
+        &format!(r#"{{"symbols": ["*"], "sources": ["LP2"], "from": "{day}:0"}}"#),
+    );
+    assert_eq!(next_json(&mut replay)["event"], "subscribed");
+    let mut replayed = Vec::new();
+    let reached = loop {
+        let v = next_json(&mut replay);
+        if v["event"] == "replayed" {
+            break cursor_seq(v["cursor"].as_str().unwrap());
+        }
+        assert_eq!(v["source"], "LP2", "{v}");
+        replayed.push(v["seq"].as_i64().unwrap());
+    };
+    drop(replay);
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&db)
+        .args(["tail", "--from", &format!("{day}:0")])
+        .output()
+        .unwrap();
+    let stored_lp2: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["source"] == "LP2" && v["seq"].as_i64() <= Some(reached))
+        .map(|v| v["seq"].as_i64().unwrap())
+        .collect();
+    assert!(!replayed.is_empty());
+    assert_eq!(replayed, stored_lp2);
+    // A source no session records is said; none at all is refused.
+    let mut none = subscribe(publish, r#"{"symbols": ["*"], "sources": ["LP7"]}"#);
+    let subscribed = next_json(&mut none);
+    assert_eq!(subscribed["unknown_sources"], serde_json::json!(["LP7"]));
+    drop(none);
+    let why = refused(subscribe(publish, r#"{"symbols": ["*"], "sources": []}"#));
+    assert!(why.contains("\"sources\" is empty"), "{why}");
+    // `tickrec subscribe --sources`.
+    let out = Command::new(BIN)
+        .args(["subscribe", &format!("127.0.0.1:{publish}")])
+        .args(["--sources", "LP2", "--max-ticks", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let printed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 3, "{stderr}");
+    assert!(printed.iter().all(|v| v["source"] == "LP2"), "{printed:?}");
 
     // LP2 stops; LP1 goes on. Its quotes stay on the status page, marked down.
     drop(lp2_sim);

@@ -376,7 +376,7 @@ fn a_quote_is_shown_stale_with_its_age_once_every_session_of_its_source_is_down(
         loop {
             let v = rows();
             let list = v.as_array().cloned().unwrap_or_default();
-            let mut pairs: Vec<(&str, &str)> = list
+            let pairs: Vec<(&str, &str)> = list
                 .iter()
                 .map(|r| {
                     (

@@ -34,6 +34,9 @@ pub struct SubscribeArgs {
     /// Symbols: A,B or all
     #[arg(long, default_value = "all", value_name = "A,B|all")]
     pub symbols: String,
+    /// Sources (the liquidity providers' names, as in the rows' `source`): A,B or all
+    #[arg(long, default_value = "all", value_name = "A,B|all")]
+    pub sources: String,
     /// Resume after this cursor (DAY:SEQ, or the DAY:SEQ,DAY:SEQ a tail or subscribe printed)
     #[arg(long, value_name = "DAY:SEQ", conflicts_with = "from_time")]
     pub from: Option<String>,
@@ -113,17 +116,24 @@ struct Consumer {
     unknown_told: bool,
 }
 
+/// `A,B` as its names, `all` as `["*"]`.
+fn listed(list: &str) -> Vec<String> {
+    if list.trim() == "all" {
+        return vec!["*".into()];
+    }
+    list.split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let symbols: Vec<String> = if a.symbols.trim() == "all" {
-        vec!["*".into()]
-    } else {
-        a.symbols
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
+    let symbols = listed(&a.symbols);
     anyhow::ensure!(!symbols.is_empty(), "--symbols: name some, or all");
+    anyhow::ensure!(
+        !listed(&a.sources).is_empty(),
+        "--sources: name some, or all"
+    );
     let saved = super::output::read_saved(a.cursor_file.as_deref())?;
     let resumed = saved.filter(|_| a.from.is_none() && a.from_time.is_none());
     let out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
@@ -228,6 +238,9 @@ impl Consumer {
             }
         };
         let mut request = serde_json::json!({ "symbols": symbols });
+        if a.sources.trim() != "all" {
+            request["sources"] = listed(&a.sources).into();
+        }
         match (a.conflate_ms, &self.cursor) {
             (Some(ms), _) => request["conflate_ms"] = ms.into(),
             (None, Some(c)) => request["from"] = c.to_string().into(),
@@ -338,14 +351,19 @@ impl Consumer {
                 if self.out.to_file() && self.saved.is_none() {
                     self.save(true)?;
                 }
-                let unknown = v.get("unknown").and_then(serde_json::Value::as_array);
-                if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !self.unknown_told) {
-                    self.unknown_told = true;
-                    eprintln!(
-                        "subscribe: no session of the recorder records {}",
-                        serde_json::Value::from(unknown.clone())
-                    );
+                for (key, what) in [
+                    ("unknown", "records"),
+                    ("unknown_sources", "has the source"),
+                ] {
+                    let unknown = v.get(key).and_then(serde_json::Value::as_array);
+                    if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !self.unknown_told) {
+                        eprintln!(
+                            "subscribe: no session of the recorder {what} {}",
+                            serde_json::Value::from(unknown.clone())
+                        );
+                    }
                 }
+                self.unknown_told = true;
             }
             // Every tick of its symbols up to there was sent before it: the cursor only moves
             // on, day by day.
