@@ -34,10 +34,9 @@
 //! conflated (`conflate.rs`): of each of its symbols, only the latest committed tick of each
 //! source since its last lines, written at most once in N ms (in recording order; at once
 //! before a session's line or the answer to a later request line). For a screen, not a stream
-//! to resume: it
-//! leaves ticks out, so it has no replay, and its heartbeats' cursor says how far the commits
-//! given to it went, not that every tick up to there was sent. `subscribed` says
-//! `"conflate_ms"`.
+//! to resume: it leaves ticks out, so it has no replay, and its heartbeats' cursor says how
+//! far the commits given to it went, not that every tick up to there was sent. `subscribed`
+//! says `"conflate_ms"`.
 //!
 //! Whenever a FIX session goes down or comes back up (as `record`'s watch loop sees it, every
 //! 200 ms), every subscriber of a symbol it records (and of every symbol), unless it named
@@ -49,15 +48,15 @@
 //! A subscriber may send further request lines on the same connection, `{"symbols": […]}`:
 //! its symbols and sources (and its conflation: none, without `conflate_ms`) become those,
 //! from the next commit it is given on (a symbol kept loses no tick and gets none twice). It
-//! gets `subscribed` again, the snapshot of the symbols (and sources) it did not
-//! have and the sessions' lines, then `snapshot_end`. A line with `from` or `from_time`
-//! starts the subscription over on this connection, as a first line would (`subscribed`, the
-//! replay, `replayed`, the snapshot, `snapshot_end`, then live ticks): what was queued for it
-//! and not yet sent is dropped, the replay holding what it asked of it. One that is not a
-//! request, or whose cursor is past what the store holds, gets `{"event":"error","reason":…}`
-//! and changes nothing. Those lines are read on a thread of
-//! the subscriber's own; the end of its sending half (a client that only listens may close
-//! it) is not the end of its subscription, a reset is.
+//! gets `subscribed` again, the snapshot of the symbols (and sources) it did not have and the
+//! sessions' lines, then `snapshot_end`. A line with `from` or `from_time` starts the
+//! subscription over on this connection, as a first line would (`subscribed`, the replay,
+//! `replayed`, the snapshot, `snapshot_end`, then live ticks): what was queued for it and not
+//! yet sent is dropped, the replay holding what it asked of it. One that is not a request, or
+//! whose cursor is past what the store holds, gets `{"event":"error","reason":…}` and changes
+//! nothing. Those lines are read on a thread of the subscriber's own; the end of its sending
+//! half (a client that only listens may close it) is not the end of its subscription, a
+//! reset is.
 //!
 //! Where ticks come from: the SQLite writer tells the publisher what each commit holds, with
 //! the `seq` each tick got ([`CommitObserver`]), so a published tick is one the store holds, in
@@ -94,7 +93,7 @@
 //! Here: the listener, letting connections in, and each subscriber's thread (replay, snapshot,
 //! live lines, heartbeats, changes). `fanout.rs`: the encoder thread and the subscribers'
 //! bounded queues, where cut-offs happen. `request.rs`: request lines, read within their
-//! bounds and parsed, and what a subscriber's symbols say of each tick. `conflate.rs`: the
+//! bounds and parsed, and what a subscriber's symbols and sources say of each tick. `conflate.rs`: the
 //! latest line of each symbol and source a conflated subscription holds between its writes.
 
 use std::collections::HashSet;

@@ -188,6 +188,7 @@ const SCAN_STEP: usize = 256;
 ///     .start()?;
 /// let eurusd = rec.names().symbol("EURUSD").unwrap();
 /// assert!(rec.recent(eurusd, 10).is_empty());
+/// assert!(rec.latest_of_each_source(eurusd).is_empty());
 /// let stats = rec.shutdown(); // stop intake, drain, commit, checkpoint
 /// assert_eq!(stats.ticks_lost, 0);
 /// # Ok::<(), std::io::Error>(())

@@ -1239,10 +1239,10 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
     drop(none);
     let why = refused(subscribe(publish, r#"{"symbols": ["*"], "sources": []}"#));
     assert!(why.contains("\"sources\" is empty"), "{why}");
-    // `tickrec subscribe --sources`.
+    // `tickrec subscribe --sources`, which says which no session records.
     let out = Command::new(BIN)
         .args(["subscribe", &format!("127.0.0.1:{publish}")])
-        .args(["--sources", "LP2", "--max-ticks", "3"])
+        .args(["--sources", "LP2,LP7", "--max-ticks", "3"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1253,6 +1253,10 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
         .collect();
     assert_eq!(printed.len(), 3, "{stderr}");
     assert!(printed.iter().all(|v| v["source"] == "LP2"), "{printed:?}");
+    assert!(
+        stderr.contains(r#"no session of the recorder has the source ["LP7"]"#),
+        "{stderr}"
+    );
 
     // LP2 stops; LP1 goes on. Its quotes stay on the status page, marked down.
     drop(lp2_sim);

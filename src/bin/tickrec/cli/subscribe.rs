@@ -113,7 +113,8 @@ struct Consumer {
     max_ticks: Option<u64>,
     cursor_file: Option<PathBuf>,
     saved: Option<(Cursor, Instant)>,
-    unknown_told: bool,
+    /// Whether the unknown symbols, and the unknown sources, were told (once each).
+    unknown_told: [bool; 2],
 }
 
 /// `A,B` as its names, `all` as `["*"]`.
@@ -155,7 +156,7 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
         max_ticks: a.max_ticks,
         cursor_file: a.cursor_file.clone(),
         saved: None,
-        unknown_told: false,
+        unknown_told: [false; 2],
     };
     let give_up = a.give_up_after.map(Duration::from_secs);
     let mut wait = RETRY_FIRST;
@@ -351,19 +352,20 @@ impl Consumer {
                 if self.out.to_file() && self.saved.is_none() {
                     self.save(true)?;
                 }
-                for (key, what) in [
+                let kinds = [
                     ("unknown", "records"),
                     ("unknown_sources", "has the source"),
-                ] {
+                ];
+                for ((key, what), told) in kinds.into_iter().zip(&mut self.unknown_told) {
                     let unknown = v.get(key).and_then(serde_json::Value::as_array);
-                    if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !self.unknown_told) {
+                    if let Some(unknown) = unknown.filter(|u| !u.is_empty() && !*told) {
+                        *told = true;
                         eprintln!(
                             "subscribe: no session of the recorder {what} {}",
                             serde_json::Value::from(unknown.clone())
                         );
                     }
                 }
-                self.unknown_told = true;
             }
             // Every tick of its symbols up to there was sent before it: the cursor only moves
             // on, day by day.
