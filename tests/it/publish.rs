@@ -694,11 +694,21 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
 /// The seqs of the first `n` ticks of `symbols` the store holds after `from`, as `tail` reads
 /// them.
 fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
+    let n = n.to_string();
+    let args = ["--symbols", symbols, "--from", from, "--max-ticks", &n];
+    stored_rows(&feed.db, &args)
+        .iter()
+        .map(|v| v["seq"].as_i64().unwrap())
+        .collect()
+}
+
+/// The rows `tickrec tail` with `args` prints of the store under `db`.
+fn stored_rows(db: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(BIN)
         .arg("--db")
-        .arg(&feed.db)
-        .args(["tail", "--symbols", symbols, "--from", from])
-        .args(["--max-ticks", &n.to_string()])
+        .arg(db)
+        .arg("tail")
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -708,11 +718,7 @@ fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                .as_i64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
@@ -1018,17 +1024,13 @@ fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_inte
     for symbol in ["EURUSD", "GBPUSD"] {
         let last = after.iter().rev().find(|(v, _)| v["symbol"] == symbol);
         let last = last.unwrap_or_else(|| panic!("no {symbol}"));
-        let stored = Command::new(BIN)
-            .arg("--db")
-            .arg(&feed.db)
-            .args(["tail", "--symbols", symbol, "--from", &format!("{day}:0")])
-            .output()
-            .unwrap();
-        let stored = String::from_utf8_lossy(&stored.stdout);
-        let stored: serde_json::Value =
-            serde_json::from_str(stored.lines().last().unwrap()).unwrap();
+        let stored = stored_rows(
+            &feed.db,
+            &["--symbols", symbol, "--from", &format!("{day}:0")],
+        );
         assert_eq!(
-            last.0, stored,
+            Some(&last.0),
+            stored.last(),
             "{symbol}'s last line is its last committed tick"
         );
     }
@@ -1218,15 +1220,9 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
         replayed.push(v["seq"].as_i64().unwrap());
     };
     drop(replay);
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(&db)
-        .args(["tail", "--from", &format!("{day}:0")])
-        .output()
-        .unwrap();
-    let stored_lp2: Vec<i64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let from_day = format!("{day}:0");
+    let stored_lp2: Vec<i64> = stored_rows(&db, &["--from", &from_day])
+        .into_iter()
         .filter(|v| v["source"] == "LP2" && v["seq"].as_i64() <= Some(reached))
         .map(|v| v["seq"].as_i64().unwrap())
         .collect();
@@ -1269,21 +1265,7 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let stored = loop {
-        let out = Command::new(BIN)
-            .arg("--db")
-            .arg(&db)
-            .args(["tail", "--from", &format!("{day}:0")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let rows = stored_rows(&db, &["--from", &from_day]);
         if rows.last().and_then(|r| r["ts_recv_ns"].as_i64()) > Some(seen_down) {
             break rows;
         }
