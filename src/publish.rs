@@ -845,22 +845,18 @@ impl Publisher {
             asked.conflate,
         )?;
         let mut replayed: Option<Cursor> = None;
-        // The replay's rows of the sources it wants (a tail reads by symbol).
-        let mut write = |r: &TickRow| match wants.wants_source_name(&r.source) {
-            true => rows.write_row(r),
-            false => Ok(()),
-        };
+        // (The tail passes on the ticks of its sources only: `resolve`.)
         if let Some(mut tail) = asked.start {
             loop {
                 let n = tail
-                    .poll(&mut write, &mut |_| Ok(()))
+                    .poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
                     .map_err(std::io::Error::other)?;
                 if n == 0 {
                     break;
                 }
             }
             self.register(queue);
-            tail.poll(&mut write, &mut |_| Ok(()))
+            tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
                 .map_err(std::io::Error::other)?;
             let reached = tail.cursor().to_string();
             event(rows.inner(), "replayed", &[("cursor", reached.into())])?;

@@ -155,6 +155,9 @@ pub struct Tail {
     bufs: AfterSeqBuffers,
     /// Ticks still to pass before the tail stops (`u64::MAX`: no limit).
     left: u64,
+    /// Only the ticks of these sources are passed on (`None`: every source); the cursor moves
+    /// over the others.
+    sources: Option<std::collections::HashSet<String>>,
 }
 
 /// A day is queried at least this often however its files look (a file system's coarse
@@ -254,7 +257,16 @@ impl Tail {
             held: Default::default(),
             bufs: Default::default(),
             left: u64::MAX,
+            sources: None,
         })
+    }
+
+    /// Passes on only the ticks of `sources` (the liquidity providers' names as in the rows'
+    /// `source`; `None`: every source). The cursor moves over the others as over the rows of
+    /// symbols not asked for, and a limit counts only the ticks passed on.
+    pub fn sources(mut self, sources: Option<std::collections::HashSet<String>>) -> Tail {
+        self.sources = sources;
+        self
     }
 
     /// Stops after passing `n` ticks, with the cursor on the last of them (rows read past the
@@ -329,7 +341,8 @@ impl Tail {
                     blocks_only,
                     &mut self.bufs,
                     &mut |r| {
-                        if taken == left {
+                        let wanted = |s: &std::collections::HashSet<String>| s.contains(&*r.source);
+                        if taken == left || !self.sources.as_ref().is_none_or(wanted) {
                             return Ok(());
                         }
                         taken += 1;

@@ -134,7 +134,10 @@ pub(super) fn resolve(
 ) -> Result<Asked<Option<Tail>>, String> {
     let start = asked
         .start
-        .map(|start| Tail::new(store.clone(), asked.symbols.clone(), start))
+        .map(|start| {
+            Tail::new(store.clone(), asked.symbols.clone(), start)
+                .map(|t| t.sources(asked.sources.clone()))
+        })
         .transpose()
         .map_err(|e| e.to_string())?;
     Ok(Asked {

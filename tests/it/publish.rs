@@ -1228,6 +1228,17 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
         .collect();
     assert!(!replayed.is_empty());
     assert_eq!(replayed, stored_lp2);
+    // `tickrec tail --sources`: the same ticks, its limit counting only them.
+    let n = stored_lp2.len().min(5).to_string();
+    let tailed: Vec<i64> = stored_rows(
+        &db,
+        &["--from", &from_day, "--sources", "LP2", "--max-ticks", &n],
+    )
+    .iter()
+    .map(|v| v["seq"].as_i64().unwrap())
+    .collect();
+    assert_eq!(tailed, stored_lp2[..tailed.len()]);
+    assert_eq!(tailed.len().to_string(), n);
     // A source no session records is said; none at all is refused.
     let mut none = subscribe(publish, r#"{"symbols": ["*"], "sources": ["LP7"]}"#);
     let subscribed = next_json(&mut none);

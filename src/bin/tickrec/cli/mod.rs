@@ -182,6 +182,20 @@ pub struct ArchiveArgs {
 }
 
 /// 0, 3, 6 or 9 fractional digits.
+/// `A,B` as a set of names, `all` as `None`; nothing named is an error.
+fn listed_or_all(list: &str) -> anyhow::Result<Option<std::collections::HashSet<String>>> {
+    if list.trim() == "all" {
+        return Ok(None);
+    }
+    let named: std::collections::HashSet<String> = list
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    anyhow::ensure!(!named.is_empty(), "name some, or all");
+    Ok(Some(named))
+}
+
 fn parse_precision(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(d @ (0 | 3 | 6 | 9)) => Ok(d),
@@ -461,6 +475,9 @@ pub struct TailArgs {
     /// Symbols: A,B or all
     #[arg(long, default_value = "all", value_name = "A,B|all")]
     pub symbols: String,
+    /// Sources (the liquidity providers' names, as in the rows' `source`): A,B or all
+    #[arg(long, default_value = "all", value_name = "A,B|all")]
+    pub sources: String,
     /// Resume after this cursor (DAY:SEQ, or the DAY:SEQ,DAY:SEQ a tail printed)
     #[arg(long, value_name = "DAY:SEQ")]
     pub from: Option<String>,

@@ -236,7 +236,8 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
         Start::NewestDay
     };
     warn_unknown_symbols(&store, &symbols);
-    let mut tail = Tail::new(store, symbols, start)?;
+    let sources = super::listed_or_all(&a.sources).context("--sources")?;
+    let mut tail = Tail::new(store, symbols, start)?.sources(sources);
     if let Some(n) = a.max_ticks {
         tail = tail.limit(n);
     }
