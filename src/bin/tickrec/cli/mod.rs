@@ -181,13 +181,12 @@ pub struct ArchiveArgs {
     pub yes: bool,
 }
 
-/// 0, 3, 6 or 9 fractional digits.
-/// `A,B` as a set of names, `all` as `None`; nothing named is an error.
-fn listed_or_all(list: &str) -> anyhow::Result<Option<std::collections::HashSet<String>>> {
+/// `A,B` as its names in order, `all` as `None`; nothing named is an error.
+fn listed_or_all(list: &str) -> anyhow::Result<Option<Vec<String>>> {
     if list.trim() == "all" {
         return Ok(None);
     }
-    let named: std::collections::HashSet<String> = list
+    let named: Vec<String> = list
         .split(',')
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
@@ -196,6 +195,7 @@ fn listed_or_all(list: &str) -> anyhow::Result<Option<std::collections::HashSet<
     Ok(Some(named))
 }
 
+/// 0, 3, 6 or 9 fractional digits.
 fn parse_precision(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(d @ (0 | 3 | 6 | 9)) => Ok(d),

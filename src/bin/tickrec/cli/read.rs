@@ -237,7 +237,8 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     };
     warn_unknown_symbols(&store, &symbols);
     let sources = super::listed_or_all(&a.sources).context("--sources")?;
-    let mut tail = Tail::new(store, symbols, start)?.sources(sources);
+    let mut tail = Tail::new(store, symbols, start)?
+        .sources(sources.map(std::collections::HashSet::from_iter));
     if let Some(n) = a.max_ticks {
         tail = tail.limit(n);
     }

@@ -113,28 +113,17 @@ struct Consumer {
     max_ticks: Option<u64>,
     cursor_file: Option<PathBuf>,
     saved: Option<(Cursor, Instant)>,
+    /// The sources asked for (`None`: every source).
+    sources: Option<Vec<String>>,
     /// Whether the unknown symbols, and the unknown sources, were told (once each).
     unknown_told: [bool; 2],
 }
 
-/// `A,B` as its names, `all` as `["*"]`.
-fn listed(list: &str) -> Vec<String> {
-    if list.trim() == "all" {
-        return vec!["*".into()];
-    }
-    list.split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
-    let symbols = listed(&a.symbols);
-    anyhow::ensure!(!symbols.is_empty(), "--symbols: name some, or all");
-    anyhow::ensure!(
-        !listed(&a.sources).is_empty(),
-        "--sources: name some, or all"
-    );
+    let symbols = super::listed_or_all(&a.symbols)
+        .context("--symbols")?
+        .unwrap_or_else(|| vec!["*".into()]);
+    let sources = super::listed_or_all(&a.sources).context("--sources")?;
     let saved = super::output::read_saved(a.cursor_file.as_deref())?;
     let resumed = saved.filter(|_| a.from.is_none() && a.from_time.is_none());
     let out = super::output::Output::open(a.format.into(), a.out.as_deref(), resumed.as_ref())?;
@@ -156,6 +145,7 @@ pub(super) fn run_subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
         max_ticks: a.max_ticks,
         cursor_file: a.cursor_file.clone(),
         saved: None,
+        sources,
         unknown_told: [false; 2],
     };
     let give_up = a.give_up_after.map(Duration::from_secs);
@@ -239,8 +229,8 @@ impl Consumer {
             }
         };
         let mut request = serde_json::json!({ "symbols": symbols });
-        if a.sources.trim() != "all" {
-            request["sources"] = listed(&a.sources).into();
+        if let Some(sources) = &self.sources {
+            request["sources"] = sources.clone().into();
         }
         match (a.conflate_ms, &self.cursor) {
             (Some(ms), _) => request["conflate_ms"] = ms.into(),
