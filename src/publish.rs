@@ -864,10 +864,7 @@ impl Publisher {
         } else {
             self.register(queue);
         }
-        let take = |symbol: &str, source: &str| {
-            wants.wants_name(symbol) && wants.wants_source_name(source)
-        };
-        self.snapshot(rows, recorder, take, &wants)?;
+        self.snapshot(rows, recorder, &wants, None)?;
         rows.inner().flush()?;
         Ok((wants, replayed))
     }
@@ -951,16 +948,20 @@ impl Publisher {
         event(out, "subscribed", &fields)
     }
 
-    /// The snapshot: the latest tick of each source of each symbol `take` accepts, from the
-    /// rings ([`Recorder::latest_of_each_source`]; a symbol's newest last), the latest line of
-    /// each FIX session that records a symbol of `wants`, then `{"event":"snapshot_end"}`.
+    /// The snapshot: the latest tick of each source of each symbol that `wants` takes and
+    /// `before` (the subscription before a change) did not, from the rings
+    /// ([`Recorder::latest_of_each_source`]; a symbol's newest last), the latest line of each
+    /// FIX session that records a symbol of `wants`, then `{"event":"snapshot_end"}`.
     fn snapshot<W: Write>(
         &self,
         rows: &mut JsonlWriter<W>,
         recorder: &Recorder,
-        take: impl Fn(&str, &str) -> bool,
         wants: &Wants,
+        before: Option<&Wants>,
     ) -> std::io::Result<()> {
+        let take = |symbol: &str, source: &str| {
+            wants.takes(symbol, source) && !before.is_some_and(|b| b.takes(symbol, source))
+        };
         for id in 0..self.names.max_symbols() {
             let id = SymbolId(id as u32);
             let Some(name) = self.names.symbol_name(id) else {
@@ -1039,15 +1040,7 @@ impl Publisher {
         tracing::info!(%peer, ?symbols, ?conflate_ms, "publish: a subscriber changed its symbols");
         let before = std::mem::replace(wants, Wants::new(asked.names, asked.sources));
         self.subscribed(rows.inner(), symbols, wants, None, asked.conflate)?;
-        let wanted = |w: &Wants, symbol: &str, source: &str| {
-            w.wants_name(symbol) && w.wants_source_name(source)
-        };
-        self.snapshot(
-            rows,
-            recorder,
-            |symbol, source| wanted(wants, symbol, source) && !wanted(&before, symbol, source),
-            wants,
-        )?;
+        self.snapshot(rows, recorder, wants, Some(&before))?;
         Ok(Changed::Symbols(asked.conflate))
     }
 

@@ -86,6 +86,11 @@ impl Wants {
         self.sources.as_ref().is_none_or(|w| w.contains(name))
     }
 
+    /// Whether a tick of `symbol` from `source` is for this subscriber, by their names.
+    pub(super) fn takes(&self, symbol: &str, source: &str) -> bool {
+        self.wants_name(symbol) && self.wants_source_name(source)
+    }
+
     /// Whether a line about `symbols` (and `source`) is for this subscriber: about one of its
     /// symbols, or about no symbol in particular, and not about a source it does not want.
     pub(super) fn any(&self, symbols: &[String], source: Option<&str>) -> bool {
