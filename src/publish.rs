@@ -67,7 +67,9 @@
 //! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
 //! commit and only while someone subscribes, one copy of the committed ticks handed to the
 //! encoder thread, which writes them as JSON lines once and queues a pointer to them for every
-//! subscriber. Each subscriber has its own thread (it writes the shared bytes, or the lines of
+//! subscriber: only the ticks of the symbols and sources some subscriber asked for (a commit
+//! encoded before a subscriber joined or widened its symbols is encoded whole again on its
+//! thread, so none of its ticks is missed). Each subscriber has its own thread (it writes the shared bytes, or the lines of
 //! its symbols). These threads wake at most every 5 ms (`FAN_OUT_PACE`) and take what came
 //! meanwhile: when commits come closer together than that (above ~100,000 ticks a second with
 //! 500-tick batches), a subscriber sees a tick within about 10 ms of its commit (the encoder's
@@ -121,7 +123,7 @@ mod request;
 
 use conflate::Conflated;
 pub use conflate::CONFLATE_MS;
-use fanout::{encode_and_fan_out, pace, Batch, Encoded, Queue};
+use fanout::{encode_and_fan_out, pace, Batch, Encoded, Interest, Queue};
 use request::{
     as_listed, as_named, read_changes, read_request, resolve, Asked, Incoming, Request, Wants,
 };
@@ -173,6 +175,8 @@ pub struct PublishStats {
 pub struct Publisher {
     names: Arc<Names>,
     subscribers: Arc<Mutex<Vec<Arc<Queue>>>>,
+    /// What they want together, for the encoder.
+    interest: Arc<Interest>,
     stats: Arc<PublishStats>,
     /// Commits on their way to the encoder thread.
     to_encoder: crossbeam_channel::Sender<Arc<Batch>>,
@@ -302,18 +306,23 @@ impl Publisher {
     ) -> std::io::Result<Arc<Publisher>> {
         let (to_encoder, rx) = crossbeam_channel::bounded(ENCODER_BACKLOG);
         let subscribers: Arc<Mutex<Vec<Arc<Queue>>>> = Arc::default();
+        let interest: Arc<Interest> = Arc::default();
         let stats: Arc<PublishStats> = Arc::default();
         let max_queued = max_queued.max(1);
         {
             let (names, subscribers, stats) = (names.clone(), subscribers.clone(), stats.clone());
+            let interest = interest.clone();
             // Ends when the publisher (its sender) is dropped.
             std::thread::Builder::new()
                 .name("tickrec-publish-encode".into())
-                .spawn(move || encode_and_fan_out(rx, names, subscribers, stats, max_queued))?;
+                .spawn(move || {
+                    encode_and_fan_out(rx, names, subscribers, interest, stats, max_queued)
+                })?;
         }
         Ok(Arc::new(Publisher {
             names,
             subscribers,
+            interest,
             stats,
             to_encoder,
             heartbeat,
@@ -554,10 +563,7 @@ impl Publisher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|c| !Arc::ptr_eq(c, &conn));
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|q| !Arc::ptr_eq(q, &queue));
+        self.unregister(&queue);
         // The first reason it was closed for is the one said, and counted where it was given
         // (a cut-off counted by the encoder is not counted again when its write then fails).
         match result {
@@ -729,6 +735,12 @@ impl Publisher {
                     }
                 }
             }
+            // Whole, each commit encoded before this subscriber's wants were marked (now
+            // that its changes are applied) which left ticks out.
+            let taken: Vec<Arc<Encoded>> = taken
+                .into_iter()
+                .map(|enc| queue.complete(enc, &self.names))
+                .collect();
             // Commits in runs between control lines (which are alone in theirs).
             for run in taken.chunk_by(|a, b| a.control.is_none() && b.control.is_none()) {
                 for enc in run {
@@ -855,14 +867,14 @@ impl Publisher {
                     break;
                 }
             }
-            self.register(queue);
+            self.register(queue, &wants);
             tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
                 .map_err(std::io::Error::other)?;
             let reached = tail.cursor().to_string();
             event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
             replayed = Some(tail.cursor().clone());
         } else {
-            self.register(queue);
+            self.register(queue, &wants);
         }
         self.snapshot(rows, recorder, &wants, None)?;
         rows.inner().flush()?;
@@ -879,10 +891,7 @@ impl Publisher {
         asked: Asked<Tail>,
         recorder: &Recorder,
     ) -> std::io::Result<(Wants, Option<Cursor>)> {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|q| !Arc::ptr_eq(q, queue));
+        self.unregister(queue);
         queue.drop_queued();
         let asked = Asked {
             symbols: asked.symbols,
@@ -1039,6 +1048,8 @@ impl Publisher {
         }
         tracing::info!(%peer, ?symbols, ?conflate_ms, "publish: a subscriber changed its symbols");
         let before = std::mem::replace(wants, Wants::new(asked.names, asked.sources));
+        let marked = (wants.names.clone(), wants.sources.clone());
+        me.queue.mark(marked, &self.interest, None);
         self.subscribed(rows.inner(), symbols, wants, None, asked.conflate)?;
         self.snapshot(rows, recorder, wants, Some(&before))?;
         Ok(Changed::Symbols(asked.conflate))
@@ -1093,11 +1104,19 @@ impl Publisher {
         }
     }
 
-    fn register(&self, queue: &Arc<Queue>) {
+    /// Lists `queue` for live commits, its wants marked for the encoder.
+    fn register(&self, queue: &Arc<Queue>, wants: &Wants) {
+        let marked = (wants.names.clone(), wants.sources.clone());
+        queue.mark(marked, &self.interest, Some(&self.subscribers));
+    }
+
+    /// Takes `queue` off the list of live commits (the encoder's union narrows).
+    fn unregister(&self, queue: &Arc<Queue>) {
         self.subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(queue.clone());
+            .retain(|q| !Arc::ptr_eq(q, queue));
+        self.interest.bump();
     }
 }
 

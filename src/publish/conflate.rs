@@ -185,6 +185,8 @@ mod tests {
             lines: spans,
             last_seq: lines.last().map(|l| l.0),
             control: None,
+            interest: 0,
+            left_out: None,
         })
     }
 

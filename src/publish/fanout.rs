@@ -1,17 +1,18 @@
 //! From the writer's commits to each subscriber's queue: the encoder thread writes each commit
-//! as JSON lines once, and queues a pointer to them for every subscriber, cutting off one that
-//! has more than its bound waiting. A [`Queue`] is what a subscriber's thread takes from; it
-//! never holds a tick the store does not (only committed batches enter it).
+//! as JSON lines once (the ticks that some subscriber wants: [`Interest`]), and queues a
+//! pointer to them for every subscriber, cutting off one that has more than its bound waiting.
+//! A [`Queue`] is what a subscriber's thread takes from; it never holds a tick the store does
+//! not (only committed batches enter it).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use super::request::Request;
+use super::request::{Request, Wants};
 use super::{PublishStats, WRITE_TIMEOUT};
 use crate::intern::Names;
 use crate::tick::{SourceId, SymbolId, Tick};
@@ -33,6 +34,12 @@ pub(super) struct Encoded {
     /// A control line in `bytes`, not a commit: for the subscribers of any of these symbols
     /// (of every symbol when there are none) and of this source (of every source when none).
     pub(super) control: Option<(Vec<String>, Option<String>)>,
+    /// The [`Interest`] generation it was encoded under: it holds every tick that the
+    /// subscribers marked by then want.
+    pub(super) interest: u64,
+    /// The commit, when ticks no subscriber wanted were left out of `lines`: a subscriber
+    /// whose wants were marked later encodes it whole ([`whole`]).
+    pub(super) left_out: Option<Arc<Batch>>,
 }
 
 /// One tick's line in an [`Encoded`]'s bytes, and what a subscription picks it by.
@@ -65,9 +72,14 @@ impl Encoded {
             lines: Vec::new(),
             last_seq: None,
             control: Some((symbols.to_vec(), source.map(str::to_owned))),
+            interest: u64::MAX,
+            left_out: None,
         }
     }
 }
+
+/// The symbols and sources a subscriber wants, by name (`None`: every one).
+pub(super) type Named = (Option<HashSet<String>>, Option<HashSet<String>>);
 
 /// A subscriber's queue of committed batches.
 pub(super) struct Queue {
@@ -85,6 +97,11 @@ pub(super) struct Queue {
     /// The subscriber's later request lines, parsed (or why not), for its thread to apply
     /// between two commits.
     changes: Mutex<Vec<Result<Request, String>>>,
+    /// The symbols and sources it wants, by name (`None`: every one), for the encoder.
+    wants: Mutex<Named>,
+    /// The [`Interest`] generation at which `wants` was last marked: a commit encoded under an
+    /// earlier one may lack lines it wants.
+    marked: AtomicU64,
 }
 
 impl Queue {
@@ -99,6 +116,38 @@ impl Queue {
             closed_at: std::sync::OnceLock::new(),
             socket: Mutex::new(socket),
             changes: Mutex::default(),
+            wants: Mutex::new((Some(HashSet::new()), Some(HashSet::new()))),
+            marked: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks what the subscriber wants for the encoder (and, with `register`, lists the queue
+    /// there for live commits), then bumps `interest`: from that generation on, the encoder
+    /// leaves out no tick it wants. A commit it takes that was encoded under an earlier
+    /// generation goes through [`Queue::complete`].
+    pub(super) fn mark(
+        self: &Arc<Self>,
+        wants: Named,
+        interest: &Interest,
+        register: Option<&Mutex<Vec<Arc<Queue>>>>,
+    ) {
+        *self.wants.lock().unwrap_or_else(|e| e.into_inner()) = wants;
+        if let Some(list) = register {
+            list.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.clone());
+        }
+        // After the wants and the listing: an encoder that reads this generation or a later
+        // one sees both.
+        self.marked.store(interest.bump(), Ordering::SeqCst);
+    }
+
+    /// `enc` whole when it was encoded before this subscriber's wants were marked and left
+    /// ticks out (perhaps some it wants); otherwise `enc` itself.
+    pub(super) fn complete(&self, enc: Arc<Encoded>, names: &Names) -> Arc<Encoded> {
+        match &enc.left_out {
+            Some(batch) if enc.interest < self.marked.load(Ordering::SeqCst) => whole(names, batch),
+            _ => enc,
         }
     }
 
@@ -221,24 +270,71 @@ impl Queue {
 /// Request lines of a subscriber that may wait for its thread.
 const MAX_WAITING_CHANGES: usize = 64;
 
-/// The encoder thread: each commit as JSON lines once, then a pointer to it queued for every
-/// subscriber (cut off past `max_queued` ticks).
+/// What the subscribers want together, as a generation the encoder reads once a wake: bumped
+/// whenever a subscriber's wants are marked ([`Queue::mark`]) or it leaves. The encoder then
+/// takes the union of the listed queues' wants and leaves every other tick out of its lines,
+/// so that the ticks of symbols no one asked for cost no encoding (a feed of many symbols with
+/// a few watched is the common case). A commit encoded under an earlier generation than a
+/// subscriber's marking may lack ticks it wants: [`Queue::complete`] encodes it whole.
+#[derive(Default)]
+pub(super) struct Interest(AtomicU64);
+
+impl Interest {
+    /// The next generation.
+    pub(super) fn bump(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The union of `queues`' wants: every name when one of them wants every one.
+fn union_of(queues: &[Arc<Queue>]) -> Wants {
+    let (mut names, mut sources) = (Some(HashSet::new()), Some(HashSet::new()));
+    for q in queues.iter().filter(|q| !q.is_closed()) {
+        let wants = q.wants.lock().unwrap_or_else(|e| e.into_inner());
+        for (all, theirs) in [(&mut names, &wants.0), (&mut sources, &wants.1)] {
+            match (all.as_mut(), theirs) {
+                (Some(all), Some(theirs)) => all.extend(theirs.iter().cloned()),
+                _ => *all = None,
+            }
+        }
+    }
+    Wants::new(names, sources)
+}
+
+/// The encoder thread: each commit as JSON lines once (the ticks some subscriber wants), then
+/// a pointer to it queued for every subscriber (cut off past `max_queued` ticks).
 pub(super) fn encode_and_fan_out(
     rx: crossbeam_channel::Receiver<Arc<Batch>>,
     names: Arc<Names>,
     subscribers: Arc<Mutex<Vec<Arc<Queue>>>>,
+    interest: Arc<Interest>,
     stats: Arc<PublishStats>,
     max_queued: usize,
 ) {
     let mut woke = std::time::Instant::now();
     let mut cache = NameCache::default();
+    let mut union = (u64::MAX, Wants::new(None, None));
     while let Ok(first) = rx.recv() {
         // Wakes at most once per FAN_OUT_PACE: the commits that came meanwhile go out together.
         pace(&mut woke);
         let batches: Vec<Arc<Batch>> = std::iter::once(first).chain(rx.try_iter()).collect();
+        // The generation first, then the queues listed and their wants: a subscriber marked
+        // by this generation is in the union.
+        let generation = interest.now();
+        if generation != union.0 {
+            let listed = subscribers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            union = (generation, union_of(&listed));
+        }
         let encoded: Vec<Arc<Encoded>> = batches
             .iter()
-            .map(|b| encode(&names, &mut cache, b))
+            .map(|b| encode(&names, &mut cache, b, Some((&mut union.1, generation))))
             .collect();
         let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
         let subs: Vec<Arc<Queue>> = subscribers
@@ -273,16 +369,35 @@ pub(super) fn encode_and_fan_out(
     }
 }
 
-/// One commit as JSON lines, once for every subscriber.
-fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
+/// One commit as JSON lines, once for every subscriber: with `only` (the subscribers' union
+/// and its generation), the ticks it takes.
+fn encode(
+    names: &Names,
+    cache: &mut NameCache,
+    batch: &Arc<Batch>,
+    only: Option<(&mut Wants, u64)>,
+) -> Arc<Encoded> {
+    let (mut only, interest) = match only {
+        Some((w, g)) => (Some(w).filter(|w| !w.everything()), g),
+        None => (None, u64::MAX),
+    };
     let mut enc = Encoded {
         day: batch.day,
         bytes: Vec::with_capacity(batch.ticks.len() * 240),
         lines: Vec::with_capacity(batch.ticks.len()),
         last_seq: batch.ticks.last().map(|t| t.0),
         control: None,
+        interest,
+        left_out: None,
     };
+    let mut left_out = false;
     for (seq, t) in &batch.ticks {
+        if let Some(w) = only.as_deref_mut() {
+            if !w.wants(names, t.symbol, t.source) {
+                left_out = true;
+                continue;
+            }
+        }
         let (Some(symbol), Some(source)) = (
             cache
                 .symbols
@@ -303,7 +418,16 @@ fn encode(names: &Names, cache: &mut NameCache, batch: &Batch) -> Arc<Encoded> {
             source: t.source,
         });
     }
+    if left_out {
+        enc.left_out = Some(batch.clone());
+    }
     Arc::new(enc)
+}
+
+/// `batch` encoded whole, on a subscriber's thread (a commit encoded before its wants were
+/// marked, which left ticks out).
+fn whole(names: &Names, batch: &Arc<Batch>) -> Arc<Encoded> {
+    encode(names, &mut NameCache::default(), batch, None)
 }
 
 /// The encoder thread's copy of the names it has met, by id: an id's name never changes
@@ -348,4 +472,96 @@ pub(super) fn pace(woke: &mut std::time::Instant) {
         std::thread::sleep(FAN_OUT_PACE - since);
     }
     *woke = std::time::Instant::now();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(names: &[&str]) -> Option<HashSet<String>> {
+        Some(names.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// What could go wrong: the encoder leaves out a tick a subscriber wants, because its
+    /// wants were marked after the commit was encoded (a change of symbols, a new subscriber),
+    /// or encodes ticks no subscriber wants.
+    #[test]
+    fn ticks_no_one_wants_are_left_out_and_a_later_subscriber_gets_the_commit_whole() {
+        let names = Names::new(8);
+        let (eur, gbp) = (
+            names.symbol("EURUSD").unwrap(),
+            names.symbol("GBPUSD").unwrap(),
+        );
+        names.source("LP1").unwrap();
+        let tick = |symbol, recv| Tick {
+            symbol,
+            ..crate::pipeline::ring::blank_tick(0, recv)
+        };
+        let batch = Arc::new(Batch {
+            day: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            ticks: vec![(1, tick(eur, 10)), (2, tick(gbp, 20)), (3, tick(eur, 30))],
+        });
+        let (interest, listed) = (Interest::default(), Mutex::new(Vec::new()));
+        let of_eur = Arc::new(Queue::new(None));
+        of_eur.mark((named(&["EURUSD"]), None), &interest, Some(&listed));
+        let union = |listed: &Mutex<Vec<Arc<Queue>>>| union_of(&listed.lock().unwrap());
+        let mut cache = NameCache::default();
+        let enc = encode(
+            &names,
+            &mut cache,
+            &batch,
+            Some((&mut union(&listed), interest.now())),
+        );
+        let seqs = |e: &Encoded| e.lines.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&enc), [1, 3], "GBPUSD is left out");
+        assert_eq!(enc.last_seq, Some(3), "the commit's last seq all the same");
+        assert!(Arc::ptr_eq(&of_eur.complete(enc.clone(), &names), &enc));
+
+        // A subscriber of GBPUSD marked after: the commit whole, byte for byte as it would
+        // have been; the EURUSD subscriber keeps the commit as it was.
+        let of_gbp = Arc::new(Queue::new(None));
+        of_gbp.mark((named(&["GBPUSD"]), None), &interest, Some(&listed));
+        let whole = of_gbp.complete(enc.clone(), &names);
+        assert_eq!(seqs(&whole), [1, 2, 3]);
+        let mut all = Vec::new();
+        for (seq, t) in &batch.ticks {
+            let symbol = names.symbol_name(t.symbol).unwrap();
+            crate::format::jsonl::encode_json_tick(&mut all, t, Some(*seq), &symbol, "LP1");
+        }
+        assert_eq!(whole.bytes, all);
+        assert!(whole.left_out.is_none());
+        assert!(Arc::ptr_eq(&of_eur.complete(enc.clone(), &names), &enc));
+        // Encoded under the new generation: nothing left out that either wants.
+        let enc = encode(
+            &names,
+            &mut cache,
+            &batch,
+            Some((&mut union(&listed), interest.now())),
+        );
+        assert_eq!(seqs(&enc), [1, 2, 3]);
+        assert!(enc.left_out.is_none());
+
+        // A source no one wants is left out too; one subscriber of everything takes all; a
+        // closed queue's wants count for nothing.
+        for q in [&of_eur, &of_gbp] {
+            q.mark(
+                (named(&["EURUSD", "GBPUSD"]), named(&["LP2"])),
+                &interest,
+                None,
+            );
+        }
+        let enc = encode(
+            &names,
+            &mut cache,
+            &batch,
+            Some((&mut union(&listed), interest.now())),
+        );
+        assert_eq!(seqs(&enc), [0i64; 0], "LP1's ticks are left out");
+        assert!(enc.left_out.is_some());
+        let of_all = Arc::new(Queue::new(None));
+        of_all.mark((None, None), &interest, Some(&listed));
+        assert!(union(&listed).everything());
+        of_all.close("gone".into());
+        assert!(!union(&listed).everything());
+    }
 }

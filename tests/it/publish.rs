@@ -610,15 +610,25 @@ fn a_subscriber_changes_its_symbols_on_the_same_connection() {
         snapshot.push(v["symbol"].clone());
     }
     assert_eq!(snapshot, ["GBPUSD"], "the snapshot of the symbol added");
-    let mut gbpusd = 0;
+    // From the next commit given on, every tick of both: the commits encoded before the
+    // change, which left GBPUSD out, reach it whole.
+    let (mut gbpusd, mut both) = (0, Vec::new());
     while gbpusd < 20 {
         let v = next_json(&mut sub);
+        let seq = v["seq"].as_i64().unwrap();
         match v["symbol"].as_str() {
-            Some("EURUSD") => eurusd.push(v["seq"].as_i64().unwrap()),
+            Some("EURUSD") => eurusd.push(seq),
             Some("GBPUSD") => gbpusd += 1,
             _ => panic!("{v}"),
         }
+        both.push(seq);
     }
+    let from = format!("{day}:{}", both[0] - 1);
+    let stored = stored_seqs(&feed, "EURUSD,GBPUSD", &from, both.len());
+    assert_eq!(
+        both, stored,
+        "both symbols' ticks from the first given after the change"
+    );
 
     // A line that is not a request, and a replay from past what the store holds: each refused
     // with the reason, and the stream goes on unchanged.
