@@ -601,6 +601,27 @@ impl Store {
         Ok(symbols.unknown(&found))
     }
 
+    /// Of the sources `names`, those that `day`, a SQLite day, names for none of its ticks;
+    /// `None` for a Parquet day, whose sources are not listed apart from its rows.
+    pub fn unknown_sources(
+        &self,
+        day: &DayFile,
+        names: &[String],
+    ) -> Result<Option<Vec<String>>, ReadError> {
+        if day.form == Form::Parquet {
+            return Ok(None);
+        }
+        self.with_day(day, Reach::Few, |reader| {
+            Ok(Some(
+                names
+                    .iter()
+                    .filter(|n| reader.source_id(n).is_none())
+                    .cloned()
+                    .collect(),
+            ))
+        })
+    }
+
     /// The highest seq of one day file (its tick count).
     pub fn max_seq(&self, day: &DayFile) -> Result<i64, ReadError> {
         self.as_listed_now(

@@ -1249,6 +1249,22 @@ fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() 
     .collect();
     assert_eq!(tailed, stored_lp2[..tailed.len()]);
     assert_eq!(tailed.len().to_string(), n);
+    // A source the day names for no tick is said (a typo's ticks would never come); the
+    // others' flow.
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&db)
+        .args(["tail", "--from", &from_day])
+        .args(["--sources", "LP2,lp2", "--max-ticks", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tail: no tick from source lp2 in the newest day file ("),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
     // A source no session records is said; none at all is refused.
     let mut none = subscribe(publish, r#"{"symbols": ["*"], "sources": ["LP7"]}"#);
     let subscribed = next_json(&mut none);

@@ -1282,6 +1282,10 @@ impl DayReader {
         find_id(&self.symbols, name)
     }
 
+    pub(super) fn source_id(&self, name: &str) -> Option<i64> {
+        find_id(&self.sources, name)
+    }
+
     /// Runs `f` outside any snapshot: ends the reader's read transaction, runs `f` (which must
     /// not read the file through `conn`), then begins another, whose snapshot the next read
     /// takes (`Store::with_day` ends it).

@@ -60,6 +60,22 @@ fn warn_unknown_symbols(
     }
 }
 
+/// A tail's sources that its newest day file (a SQLite one) names for no tick, said on stderr
+/// (a typo's ticks would never come).
+fn warn_unknown_sources(store: &tickrec::store::reader::Store, sources: &[String]) {
+    let Ok(days) = store.days() else { return };
+    let Some(newest) = days.last() else { return };
+    if let Ok(Some(unknown)) = store.unknown_sources(newest, sources) {
+        if !unknown.is_empty() {
+            eprintln!(
+                "tail: no tick from source {} in the newest day file ({}; names are case-sensitive)",
+                unknown.join(", "),
+                newest.day
+            );
+        }
+    }
+}
+
 /// Set in the environment of a tail that [`in_own_session`] started: it does not start another.
 const OWN_SESSION_ENV: &str = "TICKREC_TAIL_OWN_SESSION";
 
@@ -237,6 +253,9 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     };
     warn_unknown_symbols(&store, &symbols);
     let sources = super::listed_or_all(&a.sources).context("--sources")?;
+    if let Some(named) = &sources {
+        warn_unknown_sources(&store, named);
+    }
     let mut tail = Tail::new(store, symbols, start)?
         .sources(sources.map(std::collections::HashSet::from_iter));
     if let Some(n) = a.max_ticks {
