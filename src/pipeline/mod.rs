@@ -75,7 +75,8 @@ pub struct PipelineOptions {
     pub ring_capacity: usize,
     pub max_symbols: usize,
     pub overflow: OverflowPolicy,
-    /// Minimum `ts_recv` interval between stored ticks of one symbol; 0 = no throttle.
+    /// Minimum `ts_recv` interval between stored ticks of one symbol from one source; 0 = no
+    /// throttle.
     pub throttle_ns: i64,
     pub batch: BatchPolicy,
     pub health: HealthPolicy,
@@ -107,7 +108,8 @@ impl Default for PipelineOptions {
 pub enum Outcome {
     /// Queued for every backend; it will be stored or dead-lettered, never silently lost.
     Accepted,
-    /// Too soon after the symbol's previous stored tick (throttle); counted.
+    /// Too soon after the previous stored tick of the symbol from its source (throttle);
+    /// counted.
     Throttled,
     /// Channel full under the `drop` policy; counted. It is in the ring, not on disk.
     Dropped,

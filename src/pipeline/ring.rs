@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::tick::{MsgRef, SourceId, SymbolId, Tick, Timestamp};
 
-/// The last `capacity` ticks of one symbol plus its throttle state.
+/// The last `capacity` ticks of one symbol plus its throttle state (per source).
 ///
 /// Invariants: `len <= buf.len()` ticks are held; once `len == buf.len()`, `head` is the
 /// index of the oldest tick and the next one to be overwritten; before that, `head == len`.
@@ -39,9 +39,18 @@ pub struct Ring {
     buf: Slots,
     len: usize,
     head: usize,
-    /// `ts_recv` of the last tick let through the throttle (`i64::MIN` before the first).
-    last_kept_recv_ns: i64,
+    /// The throttle's state: of each source of the symbol, the `ts_recv` of its last tick let
+    /// through (boxed, so that the state stays one cache line; `None` while the throttle is
+    /// off). Per source: two liquidity providers quoting a symbol are each thinned to one tick
+    /// an interval, where one reference for both let the busier one's ticks keep the other's
+    /// out.
+    throttled: Option<Box<Throttled>>,
 }
+
+/// Of each source, the `ts_recv` of its last tick the throttle let through (sources are few,
+/// bounded by the recorder's names).
+#[derive(Debug, Default)]
+struct Throttled(Vec<(SourceId, i64)>);
 
 /// One tick on a cache line of its own (a `Tick` is 64 bytes).
 #[derive(Debug, Clone, Copy)]
@@ -105,20 +114,24 @@ impl Ring {
             buf,
             len: 0,
             head: 0,
-            last_kept_recv_ns: i64::MIN,
+            throttled: None,
         }
     }
 
     /// Throttle check: true when `tick` comes at least `min_interval_ns` after the last kept
-    /// tick (always true when the interval is 0). A kept tick becomes the new reference.
+    /// tick of its source (always true when the interval is 0). A kept tick becomes its
+    /// source's new reference.
     pub fn admit(&mut self, tick: &Tick, min_interval_ns: i64) -> bool {
-        if min_interval_ns > 0
-            && self.last_kept_recv_ns != i64::MIN
-            && tick.ts_recv.0.saturating_sub(self.last_kept_recv_ns) < min_interval_ns
-        {
-            return false;
+        if min_interval_ns <= 0 {
+            return true;
         }
-        self.last_kept_recv_ns = tick.ts_recv.0;
+        let recv = tick.ts_recv.0;
+        let kept = &mut self.throttled.get_or_insert_with(Box::default).0;
+        match kept.iter_mut().find(|(source, _)| *source == tick.source) {
+            Some((_, last)) if recv.saturating_sub(*last) < min_interval_ns => return false,
+            Some((_, last)) => *last = recv,
+            None => kept.push((tick.source, recv)),
+        }
         true
     }
 
@@ -438,5 +451,19 @@ mod tests {
             .collect();
         assert_eq!(kept, vec![0, 10, 25]);
         assert!(ring.admit(&tick(1), 0), "interval 0 means no throttle");
+    }
+
+    /// What could go wrong: one liquidity provider's ticks keep another's out of the store
+    /// when the throttle is on (one reference for the symbol, whichever source set it).
+    #[test]
+    fn throttle_thins_each_source_apart() {
+        let mut ring = Ring::new(4);
+        let (lp1, lp2) = (|t| blank_tick(0, t), |t| blank_tick(1, t));
+        let kept: Vec<(u32, i64)> = [lp1(0), lp2(1), lp1(4), lp2(6), lp1(10), lp2(11), lp2(12)]
+            .into_iter()
+            .filter(|t| ring.admit(t, 10))
+            .map(|t| (t.source.0, t.ts_recv.0))
+            .collect();
+        assert_eq!(kept, [(0, 0), (1, 1), (0, 10), (1, 11)]);
     }
 }

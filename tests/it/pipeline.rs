@@ -219,7 +219,7 @@ fn rings_made_up_front_keep_every_symbols_ticks_apart() {
 }
 
 #[test]
-fn throttle_keeps_one_tick_per_interval_per_symbol_and_counts_the_rest() {
+fn throttle_keeps_one_tick_per_interval_per_symbol_and_source_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let rec = recorder(
         dir.path(),
@@ -230,22 +230,34 @@ fn throttle_keeps_one_tick_per_interval_per_symbol_and_counts_the_rest() {
         WriterOptions::default(),
     );
     let t0 = ts("2026-11-23T09:00:00Z");
-    let mut outcomes = Vec::new();
+    let (mut outcomes, mut lp2) = (Vec::new(), Vec::new());
     for i in 0..10 {
         // 10 ticks 300 µs apart: one per millisecond survives.
         let t = tick(&rec, "EURUSD", Timestamp(t0.0 + i * 300_000), "1.1", "1.2");
         outcomes.push(rec.store_tick(t).unwrap());
+        // A second liquidity provider quoting the symbol 100 µs later each time is thinned
+        // apart: the first's ticks do not keep its own out.
+        let mut t = tick(
+            &rec,
+            "EURUSD",
+            Timestamp(t0.0 + i * 300_000 + 100_000),
+            "1.1",
+            "1.2",
+        );
+        t.source = rec.names().source("LP2").unwrap();
+        lp2.push(rec.store_tick(t).unwrap());
     }
     // Another symbol has its own interval.
     assert_eq!(
         rec.store_tick(tick(&rec, "GBPUSD", t0, "1.3", "1.4")),
         Ok(Outcome::Accepted)
     );
-    let kept = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
+    let kept = |o: &[Outcome]| o.iter().filter(|o| **o == Outcome::Accepted).count();
     let stats = rec.shutdown();
-    assert_eq!(kept, 3, "{outcomes:?}");
-    assert_eq!(stats.ticks_throttled, 7);
-    assert_eq!(stats.ticks_stored, 4);
+    assert_eq!(kept(&outcomes), 3, "{outcomes:?}");
+    assert_eq!(kept(&lp2), 3, "{lp2:?}");
+    assert_eq!(stats.ticks_throttled, 14);
+    assert_eq!(stats.ticks_stored, 7);
 }
 
 #[test]
