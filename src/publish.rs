@@ -67,9 +67,10 @@
 //! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
 //! commit and only while someone subscribes, one copy of the committed ticks handed to the
 //! encoder thread, which writes them as JSON lines once and queues a pointer to them for every
-//! subscriber: only the ticks of the symbols and sources some subscriber asked for (a commit
-//! encoded before a subscriber joined or widened its symbols is encoded whole again on its
-//! thread, so none of its ticks is missed). Each subscriber has its own thread (it writes the shared bytes, or the lines of
+//! subscriber: only the ticks of the symbols and sources some subscriber asked for, and, when
+//! every subscriber is conflated, only the latest of each symbol and source of the commits it
+//! encodes together (a commit encoded before a subscriber joined or changed its subscription
+//! is encoded whole again on its thread, so none of its ticks is missed). Each subscriber has its own thread (it writes the shared bytes, or the lines of
 //! its symbols). These threads wake at most every 5 ms (`FAN_OUT_PACE`) and take what came
 //! meanwhile: when commits come closer together than that (above ~100,000 ticks a second with
 //! 500-tick batches), a subscriber sees a tick within about 10 ms of its commit (the encoder's
@@ -867,14 +868,14 @@ impl Publisher {
                     break;
                 }
             }
-            self.register(queue, &wants);
+            self.register(queue, &wants, asked.conflate);
             tail.poll(&mut |r| rows.write_row(r), &mut |_| Ok(()))
                 .map_err(std::io::Error::other)?;
             let reached = tail.cursor().to_string();
             event(rows.inner(), "replayed", &[("cursor", reached.into())])?;
             replayed = Some(tail.cursor().clone());
         } else {
-            self.register(queue, &wants);
+            self.register(queue, &wants, asked.conflate);
         }
         self.snapshot(rows, recorder, &wants, None)?;
         rows.inner().flush()?;
@@ -1048,8 +1049,8 @@ impl Publisher {
         }
         tracing::info!(%peer, ?symbols, ?conflate_ms, "publish: a subscriber changed its symbols");
         let before = std::mem::replace(wants, Wants::new(asked.names, asked.sources));
-        let marked = (wants.names.clone(), wants.sources.clone());
-        me.queue.mark(marked, &self.interest, None);
+        me.queue
+            .mark(marked(wants, asked.conflate), &self.interest, None);
         self.subscribed(rows.inner(), symbols, wants, None, asked.conflate)?;
         self.snapshot(rows, recorder, wants, Some(&before))?;
         Ok(Changed::Symbols(asked.conflate))
@@ -1104,9 +1105,9 @@ impl Publisher {
         }
     }
 
-    /// Lists `queue` for live commits, its wants marked for the encoder.
-    fn register(&self, queue: &Arc<Queue>, wants: &Wants) {
-        let marked = (wants.names.clone(), wants.sources.clone());
+    /// Lists `queue` for live commits, its wants (conflated or not) marked for the encoder.
+    fn register(&self, queue: &Arc<Queue>, wants: &Wants, conflate: Option<Duration>) {
+        let marked = marked(wants, conflate);
         queue.mark(marked, &self.interest, Some(&self.subscribers));
     }
 
@@ -1117,6 +1118,15 @@ impl Publisher {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|q| !Arc::ptr_eq(q, queue));
         self.interest.bump();
+    }
+}
+
+/// What a subscription wants, for the encoder.
+fn marked(wants: &Wants, conflate: Option<Duration>) -> fanout::Marked {
+    fanout::Marked {
+        names: wants.names.clone(),
+        sources: wants.sources.clone(),
+        conflated: conflate.is_some(),
     }
 }
 

@@ -78,8 +78,15 @@ impl Encoded {
     }
 }
 
-/// The symbols and sources a subscriber wants, by name (`None`: every one).
-pub(super) type Named = (Option<HashSet<String>>, Option<HashSet<String>>);
+/// What a subscriber wants, as the encoder reads it.
+#[derive(Default)]
+pub(super) struct Marked {
+    /// Its symbols and sources, by name (`None`: every one).
+    pub(super) names: Option<HashSet<String>>,
+    pub(super) sources: Option<HashSet<String>>,
+    /// Conflated: only the latest tick of each symbol and source matters to it.
+    pub(super) conflated: bool,
+}
 
 /// A subscriber's queue of committed batches.
 pub(super) struct Queue {
@@ -98,7 +105,7 @@ pub(super) struct Queue {
     /// between two commits.
     changes: Mutex<Vec<Result<Request, String>>>,
     /// The symbols and sources it wants, by name (`None`: every one), for the encoder.
-    wants: Mutex<Named>,
+    wants: Mutex<Marked>,
     /// The [`Interest`] generation at which `wants` was last marked: a commit encoded under an
     /// earlier one may lack lines it wants.
     marked: AtomicU64,
@@ -116,7 +123,11 @@ impl Queue {
             closed_at: std::sync::OnceLock::new(),
             socket: Mutex::new(socket),
             changes: Mutex::default(),
-            wants: Mutex::new((Some(HashSet::new()), Some(HashSet::new()))),
+            wants: Mutex::new(Marked {
+                names: Some(HashSet::new()),
+                sources: Some(HashSet::new()),
+                conflated: false,
+            }),
             marked: AtomicU64::new(0),
         }
     }
@@ -127,7 +138,7 @@ impl Queue {
     /// generation goes through [`Queue::complete`].
     pub(super) fn mark(
         self: &Arc<Self>,
-        wants: Named,
+        wants: Marked,
         interest: &Interest,
         register: Option<&Mutex<Vec<Arc<Queue>>>>,
     ) {
@@ -290,19 +301,46 @@ impl Interest {
     }
 }
 
-/// The union of `queues`' wants: every name when one of them wants every one.
-fn union_of(queues: &[Arc<Queue>]) -> Wants {
+/// What the encoder encodes of each commit.
+struct Union {
+    /// The union of the subscribers' wants: every name when one of them wants every one.
+    wants: Wants,
+    /// Every subscriber is conflated: of each symbol and source, only the latest tick of the
+    /// commits encoded together is (the others are never written).
+    conflated: bool,
+}
+
+/// The union of `queues`' wants.
+fn union_of(queues: &[Arc<Queue>]) -> Union {
     let (mut names, mut sources) = (Some(HashSet::new()), Some(HashSet::new()));
+    let mut conflated = None;
     for q in queues.iter().filter(|q| !q.is_closed()) {
         let wants = q.wants.lock().unwrap_or_else(|e| e.into_inner());
-        for (all, theirs) in [(&mut names, &wants.0), (&mut sources, &wants.1)] {
+        for (all, theirs) in [(&mut names, &wants.names), (&mut sources, &wants.sources)] {
             match (all.as_mut(), theirs) {
                 (Some(all), Some(theirs)) => all.extend(theirs.iter().cloned()),
                 _ => *all = None,
             }
         }
+        conflated = Some(conflated.unwrap_or(true) && wants.conflated);
     }
-    Wants::new(names, sources)
+    Union {
+        wants: Wants::new(names, sources),
+        conflated: conflated.unwrap_or(false),
+    }
+}
+
+/// Of the ticks of `batches` (encoded together), whether each is the latest of its symbol and
+/// source among them, by batch.
+fn latest_of_each(batches: &[Arc<Batch>]) -> Vec<Vec<bool>> {
+    let mut met: HashSet<(SymbolId, SourceId)> = HashSet::new();
+    let mut latest: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.ticks.len()]).collect();
+    for (b, batch) in batches.iter().enumerate().rev() {
+        for (i, (_, t)) in batch.ticks.iter().enumerate().rev() {
+            latest[b][i] = met.insert((t.symbol, t.source));
+        }
+    }
+    latest
 }
 
 /// The encoder thread: each commit as JSON lines once (the ticks some subscriber wants), then
@@ -317,7 +355,13 @@ pub(super) fn encode_and_fan_out(
 ) {
     let mut woke = std::time::Instant::now();
     let mut cache = NameCache::default();
-    let mut union = (u64::MAX, Wants::new(None, None));
+    let mut union = (
+        u64::MAX,
+        Union {
+            wants: Wants::new(None, None),
+            conflated: false,
+        },
+    );
     while let Ok(first) = rx.recv() {
         // Wakes at most once per FAN_OUT_PACE: the commits that came meanwhile go out together.
         pace(&mut woke);
@@ -332,9 +376,18 @@ pub(super) fn encode_and_fan_out(
                 .clone();
             union = (generation, union_of(&listed));
         }
+        let latest = union.1.conflated.then(|| latest_of_each(&batches));
         let encoded: Vec<Arc<Encoded>> = batches
             .iter()
-            .map(|b| encode(&names, &mut cache, b, Some((&mut union.1, generation))))
+            .enumerate()
+            .map(|(i, b)| {
+                let only = Only {
+                    wants: &mut union.1.wants,
+                    latest: latest.as_ref().and_then(|l| l.get(i)).map(Vec::as_slice),
+                    interest: generation,
+                };
+                encode(&names, &mut cache, b, Some(only))
+            })
             .collect();
         let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
         let subs: Vec<Arc<Queue>> = subscribers
@@ -369,17 +422,31 @@ pub(super) fn encode_and_fan_out(
     }
 }
 
-/// One commit as JSON lines, once for every subscriber: with `only` (the subscribers' union
-/// and its generation), the ticks it takes.
+/// Which ticks of a commit the encoder encodes.
+struct Only<'a> {
+    /// The subscribers' union.
+    wants: &'a mut Wants,
+    /// Conflated: whether each tick is the latest of its symbol and source
+    /// ([`latest_of_each`]).
+    latest: Option<&'a [bool]>,
+    /// The generation of the union.
+    interest: u64,
+}
+
+/// One commit as JSON lines, once for every subscriber: with `only`, the ticks it takes.
 fn encode(
     names: &Names,
     cache: &mut NameCache,
     batch: &Arc<Batch>,
-    only: Option<(&mut Wants, u64)>,
+    only: Option<Only<'_>>,
 ) -> Arc<Encoded> {
-    let (mut only, interest) = match only {
-        Some((w, g)) => (Some(w).filter(|w| !w.everything()), g),
-        None => (None, u64::MAX),
+    let (mut wants, latest, interest) = match only {
+        Some(o) => (
+            Some(o.wants).filter(|w| !w.everything()),
+            o.latest,
+            o.interest,
+        ),
+        None => (None, None, u64::MAX),
     };
     let mut enc = Encoded {
         day: batch.day,
@@ -391,12 +458,14 @@ fn encode(
         left_out: None,
     };
     let mut left_out = false;
-    for (seq, t) in &batch.ticks {
-        if let Some(w) = only.as_deref_mut() {
-            if !w.wants(names, t.symbol, t.source) {
-                left_out = true;
-                continue;
-            }
+    for (i, (seq, t)) in batch.ticks.iter().enumerate() {
+        let wanted = latest.is_none_or(|l| l.get(i).copied().unwrap_or(true))
+            && wants
+                .as_deref_mut()
+                .is_none_or(|w| w.wants(names, t.symbol, t.source));
+        if !wanted {
+            left_out = true;
+            continue;
         }
         let (Some(symbol), Some(source)) = (
             cache
@@ -482,6 +551,35 @@ mod tests {
         Some(names.iter().map(|s| s.to_string()).collect())
     }
 
+    fn marked(names: Option<HashSet<String>>, sources: Option<HashSet<String>>) -> Marked {
+        Marked {
+            names,
+            sources,
+            conflated: false,
+        }
+    }
+
+    /// `batches` encoded together under `union` of `generation`.
+    fn encoded(
+        names: &Names,
+        batches: &[Arc<Batch>],
+        mut union: Union,
+        generation: u64,
+    ) -> Vec<Arc<Encoded>> {
+        let latest = union.conflated.then(|| latest_of_each(batches));
+        let mut cache = NameCache::default();
+        (0..batches.len())
+            .map(|i| {
+                let only = Only {
+                    wants: &mut union.wants,
+                    latest: latest.as_ref().map(|l| l[i].as_slice()),
+                    interest: generation,
+                };
+                encode(names, &mut cache, &batches[i], Some(only))
+            })
+            .collect()
+    }
+
     /// What could go wrong: the encoder leaves out a tick a subscriber wants, because its
     /// wants were marked after the commit was encoded (a change of symbols, a new subscriber),
     /// or encodes ticks no subscriber wants.
@@ -503,15 +601,12 @@ mod tests {
         });
         let (interest, listed) = (Interest::default(), Mutex::new(Vec::new()));
         let of_eur = Arc::new(Queue::new(None));
-        of_eur.mark((named(&["EURUSD"]), None), &interest, Some(&listed));
-        let union = |listed: &Mutex<Vec<Arc<Queue>>>| union_of(&listed.lock().unwrap());
-        let mut cache = NameCache::default();
-        let enc = encode(
-            &names,
-            &mut cache,
-            &batch,
-            Some((&mut union(&listed), interest.now())),
-        );
+        of_eur.mark(marked(named(&["EURUSD"]), None), &interest, Some(&listed));
+        let union = || union_of(&listed.lock().unwrap());
+        let one = |batch: &Arc<Batch>| {
+            encoded(&names, std::slice::from_ref(batch), union(), interest.now()).remove(0)
+        };
+        let enc = one(&batch);
         let seqs = |e: &Encoded| e.lines.iter().map(|l| l.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&enc), [1, 3], "GBPUSD is left out");
         assert_eq!(enc.last_seq, Some(3), "the commit's last seq all the same");
@@ -520,7 +615,7 @@ mod tests {
         // A subscriber of GBPUSD marked after: the commit whole, byte for byte as it would
         // have been; the EURUSD subscriber keeps the commit as it was.
         let of_gbp = Arc::new(Queue::new(None));
-        of_gbp.mark((named(&["GBPUSD"]), None), &interest, Some(&listed));
+        of_gbp.mark(marked(named(&["GBPUSD"]), None), &interest, Some(&listed));
         let whole = of_gbp.complete(enc.clone(), &names);
         assert_eq!(seqs(&whole), [1, 2, 3]);
         let mut all = Vec::new();
@@ -532,36 +627,47 @@ mod tests {
         assert!(whole.left_out.is_none());
         assert!(Arc::ptr_eq(&of_eur.complete(enc.clone(), &names), &enc));
         // Encoded under the new generation: nothing left out that either wants.
-        let enc = encode(
-            &names,
-            &mut cache,
-            &batch,
-            Some((&mut union(&listed), interest.now())),
-        );
+        let enc = one(&batch);
         assert_eq!(seqs(&enc), [1, 2, 3]);
         assert!(enc.left_out.is_none());
+
+        // Every subscriber conflated: of the commits encoded together, each symbol's latest
+        // tick only (what a conflated subscription writes); one of every tick marked after
+        // gets them whole.
+        let later = Arc::new(Batch {
+            day: batch.day,
+            ticks: vec![(4, tick(eur, 40)), (5, tick(eur, 50))],
+        });
+        for q in [&of_eur, &of_gbp] {
+            let mut conflated = marked(named(&["EURUSD", "GBPUSD"]), None);
+            conflated.conflated = true;
+            q.mark(conflated, &interest, None);
+        }
+        let two = encoded(
+            &names,
+            &[batch.clone(), later.clone()],
+            union(),
+            interest.now(),
+        );
+        assert_eq!(seqs(&two[0]), [2], "GBPUSD's latest; EURUSD's comes later");
+        assert_eq!(seqs(&two[1]), [5]);
+        of_gbp.mark(marked(named(&["GBPUSD"]), None), &interest, None);
+        assert_eq!(seqs(&of_gbp.complete(two[0].clone(), &names)), [1, 2, 3]);
+        assert_eq!(seqs(&one(&later)), [4, 5], "one subscriber of every tick");
 
         // A source no one wants is left out too; one subscriber of everything takes all; a
         // closed queue's wants count for nothing.
         for q in [&of_eur, &of_gbp] {
-            q.mark(
-                (named(&["EURUSD", "GBPUSD"]), named(&["LP2"])),
-                &interest,
-                None,
-            );
+            let lp2 = marked(named(&["EURUSD", "GBPUSD"]), named(&["LP2"]));
+            q.mark(lp2, &interest, None);
         }
-        let enc = encode(
-            &names,
-            &mut cache,
-            &batch,
-            Some((&mut union(&listed), interest.now())),
-        );
+        let enc = one(&batch);
         assert_eq!(seqs(&enc), [0i64; 0], "LP1's ticks are left out");
         assert!(enc.left_out.is_some());
         let of_all = Arc::new(Queue::new(None));
-        of_all.mark((None, None), &interest, Some(&listed));
-        assert!(union(&listed).everything());
+        of_all.mark(marked(None, None), &interest, Some(&listed));
+        assert!(union().wants.everything());
         of_all.close("gone".into());
-        assert!(!union(&listed).everything());
+        assert!(!union().wants.everything());
     }
 }

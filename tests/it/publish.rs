@@ -1061,6 +1061,56 @@ fn a_conflated_subscription_sends_each_symbol_s_latest_tick_at_most_once_an_inte
     }
 }
 
+/// What could go wrong: with only conflated subscribers, the recorder encodes only each
+/// symbol's latest tick of the commits it encodes together; a screen that then asks for every
+/// tick misses those left out of the commits encoded before its change, or a conflated line is
+/// not the store's latest.
+#[test]
+fn a_lone_conflated_screen_that_asks_for_every_tick_misses_none() {
+    // Commits of ten ticks, every half millisecond: the change comes with commits waiting.
+    let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
+    let mut screen = subscribed_live(feed.publish, r#"{"symbols": ["*"], "conflate_ms": 50}"#);
+    let mut conflated = Vec::new();
+    while conflated.len() < 30 {
+        conflated.push(next_json(&mut screen));
+    }
+    // Each line is a committed tick as the store holds it; each symbol once a write.
+    let day = conflated[0]["ts_event"].as_str().unwrap()[..10].to_owned();
+    for v in conflated.iter().take(6) {
+        let seq = v["seq"].as_i64().unwrap();
+        let from = format!("{day}:{}", seq - 1);
+        let stored = stored_rows(&feed.db, &["--from", &from, "--max-ticks", "1"]);
+        assert_eq!(stored, std::slice::from_ref(v));
+    }
+
+    // What was held is written before the answer: the latest line of each symbol of the
+    // commits given before the change. So every EURUSD tick after the newest of them comes in
+    // a commit given after it, whole.
+    send(&mut screen, r#"{"symbols": ["EURUSD"]}"#);
+    loop {
+        let v = next_json(&mut screen);
+        if v["event"] == "subscribed" {
+            assert!(v.get("conflate_ms").is_none(), "{v}");
+            break;
+        }
+        conflated.push(v);
+    }
+    let given = conflated.iter().filter_map(|v| v["seq"].as_i64()).max();
+    assert_eq!(next_json(&mut screen)["event"], "snapshot_end");
+    let mut eurusd = Vec::new();
+    while eurusd.len() < 200 {
+        let v = next_json(&mut screen);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        eurusd.push(v["seq"].as_i64().unwrap());
+    }
+    let from = format!("{day}:{}", given.unwrap());
+    assert_eq!(
+        eurusd,
+        stored_seqs(&feed, "EURUSD", &from, eurusd.len()),
+        "every EURUSD tick after the commits given before the change"
+    );
+}
+
 /// What could go wrong: two liquidity providers quote the same symbols and a subscriber sees
 /// only the one that quotes more: a snapshot holding whichever quoted last, a conflated screen
 /// whose rows of a symbol are always the busier LP's (the other's quote never shown, nor its
