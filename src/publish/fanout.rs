@@ -79,7 +79,6 @@ impl Encoded {
 }
 
 /// What a subscriber wants, as the encoder reads it.
-#[derive(Default)]
 pub(super) struct Marked {
     /// Its symbols and sources, by name (`None`: every one).
     pub(super) names: Option<HashSet<String>>,
@@ -376,19 +375,7 @@ pub(super) fn encode_and_fan_out(
                 .clone();
             union = (generation, union_of(&listed));
         }
-        let latest = union.1.conflated.then(|| latest_of_each(&batches));
-        let encoded: Vec<Arc<Encoded>> = batches
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let only = Only {
-                    wants: &mut union.1.wants,
-                    latest: latest.as_ref().and_then(|l| l.get(i)).map(Vec::as_slice),
-                    interest: generation,
-                };
-                encode(&names, &mut cache, b, Some(only))
-            })
-            .collect();
+        let encoded = encode_together(&names, &mut cache, &batches, &mut union.1, generation);
         let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
         let subs: Vec<Arc<Queue>> = subscribers
             .lock()
@@ -420,6 +407,29 @@ pub(super) fn encode_and_fan_out(
             q.ready.notify_one();
         }
     }
+}
+
+/// The commits of one wake, each as JSON lines, under `union` of `generation`.
+fn encode_together(
+    names: &Names,
+    cache: &mut NameCache,
+    batches: &[Arc<Batch>],
+    union: &mut Union,
+    generation: u64,
+) -> Vec<Arc<Encoded>> {
+    let latest = union.conflated.then(|| latest_of_each(batches));
+    batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let only = Only {
+                wants: &mut union.wants,
+                latest: latest.as_ref().and_then(|l| l.get(i)).map(Vec::as_slice),
+                interest: generation,
+            };
+            encode(names, cache, b, Some(only))
+        })
+        .collect()
 }
 
 /// Which ticks of a commit the encoder encodes.
@@ -559,25 +569,20 @@ mod tests {
         }
     }
 
-    /// `batches` encoded together under `union` of `generation`.
+    /// `batches` encoded together, as the encoder thread does, under `union` of `generation`.
     fn encoded(
         names: &Names,
         batches: &[Arc<Batch>],
         mut union: Union,
         generation: u64,
     ) -> Vec<Arc<Encoded>> {
-        let latest = union.conflated.then(|| latest_of_each(batches));
-        let mut cache = NameCache::default();
-        (0..batches.len())
-            .map(|i| {
-                let only = Only {
-                    wants: &mut union.wants,
-                    latest: latest.as_ref().map(|l| l[i].as_slice()),
-                    interest: generation,
-                };
-                encode(names, &mut cache, &batches[i], Some(only))
-            })
-            .collect()
+        encode_together(
+            names,
+            &mut NameCache::default(),
+            batches,
+            &mut union,
+            generation,
+        )
     }
 
     /// What could go wrong: the encoder leaves out a tick a subscriber wants, because its
