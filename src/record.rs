@@ -466,6 +466,8 @@ fn watch(opts: &Options, shutdown: &Shutdown, report_every: Duration, w: &Watche
     let mut candidate: Option<(bool, Instant)> = None;
     while !shutdown.wait_timeout(Duration::from_millis(200)) {
         let now = Instant::now();
+        // A quiet liquidity provider's last quotes stay on screens and in snapshots.
+        recorder.keep_latest_quotes();
         let mut problems = recorder.stats().health_problems;
         let mut extra = stale_symbols(recorder, identities, &opts.pipeline.health, started);
         for ((st, since), g) in statuses.iter().zip(down_since.iter_mut()).zip(identities) {

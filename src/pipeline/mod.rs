@@ -507,7 +507,8 @@ impl Recorder {
     /// call for the symbol are reached (what they held is remembered), or the ring's end. So a
     /// source that has gone quiet keeps its last quote here after the ring has moved past it,
     /// unless the ring moved past it between two calls (its whole
-    /// [`PipelineOptions::ring_capacity`] in between). The ring's lock is held for at most
+    /// [`PipelineOptions::ring_capacity`] in between; [`Recorder::keep_latest_quotes`], called
+    /// often, bounds that). The ring's lock is held for at most
     /// 256 ticks at a time, so `store_tick` never waits longer for it than for a
     /// short `recent`.
     pub fn latest_of_each_source(&self, symbol: SymbolId) -> Vec<Tick> {
@@ -561,6 +562,27 @@ impl Recorder {
         }
         known.latest.clone_from(&latest);
         latest
+    }
+
+    /// Looks at the latest tick of each source of every symbol that feeds declared more than
+    /// one source for ([`Recorder::latest_of_each_source`]), so that a source gone quiet keeps
+    /// its last quote however long no screen or subscriber looks: it is lost only when a whole
+    /// ring of the symbol's ticks comes between two calls. `record` calls it every 200 ms
+    /// (a ring of 10,000 ticks: 50,000 ticks a second of one symbol). A symbol of one source
+    /// needs none: its latest tick is its ring's newest.
+    pub fn keep_latest_quotes(&self) {
+        let several: Vec<SymbolId> = self
+            .sources_of
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.declared.len() > 1)
+            .map(|(i, _)| SymbolId(i as u32))
+            .collect();
+        for symbol in several {
+            self.latest_of_each_source(symbol);
+        }
     }
 
     fn new_ring(&self) -> Mutex<Ring> {

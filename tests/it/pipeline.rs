@@ -136,6 +136,30 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
         rec.latest_of_each_source(eurusd),
         vec![quiet, other, lp1_last]
     );
+    // With no screen looking, a whole ring of LP1's ticks after LP2's next quote: kept by
+    // `keep_latest_quotes` between (as `record` calls it), lost without.
+    let looked = push(lp2, eurusd, "2.1");
+    for i in 0..600 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    rec.keep_latest_quotes();
+    for i in 0..600 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    assert!(!rec.recent(eurusd, 1_000).contains(&looked));
+    assert_eq!(
+        rec.latest_of_each_source(eurusd),
+        vec![other, looked, lp1_last]
+    );
+    let unseen = push(lp2, eurusd, "2.2");
+    for i in 0..1_200 {
+        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
+    }
+    assert_eq!(
+        rec.latest_of_each_source(eurusd),
+        vec![other, looked, lp1_last],
+        "a whole ring between two looks: {unseen:?} is not met (the bound)"
+    );
     // A symbol of one source, or with no tick, or unknown.
     let g = push(lp1, gbpusd, "4.0");
     assert_eq!(rec.latest_of_each_source(gbpusd), vec![g]);
@@ -154,8 +178,8 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
         .collect();
     // By symbol, then source (a screen's rows stay in place).
     let want = [
-        ("EURUSD", "LP1", "1.9"),
-        ("EURUSD", "LP2", "2.0"),
+        ("EURUSD", "LP1", "1.1199"),
+        ("EURUSD", "LP2", "2.1"),
         ("EURUSD", "LP9", "3.0"),
         ("GBPUSD", "LP1", "4.0"),
     ]
