@@ -103,35 +103,33 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
     rec.prepare_feed(lp1, &[eurusd, gbpusd]);
     rec.prepare_feed(lp2, &[eurusd]);
     rec.prepare_feed(lp3, &[eurusd]);
-    let mut at = 0i64;
-    let mut push = |source, symbol, bid: &str| {
-        at += 1;
+    let at = std::cell::Cell::new(0i64);
+    let push = |source, symbol, bid: &str| {
+        at.set(at.get() + 1);
         let t = Tick {
             symbol,
             source,
-            ..tick(&rec, "EURUSD", Timestamp(t0.0 + at), bid, "9")
+            ..tick(&rec, "EURUSD", Timestamp(t0.0 + at.get()), bid, "9")
         };
         rec.store_tick(t).unwrap();
         t
     };
+    // `n` quotes of LP1's, the last returned.
+    let lp1_quotes = |n: usize| {
+        let quotes = (0..n).map(|i| push(lp1, eurusd, &format!("1.{i}")));
+        quotes.last().unwrap()
+    };
     let quiet = push(lp2, eurusd, "2.0");
-    let mut lp1_last = quiet;
-    for i in 0..900 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    let mut lp1_last = lp1_quotes(900);
     assert_eq!(rec.latest_of_each_source(eurusd), vec![quiet, lp1_last]);
     // LP2's quote leaves the ring: it is still its latest.
-    for i in 0..2_000 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    lp1_last = lp1_quotes(2_000);
     assert_eq!(rec.recent(eurusd, 1_000).len(), 1_000);
     assert!(!rec.recent(eurusd, 1_000).contains(&quiet));
     assert_eq!(rec.latest_of_each_source(eurusd), vec![quiet, lp1_last]);
     // A source no feed declared (ticks stored through the library) is met too.
     let other = push(lp9, eurusd, "3.0");
-    for i in 0..10 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    lp1_last = lp1_quotes(10);
     assert_eq!(
         rec.latest_of_each_source(eurusd),
         vec![quiet, other, lp1_last]
@@ -139,22 +137,16 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
     // With no screen looking, a whole ring of LP1's ticks after LP2's next quote: kept by
     // `keep_latest_quotes` between (as `record` calls it), lost without.
     let looked = push(lp2, eurusd, "2.1");
-    for i in 0..600 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    lp1_quotes(600);
     rec.keep_latest_quotes();
-    for i in 0..600 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    lp1_last = lp1_quotes(600);
     assert!(!rec.recent(eurusd, 1_000).contains(&looked));
     assert_eq!(
         rec.latest_of_each_source(eurusd),
         vec![other, looked, lp1_last]
     );
     let unseen = push(lp2, eurusd, "2.2");
-    for i in 0..1_200 {
-        lp1_last = push(lp1, eurusd, &format!("1.{i}"));
-    }
+    lp1_last = lp1_quotes(1_200);
     assert_eq!(
         rec.latest_of_each_source(eurusd),
         vec![other, looked, lp1_last],
