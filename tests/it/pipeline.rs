@@ -116,8 +116,11 @@ fn the_latest_quote_of_each_source_is_found_and_a_quiet_one_is_kept() {
     };
     // `n` quotes of LP1's, the last returned.
     let lp1_quotes = |n: usize| {
-        let quotes = (0..n).map(|i| push(lp1, eurusd, &format!("1.{i}")));
-        quotes.last().unwrap()
+        let mut last = None;
+        for i in 0..n {
+            last = Some(push(lp1, eurusd, &format!("1.{i}")));
+        }
+        last.unwrap()
     };
     let quiet = push(lp2, eurusd, "2.0");
     let mut lp1_last = lp1_quotes(900);
