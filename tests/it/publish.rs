@@ -714,6 +714,11 @@ fn stored_seqs(feed: &Feed, symbols: &str, from: &str, n: usize) -> Vec<i64> {
 
 /// The rows `tickrec tail` with `args` prints of the store under `db`.
 fn stored_rows(db: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    tried_rows(db, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`stored_rows`], or why `tail` failed (no day file yet, say).
+fn tried_rows(db: &std::path::Path, args: &[&str]) -> Result<Vec<serde_json::Value>, String> {
     let out = Command::new(BIN)
         .arg("--db")
         .arg(db)
@@ -721,15 +726,13 @@ fn stored_rows(db: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect())
 }
 
 /// What could go wrong: a subscriber that asks on a running stream for its symbols again from
@@ -1109,6 +1112,91 @@ fn a_lone_conflated_screen_that_asks_for_every_tick_misses_none() {
         stored_seqs(&feed, "EURUSD", &from, eurusd.len()),
         "every EURUSD tick after the commits given before the change"
     );
+}
+
+/// What could go wrong: a liquidity provider goes quiet while another quotes on, nobody looks
+/// at the latest quotes (no status page, no subscriber) until its last quotes have left the
+/// rings, and a subscriber joining then gets no quote of it, or an older one.
+#[test]
+fn a_quiet_provider_s_last_quotes_reach_a_later_snapshot_with_no_screen_looking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lp1, lp2, publish) = (free_port(), free_port(), free_port());
+    let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
+    let config = dir.path().join("tickrec.toml");
+    // Rings of 1,000 ticks: LP1's quotes fill a symbol's in about 1.5 s.
+    let text =
+        super::util::two_lps_config(lp1, lp2, &symbols) + "[recorder]\nring_capacity = 1000\n";
+    std::fs::write(&config, text).unwrap();
+    let _lp1 = simulator(lp1, 3, 2_000);
+    let lp2_sim = super::util::simulator_as("LPB", lp2, 3, 20);
+    let db = dir.path().join("db");
+    let _rec = Reaped::new(
+        Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .arg("record")
+            .arg("--config")
+            .arg(&config)
+            .args(["--publish", &format!("127.0.0.1:{publish}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Read from the store (not the rings, which a look would remember): LP2's last tick of each
+    // symbol, once it has quoted each.
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let from = format!("{day}:0");
+    let lp2_last = || {
+        let mut last = std::collections::BTreeMap::new();
+        // (Nothing yet while the day file is not made.)
+        let rows = tried_rows(&db, &["--from", &from, "--sources", "LP2"]);
+        for r in rows.unwrap_or_default() {
+            last.insert(r["symbol"].as_str().unwrap_or_default().to_owned(), r);
+        }
+        last
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lp2_last().len() < 3 {
+        assert!(Instant::now() < deadline, "LP2 never quoted every symbol");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(lp2_sim);
+    // LP1 quotes on for 3 s after LP2 stopped: two rings of each symbol.
+    let stopped = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = stored_rows(&db, &["--from", &from, "--sources", "LP1"]);
+        let newest = rows.last().and_then(|r| r["ts_recv_ns"].as_i64());
+        if newest > Some(stopped + 3_000_000_000) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "LP1 stopped quoting");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let want = lp2_last();
+    let mut sub = subscribe(publish, r#"{"symbols": ["*"], "sources": ["LP2"]}"#);
+    assert_eq!(next_json(&mut sub)["event"], "subscribed");
+    let mut got = std::collections::BTreeMap::new();
+    loop {
+        let v = next_json(&mut sub);
+        if v["event"] == "snapshot_end" {
+            break;
+        }
+        got.insert(v["symbol"].as_str().unwrap_or_default().to_owned(), v);
+    }
+    // The store's rows carry their `seq`; a snapshot row, accepted and maybe not yet
+    // committed, does not.
+    let without_seq = |mut v: serde_json::Value| {
+        v.as_object_mut().map(|o| o.remove("seq"));
+        v
+    };
+    let want: std::collections::BTreeMap<_, _> =
+        want.into_iter().map(|(k, v)| (k, without_seq(v))).collect();
+    assert_eq!(got, want, "LP2's last quote of each symbol");
 }
 
 /// What could go wrong: two liquidity providers quote the same symbols and a subscriber sees
