@@ -1114,23 +1114,31 @@ fn a_lone_conflated_screen_that_asks_for_every_tick_misses_none() {
     );
 }
 
-/// What could go wrong: a liquidity provider goes quiet while another quotes on, nobody looks
-/// at the latest quotes (no status page, no subscriber) until its last quotes have left the
-/// rings, and a subscriber joining then gets no quote of it, or an older one.
-#[test]
-fn a_quiet_provider_s_last_quotes_reach_a_later_snapshot_with_no_screen_looking() {
-    let dir = tempfile::tempdir().unwrap();
-    let (lp1, lp2, publish) = (free_port(), free_port(), free_port());
+/// A `record` of two simulated liquidity providers, EURUSD, GBPUSD and USDJPY from each: LP1
+/// at 2,000 messages a second, LP2 at `lp2_rate`; `extra` added to its configuration. Stopped
+/// when dropped (the processes first).
+struct TwoLps {
+    _lp1: Reaped,
+    lp2: Reaped,
+    _rec: Reaped,
+    db: PathBuf,
+    publish: u16,
+    metrics: u16,
+}
+
+fn two_lps(dir: &std::path::Path, lp2_rate: u32, extra: &str) -> TwoLps {
+    let (lp1, lp2, publish, metrics) = (free_port(), free_port(), free_port(), free_port());
     let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
-    let config = dir.path().join("tickrec.toml");
-    // Rings of 1,000 ticks: LP1's quotes fill a symbol's in about 1.5 s.
-    let text =
-        super::util::two_lps_config(lp1, lp2, &symbols) + "[recorder]\nring_capacity = 1000\n";
-    std::fs::write(&config, text).unwrap();
-    let _lp1 = simulator(lp1, 3, 2_000);
-    let lp2_sim = super::util::simulator_as("LPB", lp2, 3, 20);
-    let db = dir.path().join("db");
-    let _rec = Reaped::new(
+    let config = dir.join("tickrec.toml");
+    std::fs::write(
+        &config,
+        super::util::two_lps_config(lp1, lp2, &symbols) + extra,
+    )
+    .unwrap();
+    let lp1 = simulator(lp1, 3, 2_000);
+    let lp2 = super::util::simulator_as("LPB", lp2, 3, lp2_rate);
+    let db = dir.join("db");
+    let rec = Reaped::new(
         Command::new(BIN)
             .arg("--db")
             .arg(&db)
@@ -1138,11 +1146,31 @@ fn a_quiet_provider_s_last_quotes_reach_a_later_snapshot_with_no_screen_looking(
             .arg("--config")
             .arg(&config)
             .args(["--publish", &format!("127.0.0.1:{publish}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    TwoLps {
+        _lp1: lp1,
+        lp2,
+        _rec: rec,
+        db,
+        publish,
+        metrics,
+    }
+}
+
+/// What could go wrong: a liquidity provider goes quiet while another quotes on, nobody looks
+/// at the latest quotes (no status page, no subscriber) until its last quotes have left the
+/// rings, and a subscriber joining then gets no quote of it, or an older one.
+#[test]
+fn a_quiet_provider_s_last_quotes_reach_a_later_snapshot_with_no_screen_looking() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rings of 1,000 ticks: LP1's quotes fill a symbol's in about 1.5 s.
+    let lps = two_lps(dir.path(), 20, "[recorder]\nring_capacity = 1000\n");
+    let (db, publish, lp2_sim) = (lps.db, lps.publish, lps.lp2);
     // Read from the store (not the rings, which a look would remember): LP2's last tick of each
     // symbol, once it has quoted each.
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
@@ -1211,28 +1239,9 @@ fn a_quiet_provider_s_last_quotes_reach_a_later_snapshot_with_no_screen_looking(
 fn a_second_lp_s_quotes_reach_snapshots_conflated_screens_and_the_status_page() {
     use std::collections::{BTreeMap, BTreeSet};
     let dir = tempfile::tempdir().unwrap();
-    let (lp1, lp2, publish, metrics) = (free_port(), free_port(), free_port(), free_port());
     let symbols = ["EURUSD", "GBPUSD", "USDJPY"];
-    let config = dir.path().join("tickrec.toml");
-    std::fs::write(&config, super::util::two_lps_config(lp1, lp2, &symbols)).unwrap();
-    // LP1 quotes each symbol hundreds of times a second, LP2 a few times.
-    let _lp1 = simulator(lp1, 3, 2_000);
-    let lp2_sim = super::util::simulator_as("LPB", lp2, 3, 5);
-    let db = dir.path().join("db");
-    let _rec = Reaped::new(
-        Command::new(BIN)
-            .arg("--db")
-            .arg(&db)
-            .arg("record")
-            .arg("--config")
-            .arg(&config)
-            .args(["--publish", &format!("127.0.0.1:{publish}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let lps = two_lps(dir.path(), 5, "");
+    let (db, publish, metrics, lp2_sim) = (lps.db, lps.publish, lps.metrics, lps.lp2);
     let pair = |v: &serde_json::Value| {
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         (text("symbol"), text("source"))
