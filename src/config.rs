@@ -63,8 +63,7 @@ pub struct Options {
     /// `host:port` of the live subscriber fan-out of `record` (`[publish] listen`); off when absent.
     pub publish_listen: Option<String>,
     /// Ticks a subscriber may have queued before it is disconnected (`[publish] queue_ticks`),
-    /// counted over every symbol any subscriber asked for in the commits queued (each is
-    /// queued once for everyone).
+    /// counted over every symbol of the commits queued (each is queued once for everyone).
     pub publish_queue_ticks: usize,
     /// Seconds of silence after which a subscriber gets a heartbeat line
     /// (`[publish] heartbeat_secs`).

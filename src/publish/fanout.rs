@@ -376,7 +376,11 @@ pub(super) fn encode_and_fan_out(
             union = (generation, union_of(&listed));
         }
         let encoded = encode_together(&names, &mut cache, &batches, &mut union.1, generation);
-        let n: usize = encoded.iter().map(|e| e.lines.len()).sum();
+        // Every tick of the commits counts against a subscriber's bound, encoded or left out:
+        // a commit that left ticks out holds its batch until it is dropped, and a bound of
+        // encoded lines alone would let a stalled subscriber of a few symbols hold batches
+        // without end.
+        let n: usize = batches.iter().map(|b| b.ticks.len()).sum();
         let subs: Vec<Arc<Queue>> = subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
