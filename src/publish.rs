@@ -67,31 +67,30 @@
 //! What it costs the recorder: nothing on the `store_tick` path. On the writer thread, per
 //! commit and only while someone subscribes, one copy of the committed ticks handed to the
 //! encoder thread, which writes them as JSON lines once and queues a pointer to them for every
-//! subscriber: only the ticks of the symbols and sources some subscriber asked for, and, when
-//! every subscriber is conflated, only the latest of each symbol and source of the commits it
-//! encodes together (a commit encoded before a subscriber joined or changed its subscription is
-//! encoded whole again on its thread, so none of its ticks is missed). Each subscriber has its
-//! own thread (it writes the shared bytes, or the lines of its symbols). These threads wake at
-//! most every 5 ms (`FAN_OUT_PACE`) and take what came meanwhile: when commits come closer
-//! together than that (above ~100,000 ticks a second with 500-tick batches), a subscriber sees
-//! a tick within about 10 ms of its commit (the encoder's pace, then its own); further apart,
-//! as soon as the threads are scheduled. Each has a bounded queue (`[publish] queue_ticks`,
-//! [`MAX_QUEUED_TICKS`] by default); one that falls behind is disconnected with the reason
-//! (`{"event":"disconnected","reason":…}`, best effort) and counted. At most `[publish]
-//! max_subscribers` subscribers are served at once (one more is told why and closed). A
-//! connection waits for its first request line apart from them ([`MAX_WAITING`] in all,
-//! [`MAX_WAITING_PER_ADDRESS`] from one address but loopback, within 10 s), so peers that send
-//! no request, or one without the token, cannot take their places. With every waiting place
-//! taken, the connection that has waited longest without sending a request line is closed to
-//! make room for a new one (one whose line is being read and checked never is); so connections
-//! that send nothing cannot keep out a subscriber that sends its request at once.
-//! A refusal for want of a place, of either kind, says `"retry": true` in its `error` line:
-//! the same request may be let in later (`tickrec subscribe` tries again, as after a
-//! disconnection); the others will not be.
-//! Loopback by default. With `[publish] token_file`, a first request line must carry
-//! `"token"`, the file's first line ([`crate::auth`]), or it is refused and counted;
-//! refusals are logged at most once a second. Nothing here encrypts a stream, and a listener
-//! beyond loopback is logged as a warning.
+//! subscriber: only the ticks of the symbols and sources some subscriber asked for, and of
+//! those only conflated subscribers asked for, only the latest of each symbol and source of the
+//! commits it encodes together (a commit encoded before a subscriber joined or changed its
+//! subscription is encoded whole again on its thread, so none of its ticks is missed). Each
+//! subscriber has its own thread (it writes the shared bytes, or the lines of its symbols).
+//! These threads wake at most every 5 ms (`FAN_OUT_PACE`) and take what came meanwhile: when
+//! commits come closer together than that (above ~100,000 ticks a second with 500-tick
+//! batches), a subscriber sees a tick within about 10 ms of its commit (the encoder's pace,
+//! then its own); further apart, as soon as the threads are scheduled. Each has a bounded queue
+//! (`[publish] queue_ticks`, [`MAX_QUEUED_TICKS`] by default); one that falls behind is
+//! disconnected with the reason (`{"event":"disconnected","reason":…}`, best effort) and
+//! counted. At most `[publish] max_subscribers` subscribers are served at once (one more is
+//! told why and closed). A connection waits for its first request line apart from them
+//! ([`MAX_WAITING`] in all, [`MAX_WAITING_PER_ADDRESS`] from one address but loopback, within
+//! 10 s), so peers that send no request, or one without the token, cannot take their places.
+//! With every waiting place taken, the connection that has waited longest without sending a
+//! request line is closed to make room for a new one (one whose line is being read and checked
+//! never is); so connections that send nothing cannot keep out a subscriber that sends its
+//! request at once. A refusal for want of a place, of either kind, says `"retry": true` in its
+//! `error` line: the same request may be let in later (`tickrec subscribe` tries again, as
+//! after a disconnection); the others will not be. Loopback by default. With `[publish]
+//! token_file`, a first request line must carry `"token"`, the file's first line
+//! ([`crate::auth`]), or it is refused and counted; refusals are logged at most once a second.
+//! Nothing here encrypts a stream, and a listener beyond loopback is logged as a warning.
 //!
 //! Here: the listener, letting connections in, and each subscriber's thread (replay, snapshot,
 //! live lines, heartbeats, changes). `fanout.rs`: the encoder thread and the subscribers'

@@ -302,31 +302,65 @@ impl Interest {
 
 /// What the encoder encodes of each commit.
 struct Union {
-    /// The union of the subscribers' wants: every name when one of them wants every one.
-    wants: Wants,
-    /// Every subscriber is conflated: of each symbol and source, only the latest tick of the
-    /// commits encoded together is (the others are never written).
-    conflated: bool,
+    /// The union of the wants of the subscribers of every tick: every name when one of them
+    /// wants every one.
+    every: Wants,
+    /// The union of the conflated subscribers' wants, when there are some and `every` does not
+    /// take everything: of their ticks that `every` leaves out, only the latest of each symbol
+    /// and source of the commits encoded together are written (all a conflated subscription
+    /// ever writes), so that a screen of every symbol beside strategies of a few costs the
+    /// encoder the strategies' ticks and a tick a symbol a wake.
+    latest: Option<Wants>,
 }
 
-/// The union of `queues`' wants.
-fn union_of(queues: &[Arc<Queue>]) -> Union {
-    let (mut names, mut sources) = (Some(HashSet::new()), Some(HashSet::new()));
-    let mut conflated = None;
-    for q in queues.iter().filter(|q| !q.is_closed()) {
-        let wants = q.wants.lock().unwrap_or_else(|e| e.into_inner());
-        for (all, theirs) in [(&mut names, &wants.names), (&mut sources, &wants.sources)] {
+/// The names gathered from subscribers' wants: `None` once one wants every one.
+struct Gathered {
+    names: Option<HashSet<String>>,
+    sources: Option<HashSet<String>>,
+    any: bool,
+}
+
+impl Gathered {
+    fn new() -> Gathered {
+        Gathered {
+            names: Some(HashSet::new()),
+            sources: Some(HashSet::new()),
+            any: false,
+        }
+    }
+
+    fn add(&mut self, wants: &Marked) {
+        for (all, theirs) in [
+            (&mut self.names, &wants.names),
+            (&mut self.sources, &wants.sources),
+        ] {
             match (all.as_mut(), theirs) {
                 (Some(all), Some(theirs)) => all.extend(theirs.iter().cloned()),
                 _ => *all = None,
             }
         }
-        conflated = Some(conflated.unwrap_or(true) && wants.conflated);
+        self.any = true;
     }
-    Union {
-        wants: Wants::new(names, sources),
-        conflated: conflated.unwrap_or(false),
+
+    fn wants(self) -> Wants {
+        Wants::new(self.names, self.sources)
     }
+}
+
+/// The union of `queues`' wants, those of every tick apart from the conflated ones.
+fn union_of(queues: &[Arc<Queue>]) -> Union {
+    let (mut every, mut latest) = (Gathered::new(), Gathered::new());
+    for q in queues.iter().filter(|q| !q.is_closed()) {
+        let wants = q.wants.lock().unwrap_or_else(|e| e.into_inner());
+        if wants.conflated {
+            latest.add(&wants);
+        } else {
+            every.add(&wants);
+        }
+    }
+    let every = every.wants();
+    let latest = (latest.any && !every.everything()).then(|| latest.wants());
+    Union { every, latest }
 }
 
 /// Of the ticks of `batches` (encoded together), whether each is the latest of its symbol and
@@ -357,8 +391,8 @@ pub(super) fn encode_and_fan_out(
     let mut union = (
         u64::MAX,
         Union {
-            wants: Wants::new(None, None),
-            conflated: false,
+            every: Wants::new(None, None),
+            latest: None,
         },
     );
     while let Ok(first) = rx.recv() {
@@ -421,14 +455,18 @@ fn encode_together(
     union: &mut Union,
     generation: u64,
 ) -> Vec<Arc<Encoded>> {
-    let latest = union.conflated.then(|| latest_of_each(batches));
+    let latest = union.latest.is_some().then(|| latest_of_each(batches));
     batches
         .iter()
         .enumerate()
         .map(|(i, b)| {
+            let latest = union
+                .latest
+                .as_mut()
+                .zip(latest.as_ref().and_then(|l| l.get(i)).map(Vec::as_slice));
             let only = Only {
-                wants: &mut union.wants,
-                latest: latest.as_ref().and_then(|l| l.get(i)).map(Vec::as_slice),
+                every: &mut union.every,
+                latest,
                 interest: generation,
             };
             encode(names, cache, b, Some(only))
@@ -438,11 +476,11 @@ fn encode_together(
 
 /// Which ticks of a commit the encoder encodes.
 struct Only<'a> {
-    /// The subscribers' union.
-    wants: &'a mut Wants,
-    /// Conflated: whether each tick is the latest of its symbol and source
-    /// ([`latest_of_each`]).
-    latest: Option<&'a [bool]>,
+    /// The union of the subscribers of every tick: each tick it takes.
+    every: &'a mut Wants,
+    /// The conflated subscribers' union, and whether each tick is the latest of its symbol
+    /// and source ([`latest_of_each`]): such a tick it takes too.
+    latest: Option<(&'a mut Wants, &'a [bool])>,
     /// The generation of the union.
     interest: u64,
 }
@@ -454,13 +492,13 @@ fn encode(
     batch: &Arc<Batch>,
     only: Option<Only<'_>>,
 ) -> Arc<Encoded> {
-    let (mut wants, latest, interest) = match only {
-        Some(o) => (
-            Some(o.wants).filter(|w| !w.everything()),
-            o.latest,
-            o.interest,
-        ),
-        None => (None, None, u64::MAX),
+    // `None`: every tick (no union, or one that takes everything).
+    let (mut only, interest) = match only {
+        Some(o) => {
+            let interest = o.interest;
+            (Some(o).filter(|o| !o.every.everything()), interest)
+        }
+        None => (None, u64::MAX),
     };
     let mut enc = Encoded {
         day: batch.day,
@@ -473,10 +511,12 @@ fn encode(
     };
     let mut left_out = false;
     for (i, (seq, t)) in batch.ticks.iter().enumerate() {
-        let wanted = latest.is_none_or(|l| l.get(i).copied().unwrap_or(true))
-            && wants
-                .as_deref_mut()
-                .is_none_or(|w| w.wants(names, t.symbol, t.source));
+        let wanted = only.as_mut().is_none_or(|o| {
+            o.every.wants(names, t.symbol, t.source)
+                || o.latest.as_mut().is_some_and(|(w, latest)| {
+                    latest.get(i).copied().unwrap_or(true) && w.wants(names, t.symbol, t.source)
+                })
+        });
         if !wanted {
             left_out = true;
             continue;
@@ -662,7 +702,30 @@ mod tests {
         assert_eq!(seqs(&two[1]), [5]);
         of_gbp.mark(marked(named(&["GBPUSD"]), None), &interest, None);
         assert_eq!(seqs(&of_gbp.complete(two[0].clone(), &names)), [1, 2, 3]);
-        assert_eq!(seqs(&one(&later)), [4, 5], "one subscriber of every tick");
+        // A strategy of every GBPUSD tick beside a screen of both: every GBPUSD tick, and of
+        // EURUSD only the latest of the commits encoded together.
+        let two = encoded(
+            &names,
+            &[batch.clone(), later.clone()],
+            union(),
+            interest.now(),
+        );
+        assert_eq!(seqs(&two[0]), [2]);
+        assert_eq!(seqs(&two[1]), [5]);
+        let mixed = Arc::new(Batch {
+            day: batch.day,
+            ticks: vec![
+                (6, tick(gbp, 60)),
+                (7, tick(eur, 70)),
+                (8, tick(gbp, 80)),
+                (9, tick(eur, 90)),
+            ],
+        });
+        assert_eq!(seqs(&one(&mixed)), [6, 8, 9]);
+        // The strategy turns to EURUSD: every EURUSD tick, GBPUSD's latest.
+        of_gbp.mark(marked(named(&["EURUSD"]), None), &interest, None);
+        assert_eq!(seqs(&one(&mixed)), [7, 8, 9]);
+        assert_eq!(seqs(&one(&later)), [4, 5]);
 
         // A source no one wants is left out too; one subscriber of everything takes all; a
         // closed queue's wants count for nothing.
@@ -675,8 +738,8 @@ mod tests {
         assert!(enc.left_out.is_some());
         let of_all = Arc::new(Queue::new(None));
         of_all.mark(marked(None, None), &interest, Some(&listed));
-        assert!(union().wants.everything());
+        assert!(union().every.everything());
         of_all.close("gone".into());
-        assert!(!union().wants.everything());
+        assert!(!union().every.everything());
     }
 }

@@ -1114,6 +1114,75 @@ fn a_lone_conflated_screen_that_asks_for_every_tick_misses_none() {
     );
 }
 
+/// What could go wrong: beside a conflated screen of every symbol, the encoder writes of the
+/// symbols a strategy does not take only their latest ticks; a strategy that then widens to one
+/// of them gets the commits encoded before its change as they were, with that symbol's ticks
+/// missing.
+#[test]
+fn a_strategy_that_widens_beside_a_screen_misses_none_of_its_new_symbol() {
+    // Commits of ten ticks, every half millisecond: the change comes with commits waiting.
+    let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
+    let mut screen = subscribed_live(feed.publish, r#"{"symbols": ["*"], "conflate_ms": 50}"#);
+    let mut strategy = subscribed_live(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
+    let mut before = Vec::new();
+    while before.len() < 300 {
+        let v = next_json(&mut strategy);
+        assert_eq!(v["symbol"], "EURUSD", "{v}");
+        before.push(v);
+    }
+    // The screen reads on meanwhile: its wants stay in the encoder's union.
+    let screen_reader = std::thread::spawn(move || {
+        for _ in 0..200 {
+            next_json(&mut screen);
+        }
+    });
+    send(&mut strategy, r#"{"symbols": ["EURUSD", "GBPUSD"]}"#);
+    loop {
+        let v = next_json(&mut strategy);
+        if v["event"] == "subscribed" {
+            break;
+        }
+        before.push(v);
+    }
+    let day = before[0]["ts_event"].as_str().unwrap()[..10].to_owned();
+    let given = before
+        .iter()
+        .filter_map(|v| v["seq"].as_i64())
+        .max()
+        .unwrap();
+    while next_json(&mut strategy)["event"] != "snapshot_end" {}
+    let mut gbpusd = Vec::new();
+    while gbpusd.len() < 200 {
+        let v = next_json(&mut strategy);
+        if v["symbol"] == "GBPUSD" {
+            gbpusd.push(v["seq"].as_i64().unwrap());
+        }
+    }
+    // Every GBPUSD tick from the commit after the last one given before the change: those of
+    // that commit (at most nine ticks after `given`) are the only ones it may skip.
+    let stored = stored_seqs(
+        &feed,
+        "GBPUSD",
+        &format!("{day}:{given}"),
+        gbpusd.len() + 10,
+    );
+    let first = stored
+        .iter()
+        .position(|&s| s == gbpusd[0])
+        .unwrap_or_else(|| panic!("GBPUSD {} is not among {stored:?}", gbpusd[0]));
+    assert!(
+        stored[..first].iter().all(|&s| s < given + 10),
+        "GBPUSD ticks skipped past the commit given before the change: {:?}",
+        &stored[..first]
+    );
+    assert_eq!(
+        gbpusd,
+        stored[first..first + gbpusd.len()],
+        "every GBPUSD tick"
+    );
+    screen_reader.join().unwrap();
+}
+
 /// A `record` of two simulated liquidity providers, EURUSD, GBPUSD and USDJPY from each: LP1
 /// at 2,000 messages a second, LP2 at `lp2_rate`; `extra` added to its configuration. Stopped
 /// when dropped (the processes first).

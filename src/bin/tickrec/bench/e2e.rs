@@ -44,6 +44,7 @@ pub(super) fn end_to_end(
             rate: None,
             symbols_each: None,
             conflate_ms: None,
+            screens: 0,
         };
         let (report, wal) = e2e(opts, dir, names, &script, run, None, log)?;
         r.wal_max_bytes = r.wal_max_bytes.max(wal);
@@ -106,6 +107,9 @@ pub(super) struct E2eRun {
     pub(super) symbols_each: Option<usize>,
     /// Conflation each subscriber asks for, ms; `None`: every tick.
     pub(super) conflate_ms: Option<u64>,
+    /// Reading subscribers that are screens of every symbol conflated at
+    /// [`subscribers::SCREEN_MS`] in place of the above.
+    pub(super) screens: usize,
 }
 
 /// (c) once: the simulator (replaying `script`) → FIX over loopback → committed for `run`'s
@@ -151,8 +155,13 @@ fn e2e(
     };
     let subs = match (subscribers, &publish) {
         (Some((readers, stalled)), Some(addr)) => {
-            let asked =
-                subscribers::requests(names, readers + stalled, run.symbols_each, run.conflate_ms);
+            let asked = subscribers::requests(
+                names,
+                readers + stalled,
+                run.symbols_each,
+                run.conflate_ms,
+                run.screens.min(readers),
+            );
             subscribers::start(addr, readers, &asked, &stop)
         }
         _ => Vec::new(),
@@ -196,6 +205,7 @@ pub(super) fn publish_stage(
     r.publish_rate_msgs_per_s = run.rate.unwrap_or(0);
     r.publish_symbols_each = run.symbols_each.unwrap_or(0);
     r.publish_conflate_ms = run.conflate_ms.unwrap_or(0);
+    r.publish_screens = run.screens;
     let pace = match run.rate {
         Some(rate) => format!(", the simulator at {rate} messages/s"),
         None => String::new(),
@@ -206,6 +216,13 @@ pub(super) fn publish_stage(
     };
     if let Some(ms) = run.conflate_ms {
         with_subscribers += &format!(", conflated at {ms} ms");
+    }
+    if run.screens > 0 {
+        with_subscribers += &format!(
+            ", {} of them screens of every symbol conflated at {} ms",
+            run.screens,
+            subscribers::SCREEN_MS
+        );
     }
     // (p99, p99.9) of each run, without and with subscribers, runs interleaved, and p99.9 read
     // between the clock's steps.

@@ -68,6 +68,9 @@ pub struct BenchOptions {
     /// Conflation each subscriber asks for in that stage, ms (`--publish-conflate-ms`);
     /// `None`: every tick.
     pub publish_conflate_ms: Option<u64>,
+    /// Reading subscribers of that stage that are screens of every symbol, conflated
+    /// (`--publish-screens`).
+    pub publish_screens: usize,
     /// Rounds of every stage that pairs runs (`--rounds`); `None`: each stage's own default
     /// ([`RATIO_ROUNDS`], [`TAIL_ROUNDS`], [`e2e::PUBLISH_ROUNDS`]).
     pub rounds: Option<usize>,
@@ -235,6 +238,7 @@ pub fn run(
         rate: b.publish_rate,
         symbols_each: b.publish_symbols,
         conflate_ms: b.publish_conflate_ms,
+        screens: b.publish_screens,
     };
     match b.only {
         Some(Stage::Archive) => {

@@ -9,18 +9,33 @@ use std::time::{Duration, Instant};
 
 use tickrec::shutdown::Shutdown;
 
+/// Conflation of the bench's screens (`--publish-screens`), ms: four times a second, as a
+/// desk's monitoring screen asks.
+pub const SCREEN_MS: u64 = 250;
+
 /// The request line of each of `n` subscribers: every symbol (`["*"]`), or `each` of `names`
 /// apiece, subscriber `i` from the `i * each`-th on (wrapping round), so that together they
 /// spread over the symbols as strategies that each want a few do; conflated at
-/// `conflate_ms` when given.
+/// `conflate_ms` when given. The `screens` subscribers before the last one (the stalled one
+/// when there is one) ask instead for every symbol conflated at [`SCREEN_MS`]: monitoring
+/// screens beside the strategies.
 pub fn requests(
     names: &[String],
     n: usize,
     each: Option<usize>,
     conflate_ms: Option<u64>,
+    screens: usize,
 ) -> Vec<Vec<u8>> {
+    let last = n.saturating_sub(1);
+    let first_screen = last.saturating_sub(screens);
     (0..n)
         .map(|i| {
+            if (first_screen..last).contains(&i) {
+                let request = serde_json::json!({ "symbols": ["*"], "conflate_ms": SCREEN_MS });
+                let mut line = request.to_string().into_bytes();
+                line.push(b'\n');
+                return line;
+            }
             let symbols: Vec<&str> = match each {
                 Some(k) if !names.is_empty() => {
                     let k = k.min(names.len());
@@ -105,14 +120,14 @@ mod tests {
     fn subscribers_ask_for_every_symbol_or_each_for_its_own_run_of_them() {
         let names: Vec<String> = ["A", "B", "C", "D", "E"].map(String::from).to_vec();
         let lines = |each| -> Vec<String> {
-            requests(&names, 3, each, None)
+            requests(&names, 3, each, None, 0)
                 .into_iter()
                 .map(|l| String::from_utf8(l).unwrap())
                 .collect()
         };
         assert_eq!(lines(None), vec!["{\"symbols\":[\"*\"]}\n"; 3]);
         assert_eq!(
-            String::from_utf8(requests(&names, 1, None, Some(100)).remove(0)).unwrap(),
+            String::from_utf8(requests(&names, 1, None, Some(100), 0).remove(0)).unwrap(),
             "{\"conflate_ms\":100,\"symbols\":[\"*\"]}\n"
         );
         assert_eq!(
@@ -123,6 +138,17 @@ mod tests {
                 "{\"symbols\":[\"E\",\"A\"]}\n"
             ]
         );
+        // Two screens before the last: every symbol, conflated.
+        let with_screens: Vec<String> = requests(&names, 4, Some(2), None, 2)
+            .into_iter()
+            .map(|l| String::from_utf8(l).unwrap())
+            .collect();
+        assert_eq!(with_screens[0], "{\"symbols\":[\"A\",\"B\"]}\n");
+        assert_eq!(
+            &with_screens[1..3],
+            ["{\"conflate_ms\":250,\"symbols\":[\"*\"]}\n"; 2]
+        );
+        assert_eq!(with_screens[3], "{\"symbols\":[\"B\",\"C\"]}\n");
         // More than there are: each asks for every one once.
         assert_eq!(
             lines(Some(9))[1],

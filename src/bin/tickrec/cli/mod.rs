@@ -132,6 +132,11 @@ pub struct BenchArgs {
     /// latest tick at most once in this many milliseconds (10–60000) [default: every tick]
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(tickrec::publish::CONFLATE_MS))]
     pub publish_conflate_ms: Option<u64>,
+    /// Of the seven reading subscribers of the subscribers' stage, this many (the last ones)
+    /// are monitoring screens of every symbol conflated at 250 ms, beside strategies that ask
+    /// as `--publish-symbols` and `--publish-conflate-ms` say [default: 0]
+    #[arg(long, value_name = "K", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=7))]
+    pub publish_screens: u32,
     /// Rounds of every stage that pairs runs (each round runs the ceiling, or the run without
     /// tails or subscribers, then the run held against it): more give the median of the
     /// rounds' ratios and its quartiles on a machine whose speed drifts [default: 3 for the
@@ -622,6 +627,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     publish_rate: a.publish_rate.filter(|&r| r > 0),
                     publish_symbols: a.publish_symbols.map(|n| n as usize),
                     publish_conflate_ms: a.publish_conflate_ms,
+                    publish_screens: a.publish_screens as usize,
                     rounds: a.rounds.map(|n| n as usize),
                     only: a.only,
                     config: cli.config.clone(),
