@@ -309,7 +309,7 @@ struct Union {
     /// take everything: of their ticks that `every` leaves out, only the latest of each symbol
     /// and source of the commits encoded together are written (all a conflated subscription
     /// ever writes), so that a screen of every symbol beside strategies of a few costs the
-    /// encoder the strategies' ticks and a tick a symbol a wake.
+    /// encoder the strategies' ticks and one tick of each symbol and source a wake.
     latest: Option<Wants>,
 }
 

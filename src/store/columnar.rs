@@ -871,6 +871,27 @@ impl ParquetDay {
         &self.summary
     }
 
+    /// Whether no tick of the file can be from `source`: every row group's statistics bound
+    /// its source column, and `source` lies outside the bounds of each (bounds cut short stay
+    /// bounds: a lowest value cut is lower, a highest one cut is raised). A name within a
+    /// group's bounds, between its lowest and its highest source, may be there: `false`.
+    pub fn lacks_source(&self, source: &str) -> bool {
+        let meta = self.file.metadata();
+        (0..meta.num_row_groups()).all(|g| {
+            let Some(parquet::file::statistics::Statistics::ByteArray(s)) =
+                meta.row_group(g).column(self.pos.source).statistics()
+            else {
+                return false;
+            };
+            match (s.min_opt(), s.max_opt()) {
+                (Some(lo), Some(hi)) => {
+                    source.as_bytes() < lo.data() || source.as_bytes() > hi.data()
+                }
+                _ => false,
+            }
+        })
+    }
+
     /// Whether the file holds ticks of `symbol`.
     pub fn has_symbol(&self, symbol: &str) -> bool {
         self.index.runs.contains_key(symbol)
@@ -1677,6 +1698,17 @@ mod tests {
             .unwrap();
             let want: Vec<&TickRow> = rows.iter().filter(|r| &*r.symbol == "EURUSD").collect();
             assert!(eurusd.iter().eq(want.into_iter()), "one symbol's range");
+            // Sources the groups' bounds rule out; within EURUSD's (LP1 to LP2), LP15 may be.
+            for (source, lacks) in [
+                ("LP1", false),
+                ("LP2", false),
+                ("LP15", false),
+                ("LP3", true),
+                ("AAA", true),
+                ("lp1", true),
+            ] {
+                assert_eq!(day.lacks_source(source), lacks, "{source}");
+            }
         }
     }
 

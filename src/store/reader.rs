@@ -601,24 +601,29 @@ impl Store {
         Ok(symbols.unknown(&found))
     }
 
-    /// Of the sources `names`, those that `day`, a SQLite day, names for none of its ticks;
-    /// `None` for a Parquet day, whose sources are not listed apart from its rows.
+    /// Of the sources `names`, those that `day` names for none of its ticks: of a SQLite day,
+    /// those it does not list; of a Parquet day, those its row groups' statistics rule out
+    /// (`ParquetDay::lacks_source`: a name between a group's lowest and highest source is taken
+    /// as there).
     pub fn unknown_sources(
         &self,
         day: &DayFile,
         names: &[String],
-    ) -> Result<Option<Vec<String>>, ReadError> {
+    ) -> Result<Vec<String>, ReadError> {
         if day.form == Form::Parquet {
-            return Ok(None);
+            let pq = ParquetDay::open_for_queries(&day.path)?;
+            return Ok(names
+                .iter()
+                .filter(|n| pq.lacks_source(n))
+                .cloned()
+                .collect());
         }
         self.with_day(day, Reach::Few, |reader| {
-            Ok(Some(
-                names
-                    .iter()
-                    .filter(|n| reader.source_id(n).is_none())
-                    .cloned()
-                    .collect(),
-            ))
+            Ok(names
+                .iter()
+                .filter(|n| reader.source_id(n).is_none())
+                .cloned()
+                .collect())
         })
     }
 

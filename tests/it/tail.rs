@@ -412,6 +412,29 @@ fn a_tail_of_named_symbols_passes_exactly_theirs_as_others_and_new_symbols_come(
             text(&out.stderr)
         );
         assert_eq!(text(&out.stdout).lines().count(), 2, "{suffix}");
+        // So is a source the day names for no tick (of a Parquet day, one its row groups'
+        // bounds rule out).
+        let source = tail_rows(&db, "GBPUSD")[0].source.to_string();
+        let typo = format!("{source}-typo");
+        let asked = [source.clone(), typo.clone(), "~".to_owned()];
+        assert_eq!(
+            store().unknown_sources(&days[0], &asked).unwrap(),
+            [typo.clone(), "~".to_owned()],
+            "{suffix}"
+        );
+        let sources = format!("{source},{typo}");
+        let out = tickrec(
+            &db,
+            &["tail", "--from", "2026-11-20:0", "--sources", &sources],
+            None,
+        );
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "tail: no tick from source {typo} in the newest day file (2026-11-20;"
+            )),
+            "{suffix}: {}",
+            text(&out.stderr)
+        );
         let named = Symbols::parse("GBPUSD,USDJPY").unwrap();
         let mut tail = Tail::new(store(), named, start()).unwrap();
         assert_eq!(tail_now(&mut tail), want, "{suffix}");

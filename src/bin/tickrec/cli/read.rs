@@ -60,12 +60,12 @@ fn warn_unknown_symbols(
     }
 }
 
-/// A tail's sources that its newest day file (a SQLite one) names for no tick, said on stderr
-/// (a typo's ticks would never come).
+/// A tail's sources that its newest day file names for no tick, said on stderr (a typo's ticks
+/// would never come).
 fn warn_unknown_sources(store: &tickrec::store::reader::Store, sources: &[String]) {
     let Ok(days) = store.days() else { return };
     let Some(newest) = days.last() else { return };
-    if let Ok(Some(unknown)) = store.unknown_sources(newest, sources) {
+    if let Ok(unknown) = store.unknown_sources(newest, sources) {
         if !unknown.is_empty() {
             eprintln!(
                 "tail: no tick from source {} in the newest day file ({}; names are case-sensitive)",
