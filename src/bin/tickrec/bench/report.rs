@@ -97,8 +97,8 @@ pub struct BenchReport {
     /// Conflation each subscriber asked for in that stage, ms (`--publish-conflate-ms`); 0:
     /// every tick.
     pub publish_conflate_ms: u64,
-    /// Reading subscribers of that stage that were screens of every symbol conflated at 250
-    /// ms (`--publish-screens`).
+    /// Reading subscribers of that stage that were screens of every symbol, conflated
+    /// (`--publish-screens`).
     pub publish_screens: usize,
     /// A tick's commit to a following tail passing it on, ms (1,000 ticks/s, 3,000 ticks).
     pub tail_latency_p50_ms: f64,
@@ -314,8 +314,9 @@ impl BenchReport {
         if self.publish_screens > 0 {
             write!(
                 f,
-                " ({} of the readers screens of every symbol conflated at 250 ms)",
-                self.publish_screens
+                " ({} of the readers screens of every symbol conflated at {} ms)",
+                self.publish_screens,
+                super::subscribers::SCREEN_MS
             )?;
         }
         if !self.publish_store_tick_p999_fine_ratios.is_empty() {

@@ -30,25 +30,24 @@ pub fn requests(
     let first_screen = last.saturating_sub(screens);
     (0..n)
         .map(|i| {
-            if (first_screen..last).contains(&i) {
-                let request = serde_json::json!({ "symbols": ["*"], "conflate_ms": SCREEN_MS });
-                let mut line = request.to_string().into_bytes();
-                line.push(b'\n');
-                return line;
-            }
-            let symbols: Vec<&str> = match each {
-                Some(k) if !names.is_empty() => {
-                    let k = k.min(names.len());
-                    (0..k)
-                        .map(|j| names[(i * k + j) % names.len()].as_str())
-                        .collect()
+            let request = if (first_screen..last).contains(&i) {
+                serde_json::json!({ "symbols": ["*"], "conflate_ms": SCREEN_MS })
+            } else {
+                let symbols: Vec<&str> = match each {
+                    Some(k) if !names.is_empty() => {
+                        let k = k.min(names.len());
+                        (0..k)
+                            .map(|j| names[(i * k + j) % names.len()].as_str())
+                            .collect()
+                    }
+                    _ => vec!["*"],
+                };
+                let mut request = serde_json::json!({ "symbols": symbols });
+                if let Some(ms) = conflate_ms {
+                    request["conflate_ms"] = ms.into();
                 }
-                _ => vec!["*"],
+                request
             };
-            let mut request = serde_json::json!({ "symbols": symbols });
-            if let Some(ms) = conflate_ms {
-                request["conflate_ms"] = ms.into();
-            }
             let mut line = request.to_string().into_bytes();
             line.push(b'\n');
             line

@@ -42,33 +42,22 @@ pub(super) fn run_query(opts: &Options, q: QueryCommand) -> anyhow::Result<ExitC
 }
 
 /// Names a tail asks for that the newest day file has no tick of (a typo, or the wrong case:
-/// names are case-sensitive) are said on stderr; the tail goes on (a symbol may come later).
-fn warn_unknown_symbols(
+/// names are case-sensitive; a typo's ticks would never come), found by `unknown` and said on
+/// stderr with `what` they are ("of" symbols, "from source"); the tail goes on (a name may
+/// come later).
+fn warn_unknown(
     store: &tickrec::store::reader::Store,
-    symbols: &tickrec::store::reader::Symbols,
+    what: &str,
+    unknown: impl FnOnce(
+        &tickrec::store::layout::DayFile,
+    ) -> Result<Vec<String>, tickrec::store::reader::ReadError>,
 ) {
     let Ok(days) = store.days() else { return };
     let Some(newest) = days.last() else { return };
-    if let Ok(unknown) = store.unknown_symbols(newest, symbols) {
+    if let Ok(unknown) = unknown(newest) {
         if !unknown.is_empty() {
             eprintln!(
-                "tail: no tick of {} in the newest day file ({}; names are case-sensitive)",
-                unknown.join(", "),
-                newest.day
-            );
-        }
-    }
-}
-
-/// A tail's sources that its newest day file names for no tick, said on stderr (a typo's ticks
-/// would never come).
-fn warn_unknown_sources(store: &tickrec::store::reader::Store, sources: &[String]) {
-    let Ok(days) = store.days() else { return };
-    let Some(newest) = days.last() else { return };
-    if let Ok(unknown) = store.unknown_sources(newest, sources) {
-        if !unknown.is_empty() {
-            eprintln!(
-                "tail: no tick from source {} in the newest day file ({}; names are case-sensitive)",
+                "tail: no tick {what} {} in the newest day file ({}; names are case-sensitive)",
                 unknown.join(", "),
                 newest.day
             );
@@ -251,10 +240,12 @@ pub(super) fn run_tail(opts: &Options, a: TailArgs) -> anyhow::Result<ExitCode> 
     } else {
         Start::NewestDay
     };
-    warn_unknown_symbols(&store, &symbols);
+    warn_unknown(&store, "of", |day| store.unknown_symbols(day, &symbols));
     let sources = super::listed_or_all(&a.sources).context("--sources")?;
     if let Some(named) = &sources {
-        warn_unknown_sources(&store, named);
+        warn_unknown(&store, "from source", |day| {
+            store.unknown_sources(day, named)
+        });
     }
     let mut tail = Tail::new(store, symbols, start)?
         .sources(sources.map(std::collections::HashSet::from_iter));
