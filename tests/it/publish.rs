@@ -1124,62 +1124,41 @@ fn a_strategy_that_widens_beside_a_screen_misses_none_of_its_new_symbol() {
     let feed = feed("[writer]\nbatch_size = 10\n", 20_000);
     let mut screen = subscribed_live(feed.publish, r#"{"symbols": ["*"], "conflate_ms": 50}"#);
     let mut strategy = subscribed_live(feed.publish, r#"{"symbols": ["EURUSD"]}"#);
-    let mut before = Vec::new();
-    while before.len() < 300 {
+    let mut day = String::new();
+    for _ in 0..300 {
         let v = next_json(&mut strategy);
         assert_eq!(v["symbol"], "EURUSD", "{v}");
-        before.push(v);
+        day = v["ts_event"].as_str().unwrap()[..10].to_owned();
     }
-    // The screen reads on meanwhile: its wants stay in the encoder's union.
+    // The screen reads on meanwhile, until the end: its wants stay in the encoder's union.
+    let (done, end) = std::sync::mpsc::channel::<()>();
     let screen_reader = std::thread::spawn(move || {
-        for _ in 0..200 {
+        while end.try_recv().is_err() {
             next_json(&mut screen);
         }
     });
     send(&mut strategy, r#"{"symbols": ["EURUSD", "GBPUSD"]}"#);
-    loop {
-        let v = next_json(&mut strategy);
-        if v["event"] == "subscribed" {
-            break;
-        }
-        before.push(v);
-    }
-    let day = before[0]["ts_event"].as_str().unwrap()[..10].to_owned();
-    let given = before
-        .iter()
-        .filter_map(|v| v["seq"].as_i64())
-        .max()
-        .unwrap();
+    while next_json(&mut strategy)["event"] != "subscribed" {}
     while next_json(&mut strategy)["event"] != "snapshot_end" {}
-    let mut gbpusd = Vec::new();
-    while gbpusd.len() < 200 {
+    // From the first tick given after the change, every tick of both: the commits encoded
+    // before it, which held only GBPUSD's latest tick of each wake, reach it whole.
+    let (mut gbpusd, mut both) = (0, Vec::new());
+    while gbpusd < 200 {
         let v = next_json(&mut strategy);
-        if v["symbol"] == "GBPUSD" {
-            gbpusd.push(v["seq"].as_i64().unwrap());
+        match v["symbol"].as_str() {
+            Some("GBPUSD") => gbpusd += 1,
+            Some("EURUSD") => {}
+            _ => panic!("{v}"),
         }
+        both.push(v["seq"].as_i64().unwrap());
     }
-    // Every GBPUSD tick from the commit after the last one given before the change: those of
-    // that commit (at most nine ticks after `given`) are the only ones it may skip.
-    let stored = stored_seqs(
-        &feed,
-        "GBPUSD",
-        &format!("{day}:{given}"),
-        gbpusd.len() + 10,
-    );
-    let first = stored
-        .iter()
-        .position(|&s| s == gbpusd[0])
-        .unwrap_or_else(|| panic!("GBPUSD {} is not among {stored:?}", gbpusd[0]));
-    assert!(
-        stored[..first].iter().all(|&s| s < given + 10),
-        "GBPUSD ticks skipped past the commit given before the change: {:?}",
-        &stored[..first]
-    );
+    let from = format!("{day}:{}", both[0] - 1);
     assert_eq!(
-        gbpusd,
-        stored[first..first + gbpusd.len()],
-        "every GBPUSD tick"
+        both,
+        stored_seqs(&feed, "EURUSD,GBPUSD", &from, both.len()),
+        "every EURUSD and GBPUSD tick from the first given after the change"
     );
+    done.send(()).unwrap();
     screen_reader.join().unwrap();
 }
 
